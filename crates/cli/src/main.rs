@@ -1,0 +1,45 @@
+//! `aiaudit`: a thin layer of subcommands over the library crates.
+
+mod bench;
+mod serve;
+mod verify;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "aiaudit",
+    version,
+    about = "AI Audit Emitter: a tamper-evident audit ledger for AI systems"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the ledger (HTTP API on 127.0.0.1:7381, data in ./aiaudit-data).
+    Serve(serve::ServeArgs),
+    /// Audit a log: checkpoint signature, every tile and entry, consistency with a saved checkpoint.
+    Verify(verify::VerifyArgs),
+    /// Load generator: events/s and acknowledgement latency against a running ledger.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("aiaudit: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

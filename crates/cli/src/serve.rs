@@ -1,0 +1,132 @@
+//! `aiaudit serve`: config file, then environment, then flags.
+
+use aiaudit_server::config::{DEFAULT_DATA_DIR, DEFAULT_LISTEN};
+use aiaudit_server::ServerConfig;
+use anyhow::Context;
+use clap::Args;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Config file (TOML) holding any of the options below; flags and env override it.
+    #[arg(long, env = "AIAUDIT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory [default: ./aiaudit-data]
+    #[arg(long, env = "AIAUDIT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7381]
+    #[arg(long, env = "AIAUDIT_LISTEN")]
+    listen: Option<String>,
+    /// The log's origin (checkpoint first line), fixed at first start [default: aiaudit.local/log]
+    #[arg(long, env = "AIAUDIT_ORIGIN")]
+    origin: Option<String>,
+    /// Longest delay between an acknowledgement and a checkpoint covering it, in ms [default: 1000]
+    #[arg(long, env = "AIAUDIT_PUBLISH_INTERVAL_MS")]
+    publish_interval_ms: Option<u64>,
+    /// Largest request body in bytes [default: 33554432]
+    #[arg(long, env = "AIAUDIT_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Most events per group commit [default: 20000]
+    #[arg(long, env = "AIAUDIT_GROUP_COMMIT_MAX_EVENTS")]
+    group_commit_max_events: Option<usize>,
+    /// Log format: "json" or "text" [default: text]
+    #[arg(long, env = "AIAUDIT_LOG_FORMAT")]
+    log_format: Option<String>,
+}
+
+/// The config file: every option of `serve`.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    origin: Option<String>,
+    publish_interval_ms: Option<u64>,
+    max_body_bytes: Option<usize>,
+    group_commit_max_events: Option<usize>,
+    log_format: Option<String>,
+}
+
+fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
+    let file: FileConfig = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let d = ServerConfig::default();
+    let config = ServerConfig {
+        data_dir: args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        listen: args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
+        origin: args.origin.or(file.origin),
+        publish_interval: args
+            .publish_interval_ms
+            .or(file.publish_interval_ms)
+            .map(Duration::from_millis)
+            .unwrap_or(d.publish_interval),
+        max_body_bytes: args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(d.max_body_bytes),
+        group_commit_max_events: args
+            .group_commit_max_events
+            .or(file.group_commit_max_events)
+            .unwrap_or(d.group_commit_max_events)
+            .max(1),
+        checkpoint_wait: d.checkpoint_wait,
+    };
+    if config.publish_interval.is_zero() {
+        anyhow::bail!("publish_interval_ms must be at least 1");
+    }
+    let log_format = args
+        .log_format
+        .or(file.log_format)
+        .unwrap_or_else(|| "text".into());
+    Ok((config, log_format))
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let (config, log_format) = merge(args)?;
+    init_logging(&log_format)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(aiaudit_server::serve(config, shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(format: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AIAUDIT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => anyhow::bail!("log format {other:?} is not \"json\" or \"text\""),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,280 @@
+//! `aiaudit verify`: a full audit of a log, online (`--url`) or offline
+//! (`--data-dir`). Every tile and entry up to the checkpoint is recomputed;
+//! nothing the log serves is trusted on its word.
+
+use aiaudit_store::LogReader;
+use aiaudit_tlog::{audit_log, open_note, Checkpoint, Hash, Tile, TileKind, TileReader, Verifier};
+use anyhow::{bail, Context};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use clap::Args;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Base URL of a running ledger, e.g. http://127.0.0.1:7381
+    #[arg(
+        long,
+        required_unless_present = "data_dir",
+        conflicts_with = "data_dir"
+    )]
+    url: Option<String>,
+    /// A data directory to audit offline (read-only).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The log's verifier key (`<name>+<hex id>+<base64 key>`, or a file holding it).
+    /// Without it the key is taken from the log itself, which proves nothing against its operator.
+    #[arg(long)]
+    vkey: Option<String>,
+    /// A checkpoint saved by an earlier run: the log must be consistent with it.
+    /// The newly verified checkpoint is written there afterwards.
+    #[arg(long)]
+    checkpoint_file: Option<PathBuf>,
+    /// Print one JSON object instead of one line.
+    #[arg(long)]
+    json: bool,
+}
+
+struct HttpTiles {
+    base: String,
+    client: reqwest::blocking::Client,
+}
+
+impl TileReader for HttpTiles {
+    fn read_tile(&mut self, tile: &Tile) -> aiaudit_tlog::Result<Vec<u8>> {
+        let url = format!("{}/{}", self.base, tile.path());
+        let read = || -> anyhow::Result<Vec<u8>> {
+            let resp = self.client.get(&url).send()?;
+            if !resp.status().is_success() {
+                bail!("GET {url}: HTTP {}", resp.status());
+            }
+            Ok(resp.bytes()?.to_vec())
+        };
+        read().map_err(|e| aiaudit_tlog::Error::Read(e.into()))
+    }
+}
+
+struct DirTiles(LogReader);
+
+impl TileReader for DirTiles {
+    fn read_tile(&mut self, tile: &Tile) -> aiaudit_tlog::Result<Vec<u8>> {
+        let start = tile.index * aiaudit_tlog::TILE_WIDTH;
+        let count = tile.width as u64;
+        let r = match tile.kind {
+            TileKind::Entries => self.0.read_entry_bundle(start, count),
+            TileKind::Hash { level } => {
+                self.0
+                    .read_hashes(level as u32 * aiaudit_tlog::TILE_HEIGHT, start, count)
+            }
+        };
+        r.map_err(|e| aiaudit_tlog::Error::Read(Box::new(e)))
+    }
+}
+
+fn load_vkey(arg: &str) -> anyhow::Result<Verifier> {
+    let text = if Path::new(arg).is_file() {
+        std::fs::read_to_string(arg).with_context(|| format!("reading {arg}"))?
+    } else {
+        arg.to_string()
+    };
+    Verifier::parse(text.trim()).with_context(|| format!("verifier key {:?}", text.trim()))
+}
+
+pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let (note, default_vkey, mut reader): (String, Option<String>, Box<dyn TileReader>) =
+        if let Some(url) = &args.url {
+            let base = url.trim_end_matches('/').to_string();
+            let client = reqwest::blocking::Client::builder()
+                .timeout(std::time::Duration::from_secs(60))
+                .build()?;
+            let note = client
+                .get(format!("{base}/checkpoint"))
+                .send()
+                .and_then(|r| r.error_for_status())
+                .and_then(|r| r.text())
+                .with_context(|| format!("fetching {base}/checkpoint"))?;
+            let vkey = if args.vkey.is_none() {
+                let info: serde_json::Value = client
+                    .get(format!("{base}/v1/info"))
+                    .send()
+                    .and_then(|r| r.error_for_status())
+                    .and_then(|r| r.json())
+                    .with_context(|| format!("fetching {base}/v1/info"))?;
+                info["verifier_key"].as_str().map(str::to_string)
+            } else {
+                None
+            };
+            (note, vkey, Box::new(HttpTiles { base, client }))
+        } else {
+            let dir = args.data_dir.clone().expect("clap requires one");
+            let log = LogReader::open(&dir)
+                .with_context(|| format!("opening {} read-only", dir.display()))?;
+            let note = log
+                .checkpoint()?
+                .with_context(|| format!("{} holds no checkpoint", dir.display()))?;
+            let vkey = std::fs::read_to_string(dir.join("log.vkey")).ok();
+            (note, vkey, Box::new(DirTiles(log)))
+        };
+    let pinned = args.vkey.is_some();
+    let verifier = match (&args.vkey, default_vkey) {
+        (Some(k), _) => load_vkey(k)?,
+        (None, Some(k)) => Verifier::parse(k.trim()).context("the log's own verifier key")?,
+        (None, None) => bail!("no verifier key: pass --vkey"),
+    };
+
+    let mut problems: Vec<(Option<u64>, String)> = Vec::new();
+    let body = match open_note(&note, &verifier) {
+        Ok(b) => b,
+        Err(e) => {
+            return report(
+                &args,
+                None,
+                Default::default(),
+                vec![(None, format!("checkpoint signature: {e}"))],
+                pinned,
+                None,
+            );
+        }
+    };
+    let checkpoint = Checkpoint::parse_body(body).context("checkpoint body")?;
+    if checkpoint.origin != verifier.name() {
+        problems.push((
+            None,
+            format!(
+                "checkpoint origin {:?} differs from the key name {:?}",
+                checkpoint.origin,
+                verifier.name()
+            ),
+        ));
+    }
+
+    let old = match &args.checkpoint_file {
+        Some(path) if path.exists() => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let body = open_note(&text, &verifier)
+                .with_context(|| format!("{}: signature", path.display()))?;
+            Some(Checkpoint::parse_body(body).with_context(|| path.display().to_string())?)
+        }
+        _ => None,
+    };
+    if let Some(old) = &old {
+        if old.origin != checkpoint.origin {
+            problems.push((
+                None,
+                format!("saved checkpoint is for another log ({:?})", old.origin),
+            ));
+        } else if old.size > checkpoint.size {
+            problems.push((
+                Some(checkpoint.size),
+                format!(
+                    "the log shrank: a saved checkpoint covers {} entries, the log now {}",
+                    old.size, checkpoint.size
+                ),
+            ));
+        }
+    }
+    let old_arg = old
+        .as_ref()
+        .filter(|o| o.size > 0 && o.size <= checkpoint.size && o.origin == checkpoint.origin)
+        .map(|o| (o.size, o.root));
+    let audit = audit_log(
+        checkpoint.size,
+        &checkpoint.root,
+        &mut reader,
+        old_arg,
+        |_| {},
+    );
+    for p in &audit.problems {
+        problems.push((Some(p.index), p.what.clone()));
+    }
+    if audit.old_root_ok == Some(false) {
+        problems.push((
+            old.as_ref().map(|o| o.size),
+            "the log is not consistent with the saved checkpoint (history was rewritten)".into(),
+        ));
+    }
+    let consistent_with = old.as_ref().map(|o| o.size);
+    if problems.is_empty() {
+        if let Some(path) = &args.checkpoint_file {
+            write_file_atomically(path, note.as_bytes())
+                .with_context(|| format!("saving the checkpoint to {}", path.display()))?;
+        }
+    }
+    report(
+        &args,
+        Some(&checkpoint),
+        audit,
+        problems,
+        pinned,
+        consistent_with,
+    )
+}
+
+fn report(
+    args: &VerifyArgs,
+    checkpoint: Option<&Checkpoint>,
+    audit: aiaudit_tlog::AuditReport,
+    problems: Vec<(Option<u64>, String)>,
+    pinned: bool,
+    consistent_with: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    let ok = problems.is_empty();
+    let root = checkpoint.map(|c| B64.encode::<&Hash>(&c.root));
+    if args.json {
+        let out = json!({
+            "ok": ok,
+            "origin": checkpoint.map(|c| c.origin.clone()),
+            "size": checkpoint.map(|c| c.size),
+            "root": root,
+            "entries_checked": audit.entries_checked,
+            "tiles_checked": audit.tiles_checked,
+            "consistent_with_size": if ok { consistent_with } else { None },
+            "key_pinned": pinned,
+            "problems": problems.iter().map(|(i, w)| json!({"index": i, "what": w})).collect::<Vec<_>>(),
+        });
+        println!("{out}");
+    } else if ok {
+        let c = checkpoint.expect("ok implies a checkpoint");
+        let consistency = match consistent_with {
+            Some(s) => format!(", consistent with the saved checkpoint at size {s}"),
+            None => String::new(),
+        };
+        println!(
+            "OK: {} verified at size {} (root {}): {} entries, {} tiles{}{}",
+            c.origin,
+            c.size,
+            root.unwrap_or_default(),
+            audit.entries_checked,
+            audit.tiles_checked,
+            consistency,
+            if pinned {
+                ""
+            } else {
+                " [key not pinned: pass --vkey]"
+            }
+        );
+    } else {
+        let (index, what) = &problems[0];
+        let at = index.map(|i| format!(" at index {i}")).unwrap_or_default();
+        println!("FAILED: {} problem(s); first{at}: {what}", problems.len());
+        for (index, what) in problems.iter().skip(1).take(20) {
+            let at = index.map(|i| format!("index {i}: ")).unwrap_or_default();
+            eprintln!("  {at}{what}");
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

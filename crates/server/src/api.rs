@@ -1,0 +1,519 @@
+//! Routes: ingest (`POST /v1/events`), the C2SP read API (`/checkpoint`,
+//! `/tile/...`), proofs, events by index, info and health.
+
+use crate::problem::{FieldError, Problem};
+use crate::Ledger;
+use aiaudit_event::{decode_entry, prepare};
+use aiaudit_store::{Appended, NewEntry};
+use aiaudit_tlog::{prove_record, prove_tree, Hash, Tile, TileKind, TILE_WIDTH};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+type ApiResult<T> = Result<T, Problem>;
+type Params = Query<HashMap<String, String>>;
+
+pub fn router(ledger: Arc<Ledger>) -> Router {
+    Router::new()
+        .route("/v1/events", post(ingest))
+        .route("/v1/events/{index}", get(event_by_index))
+        .route("/checkpoint", get(checkpoint))
+        .route("/tile/{*path}", get(tile))
+        .route("/v1/info", get(info))
+        .route("/v1/proof/inclusion", get(inclusion_proof))
+        .route("/v1/proof/consistency", get(consistency_proof))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { Problem::not_found("no such route") })
+        .with_state(ledger)
+}
+
+fn b64(h: &Hash) -> String {
+    B64.encode(h)
+}
+
+#[derive(Serialize)]
+struct Acknowledged {
+    id: String,
+    index: u64,
+    leaf_hash: String,
+    duplicate: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inclusion_proof: Option<Vec<String>>,
+}
+
+async fn ingest(
+    State(ledger): State<Arc<Ledger>>,
+    Query(params): Params,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let wait = match params.get("wait").map(String::as_str) {
+        None | Some("") | Some("none") => false,
+        Some("checkpoint") => true,
+        Some(other) => {
+            return Err(Problem::bad_parameter(
+                "wait",
+                format!("{other:?} is not one of \"checkpoint\", \"none\""),
+            ))
+        }
+    };
+    let ndjson = match headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        None => false,
+        Some(ct) => {
+            let essence = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            match essence.as_str() {
+                "application/json" => false,
+                "application/x-ndjson" | "application/ndjson" | "application/jsonl" => true,
+                _ => {
+                    return Err(Problem::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "unsupported-media-type",
+                        "Unsupported media type",
+                        format!("Content-Type {ct:?}: send application/json (an array of events) or application/x-ndjson"),
+                    ))
+                }
+            }
+        }
+    };
+    let limit = ledger.config.max_body_bytes;
+    let bytes = read_body(body, limit).await?;
+    let events = parse_events(&bytes, ndjson)?;
+    let batch = prepare_batch(events)?;
+    let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
+    let appended = ledger.sequencer.append(batch).await?;
+    let size = appended.iter().map(|a| a.index + 1).max().unwrap_or(0);
+    let mut acks: Vec<Acknowledged> = ids
+        .into_iter()
+        .zip(&appended)
+        .map(|(id, a)| Acknowledged {
+            id,
+            index: a.index,
+            leaf_hash: b64(&a.leaf),
+            duplicate: a.duplicate,
+            inclusion_proof: None,
+        })
+        .collect();
+    if !wait {
+        return Ok(Json(json!({ "events": acks })).into_response());
+    }
+    let published = wait_for_checkpoint(&ledger, size).await?;
+    let cp_size = published.checkpoint.size;
+    let store = ledger.store.clone();
+    let indexes: Vec<u64> = appended.iter().map(|a: &Appended| a.index).collect();
+    let proofs = tokio::task::spawn_blocking(move || {
+        indexes
+            .into_iter()
+            .map(|i| prove_record(cp_size, i, &&*store))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| Problem::internal(e.to_string()))?
+    .map_err(|e| Problem::internal(format!("proving inclusion: {e}")))?;
+    for (ack, proof) in acks.iter_mut().zip(proofs) {
+        ack.inclusion_proof = Some(proof.iter().map(b64).collect());
+    }
+    Ok(Json(json!({
+        "events": acks,
+        "checkpoint": published.note,
+        "checkpoint_size": cp_size,
+    }))
+    .into_response())
+}
+
+async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
+    match axum::body::to_bytes(body, limit).await {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            let too_big = std::error::Error::source(&e)
+                .map(|s| s.is::<http_body_util::LengthLimitError>())
+                .unwrap_or(false)
+                || e.to_string().contains("length limit");
+            if too_big {
+                Err(Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body-too-large",
+                    "Request body too large",
+                    format!("the body exceeds {limit} bytes; send smaller batches"),
+                ))
+            } else {
+                Err(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "unreadable-body",
+                    "Unreadable body",
+                    e.to_string(),
+                ))
+            }
+        }
+    }
+}
+
+fn invalid_events(detail: &str, errors: Vec<FieldError>) -> Problem {
+    let mut p = Problem::new(
+        StatusCode::BAD_REQUEST,
+        "invalid-events",
+        "Invalid events",
+        detail.to_string(),
+    );
+    p.errors = errors;
+    p
+}
+
+/// A JSON array of events (or one event object), or NDJSON: one event per line.
+fn parse_events(bytes: &[u8], ndjson: bool) -> ApiResult<Vec<Value>> {
+    let events = if ndjson {
+        let mut events = Vec::new();
+        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let v: Value = serde_json::from_slice(line).map_err(|e| {
+                invalid_events(
+                    &format!("line {} is not valid JSON", i + 1),
+                    vec![FieldError {
+                        pointer: format!("/{}", events.len()),
+                        detail: format!("line {}: {e}", i + 1),
+                    }],
+                )
+            })?;
+            events.push(v);
+        }
+        events
+    } else {
+        match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Array(items)) => items,
+            Ok(obj @ Value::Object(_)) => vec![obj],
+            Ok(_) => {
+                return Err(invalid_events(
+                    "the body must be a JSON array of event objects",
+                    vec![FieldError {
+                        pointer: String::new(),
+                        detail: "expected an array".into(),
+                    }],
+                ))
+            }
+            Err(e) => {
+                return Err(invalid_events(
+                    &format!("the body is not valid JSON: {e}"),
+                    vec![FieldError {
+                        pointer: String::new(),
+                        detail: e.to_string(),
+                    }],
+                ))
+            }
+        }
+    };
+    if events.is_empty() {
+        return Err(invalid_events(
+            "the batch holds no events",
+            vec![FieldError {
+                pointer: String::new(),
+                detail: "empty batch".into(),
+            }],
+        ));
+    }
+    Ok(events)
+}
+
+/// Validates every event; any error refuses the whole batch.
+fn prepare_batch(events: Vec<Value>) -> ApiResult<Vec<NewEntry>> {
+    let mut errors = Vec::new();
+    let mut batch = Vec::with_capacity(events.len());
+    for (i, event) in events.into_iter().enumerate() {
+        match prepare(event) {
+            Ok(p) => batch.push(NewEntry {
+                id: p.id,
+                entry: p.entry,
+                leaf: p.leaf,
+            }),
+            Err(e) => {
+                if errors.len() < 100 {
+                    errors.push(FieldError {
+                        pointer: format!("/{i}{}", e.pointer),
+                        detail: e.detail,
+                    });
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        let first = errors[0].pointer.clone();
+        return Err(invalid_events(
+            &format!(
+                "{} event(s) are invalid (first at {first}); nothing of the batch was logged",
+                errors.len()
+            ),
+            errors,
+        ));
+    }
+    Ok(batch)
+}
+
+async fn wait_for_checkpoint(ledger: &Ledger, size: u64) -> ApiResult<Arc<crate::Published>> {
+    let mut rx = ledger.latest.clone();
+    ledger.publish_now.notify_one();
+    let wait = async move {
+        rx.wait_for(|p| p.checkpoint.size >= size)
+            .await
+            .map(|p| p.clone())
+    };
+    match tokio::time::timeout(ledger.config.checkpoint_wait, wait).await {
+        Ok(Ok(p)) => Ok(p),
+        _ => Err(Problem::unavailable(
+            "the events are durably logged but no checkpoint covering them was published in time",
+        )),
+    }
+}
+
+async fn checkpoint(State(ledger): State<Arc<Ledger>>) -> Response {
+    let note = ledger.latest.borrow().note.clone();
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        note,
+    )
+        .into_response()
+}
+
+async fn tile(State(ledger): State<Arc<Ledger>>, Path(path): Path<String>) -> ApiResult<Response> {
+    let full_path = format!("tile/{path}");
+    let tile = Tile::parse_path(&full_path)
+        .map_err(|e| Problem::not_found(format!("{full_path}: {e}")))?;
+    let size = ledger.latest.borrow().checkpoint.size;
+    let start = tile.index * TILE_WIDTH;
+    let end = start + tile.width as u64;
+    let available = match tile.kind {
+        TileKind::Entries => size,
+        TileKind::Hash { level } => aiaudit_tlog::hashes_at_tile_level(size, level),
+    };
+    if end > available {
+        return Err(Problem::not_found(format!(
+            "{full_path} is beyond the latest checkpoint (size {size})"
+        )));
+    }
+    let store = ledger.store.clone();
+    let bytes = tokio::task::spawn_blocking(move || match tile.kind {
+        TileKind::Entries => store.read_entry_bundle(start, tile.width as u64),
+        TileKind::Hash { level } => store.read_hashes(
+            level as u32 * aiaudit_tlog::TILE_HEIGHT,
+            start,
+            tile.width as u64,
+        ),
+    })
+    .await
+    .map_err(|e| Problem::internal(e.to_string()))?
+    .map_err(|e| Problem::from_store(&e))?;
+    let cache = if tile.is_full() {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    let mut resp = bytes.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    Ok(resp)
+}
+
+async fn info(State(ledger): State<Arc<Ledger>>) -> Json<Value> {
+    let latest = ledger.latest.borrow().clone();
+    Json(json!({
+        "origin": ledger.signer.name(),
+        "verifier_key": ledger.verifier.to_vkey(),
+        "size": latest.checkpoint.size,
+        "root": b64(&latest.checkpoint.root),
+        "version": env!("CARGO_PKG_VERSION"),
+        "sequenced_size": ledger.store.size(),
+        "integrated_size": ledger.store.integrated_size(),
+        "checkpoint_age_seconds": latest.at.elapsed().as_secs_f64(),
+        "publish_interval_ms": ledger.config.publish_interval.as_millis() as u64,
+    }))
+}
+
+fn param_u64(params: &HashMap<String, String>, name: &str) -> ApiResult<u64> {
+    let raw = params
+        .get(name)
+        .ok_or_else(|| Problem::bad_parameter(name, "required"))?;
+    raw.parse::<u64>()
+        .map_err(|_| Problem::bad_parameter(name, format!("{raw:?} is not a non-negative integer")))
+}
+
+/// `size` defaults to the latest checkpoint and must not exceed it.
+fn param_size(params: &HashMap<String, String>, ledger: &Ledger) -> ApiResult<u64> {
+    let latest = ledger.latest.borrow().checkpoint.size;
+    if !params.contains_key("size") {
+        return Ok(latest);
+    }
+    let size = param_u64(params, "size")?;
+    if size > latest {
+        return Err(Problem::bad_parameter(
+            "size",
+            format!("{size} is beyond the latest checkpoint size {latest}"),
+        ));
+    }
+    Ok(size)
+}
+
+async fn inclusion_proof(
+    State(ledger): State<Arc<Ledger>>,
+    Query(params): Params,
+) -> ApiResult<Json<Value>> {
+    let index = param_u64(&params, "index")?;
+    let size = param_size(&params, &ledger)?;
+    if index >= size {
+        return Err(Problem::bad_parameter(
+            "index",
+            format!("{index} is not below size {size}"),
+        ));
+    }
+    let store = ledger.store.clone();
+    let (proof, leaf) = tokio::task::spawn_blocking(move || {
+        let proof = prove_record(size, index, &&*store)?;
+        let leaf = store.read_node(0, index)?;
+        Ok::<_, aiaudit_tlog::Error>((proof, leaf))
+    })
+    .await
+    .map_err(|e| Problem::internal(e.to_string()))?
+    .map_err(|e| Problem::internal(format!("proving inclusion: {e}")))?;
+    Ok(Json(json!({
+        "index": index,
+        "size": size,
+        "leaf_hash": b64(&leaf),
+        "proof": proof.iter().map(b64).collect::<Vec<_>>(),
+    })))
+}
+
+async fn consistency_proof(
+    State(ledger): State<Arc<Ledger>>,
+    Query(params): Params,
+) -> ApiResult<Json<Value>> {
+    let old = param_u64(&params, "old")?;
+    let size = param_size(&params, &ledger)?;
+    if old == 0 || old > size {
+        return Err(Problem::bad_parameter(
+            "old",
+            format!("{old} must be between 1 and size {size}"),
+        ));
+    }
+    let store = ledger.store.clone();
+    let proof = tokio::task::spawn_blocking(move || prove_tree(size, old, &&*store))
+        .await
+        .map_err(|e| Problem::internal(e.to_string()))?
+        .map_err(|e| Problem::internal(format!("proving consistency: {e}")))?;
+    Ok(Json(json!({
+        "old": old,
+        "size": size,
+        "proof": proof.iter().map(b64).collect::<Vec<_>>(),
+    })))
+}
+
+async fn event_by_index(
+    State(ledger): State<Arc<Ledger>>,
+    Path(raw): Path<String>,
+    Query(params): Params,
+) -> ApiResult<Json<Value>> {
+    let index: u64 = raw
+        .parse()
+        .map_err(|_| Problem::bad_parameter("index", format!("{raw:?} is not a log index")))?;
+    let with_proof = matches!(params.get("proof").map(String::as_str), Some("true" | "1"));
+    let published = ledger.latest.borrow().clone();
+    let size = ledger.store.size();
+    if index >= size {
+        return Err(Problem::not_found(format!(
+            "no event at index {index}; the log holds {size}"
+        )));
+    }
+    if with_proof && index >= published.checkpoint.size {
+        return Err(Problem::unavailable(format!(
+            "event {index} is logged but not yet in a checkpoint (size {}); retry shortly",
+            published.checkpoint.size
+        )));
+    }
+    let store = ledger.store.clone();
+    let cp_size = published.checkpoint.size;
+    let (entry, leaf, proof) = tokio::task::spawn_blocking(move || {
+        let entry = store
+            .read_entry(index)
+            .map_err(|e| Problem::from_store(&e))?;
+        let leaf = store
+            .read_node(0, index)
+            .map_err(|e| Problem::internal(e.to_string()))?;
+        let proof = if with_proof {
+            Some(
+                prove_record(cp_size, index, &&*store)
+                    .map_err(|e| Problem::internal(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        Ok::<_, Problem>((entry, leaf, proof))
+    })
+    .await
+    .map_err(|e| Problem::internal(e.to_string()))??;
+    let decoded = decode_entry(&entry)
+        .map_err(|e| Problem::internal(format!("entry {index} cannot be decoded: {e}")))?;
+    let mut out = json!({
+        "index": index,
+        "leaf_hash": b64(&leaf),
+        "entry": B64.encode(&entry),
+        "entry_version": decoded.version,
+        "event": decoded.event,
+    });
+    if let Some(proof) = proof {
+        out["proof"] = json!({
+            "size": cp_size,
+            "inclusion": proof.iter().map(b64).collect::<Vec<_>>(),
+            "checkpoint": published.note,
+        });
+    }
+    Ok(Json(out))
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(ledger): State<Arc<Ledger>>) -> Response {
+    let latest = ledger.latest.borrow().clone();
+    let lag = ledger.store.size().saturating_sub(latest.checkpoint.size);
+    let age = latest.at.elapsed();
+    let stale = lag > 0 && age > ledger.config.publish_interval * 10;
+    let body = json!({
+        "status": if stale { "degraded" } else { "ready" },
+        "checks": {
+            "keys_loaded": true,
+            "recovery_finished": true,
+            "checkpoint_age_seconds": age.as_secs_f64(),
+            "unpublished_entries": lag,
+        }
+    });
+    let status = if stale {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(body)).into_response()
+}

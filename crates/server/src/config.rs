@@ -1,0 +1,37 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Settings of `aiaudit serve`, after config file, environment and flags are merged.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    /// The log's origin; `None` keeps the one in the data directory (or the default on first start).
+    pub origin: Option<String>,
+    /// Longest time between an acknowledgement and a checkpoint covering it.
+    pub publish_interval: Duration,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Most events one group commit (one fsync) takes.
+    pub group_commit_max_events: usize,
+    /// How long `?wait=checkpoint` waits before answering 503.
+    pub checkpoint_wait: Duration,
+}
+
+pub const DEFAULT_ORIGIN: &str = "aiaudit.local/log";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7381";
+pub const DEFAULT_DATA_DIR: &str = "./aiaudit-data";
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            listen: DEFAULT_LISTEN.to_string(),
+            origin: None,
+            publish_interval: Duration::from_millis(1000),
+            max_body_bytes: 32 << 20,
+            group_commit_max_events: 20_000,
+            checkpoint_wait: Duration::from_secs(10),
+        }
+    }
+}

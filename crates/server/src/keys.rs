@@ -1,0 +1,73 @@
+//! The log's signing key: `<data-dir>/log.key` holds it as a signed-note
+//! private key string (mode 0600); `<data-dir>/log.vkey` holds the public
+//! verifier key for convenience.
+
+use crate::config::DEFAULT_ORIGIN;
+use aiaudit_tlog::Signer;
+use anyhow::{bail, Context};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+pub const KEY_FILE: &str = "log.key";
+pub const VKEY_FILE: &str = "log.vkey";
+
+/// Loads the signing key, or creates one for `origin` on first start.
+/// A different `origin` than the stored one is refused: a log's identity never changes.
+pub fn load_or_create(dir: &Path, origin: Option<&str>) -> anyhow::Result<Signer> {
+    let path = dir.join(KEY_FILE);
+    if path.exists() {
+        let mode = fs::metadata(&path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            bail!(
+                "{} is readable by other users (mode {:o}); run `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let signer = Signer::parse(text.trim())
+            .with_context(|| format!("{} holds no valid signing key", path.display()))?;
+        if let Some(origin) = origin {
+            if origin != signer.name() {
+                bail!(
+                    "the data directory holds the log {:?}; --origin {:?} differs (a log's origin cannot change)",
+                    signer.name(),
+                    origin
+                );
+            }
+        }
+        return Ok(signer);
+    }
+    let origin = origin.unwrap_or(DEFAULT_ORIGIN);
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed)
+        .map_err(|e| anyhow::anyhow!("reading randomness for the signing key: {e}"))?;
+    let signer = Signer::from_seed(origin, seed).with_context(|| format!("origin {origin:?}"))?;
+    let tmp = dir.join(format!(".{KEY_FILE}.tmp"));
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        writeln!(f, "{}", signer.to_skey())?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, &path)?;
+    fs::write(
+        dir.join(VKEY_FILE),
+        format!("{}\n", signer.verifier().to_vkey()),
+    )?;
+    fs::File::open(dir)?.sync_all()?;
+    eprintln!(
+        "aiaudit: created signing key {} for log {:?}",
+        path.display(),
+        origin
+    );
+    Ok(signer)
+}

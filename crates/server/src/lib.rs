@@ -1,0 +1,127 @@
+//! The ledger's HTTP API and the pipeline behind it, in the order an event
+//! travels: [`api`] (ingest and readers), [`sequencer`] (group commit),
+//! [`publisher`] (integration and signed checkpoints).
+//!
+//! Not here: tree math and formats (`aiaudit-tlog`), event validation and
+//! entry encoding (`aiaudit-event`), files and recovery (`aiaudit-store`).
+
+// Problems are returned on the cold path only; boxing them buys nothing.
+#![allow(clippy::result_large_err)]
+
+pub mod api;
+pub mod config;
+pub mod keys;
+pub mod problem;
+pub mod publisher;
+pub mod sequencer;
+
+pub use config::ServerConfig;
+
+use aiaudit_store::{FsStore, Storage};
+use aiaudit_tlog::{Checkpoint, Signer, Verifier};
+use anyhow::Context;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{watch, Notify};
+
+/// A signed checkpoint as served, with when it was published.
+#[derive(Debug)]
+pub struct Published {
+    pub checkpoint: Checkpoint,
+    pub note: String,
+    pub at: Instant,
+}
+
+/// Everything a request handler needs: the running ledger.
+pub struct Ledger {
+    pub store: Arc<dyn Storage>,
+    pub signer: Arc<Signer>,
+    pub verifier: Verifier,
+    pub config: ServerConfig,
+    pub sequencer: sequencer::Handle,
+    pub latest: watch::Receiver<Arc<Published>>,
+    pub publish_now: Arc<Notify>,
+}
+
+/// Opens the data directory (recovering it after a crash), loads or creates
+/// the signing key, and starts the sequencer and publisher.
+pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let signer = Arc::new(keys::load_or_create(
+        &config.data_dir,
+        config.origin.as_deref(),
+    )?);
+    let verifier = signer.verifier();
+    let dir = config.data_dir.clone();
+    let (store, recovery) = tokio::task::spawn_blocking(move || FsStore::open(&dir))
+        .await?
+        .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+    tracing::info!(
+        size = recovery.size,
+        checkpoint_size = recovery.checkpoint_size,
+        truncated_unacknowledged = recovery.truncated_entries,
+        rebuilt_levels = recovery.rebuilt_levels,
+        recovery_ms = recovery.elapsed.as_millis() as u64,
+        "log opened"
+    );
+    let store: Arc<dyn Storage> = Arc::new(store);
+    let initial = publisher::initial(&*store, &signer, &verifier)?;
+    let (latest_tx, latest) = watch::channel(Arc::new(initial));
+    let publish_now = Arc::new(Notify::new());
+    let sequencer = sequencer::spawn(store.clone(), config.group_commit_max_events);
+    publisher::spawn(
+        store.clone(),
+        signer.clone(),
+        config.publish_interval,
+        latest_tx,
+        publish_now.clone(),
+    );
+    Ok(Arc::new(Ledger {
+        store,
+        signer,
+        verifier,
+        config,
+        sequencer,
+        latest,
+        publish_now,
+    }))
+}
+
+/// Runs `aiaudit serve` until `shutdown` resolves.
+pub async fn serve(
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listen = config.listen.clone();
+    let ledger = start(config).await?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        origin = ledger.signer.name(),
+        verifier_key = %ledger.verifier.to_vkey(),
+        "serving"
+    );
+    eprintln!(
+        "aiaudit: serving log {} on http://{} (verifier key {})",
+        ledger.signer.name(),
+        listener.local_addr()?,
+        ledger.verifier.to_vkey()
+    );
+    axum::serve(listener, api::router(ledger.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    // Every request has been answered: publish a last checkpoint and make the
+    // derived indexes durable so the next start has nothing to rebuild.
+    let (store, signer) = (ledger.store.clone(), ledger.signer.clone());
+    tokio::task::spawn_blocking(move || {
+        publisher::publish(&*store, &signer)?;
+        store.sync()?;
+        Ok::<_, anyhow::Error>(())
+    })
+    .await??;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

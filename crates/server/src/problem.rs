@@ -1,0 +1,113 @@
+//! RFC 9457 problem details: the one way errors leave the HTTP API.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// One field-level error inside a problem (RFC 9457 section 3 `errors` extension style).
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldError {
+    /// JSON Pointer into the request body.
+    pub pointer: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The query or path parameter at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+    /// The body fields at fault.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>) -> Self {
+        Problem {
+            kind: format!("urn:aiaudit:problem:{slug}"),
+            title: title.to_string(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            parameter: None,
+            errors: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_parameter(name: &str, detail: impl Into<String>) -> Self {
+        let mut p = Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-parameter",
+            "Invalid parameter",
+            format!("{name}: {}", detail.into()),
+        );
+        p.parameter = Some(name.to_string());
+        p
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        let mut p = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+            detail,
+        );
+        p.retry_after = Some(1);
+        p
+    }
+
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            detail,
+        )
+    }
+
+    /// Maps a storage error: transient ones are 503 (nothing was acknowledged).
+    pub fn from_store(e: &aiaudit_store::Error) -> Self {
+        match e {
+            aiaudit_store::Error::OutOfRange(d) => Problem::not_found(d.clone()),
+            e if e.is_transient() => {
+                tracing::error!(error = %e, "storage unavailable");
+                Problem::unavailable(
+                    "storage is unavailable; nothing was acknowledged; retry later",
+                )
+            }
+            e => {
+                tracing::error!(error = %e, "storage error");
+                Problem::internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut resp = (status, body).into_response();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(secs) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}

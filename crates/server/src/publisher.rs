@@ -1,0 +1,94 @@
+//! Integration and publication: brings the tree up to the durable size,
+//! signs a checkpoint (C2SP tlog-checkpoint as a signed note), saves it
+//! durably, and only then serves it.
+
+use crate::Published;
+use aiaudit_store::Storage;
+use aiaudit_tlog::{open_note, sign_note, Checkpoint, Signer, Verifier};
+use anyhow::{bail, Context};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+
+/// The checkpoint to serve at start: the saved one, checked against our key,
+/// or a fresh one when the log is new or grew unpublished before a crash.
+pub fn initial(
+    store: &dyn Storage,
+    signer: &Signer,
+    verifier: &Verifier,
+) -> anyhow::Result<Published> {
+    if let Some(note) = store.checkpoint()? {
+        let body = open_note(&note, verifier)
+            .context("the saved checkpoint is not signed by this log's key")?;
+        let checkpoint = Checkpoint::parse_body(body)?;
+        if checkpoint.origin != signer.name() {
+            bail!(
+                "the saved checkpoint is for {:?}, not {:?}",
+                checkpoint.origin,
+                signer.name()
+            );
+        }
+        if checkpoint.size == store.size() {
+            return Ok(Published {
+                checkpoint,
+                note,
+                at: Instant::now(),
+            });
+        }
+    }
+    publish(store, signer)
+}
+
+/// Integrates and publishes one checkpoint at the current durable size.
+pub fn publish(store: &dyn Storage, signer: &Signer) -> anyhow::Result<Published> {
+    let (size, root) = store.integrate()?;
+    let checkpoint = Checkpoint {
+        origin: signer.name().to_string(),
+        size,
+        root,
+        extensions: Vec::new(),
+    };
+    let note = sign_note(&checkpoint.body(), signer)?;
+    store.save_checkpoint(&note)?;
+    Ok(Published {
+        checkpoint,
+        note,
+        at: Instant::now(),
+    })
+}
+
+/// Publishes whenever the log grew, at most `interval / 2` after the growth,
+/// and at once when `now` is notified (a client waits for a checkpoint).
+pub fn spawn(
+    store: Arc<dyn Storage>,
+    signer: Arc<Signer>,
+    interval: Duration,
+    latest: watch::Sender<Arc<Published>>,
+    now: Arc<Notify>,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval((interval / 2).max(Duration::from_millis(5)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = now.notified() => {}
+            }
+            if store.size() == latest.borrow().checkpoint.size {
+                continue;
+            }
+            let (s, k) = (store.clone(), signer.clone());
+            match tokio::task::spawn_blocking(move || publish(&*s, &k)).await {
+                Ok(Ok(p)) => {
+                    tracing::debug!(size = p.checkpoint.size, "checkpoint published");
+                    latest.send_replace(Arc::new(p));
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "publishing a checkpoint failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => tracing::error!(error = %e, "publisher task failed"),
+            }
+        }
+    });
+}

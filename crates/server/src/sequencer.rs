@@ -1,0 +1,81 @@
+//! Group commit: one thread takes every batch waiting, appends them together
+//! with one fsync pair, then acknowledges each request. Concurrent requests
+//! thus share an fsync, and an acknowledgement always follows it.
+
+use crate::problem::Problem;
+use aiaudit_store::{Appended, NewEntry, Storage};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+struct Request {
+    batch: Vec<NewEntry>,
+    reply: oneshot::Sender<Result<Vec<Appended>, Problem>>,
+}
+
+/// Sends batches to the sequencer.
+#[derive(Clone)]
+pub struct Handle {
+    tx: mpsc::Sender<Request>,
+}
+
+impl Handle {
+    /// Appends a batch and returns once it is durable.
+    pub async fn append(&self, batch: Vec<NewEntry>) -> Result<Vec<Appended>, Problem> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request { batch, reply })
+            .await
+            .map_err(|_| Problem::unavailable("the sequencer has stopped"))?;
+        rx.await
+            .map_err(|_| Problem::unavailable("the sequencer has stopped"))?
+    }
+}
+
+/// Starts the sequencer thread.
+pub fn spawn(store: Arc<dyn Storage>, max_events: usize) -> Handle {
+    // Bounded: when storage falls behind, handlers wait here (backpressure).
+    let (tx, mut rx) = mpsc::channel::<Request>(4096);
+    std::thread::Builder::new()
+        .name("sequencer".into())
+        .spawn(move || {
+            while let Some(first) = rx.blocking_recv() {
+                let mut group = vec![first];
+                let mut events = group[0].batch.len();
+                while events < max_events {
+                    match rx.try_recv() {
+                        Ok(r) => {
+                            events += r.batch.len();
+                            group.push(r);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                commit(&*store, group, events);
+            }
+        })
+        .expect("spawning the sequencer thread");
+    Handle { tx }
+}
+
+fn commit(store: &dyn Storage, group: Vec<Request>, events: usize) {
+    let mut all = Vec::with_capacity(events);
+    let mut parts = Vec::with_capacity(group.len());
+    for r in group {
+        parts.push((r.batch.len(), r.reply));
+        all.extend(r.batch);
+    }
+    match store.append(&all) {
+        Ok(results) => {
+            let mut results = results.into_iter();
+            for (n, reply) in parts {
+                let _ = reply.send(Ok(results.by_ref().take(n).collect()));
+            }
+        }
+        Err(e) => {
+            let problem = Problem::from_store(&e);
+            for (_, reply) in parts {
+                let _ = reply.send(Err(problem.clone()));
+            }
+        }
+    }
+}

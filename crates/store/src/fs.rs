@@ -1,0 +1,764 @@
+//! The embedded file backend. Layout of a data directory (docs/format.md):
+//!
+//! ```text
+//! FORMAT              "aiaudit-fs 1": refused if unknown
+//! checkpoint          latest signed checkpoint (replaced atomically)
+//! log/entries         entries, each as u16 BE length + bytes (entry bundle encoding)
+//! log/leaves          per entry: 32-byte leaf hash + u64 BE end offset in log/entries
+//! log/levels/NN       tree nodes at level NN (1..63), 32 bytes each, in index order
+//! ids.redb            event id -> log index, and how far it is filled in
+//! ```
+//!
+//! Only `log/entries` and `log/leaves` are on the acknowledgement path (one
+//! fsync each per group commit). Levels and the id index are derived: they
+//! are made durable before a checkpoint covers them, and rebuilt from the
+//! leaves on recovery.
+
+use crate::{Appended, Error, NewEntry, Result, Storage};
+use aiaudit_tlog::{record_hash, Checkpoint, Hash, NodeReader, TreeBuilder};
+use redb::{Durability, TableDefinition};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// The first line of `FORMAT` in a data directory this version can open.
+pub const FORMAT_LINE: &str = "aiaudit-fs 1";
+
+/// Bytes per record in `log/leaves`: leaf hash, then end offset of the entry.
+const LEAF_RECORD: u64 = 40;
+const HASH: u64 = 32;
+const MAX_LEVEL: u32 = 63;
+/// How often the id index is made durable; between those, recovery rebuilds
+/// it from the log tail.
+const ID_INDEX_SYNC: Duration = Duration::from_secs(2);
+
+const IDS: TableDefinition<&str, u64> = TableDefinition::new("ids");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const INDEXED_SIZE: &str = "indexed_size";
+
+struct Sequenced {
+    size: u64,
+    entries_len: u64,
+}
+
+struct Integrated {
+    tree: TreeBuilder,
+    last_durable_ids: Instant,
+}
+
+/// The embedded, file-based ledger storage.
+pub struct FsStore {
+    files: LogFiles,
+    seq: Mutex<Sequenced>,
+    size: AtomicU64,
+    integ: Mutex<Integrated>,
+    integrated: AtomicU64,
+    /// Ids logged but not yet in `ids`: bounded by the integration lag.
+    pending: Mutex<HashMap<String, u64>>,
+    ids: redb::Database,
+    checkpoint_lock: Mutex<()>,
+}
+
+/// What recovery found and did when opening a store.
+#[derive(Debug, Default, Clone)]
+pub struct Recovery {
+    pub size: u64,
+    pub checkpoint_size: u64,
+    pub truncated_entries: u64,
+    pub rebuilt_levels: bool,
+    pub elapsed: Duration,
+}
+
+impl FsStore {
+    /// Opens (creating if needed) a data directory and recovers it after a crash.
+    pub fn open(dir: &Path) -> Result<(FsStore, Recovery)> {
+        let started = Instant::now();
+        fs::create_dir_all(dir.join("log").join("levels"))?;
+        check_format(dir)?;
+        let files = LogFiles::open(dir, true)?;
+        let ids = redb::Database::create(dir.join("ids.redb"))?;
+        {
+            let tx = ids.begin_write()?;
+            tx.open_table(IDS)?;
+            tx.open_table(META)?;
+            tx.commit()?;
+        }
+        let store = FsStore {
+            files,
+            seq: Mutex::new(Sequenced {
+                size: 0,
+                entries_len: 0,
+            }),
+            size: AtomicU64::new(0),
+            integ: Mutex::new(Integrated {
+                tree: TreeBuilder::new(),
+                last_durable_ids: Instant::now(),
+            }),
+            integrated: AtomicU64::new(0),
+            pending: Mutex::new(HashMap::new()),
+            ids,
+            checkpoint_lock: Mutex::new(()),
+        };
+        let mut recovery = store.recover()?;
+        recovery.elapsed = started.elapsed();
+        Ok((store, recovery))
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.files.dir
+    }
+
+    fn recover(&self) -> Result<Recovery> {
+        let checkpoint = self
+            .checkpoint()?
+            .map(|n| parse_checkpoint(&n))
+            .transpose()?;
+        let cp_size = checkpoint.as_ref().map_or(0, |c| c.size);
+        let mut n = self.files.leaves.metadata()?.len() / LEAF_RECORD;
+        if n < cp_size {
+            return Err(Error::Corrupt {
+                index: n,
+                detail: format!(
+                    "log/leaves holds {n} entries but the signed checkpoint covers {cp_size}"
+                ),
+            });
+        }
+        // Entries past the checkpoint may include a torn, unacknowledged tail:
+        // keep the longest prefix whose entries hash to their leaves.
+        let mut start = self.files.entry_start(cp_size)?;
+        let entries_len = self.files.entries.metadata()?.len();
+        let mut valid = cp_size;
+        for i in cp_size..n {
+            let (leaf, end) = self.files.leaf_record(i)?;
+            if end < start + 2 || end > entries_len {
+                break;
+            }
+            let mut buf = vec![0u8; (end - start) as usize];
+            self.files.entries.read_exact_at(&mut buf, start)?;
+            let len = u16::from_be_bytes([buf[0], buf[1]]) as u64;
+            if len + 2 != end - start || record_hash(&buf[2..]) != leaf {
+                break;
+            }
+            valid = i + 1;
+            start = end;
+        }
+        let truncated = n - valid;
+        n = valid;
+        if self.files.leaves.metadata()?.len() != n * LEAF_RECORD || entries_len != start {
+            self.files.leaves.set_len(n * LEAF_RECORD)?;
+            self.files.entries.set_len(start)?;
+            self.files.leaves.sync_all()?;
+            self.files.entries.sync_all()?;
+        }
+        {
+            let mut seq = self.seq.lock().unwrap();
+            seq.size = n;
+            seq.entries_len = start;
+        }
+        self.size.store(n, Ordering::SeqCst);
+
+        // Tree levels up to the checkpoint were made durable before it was
+        // signed; check them against its root and rebuild them if they disagree.
+        let mut rebuilt = false;
+        let mut tree = self.tree_at(cp_size);
+        if let (Some(cp), Ok(t)) = (&checkpoint, &tree) {
+            if t.root() != cp.root {
+                tree = Err(Error::Corrupt {
+                    index: cp_size,
+                    detail: "tree levels disagree with the checkpoint".into(),
+                });
+            }
+        }
+        let tree = match tree {
+            Ok(t) => t,
+            Err(_) => {
+                tracing::warn!("tree levels do not match the signed checkpoint; rebuilding them from the leaves");
+                rebuilt = true;
+                TreeBuilder::new()
+            }
+        };
+        self.integ.lock().unwrap().tree = tree;
+        self.integrated
+            .store(self.integ.lock().unwrap().tree.size(), Ordering::SeqCst);
+
+        // Ids logged after the id index was last made durable.
+        let indexed = self.indexed_size()?;
+        if indexed > n {
+            return Err(Error::Corrupt {
+                index: n,
+                detail: format!("id index covers {indexed} entries but the log holds {n}"),
+            });
+        }
+        {
+            let mut pending = self.pending.lock().unwrap();
+            for i in indexed..n {
+                let entry = self.read_entry(i)?;
+                let id = aiaudit_event::entry_id(&entry).map_err(|e| Error::Corrupt {
+                    index: i,
+                    detail: e.to_string(),
+                })?;
+                pending.insert(id, i);
+            }
+        }
+
+        let (_, root) = self.integrate()?;
+        if let Some(cp) = &checkpoint {
+            // The checkpoint's root must be reproducible from the leaves.
+            let r = aiaudit_tlog::tree_hash(cp.size, self).map_err(|e| Error::Corrupt {
+                index: cp.size,
+                detail: e.to_string(),
+            })?;
+            if r != cp.root {
+                return Err(Error::Corrupt {
+                    index: cp.size,
+                    detail: "the log's entries do not hash to the signed checkpoint's root; run `aiaudit verify --data-dir` to find where".into(),
+                });
+            }
+        }
+        let _ = root;
+        // Drop level hashes past the durable size (from a torn tail).
+        for level in 1..=MAX_LEVEL {
+            let want = (n >> level) * HASH;
+            if let Some(f) = self.files.level_file(level, false)? {
+                if f.metadata()?.len() > want {
+                    f.set_len(want)?;
+                }
+            }
+        }
+        Ok(Recovery {
+            size: n,
+            checkpoint_size: cp_size,
+            truncated_entries: truncated,
+            rebuilt_levels: rebuilt,
+            elapsed: Duration::ZERO,
+        })
+    }
+
+    /// A tree builder resumed at `size` from stored nodes.
+    fn tree_at(&self, size: u64) -> Result<TreeBuilder> {
+        let mut edge = Vec::new();
+        for (level, index) in TreeBuilder::edge_nodes(size) {
+            edge.push(self.files.node_unchecked(level, index)?);
+        }
+        TreeBuilder::from_edge(size, edge).map_err(|e| Error::Corrupt {
+            index: size,
+            detail: e.to_string(),
+        })
+    }
+
+    fn indexed_size(&self) -> Result<u64> {
+        let tx = self.ids.begin_read()?;
+        let meta = tx.open_table(META)?;
+        Ok(meta.get(INDEXED_SIZE)?.map_or(0, |v| v.value()))
+    }
+
+    fn write_levels(&self, writes: &HashMap<u32, (u64, Vec<u8>)>) -> Result<()> {
+        for (&level, (first, bytes)) in writes {
+            let f = self.files.level_file(level, true)?.expect("created");
+            f.write_all_at(bytes, first * HASH)?;
+        }
+        for &level in writes.keys() {
+            self.files
+                .level_file(level, true)?
+                .expect("created")
+                .sync_data()?;
+        }
+        Ok(())
+    }
+
+    fn append_locked(&self, seq: &mut Sequenced, batch: &[NewEntry]) -> Result<Vec<Appended>> {
+        let mut out: Vec<Appended> = Vec::with_capacity(batch.len());
+        let mut in_batch: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
+        let mut unresolved: Vec<usize> = Vec::new();
+        {
+            let pending = self.pending.lock().unwrap();
+            for (i, e) in batch.iter().enumerate() {
+                let index = pending.get(e.id.as_str()).copied();
+                out.push(Appended {
+                    index: index.unwrap_or(u64::MAX),
+                    leaf: e.leaf,
+                    duplicate: index.is_some(),
+                });
+                if index.is_none() {
+                    unresolved.push(i);
+                }
+            }
+        }
+        // The id index is read after `pending`: integration inserts ids there
+        // before removing them from `pending`, so no logged id slips through.
+        if !unresolved.is_empty() {
+            let tx = self.ids.begin_read()?;
+            let ids = tx.open_table(IDS)?;
+            for &i in &unresolved {
+                if let Some(index) = ids.get(batch[i].id.as_str())? {
+                    out[i].index = index.value();
+                    out[i].duplicate = true;
+                }
+            }
+        }
+        let mut entries_buf = Vec::new();
+        let mut leaves_buf = Vec::new();
+        let mut next = seq.size;
+        let mut end = seq.entries_len;
+        for (i, e) in batch.iter().enumerate() {
+            if out[i].duplicate {
+                continue;
+            }
+            if let Some(&first) = in_batch.get(e.id.as_str()) {
+                out[i] = Appended {
+                    duplicate: true,
+                    ..out[first]
+                };
+                continue;
+            }
+            if e.entry.is_empty() || e.entry.len() > aiaudit_tlog::MAX_ENTRY_SIZE {
+                return Err(Error::OutOfRange(format!(
+                    "entry {i} of the batch is {} bytes",
+                    e.entry.len()
+                )));
+            }
+            in_batch.insert(&e.id, i);
+            entries_buf.extend_from_slice(&(e.entry.len() as u16).to_be_bytes());
+            entries_buf.extend_from_slice(&e.entry);
+            end += 2 + e.entry.len() as u64;
+            leaves_buf.extend_from_slice(&e.leaf);
+            leaves_buf.extend_from_slice(&end.to_be_bytes());
+            out[i].index = next;
+            next += 1;
+        }
+        for a in out.iter_mut().filter(|a| a.duplicate) {
+            if a.index < seq.size {
+                a.leaf = self.files.leaf_record(a.index)?.0;
+            }
+        }
+        if next == seq.size {
+            return Ok(out);
+        }
+        let written = self.write_durably(seq, &entries_buf, &leaves_buf);
+        if let Err(e) = written {
+            // Nothing of this batch is acknowledged; cut off what reached the
+            // files so the next batch starts clean.
+            let _ = self.files.entries.set_len(seq.entries_len);
+            let _ = self.files.leaves.set_len(seq.size * LEAF_RECORD);
+            return Err(e);
+        }
+        {
+            let mut pending = self.pending.lock().unwrap();
+            for (i, e) in batch.iter().enumerate() {
+                if !out[i].duplicate {
+                    pending.insert(e.id.clone(), out[i].index);
+                }
+            }
+        }
+        seq.size = next;
+        seq.entries_len = end;
+        self.size.store(next, Ordering::SeqCst);
+        Ok(out)
+    }
+
+    fn write_durably(&self, seq: &Sequenced, entries_buf: &[u8], leaves_buf: &[u8]) -> Result<()> {
+        self.files
+            .entries
+            .write_all_at(entries_buf, seq.entries_len)?;
+        self.files
+            .leaves
+            .write_all_at(leaves_buf, seq.size * LEAF_RECORD)?;
+        // The two fsyncs run side by side: an acknowledgement waits for both.
+        let (a, b) = std::thread::scope(|s| {
+            let entries = s.spawn(|| self.files.entries.sync_data());
+            let b = self.files.leaves.sync_data();
+            (
+                entries
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("fsync thread panicked"))),
+                b,
+            )
+        });
+        a?;
+        b?;
+        Ok(())
+    }
+
+    fn integrate_to(&self, force_durable: bool) -> Result<(u64, Hash)> {
+        let mut integ = self.integ.lock().unwrap();
+        let target = self.size.load(Ordering::SeqCst);
+        let start = integ.tree.size();
+        const CHUNK: u64 = 65536;
+        let mut at = start;
+        while at < target {
+            let count = CHUNK.min(target - at);
+            let mut recs = vec![0u8; (count * LEAF_RECORD) as usize];
+            self.files
+                .leaves
+                .read_exact_at(&mut recs, at * LEAF_RECORD)?;
+            let mut writes: HashMap<u32, (u64, Vec<u8>)> = HashMap::new();
+            for rec in recs.chunks_exact(LEAF_RECORD as usize) {
+                let leaf: Hash = rec[..32].try_into().unwrap();
+                integ.tree.push(leaf, |level, index, hash| {
+                    if level > 0 {
+                        let w = writes.entry(level).or_insert_with(|| (index, Vec::new()));
+                        w.1.extend_from_slice(hash);
+                    }
+                });
+            }
+            self.write_levels(&writes)?;
+            at += count;
+        }
+        let root = integ.tree.root();
+
+        // Move logged ids into the durable index.
+        let moved: Vec<(String, u64)> = {
+            let pending = self.pending.lock().unwrap();
+            pending
+                .iter()
+                .filter(|(_, &i)| i < target)
+                .map(|(k, &i)| (k.clone(), i))
+                .collect()
+        };
+        if !moved.is_empty() || force_durable || self.indexed_size()? < target {
+            let mut tx = self.ids.begin_write()?;
+            let durable = force_durable || integ.last_durable_ids.elapsed() >= ID_INDEX_SYNC;
+            if !durable {
+                tx.set_durability(Durability::None);
+            }
+            {
+                let mut ids = tx.open_table(IDS)?;
+                for (id, index) in &moved {
+                    ids.insert(id.as_str(), *index)?;
+                }
+                let mut meta = tx.open_table(META)?;
+                meta.insert(INDEXED_SIZE, target)?;
+            }
+            tx.commit()?;
+            if durable {
+                integ.last_durable_ids = Instant::now();
+            }
+            let mut pending = self.pending.lock().unwrap();
+            for (id, index) in moved {
+                if pending.get(&id) == Some(&index) {
+                    pending.remove(&id);
+                }
+            }
+        }
+        self.integrated.store(target, Ordering::SeqCst);
+        Ok((target, root))
+    }
+
+    fn check_readable(&self, what: &str, end: u64, limit: u64) -> Result<()> {
+        if end > limit {
+            return Err(Error::OutOfRange(format!("{what} {end} is beyond {limit}")));
+        }
+        Ok(())
+    }
+}
+
+impl NodeReader for FsStore {
+    fn read_node(&self, level: u32, index: u64) -> aiaudit_tlog::Result<Hash> {
+        let limit = if level == 0 {
+            self.size.load(Ordering::SeqCst)
+        } else {
+            self.integrated.load(Ordering::SeqCst) >> level
+        };
+        if level > MAX_LEVEL || index >= limit {
+            return Err(aiaudit_tlog::Error::InvalidArgument(format!(
+                "node ({level}, {index}) is not stored"
+            )));
+        }
+        self.files
+            .node_unchecked(level, index)
+            .map_err(|e| aiaudit_tlog::Error::Read(Box::new(e)))
+    }
+}
+
+impl Storage for FsStore {
+    fn append(&self, batch: &[NewEntry]) -> Result<Vec<Appended>> {
+        let mut seq = self.seq.lock().unwrap();
+        self.append_locked(&mut seq, batch)
+    }
+
+    fn size(&self) -> u64 {
+        self.size.load(Ordering::SeqCst)
+    }
+
+    fn integrated_size(&self) -> u64 {
+        self.integrated.load(Ordering::SeqCst)
+    }
+
+    fn integrate(&self) -> Result<(u64, Hash)> {
+        self.integrate_to(false)
+    }
+
+    fn sync(&self) -> Result<(u64, Hash)> {
+        self.integrate_to(true)
+    }
+
+    fn read_entry(&self, index: u64) -> Result<Vec<u8>> {
+        self.check_readable("entry index", index + 1, self.size())?;
+        let start = self.files.entry_start(index)?;
+        let (_, end) = self.files.leaf_record(index)?;
+        if end < start + 2 {
+            return Err(Error::Corrupt {
+                index,
+                detail: "entry offsets out of order".into(),
+            });
+        }
+        let mut buf = vec![0u8; (end - start - 2) as usize];
+        self.files.entries.read_exact_at(&mut buf, start + 2)?;
+        Ok(buf)
+    }
+
+    fn read_entry_bundle(&self, start: u64, count: u64) -> Result<Vec<u8>> {
+        self.check_readable("entry index", start + count, self.size())?;
+        self.files.bundle(start, count)
+    }
+
+    fn read_hashes(&self, tree_level: u32, start: u64, count: u64) -> Result<Vec<u8>> {
+        let limit = if tree_level == 0 {
+            self.size()
+        } else {
+            self.integrated_size() >> tree_level.min(63)
+        };
+        self.check_readable("node index", start + count, limit)?;
+        self.files.hashes(tree_level, start, count)
+    }
+
+    fn lookup_id(&self, id: &str) -> Result<Option<u64>> {
+        if let Some(&i) = self.pending.lock().unwrap().get(id) {
+            return Ok(Some(i));
+        }
+        let tx = self.ids.begin_read()?;
+        let ids = tx.open_table(IDS)?;
+        Ok(ids.get(id)?.map(|v| v.value()))
+    }
+
+    fn checkpoint(&self) -> Result<Option<String>> {
+        read_checkpoint(&self.files.dir)
+    }
+
+    fn save_checkpoint(&self, note: &str) -> Result<()> {
+        let _g = self.checkpoint_lock.lock().unwrap();
+        write_atomically(&self.files.dir, "checkpoint", note.as_bytes())
+    }
+}
+
+/// Raw access to the files of a log, shared by the store and by read-only
+/// auditing of a data directory. No bounds beyond the files' own.
+pub(crate) struct LogFiles {
+    pub(crate) dir: PathBuf,
+    pub(crate) entries: File,
+    pub(crate) leaves: File,
+    levels: RwLock<Vec<Option<Arc<File>>>>,
+    writable: bool,
+}
+
+impl LogFiles {
+    pub(crate) fn open(dir: &Path, writable: bool) -> Result<LogFiles> {
+        let open = |p: &Path| -> Result<File> {
+            if writable {
+                open_rw(p)
+            } else {
+                Ok(File::open(p)?)
+            }
+        };
+        Ok(LogFiles {
+            dir: dir.to_path_buf(),
+            entries: open(&dir.join("log").join("entries"))?,
+            leaves: open(&dir.join("log").join("leaves"))?,
+            levels: RwLock::new(vec![None; MAX_LEVEL as usize + 1]),
+            writable,
+        })
+    }
+
+    fn leaf_record(&self, index: u64) -> Result<(Hash, u64)> {
+        let mut rec = [0u8; LEAF_RECORD as usize];
+        self.leaves.read_exact_at(&mut rec, index * LEAF_RECORD)?;
+        let mut leaf = [0u8; 32];
+        leaf.copy_from_slice(&rec[..32]);
+        Ok((leaf, u64::from_be_bytes(rec[32..].try_into().unwrap())))
+    }
+
+    /// Offset in `log/entries` where entry `index` starts.
+    fn entry_start(&self, index: u64) -> Result<u64> {
+        if index == 0 {
+            return Ok(0);
+        }
+        Ok(self.leaf_record(index - 1)?.1)
+    }
+
+    fn level_file(&self, level: u32, create: bool) -> Result<Option<Arc<File>>> {
+        if let Some(f) = &self.levels.read().unwrap()[level as usize] {
+            return Ok(Some(f.clone()));
+        }
+        let path = self
+            .dir
+            .join("log")
+            .join("levels")
+            .join(format!("{level:02}"));
+        if !create && !path.exists() {
+            return Ok(None);
+        }
+        let f = Arc::new(if self.writable {
+            open_rw(&path)?
+        } else {
+            File::open(&path)?
+        });
+        let mut levels = self.levels.write().unwrap();
+        Ok(Some(levels[level as usize].get_or_insert(f).clone()))
+    }
+
+    fn node_unchecked(&self, level: u32, index: u64) -> Result<Hash> {
+        if level == 0 {
+            return Ok(self.leaf_record(index)?.0);
+        }
+        let f = self
+            .level_file(level, false)?
+            .ok_or_else(|| Error::OutOfRange(format!("no tree level {level}")))?;
+        let mut h = [0u8; 32];
+        f.read_exact_at(&mut h, index * HASH)?;
+        Ok(h)
+    }
+
+    /// Entries `[start, start + count)` as an entry bundle, straight from the files.
+    pub(crate) fn bundle(&self, start: u64, count: u64) -> Result<Vec<u8>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let from = self.entry_start(start)?;
+        let (_, to) = self.leaf_record(start + count - 1)?;
+        if to < from {
+            return Err(Error::Corrupt {
+                index: start,
+                detail: "entry offsets out of order".into(),
+            });
+        }
+        let mut buf = vec![0u8; (to - from) as usize];
+        self.entries.read_exact_at(&mut buf, from)?;
+        Ok(buf)
+    }
+
+    /// Hashes at a tree level, straight from the files.
+    pub(crate) fn hashes(&self, tree_level: u32, start: u64, count: u64) -> Result<Vec<u8>> {
+        if tree_level == 0 {
+            let mut recs = vec![0u8; (count * LEAF_RECORD) as usize];
+            self.leaves.read_exact_at(&mut recs, start * LEAF_RECORD)?;
+            let mut out = Vec::with_capacity((count * HASH) as usize);
+            for rec in recs.chunks_exact(LEAF_RECORD as usize) {
+                out.extend_from_slice(&rec[..32]);
+            }
+            return Ok(out);
+        }
+        if tree_level > MAX_LEVEL {
+            return Err(Error::OutOfRange(format!("tree level {tree_level}")));
+        }
+        let f = self
+            .level_file(tree_level, false)?
+            .ok_or_else(|| Error::OutOfRange(format!("no tree level {tree_level}")))?;
+        let mut out = vec![0u8; (count * HASH) as usize];
+        f.read_exact_at(&mut out, start * HASH)?;
+        Ok(out)
+    }
+}
+
+/// Read-only view of a data directory for offline audits (`aiaudit verify
+/// --data-dir`): no recovery, no writes, nothing trusted.
+pub struct LogReader {
+    files: LogFiles,
+}
+
+impl LogReader {
+    pub fn open(dir: &Path) -> Result<LogReader> {
+        let format = fs::read_to_string(dir.join("FORMAT"))?;
+        if format.lines().next() != Some(FORMAT_LINE) {
+            return Err(Error::Format(format!(
+                "{} is not an aiaudit data directory of format {FORMAT_LINE:?}",
+                dir.display()
+            )));
+        }
+        Ok(LogReader {
+            files: LogFiles::open(dir, false)?,
+        })
+    }
+
+    /// The saved signed checkpoint.
+    pub fn checkpoint(&self) -> Result<Option<String>> {
+        read_checkpoint(&self.files.dir)
+    }
+
+    /// Entries `[start, start + count)` as an entry bundle.
+    pub fn read_entry_bundle(&self, start: u64, count: u64) -> Result<Vec<u8>> {
+        self.files.bundle(start, count)
+    }
+
+    /// Hashes at `tree_level`, `[start, start + count)`.
+    pub fn read_hashes(&self, tree_level: u32, start: u64, count: u64) -> Result<Vec<u8>> {
+        self.files.hashes(tree_level, start, count)
+    }
+}
+
+/// The checkpoint inside a signed note (the signature is the caller's business).
+pub fn parse_checkpoint(note: &str) -> Result<Checkpoint> {
+    let body = match note.rfind("\n\n") {
+        Some(i) => &note[..i + 1],
+        None => note,
+    };
+    Checkpoint::parse_body(body).map_err(|e| Error::Format(format!("checkpoint file: {e}")))
+}
+
+fn read_checkpoint(dir: &Path) -> Result<Option<String>> {
+    match fs::read_to_string(dir.join("checkpoint")) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn open_rw(path: &Path) -> Result<File> {
+    Ok(OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?)
+}
+
+fn check_format(dir: &Path) -> Result<()> {
+    let path = dir.join("FORMAT");
+    match fs::read_to_string(&path) {
+        Ok(s) if s.lines().next() == Some(FORMAT_LINE) => Ok(()),
+        Ok(s) => Err(Error::Format(format!(
+            "{} says {:?}; this version of aiaudit reads only {FORMAT_LINE:?}",
+            path.display(),
+            s.lines().next().unwrap_or("")
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let leaves = dir.join("log").join("leaves");
+            if leaves.exists() && leaves.metadata()?.len() > 0 {
+                return Err(Error::Format(format!(
+                    "{} is missing but the directory holds a log",
+                    path.display()
+                )));
+            }
+            write_atomically(dir, "FORMAT", format!("{FORMAT_LINE}\n").as_bytes())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Temp file, fsync, rename, fsync the directory.
+pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    {
+        let f = File::create(&tmp)?;
+        f.write_all_at(bytes, 0)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, dir.join(name))?;
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! Storage for the ledger: the [`Storage`] trait the server talks to, and the
+//! embedded file backend ([`FsStore`]), the zero-configuration default.
+//!
+//! What a backend promises: `append` returns only once the entries and their
+//! leaf hashes are durable (fsync'd), a batch is all-or-nothing, an event id is
+//! logged at most once, and after any crash the store reopens at a prefix of
+//! what was written that includes everything acknowledged. Tile and bundle
+//! path arithmetic is not here: it lives in `aiaudit-tlog`.
+
+mod error;
+mod fs;
+
+pub use error::{Error, Result};
+pub use fs::{parse_checkpoint, write_atomically, FsStore, LogReader, Recovery, FORMAT_LINE};
+
+use aiaudit_tlog::{Hash, NodeReader};
+
+/// One event ready to be logged: its id (for deduplication), entry bytes and leaf hash.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    pub id: String,
+    pub entry: Vec<u8>,
+    pub leaf: Hash,
+}
+
+/// Where an appended event ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub index: u64,
+    pub leaf: Hash,
+    /// True when the id was already logged (or appeared earlier in the same
+    /// batch): nothing was appended for it and `index` is the original one.
+    pub duplicate: bool,
+}
+
+/// The ledger's storage. Methods block on I/O; call them from a blocking context.
+pub trait Storage: NodeReader + Send + Sync + 'static {
+    /// Appends a batch durably, deduplicating by id. All-or-nothing: on error
+    /// nothing of the batch is logged or acknowledged.
+    fn append(&self, batch: &[NewEntry]) -> Result<Vec<Appended>>;
+    /// Number of durable entries (the sequenced size).
+    fn size(&self) -> u64;
+    /// Number of entries whose tree nodes are written (see [`Storage::integrate`]).
+    fn integrated_size(&self) -> u64;
+    /// Writes the tree nodes and id index for every durable entry, makes them
+    /// durable and returns the new integrated size and its root.
+    fn integrate(&self) -> Result<(u64, Hash)>;
+    /// Like [`Storage::integrate`], and also makes every derived index
+    /// durable, so the next start has nothing to rebuild. Called at shutdown.
+    fn sync(&self) -> Result<(u64, Hash)>;
+    /// The entry at `index` (< size).
+    fn read_entry(&self, index: u64) -> Result<Vec<u8>>;
+    /// Entries `[start, start + count)` in C2SP entry bundle encoding.
+    fn read_entry_bundle(&self, start: u64, count: u64) -> Result<Vec<u8>>;
+    /// Hashes at `tree_level`, indexes `[start, start + count)`, concatenated.
+    /// Only integrated nodes (level 0: durable leaves) can be read.
+    fn read_hashes(&self, tree_level: u32, start: u64, count: u64) -> Result<Vec<u8>>;
+    /// The index of a logged event id, if any.
+    fn lookup_id(&self, id: &str) -> Result<Option<u64>>;
+    /// The latest signed checkpoint, if one was saved.
+    fn checkpoint(&self) -> Result<Option<String>>;
+    /// Durably replaces the latest signed checkpoint.
+    fn save_checkpoint(&self, note: &str) -> Result<()>;
+}

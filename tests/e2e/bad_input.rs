@@ -1,0 +1,121 @@
+//! Bad input: RFC 9457 problems naming the field, nothing partially written.
+
+use crate::harness::*;
+use serde_json::{json, Value};
+
+fn problem(r: reqwest::blocking::Response, status: u16) -> Value {
+    assert_eq!(r.status().as_u16(), status);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let p: Value = r.json().unwrap();
+    assert_eq!(p["status"], status);
+    assert!(p["title"].is_string() && p["detail"].is_string() && p["type"].is_string());
+    p
+}
+
+#[test]
+fn bad_requests_get_problems_and_log_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--max-body-bytes", "200000"]);
+    server.post_events(&[event("first")]);
+    server.wait_size(1);
+
+    let p = problem(
+        server.post("/v1/events", "application/json", b"[{\"id\":".to_vec()),
+        400,
+    );
+    assert!(p["detail"].as_str().unwrap().contains("not valid JSON"));
+
+    // One bad event refuses the whole batch, naming it.
+    let batch = json!([event("ok1"), {"time": "2026-11-27T09:14:03Z"}, event("ok2"), {"id": "x", "time": "noon"}]);
+    let p = problem(
+        server.post(
+            "/v1/events",
+            "application/json",
+            serde_json::to_vec(&batch).unwrap(),
+        ),
+        400,
+    );
+    assert_eq!(p["errors"][0]["pointer"], "/1/id");
+    assert_eq!(p["errors"][1]["pointer"], "/3/time");
+    let p = problem(
+        server.post(
+            "/v1/events",
+            "application/x-ndjson",
+            b"{\"id\":\"a\",\"time\":\"2026-01-01T00:00:00Z\"}\n{bad\n".to_vec(),
+        ),
+        400,
+    );
+    assert_eq!(p["errors"][0]["pointer"], "/1");
+    problem(
+        server.post("/v1/events", "application/json", b"[]".to_vec()),
+        400,
+    );
+    problem(
+        server.post("/v1/events", "application/json", b"42".to_vec()),
+        400,
+    );
+    problem(server.post("/v1/events", "text/csv", b"a,b".to_vec()), 415);
+    problem(
+        server.post(
+            "/v1/events?wait=forever",
+            "application/json",
+            b"[]".to_vec(),
+        ),
+        400,
+    );
+
+    // Oversized entry and oversized body.
+    let big = json!([{"id": "big", "time": "2026-01-01T00:00:00Z", "pad": "x".repeat(70_000)}]);
+    let p = problem(
+        server.post(
+            "/v1/events",
+            "application/json",
+            serde_json::to_vec(&big).unwrap(),
+        ),
+        400,
+    );
+    assert_eq!(p["errors"][0]["pointer"], "/0");
+    let huge = json!([{"id": "huge", "time": "2026-01-01T00:00:00Z", "pad": "x".repeat(300_000)}]);
+    problem(
+        server.post(
+            "/v1/events",
+            "application/json",
+            serde_json::to_vec(&huge).unwrap(),
+        ),
+        413,
+    );
+
+    // Unknown tile paths, bad proof queries, unknown routes.
+    for path in [
+        "/tile/0/1",
+        "/tile/0/x000/001",
+        "/tile/0/000.p/0",
+        "/tile/0/000.p/256",
+        "/tile/x/000",
+        "/tile/entries/000.p/x",
+    ] {
+        problem(server.get(path), 404);
+    }
+    let p = problem(server.get("/v1/proof/inclusion?index=5&size=1"), 400);
+    assert_eq!(p["parameter"], "index");
+    let p = problem(server.get("/v1/proof/inclusion?index=0&size=999"), 400);
+    assert_eq!(p["parameter"], "size");
+    let p = problem(server.get("/v1/proof/inclusion?index=abc"), 400);
+    assert_eq!(p["parameter"], "index");
+    let p = problem(server.get("/v1/proof/consistency?old=0&size=1"), 400);
+    assert_eq!(p["parameter"], "old");
+    let p = problem(server.get("/v1/proof/consistency"), 400);
+    assert_eq!(p["parameter"], "old");
+    problem(server.get("/v1/events/99"), 404);
+    let p = problem(server.get("/v1/events/-1"), 400);
+    assert_eq!(p["parameter"], "index");
+    problem(server.get("/nope"), 404);
+
+    // Nothing of the refused batches was logged.
+    let next = server.post_events(&[event("second")]);
+    assert_eq!(next["events"][0]["index"], 1);
+    assert_eq!(
+        server.get("/v1/events/1").json::<Value>().unwrap()["event"]["id"],
+        "second"
+    );
+}

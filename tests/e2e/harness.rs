@@ -1,0 +1,160 @@
+//! Starting and stopping the real binary on a free loopback port.
+
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_aiaudit");
+
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    pub fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[])
+    }
+
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(BIN)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(&listen)
+            .arg("--publish-interval-ms")
+            .arg("200")
+            .args(extra)
+            .env("AIAUDIT_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting aiaudit serve");
+        let server = Server {
+            child,
+            url: format!("http://{listen}"),
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(r) = client().get(format!("{}/healthz", self.url)).send() {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server at {} did not become ready", self.url);
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::mem::forget(self);
+    }
+
+    pub fn stop(mut self) {
+        unsafe_sigterm(self.child.id());
+        self.child.wait().unwrap();
+        std::mem::forget(self);
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::blocking::Response {
+        client().get(format!("{}{path}", self.url)).send().unwrap()
+    }
+
+    pub fn get_json(&self, path: &str) -> Value {
+        let r = self.get(path);
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().unwrap()
+    }
+
+    pub fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> reqwest::blocking::Response {
+        client()
+            .post(format!("{}{path}", self.url))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .unwrap()
+    }
+
+    pub fn post_events(&self, events: &[Value]) -> Value {
+        let r = self.post(
+            "/v1/events",
+            "application/json",
+            serde_json::to_vec(events).unwrap(),
+        );
+        assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+        r.json().unwrap()
+    }
+
+    /// Waits until the published checkpoint covers `size` entries.
+    pub fn wait_size(&self, size: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.get_json("/v1/info")["size"].as_u64().unwrap() >= size {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("checkpoint never reached size {size}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+pub fn event(id: &str) -> Value {
+    json!({"id": id, "time": "2026-11-27T09:14:03.120Z", "action": "model.call", "attributes": {"n": id}})
+}
+
+pub fn aiaudit(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("running aiaudit")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}

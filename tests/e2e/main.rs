@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `aiaudit` binary, started as a user would.
+
+mod harness;
+
+mod bad_input;
+mod crash;
+mod ledger;
+mod verify;

@@ -1,0 +1,196 @@
+//! `aiaudit verify` online and offline, and the damage it must find.
+
+use crate::harness::*;
+use serde_json::Value;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+fn verify_json(args: &[&str]) -> (bool, Value) {
+    let mut all = vec!["verify", "--json"];
+    all.extend_from_slice(args);
+    let out = aiaudit(&all);
+    let v: Value = serde_json::from_str(stdout(&out).trim())
+        .unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+    assert_eq!(out.status.success(), v["ok"].as_bool().unwrap());
+    (out.status.success(), v)
+}
+
+fn flip(path: &Path, offset: u64) {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, offset).unwrap();
+    b[0] ^= 0x20;
+    f.write_all_at(&b, offset).unwrap();
+}
+
+fn entry_start(data: &Path, index: u64) -> u64 {
+    let leaves = std::fs::read(data.join("log/leaves")).unwrap();
+    if index == 0 {
+        return 0;
+    }
+    let rec = &leaves[(index as usize - 1) * 40..index as usize * 40];
+    u64::from_be_bytes(rec[32..40].try_into().unwrap())
+}
+
+fn fill(server: &Server, from: usize, to: usize) {
+    let events: Vec<Value> = (from..to).map(|i| event(&format!("v{i}"))).collect();
+    server.post_events(&events);
+    server.wait_size(to as u64);
+}
+
+#[test]
+fn verifies_online_and_offline_and_pinpoints_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let saved = dir.path().join("cp");
+    let server = Server::start(&data);
+    let vkey = server.get_json("/v1/info")["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    fill(&server, 0, 600);
+
+    let out = aiaudit(&[
+        "verify",
+        "--url",
+        &server.url,
+        "--vkey",
+        &vkey,
+        "--checkpoint-file",
+        saved.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("OK: aiaudit.local/log verified at size 600"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(saved.exists());
+
+    // A snapshot of the log at 600, for the truncation check below.
+    let snapshot = dir.path().join("snapshot");
+    copy_dir(&data, &snapshot);
+
+    fill(&server, 600, 900);
+    let (ok, v) = verify_json(&[
+        "--url",
+        &server.url,
+        "--vkey",
+        &vkey,
+        "--checkpoint-file",
+        saved.to_str().unwrap(),
+    ]);
+    assert!(ok, "{v}");
+    assert_eq!(v["size"], 900);
+    assert_eq!(v["consistent_with_size"], 600);
+    assert_eq!(v["entries_checked"], 900);
+
+    // Another log's key fails the signature.
+    let other = tempfile::tempdir().unwrap();
+    let other_server = Server::start_with(other.path(), &["--origin", "aiaudit.local/log"]);
+    let other_key = other_server.get_json("/v1/info")["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(other_server);
+    let (ok, v) = verify_json(&["--url", &server.url, "--vkey", &other_key]);
+    assert!(!ok);
+    assert!(
+        v["problems"][0]["what"]
+            .as_str()
+            .unwrap()
+            .contains("signature"),
+        "{v}"
+    );
+    server.stop();
+
+    // Offline on the data directory.
+    let (ok, v) = verify_json(&["--data-dir", data.to_str().unwrap(), "--vkey", &vkey]);
+    assert!(ok, "{v}");
+    assert_eq!(v["size"], 900);
+
+    // A truncated log (an old copy) against the newer saved checkpoint.
+    let (ok, v) = verify_json(&[
+        "--data-dir",
+        snapshot.to_str().unwrap(),
+        "--vkey",
+        &vkey,
+        "--checkpoint-file",
+        saved.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        v["problems"][0]["what"]
+            .as_str()
+            .unwrap()
+            .contains("shrank"),
+        "{v}"
+    );
+
+    // One changed byte in entry 300.
+    flip(&data.join("log/entries"), entry_start(&data, 300) + 12);
+    let (ok, v) = verify_json(&["--data-dir", data.to_str().unwrap(), "--vkey", &vkey]);
+    assert!(!ok);
+    assert_eq!(v["problems"][0]["index"], 300, "{v}");
+
+    // The server still starts on it (the damage is below the checkpoint) and the online audit finds it too.
+    let server = Server::start(&data);
+    let (ok, v) = verify_json(&["--url", &server.url, "--vkey", &vkey]);
+    assert!(!ok);
+    assert_eq!(v["problems"][0]["index"], 300, "{v}");
+    server.stop();
+    flip(&data.join("log/entries"), entry_start(&data, 300) + 12);
+
+    // A changed leaf hash (level-0 tile) at index 5, and a changed tree node above index 512.
+    flip(&data.join("log/leaves"), 5 * 40 + 3);
+    let (ok, v) = verify_json(&["--data-dir", data.to_str().unwrap(), "--vkey", &vkey]);
+    assert!(!ok);
+    assert_eq!(v["problems"][0]["index"], 5, "{v}");
+    flip(&data.join("log/leaves"), 5 * 40 + 3);
+    flip(&data.join("log/levels/08"), 2 * 32 + 1);
+    let (ok, v) = verify_json(&["--data-dir", data.to_str().unwrap(), "--vkey", &vkey]);
+    assert!(!ok);
+    assert_eq!(v["problems"][0]["index"], 512, "{v}");
+    flip(&data.join("log/levels/08"), 2 * 32 + 1);
+
+    // Two entries of equal length swapped: reported at the first of them.
+    let (a, b, c) = (
+        entry_start(&data, 100),
+        entry_start(&data, 101),
+        entry_start(&data, 102),
+    );
+    assert_eq!(b - a, c - b);
+    let entries = data.join("log/entries");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&entries)
+        .unwrap();
+    let mut first = vec![0u8; (b - a) as usize];
+    let mut second = vec![0u8; (c - b) as usize];
+    f.read_exact_at(&mut first, a).unwrap();
+    f.read_exact_at(&mut second, b).unwrap();
+    f.write_all_at(&second, a).unwrap();
+    f.write_all_at(&first, b).unwrap();
+    let (ok, v) = verify_json(&["--data-dir", data.to_str().unwrap(), "--vkey", &vkey]);
+    assert!(!ok);
+    assert_eq!(v["problems"][0]["index"], 100, "{v}");
+    assert_eq!(v["problems"][1]["index"], 101, "{v}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
