@@ -37,6 +37,9 @@ const MAX_LEVEL: u32 = 63;
 /// it from the log tail.
 const ID_INDEX_SYNC: Duration = Duration::from_secs(2);
 
+/// Memory the id index may use for its page cache.
+const ID_INDEX_CACHE_BYTES: usize = 32 << 20;
+
 const IDS: TableDefinition<&str, u64> = TableDefinition::new("ids");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const INDEXED_SIZE: &str = "indexed_size";
@@ -81,7 +84,10 @@ impl FsStore {
         fs::create_dir_all(dir.join("log").join("levels"))?;
         check_format(dir)?;
         let files = LogFiles::open(dir, true)?;
-        let ids = redb::Database::create(dir.join("ids.redb"))?;
+        // A bounded cache: the id index must not grow with the log in RAM.
+        let ids = redb::Builder::new()
+            .set_cache_size(ID_INDEX_CACHE_BYTES)
+            .create(dir.join("ids.redb"))?;
         {
             let tx = ids.begin_write()?;
             tx.open_table(IDS)?;
