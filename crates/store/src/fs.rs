@@ -173,6 +173,12 @@ impl FsStore {
         // signed; check them against its root and rebuild them if they disagree.
         let mut rebuilt = false;
         let mut tree = self.tree_at(cp_size);
+        if tree.is_ok() && !self.levels_cover(cp_size)? {
+            tree = Err(Error::Corrupt {
+                index: cp_size,
+                detail: "a tree level file is shorter than the checkpoint needs".into(),
+            });
+        }
         if let (Some(cp), Ok(t)) = (&checkpoint, &tree) {
             if t.root() != cp.root {
                 tree = Err(Error::Corrupt {
@@ -256,6 +262,24 @@ impl FsStore {
             index: size,
             detail: e.to_string(),
         })
+    }
+
+    /// Whether every level file holds at least the nodes a tree of `size` has.
+    fn levels_cover(&self, size: u64) -> Result<bool> {
+        for level in 1..=MAX_LEVEL {
+            let want = size >> level;
+            if want == 0 {
+                break;
+            }
+            let have = match self.files.level_file(level, false)? {
+                Some(f) => f.metadata()?.len() / HASH,
+                None => 0,
+            };
+            if have < want {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     fn indexed_size(&self) -> Result<u64> {
