@@ -32,8 +32,13 @@ fn disk_full_answers_503_and_recovers() {
         .map(|s| s.success())
         .unwrap_or(false);
     if !mounted {
-        assert!(std::env::var_os("CI").is_none(), "CI must be able to mount a tmpfs (run as root)");
-        eprintln!("SKIPPED disk_full_answers_503_and_recovers: cannot mount a tmpfs here (not root)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must be able to mount a tmpfs (run as root)"
+        );
+        eprintln!(
+            "SKIPPED disk_full_answers_503_and_recovers: cannot mount a tmpfs here (not root)"
+        );
         return;
     }
     let _mount = Mount(mnt.clone());
@@ -43,15 +48,29 @@ fn disk_full_answers_503_and_recovers() {
     // Leave a little room, then write until the disk is full.
     let filler = mnt.join("filler");
     let free = {
-        let out = Command::new("df").args(["--output=avail", "-B1"]).arg(&mnt).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap().trim().parse::<u64>().unwrap()
+        let out = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&mnt)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
     };
     std::fs::write(&filler, vec![0u8; (free - 3_000_000) as usize]).unwrap();
 
     let mut acked: Vec<(String, u64)> = Vec::new();
     let mut refused = None;
     for b in 0..200 {
-        let r = server.post("/v1/events", "application/json", serde_json::to_vec(&batch(&format!("b{b}"), 100)).unwrap());
+        let r = server.post(
+            "/v1/events",
+            "application/json",
+            serde_json::to_vec(&batch(&format!("b{b}"), 100)).unwrap(),
+        );
         if r.status() == 503 {
             assert_eq!(r.headers()["content-type"], "application/problem+json");
             assert!(r.headers().contains_key("retry-after"));
@@ -61,7 +80,10 @@ fn disk_full_answers_503_and_recovers() {
         assert_eq!(r.status(), 200);
         let v: Value = r.json().unwrap();
         for a in v["events"].as_array().unwrap() {
-            acked.push((a["id"].as_str().unwrap().to_string(), a["index"].as_u64().unwrap()));
+            acked.push((
+                a["id"].as_str().unwrap().to_string(),
+                a["index"].as_u64().unwrap(),
+            ));
         }
     }
     let refused = refused.expect("the disk never filled up");
@@ -75,11 +97,18 @@ fn disk_full_answers_503_and_recovers() {
     let retry = batch(&format!("b{refused}"), 100);
     let mut ok = false;
     for _ in 0..50 {
-        let r = server.post("/v1/events", "application/json", serde_json::to_vec(&retry).unwrap());
+        let r = server.post(
+            "/v1/events",
+            "application/json",
+            serde_json::to_vec(&retry).unwrap(),
+        );
         if r.status() == 200 {
             let v: Value = r.json().unwrap();
             for a in v["events"].as_array().unwrap() {
-                acked.push((a["id"].as_str().unwrap().to_string(), a["index"].as_u64().unwrap()));
+                acked.push((
+                    a["id"].as_str().unwrap().to_string(),
+                    a["index"].as_u64().unwrap(),
+                ));
             }
             ok = true;
             break;
@@ -91,7 +120,10 @@ fn disk_full_answers_503_and_recovers() {
     server.wait_size(total);
 
     // Every acknowledgement holds: same index, no gaps, no duplicates, and the log verifies.
-    let resend: Vec<Value> = acked.iter().map(|(id, _)| json!({"id": id, "time": "2026-11-27T00:00:00Z"})).collect();
+    let resend: Vec<Value> = acked
+        .iter()
+        .map(|(id, _)| json!({"id": id, "time": "2026-11-27T00:00:00Z"}))
+        .collect();
     for chunk in resend.chunks(500).zip(acked.chunks(500)) {
         let v = server.post_events(chunk.0);
         for (a, (id, index)) in v["events"].as_array().unwrap().iter().zip(chunk.1) {

@@ -115,7 +115,10 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let batches = args.events.div_ceil(args.batch);
     let full = Arc::new(make_template(args.batch, args.size));
     let last = args.events % args.batch;
-    let tail = Arc::new(make_template(if last == 0 { args.batch } else { last }, args.size));
+    let tail = Arc::new(make_template(
+        if last == 0 { args.batch } else { last },
+        args.size,
+    ));
     let next = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
