@@ -26,7 +26,13 @@ fn bad_requests_get_problems_and_log_nothing() {
     assert!(p["detail"].as_str().unwrap().contains("not valid JSON"));
 
     // One bad event refuses the whole batch, naming it.
-    let batch = json!([event("ok1"), {"time": "2026-11-27T09:14:03Z"}, event("ok2"), {"id": "x", "time": "noon"}]);
+    let mut no_id = event("x1");
+    no_id.as_object_mut().unwrap().remove("id");
+    let mut bad_time = event("x3");
+    bad_time["time"] = json!("noon");
+    let mut bad_tokens = event("x4");
+    bad_tokens["ai"] = json!({"gen_ai.usage.input_tokens": "many"});
+    let batch = json!([event("ok1"), no_id, event("ok2"), bad_time, bad_tokens]);
     let p = problem(
         server.post(
             "/v1/events",
@@ -36,12 +42,22 @@ fn bad_requests_get_problems_and_log_nothing() {
         400,
     );
     assert_eq!(p["errors"][0]["pointer"], "/1/id");
+    assert_eq!(p["errors"][0]["path"], "events[1].id");
     assert_eq!(p["errors"][1]["pointer"], "/3/time");
+    assert_eq!(
+        p["errors"][2]["path"],
+        "events[4].ai.gen_ai.usage.input_tokens"
+    );
+    assert_eq!(
+        p["errors"][2]["detail"],
+        "expected non-negative integer, got string"
+    );
+    assert_eq!(p["errors"].as_array().unwrap().len(), 3);
     let p = problem(
         server.post(
             "/v1/events",
             "application/x-ndjson",
-            b"{\"id\":\"a\",\"time\":\"2026-01-01T00:00:00Z\"}\n{bad\n".to_vec(),
+            format!("{}\n{{bad\n", event("nd1")).into_bytes(),
         ),
         400,
     );
@@ -65,7 +81,9 @@ fn bad_requests_get_problems_and_log_nothing() {
     );
 
     // Oversized entry and oversized body.
-    let big = json!([{"id": "big", "time": "2026-01-01T00:00:00Z", "pad": "x".repeat(70_000)}]);
+    let mut big = event("big");
+    big["attributes"]["pad"] = json!("x".repeat(70_000));
+    let big = json!([big]);
     let p = problem(
         server.post(
             "/v1/events",
@@ -75,7 +93,9 @@ fn bad_requests_get_problems_and_log_nothing() {
         400,
     );
     assert_eq!(p["errors"][0]["pointer"], "/0");
-    let huge = json!([{"id": "huge", "time": "2026-01-01T00:00:00Z", "pad": "x".repeat(300_000)}]);
+    let mut huge = event("huge");
+    huge["attributes"]["pad"] = json!("x".repeat(300_000));
+    let huge = json!([huge]);
     problem(
         server.post(
             "/v1/events",

@@ -7,7 +7,7 @@ use aiaudit_tlog::{
 };
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -134,15 +134,11 @@ fn kill_nine_under_load_loses_nothing_acknowledged() {
                     let batch: Vec<Value> = (0..BATCH)
                         .map(|i| {
                             let k = if i == 0 && n > 0 { n - 1 } else { n };
-                            json!({"id": format!("c{cycle}-{c}-{k}-{i}"), "time": "2026-11-27T00:00:00Z"})
+                            event(&format!("c{cycle}-{c}-{k}-{i}"))
                         })
                         .collect();
                     n += 1;
-                    let Ok(r) = client
-                        .post(format!("{url}/v1/events"))
-                        .json(&batch)
-                        .send()
-                    else {
+                    let Ok(r) = client.post(format!("{url}/v1/events")).json(&batch).send() else {
                         break;
                     };
                     if r.status() != 200 {
@@ -151,7 +147,10 @@ fn kill_nine_under_load_loses_nothing_acknowledged() {
                     let Ok(v) = r.json::<Value>() else { break };
                     let mut g = got.lock().unwrap();
                     for a in v["events"].as_array().unwrap() {
-                        g.push((a["id"].as_str().unwrap().to_string(), a["index"].as_u64().unwrap()));
+                        g.push((
+                            a["id"].as_str().unwrap().to_string(),
+                            a["index"].as_u64().unwrap(),
+                        ));
                     }
                 }
             }));

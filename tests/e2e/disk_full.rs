@@ -16,7 +16,11 @@ impl Drop for Mount {
 
 fn batch(tag: &str, n: usize) -> Vec<Value> {
     (0..n)
-        .map(|i| json!({"id": format!("{tag}-{i}"), "time": "2026-11-27T00:00:00Z", "pad": "p".repeat(1000)}))
+        .map(|i| {
+            let mut e = event(&format!("{tag}-{i}"));
+            e["attributes"]["pad"] = json!("p".repeat(1000));
+            e
+        })
         .collect()
 }
 
@@ -120,10 +124,7 @@ fn disk_full_answers_503_and_recovers() {
     server.wait_size(total);
 
     // Every acknowledgement holds: same index, no gaps, no duplicates, and the log verifies.
-    let resend: Vec<Value> = acked
-        .iter()
-        .map(|(id, _)| json!({"id": id, "time": "2026-11-27T00:00:00Z"}))
-        .collect();
+    let resend: Vec<Value> = acked.iter().map(|(id, _)| event(id)).collect();
     for chunk in resend.chunks(500).zip(acked.chunks(500)) {
         let v = server.post_events(chunk.0);
         for (a, (id, index)) in v["events"].as_array().unwrap().iter().zip(chunk.1) {

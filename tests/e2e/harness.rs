@@ -145,7 +145,9 @@ pub fn client() -> reqwest::blocking::Client {
 }
 
 pub fn event(id: &str) -> Value {
-    json!({"id": id, "time": "2026-11-27T09:14:03.120Z", "action": "model.call", "attributes": {"n": id}})
+    json!({"id": id, "time": "2026-11-27T09:14:03.120Z", "tenant": "acme",
+           "source": {"name": "e2e"}, "actor": {"id": "tester", "type": "service"},
+           "action": "model.invoke", "attributes": {"n": id}})
 }
 
 pub fn aiaudit(args: &[&str]) -> Output {

@@ -32,6 +32,10 @@ fn ingest_reads_and_proofs() {
     assert_eq!(info["size"], 0);
     assert!(info["version"].is_string());
     let verifier = Verifier::parse(info["verifier_key"].as_str().unwrap()).unwrap();
+    let schema = server.get("/v1/schema/event");
+    assert_eq!(schema.headers()["content-type"], "application/schema+json");
+    let schema: Value = schema.json().unwrap();
+    assert_eq!(schema["required"], json!(["id", "time", "tenant", "source", "actor", "action"]));
     let key = dir.path().join("log.key");
     assert_eq!(
         std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,

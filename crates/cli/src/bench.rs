@@ -58,7 +58,9 @@ fn make_template(n: u64, size: usize) -> Template {
         let mut event = json!({
             "id": PLACEHOLDER,
             "time": now,
-            "action": "model.call",
+            "tenant": "bench",
+            "source": {"name": "aiaudit-bench"},
+            "action": "model.invoke",
             "actor": {"id": "bench", "type": "agent"},
             "attributes": {"pad": ""},
         });

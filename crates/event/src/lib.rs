@@ -8,8 +8,10 @@
 //! documented in `docs/format.md`.
 
 mod canonical;
+pub mod schema;
 
 pub use canonical::write_canonical;
+pub use schema::{validate, EventError, MAX_ID_LEN};
 
 use aiaudit_tlog::{record_hash, Hash, MAX_ENTRY_SIZE};
 use serde_json::{Map, Value};
@@ -17,22 +19,11 @@ use serde_json::{Map, Value};
 /// The entry format version written by this crate (`"v"` in the entry).
 pub const ENTRY_VERSION: u64 = 1;
 
-/// Longest accepted event id, in bytes.
-pub const MAX_ID_LEN: usize = 128;
-
-/// Why an event was refused, with a JSON Pointer (RFC 6901) to the field at fault,
-/// relative to the event itself (e.g. `/id`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{pointer}: {detail}")]
-pub struct EventError {
-    pub pointer: String,
-    pub detail: String,
-}
-
 impl EventError {
     fn new(pointer: &str, detail: impl Into<String>) -> Self {
         EventError {
             pointer: pointer.to_string(),
+            path: pointer.trim_start_matches('/').replace('/', "."),
             detail: detail.into(),
         }
     }
@@ -46,62 +37,25 @@ pub struct PreparedEvent {
     pub leaf: Hash,
 }
 
-/// Validates one event and encodes it as a log entry. The one entry point for
-/// everything that accepts events.
-pub fn prepare(event: Value) -> Result<PreparedEvent, EventError> {
+/// Validates one event (schema v1) and encodes it as a log entry. The one
+/// entry point for everything that accepts events; lists every error found.
+pub fn prepare(event: Value) -> Result<PreparedEvent, Vec<EventError>> {
     let Value::Object(fields) = event else {
-        return Err(EventError::new("", "an event must be a JSON object"));
+        return Err(vec![EventError::new("", "an event must be a JSON object")]);
     };
     let id = validate(&fields)?;
     let entry = encode_entry(&fields);
     if entry.len() > MAX_ENTRY_SIZE {
-        return Err(EventError::new(
+        return Err(vec![EventError::new(
             "",
             format!(
                 "the encoded event is {} bytes; the most a log entry holds is {MAX_ENTRY_SIZE}",
                 entry.len()
             ),
-        ));
+        )]);
     }
     let leaf = record_hash(&entry);
     Ok(PreparedEvent { id, entry, leaf })
-}
-
-/// Checks the fields the ledger itself relies on and returns the event id.
-pub fn validate(fields: &Map<String, Value>) -> Result<String, EventError> {
-    let id = match fields.get("id") {
-        None => return Err(EventError::new("/id", "required field is missing")),
-        Some(Value::String(s)) => s,
-        Some(_) => return Err(EventError::new("/id", "must be a string")),
-    };
-    if id.is_empty() || id.len() > MAX_ID_LEN {
-        return Err(EventError::new(
-            "/id",
-            format!("must be 1 to {MAX_ID_LEN} bytes long"),
-        ));
-    }
-    if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(EventError::new(
-            "/id",
-            "must not contain whitespace or control characters",
-        ));
-    }
-    match fields.get("time") {
-        None => return Err(EventError::new("/time", "required field is missing")),
-        Some(Value::String(s)) => {
-            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                .map_err(|e| {
-                    EventError::new("/time", format!("must be an RFC 3339 timestamp: {e}"))
-                })?;
-        }
-        Some(_) => {
-            return Err(EventError::new(
-                "/time",
-                "must be an RFC 3339 timestamp string",
-            ))
-        }
-    }
-    Ok(id.clone())
 }
 
 /// The canonical entry bytes of an event (format v1, see docs/format.md):
@@ -158,15 +112,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn minimal(id: &str) -> Value {
+        json!({"time": "2026-11-27T09:14:03.120Z", "id": id, "tenant": "acme",
+               "source": {"name": "app"}, "actor": {"id": "u1"}, "action": "model.invoke",
+               "attributes": {"b": [1, 2.5, "x"]}})
+    }
+
     #[test]
     fn prepares_a_minimal_event() {
-        let e =
-            prepare(json!({"time": "2026-11-27T09:14:03.120Z", "id": "a1", "b": [1, 2.5, "x"]}))
-                .unwrap();
+        let e = prepare(minimal("a1")).unwrap();
         assert_eq!(e.id, "a1");
         assert_eq!(
             std::str::from_utf8(&e.entry).unwrap(),
-            r#"{"event":{"b":[1,2.5,"x"],"id":"a1","time":"2026-11-27T09:14:03.120Z"},"v":1}"#
+            r#"{"event":{"action":"model.invoke","actor":{"id":"u1"},"attributes":{"b":[1,2.5,"x"]},"id":"a1","source":{"name":"app"},"tenant":"acme","time":"2026-11-27T09:14:03.120Z"},"v":1}"#
         );
         assert_eq!(e.leaf, record_hash(&e.entry));
         let back = decode_entry(&e.entry).unwrap();
@@ -176,43 +134,23 @@ mod tests {
 
     #[test]
     fn key_order_and_whitespace_do_not_change_the_entry() {
-        let a: Value =
-            serde_json::from_str(r#"{"id":"x","time":"2026-01-01T00:00:00Z","z":{"b":1,"a":2}}"#)
-                .unwrap();
+        let a: Value = serde_json::from_str(
+            r#"{"id":"x","time":"2026-01-01T00:00:00Z","tenant":"t","source":{"name":"s"},"actor":{"id":"a"},"action":"a.b","attributes":{"b":1,"a":2}}"#,
+        )
+        .unwrap();
         let b: Value = serde_json::from_str(
-            r#"{ "z" : { "a" : 2, "b" : 1 }, "time":"2026-01-01T00:00:00Z", "id":"x" }"#,
+            r#"{ "attributes" : { "a" : 2, "b" : 1 }, "action":"a.b", "actor":{"id":"a"}, "source":{"name":"s"}, "tenant":"t", "time":"2026-01-01T00:00:00Z", "id":"x" }"#,
         )
         .unwrap();
         assert_eq!(prepare(a).unwrap().entry, prepare(b).unwrap().entry);
     }
 
     #[test]
-    fn names_the_field_at_fault() {
-        let cases = [
-            (json!({"time": "2026-01-01T00:00:00Z"}), "/id"),
-            (json!({"id": 5, "time": "2026-01-01T00:00:00Z"}), "/id"),
-            (json!({"id": "", "time": "2026-01-01T00:00:00Z"}), "/id"),
-            (json!({"id": "a b", "time": "2026-01-01T00:00:00Z"}), "/id"),
-            (
-                json!({"id": "x".repeat(129), "time": "2026-01-01T00:00:00Z"}),
-                "/id",
-            ),
-            (json!({"id": "a"}), "/time"),
-            (json!({"id": "a", "time": "yesterday"}), "/time"),
-            (json!({"id": "a", "time": 17}), "/time"),
-            (json!(["not", "an", "object"]), ""),
-        ];
-        for (event, pointer) in cases {
-            let err = prepare(event.clone()).unwrap_err();
-            assert_eq!(err.pointer, pointer, "{event}");
-        }
-    }
-
-    #[test]
-    fn refuses_entries_over_the_tile_limit() {
-        let big = "x".repeat(MAX_ENTRY_SIZE);
-        let err =
-            prepare(json!({"id": "a", "time": "2026-01-01T00:00:00Z", "pad": big})).unwrap_err();
+    fn refuses_non_objects_and_entries_over_the_tile_limit() {
+        assert_eq!(prepare(json!([1])).unwrap_err()[0].pointer, "");
+        let mut e = minimal("a");
+        e["attributes"]["pad"] = json!("x".repeat(MAX_ENTRY_SIZE));
+        let err = &prepare(e).unwrap_err()[0];
         assert_eq!(err.pointer, "");
         assert!(err.detail.contains("65535"));
     }

@@ -29,6 +29,7 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
         .route("/checkpoint", get(checkpoint))
         .route("/tile/{*path}", get(tile))
         .route("/v1/info", get(info))
+        .route("/v1/schema/event", get(event_schema))
         .route("/v1/proof/inclusion", get(inclusion_proof))
         .route("/v1/proof/consistency", get(consistency_proof))
         .route("/healthz", get(healthz))
@@ -188,10 +189,12 @@ fn parse_events(bytes: &[u8], ndjson: bool) -> ApiResult<Vec<Value>> {
             let v: Value = serde_json::from_slice(line).map_err(|e| {
                 invalid_events(
                     &format!("line {} is not valid JSON", i + 1),
-                    vec![FieldError {
-                        pointer: format!("/{}", events.len()),
-                        detail: format!("line {}: {e}", i + 1),
-                    }],
+                    vec![FieldError::event(
+                        Some(events.len()),
+                        "",
+                        "",
+                        format!("line {}: {e}", i + 1),
+                    )],
                 )
             })?;
             events.push(v);
@@ -204,19 +207,13 @@ fn parse_events(bytes: &[u8], ndjson: bool) -> ApiResult<Vec<Value>> {
             Ok(_) => {
                 return Err(invalid_events(
                     "the body must be a JSON array of event objects",
-                    vec![FieldError {
-                        pointer: String::new(),
-                        detail: "expected an array".into(),
-                    }],
+                    vec![FieldError::event(None, "", "", "expected an array")],
                 ))
             }
             Err(e) => {
                 return Err(invalid_events(
                     &format!("the body is not valid JSON: {e}"),
-                    vec![FieldError {
-                        pointer: String::new(),
-                        detail: e.to_string(),
-                    }],
+                    vec![FieldError::event(None, "", "", e.to_string())],
                 ))
             }
         }
@@ -224,10 +221,7 @@ fn parse_events(bytes: &[u8], ndjson: bool) -> ApiResult<Vec<Value>> {
     if events.is_empty() {
         return Err(invalid_events(
             "the batch holds no events",
-            vec![FieldError {
-                pointer: String::new(),
-                detail: "empty batch".into(),
-            }],
+            vec![FieldError::event(None, "", "", "empty batch")],
         ));
     }
     Ok(events)
@@ -244,21 +238,20 @@ fn prepare_batch(events: Vec<Value>) -> ApiResult<Vec<NewEntry>> {
                 entry: p.entry,
                 leaf: p.leaf,
             }),
-            Err(e) => {
-                if errors.len() < 100 {
-                    errors.push(FieldError {
-                        pointer: format!("/{i}{}", e.pointer),
-                        detail: e.detail,
-                    });
+            Err(errs) => {
+                for e in errs {
+                    if errors.len() < 1000 {
+                        errors.push(FieldError::event(Some(i), &e.pointer, &e.path, e.detail));
+                    }
                 }
             }
         }
     }
     if !errors.is_empty() {
-        let first = errors[0].pointer.clone();
+        let first = format!("{}: {}", errors[0].path, errors[0].detail);
         return Err(invalid_events(
             &format!(
-                "{} event(s) are invalid (first at {first}); nothing of the batch was logged",
+                "{} error(s) in the batch, first {first}; nothing of the batch was logged",
                 errors.len()
             ),
             errors,
@@ -490,6 +483,17 @@ async fn event_by_index(
         });
     }
     Ok(Json(out))
+}
+
+/// The published JSON Schema of events (docs/schema/event.v1.json).
+pub const EVENT_SCHEMA: &str = include_str!("../../../docs/schema/event.v1.json");
+
+async fn event_schema() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/schema+json")],
+        EVENT_SCHEMA,
+    )
+        .into_response()
 }
 
 async fn healthz() -> Json<Value> {

@@ -7,9 +7,32 @@ use serde::Serialize;
 /// One field-level error inside a problem (RFC 9457 section 3 `errors` extension style).
 #[derive(Debug, Clone, Serialize)]
 pub struct FieldError {
-    /// JSON Pointer into the request body.
+    /// JSON Pointer into the request body (`/3/ai/gen_ai.usage.input_tokens`).
     pub pointer: String,
+    /// The same place for people: `events[3].ai.gen_ai.usage.input_tokens`.
+    pub path: String,
     pub detail: String,
+}
+
+impl FieldError {
+    /// An error about the `index`th event of a batch (or the body, for `None`).
+    pub fn event(
+        index: Option<usize>,
+        pointer: &str,
+        path: &str,
+        detail: impl Into<String>,
+    ) -> Self {
+        let (pointer, path) = match index {
+            Some(i) if path.is_empty() => (format!("/{i}{pointer}"), format!("events[{i}]")),
+            Some(i) => (format!("/{i}{pointer}"), format!("events[{i}].{path}")),
+            None => (pointer.to_string(), path.to_string()),
+        };
+        FieldError {
+            pointer,
+            path,
+            detail: detail.into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
