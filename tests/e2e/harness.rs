@@ -27,7 +27,10 @@ impl Server {
     }
 
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
-        let port = free_port();
+        Server::start_on(data_dir, free_port(), extra)
+    }
+
+    pub fn start_on(data_dir: &Path, port: u16, extra: &[&str]) -> Server {
         let listen = format!("127.0.0.1:{port}");
         let child = Command::new(BIN)
             .arg("serve")
@@ -51,7 +54,7 @@ impl Server {
         server
     }
 
-    fn wait_ready(&self) {
+    pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(r) = client().get(format!("{}/healthz", self.url)).send() {
@@ -159,4 +162,31 @@ pub fn aiaudit(args: &[&str]) -> Output {
 
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A running `aiaudit agent`.
+pub fn start_agent(ledger_url: &str, spool: &Path) -> Server {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(BIN)
+        .args([
+            "agent",
+            "--ledger-url",
+            ledger_url,
+            "--listen",
+            &listen,
+            "--spool-dir",
+        ])
+        .arg(spool)
+        .env("AIAUDIT_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting aiaudit agent");
+    let agent = Server {
+        child,
+        url: format!("http://{listen}"),
+    };
+    agent.wait_ready();
+    agent
 }

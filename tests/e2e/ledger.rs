@@ -35,7 +35,10 @@ fn ingest_reads_and_proofs() {
     let schema = server.get("/v1/schema/event");
     assert_eq!(schema.headers()["content-type"], "application/schema+json");
     let schema: Value = schema.json().unwrap();
-    assert_eq!(schema["required"], json!(["id", "time", "tenant", "source", "actor", "action"]));
+    assert_eq!(
+        schema["required"],
+        json!(["id", "time", "tenant", "source", "actor", "action"])
+    );
     let key = dir.path().join("log.key");
     assert_eq!(
         std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,

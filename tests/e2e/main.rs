@@ -5,5 +5,6 @@ mod harness;
 mod bad_input;
 mod crash;
 mod disk_full;
+mod emitter;
 mod ledger;
 mod verify;

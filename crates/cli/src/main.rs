@@ -1,6 +1,8 @@
 //! `aiaudit`: a thin layer of subcommands over the library crates.
 
+mod agent;
 mod bench;
+mod emit;
 mod serve;
 mod verify;
 
@@ -29,6 +31,10 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Audit a log: checkpoint signature, every tile and entry, consistency with a saved checkpoint.
     Verify(verify::VerifyArgs),
+    /// Local forwarder: accepts events, spools them durably, delivers them to the ledger.
+    Agent(agent::AgentArgs),
+    /// Send NDJSON events from a file or stdin to the ledger.
+    Emit(emit::EmitArgs),
     /// Load generator: events/s and acknowledgement latency against a running ledger.
     Bench(bench::BenchArgs),
 }
@@ -39,6 +45,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Agent(args) => agent::run(args),
+        Command::Emit(args) => emit::run(args),
     };
     match result {
         Ok(code) => code,

@@ -139,7 +139,7 @@ async fn ingest(
     .into_response())
 }
 
-async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
+pub async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
     match axum::body::to_bytes(body, limit).await {
         Ok(b) => Ok(b),
         Err(e) => {
@@ -178,7 +178,7 @@ fn invalid_events(detail: &str, errors: Vec<FieldError>) -> Problem {
 }
 
 /// A JSON array of events (or one event object), or NDJSON: one event per line.
-fn parse_events(bytes: &[u8], ndjson: bool) -> ApiResult<Vec<Value>> {
+pub fn parse_events(bytes: &[u8], ndjson: bool) -> ApiResult<Vec<Value>> {
     let events = if ndjson {
         let mut events = Vec::new();
         for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
@@ -227,7 +227,7 @@ fn parse_events(bytes: &[u8], ndjson: bool) -> ApiResult<Vec<Value>> {
     Ok(events)
 }
 
-/// Validates every event; any error refuses the whole batch.
+/// Validates every event and encodes it; any error refuses the whole batch.
 fn prepare_batch(events: Vec<Value>) -> ApiResult<Vec<NewEntry>> {
     let mut errors = Vec::new();
     let mut batch = Vec::with_capacity(events.len());
@@ -238,26 +238,48 @@ fn prepare_batch(events: Vec<Value>) -> ApiResult<Vec<NewEntry>> {
                 entry: p.entry,
                 leaf: p.leaf,
             }),
-            Err(errs) => {
-                for e in errs {
-                    if errors.len() < 1000 {
-                        errors.push(FieldError::event(Some(i), &e.pointer, &e.path, e.detail));
-                    }
-                }
-            }
+            Err(errs) => add_event_errors(&mut errors, i, errs),
         }
     }
-    if !errors.is_empty() {
-        let first = format!("{}: {}", errors[0].path, errors[0].detail);
-        return Err(invalid_events(
-            &format!(
-                "{} error(s) in the batch, first {first}; nothing of the batch was logged",
-                errors.len()
-            ),
-            errors,
-        ));
-    }
+    refuse_if_any(errors)?;
     Ok(batch)
+}
+
+/// Validates every event without encoding it (for forwarders).
+pub fn validate_batch(events: &[Value]) -> ApiResult<()> {
+    let mut errors = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        let result = match event {
+            Value::Object(fields) => aiaudit_event::validate(fields).map(|_| ()),
+            _ => prepare(event.clone()).map(|_| ()),
+        };
+        if let Err(errs) = result {
+            add_event_errors(&mut errors, i, errs);
+        }
+    }
+    refuse_if_any(errors)
+}
+
+fn add_event_errors(errors: &mut Vec<FieldError>, i: usize, errs: Vec<aiaudit_event::EventError>) {
+    for e in errs {
+        if errors.len() < 1000 {
+            errors.push(FieldError::event(Some(i), &e.pointer, &e.path, e.detail));
+        }
+    }
+}
+
+fn refuse_if_any(errors: Vec<FieldError>) -> ApiResult<()> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let first = format!("{}: {}", errors[0].path, errors[0].detail);
+    Err(invalid_events(
+        &format!(
+            "{} error(s) in the batch, first {first}; nothing of the batch was logged",
+            errors.len()
+        ),
+        errors,
+    ))
 }
 
 async fn wait_for_checkpoint(ledger: &Ledger, size: u64) -> ApiResult<Arc<crate::Published>> {

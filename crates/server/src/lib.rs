@@ -8,6 +8,7 @@
 // Problems are returned on the cold path only; boxing them buys nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod agent;
 pub mod api;
 pub mod config;
 pub mod keys;

@@ -1,0 +1,48 @@
+//! `aiaudit agent`: the local forwarder (see `aiaudit_server::agent`).
+
+use aiaudit_server::agent::{AgentConfig, DEFAULT_AGENT_LISTEN};
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// The ledger to forward to, e.g. http://127.0.0.1:7381
+    #[arg(long, env = "AIAUDIT_LEDGER_URL")]
+    ledger_url: String,
+    /// Bearer token for the ledger.
+    #[arg(long, env = "AIAUDIT_TOKEN")]
+    token: Option<String>,
+    /// Address applications send events to.
+    #[arg(long, env = "AIAUDIT_AGENT_LISTEN", default_value = DEFAULT_AGENT_LISTEN)]
+    listen: String,
+    /// The durable spool: accepted events wait here until the ledger has them.
+    #[arg(long, env = "AIAUDIT_SPOOL_DIR", default_value = "./aiaudit-spool")]
+    spool_dir: PathBuf,
+    /// Most bytes the spool may hold; beyond it new events get 503.
+    #[arg(long, default_value_t = 1 << 30)]
+    spool_max_bytes: u64,
+    /// Largest request body accepted from applications.
+    #[arg(long, default_value_t = 32 << 20)]
+    max_body_bytes: usize,
+}
+
+pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    crate::serve::init_logging("text")?;
+    let config = AgentConfig {
+        listen: args.listen,
+        ledger_url: args.ledger_url,
+        token: args.token,
+        spool_dir: args.spool_dir,
+        spool_max_bytes: args.spool_max_bytes,
+        max_body_bytes: args.max_body_bytes,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(aiaudit_server::agent::run(
+        config,
+        crate::serve::shutdown_signal(),
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}

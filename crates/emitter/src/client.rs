@@ -1,0 +1,678 @@
+//! The emitter: `emit` hands an event to a bounded in-memory queue and
+//! returns; an intake thread batches events by size and time and writes each
+//! batch durably to the spool (when there is one); a delivery thread sends
+//! spooled batches to the ledger in order, retrying with exponential backoff
+//! and jitter, and removes them only once the ledger has acknowledged them.
+//! Delivery is at least once; the ledger's deduplication by `id` makes each
+//! event land exactly once.
+
+use crate::spool::{Spool, SpoolError};
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What `emit` does when the queue (or the spool) is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullPolicy {
+    /// Fail closed: the caller waits until there is room.
+    Block,
+    /// Drop the event, count it (`Stats::dropped`) and log it.
+    Drop,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmitError {
+    #[error("the emitter's queue is full; the event was dropped")]
+    QueueFull,
+    #[error("the emitter is closed")]
+    Closed,
+    #[error("the spool cannot take the batch: {0}")]
+    Spool(#[from] SpoolError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("timed out with {0} event batch(es) not yet delivered")]
+    Undelivered(u64),
+}
+
+/// Counters since the emitter was built.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub emitted: AtomicU64,
+    /// Events written to the spool (or, without a spool, to the in-memory backlog).
+    pub queued: AtomicU64,
+    pub delivered: AtomicU64,
+    pub dropped: AtomicU64,
+    /// Events the ledger refused as invalid (written to `rejected.ndjson` in the spool directory).
+    pub rejected: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+/// Configures an [`Emitter`]. `endpoint` is required.
+#[derive(Debug, Clone)]
+pub struct EmitterBuilder {
+    endpoint: Option<String>,
+    token: Option<String>,
+    spool_dir: Option<PathBuf>,
+    spool_max_bytes: u64,
+    batch_size: usize,
+    batch_interval: Duration,
+    queue_capacity: usize,
+    full_policy: FullPolicy,
+    request_max_bytes: usize,
+    request_timeout: Duration,
+    max_backoff: Duration,
+}
+
+impl Default for EmitterBuilder {
+    fn default() -> Self {
+        EmitterBuilder {
+            endpoint: None,
+            token: None,
+            spool_dir: None,
+            spool_max_bytes: 1 << 30,
+            batch_size: 500,
+            batch_interval: Duration::from_millis(200),
+            queue_capacity: 100_000,
+            full_policy: FullPolicy::Block,
+            request_max_bytes: 4 << 20,
+            request_timeout: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+impl EmitterBuilder {
+    /// Base URL of the ledger (or of a local agent), e.g. `http://127.0.0.1:7381`.
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+    /// Bearer token sent with every request.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+    /// Directory of the durable spool. Without one, batches wait in memory
+    /// and are lost if the process dies before delivering them.
+    pub fn spool_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spool_dir = Some(dir.into());
+        self
+    }
+    /// Most bytes the spool may hold on disk (default 1 GiB).
+    pub fn spool_max_bytes(mut self, bytes: u64) -> Self {
+        self.spool_max_bytes = bytes;
+        self
+    }
+    /// Events per batch (default 500).
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+    /// Longest an event waits for its batch to fill (default 200 ms).
+    pub fn batch_interval(mut self, d: Duration) -> Self {
+        self.batch_interval = d;
+        self
+    }
+    /// Events the in-memory queue holds before `emit` blocks or drops (default 100,000).
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.queue_capacity = n.max(1);
+        self
+    }
+    pub fn full_policy(mut self, p: FullPolicy) -> Self {
+        self.full_policy = p;
+        self
+    }
+    /// Longest backoff between delivery attempts (default 30 s).
+    pub fn max_backoff(mut self, d: Duration) -> Self {
+        self.max_backoff = d;
+        self
+    }
+
+    pub fn build(self) -> Result<Emitter, EmitError> {
+        let endpoint = self
+            .endpoint
+            .clone()
+            .ok_or_else(|| EmitError::Config("an endpoint is required".into()))?;
+        let backlog: Box<dyn Backlog> = match &self.spool_dir {
+            Some(dir) => Box::new(Spool::open(dir, self.spool_max_bytes)?),
+            None => Box::new(MemoryBacklog {
+                records: VecDeque::new(),
+                bytes: 0,
+                max_bytes: self.spool_max_bytes,
+            }),
+        };
+        let shared = Arc::new(Shared {
+            backlog: Mutex::new(backlog),
+            more: Condvar::new(),
+            stats: Stats::default(),
+            closing: AtomicBool::new(false),
+            spool_dir: self.spool_dir.clone(),
+        });
+        let (tx, rx) = mpsc::sync_channel(self.queue_capacity);
+        let intake = {
+            let (shared, config) = (shared.clone(), self.clone());
+            std::thread::Builder::new()
+                .name("aiaudit-emitter-intake".into())
+                .spawn(move || intake_loop(rx, &shared, &config))
+                .map_err(|e| EmitError::Config(format!("spawning the intake thread: {e}")))?
+        };
+        let delivery = {
+            let (shared, config) = (shared.clone(), self.clone());
+            let url = format!("{}/v1/events", endpoint.trim_end_matches('/'));
+            std::thread::Builder::new()
+                .name("aiaudit-emitter-delivery".into())
+                .spawn(move || delivery_loop(&url, &shared, &config))
+                .map_err(|e| EmitError::Config(format!("spawning the delivery thread: {e}")))?
+        };
+        Ok(Emitter {
+            tx: Some(tx),
+            shared,
+            policy: self.full_policy,
+            intake: Some(intake),
+            delivery: Some(delivery),
+        })
+    }
+}
+
+/// Sends audit events to the ledger, durably and in order. See the module docs.
+pub struct Emitter {
+    tx: Option<SyncSender<Msg>>,
+    shared: Arc<Shared>,
+    policy: FullPolicy,
+    intake: Option<JoinHandle<()>>,
+    delivery: Option<JoinHandle<()>>,
+}
+
+enum Msg {
+    Event(Value),
+    /// Seal the current batch into the backlog, then answer.
+    Flush(SyncSender<()>),
+    /// Write these events to the backlog as one batch, durably, then answer.
+    Durable(Vec<Value>, SyncSender<Result<(), EmitError>>),
+}
+
+impl Emitter {
+    pub fn builder() -> EmitterBuilder {
+        EmitterBuilder::default()
+    }
+
+    /// Queues one event. Never waits on the network; with [`FullPolicy::Block`]
+    /// it waits only while the queue is full.
+    pub fn emit(&self, event: Value) -> Result<(), EmitError> {
+        let tx = self.tx.as_ref().ok_or(EmitError::Closed)?;
+        self.shared.stats.emitted.fetch_add(1, Ordering::Relaxed);
+        match self.policy {
+            FullPolicy::Block => tx.send(Msg::Event(event)).map_err(|_| EmitError::Closed),
+            FullPolicy::Drop => match tx.try_send(Msg::Event(event)) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(_)) => {
+                    self.shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("emitter queue full: event dropped");
+                    Err(EmitError::QueueFull)
+                }
+                Err(TrySendError::Disconnected(_)) => Err(EmitError::Closed),
+            },
+        }
+    }
+
+    /// Writes `events` to the spool as one batch and returns once they are
+    /// durable (fsync'd), or an error if they could not be. For forwarders
+    /// (`aiaudit agent`) that acknowledge their own clients.
+    pub fn emit_durable(&self, events: Vec<Value>) -> Result<(), EmitError> {
+        let tx = self.tx.as_ref().ok_or(EmitError::Closed)?;
+        let n = events.len() as u64;
+        let (reply, answer) = mpsc::sync_channel(1);
+        tx.send(Msg::Durable(events, reply))
+            .map_err(|_| EmitError::Closed)?;
+        let result = answer.recv().map_err(|_| EmitError::Closed)?;
+        if result.is_ok() {
+            self.shared.stats.emitted.fetch_add(n, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Returns once every event emitted before the call is in the backlog
+    /// (on disk when there is a spool).
+    pub fn flush(&self) -> Result<(), EmitError> {
+        let tx = self.tx.as_ref().ok_or(EmitError::Closed)?;
+        let (reply, answer) = mpsc::sync_channel(1);
+        tx.send(Msg::Flush(reply)).map_err(|_| EmitError::Closed)?;
+        answer.recv().map_err(|_| EmitError::Closed)
+    }
+
+    /// [`Emitter::flush`], then waits up to `timeout` for the ledger to acknowledge everything.
+    pub fn flush_delivered(&self, timeout: Duration) -> Result<(), EmitError> {
+        self.flush()?;
+        self.wait_delivered(timeout)
+    }
+
+    fn wait_delivered(&self, timeout: Duration) -> Result<(), EmitError> {
+        let deadline = Instant::now() + timeout;
+        let mut backlog = self.shared.backlog.lock().unwrap();
+        loop {
+            let pending = backlog.pending_records();
+            if pending == 0 {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(EmitError::Undelivered(pending));
+            }
+            self.shared.more.notify_all();
+            backlog = self
+                .shared
+                .more
+                .wait_timeout(backlog, (deadline - now).min(Duration::from_millis(50)))
+                .unwrap()
+                .0;
+        }
+    }
+
+    /// Batches not yet acknowledged by the ledger.
+    pub fn pending_batches(&self) -> u64 {
+        self.shared.backlog.lock().unwrap().pending_records()
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// Graceful shutdown: seals the queue into the backlog, gives delivery up
+    /// to `timeout`, and stops. With a spool nothing is lost: what is not yet
+    /// delivered stays on disk for the next start.
+    pub fn close(mut self, timeout: Duration) -> Result<(), EmitError> {
+        self.shutdown(timeout)
+    }
+
+    fn shutdown(&mut self, timeout: Duration) -> Result<(), EmitError> {
+        let Some(tx) = self.tx.take() else {
+            return Ok(());
+        };
+        drop(tx);
+        if let Some(h) = self.intake.take() {
+            let _ = h.join();
+        }
+        let result = self.wait_delivered(timeout);
+        self.shared.closing.store(true, Ordering::SeqCst);
+        self.shared.more.notify_all();
+        if let Some(h) = self.delivery.take() {
+            let _ = h.join();
+        }
+        result
+    }
+}
+
+impl Drop for Emitter {
+    fn drop(&mut self) {
+        let _ = self.shutdown(Duration::from_secs(1));
+    }
+}
+
+struct Shared {
+    backlog: Mutex<Box<dyn Backlog>>,
+    more: Condvar,
+    stats: Stats,
+    closing: AtomicBool,
+    spool_dir: Option<PathBuf>,
+}
+
+/// Batches waiting for delivery: the durable spool, or memory.
+trait Backlog: Send {
+    fn append(&mut self, records: &[&[u8]]) -> Result<(), SpoolError>;
+    fn peek(&mut self, max_records: usize, max_bytes: usize) -> Result<Vec<Vec<u8>>, SpoolError>;
+    fn ack(&mut self, n: usize) -> Result<(), SpoolError>;
+    fn pending_records(&self) -> u64;
+}
+
+impl Backlog for Spool {
+    fn append(&mut self, records: &[&[u8]]) -> Result<(), SpoolError> {
+        Spool::append(self, records)
+    }
+    fn peek(&mut self, max_records: usize, max_bytes: usize) -> Result<Vec<Vec<u8>>, SpoolError> {
+        Spool::peek(self, max_records, max_bytes)
+    }
+    fn ack(&mut self, n: usize) -> Result<(), SpoolError> {
+        Spool::ack(self, n)
+    }
+    fn pending_records(&self) -> u64 {
+        Spool::pending_records(self)
+    }
+}
+
+/// Without a spool: the same queue in memory, bounded like the spool.
+struct MemoryBacklog {
+    records: VecDeque<Vec<u8>>,
+    bytes: u64,
+    max_bytes: u64,
+}
+
+impl Backlog for MemoryBacklog {
+    fn append(&mut self, records: &[&[u8]]) -> Result<(), SpoolError> {
+        let add: u64 = records.iter().map(|r| r.len() as u64).sum();
+        if self.bytes + add > self.max_bytes {
+            return Err(SpoolError::Full {
+                used: self.bytes,
+                limit: self.max_bytes,
+            });
+        }
+        self.bytes += add;
+        self.records.extend(records.iter().map(|r| r.to_vec()));
+        Ok(())
+    }
+    fn peek(&mut self, max_records: usize, max_bytes: usize) -> Result<Vec<Vec<u8>>, SpoolError> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for r in self.records.iter().take(max_records) {
+            if !out.is_empty() && bytes + r.len() > max_bytes {
+                break;
+            }
+            bytes += r.len();
+            out.push(r.clone());
+        }
+        Ok(out)
+    }
+    fn ack(&mut self, n: usize) -> Result<(), SpoolError> {
+        for r in self.records.drain(..n.min(self.records.len())) {
+            self.bytes -= r.len() as u64;
+        }
+        Ok(())
+    }
+    fn pending_records(&self) -> u64 {
+        self.records.len() as u64
+    }
+}
+
+/// One batch as NDJSON: one event per line.
+fn encode_batch(events: &[Value]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(events.len() * 512);
+    for e in events {
+        if serde_json::to_writer(&mut out, e).is_ok() {
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+fn count_lines(record: &[u8]) -> u64 {
+    record.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// Events to make durable as one batch, and where to say whether it worked.
+type DurableRequest = (Vec<Value>, SyncSender<Result<(), EmitError>>);
+
+fn intake_loop(rx: Receiver<Msg>, shared: &Shared, config: &EmitterBuilder) {
+    let mut batch: Vec<Value> = Vec::with_capacity(config.batch_size);
+    let mut batch_started = Instant::now();
+    let mut disconnected = false;
+    while !disconnected {
+        let wait = if batch.is_empty() {
+            Duration::from_secs(3600)
+        } else {
+            config
+                .batch_interval
+                .saturating_sub(batch_started.elapsed())
+        };
+        let mut flushes = Vec::new();
+        let mut durable: Vec<DurableRequest> = Vec::new();
+        let mut take = |msg: Msg, batch: &mut Vec<Value>, durable: &mut Vec<_>| match msg {
+            Msg::Event(v) => {
+                if batch.is_empty() {
+                    batch_started = Instant::now();
+                }
+                batch.push(v);
+            }
+            Msg::Flush(reply) => flushes.push(reply),
+            Msg::Durable(events, reply) => durable.push((events, reply)),
+        };
+        match rx.recv_timeout(wait) {
+            Ok(msg) => take(msg, &mut batch, &mut durable),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => disconnected = true,
+        }
+        // Take whatever else is waiting, up to a batch, so that one fsync covers it all.
+        while batch.len() < config.batch_size && durable.len() < 256 {
+            match rx.try_recv() {
+                Ok(msg) => take(msg, &mut batch, &mut durable),
+                Err(_) => break,
+            }
+        }
+        let due = batch.len() >= config.batch_size
+            || batch_started.elapsed() >= config.batch_interval
+            || !flushes.is_empty()
+            || !durable.is_empty()
+            || disconnected;
+        if !due {
+            continue;
+        }
+        let mut records: Vec<Vec<u8>> = Vec::new();
+        let mut counts = Vec::new();
+        if !batch.is_empty() {
+            records.push(encode_batch(&batch));
+            counts.push(batch.len() as u64);
+            batch.clear();
+        }
+        let own = records.len();
+        for (events, _) in &durable {
+            records.push(encode_batch(events));
+            counts.push(events.len() as u64);
+        }
+        let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+        let written = loop {
+            let r = shared.backlog.lock().unwrap().append(&refs);
+            match r {
+                Err(SpoolError::Full { .. })
+                    if config.full_policy == FullPolicy::Block && durable.is_empty() =>
+                {
+                    // Fail closed: hold the batch (and so the queue) until delivery frees room.
+                    shared.more.notify_all();
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                r => break r,
+            }
+        };
+        match written {
+            Ok(()) => {
+                let n: u64 = counts.iter().sum();
+                shared.stats.queued.fetch_add(n, Ordering::Relaxed);
+                shared.more.notify_all();
+                for (_, reply) in durable {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                let lost: u64 = counts[..own].iter().sum();
+                if lost > 0 {
+                    shared.stats.dropped.fetch_add(lost, Ordering::Relaxed);
+                    tracing::error!(error = %e, events = lost, "spool refused a batch: events dropped");
+                }
+                let msg = e.to_string();
+                for (_, reply) in durable {
+                    let _ = reply.send(Err(EmitError::Config(msg.clone())));
+                }
+            }
+        }
+        for reply in flushes {
+            let _ = reply.send(());
+        }
+    }
+}
+
+/// Exponential backoff with jitter: 100 ms doubling up to `max`, each wait
+/// drawn from [half, full] so that many emitters do not retry in step.
+fn backoff(attempt: u32, max: Duration) -> Duration {
+    let base = Duration::from_millis(100).saturating_mul(1u32 << attempt.min(16));
+    let full = base.min(max);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let frac = (nanos % 1000) as f64 / 1000.0;
+    full.mul_f64(0.5 + 0.5 * frac)
+}
+
+enum Sent {
+    Accepted,
+    /// The ledger refused the batch as invalid: retrying cannot help.
+    Refused(String),
+    Retry(String),
+}
+
+fn send(client: &reqwest::blocking::Client, url: &str, token: Option<&str>, body: Vec<u8>) -> Sent {
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/x-ndjson")
+        .body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    match req.send() {
+        Ok(resp) => {
+            let status = resp.status();
+            if status.is_success() {
+                Sent::Accepted
+            } else if matches!(status.as_u16(), 400 | 413 | 415 | 422) {
+                Sent::Refused(format!(
+                    "HTTP {status}: {}",
+                    resp.text().unwrap_or_default()
+                ))
+            } else {
+                Sent::Retry(format!("HTTP {status}"))
+            }
+        }
+        Err(e) => Sent::Retry(e.to_string()),
+    }
+}
+
+fn delivery_loop(url: &str, shared: &Shared, config: &EmitterBuilder) {
+    let client = match reqwest::blocking::Client::builder()
+        .timeout(config.request_timeout)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the HTTP client; nothing will be delivered");
+            return;
+        }
+    };
+    let mut attempt: u32 = 0;
+    // After a refusal, records go one at a time to find the bad one.
+    let mut one_at_a_time = 0usize;
+    loop {
+        let records = {
+            let mut backlog = shared.backlog.lock().unwrap();
+            while backlog.pending_records() == 0 && !shared.closing.load(Ordering::SeqCst) {
+                backlog = shared.more.wait(backlog).unwrap();
+            }
+            if shared.closing.load(Ordering::SeqCst) && backlog.pending_records() == 0 {
+                return;
+            }
+            let max = if one_at_a_time > 0 { 1 } else { 64 };
+            match backlog.peek(max, config.request_max_bytes) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the spool failed");
+                    drop(backlog);
+                    std::thread::sleep(backoff(attempt, config.max_backoff));
+                    continue;
+                }
+            }
+        };
+        if records.is_empty() {
+            continue;
+        }
+        let events: u64 = records.iter().map(|r| count_lines(r)).sum();
+        let body = records.concat();
+        match send(&client, url, config.token.as_deref(), body) {
+            Sent::Accepted => {
+                attempt = 0;
+                one_at_a_time = one_at_a_time.saturating_sub(records.len());
+                if let Err(e) = shared.backlog.lock().unwrap().ack(records.len()) {
+                    tracing::error!(error = %e, "acknowledging spooled batches failed; they may be sent again");
+                }
+                shared.stats.delivered.fetch_add(events, Ordering::Relaxed);
+                shared.more.notify_all();
+            }
+            Sent::Refused(why) if records.len() > 1 => {
+                tracing::warn!(%why, "the ledger refused a request; retrying its batches one by one");
+                one_at_a_time = records.len();
+            }
+            Sent::Refused(why) => {
+                tracing::error!(%why, events, "the ledger refused a batch as invalid; set aside in rejected.ndjson");
+                set_aside(shared, &records[0], &why);
+                one_at_a_time = one_at_a_time.saturating_sub(1);
+                let _ = shared.backlog.lock().unwrap().ack(1);
+                shared.stats.rejected.fetch_add(events, Ordering::Relaxed);
+                shared.more.notify_all();
+            }
+            Sent::Retry(why) => {
+                if shared.closing.load(Ordering::SeqCst) {
+                    return;
+                }
+                shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+                let wait = backoff(attempt, config.max_backoff);
+                attempt = attempt.saturating_add(1);
+                tracing::debug!(%why, ?wait, "ledger unavailable; will retry");
+                let backlog = shared.backlog.lock().unwrap();
+                let _ = shared
+                    .more
+                    .wait_timeout_while(backlog, wait, |_| !shared.closing.load(Ordering::SeqCst));
+            }
+        }
+    }
+}
+
+/// Keeps a refused batch where an operator can look at it, instead of retrying it forever.
+fn set_aside(shared: &Shared, record: &[u8], why: &str) {
+    let Some(dir) = &shared.spool_dir else { return };
+    let path = dir.join("rejected.ndjson");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        writeln!(f, "{}", serde_json::json!({"refused": why}))?;
+        f.write_all(record)?;
+        f.sync_all()
+    };
+    if let Err(e) = write() {
+        tracing::error!(error = %e, path = %path.display(), "could not keep a refused batch");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_stays_capped() {
+        let max = Duration::from_secs(30);
+        assert!(backoff(0, max) <= Duration::from_millis(100));
+        assert!(backoff(0, max) >= Duration::from_millis(50));
+        assert!(backoff(5, max) >= Duration::from_millis(1600));
+        assert!(backoff(30, max) <= max);
+    }
+
+    #[test]
+    fn batches_are_ndjson() {
+        let b = encode_batch(&[
+            serde_json::json!({"a": 1}),
+            serde_json::json!({"b": "x\ny"}),
+        ]);
+        assert_eq!(b, b"{\"a\":1}\n{\"b\":\"x\\ny\"}\n");
+        assert_eq!(count_lines(&b), 2);
+    }
+
+    #[test]
+    fn needs_an_endpoint() {
+        assert!(matches!(
+            Emitter::builder().build(),
+            Err(EmitError::Config(_))
+        ));
+    }
+}

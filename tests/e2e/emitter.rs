@@ -1,0 +1,181 @@
+//! The emitter side: `aiaudit emit`, the SDK's spool across a ledger outage,
+//! and `aiaudit agent` surviving kill -9 while the ledger is down.
+
+use crate::harness::*;
+use aiaudit_emitter::Emitter;
+use aiaudit_tlog::{decode_entry_bundle, Tile, TileKind};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// Every event id in the log, checking that none appears twice.
+fn unique_ids(server: &Server, size: u64) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    let mut start = 0;
+    while start < size {
+        let width = (size - start).min(256) as u16;
+        let tile = Tile {
+            kind: TileKind::Entries,
+            index: start / 256,
+            width,
+        };
+        let bytes = server.get(&format!("/{}", tile.path())).bytes().unwrap();
+        for e in decode_entry_bundle(&bytes).unwrap() {
+            let v: Value = serde_json::from_slice(e).unwrap();
+            let id = v["event"]["id"].as_str().unwrap().to_string();
+            assert!(ids.insert(id.clone()), "{id} logged twice");
+        }
+        start += width as u64;
+    }
+    ids
+}
+
+fn wait_sequenced(server: &Server, n: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if server.get_json("/v1/info")["sequenced_size"]
+            .as_u64()
+            .unwrap()
+            >= n
+        {
+            server.wait_size(n);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the ledger never reached {n} events");
+}
+
+#[test]
+fn emit_sends_a_file_and_refuses_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let file = dir.path().join("events.ndjson");
+    let lines: String = (0..1200)
+        .map(|i| serde_json::to_string(&event(&format!("emit-{i}"))).unwrap() + "\n")
+        .collect();
+    std::fs::write(&file, &lines).unwrap();
+    let out = aiaudit(&["emit", "--url", &server.url, file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout(&out).contains("sent 1200 events"));
+    server.wait_size(1200);
+    assert_eq!(unique_ids(&server, 1200).len(), 1200);
+
+    // One bad line: nothing is sent, and the line and field are named.
+    let bad = format!(
+        "{}{{\"id\":\"x\"}}\n",
+        serde_json::to_string(&event("emit-new")).unwrap() + "\n"
+    );
+    std::fs::write(&file, bad).unwrap();
+    let out = aiaudit(&["emit", "--url", &server.url, file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 2: time: required field is missing"),
+        "{err}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.get_json("/v1/info")["sequenced_size"], 1200);
+}
+
+#[test]
+fn sdk_spools_through_an_outage_and_delivers_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let spool = dir.path().join("spool");
+    // The ledger is down: events go to the spool, and stay there across a restart of the emitter.
+    let emitter = Emitter::builder()
+        .endpoint(&url)
+        .spool_dir(&spool)
+        .batch_size(100)
+        .max_backoff(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    for i in 0..3000 {
+        emitter.emit(event(&format!("sdk-{i}"))).unwrap();
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "emit must not wait on the network"
+    );
+    emitter.flush().unwrap();
+    assert!(emitter.pending_batches() >= 30);
+    assert!(emitter.close(Duration::from_millis(100)).is_err());
+
+    let server = Server::start_on(&dir.path().join("data"), port, &[]);
+    let emitter = Emitter::builder()
+        .endpoint(&url)
+        .spool_dir(&spool)
+        .build()
+        .unwrap();
+    emitter.emit(event("sdk-after")).unwrap();
+    emitter.flush_delivered(Duration::from_secs(30)).unwrap();
+    assert_eq!(emitter.pending_batches(), 0);
+    emitter.close(Duration::from_secs(1)).unwrap();
+    wait_sequenced(&server, 3001, Duration::from_secs(10));
+    let ids = unique_ids(&server, 3001);
+    assert!((0..3000).all(|i| ids.contains(&format!("sdk-{i}"))));
+}
+
+#[test]
+fn agent_outage_with_kill_nine_delivers_every_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let ledger_url = format!("http://127.0.0.1:{port}");
+    let spool = dir.path().join("agent-spool");
+    let total = 10_000;
+    let mut agent = start_agent(&ledger_url, &spool);
+    let c = client();
+    for b in 0..total / 100 {
+        if b == total / 200 {
+            // Half way: the agent dies without warning and comes back.
+            agent.kill9();
+            agent = start_agent(&ledger_url, &spool);
+        }
+        let batch: Vec<Value> = (0..100)
+            .map(|i| event(&format!("agent-{}", b * 100 + i)))
+            .collect();
+        let r = c
+            .post(format!("{}/v1/events", agent.url))
+            .json(&batch)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202, "{}", r.text().unwrap_or_default());
+    }
+    // Bad input is refused by the agent itself, naming the field.
+    let r = c
+        .post(format!("{}/v1/events", agent.url))
+        .json(&json!([{"id": "x", "time": "2026-01-01T00:00:00Z"}]))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let p: Value = r.json().unwrap();
+    assert_eq!(p["errors"][0]["path"], "events[0].tenant");
+
+    // Now the ledger comes up.
+    let server = Server::start_on(&dir.path().join("data"), port, &[]);
+    wait_sequenced(&server, total, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    let size = server.get_json("/v1/info")["sequenced_size"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(size, total, "every event exactly once");
+    server.wait_size(total);
+    let ids = unique_ids(&server, total);
+    assert!((0..total).all(|i| ids.contains(&format!("agent-{i}"))));
+    let status = c
+        .get(format!("{}/v1/agent/status", agent.url))
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap();
+    assert_eq!(status["pending_batches"], 0);
+    let out = aiaudit(&["verify", "--url", &server.url]);
+    assert!(out.status.success(), "{}", stdout(&out));
+}
