@@ -7,4 +7,5 @@ mod crash;
 mod disk_full;
 mod emitter;
 mod ledger;
+mod otlp;
 mod verify;

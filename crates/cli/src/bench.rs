@@ -15,6 +15,9 @@ pub struct BenchArgs {
     /// Base URL of a running ledger.
     #[arg(long, default_value = "http://127.0.0.1:7381")]
     url: String,
+    /// Bearer token (an emitter token of tenant "bench", or an admin token).
+    #[arg(long, env = "AIAUDIT_TOKEN")]
+    token: Option<String>,
     /// Total events to send.
     #[arg(long, default_value_t = 100_000)]
     events: u64,
@@ -109,7 +112,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = &args.token {
+        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+            .context("--token holds characters not allowed in a header")?;
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
     let client = reqwest::Client::builder()
+        .default_headers(headers)
         .pool_max_idle_per_host(args.concurrency)
         .timeout(Duration::from_secs(60))
         .build()?;

@@ -4,6 +4,7 @@ mod agent;
 mod bench;
 mod emit;
 mod serve;
+mod token;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,8 @@ enum Command {
     Agent(agent::AgentArgs),
     /// Send NDJSON events from a file or stdin to the ledger.
     Emit(emit::EmitArgs),
+    /// Manage API tokens of a running ledger (admin).
+    Token(token::TokenArgs),
     /// Load generator: events/s and acknowledgement latency against a running ledger.
     Bench(bench::BenchArgs),
 }
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Agent(args) => agent::run(args),
         Command::Emit(args) => emit::run(args),
+        Command::Token(args) => token::run(args),
     };
     match result {
         Ok(code) => code,

@@ -21,6 +21,9 @@ pub struct VerifyArgs {
         conflicts_with = "data_dir"
     )]
     url: Option<String>,
+    /// Bearer token (an auditor or admin token of every tenant: entry bundles mix tenants).
+    #[arg(long, env = "AIAUDIT_TOKEN")]
+    token: Option<String>,
     /// A data directory to audit offline (read-only).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -86,8 +89,16 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let (note, default_vkey, mut reader): (String, Option<String>, Box<dyn TileReader>) =
         if let Some(url) = &args.url {
             let base = url.trim_end_matches('/').to_string();
+            let mut headers = reqwest::header::HeaderMap::new();
+            if let Some(t) = &args.token {
+                let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+                    .context("--token holds characters not allowed in a header")?;
+                v.set_sensitive(true);
+                headers.insert(reqwest::header::AUTHORIZATION, v);
+            }
             let client = reqwest::blocking::Client::builder()
                 .timeout(std::time::Duration::from_secs(60))
+                .default_headers(headers)
                 .build()?;
             let note = client
                 .get(format!("{base}/checkpoint"))

@@ -31,9 +31,9 @@ pub struct AgentConfig {
 
 pub const DEFAULT_AGENT_LISTEN: &str = "127.0.0.1:7382";
 
-struct Agent {
-    emitter: Emitter,
-    max_body_bytes: usize,
+pub(crate) struct Agent {
+    pub(crate) emitter: Emitter,
+    pub(crate) max_body_bytes: usize,
 }
 
 /// Runs the agent until `shutdown` resolves, then drains to the ledger or the spool.
@@ -66,6 +66,7 @@ pub async fn run(
     });
     let router = Router::new()
         .route("/v1/events", post(accept))
+        .route("/v1/logs", post(crate::otlp::agent_logs))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/v1/agent/status", get(status))
         .fallback(|| async { Problem::not_found("no such route") })

@@ -12,6 +12,7 @@ pub mod agent;
 pub mod api;
 pub mod config;
 pub mod keys;
+pub mod otlp;
 pub mod problem;
 pub mod publisher;
 pub mod sequencer;

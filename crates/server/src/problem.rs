@@ -50,6 +50,9 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
     #[serde(skip)]
     pub retry_after: Option<u64>,
+    /// Adds `WWW-Authenticate: Bearer` (401 answers).
+    #[serde(skip)]
+    pub www_authenticate: bool,
 }
 
 impl Problem {
@@ -62,6 +65,7 @@ impl Problem {
             parameter: None,
             errors: Vec::new(),
             retry_after: None,
+            www_authenticate: false,
         }
     }
 
@@ -128,6 +132,9 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if self.www_authenticate {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(secs) = self.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

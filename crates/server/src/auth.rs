@@ -1,0 +1,350 @@
+//! Bearer API tokens with roles and tenants. A token is a random 256-bit
+//! secret shown once; only its SHA-256 is kept (`<data-dir>/tokens.json`,
+//! mode 0600). On first start an admin token is created and written to
+//! `<data-dir>/admin.token` (mode 0600).
+
+use crate::problem::Problem;
+use anyhow::Context;
+use axum::http::{header, HeaderMap, StatusCode};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub const TOKENS_FILE: &str = "tokens.json";
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// Every token starts with this, so leaked ones are easy to find in code and logs.
+pub const TOKEN_PREFIX: &str = "aat_";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Appends events of its tenants.
+    Emitter,
+    /// Reads, queries, exports and verifies its tenants.
+    Auditor,
+    /// Everything, including tokens.
+    Admin,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "emitter" => Ok(Role::Emitter),
+            "auditor" => Ok(Role::Auditor),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!("{other:?} is not one of emitter, auditor, admin")),
+        }
+    }
+}
+
+/// A stored token: everything but the secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: String,
+    /// Hex SHA-256 of the secret.
+    pub sha256: String,
+    pub role: Role,
+    /// Tenants the token may act on; `*` means every tenant.
+    pub tenants: Vec<String>,
+    pub created_unix: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_unix: Option<u64>,
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub token_id: String,
+    pub role: Role,
+    pub tenants: Vec<String>,
+}
+
+impl Principal {
+    fn covers(&self, tenant: &str) -> bool {
+        self.tenants.iter().any(|t| t == "*" || t == tenant)
+    }
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+    pub fn can_append(&self, tenant: &str) -> bool {
+        matches!(self.role, Role::Admin | Role::Emitter) && self.covers(tenant)
+    }
+    pub fn can_read(&self, tenant: &str) -> bool {
+        matches!(self.role, Role::Admin | Role::Auditor) && self.covers(tenant)
+    }
+    /// May read entries of any tenant (entry bundles mix tenants).
+    pub fn can_read_all(&self) -> bool {
+        matches!(self.role, Role::Admin | Role::Auditor) && self.tenants.iter().any(|t| t == "*")
+    }
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct TokensFile {
+    version: u32,
+    tokens: Vec<TokenRecord>,
+}
+
+/// The token registry of one ledger.
+pub struct Tokens {
+    path: PathBuf,
+    by_hash: RwLock<HashMap<String, TokenRecord>>,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn sha256_hex(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
+    let mut b = [0u8; N];
+    getrandom::getrandom(&mut b).map_err(|e| anyhow::anyhow!("reading randomness: {e}"))?;
+    Ok(b)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+impl Tokens {
+    /// Loads the registry; on first start creates it with one admin token,
+    /// written to `admin.token`. Returns the new admin secret if one was made.
+    pub fn open(dir: &Path) -> anyhow::Result<(Tokens, Option<String>)> {
+        let path = dir.join(TOKENS_FILE);
+        let tokens = Tokens {
+            path: path.clone(),
+            by_hash: RwLock::new(HashMap::new()),
+        };
+        if path.exists() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let file: TokensFile = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a token registry", path.display()))?;
+            if file.version != 1 {
+                anyhow::bail!("{}: unknown version {}", path.display(), file.version);
+            }
+            let mut map = tokens.by_hash.write().unwrap();
+            for t in file.tokens {
+                map.insert(t.sha256.clone(), t);
+            }
+            drop(map);
+            return Ok((tokens, None));
+        }
+        let (_, secret) = tokens.create(Role::Admin, vec!["*".into()], None)?;
+        write_private(&dir.join(ADMIN_TOKEN_FILE), format!("{secret}\n").as_bytes())?;
+        Ok((tokens, Some(secret)))
+    }
+
+    fn save(&self, map: &HashMap<String, TokenRecord>) -> anyhow::Result<()> {
+        let mut list: Vec<TokenRecord> = map.values().cloned().collect();
+        list.sort_by(|a, b| (a.created_unix, &a.id).cmp(&(b.created_unix, &b.id)));
+        let file = TokensFile {
+            version: 1,
+            tokens: list,
+        };
+        write_private(&self.path, &serde_json::to_vec_pretty(&file)?)
+    }
+
+    /// Creates a token and returns its record and secret (shown once).
+    pub fn create(
+        &self,
+        role: Role,
+        tenants: Vec<String>,
+        expires_unix: Option<u64>,
+    ) -> anyhow::Result<(TokenRecord, String)> {
+        let secret = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()?));
+        let record = TokenRecord {
+            id: hex::encode(random_bytes::<8>()?),
+            sha256: sha256_hex(&secret),
+            role,
+            tenants,
+            created_unix: now_unix(),
+            expires_unix,
+            revoked: false,
+        };
+        let mut map = self.by_hash.write().unwrap();
+        map.insert(record.sha256.clone(), record.clone());
+        if let Err(e) = self.save(&map) {
+            map.remove(&record.sha256);
+            return Err(e);
+        }
+        Ok((record, secret))
+    }
+
+    pub fn list(&self) -> Vec<TokenRecord> {
+        let mut list: Vec<TokenRecord> = self.by_hash.read().unwrap().values().cloned().collect();
+        list.sort_by(|a, b| (a.created_unix, &a.id).cmp(&(b.created_unix, &b.id)));
+        list
+    }
+
+    /// Revokes a token by id; takes effect for the next request. False if unknown.
+    pub fn revoke(&self, id: &str) -> anyhow::Result<bool> {
+        let mut map = self.by_hash.write().unwrap();
+        let Some(key) = map.iter().find(|(_, t)| t.id == id).map(|(k, _)| k.clone()) else {
+            return Ok(false);
+        };
+        map.get_mut(&key).expect("found above").revoked = true;
+        if let Err(e) = self.save(&map) {
+            map.get_mut(&key).expect("found above").revoked = false;
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// The caller of a request: `None` without an Authorization header,
+    /// 401 for a token that is unknown, revoked or expired.
+    pub fn principal(&self, headers: &HeaderMap) -> Result<Option<Principal>, Problem> {
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Ok(None);
+        };
+        let secret = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| unauthorized("the Authorization header must be \"Bearer <token>\""))?;
+        let map = self.by_hash.read().unwrap();
+        let record = map
+            .get(&sha256_hex(secret))
+            .ok_or_else(|| unauthorized("unknown token"))?;
+        if record.revoked {
+            return Err(unauthorized("this token was revoked"));
+        }
+        if record.expires_unix.is_some_and(|e| e <= now_unix()) {
+            return Err(unauthorized("this token has expired"));
+        }
+        Ok(Some(Principal {
+            token_id: record.id.clone(),
+            role: record.role,
+            tenants: record.tenants.clone(),
+        }))
+    }
+}
+
+pub fn unauthorized(detail: &str) -> Problem {
+    let mut p = Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Unauthorized",
+        detail,
+    );
+    p.www_authenticate = true;
+    p
+}
+
+pub fn forbidden(detail: impl Into<String>) -> Problem {
+    Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+}
+
+/// A token is required: 401 without one.
+pub fn require(p: Option<Principal>) -> Result<Principal, Problem> {
+    p.ok_or_else(|| unauthorized("this route needs a bearer token"))
+}
+
+/// Parses `30d`, `12h`, `45m`, `90s` into seconds.
+pub fn parse_duration_secs(s: &str) -> Option<u64> {
+    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn bearer(secret: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {secret}")).unwrap());
+        h
+    }
+
+    #[test]
+    fn first_start_makes_an_admin_token_and_later_starts_reuse_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tokens, admin) = Tokens::open(dir.path()).unwrap();
+        let admin = admin.unwrap();
+        assert!(admin.starts_with(TOKEN_PREFIX));
+        let on_disk = std::fs::read_to_string(dir.path().join(ADMIN_TOKEN_FILE)).unwrap();
+        assert_eq!(on_disk.trim(), admin);
+        use std::os::unix::fs::PermissionsExt;
+        for f in [ADMIN_TOKEN_FILE, TOKENS_FILE] {
+            let mode = std::fs::metadata(dir.path().join(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+        // Only the hash is stored.
+        assert!(!std::fs::read_to_string(dir.path().join(TOKENS_FILE)).unwrap().contains(&admin));
+        assert!(tokens.principal(&bearer(&admin)).unwrap().unwrap().is_admin());
+        drop(tokens);
+        let (again, none) = Tokens::open(dir.path()).unwrap();
+        assert!(none.is_none());
+        assert!(again.principal(&bearer(&admin)).unwrap().is_some());
+    }
+
+    #[test]
+    fn roles_tenants_revocation_and_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tokens, _) = Tokens::open(dir.path()).unwrap();
+        let (rec, secret) = tokens.create(Role::Emitter, vec!["acme".into()], None).unwrap();
+        let p = tokens.principal(&bearer(&secret)).unwrap().unwrap();
+        assert!(p.can_append("acme") && !p.can_append("globex"));
+        assert!(!p.can_read("acme") && !p.is_admin() && !p.can_read_all());
+        let (_, auditor) = tokens.create(Role::Auditor, vec!["*".into()], None).unwrap();
+        let a = tokens.principal(&bearer(&auditor)).unwrap().unwrap();
+        assert!(a.can_read("globex") && a.can_read_all() && !a.can_append("acme"));
+        assert!(tokens.revoke(&rec.id).unwrap());
+        assert_eq!(tokens.principal(&bearer(&secret)).unwrap_err().status, 401);
+        let (_, old) = tokens.create(Role::Auditor, vec!["acme".into()], Some(1)).unwrap();
+        assert_eq!(tokens.principal(&bearer(&old)).unwrap_err().status, 401);
+        assert_eq!(tokens.principal(&bearer("aat_nope")).unwrap_err().status, 401);
+        assert!(tokens.principal(&HeaderMap::new()).unwrap().is_none());
+        assert!(!tokens.revoke("missing").unwrap());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_secs("30d"), Some(30 * 86400));
+        assert_eq!(parse_duration_secs("90s"), Some(90));
+        assert_eq!(parse_duration_secs("1w"), None);
+        assert_eq!(parse_duration_secs(""), None);
+    }
+}
