@@ -109,6 +109,8 @@ fn kill_nine_under_load_loses_nothing_acknowledged() {
             "verify",
             "--url",
             &server.url,
+            "--token",
+            &server.token,
             "--vkey",
             &v.to_vkey(),
             "--checkpoint-file",
@@ -125,7 +127,12 @@ fn kill_nine_under_load_loses_nothing_acknowledged() {
         let got: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
         let mut threads = Vec::new();
         for c in 0..CLIENTS {
-            let (url, stop, got) = (server.url.clone(), stop.clone(), got.clone());
+            let (url, token, stop, got) = (
+                server.url.clone(),
+                server.token.clone(),
+                stop.clone(),
+                got.clone(),
+            );
             threads.push(std::thread::spawn(move || {
                 let client = client();
                 let mut n = 0;
@@ -138,7 +145,12 @@ fn kill_nine_under_load_loses_nothing_acknowledged() {
                         })
                         .collect();
                     n += 1;
-                    let Ok(r) = client.post(format!("{url}/v1/events")).json(&batch).send() else {
+                    let Ok(r) = client
+                        .post(format!("{url}/v1/events"))
+                        .bearer_auth(&token)
+                        .json(&batch)
+                        .send()
+                    else {
                         break;
                     };
                     if r.status() != 200 {

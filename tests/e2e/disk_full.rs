@@ -135,7 +135,7 @@ fn disk_full_answers_503_and_recovers() {
     let mut indexes: Vec<u64> = acked.iter().map(|a| a.1).collect();
     indexes.sort_unstable();
     assert_eq!(indexes, (0..total).collect::<Vec<_>>());
-    let out = aiaudit(&["verify", "--url", &server.url]);
+    let out = aiaudit(&["verify", "--url", &server.url, "--token", &server.token]);
     assert!(out.status.success(), "{}", stdout(&out));
     server.stop();
     let out = aiaudit(&["verify", "--data-dir", data.to_str().unwrap()]);

@@ -55,7 +55,14 @@ fn emit_sends_a_file_and_refuses_bad_lines() {
         .map(|i| serde_json::to_string(&event(&format!("emit-{i}"))).unwrap() + "\n")
         .collect();
     std::fs::write(&file, &lines).unwrap();
-    let out = aiaudit(&["emit", "--url", &server.url, file.to_str().unwrap()]);
+    let out = aiaudit(&[
+        "emit",
+        "--url",
+        &server.url,
+        "--token",
+        &server.token,
+        file.to_str().unwrap(),
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -71,7 +78,14 @@ fn emit_sends_a_file_and_refuses_bad_lines() {
         serde_json::to_string(&event("emit-new")).unwrap() + "\n"
     );
     std::fs::write(&file, bad).unwrap();
-    let out = aiaudit(&["emit", "--url", &server.url, file.to_str().unwrap()]);
+    let out = aiaudit(&[
+        "emit",
+        "--url",
+        &server.url,
+        "--token",
+        &server.token,
+        file.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -88,9 +102,12 @@ fn sdk_spools_through_an_outage_and_delivers_once() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let spool = dir.path().join("spool");
+    let data = dir.path().join("data");
+    let token = init_ledger(&data);
     // The ledger is down: events go to the spool, and stay there across a restart of the emitter.
     let emitter = Emitter::builder()
         .endpoint(&url)
+        .token(&token)
         .spool_dir(&spool)
         .batch_size(100)
         .max_backoff(Duration::from_millis(200))
@@ -108,9 +125,10 @@ fn sdk_spools_through_an_outage_and_delivers_once() {
     assert!(emitter.pending_batches() >= 30);
     assert!(emitter.close(Duration::from_millis(100)).is_err());
 
-    let server = Server::start_on(&dir.path().join("data"), port, &[]);
+    let server = Server::start_on(&data, port, &[]);
     let emitter = Emitter::builder()
         .endpoint(&url)
+        .token(&token)
         .spool_dir(&spool)
         .build()
         .unwrap();
@@ -130,13 +148,15 @@ fn agent_outage_with_kill_nine_delivers_every_event_once() {
     let ledger_url = format!("http://127.0.0.1:{port}");
     let spool = dir.path().join("agent-spool");
     let total = 10_000;
-    let mut agent = start_agent(&ledger_url, &spool);
+    let data = dir.path().join("data");
+    let token = init_ledger(&data);
+    let mut agent = start_agent(&ledger_url, &token, &spool);
     let c = client();
     for b in 0..total / 100 {
         if b == total / 200 {
             // Half way: the agent dies without warning and comes back.
             agent.kill9();
-            agent = start_agent(&ledger_url, &spool);
+            agent = start_agent(&ledger_url, &token, &spool);
         }
         let batch: Vec<Value> = (0..100)
             .map(|i| event(&format!("agent-{}", b * 100 + i)))
@@ -159,7 +179,7 @@ fn agent_outage_with_kill_nine_delivers_every_event_once() {
     assert_eq!(p["errors"][0]["path"], "events[0].tenant");
 
     // Now the ledger comes up.
-    let server = Server::start_on(&dir.path().join("data"), port, &[]);
+    let server = Server::start_on(&data, port, &[]);
     wait_sequenced(&server, total, Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(500));
     let size = server.get_json("/v1/info")["sequenced_size"]
@@ -176,6 +196,6 @@ fn agent_outage_with_kill_nine_delivers_every_event_once() {
         .json::<Value>()
         .unwrap();
     assert_eq!(status["pending_batches"], 0);
-    let out = aiaudit(&["verify", "--url", &server.url]);
+    let out = aiaudit(&["verify", "--url", &server.url, "--token", &server.token]);
     assert!(out.status.success(), "{}", stdout(&out));
 }

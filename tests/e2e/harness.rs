@@ -11,6 +11,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_aiaudit");
 pub struct Server {
     pub child: Child,
     pub url: String,
+    /// The ledger's admin token (empty for an agent).
+    pub token: String,
 }
 
 pub fn free_port() -> u16 {
@@ -46,11 +48,13 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("starting aiaudit serve");
-        let server = Server {
+        let mut server = Server {
             child,
             url: format!("http://{listen}"),
+            token: String::new(),
         };
         server.wait_ready();
+        server.token = admin_token(data_dir);
         server
     }
 
@@ -80,7 +84,21 @@ impl Server {
     }
 
     pub fn get(&self, path: &str) -> reqwest::blocking::Response {
-        client().get(format!("{}{path}", self.url)).send().unwrap()
+        self.authorized(client().get(format!("{}{path}", self.url)))
+            .send()
+            .unwrap()
+    }
+
+    /// Adds this ledger's admin token, if it has one.
+    pub fn authorized(
+        &self,
+        req: reqwest::blocking::RequestBuilder,
+    ) -> reqwest::blocking::RequestBuilder {
+        if self.token.is_empty() {
+            req
+        } else {
+            req.bearer_auth(&self.token)
+        }
     }
 
     pub fn get_json(&self, path: &str) -> Value {
@@ -95,8 +113,7 @@ impl Server {
         content_type: &str,
         body: Vec<u8>,
     ) -> reqwest::blocking::Response {
-        client()
-            .post(format!("{}{path}", self.url))
+        self.authorized(client().post(format!("{}{path}", self.url)))
             .header("content-type", content_type)
             .body(body)
             .send()
@@ -164,8 +181,23 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// A running `aiaudit agent`.
-pub fn start_agent(ledger_url: &str, spool: &Path) -> Server {
+/// The admin token a ledger wrote into its data directory on first start.
+pub fn admin_token(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.join("admin.token"))
+        .map(|t| t.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Creates a ledger's data directory (and so its admin token) without keeping it running.
+pub fn init_ledger(data_dir: &Path) -> String {
+    let s = Server::start(data_dir);
+    let token = s.token.clone();
+    s.stop();
+    token
+}
+
+/// A running `aiaudit agent` forwarding with `token`.
+pub fn start_agent(ledger_url: &str, token: &str, spool: &Path) -> Server {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let child = Command::new(BIN)
@@ -173,6 +205,8 @@ pub fn start_agent(ledger_url: &str, spool: &Path) -> Server {
             "agent",
             "--ledger-url",
             ledger_url,
+            "--token",
+            token,
             "--listen",
             &listen,
             "--spool-dir",
@@ -186,6 +220,7 @@ pub fn start_agent(ledger_url: &str, spool: &Path) -> Server {
     let agent = Server {
         child,
         url: format!("http://{listen}"),
+        token: String::new(),
     };
     agent.wait_ready();
     agent

@@ -144,8 +144,8 @@ fn post_logs(
     body: Vec<u8>,
     gzipped: bool,
 ) -> reqwest::blocking::Response {
-    let mut req = client()
-        .post(format!("{}/v1/logs", server.url))
+    let mut req = server
+        .authorized(client().post(format!("{}/v1/logs", server.url)))
         .header("content-type", content_type);
     if gzipped {
         req = req.header("content-encoding", "gzip");
@@ -307,7 +307,7 @@ fn otlp_json_gzip_logs_map_like_protobuf() {
     let r = post_logs(&server, "application/json", body, true);
     assert_eq!(r.status(), 200);
     post_protobuf(&server);
-    let agent = start_agent(&server.url, &dir.path().join("spool"));
+    let agent = start_agent(&server.url, &server.token, &dir.path().join("spool"));
     post_protobuf(&agent);
     let deadline = Instant::now() + Duration::from_secs(30);
     while agent.get_json("/v1/agent/status")["pending_batches"] != 0 {
@@ -338,7 +338,9 @@ fn python_sdk() -> bool {
     ok
 }
 
-fn python_send(endpoint: &str, run: &str, count: usize, gzipped: bool) {
+/// Runs the real OpenTelemetry Python SDK; `token` goes the standard way,
+/// through OTEL_EXPORTER_OTLP_HEADERS.
+fn python_send(endpoint: &str, token: &str, run: &str, count: usize, gzipped: bool) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/e2e/otlp_send.py");
     let mut cmd = Command::new("python3");
     cmd.arg(script)
@@ -347,6 +349,12 @@ fn python_send(endpoint: &str, run: &str, count: usize, gzipped: bool) {
         .arg(count.to_string());
     if gzipped {
         cmd.arg("--gzip");
+    }
+    if !token.is_empty() {
+        cmd.env(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            format!("Authorization=Bearer%20{token}"),
+        );
     }
     let out = cmd.output().expect("running python3");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -368,11 +376,11 @@ fn otlp_from_the_opentelemetry_python_sdk() {
     }
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));
-    let agent = start_agent(&server.url, &dir.path().join("spool"));
-    python_send(&server.url, "direct", 5, false);
+    let agent = start_agent(&server.url, &server.token, &dir.path().join("spool"));
+    python_send(&server.url, &server.token, "direct", 5, false);
     // The ledger answered after the records were durable.
     assert_eq!(sequenced(&server), 5);
-    python_send(&agent.url, "via-agent", 5, true);
+    python_send(&agent.url, "", "via-agent", 5, true);
     wait_sequenced(&server, 10);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(sequenced(&server), 10);

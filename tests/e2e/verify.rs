@@ -58,6 +58,8 @@ fn verifies_online_and_offline_and_pinpoints_damage() {
         "verify",
         "--url",
         &server.url,
+        "--token",
+        &server.token,
         "--vkey",
         &vkey,
         "--checkpoint-file",
@@ -79,6 +81,8 @@ fn verifies_online_and_offline_and_pinpoints_damage() {
     let (ok, v) = verify_json(&[
         "--url",
         &server.url,
+        "--token",
+        &server.token,
         "--vkey",
         &vkey,
         "--checkpoint-file",
@@ -97,7 +101,14 @@ fn verifies_online_and_offline_and_pinpoints_damage() {
         .unwrap()
         .to_string();
     drop(other_server);
-    let (ok, v) = verify_json(&["--url", &server.url, "--vkey", &other_key]);
+    let (ok, v) = verify_json(&[
+        "--url",
+        &server.url,
+        "--token",
+        &server.token,
+        "--vkey",
+        &other_key,
+    ]);
     assert!(!ok);
     assert!(
         v["problems"][0]["what"]
@@ -139,7 +150,14 @@ fn verifies_online_and_offline_and_pinpoints_damage() {
 
     // The server still starts on it (the damage is below the checkpoint) and the online audit finds it too.
     let server = Server::start(&data);
-    let (ok, v) = verify_json(&["--url", &server.url, "--vkey", &vkey]);
+    let (ok, v) = verify_json(&[
+        "--url",
+        &server.url,
+        "--token",
+        &server.token,
+        "--vkey",
+        &vkey,
+    ]);
     assert!(!ok);
     assert_eq!(v["problems"][0]["index"], 300, "{v}");
     server.stop();

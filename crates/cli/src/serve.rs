@@ -32,6 +32,9 @@ pub struct ServeArgs {
     /// Most events per group commit [default: 20000]
     #[arg(long, env = "AIAUDIT_GROUP_COMMIT_MAX_EVENTS")]
     group_commit_max_events: Option<usize>,
+    /// Whether checkpoint, hash tiles, proofs and info answer without a token [default: true]
+    #[arg(long, env = "AIAUDIT_PUBLIC_READS")]
+    public_reads: Option<bool>,
     /// Log format: "json" or "text" [default: text]
     #[arg(long, env = "AIAUDIT_LOG_FORMAT")]
     log_format: Option<String>,
@@ -47,6 +50,7 @@ struct FileConfig {
     publish_interval_ms: Option<u64>,
     max_body_bytes: Option<usize>,
     group_commit_max_events: Option<usize>,
+    public_reads: Option<bool>,
     log_format: Option<String>,
 }
 
@@ -85,6 +89,10 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
             .unwrap_or(d.group_commit_max_events)
             .max(1),
         checkpoint_wait: d.checkpoint_wait,
+        public_reads: args
+            .public_reads
+            .or(file.public_reads)
+            .unwrap_or(d.public_reads),
     };
     if config.publish_interval.is_zero() {
         anyhow::bail!("publish_interval_ms must be at least 1");

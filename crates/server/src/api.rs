@@ -1,6 +1,7 @@
 //! Routes: ingest (`POST /v1/events`), the C2SP read API (`/checkpoint`,
 //! `/tile/...`), proofs, events by index, info and health.
 
+use crate::auth::{self, forbidden, Principal, Role};
 use crate::problem::{FieldError, Problem};
 use crate::Ledger;
 use aiaudit_event::{decode_entry, prepare};
@@ -10,7 +11,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -33,6 +34,8 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
         .route("/v1/schema/event", get(event_schema))
         .route("/v1/proof/inclusion", get(inclusion_proof))
         .route("/v1/proof/consistency", get(consistency_proof))
+        .route("/v1/tokens", get(list_tokens).post(create_token))
+        .route("/v1/tokens/{id}", delete(revoke_token))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { Problem::not_found("no such route") })
@@ -95,9 +98,14 @@ async fn ingest(
             }
         }
     };
+    let principal = auth::require(ledger.tokens.principal(&headers)?)?;
+    if !matches!(principal.role, Role::Emitter | Role::Admin) {
+        return Err(forbidden("only emitter and admin tokens may append events"));
+    }
     let limit = ledger.config.max_body_bytes;
     let bytes = read_body(body, limit).await?;
     let events = parse_events(&bytes, ndjson)?;
+    check_tenants(&principal, &events)?;
     let batch = prepare_batch(events)?;
     let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
     let appended = ledger.sequencer.append(batch).await?;
@@ -228,6 +236,33 @@ pub fn parse_events(bytes: &[u8], ndjson: bool) -> ApiResult<Vec<Value>> {
     Ok(events)
 }
 
+/// Every event's tenant must be one the token may append to (403 otherwise,
+/// naming each event). Events without a tenant are left to validation.
+pub(crate) fn check_tenants(principal: &Principal, events: &[Value]) -> ApiResult<()> {
+    let mut errors = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        if let Some(tenant) = e.get("tenant").and_then(Value::as_str) {
+            if !principal.can_append(tenant) && errors.len() < 1000 {
+                errors.push(FieldError::event(
+                    Some(i),
+                    "/tenant",
+                    "tenant",
+                    format!("this token may not append events of tenant {tenant:?}"),
+                ));
+            }
+        }
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let mut p = forbidden(format!(
+        "{} event(s) belong to tenants this token may not write; nothing of the batch was logged",
+        errors.len()
+    ));
+    p.errors = errors;
+    Err(p)
+}
+
 /// Validates every event and encodes it; any error refuses the whole batch.
 fn prepare_batch(events: Vec<Value>) -> ApiResult<Vec<NewEntry>> {
     let mut errors = Vec::new();
@@ -299,19 +334,35 @@ async fn wait_for_checkpoint(ledger: &Ledger, size: u64) -> ApiResult<Arc<crate:
     }
 }
 
-async fn checkpoint(State(ledger): State<Arc<Ledger>>) -> Response {
+/// Routes that reveal only hashes and the log's identity: open unless
+/// `public_reads` is off, then any valid token.
+fn public_read(ledger: &Ledger, headers: &HeaderMap) -> ApiResult<()> {
+    let p = ledger.tokens.principal(headers)?;
+    if !ledger.config.public_reads {
+        auth::require(p)?;
+    }
+    Ok(())
+}
+
+async fn checkpoint(State(ledger): State<Arc<Ledger>>, headers: HeaderMap) -> ApiResult<Response> {
+    public_read(&ledger, &headers)?;
     let note = ledger.latest.borrow().note.clone();
-    (
+    Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
         note,
     )
-        .into_response()
+        .into_response())
 }
 
-async fn tile(State(ledger): State<Arc<Ledger>>, Path(path): Path<String>) -> ApiResult<Response> {
+async fn tile(
+    State(ledger): State<Arc<Ledger>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let principal = ledger.tokens.principal(&headers)?;
     let full_path = format!("tile/{path}");
     let tile = Tile::parse_path(&full_path)
         .map_err(|e| Problem::not_found(format!("{full_path}: {e}")))?;
@@ -327,6 +378,21 @@ async fn tile(State(ledger): State<Arc<Ledger>>, Path(path): Path<String>) -> Ap
             "{full_path} is beyond the latest checkpoint (size {size})"
         )));
     }
+    let entry_reader = match tile.kind {
+        TileKind::Entries => {
+            let p = auth::require(principal)?;
+            if !matches!(p.role, Role::Auditor | Role::Admin) {
+                return Err(forbidden("entry bundles are for auditor and admin tokens"));
+            }
+            Some(p)
+        }
+        TileKind::Hash { .. } => {
+            if !ledger.config.public_reads {
+                auth::require(principal)?;
+            }
+            None
+        }
+    };
     let store = ledger.store.clone();
     let bytes = tokio::task::spawn_blocking(move || match tile.kind {
         TileKind::Entries => store.read_entry_bundle(start, tile.width as u64),
@@ -339,6 +405,27 @@ async fn tile(State(ledger): State<Arc<Ledger>>, Path(path): Path<String>) -> Ap
     .await
     .map_err(|e| Problem::internal(e.to_string()))?
     .map_err(|e| Problem::from_store(&e))?;
+    if let Some(p) = entry_reader.filter(|p| !p.can_read_all()) {
+        // A bundle mixes tenants: serve it only if this token reads every one in it.
+        let entries = aiaudit_tlog::decode_entry_bundle(&bytes)
+            .map_err(|e| Problem::internal(format!("stored bundle: {e}")))?;
+        for entry in entries {
+            let tenant = decode_entry(entry)
+                .ok()
+                .and_then(|d| {
+                    d.event
+                        .get("tenant")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+                .unwrap_or_default();
+            if !p.can_read(&tenant) {
+                return Err(forbidden(
+                    "this bundle holds events of tenants this token may not read; read your events with GET /v1/events/<index>?proof=true",
+                ));
+            }
+        }
+    }
     let cache = if tile.is_full() {
         "public, max-age=31536000, immutable"
     } else {
@@ -354,9 +441,10 @@ async fn tile(State(ledger): State<Arc<Ledger>>, Path(path): Path<String>) -> Ap
     Ok(resp)
 }
 
-async fn info(State(ledger): State<Arc<Ledger>>) -> Json<Value> {
+async fn info(State(ledger): State<Arc<Ledger>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    public_read(&ledger, &headers)?;
     let latest = ledger.latest.borrow().clone();
-    Json(json!({
+    Ok(Json(json!({
         "origin": ledger.signer.name(),
         "verifier_key": ledger.verifier.to_vkey(),
         "size": latest.checkpoint.size,
@@ -366,7 +454,7 @@ async fn info(State(ledger): State<Arc<Ledger>>) -> Json<Value> {
         "integrated_size": ledger.store.integrated_size(),
         "checkpoint_age_seconds": latest.at.elapsed().as_secs_f64(),
         "publish_interval_ms": ledger.config.publish_interval.as_millis() as u64,
-    }))
+    })))
 }
 
 fn param_u64(params: &HashMap<String, String>, name: &str) -> ApiResult<u64> {
@@ -396,7 +484,9 @@ fn param_size(params: &HashMap<String, String>, ledger: &Ledger) -> ApiResult<u6
 async fn inclusion_proof(
     State(ledger): State<Arc<Ledger>>,
     Query(params): Params,
+    headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
+    public_read(&ledger, &headers)?;
     let index = param_u64(&params, "index")?;
     let size = param_size(&params, &ledger)?;
     if index >= size {
@@ -425,7 +515,9 @@ async fn inclusion_proof(
 async fn consistency_proof(
     State(ledger): State<Arc<Ledger>>,
     Query(params): Params,
+    headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
+    public_read(&ledger, &headers)?;
     let old = param_u64(&params, "old")?;
     let size = param_size(&params, &ledger)?;
     if old == 0 || old > size {
@@ -450,7 +542,9 @@ async fn event_by_index(
     State(ledger): State<Arc<Ledger>>,
     Path(raw): Path<String>,
     Query(params): Params,
+    headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
+    let principal = auth::require(ledger.tokens.principal(&headers)?)?;
     let index: u64 = raw
         .parse()
         .map_err(|_| Problem::bad_parameter("index", format!("{raw:?} is not a log index")))?;
@@ -491,6 +585,16 @@ async fn event_by_index(
     .map_err(|e| Problem::internal(e.to_string()))??;
     let decoded = decode_entry(&entry)
         .map_err(|e| Problem::internal(format!("entry {index} cannot be decoded: {e}")))?;
+    let tenant = decoded
+        .event
+        .get("tenant")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !principal.can_read(tenant) {
+        return Err(forbidden(format!(
+            "this token may not read events of tenant {tenant:?}"
+        )));
+    }
     let mut out = json!({
         "index": index,
         "leaf_hash": b64(&leaf),
@@ -543,4 +647,115 @@ async fn readyz(State(ledger): State<Arc<Ledger>>) -> Response {
         StatusCode::OK
     };
     (status, Json(body)).into_response()
+}
+
+fn require_admin(ledger: &Ledger, headers: &HeaderMap) -> ApiResult<Principal> {
+    let p = auth::require(ledger.tokens.principal(headers)?)?;
+    if !p.is_admin() {
+        return Err(forbidden("token management needs an admin token"));
+    }
+    Ok(p)
+}
+
+async fn list_tokens(
+    State(ledger): State<Arc<Ledger>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    require_admin(&ledger, &headers)?;
+    let tokens: Vec<Value> = ledger
+        .tokens
+        .list()
+        .into_iter()
+        .map(|t| {
+            json!({"id": t.id, "role": t.role, "tenants": t.tenants, "created_unix": t.created_unix,
+                   "expires_unix": t.expires_unix, "revoked": t.revoked})
+        })
+        .collect();
+    Ok(Json(json!({ "tokens": tokens })))
+}
+
+async fn create_token(
+    State(ledger): State<Arc<Ledger>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    require_admin(&ledger, &headers)?;
+    let bytes = read_body(body, 64 << 10).await?;
+    let req: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        invalid_events(
+            &format!("the body is not valid JSON: {e}"),
+            vec![FieldError::event(None, "", "", e.to_string())],
+        )
+    })?;
+    let field = |name: &str, detail: &str| {
+        let mut p = Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-token-request",
+            "Invalid token request",
+            format!("{name}: {detail}"),
+        );
+        p.errors = vec![FieldError::event(None, &format!("/{name}"), name, detail)];
+        p
+    };
+    let role: Role = req["role"]
+        .as_str()
+        .ok_or_else(|| field("role", "required: emitter, auditor or admin"))?
+        .parse()
+        .map_err(|e: String| field("role", &e))?;
+    let tenants: Vec<String> = match &req["tenants"] {
+        Value::Array(a) if !a.is_empty() => a
+            .iter()
+            .map(|t| t.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| field("tenants", "must be strings"))?,
+        _ => {
+            return Err(field(
+                "tenants",
+                "required: a non-empty list of tenants (or [\"*\"])",
+            ))
+        }
+    };
+    let expires_unix = match req.get("expires").and_then(Value::as_str) {
+        None => None,
+        Some(d) => {
+            let secs = auth::parse_duration_secs(d)
+                .ok_or_else(|| field("expires", "expected a duration such as 30d, 12h or 45m"))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            Some(now + secs)
+        }
+    };
+    let (record, secret) = ledger
+        .tokens
+        .create(role, tenants, expires_unix)
+        .map_err(|e| Problem::unavailable(format!("saving the token failed: {e}")))?;
+    tracing::info!(token_id = %record.id, role = ?record.role, "token created");
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"id": record.id, "token": secret, "role": record.role,
+                    "tenants": record.tenants, "expires_unix": record.expires_unix}),
+        ),
+    )
+        .into_response())
+}
+
+async fn revoke_token(
+    State(ledger): State<Arc<Ledger>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    require_admin(&ledger, &headers)?;
+    match ledger.tokens.revoke(&id) {
+        Ok(true) => {
+            tracing::info!(token_id = %id, "token revoked");
+            Ok(Json(json!({"id": id, "revoked": true})))
+        }
+        Ok(false) => Err(Problem::not_found(format!("no token with id {id:?}"))),
+        Err(e) => Err(Problem::unavailable(format!(
+            "saving the revocation failed: {e}"
+        ))),
+    }
 }

@@ -163,7 +163,10 @@ impl Tokens {
             return Ok((tokens, None));
         }
         let (_, secret) = tokens.create(Role::Admin, vec!["*".into()], None)?;
-        write_private(&dir.join(ADMIN_TOKEN_FILE), format!("{secret}\n").as_bytes())?;
+        write_private(
+            &dir.join(ADMIN_TOKEN_FILE),
+            format!("{secret}\n").as_bytes(),
+        )?;
         Ok((tokens, Some(secret)))
     }
 
@@ -184,7 +187,10 @@ impl Tokens {
         tenants: Vec<String>,
         expires_unix: Option<u64>,
     ) -> anyhow::Result<(TokenRecord, String)> {
-        let secret = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()?));
+        let secret = format!(
+            "{TOKEN_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(random_bytes::<32>()?)
+        );
         let record = TokenRecord {
             id: hex::encode(random_bytes::<8>()?),
             sha256: sha256_hex(&secret),
@@ -294,7 +300,10 @@ mod tests {
 
     fn bearer(secret: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {secret}")).unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {secret}")).unwrap(),
+        );
         h
     }
 
@@ -308,12 +317,21 @@ mod tests {
         assert_eq!(on_disk.trim(), admin);
         use std::os::unix::fs::PermissionsExt;
         for f in [ADMIN_TOKEN_FILE, TOKENS_FILE] {
-            let mode = std::fs::metadata(dir.path().join(f)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{f}");
         }
         // Only the hash is stored.
-        assert!(!std::fs::read_to_string(dir.path().join(TOKENS_FILE)).unwrap().contains(&admin));
-        assert!(tokens.principal(&bearer(&admin)).unwrap().unwrap().is_admin());
+        assert!(!std::fs::read_to_string(dir.path().join(TOKENS_FILE))
+            .unwrap()
+            .contains(&admin));
+        assert!(tokens
+            .principal(&bearer(&admin))
+            .unwrap()
+            .unwrap()
+            .is_admin());
         drop(tokens);
         let (again, none) = Tokens::open(dir.path()).unwrap();
         assert!(none.is_none());
@@ -324,18 +342,27 @@ mod tests {
     fn roles_tenants_revocation_and_expiry() {
         let dir = tempfile::tempdir().unwrap();
         let (tokens, _) = Tokens::open(dir.path()).unwrap();
-        let (rec, secret) = tokens.create(Role::Emitter, vec!["acme".into()], None).unwrap();
+        let (rec, secret) = tokens
+            .create(Role::Emitter, vec!["acme".into()], None)
+            .unwrap();
         let p = tokens.principal(&bearer(&secret)).unwrap().unwrap();
         assert!(p.can_append("acme") && !p.can_append("globex"));
         assert!(!p.can_read("acme") && !p.is_admin() && !p.can_read_all());
-        let (_, auditor) = tokens.create(Role::Auditor, vec!["*".into()], None).unwrap();
+        let (_, auditor) = tokens
+            .create(Role::Auditor, vec!["*".into()], None)
+            .unwrap();
         let a = tokens.principal(&bearer(&auditor)).unwrap().unwrap();
         assert!(a.can_read("globex") && a.can_read_all() && !a.can_append("acme"));
         assert!(tokens.revoke(&rec.id).unwrap());
         assert_eq!(tokens.principal(&bearer(&secret)).unwrap_err().status, 401);
-        let (_, old) = tokens.create(Role::Auditor, vec!["acme".into()], Some(1)).unwrap();
+        let (_, old) = tokens
+            .create(Role::Auditor, vec!["acme".into()], Some(1))
+            .unwrap();
         assert_eq!(tokens.principal(&bearer(&old)).unwrap_err().status, 401);
-        assert_eq!(tokens.principal(&bearer("aat_nope")).unwrap_err().status, 401);
+        assert_eq!(
+            tokens.principal(&bearer("aat_nope")).unwrap_err().status,
+            401
+        );
         assert!(tokens.principal(&HeaderMap::new()).unwrap().is_none());
         assert!(!tokens.revoke("missing").unwrap());
     }

@@ -16,6 +16,8 @@ pub struct ServerConfig {
     pub group_commit_max_events: usize,
     /// How long `?wait=checkpoint` waits before answering 503.
     pub checkpoint_wait: Duration,
+    /// Whether the checkpoint, hash tiles, proofs and info answer without a token.
+    pub public_reads: bool,
 }
 
 pub const DEFAULT_ORIGIN: &str = "aiaudit.local/log";
@@ -32,6 +34,7 @@ impl Default for ServerConfig {
             max_body_bytes: 32 << 20,
             group_commit_max_events: 20_000,
             checkpoint_wait: Duration::from_secs(10),
+            public_reads: true,
         }
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod keys;
 pub mod otlp;
@@ -42,6 +43,7 @@ pub struct Ledger {
     pub config: ServerConfig,
     pub sequencer: sequencer::Handle,
     pub latest: watch::Receiver<Arc<Published>>,
+    pub tokens: auth::Tokens,
     pub publish_now: Arc<Notify>,
 }
 
@@ -55,6 +57,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
         config.origin.as_deref(),
     )?);
     let verifier = signer.verifier();
+    let (tokens, new_admin) = auth::Tokens::open(&config.data_dir)?;
+    if new_admin.is_some() {
+        eprintln!(
+            "aiaudit: created an admin token in {} (mode 0600); use it to create the others",
+            config.data_dir.join(auth::ADMIN_TOKEN_FILE).display()
+        );
+    }
     let dir = config.data_dir.clone();
     let (store, recovery) = tokio::task::spawn_blocking(move || FsStore::open(&dir))
         .await?
@@ -86,6 +95,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
         config,
         sequencer,
         latest,
+        tokens,
         publish_now,
     }))
 }

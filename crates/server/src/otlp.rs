@@ -1024,8 +1024,26 @@ pub async fn ledger_logs(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    let (encoding, request) = receive(&headers, body, ledger.config.max_body_bytes).await?;
-    let mut sorted = sort_records(&request, false);
+    let principal = crate::auth::require(ledger.tokens.principal(&headers)?)?;
+    if !matches!(
+        principal.role,
+        crate::auth::Role::Emitter | crate::auth::Role::Admin
+    ) {
+        return Err(crate::auth::forbidden(
+            "only emitter and admin tokens may append events",
+        ));
+    }
+    let (encoding, mut request) = receive(&headers, body, ledger.config.max_body_bytes).await?;
+    if let Some(tenant) = token_tenant(&principal) {
+        default_tenant(&mut request, &tenant);
+    }
+    let mut sorted = sort_records(&request, true);
+    let events: Vec<Value> = sorted
+        .valid
+        .iter()
+        .filter_map(|(ev, _)| ev.clone())
+        .collect();
+    crate::api::check_tenants(&principal, &events)?;
     let batch: Vec<NewEntry> = sorted
         .valid
         .drain(..)
@@ -1039,6 +1057,31 @@ pub async fn ledger_logs(
         ledger.sequencer.append(batch).await?;
     }
     Ok(export_response(encoding, &sorted))
+}
+
+/// A token of exactly one tenant supplies that tenant to records that name none.
+fn token_tenant(principal: &crate::auth::Principal) -> Option<String> {
+    match principal.tenants.as_slice() {
+        [t] if t != "*" => Some(t.clone()),
+        _ => None,
+    }
+}
+
+/// Adds a `tenant` resource attribute wherever neither the resource nor a
+/// record of it has one, so the mapping keeps one place for its defaults.
+fn default_tenant(request: &mut ExportLogsServiceRequest, tenant: &str) {
+    for rl in &mut request.resource_logs {
+        let resource = rl.resource.get_or_insert_with(Resource::default);
+        if resource.attributes.iter().any(|kv| kv.key == "tenant") {
+            continue;
+        }
+        resource.attributes.push(KeyValue {
+            key: "tenant".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(tenant.to_string())),
+            }),
+        });
+    }
 }
 
 /// `POST /v1/logs` on the agent: the valid records are written to the spool
