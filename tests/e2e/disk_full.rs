@@ -96,6 +96,10 @@ fn disk_full_answers_503_and_recovers() {
     assert_eq!(server.get("/healthz").status(), 200);
     assert_eq!(server.get("/v1/events/0").status(), 200);
 
+    // Stay full for a while: the publisher's integration and the id index hit
+    // the full disk too, and must come back from it.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+
     // Space returns: the same batch now goes through, without a restart.
     std::fs::remove_file(&filler).unwrap();
     let retry = batch(&format!("b{refused}"), 100);

@@ -63,7 +63,10 @@ pub struct FsStore {
     integrated: AtomicU64,
     /// Ids logged but not yet in `ids`: bounded by the integration lag.
     pending: Mutex<HashMap<String, u64>>,
-    ids: redb::Database,
+    /// `None` only while being reopened after an I/O error (redb refuses
+    /// further use of a database that saw one).
+    ids: RwLock<Option<redb::Database>>,
+    ids_path: PathBuf,
     checkpoint_lock: Mutex<()>,
 }
 
@@ -84,16 +87,8 @@ impl FsStore {
         fs::create_dir_all(dir.join("log").join("levels"))?;
         check_format(dir)?;
         let files = LogFiles::open(dir, true)?;
-        // A bounded cache: the id index must not grow with the log in RAM.
-        let ids = redb::Builder::new()
-            .set_cache_size(ID_INDEX_CACHE_BYTES)
-            .create(dir.join("ids.redb"))?;
-        {
-            let tx = ids.begin_write()?;
-            tx.open_table(IDS)?;
-            tx.open_table(META)?;
-            tx.commit()?;
-        }
+        let ids_path = dir.join("ids.redb");
+        let ids = open_id_index(&ids_path)?;
         let store = FsStore {
             files,
             seq: Mutex::new(Sequenced {
@@ -107,7 +102,8 @@ impl FsStore {
             }),
             integrated: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
-            ids,
+            ids: RwLock::new(Some(ids)),
+            ids_path,
             checkpoint_lock: Mutex::new(()),
         };
         let mut recovery = store.recover()?;
@@ -207,17 +203,7 @@ impl FsStore {
                 detail: format!("id index covers {indexed} entries but the log holds {n}"),
             });
         }
-        {
-            let mut pending = self.pending.lock().unwrap();
-            for i in indexed..n {
-                let entry = self.read_entry(i)?;
-                let id = aiaudit_event::entry_id(&entry).map_err(|e| Error::Corrupt {
-                    index: i,
-                    detail: e.to_string(),
-                })?;
-                pending.insert(id, i);
-            }
-        }
+        self.refill_pending(indexed, n)?;
 
         let (_, root) = self.integrate()?;
         if let Some(cp) = &checkpoint {
@@ -283,9 +269,66 @@ impl FsStore {
     }
 
     fn indexed_size(&self) -> Result<u64> {
-        let tx = self.ids.begin_read()?;
-        let meta = tx.open_table(META)?;
-        Ok(meta.get(INDEXED_SIZE)?.map_or(0, |v| v.value()))
+        self.with_ids(|db| {
+            let tx = db.begin_read()?;
+            let meta = tx.open_table(META)?;
+            Ok(meta.get(INDEXED_SIZE)?.map_or(0, |v| v.value()))
+        })
+    }
+
+    /// Puts the ids of entries `[from, to)` back among the pending ones (those
+    /// the durable id index does not hold yet).
+    fn refill_pending(&self, from: u64, to: u64) -> Result<()> {
+        let mut found = Vec::new();
+        for i in from..to {
+            let entry = self.read_entry(i)?;
+            let id = aiaudit_event::entry_id(&entry).map_err(|e| Error::Corrupt {
+                index: i,
+                detail: e.to_string(),
+            })?;
+            found.push((id, i));
+        }
+        self.pending.lock().unwrap().extend(found);
+        Ok(())
+    }
+
+    /// Runs `f` on the id index; after an id-index failure (e.g. disk full),
+    /// reopens it, restores what the reopen rolled back, and tries once more.
+    fn with_ids<T>(&self, f: impl Fn(&redb::Database) -> Result<T>) -> Result<T> {
+        let first = match self.ids.read().unwrap().as_ref() {
+            Some(db) => f(db),
+            None => Err(Error::IdIndex("the id index is closed".into())),
+        };
+        match first {
+            Err(Error::IdIndex(e)) => {
+                tracing::warn!(error = %e, "id index failed; reopening it");
+                self.reopen_ids()?;
+                match self.ids.read().unwrap().as_ref() {
+                    Some(db) => f(db),
+                    None => Err(Error::IdIndex("the id index is closed".into())),
+                }
+            }
+            r => r,
+        }
+    }
+
+    fn reopen_ids(&self) -> Result<()> {
+        {
+            let mut guard = self.ids.write().unwrap();
+            // redb holds a lock on its file: close before opening again.
+            *guard = None;
+            *guard = Some(open_id_index(&self.ids_path)?);
+        }
+        // Commits that were not yet durable are gone: their ids are pending again.
+        let indexed = {
+            let guard = self.ids.read().unwrap();
+            let db = guard.as_ref().expect("just opened");
+            let tx = db.begin_read()?;
+            let meta = tx.open_table(META)?;
+            let v = meta.get(INDEXED_SIZE)?.map_or(0, |v| v.value());
+            v
+        };
+        self.refill_pending(indexed, self.size.load(Ordering::SeqCst))
     }
 
     fn write_levels(&self, writes: &HashMap<u32, (u64, Vec<u8>)>) -> Result<()> {
@@ -323,13 +366,20 @@ impl FsStore {
         // The id index is read after `pending`: integration inserts ids there
         // before removing them from `pending`, so no logged id slips through.
         if !unresolved.is_empty() {
-            let tx = self.ids.begin_read()?;
-            let ids = tx.open_table(IDS)?;
-            for &i in &unresolved {
-                if let Some(index) = ids.get(batch[i].id.as_str())? {
-                    out[i].index = index.value();
-                    out[i].duplicate = true;
+            let found = self.with_ids(|db| {
+                let tx = db.begin_read()?;
+                let ids = tx.open_table(IDS)?;
+                let mut found = Vec::new();
+                for &i in &unresolved {
+                    if let Some(index) = ids.get(batch[i].id.as_str())? {
+                        found.push((i, index.value()));
+                    }
                 }
+                Ok(found)
+            })?;
+            for (i, index) in found {
+                out[i].index = index;
+                out[i].duplicate = true;
             }
         }
         let mut entries_buf = Vec::new();
@@ -418,7 +468,10 @@ impl FsStore {
     fn integrate_to(&self, force_durable: bool) -> Result<(u64, Hash)> {
         let mut integ = self.integ.lock().unwrap();
         let target = self.size.load(Ordering::SeqCst);
-        let start = integ.tree.size();
+        // Work on a copy: if a write fails (disk full), the tree in memory must
+        // not run ahead of the level files, or the retry would skip those nodes.
+        let mut tree = integ.tree.clone();
+        let start = tree.size();
         const CHUNK: u64 = 65536;
         let mut at = start;
         while at < target {
@@ -430,7 +483,7 @@ impl FsStore {
             let mut writes: HashMap<u32, (u64, Vec<u8>)> = HashMap::new();
             for rec in recs.chunks_exact(LEAF_RECORD as usize) {
                 let leaf: Hash = rec[..32].try_into().unwrap();
-                integ.tree.push(leaf, |level, index, hash| {
+                tree.push(leaf, |level, index, hash| {
                     if level > 0 {
                         let w = writes.entry(level).or_insert_with(|| (index, Vec::new()));
                         w.1.extend_from_slice(hash);
@@ -440,7 +493,7 @@ impl FsStore {
             self.write_levels(&writes)?;
             at += count;
         }
-        let root = integ.tree.root();
+        let root = tree.root();
 
         // Move logged ids into the durable index.
         let moved: Vec<(String, u64)> = {
@@ -452,20 +505,23 @@ impl FsStore {
                 .collect()
         };
         if !moved.is_empty() || force_durable || self.indexed_size()? < target {
-            let mut tx = self.ids.begin_write()?;
             let durable = force_durable || integ.last_durable_ids.elapsed() >= ID_INDEX_SYNC;
-            if !durable {
-                tx.set_durability(Durability::None);
-            }
-            {
-                let mut ids = tx.open_table(IDS)?;
-                for (id, index) in &moved {
-                    ids.insert(id.as_str(), *index)?;
+            self.with_ids(|db| {
+                let mut tx = db.begin_write()?;
+                if !durable {
+                    tx.set_durability(Durability::None);
                 }
-                let mut meta = tx.open_table(META)?;
-                meta.insert(INDEXED_SIZE, target)?;
-            }
-            tx.commit()?;
+                {
+                    let mut ids = tx.open_table(IDS)?;
+                    for (id, index) in &moved {
+                        ids.insert(id.as_str(), *index)?;
+                    }
+                    let mut meta = tx.open_table(META)?;
+                    meta.insert(INDEXED_SIZE, target)?;
+                }
+                tx.commit()?;
+                Ok(())
+            })?;
             if durable {
                 integ.last_durable_ids = Instant::now();
             }
@@ -476,6 +532,7 @@ impl FsStore {
                 }
             }
         }
+        integ.tree = tree;
         self.integrated.store(target, Ordering::SeqCst);
         Ok((target, root))
     }
@@ -562,9 +619,11 @@ impl Storage for FsStore {
         if let Some(&i) = self.pending.lock().unwrap().get(id) {
             return Ok(Some(i));
         }
-        let tx = self.ids.begin_read()?;
-        let ids = tx.open_table(IDS)?;
-        Ok(ids.get(id)?.map(|v| v.value()))
+        self.with_ids(|db| {
+            let tx = db.begin_read()?;
+            let ids = tx.open_table(IDS)?;
+            Ok(ids.get(id)?.map(|v| v.value()))
+        })
     }
 
     fn checkpoint(&self) -> Result<Option<String>> {
@@ -738,6 +797,18 @@ pub fn parse_checkpoint(note: &str) -> Result<Checkpoint> {
         None => note,
     };
     Checkpoint::parse_body(body).map_err(|e| Error::Format(format!("checkpoint file: {e}")))
+}
+
+fn open_id_index(path: &Path) -> Result<redb::Database> {
+    // A bounded cache: the id index must not grow with the log in RAM.
+    let db = redb::Builder::new()
+        .set_cache_size(ID_INDEX_CACHE_BYTES)
+        .create(path)?;
+    let tx = db.begin_write()?;
+    tx.open_table(IDS)?;
+    tx.open_table(META)?;
+    tx.commit()?;
+    Ok(db)
 }
 
 fn read_checkpoint(dir: &Path) -> Result<Option<String>> {
