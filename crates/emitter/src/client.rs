@@ -80,7 +80,7 @@ impl Default for EmitterBuilder {
             batch_interval: Duration::from_millis(200),
             queue_capacity: 100_000,
             full_policy: FullPolicy::Block,
-            request_max_bytes: 4 << 20,
+            request_max_bytes: 1 << 20,
             request_timeout: Duration::from_secs(30),
             max_backoff: Duration::from_secs(30),
         }
@@ -572,8 +572,15 @@ fn delivery_loop(url: &str, shared: &Shared, config: &EmitterBuilder) {
             if shared.closing.load(Ordering::SeqCst) && backlog.pending_records() == 0 {
                 return;
             }
-            let max = if one_at_a_time > 0 { 1 } else { 64 };
-            match backlog.peek(max, config.request_max_bytes) {
+            let (max, bytes) = if one_at_a_time > 0 {
+                (1, config.request_max_bytes)
+            } else {
+                (
+                    PARALLEL * RECORDS_PER_REQUEST,
+                    PARALLEL * config.request_max_bytes,
+                )
+            };
+            match backlog.peek(max, bytes) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %e, "reading the spool failed");
@@ -586,45 +593,101 @@ fn delivery_loop(url: &str, shared: &Shared, config: &EmitterBuilder) {
         if records.is_empty() {
             continue;
         }
-        let events: u64 = records.iter().map(|r| count_lines(r)).sum();
-        let body = records.concat();
-        match send(&client, url, config.token.as_deref(), body) {
-            Sent::Accepted => {
-                attempt = 0;
-                one_at_a_time = one_at_a_time.saturating_sub(records.len());
-                if let Err(e) = shared.backlog.lock().unwrap().ack(records.len()) {
-                    tracing::error!(error = %e, "acknowledging spooled batches failed; they may be sent again");
+        let chunks = split_requests(&records, config.request_max_bytes);
+        // Requests go out side by side (the ledger works on them in parallel);
+        // acknowledgements still follow spool order: only the accepted prefix is removed.
+        let results: Vec<Sent> = if chunks.len() == 1 {
+            vec![send(
+                &client,
+                url,
+                config.token.as_deref(),
+                chunks[0].concat(),
+            )]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = chunks
+                    .iter()
+                    .map(|c| {
+                        let client = &client;
+                        scope.spawn(move || send(client, url, config.token.as_deref(), c.concat()))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Sent::Retry("sender panicked".into()))
+                    })
+                    .collect()
+            })
+        };
+        for (chunk, result) in chunks.iter().zip(results) {
+            let events: u64 = chunk.iter().map(|r| count_lines(r)).sum();
+            match result {
+                Sent::Accepted => {
+                    attempt = 0;
+                    one_at_a_time = one_at_a_time.saturating_sub(chunk.len());
+                    if let Err(e) = shared.backlog.lock().unwrap().ack(chunk.len()) {
+                        tracing::error!(error = %e, "acknowledging spooled batches failed; they may be sent again");
+                    }
+                    shared.stats.delivered.fetch_add(events, Ordering::Relaxed);
+                    shared.more.notify_all();
+                    continue;
                 }
-                shared.stats.delivered.fetch_add(events, Ordering::Relaxed);
-                shared.more.notify_all();
-            }
-            Sent::Refused(why) if records.len() > 1 => {
-                tracing::warn!(%why, "the ledger refused a request; retrying its batches one by one");
-                one_at_a_time = records.len();
-            }
-            Sent::Refused(why) => {
-                tracing::error!(%why, events, "the ledger refused a batch as invalid; set aside in rejected.ndjson");
-                set_aside(shared, &records[0], &why);
-                one_at_a_time = one_at_a_time.saturating_sub(1);
-                let _ = shared.backlog.lock().unwrap().ack(1);
-                shared.stats.rejected.fetch_add(events, Ordering::Relaxed);
-                shared.more.notify_all();
-            }
-            Sent::Retry(why) => {
-                if shared.closing.load(Ordering::SeqCst) {
-                    return;
+                Sent::Refused(why) if chunk.len() > 1 => {
+                    tracing::warn!(%why, "the ledger refused a request; retrying its batches one by one");
+                    one_at_a_time = chunk.len();
                 }
-                shared.stats.retries.fetch_add(1, Ordering::Relaxed);
-                let wait = backoff(attempt, config.max_backoff);
-                attempt = attempt.saturating_add(1);
-                tracing::debug!(%why, ?wait, "ledger unavailable; will retry");
-                let backlog = shared.backlog.lock().unwrap();
-                let _ = shared
-                    .more
-                    .wait_timeout_while(backlog, wait, |_| !shared.closing.load(Ordering::SeqCst));
+                Sent::Refused(why) => {
+                    tracing::error!(%why, events, "the ledger refused a batch as invalid; set aside in rejected.ndjson");
+                    set_aside(shared, chunk[0], &why);
+                    one_at_a_time = one_at_a_time.saturating_sub(1);
+                    let _ = shared.backlog.lock().unwrap().ack(1);
+                    shared.stats.rejected.fetch_add(events, Ordering::Relaxed);
+                    shared.more.notify_all();
+                }
+                Sent::Retry(why) => {
+                    if shared.closing.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    let wait = backoff(attempt, config.max_backoff);
+                    attempt = attempt.saturating_add(1);
+                    tracing::debug!(%why, ?wait, "ledger unavailable; will retry");
+                    let backlog = shared.backlog.lock().unwrap();
+                    let _ = shared.more.wait_timeout_while(backlog, wait, |_| {
+                        !shared.closing.load(Ordering::SeqCst)
+                    });
+                }
             }
+            // Anything after a chunk that was not accepted goes again later, in order.
+            break;
         }
     }
+}
+
+/// Requests sent at once by the delivery thread.
+const PARALLEL: usize = 4;
+/// Spooled batches per request at most.
+const RECORDS_PER_REQUEST: usize = 64;
+
+/// Groups records, in order, into request bodies of at most `max_bytes`
+/// (a single larger record goes alone) and `RECORDS_PER_REQUEST` records.
+fn split_requests(records: &[Vec<u8>], max_bytes: usize) -> Vec<Vec<&[u8]>> {
+    let mut out: Vec<Vec<&[u8]>> = Vec::new();
+    let mut bytes = 0;
+    for r in records {
+        let fits = out
+            .last()
+            .is_some_and(|c| c.len() < RECORDS_PER_REQUEST && bytes + r.len() <= max_bytes);
+        if !fits {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        out.last_mut().expect("pushed above").push(r);
+        bytes += r.len();
+    }
+    out
 }
 
 /// Keeps a refused batch where an operator can look at it, instead of retrying it forever.
@@ -666,6 +729,23 @@ mod tests {
         ]);
         assert_eq!(b, b"{\"a\":1}\n{\"b\":\"x\\ny\"}\n");
         assert_eq!(count_lines(&b), 2);
+    }
+
+    #[test]
+    fn requests_keep_spool_order_and_size_limits() {
+        let records: Vec<Vec<u8>> = [5, 5, 5, 20, 1, 1].iter().map(|&n| vec![b'x'; n]).collect();
+        let chunks = split_requests(&records, 10);
+        let sizes: Vec<Vec<usize>> = chunks
+            .iter()
+            .map(|c| c.iter().map(|r| r.len()).collect())
+            .collect();
+        assert_eq!(sizes, vec![vec![5, 5], vec![5], vec![20], vec![1, 1]]);
+        let many: Vec<Vec<u8>> = (0..130).map(|_| vec![b'y'; 1]).collect();
+        let lens: Vec<usize> = split_requests(&many, 1 << 20)
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(lens, vec![64, 64, 2]);
     }
 
     #[test]
