@@ -9,4 +9,5 @@ mod disk_full;
 mod emitter;
 mod ledger;
 mod otlp;
+mod signatures;
 mod verify;

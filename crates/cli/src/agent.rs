@@ -22,6 +22,9 @@ pub struct AgentArgs {
     /// Most bytes the spool may hold; beyond it new events get 503.
     #[arg(long, default_value_t = 1 << 30)]
     spool_max_bytes: u64,
+    /// Sign every batch forwarded to the ledger with this emitter key.
+    #[arg(long)]
+    signing_key: Option<PathBuf>,
     /// Largest request body accepted from applications.
     #[arg(long, default_value_t = 32 << 20)]
     max_body_bytes: usize,
@@ -36,6 +39,11 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         spool_dir: args.spool_dir,
         spool_max_bytes: args.spool_max_bytes,
         max_body_bytes: args.max_body_bytes,
+        signing_key: args
+            .signing_key
+            .as_deref()
+            .map(crate::emitter::load_signing_key)
+            .transpose()?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

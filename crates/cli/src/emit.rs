@@ -21,6 +21,9 @@ pub struct EmitArgs {
     /// Keep undelivered events in this spool directory instead of failing.
     #[arg(long)]
     spool_dir: Option<PathBuf>,
+    /// Sign each request with this emitter key (from `aiaudit emitter keygen`).
+    #[arg(long)]
+    signing_key: Option<PathBuf>,
     /// How long to wait for the ledger to acknowledge everything, in seconds.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
@@ -68,6 +71,9 @@ pub fn run(args: EmitArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(dir) = &args.spool_dir {
         builder = builder.spool_dir(dir);
+    }
+    if let Some(path) = &args.signing_key {
+        builder = builder.signing_key(crate::emitter::load_signing_key(path)?);
     }
     let emitter = builder.build()?;
     let total = events.len();

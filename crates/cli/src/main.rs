@@ -3,6 +3,7 @@
 mod agent;
 mod bench;
 mod emit;
+mod emitter;
 mod serve;
 mod token;
 mod verify;
@@ -36,6 +37,8 @@ enum Command {
     Agent(agent::AgentArgs),
     /// Send NDJSON events from a file or stdin to the ledger.
     Emit(emit::EmitArgs),
+    /// Emitter keys for signed batches: keygen, register, list.
+    Emitter(emitter::EmitterArgs),
     /// Manage API tokens of a running ledger (admin).
     Token(token::TokenArgs),
     /// Load generator: events/s and acknowledgement latency against a running ledger.
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => agent::run(args),
         Command::Emit(args) => emit::run(args),
         Command::Token(args) => token::run(args),
+        Command::Emitter(args) => emitter::run(args),
     };
     match result {
         Ok(code) => code,

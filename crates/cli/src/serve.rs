@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// Whether checkpoint, hash tiles, proofs and info answer without a token [default: true]
     #[arg(long, env = "AIAUDIT_PUBLIC_READS")]
     public_reads: Option<bool>,
+    /// A tenant whose events must come in emitter-signed batches (repeatable).
+    #[arg(long = "require-signed-tenant")]
+    require_signed_tenants: Vec<String>,
     /// Log format: "json" or "text" [default: text]
     #[arg(long, env = "AIAUDIT_LOG_FORMAT")]
     log_format: Option<String>,
@@ -51,6 +54,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     group_commit_max_events: Option<usize>,
     public_reads: Option<bool>,
+    require_signed_tenants: Option<Vec<String>>,
     log_format: Option<String>,
 }
 
@@ -93,6 +97,11 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
             .public_reads
             .or(file.public_reads)
             .unwrap_or(d.public_reads),
+        require_signed_tenants: if args.require_signed_tenants.is_empty() {
+            file.require_signed_tenants.unwrap_or_default()
+        } else {
+            args.require_signed_tenants
+        },
     };
     if config.publish_interval.is_zero() {
         anyhow::bail!("publish_interval_ms must be at least 1");

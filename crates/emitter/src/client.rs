@@ -67,6 +67,7 @@ pub struct EmitterBuilder {
     request_max_bytes: usize,
     request_timeout: Duration,
     max_backoff: Duration,
+    signer: Option<Arc<aiaudit_tlog::Signer>>,
 }
 
 impl Default for EmitterBuilder {
@@ -83,6 +84,7 @@ impl Default for EmitterBuilder {
             request_max_bytes: 1 << 20,
             request_timeout: Duration::from_secs(30),
             max_backoff: Duration::from_secs(30),
+            signer: None,
         }
     }
 }
@@ -126,6 +128,12 @@ impl EmitterBuilder {
     }
     pub fn full_policy(mut self, p: FullPolicy) -> Self {
         self.full_policy = p;
+        self
+    }
+    /// Signs every request with this emitter key (its name is the emitter's
+    /// registered name); the ledger then stores a proof of origin with each event.
+    pub fn signing_key(mut self, signer: aiaudit_tlog::Signer) -> Self {
+        self.signer = Some(Arc::new(signer));
         self
     }
     /// Longest backoff between delivery attempts (default 30 s).
@@ -523,12 +531,43 @@ enum Sent {
     Retry(String),
 }
 
-fn send(client: &reqwest::blocking::Client, url: &str, token: Option<&str>, body: Vec<u8>) -> Sent {
+/// The batch signature of an NDJSON body: over the canonical form of each
+/// event, in order (docs/format.md, "Emitter batch signatures").
+fn sign_body(signer: &aiaudit_tlog::Signer, body: &[u8]) -> String {
+    use base64::Engine;
+    let canonical: Vec<Vec<u8>> = body
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .map(|line| {
+            let mut out = Vec::with_capacity(line.len());
+            match serde_json::from_slice::<Value>(line) {
+                Ok(v) => aiaudit_event::write_canonical(&mut out, &v),
+                // Not JSON: the ledger refuses it anyway; sign the bytes as they are.
+                Err(_) => out.extend_from_slice(line),
+            }
+            out
+        })
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .encode(aiaudit_event::signature::sign_batch(signer, &canonical))
+}
+
+fn send(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    config: &EmitterBuilder,
+    body: Vec<u8>,
+) -> Sent {
     let mut req = client
         .post(url)
-        .header("content-type", "application/x-ndjson")
-        .body(body);
-    if let Some(t) = token {
+        .header("content-type", "application/x-ndjson");
+    if let Some(signer) = &config.signer {
+        req = req
+            .header("aiaudit-emitter", signer.name())
+            .header("aiaudit-signature", sign_body(signer, &body));
+    }
+    let mut req = req.body(body);
+    if let Some(t) = config.token.as_deref() {
         req = req.bearer_auth(t);
     }
     match req.send() {
@@ -597,19 +636,14 @@ fn delivery_loop(url: &str, shared: &Shared, config: &EmitterBuilder) {
         // Requests go out side by side (the ledger works on them in parallel);
         // acknowledgements still follow spool order: only the accepted prefix is removed.
         let results: Vec<Sent> = if chunks.len() == 1 {
-            vec![send(
-                &client,
-                url,
-                config.token.as_deref(),
-                chunks[0].concat(),
-            )]
+            vec![send(&client, url, config, chunks[0].concat())]
         } else {
             std::thread::scope(|scope| {
                 let handles: Vec<_> = chunks
                     .iter()
                     .map(|c| {
                         let client = &client;
-                        scope.spawn(move || send(client, url, config.token.as_deref(), c.concat()))
+                        scope.spawn(move || send(client, url, config, c.concat()))
                     })
                     .collect();
                 handles

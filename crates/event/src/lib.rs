@@ -9,6 +9,7 @@
 
 mod canonical;
 pub mod schema;
+pub mod signature;
 
 pub use canonical::write_canonical;
 pub use schema::{validate, EventError, MAX_ID_LEN};
@@ -37,14 +38,38 @@ pub struct PreparedEvent {
     pub leaf: Hash,
 }
 
-/// Validates one event (schema v1) and encodes it as a log entry. The one
-/// entry point for everything that accepts events; lists every error found.
-pub fn prepare(event: Value) -> Result<PreparedEvent, Vec<EventError>> {
+/// An event that passed validation, in canonical JSON, before it becomes an
+/// entry (a signed batch adds each event's signature first).
+#[derive(Debug, Clone)]
+pub struct CheckedEvent {
+    pub id: String,
+    pub canonical: Vec<u8>,
+}
+
+/// Validates one event (schema v1) and writes its canonical JSON.
+pub fn check(event: &Value) -> Result<CheckedEvent, Vec<EventError>> {
     let Value::Object(fields) = event else {
         return Err(vec![EventError::new("", "an event must be a JSON object")]);
     };
-    let id = validate(&fields)?;
-    let entry = encode_entry(&fields);
+    let id = validate(fields)?;
+    let mut canonical = Vec::with_capacity(256);
+    canonical::write_object(&mut canonical, fields);
+    Ok(CheckedEvent { id, canonical })
+}
+
+/// Validates one event (schema v1) and encodes it as a log entry. The one
+/// entry point for everything that accepts events; lists every error found.
+pub fn prepare(event: Value) -> Result<PreparedEvent, Vec<EventError>> {
+    finish(check(&event)?, None)
+}
+
+/// Turns a checked event into its entry, with its batch signature if any.
+pub fn finish(
+    checked: CheckedEvent,
+    signature: Option<&signature::EventSignature>,
+) -> Result<PreparedEvent, Vec<EventError>> {
+    let entry = entry_bytes(&checked.canonical, signature);
+    let id = checked.id;
     if entry.len() > MAX_ENTRY_SIZE {
         return Err(vec![EventError::new(
             "",
@@ -61,9 +86,21 @@ pub fn prepare(event: Value) -> Result<PreparedEvent, Vec<EventError>> {
 /// The canonical entry bytes of an event (format v1, see docs/format.md):
 /// the canonical JSON of `{"event": <event>, "v": 1}`.
 pub fn encode_entry(event: &Map<String, Value>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
+    let mut canonical = Vec::with_capacity(256);
+    canonical::write_object(&mut canonical, event);
+    entry_bytes(&canonical, None)
+}
+
+/// `{"event":<canonical event>[,"signature":<canonical signature>],"v":1}`:
+/// members in canonical (sorted) order, so the entry is canonical JSON too.
+fn entry_bytes(canonical_event: &[u8], signature: Option<&signature::EventSignature>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(canonical_event.len() + 32);
     out.extend_from_slice(b"{\"event\":");
-    canonical::write_object(&mut out, event);
+    out.extend_from_slice(canonical_event);
+    if let Some(sig) = signature {
+        out.extend_from_slice(b",\"signature\":");
+        write_canonical(&mut out, &sig.to_json());
+    }
     out.extend_from_slice(b",\"v\":1}");
     out
 }
@@ -73,6 +110,8 @@ pub fn encode_entry(event: &Map<String, Value>) -> Vec<u8> {
 pub struct Entry {
     pub version: u64,
     pub event: Map<String, Value>,
+    /// The emitter's batch signature, for events that came in a signed batch.
+    pub signature: Option<Value>,
 }
 
 /// Decodes entry bytes written by [`encode_entry`]. Refuses versions it does not know.
@@ -95,7 +134,12 @@ pub fn decode_entry(entry: &[u8]) -> Result<Entry, EventError> {
     let Some(Value::Object(event)) = obj.remove("event") else {
         return Err(EventError::new("/event", "entry has no event object"));
     };
-    Ok(Entry { version, event })
+    let signature = obj.remove("signature");
+    Ok(Entry {
+        version,
+        event,
+        signature,
+    })
 }
 
 /// The event id stored in an entry.

@@ -27,6 +27,8 @@ pub struct AgentConfig {
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
     pub max_body_bytes: usize,
+    /// Emitter key that signs every forwarded batch.
+    pub signing_key: Option<aiaudit_tlog::Signer>,
 }
 
 pub const DEFAULT_AGENT_LISTEN: &str = "127.0.0.1:7382";
@@ -50,6 +52,9 @@ pub async fn run(
             .batch_interval(Duration::from_millis(50));
         if let Some(t) = cfg.token {
             b = b.token(t);
+        }
+        if let Some(k) = cfg.signing_key {
+            b = b.signing_key(k);
         }
         b.build()
     })

@@ -35,6 +35,7 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
         .route("/v1/proof/inclusion", get(inclusion_proof))
         .route("/v1/proof/consistency", get(consistency_proof))
         .route("/v1/tokens", get(list_tokens).post(create_token))
+        .route("/v1/emitters", get(list_emitters).post(register_emitter))
         .route("/v1/tokens/{id}", delete(revoke_token))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -106,7 +107,13 @@ async fn ingest(
     let bytes = read_body(body, limit).await?;
     let events = parse_events(&bytes, ndjson)?;
     check_tenants(&principal, &events)?;
-    let batch = prepare_batch(events)?;
+    let batch = match batch_signature(&headers)? {
+        Some((emitter, signature)) => prepare_signed_batch(&ledger, &emitter, &signature, &events)?,
+        None => {
+            check_unsigned_allowed(&ledger, &events)?;
+            prepare_batch(events)?
+        }
+    };
     let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
     let appended = ledger.sequencer.append(batch).await?;
     let size = appended.iter().map(|a| a.index + 1).max().unwrap_or(0);
@@ -234,6 +241,107 @@ pub fn parse_events(bytes: &[u8], ndjson: bool) -> ApiResult<Vec<Value>> {
         ));
     }
     Ok(events)
+}
+
+/// The emitter and signature headers of a signed batch, if any.
+fn batch_signature(headers: &HeaderMap) -> ApiResult<Option<(String, Vec<u8>)>> {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    match (get(EMITTER_HEADER), get(SIGNATURE_HEADER)) {
+        (None, None) => Ok(None),
+        (Some(emitter), Some(sig)) => {
+            let sig = B64
+                .decode(sig)
+                .map_err(|_| Problem::bad_parameter(SIGNATURE_HEADER, "is not base64"))?;
+            Ok(Some((emitter.to_string(), sig)))
+        }
+        (Some(_), None) => Err(Problem::bad_parameter(
+            SIGNATURE_HEADER,
+            format!("required with {EMITTER_HEADER}"),
+        )),
+        (None, Some(_)) => Err(Problem::bad_parameter(
+            EMITTER_HEADER,
+            format!("required with {SIGNATURE_HEADER}"),
+        )),
+    }
+}
+
+/// Headers of an emitter-signed batch (docs/format.md, "Emitter batch signatures").
+pub const EMITTER_HEADER: &str = "aiaudit-emitter";
+pub const SIGNATURE_HEADER: &str = "aiaudit-signature";
+
+/// Validates a signed batch, checks the signature against the emitter's
+/// registered key, and encodes each event with its proof of origin.
+fn prepare_signed_batch(
+    ledger: &Ledger,
+    emitter: &str,
+    signature: &[u8],
+    events: &[Value],
+) -> ApiResult<Vec<NewEntry>> {
+    let verifier = ledger.emitters.verifier(emitter).ok_or_else(|| {
+        forbidden(format!(
+            "unknown emitter {emitter:?}: register its key first (aiaudit emitter register)"
+        ))
+    })?;
+    let mut errors = Vec::new();
+    let mut checked = Vec::with_capacity(events.len());
+    for (i, event) in events.iter().enumerate() {
+        match aiaudit_event::check(event) {
+            Ok(c) => checked.push(c),
+            Err(errs) => add_event_errors(&mut errors, i, errs),
+        }
+    }
+    refuse_if_any(errors)?;
+    let canonical: Vec<Vec<u8>> = checked.iter().map(|c| c.canonical.clone()).collect();
+    let sigs = aiaudit_event::signature::verify_batch(&verifier, &canonical, signature)
+        .map_err(|e| auth::unauthorized(&e.to_string()))?;
+    let mut errors = Vec::new();
+    let mut batch = Vec::with_capacity(checked.len());
+    for (i, (c, sig)) in checked.into_iter().zip(&sigs).enumerate() {
+        match aiaudit_event::finish(c, Some(sig)) {
+            Ok(p) => batch.push(NewEntry {
+                id: p.id,
+                entry: p.entry,
+                leaf: p.leaf,
+            }),
+            Err(errs) => add_event_errors(&mut errors, i, errs),
+        }
+    }
+    refuse_if_any(errors)?;
+    Ok(batch)
+}
+
+/// Tenants configured to require signed batches refuse unsigned events.
+pub(crate) fn check_unsigned_allowed(ledger: &Ledger, events: &[Value]) -> ApiResult<()> {
+    if ledger.config.require_signed_tenants.is_empty() {
+        return Ok(());
+    }
+    for (i, e) in events.iter().enumerate() {
+        if let Some(tenant) = e.get("tenant").and_then(Value::as_str) {
+            if ledger
+                .config
+                .require_signed_tenants
+                .iter()
+                .any(|t| t == tenant)
+            {
+                let mut p = auth::unauthorized(&format!(
+                    "tenant {tenant:?} accepts only emitter-signed batches ({EMITTER_HEADER} and {SIGNATURE_HEADER} headers)"
+                ));
+                p.errors = vec![FieldError::event(
+                    Some(i),
+                    "/tenant",
+                    "tenant",
+                    "unsigned event",
+                )];
+                return Err(p);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every event's tenant must be one the token may append to (403 otherwise,
@@ -602,6 +710,21 @@ async fn event_by_index(
         "entry_version": decoded.version,
         "event": decoded.event,
     });
+    if let Some(sig) = &decoded.signature {
+        let status = match aiaudit_event::signature::verify_entry_signature(&decoded.event, sig) {
+            Ok(key) => {
+                let name = key.split('+').next().unwrap_or("");
+                let registered = ledger.emitters.verifier(name).map(|v| v.to_vkey());
+                if registered.as_deref() == Some(key.as_str()) {
+                    "valid"
+                } else {
+                    "valid, key not registered now"
+                }
+            }
+            Err(_) => "invalid",
+        };
+        out["emitter_signature"] = json!({"status": status, "signature": sig});
+    }
     if let Some(proof) = proof {
         out["proof"] = json!({
             "size": cp_size,
@@ -758,4 +881,45 @@ async fn revoke_token(
             "saving the revocation failed: {e}"
         ))),
     }
+}
+
+async fn list_emitters(
+    State(ledger): State<Arc<Ledger>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    require_admin(&ledger, &headers)?;
+    Ok(Json(json!({ "emitters": ledger.emitters.list() })))
+}
+
+async fn register_emitter(
+    State(ledger): State<Arc<Ledger>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    require_admin(&ledger, &headers)?;
+    let bytes = read_body(body, 64 << 10).await?;
+    let req: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Problem::bad_parameter("body", format!("not JSON: {e}")))?;
+    let field = |name: &str, detail: &str| {
+        let mut p = Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-emitter",
+            "Invalid emitter",
+            format!("{name}: {detail}"),
+        );
+        p.errors = vec![FieldError::event(None, &format!("/{name}"), name, detail)];
+        p
+    };
+    let name = req["name"]
+        .as_str()
+        .ok_or_else(|| field("name", "required"))?;
+    let key = req["public_key"]
+        .as_str()
+        .ok_or_else(|| field("public_key", "required"))?;
+    let record = ledger.emitters.register(name, key).map_err(|e| {
+        let (f, d) = e.split_once(": ").unwrap_or(("public_key", e.as_str()));
+        field(f, d)
+    })?;
+    tracing::info!(emitter = %record.name, "emitter registered");
+    Ok((StatusCode::CREATED, Json(json!(record))).into_response())
 }

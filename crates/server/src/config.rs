@@ -18,6 +18,8 @@ pub struct ServerConfig {
     pub checkpoint_wait: Duration,
     /// Whether the checkpoint, hash tiles, proofs and info answer without a token.
     pub public_reads: bool,
+    /// Tenants whose events must come in emitter-signed batches.
+    pub require_signed_tenants: Vec<String>,
 }
 
 pub const DEFAULT_ORIGIN: &str = "aiaudit.local/log";
@@ -35,6 +37,7 @@ impl Default for ServerConfig {
             group_commit_max_events: 20_000,
             checkpoint_wait: Duration::from_secs(10),
             public_reads: true,
+            require_signed_tenants: Vec::new(),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod agent;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod emitters;
 pub mod keys;
 pub mod otlp;
 pub mod problem;
@@ -44,6 +45,7 @@ pub struct Ledger {
     pub sequencer: sequencer::Handle,
     pub latest: watch::Receiver<Arc<Published>>,
     pub tokens: auth::Tokens,
+    pub emitters: emitters::Emitters,
     pub publish_now: Arc<Notify>,
 }
 
@@ -64,6 +66,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
             config.data_dir.join(auth::ADMIN_TOKEN_FILE).display()
         );
     }
+    let emitters = emitters::Emitters::open(&config.data_dir)?;
     let dir = config.data_dir.clone();
     let (store, recovery) = tokio::task::spawn_blocking(move || FsStore::open(&dir))
         .await?
@@ -96,6 +99,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
         sequencer,
         latest,
         tokens,
+        emitters,
         publish_now,
     }))
 }

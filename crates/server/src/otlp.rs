@@ -1044,6 +1044,7 @@ pub async fn ledger_logs(
         .filter_map(|(ev, _)| ev.clone())
         .collect();
     crate::api::check_tenants(&principal, &events)?;
+    crate::api::check_unsigned_allowed(&ledger, &events)?;
     let batch: Vec<NewEntry> = sorted
         .valid
         .drain(..)
