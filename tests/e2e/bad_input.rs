@@ -139,3 +139,52 @@ fn bad_requests_get_problems_and_log_nothing() {
         "second"
     );
 }
+
+#[test]
+fn per_token_rate_limit_and_request_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &[
+            "--rate-limit-events-per-sec",
+            "100",
+            "--request-timeout-secs",
+            "1",
+        ],
+    );
+    let batch = |tag: &str, n: usize| -> Vec<u8> {
+        let events: Vec<Value> = (0..n).map(|i| event(&format!("{tag}-{i}"))).collect();
+        serde_json::to_vec(&events).unwrap()
+    };
+    assert_eq!(
+        server
+            .post("/v1/events", "application/json", batch("a", 150))
+            .status(),
+        200
+    );
+    let r = server.post("/v1/events", "application/json", batch("b", 100));
+    assert!(r.headers().contains_key("retry-after"));
+    let p = problem(r, 429);
+    assert!(p["detail"]
+        .as_str()
+        .unwrap()
+        .contains("100 events per second"));
+    assert_eq!(server.get_json("/v1/info")["sequenced_size"], 150);
+
+    // A client that stalls mid-body is cut off, with a problem, not held for ever.
+    use std::io::{Read, Write};
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n[{{",
+        server.token
+    )
+    .unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("urn:aiaudit:problem:timeout"), "{answer}");
+}

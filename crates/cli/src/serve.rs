@@ -35,6 +35,12 @@ pub struct ServeArgs {
     /// Whether checkpoint, hash tiles, proofs and info answer without a token [default: true]
     #[arg(long, env = "AIAUDIT_PUBLIC_READS")]
     public_reads: Option<bool>,
+    /// Events per second each token may append; 0 for no limit [default: 500000]
+    #[arg(long, env = "AIAUDIT_RATE_LIMIT_EVENTS_PER_SEC")]
+    rate_limit_events_per_sec: Option<u64>,
+    /// Longest a request may take, in seconds [default: 60]
+    #[arg(long, env = "AIAUDIT_REQUEST_TIMEOUT_SECS")]
+    request_timeout_secs: Option<u64>,
     /// A tenant whose events must come in emitter-signed batches (repeatable).
     #[arg(long = "require-signed-tenant")]
     require_signed_tenants: Vec<String>,
@@ -55,6 +61,8 @@ struct FileConfig {
     group_commit_max_events: Option<usize>,
     public_reads: Option<bool>,
     require_signed_tenants: Option<Vec<String>>,
+    rate_limit_events_per_sec: Option<u64>,
+    request_timeout_secs: Option<u64>,
     log_format: Option<String>,
 }
 
@@ -97,6 +105,15 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
             .public_reads
             .or(file.public_reads)
             .unwrap_or(d.public_reads),
+        rate_limit_events_per_sec: args
+            .rate_limit_events_per_sec
+            .or(file.rate_limit_events_per_sec)
+            .unwrap_or(d.rate_limit_events_per_sec),
+        request_timeout: args
+            .request_timeout_secs
+            .or(file.request_timeout_secs)
+            .map(Duration::from_secs)
+            .unwrap_or(d.request_timeout),
         require_signed_tenants: if args.require_signed_tenants.is_empty() {
             file.require_signed_tenants.unwrap_or_default()
         } else {

@@ -40,6 +40,10 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { Problem::not_found("no such route") })
+        .layer(axum::middleware::from_fn({
+            let limit = ledger.config.request_timeout;
+            move |req, next| crate::limits::deadline(limit, req, next)
+        }))
         .with_state(ledger)
 }
 
@@ -106,6 +110,10 @@ async fn ingest(
     let limit = ledger.config.max_body_bytes;
     let bytes = read_body(body, limit).await?;
     let events = parse_events(&bytes, ndjson)?;
+    ledger
+        .rate_limiter
+        .take(&principal.token_id, events.len())
+        .map_err(|wait| crate::limits::too_many(wait, ledger.config.rate_limit_events_per_sec))?;
     check_tenants(&principal, &events)?;
     let batch = match batch_signature(&headers)? {
         Some((emitter, signature)) => prepare_signed_batch(&ledger, &emitter, &signature, &events)?,

@@ -20,6 +20,10 @@ pub struct ServerConfig {
     pub public_reads: bool,
     /// Tenants whose events must come in emitter-signed batches.
     pub require_signed_tenants: Vec<String>,
+    /// Events per second each token may append (0: unlimited).
+    pub rate_limit_events_per_sec: u64,
+    /// Longest a request may take before it is answered 503.
+    pub request_timeout: Duration,
 }
 
 pub const DEFAULT_ORIGIN: &str = "aiaudit.local/log";
@@ -38,6 +42,8 @@ impl Default for ServerConfig {
             checkpoint_wait: Duration::from_secs(10),
             public_reads: true,
             require_signed_tenants: Vec::new(),
+            rate_limit_events_per_sec: 500_000,
+            request_timeout: Duration::from_secs(60),
         }
     }
 }

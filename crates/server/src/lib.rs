@@ -14,6 +14,7 @@ pub mod auth;
 pub mod config;
 pub mod emitters;
 pub mod keys;
+pub mod limits;
 pub mod otlp;
 pub mod problem;
 pub mod publisher;
@@ -46,6 +47,7 @@ pub struct Ledger {
     pub latest: watch::Receiver<Arc<Published>>,
     pub tokens: auth::Tokens,
     pub emitters: emitters::Emitters,
+    pub rate_limiter: limits::RateLimiter,
     pub publish_now: Arc<Notify>,
 }
 
@@ -91,6 +93,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
         latest_tx,
         publish_now.clone(),
     );
+    let rate_limiter = limits::RateLimiter::new(config.rate_limit_events_per_sec);
     Ok(Arc::new(Ledger {
         store,
         signer,
@@ -100,6 +103,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
         latest,
         tokens,
         emitters,
+        rate_limiter,
         publish_now,
     }))
 }
