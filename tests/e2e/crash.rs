@@ -2,9 +2,7 @@
 //! and every later checkpoint is consistent with every earlier one.
 
 use crate::harness::*;
-use aiaudit_tlog::{
-    check_tree, decode_entry_bundle, open_note, Checkpoint, Tile, TileKind, Verifier,
-};
+use aiaudit_tlog::{check_tree, open_note, Checkpoint, Verifier};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::Value;
@@ -16,27 +14,6 @@ use std::time::{Duration, Instant};
 const CYCLES: usize = 3;
 const CLIENTS: usize = 4;
 const BATCH: usize = 50;
-
-/// Every entry id in the log, by index, read through the public tile API.
-fn logged_ids(server: &Server, size: u64) -> Vec<String> {
-    let mut ids = Vec::new();
-    let mut start = 0;
-    while start < size {
-        let width = (size - start).min(256) as u16;
-        let tile = Tile {
-            kind: TileKind::Entries,
-            index: start / 256,
-            width,
-        };
-        let bytes = server.get(&format!("/{}", tile.path())).bytes().unwrap();
-        for e in decode_entry_bundle(&bytes).unwrap() {
-            let v: Value = serde_json::from_slice(e).unwrap();
-            ids.push(v["event"]["id"].as_str().unwrap().to_string());
-        }
-        start += width as u64;
-    }
-    ids
-}
 
 fn signed(server: &Server, verifier: &Verifier) -> (String, Checkpoint) {
     let note = server.get("/checkpoint").text().unwrap();

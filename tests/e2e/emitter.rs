@@ -3,7 +3,6 @@
 
 use crate::harness::*;
 use aiaudit_emitter::Emitter;
-use aiaudit_tlog::{decode_entry_bundle, Tile, TileKind};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -11,21 +10,8 @@ use std::time::{Duration, Instant};
 /// Every event id in the log, checking that none appears twice.
 fn unique_ids(server: &Server, size: u64) -> HashSet<String> {
     let mut ids = HashSet::new();
-    let mut start = 0;
-    while start < size {
-        let width = (size - start).min(256) as u16;
-        let tile = Tile {
-            kind: TileKind::Entries,
-            index: start / 256,
-            width,
-        };
-        let bytes = server.get(&format!("/{}", tile.path())).bytes().unwrap();
-        for e in decode_entry_bundle(&bytes).unwrap() {
-            let v: Value = serde_json::from_slice(e).unwrap();
-            let id = v["event"]["id"].as_str().unwrap().to_string();
-            assert!(ids.insert(id.clone()), "{id} logged twice");
-        }
-        start += width as u64;
+    for id in logged_ids(server, size) {
+        assert!(ids.insert(id.clone()), "{id} logged twice");
     }
     ids
 }

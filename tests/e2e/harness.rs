@@ -1,5 +1,6 @@
 //! Starting and stopping the real binary on a free loopback port.
 
+use aiaudit_tlog::{decode_entry_bundle, Tile, TileKind};
 use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::path::Path;
@@ -224,4 +225,25 @@ pub fn start_agent(ledger_url: &str, token: &str, spool: &Path) -> Server {
     };
     agent.wait_ready();
     agent
+}
+
+/// Every entry id in the log, by index, read through the public tile API.
+pub fn logged_ids(server: &Server, size: u64) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut start = 0;
+    while start < size {
+        let width = (size - start).min(256) as u16;
+        let tile = Tile {
+            kind: TileKind::Entries,
+            index: start / 256,
+            width,
+        };
+        let bytes = server.get(&format!("/{}", tile.path())).bytes().unwrap();
+        for e in decode_entry_bundle(&bytes).unwrap() {
+            let v: Value = serde_json::from_slice(e).unwrap();
+            ids.push(v["event"]["id"].as_str().unwrap().to_string());
+        }
+        start += width as u64;
+    }
+    ids
 }

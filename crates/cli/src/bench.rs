@@ -112,13 +112,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(t) = &args.token {
-        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
-            .context("--token holds characters not allowed in a header")?;
-        v.set_sensitive(true);
-        headers.insert(reqwest::header::AUTHORIZATION, v);
-    }
+    let headers = crate::auth_headers(args.token.as_deref())?;
     let client = reqwest::Client::builder()
         .default_headers(headers)
         .pool_max_idle_per_host(args.concurrency)

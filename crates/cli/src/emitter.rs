@@ -4,8 +4,6 @@ use aiaudit_tlog::Signer;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -57,19 +55,9 @@ pub fn load_signing_key(path: &Path) -> anyhow::Result<Signer> {
 pub fn run(args: EmitterArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         EmitterCommand::Keygen { name, out } => {
-            let mut seed = [0u8; 32];
-            getrandom_seed(&mut seed)?;
-            let signer =
-                Signer::from_seed(&name, seed).with_context(|| format!("name {name:?}"))?;
+            let signer = aiaudit_server::keys::generate(&name)?;
             let path = out.unwrap_or_else(|| PathBuf::from(format!("{name}.key")));
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
-            writeln!(f, "{}", signer.to_skey())?;
-            f.sync_all()?;
+            aiaudit_server::keys::write_new_key_file(&path, &signer)?;
             eprintln!(
                 "aiaudit: wrote the private key to {} (mode 0600)",
                 path.display()
@@ -124,12 +112,4 @@ pub fn run(args: EmitterArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn getrandom_seed(seed: &mut [u8; 32]) -> anyhow::Result<()> {
-    // Reading /dev/urandom keeps the binary free of another randomness crate.
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(seed))
-        .context("reading randomness for the key")
 }

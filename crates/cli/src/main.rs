@@ -64,3 +64,16 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Default headers carrying a bearer token, marked sensitive so it never
+/// shows in debug output.
+pub(crate) fn auth_headers(token: Option<&str>) -> anyhow::Result<reqwest::header::HeaderMap> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token {
+        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+            .map_err(|_| anyhow::anyhow!("--token holds characters not allowed in a header"))?;
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    Ok(headers)
+}

@@ -89,13 +89,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let (note, default_vkey, mut reader): (String, Option<String>, Box<dyn TileReader>) =
         if let Some(url) = &args.url {
             let base = url.trim_end_matches('/').to_string();
-            let mut headers = reqwest::header::HeaderMap::new();
-            if let Some(t) = &args.token {
-                let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
-                    .context("--token holds characters not allowed in a header")?;
-                v.set_sensitive(true);
-                headers.insert(reqwest::header::AUTHORIZATION, v);
-            }
+            let headers = crate::auth_headers(args.token.as_deref())?;
             let client = reqwest::blocking::Client::builder()
                 .timeout(std::time::Duration::from_secs(60))
                 .default_headers(headers)

@@ -4,7 +4,7 @@
 use crate::auth::{self, forbidden, Principal, Role};
 use crate::problem::{FieldError, Problem};
 use crate::Ledger;
-use aiaudit_event::{decode_entry, prepare};
+use aiaudit_event::decode_entry;
 use aiaudit_store::{Appended, NewEntry};
 use aiaudit_tlog::{prove_record, prove_tree, Hash, Tile, TileKind, TILE_WIDTH};
 use axum::body::{Body, Bytes};
@@ -77,36 +77,19 @@ async fn ingest(
             ))
         }
     };
-    let ndjson = match headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or(""))
-    {
-        None => false,
-        Some(ct) => {
-            let essence = ct
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            match essence.as_str() {
-                "application/json" => false,
-                "application/x-ndjson" | "application/ndjson" | "application/jsonl" => true,
-                _ => {
-                    return Err(Problem::new(
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                        "unsupported-media-type",
-                        "Unsupported media type",
-                        format!("Content-Type {ct:?}: send application/json (an array of events) or application/x-ndjson"),
-                    ))
-                }
-            }
+    let ndjson = match media_type(&headers).as_str() {
+        "" | "application/json" => false,
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => true,
+        other => {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                format!("Content-Type {other:?}: send application/json (an array of events) or application/x-ndjson"),
+            ))
         }
     };
-    let principal = auth::require(ledger.tokens.principal(&headers)?)?;
-    if !matches!(principal.role, Role::Emitter | Role::Admin) {
-        return Err(forbidden("only emitter and admin tokens may append events"));
-    }
+    let principal = require_appender(&ledger, &headers)?;
     let limit = ledger.config.max_body_bytes;
     let bytes = read_body(body, limit).await?;
     let events = parse_events(&bytes, ndjson)?;
@@ -251,6 +234,29 @@ pub fn parse_events(bytes: &[u8], ndjson: bool) -> ApiResult<Vec<Value>> {
     Ok(events)
 }
 
+/// The caller, who must hold an emitter or admin token.
+pub(crate) fn require_appender(ledger: &Ledger, headers: &HeaderMap) -> ApiResult<Principal> {
+    let principal = auth::require(ledger.tokens.principal(headers)?)?;
+    if !matches!(principal.role, Role::Emitter | Role::Admin) {
+        return Err(forbidden("only emitter and admin tokens may append events"));
+    }
+    Ok(principal)
+}
+
+/// The media type of a request (`Content-Type` without parameters, lowercase);
+/// empty when there is none.
+pub(crate) fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("?"))
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
 /// The emitter and signature headers of a signed batch, if any.
 fn batch_signature(headers: &HeaderMap) -> ApiResult<Option<(String, Vec<u8>)>> {
     let get = |name: &str| {
@@ -295,32 +301,11 @@ fn prepare_signed_batch(
             "unknown emitter {emitter:?}: register its key first (aiaudit emitter register)"
         ))
     })?;
-    let mut errors = Vec::new();
-    let mut checked = Vec::with_capacity(events.len());
-    for (i, event) in events.iter().enumerate() {
-        match aiaudit_event::check(event) {
-            Ok(c) => checked.push(c),
-            Err(errs) => add_event_errors(&mut errors, i, errs),
-        }
-    }
-    refuse_if_any(errors)?;
+    let checked = check_batch(events)?;
     let canonical: Vec<Vec<u8>> = checked.iter().map(|c| c.canonical.clone()).collect();
     let sigs = aiaudit_event::signature::verify_batch(&verifier, &canonical, signature)
         .map_err(|e| auth::unauthorized(&e.to_string()))?;
-    let mut errors = Vec::new();
-    let mut batch = Vec::with_capacity(checked.len());
-    for (i, (c, sig)) in checked.into_iter().zip(&sigs).enumerate() {
-        match aiaudit_event::finish(c, Some(sig)) {
-            Ok(p) => batch.push(NewEntry {
-                id: p.id,
-                entry: p.entry,
-                leaf: p.leaf,
-            }),
-            Err(errs) => add_event_errors(&mut errors, i, errs),
-        }
-    }
-    refuse_if_any(errors)?;
-    Ok(batch)
+    encode_batch(checked, Some(&sigs))
 }
 
 /// Tenants configured to require signed batches refuse unsigned events.
@@ -381,10 +366,32 @@ pub(crate) fn check_tenants(principal: &Principal, events: &[Value]) -> ApiResul
 
 /// Validates every event and encodes it; any error refuses the whole batch.
 fn prepare_batch(events: Vec<Value>) -> ApiResult<Vec<NewEntry>> {
+    encode_batch(check_batch(&events)?, None)
+}
+
+/// Validates every event (schema v1) into canonical form, listing every error.
+fn check_batch(events: &[Value]) -> ApiResult<Vec<aiaudit_event::CheckedEvent>> {
     let mut errors = Vec::new();
-    let mut batch = Vec::with_capacity(events.len());
-    for (i, event) in events.into_iter().enumerate() {
-        match prepare(event) {
+    let mut checked = Vec::with_capacity(events.len());
+    for (i, event) in events.iter().enumerate() {
+        match aiaudit_event::check(event) {
+            Ok(c) => checked.push(c),
+            Err(errs) => add_event_errors(&mut errors, i, errs),
+        }
+    }
+    refuse_if_any(errors)?;
+    Ok(checked)
+}
+
+/// Turns checked events into entries (with their batch signatures, if signed).
+fn encode_batch(
+    checked: Vec<aiaudit_event::CheckedEvent>,
+    sigs: Option<&[aiaudit_event::signature::EventSignature]>,
+) -> ApiResult<Vec<NewEntry>> {
+    let mut errors = Vec::new();
+    let mut batch = Vec::with_capacity(checked.len());
+    for (i, c) in checked.into_iter().enumerate() {
+        match aiaudit_event::finish(c, sigs.map(|s| &s[i])) {
             Ok(p) => batch.push(NewEntry {
                 id: p.id,
                 entry: p.entry,
@@ -397,19 +404,9 @@ fn prepare_batch(events: Vec<Value>) -> ApiResult<Vec<NewEntry>> {
     Ok(batch)
 }
 
-/// Validates every event without encoding it (for forwarders).
+/// Validates every event without storing it (for forwarders).
 pub fn validate_batch(events: &[Value]) -> ApiResult<()> {
-    let mut errors = Vec::new();
-    for (i, event) in events.iter().enumerate() {
-        let result = match event {
-            Value::Object(fields) => aiaudit_event::validate(fields).map(|_| ()),
-            _ => prepare(event.clone()).map(|_| ()),
-        };
-        if let Err(errs) = result {
-            add_event_errors(&mut errors, i, errs);
-        }
-    }
-    refuse_if_any(errors)
+    check_batch(events).map(|_| ())
 }
 
 fn add_event_errors(errors: &mut Vec<FieldError>, i: usize, errs: Vec<aiaudit_event::EventError>) {

@@ -43,21 +43,10 @@ pub fn load_or_create(dir: &Path, origin: Option<&str>) -> anyhow::Result<Signer
         return Ok(signer);
     }
     let origin = origin.unwrap_or(DEFAULT_ORIGIN);
-    let mut seed = [0u8; 32];
-    getrandom::getrandom(&mut seed)
-        .map_err(|e| anyhow::anyhow!("reading randomness for the signing key: {e}"))?;
-    let signer = Signer::from_seed(origin, seed).with_context(|| format!("origin {origin:?}"))?;
+    let signer = generate(origin)?;
     let tmp = dir.join(format!(".{KEY_FILE}.tmp"));
-    {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        writeln!(f, "{}", signer.to_skey())?;
-        f.sync_all()?;
-    }
+    let _ = fs::remove_file(&tmp);
+    write_new_key_file(&tmp, &signer)?;
     fs::rename(&tmp, &path)?;
     fs::write(
         dir.join(VKEY_FILE),
@@ -70,4 +59,26 @@ pub fn load_or_create(dir: &Path, origin: Option<&str>) -> anyhow::Result<Signer
         origin
     );
     Ok(signer)
+}
+
+/// A new Ed25519 key named `name` (a log's origin, or an emitter's name).
+pub fn generate(name: &str) -> anyhow::Result<Signer> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed)
+        .map_err(|e| anyhow::anyhow!("reading randomness for the key: {e}"))?;
+    Signer::from_seed(name, seed).with_context(|| format!("key name {name:?}"))
+}
+
+/// Writes a private key file (signed-note private key string) that must not
+/// exist yet, mode 0600, fsync'd.
+pub fn write_new_key_file(path: &Path, signer: &Signer) -> anyhow::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
+    writeln!(f, "{}", signer.to_skey())?;
+    f.sync_all()?;
+    Ok(())
 }

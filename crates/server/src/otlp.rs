@@ -559,21 +559,12 @@ fn undecodable(detail: impl Into<String>) -> Problem {
 
 /// The request's encoding from its Content-Type, or 415.
 pub fn request_encoding(headers: &HeaderMap) -> Result<Encoding, Problem> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or("?"))
-        .unwrap_or("");
-    let essence = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = crate::api::media_type(headers);
     match essence.as_str() {
         "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
         "application/json" => Ok(Encoding::Json),
         _ => Err(unsupported(format!(
-            "Content-Type {ct:?}: OTLP/HTTP takes application/x-protobuf or application/json"
+            "Content-Type {essence:?}: OTLP/HTTP takes application/x-protobuf or application/json"
         ))),
     }
 }
@@ -1024,15 +1015,7 @@ pub async fn ledger_logs(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    let principal = crate::auth::require(ledger.tokens.principal(&headers)?)?;
-    if !matches!(
-        principal.role,
-        crate::auth::Role::Emitter | crate::auth::Role::Admin
-    ) {
-        return Err(crate::auth::forbidden(
-            "only emitter and admin tokens may append events",
-        ));
-    }
+    let principal = crate::api::require_appender(&ledger, &headers)?;
     let (encoding, mut request) = receive(&headers, body, ledger.config.max_body_bytes).await?;
     if let Some(tenant) = token_tenant(&principal) {
         default_tenant(&mut request, &tenant);
