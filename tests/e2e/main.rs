@@ -10,4 +10,5 @@ mod emitter;
 mod ledger;
 mod otlp;
 mod signatures;
+mod tls;
 mod verify;

@@ -25,6 +25,12 @@ pub struct AgentArgs {
     /// Sign every batch forwarded to the ledger with this emitter key.
     #[arg(long)]
     signing_key: Option<PathBuf>,
+    /// PEM certificate chain: accept applications over HTTPS (with --tls-key); reloaded on SIGHUP.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
     /// Largest request body accepted from applications.
     #[arg(long, default_value_t = 32 << 20)]
     max_body_bytes: usize,
@@ -44,6 +50,9 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             .as_deref()
             .map(crate::emitter::load_signing_key)
             .transpose()?,
+        ca_cert_pem: crate::ca_cert_pem(),
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -112,12 +112,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let headers = crate::auth_headers(args.token.as_deref())?;
-    let client = reqwest::Client::builder()
-        .default_headers(headers)
-        .pool_max_idle_per_host(args.concurrency)
-        .timeout(Duration::from_secs(60))
-        .build()?;
+    let client = crate::async_client(args.token.as_deref(), args.concurrency)?;
     let url = format!("{}/v1/events", args.url.trim_end_matches('/'));
     let batches = args.events.div_ceil(args.batch);
     let full = Arc::new(make_template(args.batch, args.size));

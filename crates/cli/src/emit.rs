@@ -72,6 +72,9 @@ pub fn run(args: EmitArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.spool_dir {
         builder = builder.spool_dir(dir);
     }
+    if let Some(pem) = crate::ca_cert_pem() {
+        builder = builder.ca_cert_pem(pem);
+    }
     if let Some(path) = &args.signing_key {
         builder = builder.signing_key(crate::emitter::load_signing_key(path)?);
     }

@@ -75,7 +75,7 @@ pub fn run(args: EmitterArgs) -> anyhow::Result<ExitCode> {
             } else {
                 public_key
             };
-            let resp = reqwest::blocking::Client::new()
+            let resp = crate::blocking_client(None)?
                 .post(format!("{}/v1/emitters", url.trim_end_matches('/')))
                 .bearer_auth(&token)
                 .json(&json!({"name": name, "public_key": key}))
@@ -93,7 +93,7 @@ pub fn run(args: EmitterArgs) -> anyhow::Result<ExitCode> {
             );
         }
         EmitterCommand::List { url, token } => {
-            let resp = reqwest::blocking::Client::new()
+            let resp = crate::blocking_client(None)?
                 .get(format!("{}/v1/emitters", url.trim_end_matches('/')))
                 .bearer_auth(&token)
                 .send()?;

@@ -23,6 +23,9 @@ use std::process::ExitCode;
     about = "AI Audit Emitter: a tamper-evident audit ledger for AI systems"
 )]
 struct Cli {
+    /// PEM file of a CA (or self-signed certificate) to trust for https:// URLs, besides the system's roots.
+    #[arg(long, global = true, env = "AIAUDIT_CA_CERT")]
+    ca_cert: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -47,6 +50,17 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(path) = &cli.ca_cert {
+        match std::fs::read(path) {
+            Ok(pem) => {
+                let _ = CA_CERT.set(pem);
+            }
+            Err(e) => {
+                eprintln!("aiaudit: error: reading --ca-cert {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Verify(args) => verify::run(args),
@@ -76,4 +90,46 @@ pub(crate) fn auth_headers(token: Option<&str>) -> anyhow::Result<reqwest::heade
         headers.insert(reqwest::header::AUTHORIZATION, v);
     }
     Ok(headers)
+}
+
+/// The extra CA certificate from `--ca-cert`, if any.
+static CA_CERT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+pub(crate) fn ca_cert_pem() -> Option<Vec<u8>> {
+    CA_CERT.get().cloned()
+}
+
+fn root_certificate() -> anyhow::Result<Option<reqwest::Certificate>> {
+    ca_cert_pem()
+        .map(|pem| {
+            reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("--ca-cert is not a PEM certificate: {e}"))
+        })
+        .transpose()
+}
+
+/// A blocking HTTP client with the bearer token and the extra CA, if given.
+pub(crate) fn blocking_client(token: Option<&str>) -> anyhow::Result<reqwest::blocking::Client> {
+    let mut b = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .default_headers(auth_headers(token)?);
+    if let Some(cert) = root_certificate()? {
+        b = b.add_root_certificate(cert);
+    }
+    Ok(b.build()?)
+}
+
+/// An async HTTP client with the bearer token and the extra CA, if given.
+pub(crate) fn async_client(
+    token: Option<&str>,
+    connections: usize,
+) -> anyhow::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .pool_max_idle_per_host(connections)
+        .default_headers(auth_headers(token)?);
+    if let Some(cert) = root_certificate()? {
+        b = b.add_root_certificate(cert);
+    }
+    Ok(b.build()?)
 }

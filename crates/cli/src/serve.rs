@@ -41,6 +41,12 @@ pub struct ServeArgs {
     /// Longest a request may take, in seconds [default: 60]
     #[arg(long, env = "AIAUDIT_REQUEST_TIMEOUT_SECS")]
     request_timeout_secs: Option<u64>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key); reloaded on SIGHUP.
+    #[arg(long, env = "AIAUDIT_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "AIAUDIT_TLS_KEY")]
+    tls_key: Option<PathBuf>,
     /// A tenant whose events must come in emitter-signed batches (repeatable).
     #[arg(long = "require-signed-tenant")]
     require_signed_tenants: Vec<String>,
@@ -63,6 +69,8 @@ struct FileConfig {
     require_signed_tenants: Option<Vec<String>>,
     rate_limit_events_per_sec: Option<u64>,
     request_timeout_secs: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     log_format: Option<String>,
 }
 
@@ -114,6 +122,8 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
             .or(file.request_timeout_secs)
             .map(Duration::from_secs)
             .unwrap_or(d.request_timeout),
+        tls_cert: args.tls_cert.or(file.tls_cert),
+        tls_key: args.tls_key.or(file.tls_key),
         require_signed_tenants: if args.require_signed_tenants.is_empty() {
             file.require_signed_tenants.unwrap_or_default()
         } else {

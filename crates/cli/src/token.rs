@@ -60,7 +60,7 @@ pub fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
         .token
         .context("an admin token is required (--token or AIAUDIT_TOKEN)")?;
     let base = args.url.trim_end_matches('/');
-    let client = reqwest::blocking::Client::new();
+    let client = crate::blocking_client(None)?;
     match args.command {
         TokenCommand::Create {
             tenants,

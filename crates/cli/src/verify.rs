@@ -89,11 +89,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let (note, default_vkey, mut reader): (String, Option<String>, Box<dyn TileReader>) =
         if let Some(url) = &args.url {
             let base = url.trim_end_matches('/').to_string();
-            let headers = crate::auth_headers(args.token.as_deref())?;
-            let client = reqwest::blocking::Client::builder()
-                .timeout(std::time::Duration::from_secs(60))
-                .default_headers(headers)
-                .build()?;
+            let client = crate::blocking_client(args.token.as_deref())?;
             let note = client
                 .get(format!("{base}/checkpoint"))
                 .send()

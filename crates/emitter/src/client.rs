@@ -68,6 +68,7 @@ pub struct EmitterBuilder {
     request_timeout: Duration,
     max_backoff: Duration,
     signer: Option<Arc<aiaudit_tlog::Signer>>,
+    ca_cert_pem: Option<Vec<u8>>,
 }
 
 impl Default for EmitterBuilder {
@@ -85,6 +86,7 @@ impl Default for EmitterBuilder {
             request_timeout: Duration::from_secs(30),
             max_backoff: Duration::from_secs(30),
             signer: None,
+            ca_cert_pem: None,
         }
     }
 }
@@ -134,6 +136,12 @@ impl EmitterBuilder {
     /// registered name); the ledger then stores a proof of origin with each event.
     pub fn signing_key(mut self, signer: aiaudit_tlog::Signer) -> Self {
         self.signer = Some(Arc::new(signer));
+        self
+    }
+    /// Trusts this PEM certificate (a private CA or a self-signed ledger) for
+    /// `https://` endpoints, besides the usual roots.
+    pub fn ca_cert_pem(mut self, pem: Vec<u8>) -> Self {
+        self.ca_cert_pem = Some(pem);
         self
     }
     /// Longest backoff between delivery attempts (default 30 s).
@@ -589,10 +597,16 @@ fn send(
 }
 
 fn delivery_loop(url: &str, shared: &Shared, config: &EmitterBuilder) {
-    let client = match reqwest::blocking::Client::builder()
-        .timeout(config.request_timeout)
-        .build()
-    {
+    let mut builder = reqwest::blocking::Client::builder().timeout(config.request_timeout);
+    if let Some(pem) = &config.ca_cert_pem {
+        match reqwest::Certificate::from_pem(pem) {
+            Ok(cert) => builder = builder.add_root_certificate(cert),
+            Err(e) => {
+                tracing::error!(error = %e, "the CA certificate is not valid PEM; ignoring it")
+            }
+        }
+    }
+    let client = match builder.build() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the HTTP client; nothing will be delivered");

@@ -29,6 +29,11 @@ pub struct AgentConfig {
     pub max_body_bytes: usize,
     /// Emitter key that signs every forwarded batch.
     pub signing_key: Option<aiaudit_tlog::Signer>,
+    /// Extra CA certificate (PEM) to trust for an https:// ledger.
+    pub ca_cert_pem: Option<Vec<u8>>,
+    /// PEM certificate and key: serve applications over HTTPS (reloaded on SIGHUP).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 pub const DEFAULT_AGENT_LISTEN: &str = "127.0.0.1:7382";
@@ -55,6 +60,9 @@ pub async fn run(
         }
         if let Some(k) = cfg.signing_key {
             b = b.signing_key(k);
+        }
+        if let Some(pem) = cfg.ca_cert_pem {
+            b = b.ca_cert_pem(pem);
         }
         b.build()
     })
@@ -84,9 +92,19 @@ pub async fn run(
         listener.local_addr()?,
         config.ledger_url
     );
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let cert = crate::tls::ReloadingCert::load(cert, key)?;
+            cert.reload_on_sighup()?;
+            crate::tls::serve(listener, router, crate::tls::acceptor(cert)?, shutdown).await?;
+        }
+        (None, None) => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    }
     let agent = Arc::try_unwrap(agent)
         .map_err(|_| anyhow::anyhow!("requests still running at shutdown"))?;
     tokio::task::spawn_blocking(move || match agent.emitter.close(Duration::from_secs(5)) {

@@ -24,6 +24,9 @@ pub struct ServerConfig {
     pub rate_limit_events_per_sec: u64,
     /// Longest a request may take before it is answered 503.
     pub request_timeout: Duration,
+    /// PEM certificate chain and private key: serve HTTPS (reloaded on SIGHUP).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 pub const DEFAULT_ORIGIN: &str = "aiaudit.local/log";
@@ -44,6 +47,8 @@ impl Default for ServerConfig {
             require_signed_tenants: Vec::new(),
             rate_limit_events_per_sec: 500_000,
             request_timeout: Duration::from_secs(60),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

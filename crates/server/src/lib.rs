@@ -19,6 +19,7 @@ pub mod otlp;
 pub mod problem;
 pub mod publisher;
 pub mod sequencer;
+pub mod tls;
 
 pub use config::ServerConfig;
 
@@ -125,14 +126,35 @@ pub async fn serve(
         "serving"
     );
     eprintln!(
-        "aiaudit: serving log {} on http://{} (verifier key {})",
+        "aiaudit: serving log {} on {}://{} (verifier key {})",
         ledger.signer.name(),
+        if ledger.config.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         listener.local_addr()?,
         ledger.verifier.to_vkey()
     );
-    axum::serve(listener, api::router(ledger.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    match (&ledger.config.tls_cert, &ledger.config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let cert = tls::ReloadingCert::load(cert, key)?;
+            cert.reload_on_sighup()?;
+            tls::serve(
+                listener,
+                api::router(ledger.clone()),
+                tls::acceptor(cert)?,
+                shutdown,
+            )
+            .await?;
+        }
+        (None, None) => {
+            axum::serve(listener, api::router(ledger.clone()))
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    }
     // Every request has been answered: publish a last checkpoint and make the
     // derived indexes durable so the next start has nothing to rebuild.
     let (store, signer) = (ledger.store.clone(), ledger.signer.clone());
