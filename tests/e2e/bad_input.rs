@@ -131,6 +131,14 @@ fn bad_requests_get_problems_and_log_nothing() {
     assert_eq!(p["parameter"], "index");
     problem(server.get("/nope"), 404);
 
+    // Refusals are counted by reason, for the error-rate alert.
+    let metrics = server.get("/metrics").text().unwrap();
+    assert!(
+        metrics.contains("aiaudit_events_failed_total{tenant=\"acme\",reason=\"invalid-events\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("reason=\"body-too-large\""), "{metrics}");
+
     // Nothing of the refused batches was logged.
     let next = server.post_events(&[event("second")]);
     assert_eq!(next["events"][0]["index"], 1);

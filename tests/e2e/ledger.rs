@@ -166,6 +166,19 @@ fn ingest_reads_and_proofs() {
     );
     assert_eq!(server.get("/tile/0/002").status(), 404);
 
+    // Metrics: throughput by tenant, ack latency, the log's own gauges.
+    let metrics = server.get("/metrics").text().unwrap();
+    for needle in [
+        "aiaudit_events_processed_total{tenant=\"acme\"} 310",
+        "aiaudit_event_processing_latency_seconds_count 5",
+        "aiaudit_tree_size 309",
+        "aiaudit_recovery_time_seconds",
+        "process_resident_memory_bytes",
+        "aiaudit_data_dir_free_bytes",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle}:\n{metrics}");
+    }
+
     // A restart keeps the key, the origin and the tree.
     server.stop();
     let server = Server::start(dir.path());

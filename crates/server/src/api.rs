@@ -37,9 +37,14 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/emitters", get(list_emitters).post(register_emitter))
         .route("/v1/tokens/{id}", delete(revoke_token))
+        .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { Problem::not_found("no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            ledger.clone(),
+            count_bytes,
+        ))
         .layer(axum::middleware::from_fn({
             let limit = ledger.config.request_timeout;
             move |req, next| crate::limits::deadline(limit, req, next)
@@ -61,12 +66,48 @@ struct Acknowledged {
     inclusion_proof: Option<Vec<String>>,
 }
 
+/// What an ingest request carried, for the metrics of its outcome.
+#[derive(Default)]
+struct Seen {
+    events: u64,
+    tenants: HashMap<String, u64>,
+}
+
+impl Seen {
+    fn tenant_label(&self) -> String {
+        match self.tenants.len() {
+            0 => "unknown".into(),
+            1 => self.tenants.keys().next().cloned().unwrap_or_default(),
+            _ => "mixed".into(),
+        }
+    }
+}
+
 async fn ingest(
     State(ledger): State<Arc<Ledger>>,
     Query(params): Params,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    let mut seen = Seen::default();
+    let result = ingest_inner(&ledger, &params, &headers, body, &mut seen).await;
+    if let Err(p) = &result {
+        let reason = p.kind.rsplit(':').next().unwrap_or("error");
+        ledger
+            .metrics
+            .fail(&seen.tenant_label(), reason, seen.events);
+    }
+    result
+}
+
+async fn ingest_inner(
+    ledger: &Arc<Ledger>,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Body,
+    seen: &mut Seen,
+) -> ApiResult<Response> {
+    let received = std::time::Instant::now();
     let wait = match params.get("wait").map(String::as_str) {
         None | Some("") | Some("none") => false,
         Some("checkpoint") => true,
@@ -77,7 +118,7 @@ async fn ingest(
             ))
         }
     };
-    let ndjson = match media_type(&headers).as_str() {
+    let ndjson = match media_type(headers).as_str() {
         "" | "application/json" => false,
         "application/x-ndjson" | "application/ndjson" | "application/jsonl" => true,
         other => {
@@ -89,24 +130,42 @@ async fn ingest(
             ))
         }
     };
-    let principal = require_appender(&ledger, &headers)?;
+    let principal = require_appender(ledger, headers)?;
     let limit = ledger.config.max_body_bytes;
     let bytes = read_body(body, limit).await?;
     let events = parse_events(&bytes, ndjson)?;
+    seen.events = events.len() as u64;
+    for e in &events {
+        let tenant = e.get("tenant").and_then(Value::as_str).unwrap_or("unknown");
+        *seen.tenants.entry(tenant.to_string()).or_default() += 1;
+    }
     ledger
         .rate_limiter
         .take(&principal.token_id, events.len())
         .map_err(|wait| crate::limits::too_many(wait, ledger.config.rate_limit_events_per_sec))?;
     check_tenants(&principal, &events)?;
-    let batch = match batch_signature(&headers)? {
-        Some((emitter, signature)) => prepare_signed_batch(&ledger, &emitter, &signature, &events)?,
+    let batch = match batch_signature(headers)? {
+        Some((emitter, signature)) => prepare_signed_batch(ledger, &emitter, &signature, &events)?,
         None => {
-            check_unsigned_allowed(&ledger, &events)?;
+            check_unsigned_allowed(ledger, &events)?;
             prepare_batch(events)?
         }
     };
     let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
     let appended = ledger.sequencer.append(batch).await?;
+    ledger
+        .metrics
+        .latency
+        .observe(received.elapsed().as_secs_f64());
+    for (tenant, n) in &seen.tenants {
+        ledger
+            .metrics
+            .processed
+            .get_or_create(&crate::metrics::TenantLabel {
+                tenant: tenant.clone(),
+            })
+            .inc_by(*n);
+    }
     let size = appended.iter().map(|a| a.index + 1).max().unwrap_or(0);
     let mut acks: Vec<Acknowledged> = ids
         .into_iter()
@@ -122,7 +181,7 @@ async fn ingest(
     if !wait {
         return Ok(Json(json!({ "events": acks })).into_response());
     }
-    let published = wait_for_checkpoint(&ledger, size).await?;
+    let published = wait_for_checkpoint(ledger, size).await?;
     let cp_size = published.checkpoint.size;
     let store = ledger.store.clone();
     let indexes: Vec<u64> = appended.iter().map(|a: &Appended| a.index).collect();
@@ -927,4 +986,53 @@ async fn register_emitter(
     })?;
     tracing::info!(emitter = %record.name, "emitter registered");
     Ok((StatusCode::CREATED, Json(json!(record))).into_response())
+}
+
+/// Counts request and response body bytes (from their sizes where known).
+async fn count_bytes(
+    State(ledger): State<Arc<Ledger>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::body::HttpBody;
+    if let Some(n) = req.body().size_hint().exact() {
+        ledger.metrics.request_bytes.inc_by(n);
+    } else if let Some(n) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+    {
+        ledger.metrics.request_bytes.inc_by(n);
+    }
+    let resp = next.run(req).await;
+    if let Some(n) = resp.body().size_hint().exact() {
+        ledger.metrics.response_bytes.inc_by(n);
+    }
+    resp
+}
+
+async fn metrics(State(ledger): State<Arc<Ledger>>, headers: HeaderMap) -> ApiResult<Response> {
+    public_read(&ledger, &headers)?;
+    let latest = ledger.latest.borrow().clone();
+    let store = ledger.store.clone();
+    let l = ledger.clone();
+    let text = tokio::task::spawn_blocking(move || {
+        l.metrics.render(
+            &l.config.data_dir,
+            latest.checkpoint.size,
+            store.size(),
+            latest.at.elapsed().as_secs_f64(),
+        )
+    })
+    .await
+    .map_err(|e| Problem::internal(e.to_string()))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }

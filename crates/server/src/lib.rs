@@ -15,6 +15,7 @@ pub mod config;
 pub mod emitters;
 pub mod keys;
 pub mod limits;
+pub mod metrics;
 pub mod otlp;
 pub mod problem;
 pub mod publisher;
@@ -49,6 +50,7 @@ pub struct Ledger {
     pub tokens: auth::Tokens,
     pub emitters: emitters::Emitters,
     pub rate_limiter: limits::RateLimiter,
+    pub metrics: metrics::Metrics,
     pub publish_now: Arc<Notify>,
 }
 
@@ -95,6 +97,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
         publish_now.clone(),
     );
     let rate_limiter = limits::RateLimiter::new(config.rate_limit_events_per_sec);
+    let metrics = metrics::Metrics::new();
+    metrics.recovery_seconds.set(recovery.elapsed.as_secs_f64());
     Ok(Arc::new(Ledger {
         store,
         signer,
@@ -105,6 +109,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
         tokens,
         emitters,
         rate_limiter,
+        metrics,
         publish_now,
     }))
 }

@@ -1,0 +1,323 @@
+//! Prometheus metrics (`GET /metrics`, text format, via prometheus-client).
+//! Counters and the latency histogram are updated on the request path; the
+//! gauges describing the log, the disk and the process are read at scrape time.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabel {
+    pub tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    pub tenant: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ViolationLabels {
+    pub rule: String,
+    pub severity: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Everything `/metrics` reports.
+pub struct Metrics {
+    registry: Registry,
+    /// Receipt of a request to its durable acknowledgement.
+    pub latency: Histogram,
+    pub processed: Family<TenantLabel, Counter>,
+    pub failed: Family<FailureLabels, Counter>,
+    pub violations: Family<ViolationLabels, Counter>,
+    pub verification_failures: Counter,
+    pub request_bytes: Counter,
+    pub response_bytes: Counter,
+    pub recovery_seconds: FloatGauge,
+    queue_depth: Gauge,
+    tree_size: Gauge,
+    sequenced_size: Gauge,
+    checkpoint_age: FloatGauge,
+    disk_used: Gauge,
+    disk_free: Gauge,
+    disk_usage_ratio: FloatGauge,
+    cpu_seconds: Counter<f64, AtomicU64>,
+    resident_bytes: Gauge,
+    open_fds: Gauge,
+    memory_total: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut r = Registry::default();
+        let latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        r.register(
+            "aiaudit_event_processing_latency_seconds",
+            "Time from receiving an ingest request to its durable acknowledgement",
+            latency.clone(),
+        );
+        let processed = Family::<TenantLabel, Counter>::default();
+        r.register(
+            "aiaudit_events_processed",
+            "Events durably appended, by tenant",
+            processed.clone(),
+        );
+        let failed = Family::<FailureLabels, Counter>::default();
+        r.register(
+            "aiaudit_events_failed",
+            "Events refused or not acknowledged, by tenant and reason",
+            failed.clone(),
+        );
+        let violations = Family::<ViolationLabels, Counter>::default();
+        r.register(
+            "aiaudit_violations_detected",
+            "Policy violations detected, by rule and severity",
+            violations.clone(),
+        );
+        let verification_failures = Counter::default();
+        r.register(
+            "aiaudit_verification_failures",
+            "Checks of the log's own integrity that failed (recovery, checkpoint signatures)",
+            verification_failures.clone(),
+        );
+        let request_bytes = Counter::default();
+        r.register(
+            "aiaudit_network_receive_bytes",
+            "HTTP request body bytes received",
+            request_bytes.clone(),
+        );
+        let response_bytes = Counter::default();
+        r.register(
+            "aiaudit_network_transmit_bytes",
+            "HTTP response body bytes sent",
+            response_bytes.clone(),
+        );
+        let recovery_seconds = FloatGauge::default();
+        r.register(
+            "aiaudit_recovery_time_seconds",
+            "Duration of the last crash recovery at start",
+            recovery_seconds.clone(),
+        );
+        let queue_depth = Gauge::default();
+        r.register(
+            "aiaudit_event_queue_depth",
+            "Events acknowledged but not yet in a published checkpoint",
+            queue_depth.clone(),
+        );
+        let tree_size = Gauge::default();
+        r.register(
+            "aiaudit_tree_size",
+            "Size of the latest published checkpoint",
+            tree_size.clone(),
+        );
+        let sequenced_size = Gauge::default();
+        r.register(
+            "aiaudit_sequenced_size",
+            "Events durably logged",
+            sequenced_size.clone(),
+        );
+        let checkpoint_age = FloatGauge::default();
+        r.register(
+            "aiaudit_checkpoint_age_seconds",
+            "Age of the latest published checkpoint",
+            checkpoint_age.clone(),
+        );
+        let disk_used = Gauge::default();
+        r.register(
+            "aiaudit_data_dir_used_bytes",
+            "Bytes used on the data directory's file system",
+            disk_used.clone(),
+        );
+        let disk_free = Gauge::default();
+        r.register(
+            "aiaudit_data_dir_free_bytes",
+            "Bytes available on the data directory's file system",
+            disk_free.clone(),
+        );
+        let disk_usage_ratio = FloatGauge::default();
+        r.register(
+            "aiaudit_data_dir_usage_ratio",
+            "Used fraction of the data directory's file system",
+            disk_usage_ratio.clone(),
+        );
+        let cpu_seconds = Counter::<f64, AtomicU64>::default();
+        r.register(
+            "process_cpu_seconds",
+            "User and system CPU time of the process",
+            cpu_seconds.clone(),
+        );
+        let resident_bytes = Gauge::default();
+        r.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the process",
+            resident_bytes.clone(),
+        );
+        let open_fds = Gauge::default();
+        r.register(
+            "process_open_fds",
+            "Open file descriptors of the process",
+            open_fds.clone(),
+        );
+        let memory_total = Gauge::default();
+        r.register(
+            "aiaudit_machine_memory_bytes",
+            "Memory of the machine",
+            memory_total.clone(),
+        );
+        Metrics {
+            registry: r,
+            latency,
+            processed,
+            failed,
+            violations,
+            verification_failures,
+            request_bytes,
+            response_bytes,
+            recovery_seconds,
+            queue_depth,
+            tree_size,
+            sequenced_size,
+            checkpoint_age,
+            disk_used,
+            disk_free,
+            disk_usage_ratio,
+            cpu_seconds,
+            resident_bytes,
+            open_fds,
+            memory_total,
+        }
+    }
+
+    /// Counts events refused for `reason` (a problem type slug).
+    pub fn fail(&self, tenant: &str, reason: &str, events: u64) {
+        self.failed
+            .get_or_create(&FailureLabels {
+                tenant: tenant.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc_by(events.max(1));
+    }
+
+    /// Reads the gauges and renders the text format.
+    pub fn render(
+        &self,
+        data_dir: &Path,
+        tree_size: u64,
+        sequenced: u64,
+        checkpoint_age: f64,
+    ) -> String {
+        self.tree_size.set(tree_size as i64);
+        self.sequenced_size.set(sequenced as i64);
+        self.queue_depth
+            .set(sequenced.saturating_sub(tree_size) as i64);
+        self.checkpoint_age.set(checkpoint_age);
+        if let Ok(fs) = rustix::fs::statvfs(data_dir) {
+            let total = fs.f_blocks.saturating_mul(fs.f_frsize);
+            let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+            let used = total.saturating_sub(fs.f_bfree.saturating_mul(fs.f_frsize));
+            self.disk_used.set(used as i64);
+            self.disk_free.set(free as i64);
+            if used + free > 0 {
+                self.disk_usage_ratio
+                    .set(used as f64 / (used + free) as f64);
+            }
+        }
+        if let Some(p) = process_stats() {
+            let seen = self.cpu_seconds.get();
+            if p.cpu_seconds > seen {
+                self.cpu_seconds.inc_by(p.cpu_seconds - seen);
+            }
+            self.resident_bytes.set(p.resident_bytes as i64);
+            self.open_fds.set(p.open_fds as i64);
+            self.memory_total.set(p.machine_memory as i64);
+        }
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+struct ProcessStats {
+    cpu_seconds: f64,
+    resident_bytes: u64,
+    open_fds: u64,
+    machine_memory: u64,
+}
+
+/// From /proc (Linux): CPU time, resident memory, open files, machine memory.
+fn process_stats() -> Option<ProcessStats> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = rustix::param::clock_ticks_per_second() as f64;
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    let rss_pages: u64 = fields.get(21)?.parse().ok()?;
+    let page = rustix::param::page_size() as u64;
+    let open_fds = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as u64)
+        .unwrap_or(0);
+    let machine_memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0);
+    Some(ProcessStats {
+        cpu_seconds: (utime + stime) / ticks,
+        resident_bytes: rss_pages * page,
+        open_fds,
+        machine_memory,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family() {
+        let m = Metrics::new();
+        m.latency.observe(0.003);
+        m.processed
+            .get_or_create(&TenantLabel {
+                tenant: "acme".into(),
+            })
+            .inc_by(5);
+        m.fail("acme", "invalid-events", 2);
+        let text = m.render(Path::new("."), 10, 12, 0.5);
+        for needle in [
+            "aiaudit_event_processing_latency_seconds_bucket",
+            "aiaudit_events_processed_total{tenant=\"acme\"} 5",
+            "aiaudit_events_failed_total{tenant=\"acme\",reason=\"invalid-events\"} 2",
+            "aiaudit_event_queue_depth 2",
+            "aiaudit_tree_size 10",
+            "aiaudit_checkpoint_age_seconds 0.5",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "aiaudit_data_dir_free_bytes",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+}
