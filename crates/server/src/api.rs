@@ -836,6 +836,21 @@ async fn readyz(State(ledger): State<Arc<Ledger>>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// A small JSON request body (admin requests), or a 400 saying why not.
+async fn read_json_body(body: Body) -> ApiResult<Value> {
+    let bytes = read_body(body, 64 << 10).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        let mut p = Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+            "Invalid body",
+            format!("the body is not valid JSON: {e}"),
+        );
+        p.errors = vec![FieldError::event(None, "", "", e.to_string())];
+        p
+    })
+}
+
 fn require_admin(ledger: &Ledger, headers: &HeaderMap) -> ApiResult<Principal> {
     let p = auth::require(ledger.tokens.principal(headers)?)?;
     if !p.is_admin() {
@@ -867,22 +882,14 @@ async fn create_token(
     body: Body,
 ) -> ApiResult<Response> {
     require_admin(&ledger, &headers)?;
-    let bytes = read_body(body, 64 << 10).await?;
-    let req: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        invalid_events(
-            &format!("the body is not valid JSON: {e}"),
-            vec![FieldError::event(None, "", "", e.to_string())],
-        )
-    })?;
+    let req = read_json_body(body).await?;
     let field = |name: &str, detail: &str| {
-        let mut p = Problem::new(
-            StatusCode::BAD_REQUEST,
+        Problem::bad_field(
             "invalid-token-request",
             "Invalid token request",
-            format!("{name}: {detail}"),
-        );
-        p.errors = vec![FieldError::event(None, &format!("/{name}"), name, detail)];
-        p
+            name,
+            detail,
+        )
     };
     let role: Role = req["role"]
         .as_str()
@@ -961,18 +968,9 @@ async fn register_emitter(
     body: Body,
 ) -> ApiResult<Response> {
     require_admin(&ledger, &headers)?;
-    let bytes = read_body(body, 64 << 10).await?;
-    let req: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| Problem::bad_parameter("body", format!("not JSON: {e}")))?;
+    let req = read_json_body(body).await?;
     let field = |name: &str, detail: &str| {
-        let mut p = Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-emitter",
-            "Invalid emitter",
-            format!("{name}: {detail}"),
-        );
-        p.errors = vec![FieldError::event(None, &format!("/{name}"), name, detail)];
-        p
+        Problem::bad_field("invalid-emitter", "Invalid emitter", name, detail)
     };
     let name = req["name"]
         .as_str()

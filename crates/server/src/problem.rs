@@ -80,6 +80,18 @@ impl Problem {
         p
     }
 
+    /// 400 naming one field of a JSON request body.
+    pub fn bad_field(slug: &str, title: &str, name: &str, detail: &str) -> Self {
+        let mut p = Problem::new(
+            StatusCode::BAD_REQUEST,
+            slug,
+            title,
+            format!("{name}: {detail}"),
+        );
+        p.errors = vec![FieldError::event(None, &format!("/{name}"), name, detail)];
+        p
+    }
+
     pub fn not_found(detail: impl Into<String>) -> Self {
         Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
     }
