@@ -9,6 +9,7 @@ mod disk_full;
 mod emitter;
 mod ledger;
 mod otlp;
+mod prometheus;
 mod signatures;
 mod tls;
 mod verify;

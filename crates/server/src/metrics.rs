@@ -54,6 +54,7 @@ pub struct Metrics {
     resident_bytes: Gauge,
     open_fds: Gauge,
     memory_total: Gauge,
+    cpus: Gauge,
 }
 
 impl Default for Metrics {
@@ -179,6 +180,13 @@ impl Metrics {
             "Memory of the machine",
             memory_total.clone(),
         );
+        let cpus = Gauge::default();
+        cpus.set(std::thread::available_parallelism().map_or(1, |n| n.get()) as i64);
+        r.register(
+            "aiaudit_machine_cpus",
+            "CPUs available to the process",
+            cpus.clone(),
+        );
         Metrics {
             registry: r,
             latency,
@@ -200,6 +208,7 @@ impl Metrics {
             resident_bytes,
             open_fds,
             memory_total,
+            cpus,
         }
     }
 
