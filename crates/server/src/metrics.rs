@@ -54,7 +54,6 @@ pub struct Metrics {
     resident_bytes: Gauge,
     open_fds: Gauge,
     memory_total: Gauge,
-    cpus: Gauge,
 }
 
 impl Default for Metrics {
@@ -180,7 +179,8 @@ impl Metrics {
             "Memory of the machine",
             memory_total.clone(),
         );
-        let cpus = Gauge::default();
+        // Fixed for the process's life: set once, kept by the registry.
+        let cpus: Gauge = Gauge::default();
         cpus.set(std::thread::available_parallelism().map_or(1, |n| n.get()) as i64);
         r.register(
             "aiaudit_machine_cpus",
@@ -208,7 +208,6 @@ impl Metrics {
             resident_bytes,
             open_fds,
             memory_total,
-            cpus,
         }
     }
 
