@@ -303,6 +303,44 @@ fn process_stats() -> Option<ProcessStats> {
 mod tests {
     use super::*;
 
+    /// The Grafana dashboard and the alert rules use only metrics that exist
+    /// (or recording rules defined next to them).
+    #[test]
+    fn dashboards_and_rules_name_real_metrics() {
+        let m = Metrics::new();
+        m.latency.observe(0.001);
+        m.processed
+            .get_or_create(&TenantLabel { tenant: "t".into() })
+            .inc();
+        m.fail("t", "r", 1);
+        m.violations
+            .get_or_create(&ViolationLabels {
+                rule: "r".into(),
+                severity: "s".into(),
+            })
+            .inc();
+        let text = m.render(Path::new("."), 1, 1, 0.0);
+        let dashboard = include_str!("../../../deploy/grafana/aiaudit-ledger.json");
+        let rules = include_str!("../../../deploy/prometheus/alerts.yml");
+        for source in [dashboard, rules] {
+            for word in source.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            {
+                let metric = word.trim_end_matches("_bucket");
+                let is_metric = (metric.starts_with("aiaudit_") || metric.starts_with("process_"))
+                    && !metric.contains(':');
+                if is_metric && !metric.starts_with("aiaudit_backup_") {
+                    assert!(text.contains(metric), "{metric} is not exported");
+                }
+                if word.starts_with("aiaudit:") {
+                    assert!(
+                        rules.contains(&format!("record: {word}")),
+                        "{word} is not a recording rule"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn renders_every_family() {
         let m = Metrics::new();
