@@ -179,6 +179,16 @@ fn ingest_reads_and_proofs() {
         assert!(metrics.contains(needle), "missing {needle}:\n{metrics}");
     }
 
+    // Request ids: echoed when given, made up otherwise.
+    let r = client()
+        .get(format!("{}/healthz", server.url))
+        .header("x-request-id", "req-42")
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "req-42");
+    let r = server.get("/healthz");
+    assert_eq!(r.headers()["x-request-id"].to_str().unwrap().len(), 36);
+
     // A restart keeps the key, the origin and the tree.
     server.stop();
     let server = Server::start(dir.path());

@@ -181,13 +181,26 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         .as_ref()
         .filter(|o| o.size > 0 && o.size <= checkpoint.size && o.origin == checkpoint.origin)
         .map(|o| (o.size, o.root));
+    // A progress bar on a terminal (hidden when stderr is not one, or with --json).
+    let bar = if args.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(checkpoint.size)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "verifying {bar:40} {pos}/{len} entries ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     let audit = audit_log(
         checkpoint.size,
         &checkpoint.root,
         &mut reader,
         old_arg,
-        |_| {},
+        |done| bar.set_position(done),
     );
+    bar.finish_and_clear();
     for p in &audit.problems {
         problems.push((Some(p.index), p.what.clone()));
     }

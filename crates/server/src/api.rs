@@ -45,6 +45,33 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
             ledger.clone(),
             count_bytes,
         ))
+        // Request ids: taken from `x-request-id` or made up, logged with every
+        // line of the request, and returned to the client. Only method, path,
+        // status and timing are logged: never bodies, never headers.
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+                    tower_http::request_id::MakeRequestUuid,
+                ))
+                .layer(
+                    tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                        |req: &axum::http::Request<Body>| {
+                            let id = req
+                                .headers()
+                                .get("x-request-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-");
+                            tracing::info_span!(
+                                "request",
+                                request_id = %id,
+                                method = %req.method(),
+                                path = %req.uri().path(),
+                            )
+                        },
+                    ),
+                )
+                .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id()),
+        )
         .layer(axum::middleware::from_fn({
             let limit = ledger.config.request_timeout;
             move |req, next| crate::limits::deadline(limit, req, next)
