@@ -92,8 +92,14 @@ fn disk_full_answers_503_and_recovers() {
     }
     let refused = refused.expect("the disk never filled up");
     assert!(!acked.is_empty());
-    // Still alive and readable while full.
+    // Still alive and readable while full, but not ready.
     assert_eq!(server.get("/healthz").status(), 200);
+    let r = server.get("/readyz");
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.json::<Value>().unwrap()["checks"]["storage_writable"],
+        false
+    );
     assert_eq!(server.get("/v1/events/0").status(), 200);
 
     // Stay full for a while: the publisher's integration and the id index hit
@@ -124,6 +130,12 @@ fn disk_full_answers_503_and_recovers() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(ok, "ingest did not recover after space returned");
+    // Ready again once a checkpoint covers everything.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.get("/readyz").status() != 200 {
+        assert!(std::time::Instant::now() < deadline, "never ready again");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let total = acked.len() as u64;
     server.wait_size(total);
 

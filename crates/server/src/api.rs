@@ -846,19 +846,24 @@ async fn readyz(State(ledger): State<Arc<Ledger>>) -> Response {
     let lag = ledger.store.size().saturating_sub(latest.checkpoint.size);
     let age = latest.at.elapsed();
     let stale = lag > 0 && age > ledger.config.publish_interval * 10;
+    let writable = ledger.sequencer.storage_writable();
+    let ready = writable && !stale;
+    // Keys are loaded and recovery has finished before the server listens at all.
     let body = json!({
-        "status": if stale { "degraded" } else { "ready" },
+        "status": if ready { "ready" } else { "not ready" },
         "checks": {
+            "storage_writable": writable,
             "keys_loaded": true,
             "recovery_finished": true,
             "checkpoint_age_seconds": age.as_secs_f64(),
             "unpublished_entries": lag,
+            "checkpoints_keep_up": !stale,
         }
     });
-    let status = if stale {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
+    let status = if ready {
         StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
 }

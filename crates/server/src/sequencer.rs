@@ -4,6 +4,7 @@
 
 use crate::problem::Problem;
 use aiaudit_store::{Appended, NewEntry, Storage};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -16,9 +17,15 @@ struct Request {
 #[derive(Clone)]
 pub struct Handle {
     tx: mpsc::Sender<Request>,
+    writable: Arc<AtomicBool>,
 }
 
 impl Handle {
+    /// False from a failed append (disk full, fsync error) until the next one succeeds.
+    pub fn storage_writable(&self) -> bool {
+        self.writable.load(Ordering::Relaxed)
+    }
+
     /// Appends a batch and returns once it is durable.
     pub async fn append(&self, batch: Vec<NewEntry>) -> Result<Vec<Appended>, Problem> {
         let (reply, rx) = oneshot::channel();
@@ -35,6 +42,8 @@ impl Handle {
 pub fn spawn(store: Arc<dyn Storage>, max_events: usize) -> Handle {
     // Bounded: when storage falls behind, handlers wait here (backpressure).
     let (tx, mut rx) = mpsc::channel::<Request>(4096);
+    let writable = Arc::new(AtomicBool::new(true));
+    let status = writable.clone();
     std::thread::Builder::new()
         .name("sequencer".into())
         .spawn(move || {
@@ -50,14 +59,15 @@ pub fn spawn(store: Arc<dyn Storage>, max_events: usize) -> Handle {
                         Err(_) => break,
                     }
                 }
-                commit(&*store, group, events);
+                status.store(commit(&*store, group, events), Ordering::Relaxed);
             }
         })
         .expect("spawning the sequencer thread");
-    Handle { tx }
+    Handle { tx, writable }
 }
 
-fn commit(store: &dyn Storage, group: Vec<Request>, events: usize) {
+/// Appends a group and answers each request; returns whether the append worked.
+fn commit(store: &dyn Storage, group: Vec<Request>, events: usize) -> bool {
     let mut all = Vec::with_capacity(events);
     let mut parts = Vec::with_capacity(group.len());
     for r in group {
@@ -70,12 +80,14 @@ fn commit(store: &dyn Storage, group: Vec<Request>, events: usize) {
             for (n, reply) in parts {
                 let _ = reply.send(Ok(results.by_ref().take(n).collect()));
             }
+            true
         }
         Err(e) => {
             let problem = Problem::from_store(&e);
             for (_, reply) in parts {
                 let _ = reply.send(Err(problem.clone()));
             }
+            false
         }
     }
 }
