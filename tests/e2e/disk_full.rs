@@ -106,8 +106,14 @@ fn disk_full_answers_503_and_recovers() {
     // the full disk too, and must come back from it.
     std::thread::sleep(std::time::Duration::from_millis(1500));
 
-    // Space returns: the same batch now goes through, without a restart.
+    // Space returns: ready again before any new append (a probe write), and the
+    // same batch now goes through, without a restart.
     std::fs::remove_file(&filler).unwrap();
+    let r = server.get("/readyz");
+    assert_eq!(
+        r.json::<Value>().unwrap()["checks"]["storage_writable"],
+        true
+    );
     let retry = batch(&format!("b{refused}"), 100);
     let mut ok = false;
     for _ in 0..50 {
