@@ -199,6 +199,11 @@ pub fn init_ledger(data_dir: &Path) -> String {
 
 /// A running `aiaudit agent` forwarding with `token`.
 pub fn start_agent(ledger_url: &str, token: &str, spool: &Path) -> Server {
+    start_agent_with(ledger_url, token, spool, &[])
+}
+
+/// A running `aiaudit agent` with extra flags.
+pub fn start_agent_with(ledger_url: &str, token: &str, spool: &Path, extra: &[&str]) -> Server {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let child = Command::new(BIN)
@@ -213,6 +218,7 @@ pub fn start_agent(ledger_url: &str, token: &str, spool: &Path) -> Server {
             "--spool-dir",
         ])
         .arg(spool)
+        .args(extra)
         .env("AIAUDIT_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

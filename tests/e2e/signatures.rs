@@ -9,7 +9,6 @@ use base64::Engine;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
 fn keygen(dir: &Path, name: &str) -> (String, std::path::PathBuf) {
     let key = dir.join(format!("{name}.key"));
@@ -189,7 +188,12 @@ fn signed_batches_prove_their_origin() {
 
     // The agent signs what it forwards.
     let spool = dir.path().join("spool2");
-    let agent = start_signing_agent(&server, &spool, &key_file);
+    let agent = start_agent_with(
+        &server.url,
+        &server.token,
+        &spool,
+        &["--signing-key", key_file.to_str().unwrap()],
+    );
     let r = client()
         .post(format!("{}/v1/events", agent.url))
         .json(&json!([event("via-agent-1"), {"tenant": "bank", "id": "bank-2", "time": "2026-11-27T00:00:00Z",
@@ -212,35 +216,6 @@ fn signed_batches_prove_their_origin() {
     server.wait_size(16);
     let e = server.get_json("/v1/events/15");
     assert_eq!(e["emitter_signature"]["status"], "valid");
-}
-
-fn start_signing_agent(server: &Server, spool: &Path, key: &Path) -> Server {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let child = Command::new(BIN)
-        .args([
-            "agent",
-            "--ledger-url",
-            &server.url,
-            "--token",
-            &server.token,
-            "--listen",
-            &listen,
-        ])
-        .arg("--spool-dir")
-        .arg(spool)
-        .arg("--signing-key")
-        .arg(key)
-        .env("AIAUDIT_LOG", "warn")
-        .spawn()
-        .unwrap();
-    let agent = Server {
-        child,
-        url: format!("http://{listen}"),
-        token: String::new(),
-    };
-    agent.wait_ready();
-    agent
 }
 
 #[test]
