@@ -108,6 +108,19 @@ impl Server {
         r.json().unwrap()
     }
 
+    /// GET that waits out 503 (e.g. an event not yet in a checkpoint).
+    pub fn get_json_when_ready(&self, path: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = self.get(path);
+            if r.status() != 503 || Instant::now() > deadline {
+                assert!(r.status().is_success(), "GET {path}: {}", r.status());
+                return r.json().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn post(
         &self,
         path: &str,
@@ -246,8 +259,7 @@ pub fn logged_ids(server: &Server, size: u64) -> Vec<String> {
         };
         let bytes = server.get(&format!("/{}", tile.path())).bytes().unwrap();
         for e in decode_entry_bundle(&bytes).unwrap() {
-            let v: Value = serde_json::from_slice(e).unwrap();
-            ids.push(v["event"]["id"].as_str().unwrap().to_string());
+            ids.push(aiaudit_event::entry_id(e).unwrap());
         }
         start += width as u64;
     }

@@ -7,6 +7,7 @@ mod bad_input;
 mod crash;
 mod disk_full;
 mod emitter;
+mod encryption;
 mod ledger;
 mod otlp;
 mod prometheus;

@@ -116,11 +116,17 @@ fn signed_batches_prove_their_origin() {
         String::from_utf8_lossy(&out.stderr)
     );
     for i in 0..10 {
-        let e = server.get_json(&format!("/v1/events/{i}"));
+        let e = server.get_json_when_ready(&format!("/v1/events/{i}?proof=true"));
         assert_eq!(e["emitter_signature"]["status"], "valid", "{e}");
-        // Offline: from the entry bytes alone and the emitter's public key.
+        // Offline: from the entry bytes, the opening the ledger handed out
+        // (no key needed) and the emitter's public key.
         let entry = B64.decode(e["entry"].as_str().unwrap()).unwrap();
-        let decoded = aiaudit_event::decode_entry(&entry).unwrap();
+        let sealed = aiaudit_event::envelope::decode_stored(&entry)
+            .unwrap()
+            .sealed
+            .unwrap();
+        let opening = B64.decode(e["opening"].as_str().unwrap()).unwrap();
+        let decoded = sealed.check_opening(opening).unwrap().entry;
         let key =
             verify_entry_signature(&decoded.event, decoded.signature.as_ref().unwrap()).unwrap();
         assert_eq!(key, vkey);

@@ -4,6 +4,7 @@ mod agent;
 mod bench;
 mod emit;
 mod emitter;
+mod keys;
 mod serve;
 mod token;
 mod verify;
@@ -44,6 +45,12 @@ enum Command {
     Emitter(emitter::EmitterArgs),
     /// Manage API tokens of a running ledger (admin).
     Token(token::TokenArgs),
+    /// Encryption keys of a running ledger (admin): rotate, rotate-master, status.
+    Keys(keys::KeysArgs),
+    /// Erase a data subject by destroying its keys (crypto-shredding); the erasure is logged.
+    Erase(keys::EraseArgs),
+    /// The HMAC a sensitive field holding a known value was replaced by (to search for it).
+    Hash(keys::HashArgs),
     /// Load generator: events/s and acknowledgement latency against a running ledger.
     Bench(bench::BenchArgs),
 }
@@ -69,6 +76,9 @@ fn main() -> ExitCode {
         Command::Emit(args) => emit::run(args),
         Command::Token(args) => token::run(args),
         Command::Emitter(args) => emitter::run(args),
+        Command::Keys(args) => keys::run_keys(args),
+        Command::Erase(args) => keys::run_erase(args),
+        Command::Hash(args) => keys::run_hash(args),
     };
     match result {
         Ok(code) => code,

@@ -53,6 +53,16 @@ pub struct ServeArgs {
     /// Log format: "json" or "text" [default: text]
     #[arg(long, env = "AIAUDIT_LOG_FORMAT")]
     log_format: Option<String>,
+    /// Seal event content at rest (entry format v2) [default: true]
+    #[arg(long, env = "AIAUDIT_ENCRYPTION")]
+    encryption: Option<bool>,
+    /// Master key file (base64, mode 0600); keep it off the data disk and out of backups.
+    /// Without it: AIAUDIT_MASTER_KEY, else <data-dir>/master.key (generated).
+    #[arg(long, env = "AIAUDIT_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
+    /// A field replaced by its per-tenant HMAC before storage, e.g. input.content (repeatable).
+    #[arg(long = "sensitive-field")]
+    sensitive_fields: Vec<String>,
 }
 
 /// The config file: every option of `serve`.
@@ -72,6 +82,9 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     log_format: Option<String>,
+    encryption: Option<bool>,
+    master_key_file: Option<PathBuf>,
+    sensitive_fields: Option<Vec<String>>,
 }
 
 fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
@@ -128,6 +141,13 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
             file.require_signed_tenants.unwrap_or_default()
         } else {
             args.require_signed_tenants
+        },
+        encryption: args.encryption.or(file.encryption).unwrap_or(d.encryption),
+        master_key_file: args.master_key_file.or(file.master_key_file),
+        sensitive_fields: if args.sensitive_fields.is_empty() {
+            file.sensitive_fields.unwrap_or_default()
+        } else {
+            args.sensitive_fields
         },
     };
     if config.publish_interval.is_zero() {

@@ -8,6 +8,7 @@
 //! documented in `docs/format.md`.
 
 mod canonical;
+pub mod envelope;
 pub mod schema;
 pub mod signature;
 
@@ -44,6 +45,20 @@ pub struct PreparedEvent {
 pub struct CheckedEvent {
     pub id: String,
     pub canonical: Vec<u8>,
+    /// The fields a sealed (v2) entry keeps in the clear; see [`envelope::CLEAR_FIELDS`].
+    pub clear: Map<String, Value>,
+}
+
+impl CheckedEvent {
+    pub fn tenant(&self) -> &str {
+        self.clear
+            .get("tenant")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+    pub fn subject(&self) -> Option<&str> {
+        self.clear.get("subject").and_then(Value::as_str)
+    }
 }
 
 /// Validates one event (schema v1) and writes its canonical JSON.
@@ -54,7 +69,12 @@ pub fn check(event: &Value) -> Result<CheckedEvent, Vec<EventError>> {
     let id = validate(fields)?;
     let mut canonical = Vec::with_capacity(256);
     canonical::write_object(&mut canonical, fields);
-    Ok(CheckedEvent { id, canonical })
+    let clear = envelope::clear_fields(fields);
+    Ok(CheckedEvent {
+        id,
+        canonical,
+        clear,
+    })
 }
 
 /// Validates one event (schema v1) and encodes it as a log entry. The one
@@ -142,12 +162,12 @@ pub fn decode_entry(entry: &[u8]) -> Result<Entry, EventError> {
     })
 }
 
-/// The event id stored in an entry.
+/// The event id stored in an entry (clear in every entry version).
 pub fn entry_id(entry: &[u8]) -> Result<String, EventError> {
-    let decoded = decode_entry(entry)?;
-    match decoded.event.get("id") {
-        Some(Value::String(s)) => Ok(s.clone()),
-        _ => Err(EventError::new("/event/id", "entry has no event id")),
+    let stored = envelope::decode_stored(entry)?;
+    match stored.id() {
+        Some(s) => Ok(s.to_string()),
+        None => Err(EventError::new("/event/id", "entry has no event id")),
     }
 }
 

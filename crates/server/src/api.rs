@@ -4,8 +4,7 @@
 use crate::auth::{self, forbidden, Principal, Role};
 use crate::problem::{FieldError, Problem};
 use crate::Ledger;
-use aiaudit_event::decode_entry;
-use aiaudit_store::{Appended, NewEntry};
+use aiaudit_store::Appended;
 use aiaudit_tlog::{prove_record, prove_tree, Hash, Tile, TileKind, TILE_WIDTH};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -37,6 +36,15 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/emitters", get(list_emitters).post(register_emitter))
         .route("/v1/tokens/{id}", delete(revoke_token))
+        .route("/v1/keys", get(crate::keys_api::info))
+        .route("/v1/keys/rotate", post(crate::keys_api::rotate))
+        .route(
+            "/v1/keys/rotate-master",
+            post(crate::keys_api::rotate_master),
+        )
+        .route("/v1/keys/keyring", get(crate::keys_api::keyring_file))
+        .route("/v1/erase", post(crate::keys_api::erase))
+        .route("/v1/hash", post(crate::keys_api::hash))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -171,13 +179,17 @@ async fn ingest_inner(
         .take(&principal.token_id, events.len())
         .map_err(|wait| crate::limits::too_many(wait, ledger.config.rate_limit_events_per_sec))?;
     check_tenants(&principal, &events)?;
-    let batch = match batch_signature(headers)? {
-        Some((emitter, signature)) => prepare_signed_batch(ledger, &emitter, &signature, &events)?,
+    let (checked, sigs) = match batch_signature(headers)? {
+        Some((emitter, signature)) => {
+            let (checked, sigs) = check_signed_batch(ledger, &emitter, &signature, &events)?;
+            (checked, Some(sigs))
+        }
         None => {
             check_unsigned_allowed(ledger, &events)?;
-            prepare_batch(events)?
+            (check_batch(&events)?, None)
         }
     };
+    let batch = crate::sealing::encode(ledger, events, checked, sigs).await?;
     let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
     let appended = ledger.sequencer.append(batch).await?;
     ledger
@@ -374,14 +386,17 @@ fn batch_signature(headers: &HeaderMap) -> ApiResult<Option<(String, Vec<u8>)>> 
 pub const EMITTER_HEADER: &str = "aiaudit-emitter";
 pub const SIGNATURE_HEADER: &str = "aiaudit-signature";
 
-/// Validates a signed batch, checks the signature against the emitter's
-/// registered key, and encodes each event with its proof of origin.
-fn prepare_signed_batch(
+/// Validates a signed batch and checks the signature against the emitter's
+/// registered key: each event gets its proof of origin.
+fn check_signed_batch(
     ledger: &Ledger,
     emitter: &str,
     signature: &[u8],
     events: &[Value],
-) -> ApiResult<Vec<NewEntry>> {
+) -> ApiResult<(
+    Vec<aiaudit_event::CheckedEvent>,
+    Vec<aiaudit_event::signature::EventSignature>,
+)> {
     let verifier = ledger.emitters.verifier(emitter).ok_or_else(|| {
         forbidden(format!(
             "unknown emitter {emitter:?}: register its key first (aiaudit emitter register)"
@@ -391,7 +406,7 @@ fn prepare_signed_batch(
     let canonical: Vec<Vec<u8>> = checked.iter().map(|c| c.canonical.clone()).collect();
     let sigs = aiaudit_event::signature::verify_batch(&verifier, &canonical, signature)
         .map_err(|e| auth::unauthorized(&e.to_string()))?;
-    encode_batch(checked, Some(&sigs))
+    Ok((checked, sigs))
 }
 
 /// Tenants configured to require signed batches refuse unsigned events.
@@ -450,13 +465,8 @@ pub(crate) fn check_tenants(principal: &Principal, events: &[Value]) -> ApiResul
     Err(p)
 }
 
-/// Validates every event and encodes it; any error refuses the whole batch.
-fn prepare_batch(events: Vec<Value>) -> ApiResult<Vec<NewEntry>> {
-    encode_batch(check_batch(&events)?, None)
-}
-
 /// Validates every event (schema v1) into canonical form, listing every error.
-fn check_batch(events: &[Value]) -> ApiResult<Vec<aiaudit_event::CheckedEvent>> {
+pub(crate) fn check_batch(events: &[Value]) -> ApiResult<Vec<aiaudit_event::CheckedEvent>> {
     let mut errors = Vec::new();
     let mut checked = Vec::with_capacity(events.len());
     for (i, event) in events.iter().enumerate() {
@@ -469,33 +479,16 @@ fn check_batch(events: &[Value]) -> ApiResult<Vec<aiaudit_event::CheckedEvent>> 
     Ok(checked)
 }
 
-/// Turns checked events into entries (with their batch signatures, if signed).
-fn encode_batch(
-    checked: Vec<aiaudit_event::CheckedEvent>,
-    sigs: Option<&[aiaudit_event::signature::EventSignature]>,
-) -> ApiResult<Vec<NewEntry>> {
-    let mut errors = Vec::new();
-    let mut batch = Vec::with_capacity(checked.len());
-    for (i, c) in checked.into_iter().enumerate() {
-        match aiaudit_event::finish(c, sigs.map(|s| &s[i])) {
-            Ok(p) => batch.push(NewEntry {
-                id: p.id,
-                entry: p.entry,
-                leaf: p.leaf,
-            }),
-            Err(errs) => add_event_errors(&mut errors, i, errs),
-        }
-    }
-    refuse_if_any(errors)?;
-    Ok(batch)
-}
-
 /// Validates every event without storing it (for forwarders).
 pub fn validate_batch(events: &[Value]) -> ApiResult<()> {
     check_batch(events).map(|_| ())
 }
 
-fn add_event_errors(errors: &mut Vec<FieldError>, i: usize, errs: Vec<aiaudit_event::EventError>) {
+pub(crate) fn add_event_errors(
+    errors: &mut Vec<FieldError>,
+    i: usize,
+    errs: Vec<aiaudit_event::EventError>,
+) {
     for e in errs {
         if errors.len() < 1000 {
             errors.push(FieldError::event(Some(i), &e.pointer, &e.path, e.detail));
@@ -503,7 +496,7 @@ fn add_event_errors(errors: &mut Vec<FieldError>, i: usize, errs: Vec<aiaudit_ev
     }
 }
 
-fn refuse_if_any(errors: Vec<FieldError>) -> ApiResult<()> {
+pub(crate) fn refuse_if_any(errors: Vec<FieldError>) -> ApiResult<()> {
     if errors.is_empty() {
         return Ok(());
     }
@@ -609,14 +602,8 @@ async fn tile(
         let entries = aiaudit_tlog::decode_entry_bundle(&bytes)
             .map_err(|e| Problem::internal(format!("stored bundle: {e}")))?;
         for entry in entries {
-            let tenant = decode_entry(entry)
-                .ok()
-                .and_then(|d| {
-                    d.event
-                        .get("tenant")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                })
+            let tenant = aiaudit_event::envelope::decode_stored(entry)
+                .map(|d| d.tenant().to_string())
                 .unwrap_or_default();
             if !p.can_read(&tenant) {
                 return Err(forbidden(
@@ -653,6 +640,7 @@ async fn info(State(ledger): State<Arc<Ledger>>, headers: HeaderMap) -> ApiResul
         "integrated_size": ledger.store.integrated_size(),
         "checkpoint_age_seconds": latest.at.elapsed().as_secs_f64(),
         "publish_interval_ms": ledger.config.publish_interval.as_millis() as u64,
+        "encryption": ledger.config.encryption,
     })))
 }
 
@@ -782,13 +770,9 @@ async fn event_by_index(
     })
     .await
     .map_err(|e| Problem::internal(e.to_string()))??;
-    let decoded = decode_entry(&entry)
-        .map_err(|e| Problem::internal(format!("entry {index} cannot be decoded: {e}")))?;
-    let tenant = decoded
-        .event
-        .get("tenant")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let readable = crate::sealing::open_entry(&ledger.keyring, &entry)
+        .map_err(|e| Problem::internal(format!("entry {index} cannot be read: {e}")))?;
+    let tenant = readable.stored.tenant();
     if !principal.can_read(tenant) {
         return Err(forbidden(format!(
             "this token may not read events of tenant {tenant:?}"
@@ -798,20 +782,31 @@ async fn event_by_index(
         "index": index,
         "leaf_hash": b64(&leaf),
         "entry": B64.encode(&entry),
-        "entry_version": decoded.version,
-        "event": decoded.event,
+        "entry_version": readable.stored.version,
+        "content": readable.content,
+        "event": readable.event.clone().unwrap_or_else(|| readable.stored.index.clone()),
     });
-    if let Some(sig) = &decoded.signature {
-        let status = match aiaudit_event::signature::verify_entry_signature(&decoded.event, sig) {
+    if !readable.redacted.is_empty() {
+        out["redacted"] = json!(readable.redacted);
+    }
+    if let (Some(opening), true) = (&readable.opening, with_proof) {
+        // Lets a third party check the content against the logged commitment without any key.
+        out["opening"] = json!(B64.encode(opening));
+    }
+    if let (Some(sig), Some(event)) = (&readable.signature, &readable.event) {
+        let status = match aiaudit_event::signature::verify_entry_signature(event, sig) {
             Ok(key) => {
                 let name = key.split('+').next().unwrap_or("");
                 let registered = ledger.emitters.verifier(name).map(|v| v.to_vkey());
-                if registered.as_deref() == Some(key.as_str()) {
+                if !readable.redacted.is_empty() {
+                    "valid before redaction (checked at ingest)"
+                } else if registered.as_deref() == Some(key.as_str()) {
                     "valid"
                 } else {
                     "valid, key not registered now"
                 }
             }
+            Err(_) if !readable.redacted.is_empty() => "valid before redaction (checked at ingest)",
             Err(_) => "invalid",
         };
         out["emitter_signature"] = json!({"status": status, "signature": sig});
@@ -884,7 +879,7 @@ async fn readyz(State(ledger): State<Arc<Ledger>>) -> Response {
 }
 
 /// A small JSON request body (admin requests), or a 400 saying why not.
-async fn read_json_body(body: Body) -> ApiResult<Value> {
+pub(crate) async fn read_json_body(body: Body) -> ApiResult<Value> {
     let bytes = read_body(body, 64 << 10).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         let mut p = Problem::new(
@@ -898,7 +893,7 @@ async fn read_json_body(body: Body) -> ApiResult<Value> {
     })
 }
 
-fn require_admin(ledger: &Ledger, headers: &HeaderMap) -> ApiResult<Principal> {
+pub(crate) fn require_admin(ledger: &Ledger, headers: &HeaderMap) -> ApiResult<Principal> {
     let p = auth::require(ledger.tokens.principal(headers)?)?;
     if !p.is_admin() {
         return Err(forbidden("token management needs an admin token"));

@@ -27,6 +27,12 @@ pub struct ServerConfig {
     /// PEM certificate chain and private key: serve HTTPS (reloaded on SIGHUP).
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Seal event content at rest (entry format v2). On by default.
+    pub encryption: bool,
+    /// The master key file; `None`: `AIAUDIT_MASTER_KEY`, else `<data-dir>/master.key`.
+    pub master_key_file: Option<PathBuf>,
+    /// Dotted field paths replaced by their per-tenant HMAC before storage.
+    pub sensitive_fields: Vec<String>,
 }
 
 pub const DEFAULT_ORIGIN: &str = "aiaudit.local/log";
@@ -49,6 +55,9 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(60),
             tls_cert: None,
             tls_key: None,
+            encryption: true,
+            master_key_file: None,
+            sensitive_fields: Vec::new(),
         }
     }
 }

@@ -82,3 +82,50 @@ pub fn write_new_key_file(path: &Path, signer: &Signer) -> anyhow::Result<()> {
     f.sync_all()?;
     Ok(())
 }
+
+/// The default master key file, when neither `--master-key-file` nor
+/// `AIAUDIT_MASTER_KEY` is given.
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+/// Loads the master key (environment, else file) and opens the keyring.
+/// A missing master key file is generated only for a keyring that does not
+/// exist yet: otherwise its keys would be wrapped by a key that is gone.
+pub fn open_keyring(config: &crate::ServerConfig) -> anyhow::Result<aiaudit_keyring::Keyring> {
+    use aiaudit_keyring::master::{MASTER_KEY_ENV, PREVIOUS_MASTER_KEY_ENV};
+    use aiaudit_keyring::{Keyring, LocalMasterKey, MasterKeySource, KEYRING_FILE};
+    let ring_exists = config.data_dir.join(KEYRING_FILE).exists();
+    let source = match std::env::var(MASTER_KEY_ENV) {
+        Ok(current) if !current.is_empty() => MasterKeySource::Env {
+            current,
+            previous: std::env::var(PREVIOUS_MASTER_KEY_ENV)
+                .ok()
+                .filter(|s| !s.is_empty()),
+        },
+        _ => MasterKeySource::File(
+            config
+                .master_key_file
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join(MASTER_KEY_FILE)),
+        ),
+    };
+    let (provider, created) =
+        LocalMasterKey::load(source.clone(), !ring_exists).with_context(|| match &source {
+            MasterKeySource::File(p) if ring_exists => format!(
+                "loading the master key {} (the keyring {} needs the key that wrapped it)",
+                p.display(),
+                config.data_dir.join(KEYRING_FILE).display()
+            ),
+            MasterKeySource::File(p) => format!("loading the master key {}", p.display()),
+            MasterKeySource::Env { .. } => format!("loading the master key from {MASTER_KEY_ENV}"),
+        })?;
+    if created {
+        if let MasterKeySource::File(p) = &source {
+            eprintln!(
+                "aiaudit: created master key {} (mode 0600); keep a copy apart from the data and its backups (docs/security.md)",
+                p.display()
+            );
+        }
+    }
+    Keyring::open(&config.data_dir, std::sync::Arc::new(provider))
+        .with_context(|| format!("opening the keyring in {}", config.data_dir.display()))
+}

@@ -14,11 +14,13 @@ pub mod auth;
 pub mod config;
 pub mod emitters;
 pub mod keys;
+pub mod keys_api;
 pub mod limits;
 pub mod metrics;
 pub mod otlp;
 pub mod problem;
 pub mod publisher;
+pub mod sealing;
 pub mod sequencer;
 pub mod tls;
 
@@ -52,6 +54,7 @@ pub struct Ledger {
     pub rate_limiter: limits::RateLimiter,
     pub metrics: metrics::Metrics,
     pub publish_now: Arc<Notify>,
+    pub keyring: Arc<aiaudit_keyring::Keyring>,
 }
 
 /// Opens the data directory (recovering it after a crash), loads or creates
@@ -72,6 +75,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
         );
     }
     let emitters = emitters::Emitters::open(&config.data_dir)?;
+    let keyring = Arc::new(keys::open_keyring(&config)?);
     let dir = config.data_dir.clone();
     let (store, recovery) = tokio::task::spawn_blocking(move || FsStore::open(&dir))
         .await?
@@ -111,6 +115,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
         rate_limiter,
         metrics,
         publish_now,
+        keyring,
     }))
 }
 

@@ -15,7 +15,6 @@ use crate::problem::Problem;
 use crate::Ledger;
 use aiaudit_emitter::EmitError;
 use aiaudit_event::{prepare, write_canonical, PreparedEvent};
-use aiaudit_store::NewEntry;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -1020,7 +1019,7 @@ pub async fn ledger_logs(
     if let Some(tenant) = token_tenant(&principal) {
         default_tenant(&mut request, &tenant);
     }
-    let mut sorted = sort_records(&request, true);
+    let sorted = sort_records(&request, true);
     let events: Vec<Value> = sorted
         .valid
         .iter()
@@ -1028,15 +1027,8 @@ pub async fn ledger_logs(
         .collect();
     crate::api::check_tenants(&principal, &events)?;
     crate::api::check_unsigned_allowed(&ledger, &events)?;
-    let batch: Vec<NewEntry> = sorted
-        .valid
-        .drain(..)
-        .map(|(_, p)| NewEntry {
-            id: p.id,
-            entry: p.entry,
-            leaf: p.leaf,
-        })
-        .collect();
+    let checked = crate::api::check_batch(&events)?;
+    let batch = crate::sealing::encode(&ledger, events, checked, None).await?;
     if !batch.is_empty() {
         ledger.sequencer.append(batch).await?;
     }

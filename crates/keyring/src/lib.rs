@@ -1,0 +1,31 @@
+//! Encryption keys at rest.
+//!
+//! Event content is sealed under data keys (see `aiaudit_event::envelope`):
+//! one current key per tenant, and one per (tenant, subject) for events that
+//! name a data subject. Data keys are stored wrapped by the master key (see
+//! [`master`]) in the keyring file, fixed-size records written in place so
+//! that destroying a key (crypto-shredding) overwrites its wrapped bytes.
+//! Each tenant also has an HMAC salt, used for sensitive fields and subject
+//! tags, which never rotates (so searching by HMAC keeps working).
+
+pub mod master;
+mod ring_file;
+
+pub use master::{KeyProvider, LocalMasterKey, MasterKeySource, Wrapped};
+pub use ring_file::{KeyChoice, Keyring, KeyringStats, KEYRING_FILE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("keyring I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Key(String),
+    #[error("keyring file is damaged: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
