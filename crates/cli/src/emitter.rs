@@ -35,6 +35,9 @@ enum EmitterCommand {
         /// The verifier key printed by `keygen` (or base64 of the 32-byte key), or a file holding it.
         #[arg(long)]
         public_key: String,
+        /// Tenant it may append to when it authenticates by client certificate (mutual TLS; repeatable).
+        #[arg(long = "tenant")]
+        tenants: Vec<String>,
     },
     /// List registered emitters (admin).
     List {
@@ -69,6 +72,7 @@ pub fn run(args: EmitterArgs) -> anyhow::Result<ExitCode> {
             token,
             name,
             public_key,
+            tenants,
         } => {
             let key = if Path::new(&public_key).is_file() {
                 std::fs::read_to_string(&public_key)?.trim().to_string()
@@ -78,7 +82,7 @@ pub fn run(args: EmitterArgs) -> anyhow::Result<ExitCode> {
             let resp = crate::blocking_client(None)?
                 .post(format!("{}/v1/emitters", url.trim_end_matches('/')))
                 .bearer_auth(&token)
-                .json(&json!({"name": name, "public_key": key}))
+                .json(&json!({"name": name, "public_key": key, "tenants": tenants}))
                 .send()
                 .context("registering the emitter")?;
             let status = resp.status();

@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "AIAUDIT_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): accept client certificates it issued (mutual TLS); a
+    /// certificate whose CN or DNS name is a registered emitter with tenants authenticates as it.
+    #[arg(long, env = "AIAUDIT_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
     /// A tenant whose events must come in emitter-signed batches (repeatable).
     #[arg(long = "require-signed-tenant")]
     require_signed_tenants: Vec<String>,
@@ -81,6 +85,7 @@ struct FileConfig {
     request_timeout_secs: Option<u64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
     log_format: Option<String>,
     encryption: Option<bool>,
     master_key_file: Option<PathBuf>,
@@ -137,6 +142,7 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
             .unwrap_or(d.request_timeout),
         tls_cert: args.tls_cert.or(file.tls_cert),
         tls_key: args.tls_key.or(file.tls_key),
+        tls_client_ca: args.tls_client_ca.or(file.tls_client_ca),
         require_signed_tenants: if args.require_signed_tenants.is_empty() {
             file.require_signed_tenants.unwrap_or_default()
         } else {

@@ -96,7 +96,13 @@ pub async fn run(
         (Some(cert), Some(key)) => {
             let cert = crate::tls::ReloadingCert::load(cert, key)?;
             cert.reload_on_sighup()?;
-            crate::tls::serve(listener, router, crate::tls::acceptor(cert)?, shutdown).await?;
+            crate::tls::serve(
+                listener,
+                router,
+                crate::tls::acceptor(cert, None)?,
+                shutdown,
+            )
+            .await?;
         }
         (None, None) => {
             axum::serve(listener, router)

@@ -121,11 +121,13 @@ impl Seen {
 async fn ingest(
     State(ledger): State<Arc<Ledger>>,
     Query(params): Params,
+    cert: Option<axum::Extension<crate::tls::ClientCert>>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
     let mut seen = Seen::default();
-    let result = ingest_inner(&ledger, &params, &headers, body, &mut seen).await;
+    let cert = cert.as_ref().map(|c| &c.0);
+    let result = ingest_inner(&ledger, &params, &headers, cert, body, &mut seen).await;
     if let Err(p) = &result {
         let reason = p.kind.rsplit(':').next().unwrap_or("error");
         ledger
@@ -139,6 +141,7 @@ async fn ingest_inner(
     ledger: &Arc<Ledger>,
     params: &HashMap<String, String>,
     headers: &HeaderMap,
+    cert: Option<&crate::tls::ClientCert>,
     body: Body,
     seen: &mut Seen,
 ) -> ApiResult<Response> {
@@ -165,7 +168,7 @@ async fn ingest_inner(
             ))
         }
     };
-    let principal = require_appender(ledger, headers)?;
+    let principal = require_appender(ledger, headers, cert)?;
     let limit = ledger.config.max_body_bytes;
     let bytes = read_body(body, limit).await?;
     let events = parse_events(&bytes, ndjson)?;
@@ -333,8 +336,29 @@ pub fn parse_events(bytes: &[u8], ndjson: bool) -> ApiResult<Vec<Value>> {
 }
 
 /// The caller, who must hold an emitter or admin token.
-pub(crate) fn require_appender(ledger: &Ledger, headers: &HeaderMap) -> ApiResult<Principal> {
-    let principal = auth::require(ledger.tokens.principal(headers)?)?;
+pub(crate) fn require_appender(
+    ledger: &Ledger,
+    headers: &HeaderMap,
+    cert: Option<&crate::tls::ClientCert>,
+) -> ApiResult<Principal> {
+    let principal = match (ledger.tokens.principal(headers)?, cert) {
+        (Some(p), _) => p,
+        // Mutual TLS: a client certificate mapped to a registered emitter.
+        (None, Some(cert)) => {
+            let e = ledger.emitters.by_certificate(&cert.names).ok_or_else(|| {
+                auth::unauthorized(&format!(
+                    "the client certificate ({}) is not mapped to a registered emitter with tenants; send a token or register the emitter with --tenant",
+                    cert.names.join(", ")
+                ))
+            })?;
+            Principal {
+                token_id: format!("cert:{}", e.name),
+                role: Role::Emitter,
+                tenants: e.tenants,
+            }
+        }
+        (None, None) => auth::require(None)?,
+    };
     if !matches!(principal.role, Role::Emitter | Role::Admin) {
         return Err(forbidden("only emitter and admin tokens may append events"));
     }
@@ -1020,7 +1044,16 @@ async fn register_emitter(
     let key = req["public_key"]
         .as_str()
         .ok_or_else(|| field("public_key", "required"))?;
-    let record = ledger.emitters.register(name, key).map_err(|e| {
+    let tenants: Vec<String> = match req.get("tenants") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|t| t.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| field("tenants", "must be a list of strings"))?,
+        Some(_) => return Err(field("tenants", "must be a list of strings")),
+    };
+    let record = ledger.emitters.register(name, key, tenants).map_err(|e| {
         let (f, d) = e.split_once(": ").unwrap_or(("public_key", e.as_str()));
         field(f, d)
     })?;

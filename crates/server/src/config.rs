@@ -27,6 +27,9 @@ pub struct ServerConfig {
     /// PEM certificate chain and private key: serve HTTPS (reloaded on SIGHUP).
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: verify client certificates (mutual TLS) and map
+    /// them to registered emitters.
+    pub tls_client_ca: Option<PathBuf>,
     /// Seal event content at rest (entry format v2). On by default.
     pub encryption: bool,
     /// The master key file; `None`: `AIAUDIT_MASTER_KEY`, else `<data-dir>/master.key`.
@@ -55,6 +58,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(60),
             tls_cert: None,
             tls_key: None,
+            tls_client_ca: None,
             encryption: true,
             master_key_file: None,
             sensitive_fields: Vec::new(),

@@ -18,6 +18,10 @@ pub struct EmitterRecord {
     /// Verifier key `<name>+<hex id>+<base64(0x01 || key)>`.
     pub verifier_key: String,
     pub registered_unix: u64,
+    /// Tenants this emitter may append to when it authenticates by client
+    /// certificate (mutual TLS) instead of a token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -57,7 +61,12 @@ impl Emitters {
 
     /// Registers (or replaces the key of) an emitter. `public_key` is a
     /// verifier key string for `name`, or the base64 of a 32-byte Ed25519 key.
-    pub fn register(&self, name: &str, public_key: &str) -> Result<EmitterRecord, String> {
+    pub fn register(
+        &self,
+        name: &str,
+        public_key: &str,
+        tenants: Vec<String>,
+    ) -> Result<EmitterRecord, String> {
         let verifier = if public_key.contains('+') {
             let v = Verifier::parse(public_key).map_err(|e| format!("public_key: {e}"))?;
             if v.name() != name {
@@ -80,6 +89,7 @@ impl Emitters {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+            tenants,
         };
         let mut map = self.by_name.write().unwrap();
         let previous = map.insert(name.to_string(), record.clone());
@@ -105,6 +115,16 @@ impl Emitters {
 
     pub fn list(&self) -> Vec<EmitterRecord> {
         self.by_name.read().unwrap().values().cloned().collect()
+    }
+
+    /// The first of `names` that is a registered emitter allowed tenants.
+    pub fn by_certificate(&self, names: &[String]) -> Option<EmitterRecord> {
+        let map = self.by_name.read().unwrap();
+        names
+            .iter()
+            .filter_map(|n| map.get(n))
+            .find(|e| !e.tenants.is_empty())
+            .cloned()
     }
 
     pub fn verifier(&self, name: &str) -> Option<Verifier> {

@@ -153,7 +153,7 @@ pub async fn serve(
             tls::serve(
                 listener,
                 api::router(ledger.clone()),
-                tls::acceptor(cert)?,
+                tls::acceptor(cert, ledger.config.tls_client_ca.as_deref())?,
                 shutdown,
             )
             .await?;

@@ -1011,10 +1011,11 @@ pub fn export_response(encoding: Encoding, sorted: &Sorted) -> Response {
 /// sequencer like `POST /v1/events`, and the answer comes once they are durable.
 pub async fn ledger_logs(
     State(ledger): State<Arc<Ledger>>,
+    cert: Option<axum::Extension<crate::tls::ClientCert>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    let principal = crate::api::require_appender(&ledger, &headers)?;
+    let principal = crate::api::require_appender(&ledger, &headers, cert.as_ref().map(|c| &c.0))?;
     let (encoding, mut request) = receive(&headers, body, ledger.config.max_body_bytes).await?;
     if let Some(tenant) = token_tenant(&principal) {
         default_tenant(&mut request, &tenant);

@@ -88,14 +88,38 @@ impl ResolvesServerCert for ReloadingCert {
     }
 }
 
-/// A TLS acceptor (TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1 by ALPN).
-pub fn acceptor(cert: Arc<ReloadingCert>) -> anyhow::Result<TlsAcceptor> {
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_cert_resolver(cert);
+/// A TLS acceptor (TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1 by ALPN). With
+/// `client_ca`, client certificates issued by that CA are verified (mutual
+/// TLS); clients without one still connect and use bearer tokens.
+pub fn acceptor(cert: Arc<ReloadingCert>, client_ca: Option<&Path>) -> anyhow::Result<TlsAcceptor> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(path)
+                .with_context(|| format!("reading {}", path.display()))?
+            {
+                roots
+                    .add(c.with_context(|| format!("{} holds bad PEM", path.display()))?)
+                    .with_context(|| format!("{}: not a usable CA certificate", path.display()))?;
+            }
+            if roots.is_empty() {
+                anyhow::bail!("{} holds no CA certificate", path.display());
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .context("building the client certificate verifier")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(cert);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
@@ -128,10 +152,25 @@ pub async fn serve(
                         Ok(Ok(tls)) => tls,
                         _ => return,
                     };
+                    // A verified client certificate names who is on this connection.
+                    let client = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| ClientCert { names: certificate_names(c) });
+                    let service = tower::service_fn(move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().remove::<ClientCert>();
+                        if let Some(c) = &client {
+                            req.extensions_mut().insert(c.clone());
+                        }
+                        let mut router = router.clone();
+                        async move { tower::Service::call(&mut router, req).await }
+                    });
                     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     let conn = builder.serve_connection_with_upgrades(
                         TokioIo::new(tls),
-                        TowerToHyperService::new(router),
+                        TowerToHyperService::new(service),
                     );
                     let _ = watcher.watch(conn.into_owned()).await;
                 });
@@ -141,4 +180,30 @@ pub async fn serve(
     }
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
     Ok(())
+}
+
+/// The identity of a client that presented a certificate the configured CA
+/// issued (mutual TLS): its subject common name, then its DNS names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    pub names: Vec<String>,
+}
+
+fn certificate_names(der: &CertificateDer<'_>) -> Vec<String> {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = cert
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok().map(str::to_string))
+        .collect();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(d) = name {
+                names.push(d.to_string());
+            }
+        }
+    }
+    names
 }
