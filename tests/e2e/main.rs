@@ -3,6 +3,7 @@
 mod harness;
 
 mod auth;
+mod authz_matrix;
 mod bad_input;
 mod crash;
 mod disk_full;
