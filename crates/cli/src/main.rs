@@ -1,6 +1,7 @@
 //! `aiaudit`: a thin layer of subcommands over the library crates.
 
 mod agent;
+mod backup;
 mod bench;
 mod emit;
 mod emitter;
@@ -46,6 +47,10 @@ enum Command {
     Token(token::TokenArgs),
     /// Load generator: events/s and acknowledgement latency against a running ledger.
     Bench(bench::BenchArgs),
+    /// Backups of a running ledger: create (to directories and S3), list, verify.
+    Backup(backup::BackupArgs),
+    /// Restore a backup (a full one and its incrementals) into a new data directory, verified.
+    Restore(backup::RestoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +74,8 @@ fn main() -> ExitCode {
         Command::Emit(args) => emit::run(args),
         Command::Token(args) => token::run(args),
         Command::Emitter(args) => emitter::run(args),
+        Command::Backup(args) => backup::run(args),
+        Command::Restore(args) => backup::run_restore(args),
     };
     match result {
         Ok(code) => code,
