@@ -3,6 +3,7 @@
 mod harness;
 
 mod auth;
+mod backup;
 mod bad_input;
 mod crash;
 mod disk_full;
