@@ -34,6 +34,9 @@ pub struct Verified {
     pub keyring: Option<Vec<u8>>,
 }
 
+/// Receives each checked segment: its first log index, entries and leaf hashes.
+pub(crate) type Sink<'a> = dyn FnMut(u64, &[&[u8]], &[Hash]) -> anyhow::Result<()> + 'a;
+
 /// A chain chosen for verification or restore, with the key to check it.
 pub(crate) struct Chain {
     pub manifests: Vec<Manifest>,
@@ -89,7 +92,7 @@ pub(crate) async fn walk(
     location: &Location,
     chain: &Chain,
     progress: &dyn Progress,
-    sink: &mut dyn FnMut(u64, &[&[u8]], &[Hash]) -> anyhow::Result<()>,
+    sink: &mut Sink<'_>,
 ) -> anyhow::Result<Verified> {
     let last = chain.manifests.last().expect("a chain is never empty");
     progress.begin("verifying", last.size);
@@ -170,6 +173,13 @@ async fn check_checkpoint(
     let body = open_note(&m.checkpoint, verifier)
         .with_context(|| format!("{at}: signature by {}", verifier.name()))?;
     let cp = Checkpoint::parse_body(body).with_context(|| at.clone())?;
+    if cp.origin != verifier.name() {
+        bail!(
+            "{at}: the checkpoint's origin {:?} differs from the key name {:?}",
+            cp.origin,
+            verifier.name()
+        );
+    }
     if cp.origin != m.origin || cp.size != m.size || B64.encode(cp.root) != m.root {
         bail!(
             "{at}: the checkpoint ({}, size {}) does not match the manifest ({}, size {})",
