@@ -238,3 +238,29 @@ async fn a_half_written_backup_is_not_listed() {
     assert!(loc.manifests().await.unwrap().is_empty());
     assert!(verify(&loc, None, None, &Quiet).await.is_err());
 }
+
+#[tokio::test]
+async fn each_destination_continues_its_own_latest_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = dir_location(&tmp.path().join("a"));
+    let b = dir_location(&tmp.path().join("b"));
+    let log = MemLog::new(300);
+    backup(&log, &a, false).await;
+    log.add(300);
+    backup(&log, &b, false).await;
+    log.add(300);
+    let r = create(&log, &[a.clone(), b.clone()], true, None, &Quiet)
+        .await
+        .unwrap();
+    let ranges: Vec<(u64, u64)> = r
+        .iter()
+        .map(|s| {
+            let s = s.as_ref().unwrap();
+            (s.from, s.size)
+        })
+        .collect();
+    assert_eq!(ranges, [(300, 900), (600, 900)]);
+    for loc in [&a, &b] {
+        assert_eq!(verify(loc, None, None, &Quiet).await.unwrap().size, 900);
+    }
+}
