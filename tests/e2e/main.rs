@@ -4,6 +4,7 @@ mod harness;
 
 mod auth;
 mod authz_matrix;
+mod backup;
 mod bad_input;
 mod crash;
 mod disk_full;

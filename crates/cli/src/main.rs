@@ -1,6 +1,7 @@
 //! `aiaudit`: a thin layer of subcommands over the library crates.
 
 mod agent;
+mod backup;
 mod bench;
 mod emit;
 mod emitter;
@@ -53,6 +54,10 @@ enum Command {
     Hash(keys::HashArgs),
     /// Load generator: events/s and acknowledgement latency against a running ledger.
     Bench(bench::BenchArgs),
+    /// Backups of a running ledger: create (to directories and S3), list, verify.
+    Backup(backup::BackupArgs),
+    /// Restore a backup (a full one and its incrementals) into a new data directory, verified.
+    Restore(backup::RestoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +84,8 @@ fn main() -> ExitCode {
         Command::Keys(args) => keys::run_keys(args),
         Command::Erase(args) => keys::run_erase(args),
         Command::Hash(args) => keys::run_hash(args),
+        Command::Backup(args) => backup::run(args),
+        Command::Restore(args) => backup::run_restore(args),
     };
     match result {
         Ok(code) => code,

@@ -76,7 +76,7 @@ impl TileReader for DirTiles {
     }
 }
 
-fn load_vkey(arg: &str) -> anyhow::Result<Verifier> {
+pub(crate) fn load_vkey(arg: &str) -> anyhow::Result<Verifier> {
     let text = if Path::new(arg).is_file() {
         std::fs::read_to_string(arg).with_context(|| format!("reading {arg}"))?
     } else {

@@ -1,0 +1,244 @@
+//! Where backups are kept: a local directory or an S3 bucket and prefix.
+//! Both are plain key/value stores of immutable files here; only the
+//! directory needs explicit fsyncs for the "manifest last" rule to hold.
+
+use anyhow::{bail, Context};
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, PutPayload};
+use std::fmt;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::layout::{self, Manifest, MANIFEST};
+
+/// A backup location.
+#[derive(Clone)]
+pub enum Location {
+    Dir(PathBuf),
+    S3 {
+        store: Arc<dyn ObjectStore>,
+        bucket: String,
+        prefix: String,
+    },
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Dir(p) => write!(f, "{}", p.display()),
+            Location::S3 { bucket, prefix, .. } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            Location::S3 { bucket, prefix, .. } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Location({self})")
+    }
+}
+
+impl Location {
+    /// `s3://bucket[/prefix]` (endpoint, region and credentials from the
+    /// standard AWS_* environment variables) or a local directory path.
+    pub fn parse(spec: &str) -> anyhow::Result<Location> {
+        let Some(rest) = spec.strip_prefix("s3://") else {
+            if spec.is_empty() || spec.contains("://") {
+                bail!("{spec:?}: a backup location is a directory or s3://bucket/prefix");
+            }
+            return Ok(Location::Dir(PathBuf::from(spec)));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            bail!("{spec:?}: no bucket name");
+        }
+        let prefix = prefix.trim_matches('/').to_string();
+        let store = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .with_context(|| format!("{spec}: S3 configuration (AWS_* environment variables)"))?;
+        Ok(Location::S3 {
+            store: Arc::new(store),
+            bucket: bucket.to_string(),
+            prefix,
+        })
+    }
+
+    fn object_path(prefix: &str, rel: &str) -> ObjectPath {
+        if prefix.is_empty() {
+            ObjectPath::from(rel)
+        } else {
+            ObjectPath::from(format!("{prefix}/{rel}"))
+        }
+    }
+
+    /// Stores a file. In a directory it is written to a temp file, fsync'd,
+    /// renamed and its directory fsync'd, so a later manifest never refers to
+    /// a file a crash could lose.
+    pub async fn put(&self, rel: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+        match self {
+            Location::Dir(root) => {
+                let path = root.join(rel);
+                tokio::task::spawn_blocking(move || write_durably(&path, &bytes))
+                    .await
+                    .context("writer thread")?
+            }
+            Location::S3 { store, prefix, .. } => {
+                let path = Self::object_path(prefix, rel);
+                store
+                    .put(&path, PutPayload::from(bytes))
+                    .await
+                    .map(|_| ())
+                    .with_context(|| format!("{self}: writing {rel}"))
+            }
+        }
+    }
+
+    /// Reads a file; `None` when it does not exist.
+    pub async fn get(&self, rel: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        match self {
+            Location::Dir(root) => {
+                let path = root.join(rel);
+                let read = tokio::task::spawn_blocking(move || fs::read(&path))
+                    .await
+                    .context("reader thread")?;
+                match read {
+                    Ok(b) => Ok(Some(b)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => {
+                        Err(e).with_context(|| format!("reading {}", root.join(rel).display()))
+                    }
+                }
+            }
+            Location::S3 { store, prefix, .. } => {
+                let path = Self::object_path(prefix, rel);
+                match store.get(&path).await {
+                    Ok(r) => {
+                        let bytes = r
+                            .bytes()
+                            .await
+                            .with_context(|| format!("{self}: reading {rel}"))?;
+                        Ok(Some(bytes.to_vec()))
+                    }
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e).with_context(|| format!("{self}: reading {rel}")),
+                }
+            }
+        }
+    }
+
+    /// Ids of the backups here that have a manifest, sorted (oldest first).
+    pub async fn backup_ids(&self) -> anyhow::Result<Vec<String>> {
+        let mut ids = match self {
+            Location::Dir(root) => match fs::read_dir(root) {
+                Ok(rd) => {
+                    let mut ids = Vec::new();
+                    for e in rd {
+                        let e = e.with_context(|| format!("listing {}", root.display()))?;
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        if layout::check_id(&name).is_ok() && e.path().join(MANIFEST).is_file() {
+                            ids.push(name);
+                        }
+                    }
+                    ids
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(e).with_context(|| format!("listing {}", root.display())),
+            },
+            Location::S3 { store, prefix, .. } => {
+                let base = (!prefix.is_empty()).then(|| ObjectPath::from(prefix.as_str()));
+                let objects: Vec<_> = store
+                    .list(base.as_ref())
+                    .try_collect()
+                    .await
+                    .with_context(|| format!("listing {self}"))?;
+                let skip = if prefix.is_empty() {
+                    0
+                } else {
+                    prefix.len() + 1
+                };
+                objects
+                    .iter()
+                    .filter_map(|o| {
+                        let key = o.location.as_ref().get(skip..)?;
+                        let id = key.strip_suffix(&format!("/{MANIFEST}"))?;
+                        layout::check_id(id).is_ok().then(|| id.to_string())
+                    })
+                    .collect()
+            }
+        };
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Every manifest here, oldest first. A manifest that does not parse is an error naming it.
+    pub async fn manifests(&self) -> anyhow::Result<Vec<Manifest>> {
+        let mut out = Vec::new();
+        for id in self.backup_ids().await? {
+            let rel = layout::path(&id, MANIFEST);
+            let bytes = self
+                .get(&rel)
+                .await?
+                .with_context(|| format!("{self}: {rel} vanished while listing"))?;
+            let m = Manifest::parse(&bytes).with_context(|| format!("{self}: {rel}"))?;
+            if m.id != id {
+                bail!("{self}: {rel} names the backup {:?}", m.id);
+            }
+            out.push(m);
+        }
+        Ok(out)
+    }
+}
+
+/// Temp file, fsync, rename, fsync the directory (creating directories as needed).
+fn write_durably(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .with_context(|| format!("{} has no parent directory", path.display()))?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    };
+    write().with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_directory_stores_and_lists_backups_with_manifests_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = Location::parse(dir.path().to_str().unwrap()).unwrap();
+        assert!(loc.backup_ids().await.unwrap().is_empty());
+        loc.put("b1-full/entries/0", b"abc".to_vec()).await.unwrap();
+        assert_eq!(loc.get("b1-full/entries/0").await.unwrap().unwrap(), b"abc");
+        assert!(loc.get("b1-full/nothing").await.unwrap().is_none());
+        // No manifest yet: not a backup.
+        assert!(loc.backup_ids().await.unwrap().is_empty());
+        loc.put("b1-full/manifest.json", b"{}".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(loc.backup_ids().await.unwrap(), ["b1-full"]);
+    }
+
+    #[test]
+    fn parses_locations() {
+        assert!(matches!(Location::parse("/x/y").unwrap(), Location::Dir(_)));
+        assert!(Location::parse("").is_err());
+        assert!(Location::parse("gs://b/p").is_err());
+        assert!(Location::parse("s3:///p").is_err());
+        let s3 = Location::parse("s3://bucket/some/prefix/").unwrap();
+        assert_eq!(s3.to_string(), "s3://bucket/some/prefix");
+    }
+}
