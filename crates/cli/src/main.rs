@@ -6,6 +6,7 @@ mod bench;
 mod emit;
 mod emitter;
 mod keys;
+mod query;
 mod serve;
 mod token;
 mod verify;
@@ -52,6 +53,10 @@ enum Command {
     Erase(keys::EraseArgs),
     /// The HMAC a sensitive field holding a known value was replaced by (to search for it).
     Hash(keys::HashArgs),
+    /// Search a running ledger's events (auditor): a table, or JSON lines.
+    Query(query::QueryArgs),
+    /// Rebuild the search index of a stopped ledger from its log alone.
+    Reindex(query::ReindexArgs),
     /// Load generator: events/s and acknowledgement latency against a running ledger.
     Bench(bench::BenchArgs),
     /// Backups of a running ledger: create (to directories and S3), list, verify.
@@ -82,6 +87,8 @@ fn main() -> ExitCode {
         Command::Token(args) => token::run(args),
         Command::Emitter(args) => emitter::run(args),
         Command::Keys(args) => keys::run_keys(args),
+        Command::Query(args) => query::run_query(args),
+        Command::Reindex(args) => query::run_reindex(args),
         Command::Erase(args) => keys::run_erase(args),
         Command::Hash(args) => keys::run_hash(args),
         Command::Backup(args) => backup::run(args),

@@ -90,6 +90,7 @@ struct FileConfig {
     encryption: Option<bool>,
     master_key_file: Option<PathBuf>,
     sensitive_fields: Option<Vec<String>>,
+    max_index_lag_events: Option<u64>,
 }
 
 fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
@@ -155,6 +156,7 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
         } else {
             args.sensitive_fields
         },
+        max_index_lag_events: file.max_index_lag_events.unwrap_or(d.max_index_lag_events),
     };
     if config.publish_interval.is_zero() {
         anyhow::bail!("publish_interval_ms must be at least 1");

@@ -24,7 +24,7 @@ type Params = Query<HashMap<String, String>>;
 
 pub fn router(ledger: Arc<Ledger>) -> Router {
     Router::new()
-        .route("/v1/events", post(ingest))
+        .route("/v1/events", post(ingest).get(crate::search::search))
         .route("/v1/events/{index}", get(event_by_index))
         .route("/v1/logs", post(crate::otlp::ledger_logs))
         .route("/checkpoint", get(checkpoint))
@@ -665,6 +665,10 @@ async fn info(State(ledger): State<Arc<Ledger>>, headers: HeaderMap) -> ApiResul
         "checkpoint_age_seconds": latest.at.elapsed().as_secs_f64(),
         "publish_interval_ms": ledger.config.publish_interval.as_millis() as u64,
         "encryption": ledger.config.encryption,
+        "index": {
+            "indexed_size": ledger.indexed.load(std::sync::atomic::Ordering::Acquire),
+            "lag_events": ledger.store.size().saturating_sub(ledger.indexed.load(std::sync::atomic::Ordering::Acquire)),
+        },
     })))
 }
 
@@ -881,7 +885,12 @@ async fn readyz(State(ledger): State<Arc<Ledger>>) -> Response {
         .await
         .unwrap_or(false)
     };
-    let ready = writable && !stale;
+    let index_lag = ledger
+        .store
+        .size()
+        .saturating_sub(ledger.indexed.load(std::sync::atomic::Ordering::Acquire));
+    let index_ok = index_lag <= ledger.config.max_index_lag_events;
+    let ready = writable && !stale && index_ok;
     // Keys are loaded and recovery has finished before the server listens at all.
     let body = json!({
         "status": if ready { "ready" } else { "not ready" },
@@ -892,6 +901,8 @@ async fn readyz(State(ledger): State<Arc<Ledger>>) -> Response {
             "checkpoint_age_seconds": age.as_secs_f64(),
             "unpublished_entries": lag,
             "checkpoints_keep_up": !stale,
+            "index_lag_events": index_lag,
+            "index_keeps_up": index_ok,
         }
     });
     let status = if ready {

@@ -21,6 +21,7 @@ pub mod otlp;
 pub mod problem;
 pub mod publisher;
 pub mod sealing;
+pub mod search;
 pub mod sequencer;
 pub mod tls;
 
@@ -52,9 +53,12 @@ pub struct Ledger {
     pub tokens: auth::Tokens,
     pub emitters: emitters::Emitters,
     pub rate_limiter: limits::RateLimiter,
-    pub metrics: metrics::Metrics,
+    pub metrics: Arc<metrics::Metrics>,
     pub publish_now: Arc<Notify>,
     pub keyring: Arc<aiaudit_keyring::Keyring>,
+    /// The search index, and how many entries it covers.
+    pub index: Arc<aiaudit_index::SearchIndex>,
+    pub indexed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Opens the data directory (recovering it after a crash), loads or creates
@@ -101,7 +105,21 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
         publish_now.clone(),
     );
     let rate_limiter = limits::RateLimiter::new(config.rate_limit_events_per_sec);
-    let metrics = metrics::Metrics::new();
+    let metrics = Arc::new(metrics::Metrics::new());
+    let size = store.size();
+    let data_dir = config.data_dir.clone();
+    let index = Arc::new(
+        tokio::task::spawn_blocking(move || search::open_index(&data_dir, size))
+            .await?
+            .context("opening the search index")?,
+    );
+    let indexed = Arc::new(std::sync::atomic::AtomicU64::new(index.indexed_size()?));
+    search::spawn_indexer(
+        store.clone(),
+        index.clone(),
+        indexed.clone(),
+        metrics.clone(),
+    );
     metrics.recovery_seconds.set(recovery.elapsed.as_secs_f64());
     Ok(Arc::new(Ledger {
         store,
@@ -116,6 +134,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
         metrics,
         publish_now,
         keyring,
+        index,
+        indexed,
     }))
 }
 

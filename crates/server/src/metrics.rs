@@ -44,6 +44,9 @@ pub struct Metrics {
     pub response_bytes: Counter,
     pub recovery_seconds: FloatGauge,
     queue_depth: Gauge,
+    /// Entries durable in the log but not yet in the search index.
+    pub index_lag: Gauge,
+    pub indexed_size: Gauge,
     tree_size: Gauge,
     sequenced_size: Gauge,
     checkpoint_age: FloatGauge,
@@ -118,6 +121,18 @@ impl Metrics {
             "aiaudit_event_queue_depth",
             "Events acknowledged but not yet in a published checkpoint",
             queue_depth.clone(),
+        );
+        let index_lag = Gauge::default();
+        r.register(
+            "aiaudit_index_lag_events",
+            "Entries in the log not yet in the search index",
+            index_lag.clone(),
+        );
+        let indexed_size = Gauge::default();
+        r.register(
+            "aiaudit_indexed_size",
+            "Entries covered by the search index",
+            indexed_size.clone(),
         );
         let tree_size = Gauge::default();
         r.register(
@@ -198,6 +213,8 @@ impl Metrics {
             response_bytes,
             recovery_seconds,
             queue_depth,
+            index_lag,
+            indexed_size,
             tree_size,
             sequenced_size,
             checkpoint_age,

@@ -1,0 +1,187 @@
+//! `aiaudit query` (search a running ledger) and `aiaudit reindex` (rebuild
+//! the search index of a stopped ledger from its log alone).
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The search filters, shared with `aiaudit export`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Filters {
+    #[arg(long)]
+    pub tenant: Option<String>,
+    #[arg(long)]
+    pub actor: Option<String>,
+    #[arg(long)]
+    pub action: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// success, failure or denied.
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// Risk level (minimal … unacceptable).
+    #[arg(long)]
+    pub risk: Option<String>,
+    #[arg(long)]
+    pub trace_id: Option<String>,
+    #[arg(long)]
+    pub conversation_id: Option<String>,
+    /// Event time from (RFC 3339, inclusive).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Event time to (RFC 3339, exclusive).
+    #[arg(long)]
+    pub to: Option<String>,
+}
+
+impl Filters {
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        [
+            ("tenant", &self.tenant),
+            ("actor", &self.actor),
+            ("action", &self.action),
+            ("model", &self.model),
+            ("provider", &self.provider),
+            ("outcome", &self.outcome),
+            ("risk", &self.risk),
+            ("trace_id", &self.trace_id),
+            ("conversation_id", &self.conversation_id),
+            ("from", &self.from),
+            ("to", &self.to),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+        .collect()
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// Base URL of the ledger.
+    #[arg(long, env = "AIAUDIT_URL", default_value = "http://127.0.0.1:7381")]
+    url: String,
+    /// An auditor or admin token.
+    #[arg(long, env = "AIAUDIT_TOKEN")]
+    token: String,
+    #[command(flatten)]
+    filters: Filters,
+    /// Most events to print (all pages are followed up to it).
+    #[arg(long, default_value_t = 100)]
+    limit: u64,
+    /// asc (oldest first) or desc (newest first).
+    #[arg(long, default_value = "desc")]
+    order: String,
+    /// Start after this cursor (printed at the end of a previous query).
+    #[arg(long)]
+    cursor: Option<String>,
+    /// JSON lines (one event per line) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
+    let client = crate::blocking_client(None)?;
+    let base = args.url.trim_end_matches('/');
+    let mut cursor = args.cursor.clone();
+    let mut printed = 0u64;
+    if !args.json {
+        println!(
+            "{:>8}  {:<24}  {:<10}  {:<16}  {:<18}  {:<16}  {:<8}  ID",
+            "INDEX", "TIME", "TENANT", "ACTOR", "ACTION", "MODEL", "OUTCOME"
+        );
+    }
+    loop {
+        let page_size = (args.limit - printed).min(1000);
+        let mut params = args.filters.pairs();
+        params.push(("limit", page_size.to_string()));
+        params.push(("order", args.order.clone()));
+        if let Some(c) = &cursor {
+            params.push(("cursor", c.clone()));
+        }
+        let resp = client
+            .get(format!("{base}/v1/events"))
+            .bearer_auth(&args.token)
+            .query(&params)
+            .send()
+            .with_context(|| format!("GET {base}/v1/events"))?;
+        let status = resp.status();
+        let body: Value = resp.json().unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("HTTP {status}: {}", body["detail"].as_str().unwrap_or(""));
+        }
+        for e in body["events"].as_array().into_iter().flatten() {
+            if args.json {
+                println!("{e}");
+            } else {
+                let s = |k: &str| e[k].as_str().unwrap_or("-").to_string();
+                println!(
+                    "{:>8}  {:<24}  {:<10}  {:<16}  {:<18}  {:<16}  {:<8}  {}",
+                    e["index"],
+                    s("time"),
+                    s("tenant"),
+                    s("actor"),
+                    s("action"),
+                    s("model"),
+                    s("outcome"),
+                    s("id")
+                );
+            }
+            printed += 1;
+        }
+        cursor = body["next_cursor"].as_str().map(str::to_string);
+        if cursor.is_none() || printed >= args.limit {
+            break;
+        }
+    }
+    if let (Some(c), false) = (&cursor, args.json) {
+        eprintln!("more results: --cursor {c}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct ReindexArgs {
+    /// The data directory of a stopped ledger.
+    #[arg(long)]
+    data_dir: PathBuf,
+}
+
+/// Deletes the search index and rebuilds it from the log alone.
+pub fn run_reindex(args: ReindexArgs) -> anyhow::Result<ExitCode> {
+    let (store, _) = aiaudit_store::FsStore::open(&args.data_dir)
+        .with_context(|| format!("opening {}", args.data_dir.display()))?;
+    use aiaudit_store::Storage;
+    let size = store.size();
+    let path = args.data_dir.join(aiaudit_index::INDEX_FILE);
+    aiaudit_server::search::remove_index_files(&path)?;
+    let index = aiaudit_index::SearchIndex::open(&path)?;
+    let bar = indicatif::ProgressBar::new(size);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "indexing {bar:40} {pos}/{len} entries ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = std::time::Instant::now();
+    let mut at = 0;
+    while at < size {
+        let n = (size - at).min(16_384);
+        let bundle = store.read_entry_bundle(at, n)?;
+        let entries = aiaudit_tlog::decode_entry_bundle(&bundle)
+            .with_context(|| format!("entries {at}..{}", at + n))?;
+        index.add(at, &entries)?;
+        at += n;
+        bar.set_position(at);
+    }
+    bar.finish_and_clear();
+    eprintln!(
+        "indexed {size} entries in {:.1} s into {}",
+        started.elapsed().as_secs_f64(),
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,246 @@
+//! Forensic search: the indexer that follows the log into the search index,
+//! and `GET /v1/events` over it.
+
+use crate::auth::{self, forbidden};
+use crate::problem::Problem;
+use crate::Ledger;
+use aiaudit_index::{Order, Query, SearchIndex};
+use aiaudit_store::Storage;
+use axum::extract::{Query as UrlQuery, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+type ApiResult<T> = Result<T, Problem>;
+
+/// Entries indexed per transaction.
+const INDEX_CHUNK: u64 = 4096;
+
+/// Follows the log: every durable entry is added to the index, in order,
+/// on a thread of its own so ingest never waits for it.
+pub fn spawn_indexer(
+    store: Arc<dyn Storage>,
+    index: Arc<SearchIndex>,
+    indexed: Arc<AtomicU64>,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
+    std::thread::Builder::new()
+        .name("indexer".into())
+        .spawn(move || loop {
+            let size = store.size();
+            let at = indexed.load(Ordering::Acquire);
+            metrics.index_lag.set(size.saturating_sub(at) as i64);
+            metrics.indexed_size.set(at as i64);
+            if at >= size {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            let n = (size - at).min(INDEX_CHUNK);
+            let added = store
+                .read_entry_bundle(at, n)
+                .map_err(|e| e.to_string())
+                .and_then(|bundle| {
+                    let entries =
+                        aiaudit_tlog::decode_entry_bundle(&bundle).map_err(|e| e.to_string())?;
+                    index.add(at, &entries).map_err(|e| e.to_string())
+                });
+            match added {
+                Ok(()) => indexed.store(at + n, Ordering::Release),
+                Err(e) => {
+                    tracing::warn!(error = %e, at, "indexing failed; retrying");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        })
+        .expect("starting the indexer thread");
+}
+
+/// Opens the index in the data directory; one that is ahead of the log
+/// (restored data directory, or a log cut back to its last acknowledgement)
+/// is rebuilt from scratch.
+pub fn open_index(data_dir: &std::path::Path, log_size: u64) -> anyhow::Result<SearchIndex> {
+    let path = data_dir.join(aiaudit_index::INDEX_FILE);
+    let index = SearchIndex::open(&path)?;
+    if index.indexed_size()? <= log_size {
+        return Ok(index);
+    }
+    drop(index);
+    remove_index_files(&path)?;
+    Ok(SearchIndex::open(&path)?)
+}
+
+/// Deletes an index file and its SQLite companions.
+pub fn remove_index_files(path: &std::path::Path) -> std::io::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+const FILTERS: &[&str] = &[
+    "tenant",
+    "actor",
+    "action",
+    "model",
+    "provider",
+    "outcome",
+    "risk",
+    "trace_id",
+    "conversation_id",
+    "source",
+    "subject",
+];
+
+/// Parses the search parameters shared by `GET /v1/events` and exports.
+/// Unknown parameters are refused: a typo must not silently widen a search.
+pub fn parse_query(params: &HashMap<String, String>, extra: &[&str]) -> ApiResult<Query> {
+    for name in params.keys() {
+        let known = FILTERS.contains(&name.as_str())
+            || ["from", "to", "limit", "cursor", "order"].contains(&name.as_str())
+            || extra.contains(&name.as_str());
+        if !known {
+            return Err(Problem::bad_parameter(
+                name,
+                format!(
+                    "unknown parameter; filters are {}, from, to, limit, cursor, order",
+                    FILTERS.join(", ")
+                ),
+            ));
+        }
+    }
+    let get = |n: &str| params.get(n).filter(|v| !v.is_empty()).cloned();
+    let time = |n: &str| -> ApiResult<Option<i64>> {
+        get(n)
+            .map(|v| {
+                aiaudit_index::parse_time_ms(&v).ok_or_else(|| {
+                    Problem::bad_parameter(n, format!("{v:?} is not an RFC 3339 time"))
+                })
+            })
+            .transpose()
+    };
+    let limit = match get("limit") {
+        None => 100,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=aiaudit_index::MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                Problem::bad_parameter(
+                    "limit",
+                    format!("{v:?} is not between 1 and {}", aiaudit_index::MAX_LIMIT),
+                )
+            })?,
+    };
+    let after = get("cursor")
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| Problem::bad_parameter("cursor", "not a cursor from a previous page"))
+        })
+        .transpose()?;
+    let order = match get("order").as_deref() {
+        None | Some("desc") => Order::Desc,
+        Some("asc") => Order::Asc,
+        Some(o) => {
+            return Err(Problem::bad_parameter(
+                "order",
+                format!("{o:?} is not \"asc\" or \"desc\""),
+            ))
+        }
+    };
+    Ok(Query {
+        tenants: None,
+        tenant: get("tenant"),
+        actor: get("actor"),
+        action: get("action"),
+        outcome: get("outcome"),
+        source: get("source"),
+        provider: get("provider"),
+        model: get("model"),
+        risk: get("risk"),
+        subject: get("subject"),
+        trace_id: get("trace_id"),
+        conversation_id: get("conversation_id"),
+        from_ms: time("from")?,
+        to_ms: time("to")?,
+        limit,
+        after,
+        order,
+    })
+}
+
+/// Restricts a query to what the caller may read: auditors and admins,
+/// their own tenants only.
+pub fn scope(ledger: &Ledger, headers: &HeaderMap, q: &mut Query) -> ApiResult<auth::Principal> {
+    let p = auth::require(ledger.tokens.principal(headers)?)?;
+    if let Some(t) = &q.tenant {
+        if !p.can_read(t) {
+            return Err(forbidden(format!("this token may not read tenant {t:?}")));
+        }
+    } else if !p.can_read_all() {
+        if !p.tenants.iter().any(|t| p.can_read(t)) {
+            return Err(forbidden("searching needs an auditor or admin token"));
+        }
+        q.tenants = Some(p.tenants.clone());
+    }
+    Ok(p)
+}
+
+/// `GET /v1/events?tenant=&actor=&…&limit=&cursor=&order=`: one page of
+/// matching events, newest first by default, each with its full event when
+/// its content can be read.
+pub async fn search(
+    State(ledger): State<Arc<Ledger>>,
+    UrlQuery(params): UrlQuery<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let mut q = parse_query(&params, &[])?;
+    scope(&ledger, &headers, &mut q)?;
+    let l = ledger.clone();
+    let (page, events) = tokio::task::spawn_blocking(move || {
+        let page = l
+            .index
+            .query(&q)
+            .map_err(|e| Problem::internal(e.to_string()))?;
+        let events: Vec<Value> = page
+            .rows
+            .iter()
+            .map(|row| {
+                let mut out = json!(row);
+                let readable = l
+                    .store
+                    .read_entry(row.index)
+                    .map_err(|e| e.to_string())
+                    .and_then(|entry| crate::sealing::open_entry(&l.keyring, &entry));
+                match readable {
+                    Ok(r) => {
+                        out["content"] = json!(r.content);
+                        if let Some(e) = r.event {
+                            out["event"] = Value::Object(e);
+                        }
+                    }
+                    Err(e) => out["content"] = json!(format!("unreadable: {e}")),
+                }
+                out
+            })
+            .collect();
+        Ok::<_, Problem>((page, events))
+    })
+    .await
+    .map_err(|e| Problem::internal(e.to_string()))??;
+    let indexed = ledger.indexed.load(Ordering::Acquire);
+    Ok(Json(json!({
+        "events": events,
+        "next_cursor": page.next.map(|n| n.to_string()),
+        "indexed_size": indexed,
+        "index_lag_events": ledger.store.size().saturating_sub(indexed),
+    })))
+}
