@@ -696,3 +696,32 @@ mod properties {
         B.get_or_init(|| good_bundle().1).clone()
     }
 }
+
+#[test]
+fn long_names_and_too_many_members_are_refused() {
+    let (_, bundle) = good_bundle();
+    let mut m = unpack(&bundle);
+    // A GNU long name: its data is a member of its own, not gathered.
+    let mut t = tar::Builder::new(Vec::new());
+    for (name, data) in &m {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        t.append_data(&mut h, name, data.as_slice()).unwrap();
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    t.append_data(&mut h, "x".repeat(300), &b"y"[..]).unwrap();
+    let raw = t.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &raw).unwrap();
+    let p = failures(&gz.finish().unwrap(), Some(&vkey()));
+    assert_has(&p, "././@LongLink: an extra file");
+
+    for i in 0..20 {
+        m.push((format!("extra{i}"), vec![]));
+    }
+    assert_has(
+        &failures(&pack(&m), Some(&vkey())),
+        "bundle: more than 16 members",
+    );
+}

@@ -23,6 +23,9 @@ use std::io::{BufRead, BufReader, Read};
 pub const MAX_PROBLEMS: usize = 100;
 /// The longest audit path: a tree of at most 2^64 leaves.
 const MAX_PROOF_LEN: usize = 64;
+/// The most members a bundle may have, extra ones included: with the size
+/// bound, this bounds the work a hostile archive can cause.
+const MAX_MEMBERS: usize = 16;
 /// Bytes read after the end of the tar, to check the gzip stream ends cleanly.
 const MAX_TRAILER: u64 = 1 << 20;
 
@@ -142,11 +145,32 @@ fn read_members<R: Read>(archive: &mut tar::Archive<R>, c: &mut Check) -> Result
         index: None,
         what: format!("the archive is damaged or not a gzip'd tar: {e}"),
     };
-    let entries = archive.entries().map_err(|e| damaged("bundle", e))?;
+    // Raw: GNU long names and pax headers are not gathered into memory
+    // (their size is the archive's say); a bundle never has them, and here
+    // they are extra members, refused like any other.
+    let entries = archive
+        .entries()
+        .map_err(|e| damaged("bundle", e))?
+        .raw(true);
     let mut next = 0usize;
-    for entry in entries {
+    for (count, entry) in entries.enumerate() {
         let mut entry = entry.map_err(|e| damaged("bundle", e))?;
         let name = printable(&entry.path_bytes());
+        if count >= MAX_MEMBERS {
+            return Err(Problem {
+                file: "bundle".into(),
+                index: None,
+                what: format!("more than {MAX_MEMBERS} members"),
+            });
+        }
+        let size = entry.size();
+        if size > MAX_MEMBER {
+            return Err(Problem {
+                file: name,
+                index: None,
+                what: format!("{size} bytes, more than the {MAX_MEMBER} this format allows"),
+            });
+        }
         let Some(pos) = MEMBERS.iter().position(|m| *m == name) else {
             c.problem(
                 &name,
@@ -172,7 +196,6 @@ fn read_members<R: Read>(archive: &mut tar::Archive<R>, c: &mut Check) -> Result
             MANIFEST => MAX_MANIFEST,
             _ => MAX_SMALL_MEMBER,
         };
-        let size = entry.size();
         if size > limit {
             return Err(Problem {
                 file: name,
@@ -183,7 +206,7 @@ fn read_members<R: Read>(archive: &mut tar::Archive<R>, c: &mut Check) -> Result
         if name == EVENTS {
             c.read_events(&mut entry)?;
         } else {
-            let mut data = Vec::with_capacity(size as usize);
+            let mut data = Vec::with_capacity(size.min(MAX_SMALL_MEMBER) as usize);
             (&mut entry)
                 .take(limit)
                 .read_to_end(&mut data)
