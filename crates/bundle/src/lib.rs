@@ -170,7 +170,7 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     d.finish().0
 }
 
-/// The README for a bundle of `count` events of `origin` at `size`.
+/// The README.txt of a bundle of the log `origin` at tree size `size`.
 pub(crate) fn readme(origin: &str, size: u64) -> String {
     format!(
         "\
