@@ -1,6 +1,7 @@
 //! `aiaudit verify`: a full audit of a log, online (`--url`) or offline
 //! (`--data-dir`). Every tile and entry up to the checkpoint is recomputed;
-//! nothing the log serves is trusted on its word.
+//! nothing the log serves is trusted on its word. With `--bundle`, an
+//! export bundle is checked instead, fully offline.
 
 use aiaudit_store::LogReader;
 use aiaudit_tlog::{audit_log, open_note, Checkpoint, Hash, Tile, TileKind, TileReader, Verifier};
@@ -17,16 +18,20 @@ pub struct VerifyArgs {
     /// Base URL of a running ledger, e.g. http://127.0.0.1:7381
     #[arg(
         long,
-        required_unless_present = "data_dir",
-        conflicts_with = "data_dir"
+        required_unless_present_any = ["data_dir", "bundle"],
+        conflicts_with_all = ["data_dir", "bundle"]
     )]
     url: Option<String>,
     /// Bearer token (an auditor or admin token of every tenant: entry bundles mix tenants).
     #[arg(long, env = "AIAUDIT_TOKEN")]
     token: Option<String>,
     /// A data directory to audit offline (read-only).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "bundle")]
     data_dir: Option<PathBuf>,
+    /// An export bundle (`aiaudit export`) to check offline: its manifest, checkpoint,
+    /// every inclusion proof, opening and emitter signature. `-` reads standard input.
+    #[arg(long, conflicts_with = "checkpoint_file")]
+    bundle: Option<PathBuf>,
     /// The log's verifier key (`<name>+<hex id>+<base64 key>`, or a file holding it).
     /// Without it the key is taken from the log itself, which proves nothing against its operator.
     #[arg(long)]
@@ -86,6 +91,9 @@ pub(crate) fn load_vkey(arg: &str) -> anyhow::Result<Verifier> {
 }
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.bundle {
+        return run_bundle(&args, path);
+    }
     let (note, default_vkey, mut reader): (String, Option<String>, Box<dyn TileReader>) =
         if let Some(url) = &args.url {
             let base = url.trim_end_matches('/').to_string();
@@ -291,4 +299,70 @@ fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(&tmp, bytes)?;
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, path)
+}
+
+/// `--bundle`: checks an export bundle offline and prints the result.
+fn run_bundle(args: &VerifyArgs, path: &Path) -> anyhow::Result<ExitCode> {
+    let trusted = args.vkey.as_deref().map(load_vkey).transpose()?;
+    let trusted = trusted.map(|v| v.to_vkey());
+    let input: Box<dyn std::io::Read> = if path == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("opening the bundle {}", path.display()))?;
+        Box::new(std::io::BufReader::new(file))
+    };
+    let result = aiaudit_bundle::verify_bundle(input, trusted.as_deref());
+    let shown = path.display();
+    match (&result, args.json) {
+        (Ok(r), true) => {
+            let mut out = serde_json::to_value(r)?;
+            out["ok"] = json!(true);
+            out["bundle"] = json!(shown.to_string());
+            println!("{out}");
+        }
+        (Err(e), true) => {
+            let out = json!({"ok": false, "bundle": shown.to_string(),
+                             "problems": e.problems, "more_problems": e.more});
+            println!("{out}");
+        }
+        (Ok(r), false) => {
+            println!(
+                "OK: {shown}: {} event(s) proven in {} at size {} (root {})",
+                r.events, r.origin, r.checkpoint_size, r.checkpoint_root
+            );
+            println!(
+                "  {} plain, {} sealed with content, {} sealed without content (erased or not exported)",
+                r.plain, r.sealed_with_content, r.sealed_without_content
+            );
+            for (key, n) in &r.emitters {
+                println!("  {n} emitter signature(s) verified by {key}");
+            }
+            println!("  exported {} for the query {}", r.created, r.filters);
+            for w in &r.warnings {
+                println!("warning: {w}");
+            }
+        }
+        (Err(e), false) => {
+            let total = e.problems.len() as u64 + e.more;
+            println!(
+                "FAILED: {shown}: {total} problem(s); first: {}",
+                e.problems
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            );
+            for p in e.problems.iter().skip(1) {
+                eprintln!("  {p}");
+            }
+            if e.more > 0 {
+                eprintln!("  … and {} more", e.more);
+            }
+        }
+    }
+    Ok(if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
