@@ -58,12 +58,16 @@ fn every_route_every_role_every_token_state() {
     server.wait_size(2);
 
     let expired = create(&server, "acme", "auditor", &["--expires", "1s"]);
-    let revoked = create(&server, "acme", "auditor", &[]);
-    let list: Value = server.get_json("/v1/tokens");
-    let revoked_id = list["tokens"].as_array().unwrap().last().unwrap()["id"]
-        .as_str()
+    // Created through the API, which also answers the new token's id.
+    let created: Value = server
+        .authorized(client().post(format!("{}/v1/tokens", server.url)))
+        .json(&json!({"role": "auditor", "tenants": ["acme"]}))
+        .send()
         .unwrap()
-        .to_string();
+        .json()
+        .unwrap();
+    let revoked = created["token"].as_str().unwrap().to_string();
+    let revoked_id = created["id"].as_str().unwrap().to_string();
     let r = server
         .authorized(client().delete(format!("{}/v1/tokens/{revoked_id}", server.url)))
         .send()

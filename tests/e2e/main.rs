@@ -13,6 +13,7 @@ mod encryption;
 mod ledger;
 mod otlp;
 mod prometheus;
+mod search;
 mod signatures;
 mod tls;
 mod verify;

@@ -55,6 +55,8 @@ enum Command {
     Hash(keys::HashArgs),
     /// Search a running ledger's events (auditor): a table, or JSON lines.
     Query(query::QueryArgs),
+    /// Export matching events with their proofs as a bundle that verifies offline.
+    Export(query::ExportArgs),
     /// Rebuild the search index of a stopped ledger from its log alone.
     Reindex(query::ReindexArgs),
     /// Load generator: events/s and acknowledgement latency against a running ledger.
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
         Command::Emitter(args) => emitter::run(args),
         Command::Keys(args) => keys::run_keys(args),
         Command::Query(args) => query::run_query(args),
+        Command::Export(args) => query::run_export(args),
         Command::Reindex(args) => query::run_reindex(args),
         Command::Erase(args) => keys::run_erase(args),
         Command::Hash(args) => keys::run_hash(args),

@@ -185,3 +185,53 @@ pub fn run_reindex(args: ReindexArgs) -> anyhow::Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Base URL of the ledger.
+    #[arg(long, env = "AIAUDIT_URL", default_value = "http://127.0.0.1:7381")]
+    url: String,
+    /// An auditor or admin token.
+    #[arg(long, env = "AIAUDIT_TOKEN")]
+    token: String,
+    #[command(flatten)]
+    filters: Filters,
+    /// Where to write the bundle (.tar.gz).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Downloads an export bundle, checks it before keeping it, and writes it.
+pub fn run_export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let client = crate::blocking_client(None)?;
+    let base = args.url.trim_end_matches('/');
+    let resp = client
+        .get(format!("{base}/v1/export"))
+        .bearer_auth(&args.token)
+        .query(&args.filters.pairs())
+        .send()
+        .with_context(|| format!("GET {base}/v1/export"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let body: Value = resp.json().unwrap_or(Value::Null);
+        bail!("HTTP {status}: {}", body["detail"].as_str().unwrap_or(""));
+    }
+    let bytes = resp.bytes().context("downloading the bundle")?;
+    // Never hand on a bundle that does not verify (the key is the one inside:
+    // the recipient checks it against a key they trust).
+    let report = aiaudit_bundle::verify_bundle(&bytes[..], None)
+        .map_err(|e| anyhow::anyhow!("the ledger sent a bundle that does not verify: {e}"))?;
+    let tmp = args.out.with_extension("partial");
+    std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &args.out)?;
+    eprintln!(
+        "wrote {} ({} events, proofs against checkpoint size {}, log {}); check it with: aiaudit verify --bundle {} --vkey <trusted key>",
+        args.out.display(),
+        report.events,
+        report.checkpoint_size,
+        report.origin,
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

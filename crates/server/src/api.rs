@@ -26,6 +26,7 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
     Router::new()
         .route("/v1/events", post(ingest).get(crate::search::search))
         .route("/v1/events/{index}", get(event_by_index))
+        .route("/v1/export", get(crate::search::export))
         .route("/v1/logs", post(crate::otlp::ledger_logs))
         .route("/checkpoint", get(checkpoint))
         .route("/tile/{*path}", get(tile))

@@ -244,3 +244,108 @@ pub async fn search(
         "index_lag_events": ledger.store.size().saturating_sub(indexed),
     })))
 }
+
+/// Most events one export holds (the bundle is built in memory).
+pub const MAX_EXPORT_EVENTS: usize = 200_000;
+
+/// `GET /v1/export?<search filters>`: the matching events as an export
+/// bundle (`aiaudit-bundle 1`): each with its inclusion proof against the
+/// latest checkpoint, and its opening when the content can be read.
+pub async fn export(
+    State(ledger): State<Arc<Ledger>>,
+    UrlQuery(params): UrlQuery<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult<axum::response::Response> {
+    use axum::http::{header, HeaderValue};
+    use axum::response::IntoResponse;
+    let mut q = parse_query(&params, &[])?;
+    if params.contains_key("cursor") || params.contains_key("limit") {
+        return Err(Problem::bad_parameter(
+            "limit",
+            "an export holds every matching event: use from/to to split it",
+        ));
+    }
+    let principal = scope(&ledger, &headers, &mut q)?;
+    let filters = json!(params);
+    let published = ledger.latest.borrow().clone();
+    let l = ledger.clone();
+    let bytes = tokio::task::spawn_blocking(move || build_export(&l, q, &published, filters))
+        .await
+        .map_err(|e| Problem::internal(e.to_string()))??;
+    tracing::info!(token_id = %principal.token_id, bytes = bytes.len(), "export bundle built");
+    let mut resp = bytes.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/gzip"),
+    );
+    resp.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"aiaudit-export.tar.gz\""),
+    );
+    Ok(resp)
+}
+
+fn build_export(
+    ledger: &Ledger,
+    mut q: Query,
+    published: &crate::Published,
+    filters: Value,
+) -> ApiResult<Vec<u8>> {
+    let internal = |e: &dyn std::fmt::Display| Problem::internal(e.to_string());
+    let size = published.checkpoint.size;
+    q.order = Order::Asc;
+    q.limit = aiaudit_index::MAX_LIMIT;
+    let created = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| internal(&e))?;
+    let spool = tempfile::tempfile().map_err(|e| internal(&e))?;
+    let mut writer = aiaudit_bundle::BundleWriter::new(
+        Vec::new(),
+        spool,
+        &ledger.signer,
+        &published.note,
+        filters,
+        &created,
+    )
+    .map_err(|e| internal(&e))?;
+    'pages: loop {
+        let page = ledger.index.query(&q).map_err(|e| internal(&e))?;
+        for row in &page.rows {
+            // Only what the checkpoint covers can be proven.
+            if row.index >= size {
+                break 'pages;
+            }
+            if writer.len() >= MAX_EXPORT_EVENTS {
+                return Err(Problem::new(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "export-too-large",
+                    "Export too large",
+                    format!(
+                        "more than {MAX_EXPORT_EVENTS} events match: narrow the export with from/to"
+                    ),
+                ));
+            }
+            let entry = ledger
+                .store
+                .read_entry(row.index)
+                .map_err(|e| Problem::from_store(&e))?;
+            let readable =
+                crate::sealing::open_entry(&ledger.keyring, &entry).map_err(|e| internal(&e))?;
+            let proof = aiaudit_tlog::prove_record(size, row.index, &&*ledger.store)
+                .map_err(|e| internal(&e))?;
+            writer
+                .add(&aiaudit_bundle::BundleEvent {
+                    index: row.index,
+                    entry,
+                    inclusion_proof: proof,
+                    opening: readable.opening,
+                })
+                .map_err(|e| internal(&e))?;
+        }
+        match page.next {
+            Some(n) => q.after = Some(n),
+            None => break,
+        }
+    }
+    writer.finish().map_err(|e| internal(&e))
+}
