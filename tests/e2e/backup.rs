@@ -419,3 +419,60 @@ fn backs_up_to_a_directory_and_s3_at_once_and_verifies_each() {
         "{err}"
     );
 }
+
+#[test]
+fn serve_takes_scheduled_backups_and_reports_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let backups = dir.path().join("scheduled");
+    let server = Server::start_with(
+        &data,
+        &[
+            "--backup-to",
+            backups.to_str().unwrap(),
+            "--backup-incremental-every",
+            "2s",
+        ],
+    );
+    fill(&server, 0, 300);
+    // A full backup at start (none existed), then incrementals as the log grows.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        let info = server.get_json("/v1/info");
+        let loc = info["backup"]["locations"][0].clone();
+        if loc["last_size"].as_u64() == Some(300) && loc["last_verified_unix"].is_u64() {
+            break info["backup"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled backup: {info}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(status["scheduled"], true);
+    assert!(status["locations"][0]["last_error"].is_null(), "{status}");
+    let metrics = server.get("/metrics").text().unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("aiaudit_backup_age_seconds{"))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let age: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(age < 60.0, "{line}");
+    assert!(metrics.contains("aiaudit_backup_max_age_seconds{"));
+    assert!(metrics.contains("aiaudit_backup_last_result_success{"));
+    // What the schedule wrote is a chain that verifies on its own.
+    let vkey = vkey(&server);
+    server.stop();
+    let out = run(
+        &[
+            "backup",
+            "verify",
+            "--from",
+            backups.to_str().unwrap(),
+            "--vkey",
+            &vkey,
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+}

@@ -175,6 +175,47 @@ impl Location {
         Ok(ids)
     }
 
+    /// Deletes a backup (retention). Its manifest goes first, so a deletion
+    /// cut short leaves files no listing shows rather than a broken backup.
+    pub async fn delete_backup(&self, id: &str) -> anyhow::Result<()> {
+        layout::check_id(id)?;
+        match self {
+            Location::Dir(root) => {
+                let dir = root.join(id);
+                tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                    match fs::remove_file(dir.join(MANIFEST)) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                        _ => {}
+                    }
+                    fs::remove_dir_all(&dir)
+                })
+                .await
+                .context("deleter thread")?
+                .with_context(|| format!("{self}: deleting {id}"))
+            }
+            Location::S3 { store, prefix, .. } => {
+                let manifest = Self::object_path(prefix, &layout::path(id, MANIFEST));
+                match store.delete(&manifest).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e).with_context(|| format!("{self}: deleting {id}")),
+                }
+                let base = Self::object_path(prefix, id);
+                let objects: Vec<_> = store
+                    .list(Some(&base))
+                    .try_collect()
+                    .await
+                    .with_context(|| format!("listing {self}/{id}"))?;
+                for o in objects {
+                    store
+                        .delete(&o.location)
+                        .await
+                        .with_context(|| format!("{self}: deleting {}", o.location))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Every manifest here, oldest first. A manifest that does not parse is an error naming it.
     pub async fn manifests(&self) -> anyhow::Result<Vec<Manifest>> {
         let mut out = Vec::new();
@@ -230,6 +271,15 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(loc.backup_ids().await.unwrap(), ["b1-full"]);
+        let id = "20261127T020000Z-full";
+        loc.put(&format!("{id}/manifest.json"), b"{}".to_vec())
+            .await
+            .unwrap();
+        loc.put(&format!("{id}/entries/0"), b"x".to_vec())
+            .await
+            .unwrap();
+        loc.delete_backup(id).await.unwrap();
+        assert!(!dir.path().join(id).exists());
     }
 
     #[test]

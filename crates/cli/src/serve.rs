@@ -57,6 +57,15 @@ pub struct ServeArgs {
     /// Log format: "json" or "text" [default: text]
     #[arg(long, env = "AIAUDIT_LOG_FORMAT")]
     log_format: Option<String>,
+    /// Backup location for the built-in schedule: a directory or s3://bucket/prefix (repeatable).
+    #[arg(long = "backup-to")]
+    backup_to: Vec<String>,
+    /// Daily full backup time, HH:MM UTC [default: 02:00]
+    #[arg(long, env = "AIAUDIT_BACKUP_FULL_AT")]
+    backup_full_at: Option<String>,
+    /// Interval of incremental backups, e.g. 6h [default: 6h]
+    #[arg(long, env = "AIAUDIT_BACKUP_INCREMENTAL_EVERY")]
+    backup_incremental_every: Option<String>,
     /// Seal event content at rest (entry format v2) [default: true]
     #[arg(long, env = "AIAUDIT_ENCRYPTION")]
     encryption: Option<bool>,
@@ -91,6 +100,11 @@ struct FileConfig {
     master_key_file: Option<PathBuf>,
     sensitive_fields: Option<Vec<String>>,
     max_index_lag_events: Option<u64>,
+    backup_to: Option<Vec<String>>,
+    backup_full_at: Option<String>,
+    backup_incremental_every: Option<String>,
+    backup_keep_full: Option<String>,
+    backup_keep_incremental: Option<String>,
 }
 
 fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
@@ -103,6 +117,12 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
         None => FileConfig::default(),
     };
     let d = ServerConfig::default();
+    let backup = backup_schedule(
+        args.backup_to,
+        args.backup_full_at,
+        args.backup_incremental_every,
+        &file,
+    )?;
     let config = ServerConfig {
         data_dir: args
             .data_dir
@@ -157,6 +177,7 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
             args.sensitive_fields
         },
         max_index_lag_events: file.max_index_lag_events.unwrap_or(d.max_index_lag_events),
+        backup,
     };
     if config.publish_interval.is_zero() {
         anyhow::bail!("publish_interval_ms must be at least 1");
@@ -166,6 +187,50 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
         .or(file.log_format)
         .unwrap_or_else(|| "text".into());
     Ok((config, log_format))
+}
+
+fn backup_schedule(
+    to: Vec<String>,
+    full_at: Option<String>,
+    every: Option<String>,
+    file: &FileConfig,
+) -> anyhow::Result<aiaudit_server::backups::BackupSchedule> {
+    use aiaudit_server::backups::{parse_hh_mm, BackupSchedule};
+    let d = BackupSchedule::default();
+    let duration =
+        |name: &str, v: &Option<String>, default: Duration| -> anyhow::Result<Duration> {
+            match v {
+                None => Ok(default),
+                Some(s) => aiaudit_server::auth::parse_duration_secs(s)
+                    .filter(|&n| n > 0)
+                    .map(Duration::from_secs)
+                    .with_context(|| format!("{name}: {s:?} is not a duration such as 6h or 30d")),
+            }
+        };
+    let full_at = full_at.or(file.backup_full_at.clone());
+    Ok(BackupSchedule {
+        locations: if to.is_empty() {
+            file.backup_to.clone().unwrap_or_default()
+        } else {
+            to
+        },
+        full_at_minute: match &full_at {
+            None => d.full_at_minute,
+            Some(s) => parse_hh_mm(s)
+                .with_context(|| format!("backup_full_at: {s:?} is not HH:MM (UTC)"))?,
+        },
+        incremental_every: duration(
+            "backup_incremental_every",
+            &every.or(file.backup_incremental_every.clone()),
+            d.incremental_every,
+        )?,
+        keep_full: duration("backup_keep_full", &file.backup_keep_full, d.keep_full)?,
+        keep_incremental: duration(
+            "backup_keep_incremental",
+            &file.backup_keep_incremental,
+            d.keep_incremental,
+        )?,
+    })
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {

@@ -666,6 +666,7 @@ async fn info(State(ledger): State<Arc<Ledger>>, headers: HeaderMap) -> ApiResul
         "checkpoint_age_seconds": latest.at.elapsed().as_secs_f64(),
         "publish_interval_ms": ledger.config.publish_interval.as_millis() as u64,
         "encryption": ledger.config.encryption,
+        "backup": ledger.backup_status.to_json(&ledger.config.backup),
         "index": {
             "indexed_size": ledger.indexed.load(std::sync::atomic::Ordering::Acquire),
             "lag_events": ledger.store.size().saturating_sub(ledger.indexed.load(std::sync::atomic::Ordering::Acquire)),

@@ -34,6 +34,8 @@ pub struct ServerConfig {
     pub encryption: bool,
     /// The master key file; `None`: `AIAUDIT_MASTER_KEY`, else `<data-dir>/master.key`.
     pub master_key_file: Option<PathBuf>,
+    /// The backup schedule (off without locations).
+    pub backup: crate::backups::BackupSchedule,
     /// Largest search index lag (entries) before /readyz fails.
     pub max_index_lag_events: u64,
     /// Dotted field paths replaced by their per-tenant HMAC before storage.
@@ -65,6 +67,7 @@ impl Default for ServerConfig {
             master_key_file: None,
             sensitive_fields: Vec::new(),
             max_index_lag_events: 1_000_000,
+            backup: Default::default(),
         }
     }
 }

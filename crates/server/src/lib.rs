@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod api;
 pub mod auth;
+pub mod backups;
 pub mod config;
 pub mod emitters;
 pub mod keys;
@@ -59,6 +60,7 @@ pub struct Ledger {
     /// The search index, and how many entries it covers.
     pub index: Arc<aiaudit_index::SearchIndex>,
     pub indexed: Arc<std::sync::atomic::AtomicU64>,
+    pub backup_status: backups::BackupStatus,
 }
 
 /// Opens the data directory (recovering it after a crash), loads or creates
@@ -136,6 +138,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
         keyring,
         index,
         indexed,
+        backup_status: Default::default(),
     }))
 }
 
@@ -146,6 +149,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let listen = config.listen.clone();
     let ledger = start(config).await?;
+    backups::spawn(ledger.clone())?;
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;

@@ -13,6 +13,11 @@ use std::path::Path;
 use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LocationLabel {
+    pub location: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TenantLabel {
     pub tenant: String,
 }
@@ -44,6 +49,10 @@ pub struct Metrics {
     pub response_bytes: Counter,
     pub recovery_seconds: FloatGauge,
     queue_depth: Gauge,
+    backup_age_seconds: Family<LocationLabel, FloatGauge>,
+    backup_max_age_seconds: Family<LocationLabel, FloatGauge>,
+    backup_last_success: Family<LocationLabel, Gauge>,
+    backup_failures: Family<LocationLabel, Counter>,
     /// Entries durable in the log but not yet in the search index.
     pub index_lag: Gauge,
     pub indexed_size: Gauge,
@@ -121,6 +130,30 @@ impl Metrics {
             "aiaudit_event_queue_depth",
             "Events acknowledged but not yet in a published checkpoint",
             queue_depth.clone(),
+        );
+        let backup_age_seconds = Family::<LocationLabel, FloatGauge>::default();
+        r.register(
+            "aiaudit_backup_age_seconds",
+            "Time since the last backup that was taken and verified, by location",
+            backup_age_seconds.clone(),
+        );
+        let backup_max_age_seconds = Family::<LocationLabel, FloatGauge>::default();
+        r.register(
+            "aiaudit_backup_max_age_seconds",
+            "Oldest the last good backup may be under the schedule, by location",
+            backup_max_age_seconds.clone(),
+        );
+        let backup_last_success = Family::<LocationLabel, Gauge>::default();
+        r.register(
+            "aiaudit_backup_last_result_success",
+            "1 if the last backup attempt to the location succeeded and verified, 0 if it failed",
+            backup_last_success.clone(),
+        );
+        let backup_failures = Family::<LocationLabel, Counter>::default();
+        r.register(
+            "aiaudit_backup_failures",
+            "Backup attempts that failed, by location",
+            backup_failures.clone(),
         );
         let index_lag = Gauge::default();
         r.register(
@@ -213,6 +246,10 @@ impl Metrics {
             response_bytes,
             recovery_seconds,
             queue_depth,
+            backup_age_seconds,
+            backup_max_age_seconds,
+            backup_last_success,
+            backup_failures,
             index_lag,
             indexed_size,
             tree_size,
@@ -226,6 +263,26 @@ impl Metrics {
             open_fds,
             memory_total,
         }
+    }
+
+    /// Records the outcome of a backup attempt to `location`.
+    pub fn backup_result(&self, location: &str, ok: bool) {
+        let l = LocationLabel {
+            location: location.to_string(),
+        };
+        self.backup_last_success.get_or_create(&l).set(ok as i64);
+        if !ok {
+            self.backup_failures.get_or_create(&l).inc();
+        }
+    }
+
+    /// Age of the last good backup at `location`, and the most it may be.
+    pub fn backup_age(&self, location: &str, age: f64, max_age: f64) {
+        let l = LocationLabel {
+            location: location.to_string(),
+        };
+        self.backup_age_seconds.get_or_create(&l).set(age);
+        self.backup_max_age_seconds.get_or_create(&l).set(max_age);
     }
 
     /// Counts events refused for `reason` (a problem type slug).
