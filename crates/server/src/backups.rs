@@ -352,8 +352,8 @@ mod tests {
         assert_eq!(due(&st, &s, t + day + 2 * 3600 + 60), Some(Kind::Full));
         assert_eq!(
             due(&st, &s, t + day + 3600),
-            None,
-            "before 02:00 nothing new is due"
+            Some(Kind::Incremental),
+            "before 02:00 an incremental, not yet the full"
         );
     }
 }
