@@ -3,6 +3,7 @@
 mod agent;
 mod backup;
 mod bench;
+mod dr;
 mod emit;
 mod emitter;
 mod keys;
@@ -59,6 +60,8 @@ enum Command {
     Export(query::ExportArgs),
     /// Rebuild the search index of a stopped ledger from its log alone.
     Reindex(query::ReindexArgs),
+    /// Disaster-recovery rehearsal: restore, serve, verify, compare with live; RTO and RPO.
+    Dr(dr::DrArgs),
     /// Load generator: events/s and acknowledgement latency against a running ledger.
     Bench(bench::BenchArgs),
     /// Backups of a running ledger: create (to directories and S3), list, verify.
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Emitter(args) => emitter::run(args),
         Command::Keys(args) => keys::run_keys(args),
         Command::Query(args) => query::run_query(args),
+        Command::Dr(args) => dr::run(args),
         Command::Export(args) => query::run_export(args),
         Command::Reindex(args) => query::run_reindex(args),
         Command::Erase(args) => keys::run_erase(args),

@@ -1,0 +1,391 @@
+//! `aiaudit dr drill`: a disaster-recovery rehearsal. Restores the latest
+//! backup into a scratch directory, starts a real server on it, audits the
+//! log through it, checks it is a prefix of the live log when one is
+//! reachable, and measures RTO and RPO against the objectives.
+
+use aiaudit_backup::{Location, Quiet};
+use aiaudit_tlog::{check_tree, open_note, Checkpoint, Verifier};
+use anyhow::{bail, Context};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug)]
+pub struct DrArgs {
+    #[command(subcommand)]
+    command: DrCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum DrCommand {
+    /// Restore the latest backup, serve it, verify it, compare with the live log; report RTO and RPO.
+    Drill(DrillArgs),
+}
+
+#[derive(Args, Debug)]
+struct DrillArgs {
+    /// Backup location: a directory or s3://bucket/prefix.
+    #[arg(long)]
+    from: String,
+    /// The live ledger, to check the restored log is a prefix of it and measure the RPO.
+    #[arg(long)]
+    url: Option<String>,
+    /// The verifier key to trust (default: the live ledger's, else the backup's own).
+    #[arg(long)]
+    vkey: Option<String>,
+    /// The log's signing key (log.key): needed to start a server on the restored
+    /// log; without it the drill audits the restored directory offline.
+    #[arg(long)]
+    signing_key: Option<PathBuf>,
+    /// The master key, to also check that sealed content opens after the restore.
+    #[arg(long)]
+    master_key_file: Option<PathBuf>,
+    /// Recovery time objective, e.g. 5m.
+    #[arg(long, default_value = "5m")]
+    rto_objective: String,
+    /// Recovery point objective, e.g. 6h (the incremental backup interval).
+    #[arg(long, default_value = "6h")]
+    rpo_objective: String,
+    /// Scratch directory (default: a new temporary one, removed afterwards).
+    #[arg(long)]
+    scratch: Option<PathBuf>,
+    /// JSON report on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: DrArgs) -> anyhow::Result<ExitCode> {
+    let DrCommand::Drill(args) = args.command;
+    let rto_objective = duration(&args.rto_objective, "--rto-objective")?;
+    let rpo_objective = duration(&args.rpo_objective, "--rpo-objective")?;
+    let started = Instant::now();
+    let temp;
+    let scratch = match &args.scratch {
+        Some(p) => p.clone(),
+        None => {
+            temp = tempfile::tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let data = scratch.join("data");
+    let mut report = json!({"location": args.from, "scratch": data});
+    let result = drill(&args, &data, started, &mut report);
+    let rto = report["rto_seconds"].as_f64();
+    let rpo = report["rpo_seconds"].as_f64();
+    let rto_ok = rto.is_some_and(|r| r <= rto_objective.as_secs_f64());
+    let rpo_ok = match (&args.url, rpo) {
+        (None, _) => true,
+        (Some(_), r) => r.is_some_and(|r| r <= rpo_objective.as_secs_f64()),
+    };
+    report["rto_objective_seconds"] = json!(rto_objective.as_secs());
+    report["rpo_objective_seconds"] = json!(rpo_objective.as_secs());
+    report["rto_met"] = json!(rto_ok);
+    report["rpo_met"] = json!(rpo_ok);
+    if let Err(e) = &result {
+        report["error"] = json!(format!("{e:#}"));
+    }
+    let ok = result.is_ok() && rto_ok && rpo_ok;
+    report["ok"] = json!(ok);
+    if args.json {
+        println!("{report}");
+    } else {
+        print_text(&report);
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn duration(s: &str, flag: &str) -> anyhow::Result<Duration> {
+    aiaudit_server::auth::parse_duration_secs(s)
+        .map(Duration::from_secs)
+        .with_context(|| format!("{flag}: {s:?} is not a duration such as 5m or 6h"))
+}
+
+fn drill(
+    args: &DrillArgs,
+    data: &Path,
+    started: Instant,
+    report: &mut Value,
+) -> anyhow::Result<()> {
+    let client = crate::blocking_client(None)?;
+    let live = match &args.url {
+        Some(url) => Some(live_checkpoint(&client, url)?),
+        None => None,
+    };
+    let vkey: Option<Verifier> = match (&args.vkey, &live) {
+        (Some(k), _) => Some(crate::verify::load_vkey(k)?),
+        (None, Some((_, v, _))) => Some(v.clone()),
+        (None, None) => None,
+    };
+    report["key_pinned"] = json!(vkey.is_some());
+
+    // 1. Restore.
+    let location = Location::parse(&args.from)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let signing_key = args
+        .signing_key
+        .as_ref()
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
+        .transpose()?;
+    let restored = runtime
+        .block_on(aiaudit_backup::restore(
+            &location,
+            None,
+            data,
+            vkey.as_ref(),
+            signing_key.as_deref(),
+            &Quiet,
+        ))
+        .context("restoring")?;
+    let backup_created = runtime
+        .block_on(location.manifests())?
+        .into_iter()
+        .find(|m| Some(&m.id) == restored.chain.last())
+        .map(|m| m.created);
+    report["restored"] = json!({"chain": restored.chain, "size": restored.size,
+        "root": restored.root, "backup_created": backup_created});
+    report["restore_seconds"] = json!(started.elapsed().as_secs_f64());
+    let content_checked = args.master_key_file.is_some();
+    if !content_checked {
+        // Without the master key the keyring cannot open: serve without it
+        // (integrity needs no key), and say content was not checked.
+        let _ = std::fs::remove_file(data.join("keyring"));
+    }
+    report["content_checked"] = json!(content_checked);
+
+    let exe = std::env::current_exe()?;
+    if signing_key.is_none() {
+        // No signing key: audit the restored directory offline instead of serving it.
+        report["served"] = json!(false);
+        let mut verify = Command::new(&exe);
+        verify.args(["verify", "--json", "--data-dir"]).arg(data);
+        if let Some(v) = &vkey {
+            verify.args(["--vkey", &v.to_vkey()]);
+        }
+        let out = verify.stderr(Stdio::null()).output()?;
+        let audit: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        report["verification"] = audit.clone();
+        if !out.status.success() {
+            bail!("the restored log does not verify: {audit}");
+        }
+        report["rto_seconds"] = json!(started.elapsed().as_secs_f64());
+        return compare_with_live(&client, &live, &restored, backup_created, report);
+    }
+    report["served"] = json!(true);
+
+    // 2. Serve it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let log_path = data.with_file_name("drill-server.log");
+    let log = std::fs::File::create(&log_path)?;
+    let mut cmd = Command::new(&exe);
+    cmd.args([
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+    ])
+    .arg(data)
+    .env("AIAUDIT_LOG", "warn")
+    .stdout(Stdio::null())
+    .stderr(log);
+    if let Some(k) = &args.master_key_file {
+        cmd.arg("--master-key-file").arg(k);
+    }
+    let mut server = ServerGuard(cmd.spawn().context("starting the drill server")?);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(r) = client.get(format!("{url}/readyz")).send() {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        if let Ok(Some(status)) = server.0.try_wait() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            bail!(
+                "the drill server exited with {status} before it was ready: {}",
+                log.trim()
+            );
+        }
+        if Instant::now() > deadline {
+            bail!("the drill server was not ready within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    report["serving_seconds"] = json!(started.elapsed().as_secs_f64());
+
+    // 3. Audit the restored log through the server, from the entries up.
+    let token = std::fs::read_to_string(data.join("admin.token"))?;
+    let mut verify = Command::new(&exe);
+    verify
+        .args(["verify", "--json", "--url", &url, "--token", token.trim()])
+        .stderr(Stdio::null());
+    if let Some(v) = &vkey {
+        verify.args(["--vkey", &v.to_vkey()]);
+    }
+    let out = verify.output()?;
+    let audit: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    report["verification"] = audit.clone();
+    if !out.status.success() {
+        bail!("the restored log does not verify: {audit}");
+    }
+    if content_checked {
+        let r = client
+            .get(format!(
+                "{url}/v1/events/{}",
+                restored.size.saturating_sub(1)
+            ))
+            .bearer_auth(token.trim())
+            .send()?;
+        let e: Value = r.json().unwrap_or(Value::Null);
+        if !matches!(e["content"].as_str(), Some("sealed" | "plain" | "erased")) {
+            bail!("content of the last restored event cannot be read: {e}");
+        }
+    }
+    let rto = started.elapsed().as_secs_f64();
+    report["rto_seconds"] = json!(rto);
+    server.stop();
+    compare_with_live(&client, &live, &restored, backup_created, report)
+}
+
+/// Step 4: the restored log must be a prefix of the live one; how far behind is the RPO.
+fn compare_with_live(
+    client: &reqwest::blocking::Client,
+    live: &Option<(Checkpoint, Verifier, String)>,
+    restored: &aiaudit_backup::RestoreReport,
+    backup_created: Option<String>,
+    report: &mut Value,
+) -> anyhow::Result<()> {
+    if let (Some((cp, _, url)), Some(root)) = (live, decode_root(&restored.root)) {
+        let behind = cp.size.saturating_sub(restored.size);
+        let consistent = if restored.size == 0 || restored.size == cp.size {
+            restored.size == 0 || root == cp.root
+        } else if restored.size > cp.size {
+            false
+        } else {
+            let proof: Value = client
+                .get(format!(
+                    "{url}/v1/proof/consistency?old={}&size={}",
+                    restored.size, cp.size
+                ))
+                .send()?
+                .json()?;
+            let hashes = proof["proof"]
+                .as_array()
+                .context("no consistency proof")?
+                .iter()
+                .filter_map(|h| decode_root(h.as_str()?))
+                .collect::<Vec<_>>();
+            check_tree(&hashes, cp.size, &cp.root, restored.size, &root).is_ok()
+        };
+        let rpo_seconds = backup_created
+            .as_deref()
+            .and_then(|c| {
+                time::OffsetDateTime::parse(c, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .map(|t| {
+                (time::OffsetDateTime::now_utc() - t)
+                    .as_seconds_f64()
+                    .max(0.0)
+            });
+        report["live"] =
+            json!({"size": cp.size, "events_behind": behind, "consistent": consistent});
+        report["rpo_events"] = json!(behind);
+        report["rpo_seconds"] = json!(rpo_seconds);
+        if !consistent {
+            bail!("the restored log is not a prefix of the live log (consistency proof fails)");
+        }
+    }
+    Ok(())
+}
+
+fn decode_root(b64: &str) -> Option<[u8; 32]> {
+    B64.decode(b64).ok()?.try_into().ok()
+}
+
+/// The live log's signed checkpoint, checked with its announced key.
+fn live_checkpoint(
+    client: &reqwest::blocking::Client,
+    url: &str,
+) -> anyhow::Result<(Checkpoint, Verifier, String)> {
+    let base = url.trim_end_matches('/').to_string();
+    let info: Value = client.get(format!("{base}/v1/info")).send()?.json()?;
+    let vkey = Verifier::parse(info["verifier_key"].as_str().unwrap_or(""))
+        .context("the live ledger's verifier key")?;
+    let note = client.get(format!("{base}/checkpoint")).send()?.text()?;
+    let body = open_note(&note, &vkey).context("the live checkpoint's signature")?;
+    Ok((Checkpoint::parse_body(body)?, vkey, base))
+}
+
+/// Stops the drill server however the drill ends.
+struct ServerGuard(std::process::Child);
+
+impl ServerGuard {
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn print_text(r: &Value) {
+    let f = |v: &Value| v.as_f64().map_or("-".into(), |x| format!("{x:.1} s"));
+    println!(
+        "DR drill from {}: {}",
+        r["location"].as_str().unwrap_or(""),
+        if r["ok"] == true { "PASSED" } else { "FAILED" }
+    );
+    println!(
+        "  restored: {} entries from {} (chain {})",
+        r["restored"]["size"], r["restored"]["backup_created"], r["restored"]["chain"]
+    );
+    println!(
+        "  RTO: {} (objective {} s, {}); restore {}, serving {}",
+        f(&r["rto_seconds"]),
+        r["rto_objective_seconds"],
+        if r["rto_met"] == true {
+            "met"
+        } else {
+            "MISSED"
+        },
+        f(&r["restore_seconds"]),
+        f(&r["serving_seconds"])
+    );
+    if r["live"].is_object() {
+        println!(
+            "  RPO: {} behind the live log, {} events (objective {} s, {}); consistent with live: {}",
+            f(&r["rpo_seconds"]),
+            r["rpo_events"],
+            r["rpo_objective_seconds"],
+            if r["rpo_met"] == true { "met" } else { "MISSED" },
+            r["live"]["consistent"]
+        );
+    } else {
+        println!("  RPO: not measured (no --url of a live ledger)");
+    }
+    if r["content_checked"] != true {
+        println!("  content: not checked (no --master-key-file); integrity needs no key");
+    }
+    if let Some(e) = r["error"].as_str() {
+        println!("  error: {e}");
+    }
+}
