@@ -16,4 +16,5 @@ mod prometheus;
 mod search;
 mod signatures;
 mod tls;
+mod validate;
 mod verify;

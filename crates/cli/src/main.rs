@@ -10,6 +10,7 @@ mod keys;
 mod query;
 mod serve;
 mod token;
+mod validate;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -62,6 +63,8 @@ enum Command {
     Reindex(query::ReindexArgs),
     /// Disaster-recovery rehearsal: restore, serve, verify, compare with live; RTO and RPO.
     Dr(dr::DrArgs),
+    /// Pre- and post-deployment checks: config, key files, disk, TLS, health, checkpoint, backups, clock.
+    Validate(validate::ValidateArgs),
     /// Load generator: events/s and acknowledgement latency against a running ledger.
     Bench(bench::BenchArgs),
     /// Backups of a running ledger: create (to directories and S3), list, verify.
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
         Command::Keys(args) => keys::run_keys(args),
         Command::Query(args) => query::run_query(args),
         Command::Dr(args) => dr::run(args),
+        Command::Validate(args) => validate::run(args),
         Command::Export(args) => query::run_export(args),
         Command::Reindex(args) => query::run_reindex(args),
         Command::Erase(args) => keys::run_erase(args),

@@ -267,3 +267,20 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
+
+/// The configuration `serve` would run with from this config file (and the
+/// environment), without starting anything: for `aiaudit validate`.
+pub fn load_config(config: Option<&std::path::Path>) -> anyhow::Result<ServerConfig> {
+    #[derive(clap::Parser)]
+    struct Only {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+    let mut argv = vec!["serve".to_string()];
+    if let Some(c) = config {
+        argv.push("--config".into());
+        argv.push(c.display().to_string());
+    }
+    let only = <Only as clap::Parser>::try_parse_from(argv)?;
+    Ok(merge(only.serve)?.0)
+}

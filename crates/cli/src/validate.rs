@@ -1,0 +1,507 @@
+//! `aiaudit validate`: one report for before and after a deployment. Each
+//! check is ok, warn or fail; any failure makes the exit code 1.
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// The config file `serve` runs with (the environment applies too, as for serve).
+    #[arg(long, env = "AIAUDIT_CONFIG")]
+    config: Option<PathBuf>,
+    /// The running ledger, for health, metrics, checkpoint, backups and clock checks.
+    #[arg(long)]
+    url: Option<String>,
+    /// An admin or auditor token (for /v1/info when public reads are off).
+    #[arg(long, env = "AIAUDIT_TOKEN")]
+    token: Option<String>,
+    /// A checkpoint saved by an earlier run: the live one must be consistent with it (it is then updated).
+    #[arg(long)]
+    checkpoint_file: Option<PathBuf>,
+    /// Rotation policy: the master key's longest life, e.g. 365d.
+    #[arg(long, default_value = "365d")]
+    master_key_max_age: String,
+    /// JSON report on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+struct Report(Vec<(String, Level, String)>);
+
+impl Report {
+    fn add(&mut self, name: &str, level: Level, detail: impl Into<String>) {
+        self.0.push((name.to_string(), level, detail.into()));
+    }
+}
+
+pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let mut r = Report(Vec::new());
+    let config = match crate::serve::load_config(args.config.as_deref()) {
+        Ok(c) => {
+            r.add("configuration", Level::Ok, "parses; every option known");
+            Some(c)
+        }
+        Err(e) => {
+            r.add("configuration", Level::Fail, format!("{e:#}"));
+            None
+        }
+    };
+    if let Some(c) = &config {
+        check_files(&mut r, c, &args);
+        check_disk(&mut r, &c.data_dir);
+        check_tls(&mut r, c);
+    }
+    if let Some(url) = &args.url {
+        check_live(&mut r, url, &args, config.as_ref())?;
+    } else {
+        r.add(
+            "live checks",
+            Level::Warn,
+            "no --url: health, metrics, checkpoint, backups and clock not checked",
+        );
+    }
+    let worst = r.0.iter().map(|c| c.1).max().unwrap_or(Level::Ok);
+    if args.json {
+        let checks: Vec<Value> =
+            r.0.iter()
+                .map(|(n, l, d)| json!({"check": n, "status": name(*l), "detail": d}))
+                .collect();
+        println!(
+            "{}",
+            json!({"ok": worst != Level::Fail, "status": name(worst), "checks": checks})
+        );
+    } else {
+        for (n, l, d) in &r.0 {
+            println!("{:<5} {n}: {d}", name(*l).to_uppercase());
+        }
+        println!("validate: {}", name(worst).to_uppercase());
+    }
+    Ok(if worst == Level::Fail {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn name(l: Level) -> &'static str {
+    match l {
+        Level::Ok => "ok",
+        Level::Warn => "warn",
+        Level::Fail => "fail",
+    }
+}
+
+fn age(path: &Path) -> Option<Duration> {
+    let m = std::fs::metadata(path).ok()?.modified().ok()?;
+    SystemTime::now().duration_since(m).ok()
+}
+
+/// Key and secret files: present, not readable by others; master key age.
+fn check_files(r: &mut Report, c: &aiaudit_server::ServerConfig, args: &ValidateArgs) {
+    let d = &c.data_dir;
+    if !d.exists() {
+        r.add(
+            "data directory",
+            Level::Warn,
+            format!(
+                "{} does not exist yet: a first start creates it and its keys",
+                d.display()
+            ),
+        );
+        return;
+    }
+    let master = if std::env::var("AIAUDIT_MASTER_KEY").is_ok_and(|v| !v.is_empty()) {
+        None
+    } else {
+        Some(
+            c.master_key_file
+                .clone()
+                .unwrap_or_else(|| d.join("master.key")),
+        )
+    };
+    let mut files = vec![
+        ("signing key", d.join("log.key"), true),
+        ("keyring", d.join("keyring"), false),
+        ("token registry", d.join("tokens.json"), false),
+        ("admin token", d.join("admin.token"), false),
+    ];
+    if let Some(m) = &master {
+        files.push(("master key", m.clone(), c.encryption));
+    }
+    for (what, path, required) in files {
+        match std::fs::metadata(&path) {
+            Err(_) if required => {
+                r.add(what, Level::Fail, format!("{} is missing", path.display()))
+            }
+            Err(_) => r.add(
+                what,
+                Level::Ok,
+                format!("{} not present (created when needed)", path.display()),
+            ),
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => r.add(
+                what,
+                Level::Fail,
+                format!(
+                    "{} is readable by others (mode {:o}): chmod 600",
+                    path.display(),
+                    m.permissions().mode() & 0o777
+                ),
+            ),
+            Ok(_) => r.add(
+                what,
+                Level::Ok,
+                format!("{} present, mode 0600", path.display()),
+            ),
+        }
+    }
+    match &master {
+        None => r.add("master key location", Level::Ok, "from AIAUDIT_MASTER_KEY"),
+        Some(m) if m.starts_with(d) => r.add(
+            "master key location",
+            Level::Warn,
+            format!("{} is inside the data directory: a stolen disk or copy holds the key with the data (docs/security.md)", m.display()),
+        ),
+        Some(m) => r.add("master key location", Level::Ok, format!("{} is apart from the data", m.display())),
+    }
+    if let (Some(m), Some(max)) = (
+        &master,
+        aiaudit_server::auth::parse_duration_secs(&args.master_key_max_age),
+    ) {
+        if let Some(a) = age(m) {
+            let days = a.as_secs() / 86_400;
+            if a.as_secs() > max {
+                r.add(
+                    "master key age",
+                    Level::Warn,
+                    format!(
+                        "{days} days old, beyond the {} policy: aiaudit keys rotate-master",
+                        args.master_key_max_age
+                    ),
+                );
+            } else {
+                r.add(
+                    "master key age",
+                    Level::Ok,
+                    format!("{days} days old (policy {})", args.master_key_max_age),
+                );
+            }
+        }
+    }
+}
+
+/// The data directory takes a write and an fsync, and has room to grow.
+fn check_disk(r: &mut Report, dir: &Path) {
+    let probe_dir = if dir.exists() {
+        dir.to_path_buf()
+    } else {
+        dir.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    let probe = probe_dir.join(".validate-probe");
+    let written = std::fs::File::create(&probe).and_then(|mut f| {
+        use std::io::Write;
+        f.write_all(&[0u8; 4096])?;
+        f.sync_all()
+    });
+    let _ = std::fs::remove_file(&probe);
+    match written {
+        Ok(()) => r.add(
+            "data directory writable",
+            Level::Ok,
+            format!("{} takes writes and fsync", probe_dir.display()),
+        ),
+        Err(e) => r.add(
+            "data directory writable",
+            Level::Fail,
+            format!("{}: {e}", probe_dir.display()),
+        ),
+    }
+    if let Ok(fs) = rustix::fs::statvfs(&probe_dir) {
+        let total = fs.f_blocks.saturating_mul(fs.f_frsize);
+        let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+        let pct = if total > 0 {
+            free as f64 * 100.0 / total as f64
+        } else {
+            0.0
+        };
+        let gib = free as f64 / (1u64 << 30) as f64;
+        let level = if pct < 10.0 || gib < 1.0 {
+            Level::Fail
+        } else if pct < 20.0 {
+            Level::Warn
+        } else {
+            Level::Ok
+        };
+        r.add(
+            "disk space",
+            level,
+            format!("{gib:.1} GiB free ({pct:.0} %)"),
+        );
+    }
+}
+
+/// The TLS certificate parses, matches its key and is not about to expire.
+fn check_tls(r: &mut Report, c: &aiaudit_server::ServerConfig) {
+    let (Some(cert), Some(key)) = (&c.tls_cert, &c.tls_key) else {
+        r.add(
+            "TLS",
+            Level::Warn,
+            "no TLS configured: put the ledger behind TLS (--tls-cert/--tls-key) outside loopback",
+        );
+        return;
+    };
+    if let Err(e) = aiaudit_server::tls::ReloadingCert::load(cert, key) {
+        r.add("TLS", Level::Fail, format!("{e:#}"));
+        return;
+    }
+    let pem = std::fs::read(cert).unwrap_or_default();
+    let days = x509_parser::pem::parse_x509_pem(&pem)
+        .ok()
+        .and_then(|(_, p)| {
+            p.parse_x509()
+                .ok()
+                .map(|c| c.validity().time_to_expiration())
+        })
+        .map(|left| left.map_or(-1, |d| d.whole_days()));
+    match days {
+        Some(d) if d < 0 => r.add(
+            "TLS",
+            Level::Fail,
+            format!("{} has expired", cert.display()),
+        ),
+        Some(d) if d < 14 => r.add(
+            "TLS",
+            Level::Warn,
+            format!("{} expires in {d} days", cert.display()),
+        ),
+        Some(d) => r.add(
+            "TLS",
+            Level::Ok,
+            format!("{} valid for {d} more days", cert.display()),
+        ),
+        None => r.add(
+            "TLS",
+            Level::Warn,
+            format!("{}: could not read its validity", cert.display()),
+        ),
+    }
+}
+
+fn check_live(
+    r: &mut Report,
+    url: &str,
+    args: &ValidateArgs,
+    config: Option<&aiaudit_server::ServerConfig>,
+) -> anyhow::Result<()> {
+    let base = url.trim_end_matches('/');
+    let client = crate::blocking_client(None)?;
+    let get = |path: &str| {
+        let mut req = client.get(format!("{base}{path}"));
+        if let Some(t) = &args.token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    for path in ["/healthz", "/readyz"] {
+        match get(path) {
+            Ok(resp) if resp.status().is_success() => r.add(path, Level::Ok, "200"),
+            Ok(resp) => {
+                let status = resp.status();
+                r.add(
+                    path,
+                    Level::Fail,
+                    format!("{status}: {}", resp.text().unwrap_or_default()),
+                )
+            }
+            Err(e) => r.add(path, Level::Fail, format!("unreachable: {e}")),
+        }
+    }
+    match get("/metrics").and_then(|m| m.text()) {
+        Ok(text) if text.contains("aiaudit_tree_size") => {
+            r.add("/metrics", Level::Ok, "Prometheus metrics served")
+        }
+        Ok(_) => r.add("/metrics", Level::Fail, "no aiaudit metrics in the answer"),
+        Err(e) => r.add("/metrics", Level::Fail, format!("{e}")),
+    }
+    // Clock: the server's Date header against ours.
+    if let Ok(resp) = get("/healthz") {
+        let skew = resp
+            .headers()
+            .get("date")
+            .and_then(|d| d.to_str().ok())
+            .and_then(|d| httpdate(d))
+            .map(|server| {
+                (time::OffsetDateTime::now_utc() - server)
+                    .whole_seconds()
+                    .abs()
+            });
+        match skew {
+            Some(s) if s > 5 => r.add(
+                "clock",
+                Level::Warn,
+                format!("this machine and the ledger differ by {s} s"),
+            ),
+            Some(s) => r.add("clock", Level::Ok, format!("within {s} s of the ledger")),
+            None => r.add("clock", Level::Warn, "the ledger sent no Date header"),
+        }
+    }
+    let info: Value = get("/v1/info")
+        .and_then(|i| i.json())
+        .unwrap_or(Value::Null);
+    // The checkpoint: signed by the key we trust, consistent with the last one seen.
+    let vkey_text = config
+        .and_then(|c| std::fs::read_to_string(c.data_dir.join("log.vkey")).ok())
+        .or_else(|| info["verifier_key"].as_str().map(str::to_string));
+    match (vkey_text, get("/checkpoint").and_then(|c| c.text())) {
+        (Some(vkey), Ok(note)) => match check_checkpoint(
+            &client,
+            base,
+            vkey.trim(),
+            &note,
+            args.checkpoint_file.as_deref(),
+        ) {
+            Ok(detail) => r.add("checkpoint", Level::Ok, detail),
+            Err(e) => r.add("checkpoint", Level::Fail, format!("{e:#}")),
+        },
+        (None, _) => r.add(
+            "checkpoint",
+            Level::Warn,
+            "no verifier key known (no data dir, no /v1/info)",
+        ),
+        (_, Err(e)) => r.add("checkpoint", Level::Fail, format!("{e}")),
+    }
+    let age = info["checkpoint_age_seconds"].as_f64().unwrap_or(0.0);
+    r.add(
+        "checkpoint age",
+        if age > 300.0 { Level::Fail } else { Level::Ok },
+        format!("{age:.1} s"),
+    );
+    // Backups: fresh and verified, per location.
+    let backup = &info["backup"];
+    if backup["scheduled"] != true {
+        r.add(
+            "backups",
+            Level::Warn,
+            "no backup schedule in serve (--backup-to); make sure backups are taken elsewhere",
+        );
+    } else {
+        let max = backup["max_age_seconds"].as_u64().unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for loc in backup["locations"].as_array().into_iter().flatten() {
+            let name = format!("backup {}", loc["location"].as_str().unwrap_or("?"));
+            match (
+                loc["last_success_unix"].as_u64(),
+                loc["last_verified_unix"].as_u64(),
+            ) {
+                (Some(s), Some(_)) if now - s <= max => r.add(
+                    &name,
+                    Level::Ok,
+                    format!("last good backup {} s ago, verified", now - s),
+                ),
+                (Some(s), _) => r.add(
+                    &name,
+                    Level::Fail,
+                    format!(
+                        "last good backup {} s ago (schedule allows {max} s)",
+                        now - s
+                    ),
+                ),
+                (None, _) => r.add(
+                    &name,
+                    Level::Fail,
+                    format!(
+                        "no good backup yet{}",
+                        loc["last_error"]
+                            .as_str()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    ),
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn httpdate(s: &str) -> Option<time::OffsetDateTime> {
+    let f = time::format_description::parse_borrowed::<1>(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT",
+    )
+    .ok()?;
+    time::PrimitiveDateTime::parse(s, &f)
+        .ok()
+        .map(|t| t.assume_utc())
+}
+
+/// Verifies the signed checkpoint, and its consistency with a saved one.
+fn check_checkpoint(
+    client: &reqwest::blocking::Client,
+    base: &str,
+    vkey: &str,
+    note: &str,
+    saved: Option<&Path>,
+) -> anyhow::Result<String> {
+    use aiaudit_tlog::{check_tree, open_note, Checkpoint, Verifier};
+    let verifier = Verifier::parse(vkey).context("verifier key")?;
+    let cp = Checkpoint::parse_body(open_note(note, &verifier).context("checkpoint signature")?)?;
+    let Some(path) = saved else {
+        return Ok(format!("size {} signed by {}", cp.size, verifier.name()));
+    };
+    let mut detail = format!("size {}, signed", cp.size);
+    if let Ok(old_note) = std::fs::read_to_string(path) {
+        let old =
+            Checkpoint::parse_body(open_note(&old_note, &verifier).context("saved checkpoint")?)?;
+        if old.size > cp.size {
+            anyhow::bail!("the log shrank from {} to {}", old.size, cp.size);
+        }
+        if old.size > 0 && old.size < cp.size {
+            let proof: Value = client
+                .get(format!(
+                    "{base}/v1/proof/consistency?old={}&size={}",
+                    old.size, cp.size
+                ))
+                .send()?
+                .json()?;
+            let hashes: Vec<[u8; 32]> = proof["proof"]
+                .as_array()
+                .context("no consistency proof")?
+                .iter()
+                .filter_map(|h| {
+                    use base64::Engine;
+                    base64::engine::general_purpose::STANDARD
+                        .decode(h.as_str()?)
+                        .ok()?
+                        .try_into()
+                        .ok()
+                })
+                .collect();
+            check_tree(&hashes, cp.size, &cp.root, old.size, &old.root).map_err(|_| {
+                anyhow::anyhow!(
+                    "not consistent with the saved checkpoint of size {}",
+                    old.size
+                )
+            })?;
+        } else if old.size == cp.size && old.root != cp.root {
+            anyhow::bail!(
+                "same size {} as the saved checkpoint, different root",
+                cp.size
+            );
+        }
+        detail += &format!(", consistent with the saved size {}", old.size);
+    }
+    std::fs::write(path, note)?;
+    Ok(detail)
+}
