@@ -340,7 +340,7 @@ fn check_live(
             .headers()
             .get("date")
             .and_then(|d| d.to_str().ok())
-            .and_then(|d| httpdate(d))
+            .and_then(httpdate)
             .map(|server| {
                 (time::OffsetDateTime::now_utc() - server)
                     .whole_seconds()
