@@ -67,6 +67,12 @@ pub struct ServeArgs {
     /// A field replaced by its per-tenant HMAC before storage, e.g. input.content (repeatable).
     #[arg(long = "sensitive-field")]
     sensitive_fields: Vec<String>,
+    /// Policy rule file (TOML, docs/policies.md); reloaded when it changes.
+    #[arg(long, env = "AIAUDIT_POLICY_FILE")]
+    policy_file: Option<PathBuf>,
+    /// Where violations are posted as Alertmanager-compatible alerts (http or https URL).
+    #[arg(long, env = "AIAUDIT_WEBHOOK_URL")]
+    webhook_url: Option<String>,
 }
 
 /// The config file: every option of `serve`.
@@ -91,6 +97,8 @@ struct FileConfig {
     master_key_file: Option<PathBuf>,
     sensitive_fields: Option<Vec<String>>,
     max_index_lag_events: Option<u64>,
+    policy_file: Option<PathBuf>,
+    webhook_url: Option<String>,
 }
 
 fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
@@ -157,6 +165,8 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
             args.sensitive_fields
         },
         max_index_lag_events: file.max_index_lag_events.unwrap_or(d.max_index_lag_events),
+        policy_file: args.policy_file.or(file.policy_file),
+        webhook_url: args.webhook_url.or(file.webhook_url),
     };
     if config.publish_interval.is_zero() {
         anyhow::bail!("publish_interval_ms must be at least 1");
