@@ -259,7 +259,7 @@ async fn record(
             })
             .inc();
         ledger.policies.violations.apply(event, index);
-        tracing::warn!(rule = %v.rule, severity = v.severity.as_str(), tenant = %v.tenant, index, "policy violation");
+        tracing::info!(rule = %v.rule, severity = v.severity.as_str(), tenant = %v.tenant, index, "policy violation");
         if let Some(tx) = webhook {
             if tx.try_send(alert(ledger, v, event)).is_err() {
                 tracing::warn!(rule = %v.rule, "webhook queue full; alert dropped (the violation is logged)");
