@@ -83,6 +83,9 @@ impl PolicyService {
     }
 }
 
+/// What the engine task reads: batches of logged events.
+pub type Feed = mpsc::Receiver<Vec<Logged>>;
+
 /// Opens the policy side: the rule file must load at start (a typo should
 /// stop the server, not silently disable every rule), and the lifecycle
 /// state is rebuilt from the log.
@@ -91,7 +94,7 @@ pub fn open(
     store: &Arc<dyn aiaudit_store::Storage>,
     index: &aiaudit_index::SearchIndex,
     keyring: &aiaudit_keyring::Keyring,
-) -> anyhow::Result<(Arc<PolicyService>, Option<mpsc::Receiver<Vec<Logged>>>)> {
+) -> anyhow::Result<(Arc<PolicyService>, Option<Feed>)> {
     let violations = Violations::default();
     rebuild(&violations, store, index, keyring)?;
     let (feed, rx) = match &config.policy_file {
@@ -484,7 +487,7 @@ impl Violations {
     fn list(&self, keep: impl Fn(&Record) -> bool) -> Vec<Record> {
         let map = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<Record> = map.values().filter(|r| keep(r)).cloned().collect();
-        out.sort_by(|a, b| b.index.cmp(&a.index));
+        out.sort_by_key(|r| std::cmp::Reverse(r.index));
         out
     }
 }
@@ -591,9 +594,9 @@ pub async fn list(
     };
     let records = ledger.policies.violations.list(|r| {
         p.can_read(&r.tenant)
-            && get("tenant").map_or(true, |t| *t == r.tenant)
-            && status.map_or(true, |s| s == r.status)
-            && get("rule").map_or(true, |x| x == r.rule())
+            && get("tenant").is_none_or(|t| *t == r.tenant)
+            && status.is_none_or(|s| s == r.status)
+            && get("rule").is_none_or(|x| x == r.rule())
     });
     let total = records.len();
     let out: Vec<Value> = records.iter().take(limit).map(Record::to_json).collect();
