@@ -12,6 +12,7 @@ mod emitter;
 mod encryption;
 mod ledger;
 mod otlp;
+mod policies;
 mod prometheus;
 mod search;
 mod signatures;

@@ -76,6 +76,12 @@ pub struct ServeArgs {
     /// A field replaced by its per-tenant HMAC before storage, e.g. input.content (repeatable).
     #[arg(long = "sensitive-field")]
     sensitive_fields: Vec<String>,
+    /// Policy rule file (TOML, docs/policies.md); reloaded when it changes.
+    #[arg(long, env = "AIAUDIT_POLICY_FILE")]
+    policy_file: Option<PathBuf>,
+    /// Where violations are posted as Alertmanager-compatible alerts (http or https URL).
+    #[arg(long, env = "AIAUDIT_WEBHOOK_URL")]
+    webhook_url: Option<String>,
 }
 
 /// The config file: every option of `serve`.
@@ -105,6 +111,8 @@ struct FileConfig {
     backup_incremental_every: Option<String>,
     backup_keep_full: Option<String>,
     backup_keep_incremental: Option<String>,
+    policy_file: Option<PathBuf>,
+    webhook_url: Option<String>,
 }
 
 fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
@@ -178,6 +186,8 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
         },
         max_index_lag_events: file.max_index_lag_events.unwrap_or(d.max_index_lag_events),
         backup,
+        policy_file: args.policy_file.or(file.policy_file),
+        webhook_url: args.webhook_url.or(file.webhook_url),
     };
     if config.publish_interval.is_zero() {
         anyhow::bail!("publish_interval_ms must be at least 1");

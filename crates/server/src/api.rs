@@ -46,6 +46,12 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
         .route("/v1/keys/keyring", get(crate::keys_api::keyring_file))
         .route("/v1/erase", post(crate::keys_api::erase))
         .route("/v1/hash", post(crate::keys_api::hash))
+        .route("/v1/violations", get(crate::policies::list))
+        .route(
+            "/v1/violations/{id}",
+            get(crate::policies::get_one).post(crate::policies::transition),
+        )
+        .route("/v1/openapi.json", get(crate::openapi::serve))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -193,9 +199,12 @@ async fn ingest_inner(
             (check_batch(&events)?, None)
         }
     };
-    let batch = crate::sealing::encode(ledger, events, checked, sigs).await?;
+    let (batch, stored) =
+        crate::sealing::encode_keeping_events(ledger, events, checked, sigs).await?;
     let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
     let appended = ledger.sequencer.append(batch).await?;
+    // Durable from here on: the policy engine may see them (never waited for).
+    ledger.policies.observe(&ledger.metrics, stored, &appended);
     ledger
         .metrics
         .latency

@@ -40,6 +40,10 @@ pub struct ServerConfig {
     pub max_index_lag_events: u64,
     /// Dotted field paths replaced by their per-tenant HMAC before storage.
     pub sensitive_fields: Vec<String>,
+    /// Policy rules (TOML), reloaded when the file changes; `None`: no policies.
+    pub policy_file: Option<PathBuf>,
+    /// Where violations are posted (Alertmanager-compatible JSON).
+    pub webhook_url: Option<String>,
 }
 
 pub const DEFAULT_ORIGIN: &str = "aiaudit.local/log";
@@ -68,6 +72,8 @@ impl Default for ServerConfig {
             sensitive_fields: Vec::new(),
             max_index_lag_events: 1_000_000,
             backup: Default::default(),
+            policy_file: None,
+            webhook_url: None,
         }
     }
 }

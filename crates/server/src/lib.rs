@@ -18,7 +18,9 @@ pub mod keys;
 pub mod keys_api;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod otlp;
+pub mod policies;
 pub mod problem;
 pub mod publisher;
 pub mod sealing;
@@ -61,6 +63,8 @@ pub struct Ledger {
     pub index: Arc<aiaudit_index::SearchIndex>,
     pub indexed: Arc<std::sync::atomic::AtomicU64>,
     pub backup_status: backups::BackupStatus,
+    /// Policy evaluation and the violations' lifecycle.
+    pub policies: Arc<policies::PolicyService>,
 }
 
 /// Opens the data directory (recovering it after a crash), loads or creates
@@ -116,6 +120,17 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
             .context("opening the search index")?,
     );
     let indexed = Arc::new(std::sync::atomic::AtomicU64::new(index.indexed_size()?));
+    let (policy_service, policy_feed) = {
+        let (config, store, index, keyring) = (
+            config.clone(),
+            store.clone(),
+            index.clone(),
+            keyring.clone(),
+        );
+        tokio::task::spawn_blocking(move || policies::open(&config, &store, &index, &keyring))
+            .await?
+            .context("opening policies")?
+    };
     search::spawn_indexer(
         store.clone(),
         index.clone(),
@@ -123,7 +138,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
         metrics.clone(),
     );
     metrics.recovery_seconds.set(recovery.elapsed.as_secs_f64());
-    Ok(Arc::new(Ledger {
+    let ledger = Arc::new(Ledger {
         store,
         signer,
         verifier,
@@ -139,7 +154,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
         index,
         indexed,
         backup_status: Default::default(),
-    }))
+        policies: policy_service,
+    });
+    if let Some(feed) = policy_feed {
+        policies::spawn(ledger.clone(), feed);
+    }
+    Ok(ledger)
 }
 
 /// Runs `aiaudit serve` until `shutdown` resolves.

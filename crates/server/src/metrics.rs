@@ -44,6 +44,10 @@ pub struct Metrics {
     pub processed: Family<TenantLabel, Counter>,
     pub failed: Family<FailureLabels, Counter>,
     pub violations: Family<ViolationLabels, Counter>,
+    /// Violations resolved through the lifecycle API.
+    pub incidents_resolved: Counter,
+    /// Logged events the policy engine never saw because its queue was full.
+    pub policy_events_dropped: Counter,
     pub verification_failures: Counter,
     pub request_bytes: Counter,
     pub response_bytes: Counter,
@@ -100,6 +104,18 @@ impl Metrics {
             "aiaudit_violations_detected",
             "Policy violations detected, by rule and severity",
             violations.clone(),
+        );
+        let incidents_resolved = Counter::default();
+        r.register(
+            "aiaudit_incidents_resolved",
+            "Policy violations resolved by an auditor",
+            incidents_resolved.clone(),
+        );
+        let policy_events_dropped = Counter::default();
+        r.register(
+            "aiaudit_policy_events_dropped",
+            "Logged events not evaluated by the policy engine because its queue was full",
+            policy_events_dropped.clone(),
         );
         let verification_failures = Counter::default();
         r.register(
@@ -241,6 +257,8 @@ impl Metrics {
             processed,
             failed,
             violations,
+            incidents_resolved,
+            policy_events_dropped,
             verification_failures,
             request_bytes,
             response_bytes,

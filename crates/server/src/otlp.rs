@@ -1029,9 +1029,11 @@ pub async fn ledger_logs(
     crate::api::check_tenants(&principal, &events)?;
     crate::api::check_unsigned_allowed(&ledger, &events)?;
     let checked = crate::api::check_batch(&events)?;
-    let batch = crate::sealing::encode(&ledger, events, checked, None).await?;
+    let (batch, stored) =
+        crate::sealing::encode_keeping_events(&ledger, events, checked, None).await?;
     if !batch.is_empty() {
-        ledger.sequencer.append(batch).await?;
+        let appended = ledger.sequencer.append(batch).await?;
+        ledger.policies.observe(&ledger.metrics, stored, &appended);
     }
     Ok(export_response(encoding, &sorted))
 }

@@ -19,13 +19,26 @@ type ApiResult<T> = Result<T, Problem>;
 /// plain v1 entry when encryption is off). Any error refuses the batch.
 pub async fn encode(
     ledger: &Arc<Ledger>,
+    events: Vec<Value>,
+    checked: Vec<CheckedEvent>,
+    sigs: Option<Vec<EventSignature>>,
+) -> ApiResult<Vec<NewEntry>> {
+    encode_keeping_events(ledger, events, checked, sigs)
+        .await
+        .map(|(batch, _)| batch)
+}
+
+/// [`encode`], also giving back the events as stored (sensitive fields
+/// replaced), for whoever looks at them after they are logged.
+pub async fn encode_keeping_events(
+    ledger: &Arc<Ledger>,
     mut events: Vec<Value>,
     mut checked: Vec<CheckedEvent>,
     sigs: Option<Vec<EventSignature>>,
-) -> ApiResult<Vec<NewEntry>> {
+) -> ApiResult<(Vec<NewEntry>, Vec<Value>)> {
     let config = &ledger.config;
     if !config.encryption && config.sensitive_fields.is_empty() {
-        return finish_plain(checked, sigs.as_deref());
+        return Ok((finish_plain(checked, sigs.as_deref())?, events));
     }
     let keys = choose_keys(&ledger.keyring, &checked).await?;
     let mut redacted: Vec<Vec<String>> = vec![Vec::new(); checked.len()];
@@ -49,7 +62,7 @@ pub async fn encode(
         }
     }
     if !config.encryption {
-        return finish_plain(checked, sigs.as_deref());
+        return Ok((finish_plain(checked, sigs.as_deref())?, events));
     }
     let mut random = vec![0u8; SEAL_RANDOM_LEN * checked.len()];
     getrandom::getrandom(&mut random)
@@ -82,7 +95,7 @@ pub async fn encode(
         }
     }
     refuse_if_any(errors)?;
-    Ok(batch)
+    Ok((batch, events))
 }
 
 fn finish_plain(

@@ -1,0 +1,245 @@
+//! The OpenAPI 3.1 description of the HTTP API, served at `/v1/openapi.json`.
+//!
+//! Built from [`ROUTES`], a table next to the code; a test reads the router
+//! in `api.rs` and fails when a route is missing here or listed here but not
+//! routed, so the description cannot drift from what the server answers.
+
+use serde_json::{json, Map, Value};
+
+/// Who may call a route.
+#[derive(Clone, Copy)]
+pub enum Access {
+    /// No token (health).
+    Open,
+    /// No token unless `public_reads = false`.
+    PublicRead,
+    /// Emitter or admin token (appends).
+    Append,
+    /// Auditor or admin token of the tenant.
+    Read,
+    /// Admin token.
+    Admin,
+}
+
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub access: Access,
+    /// Query parameters: (name, description).
+    pub query: &'static [(&'static str, &'static str)],
+    /// JSON request body description, if any.
+    pub body: Option<&'static str>,
+    /// Success status and what it returns.
+    pub ok: (u16, &'static str),
+    /// Content type of the success answer.
+    pub produces: &'static str,
+}
+
+const JSON: &str = "application/json";
+const FILTERS: &[(&str, &str)] = &[
+    ("tenant", "exact tenant"),
+    ("actor", "actor.id"),
+    ("action", "action, e.g. agent.decision"),
+    ("model", "gen_ai.request.model"),
+    ("provider", "gen_ai.provider.name"),
+    ("outcome", "outcome.status"),
+    ("risk", "risk_level"),
+    ("trace_id", "W3C trace id"),
+    ("conversation_id", "gen_ai.conversation.id"),
+    ("source", "source.name"),
+    ("subject", "subject tag (hmac-sha256:…, see POST /v1/hash)"),
+    ("from", "event time from (RFC 3339, inclusive)"),
+    ("to", "event time to (RFC 3339, exclusive)"),
+];
+const PAGING: &[(&str, &str)] = &[
+    ("tenant", "exact tenant"),
+    ("actor", "actor.id"),
+    ("action", "action, e.g. agent.decision"),
+    ("model", "gen_ai.request.model"),
+    ("provider", "gen_ai.provider.name"),
+    ("outcome", "outcome.status"),
+    ("risk", "risk_level"),
+    ("trace_id", "W3C trace id"),
+    ("conversation_id", "gen_ai.conversation.id"),
+    ("source", "source.name"),
+    ("subject", "subject tag (hmac-sha256:…, see POST /v1/hash)"),
+    ("from", "event time from (RFC 3339, inclusive)"),
+    ("to", "event time to (RFC 3339, exclusive)"),
+    ("limit", "page size, 1..1000 (default 100)"),
+    ("cursor", "next_cursor of the previous page"),
+    ("order", "desc (default, newest first) or asc"),
+];
+
+pub const ROUTES: &[Route] = &[
+    Route { method: "post", path: "/v1/events", summary: "Append a batch of events (all or nothing); acknowledged once fsync'd", access: Access::Append,
+        query: &[("wait", "\"checkpoint\": answer once a signed checkpoint covers the batch, with inclusion proofs")],
+        body: Some("a JSON array of events (schema at /v1/schema/event), or NDJSON"), ok: (200, "per event: id, index, leaf_hash, duplicate"), produces: JSON },
+    Route { method: "get", path: "/v1/events", summary: "Search events (cursor pagination)", access: Access::Read, query: PAGING, body: None, ok: (200, "events, next_cursor"), produces: JSON },
+    Route { method: "get", path: "/v1/events/{index}", summary: "One event by log index, decrypted for readers of its tenant", access: Access::Read,
+        query: &[("proof", "true: add the inclusion proof, checkpoint and opening")], body: None, ok: (200, "index, leaf_hash, entry, content, event, proof"), produces: JSON },
+    Route { method: "get", path: "/v1/export", summary: "Export matching events with proofs as a bundle that verifies offline", access: Access::Read, query: FILTERS, body: None, ok: (200, "aiaudit-bundle 1 (tar.gz)"), produces: "application/gzip" },
+    Route { method: "post", path: "/v1/logs", summary: "OpenTelemetry OTLP/HTTP logs (protobuf or JSON), partial success", access: Access::Append, query: &[], body: Some("ExportLogsServiceRequest"), ok: (200, "ExportLogsServiceResponse"), produces: "application/x-protobuf" },
+    Route { method: "get", path: "/checkpoint", summary: "The latest signed checkpoint (C2SP tlog-checkpoint, signed note)", access: Access::PublicRead, query: &[], body: None, ok: (200, "signed note"), produces: "text/plain" },
+    Route { method: "get", path: "/tile/{path}", summary: "C2SP tlog-tiles: hash tiles (public) and entry bundles (readers of every tenant in them)", access: Access::PublicRead, query: &[], body: None, ok: (200, "tile bytes"), produces: "application/octet-stream" },
+    Route { method: "get", path: "/v1/info", summary: "Log identity, size, root, checkpoint age, index and backup status", access: Access::PublicRead, query: &[], body: None, ok: (200, "info"), produces: JSON },
+    Route { method: "get", path: "/v1/schema/event", summary: "JSON Schema of events (version 1)", access: Access::Open, query: &[], body: None, ok: (200, "JSON Schema"), produces: JSON },
+    Route { method: "get", path: "/v1/proof/inclusion", summary: "RFC 6962 inclusion proof", access: Access::PublicRead, query: &[("index", "leaf index"), ("size", "tree size (default: latest checkpoint)")], body: None, ok: (200, "index, size, leaf_hash, proof"), produces: JSON },
+    Route { method: "get", path: "/v1/proof/consistency", summary: "RFC 6962 consistency proof", access: Access::PublicRead, query: &[("old", "older size"), ("size", "newer size (default: latest checkpoint)")], body: None, ok: (200, "old, size, proof"), produces: JSON },
+    Route { method: "get", path: "/v1/tokens", summary: "List tokens (never secrets)", access: Access::Admin, query: &[], body: None, ok: (200, "tokens"), produces: JSON },
+    Route { method: "post", path: "/v1/tokens", summary: "Create a token; the secret is shown once", access: Access::Admin, query: &[], body: Some("{role, tenants, expires}"), ok: (201, "id, token, role, tenants, expires_unix"), produces: JSON },
+    Route { method: "delete", path: "/v1/tokens/{id}", summary: "Revoke a token at once", access: Access::Admin, query: &[], body: None, ok: (200, "id, revoked"), produces: JSON },
+    Route { method: "get", path: "/v1/emitters", summary: "Registered emitters", access: Access::Admin, query: &[], body: None, ok: (200, "emitters"), produces: JSON },
+    Route { method: "post", path: "/v1/emitters", summary: "Register an emitter's public key (and tenants for mutual TLS)", access: Access::Admin, query: &[], body: Some("{name, public_key, tenants}"), ok: (201, "emitter"), produces: JSON },
+    Route { method: "get", path: "/v1/keys", summary: "Key counts (never key material)", access: Access::Admin, query: &[], body: None, ok: (200, "encryption, keys"), produces: JSON },
+    Route { method: "post", path: "/v1/keys/rotate", summary: "New data keys for every tenant and subject", access: Access::Admin, query: &[], body: None, ok: (200, "rotated"), produces: JSON },
+    Route { method: "post", path: "/v1/keys/rotate-master", summary: "New master key; every data key re-wrapped", access: Access::Admin, query: &[], body: None, ok: (200, "rewrapped"), produces: JSON },
+    Route { method: "get", path: "/v1/keys/keyring", summary: "The keyring file (wrapped keys) for backups", access: Access::Admin, query: &[], body: None, ok: (200, "keyring bytes"), produces: "application/octet-stream" },
+    Route { method: "post", path: "/v1/erase", summary: "Crypto-shred a data subject; the erasure is logged", access: Access::Admin, query: &[], body: Some("{tenant, subject}"), ok: (200, "keys_destroyed, subject_tag, erasure_event"), produces: JSON },
+    Route { method: "post", path: "/v1/hash", summary: "HMAC of a known value under the tenant's salt", access: Access::Read, query: &[], body: Some("{tenant, value}"), ok: (200, "hmac"), produces: JSON },
+    Route { method: "get", path: "/v1/violations", summary: "Policy violations with their status", access: Access::Read, query: &[("tenant", "tenant"), ("status", "open, acknowledged or resolved"), ("rule", "rule id"), ("limit", "most to return")], body: None, ok: (200, "violations"), produces: JSON },
+    Route { method: "get", path: "/v1/violations/{id}", summary: "One violation", access: Access::Read, query: &[], body: None, ok: (200, "violation"), produces: JSON },
+    Route { method: "post", path: "/v1/violations/{id}", summary: "Acknowledge or resolve a violation (logged)", access: Access::Read, query: &[], body: Some("{status: acknowledged|resolved, note}"), ok: (200, "violation"), produces: JSON },
+    Route { method: "get", path: "/v1/openapi.json", summary: "This description", access: Access::Open, query: &[], body: None, ok: (200, "OpenAPI 3.1"), produces: JSON },
+    Route { method: "get", path: "/metrics", summary: "Prometheus metrics", access: Access::PublicRead, query: &[], body: None, ok: (200, "text exposition format"), produces: "text/plain" },
+    Route { method: "get", path: "/healthz", summary: "Alive", access: Access::Open, query: &[], body: None, ok: (200, "status"), produces: JSON },
+    Route { method: "get", path: "/readyz", summary: "Ready: storage writable, checkpoints and index keep up (503 with the failing check)", access: Access::Open, query: &[], body: None, ok: (200, "status, checks"), produces: JSON },
+];
+
+fn operation(r: &Route) -> Value {
+    let mut params: Vec<Value> = r
+        .query
+        .iter()
+        .map(|(name, desc)| json!({"name": name, "in": "query", "required": false, "description": desc, "schema": {"type": "string"}}))
+        .collect();
+    let mut rest = r.path;
+    while let Some(start) = rest.find('{') {
+        let end = rest[start..].find('}').map_or(rest.len(), |e| start + e);
+        params.push(json!({"name": &rest[start + 1..end], "in": "path", "required": true, "schema": {"type": "string"}}));
+        rest = &rest[end..];
+    }
+    let problem = |d: &str| json!({"description": d, "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}});
+    let mut responses = Map::new();
+    responses.insert(
+        r.ok.0.to_string(),
+        json!({"description": r.ok.1, "content": {r.produces: {}}}),
+    );
+    responses.insert("400".into(), problem("bad request: the parameter or field at fault is named"));
+    let security = match r.access {
+        Access::Open => json!([]),
+        Access::PublicRead => json!([{}, {"bearer": []}]),
+        _ => {
+            responses.insert("401".into(), problem("missing, unknown, expired or revoked token"));
+            responses.insert("403".into(), problem("the token's role or tenants do not allow this"));
+            json!([{"bearer": []}])
+        }
+    };
+    if matches!(r.access, Access::Append) {
+        responses.insert("413".into(), problem("body too large"));
+        responses.insert("429".into(), problem("rate limited (Retry-After)"));
+        responses.insert("503".into(), problem("storage unavailable: nothing acknowledged"));
+    }
+    let mut op = json!({
+        "summary": r.summary,
+        "operationId": format!("{}{}", r.method, r.path.replace(['/', '{', '}', '.', '-'], "_")),
+        "parameters": params,
+        "responses": responses,
+        "security": security,
+    });
+    if let Some(body) = r.body {
+        op["requestBody"] = json!({"description": body, "required": true, "content": {JSON: {"schema": {}}}});
+    }
+    op
+}
+
+/// The OpenAPI document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for r in ROUTES {
+        let item = paths
+            .entry(r.path.to_string())
+            .or_insert_with(|| json!({}));
+        item[r.method] = operation(r);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "AI Audit Emitter ledger", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Tamper-evident audit ledger for AI systems. See docs/api.md."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Problem": {"type": "object", "description": "RFC 9457 problem details",
+                "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                               "detail": {"type": "string"}, "parameter": {"type": "string"},
+                               "errors": {"type": "array", "items": {"type": "object",
+                                   "properties": {"pointer": {"type": "string"}, "path": {"type": "string"}, "detail": {"type": "string"}}}}},
+                "required": ["type", "title", "status", "detail"]}}
+        }
+    })
+}
+
+pub async fn serve() -> axum::Json<Value> {
+    axum::Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// (method, path) of every `.route(...)` in api.rs, paths in OpenAPI form.
+    fn routed() -> BTreeSet<(String, String)> {
+        let src = include_str!("api.rs");
+        let mut out = BTreeSet::new();
+        for chunk in src.split(".route(").skip(1) {
+            let mut depth = 1;
+            let end = chunk
+                .char_indices()
+                .find(|&(_, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0
+                })
+                .map_or(chunk.len(), |(i, _)| i);
+            let call = &chunk[..end];
+            let path = call.split('"').nth(1).unwrap().replace("{*", "{");
+            for m in ["get", "post", "delete", "put", "patch"] {
+                let called = call
+                    .match_indices(&format!("{m}("))
+                    .any(|(i, _)| i == 0 || !call.as_bytes()[i - 1].is_ascii_alphanumeric() && call.as_bytes()[i - 1] != b'_');
+                if called {
+                    out.insert((m.to_string(), path.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_route_is_described_and_every_description_is_routed() {
+        let described: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|r| (r.method.to_string(), r.path.to_string()))
+            .collect();
+        let routed = routed();
+        let missing: Vec<_> = routed.difference(&described).collect();
+        let extra: Vec<_> = described.difference(&routed).collect();
+        assert!(missing.is_empty(), "routed but not in the OpenAPI table: {missing:?}");
+        assert!(extra.is_empty(), "in the OpenAPI table but not routed: {extra:?}");
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_with_every_path() {
+        let d = document();
+        assert_eq!(d["openapi"], "3.1.0");
+        assert!(d["paths"]["/v1/events"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "cursor"));
+        assert_eq!(d["paths"]["/v1/events/{index}"]["get"]["parameters"][1]["in"], "path");
+    }
+}
