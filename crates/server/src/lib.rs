@@ -12,6 +12,7 @@ pub mod agent;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod emitters;
 pub mod keys;
 pub mod keys_api;
