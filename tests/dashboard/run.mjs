@@ -22,7 +22,11 @@ function check(cond, what) {
 }
 
 const scriptErrors = [];
+const trail = []; // everything the pages said, printed when a step fails
 function watch(page, label) {
+  page.on('console', (m) => trail.push(`${label} console.${m.type()}: ${m.text()}`));
+  page.on('requestfailed', (r) => trail.push(`${label} request failed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on('response', (r) => { if (r.status() >= 400) trail.push(`${label} ${r.status()} ${r.url()}`); });
   page.on('pageerror', (e) => scriptErrors.push(`${label}: ${e.message}`));
   page.on('console', (m) => {
     // Refused connections (offline) and 404s (optional endpoints) are expected resource errors.
@@ -206,6 +210,20 @@ async function tampering(browser) {
     return text(page, 'main');
   };
   check((await verdictFor('none')).includes('Verified'), 'untampered control verifies');
+  // Every leaf position of the tree, through the page's own verifier module.
+  const results = await page.evaluate(async ([n, token]) => {
+    const v = await import('/js/verify.js');
+    const { pinnedKey } = await import('/js/signin.js');
+    const key = await pinnedKey();
+    const out = [];
+    for (let i = 0; i < n; i++) {
+      const ev = await (await fetch(`/v1/events/${i}?proof=true`, { headers: { authorization: `Bearer ${token}` } })).json();
+      out.push((await v.verifyEvent(ev, key)).ok);
+    }
+    return out;
+  }, [Number(SIZE), TOKEN]);
+  check(results.length === Number(SIZE) && results.every(Boolean), `all proofs verify: ${results.indexOf(false)} failed`);
+  pass(`all ${SIZE} proofs verify in the browser`);
   const p = await verdictFor('proof');
   check(p.includes('Verification FAILED') && /✗ inclusion proof/.test(p) && /✓ checkpoint signature/.test(p), `tampered proof: ${p}`);
   await shot(page, 'tampered.png');
@@ -259,4 +277,8 @@ async function main() {
   }
 }
 
-main().catch((e) => { console.error(e.stack || String(e)); process.exit(1); });
+main().catch((e) => {
+  console.error(trail.slice(-40).join('\n'));
+  console.error(e.stack || String(e));
+  process.exit(1);
+});

@@ -39,8 +39,8 @@ fn dashboard_event(i: usize) -> Value {
     let mut e = event(&format!("d{i}"));
     e["actor"]["id"] = json!(format!("agent-{}", i % 3));
     e["action"] = json!(["model.invoke", "tool.call"][i % 2]);
-    e["ai"] = json!({"gen_ai.provider.name": "anthropic",
-                     "gen_ai.request.model": if i % 2 == 0 { "claude-x" } else { "claude-y" }});
+    let model = ["claude-x", "claude-y"][i % 2];
+    e["ai"] = json!({"gen_ai.provider.name": "anthropic", "gen_ai.request.model": model});
     e["outcome"] = json!({"status": "success"});
     e["input"] = json!({"content": format!("prompt {i}")});
     e
@@ -153,6 +153,13 @@ fn dashboard_in_chromium() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // A binary built without the dashboard would fail every step below; say so once.
+    let shell = client().get(&server.url).send().unwrap();
+    assert_eq!(
+        shell.status(),
+        200,
+        "GET / on {BIN}: is it built from this tree?"
+    );
     let shots = root().join("target/dashboard-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
 
@@ -196,6 +203,7 @@ fn dashboard_in_chromium() {
         "PASS phone overview",
         "PASS phone event verified",
         "PASS phone fits 360px",
+        "PASS all 120 proofs verify in the browser",
         "PASS tampered inclusion proof fails",
         "PASS tampered checkpoint fails",
         "PASS wrong pinned key fails",
