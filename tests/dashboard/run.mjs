@@ -117,6 +117,13 @@ async function desktop(browser) {
   await page.evaluate(() => window.scrollTo(0, 0));
   await openEvent(page, 'desktop', false);
   await shot(page, 'desktop-event.png');
+  await page.goto(`${URL_}/#/event/${process.env.DASH_SIGNED}`);
+  await page.waitForFunction(() => /Verified/.test(document.querySelector('#proof-verdict')?.innerText || ''), null, { timeout: T });
+  check((await text(page, '#emitter-sig')).startsWith('✓ valid'), 'emitter signature valid');
+  await shot(page, 'desktop-signed-event.png');
+  pass('emitter signature shown');
+  await page.goBack();
+  await page.locator('#proof-verdict').waitFor({ timeout: T });
 
   await page.click('nav a[href="#/exports"]');
   await page.fill('#x-actor', 'agent-2');

@@ -107,6 +107,52 @@ fn dashboard_assets_are_served_without_a_token_with_strict_headers() {
     );
 }
 
+/// Sends one event through `aiaudit emit` signed by a newly registered emitter.
+fn emit_signed(server: &Server, dir: &Path) {
+    let key = dir.join("edge.key");
+    let run = |args: &[&str]| {
+        let out = aiaudit(args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout(&out)
+    };
+    let vkey = run(&[
+        "emitter",
+        "keygen",
+        "--name",
+        "edge",
+        "--out",
+        key.to_str().unwrap(),
+    ]);
+    run(&[
+        "emitter",
+        "register",
+        "--url",
+        &server.url,
+        "--token",
+        &server.token,
+        "--name",
+        "edge",
+        "--public-key",
+        vkey.trim(),
+    ]);
+    let file = dir.join("signed.ndjson");
+    std::fs::write(&file, format!("{}\n", event("signed-0"))).unwrap();
+    run(&[
+        "emit",
+        "--url",
+        &server.url,
+        "--token",
+        &server.token,
+        "--signing-key",
+        key.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+}
+
 /// Whether the browser test can run here; under CI it must.
 fn browser_available() -> bool {
     let chromium = Path::new("/usr/bin/chromium").exists();
@@ -139,13 +185,15 @@ fn dashboard_in_chromium() {
     // More than one page of results (50), so endless scroll has to fetch more.
     let events: Vec<Value> = (0..120).map(dashboard_event).collect();
     server.post_events(&events);
-    server.wait_size(120);
+    // And one signed by a registered emitter (index 120), for the signature status.
+    emit_signed(&server, dir.path());
+    server.wait_size(121);
     let info = server.get_json("/v1/info");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while server.get_json("/v1/info")["index"]["indexed_size"]
         .as_u64()
         .unwrap()
-        < 120
+        < 121
     {
         assert!(
             std::time::Instant::now() < deadline,
@@ -168,7 +216,8 @@ fn dashboard_in_chromium() {
         .env("DASH_URL", &server.url)
         .env("DASH_TOKEN", &server.token)
         .env("DASH_VKEY", info["verifier_key"].as_str().unwrap())
-        .env("DASH_SIZE", "120")
+        .env("DASH_SIZE", "121")
+        .env("DASH_SIGNED", "120")
         .env("DASH_SCREENSHOTS", &shots)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -199,11 +248,12 @@ fn dashboard_in_chromium() {
         "PASS desktop search",
         "PASS desktop endless scroll",
         "PASS desktop event verified",
+        "PASS emitter signature shown",
         "PASS phone sign-in",
         "PASS phone overview",
         "PASS phone event verified",
         "PASS phone fits 360px",
-        "PASS all 120 proofs verify in the browser",
+        "PASS all 121 proofs verify in the browser",
         "PASS tampered inclusion proof fails",
         "PASS tampered checkpoint fails",
         "PASS wrong pinned key fails",
