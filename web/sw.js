@@ -47,11 +47,12 @@ async function shell(req, url) {
 async function data(req) {
   try {
     const res = await fetch(req);
-    if (res.status === 200) {
+    // A 404 is kept too: "not available on this ledger" holds offline as well.
+    if (res.status === 200 || res.status === 404) {
       const body = await res.clone().arrayBuffer();
       const headers = new Headers(res.headers);
       headers.set('x-aiaudit-cached-at', String(Date.now()));
-      await (await caches.open(DATA)).put(req.url, new Response(body, { status: 200, headers }));
+      await (await caches.open(DATA)).put(req.url, new Response(body, { status: res.status, headers }));
     }
     return res;
   } catch {

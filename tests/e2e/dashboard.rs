@@ -107,6 +107,33 @@ fn dashboard_assets_are_served_without_a_token_with_strict_headers() {
     );
 }
 
+/// The browser's verifier module against the Go reference vectors, under
+/// Node's WebCrypto (tests/dashboard/verify.test.mjs).
+#[test]
+fn dashboard_verifier_matches_reference_vectors() {
+    let node = Command::new("node").arg("--version").output();
+    if !node.is_ok_and(|o| o.status.success()) {
+        assert!(std::env::var_os("CI").is_none(), "CI needs node");
+        println!("SKIPPED: node not installed");
+        return;
+    }
+    let out = Command::new("node")
+        .arg("--test")
+        .arg(root().join("tests/dashboard/verify.test.mjs"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("# pass 5") && text.contains("# fail 0"),
+        "{text}"
+    );
+}
+
 /// Sends one event through `aiaudit emit` signed by a newly registered emitter.
 fn emit_signed(server: &Server, dir: &Path) {
     let key = dir.join("edge.key");
@@ -245,6 +272,7 @@ fn dashboard_in_chromium() {
     for step in [
         "PASS desktop sign-in",
         "PASS desktop overview",
+        "PASS installable",
         "PASS desktop search",
         "PASS desktop endless scroll",
         "PASS desktop event verified",
