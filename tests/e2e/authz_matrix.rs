@@ -165,6 +165,9 @@ fn every_route_every_role_every_token_state() {
             [200, 401, 401, 401, 200, 200, 200, 200, 200, 200],
         ),
         ("GET", "/healthz", None, [200; 10]),
+        // The dashboard's files hold no data: served whatever the credential.
+        ("GET", "/", None, [200; 10]),
+        ("GET", "/sw.js", None, [200; 10]),
         ("GET", "/readyz", None, [200; 10]),
         (
             "GET",

@@ -7,6 +7,7 @@ mod authz_matrix;
 mod backup;
 mod bad_input;
 mod crash;
+mod dashboard;
 mod disk_full;
 mod emitter;
 mod encryption;

@@ -55,6 +55,7 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(crate::dashboard::routes())
         .fallback(|| async { Problem::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(
             ledger.clone(),

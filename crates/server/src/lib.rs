@@ -13,6 +13,7 @@ pub mod api;
 pub mod auth;
 pub mod backups;
 pub mod config;
+pub mod dashboard;
 pub mod emitters;
 pub mod keys;
 pub mod keys_api;

@@ -1,0 +1,316 @@
+// The dashboard in a real headless Chromium (Debian's), driven by
+// playwright-core. Run by tests/e2e/dashboard.rs, which starts the ledger,
+// passes DASH_URL, DASH_TOKEN, DASH_VKEY, DASH_SIZE, DASH_SCREENSHOTS, and
+// stops the ledger when this script prints STOP_SERVER (then answers on
+// stdin). Prints "PASS <step>" per step; exits non-zero on the first failure.
+import { chromium } from 'playwright-core';
+import { generateKeyPairSync, createHash } from 'node:crypto';
+import { createInterface } from 'node:readline';
+import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+
+const URL_ = process.env.DASH_URL;
+const TOKEN = process.env.DASH_TOKEN;
+const VKEY = process.env.DASH_VKEY;
+const SIZE = process.env.DASH_SIZE;
+const SHOTS = process.env.DASH_SCREENSHOTS;
+const T = 20000;
+// Flags that work on the CI machines (no sandbox as root, no background network).
+const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync'];
+
+const pass = (step) => console.log(`PASS ${step}`);
+function check(cond, what) {
+  if (!cond) throw new Error(`FAILED: ${what}`);
+}
+
+const scriptErrors = [];
+const trail = []; // everything the pages said, printed when a step fails
+function watch(page, label) {
+  page.on('console', (m) => trail.push(`${label} console.${m.type()}: ${m.text()}`));
+  page.on('requestfailed', (r) => trail.push(`${label} request failed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on('response', (r) => { if (r.status() >= 400) trail.push(`${label} ${r.status()} ${r.url()}`); });
+  page.on('pageerror', (e) => scriptErrors.push(`${label}: ${e.message}`));
+  page.on('console', (m) => {
+    // Refused connections (offline) and 404s (optional endpoints) are expected resource errors.
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) scriptErrors.push(`${label}: ${m.text()}`);
+  });
+}
+
+const shot = (page, name) => page.screenshot({ path: join(SHOTS, name), fullPage: true });
+const text = (page, sel) => page.locator(sel).first().innerText({ timeout: T });
+
+async function signIn(page, label) {
+  await page.goto(`${URL_}/`);
+  await page.locator('#token').waitFor({ timeout: T });
+  // The key field is prefilled with the server's claim; the user pins the one they trust.
+  await page.waitForFunction((v) => document.querySelector('#vkey').value === v, VKEY, { timeout: T });
+  check(!(await page.locator('#remember').isChecked()), 'remember defaults to off');
+  await page.fill('#token', 'wrong-token');
+  await page.click('form button[type=submit]');
+  await page.locator('.error').waitFor({ timeout: T });
+  await page.fill('#token', TOKEN);
+  await page.fill('#vkey', VKEY);
+  await page.click('form button[type=submit]');
+  await page.locator('#tree-size').waitFor({ timeout: T });
+  check(await page.evaluate(() => localStorage.getItem('aiaudit.token')) === null, 'token not on disk by default');
+  pass(`${label} sign-in`);
+}
+
+async function overview(page, label) {
+  check((await text(page, '#tree-size')) === SIZE, `tree size ${SIZE}`);
+  check((await text(page, '#cp-signature')).includes('signed by the pinned key'), 'checkpoint signature checked');
+  // Two samples make a rate: the chart appears after the second (5 s).
+  await page.locator('.charts canvas').first().waitFor({ timeout: T });
+  pass(`${label} overview`);
+}
+
+/// Waits until the service worker controls the page, then reloads so the
+/// data views go through it (and are saved for offline use).
+async function underServiceWorker(page) {
+  await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: T });
+}
+
+async function openEvent(page, label, viaKeyboard) {
+  const first = page.locator('#results a').first();
+  await first.waitFor({ timeout: T });
+  if (viaKeyboard) {
+    await first.focus();
+    await page.keyboard.press('Enter');
+  } else {
+    await first.click();
+  }
+  await page.locator('#proof-verdict').waitFor({ timeout: T });
+  const verdict = await text(page, '#proof-verdict');
+  check(verdict.includes('Verified'), `event verified, got: ${verdict}`);
+  pass(`${label} event verified`);
+}
+
+const count = (page) => page.locator('#results li').count();
+
+async function desktop(browser) {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await ctx.newPage();
+  watch(page, 'desktop');
+  await signIn(page, 'desktop');
+  await underServiceWorker(page);
+  await page.reload();
+  await overview(page, 'desktop');
+  await shot(page, 'desktop-overview.png');
+
+  await page.click('nav a[href="#/events"]');
+  await page.waitForFunction(() => document.querySelectorAll('#results li').length >= 50, null, { timeout: T });
+  await page.fill('#f-actor', 'agent-1');
+  await page.fill('#f-model', 'claude-y');
+  await page.click('form[role=search] button[type=submit]');
+  await page.waitForFunction(() => /20 events$/.test(document.querySelector('main p[role=status]')?.innerText || ''), null, { timeout: T });
+  const rows = await page.locator('#results li').allInnerTexts();
+  check(rows.length === 20 && rows.every((r) => r.includes('agent-1') && r.includes('claude-y')), 'filtered rows match');
+  pass('desktop search');
+
+  await page.goto(`${URL_}/#/events`);
+  await page.waitForFunction(() => document.querySelectorAll('#results li').length === 50, null, { timeout: T });
+  // Endless scroll: reaching the end of the list fetches the next pages.
+  for (let i = 0; i < 5 && (await count(page)) < Number(SIZE); i++) {
+    await page.mouse.wheel(0, 20000);
+    await page.waitForTimeout(400);
+  }
+  check((await count(page)) === Number(SIZE), `scrolled to all ${SIZE} events, saw ${await count(page)}`);
+  pass('desktop endless scroll');
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await openEvent(page, 'desktop', false);
+  await shot(page, 'desktop-event.png');
+  await page.goto(`${URL_}/#/event/${process.env.DASH_SIGNED}`);
+  await page.waitForFunction(() => /Verified/.test(document.querySelector('#proof-verdict')?.innerText || ''), null, { timeout: T });
+  check((await text(page, '#emitter-sig')).startsWith('✓ valid'), 'emitter signature valid');
+  await shot(page, 'desktop-signed-event.png');
+  pass('emitter signature shown');
+  await page.goBack();
+  await page.locator('#proof-verdict').waitFor({ timeout: T });
+
+  await page.click('nav a[href="#/exports"]');
+  await page.fill('#x-actor', 'agent-2');
+  await page.click('form button[type=submit]');
+  const link = page.locator('#download');
+  await link.waitFor({ timeout: T });
+  const [download] = await Promise.all([page.waitForEvent('download'), link.click()]);
+  const bytes = readFileSync(await download.path());
+  check(bytes[0] === 0x1f && bytes[1] === 0x8b && bytes.length > 100, 'export is a gzip bundle');
+  pass('export downloaded');
+
+  await page.click('nav a[href="#/violations"]');
+  await page.locator('main h1').waitFor({ timeout: T });
+  await shot(page, 'desktop-violations.png');
+  // Leave the page on the event, to reload it offline.
+  await page.goBack();
+  await page.goBack();
+  await page.locator('#proof-verdict').waitFor({ timeout: T });
+  return { ctx, page };
+}
+
+async function fits360(page, what) {
+  const w = await page.evaluate(() => document.documentElement.scrollWidth);
+  check(w <= 360, `${what} is ${w}px wide at 360`);
+}
+
+async function phone(browser) {
+  const ctx = await browser.newContext({ viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  const page = await ctx.newPage();
+  watch(page, 'phone');
+  await signIn(page, 'phone');
+  await fits360(page, 'overview');
+  await underServiceWorker(page);
+  await page.reload();
+  await overview(page, 'phone');
+  await shot(page, 'phone-overview.png');
+  await page.click('nav a[href="#/events"]');
+  await page.locator('#results li').first().waitFor({ timeout: T });
+  await fits360(page, 'events');
+  await shot(page, 'phone-events.png');
+  await openEvent(page, 'phone', true);
+  await fits360(page, 'event');
+  await shot(page, 'phone-event.png');
+  pass('phone fits 360px');
+  return { ctx, page };
+}
+
+function b64flip(s) {
+  const b = Buffer.from(s, 'base64');
+  b[0] ^= 1;
+  return b.toString('base64');
+}
+
+/// A well-formed verifier key for the same name, but another key.
+function otherKey(vkey) {
+  const name = vkey.split('+')[0];
+  const { publicKey } = generateKeyPairSync('ed25519');
+  const raw = Buffer.concat([Buffer.from([1]), Buffer.from(publicKey.export({ format: 'jwk' }).x, 'base64url')]);
+  const id = createHash('sha256').update(Buffer.concat([Buffer.from(name), Buffer.from([0x0a]), raw])).digest().subarray(0, 4);
+  return `${name}+${id.toString('hex')}+${raw.toString('base64')}`;
+}
+
+/// Proofs altered on the way: no service worker here, so the page's own
+/// requests are the ones intercepted.
+async function tampering(browser) {
+  const ctx = await browser.newContext({ serviceWorkers: 'block', viewport: { width: 1024, height: 800 } });
+  let mode = 'none';
+  await ctx.route('**/v1/events/*', async (route) => {
+    if (!route.request().url().includes('proof=true') || mode === 'none') return route.continue();
+    const res = await route.fetch();
+    const j = await res.json();
+    if (mode === 'proof') j.proof.inclusion[0] = b64flip(j.proof.inclusion[0]);
+    if (mode === 'checkpoint') {
+      const lines = j.proof.checkpoint.split('\n');
+      lines[2] = b64flip(lines[2]);
+      j.proof.checkpoint = lines.join('\n');
+    }
+    await route.fulfill({ response: res, json: j });
+  });
+  const page = await ctx.newPage();
+  watch(page, 'tamper');
+  await page.addInitScript(([token, vkey]) => {
+    sessionStorage.setItem('aiaudit.token', token);
+    if (!localStorage.getItem('aiaudit.vkey')) localStorage.setItem('aiaudit.vkey', vkey);
+  }, [TOKEN, VKEY]);
+  const verdictFor = async (m) => {
+    mode = m;
+    await page.goto(`${URL_}/#/event/7`);
+    await page.reload();
+    await page.locator('#proof-verdict').waitFor({ timeout: T });
+    return text(page, 'main');
+  };
+  check((await verdictFor('none')).includes('Verified'), 'untampered control verifies');
+  // Every leaf position of the tree, through the page's own verifier module.
+  const results = await page.evaluate(async ([n, token]) => {
+    const v = await import('/js/verify.js');
+    const { pinnedKey } = await import('/js/signin.js');
+    const key = await pinnedKey();
+    const out = [];
+    for (let i = 0; i < n; i++) {
+      const ev = await (await fetch(`/v1/events/${i}?proof=true`, { headers: { authorization: `Bearer ${token}` } })).json();
+      out.push((await v.verifyEvent(ev, key)).ok);
+    }
+    return out;
+  }, [Number(SIZE), TOKEN]);
+  check(results.length === Number(SIZE) && results.every(Boolean), `all proofs verify: ${results.indexOf(false)} failed`);
+  pass(`all ${SIZE} proofs verify in the browser`);
+  const p = await verdictFor('proof');
+  check(p.includes('Verification FAILED') && /✗ inclusion proof/.test(p) && /✓ checkpoint signature/.test(p), `tampered proof: ${p}`);
+  await shot(page, 'tampered.png');
+  pass('tampered inclusion proof fails');
+  const c = await verdictFor('checkpoint');
+  check(c.includes('Verification FAILED') && /✗ checkpoint signature/.test(c), `tampered checkpoint: ${c}`);
+  pass('tampered checkpoint fails');
+  await page.evaluate((k) => localStorage.setItem('aiaudit.vkey', k), otherKey(VKEY));
+  const k = await verdictFor('none');
+  check(k.includes('Verification FAILED') && k.includes('no signature by the pinned key'), `wrong key: ${k}`);
+  pass('wrong pinned key fails');
+  await ctx.close();
+}
+
+/// What Chromium itself says about installing the app (manifest, icons,
+/// service worker). Needs a real profile: Playwright's contexts are incognito.
+async function installable() {
+  const dir = mkdtempSync(join(tmpdir(), 'aiaudit-profile-'));
+  const ctx = await chromium.launchPersistentContext(dir, { executablePath: '/usr/bin/chromium', headless: true, args: FLAGS });
+  try {
+    const page = ctx.pages()[0] || await ctx.newPage();
+    watch(page, 'install');
+    await page.goto(`${URL_}/`);
+    await underServiceWorker(page);
+    const cdp = await ctx.newCDPSession(page);
+    const { installabilityErrors } = await cdp.send('Page.getInstallabilityErrors');
+    check(installabilityErrors.length === 0, `installable: ${JSON.stringify(installabilityErrors)}`);
+    pass('installable');
+  } finally {
+    await ctx.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function offline(view, label) {
+  const { page } = view;
+  await page.reload();
+  await page.locator('#proof-verdict').waitFor({ timeout: T });
+  check((await text(page, '#proof-verdict')).includes('Verified'), 'cached event still verifies');
+  check(await page.locator('#offline').isVisible(), 'offline banner shown');
+  check((await text(page, '#offline')).includes('saved'), 'banner says the data is saved');
+  await page.click('nav a[href="#/overview"]');
+  await page.locator('#tree-size').waitFor({ timeout: T });
+  check((await text(page, '#tree-size')) === SIZE, 'cached overview');
+  check(await page.locator('#offline').isVisible(), 'offline banner on overview');
+  await shot(page, `${label}-offline.png`);
+  if (label === 'desktop') {
+    // Seen online as missing (404), so still "not available", not "offline".
+    await page.click('nav a[href="#/violations"]');
+    await page.locator('.na-state').waitFor({ timeout: T });
+  }
+  pass(`${label} offline reload`);
+}
+
+async function main() {
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: FLAGS });
+  try {
+    const d = await desktop(browser);
+    const p = await phone(browser);
+    await tampering(browser);
+    await installable();
+    console.log('STOP_SERVER');
+    const rl = createInterface({ input: process.stdin });
+    await new Promise((resolve) => rl.once('line', resolve));
+    rl.close();
+    await offline(d, 'desktop');
+    await offline(p, 'phone');
+    check(scriptErrors.length === 0, `script errors or CSP violations:\n${scriptErrors.join('\n')}`);
+    pass('no console errors');
+  } finally {
+    await browser.close();
+  }
+}
+
+main().catch((e) => {
+  console.error(trail.slice(-40).join('\n'));
+  console.error(e.stack || String(e));
+  process.exit(1);
+});

@@ -1,0 +1,91 @@
+// The dashboard's verifier (web/js/verify.js) under Node's WebCrypto,
+// against the Go sumdb/tlog reference vectors in crates/tlog/testdata:
+// the same code the browser runs, checked against another implementation.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import {
+  rootFromInclusion, verifyCheckpoint, parseVerifierKey, parseNote, decodeEntry, sha256, b64encode, equal,
+} from '../../web/js/verify.js';
+
+const data = (f) => JSON.parse(readFileSync(new URL(`../../crates/tlog/testdata/${f}`, import.meta.url)));
+const fromHex = (h) => Uint8Array.from(h.match(/../g) || [], (x) => parseInt(x, 16));
+const enc = new TextEncoder();
+
+test('inclusion proofs lead to the reference roots', async () => {
+  const { vectors } = data('inclusion_proofs.json');
+  assert.ok(vectors.length > 40);
+  for (const v of vectors) {
+    const leaf = await sha256(Uint8Array.of(0), enc.encode(v.entry));
+    assert.ok(equal(leaf, fromHex(v.leaf_hash_hex)), `leaf ${v.entry}`);
+    const root = await rootFromInclusion(v.leaf_index, v.tree_size, leaf, v.proof.map(fromHex));
+    assert.ok(equal(root, fromHex(v.root_hex)), `index ${v.leaf_index} of ${v.tree_size}`);
+  }
+});
+
+test('a changed, shortened or lengthened proof or a wrong index does not', async () => {
+  const { vectors } = data('inclusion_proofs.json');
+  for (const v of vectors.filter((x) => x.proof.length > 0)) {
+    const leaf = fromHex(v.leaf_hash_hex);
+    const root = fromHex(v.root_hex);
+    const leads = async (index, size, proof) => {
+      try { return equal(await rootFromInclusion(index, size, leaf, proof), root); } catch { return false; }
+    };
+    const proof = v.proof.map(fromHex);
+    for (let i = 0; i < proof.length; i++) {
+      const bad = proof.map((p) => p.slice());
+      bad[i][31] ^= 1;
+      assert.equal(await leads(v.leaf_index, v.tree_size, bad), false);
+    }
+    assert.equal(await leads(v.leaf_index, v.tree_size, proof.slice(1)), false);
+    assert.equal(await leads(v.leaf_index, v.tree_size, [...proof, proof[0]]), false);
+    const other = (v.leaf_index + 1) % v.tree_size;
+    if (other !== v.leaf_index) assert.equal(await leads(other, v.tree_size, proof), false);
+  }
+});
+
+test('the reference checkpoint verifies with its key, and only with it', async () => {
+  const cp = data('checkpoint-1000.json');
+  // This key's base64 holds '+', the verifier key's separator.
+  assert.ok(cp.vkey.split('+').length > 3);
+  const key = await parseVerifierKey(cp.vkey);
+  const ok = await verifyCheckpoint(cp.signed_note, key);
+  assert.equal(ok.ok, true, ok.reason);
+  assert.equal(ok.size, 1000);
+  assert.equal(b64encode(ok.root), cp.root_base64);
+
+  const changedRoot = cp.signed_note.replace(cp.root_base64, b64encode(new Uint8Array(32)));
+  assert.equal((await verifyCheckpoint(changedRoot, key)).ok, false);
+  const changedSize = cp.signed_note.replace('\n1000\n', '\n1001\n');
+  assert.equal((await verifyCheckpoint(changedSize, key)).ok, false);
+  assert.equal((await verifyCheckpoint(cp.signed_note, null)).ok, false);
+
+  // The key id must follow from name and key.
+  const [name, , ...key64] = cp.vkey.split('+');
+  await assert.rejects(parseVerifierKey(`${name}+00000000+${key64.join('+')}`));
+  await assert.rejects(parseVerifierKey('not a key'));
+});
+
+test('signed notes are parsed strictly', () => {
+  assert.throws(() => parseNote('origin\n1\nAAAA\n'));
+  assert.throws(() => parseNote('origin\n01\n' + b64encode(new Uint8Array(32)) + '\n\n\u2014 k AAAA\n'));
+  assert.throws(() => parseNote('origin\n1\n' + b64encode(new Uint8Array(32)) + '\n\n- k AAAA\n'));
+});
+
+test('entries decode; a sealed entry only with a matching opening', async () => {
+  const v1 = await decodeEntry(enc.encode('{"event":{"id":"a","time":"2026-11-27T09:14:03Z"},"v":1}'));
+  assert.equal(v1.event.id, 'a');
+  assert.equal(v1.whole, true);
+  const inner = enc.encode('{"event":{"id":"b","secret":"s"},"v":1}');
+  const opening = new Uint8Array(32 + inner.length);
+  opening.set(inner, 32);
+  const commitment = b64encode(await sha256(opening));
+  const v2 = enc.encode(`{"commitment":"${commitment}","index":{"id":"b"},"sealed":{},"v":2}`);
+  const closed = await decodeEntry(v2);
+  assert.deepEqual([closed.whole, closed.event], [false, { id: 'b' }]);
+  const opened = await decodeEntry(v2, b64encode(opening));
+  assert.deepEqual([opened.opening, opened.event.secret], ['matches', 's']);
+  opening[0] ^= 1;
+  assert.equal((await decodeEntry(v2, b64encode(opening))).opening, 'mismatch');
+  await assert.rejects(decodeEntry(enc.encode('{"v":3}')));
+});

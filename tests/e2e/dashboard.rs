@@ -1,0 +1,305 @@
+//! The auditor dashboard (`/`, docs/dashboard.md): its assets and headers
+//! over HTTP, then the app itself in Debian's Chromium driven by
+//! playwright-core (tests/dashboard/run.mjs): sign in, overview, search,
+//! an event verified in the browser, tampered proofs failing, offline
+//! reload, at phone and desktop sizes.
+
+use crate::harness::*;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// What the browser loads before and while showing the overview.
+const SHELL: &[&str] = &[
+    "/",
+    "/app.js",
+    "/app.css",
+    "/manifest.webmanifest",
+    "/icon.svg",
+    "/icon-192.png",
+    "/js/api.js",
+    "/js/ui.js",
+    "/js/verify.js",
+    "/js/signin.js",
+    "/js/overview.js",
+    "/js/chart.js",
+    "/js/events.js",
+    "/js/event.js",
+    "/js/sections.js",
+    "/vendor/uplot/uPlot.iife.min.js",
+    "/vendor/uplot/uPlot.min.css",
+];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn dashboard_event(i: usize) -> Value {
+    let mut e = event(&format!("d{i}"));
+    e["actor"]["id"] = json!(format!("agent-{}", i % 3));
+    e["action"] = json!(["model.invoke", "tool.call"][i % 2]);
+    let model = ["claude-x", "claude-y"][i % 2];
+    e["ai"] = json!({"gen_ai.provider.name": "anthropic", "gen_ai.request.model": model});
+    e["outcome"] = json!({"status": "success"});
+    e["input"] = json!({"content": format!("prompt {i}")});
+    e
+}
+
+#[test]
+fn dashboard_assets_are_served_without_a_token_with_strict_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut gzipped_total = 0;
+    for path in SHELL {
+        let r = client()
+            .get(format!("{}{path}", server.url))
+            .header("accept-encoding", "gzip")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers().clone();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        if !path.ends_with(".png") {
+            assert_eq!(h["content-encoding"], "gzip", "{path}");
+        }
+        let etag = h["etag"].to_str().unwrap().to_string();
+        gzipped_total += r.bytes().unwrap().len();
+        // Revalidation is cheap: the ETag answers 304.
+        let again = client()
+            .get(format!("{}{path}", server.url))
+            .header("if-none-match", &etag)
+            .send()
+            .unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+    }
+    println!("first-load shell, gzip: {gzipped_total} bytes");
+    assert!(gzipped_total < 200 * 1024, "{gzipped_total} bytes");
+
+    let sw = client()
+        .get(format!("{}/sw.js", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(sw.headers()["cache-control"], "no-cache");
+    assert!(sw.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    let manifest: Value = client()
+        .get(format!("{}/manifest.webmanifest", server.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(manifest["display"], "standalone");
+    assert_eq!(manifest["start_url"], "/#/overview");
+    // Unknown paths are still the API's problem+json 404.
+    let missing = client()
+        .get(format!("{}/nope.js", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
+}
+
+/// The browser's verifier module against the Go reference vectors, under
+/// Node's WebCrypto (tests/dashboard/verify.test.mjs).
+#[test]
+fn dashboard_verifier_matches_reference_vectors() {
+    let node = Command::new("node").arg("--version").output();
+    if !node.is_ok_and(|o| o.status.success()) {
+        assert!(std::env::var_os("CI").is_none(), "CI needs node");
+        println!("SKIPPED: node not installed");
+        return;
+    }
+    let out = Command::new("node")
+        .arg("--test")
+        .arg(root().join("tests/dashboard/verify.test.mjs"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("# pass 5") && text.contains("# fail 0"),
+        "{text}"
+    );
+}
+
+/// Sends one event through `aiaudit emit` signed by a newly registered emitter.
+fn emit_signed(server: &Server, dir: &Path) {
+    let key = dir.join("edge.key");
+    let run = |args: &[&str]| {
+        let out = aiaudit(args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout(&out)
+    };
+    let vkey = run(&[
+        "emitter",
+        "keygen",
+        "--name",
+        "edge",
+        "--out",
+        key.to_str().unwrap(),
+    ]);
+    run(&[
+        "emitter",
+        "register",
+        "--url",
+        &server.url,
+        "--token",
+        &server.token,
+        "--name",
+        "edge",
+        "--public-key",
+        vkey.trim(),
+    ]);
+    let file = dir.join("signed.ndjson");
+    std::fs::write(&file, format!("{}\n", event("signed-0"))).unwrap();
+    run(&[
+        "emit",
+        "--url",
+        &server.url,
+        "--token",
+        &server.token,
+        "--signing-key",
+        key.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+}
+
+/// Whether the browser test can run here; under CI it must.
+fn browser_available() -> bool {
+    let chromium = Path::new("/usr/bin/chromium").exists();
+    let playwright = root()
+        .join("tests/dashboard/node_modules/playwright-core")
+        .exists();
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if chromium && playwright && node {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI needs chromium, node and playwright-core: \
+         apt-get install chromium && npm ci --prefix tests/dashboard"
+    );
+    println!("SKIPPED: needs /usr/bin/chromium, node and tests/dashboard/node_modules (npm ci --prefix tests/dashboard)");
+    false
+}
+
+#[test]
+fn dashboard_in_chromium() {
+    if !browser_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    // More than one page of results (50), so endless scroll has to fetch more.
+    let events: Vec<Value> = (0..120).map(dashboard_event).collect();
+    server.post_events(&events);
+    // And one signed by a registered emitter (index 120), for the signature status.
+    emit_signed(&server, dir.path());
+    server.wait_size(121);
+    let info = server.get_json("/v1/info");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.get_json("/v1/info")["index"]["indexed_size"]
+        .as_u64()
+        .unwrap()
+        < 121
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "index never caught up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A binary built without the dashboard would fail every step below; say so once.
+    let shell = client().get(&server.url).send().unwrap();
+    assert_eq!(
+        shell.status(),
+        200,
+        "GET / on {BIN}: is it built from this tree?"
+    );
+    let shots = root().join("target/dashboard-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    let mut child = Command::new("node")
+        .arg(root().join("tests/dashboard/run.mjs"))
+        .env("DASH_URL", &server.url)
+        .env("DASH_TOKEN", &server.token)
+        .env("DASH_VKEY", info["verifier_key"].as_str().unwrap())
+        .env("DASH_SIZE", "121")
+        .env("DASH_SIGNED", "120")
+        .env("DASH_SCREENSHOTS", &shots)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("running node");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = Vec::new();
+    let mut server = Some(server);
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        println!("run.mjs: {line}");
+        // The script asks for the ledger to go away, to test offline use for real.
+        if line == "STOP_SERVER" {
+            if let Some(s) = server.take() {
+                s.stop();
+            }
+            writeln!(stdin, "stopped").unwrap();
+        }
+        out.push(line);
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "run.mjs failed: {status}");
+    let out = out.join("\n");
+    for step in [
+        "PASS desktop sign-in",
+        "PASS desktop overview",
+        "PASS installable",
+        "PASS desktop search",
+        "PASS desktop endless scroll",
+        "PASS desktop event verified",
+        "PASS emitter signature shown",
+        "PASS phone sign-in",
+        "PASS phone overview",
+        "PASS phone event verified",
+        "PASS phone fits 360px",
+        "PASS all 121 proofs verify in the browser",
+        "PASS tampered inclusion proof fails",
+        "PASS tampered checkpoint fails",
+        "PASS wrong pinned key fails",
+        "PASS export downloaded",
+        "PASS desktop offline reload",
+        "PASS phone offline reload",
+        "PASS no console errors",
+    ] {
+        assert!(out.contains(step), "missing {step:?} in:\n{out}");
+    }
+    for shot in [
+        "desktop-overview.png",
+        "desktop-event.png",
+        "phone-overview.png",
+        "phone-event.png",
+        "tampered.png",
+        "desktop-offline.png",
+    ] {
+        assert!(shots.join(shot).exists(), "{shot}");
+    }
+}

@@ -1,0 +1,53 @@
+// The dashboard's entry point: service worker, sign-in gate, hash router.
+import { session, onFreshness } from './js/api.js';
+import { signIn, settings } from './js/signin.js';
+import { overview } from './js/overview.js';
+import { events } from './js/events.js';
+import { eventDetail } from './js/event.js';
+import { violations, reports, exports } from './js/sections.js';
+
+const views = { overview, events, event: eventDetail, violations, reports, exports, settings };
+let cleanup = null;
+
+if ('serviceWorker' in navigator) {
+  navigator.serviceWorker.register('/sw.js').catch((e) => console.warn('service worker:', e.message));
+}
+
+// One banner for the whole page: shown while answers come from the cache.
+onFreshness((state) => {
+  const el = document.getElementById('offline');
+  if (state === null) { el.hidden = true; return; }
+  if (state === 'unreachable') {
+    // Keep a "saved at" message already shown: it says more.
+    if (el.hidden) { el.hidden = false; el.textContent = 'Offline: the ledger cannot be reached.'; }
+    return;
+  }
+  el.hidden = false;
+  el.textContent = `Offline: showing data saved ${state.toLocaleString()}. It may be out of date.`;
+});
+
+async function route() {
+  if (cleanup) { cleanup(); cleanup = null; }
+  const nav = document.getElementById('nav');
+  if (!session.token) {
+    nav.hidden = true;
+    return signIn(() => { location.hash = '#/overview'; route(); });
+  }
+  nav.hidden = false;
+  const [path, query = ''] = location.hash.replace(/^#\/?/, '').split('?');
+  const [name, arg] = path.split('/');
+  const view = views[name] || overview;
+  for (const a of nav.querySelectorAll('a')) {
+    if (a.getAttribute('href') === `#/${name || 'overview'}`) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  document.getElementById('offline').hidden = true;
+  cleanup = (await view({ arg, params: new URLSearchParams(query), rerender: route })) || null;
+  // After a route change, keyboard and screen-reader users start at the content.
+  if (document.activeElement === document.body || document.activeElement?.closest('nav')) {
+    document.getElementById('main').focus({ preventScroll: true });
+  }
+}
+
+window.addEventListener('hashchange', route);
+route();

@@ -1,0 +1,135 @@
+// Overview: the log's state, checked where it can be (the checkpoint
+// signature against the pinned key), and rates charted from samples of
+// /metrics the page takes itself while it is open.
+import { request, optional, ApiError } from './api.js';
+import { verifyCheckpoint, b64decode, equal } from './verify.js';
+import { pinnedKey } from './signin.js';
+import { lineChart } from './chart.js';
+import { h, mount, card, badge, age, errorBox, notAvailable, fields } from './ui.js';
+
+const SAMPLES = 'aiaudit.samples';
+const MAX_SAMPLES = 720; // an hour at one sample every 5 s
+const EVERY_MS = 5000;
+
+/// Sums every series of a Prometheus/OpenMetrics counter.
+export function counter(text, name) {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})? (\S+)/.exec(line);
+    if (m && m[1] === name) sum += Number(m[3]);
+  }
+  return sum;
+}
+
+function loadSamples() {
+  try { return JSON.parse(localStorage.getItem(SAMPLES)) || []; } catch { return []; }
+}
+
+async function sample() {
+  const samples = loadSamples();
+  try {
+    const { body } = await request('/metrics');
+    samples.push({
+      t: Date.now() / 1000,
+      ok: counter(body, 'aiaudit_events_processed_total'),
+      failed: counter(body, 'aiaudit_events_failed_total'),
+      size: counter(body, 'aiaudit_tree_size'),
+    });
+  } catch { return samples; }
+  const kept = samples.slice(-MAX_SAMPLES);
+  localStorage.setItem(SAMPLES, JSON.stringify(kept));
+  return kept;
+}
+
+/// Per-second rates between consecutive samples (a counter reset, after a restart, counts as 0).
+export function rates(samples) {
+  const t = [], ok = [], failed = [];
+  for (let i = 1; i < samples.length; i++) {
+    const a = samples[i - 1], b = samples[i];
+    const dt = b.t - a.t;
+    if (dt <= 0) continue;
+    t.push(b.t);
+    ok.push(Math.max(0, b.ok - a.ok) / dt);
+    failed.push(Math.max(0, b.failed - a.failed) / dt);
+  }
+  return { t, ok, failed };
+}
+
+async function checkpointCard(info) {
+  const body = h('div');
+  try {
+    const { body: note } = await request('/checkpoint');
+    const pinned = await pinnedKey();
+    const cp = await verifyCheckpoint(note, pinned);
+    const agrees = info && cp.size === info.size && equal(cp.root, b64decode(info.root));
+    body.append(
+      h('p', { id: 'cp-signature' }, 'Signature: ', badge(pinned ? cp.ok : null, pinned ? cp.reason : 'no key pinned: pin one under "Key & sign-out"')),
+      h('p', {}, `Signed tree size ${cp.size ?? '–'}, checkpoint age ${age(info?.checkpoint_age_seconds)}`),
+    );
+    if (info && !agrees) body.append(h('p', {}, badge(false, 'the info endpoint disagrees with the signed checkpoint')));
+  } catch (e) {
+    body.append(errorBox(e));
+  }
+  return card('Checkpoint', body);
+}
+
+async function alertsCard() {
+  const list = h('ul', { class: 'alerts' });
+  try {
+    await request('/readyz');
+    list.append(h('li', {}, badge(true, 'ready: storage writable, checkpoints and index keep up')));
+  } catch (e) {
+    const checks = e instanceof ApiError ? e.problem?.checks : null;
+    if (!checks) list.append(h('li', {}, errorBox(e)));
+    else for (const [k, v] of Object.entries(checks)) if (v === false) list.append(h('li', {}, badge(false, k.replaceAll('_', ' '))));
+  }
+  let violations;
+  try { violations = await optional('/v1/violations?limit=5'); } catch (e) { violations = e; }
+  const v = violations instanceof Error ? errorBox(violations)
+    : violations === null ? notAvailable('Violations')
+      : h('p', {}, `${(violations.violations || []).length ? '' : 'No '}open violations`, ' ', h('a', { href: '#/violations' }, 'see all'));
+  return card('Alerts and violations now', list, v);
+}
+
+function backupCard(info) {
+  const b = info?.backup;
+  return card('Backup', b ? fields(b) : notAvailable('Backup status'));
+}
+
+export async function overview() {
+  const charts = h('div', { class: 'charts' });
+  const summary = h('p', { class: 'muted', id: 'rate-summary', 'aria-live': 'polite' });
+  let info = null, infoErr = null;
+  try { info = (await request('/v1/info')).body; } catch (e) { infoErr = e; }
+  const head = card('Log',
+    infoErr ? errorBox(infoErr) : h('dl', { class: 'stats' },
+      h('dt', {}, 'Tree size'), h('dd', { id: 'tree-size' }, String(info.size)),
+      h('dt', {}, 'Sequenced'), h('dd', {}, String(info.sequenced_size)),
+      h('dt', {}, 'Checkpoint age'), h('dd', {}, age(info.checkpoint_age_seconds)),
+      h('dt', {}, 'Index lag'), h('dd', {}, `${info.index?.lag_events ?? '–'} events`),
+      h('dt', {}, 'Encryption at rest'), h('dd', {}, String(info.encryption ?? '–')),
+      h('dt', {}, 'Origin'), h('dd', { class: 'mono' }, info.origin)));
+  const [cp, alerts] = await Promise.all([checkpointCard(info), alertsCard()]);
+  mount(h('h1', {}, 'Overview'), h('div', { class: 'grid' }, head, cp, alerts, backupCard(info)),
+    card('Ingest and errors (events per second, sampled by this page)', charts, summary));
+
+  let stopped = false;
+  const draw = async () => {
+    const r = rates(await sample());
+    if (stopped) return;
+    const last = (a) => (a.length ? a[a.length - 1].toFixed(2) : '–');
+    summary.textContent = `${r.t.length} intervals; latest ingest ${last(r.ok)}/s, errors ${last(r.failed)}/s.`;
+    if (r.t.length >= 2) {
+      await lineChart(charts, 'Events/s', r.t, [
+        { label: 'ingested', color: '#1f6feb', values: r.ok },
+        { label: 'failed', color: '#c62828', values: r.failed },
+      ]);
+    } else if (!charts.firstChild) {
+      charts.append(h('p', { class: 'muted' }, 'Collecting samples (one every 5 s)…'));
+    }
+  };
+  await draw();
+  const timer = setInterval(draw, EVERY_MS);
+  return () => { stopped = true; clearInterval(timer); };
+}

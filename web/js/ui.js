@@ -1,0 +1,65 @@
+// Small DOM helpers: elements are built, never parsed from strings, so
+// nothing the server sends can turn into markup.
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === false || v == null) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'class') el.className = v;
+    else if (v === true) el.setAttribute(k, '');
+    else el.setAttribute(k, v);
+  }
+  for (const c of children.flat()) {
+    if (c == null || c === false) continue;
+    el.append(c instanceof Node ? c : String(c));
+  }
+  return el;
+}
+
+export function mount(...children) {
+  const main = document.getElementById('main');
+  main.replaceChildren(...children.filter((c) => c != null && c !== false));
+  return main;
+}
+
+export function badge(ok, text) {
+  return h('span', { class: `badge ${ok === true ? 'ok' : ok === false ? 'bad' : 'na'}` },
+    ok === true ? '✓ ' : ok === false ? '✗ ' : '– ', text);
+}
+
+export function card(title, ...body) {
+  return h('section', { class: 'card', 'aria-label': title }, h('h2', {}, title), ...body);
+}
+
+export function errorBox(e) {
+  return h('p', { class: 'error', role: 'alert' }, e.status ? `${e.status}: ${e.message}` : e.message);
+}
+
+export const notAvailable = (what) => h('p', { class: 'muted na-state' }, `${what}: not available on this ledger.`);
+
+export function age(seconds) {
+  if (seconds == null || Number.isNaN(seconds)) return '–';
+  if (seconds < 120) return `${seconds.toFixed(1)} s`;
+  if (seconds < 7200) return `${(seconds / 60).toFixed(0)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+/// A definition list of key/value pairs; nested values as JSON.
+export function fields(obj) {
+  const dl = h('dl', { class: 'fields' });
+  for (const [k, v] of Object.entries(obj || {})) {
+    dl.append(h('dt', {}, k), h('dd', {}, typeof v === 'object' && v !== null ? h('pre', {}, JSON.stringify(v, null, 2)) : String(v)));
+  }
+  return dl;
+}
+
+/// Flattens an event into dotted paths for display.
+export function flatten(obj, prefix = '', out = {}) {
+  for (const [k, v] of Object.entries(obj || {})) {
+    const key = prefix ? `${prefix}.${k}` : k;
+    if (v && typeof v === 'object' && !Array.isArray(v)) flatten(v, key, out);
+    else out[key] = Array.isArray(v) ? JSON.stringify(v) : v;
+  }
+  return out;
+}

@@ -1,0 +1,174 @@
+// Verification in the browser (docs/dashboard.md): checkpoint signatures
+// (Ed25519) and inclusion proofs (RFC 9162, SHA-256), with WebCrypto only.
+// Nothing here trusts the server: the one input taken on faith is the
+// verifier key the user pinned.
+
+const enc = new TextEncoder();
+
+export function b64decode(s) {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+export function b64encode(bytes) {
+  let s = '';
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s);
+}
+
+export async function sha256(...parts) {
+  const len = parts.reduce((n, p) => n + p.length, 0);
+  const buf = new Uint8Array(len);
+  let at = 0;
+  for (const p of parts) { buf.set(p, at); at += p.length; }
+  return new Uint8Array(await crypto.subtle.digest('SHA-256', buf));
+}
+
+export function equal(a, b) {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i] ^ b[i];
+  return d === 0;
+}
+
+const leafHash = (entry) => sha256(Uint8Array.of(0), entry);
+const nodeHash = (l, r) => sha256(Uint8Array.of(1), l, r);
+
+/// `<name>+<8 hex key id>+<base64(0x01 || 32-byte key)>` (C2SP signed-note).
+export async function parseVerifierKey(vkey) {
+  // The key's base64 may itself hold '+': split at the first two only.
+  const m = /^([^+\s]+)\+([^+]*)\+(\S+)$/.exec(vkey.trim());
+  if (!m) throw new Error('a verifier key is <name>+<key id>+<key>');
+  const [, name, idHex, keyB64] = m;
+  if (!/^[0-9a-f]{8}$/.test(idHex)) throw new Error('the key id is 8 hex digits');
+  const raw = b64decode(keyB64);
+  if (raw.length !== 33 || raw[0] !== 1) throw new Error('only Ed25519 keys (type 0x01, 32 bytes) are supported');
+  const pub = raw.slice(1);
+  // The key id must follow from name and key, so a pasted key cannot claim another id.
+  const id = (await sha256(enc.encode(name), Uint8Array.of(0x0a), raw)).slice(0, 4);
+  if (hex(id) !== idHex) throw new Error('the key id does not match the key');
+  const key = await crypto.subtle.importKey('raw', pub, { name: 'Ed25519' }, false, ['verify']);
+  return { name, id, key };
+}
+
+export function hex(bytes) {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/// Splits a signed note into its body and signature lines.
+export function parseNote(text) {
+  const cut = text.indexOf('\n\n');
+  if (cut < 0) throw new Error('not a signed note: no blank line');
+  const body = text.slice(0, cut + 1);
+  const sigs = text.slice(cut + 2).split('\n').filter((l) => l !== '').map((line) => {
+    const m = /^\u2014 (\S+) (\S+)$/.exec(line);
+    if (!m) throw new Error(`malformed signature line: ${line}`);
+    return { name: m[1], blob: b64decode(m[2]) };
+  });
+  const lines = body.split('\n');
+  if (lines.length < 4) throw new Error('checkpoint body has fewer than 3 lines');
+  const size = lines[1];
+  if (!/^(0|[1-9][0-9]*)$/.test(size)) throw new Error('bad tree size in checkpoint');
+  const root = b64decode(lines[2]);
+  if (root.length !== 32) throw new Error('checkpoint root is not 32 bytes');
+  return { body, origin: lines[0], size: Number(size), root, sigs };
+}
+
+/// Checks a checkpoint note against the pinned key. Returns the parsed
+/// checkpoint with `ok` and a reason; never throws on a bad signature.
+export async function verifyCheckpoint(text, pinned) {
+  let note;
+  try { note = parseNote(text); } catch (e) { return { ok: false, reason: e.message }; }
+  if (!pinned) return { ...note, ok: false, reason: 'no verifier key pinned' };
+  if (note.origin !== pinned.name) {
+    return { ...note, ok: false, reason: `origin ${note.origin} is not the pinned key's ${pinned.name}` };
+  }
+  const sig = note.sigs.find((s) => s.name === pinned.name && s.blob.length === 68 && equal(s.blob.slice(0, 4), pinned.id));
+  if (!sig) return { ...note, ok: false, reason: 'no signature by the pinned key' };
+  const ok = await crypto.subtle.verify({ name: 'Ed25519' }, pinned.key, sig.blob.slice(4), enc.encode(note.body));
+  return { ...note, ok, reason: ok ? 'signed by the pinned key' : 'signature does not verify' };
+}
+
+/// RFC 9162 section 2.1.3.2: the root an inclusion proof leads to.
+export async function rootFromInclusion(index, size, leaf, proof) {
+  if (index >= size) throw new Error('index beyond tree size');
+  let fn = index;
+  let sn = size - 1;
+  let r = leaf;
+  for (const p of proof) {
+    if (p.length !== 32) throw new Error('proof hash is not 32 bytes');
+    if (sn === 0) throw new Error('proof too long');
+    if (fn % 2 === 1 || fn === sn) {
+      r = await nodeHash(p, r);
+      if (fn % 2 === 0) {
+        while (fn % 2 === 0 && fn !== 0) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
+      }
+    } else {
+      r = await nodeHash(r, p);
+    }
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  if (sn !== 0) throw new Error('proof too short');
+  return r;
+}
+
+/// Decodes what an entry says, from its bytes alone (docs/format.md): a
+/// version 1 entry holds the event; version 2 only its clear fields unless
+/// the opening is given and matches the entry's commitment.
+export async function decodeEntry(entryBytes, openingB64) {
+  const entry = JSON.parse(new TextDecoder().decode(entryBytes));
+  if (entry.v === 1) return { version: 1, event: entry.event, signature: entry.signature, whole: true };
+  if (entry.v !== 2) throw new Error(`unknown entry version ${entry.v}`);
+  const out = { version: 2, event: entry.index, whole: false, opening: 'none' };
+  if (openingB64) {
+    const opening = b64decode(openingB64);
+    const commitment = await sha256(opening);
+    if (!equal(commitment, b64decode(entry.commitment))) {
+      out.opening = 'mismatch';
+      return out;
+    }
+    const inner = JSON.parse(new TextDecoder().decode(opening.slice(32)));
+    out.opening = 'matches';
+    out.event = inner.event;
+    out.signature = inner.signature;
+    out.redacted = inner.redacted;
+    out.whole = true;
+  }
+  return out;
+}
+
+/// Full check of `GET /v1/events/<i>?proof=true`: the step-by-step results
+/// the event page shows. `ok` only when every step passed.
+export async function verifyEvent(ev, pinned) {
+  const steps = [];
+  const step = (name, ok, detail) => { steps.push({ name, ok, detail }); return ok; };
+  let entry;
+  try { entry = b64decode(ev.entry); } catch { step('entry bytes', false, 'not base64'); return { ok: false, steps }; }
+  const leaf = await leafHash(entry);
+  step('leaf hash', equal(leaf, b64decode(ev.leaf_hash || '')),
+    `SHA-256(0x00 || entry) = ${b64encode(leaf)}` + (ev.leaf_hash && !equal(leaf, b64decode(ev.leaf_hash)) ? ` (server said ${ev.leaf_hash})` : ''));
+  if (!ev.proof) { step('inclusion proof', false, 'the server sent no proof'); return { ok: false, steps, leaf }; }
+  const cp = await verifyCheckpoint(ev.proof.checkpoint, pinned);
+  step('checkpoint signature', cp.ok, cp.reason);
+  let root = null;
+  try {
+    if (cp.size !== ev.proof.size) throw new Error(`proof is for size ${ev.proof.size}, checkpoint is ${cp.size}`);
+    root = await rootFromInclusion(ev.index, cp.size, leaf, ev.proof.inclusion.map(b64decode));
+    step('inclusion proof', equal(root, cp.root),
+      equal(root, cp.root) ? `leaf ${ev.index} leads to the checkpoint root of tree size ${cp.size}` : `proof leads to ${b64encode(root)}, not the checkpoint root`);
+  } catch (e) {
+    step('inclusion proof', false, e.message);
+  }
+  let decoded = null;
+  try {
+    decoded = await decodeEntry(entry, ev.opening);
+    if (decoded.opening === 'mismatch') step('opening', false, 'SHA-256(opening) is not the entry commitment');
+    else if (decoded.opening === 'matches') step('opening', true, 'the sealed content matches the logged commitment');
+  } catch (e) {
+    step('entry decoding', false, e.message);
+  }
+  return { ok: steps.every((s) => s.ok), steps, leaf, decoded, checkpoint: cp };
+}

@@ -1,0 +1,64 @@
+// Service worker: the shell and the last answers viewed, for offline use.
+// Online, everything goes to the network first (so a new server's assets
+// and fresh data always win); offline, the cached copy is served, and data
+// is marked with the time it was saved so the page can say it is stale.
+
+const SHELL = 'aiaudit-shell-v1';
+const DATA = 'aiaudit-data';
+const SHELL_FILES = [
+  '/', '/app.js', '/app.css', '/manifest.webmanifest', '/icon.svg', '/icon-192.png',
+  '/js/api.js', '/js/ui.js', '/js/verify.js', '/js/signin.js', '/js/overview.js',
+  '/js/chart.js', '/js/events.js', '/js/event.js', '/js/sections.js',
+  '/vendor/uplot/uPlot.iife.min.js', '/vendor/uplot/uPlot.min.css',
+];
+// Data worth keeping for offline reading; exports and metrics are not.
+const DATA_PATHS = [/^\/v1\/info$/, /^\/v1\/events/, /^\/checkpoint$/, /^\/v1\/violations/, /^\/v1\/reports/, /^\/readyz$/];
+
+self.addEventListener('install', (e) => {
+  e.waitUntil(caches.open(SHELL).then((c) => c.addAll(SHELL_FILES)).then(() => self.skipWaiting()));
+});
+
+self.addEventListener('activate', (e) => {
+  e.waitUntil((async () => {
+    for (const k of await caches.keys()) if (k.startsWith('aiaudit-shell') && k !== SHELL) await caches.delete(k);
+    await self.clients.claim();
+  })());
+});
+
+self.addEventListener('fetch', (e) => {
+  const url = new URL(e.request.url);
+  if (e.request.method !== 'GET' || url.origin !== self.location.origin) return;
+  if (SHELL_FILES.includes(url.pathname)) e.respondWith(shell(e.request, url));
+  else if (DATA_PATHS.some((p) => p.test(url.pathname))) e.respondWith(data(e.request));
+});
+
+async function shell(req, url) {
+  try {
+    const res = await fetch(req);
+    if (res.ok) (await caches.open(SHELL)).put(url.pathname, res.clone());
+    return res;
+  } catch (err) {
+    const hit = await caches.match(url.pathname, { cacheName: SHELL });
+    if (hit) return hit;
+    throw err;
+  }
+}
+
+async function data(req) {
+  try {
+    const res = await fetch(req);
+    // A 404 is kept too: "not available on this ledger" holds offline as well.
+    if (res.status === 200 || res.status === 404) {
+      const body = await res.clone().arrayBuffer();
+      const headers = new Headers(res.headers);
+      headers.set('x-aiaudit-cached-at', String(Date.now()));
+      await (await caches.open(DATA)).put(req.url, new Response(body, { status: res.status, headers }));
+    }
+    return res;
+  } catch {
+    const hit = await caches.match(req.url, { cacheName: DATA });
+    if (hit) return hit;
+    return new Response(JSON.stringify({ title: 'offline', status: 503, detail: 'the ledger cannot be reached and this view was not saved' }),
+      { status: 503, headers: { 'content-type': 'application/problem+json', 'x-aiaudit-offline': '1' } });
+  }
+}
