@@ -124,20 +124,32 @@ fn operation(r: &Route) -> Value {
         r.ok.0.to_string(),
         json!({"description": r.ok.1, "content": {r.produces: {}}}),
     );
-    responses.insert("400".into(), problem("bad request: the parameter or field at fault is named"));
+    responses.insert(
+        "400".into(),
+        problem("bad request: the parameter or field at fault is named"),
+    );
     let security = match r.access {
         Access::Open => json!([]),
         Access::PublicRead => json!([{}, {"bearer": []}]),
         _ => {
-            responses.insert("401".into(), problem("missing, unknown, expired or revoked token"));
-            responses.insert("403".into(), problem("the token's role or tenants do not allow this"));
+            responses.insert(
+                "401".into(),
+                problem("missing, unknown, expired or revoked token"),
+            );
+            responses.insert(
+                "403".into(),
+                problem("the token's role or tenants do not allow this"),
+            );
             json!([{"bearer": []}])
         }
     };
     if matches!(r.access, Access::Append) {
         responses.insert("413".into(), problem("body too large"));
         responses.insert("429".into(), problem("rate limited (Retry-After)"));
-        responses.insert("503".into(), problem("storage unavailable: nothing acknowledged"));
+        responses.insert(
+            "503".into(),
+            problem("storage unavailable: nothing acknowledged"),
+        );
     }
     let mut op = json!({
         "summary": r.summary,
@@ -147,7 +159,8 @@ fn operation(r: &Route) -> Value {
         "security": security,
     });
     if let Some(body) = r.body {
-        op["requestBody"] = json!({"description": body, "required": true, "content": {JSON: {"schema": {}}}});
+        op["requestBody"] =
+            json!({"description": body, "required": true, "content": {JSON: {"schema": {}}}});
     }
     op
 }
@@ -156,9 +169,7 @@ fn operation(r: &Route) -> Value {
 pub fn document() -> Value {
     let mut paths = Map::new();
     for r in ROUTES {
-        let item = paths
-            .entry(r.path.to_string())
-            .or_insert_with(|| json!({}));
+        let item = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         item[r.method] = operation(r);
     }
     json!({
@@ -207,9 +218,11 @@ mod tests {
             let call = &chunk[..end];
             let path = call.split('"').nth(1).unwrap().replace("{*", "{");
             for m in ["get", "post", "delete", "put", "patch"] {
-                let called = call
-                    .match_indices(&format!("{m}("))
-                    .any(|(i, _)| i == 0 || !call.as_bytes()[i - 1].is_ascii_alphanumeric() && call.as_bytes()[i - 1] != b'_');
+                let called = call.match_indices(&format!("{m}(")).any(|(i, _)| {
+                    i == 0
+                        || !call.as_bytes()[i - 1].is_ascii_alphanumeric()
+                            && call.as_bytes()[i - 1] != b'_'
+                });
                 if called {
                     out.insert((m.to_string(), path.clone()));
                 }
@@ -227,8 +240,14 @@ mod tests {
         let routed = routed();
         let missing: Vec<_> = routed.difference(&described).collect();
         let extra: Vec<_> = described.difference(&routed).collect();
-        assert!(missing.is_empty(), "routed but not in the OpenAPI table: {missing:?}");
-        assert!(extra.is_empty(), "in the OpenAPI table but not routed: {extra:?}");
+        assert!(
+            missing.is_empty(),
+            "routed but not in the OpenAPI table: {missing:?}"
+        );
+        assert!(
+            extra.is_empty(),
+            "in the OpenAPI table but not routed: {extra:?}"
+        );
     }
 
     #[test]
@@ -240,6 +259,9 @@ mod tests {
             .unwrap()
             .iter()
             .any(|p| p["name"] == "cursor"));
-        assert_eq!(d["paths"]["/v1/events/{index}"]["get"]["parameters"][1]["in"], "path");
+        assert_eq!(
+            d["paths"]["/v1/events/{index}"]["get"]["parameters"][1]["in"],
+            "path"
+        );
     }
 }
