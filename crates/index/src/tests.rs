@@ -142,6 +142,10 @@ proptest! {
             ..Query::default()
         };
         let rows: Vec<Row> = refs.iter().enumerate().map(|(i, e)| row_from_entry(i as u64, e).unwrap()).collect();
+        // The fast typed parse agrees with the general decoder on every entry.
+        for (i, e) in refs.iter().enumerate() {
+            prop_assert_eq!(lean_row(i as u64, e), Some(general_row(i as u64, e).unwrap()));
+        }
         let mut expected: Vec<u64> = rows.iter().filter(|r| matches(r, &q)).map(|r| r.index).collect();
         if !asc {
             expected.reverse();
@@ -171,6 +175,8 @@ fn rows_come_from_clear_fields_of_sealed_entries_too() {
     )
     .unwrap();
     let row = row_from_entry(7, &sealed.entry).unwrap();
+    assert_eq!(Some(row.clone()), lean_row(7, &sealed.entry));
+    assert_eq!(row, general_row(7, &sealed.entry).unwrap());
     assert_eq!(row.index, 7);
     assert_eq!(row.model.as_deref(), Some("m"));
     assert_eq!(row.conversation_id.as_deref(), Some("c1"));
