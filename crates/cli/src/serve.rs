@@ -106,6 +106,8 @@ struct FileConfig {
     master_key_file: Option<PathBuf>,
     sensitive_fields: Option<Vec<String>>,
     max_index_lag_events: Option<u64>,
+    /// Tenant (or "*") → how long its events are kept, e.g. "400d".
+    retention: Option<std::collections::BTreeMap<String, String>>,
     backup_to: Option<Vec<String>>,
     backup_full_at: Option<String>,
     backup_incremental_every: Option<String>,
@@ -116,7 +118,7 @@ struct FileConfig {
 }
 
 fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
-    let file: FileConfig = match &args.config {
+    let mut file: FileConfig = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading config file {}", path.display()))?;
@@ -131,6 +133,7 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
         args.backup_incremental_every,
         &file,
     )?;
+    let retention = retention_config(file.retention.take().unwrap_or_default())?;
     let config = ServerConfig {
         data_dir: args
             .data_dir
@@ -197,6 +200,21 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
         .or(file.log_format)
         .unwrap_or_else(|| "text".into());
     Ok((config, log_format))
+}
+
+fn retention_config(
+    raw: std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<std::collections::BTreeMap<String, Duration>> {
+    raw.into_iter()
+        .map(|(tenant, d)| {
+            let secs = aiaudit_server::auth::parse_duration_secs(&d)
+                .filter(|&s| s > 0)
+                .with_context(|| {
+                    format!("retention.{tenant}: {d:?} is not a duration such as 400d")
+                })?;
+            Ok((tenant, Duration::from_secs(secs)))
+        })
+        .collect()
 }
 
 fn backup_schedule(

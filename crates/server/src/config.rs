@@ -34,6 +34,9 @@ pub struct ServerConfig {
     pub encryption: bool,
     /// The master key file; `None`: `AIAUDIT_MASTER_KEY`, else `<data-dir>/master.key`.
     pub master_key_file: Option<PathBuf>,
+    /// How long each tenant's events are kept ("*": every other tenant);
+    /// none: forever. See crates/server/src/retention.rs.
+    pub retention: std::collections::BTreeMap<String, Duration>,
     /// The backup schedule (off without locations).
     pub backup: crate::backups::BackupSchedule,
     /// Largest search index lag (entries) before /readyz fails.
@@ -72,6 +75,7 @@ impl Default for ServerConfig {
             sensitive_fields: Vec::new(),
             max_index_lag_events: 1_000_000,
             backup: Default::default(),
+            retention: Default::default(),
             policy_file: None,
             webhook_url: None,
         }
