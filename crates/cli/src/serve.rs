@@ -189,6 +189,7 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
         },
         max_index_lag_events: file.max_index_lag_events.unwrap_or(d.max_index_lag_events),
         backup,
+        retention,
         policy_file: args.policy_file.or(file.policy_file),
         webhook_url: args.webhook_url.or(file.webhook_url),
     };
