@@ -66,6 +66,15 @@ pub struct ServeArgs {
     /// Interval of incremental backups, e.g. 6h [default: 6h]
     #[arg(long, env = "AIAUDIT_BACKUP_INCREMENTAL_EVERY")]
     backup_incremental_every: Option<String>,
+    /// Keep a tenant's events this long, e.g. acme=400d or *=3y-as-1095d (repeatable; overrides the config table).
+    #[arg(long = "retention")]
+    retention: Vec<String>,
+    /// Data keys older than this are replaced on use (retention shreds whole keys) [default: 30d]
+    #[arg(long)]
+    data_key_max_age: Option<String>,
+    /// How often retention expiry runs [default: 1h]
+    #[arg(long)]
+    retention_check_interval: Option<String>,
     /// Seal event content at rest (entry format v2) [default: true]
     #[arg(long, env = "AIAUDIT_ENCRYPTION")]
     encryption: Option<bool>,
@@ -108,6 +117,8 @@ struct FileConfig {
     max_index_lag_events: Option<u64>,
     /// Tenant (or "*") → how long its events are kept, e.g. "400d".
     retention: Option<std::collections::BTreeMap<String, String>>,
+    data_key_max_age: Option<String>,
+    retention_check_interval: Option<String>,
     backup_to: Option<Vec<String>>,
     backup_full_at: Option<String>,
     backup_incremental_every: Option<String>,
@@ -133,7 +144,37 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
         args.backup_incremental_every,
         &file,
     )?;
-    let retention = retention_config(file.retention.take().unwrap_or_default())?;
+    let mut raw_retention = file.retention.take().unwrap_or_default();
+    for r in &args.retention {
+        let (tenant, d) = r.split_once('=').with_context(|| {
+            format!("--retention {r:?}: expected TENANT=DURATION, e.g. acme=400d")
+        })?;
+        raw_retention.insert(tenant.to_string(), d.to_string());
+    }
+    let retention = retention_config(raw_retention)?;
+    let secs = |name: &str, v: Option<String>, default: Duration| -> anyhow::Result<Duration> {
+        match v {
+            None => Ok(default),
+            Some(s) => aiaudit_server::auth::parse_duration_secs(&s)
+                .map(Duration::from_secs)
+                .with_context(|| format!("{name}: {s:?} is not a duration such as 30d or 1h")),
+        }
+    };
+    let data_key_max_age = secs(
+        "data_key_max_age",
+        args.data_key_max_age
+            .clone()
+            .or(file.data_key_max_age.clone()),
+        d.data_key_max_age,
+    )?;
+    let retention_check_interval = secs(
+        "retention_check_interval",
+        args.retention_check_interval
+            .clone()
+            .or(file.retention_check_interval.clone()),
+        d.retention_check_interval,
+    )?
+    .max(Duration::from_secs(1));
     let config = ServerConfig {
         data_dir: args
             .data_dir
@@ -190,6 +231,8 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
         max_index_lag_events: file.max_index_lag_events.unwrap_or(d.max_index_lag_events),
         backup,
         retention,
+        data_key_max_age,
+        retention_check_interval,
         policy_file: args.policy_file.or(file.policy_file),
         webhook_url: args.webhook_url.or(file.webhook_url),
     };

@@ -400,6 +400,17 @@ impl SearchIndex {
         Ok(Page { rows, next })
     }
 
+    /// Retention: drops the rows of `tenant` whose event time is before
+    /// `cutoff_ms` (the log keeps their hashes). Returns how many.
+    pub fn delete_before(&self, tenant: &str, cutoff_ms: i64) -> Result<u64> {
+        let c = self.writer.lock().expect("index writer lock");
+        let n = c.execute(
+            "DELETE FROM events WHERE tenant = ?1 AND time_ms < ?2",
+            rusqlite::params![tenant, cutoff_ms],
+        )?;
+        Ok(n as u64)
+    }
+
     /// How many events match `q` (limit and cursor ignored), for reports.
     pub fn count(&self, q: &Query) -> Result<u64> {
         let (clause, params) = where_clause(&Query {

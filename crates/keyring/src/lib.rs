@@ -12,7 +12,7 @@ pub mod master;
 mod ring_file;
 
 pub use master::{KeyProvider, LocalMasterKey, MasterKeySource, Wrapped};
-pub use ring_file::{KeyChoice, Keyring, KeyringStats, KEYRING_FILE};
+pub use ring_file::{KeyChoice, Keyring, KeyringStats, DEFAULT_MAX_KEY_AGE_SECS, KEYRING_FILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -69,7 +69,13 @@ pub struct Keyring {
     provider: Arc<dyn KeyProvider>,
     file: Mutex<File>,
     state: RwLock<State>,
+    /// Data keys older than this are replaced on their next use, so a key
+    /// seals events of a bounded period and retention can destroy it whole.
+    max_key_age_secs: std::sync::atomic::AtomicU64,
 }
+
+/// Default data key lifetime before it is replaced on use.
+pub const DEFAULT_MAX_KEY_AGE_SECS: u64 = 30 * 86_400;
 
 fn now() -> u64 {
     SystemTime::now()
@@ -222,6 +228,7 @@ impl Keyring {
             provider,
             file: Mutex::new(file),
             state: RwLock::new(state),
+            max_key_age_secs: std::sync::atomic::AtomicU64::new(DEFAULT_MAX_KEY_AGE_SECS),
         };
         ring.rewrap_all()?;
         Ok(ring)
@@ -236,7 +243,13 @@ impl Keyring {
     /// each (tenant, subject): the subject's own key when there is a subject,
     /// else the tenant's.
     pub fn choose(&self, wants: &[(&str, Option<&str>)]) -> Result<Vec<KeyChoice>> {
-        if let Some(found) = self.state.read().expect("keyring lock").choose(wants) {
+        let fresh = self.fresh_after();
+        if let Some(found) = self
+            .state
+            .read()
+            .expect("keyring lock")
+            .choose(wants, fresh)
+        {
             return Ok(found);
         }
         let mut state = self.state.write().expect("keyring lock");
@@ -249,28 +262,103 @@ impl Keyring {
         for (tenant, subject) in wants {
             match subject {
                 None => {
-                    if !state.tenant_current.contains_key(*tenant) {
+                    if state.current(tenant, None, fresh).is_none() {
                         self.create(&mut state, &mut new, TENANT_KEY, tenant, [0; 32])?;
                     }
                 }
                 Some(s) => {
                     let tag = state.tag(tenant, s).expect("salt created above");
-                    if !state
-                        .subject_current
-                        .contains_key(&(tenant.to_string(), tag))
-                    {
+                    if state.current(tenant, Some(tag), fresh).is_none() {
                         self.create(&mut state, &mut new, SUBJECT_KEY, tenant, tag)?;
                     }
                 }
             }
         }
         self.append(&mut state, &new)?;
-        Ok(state.choose(wants).expect("every key exists now"))
+        Ok(state.choose(wants, fresh).expect("every key exists now"))
     }
 
     /// Like [`Keyring::choose`] when every key exists already; never writes.
     pub fn lookup(&self, wants: &[(&str, Option<&str>)]) -> Option<Vec<KeyChoice>> {
-        self.state.read().expect("keyring lock").choose(wants)
+        let fresh = self.fresh_after();
+        self.state
+            .read()
+            .expect("keyring lock")
+            .choose(wants, fresh)
+    }
+
+    /// Sets how old a data key may get before its next use replaces it.
+    pub fn set_max_key_age(&self, age: std::time::Duration) {
+        self.max_key_age_secs
+            .store(age.as_secs(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn max_key_age(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.max_key_age_secs
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// Keys created before this (unix seconds) are too old to seal with.
+    fn fresh_after(&self) -> u64 {
+        now().saturating_sub(
+            self.max_key_age_secs
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// Every tenant the keyring knows.
+    pub fn tenants(&self) -> Vec<String> {
+        let mut t: Vec<String> = self
+            .state
+            .read()
+            .expect("keyring lock")
+            .salts
+            .keys()
+            .cloned()
+            .collect();
+        t.sort();
+        t
+    }
+
+    /// Retention: destroys every data key (tenant and subject keys, not the
+    /// salt) of `tenant` created before `created_before` (unix seconds).
+    /// Returns how many were destroyed.
+    pub fn expire(&self, tenant: &str, created_before: u64) -> Result<usize> {
+        let mut state = self.state.write().expect("keyring lock");
+        let file = self.file.lock().expect("keyring file lock");
+        let mut destroyed = 0;
+        for number in 0..state.records.len() {
+            let m = &state.records[number];
+            if m.live && m.kind != SALT && m.tenant == tenant && m.created < created_before {
+                let mut gone = m.clone();
+                gone.live = false;
+                file.write_all_at(&encode(&gone, None), offset(number as u64))?;
+                state.secrets.remove(&(number as u64));
+                state.records[number] = gone;
+                destroyed += 1;
+            }
+        }
+        if destroyed > 0 {
+            file.sync_data()?;
+            let live = |s: &State, n: &u64| s.records[*n as usize].live;
+            let keep_t: Vec<(String, u64)> = state
+                .tenant_current
+                .iter()
+                .filter(|(_, n)| live(&state, n))
+                .map(|(t, n)| (t.clone(), *n))
+                .collect();
+            state.tenant_current = keep_t.into_iter().collect();
+            let keep_s: Vec<((String, [u8; 32]), u64)> = state
+                .subject_current
+                .iter()
+                .filter(|(_, n)| live(&state, n))
+                .map(|(k, n)| (k.clone(), *n))
+                .collect();
+            state.subject_current = keep_s.into_iter().collect();
+        }
+        Ok(destroyed)
     }
 
     /// A data key by id, if it exists and was not destroyed.
@@ -528,16 +616,27 @@ impl State {
         Some(hmac_raw(&self.salt(tenant)?, subject.as_bytes()))
     }
 
-    fn choose(&self, wants: &[(&str, Option<&str>)]) -> Option<Vec<KeyChoice>> {
+    /// The current key of a tenant (or of a subject, by tag), if it is
+    /// live and was created at or after `fresh_after`.
+    fn current(&self, tenant: &str, tag: Option<[u8; 32]>, fresh_after: u64) -> Option<u64> {
+        let n = match tag {
+            None => *self.tenant_current.get(tenant)?,
+            Some(tag) => *self.subject_current.get(&(tenant.to_string(), tag))?,
+        };
+        let m = &self.records[n as usize];
+        (m.live && m.created >= fresh_after).then_some(n)
+    }
+
+    fn choose(&self, wants: &[(&str, Option<&str>)], fresh_after: u64) -> Option<Vec<KeyChoice>> {
         wants
             .iter()
             .map(|(tenant, subject)| {
                 let (number, tag) = match subject {
-                    None => (*self.tenant_current.get(*tenant)?, None),
+                    None => (self.current(tenant, None, fresh_after)?, None),
                     Some(s) => {
                         let tag = self.tag(tenant, s)?;
                         (
-                            *self.subject_current.get(&(tenant.to_string(), tag))?,
+                            self.current(tenant, Some(tag), fresh_after)?,
                             Some(tag_string(&tag)),
                         )
                     }
@@ -653,6 +752,39 @@ mod tests {
             Keyring::open(dir.path(), Arc::new(m)),
             Err(Error::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn old_keys_are_replaced_on_use_and_retention_destroys_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = open(dir.path());
+        let first = ring.choose(&[("a", None), ("a", Some("s"))]).unwrap();
+        let other = ring.choose(&[("b", None)]).unwrap()[0].clone();
+        // Young keys are reused.
+        assert_eq!(
+            ring.choose(&[("a", None)]).unwrap()[0].key_id,
+            first[0].key_id
+        );
+        ring.set_max_key_age(std::time::Duration::ZERO);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let second = ring.choose(&[("a", None), ("a", Some("s"))]).unwrap();
+        assert_ne!(
+            second[0].key_id, first[0].key_id,
+            "an old key is replaced on use"
+        );
+        assert_ne!(second[1].key_id, first[1].key_id);
+        // Expiry destroys the old generation of tenant a only.
+        let cutoff = second
+            .iter()
+            .map(|c| ring.state.read().unwrap().records[c.key_id as usize].created)
+            .min()
+            .unwrap();
+        assert_eq!(ring.expire("a", cutoff).unwrap(), 2);
+        assert_eq!(ring.key(first[0].key_id), None);
+        assert_eq!(ring.key(first[1].key_id), None);
+        assert_eq!(ring.key(second[0].key_id), Some(second[0].key));
+        assert_eq!(ring.key(other.key_id), Some(other.key));
+        assert_eq!(ring.tenants(), vec!["a".to_string(), "b".to_string()]);
     }
 
     #[test]

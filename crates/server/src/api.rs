@@ -51,6 +51,11 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
             "/v1/violations/{id}",
             get(crate::policies::get_one).post(crate::policies::transition),
         )
+        .route(
+            "/v1/holds",
+            get(crate::retention::list).post(crate::retention::place),
+        )
+        .route("/v1/holds/{id}", delete(crate::retention::release))
         .route("/v1/openapi.json", get(crate::openapi::serve))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))

@@ -37,6 +37,10 @@ pub struct ServerConfig {
     /// How long each tenant's events are kept ("*": every other tenant);
     /// none: forever. See crates/server/src/retention.rs.
     pub retention: std::collections::BTreeMap<String, Duration>,
+    /// Data keys older than this are replaced on their next use.
+    pub data_key_max_age: Duration,
+    /// How often retention expiry runs.
+    pub retention_check_interval: Duration,
     /// The backup schedule (off without locations).
     pub backup: crate::backups::BackupSchedule,
     /// Largest search index lag (entries) before /readyz fails.
@@ -76,6 +80,8 @@ impl Default for ServerConfig {
             max_index_lag_events: 1_000_000,
             backup: Default::default(),
             retention: Default::default(),
+            data_key_max_age: Duration::from_secs(aiaudit_keyring::DEFAULT_MAX_KEY_AGE_SECS),
+            retention_check_interval: Duration::from_secs(3600),
             policy_file: None,
             webhook_url: None,
         }

@@ -24,6 +24,7 @@ pub mod otlp;
 pub mod policies;
 pub mod problem;
 pub mod publisher;
+pub mod retention;
 pub mod sealing;
 pub mod search;
 pub mod sequencer;
@@ -64,6 +65,8 @@ pub struct Ledger {
     pub index: Arc<aiaudit_index::SearchIndex>,
     pub indexed: Arc<std::sync::atomic::AtomicU64>,
     pub backup_status: backups::BackupStatus,
+    /// Legal holds in force (they suspend retention expiry).
+    pub holds: retention::Holds,
     /// Policy evaluation and the violations' lifecycle.
     pub policies: Arc<policies::PolicyService>,
 }
@@ -87,6 +90,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
     }
     let emitters = emitters::Emitters::open(&config.data_dir)?;
     let keyring = Arc::new(keys::open_keyring(&config)?);
+    keyring.set_max_key_age(config.data_key_max_age);
+    let holds = retention::Holds::open(&config.data_dir)?;
     let dir = config.data_dir.clone();
     let (store, recovery) = tokio::task::spawn_blocking(move || FsStore::open(&dir))
         .await?
@@ -155,6 +160,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
         index,
         indexed,
         backup_status: Default::default(),
+        holds,
         policies: policy_service,
     });
     if let Some(feed) = policy_feed {
@@ -171,6 +177,7 @@ pub async fn serve(
     let listen = config.listen.clone();
     let ledger = start(config).await?;
     backups::spawn(ledger.clone())?;
+    retention::spawn(ledger.clone(), ledger.config.retention_check_interval);
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;

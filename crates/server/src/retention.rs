@@ -1,0 +1,294 @@
+//! Retention per tenant, and legal holds that suspend it.
+//!
+//! Expiry never touches the log: it destroys the data keys whose whole
+//! period of use ended before the cutoff (content crypto-shredded; keys are
+//! replaced on use once older than `data_key_max_age`, so a key created at
+//! C sealed nothing after C + max age) and drops index rows whose event time
+//! is before the cutoff. Hashes, proofs and checkpoints stay, so the log
+//! still verifies. Every expiry and every hold is itself logged as an event.
+
+use crate::api::{read_json_body, require_admin};
+use crate::auth::{self, forbidden};
+use crate::problem::Problem;
+use crate::Ledger;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+type ApiResult<T> = Result<T, Problem>;
+
+pub const HOLDS_FILE: &str = "holds.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hold {
+    pub id: String,
+    /// A tenant, or "*" for every tenant.
+    pub tenant: String,
+    pub reason: String,
+    pub placed_unix: u64,
+    pub placed_by: String,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct HoldsFile {
+    version: u32,
+    holds: Vec<Hold>,
+}
+
+/// The legal holds in force (`<data-dir>/holds.json`, replaced atomically).
+pub struct Holds {
+    path: PathBuf,
+    holds: Mutex<Vec<Hold>>,
+}
+
+impl Holds {
+    pub fn open(dir: &std::path::Path) -> anyhow::Result<Holds> {
+        let path = dir.join(HOLDS_FILE);
+        let holds = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let f: HoldsFile = serde_json::from_slice(&bytes)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                if f.version != 1 {
+                    anyhow::bail!("{}: unknown version {}", path.display(), f.version);
+                }
+                f.holds
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Holds {
+            path,
+            holds: Mutex::new(holds),
+        })
+    }
+
+    pub fn list(&self) -> Vec<Hold> {
+        self.holds.lock().expect("holds lock").clone()
+    }
+
+    /// Whether a hold covers `tenant`.
+    pub fn holds(&self, tenant: &str) -> bool {
+        self.holds
+            .lock()
+            .expect("holds lock")
+            .iter()
+            .any(|h| h.tenant == tenant || h.tenant == "*")
+    }
+
+    fn save(&self, holds: &[Hold]) -> anyhow::Result<()> {
+        let file = HoldsFile {
+            version: 1,
+            holds: holds.to_vec(),
+        };
+        let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
+        aiaudit_store::write_atomically(dir, HOLDS_FILE, &serde_json::to_vec_pretty(&file)?)?;
+        Ok(())
+    }
+}
+
+/// The retention of a tenant: its own, else the "*" default, else none.
+pub fn retention_of(ledger: &Ledger, tenant: &str) -> Option<Duration> {
+    let r = &ledger.config.retention;
+    r.get(tenant).or_else(|| r.get("*")).copied()
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Runs expiry every `every` (nothing without a retention configured).
+pub fn spawn(ledger: Arc<Ledger>, every: Duration) {
+    if ledger.config.retention.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            for tenant in ledger.keyring.tenants() {
+                if let Err(e) = expire_tenant(&ledger, &tenant).await {
+                    tracing::error!(tenant = %tenant, error = %e.detail, "retention expiry failed");
+                }
+            }
+        }
+    });
+}
+
+/// Expires one tenant now: returns (keys destroyed, index rows dropped).
+pub async fn expire_tenant(ledger: &Arc<Ledger>, tenant: &str) -> ApiResult<(usize, u64)> {
+    let Some(keep) = retention_of(ledger, tenant) else {
+        return Ok((0, 0));
+    };
+    if ledger.holds.holds(tenant) {
+        return Ok((0, 0));
+    }
+    let cutoff = now_unix().saturating_sub(keep.as_secs());
+    let key_cutoff = cutoff.saturating_sub(ledger.keyring.max_key_age().as_secs());
+    let (ring, index, t) = (
+        ledger.keyring.clone(),
+        ledger.index.clone(),
+        tenant.to_string(),
+    );
+    let (keys, rows) = tokio::task::spawn_blocking(move || {
+        let keys = ring.expire(&t, key_cutoff)?;
+        let rows = index
+            .delete_before(&t, (cutoff as i64).saturating_mul(1000))
+            .map_err(|e| aiaudit_keyring::Error::Invalid(e.to_string()))?;
+        Ok::<_, aiaudit_keyring::Error>((keys, rows))
+    })
+    .await
+    .map_err(|e| Problem::internal(e.to_string()))?
+    .map_err(|e| Problem::unavailable(format!("retention: {e}")))?;
+    if keys > 0 || rows > 0 {
+        tracing::info!(tenant, keys, rows, "retention expiry");
+        log_event(
+            ledger,
+            tenant,
+            "retention.expiry",
+            "aiaudit",
+            json!({"keys_destroyed": keys, "index_rows_dropped": rows,
+                   "retention_seconds": keep.as_secs(), "cutoff_unix": cutoff}),
+        )
+        .await?;
+    }
+    Ok((keys, rows))
+}
+
+/// Appends an event the ledger itself generates.
+async fn log_event(
+    ledger: &Arc<Ledger>,
+    tenant: &str,
+    action: &str,
+    actor: &str,
+    attributes: Value,
+) -> ApiResult<u64> {
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| Problem::internal(e.to_string()))?;
+    let event = json!({
+        "id": uuid::Uuid::now_v7().to_string(),
+        "time": now,
+        "tenant": tenant,
+        "source": {"name": "aiaudit"},
+        "actor": {"id": actor, "type": "service"},
+        "action": action,
+        "outcome": {"status": "success"},
+        "attributes": attributes,
+    });
+    let checked = crate::api::check_batch(std::slice::from_ref(&event))?;
+    let batch = crate::sealing::encode(ledger, vec![event], checked, None).await?;
+    let appended = ledger.sequencer.append(batch).await?;
+    Ok(appended.first().map_or(0, |a| a.index))
+}
+
+/// `GET /v1/holds`: holds in force (auditors see those of their tenants).
+pub async fn list(State(ledger): State<Arc<Ledger>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let p = auth::require(ledger.tokens.principal(&headers)?)?;
+    let holds: Vec<Hold> = ledger
+        .holds
+        .list()
+        .into_iter()
+        .filter(|h| p.can_read_all() || (h.tenant != "*" && p.can_read(&h.tenant)))
+        .collect();
+    if holds.is_empty() && !p.tenants.iter().any(|t| p.can_read(t)) {
+        return Err(forbidden("listing holds needs an auditor or admin token"));
+    }
+    Ok(Json(json!({ "holds": holds })))
+}
+
+/// `POST /v1/holds` `{"tenant", "reason"}` (admin): suspends expiry for the tenant.
+pub async fn place(
+    State(ledger): State<Arc<Ledger>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let p = require_admin(&ledger, &headers)?;
+    let req = read_json_body(body).await?;
+    let field = |name: &str| {
+        req.get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Problem::bad_field(
+                    "invalid-hold",
+                    "Invalid legal hold",
+                    name,
+                    "required: a non-empty string",
+                )
+            })
+    };
+    let (tenant, reason) = (field("tenant")?, field("reason")?);
+    let hold = Hold {
+        id: uuid::Uuid::now_v7().to_string(),
+        tenant: tenant.clone(),
+        reason: reason.clone(),
+        placed_unix: now_unix(),
+        placed_by: p.token_id.clone(),
+    };
+    {
+        let mut holds = ledger.holds.holds.lock().expect("holds lock");
+        let mut next = holds.clone();
+        next.push(hold.clone());
+        ledger
+            .holds
+            .save(&next)
+            .map_err(|e| Problem::unavailable(format!("saving the hold failed: {e}")))?;
+        *holds = next;
+    }
+    let log_tenant = if tenant == "*" { "aiaudit" } else { &tenant };
+    log_event(
+        &ledger,
+        log_tenant,
+        "legal_hold.placed",
+        &format!("token:{}", p.token_id),
+        json!({"hold_id": hold.id, "hold_tenant": tenant, "reason": reason}),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!(hold))).into_response())
+}
+
+/// `DELETE /v1/holds/{id}` (admin): releases a hold; expiry resumes.
+pub async fn release(
+    State(ledger): State<Arc<Ledger>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let p = require_admin(&ledger, &headers)?;
+    let released = {
+        let mut holds = ledger.holds.holds.lock().expect("holds lock");
+        let Some(pos) = holds.iter().position(|h| h.id == id) else {
+            return Err(Problem::not_found(format!("no legal hold with id {id:?}")));
+        };
+        let mut next = holds.clone();
+        let h = next.remove(pos);
+        ledger
+            .holds
+            .save(&next)
+            .map_err(|e| Problem::unavailable(format!("saving the release failed: {e}")))?;
+        *holds = next;
+        h
+    };
+    let log_tenant = if released.tenant == "*" {
+        "aiaudit".to_string()
+    } else {
+        released.tenant.clone()
+    };
+    log_event(
+        &ledger,
+        &log_tenant,
+        "legal_hold.released",
+        &format!("token:{}", p.token_id),
+        json!({"hold_id": released.id, "hold_tenant": released.tenant}),
+    )
+    .await?;
+    Ok(Json(json!({"id": id, "released": true})))
+}
