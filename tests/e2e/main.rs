@@ -17,6 +17,7 @@ mod policies;
 mod prometheus;
 mod retention;
 mod search;
+mod shutdown;
 mod signatures;
 mod tls;
 mod validate;
