@@ -11,10 +11,27 @@ use std::time::Instant;
 
 const TENANTS: [&str; 5] = ["acme", "globex", "initech", "umbrella", "hooli"];
 const ACTIONS: [&str; 12] = [
-    "model.invoke", "tool.call", "agent.decision", "human.review", "human.override", "data.access",
-    "policy.violation", "system.start", "model.embed", "tool.result", "agent.plan", "data.write",
+    "model.invoke",
+    "tool.call",
+    "agent.decision",
+    "human.review",
+    "human.override",
+    "data.access",
+    "policy.violation",
+    "system.start",
+    "model.embed",
+    "tool.result",
+    "agent.plan",
+    "data.write",
 ];
-const MODELS: [&str; 6] = ["claude-x", "claude-y", "gpt-z", "llama-4", "mistral-l", "gemini-p"];
+const MODELS: [&str; 6] = [
+    "claude-x",
+    "claude-y",
+    "gpt-z",
+    "llama-4",
+    "mistral-l",
+    "gemini-p",
+];
 const RISKS: [&str; 4] = ["minimal", "low", "high", "critical"];
 
 fn entry(i: u64) -> Vec<u8> {
@@ -40,8 +57,13 @@ fn entry(i: u64) -> Vec<u8> {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
-    let path = args.next().unwrap_or_else(|| "/tmp/search-bench.sqlite".into());
+    let n: u64 = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let path = args
+        .next()
+        .unwrap_or_else(|| "/tmp/search-bench.sqlite".into());
     let path = std::path::Path::new(&path);
     let index = SearchIndex::open(path).unwrap();
     let have = index.indexed_size().unwrap();
@@ -55,7 +77,10 @@ fn main() {
             index.add(at, &refs).unwrap();
             at += count;
             if at % 1_000_000 < 4096 {
-                eprintln!("{at} indexed, {:.0} events/s", (at - have) as f64 / started.elapsed().as_secs_f64());
+                eprintln!(
+                    "{at} indexed, {:.0} events/s",
+                    (at - have) as f64 / started.elapsed().as_secs_f64()
+                );
             }
         }
         println!(
@@ -66,18 +91,58 @@ fn main() {
         );
     }
     let q = |f: &dyn Fn(&mut Query)| {
-        let mut q = Query { limit: 100, order: Order::Desc, ..Query::default() };
+        let mut q = Query {
+            limit: 100,
+            order: Order::Desc,
+            ..Query::default()
+        };
         f(&mut q);
         q
     };
     let cases: Vec<(&str, Query)> = vec![
         ("tenant", q(&|q| q.tenant = Some("acme".into()))),
-        ("tenant+action", q(&|q| { q.tenant = Some("acme".into()); q.action = Some("agent.decision".into()) })),
-        ("tenant+model+risk", q(&|q| { q.tenant = Some("globex".into()); q.model = Some("gpt-z".into()); q.risk = Some("critical".into()) })),
-        ("tenant+actor+outcome", q(&|q| { q.tenant = Some("initech".into()); q.actor = Some("agent-7".into()); q.outcome = Some("failure".into()) })),
-        ("conversation", q(&|q| q.conversation_id = Some("conv-421".into()))),
-        ("tenant+time window", q(&|q| { q.tenant = Some("hooli".into()); q.from_ms = aiaudit_index::parse_time_ms("2026-11-10T00:00:00Z"); q.to_ms = aiaudit_index::parse_time_ms("2026-11-11T00:00:00Z") })),
-        ("auditor of 2 tenants, action", q(&|q| { q.tenants = Some(vec!["acme".into(), "umbrella".into()]); q.action = Some("human.override".into()) })),
+        (
+            "tenant+action",
+            q(&|q| {
+                q.tenant = Some("acme".into());
+                q.action = Some("agent.decision".into())
+            }),
+        ),
+        (
+            "tenant+model+risk",
+            q(&|q| {
+                q.tenant = Some("globex".into());
+                q.model = Some("gpt-z".into());
+                q.risk = Some("critical".into())
+            }),
+        ),
+        (
+            "tenant+actor+outcome",
+            q(&|q| {
+                q.tenant = Some("initech".into());
+                q.actor = Some("agent-7".into());
+                q.outcome = Some("failure".into())
+            }),
+        ),
+        (
+            "conversation",
+            q(&|q| q.conversation_id = Some("conv-421".into())),
+        ),
+        (
+            "tenant+time window",
+            q(&|q| {
+                q.tenant = Some("hooli".into());
+                q.from_ms = aiaudit_index::parse_time_ms("2026-11-10T00:00:00Z");
+                q.to_ms = aiaudit_index::parse_time_ms("2026-11-11T00:00:00Z")
+            }),
+        ),
+        (
+            "auditor of 2 tenants, action",
+            q(&|q| {
+                q.tenants = Some(vec!["acme".into(), "umbrella".into()]);
+                q.action = Some("human.override".into())
+            }),
+        ),
     ];
     println!("first page (100 rows) over {n} events, best and median of 9 runs:");
     for (name, query) in cases {
