@@ -22,7 +22,44 @@ async function listing(title, path, key) {
 }
 
 export const violations = () => listing('Violations', '/v1/violations', 'violations');
-export const reports = () => listing('Reports', '/v1/reports', 'reports');
+/** Compliance report: a summary on screen, the full report (HTML, Markdown or JSON) to download. */
+export async function reports({ params }) {
+  const status = h('div', { role: 'status', 'aria-live': 'polite' });
+  const input = (name, label, type = 'text', value = '') =>
+    h('label', {}, label, h('input', { name, type, value, required: name === 'tenant' ? '' : null }));
+  const form = h('form', { class: 'card filters', 'aria-label': 'Compliance report' },
+    h('p', { class: 'hint' }, 'EU AI Act record keeping (Art. 12, 19, 26, 14), integrity, violations and erasures for one tenant over a period (default: the last 30 days).'),
+    h('div', { class: 'filter-grid' },
+      input('tenant', 'Tenant', 'text', params.get('tenant') || ''),
+      input('from', 'From (RFC 3339)'), input('to', 'To (RFC 3339)'),
+      h('label', {}, 'Format', h('select', { name: 'format' },
+        h('option', { value: 'html' }, 'HTML (charts)'), h('option', { value: 'md' }, 'Markdown'), h('option', { value: 'json' }, 'JSON')))),
+    h('button', { type: 'submit' }, 'Build report'), status);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const q = new URLSearchParams();
+    for (const [k, v] of new FormData(form)) if (v && k !== 'format') q.set(k, v);
+    const format = new FormData(form).get('format');
+    status.replaceChildren('Building the report…');
+    try {
+      q.set('format', 'json');
+      const summary = await request(`/v1/reports/compliance?${q}`);
+      q.set('format', format);
+      const res = await request(`/v1/reports/compliance?${q}`, { raw: true });
+      const url = URL.createObjectURL(await res.blob());
+      const ext = format === 'md' ? 'md' : format;
+      const findings = summary.findings || [];
+      status.replaceChildren(
+        card('Findings', findings.length
+          ? h('ul', {}, findings.map((f) => h('li', {}, `${f.severity}: ${f.text}`)))
+          : h('p', { class: 'muted' }, 'No findings.')),
+        h('a', { href: url, download: `aiaudit-compliance.${ext}`, id: 'report-download', class: 'button' }, `Download the ${format.toUpperCase()} report`));
+    } catch (err) {
+      status.replaceChildren(err && err.status === 404 ? notAvailable('Compliance reports') : errorBox(err));
+    }
+  });
+  mount(h('h1', {}, 'Compliance reports'), form);
+}
 
 export async function exports({ params }) {
   const status = h('div', { role: 'status', 'aria-live': 'polite' });
