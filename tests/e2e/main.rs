@@ -16,6 +16,7 @@ mod otlp;
 mod policies;
 mod prometheus;
 mod retention;
+mod schema_fuzz;
 mod search;
 mod shutdown;
 mod signatures;
