@@ -51,6 +51,7 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
             "/v1/violations/{id}",
             get(crate::policies::get_one).post(crate::policies::transition),
         )
+        .route("/v1/reports/compliance", get(crate::reports::compliance))
         .route("/v1/openapi.json", get(crate::openapi::serve))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
