@@ -448,6 +448,11 @@ pub struct Tally<K> {
     pub count: u64,
 }
 
+/// A day of a period (counted from its start) and a source.
+pub type DaySource = (u64, Option<String>);
+/// A source and an action.
+pub type SourceAction = (Option<String>, String);
+
 /// Aggregates for reports. Every value is a bound parameter; column names
 /// come from this code only.
 impl SearchIndex {
@@ -478,7 +483,7 @@ impl SearchIndex {
     }
 
     /// Per (day of the period, source): events over time per AI system.
-    pub fn daily_by_source(&self, p: &Period) -> Result<Vec<Tally<(u64, Option<String>)>>> {
+    pub fn daily_by_source(&self, p: &Period) -> Result<Vec<Tally<DaySource>>> {
         let c = self.reader();
         let mut stmt = c.prepare_cached(
             "SELECT (time_ms - ?2) / 86400000 AS day, source, count(*)
@@ -495,7 +500,7 @@ impl SearchIndex {
     }
 
     /// Per (source, action).
-    pub fn actions_by_source(&self, p: &Period) -> Result<Vec<Tally<(Option<String>, String)>>> {
+    pub fn actions_by_source(&self, p: &Period) -> Result<Vec<Tally<SourceAction>>> {
         let c = self.reader();
         let mut stmt = c.prepare_cached(
             "SELECT source, action, count(*)

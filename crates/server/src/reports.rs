@@ -263,7 +263,11 @@ fn days_in(from_ms: i64, to_ms: i64) -> u64 {
 }
 
 /// The per-day series of one source, zero on days without events.
-fn per_day(daily: &[Tally<(u64, Option<String>)>], source: &Option<String>, days: u64) -> Vec<u64> {
+fn per_day(
+    daily: &[Tally<aiaudit_index::DaySource>],
+    source: &Option<String>,
+    days: u64,
+) -> Vec<u64> {
     let mut out = vec![0; days as usize];
     for t in daily.iter().filter(|t| &t.key.1 == source) {
         if let Some(slot) = out.get_mut(t.key.0 as usize) {
