@@ -15,6 +15,7 @@ mod ledger;
 mod otlp;
 mod policies;
 mod prometheus;
+mod reports;
 mod retention;
 mod schema_fuzz;
 mod search;

@@ -8,6 +8,7 @@ mod emit;
 mod emitter;
 mod keys;
 mod query;
+mod report;
 mod serve;
 mod token;
 mod validate;
@@ -59,6 +60,8 @@ enum Command {
     Query(query::QueryArgs),
     /// Export matching events with their proofs as a bundle that verifies offline.
     Export(query::ExportArgs),
+    /// Compliance report of one tenant over a period (EU AI Act record keeping, integrity, violations, erasures).
+    Report(report::ReportArgs),
     /// Rebuild the search index of a stopped ledger from its log alone.
     Reindex(query::ReindexArgs),
     /// Disaster-recovery rehearsal: restore, serve, verify, compare with live; RTO and RPO.
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Export(args) => query::run_export(args),
         Command::Reindex(args) => query::run_reindex(args),
+        Command::Report(args) => report::run(args),
         Command::Erase(args) => keys::run_erase(args),
         Command::Hash(args) => keys::run_hash(args),
         Command::Backup(args) => backup::run(args),

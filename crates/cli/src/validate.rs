@@ -236,9 +236,9 @@ fn check_disk(r: &mut Report, dir: &Path) {
             0.0
         };
         let gib = free as f64 / (1u64 << 30) as f64;
-        let level = if pct < 10.0 || gib < 1.0 {
+        let level = if pct < 3.0 || gib < 1.0 {
             Level::Fail
-        } else if pct < 20.0 {
+        } else if pct < 10.0 {
             Level::Warn
         } else {
             Level::Ok

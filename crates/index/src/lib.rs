@@ -437,6 +437,156 @@ impl SearchIndex {
     }
 }
 
+/// Milliseconds in a day: report days are counted from the period's start.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// One tenant's events with an event time in `[from_ms, to_ms)`: what a
+/// report aggregates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Period {
+    pub tenant: String,
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+/// The events of one source (an AI system) in a period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSummary {
+    /// `source.name`; `None` for events without one.
+    pub source: Option<String>,
+    pub events: u64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    /// Days of the period (counted from its start) with at least one event.
+    pub days_with_events: u64,
+}
+
+/// A count for a group of events (the key depends on the aggregate).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Tally<K> {
+    pub key: K,
+    pub count: u64,
+}
+
+/// A day of a period (counted from its start) and a source.
+pub type DaySource = (u64, Option<String>);
+/// A source and an action.
+pub type SourceAction = (Option<String>, String);
+
+/// Aggregates for reports. Every value is a bound parameter; column names
+/// come from this code only.
+impl SearchIndex {
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        let n = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        self.readers[n].lock().expect("index reader lock")
+    }
+
+    /// Per source: events, first and last event time, days with events.
+    pub fn sources(&self, p: &Period) -> Result<Vec<SourceSummary>> {
+        let c = self.reader();
+        let mut stmt = c.prepare_cached(
+            "SELECT source, count(*), min(time_ms), max(time_ms),
+                    count(DISTINCT (time_ms - ?2) / 86400000)
+             FROM events WHERE tenant = ?1 AND time_ms >= ?2 AND time_ms < ?3
+             GROUP BY source ORDER BY source",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![p.tenant, p.from_ms, p.to_ms], |r| {
+            Ok(SourceSummary {
+                source: r.get(0)?,
+                events: r.get::<_, i64>(1)? as u64,
+                first_ms: r.get(2)?,
+                last_ms: r.get(3)?,
+                days_with_events: r.get::<_, i64>(4)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Per (day of the period, source): events over time per AI system.
+    pub fn daily_by_source(&self, p: &Period) -> Result<Vec<Tally<DaySource>>> {
+        let c = self.reader();
+        let mut stmt = c.prepare_cached(
+            "SELECT (time_ms - ?2) / 86400000 AS day, source, count(*)
+             FROM events WHERE tenant = ?1 AND time_ms >= ?2 AND time_ms < ?3
+             GROUP BY day, source ORDER BY day, source",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![p.tenant, p.from_ms, p.to_ms], |r| {
+            Ok(Tally {
+                key: (r.get::<_, i64>(0)? as u64, r.get(1)?),
+                count: r.get::<_, i64>(2)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Per (source, action).
+    pub fn actions_by_source(&self, p: &Period) -> Result<Vec<Tally<SourceAction>>> {
+        let c = self.reader();
+        let mut stmt = c.prepare_cached(
+            "SELECT source, action, count(*)
+             FROM events WHERE tenant = ?1 AND time_ms >= ?2 AND time_ms < ?3
+             GROUP BY source, action ORDER BY source, action",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![p.tenant, p.from_ms, p.to_ms], |r| {
+            Ok(Tally {
+                key: (r.get(0)?, r.get(1)?),
+                count: r.get::<_, i64>(2)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Per actor, for one action: violations per rule (`policy:<rule>`).
+    pub fn actors_of(&self, p: &Period, action: &str) -> Result<Vec<Tally<Option<String>>>> {
+        let c = self.reader();
+        let mut stmt = c.prepare_cached(
+            "SELECT actor, count(*)
+             FROM events WHERE tenant = ?1 AND action = ?4 AND time_ms >= ?2 AND time_ms < ?3
+             GROUP BY actor ORDER BY actor",
+        )?;
+        let rows = stmt.query_map(
+            rusqlite::params![p.tenant, p.from_ms, p.to_ms, action],
+            |r| {
+                Ok(Tally {
+                    key: r.get(0)?,
+                    count: r.get::<_, i64>(1)? as u64,
+                })
+            },
+        )?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Events whose action is one of `actions` and, when `risks` is not
+    /// empty, whose risk level is one of `risks`.
+    pub fn count_in(&self, p: &Period, actions: &[&str], risks: &[&str]) -> Result<u64> {
+        let mut sql = String::from(
+            "SELECT count(*) FROM events WHERE tenant = ? AND time_ms >= ? AND time_ms < ?",
+        );
+        let mut params: Vec<&dyn ToSql> = vec![&p.tenant, &p.from_ms, &p.to_ms];
+        for (column, values) in [("action", actions), ("risk", risks)] {
+            if !values.is_empty() {
+                sql.push_str(&format!(
+                    " AND {column} IN ({})",
+                    vec!["?"; values.len()].join(",")
+                ));
+                params.extend(values.iter().map(|v| v as &dyn ToSql));
+            }
+        }
+        let c = self.reader();
+        let mut stmt = c.prepare_cached(&sql)?;
+        let n: i64 = stmt.query_row(params.as_slice(), |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// The earliest event time the index holds for `tenant`, whatever the
+    /// period: how far back the ledger actually keeps its records.
+    pub fn oldest_ms(&self, tenant: &str) -> Result<Option<i64>> {
+        let c = self.reader();
+        let mut stmt = c.prepare_cached("SELECT min(time_ms) FROM events WHERE tenant = ?1")?;
+        Ok(stmt.query_row([tenant], |r| r.get(0))?)
+    }
+}
+
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     Ok(Row {
         index: r.get::<_, i64>(0)? as u64,

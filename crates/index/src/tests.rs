@@ -220,3 +220,157 @@ fn adds_only_in_log_order_and_survives_reopening() {
         "an undecodable entry still takes its place"
     );
 }
+
+// ---- report aggregates ------------------------------------------------------
+
+const SOURCES: [&str; 3] = ["chat-bot", "credit-scoring", "<b>triage</b>"];
+const REPORT_ACTIONS: [&str; 6] = [
+    "model.invoke",
+    "agent.decision",
+    "human.review",
+    "human.override",
+    "policy.violation",
+    "data.erasure",
+];
+
+/// An event for the aggregates: spread over five days and three sources.
+fn report_entry(
+    i: usize,
+    (tenant, source, action, risk, minute): (usize, usize, usize, Option<usize>, u32),
+) -> Vec<u8> {
+    let day = minute / 1440;
+    let m = minute % 1440;
+    let mut e = json!({
+        "id": format!("r{i}"),
+        "time": format!("2026-11-{:02}T{:02}:{:02}:00Z", 20 + day, m / 60, m % 60),
+        "tenant": TENANTS[tenant],
+        "source": {"name": SOURCES[source]},
+        "actor": {"id": format!("policy:rule-{}", i % 3)},
+        "action": REPORT_ACTIONS[action],
+    });
+    if let Some(r) = risk {
+        e["risk_level"] = json!(RISKS[r]);
+    }
+    aiaudit_event::prepare(e).unwrap().entry
+}
+
+fn report_gen() -> impl Strategy<Value = (usize, usize, usize, Option<usize>, u32)> {
+    (
+        0..3usize,
+        0..3usize,
+        0..6usize,
+        proptest::option::of(0..3usize),
+        0..(5 * 1440u32),
+    )
+}
+
+fn tallies<K>(m: std::collections::BTreeMap<K, u64>) -> Vec<Tally<K>> {
+    m.into_iter()
+        .map(|(key, count)| Tally { key, count })
+        .collect()
+}
+
+fn ms(s: &str) -> i64 {
+    parse_time_ms(s).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Every aggregate agrees with a brute-force pass over the same rows.
+    #[test]
+    fn aggregates_agree_with_a_brute_force_scan(
+        events in proptest::collection::vec(report_gen(), 1..300),
+        tenant in 0..3usize,
+        from_minute in 0..(3 * 1440i64),
+        length in 1..(3 * 1440i64),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let index = SearchIndex::open(&dir.path().join(INDEX_FILE)).unwrap();
+        let entries: Vec<Vec<u8>> = events.iter().enumerate().map(|(i, g)| report_entry(i, *g)).collect();
+        let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+        index.add(0, &refs).unwrap();
+        let rows: Vec<Row> = refs.iter().enumerate().map(|(i, e)| row_from_entry(i as u64, e).unwrap()).collect();
+
+        let base = ms("2026-11-20T00:00:00Z");
+        let p = Period {
+            tenant: TENANTS[tenant].to_string(),
+            from_ms: base + from_minute * 60_000,
+            to_ms: base + (from_minute + length) * 60_000,
+        };
+        let inside: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.tenant == p.tenant && r.time_ms.is_some_and(|t| t >= p.from_ms && t < p.to_ms))
+            .collect();
+        let day = |r: &Row| ((r.time_ms.unwrap() - p.from_ms) / DAY_MS) as u64;
+
+        // Per source.
+        let mut want: std::collections::BTreeMap<Option<String>, Vec<&Row>> = Default::default();
+        for r in &inside {
+            want.entry(r.source.clone()).or_default().push(r);
+        }
+        let want_sources: Vec<SourceSummary> = want
+            .iter()
+            .map(|(source, rs)| SourceSummary {
+                source: source.clone(),
+                events: rs.len() as u64,
+                first_ms: rs.iter().map(|r| r.time_ms.unwrap()).min().unwrap(),
+                last_ms: rs.iter().map(|r| r.time_ms.unwrap()).max().unwrap(),
+                days_with_events: rs.iter().map(|r| day(r)).collect::<std::collections::BTreeSet<_>>().len() as u64,
+            })
+            .collect();
+        prop_assert_eq!(index.sources(&p).unwrap(), want_sources);
+
+        // Per day and source, per source and action.
+        let mut daily: std::collections::BTreeMap<(u64, Option<String>), u64> = Default::default();
+        let mut actions: std::collections::BTreeMap<(Option<String>, String), u64> = Default::default();
+        let mut actors: std::collections::BTreeMap<Option<String>, u64> = Default::default();
+        for r in &inside {
+            *daily.entry((day(r), r.source.clone())).or_default() += 1;
+            *actions.entry((r.source.clone(), r.action.clone())).or_default() += 1;
+            if r.action == "policy.violation" {
+                *actors.entry(r.actor.clone()).or_default() += 1;
+            }
+        }
+        prop_assert_eq!(index.daily_by_source(&p).unwrap(), tallies(daily));
+        prop_assert_eq!(index.actions_by_source(&p).unwrap(), tallies(actions));
+        prop_assert_eq!(index.actors_of(&p, "policy.violation").unwrap(), tallies(actors));
+
+        // Filtered counts.
+        let count = |acts: &[&str], risks: &[&str]| {
+            inside
+                .iter()
+                .filter(|r| acts.is_empty() || acts.contains(&r.action.as_str()))
+                .filter(|r| risks.is_empty() || r.risk.as_deref().is_some_and(|k| risks.contains(&k)))
+                .count() as u64
+        };
+        for (acts, risks) in [
+            (&["human.review", "human.override"][..], &[][..]),
+            (&[][..], &["high", "critical"][..]),
+            (&["agent.decision"][..], &["high", "critical"][..]),
+            (&["data.erasure"][..], &[][..]),
+            (&[][..], &[][..]),
+        ] {
+            prop_assert_eq!(index.count_in(&p, acts, risks).unwrap(), count(acts, risks));
+        }
+
+        // The oldest record, whatever the period.
+        let oldest = rows.iter().filter(|r| r.tenant == p.tenant).filter_map(|r| r.time_ms).min();
+        prop_assert_eq!(index.oldest_ms(&p.tenant).unwrap(), oldest);
+    }
+}
+
+#[test]
+fn aggregates_of_an_empty_tenant_are_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = SearchIndex::open(&dir.path().join(INDEX_FILE)).unwrap();
+    let p = Period {
+        tenant: "nobody' OR 1=1 --".to_string(),
+        from_ms: 0,
+        to_ms: i64::MAX,
+    };
+    assert!(index.sources(&p).unwrap().is_empty());
+    assert!(index.daily_by_source(&p).unwrap().is_empty());
+    assert_eq!(index.count_in(&p, &["a"], &["b"]).unwrap(), 0);
+    assert_eq!(index.oldest_ms(&p.tenant).unwrap(), None);
+}

@@ -56,6 +56,7 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
             get(crate::retention::list).post(crate::retention::place),
         )
         .route("/v1/holds/{id}", delete(crate::retention::release))
+        .route("/v1/reports/compliance", get(crate::reports::compliance))
         .route("/v1/openapi.json", get(crate::openapi::serve))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))

@@ -24,6 +24,7 @@ pub mod otlp;
 pub mod policies;
 pub mod problem;
 pub mod publisher;
+pub mod reports;
 pub mod retention;
 pub mod sealing;
 pub mod search;

@@ -484,7 +484,8 @@ impl Violations {
             .cloned()
     }
 
-    fn list(&self, keep: impl Fn(&Record) -> bool) -> Vec<Record> {
+    /// The violations `keep` selects, newest first.
+    pub fn list(&self, keep: impl Fn(&Record) -> bool) -> Vec<Record> {
         let map = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<Record> = map.values().filter(|r| keep(r)).cloned().collect();
         out.sort_by_key(|r| std::cmp::Reverse(r.index));

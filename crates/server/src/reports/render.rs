@@ -1,0 +1,504 @@
+//! A report as Markdown or as one self-contained HTML page: the same
+//! sections and tables, plus two inline SVG charts in HTML (drawn with
+//! plotters; no script, no external resource).
+//!
+//! Strings from events (system names, rule ids, actions) and from the
+//! request (the tenant) are escaped for where they land: HTML text, SVG text
+//! (plotters escapes what it draws), Markdown table cells.
+
+use super::{date, Report};
+use aiaudit_index::DAY_MS;
+use plotters::prelude::*;
+
+/// Lines drawn in the daily chart; smaller systems are summed into one.
+const MAX_LINES: usize = 10;
+/// Longest axis label, in characters.
+const MAX_LABEL: usize = 24;
+
+struct Table {
+    headers: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+#[derive(Clone, Copy)]
+enum Chart {
+    Daily,
+    Rules,
+}
+
+struct Section {
+    title: &'static str,
+    note: String,
+    table: Table,
+    chart: Option<Chart>,
+    /// Preformatted blocks: command lines, the signed checkpoint.
+    code: Vec<String>,
+}
+
+fn kv(pairs: Vec<(&str, String)>) -> Table {
+    Table {
+        headers: vec!["", ""],
+        rows: pairs
+            .into_iter()
+            .map(|(k, v)| vec![k.to_string(), v])
+            .collect(),
+    }
+}
+
+fn opt<T: ToString>(v: &Option<T>, none: &str) -> String {
+    v.as_ref().map_or(none.to_string(), T::to_string)
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_string()
+}
+
+fn system_name(s: &Option<String>) -> String {
+    s.clone().unwrap_or_else(|| "(unnamed)".to_string())
+}
+
+fn sections(r: &Report) -> Vec<Section> {
+    let ret = &r.art19_26_retention;
+    let o = &r.art14_oversight;
+    let i = &r.integrity;
+    vec![
+        Section {
+            title: "Findings",
+            note: if r.findings.is_empty() {
+                "Nothing to act on.".into()
+            } else {
+                String::new()
+            },
+            table: Table {
+                headers: vec!["Severity", "Section", "Finding"],
+                rows: r
+                    .findings
+                    .iter()
+                    .map(|f| vec![f.severity.to_string(), f.section.to_string(), f.text.clone()])
+                    .collect(),
+            },
+            chart: None,
+            code: vec![],
+        },
+        Section {
+            title: "Art. 12: automatic logging per AI system",
+            note: format!(
+                "{} events from {} systems (source.name) over {} days.",
+                r.art12.total_events,
+                r.art12.systems.len(),
+                r.period.days
+            ),
+            table: Table {
+                headers: vec!["System", "Events", "First", "Last", "Days with events", "Actions"],
+                rows: r
+                    .art12
+                    .systems
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            system_name(&s.system),
+                            s.events.to_string(),
+                            s.first.clone(),
+                            s.last.clone(),
+                            format!("{} / {}", s.days_with_events, s.days_in_period),
+                            s.actions
+                                .iter()
+                                .map(|(a, n)| format!("{a}: {n}"))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        ]
+                    })
+                    .collect(),
+            },
+            chart: Some(Chart::Daily),
+            code: vec![],
+        },
+        Section {
+            title: "Art. 19 and 26: retention of logs (at least six months)",
+            note: ret.findings.join(" "),
+            table: kv(vec![
+                ("Configured retention", format!("{} (set by: {})", ret.configured, ret.configured_by)),
+                ("Required", format!("{} days", ret.required_days)),
+                ("Configured retention meets it", yes_no(ret.configured_ok)),
+                ("Oldest record held", opt(&ret.oldest_record, "none")),
+                ("Actual retention", opt(&ret.actual_days.map(|d| format!("{d} days")), "none")),
+                ("Actual retention meets it", ret.actual_status.to_string()),
+            ]),
+            chart: None,
+            code: vec![],
+        },
+        Section {
+            title: "Art. 14: human oversight",
+            note: "Review ratio: human reviews and overrides per high-risk event.".into(),
+            table: kv(vec![
+                ("Human reviews (human.review)", o.reviews.to_string()),
+                ("Human overrides (human.override)", o.overrides.to_string()),
+                ("High-risk events (risk high or critical)", o.high_risk_events.to_string()),
+                ("Agent decisions (agent.decision)", o.agent_decisions.to_string()),
+                ("High-risk agent decisions", o.high_risk_agent_decisions.to_string()),
+                ("Review ratio", opt(&o.review_ratio.map(|x| format!("{x:.2}")), "n/a")),
+            ]),
+            chart: None,
+            code: vec![],
+        },
+        Section {
+            title: "Integrity",
+            note: "The log is an RFC 6962 Merkle tree; the checkpoint below is signed. Check it independently:".into(),
+            table: kv(vec![
+                ("Checkpoint size", i.checkpoint_size.to_string()),
+                ("Root hash", i.checkpoint_root.clone()),
+                ("Checkpoint age", format!("{:.1} s", i.checkpoint_age_seconds)),
+                ("Integrity checks failed since start", i.verification_failures_since_start.to_string()),
+                ("Index lag", format!("{} entries", i.index_lag_events)),
+                ("Verifier key", r.log.verifier_key.clone()),
+            ]),
+            chart: None,
+            code: i.verify.iter().cloned().chain([r.log.checkpoint.clone()]).collect(),
+        },
+        Section {
+            title: "Policy violations",
+            note: format!(
+                "{} violations in the period; {} resolutions logged.",
+                r.violations.total, r.violations.resolutions_logged
+            ),
+            table: Table {
+                headers: vec!["Rule", "Severity", "Violations", "Resolved", "Unresolved"],
+                rows: r
+                    .violations
+                    .rules
+                    .iter()
+                    .map(|v| {
+                        vec![
+                            v.rule.clone(),
+                            v.severity.clone(),
+                            v.count.to_string(),
+                            v.resolved.to_string(),
+                            v.unresolved.to_string(),
+                        ]
+                    })
+                    .collect(),
+            },
+            chart: Some(Chart::Rules),
+            code: vec![],
+        },
+        Section {
+            title: "Data protection",
+            note: "Erasures are crypto-shredding: the subject's keys are destroyed, the entries stay in the log.".into(),
+            table: kv(vec![
+                ("Erasures (data.erasure)", r.data_protection.erasures.to_string()),
+                ("Keys destroyed", opt(&r.data_protection.keys_destroyed, "unknown")),
+            ]),
+            chart: None,
+            code: vec![],
+        },
+    ]
+}
+
+// ---- Markdown ---------------------------------------------------------------
+
+/// A table cell: no line breaks, pipes or markup from the data.
+fn md_cell(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '|' | '\\' | '`' | '*' | '_' | '[' | ']' | '#' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn md_table(t: &Table) -> String {
+    if t.rows.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("| {} |\n", t.headers.join(" | "));
+    out.push_str(&format!("|{}\n", "---|".repeat(t.headers.len())));
+    for row in &t.rows {
+        let cells: Vec<String> = row.iter().map(|c| md_cell(c)).collect();
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    out
+}
+
+pub fn markdown(r: &Report) -> String {
+    let mut out = format!(
+        "# Compliance report: {}\n\nPeriod {} to {} ({} days), generated {} by log {} (checkpoint size {}).\n\n",
+        md_cell(&r.tenant),
+        r.period.from,
+        r.period.to,
+        r.period.days,
+        r.generated_at,
+        md_cell(&r.log.origin),
+        r.log.checkpoint_size
+    );
+    for s in sections(r) {
+        out.push_str(&format!("## {}\n\n", s.title));
+        if !s.note.is_empty() {
+            out.push_str(&format!("{}\n\n", md_cell(&s.note)));
+        }
+        let table = md_table(&s.table);
+        if !table.is_empty() {
+            out.push_str(&table);
+            out.push('\n');
+        }
+        // Indented code: every line indented, so no content can end the block.
+        for block in &s.code {
+            for line in block.lines() {
+                out.push_str(&format!("    {line}\n"));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+// ---- HTML -------------------------------------------------------------------
+
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn html_table(t: &Table) -> String {
+    if t.rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("<table>");
+    if t.headers.iter().any(|h| !h.is_empty()) {
+        out.push_str("<thead><tr>");
+        for h in &t.headers {
+            out.push_str(&format!("<th>{}</th>", escape_html(h)));
+        }
+        out.push_str("</tr></thead>");
+    }
+    out.push_str("<tbody>");
+    for row in &t.rows {
+        out.push_str("<tr>");
+        for c in row {
+            out.push_str(&format!("<td>{}</td>", escape_html(c)));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;color:#222}\
+h1{font-size:1.6em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ccc}\
+table{border-collapse:collapse;margin:.5em 0;width:100%}td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}\
+th{background:#f4f4f4}pre{background:#f8f8f8;padding:.5em;overflow-x:auto;white-space:pre-wrap;word-break:break-all}\
+.meta{color:#555}figure{margin:1em 0}svg{max-width:100%;height:auto}";
+
+pub fn html(r: &Report) -> String {
+    let mut out = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Compliance report: {tenant}</title><style>{CSS}</style></head><body>\
+         <h1>Compliance report: {tenant}</h1><p class=\"meta\">Period {from} to {to} ({days} days). \
+         Generated {at} by log {origin} (checkpoint size {size}).</p>",
+        tenant = escape_html(&r.tenant),
+        from = escape_html(&r.period.from),
+        to = escape_html(&r.period.to),
+        days = r.period.days,
+        at = escape_html(&r.generated_at),
+        origin = escape_html(&r.log.origin),
+        size = r.log.checkpoint_size,
+    );
+    for s in sections(r) {
+        out.push_str(&format!("<section><h2>{}</h2>", escape_html(s.title)));
+        if !s.note.is_empty() {
+            out.push_str(&format!("<p>{}</p>", escape_html(&s.note)));
+        }
+        if let Some(chart) = s.chart {
+            out.push_str("<figure>");
+            out.push_str(&chart_svg(r, chart));
+            out.push_str("</figure>");
+        }
+        out.push_str(&html_table(&s.table));
+        for block in &s.code {
+            out.push_str(&format!("<pre>{}</pre>", escape_html(block)));
+        }
+        out.push_str("</section>");
+    }
+    out.push_str(
+        "<footer><p class=\"meta\">Numbers come from the ledger's search index and its latest signed \
+         checkpoint. What this report can and cannot attest: docs/reports.md.</p></footer></body></html>\n",
+    );
+    out
+}
+
+// ---- charts -----------------------------------------------------------------
+
+fn label(s: &str) -> String {
+    if s.chars().count() <= MAX_LABEL {
+        s.to_string()
+    } else {
+        s.chars().take(MAX_LABEL - 1).chain(['…']).collect()
+    }
+}
+
+/// The lines of the daily chart: the largest systems, the rest summed.
+fn daily_lines(r: &Report) -> Vec<(String, Vec<u64>)> {
+    let mut systems: Vec<_> = r.art12.systems.iter().collect();
+    systems.sort_by(|a, b| b.events.cmp(&a.events).then(a.system.cmp(&b.system)));
+    let mut lines: Vec<(String, Vec<u64>)> = systems
+        .iter()
+        .take(MAX_LINES)
+        .map(|s| (label(&system_name(&s.system)), s.per_day.clone()))
+        .collect();
+    let rest = &systems[systems.len().min(MAX_LINES)..];
+    if !rest.is_empty() {
+        let mut sum = vec![0u64; r.period.days as usize];
+        for s in rest {
+            for (slot, n) in sum.iter_mut().zip(&s.per_day) {
+                *slot += n;
+            }
+        }
+        lines.push((format!("{} other systems", rest.len()), sum));
+    }
+    lines
+}
+
+/// A chart as inline SVG, or a note when there is nothing to draw (or
+/// drawing failed: the report still comes out).
+fn chart_svg(r: &Report, chart: Chart) -> String {
+    let drawn = match chart {
+        Chart::Daily if r.art12.total_events > 0 => daily_svg(r),
+        Chart::Rules if r.violations.total > 0 => rules_svg(r),
+        _ => return "<p class=\"meta\">(nothing to chart)</p>".to_string(),
+    };
+    drawn.unwrap_or_else(|e| {
+        format!(
+            "<p class=\"meta\">(chart unavailable: {})</p>",
+            escape_html(&e)
+        )
+    })
+}
+
+fn daily_svg(r: &Report) -> Result<String, String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let lines = daily_lines(r);
+    let last_day = (r.period.days.max(2) - 1) as u32;
+    let max = lines
+        .iter()
+        .flat_map(|(_, v)| v.iter())
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let from_ms = r.period.from_ms;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 380)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Events per day per AI system", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0u32..last_day, 0u64..max + max / 10 + 1)
+            .map_err(|e| err(&e))?;
+        let day_label = |d: &u32| {
+            let s = date(from_ms.saturating_add(i64::from(*d) * DAY_MS));
+            s.get(5..).unwrap_or(&s).to_string()
+        };
+        chart
+            .configure_mesh()
+            .x_desc("day (UTC)")
+            .y_desc("events")
+            .x_label_formatter(&day_label)
+            .draw()
+            .map_err(|e| err(&e))?;
+        for (i, (name, values)) in lines.iter().enumerate() {
+            let color = Palette99::pick(i);
+            chart
+                .draw_series(LineSeries::new(
+                    values.iter().enumerate().map(|(d, n)| (d as u32, *n)),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| err(&e))?
+                .label(name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(
+                        vec![(x, y), (x + 16, y)],
+                        Palette99::pick(i).stroke_width(2),
+                    )
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    Ok(svg)
+}
+
+fn rules_svg(r: &Report) -> Result<String, String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let rules = &r.violations.rules;
+    let names: Vec<String> = rules.iter().map(|v| label(&v.rule)).collect();
+    let n = rules.len() as u32;
+    let max = rules.iter().map(|v| v.count).max().unwrap_or(0).max(1);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 340)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Violations per rule", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d((0u32..n).into_segmented(), 0u64..max + max / 10 + 1)
+            .map_err(|e| err(&e))?;
+        let rule_label = |v: &SegmentValue<u32>| match v {
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                names.get(*i as usize).cloned().unwrap_or_default()
+            }
+            SegmentValue::Last => String::new(),
+        };
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(rules.len())
+            .x_label_formatter(&rule_label)
+            .y_desc("violations")
+            .draw()
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(rules.iter().enumerate().map(|(i, v)| {
+                let i = i as u32;
+                let mut bar = Rectangle::new(
+                    [
+                        (SegmentValue::Exact(i), 0),
+                        (SegmentValue::Exact(i + 1), v.count),
+                    ],
+                    Palette99::pick(i as usize).filled(),
+                );
+                bar.set_margin(0, 0, 12, 12);
+                bar
+            }))
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    Ok(svg)
+}
