@@ -29,3 +29,16 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Refuses a file holding keys that other users may read.
+pub(crate) fn check_private(path: &std::path::Path, mode: u32) -> Result<()> {
+    if mode & 0o077 != 0 {
+        return Err(Error::Key(format!(
+            "{} is readable by other users (mode {:o}); run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        )));
+    }
+    Ok(())
+}

@@ -92,15 +92,7 @@ fn random_key() -> Result<[u8; 32]> {
 
 /// Reads a key file, refusing one that other users may read.
 fn read_key_file(path: &Path) -> Result<[u8; 32]> {
-    let mode = fs::metadata(path)?.permissions().mode();
-    if mode & 0o077 != 0 {
-        return Err(Error::Key(format!(
-            "{} is readable by other users (mode {:o}); run `chmod 600 {}`",
-            path.display(),
-            mode & 0o777,
-            path.display()
-        )));
-    }
+    crate::check_private(path, fs::metadata(path)?.permissions().mode())?;
     decode_key(&fs::read_to_string(path)?, &path.display().to_string())
 }
 

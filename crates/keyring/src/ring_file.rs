@@ -169,15 +169,7 @@ impl Keyring {
             .truncate(false)
             .mode(0o600)
             .open(&path)?;
-        let mode = file.metadata()?.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Err(Error::Key(format!(
-                "{} is readable by other users (mode {:o}); run `chmod 600 {}`",
-                path.display(),
-                mode & 0o777,
-                path.display()
-            )));
-        }
+        crate::check_private(&path, file.metadata()?.permissions().mode())?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         if bytes.is_empty() {
@@ -405,11 +397,21 @@ impl Keyring {
         let Some(tag) = state.tag(tenant, subject) else {
             return Ok((0, None));
         };
+        let destroyed = self.destroy_where(&mut state, |m| {
+            m.kind == SUBJECT_KEY && m.tenant == tenant && m.tag == tag
+        })?;
+        state.subject_current.remove(&(tenant.to_string(), tag));
+        Ok((destroyed, Some(tag_string(&tag))))
+    }
+
+    /// Crypto-shredding: every live record `doomed` picks gets its wrapped
+    /// key overwritten with zeros in place, then one fsync.
+    fn destroy_where(&self, state: &mut State, doomed: impl Fn(&Meta) -> bool) -> Result<usize> {
         let file = self.file.lock().expect("keyring file lock");
         let mut destroyed = 0;
         for number in 0..state.records.len() {
             let m = &state.records[number];
-            if m.live && m.kind == SUBJECT_KEY && m.tenant == tenant && m.tag == tag {
+            if m.live && doomed(m) {
                 let mut gone = m.clone();
                 gone.live = false;
                 file.write_all_at(&encode(&gone, None), offset(number as u64))?;
@@ -418,9 +420,10 @@ impl Keyring {
                 destroyed += 1;
             }
         }
-        file.sync_data()?;
-        state.subject_current.remove(&(tenant.to_string(), tag));
-        Ok((destroyed, Some(tag_string(&tag))))
+        if destroyed > 0 {
+            file.sync_data()?;
+        }
+        Ok(destroyed)
     }
 
     /// New current data keys for every tenant and subject; old ones keep

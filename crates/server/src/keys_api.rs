@@ -138,29 +138,20 @@ pub async fn erase(
             .hmac(&tenant, subject.as_bytes())
             .map_err(keyring_failed)?,
     };
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .map_err(|e| Problem::internal(e.to_string()))?;
-    let event = json!({
-        "id": uuid::Uuid::now_v7().to_string(),
-        "time": now,
-        "tenant": tenant,
-        "source": {"name": "aiaudit"},
-        "actor": {"id": format!("token:{}", p.token_id), "type": "user"},
-        "action": "data.erasure",
-        "outcome": {"status": "success"},
-        "attributes": {"subject_tag": tag, "keys_destroyed": destroyed},
-    });
-    let id = event["id"].as_str().unwrap_or_default().to_string();
-    let checked = crate::api::check_batch(std::slice::from_ref(&event))?;
-    let batch = crate::sealing::encode(&ledger, vec![event], checked, None).await?;
-    let appended = ledger.sequencer.append(batch).await?;
+    let (id, index) = crate::sealing::append_own_event(
+        &ledger,
+        &tenant,
+        "data.erasure",
+        (&format!("token:{}", p.token_id), "user"),
+        json!({"subject_tag": tag, "keys_destroyed": destroyed}),
+    )
+    .await?;
     tracing::info!(token_id = %p.token_id, tenant = %tenant, keys_destroyed = destroyed, "subject erased");
     Ok(Json(json!({
         "tenant": tenant,
         "subject_tag": tag,
         "keys_destroyed": destroyed,
-        "erasure_event": {"id": id, "index": appended.first().map(|a| a.index)},
+        "erasure_event": {"id": id, "index": index},
     })))
 }
 

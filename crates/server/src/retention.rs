@@ -162,7 +162,7 @@ pub async fn expire_tenant(ledger: &Arc<Ledger>, tenant: &str) -> ApiResult<(usi
     Ok((keys, rows))
 }
 
-/// Appends an event the ledger itself generates.
+/// Logs what retention and holds do, as an event of the ledger's own.
 async fn log_event(
     ledger: &Arc<Ledger>,
     tenant: &str,
@@ -170,23 +170,10 @@ async fn log_event(
     actor: &str,
     attributes: Value,
 ) -> ApiResult<u64> {
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .map_err(|e| Problem::internal(e.to_string()))?;
-    let event = json!({
-        "id": uuid::Uuid::now_v7().to_string(),
-        "time": now,
-        "tenant": tenant,
-        "source": {"name": "aiaudit"},
-        "actor": {"id": actor, "type": "service"},
-        "action": action,
-        "outcome": {"status": "success"},
-        "attributes": attributes,
-    });
-    let checked = crate::api::check_batch(std::slice::from_ref(&event))?;
-    let batch = crate::sealing::encode(ledger, vec![event], checked, None).await?;
-    let appended = ledger.sequencer.append(batch).await?;
-    Ok(appended.first().map_or(0, |a| a.index))
+    let (_, index) =
+        crate::sealing::append_own_event(ledger, tenant, action, (actor, "service"), attributes)
+            .await?;
+    Ok(index)
 }
 
 /// `GET /v1/holds`: holds in force (auditors see those of their tenants).

@@ -187,6 +187,36 @@ fn find_field<'a>(value: &'a mut Value, path: &str) -> Option<&'a mut Value> {
     find_field(obj.get_mut(head)?, rest)
 }
 
+/// Appends an event the ledger writes itself (an erasure, an expiry, a
+/// legal hold), through the same validation and sealing as any other.
+/// Returns its id and log index.
+pub async fn append_own_event(
+    ledger: &Arc<Ledger>,
+    tenant: &str,
+    action: &str,
+    actor: (&str, &str),
+    attributes: Value,
+) -> ApiResult<(String, u64)> {
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| Problem::internal(e.to_string()))?;
+    let id = uuid::Uuid::now_v7().to_string();
+    let event = serde_json::json!({
+        "id": id,
+        "time": now,
+        "tenant": tenant,
+        "source": {"name": "aiaudit"},
+        "actor": {"id": actor.0, "type": actor.1},
+        "action": action,
+        "outcome": {"status": "success"},
+        "attributes": attributes,
+    });
+    let checked = crate::api::check_batch(std::slice::from_ref(&event))?;
+    let batch = encode(ledger, vec![event], checked, None).await?;
+    let appended = ledger.sequencer.append(batch).await?;
+    Ok((id, appended.first().map_or(0, |a| a.index)))
+}
+
 /// What a reader gets from a stored entry.
 pub struct Readable {
     pub stored: Stored,
