@@ -1,0 +1,158 @@
+//! Network faults between the agent and the ledger: a misbehaving proxy
+//! refuses connections, cuts them after the request (so the ledger logged
+//! a batch the agent never hears about), stalls them, or passes them on.
+//! Every event must land in the log exactly once.
+
+use crate::harness::*;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Copies one direction until EOF or error.
+fn pipe(mut from: TcpStream, mut to: TcpStream, limit: Option<usize>) {
+    let mut buf = [0u8; 16 * 1024];
+    let mut sent = 0;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // A cut connection: the answer is dropped part-way.
+        if limit.is_some_and(|l| sent + n > l) {
+            let _ = to.shutdown(Shutdown::Both);
+            let _ = from.shutdown(Shutdown::Both);
+            return;
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        sent += n;
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+/// Starts the proxy in front of `upstream`; returns its port and a count of faults dealt.
+fn faulty_proxy(upstream: u16) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let faults = Arc::new(AtomicUsize::new(0));
+    let f = faults.clone();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(client) = conn else { continue };
+            let f = f.clone();
+            std::thread::spawn(move || {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    return; // ledger down: the agent sees a refused/closed connection
+                };
+                match n % 5 {
+                    // Refused: closed at once.
+                    0 => {
+                        f.fetch_add(1, Ordering::Relaxed);
+                        let _ = client.shutdown(Shutdown::Both);
+                    }
+                    // Cut after the request went through: the answer never arrives.
+                    1 => {
+                        f.fetch_add(1, Ordering::Relaxed);
+                        let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                        std::thread::spawn(move || pipe(c2, s2, None));
+                        pipe(server, client, Some(16));
+                    }
+                    // Stalled for a while, then passed on.
+                    2 => {
+                        f.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(Duration::from_millis(1500));
+                        let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                        std::thread::spawn(move || pipe(c2, s2, None));
+                        pipe(server, client, None);
+                    }
+                    // Reset part-way through a later answer (kept-alive
+                    // connections too must break now and then).
+                    3 => {
+                        f.fetch_add(1, Ordering::Relaxed);
+                        let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                        std::thread::spawn(move || pipe(c2, s2, None));
+                        pipe(server, client, Some(3 * 1024));
+                    }
+                    _ => {
+                        let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                        std::thread::spawn(move || pipe(c2, s2, None));
+                        // Even a healthy connection is cut after a while.
+                        pipe(server, client, Some(64 * 1024));
+                    }
+                }
+            });
+        }
+    });
+    (port, faults)
+}
+
+#[test]
+fn agent_delivers_exactly_once_through_a_faulty_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    let upstream: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
+    let (proxy, faults) = faulty_proxy(upstream);
+    let agent = start_agent(
+        &format!("http://127.0.0.1:{proxy}"),
+        &server.token,
+        &dir.path().join("spool"),
+    );
+    let total = 3000u64;
+    let c = client();
+    for b in 0..total / 100 {
+        let batch: Vec<Value> = (0..100)
+            .map(|i| event(&format!("net-{}", b * 100 + i)))
+            .collect();
+        let r = c
+            .post(format!("{}/v1/events", agent.url))
+            .json(&batch)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let size = server.get_json("/v1/info")["sequenced_size"]
+            .as_u64()
+            .unwrap();
+        let pending = c
+            .get(format!("{}/v1/agent/status", agent.url))
+            .send()
+            .unwrap()
+            .json::<Value>()
+            .unwrap()["pending_batches"]
+            .as_u64()
+            .unwrap_or(1);
+        if size >= total && pending == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "delivery stalled at {size} of {total}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let size = server.get_json("/v1/info")["sequenced_size"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(size, total, "every event exactly once, none twice");
+    server.wait_size(total);
+    let ids = logged_ids(&server, total);
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len() as u64, total);
+    // At least one of each: refused, cut after the request (logged, answer lost), stalled.
+    assert!(
+        faults.load(Ordering::Relaxed) >= 3,
+        "the proxy dealt faults"
+    );
+    println!(
+        "network faults: {} connections faulted, {total} events delivered once",
+        faults.load(Ordering::Relaxed)
+    );
+}
