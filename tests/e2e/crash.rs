@@ -11,7 +11,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const CYCLES: usize = 3;
+/// Kill -9 cycles: 20 in CI (the short profile); set AIAUDIT_TORTURE_CYCLES
+/// for the long one (docs/reliability.md).
+fn cycles() -> usize {
+    std::env::var("AIAUDIT_TORTURE_CYCLES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(20)
+}
 const CLIENTS: usize = 4;
 const BATCH: usize = 50;
 
@@ -30,7 +37,9 @@ fn kill_nine_under_load_loses_nothing_acknowledged() {
     let cp_file = dir.path().join("saved.checkpoint");
     let data = dir.path().join("data");
     let mut seed: u64 = 0x9e3779b97f4a7c15;
-    for cycle in 0..CYCLES {
+    let backups = dir.path().join("backups");
+    let mut backups_listed = 0;
+    for cycle in 0..cycles() {
         let server = Server::start(&data);
         let v = Verifier::parse(
             server.get_json("/v1/info")["verifier_key"]
@@ -144,6 +153,24 @@ fn kill_nine_under_load_loses_nothing_acknowledged() {
                 }
             }));
         }
+        // Every other cycle a backup runs too, and is cut short by the kill.
+        let backup = (cycle % 2 == 1).then(|| {
+            std::process::Command::new(BIN)
+                .args([
+                    "backup",
+                    "create",
+                    "--url",
+                    &server.url,
+                    "--token",
+                    &server.token,
+                ])
+                .arg("--to")
+                .arg(&backups)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        });
         let started = Instant::now();
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -156,6 +183,33 @@ fn kill_nine_under_load_loses_nothing_acknowledged() {
         }
         server.kill9();
         stop.store(true, Ordering::Relaxed);
+        if let Some(mut b) = backup {
+            let _ = b.wait();
+            // A backup cut short is never listed; every listed one verifies.
+            let out = aiaudit(&[
+                "backup",
+                "verify",
+                "--from",
+                backups.to_str().unwrap(),
+                "--vkey",
+                &v.to_vkey(),
+            ]);
+            let listed = aiaudit(&[
+                "backup",
+                "list",
+                "--json",
+                "--from",
+                backups.to_str().unwrap(),
+            ]);
+            let listed: Value = serde_json::from_str(stdout(&listed).trim()).unwrap();
+            let any = !listed["backups"].as_array().unwrap().is_empty();
+            assert!(
+                !any || out.status.success(),
+                "a listed backup fails verification after a kill during backup: {}",
+                stdout(&out)
+            );
+            backups_listed = backups_listed.max(listed["backups"].as_array().unwrap().len());
+        }
         for t in threads {
             t.join().unwrap();
         }
@@ -175,5 +229,10 @@ fn kill_nine_under_load_loses_nothing_acknowledged() {
     for (id, index) in &acked {
         assert_eq!(ids.get(*index as usize), Some(id));
     }
-    eprintln!("crash test: {CYCLES} kill -9 cycles, {} acknowledged events checked, {} checkpoints checked", acked.len(), checkpoints.len());
+    eprintln!(
+        "crash test: {} kill -9 cycles, {} acknowledged events checked, {} checkpoints checked, {backups_listed} backups verified after kills",
+        cycles(),
+        acked.len(),
+        checkpoints.len()
+    );
 }
