@@ -18,7 +18,7 @@ use std::time::Duration;
 type ApiResult<T> = Result<T, Problem>;
 
 /// Entries indexed per transaction.
-const INDEX_CHUNK: u64 = 4096;
+const INDEX_CHUNK: u64 = 16_384;
 
 /// Follows the log: every durable entry is added to the index, in order,
 /// on a thread of its own so ingest never waits for it.
@@ -64,11 +64,11 @@ pub fn spawn_indexer(
 /// is rebuilt from scratch.
 pub fn open_index(data_dir: &std::path::Path, log_size: u64) -> anyhow::Result<SearchIndex> {
     let path = data_dir.join(aiaudit_index::INDEX_FILE);
-    let index = SearchIndex::open(&path)?;
-    if index.indexed_size()? <= log_size {
-        return Ok(index);
+    match SearchIndex::open(&path).and_then(|i| Ok((i.indexed_size()?, i))) {
+        Ok((size, index)) if size <= log_size => return Ok(index),
+        Ok(_) => tracing::warn!("the search index is ahead of the log: rebuilding it"),
+        Err(e) => tracing::warn!(error = %e, "the search index cannot be opened: rebuilding it"),
     }
-    drop(index);
     remove_index_files(&path)?;
     Ok(SearchIndex::open(&path)?)
 }
