@@ -294,3 +294,32 @@ fn every_flip_in_logged_data_is_detected() {
     );
     println!("byte-flip campaign: {FLIPS} flips, all detected");
 }
+
+/// The running ledger scrubs its stored tree: a damaged intermediate node
+/// (which a tile audit cannot see) becomes a verification failure metric.
+#[test]
+fn the_running_ledger_finds_a_damaged_tree_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_with(&data, &["--scrub-interval", "1s"]);
+    fill(&server, 0, 600);
+    let failures = |server: &Server| -> f64 {
+        let text = server.get("/metrics").text().unwrap();
+        text.lines()
+            .find(|l| l.starts_with("aiaudit_verification_failures_total"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0)
+    };
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(failures(&server), 0.0, "a sound log scrubs clean");
+    flip(&data.join("log/levels/03"), 100);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while failures(&server) < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scrub never noticed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

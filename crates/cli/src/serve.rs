@@ -75,6 +75,9 @@ pub struct ServeArgs {
     /// How often retention expiry runs [default: 1h]
     #[arg(long)]
     retention_check_interval: Option<String>,
+    /// How often every stored tree node is re-checked; 0s: never [default: 6h]
+    #[arg(long)]
+    scrub_interval: Option<String>,
     /// Seal event content at rest (entry format v2) [default: true]
     #[arg(long, env = "AIAUDIT_ENCRYPTION")]
     encryption: Option<bool>,
@@ -119,6 +122,7 @@ struct FileConfig {
     retention: Option<std::collections::BTreeMap<String, String>>,
     data_key_max_age: Option<String>,
     retention_check_interval: Option<String>,
+    scrub_interval: Option<String>,
     backup_to: Option<Vec<String>>,
     backup_full_at: Option<String>,
     backup_incremental_every: Option<String>,
@@ -175,6 +179,11 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
         d.retention_check_interval,
     )?
     .max(Duration::from_secs(1));
+    let scrub_interval = secs(
+        "scrub_interval",
+        args.scrub_interval.clone().or(file.scrub_interval.clone()),
+        d.scrub_interval,
+    )?;
     let config = ServerConfig {
         data_dir: args
             .data_dir
@@ -233,6 +242,7 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
         retention,
         data_key_max_age,
         retention_check_interval,
+        scrub_interval,
         policy_file: args.policy_file.or(file.policy_file),
         webhook_url: args.webhook_url.or(file.webhook_url),
     };

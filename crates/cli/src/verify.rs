@@ -81,53 +81,6 @@ impl TileReader for DirTiles {
     }
 }
 
-/// Every stored tree node of a data directory must hash its two children,
-/// level by level from the leaves. Returns (first leaf covered, what) per bad node.
-fn check_levels(log: &LogReader, size: u64) -> Vec<(Option<u64>, String)> {
-    const CHUNK: u64 = 1 << 14;
-    let mut problems = Vec::new();
-    let mut level = 1u32;
-    while level < 64 && (size >> level) > 0 {
-        let nodes = size >> level;
-        let mut start = 0;
-        while start < nodes && problems.len() < 20 {
-            let count = (nodes - start).min(CHUNK);
-            let below = log.read_hashes(level - 1, 2 * start, 2 * count);
-            let here = log.read_hashes(level, start, count);
-            let (below, here) = match (below, here) {
-                (Ok(b), Ok(h)) => (b, h),
-                (Err(e), _) | (_, Err(e)) => {
-                    problems.push((
-                        Some(start << level),
-                        format!("log/levels/{level:02}: cannot be read: {e}"),
-                    ));
-                    break;
-                }
-            };
-            for i in 0..count as usize {
-                let left: &[u8; 32] = below[64 * i..64 * i + 32].try_into().expect("32 bytes");
-                let right: &[u8; 32] = below[64 * i + 32..64 * i + 64]
-                    .try_into()
-                    .expect("32 bytes");
-                if aiaudit_tlog::node_hash(left, right)[..] != here[32 * i..32 * i + 32] {
-                    let node = start + i as u64;
-                    problems.push((
-                        Some(node << level),
-                        format!(
-                            "log/levels/{level:02} node {node} (leaves {}..{}) does not hash its two children",
-                            node << level,
-                            (node + 1) << level
-                        ),
-                    ));
-                }
-            }
-            start += count;
-        }
-        level += 1;
-    }
-    problems
-}
-
 pub(crate) fn load_vkey(arg: &str) -> anyhow::Result<Verifier> {
     let text = if Path::new(arg).is_file() {
         std::fs::read_to_string(arg).with_context(|| format!("reading {arg}"))?
@@ -263,7 +216,14 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         // Tiles cover tree levels 0, 8, 16…; the levels between are stored
         // too (proofs are computed from them), so check every one.
         let log = LogReader::open(dir)?;
-        problems.extend(check_levels(&log, checkpoint.size));
+        let found = aiaudit_tlog::check_stored_levels(checkpoint.size, |level, start, count| {
+            log.read_hashes(level, start, count)
+        });
+        problems.extend(
+            found
+                .into_iter()
+                .map(|p| (Some(p.index), format!("log/levels: {}", p.what))),
+        );
     }
     if audit.old_root_ok == Some(false) {
         problems.push((

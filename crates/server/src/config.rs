@@ -39,6 +39,8 @@ pub struct ServerConfig {
     pub retention: std::collections::BTreeMap<String, Duration>,
     /// Data keys older than this are replaced on their next use.
     pub data_key_max_age: Duration,
+    /// How often every stored tree node is re-checked (zero: never).
+    pub scrub_interval: Duration,
     /// How often retention expiry runs.
     pub retention_check_interval: Duration,
     /// The backup schedule (off without locations).
@@ -82,6 +84,7 @@ impl Default for ServerConfig {
             retention: Default::default(),
             data_key_max_age: Duration::from_secs(aiaudit_keyring::DEFAULT_MAX_KEY_AGE_SECS),
             retention_check_interval: Duration::from_secs(3600),
+            scrub_interval: Duration::from_secs(6 * 3600),
             policy_file: None,
             webhook_url: None,
         }

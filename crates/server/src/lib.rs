@@ -26,6 +26,7 @@ pub mod problem;
 pub mod publisher;
 pub mod reports;
 pub mod retention;
+pub mod scrub;
 pub mod sealing;
 pub mod search;
 pub mod sequencer;
@@ -179,6 +180,7 @@ pub async fn serve(
     let ledger = start(config).await?;
     backups::spawn(ledger.clone())?;
     retention::spawn(ledger.clone(), ledger.config.retention_check_interval);
+    scrub::spawn(ledger.clone(), ledger.config.scrub_interval);
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;

@@ -44,4 +44,4 @@ pub use tile::{
     hashes_at_tile_level, parse_hash_tile, tiles_for_size, Tile, TileKind, MAX_ENTRY_SIZE,
     TILE_HEIGHT, TILE_WIDTH,
 };
-pub use verify::{audit_log, AuditReport, Problem, TileReader, MAX_PROBLEMS};
+pub use verify::{audit_log, check_stored_levels, AuditReport, Problem, TileReader, MAX_PROBLEMS};

@@ -40,6 +40,70 @@ pub struct Problem {
     pub what: String,
 }
 
+/// Checks every stored tree node of a log of `size` leaves: each node at
+/// level k ≥ 1 must be the hash of its two children at level k − 1.
+/// `read(level, start, count)` returns `count` stored hashes of `level` from
+/// `start`, concatenated (level 0: the leaf hashes). Tiles carry only levels
+/// 0, 8, 16…, so this covers what a tile audit cannot: the nodes between,
+/// from which a server computes proofs. Stops after [`MAX_PROBLEMS`].
+pub fn check_stored_levels<E: std::fmt::Display>(
+    size: u64,
+    mut read: impl FnMut(u32, u64, u64) -> std::result::Result<Vec<u8>, E>,
+) -> Vec<Problem> {
+    const CHUNK: u64 = 1 << 14;
+    let mut problems = Vec::new();
+    let mut level = 1u32;
+    while level < 64 && (size >> level) > 0 && problems.len() < MAX_PROBLEMS {
+        let nodes = size >> level;
+        let mut start = 0;
+        while start < nodes && problems.len() < MAX_PROBLEMS {
+            let count = (nodes - start).min(CHUNK);
+            let (below, here) = match (
+                read(level - 1, 2 * start, 2 * count),
+                read(level, start, count),
+            ) {
+                (Ok(b), Ok(h)) if b.len() as u64 == 64 * count && h.len() as u64 == 32 * count => {
+                    (b, h)
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    problems.push(Problem {
+                        index: start << level,
+                        what: format!("tree level {level}: cannot be read: {e}"),
+                    });
+                    break;
+                }
+                _ => {
+                    problems.push(Problem {
+                        index: start << level,
+                        what: format!("tree level {level}: short read"),
+                    });
+                    break;
+                }
+            };
+            for i in 0..count as usize {
+                let left: &Hash = below[64 * i..64 * i + 32].try_into().expect("32 bytes");
+                let right: &Hash = below[64 * i + 32..64 * i + 64]
+                    .try_into()
+                    .expect("32 bytes");
+                if crate::hash::node_hash(left, right)[..] != here[32 * i..32 * i + 32] {
+                    let node = start + i as u64;
+                    problems.push(Problem {
+                        index: node << level,
+                        what: format!(
+                            "tree level {level} node {node} (leaves {}..{}) does not hash its two children",
+                            node << level,
+                            (node + 1) << level
+                        ),
+                    });
+                }
+            }
+            start += count;
+        }
+        level += 1;
+    }
+    problems
+}
+
 /// The outcome of [`audit_log`]. The log is fine exactly when `problems` is
 /// empty (and `old_root_ok` is `Some(true)` if an old checkpoint was given).
 #[derive(Debug, Default)]
@@ -358,6 +422,60 @@ fn subtree_root(hashes: &[Hash]) -> Hash {
         b.push(*h, |_, _, _| {});
     }
     b.root()
+}
+
+#[cfg(test)]
+mod level_tests {
+    use super::*;
+    use crate::builder::TreeBuilder;
+
+    /// Stored levels as a server writes them, from `n` leaves.
+    fn levels(n: u64) -> Vec<Vec<u8>> {
+        let mut out = vec![Vec::new(); 64];
+        let mut tree = TreeBuilder::new();
+        for i in 0..n {
+            let leaf = record_hash(&i.to_be_bytes());
+            tree.push(leaf, |level, _, hash| {
+                out[level as usize].extend_from_slice(hash)
+            });
+        }
+        out
+    }
+
+    fn read(
+        l: &[Vec<u8>],
+    ) -> impl FnMut(u32, u64, u64) -> std::result::Result<Vec<u8>, String> + '_ {
+        |level, start, count| {
+            let v = &l[level as usize];
+            v.get(32 * start as usize..32 * (start + count) as usize)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| "beyond the end".to_string())
+        }
+    }
+
+    #[test]
+    fn finds_every_damaged_node_and_nothing_else() {
+        let n = 1000;
+        let mut l = levels(n);
+        assert!(check_stored_levels(n, read(&l)).is_empty());
+        for level in 1..10 {
+            if l[level].is_empty() {
+                continue;
+            }
+            let mut damaged = l.clone();
+            damaged[level][5] ^= 1;
+            let p = check_stored_levels(n, read(&damaged));
+            assert!(!p.is_empty(), "level {level}");
+            assert!(
+                p[0].what.contains(&format!("level {level}"))
+                    || p[0].what.contains(&format!("level {}", level + 1))
+            );
+        }
+        l[3].truncate(32);
+        assert!(check_stored_levels(n, read(&l))[0]
+            .what
+            .contains("cannot be read"));
+    }
 }
 
 #[cfg(test)]
