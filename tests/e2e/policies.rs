@@ -185,6 +185,39 @@ fn policies_fire_alert_and_follow_their_lifecycle() {
     );
     let resolved = server.get_json("/v1/violations?status=resolved");
     assert_eq!(resolved["total"], 1);
+    // The same from the command line.
+    let out = aiaudit(&[
+        "violations",
+        "list",
+        "--url",
+        &server.url,
+        "--token",
+        &server.token,
+        "--status",
+        "resolved",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout(&out).lines().count(), 1);
+    assert!(stdout(&out).contains("provider blocked"));
+    let out = aiaudit(&[
+        "violations",
+        "ack",
+        &id,
+        "--url",
+        &server.url,
+        "--token",
+        &server.token,
+    ]);
+    assert!(
+        !out.status.success(),
+        "a resolved violation cannot be acknowledged again"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("409"));
     assert_eq!(
         resolved["violations"][0]["history"][1]["note"],
         "provider blocked"

@@ -13,6 +13,7 @@ mod serve;
 mod token;
 mod validate;
 mod verify;
+mod violations;
 
 use clap::{Parser, Subcommand};
 
@@ -68,6 +69,8 @@ enum Command {
     Dr(dr::DrArgs),
     /// Pre- and post-deployment checks: config, key files, disk, TLS, health, checkpoint, backups, clock.
     Validate(validate::ValidateArgs),
+    /// Policy violations: list, acknowledge, resolve (auditor).
+    Violations(violations::ViolationsArgs),
     /// Load generator: events/s and acknowledgement latency against a running ledger.
     Bench(bench::BenchArgs),
     /// Backups of a running ledger: create (to directories and S3), list, verify.
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
         Command::Query(args) => query::run_query(args),
         Command::Dr(args) => dr::run(args),
         Command::Validate(args) => validate::run(args),
+        Command::Violations(args) => violations::run(args),
         Command::Export(args) => query::run_export(args),
         Command::Reindex(args) => query::run_reindex(args),
         Command::Report(args) => report::run(args),
