@@ -4,7 +4,7 @@
 //! reachable, and measures RTO and RPO against the objectives.
 
 use aiaudit_backup::{Location, Quiet};
-use aiaudit_tlog::{check_tree, open_note, Checkpoint, Verifier};
+use aiaudit_tlog::{open_note, Checkpoint, Verifier};
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -269,26 +269,8 @@ fn compare_with_live(
 ) -> anyhow::Result<()> {
     if let (Some((cp, _, url)), Some(root)) = (live, decode_root(&restored.root)) {
         let behind = cp.size.saturating_sub(restored.size);
-        let consistent = if restored.size == 0 || restored.size == cp.size {
-            restored.size == 0 || root == cp.root
-        } else if restored.size > cp.size {
-            false
-        } else {
-            let proof: Value = client
-                .get(format!(
-                    "{url}/v1/proof/consistency?old={}&size={}",
-                    restored.size, cp.size
-                ))
-                .send()?
-                .json()?;
-            let hashes = proof["proof"]
-                .as_array()
-                .context("no consistency proof")?
-                .iter()
-                .filter_map(|h| decode_root(h.as_str()?))
-                .collect::<Vec<_>>();
-            check_tree(&hashes, cp.size, &cp.root, restored.size, &root).is_ok()
-        };
+        let consistent =
+            crate::remote_prefix(client, url, (restored.size, &root), (cp.size, &cp.root))?;
         let rpo_seconds = backup_created
             .as_deref()
             .and_then(|c| {

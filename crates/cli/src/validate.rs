@@ -454,7 +454,7 @@ fn check_checkpoint(
     note: &str,
     saved: Option<&Path>,
 ) -> anyhow::Result<String> {
-    use aiaudit_tlog::{check_tree, open_note, Checkpoint, Verifier};
+    use aiaudit_tlog::{open_note, Checkpoint, Verifier};
     let verifier = Verifier::parse(vkey).context("verifier key")?;
     let cp = Checkpoint::parse_body(open_note(note, &verifier).context("checkpoint signature")?)?;
     let Some(path) = saved else {
@@ -467,37 +467,10 @@ fn check_checkpoint(
         if old.size > cp.size {
             anyhow::bail!("the log shrank from {} to {}", old.size, cp.size);
         }
-        if old.size > 0 && old.size < cp.size {
-            let proof: Value = client
-                .get(format!(
-                    "{base}/v1/proof/consistency?old={}&size={}",
-                    old.size, cp.size
-                ))
-                .send()?
-                .json()?;
-            let hashes: Vec<[u8; 32]> = proof["proof"]
-                .as_array()
-                .context("no consistency proof")?
-                .iter()
-                .filter_map(|h| {
-                    use base64::Engine;
-                    base64::engine::general_purpose::STANDARD
-                        .decode(h.as_str()?)
-                        .ok()?
-                        .try_into()
-                        .ok()
-                })
-                .collect();
-            check_tree(&hashes, cp.size, &cp.root, old.size, &old.root).map_err(|_| {
-                anyhow::anyhow!(
-                    "not consistent with the saved checkpoint of size {}",
-                    old.size
-                )
-            })?;
-        } else if old.size == cp.size && old.root != cp.root {
+        if !crate::remote_prefix(client, base, (old.size, &old.root), (cp.size, &cp.root))? {
             anyhow::bail!(
-                "same size {} as the saved checkpoint, different root",
-                cp.size
+                "not consistent with the saved checkpoint of size {}",
+                old.size
             );
         }
         detail += &format!(", consistent with the saved size {}", old.size);
