@@ -37,21 +37,7 @@ pub struct Route {
 }
 
 const JSON: &str = "application/json";
-const FILTERS: &[(&str, &str)] = &[
-    ("tenant", "exact tenant"),
-    ("actor", "actor.id"),
-    ("action", "action, e.g. agent.decision"),
-    ("model", "gen_ai.request.model"),
-    ("provider", "gen_ai.provider.name"),
-    ("outcome", "outcome.status"),
-    ("risk", "risk_level"),
-    ("trace_id", "W3C trace id"),
-    ("conversation_id", "gen_ai.conversation.id"),
-    ("source", "source.name"),
-    ("subject", "subject tag (hmac-sha256:…, see POST /v1/hash)"),
-    ("from", "event time from (RFC 3339, inclusive)"),
-    ("to", "event time to (RFC 3339, exclusive)"),
-];
+/// Search filters, then the paging parameters (the last three).
 const PAGING: &[(&str, &str)] = &[
     ("tenant", "exact tenant"),
     ("actor", "actor.id"),
@@ -70,6 +56,8 @@ const PAGING: &[(&str, &str)] = &[
     ("cursor", "next_cursor of the previous page"),
     ("order", "desc (default, newest first) or asc"),
 ];
+/// The search filters alone (exports take every match, no paging).
+const FILTERS: &[(&str, &str)] = PAGING.split_at(PAGING.len() - 3).0;
 
 pub const ROUTES: &[Route] = &[
     Route { method: "post", path: "/v1/events", summary: "Append a batch of events (all or nothing); acknowledged once fsync'd", access: Access::Append,
