@@ -15,6 +15,7 @@ mod ledger;
 mod network_faults;
 mod otlp;
 mod policies;
+mod postgres;
 mod prometheus;
 mod reports;
 mod retention;

@@ -7,6 +7,7 @@ mod dr;
 mod emit;
 mod emitter;
 mod keys;
+mod migrate;
 mod query;
 mod report;
 mod serve;
@@ -40,7 +41,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the ledger (HTTP API on 127.0.0.1:7381, data in ./aiaudit-data).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Audit a log: checkpoint signature, every tile and entry, consistency with a saved checkpoint.
     Verify(verify::VerifyArgs),
     /// Local forwarder: accepts events, spools them durably, delivers them to the ledger.
@@ -77,6 +78,8 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Restore a backup (a full one and its incrementals) into a new data directory, verified.
     Restore(backup::RestoreArgs),
+    /// Move a stopped embedded log into PostgreSQL with the same tree (same root at the same size).
+    Migrate(migrate::MigrateArgs),
 }
 
 fn main() -> ExitCode {
@@ -93,7 +96,7 @@ fn main() -> ExitCode {
         }
     }
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Verify(args) => verify::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Agent(args) => agent::run(args),
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
         Command::Hash(args) => keys::run_hash(args),
         Command::Backup(args) => backup::run(args),
         Command::Restore(args) => backup::run_restore(args),
+        Command::Migrate(args) => migrate::run(args),
     };
     match result {
         Ok(code) => code,

@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// Where violations are posted as Alertmanager-compatible alerts (http or https URL).
     #[arg(long, env = "AIAUDIT_WEBHOOK_URL")]
     webhook_url: Option<String>,
+    /// Where the log lives: omit for files in the data directory; a
+    /// postgres://user@host:port/db URL to share one log between several nodes.
+    #[arg(long, env = "AIAUDIT_STORAGE")]
+    storage: Option<String>,
 }
 
 /// The config file: every option of `serve`.
@@ -117,6 +121,7 @@ struct FileConfig {
     encryption: Option<bool>,
     master_key_file: Option<PathBuf>,
     sensitive_fields: Option<Vec<String>>,
+    storage: Option<String>,
     max_index_lag_events: Option<u64>,
     /// Tenant (or "*") → how long its events are kept, e.g. "400d".
     retention: Option<std::collections::BTreeMap<String, String>>,
@@ -245,7 +250,13 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
         scrub_interval,
         policy_file: args.policy_file.or(file.policy_file),
         webhook_url: args.webhook_url.or(file.webhook_url),
+        storage: args.storage.or(file.storage),
     };
+    if let Some(s) = &config.storage {
+        if !aiaudit_store::is_postgres_url(s) {
+            anyhow::bail!("--storage must be a postgres:// URL (omit it for files in the data directory), got {s:?}");
+        }
+    }
     if config.publish_interval.is_zero() {
         anyhow::bail!("publish_interval_ms must be at least 1");
     }

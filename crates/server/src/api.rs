@@ -682,6 +682,11 @@ async fn info(State(ledger): State<Arc<Ledger>>, headers: HeaderMap) -> ApiResul
         "checkpoint_age_seconds": latest.at.elapsed().as_secs_f64(),
         "publish_interval_ms": ledger.config.publish_interval.as_millis() as u64,
         "encryption": ledger.config.encryption,
+        "storage": {
+            "backend": ledger.store.backend(),
+            // On a shared log: whether this node integrates and publishes.
+            "publisher": ledger.store.is_publisher(),
+        },
         "backup": ledger.backup_status.to_json(&ledger.config.backup),
         "index": {
             "indexed_size": ledger.indexed.load(std::sync::atomic::Ordering::Acquire),

@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub policy_file: Option<PathBuf>,
     /// Where violations are posted (Alertmanager-compatible JSON).
     pub webhook_url: Option<String>,
+    /// Where the log lives: `None` for files in `data_dir` (the default), or
+    /// a `postgres://` URL shared by several nodes (docs/scaling.md).
+    pub storage: Option<String>,
 }
 
 pub const DEFAULT_ORIGIN: &str = "aiaudit.local/log";
@@ -87,6 +90,7 @@ impl Default for ServerConfig {
             scrub_interval: Duration::from_secs(6 * 3600),
             policy_file: None,
             webhook_url: None,
+            storage: None,
         }
     }
 }

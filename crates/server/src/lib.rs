@@ -34,7 +34,7 @@ pub mod tls;
 
 pub use config::ServerConfig;
 
-use aiaudit_store::{FsStore, Storage};
+use aiaudit_store::{FsStore, PgStore, Storage};
 use aiaudit_tlog::{Checkpoint, Signer, Verifier};
 use anyhow::Context;
 use std::sync::Arc;
@@ -94,10 +94,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
     let keyring = Arc::new(keys::open_keyring(&config)?);
     keyring.set_max_key_age(config.data_key_max_age);
     let holds = retention::Holds::open(&config.data_dir)?;
-    let dir = config.data_dir.clone();
-    let (store, recovery) = tokio::task::spawn_blocking(move || FsStore::open(&dir))
-        .await?
-        .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+    let (store, recovery) = open_storage(&config).await?;
     tracing::info!(
         size = recovery.size,
         checkpoint_size = recovery.checkpoint_size,
@@ -106,7 +103,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
         recovery_ms = recovery.elapsed.as_millis() as u64,
         "log opened"
     );
-    let store: Arc<dyn Storage> = Arc::new(store);
     let initial = publisher::initial(&*store, &signer, &verifier)?;
     let (latest_tx, latest) = watch::channel(Arc::new(initial));
     let publish_now = Arc::new(Notify::new());
@@ -114,6 +110,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
     publisher::spawn(
         store.clone(),
         signer.clone(),
+        verifier.clone(),
         config.publish_interval,
         latest_tx,
         publish_now.clone(),
@@ -171,6 +168,27 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
     Ok(ledger)
 }
 
+/// Opens the log where the configuration says: the data directory's files
+/// (recovering them after a crash) or a shared PostgreSQL database.
+async fn open_storage(
+    config: &ServerConfig,
+) -> anyhow::Result<(Arc<dyn Storage>, aiaudit_store::Recovery)> {
+    let dir = config.data_dir.clone();
+    let storage = config.storage.clone();
+    tokio::task::spawn_blocking(move || match storage {
+        Some(url) => {
+            let (s, r) = PgStore::open(&url).context("opening the PostgreSQL log")?;
+            Ok((Arc::new(s) as Arc<dyn Storage>, r))
+        }
+        None => {
+            let (s, r) = FsStore::open(&dir)
+                .with_context(|| format!("opening data directory {}", dir.display()))?;
+            Ok((Arc::new(s) as Arc<dyn Storage>, r))
+        }
+    })
+    .await?
+}
+
 /// Runs `aiaudit serve` until `shutdown` resolves.
 pub async fn serve(
     config: ServerConfig,
@@ -224,7 +242,9 @@ pub async fn serve(
     // derived indexes durable so the next start has nothing to rebuild.
     let (store, signer) = (ledger.store.clone(), ledger.signer.clone());
     tokio::task::spawn_blocking(move || {
-        publisher::publish(&*store, &signer)?;
+        if store.is_publisher() {
+            publisher::publish(&*store, &signer)?;
+        }
         store.sync()?;
         Ok::<_, anyhow::Error>(())
     })

@@ -28,7 +28,9 @@ pub fn initial(
                 signer.name()
             );
         }
-        if checkpoint.size == store.size() {
+        // On a shared log only the elected node publishes; the others serve
+        // what it saved.
+        if checkpoint.size == store.size() || !store.is_publisher() {
             return Ok(Published {
                 checkpoint,
                 note,
@@ -57,11 +59,34 @@ pub fn publish(store: &dyn Storage, signer: &Signer) -> anyhow::Result<Published
     })
 }
 
+/// The latest checkpoint another node saved, if it is newer than `than`
+/// and signed by this log's key.
+fn saved_newer(
+    store: &dyn Storage,
+    verifier: &Verifier,
+    than: u64,
+) -> anyhow::Result<Option<Published>> {
+    let Some(note) = store.checkpoint()? else {
+        return Ok(None);
+    };
+    let body =
+        open_note(&note, verifier).context("a saved checkpoint is not signed by this log's key")?;
+    let checkpoint = Checkpoint::parse_body(body)?;
+    Ok((checkpoint.size > than).then(|| Published {
+        checkpoint,
+        note,
+        at: Instant::now(),
+    }))
+}
+
 /// Publishes whenever the log grew, at most `interval / 2` after the growth,
 /// and at once when `now` is notified (a client waits for a checkpoint).
+/// A node that is not the publisher of a shared log serves the checkpoints
+/// the publisher saves instead.
 pub fn spawn(
     store: Arc<dyn Storage>,
     signer: Arc<Signer>,
+    verifier: Verifier,
     interval: Duration,
     latest: watch::Sender<Arc<Published>>,
     now: Arc<Notify>,
@@ -77,9 +102,18 @@ pub fn spawn(
             if store.size() == latest.borrow().checkpoint.size {
                 continue;
             }
-            let (s, k) = (store.clone(), signer.clone());
-            match tokio::task::spawn_blocking(move || publish(&*s, &k)).await {
-                Ok(Ok(p)) => {
+            let (s, k, v) = (store.clone(), signer.clone(), verifier.clone());
+            let than = latest.borrow().checkpoint.size;
+            let work = move || {
+                if s.is_publisher() {
+                    publish(&*s, &k).map(Some)
+                } else {
+                    saved_newer(&*s, &v, than)
+                }
+            };
+            match tokio::task::spawn_blocking(work).await {
+                Ok(Ok(None)) => {}
+                Ok(Ok(Some(p))) => {
                     tracing::debug!(size = p.checkpoint.size, "checkpoint published");
                     latest.send_replace(Arc::new(p));
                 }

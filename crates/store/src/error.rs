@@ -14,6 +14,9 @@ pub enum Error {
     OutOfRange(String),
     #[error("id index: {0}")]
     IdIndex(String),
+    /// PostgreSQL unreachable, restarting or failing a statement.
+    #[error("database: {0}")]
+    Database(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -40,6 +43,6 @@ impl Error {
     /// True for failures that may pass (disk full, failed fsync): the caller
     /// should answer "unavailable" and retry later.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Io(_) | Error::IdIndex(_))
+        matches!(self, Error::Io(_) | Error::IdIndex(_) | Error::Database(_))
     }
 }

@@ -1,5 +1,6 @@
 //! Storage for the ledger: the [`Storage`] trait the server talks to, and the
-//! embedded file backend ([`FsStore`]), the zero-configuration default.
+//! embedded file backend ([`FsStore`]), the zero-configuration default, and
+//! the PostgreSQL backend ([`PgStore`]) that several nodes share.
 //!
 //! What a backend promises: `append` returns only once the entries and their
 //! leaf hashes are durable (fsync'd), a batch is all-or-nothing, an event id is
@@ -9,9 +10,11 @@
 
 mod error;
 mod fs;
+mod pg;
 
 pub use error::{Error, Result};
 pub use fs::{parse_checkpoint, write_atomically, FsStore, LogReader, Recovery, FORMAT_LINE};
+pub use pg::{is_postgres_url, PgStore, PG_SCHEMA_VERSION};
 
 use aiaudit_tlog::{Hash, NodeReader};
 
@@ -61,4 +64,14 @@ pub trait Storage: NodeReader + Send + Sync + 'static {
     fn checkpoint(&self) -> Result<Option<String>>;
     /// Durably replaces the latest signed checkpoint.
     fn save_checkpoint(&self, note: &str) -> Result<()>;
+    /// Whether this node integrates and publishes checkpoints now. Always
+    /// for a log of one node; on a shared backend, only the elected node:
+    /// the others serve the checkpoints it saves.
+    fn is_publisher(&self) -> bool {
+        true
+    }
+    /// The backend's name, for `/v1/info` and metrics.
+    fn backend(&self) -> &'static str {
+        "fs"
+    }
 }

@@ -1,0 +1,139 @@
+//! `aiaudit migrate`: moves an embedded log into PostgreSQL with the same
+//! tree: the same entries at the same indexes, so the same root at the same
+//! size, and the saved signed checkpoint stays valid. Resumable: a second
+//! run checks what is already there and goes on from it.
+
+use aiaudit_store::{LogReader, NewEntry, PgStore, Storage};
+use aiaudit_tlog::{decode_entry_bundle, record_hash};
+use anyhow::{bail, Context};
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct MigrateArgs {
+    /// Data directory of a stopped embedded ledger.
+    #[arg(long)]
+    from: PathBuf,
+    /// postgres://user@host:port/db to move the log to (empty, or holding a prefix of this log).
+    #[arg(long)]
+    to: String,
+}
+
+/// Entries copied per transaction.
+const CHUNK: u64 = 4096;
+
+pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    if !aiaudit_store::is_postgres_url(&args.to) {
+        bail!("--to must be a postgres:// URL, got {:?}", args.to);
+    }
+    let source = LogReader::open(&args.from)
+        .with_context(|| format!("opening data directory {}", args.from.display()))?;
+    let note = source
+        .checkpoint()?
+        .context("the data directory has no signed checkpoint: start and stop the ledger once")?;
+    let cp = aiaudit_store::parse_checkpoint(&note)?;
+    let (dest, _) = PgStore::open(&args.to).context("opening the PostgreSQL log")?;
+    let have = dest.size();
+    if have > cp.size {
+        bail!(
+            "the database already holds {have} entries, more than this log's {}: it is another log",
+            cp.size
+        );
+    }
+    // What the database holds must be this log's prefix, hash for hash.
+    let mut at = 0;
+    while at < have {
+        let n = CHUNK.min(have - at);
+        if dest.read_hashes(0, at, n)? != source.read_hashes(0, at, n)? {
+            bail!(
+                "the database holds another log (entries {at}..{} differ)",
+                at + n
+            );
+        }
+        at += n;
+    }
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::new(cp.size - have)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut at = have;
+    while at < cp.size {
+        let n = CHUNK.min(cp.size - at);
+        let bundle = source.read_entry_bundle(at, n)?;
+        let entries = decode_entry_bundle(&bundle)?;
+        let batch = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let id = aiaudit_event::entry_id(e)
+                    .with_context(|| format!("entry {} has no readable id", at + i as u64))?;
+                Ok(NewEntry {
+                    id,
+                    entry: e.to_vec(),
+                    leaf: record_hash(e),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for (i, a) in dest.append(&batch)?.iter().enumerate() {
+            if a.duplicate || a.index != at + i as u64 {
+                bail!(
+                    "entry {} landed at {} (duplicate: {}); stop every node writing to the database",
+                    at + i as u64,
+                    a.index,
+                    a.duplicate
+                );
+            }
+        }
+        at += n;
+        bar.inc(n);
+    }
+    bar.finish_and_clear();
+    let (size, root) = dest.sync()?;
+    if size != cp.size || root != cp.root {
+        bail!("the database's tree (size {size}) does not match the signed checkpoint (size {}): stop every node writing to it and run again", cp.size);
+    }
+    dest.save_checkpoint(&note)?;
+    println!(
+        "migrated {} entries ({} were already there); size {} root {} match the signed checkpoint",
+        cp.size - have,
+        have,
+        cp.size,
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, cp.root)
+    );
+    println!(
+        "next: start each node with --storage {} and the same log.key, tokens and keys as {}",
+        redact(&args.to),
+        args.from.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The URL without its password, for printing.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_not_printed() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

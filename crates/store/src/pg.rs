@@ -1,0 +1,753 @@
+//! The PostgreSQL backend: several `aiaudit serve` nodes share one log.
+//!
+//! Sequencing happens in the database: an append is one transaction that
+//! locks the single `aiaudit_seq` row, drops ids already logged (a unique
+//! constraint backs this up), inserts the entries at the next contiguous
+//! indexes and moves the size on. It returns only after COMMIT, so every
+//! node's acknowledgement means "durable in PostgreSQL".
+//!
+//! One node at a time integrates the tree and publishes checkpoints: the one
+//! holding a session-level advisory lock, which PostgreSQL releases the
+//! moment that node's connection dies. Correctness does not rest on the
+//! lock: integration locks `aiaudit_tree` and always continues from the
+//! integrated size stored there, so two integrators would write the same
+//! nodes; a checkpoint is only ever replaced by a larger one.
+//!
+//! Tables (schema version 1, docs/format.md):
+//!
+//! ```text
+//! aiaudit_schema   applied migration versions
+//! aiaudit_seq      one row: size (entries committed)
+//! aiaudit_tree     one row: integrated size, latest checkpoint and its size
+//! aiaudit_entries  idx, event_id (unique), entry bytes, leaf hash
+//! aiaudit_nodes    tree nodes of levels 1..63 in strips of 256 hashes
+//! ```
+//!
+//! The [`Storage`] trait is blocking; this backend runs tokio-postgres on a
+//! small runtime of its own and waits on a channel, so its methods may be
+//! called from any thread, async workers included, like the file backend's.
+
+use crate::{Appended, Error, NewEntry, Recovery, Result, Storage};
+use aiaudit_tlog::{Hash, NodeReader, TreeBuilder};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_postgres::{GenericClient, NoTls};
+
+/// Hashes per row of `aiaudit_nodes`.
+const STRIP: u64 = 256;
+const HASH: usize = 32;
+const MAX_LEVEL: u32 = 63;
+/// Leaves read per query while integrating.
+const INTEGRATE_CHUNK: i64 = 65_536;
+/// Advisory lock keys (arbitrary, fixed: part of the format).
+const MIGRATION_LOCK: i64 = 0x6169_6175_6469_7401;
+const PUBLISHER_LOCK: i64 = 0x6169_6175_6469_7402;
+/// A statement that takes longer than this fails (503) rather than hang a request.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often a node refreshes the shared sizes, and the publisher checks its lock.
+const POLL: Duration = Duration::from_millis(50);
+const LOCK_CHECK: Duration = Duration::from_millis(500);
+
+/// The schema, one migration per version; applied in order under an
+/// advisory lock, so nodes starting together migrate once.
+const MIGRATIONS: &[&str] = &["
+CREATE TABLE aiaudit_seq (id smallint PRIMARY KEY CHECK (id = 1), size bigint NOT NULL);
+INSERT INTO aiaudit_seq VALUES (1, 0);
+CREATE TABLE aiaudit_tree (
+    id smallint PRIMARY KEY CHECK (id = 1),
+    integrated bigint NOT NULL,
+    checkpoint text,
+    checkpoint_size bigint NOT NULL
+);
+INSERT INTO aiaudit_tree VALUES (1, 0, NULL, 0);
+CREATE TABLE aiaudit_entries (
+    idx bigint PRIMARY KEY,
+    event_id text NOT NULL UNIQUE,
+    entry bytea NOT NULL,
+    leaf bytea NOT NULL CHECK (length(leaf) = 32)
+);
+CREATE TABLE aiaudit_nodes (
+    level smallint NOT NULL,
+    strip bigint NOT NULL,
+    hashes bytea NOT NULL,
+    PRIMARY KEY (level, strip)
+);
+"];
+
+/// The schema version this build writes and reads.
+pub const PG_SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // The server's message (e.g. "the database system is shutting down")
+        // is more useful than tokio-postgres' "db error".
+        match e.as_db_error() {
+            Some(db) => Error::Database(format!("{}: {}", db.code().code(), db.message())),
+            None => Error::Database(e.to_string()),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Error::Database(format!("connecting to PostgreSQL: {e}"))
+    }
+}
+
+/// Ledger storage in PostgreSQL, shared by every node of a cluster.
+pub struct PgStore {
+    rt: Option<tokio::runtime::Runtime>,
+    pool: Pool,
+    shared: Arc<Shared>,
+    /// The publisher's tree, kept between integrations; checked against
+    /// the database before each use.
+    tree: Mutex<Option<TreeBuilder>>,
+}
+
+struct Shared {
+    size: AtomicU64,
+    integrated: AtomicU64,
+    publisher: AtomicBool,
+    stop: AtomicBool,
+}
+
+/// Whether a storage string names PostgreSQL.
+pub fn is_postgres_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+impl PgStore {
+    /// Connects, migrates the schema if needed, checks the saved checkpoint
+    /// against the stored tree, and starts the size poller and the
+    /// publisher election.
+    pub fn open(url: &str) -> Result<(PgStore, Recovery)> {
+        let started = Instant::now();
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| Error::Format(format!("the PostgreSQL URL is not valid: {e}")))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("postgres")
+            .enable_all()
+            .build()?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(QUERY_TIMEOUT))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| Error::Format(format!("PostgreSQL pool: {e}")))?;
+        let store = PgStore {
+            rt: Some(rt),
+            pool,
+            shared: Arc::new(Shared {
+                size: AtomicU64::new(0),
+                integrated: AtomicU64::new(0),
+                publisher: AtomicBool::new(false),
+                stop: AtomicBool::new(false),
+            }),
+            tree: Mutex::new(None),
+        };
+        let pool = store.pool.clone();
+        store.run(async move {
+            let mut c = pool.get().await?;
+            migrate(&mut c).await
+        })?;
+        let (size, integrated, checkpoint_size) = store.read_sizes()?;
+        store.shared.size.store(size, Ordering::SeqCst);
+        store.shared.integrated.store(integrated, Ordering::SeqCst);
+        if let Some(note) = store.checkpoint()? {
+            let cp = crate::parse_checkpoint(&note)?;
+            let root = aiaudit_tlog::tree_hash(cp.size, &store).map_err(|e| Error::Corrupt {
+                index: cp.size,
+                detail: e.to_string(),
+            })?;
+            if root != cp.root {
+                return Err(Error::Corrupt {
+                    index: cp.size,
+                    detail: "the stored tree does not hash to the signed checkpoint's root; run `aiaudit verify` to find where".into(),
+                });
+            }
+        }
+        let rt = store.rt.as_ref().expect("runtime");
+        rt.spawn(poll_sizes(store.pool.clone(), store.shared.clone()));
+        rt.spawn(elect_publisher(config, store.shared.clone()));
+        Ok((
+            store,
+            Recovery {
+                size,
+                checkpoint_size,
+                truncated_entries: 0,
+                rebuilt_levels: false,
+                elapsed: started.elapsed(),
+            },
+        ))
+    }
+
+    /// Runs `fut` on the store's runtime and waits for it, with a timeout.
+    fn run<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.rt.as_ref().expect("runtime").spawn(async move {
+            let r = match tokio::time::timeout(QUERY_TIMEOUT, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::Database(format!(
+                    "PostgreSQL did not answer within {QUERY_TIMEOUT:?}"
+                ))),
+            };
+            let _ = tx.send(r);
+        });
+        rx.recv()
+            .map_err(|_| Error::Database("the PostgreSQL task stopped".into()))?
+    }
+
+    fn read_sizes(&self) -> Result<(u64, u64, u64)> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            let c = pool.get().await?;
+            sizes(&**c).await
+        })
+    }
+
+    /// Whether this node holds the publisher lock right now.
+    pub fn holds_publisher_lock(&self) -> bool {
+        self.shared.publisher.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Dropping a runtime from async code panics; this never blocks.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+async fn migrate(c: &mut deadpool_postgres::Object) -> Result<()> {
+    let tx = c.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS aiaudit_schema (version integer PRIMARY KEY)")
+        .await?;
+    let have: i32 = tx
+        .query_one("SELECT coalesce(max(version), 0) FROM aiaudit_schema", &[])
+        .await?
+        .get(0);
+    if have > PG_SCHEMA_VERSION {
+        return Err(Error::Format(format!(
+            "the database has schema version {have}; this build knows up to {PG_SCHEMA_VERSION}: upgrade aiaudit"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(have as usize) {
+        let version = i as i32 + 1;
+        tx.batch_execute(sql).await?;
+        tx.execute("INSERT INTO aiaudit_schema VALUES ($1)", &[&version])
+            .await?;
+        tracing::info!(version, "PostgreSQL schema migrated");
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn sizes(c: &impl GenericClient) -> Result<(u64, u64, u64)> {
+    let row = c
+        .query_one(
+            "SELECT s.size, t.integrated, t.checkpoint_size FROM aiaudit_seq s, aiaudit_tree t",
+            &[],
+        )
+        .await?;
+    Ok((
+        row.get::<_, i64>(0) as u64,
+        row.get::<_, i64>(1) as u64,
+        row.get::<_, i64>(2) as u64,
+    ))
+}
+
+/// Keeps this node's view of the shared sizes fresh (only ever growing).
+async fn poll_sizes(pool: Pool, shared: Arc<Shared>) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        if let Ok(c) = pool.get().await {
+            if let Ok(Ok((size, integrated, _))) =
+                tokio::time::timeout(QUERY_TIMEOUT, sizes(&**c)).await
+            {
+                shared.size.fetch_max(size, Ordering::SeqCst);
+                shared.integrated.fetch_max(integrated, Ordering::SeqCst);
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Holds the publisher lock when it is free, on a session of its own:
+/// if this process dies, PostgreSQL drops the session and the lock with it.
+async fn elect_publisher(config: tokio_postgres::Config, shared: Arc<Shared>) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        if let Ok(Ok((client, conn))) =
+            tokio::time::timeout(Duration::from_secs(5), config.connect(NoTls)).await
+        {
+            let conn = tokio::spawn(conn);
+            while !shared.stop.load(Ordering::SeqCst) {
+                let ok = if shared.publisher.load(Ordering::SeqCst) {
+                    // Held for as long as the session lives: check it does.
+                    matches!(
+                        tokio::time::timeout(
+                            Duration::from_secs(2),
+                            client.simple_query("SELECT 1")
+                        )
+                        .await,
+                        Ok(Ok(_))
+                    )
+                } else {
+                    match tokio::time::timeout(
+                        Duration::from_secs(2),
+                        client.query_one("SELECT pg_try_advisory_lock($1)", &[&PUBLISHER_LOCK]),
+                    )
+                    .await
+                    {
+                        Ok(Ok(row)) => {
+                            if row.get::<_, bool>(0) {
+                                shared.publisher.store(true, Ordering::SeqCst);
+                                tracing::info!(
+                                    "this node now integrates and publishes checkpoints"
+                                );
+                            }
+                            true
+                        }
+                        _ => false,
+                    }
+                };
+                if !ok {
+                    break;
+                }
+                tokio::time::sleep(LOCK_CHECK).await;
+            }
+            if shared.publisher.swap(false, Ordering::SeqCst) {
+                tracing::warn!("lost the publisher lock (PostgreSQL session ended)");
+            }
+            drop(client);
+            conn.abort();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn append_tx(
+    c: &mut deadpool_postgres::Object,
+    batch: Vec<NewEntry>,
+) -> Result<(Vec<Appended>, u64)> {
+    let tx = c.transaction().await?;
+    let size: i64 = tx
+        .query_one("SELECT size FROM aiaudit_seq WHERE id = 1 FOR UPDATE", &[])
+        .await?
+        .get(0);
+    let ids: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
+    // Under the row lock no other node can be inserting, so this check is exact.
+    let mut logged: HashMap<String, (u64, Hash)> = HashMap::new();
+    for row in tx
+        .query(
+            "SELECT event_id, idx, leaf FROM aiaudit_entries WHERE event_id = ANY($1)",
+            &[&ids],
+        )
+        .await?
+    {
+        let leaf: &[u8] = row.get(2);
+        let index: i64 = row.get(1);
+        let leaf: Hash = leaf.try_into().map_err(|_| Error::Corrupt {
+            index: index as u64,
+            detail: "stored leaf hash is not 32 bytes".into(),
+        })?;
+        logged.insert(row.get(0), (index as u64, leaf));
+    }
+    let mut out = Vec::with_capacity(batch.len());
+    let mut in_batch: HashMap<&str, usize> = HashMap::new();
+    let (mut idxs, mut new_ids, mut entries, mut leaves) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut next = size;
+    for (i, e) in batch.iter().enumerate() {
+        if let Some(&(index, leaf)) = logged.get(&e.id) {
+            out.push(Appended {
+                index,
+                leaf,
+                duplicate: true,
+            });
+            continue;
+        }
+        if let Some(&first) = in_batch.get(e.id.as_str()) {
+            let a: Appended = out[first];
+            out.push(Appended {
+                duplicate: true,
+                ..a
+            });
+            continue;
+        }
+        if e.entry.is_empty() || e.entry.len() > aiaudit_tlog::MAX_ENTRY_SIZE {
+            return Err(Error::OutOfRange(format!(
+                "entry {i} of the batch is {} bytes",
+                e.entry.len()
+            )));
+        }
+        in_batch.insert(&e.id, i);
+        out.push(Appended {
+            index: next as u64,
+            leaf: e.leaf,
+            duplicate: false,
+        });
+        idxs.push(next);
+        new_ids.push(e.id.as_str());
+        entries.push(e.entry.as_slice());
+        leaves.push(&e.leaf[..]);
+        next += 1;
+    }
+    if next > size {
+        tx.execute(
+            "INSERT INTO aiaudit_entries (idx, event_id, entry, leaf) \
+             SELECT * FROM unnest($1::int8[], $2::text[], $3::bytea[], $4::bytea[])",
+            &[&idxs, &new_ids, &entries, &leaves],
+        )
+        .await?;
+        tx.execute("UPDATE aiaudit_seq SET size = $1 WHERE id = 1", &[&next])
+            .await?;
+    }
+    tx.commit().await?;
+    Ok((out, next as u64))
+}
+
+async fn read_leaves(c: &impl GenericClient, start: u64, count: u64) -> Result<Vec<u8>> {
+    let rows = c
+        .query(
+            "SELECT leaf FROM aiaudit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+            &[&(start as i64), &((start + count) as i64)],
+        )
+        .await?;
+    if rows.len() as u64 != count {
+        return Err(Error::OutOfRange(format!(
+            "leaves [{start}, {}) are not all logged",
+            start + count
+        )));
+    }
+    let mut out = Vec::with_capacity(rows.len() * HASH);
+    for r in rows {
+        out.extend_from_slice(r.get::<_, &[u8]>(0));
+    }
+    Ok(out)
+}
+
+async fn read_nodes(c: &impl GenericClient, level: u32, start: u64, count: u64) -> Result<Vec<u8>> {
+    if level == 0 {
+        return read_leaves(c, start, count).await;
+    }
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let (first, last) = (start / STRIP, (start + count - 1) / STRIP);
+    let rows = c
+        .query(
+            "SELECT strip, hashes FROM aiaudit_nodes WHERE level = $1 AND strip >= $2 AND strip <= $3 ORDER BY strip",
+            &[&(level as i16), &(first as i64), &(last as i64)],
+        )
+        .await?;
+    let mut all = Vec::with_capacity(((last - first + 1) * STRIP) as usize * HASH);
+    for (want, r) in (first..=last).zip(rows.iter()) {
+        if r.get::<_, i64>(0) as u64 != want {
+            break;
+        }
+        all.extend_from_slice(r.get::<_, &[u8]>(1));
+    }
+    let from = ((start - first * STRIP) as usize) * HASH;
+    let to = from + count as usize * HASH;
+    if all.len() < to {
+        return Err(Error::Corrupt {
+            index: start << level,
+            detail: format!(
+                "tree level {level} is missing nodes [{start}, {})",
+                start + count
+            ),
+        });
+    }
+    Ok(all[from..to].to_vec())
+}
+
+/// The stored tree of `size` leaves, ready to take more.
+async fn tree_at(c: &impl GenericClient, size: u64) -> Result<TreeBuilder> {
+    let mut edge = Vec::new();
+    for (level, index) in TreeBuilder::edge_nodes(size) {
+        let h = read_nodes(c, level, index, 1).await?;
+        edge.push(h[..].try_into().expect("32 bytes"));
+    }
+    TreeBuilder::from_edge(size, edge).map_err(|e| Error::Corrupt {
+        index: size,
+        detail: e.to_string(),
+    })
+}
+
+/// Brings the stored tree up to the committed size; returns the new
+/// integrated size, its root and the tree to keep.
+async fn integrate_tx(
+    c: &mut deadpool_postgres::Object,
+    cached: Option<TreeBuilder>,
+) -> Result<(u64, Hash, TreeBuilder)> {
+    let tx = c.transaction().await?;
+    let integrated = tx
+        .query_one(
+            "SELECT integrated FROM aiaudit_tree WHERE id = 1 FOR UPDATE",
+            &[],
+        )
+        .await?
+        .get::<_, i64>(0) as u64;
+    let size = tx
+        .query_one("SELECT size FROM aiaudit_seq WHERE id = 1", &[])
+        .await?
+        .get::<_, i64>(0) as u64;
+    let mut tree = match cached {
+        Some(t) if t.size() == integrated => t,
+        _ => tree_at(&*tx, integrated).await?,
+    };
+    let mut at = integrated;
+    while at < size {
+        let count = (INTEGRATE_CHUNK as u64).min(size - at);
+        let leaves = read_leaves(&*tx, at, count).await?;
+        let mut writes: HashMap<u32, (u64, Vec<u8>)> = HashMap::new();
+        for leaf in leaves.chunks_exact(HASH) {
+            tree.push(leaf.try_into().expect("32 bytes"), |level, index, hash| {
+                if level > 0 {
+                    let w = writes.entry(level).or_insert_with(|| (index, Vec::new()));
+                    w.1.extend_from_slice(hash);
+                }
+            });
+        }
+        for (level, (start, hashes)) in writes {
+            write_level(&tx, level, start, hashes).await?;
+        }
+        at += count;
+    }
+    if size > integrated {
+        tx.execute(
+            "UPDATE aiaudit_tree SET integrated = $1 WHERE id = 1",
+            &[&(size as i64)],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok((size, tree.root(), tree))
+}
+
+/// Stores nodes `[start, start + n)` of `level`, completing a partial strip.
+async fn write_level(
+    tx: &tokio_postgres::Transaction<'_>,
+    level: u32,
+    start: u64,
+    hashes: Vec<u8>,
+) -> Result<()> {
+    let first = start / STRIP;
+    let offset = ((start % STRIP) as usize) * HASH;
+    let mut data = Vec::with_capacity(offset + hashes.len());
+    if offset > 0 {
+        let row = tx
+            .query_opt(
+                "SELECT hashes FROM aiaudit_nodes WHERE level = $1 AND strip = $2",
+                &[&(level as i16), &(first as i64)],
+            )
+            .await?;
+        let have: &[u8] = row.as_ref().map_or(&[], |r| r.get(0));
+        if have.len() < offset {
+            return Err(Error::Corrupt {
+                index: start << level,
+                detail: format!("tree level {level} has a gap before node {start}"),
+            });
+        }
+        data.extend_from_slice(&have[..offset]);
+    }
+    data.extend_from_slice(&hashes);
+    let strip_bytes = STRIP as usize * HASH;
+    let strips: Vec<i64> = (0..data.len().div_ceil(strip_bytes))
+        .map(|i| (first + i as u64) as i64)
+        .collect();
+    let chunks: Vec<&[u8]> = data.chunks(strip_bytes).collect();
+    tx.execute(
+        "INSERT INTO aiaudit_nodes (level, strip, hashes) \
+         SELECT $1, * FROM unnest($2::int8[], $3::bytea[]) \
+         ON CONFLICT (level, strip) DO UPDATE SET hashes = EXCLUDED.hashes",
+        &[&(level as i16), &strips, &chunks],
+    )
+    .await?;
+    Ok(())
+}
+
+fn encode_bundle(entries: Vec<Vec<u8>>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.iter().map(|e| e.len() + 2).sum());
+    for e in entries {
+        out.extend_from_slice(&(e.len() as u16).to_be_bytes());
+        out.extend_from_slice(&e);
+    }
+    out
+}
+
+impl PgStore {
+    fn read_entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            let c = pool.get().await?;
+            let rows = c
+                .query(
+                    "SELECT entry FROM aiaudit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+                    &[&(start as i64), &((start + count) as i64)],
+                )
+                .await?;
+            if rows.len() as u64 != count {
+                return Err(Error::OutOfRange(format!(
+                    "entries [{start}, {}) are not all logged",
+                    start + count
+                )));
+            }
+            Ok(rows.into_iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn integrate_now(&self) -> Result<(u64, Hash)> {
+        let pool = self.pool.clone();
+        let cached = self.tree.lock().unwrap().take();
+        let (size, root, tree) = self.run(async move {
+            let mut c = pool.get().await?;
+            integrate_tx(&mut c, cached).await
+        })?;
+        *self.tree.lock().unwrap() = Some(tree);
+        self.shared.integrated.fetch_max(size, Ordering::SeqCst);
+        self.shared.size.fetch_max(size, Ordering::SeqCst);
+        Ok((size, root))
+    }
+}
+
+impl NodeReader for PgStore {
+    fn read_node(&self, level: u32, index: u64) -> aiaudit_tlog::Result<Hash> {
+        let h = self
+            .read_hashes(level, index, 1)
+            .map_err(|e| aiaudit_tlog::Error::Read(Box::new(e)))?;
+        Ok(h[..].try_into().expect("32 bytes"))
+    }
+}
+
+impl Storage for PgStore {
+    fn append(&self, batch: &[NewEntry]) -> Result<Vec<Appended>> {
+        let pool = self.pool.clone();
+        let batch = batch.to_vec();
+        let (out, size) = self.run(async move {
+            let mut c = pool.get().await?;
+            append_tx(&mut c, batch).await
+        })?;
+        self.shared.size.fetch_max(size, Ordering::SeqCst);
+        Ok(out)
+    }
+
+    fn size(&self) -> u64 {
+        self.shared.size.load(Ordering::SeqCst)
+    }
+
+    fn integrated_size(&self) -> u64 {
+        self.shared.integrated.load(Ordering::SeqCst)
+    }
+
+    fn integrate(&self) -> Result<(u64, Hash)> {
+        self.integrate_now()
+    }
+
+    fn sync(&self) -> Result<(u64, Hash)> {
+        // Everything committed is already durable in PostgreSQL.
+        self.integrate_now()
+    }
+
+    fn read_entry(&self, index: u64) -> Result<Vec<u8>> {
+        Ok(self.read_entries(index, 1)?.remove(0))
+    }
+
+    fn read_entry_bundle(&self, start: u64, count: u64) -> Result<Vec<u8>> {
+        Ok(encode_bundle(self.read_entries(start, count)?))
+    }
+
+    fn read_hashes(&self, tree_level: u32, start: u64, count: u64) -> Result<Vec<u8>> {
+        if tree_level > MAX_LEVEL {
+            return Err(Error::OutOfRange(format!("tree level {tree_level}")));
+        }
+        if tree_level > 0 {
+            let limit = self.integrated_size() >> tree_level;
+            if start + count > limit {
+                return Err(Error::OutOfRange(format!(
+                    "node index {} is beyond {limit}",
+                    start + count
+                )));
+            }
+        }
+        let pool = self.pool.clone();
+        self.run(async move {
+            let c = pool.get().await?;
+            read_nodes(&**c, tree_level, start, count).await
+        })
+    }
+
+    fn lookup_id(&self, id: &str) -> Result<Option<u64>> {
+        let pool = self.pool.clone();
+        let id = id.to_string();
+        self.run(async move {
+            let c = pool.get().await?;
+            let row = c
+                .query_opt(
+                    "SELECT idx FROM aiaudit_entries WHERE event_id = $1",
+                    &[&id],
+                )
+                .await?;
+            Ok(row.map(|r| r.get::<_, i64>(0) as u64))
+        })
+    }
+
+    fn checkpoint(&self) -> Result<Option<String>> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            let c = pool.get().await?;
+            Ok(
+                c.query_one("SELECT checkpoint FROM aiaudit_tree WHERE id = 1", &[])
+                    .await?
+                    .get(0),
+            )
+        })
+    }
+
+    fn save_checkpoint(&self, note: &str) -> Result<()> {
+        let size = crate::parse_checkpoint(note)?.size as i64;
+        let pool = self.pool.clone();
+        let note = note.to_string();
+        self.run(async move {
+            let c = pool.get().await?;
+            // Never replace a checkpoint with a smaller one (a slow former publisher).
+            c.execute(
+                "UPDATE aiaudit_tree SET checkpoint = $1, checkpoint_size = $2 \
+                 WHERE id = 1 AND checkpoint_size <= $2 AND integrated >= $2",
+                &[&note, &size],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn is_publisher(&self) -> bool {
+        self.holds_publisher_lock()
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}
