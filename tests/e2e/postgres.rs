@@ -130,9 +130,13 @@ impl TempPostgres {
         );
     }
 
-    /// A fast restart: every session is cut, as in a failover.
-    pub fn restart(&self) {
-        self.ctl(&["restart", "-m", "fast"]);
+    /// A fast shutdown: every session is cut.
+    pub fn stop(&self) {
+        self.ctl(&["stop", "-m", "fast"]);
+    }
+
+    pub fn start_again(&self) {
+        self.ctl(&["start"]);
     }
 }
 
@@ -480,7 +484,25 @@ fn postgres_restart_mid_load_loses_nothing_acknowledged() {
     let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
     let load = Load::start(urls, nodes[0].token.clone(), 4);
     std::thread::sleep(Duration::from_secs(2));
-    pg.restart();
+    pg.stop();
+    // While it is down: not ready, and ingest answers 503 with a problem.
+    std::thread::sleep(Duration::from_millis(500));
+    let ready = client()
+        .get(format!("{}/readyz", nodes[0].url))
+        .send()
+        .unwrap();
+    assert_eq!(ready.status(), 503, "/readyz with PostgreSQL down");
+    let r = nodes[0].post(
+        "/v1/events",
+        "application/json",
+        serde_json::to_vec(&[event("while-down")]).unwrap(),
+    );
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    pg.start_again();
     let after_restart = load.batches.load(Ordering::SeqCst);
     // The nodes recover on their own and take load again.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -491,6 +513,11 @@ fn postgres_restart_mid_load_loses_nothing_acknowledged() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    let ready = client()
+        .get(format!("{}/readyz", nodes[0].url))
+        .send()
+        .unwrap();
+    assert_eq!(ready.status(), 200, "/readyz after PostgreSQL came back");
     let (acked, failures) = load.finish();
     assert!(
         failures.iter().all(|&s| s == 503 || s == 0),

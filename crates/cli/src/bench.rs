@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Base URL of a running ledger.
-    #[arg(long, default_value = "http://127.0.0.1:7381")]
-    url: String,
+    /// Base URL of a running ledger; repeat it to spread the clients over
+    /// several nodes of one log (client i sends to URL i mod n).
+    #[arg(long = "url", default_value = "http://127.0.0.1:7381")]
+    urls: Vec<String>,
     /// Bearer token (an emitter token of tenant "bench", or an admin token).
     #[arg(long, env = "AIAUDIT_TOKEN")]
     token: Option<String>,
@@ -113,7 +114,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
 async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let client = crate::async_client(args.token.as_deref(), args.concurrency)?;
-    let url = format!("{}/v1/events", args.url.trim_end_matches('/'));
+    let urls: Vec<String> = args
+        .urls
+        .iter()
+        .map(|u| format!("{}/v1/events", u.trim_end_matches('/')))
+        .collect();
     let batches = args.events.div_ceil(args.batch);
     let full = Arc::new(make_template(args.batch, args.size));
     let last = args.events % args.batch;
@@ -132,10 +137,10 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let mut tasks = Vec::new();
-    for _ in 0..args.concurrency {
+    for c in 0..args.concurrency {
         let (client, url, full, tail, next, failures) = (
             client.clone(),
-            url.clone(),
+            urls[c % urls.len()].clone(),
             full.clone(),
             tail.clone(),
             next.clone(),

@@ -894,19 +894,26 @@ async fn readyz(State(ledger): State<Arc<Ledger>>) -> Response {
     let stale = lag > 0 && age > ledger.config.publish_interval * 10;
     // After a failed append, probe the disk (1 MiB, fsync'd) rather than wait for the next
     // append: a load balancer that trusts /readyz would never send one.
-    let writable = ledger.sequencer.storage_writable() || {
-        let probe = ledger.config.data_dir.join(".readyz-probe");
-        tokio::task::spawn_blocking(move || {
-            let written = std::fs::File::create(&probe).and_then(|mut f| {
-                use std::io::Write;
-                f.write_all(&vec![0u8; 1 << 20])?;
-                f.sync_all()
-            });
-            let _ = std::fs::remove_file(&probe);
-            written.is_ok()
-        })
-        .await
-        .unwrap_or(false)
+    let writable = if ledger.store.backend() != "fs" {
+        let store = ledger.store.clone();
+        tokio::task::spawn_blocking(move || store.ping().is_ok())
+            .await
+            .unwrap_or(false)
+    } else {
+        ledger.sequencer.storage_writable() || {
+            let probe = ledger.config.data_dir.join(".readyz-probe");
+            tokio::task::spawn_blocking(move || {
+                let written = std::fs::File::create(&probe).and_then(|mut f| {
+                    use std::io::Write;
+                    f.write_all(&vec![0u8; 1 << 20])?;
+                    f.sync_all()
+                });
+                let _ = std::fs::remove_file(&probe);
+                written.is_ok()
+            })
+            .await
+            .unwrap_or(false)
+        }
     };
     let index_lag = ledger
         .store

@@ -70,6 +70,11 @@ pub trait Storage: NodeReader + Send + Sync + 'static {
     fn is_publisher(&self) -> bool {
         true
     }
+    /// Checks the backend answers (readiness); the file backend's disk is
+    /// probed by the server itself.
+    fn ping(&self) -> Result<()> {
+        Ok(())
+    }
     /// The backend's name, for `/v1/info` and metrics.
     fn backend(&self) -> &'static str {
         "fs"

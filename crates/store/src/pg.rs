@@ -1,9 +1,10 @@
 //! The PostgreSQL backend: several `aiaudit serve` nodes share one log.
 //!
 //! Sequencing happens in the database: an append is one transaction that
-//! locks the single `aiaudit_seq` row, drops ids already logged (a unique
-//! constraint backs this up), inserts the entries at the next contiguous
-//! indexes and moves the size on. It returns only after COMMIT, so every
+//! drops ids already logged, locks the single `aiaudit_seq` row, inserts the
+//! entries at the next contiguous indexes and moves the size on. An id
+//! another node logs in between trips the unique constraint on event ids,
+//! and the append starts over. It returns only after COMMIT, so every
 //! node's acknowledgement means "durable in PostgreSQL".
 //!
 //! One node at a time integrates the tree and publishes checkpoints: the one
@@ -347,17 +348,16 @@ async fn elect_publisher(config: tokio_postgres::Config, shared: Arc<Shared>) {
     }
 }
 
+/// One append attempt; `None` when another node logged one of the batch's
+/// ids between the lookup and the insert (the caller tries again).
 async fn append_tx(
     c: &mut deadpool_postgres::Object,
-    batch: Vec<NewEntry>,
-) -> Result<(Vec<Appended>, u64)> {
+    batch: &[NewEntry],
+) -> Result<Option<(Vec<Appended>, u64)>> {
     let tx = c.transaction().await?;
-    let size: i64 = tx
-        .query_one("SELECT size FROM aiaudit_seq WHERE id = 1 FOR UPDATE", &[])
-        .await?
-        .get(0);
     let ids: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
-    // Under the row lock no other node can be inserting, so this check is exact.
+    // Looked up before taking the sequencing lock, to keep it short; an id
+    // another node commits meanwhile trips the unique constraint below.
     let mut logged: HashMap<String, (u64, Hash)> = HashMap::new();
     for row in tx
         .query(
@@ -374,6 +374,10 @@ async fn append_tx(
         })?;
         logged.insert(row.get(0), (index as u64, leaf));
     }
+    let size: i64 = tx
+        .query_one("SELECT size FROM aiaudit_seq WHERE id = 1 FOR UPDATE", &[])
+        .await?
+        .get(0);
     let mut out = Vec::with_capacity(batch.len());
     let mut in_batch: HashMap<&str, usize> = HashMap::new();
     let (mut idxs, mut new_ids, mut entries, mut leaves) =
@@ -415,17 +419,24 @@ async fn append_tx(
         next += 1;
     }
     if next > size {
-        tx.execute(
-            "INSERT INTO aiaudit_entries (idx, event_id, entry, leaf) \
-             SELECT * FROM unnest($1::int8[], $2::text[], $3::bytea[], $4::bytea[])",
-            &[&idxs, &new_ids, &entries, &leaves],
-        )
-        .await?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO aiaudit_entries (idx, event_id, entry, leaf) \
+                 SELECT * FROM unnest($1::int8[], $2::text[], $3::bytea[], $4::bytea[])",
+                &[&idxs, &new_ids, &entries, &leaves],
+            )
+            .await;
+        match inserted {
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                return Ok(None)
+            }
+            r => r?,
+        };
         tx.execute("UPDATE aiaudit_seq SET size = $1 WHERE id = 1", &[&next])
             .await?;
     }
     tx.commit().await?;
-    Ok((out, next as u64))
+    Ok(Some((out, next as u64)))
 }
 
 async fn read_leaves(c: &impl GenericClient, start: u64, count: u64) -> Result<Vec<u8>> {
@@ -648,7 +659,14 @@ impl Storage for PgStore {
         let batch = batch.to_vec();
         let (out, size) = self.run(async move {
             let mut c = pool.get().await?;
-            append_tx(&mut c, batch).await
+            for _ in 0..5 {
+                if let Some(done) = append_tx(&mut c, &batch).await? {
+                    return Ok(done);
+                }
+            }
+            Err(Error::Database(
+                "the batch kept racing other nodes for the same event ids".into(),
+            ))
         })?;
         self.shared.size.fetch_max(size, Ordering::SeqCst);
         Ok(out)
@@ -745,6 +763,14 @@ impl Storage for PgStore {
 
     fn is_publisher(&self) -> bool {
         self.holds_publisher_lock()
+    }
+
+    fn ping(&self) -> Result<()> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            pool.get().await?.simple_query("SELECT 1").await?;
+            Ok(())
+        })
     }
 
     fn backend(&self) -> &'static str {

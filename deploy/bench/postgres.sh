@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Throughput and acknowledgement latency of N `aiaudit serve` nodes over one
+# local PostgreSQL (docs/performance.md, docs/scaling.md).
+#
+#   deploy/bench/postgres.sh [NODES] [EVENTS] [CONCURRENCY_PER_NODE] [-- extra serve flags]
+#
+# Needs Debian's postgresql package and a release build (cargo build --release).
+# Starts a throwaway PostgreSQL cluster in a temporary directory (as the
+# postgres user when run as root), the nodes on 127.0.0.1:7391.., then runs
+# `aiaudit bench` spread over every node, and removes everything.
+set -euo pipefail
+NODES=${1:-3}
+EVENTS=${2:-300000}
+PER_NODE=${3:-4}
+shift $(( $# < 3 ? $# : 3 ))
+[ "${1:-}" = "--" ] && shift
+EXTRA=("$@")
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN="$ROOT/target/release/aiaudit"
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort | tail -1)
+WORK=$(mktemp -d)
+PGPORT=${PGPORT:-55432}
+URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+[ "$(id -u)" = 0 ] && chown postgres "$WORK"
+as_pg "$PGBIN/initdb" -D "$WORK/pg" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
+cat >>"$WORK/pg/postgresql.conf" <<EOF
+port = $PGPORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$WORK/pg'
+max_connections = 200
+EOF
+as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w start >/dev/null
+
+urls=()
+for i in $(seq 0 $((NODES - 1))); do
+  dir="$WORK/node$i"
+  mkdir -p "$dir"
+  if [ "$i" -gt 0 ]; then
+    for f in log.key log.vkey tokens.json admin.token master.key keyring emitters.json; do
+      [ -f "$WORK/node0/$f" ] && cp -p "$WORK/node0/$f" "$dir/"
+    done
+  fi
+  port=$((7391 + i))
+  AIAUDIT_LOG=warn "$BIN" serve --data-dir "$dir" --listen "127.0.0.1:$port" --storage "$URL" \
+    --rate-limit-events-per-sec 0 "${EXTRA[@]}" 2>>"$WORK/node$i.log" &
+  PIDS+=($!)
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+  urls+=(--url "http://127.0.0.1:$port")
+done
+TOKEN=$(cat "$WORK/node0/admin.token")
+"$BIN" bench --token "$TOKEN" "${urls[@]}" --events "$EVENTS" --batch 100 \
+  --concurrency $((PER_NODE * NODES)) --size 1024
