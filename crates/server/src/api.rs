@@ -252,7 +252,7 @@ async fn ingest_inner(
     })
     .await
     .map_err(|e| Problem::internal(e.to_string()))?
-    .map_err(|e| Problem::internal(format!("proving inclusion: {e}")))?;
+    .map_err(|e| Problem::from_proof("proving inclusion", &e))?;
     for (ack, proof) in acks.iter_mut().zip(proofs) {
         ack.inclusion_proof = Some(proof.iter().map(b64).collect());
     }
@@ -741,7 +741,7 @@ async fn inclusion_proof(
     })
     .await
     .map_err(|e| Problem::internal(e.to_string()))?
-    .map_err(|e| Problem::internal(format!("proving inclusion: {e}")))?;
+    .map_err(|e| Problem::from_proof("proving inclusion", &e))?;
     Ok(Json(json!({
         "index": index,
         "size": size,
@@ -768,7 +768,7 @@ async fn consistency_proof(
     let proof = tokio::task::spawn_blocking(move || prove_tree(size, old, &&*store))
         .await
         .map_err(|e| Problem::internal(e.to_string()))?
-        .map_err(|e| Problem::internal(format!("proving consistency: {e}")))?;
+        .map_err(|e| Problem::from_proof("proving consistency", &e))?;
     Ok(Json(json!({
         "old": old,
         "size": size,

@@ -78,6 +78,24 @@ pub struct Ledger {
 pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let (store, recovery) = open_storage(&config).await?;
+    start_with_storage(config, store, recovery).await
+}
+
+/// [`start`] on a log already opened (tests wrap it to inject faults).
+pub async fn start_with_storage(
+    config: ServerConfig,
+    store: Arc<dyn Storage>,
+    recovery: aiaudit_store::Recovery,
+) -> anyhow::Result<Arc<Ledger>> {
+    tracing::info!(
+        size = recovery.size,
+        checkpoint_size = recovery.checkpoint_size,
+        truncated_unacknowledged = recovery.truncated_entries,
+        rebuilt_levels = recovery.rebuilt_levels,
+        recovery_ms = recovery.elapsed.as_millis() as u64,
+        "log opened"
+    );
     let signer = Arc::new(keys::load_or_create(
         &config.data_dir,
         config.origin.as_deref(),
@@ -94,15 +112,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
     let keyring = Arc::new(keys::open_keyring(&config)?);
     keyring.set_max_key_age(config.data_key_max_age);
     let holds = retention::Holds::open(&config.data_dir)?;
-    let (store, recovery) = open_storage(&config).await?;
-    tracing::info!(
-        size = recovery.size,
-        checkpoint_size = recovery.checkpoint_size,
-        truncated_unacknowledged = recovery.truncated_entries,
-        rebuilt_levels = recovery.rebuilt_levels,
-        recovery_ms = recovery.elapsed.as_millis() as u64,
-        "log opened"
-    );
     let initial = publisher::initial(&*store, &signer, &verifier)?;
     let (latest_tx, latest) = watch::channel(Arc::new(initial));
     let publish_now = Arc::new(Notify::new());

@@ -117,6 +117,19 @@ impl Problem {
     }
 
     /// Maps a storage error: transient ones are 503 (nothing was acknowledged).
+    /// A proof that could not be computed: 503 when storage could not be
+    /// read (it may pass), 500 otherwise.
+    pub fn from_proof(what: &str, e: &aiaudit_tlog::Error) -> Self {
+        if let aiaudit_tlog::Error::Read(inner) = e {
+            if let Some(store) = inner.downcast_ref::<aiaudit_store::Error>() {
+                if store.is_transient() {
+                    return Problem::from_store(store);
+                }
+            }
+        }
+        Problem::internal(format!("{what}: {e}"))
+    }
+
     pub fn from_store(e: &aiaudit_store::Error) -> Self {
         match e {
             aiaudit_store::Error::OutOfRange(d) => Problem::not_found(d.clone()),

@@ -9,10 +9,12 @@
 //! path arithmetic is not here: it lives in `aiaudit-tlog`.
 
 mod error;
+mod faulty;
 mod fs;
 mod pg;
 
 pub use error::{Error, Result};
+pub use faulty::{Faults, FaultyStore};
 pub use fs::{parse_checkpoint, write_atomically, FsStore, LogReader, Recovery, FORMAT_LINE};
 pub use pg::{is_postgres_url, PgStore, PG_SCHEMA_VERSION};
 

@@ -1,0 +1,112 @@
+//! A storage wrapper that fails on demand: write, fsync and read errors
+//! injected behind the [`Storage`] trait, so tests can check what the server
+//! does with them (never acknowledge, never publish what is not durable,
+//! answer 503, recover when the fault clears).
+
+use crate::{Appended, Error, NewEntry, Result, Storage};
+use aiaudit_tlog::{Hash, NodeReader};
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Which operations fail while set.
+#[derive(Default, Debug)]
+pub struct Faults {
+    /// `append` fails as if the fsync of the batch failed.
+    pub append: AtomicBool,
+    /// `integrate` and `sync` fail as if writing tree nodes failed.
+    pub integrate: AtomicBool,
+    /// `save_checkpoint` fails as if the rename or its fsync failed.
+    pub save_checkpoint: AtomicBool,
+    /// Reads of entries and hashes fail as if the disk returned EIO.
+    pub reads: AtomicBool,
+}
+
+impl Faults {
+    pub fn set(flag: &AtomicBool, on: bool) {
+        flag.store(on, Ordering::SeqCst);
+    }
+}
+
+pub struct FaultyStore {
+    inner: Arc<dyn Storage>,
+    pub faults: Arc<Faults>,
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn Storage>) -> FaultyStore {
+        FaultyStore {
+            inner,
+            faults: Arc::default(),
+        }
+    }
+}
+
+fn injected(flag: &AtomicBool, what: &str) -> Result<()> {
+    if flag.load(Ordering::SeqCst) {
+        return Err(Error::Io(io::Error::other(format!(
+            "injected fault: {what}"
+        ))));
+    }
+    Ok(())
+}
+
+impl NodeReader for FaultyStore {
+    fn read_node(&self, level: u32, index: u64) -> aiaudit_tlog::Result<Hash> {
+        injected(&self.faults.reads, "read").map_err(|e| aiaudit_tlog::Error::Read(Box::new(e)))?;
+        self.inner.read_node(level, index)
+    }
+}
+
+impl Storage for FaultyStore {
+    fn append(&self, batch: &[NewEntry]) -> Result<Vec<Appended>> {
+        injected(&self.faults.append, "fsync of the batch")?;
+        self.inner.append(batch)
+    }
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn integrated_size(&self) -> u64 {
+        self.inner.integrated_size()
+    }
+    fn integrate(&self) -> Result<(u64, Hash)> {
+        injected(&self.faults.integrate, "writing tree nodes")?;
+        self.inner.integrate()
+    }
+    fn sync(&self) -> Result<(u64, Hash)> {
+        injected(&self.faults.integrate, "writing tree nodes")?;
+        self.inner.sync()
+    }
+    fn read_entry(&self, index: u64) -> Result<Vec<u8>> {
+        injected(&self.faults.reads, "read")?;
+        self.inner.read_entry(index)
+    }
+    fn read_entry_bundle(&self, start: u64, count: u64) -> Result<Vec<u8>> {
+        injected(&self.faults.reads, "read")?;
+        self.inner.read_entry_bundle(start, count)
+    }
+    fn read_hashes(&self, tree_level: u32, start: u64, count: u64) -> Result<Vec<u8>> {
+        injected(&self.faults.reads, "read")?;
+        self.inner.read_hashes(tree_level, start, count)
+    }
+    fn lookup_id(&self, id: &str) -> Result<Option<u64>> {
+        injected(&self.faults.reads, "read")?;
+        self.inner.lookup_id(id)
+    }
+    fn checkpoint(&self) -> Result<Option<String>> {
+        self.inner.checkpoint()
+    }
+    fn save_checkpoint(&self, note: &str) -> Result<()> {
+        injected(&self.faults.save_checkpoint, "saving the checkpoint")?;
+        self.inner.save_checkpoint(note)
+    }
+    fn is_publisher(&self) -> bool {
+        self.inner.is_publisher()
+    }
+    fn ping(&self) -> Result<()> {
+        self.inner.ping()
+    }
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+}
