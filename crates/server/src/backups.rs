@@ -154,7 +154,16 @@ pub fn spawn(ledger: Arc<Ledger>) -> anyhow::Result<()> {
                     refresh(&ledger, i, loc).await;
                 }
                 loop {
+                    // On a shared log only the publishing node backs it up,
+                    // after reading what the others may have written.
+                    let shared = ledger.store.backend() != "fs";
                     for (i, loc) in locations.iter().enumerate() {
+                        if shared {
+                            if !ledger.store.is_publisher() {
+                                continue;
+                            }
+                            refresh(&ledger, i, loc).await;
+                        }
                         let st = ledger
                             .backup_status
                             .locations
