@@ -28,6 +28,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true
+  [ -n "${KEEP_PGLOG:-}" ] && cp "$WORK/pg.log" "$KEEP_PGLOG"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -39,6 +40,7 @@ port = $PGPORT
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$WORK/pg'
 max_connections = 200
+${PGEXTRA:-}
 EOF
 as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w start >/dev/null
 

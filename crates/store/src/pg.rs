@@ -1,8 +1,9 @@
 //! The PostgreSQL backend: several `aiaudit serve` nodes share one log.
 //!
 //! Sequencing happens in the database: an append is one transaction that
-//! drops ids already logged, locks the single `aiaudit_seq` row, inserts the
-//! entries at the next contiguous indexes and moves the size on. An id
+//! drops ids already logged, moves the single `aiaudit_seq` row's size on
+//! (which locks it until COMMIT) and inserts the entries at the indexes it
+//! freed, contiguous with everything before. An id
 //! another node logs in between trips the unique constraint on event ids,
 //! and the append starts over. It returns only after COMMIT, so every
 //! node's acknowledgement means "durable in PostgreSQL".
@@ -30,13 +31,14 @@
 
 use crate::{Appended, Error, NewEntry, Recovery, Result, Storage};
 use aiaudit_tlog::{Hash, NodeReader, TreeBuilder};
+use deadpool_postgres::GenericClient;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio_postgres::{GenericClient, NoTls};
+use tokio_postgres::NoTls;
 
 /// Hashes per row of `aiaudit_nodes`.
 const STRIP: u64 = 256;
@@ -220,7 +222,7 @@ impl PgStore {
         let pool = self.pool.clone();
         self.run(async move {
             let c = pool.get().await?;
-            sizes(&**c).await
+            sizes(&c).await
         })
     }
 
@@ -242,12 +244,20 @@ impl Drop for PgStore {
 
 async fn migrate(c: &mut deadpool_postgres::Object) -> Result<()> {
     let tx = c.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .await?;
+    tx.execute(
+        &tx.prepare_cached("SELECT pg_advisory_xact_lock($1)")
+            .await?,
+        &[&MIGRATION_LOCK],
+    )
+    .await?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS aiaudit_schema (version integer PRIMARY KEY)")
         .await?;
     let have: i32 = tx
-        .query_one("SELECT coalesce(max(version), 0) FROM aiaudit_schema", &[])
+        .query_one(
+            &tx.prepare_cached("SELECT coalesce(max(version), 0) FROM aiaudit_schema")
+                .await?,
+            &[],
+        )
         .await?
         .get(0);
     if have > PG_SCHEMA_VERSION {
@@ -258,8 +268,12 @@ async fn migrate(c: &mut deadpool_postgres::Object) -> Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(have as usize) {
         let version = i as i32 + 1;
         tx.batch_execute(sql).await?;
-        tx.execute("INSERT INTO aiaudit_schema VALUES ($1)", &[&version])
-            .await?;
+        tx.execute(
+            &tx.prepare_cached("INSERT INTO aiaudit_schema VALUES ($1)")
+                .await?,
+            &[&version],
+        )
+        .await?;
         tracing::info!(version, "PostgreSQL schema migrated");
     }
     tx.commit().await?;
@@ -269,7 +283,10 @@ async fn migrate(c: &mut deadpool_postgres::Object) -> Result<()> {
 async fn sizes(c: &impl GenericClient) -> Result<(u64, u64, u64)> {
     let row = c
         .query_one(
-            "SELECT s.size, t.integrated, t.checkpoint_size FROM aiaudit_seq s, aiaudit_tree t",
+            &c.prepare_cached(
+                "SELECT s.size, t.integrated, t.checkpoint_size FROM aiaudit_seq s, aiaudit_tree t",
+            )
+            .await?,
             &[],
         )
         .await?;
@@ -285,7 +302,7 @@ async fn poll_sizes(pool: Pool, shared: Arc<Shared>) {
     while !shared.stop.load(Ordering::SeqCst) {
         if let Ok(c) = pool.get().await {
             if let Ok(Ok((size, integrated, _))) =
-                tokio::time::timeout(QUERY_TIMEOUT, sizes(&**c)).await
+                tokio::time::timeout(QUERY_TIMEOUT, sizes(&c)).await
             {
                 shared.size.fetch_max(size, Ordering::SeqCst);
                 shared.integrated.fetch_max(integrated, Ordering::SeqCst);
@@ -361,7 +378,10 @@ async fn append_tx(
     let mut logged: HashMap<String, (u64, Hash)> = HashMap::new();
     for row in tx
         .query(
-            "SELECT event_id, idx, leaf FROM aiaudit_entries WHERE event_id = ANY($1)",
+            &tx.prepare_cached(
+                "SELECT event_id, idx, leaf FROM aiaudit_entries WHERE event_id = ANY($1)",
+            )
+            .await?,
             &[&ids],
         )
         .await?
@@ -374,15 +394,12 @@ async fn append_tx(
         })?;
         logged.insert(row.get(0), (index as u64, leaf));
     }
-    let size: i64 = tx
-        .query_one("SELECT size FROM aiaudit_seq WHERE id = 1 FOR UPDATE", &[])
-        .await?
-        .get(0);
+    // Indexes are relative to the batch's start until the size row is
+    // locked and moved on, as late as possible to keep that lock short.
     let mut out = Vec::with_capacity(batch.len());
+    let mut relative = Vec::with_capacity(batch.len());
     let mut in_batch: HashMap<&str, usize> = HashMap::new();
-    let (mut idxs, mut new_ids, mut entries, mut leaves) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut next = size;
+    let (mut new_ids, mut entries, mut leaves) = (Vec::new(), Vec::new(), Vec::new());
     for (i, e) in batch.iter().enumerate() {
         if let Some(&(index, leaf)) = logged.get(&e.id) {
             out.push(Appended {
@@ -390,6 +407,7 @@ async fn append_tx(
                 leaf,
                 duplicate: true,
             });
+            relative.push(false);
             continue;
         }
         if let Some(&first) = in_batch.get(e.id.as_str()) {
@@ -398,6 +416,7 @@ async fn append_tx(
                 duplicate: true,
                 ..a
             });
+            relative.push(true);
             continue;
         }
         if e.entry.is_empty() || e.entry.len() > aiaudit_tlog::MAX_ENTRY_SIZE {
@@ -408,41 +427,64 @@ async fn append_tx(
         }
         in_batch.insert(&e.id, i);
         out.push(Appended {
-            index: next as u64,
+            index: new_ids.len() as u64,
             leaf: e.leaf,
             duplicate: false,
         });
-        idxs.push(next);
+        relative.push(true);
         new_ids.push(e.id.as_str());
         entries.push(e.entry.as_slice());
         leaves.push(&e.leaf[..]);
-        next += 1;
     }
-    if next > size {
-        let inserted = tx
-            .execute(
+    let count = new_ids.len() as i64;
+    if count == 0 {
+        tx.commit().await?;
+        return Ok(Some((out, 0)));
+    }
+    let end: i64 = tx
+        .query_one(
+            &tx.prepare_cached(
+                "UPDATE aiaudit_seq SET size = size + $1 WHERE id = 1 RETURNING size",
+            )
+            .await?,
+            &[&count],
+        )
+        .await?
+        .get(0);
+    let start = end - count;
+    for (a, rel) in out.iter_mut().zip(&relative) {
+        if *rel {
+            a.index += start as u64;
+        }
+    }
+    let idxs: Vec<i64> = (start..end).collect();
+    let inserted = tx
+        .execute(
+            &tx.prepare_cached(
                 "INSERT INTO aiaudit_entries (idx, event_id, entry, leaf) \
                  SELECT * FROM unnest($1::int8[], $2::text[], $3::bytea[], $4::bytea[])",
-                &[&idxs, &new_ids, &entries, &leaves],
             )
-            .await;
-        match inserted {
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
-                return Ok(None)
-            }
-            r => r?,
-        };
-        tx.execute("UPDATE aiaudit_seq SET size = $1 WHERE id = 1", &[&next])
-            .await?;
-    }
+            .await?,
+            &[&idxs, &new_ids, &entries, &leaves],
+        )
+        .await;
+    match inserted {
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            return Ok(None)
+        }
+        r => r?,
+    };
     tx.commit().await?;
-    Ok(Some((out, next as u64)))
+    Ok(Some((out, end as u64)))
 }
 
 async fn read_leaves(c: &impl GenericClient, start: u64, count: u64) -> Result<Vec<u8>> {
     let rows = c
         .query(
-            "SELECT leaf FROM aiaudit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+            &c.prepare_cached(
+                "SELECT leaf FROM aiaudit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+            )
+            .await?,
             &[&(start as i64), &((start + count) as i64)],
         )
         .await?;
@@ -469,7 +511,7 @@ async fn read_nodes(c: &impl GenericClient, level: u32, start: u64, count: u64) 
     let (first, last) = (start / STRIP, (start + count - 1) / STRIP);
     let rows = c
         .query(
-            "SELECT strip, hashes FROM aiaudit_nodes WHERE level = $1 AND strip >= $2 AND strip <= $3 ORDER BY strip",
+            &c.prepare_cached("SELECT strip, hashes FROM aiaudit_nodes WHERE level = $1 AND strip >= $2 AND strip <= $3 ORDER BY strip").await?,
             &[&(level as i16), &(first as i64), &(last as i64)],
         )
         .await?;
@@ -516,23 +558,28 @@ async fn integrate_tx(
     let tx = c.transaction().await?;
     let integrated = tx
         .query_one(
-            "SELECT integrated FROM aiaudit_tree WHERE id = 1 FOR UPDATE",
+            &tx.prepare_cached("SELECT integrated FROM aiaudit_tree WHERE id = 1 FOR UPDATE")
+                .await?,
             &[],
         )
         .await?
         .get::<_, i64>(0) as u64;
     let size = tx
-        .query_one("SELECT size FROM aiaudit_seq WHERE id = 1", &[])
+        .query_one(
+            &tx.prepare_cached("SELECT size FROM aiaudit_seq WHERE id = 1")
+                .await?,
+            &[],
+        )
         .await?
         .get::<_, i64>(0) as u64;
     let mut tree = match cached {
         Some(t) if t.size() == integrated => t,
-        _ => tree_at(&*tx, integrated).await?,
+        _ => tree_at(&tx, integrated).await?,
     };
     let mut at = integrated;
     while at < size {
         let count = (INTEGRATE_CHUNK as u64).min(size - at);
-        let leaves = read_leaves(&*tx, at, count).await?;
+        let leaves = read_leaves(&tx, at, count).await?;
         let mut writes: HashMap<u32, (u64, Vec<u8>)> = HashMap::new();
         for leaf in leaves.chunks_exact(HASH) {
             tree.push(leaf.try_into().expect("32 bytes"), |level, index, hash| {
@@ -549,7 +596,8 @@ async fn integrate_tx(
     }
     if size > integrated {
         tx.execute(
-            "UPDATE aiaudit_tree SET integrated = $1 WHERE id = 1",
+            &tx.prepare_cached("UPDATE aiaudit_tree SET integrated = $1 WHERE id = 1")
+                .await?,
             &[&(size as i64)],
         )
         .await?;
@@ -560,7 +608,7 @@ async fn integrate_tx(
 
 /// Stores nodes `[start, start + n)` of `level`, completing a partial strip.
 async fn write_level(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     level: u32,
     start: u64,
     hashes: Vec<u8>,
@@ -571,7 +619,10 @@ async fn write_level(
     if offset > 0 {
         let row = tx
             .query_opt(
-                "SELECT hashes FROM aiaudit_nodes WHERE level = $1 AND strip = $2",
+                &tx.prepare_cached(
+                    "SELECT hashes FROM aiaudit_nodes WHERE level = $1 AND strip = $2",
+                )
+                .await?,
                 &[&(level as i16), &(first as i64)],
             )
             .await?;
@@ -591,9 +642,12 @@ async fn write_level(
         .collect();
     let chunks: Vec<&[u8]> = data.chunks(strip_bytes).collect();
     tx.execute(
-        "INSERT INTO aiaudit_nodes (level, strip, hashes) \
+        &tx.prepare_cached(
+            "INSERT INTO aiaudit_nodes (level, strip, hashes) \
          SELECT $1, * FROM unnest($2::int8[], $3::bytea[]) \
          ON CONFLICT (level, strip) DO UPDATE SET hashes = EXCLUDED.hashes",
+        )
+        .await?,
         &[&(level as i16), &strips, &chunks],
     )
     .await?;
@@ -616,7 +670,7 @@ impl PgStore {
             let c = pool.get().await?;
             let rows = c
                 .query(
-                    "SELECT entry FROM aiaudit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+            &c.prepare_cached("SELECT entry FROM aiaudit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx").await?,
                     &[&(start as i64), &((start + count) as i64)],
                 )
                 .await?;
@@ -713,7 +767,7 @@ impl Storage for PgStore {
         let pool = self.pool.clone();
         self.run(async move {
             let c = pool.get().await?;
-            read_nodes(&**c, tree_level, start, count).await
+            read_nodes(&c, tree_level, start, count).await
         })
     }
 
@@ -724,7 +778,8 @@ impl Storage for PgStore {
             let c = pool.get().await?;
             let row = c
                 .query_opt(
-                    "SELECT idx FROM aiaudit_entries WHERE event_id = $1",
+                    &c.prepare_cached("SELECT idx FROM aiaudit_entries WHERE event_id = $1")
+                        .await?,
                     &[&id],
                 )
                 .await?;
@@ -736,11 +791,13 @@ impl Storage for PgStore {
         let pool = self.pool.clone();
         self.run(async move {
             let c = pool.get().await?;
-            Ok(
-                c.query_one("SELECT checkpoint FROM aiaudit_tree WHERE id = 1", &[])
-                    .await?
-                    .get(0),
+            Ok(c.query_one(
+                &c.prepare_cached("SELECT checkpoint FROM aiaudit_tree WHERE id = 1")
+                    .await?,
+                &[],
             )
+            .await?
+            .get(0))
         })
     }
 
@@ -752,8 +809,11 @@ impl Storage for PgStore {
             let c = pool.get().await?;
             // Never replace a checkpoint with a smaller one (a slow former publisher).
             c.execute(
-                "UPDATE aiaudit_tree SET checkpoint = $1, checkpoint_size = $2 \
+                &c.prepare_cached(
+                    "UPDATE aiaudit_tree SET checkpoint = $1, checkpoint_size = $2 \
                  WHERE id = 1 AND checkpoint_size <= $2 AND integrated >= $2",
+                )
+                .await?,
                 &[&note, &size],
             )
             .await?;
