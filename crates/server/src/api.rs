@@ -1131,6 +1131,10 @@ async fn metrics(State(ledger): State<Arc<Ledger>>, headers: HeaderMap) -> ApiRe
     let latest = ledger.latest.borrow().clone();
     let store = ledger.store.clone();
     let l = ledger.clone();
+    ledger
+        .metrics
+        .publisher
+        .set(ledger.store.is_publisher() as i64);
     let text = tokio::task::spawn_blocking(move || {
         l.metrics.render(
             &l.config.data_dir,

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub response_bytes: Counter,
     pub recovery_seconds: FloatGauge,
     queue_depth: Gauge,
+    /// 1 on the node that integrates and publishes (always, on one node).
+    pub publisher: Gauge,
     backup_age_seconds: Family<LocationLabel, FloatGauge>,
     backup_max_age_seconds: Family<LocationLabel, FloatGauge>,
     backup_last_success: Family<LocationLabel, Gauge>,
@@ -140,6 +142,12 @@ impl Metrics {
             "aiaudit_recovery_time_seconds",
             "Duration of the last crash recovery at start",
             recovery_seconds.clone(),
+        );
+        let publisher = Gauge::default();
+        r.register(
+            "aiaudit_publisher",
+            "1 if this node integrates and publishes checkpoints (on a shared log, exactly one node should)",
+            publisher.clone(),
         );
         let queue_depth = Gauge::default();
         r.register(
@@ -264,6 +272,7 @@ impl Metrics {
             response_bytes,
             recovery_seconds,
             queue_depth,
+            publisher,
             backup_age_seconds,
             backup_max_age_seconds,
             backup_last_success,
