@@ -461,6 +461,20 @@ fn three_nodes_survive_the_publisher_being_killed() {
     let seen = watcher.join().unwrap();
     assert!(acked.len() > acked_at_kill, "load continued after the kill");
     let size = check_log(&nodes[0], &acked, &seen);
+    // Exactly one publisher among the survivors, in the metrics too.
+    let publishers: u64 = nodes
+        .iter()
+        .map(|n| {
+            let text = n.get("/metrics").text().unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix("aiaudit_publisher "))
+                .unwrap()
+                .trim()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(publishers, 1);
     // Every surviving node serves the same tree.
     for n in &nodes {
         n.wait_size(size);
