@@ -3,9 +3,10 @@
 //! `cargo run --release -p aiaudit-index --example search_bench -- 10000000 /tmp/search-bench.sqlite`
 //! builds an index of N generated events (5 tenants, 20 actors, 12 actions,
 //! 6 models, 4 risk levels, 1,000 conversations, one month of times), then
-//! times the first page (100 rows) of typical filtered queries.
+//! times the first page (100 rows) of typical filtered queries and one
+//! report aggregate.
 
-use aiaudit_index::{Order, Query, SearchIndex};
+use aiaudit_index::{Order, Period, Query, SearchIndex};
 use serde_json::json;
 use std::time::Instant;
 
@@ -34,9 +35,17 @@ const MODELS: [&str; 6] = [
 ];
 const RISKS: [&str; 4] = ["minimal", "low", "high", "critical"];
 
+/// A cheap deterministic mix so fields are independent of each other.
+fn mix(i: u64) -> u64 {
+    i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+fn trace_id(i: u64) -> String {
+    format!("{:032x}", mix(i) as u128 | 1)
+}
+
 fn entry(i: u64) -> Vec<u8> {
-    // A cheap deterministic mix so fields are independent of each other.
-    let h = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let h = mix(i);
     let pick = |shift: u32, n: usize| ((h >> shift) as usize) % n;
     let second = i % (30 * 86_400);
     let e = json!({
@@ -50,7 +59,7 @@ fn entry(i: u64) -> Vec<u8> {
         "risk_level": RISKS[pick(29, 4)],
         "ai": {"gen_ai.provider.name": "p", "gen_ai.request.model": MODELS[pick(33, 6)],
                "gen_ai.conversation.id": format!("conv-{}", pick(37, 1000))},
-        "trace_id": format!("{:032x}", h as u128 | 1),
+        "trace_id": trace_id(i),
     });
     aiaudit_event::prepare(e).unwrap().entry
 }
@@ -141,6 +150,7 @@ fn main() {
                 q.to_ms = aiaudit_index::parse_time_ms("2026-11-11T00:00:00Z")
             }),
         ),
+        ("trace_id", q(&|q| q.trace_id = Some(trace_id(n / 2)))),
         (
             "auditor of 2 tenants, action",
             q(&|q| {
@@ -162,4 +172,26 @@ fn main() {
         times.sort_by(f64::total_cmp);
         println!("  {name:<30} {:7.2} ms  {:7.2} ms", times[0], times[4]);
     }
+    // Counting every match reads every matching row.
+    let t = Instant::now();
+    let n_acme = index
+        .count(&q(&|q| q.tenant = Some("acme".into())))
+        .unwrap();
+    println!(
+        "count of one tenant's events ({n_acme}): {:.0} ms",
+        t.elapsed().as_secs_f64() * 1000.0
+    );
+    // A report's aggregates: a month of one tenant (a fifth of the events).
+    let month = Period {
+        tenant: "acme".into(),
+        from_ms: aiaudit_index::parse_time_ms("2026-11-01T00:00:00Z").unwrap(),
+        to_ms: aiaudit_index::parse_time_ms("2026-12-01T00:00:00Z").unwrap(),
+    };
+    let t = Instant::now();
+    let sources = index.sources(&month).unwrap();
+    let events: u64 = sources.iter().map(|s| s.events).sum();
+    println!(
+        "report aggregate (events per source, one tenant, 30 days: {events} events): {:.0} ms",
+        t.elapsed().as_secs_f64() * 1000.0
+    );
 }

@@ -6,21 +6,44 @@
 //! in log order, and the index records how far it got in the same
 //! transaction as the rows. Deleting the file and re-adding every entry
 //! (`aiaudit reindex`) rebuilds it exactly.
+//!
+//! Rows go into one table by log index, with no per-row secondary index:
+//! each B-tree insert costs microseconds, and the ten per event of layout
+//! version 3 held the indexer far below ingest. Instead the log is cut into
+//! blocks of 2^`block_bits` consecutive entries, and when a block fills,
+//! its postings are written in the same transaction as its last row: per
+//! filter, the block's rows holding each value, keyed by a 64-bit hash of
+//! the value and packed into a few rows per block (`posting_id`), always
+//! appended at the end of their table. A query walks the blocks newest (or
+//! oldest) first, skips those whose time range misses its window, combines
+//! the postings of its filters into candidate rows and reads only those,
+//! under its full SQL condition: postings narrow, they never decide. The
+//! rows after the last full block are scanned.
 
+use rusqlite::types::Value as SqlValue;
+use rusqlite::vtab::array::Array;
 use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension, ToSql};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 /// The index file inside a data directory.
 pub const INDEX_FILE: &str = "search.sqlite";
 /// Bumped when rows or columns change meaning: an index of another version
 /// is rebuilt from the log.
-pub const INDEX_VERSION: i64 = 3;
+pub const INDEX_VERSION: i64 = 4;
 /// The most rows one query returns.
 pub const MAX_LIMIT: u32 = 1000;
+
+/// Rows per block of a new index, as a power of two: small enough that the
+/// unblocked tail is a quick scan, large enough that a rare value costs few
+/// block lookups (8,192: 1,221 blocks per 10 M events).
+const BLOCK_BITS: u32 = 13;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -62,6 +85,103 @@ pub struct Row {
     pub conversation_id: Option<String>,
 }
 
+/// The exact-match filters: the events column of each, in the order of
+/// `Fields::filters` and `Query::filters`. A filter's postings code is its
+/// position here (stored on disk: append only).
+const FILTERS: [&str; 11] = [
+    "tenant",
+    "actor",
+    "action",
+    "outcome",
+    "source",
+    "provider",
+    "model",
+    "risk",
+    "subject",
+    "trace_id",
+    "conversation_id",
+];
+const TENANT: usize = 0;
+const ACTION: usize = 2;
+const RISK: usize = 7;
+
+/// One entry's columns, borrowed from the entry when its strings need no
+/// unescaping: adding an event allocates nothing per field.
+struct Fields<'a> {
+    id: &'a str,
+    time: &'a str,
+    time_ms: Option<i64>,
+    /// In `FILTERS` order; tenant and action are always present.
+    filters: [Option<&'a str>; 11],
+}
+
+impl<'a> Fields<'a> {
+    fn of_clear(c: &'a Clear<'a>) -> Fields<'a> {
+        let time = c.time.as_deref().unwrap_or_default();
+        let ai = c.ai.as_ref();
+        Fields {
+            id: c.id.as_deref().unwrap_or_default(),
+            time,
+            time_ms: parse_time_ms(time),
+            filters: [
+                Some(c.tenant.as_deref().unwrap_or_default()),
+                c.actor.as_ref().and_then(|a| a.id.as_deref()),
+                Some(c.action.as_deref().unwrap_or_default()),
+                c.outcome.as_ref().and_then(|o| o.status.as_deref()),
+                c.source.as_ref().and_then(|s| s.name.as_deref()),
+                ai.and_then(|a| a.provider.as_deref()),
+                ai.and_then(|a| a.request_model.as_deref().or(a.response_model.as_deref())),
+                c.risk_level.as_deref(),
+                c.subject.as_deref(),
+                c.trace_id.as_deref(),
+                ai.and_then(|a| a.conversation.as_deref()),
+            ],
+        }
+    }
+
+    fn of_row(r: &'a Row) -> Fields<'a> {
+        Fields {
+            id: &r.id,
+            time: &r.time,
+            time_ms: r.time_ms,
+            filters: [
+                Some(&r.tenant),
+                r.actor.as_deref(),
+                Some(&r.action),
+                r.outcome.as_deref(),
+                r.source.as_deref(),
+                r.provider.as_deref(),
+                r.model.as_deref(),
+                r.risk.as_deref(),
+                r.subject.as_deref(),
+                r.trace_id.as_deref(),
+                r.conversation_id.as_deref(),
+            ],
+        }
+    }
+
+    fn to_row(&self, index: u64) -> Row {
+        let f = |i: usize| self.filters[i].map(str::to_string);
+        Row {
+            index,
+            id: self.id.to_string(),
+            time: self.time.to_string(),
+            time_ms: self.time_ms,
+            tenant: f(0).unwrap_or_default(),
+            actor: f(1),
+            action: f(2).unwrap_or_default(),
+            outcome: f(3),
+            source: f(4),
+            provider: f(5),
+            model: f(6),
+            risk: f(7),
+            subject: f(8),
+            trace_id: f(9),
+            conversation_id: f(10),
+        }
+    }
+}
+
 fn text(m: &Map<String, Value>, path: &[&str]) -> Option<String> {
     let mut v = m.get(path[0])?;
     for p in &path[1..] {
@@ -80,78 +200,145 @@ pub fn parse_time_ms(s: &str) -> Option<i64> {
 /// ciphertext above all) without allocating or decoding it, which keeps the
 /// indexer well ahead of ingest.
 #[derive(serde::Deserialize)]
-struct Lean {
+struct Lean<'a> {
     v: u64,
-    index: Option<Clear>,
-    event: Option<Clear>,
+    #[serde(borrow)]
+    index: Option<Clear<'a>>,
+    #[serde(borrow)]
+    event: Option<Clear<'a>>,
 }
 
 #[derive(serde::Deserialize, Default)]
-struct Clear {
-    id: Option<String>,
-    time: Option<String>,
-    tenant: Option<String>,
-    action: Option<String>,
-    risk_level: Option<String>,
-    subject: Option<String>,
-    trace_id: Option<String>,
-    actor: Option<Named>,
-    source: Option<Named>,
-    outcome: Option<Status>,
-    ai: Option<Ai>,
+struct Clear<'a> {
+    #[serde(borrow, default, deserialize_with = "text_in")]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "text_in")]
+    time: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "text_in")]
+    tenant: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "text_in")]
+    action: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "text_in")]
+    risk_level: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "text_in")]
+    subject: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "text_in")]
+    trace_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    actor: Option<Named<'a>>,
+    #[serde(borrow)]
+    source: Option<Named<'a>>,
+    #[serde(borrow)]
+    outcome: Option<Status<'a>>,
+    #[serde(borrow)]
+    ai: Option<Ai<'a>>,
 }
 
 #[derive(serde::Deserialize)]
-struct Named {
-    id: Option<String>,
-    name: Option<String>,
+struct Named<'a> {
+    #[serde(borrow, default, deserialize_with = "text_in")]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "text_in")]
+    name: Option<Cow<'a, str>>,
 }
 
 #[derive(serde::Deserialize)]
-struct Status {
-    status: Option<String>,
+struct Status<'a> {
+    #[serde(borrow, default, deserialize_with = "text_in")]
+    status: Option<Cow<'a, str>>,
 }
 
 #[derive(serde::Deserialize)]
-struct Ai {
-    #[serde(rename = "gen_ai.provider.name")]
-    provider: Option<String>,
-    #[serde(rename = "gen_ai.request.model")]
-    request_model: Option<String>,
-    #[serde(rename = "gen_ai.response.model")]
-    response_model: Option<String>,
-    #[serde(rename = "gen_ai.conversation.id")]
-    conversation: Option<String>,
+struct Ai<'a> {
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "text_in",
+        rename = "gen_ai.provider.name"
+    )]
+    provider: Option<Cow<'a, str>>,
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "text_in",
+        rename = "gen_ai.request.model"
+    )]
+    request_model: Option<Cow<'a, str>>,
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "text_in",
+        rename = "gen_ai.response.model"
+    )]
+    response_model: Option<Cow<'a, str>>,
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "text_in",
+        rename = "gen_ai.conversation.id"
+    )]
+    conversation: Option<Cow<'a, str>>,
+}
+
+/// An optional string, borrowed from the entry unless it has escapes (serde's
+/// own `Cow` always copies), else like `Option<String>`.
+fn text_in<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Cow<'de, str>>, D::Error> {
+    struct Text;
+    impl<'de> serde::de::Visitor<'de> for Text {
+        type Value = Cow<'de, str>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
+            Ok(Cow::Borrowed(v))
+        }
+        fn visit_str<E>(self, v: &str) -> std::result::Result<Self::Value, E> {
+            Ok(Cow::Owned(v.to_string()))
+        }
+        fn visit_string<E>(self, v: String) -> std::result::Result<Self::Value, E> {
+            Ok(Cow::Owned(v))
+        }
+    }
+    struct Maybe;
+    impl<'de> serde::de::Visitor<'de> for Maybe {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_none<E>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(
+            self,
+            d: D,
+        ) -> std::result::Result<Self::Value, D::Error> {
+            d.deserialize_str(Text).map(Some)
+        }
+    }
+    d.deserialize_option(Maybe)
+}
+
+fn lean_clear(entry: &[u8]) -> Option<Clear<'_>> {
+    scan::clear_fields(entry).or_else(|| serde_clear(entry))
+}
+
+fn serde_clear(entry: &[u8]) -> Option<Clear<'_>> {
+    let lean: Lean = serde_json::from_slice(entry).ok()?;
+    match lean.v {
+        1 => lean.event,
+        2 => lean.index,
+        _ => None,
+    }
 }
 
 fn lean_row(index: u64, entry: &[u8]) -> Option<Row> {
-    let lean: Lean = serde_json::from_slice(entry).ok()?;
-    let c = match lean.v {
-        1 => lean.event?,
-        2 => lean.index?,
-        _ => return None,
-    };
-    let time = c.time.unwrap_or_default();
-    let ai = c.ai;
-    Some(Row {
-        index,
-        id: c.id.unwrap_or_default(),
-        time_ms: parse_time_ms(&time),
-        time,
-        tenant: c.tenant.unwrap_or_default(),
-        actor: c.actor.and_then(|a| a.id),
-        action: c.action.unwrap_or_default(),
-        outcome: c.outcome.and_then(|o| o.status),
-        source: c.source.and_then(|s| s.name),
-        provider: ai.as_ref().and_then(|a| a.provider.clone()),
-        model: ai
-            .as_ref()
-            .and_then(|a| a.request_model.clone().or_else(|| a.response_model.clone())),
-        risk: c.risk_level,
-        subject: c.subject,
-        trace_id: c.trace_id,
-        conversation_id: ai.and_then(|a| a.conversation),
-    })
+    let clear = lean_clear(entry)?;
+    Some(Fields::of_clear(&clear).to_row(index))
 }
 
 /// The row of the entry at `index`, from its clear fields.
@@ -161,6 +348,16 @@ pub fn row_from_entry(index: u64, entry: &[u8]) -> std::result::Result<Row, Stri
     }
     // Not the shape validation guarantees: the general decoder says why.
     general_row(index, entry)
+}
+
+/// Calls `f` with the fields of `entry`, as `row_from_entry` reads them; an
+/// entry that cannot be decoded gives an empty row.
+fn with_fields<T>(entry: &[u8], f: impl FnOnce(&Fields<'_>) -> T) -> T {
+    if let Some(clear) = lean_clear(entry) {
+        return f(&Fields::of_clear(&clear));
+    }
+    let row = general_row(0, entry).unwrap_or_default();
+    f(&Fields::of_row(&row))
 }
 
 fn general_row(index: u64, entry: &[u8]) -> std::result::Result<Row, String> {
@@ -219,6 +416,41 @@ pub struct Query {
     pub order: Order,
 }
 
+impl Query {
+    /// The exact-match filters, in `FILTERS` order.
+    fn filters(&self) -> [&Option<String>; 11] {
+        [
+            &self.tenant,
+            &self.actor,
+            &self.action,
+            &self.outcome,
+            &self.source,
+            &self.provider,
+            &self.model,
+            &self.risk,
+            &self.subject,
+            &self.trace_id,
+            &self.conversation_id,
+        ]
+    }
+
+    /// What a row must hold, as postings: per filter, keys any of which will do.
+    fn terms(&self) -> Vec<(usize, Vec<i64>)> {
+        let mut terms = Vec::new();
+        // A long list of tenants would cost more lookups per block than
+        // reading the block: the SQL condition alone checks it then.
+        if let Some(tenants) = self.tenants.as_ref().filter(|t| t.len() <= 16) {
+            terms.push((TENANT, tenants.iter().map(|t| key64(t)).collect()));
+        }
+        for (field, value) in self.filters().into_iter().enumerate() {
+            if let Some(v) = value {
+                terms.push((field, vec![key64(v)]));
+            }
+        }
+        terms
+    }
+}
+
 /// A page of results; `next` continues it.
 #[derive(Debug, Clone, Default)]
 pub struct Page {
@@ -228,12 +460,13 @@ pub struct Page {
 
 const COLUMNS: &str = "idx, id, time, time_ms, tenant, actor, action, outcome, source, provider, \
                        model, risk, subject, trace_id, conversation_id";
-const INSERT_COLUMNS: &str = "idx, id, time, time_ms, tenant, actor, action, outcome, source, provider, \
-                       model, risk, subject, trace_id, conversation_id, trace_key, conversation_key";
+/// What a block's postings are made of.
+const TERM_COLUMNS: &str = "idx, time_ms, tenant, actor, action, outcome, source, provider, \
+                            model, risk, subject, trace_id, conversation_id";
 
-/// A 64-bit key for a long random string (FNV-1a): an integer B-tree takes
-/// random inserts far faster than one of 32-character strings; the string
-/// itself is still compared, so a collision costs a row read, never a wrong row.
+/// A 64-bit key for a value (FNV-1a): postings hold integers, not strings.
+/// A collision only adds candidates, which every query checks against the
+/// rows themselves, so it costs a row read, never a wrong row.
 fn key64(s: &str) -> i64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in s.bytes() {
@@ -248,24 +481,224 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
   idx INTEGER PRIMARY KEY, id TEXT NOT NULL, time TEXT NOT NULL, time_ms INTEGER,
   tenant TEXT NOT NULL, actor TEXT, action TEXT NOT NULL, outcome TEXT, source TEXT,
-  provider TEXT, model TEXT, risk TEXT, subject TEXT, trace_id TEXT, conversation_id TEXT,
-  trace_key INTEGER, conversation_key INTEGER);
-CREATE INDEX IF NOT EXISTS ev_tenant ON events(tenant, idx);
-CREATE INDEX IF NOT EXISTS ev_action ON events(tenant, action, idx);
-CREATE INDEX IF NOT EXISTS ev_actor ON events(tenant, actor, idx);
-CREATE INDEX IF NOT EXISTS ev_model ON events(tenant, model, idx);
-CREATE INDEX IF NOT EXISTS ev_risk ON events(tenant, risk, idx);
-CREATE INDEX IF NOT EXISTS ev_subject ON events(tenant, subject, idx) WHERE subject IS NOT NULL;
-CREATE INDEX IF NOT EXISTS ev_time ON events(tenant, time_ms);
-CREATE INDEX IF NOT EXISTS ev_trace ON events(trace_key) WHERE trace_key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS ev_conversation ON events(conversation_key) WHERE conversation_key IS NOT NULL;
+  provider TEXT, model TEXT, risk TEXT, subject TEXT, trace_id TEXT, conversation_id TEXT);
+CREATE TABLE IF NOT EXISTS blocks (block INTEGER PRIMARY KEY, min_ms INTEGER, max_ms INTEGER);
+CREATE TABLE IF NOT EXISTS postings (id INTEGER PRIMARY KEY, keys BLOB NOT NULL);
 ";
+
+/// A block's postings of one filter are spread over 2^6 rows by the top bits
+/// of their keys: about 200 rows per block instead of one per distinct value
+/// (a random trace id is one per event), each small enough to read whole.
+const BUCKET_BITS: u32 = 6;
+
+/// The postings row of `key` of filter `field` in `block`. Ids grow with the
+/// block, so a block's postings are appended at the end of the table.
+fn posting_id(block: u64, field: usize, key: i64) -> i64 {
+    let bucket = (key as u64) >> (64 - BUCKET_BITS);
+    ((((block << 4) | field as u64) << BUCKET_BITS) | bucket) as i64
+}
+
+// Four bits of a postings id name the filter.
+const _: () = assert!(FILTERS.len() <= 16);
+
+/// The first postings id of `block`.
+fn block_postings(block: u64) -> i64 {
+    posting_id(block, 0, 0)
+}
+
+/// The size of a block's row bitmap, in bytes.
+fn bitmap_len(bits: u32) -> usize {
+    (1usize << bits) / 8
+}
+
+/// A block's rows holding one value, as offsets in the block: little-endian
+/// u16s while that is shorter than the block's bitmap, else the bitmap (so
+/// the length tells which).
+fn encode_rows(offsets: &[u16], bits: u32, out: &mut Vec<u8>) {
+    out.clear();
+    if 2 * offsets.len() < bitmap_len(bits) {
+        out.extend(offsets.iter().flat_map(|o| o.to_le_bytes()));
+    } else {
+        out.resize(bitmap_len(bits), 0);
+        for &o in offsets {
+            out[o as usize / 8] |= 1 << (o % 8);
+        }
+    }
+}
+
+/// A postings row holds, by ascending key (as u64), one entry per value:
+/// the key (i64 LE), the length of its rows (u16 LE), the rows (`encode_rows`).
+/// ORs the rows of `key` into `words`; says whether the key was there.
+fn find_rows(keys: &[u8], key: i64, bits: u32, words: &mut [u64]) -> bool {
+    let mut rest = keys;
+    while rest.len() >= 10 {
+        let k = i64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
+        let n = u16::from_le_bytes([rest[8], rest[9]]) as usize;
+        let rows = &rest[10..(10 + n).min(rest.len())];
+        if k == key {
+            decode_rows(rows, bits, words);
+            return true;
+        }
+        if k as u64 > key as u64 {
+            break;
+        }
+        rest = &rest[10 + rows.len()..];
+    }
+    false
+}
+
+/// Adds (ORs) the rows of an encoded posting to a block bitmap of u64 words.
+fn decode_rows(blob: &[u8], bits: u32, words: &mut [u64]) {
+    if blob.len() == bitmap_len(bits) {
+        for (i, b) in blob.iter().enumerate() {
+            words[i / 8] |= (*b as u64) << (8 * (i % 8));
+        }
+    } else {
+        for o in blob.chunks_exact(2) {
+            let o = u16::from_le_bytes([o[0], o[1]]) as usize;
+            if let Some(w) = words.get_mut(o / 64) {
+                *w |= 1 << (o % 64);
+            }
+        }
+    }
+}
+
+/// The terms of the rows of one block that are not yet postings: the writer
+/// keeps them, so a block that fills costs no read-back of its rows.
+struct Tail {
+    block: u64,
+    /// The indexed size these terms reflect.
+    end: u64,
+    /// (key as u64, offset in the block) of each term, in row order, per
+    /// postings row of the block (filter and bucket: the low bits of its id).
+    rows: Vec<Vec<(u64, u16)>>,
+    min_ms: Option<i64>,
+    max_ms: Option<i64>,
+}
+
+impl Tail {
+    fn new(block: u64, end: u64) -> Tail {
+        Tail {
+            block,
+            end,
+            rows: vec![Vec::new(); FILTERS.len() << BUCKET_BITS],
+            min_ms: None,
+            max_ms: None,
+        }
+    }
+
+    fn push(&mut self, offset: u16, time_ms: Option<i64>, filters: &[Option<&str>; 11]) {
+        for (field, value) in filters.iter().enumerate() {
+            if let Some(v) = value {
+                let key = key64(v) as u64;
+                let row = (field << BUCKET_BITS) | (key >> (64 - BUCKET_BITS)) as usize;
+                self.rows[row].push((key, offset));
+            }
+        }
+        if let Some(t) = time_ms {
+            self.min_ms = Some(self.min_ms.map_or(t, |m| m.min(t)));
+            self.max_ms = Some(self.max_ms.map_or(t, |m| m.max(t)));
+        }
+    }
+
+    /// Empties it for the next block, keeping its memory.
+    fn next_block(&mut self) {
+        self.block += 1;
+        self.rows.iter_mut().for_each(Vec::clear);
+        (self.min_ms, self.max_ms) = (None, None);
+    }
+}
+
+/// Adds the terms of the stored rows of `tail.block` below `end`.
+fn read_terms(c: &Connection, bits: u32, tail: &mut Tail, end: u64) -> Result<()> {
+    let lo = tail.block << bits;
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {TERM_COLUMNS} FROM events WHERE idx >= ?1 AND idx < ?2"
+    ))?;
+    let mut rows = stmt.query([lo as i64, end as i64])?;
+    while let Some(r) = rows.next()? {
+        let idx: i64 = r.get(0)?;
+        let mut filters = [None; 11];
+        for (i, f) in filters.iter_mut().enumerate() {
+            *f = r
+                .get_ref(2 + i)?
+                .as_str_or_null()
+                .map_err(rusqlite::Error::from)?;
+        }
+        tail.push((idx as u64 - lo) as u16, r.get(1)?, &filters);
+    }
+    Ok(())
+}
+
+/// Writes the postings and the time range of a full block.
+fn write_block(c: &Connection, bits: u32, tail: &mut Tail) -> Result<()> {
+    c.prepare_cached("INSERT INTO blocks(block, min_ms, max_ms) VALUES (?1, ?2, ?3)")?
+        .execute(rusqlite::params![
+            tail.block as i64,
+            tail.min_ms,
+            tail.max_ms
+        ])?;
+    let mut insert = c.prepare_cached("INSERT INTO postings(id, keys) VALUES (?1, ?2)")?;
+    let (mut offsets, mut rows, mut keys) = (Vec::new(), Vec::new(), Vec::new());
+    let first = block_postings(tail.block);
+    for (i, terms) in tail.rows.iter_mut().enumerate() {
+        if terms.is_empty() {
+            continue;
+        }
+        // Stable: each key's offsets stay ascending.
+        terms.sort_by_key(|t| t.0);
+        keys.clear();
+        for value in terms.chunk_by(|a, b| a.0 == b.0) {
+            offsets.clear();
+            offsets.extend(value.iter().map(|t| t.1));
+            encode_rows(&offsets, bits, &mut rows);
+            keys.extend(value[0].0.to_le_bytes());
+            keys.extend((rows.len() as u16).to_le_bytes());
+            keys.extend(&rows);
+        }
+        insert.execute(rusqlite::params![first + i as i64, keys])?;
+    }
+    Ok(())
+}
+
+/// Rewrites the postings of block `b` from its remaining rows.
+fn rebuild_block(c: &Connection, bits: u32, b: u64) -> Result<()> {
+    c.prepare_cached("DELETE FROM postings WHERE id >= ?1 AND id < ?2")?
+        .execute([block_postings(b), block_postings(b + 1)])?;
+    c.prepare_cached("DELETE FROM blocks WHERE block = ?1")?
+        .execute([b as i64])?;
+    let mut tail = Tail::new(b, 0);
+    read_terms(c, bits, &mut tail, (b + 1) << bits)?;
+    write_block(c, bits, &mut tail)
+}
+
+fn meta(c: &Connection, key: &str) -> Result<Option<i64>> {
+    Ok(c.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?)
+}
+
+fn indexed(c: &Connection) -> Result<u64> {
+    let n = meta(c, "indexed_size")?.ok_or_else(|| Error::Invalid("no indexed size".into()))?;
+    Ok(n as u64)
+}
 
 pub struct SearchIndex {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    /// log2 of the rows per block, as the index was created with.
+    bits: u32,
+    // Readers close first: the writer, closing last, checkpoints the WAL.
     readers: Vec<Mutex<Connection>>,
+    writer: Mutex<Writer>,
     next_reader: AtomicUsize,
+}
+
+struct Writer {
+    conn: Connection,
+    /// The terms of the rows past the last full block; `None` when they may
+    /// not match the committed rows (after a failure or a deletion), to be
+    /// read back from the rows.
+    tail: Option<Tail>,
 }
 
 fn connect(path: &Path, write: bool) -> Result<Connection> {
@@ -280,41 +713,94 @@ fn connect(path: &Path, write: bool) -> Result<Connection> {
     // WAL checkpoints), and a tail lost to a power cut is re-added from the log.
     c.pragma_update(None, "journal_mode", "WAL")?;
     c.pragma_update(None, "synchronous", "NORMAL")?;
-    // The writer touches a dozen B-trees per row: a large cache keeps their
-    // hot pages in memory (readers need little).
-    c.pragma_update(None, "cache_size", if write { -262_144 } else { -16_384 })?;
+    // The writer appends (rows, then a block's postings) and reads back at
+    // most a block: it needs no large cache any more. Readers need little.
+    c.pragma_update(None, "cache_size", if write { -65_536 } else { -16_384 })?;
+    // Queries pass a block's candidate rows as one array parameter.
+    rusqlite::vtab::array::load_module(&c)?;
+    c.set_prepared_statement_cache_capacity(64);
     Ok(c)
+}
+
+/// Where a query looks, in the order it reads: rows scanned with its
+/// condition (the unblocked tail, or a block when no filter has postings),
+/// or a full block read through its postings.
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    Rows(u64, u64),
+    Block(u64),
+}
+
+fn sql_order(o: Order) -> &'static str {
+    match o {
+        Order::Desc => "DESC",
+        Order::Asc => "ASC",
+    }
+}
+
+fn array(ids: &[i64]) -> Array {
+    Rc::new(ids.iter().map(|&i| SqlValue::Integer(i)).collect())
 }
 
 impl SearchIndex {
     /// Opens (creating) the index at `path`. An index of another version is
     /// emptied, to be rebuilt from the log.
     pub fn open(path: &Path) -> Result<SearchIndex> {
-        let writer = connect(path, true)?;
-        writer.execute_batch(SCHEMA)?;
-        let mut version: Option<i64> = writer
-            .query_row("SELECT value FROM meta WHERE key = 'version'", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        if version.is_some_and(|v| v != INDEX_VERSION) {
-            // Another layout: start over (the log rebuilds it).
-            writer.execute_batch("DROP TABLE events; DROP TABLE meta;")?;
-            writer.execute_batch(SCHEMA)?;
-            version = None;
+        Self::open_with(path, BLOCK_BITS)
+    }
+
+    /// `open`, with the block size a new index gets (tests use tiny blocks).
+    fn open_with(path: &Path, block_bits: u32) -> Result<SearchIndex> {
+        let mut writer = connect(path, true)?;
+        writer.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+        )?;
+        if meta(&writer, "version")?.is_some_and(|v| v != INDEX_VERSION) {
+            // Another layout: start over (the log rebuilds it), every table
+            // at once so that no mix of layouts is ever left behind.
+            let tx = writer.transaction()?;
+            let tables: Vec<String> = tx
+                .prepare(
+                    "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+                )?
+                .query_map([], |r| r.get(0))?
+                .collect::<std::result::Result<_, _>>()?;
+            for t in tables {
+                tx.execute_batch(&format!("DROP TABLE \"{}\"", t.replace('"', "\"\"")))?;
+            }
+            tx.commit()?;
+            // Only gives the old rows' space back (in WAL mode the file
+            // shrinks at the checkpoint): an index that another process
+            // holds open still works without it.
+            let _ = writer.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);");
         }
-        if version.is_none() {
-            writer.execute(
-                "INSERT INTO meta(key, value) VALUES ('version', ?1), ('indexed_size', 0)",
-                [INDEX_VERSION],
-            )?;
-        }
+        let bits = {
+            let tx = writer.transaction()?;
+            tx.execute_batch(SCHEMA)?;
+            if meta(&tx, "version")?.is_none() {
+                tx.execute(
+                    "INSERT INTO meta(key, value) VALUES ('version', ?1), ('indexed_size', 0), ('block_bits', ?2)",
+                    rusqlite::params![INDEX_VERSION, block_bits],
+                )?;
+            }
+            let bits = meta(&tx, "block_bits")?;
+            tx.commit()?;
+            bits
+        };
+        let bits = match bits {
+            Some(b @ 4..=16) => b as u32,
+            other => return Err(Error::Invalid(format!("block size 2^{other:?}"))),
+        };
         let readers = (0..4)
             .map(|_| connect(path, false).map(Mutex::new))
             .collect::<Result<Vec<_>>>()?;
         Ok(SearchIndex {
             path: path.to_path_buf(),
-            writer: Mutex::new(writer),
+            bits,
+            writer: Mutex::new(Writer {
+                conn: writer,
+                tail: None,
+            }),
             readers,
             next_reader: AtomicUsize::new(0),
         })
@@ -326,13 +812,8 @@ impl SearchIndex {
 
     /// How many log entries (from index 0) the index covers.
     pub fn indexed_size(&self) -> Result<u64> {
-        let c = self.writer.lock().expect("index writer lock");
-        let n: i64 = c.query_row(
-            "SELECT value FROM meta WHERE key = 'indexed_size'",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(n as u64)
+        let w = self.writer.lock().expect("index writer lock");
+        indexed(&w.conn)
     }
 
     /// Adds the entries at `start..start + entries.len()` in one transaction.
@@ -340,85 +821,244 @@ impl SearchIndex {
     /// An entry that cannot be decoded is indexed as an empty row so the
     /// index still advances (and `aiaudit verify` is what reports it).
     pub fn add(&self, start: u64, entries: &[&[u8]]) -> Result<()> {
-        let mut c = self.writer.lock().expect("index writer lock");
-        let tx = c.transaction()?;
-        let at: i64 = tx.query_row(
-            "SELECT value FROM meta WHERE key = 'indexed_size'",
-            [],
-            |r| r.get(0),
-        )?;
-        if at as u64 != start {
+        let bits = self.bits;
+        let mut guard = self.writer.lock().expect("index writer lock");
+        let w = &mut *guard;
+        let tx = w.conn.transaction()?;
+        let at = indexed(&tx)?;
+        if at != start {
             return Err(Error::Invalid(format!(
                 "adding from {start}, but the index covers {at} entries"
             )));
         }
+        // Taken for the transaction: if it fails, none is left to go stale.
+        let tail = w.tail.take();
+        let mut tail = match tail {
+            Some(t) if t.end == start => t,
+            _ => {
+                let mut t = Tail::new(start >> bits, start);
+                read_terms(&tx, bits, &mut t, start)?;
+                t
+            }
+        };
         {
             let mut insert = tx.prepare_cached(&format!(
-                "INSERT INTO events({INSERT_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)"
+                "INSERT INTO events({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"
             ))?;
+            let mask = (1u64 << bits) - 1;
             for (i, entry) in entries.iter().enumerate() {
                 let index = start + i as u64;
-                let row = row_from_entry(index, entry).unwrap_or(Row {
-                    index,
-                    ..Row::default()
-                });
-                insert.execute(rusqlite::params![
-                    index as i64,
-                    row.id,
-                    row.time,
-                    row.time_ms,
-                    row.tenant,
-                    row.actor,
-                    row.action,
-                    row.outcome,
-                    row.source,
-                    row.provider,
-                    row.model,
-                    row.risk,
-                    row.subject,
-                    row.trace_id,
-                    row.conversation_id,
-                    row.trace_id.as_deref().map(key64),
-                    row.conversation_id.as_deref().map(key64)
-                ])?;
+                with_fields(entry, |f| -> Result<()> {
+                    let [tenant, actor, action, outcome, source, provider, model, risk, subject, trace, conversation] =
+                        f.filters;
+                    insert.execute(rusqlite::params![
+                        index as i64,
+                        f.id,
+                        f.time,
+                        f.time_ms,
+                        tenant,
+                        actor,
+                        action,
+                        outcome,
+                        source,
+                        provider,
+                        model,
+                        risk,
+                        subject,
+                        trace,
+                        conversation
+                    ])?;
+                    tail.push((index & mask) as u16, f.time_ms, &f.filters);
+                    Ok(())
+                })?;
+                if index & mask == mask {
+                    write_block(&tx, bits, &mut tail)?;
+                    tail.next_block();
+                }
             }
         }
+        let end = start + entries.len() as u64;
         tx.execute(
             "UPDATE meta SET value = ?1 WHERE key = 'indexed_size'",
-            [(start + entries.len() as u64) as i64],
+            [end as i64],
         )?;
         tx.commit()?;
+        tail.end = end;
+        w.tail = Some(tail);
         Ok(())
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        let n = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        self.readers[n].lock().expect("index reader lock")
+    }
+
+    /// The units that may hold rows of `q` past its cursor, in its order.
+    fn units(&self, c: &Connection, q: &Query, postings: bool) -> Result<Vec<Unit>> {
+        let bits = self.bits;
+        let size = indexed(c)?;
+        let (lo, hi) = match (q.after, q.order) {
+            (None, _) => (0, size),
+            (Some(a), Order::Desc) => (0, a.min(size)),
+            (Some(a), Order::Asc) => (a.saturating_add(1), size),
+        };
+        if lo >= hi {
+            return Ok(Vec::new());
+        }
+        // A block whose time range misses the window holds no match.
+        let mut stmt = c.prepare_cached(
+            "SELECT block FROM blocks WHERE block BETWEEN ?1 AND ?2
+             AND (?3 IS NULL OR max_ms >= ?3) AND (?4 IS NULL OR min_ms < ?4) ORDER BY block",
+        )?;
+        let blocks = stmt
+            .query_map(
+                rusqlite::params![
+                    (lo >> bits) as i64,
+                    ((hi - 1) >> bits) as i64,
+                    q.from_ms,
+                    q.to_ms
+                ],
+                |r| r.get::<_, i64>(0),
+            )?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut units: Vec<Unit> = blocks
+            .into_iter()
+            .map(|b| {
+                let b = b as u64;
+                if postings {
+                    Unit::Block(b)
+                } else {
+                    Unit::Rows(b << bits, (b + 1) << bits)
+                }
+            })
+            .collect();
+        let tail = ((size >> bits) << bits).max(lo);
+        if tail < hi {
+            units.push(Unit::Rows(tail, hi));
+        }
+        if q.order == Order::Desc {
+            units.reverse();
+        }
+        Ok(units)
+    }
+
+    /// Calls `f` with postings row `id`, if the block has one.
+    fn with_posting(&self, c: &Connection, id: i64, f: impl FnOnce(&[u8])) -> Result<bool> {
+        let mut stmt = c.prepare_cached("SELECT keys FROM postings WHERE id = ?1")?;
+        let mut rows = stmt.query([id])?;
+        Ok(match rows.next()? {
+            Some(r) => {
+                f(r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?);
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// The rows of block `b` whose postings hold every term, ascending.
+    fn candidates(&self, c: &Connection, b: u64, terms: &[(usize, Vec<i64>)]) -> Result<Vec<i64>> {
+        let bits = self.bits;
+        let words = (1usize << bits).div_ceil(64);
+        let mut all: Option<Vec<u64>> = None;
+        for (field, keys) in terms {
+            let mut any = vec![0u64; words];
+            // Keys that share a postings row cost one read.
+            let mut keys: Vec<(i64, i64)> = keys
+                .iter()
+                .map(|&k| (posting_id(b, *field, k), k))
+                .collect();
+            keys.sort_unstable();
+            for row in keys.chunk_by(|x, y| x.0 == y.0) {
+                self.with_posting(c, row[0].0, |blob| {
+                    for &(_, key) in row {
+                        find_rows(blob, key, bits, &mut any);
+                    }
+                })?;
+            }
+            if let Some(prev) = &all {
+                for (a, p) in any.iter_mut().zip(prev) {
+                    *a &= p;
+                }
+            }
+            if any.iter().all(|w| *w == 0) {
+                return Ok(Vec::new());
+            }
+            all = Some(any);
+        }
+        let base = (b << bits) as i64;
+        let mut out = Vec::new();
+        for (i, &w) in all.unwrap_or_default().iter().enumerate() {
+            let mut w = w;
+            while w != 0 {
+                out.push(base + 64 * i as i64 + w.trailing_zeros() as i64);
+                w &= w - 1;
+            }
+        }
+        Ok(out)
     }
 
     /// One page of events matching `q`, in log order (newest first by default).
     pub fn query(&self, q: &Query) -> Result<Page> {
-        let limit = q.limit.clamp(1, MAX_LIMIT);
+        let limit = q.limit.clamp(1, MAX_LIMIT) as usize;
+        let want = limit + 1;
         let (clause, params) = where_clause(q);
-        let order = match q.order {
-            Order::Desc => "DESC",
-            Order::Asc => "ASC",
-        };
-        // Choose the page's log indexes first (an index-only scan when an
-        // index covers the filters), then fetch just those rows: a wide
-        // time window no longer drags every candidate row through the sort.
-        let sql = format!(
-            "SELECT {COLUMNS} FROM events WHERE idx IN \
-             (SELECT idx FROM events WHERE {clause} ORDER BY idx {order} LIMIT {}) \
-             ORDER BY idx {order}",
-            limit + 1
+        let order = sql_order(q.order);
+        let terms = q.terms();
+        let scan = format!(
+            "SELECT {COLUMNS} FROM events WHERE idx >= ? AND idx < ? AND {clause} ORDER BY idx {order} LIMIT ?"
         );
-        let n = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
-        let c = self.readers[n].lock().expect("index reader lock");
-        let mut stmt = c.prepare_cached(&sql)?;
-        let mut rows = stmt
-            .query_map(
-                params_from_iter(params.iter().map(|p| p.as_ref())),
-                read_row,
-            )?
-            .collect::<std::result::Result<Vec<Row>, _>>()?;
-        let next = if rows.len() > limit as usize {
-            rows.truncate(limit as usize);
+        let pick = format!(
+            "SELECT {COLUMNS} FROM events WHERE idx IN rarray(?) AND {clause} ORDER BY idx {order} LIMIT ?"
+        );
+        let c = self.reader();
+        // One snapshot: the indexed size, the postings and the rows agree.
+        let snapshot = c.unchecked_transaction()?;
+        let mut rows: Vec<Row> = Vec::new();
+        for unit in self.units(&snapshot, q, !terms.is_empty())? {
+            if rows.len() >= want {
+                break;
+            }
+            match unit {
+                Unit::Rows(lo, hi) => {
+                    let (lo, hi, left) = (lo as i64, hi as i64, (want - rows.len()) as i64);
+                    let mut p: Vec<&dyn ToSql> = vec![&lo, &hi];
+                    p.extend(params.iter().map(|x| x.as_ref()));
+                    p.push(&left);
+                    let mut stmt = snapshot.prepare_cached(&scan)?;
+                    for r in stmt.query_map(p.as_slice(), read_row)? {
+                        rows.push(r?);
+                    }
+                }
+                Unit::Block(b) => {
+                    let mut ids = self.candidates(&snapshot, b, &terms)?;
+                    match (q.order, q.after) {
+                        (Order::Desc, a) => {
+                            ids.retain(|&i| a.is_none_or(|a| (i as u64) < a));
+                            ids.reverse();
+                        }
+                        (Order::Asc, a) => ids.retain(|&i| a.is_none_or(|a| (i as u64) > a)),
+                    }
+                    // Growing batches: the first usually fills the page, and
+                    // a selective time window still reads few at a time.
+                    let (mut at, mut batch) = (0, (2 * (want - rows.len())).max(64));
+                    while at < ids.len() && rows.len() < want {
+                        let end = (at + batch).min(ids.len());
+                        let (set, left) = (array(&ids[at..end]), (want - rows.len()) as i64);
+                        let mut p: Vec<&dyn ToSql> = vec![&set];
+                        p.extend(params.iter().map(|x| x.as_ref()));
+                        p.push(&left);
+                        let mut stmt = snapshot.prepare_cached(&pick)?;
+                        for r in stmt.query_map(p.as_slice(), read_row)? {
+                            rows.push(r?);
+                        }
+                        at = end;
+                        batch *= 2;
+                    }
+                }
+            }
+        }
+        let next = if rows.len() > limit {
+            rows.truncate(limit);
             rows.last().map(|r| r.index)
         } else {
             None
@@ -429,28 +1069,87 @@ impl SearchIndex {
     /// Retention: drops the rows of `tenant` whose event time is before
     /// `cutoff_ms` (the log keeps their hashes). Returns how many.
     pub fn delete_before(&self, tenant: &str, cutoff_ms: i64) -> Result<u64> {
-        let c = self.writer.lock().expect("index writer lock");
-        let n = c.execute(
-            "DELETE FROM events WHERE tenant = ?1 AND time_ms < ?2",
-            rusqlite::params![tenant, cutoff_ms],
-        )?;
-        Ok(n as u64)
+        let bits = self.bits;
+        let mut guard = self.writer.lock().expect("index writer lock");
+        let w = &mut *guard;
+        let tx = w.conn.transaction()?;
+        let size = indexed(&tx)?;
+        let blocks: Vec<i64> = tx
+            .prepare_cached("SELECT block FROM blocks WHERE min_ms < ?1 ORDER BY block")?
+            .query_map([cutoff_ms], |r| r.get(0))?
+            .collect::<std::result::Result<_, _>>()?;
+        let key = key64(tenant);
+        let delete = |lo: u64, hi: u64| -> Result<u64> {
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM events WHERE idx >= ?1 AND idx < ?2 AND tenant = ?3 AND time_ms < ?4",
+                )?
+                .execute(rusqlite::params![lo as i64, hi as i64, tenant, cutoff_ms])?;
+            Ok(n as u64)
+        };
+        let mut deleted = 0;
+        let mut scratch = vec![0u64; (1usize << bits).div_ceil(64)];
+        for b in blocks {
+            let b = b as u64;
+            // Only blocks that hold the tenant at all.
+            let mut has = false;
+            self.with_posting(&tx, posting_id(b, TENANT, key), |blob| {
+                has = find_rows(blob, key, bits, &mut scratch);
+            })?;
+            let n = if has {
+                delete(b << bits, (b + 1) << bits)?
+            } else {
+                0
+            };
+            if n > 0 {
+                rebuild_block(&tx, bits, b)?;
+                deleted += n;
+            }
+        }
+        let n = delete((size >> bits) << bits, size)?;
+        if n > 0 {
+            w.tail = None;
+            deleted += n;
+        }
+        tx.commit()?;
+        Ok(deleted)
     }
 
     /// How many events match `q` (limit and cursor ignored), for reports.
     pub fn count(&self, q: &Query) -> Result<u64> {
-        let (clause, params) = where_clause(&Query {
+        let q = Query {
             after: None,
             ..q.clone()
-        });
-        let n = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
-        let c = self.readers[n].lock().expect("index reader lock");
-        let mut stmt = c.prepare_cached(&format!("SELECT count(*) FROM events WHERE {clause}"))?;
-        let count: i64 = stmt
-            .query_row(params_from_iter(params.iter().map(|p| p.as_ref())), |r| {
-                r.get(0)
-            })?;
-        Ok(count as u64)
+        };
+        let (clause, params) = where_clause(&q);
+        let terms = q.terms();
+        let c = self.reader();
+        let snapshot = c.unchecked_transaction()?;
+        let mut count = 0;
+        for unit in self.units(&snapshot, &q, !terms.is_empty())? {
+            let (sql, first): (String, Vec<Box<dyn ToSql>>) = match unit {
+                Unit::Rows(lo, hi) => (
+                    format!("SELECT count(*) FROM events WHERE idx >= ? AND idx < ? AND {clause}"),
+                    vec![Box::new(lo as i64), Box::new(hi as i64)],
+                ),
+                Unit::Block(b) => {
+                    let ids = self.candidates(&snapshot, b, &terms)?;
+                    if ids.is_empty() {
+                        continue;
+                    }
+                    (
+                        format!("SELECT count(*) FROM events WHERE idx IN rarray(?) AND {clause}"),
+                        vec![Box::new(array(&ids))],
+                    )
+                }
+            };
+            let p = first.iter().chain(&params).map(|x| x.as_ref());
+            let n: i64 = snapshot
+                .prepare_cached(&sql)?
+                .query_row(params_from_iter(p), |r| r.get(0))?;
+            count += n as u64;
+        }
+        Ok(count)
     }
 }
 
@@ -490,117 +1189,237 @@ pub type DaySource = (u64, Option<String>);
 /// A source and an action.
 pub type SourceAction = (Option<String>, String);
 
+fn tallies<K: Ord>(m: BTreeMap<K, u64>) -> Vec<Tally<K>> {
+    m.into_iter()
+        .map(|(key, count)| Tally { key, count })
+        .collect()
+}
+
 /// Aggregates for reports. Every value is a bound parameter; column names
-/// come from this code only.
+/// come from this code only. Each runs per set of candidate rows (a block's
+/// postings of the tenant, or the tail) and sums up the parts.
 impl SearchIndex {
-    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
-        let n = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
-        self.readers[n].lock().expect("index reader lock")
+    /// Calls `f` with each set of rows of `p.tenant` that may lie in the
+    /// period and hold the `more` terms: a block's postings, or the tail.
+    fn period_sets(
+        &self,
+        c: &Connection,
+        p: &Period,
+        more: &[(usize, Vec<i64>)],
+        mut f: impl FnMut(&Array) -> Result<()>,
+    ) -> Result<()> {
+        let q = Query {
+            tenant: Some(p.tenant.clone()),
+            from_ms: Some(p.from_ms),
+            to_ms: Some(p.to_ms),
+            order: Order::Asc,
+            ..Query::default()
+        };
+        let mut terms = q.terms();
+        terms.extend_from_slice(more);
+        for unit in self.units(c, &q, true)? {
+            let ids = match unit {
+                Unit::Block(b) => self.candidates(c, b, &terms)?,
+                Unit::Rows(lo, hi) => (lo as i64..hi as i64).collect(),
+            };
+            if !ids.is_empty() {
+                f(&array(&ids))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `sql` (parameters: rows, tenant, from, to, `extra`) over every
+    /// set of the period (narrowed by the `more` terms, which `sql` checks
+    /// too), handing each result row to `f`.
+    fn over_period(
+        &self,
+        p: &Period,
+        more: &[(usize, Vec<i64>)],
+        sql: &str,
+        extra: &[&dyn ToSql],
+        mut f: impl FnMut(&rusqlite::Row<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let c = self.reader();
+        let snapshot = c.unchecked_transaction()?;
+        self.period_sets(&snapshot, p, more, |set| {
+            let mut params: Vec<&dyn ToSql> = vec![set, &p.tenant, &p.from_ms, &p.to_ms];
+            params.extend_from_slice(extra);
+            let mut stmt = snapshot.prepare_cached(sql)?;
+            let mut rows = stmt.query(params.as_slice())?;
+            while let Some(r) = rows.next()? {
+                f(r)?;
+            }
+            Ok(())
+        })
     }
 
     /// Per source: events, first and last event time, days with events.
     pub fn sources(&self, p: &Period) -> Result<Vec<SourceSummary>> {
-        let c = self.reader();
-        let mut stmt = c.prepare_cached(
-            "SELECT source, count(*), min(time_ms), max(time_ms),
-                    count(DISTINCT (time_ms - ?2) / 86400000)
-             FROM events WHERE tenant = ?1 AND time_ms >= ?2 AND time_ms < ?3
-             GROUP BY source ORDER BY source",
+        let mut by: BTreeMap<Option<String>, (SourceSummary, BTreeSet<i64>)> = BTreeMap::new();
+        self.over_period(
+            p,
+            &[],
+            "SELECT source, (time_ms - ?3) / 86400000, count(*), min(time_ms), max(time_ms)
+             FROM events WHERE idx IN rarray(?1) AND tenant = ?2 AND time_ms >= ?3 AND time_ms < ?4
+             GROUP BY 1, 2",
+            &[],
+            |r| {
+                let source: Option<String> = r.get(0)?;
+                let (s, days) = by.entry(source.clone()).or_insert_with(|| {
+                    let s = SourceSummary {
+                        source,
+                        events: 0,
+                        first_ms: i64::MAX,
+                        last_ms: i64::MIN,
+                        days_with_events: 0,
+                    };
+                    (s, BTreeSet::new())
+                });
+                days.insert(r.get::<_, i64>(1)?);
+                s.events += r.get::<_, i64>(2)? as u64;
+                s.first_ms = s.first_ms.min(r.get(3)?);
+                s.last_ms = s.last_ms.max(r.get(4)?);
+                Ok(())
+            },
         )?;
-        let rows = stmt.query_map(rusqlite::params![p.tenant, p.from_ms, p.to_ms], |r| {
-            Ok(SourceSummary {
-                source: r.get(0)?,
-                events: r.get::<_, i64>(1)? as u64,
-                first_ms: r.get(2)?,
-                last_ms: r.get(3)?,
-                days_with_events: r.get::<_, i64>(4)? as u64,
+        Ok(by
+            .into_values()
+            .map(|(mut s, days)| {
+                s.days_with_events = days.len() as u64;
+                s
             })
-        })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+            .collect())
     }
 
     /// Per (day of the period, source): events over time per AI system.
     pub fn daily_by_source(&self, p: &Period) -> Result<Vec<Tally<DaySource>>> {
-        let c = self.reader();
-        let mut stmt = c.prepare_cached(
-            "SELECT (time_ms - ?2) / 86400000 AS day, source, count(*)
-             FROM events WHERE tenant = ?1 AND time_ms >= ?2 AND time_ms < ?3
-             GROUP BY day, source ORDER BY day, source",
+        let mut by: BTreeMap<DaySource, u64> = BTreeMap::new();
+        self.over_period(
+            p,
+            &[],
+            "SELECT (time_ms - ?3) / 86400000, source, count(*)
+             FROM events WHERE idx IN rarray(?1) AND tenant = ?2 AND time_ms >= ?3 AND time_ms < ?4
+             GROUP BY 1, 2",
+            &[],
+            |r| {
+                let key = (r.get::<_, i64>(0)? as u64, r.get(1)?);
+                *by.entry(key).or_default() += r.get::<_, i64>(2)? as u64;
+                Ok(())
+            },
         )?;
-        let rows = stmt.query_map(rusqlite::params![p.tenant, p.from_ms, p.to_ms], |r| {
-            Ok(Tally {
-                key: (r.get::<_, i64>(0)? as u64, r.get(1)?),
-                count: r.get::<_, i64>(2)? as u64,
-            })
-        })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        Ok(tallies(by))
     }
 
     /// Per (source, action).
     pub fn actions_by_source(&self, p: &Period) -> Result<Vec<Tally<SourceAction>>> {
-        let c = self.reader();
-        let mut stmt = c.prepare_cached(
+        let mut by: BTreeMap<SourceAction, u64> = BTreeMap::new();
+        self.over_period(
+            p,
+            &[],
             "SELECT source, action, count(*)
-             FROM events WHERE tenant = ?1 AND time_ms >= ?2 AND time_ms < ?3
-             GROUP BY source, action ORDER BY source, action",
+             FROM events WHERE idx IN rarray(?1) AND tenant = ?2 AND time_ms >= ?3 AND time_ms < ?4
+             GROUP BY 1, 2",
+            &[],
+            |r| {
+                *by.entry((r.get(0)?, r.get(1)?)).or_default() += r.get::<_, i64>(2)? as u64;
+                Ok(())
+            },
         )?;
-        let rows = stmt.query_map(rusqlite::params![p.tenant, p.from_ms, p.to_ms], |r| {
-            Ok(Tally {
-                key: (r.get(0)?, r.get(1)?),
-                count: r.get::<_, i64>(2)? as u64,
-            })
-        })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        Ok(tallies(by))
     }
 
     /// Per actor, for one action: violations per rule (`policy:<rule>`).
     pub fn actors_of(&self, p: &Period, action: &str) -> Result<Vec<Tally<Option<String>>>> {
-        let c = self.reader();
-        let mut stmt = c.prepare_cached(
+        let mut by: BTreeMap<Option<String>, u64> = BTreeMap::new();
+        self.over_period(
+            p,
+            &[(ACTION, vec![key64(action)])],
             "SELECT actor, count(*)
-             FROM events WHERE tenant = ?1 AND action = ?4 AND time_ms >= ?2 AND time_ms < ?3
-             GROUP BY actor ORDER BY actor",
-        )?;
-        let rows = stmt.query_map(
-            rusqlite::params![p.tenant, p.from_ms, p.to_ms, action],
+             FROM events WHERE idx IN rarray(?1) AND tenant = ?2 AND time_ms >= ?3 AND time_ms < ?4
+             AND action = ?5 GROUP BY 1",
+            &[&action],
             |r| {
-                Ok(Tally {
-                    key: r.get(0)?,
-                    count: r.get::<_, i64>(1)? as u64,
-                })
+                *by.entry(r.get(0)?).or_default() += r.get::<_, i64>(1)? as u64;
+                Ok(())
             },
         )?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        Ok(tallies(by))
     }
 
     /// Events whose action is one of `actions` and, when `risks` is not
     /// empty, whose risk level is one of `risks`.
     pub fn count_in(&self, p: &Period, actions: &[&str], risks: &[&str]) -> Result<u64> {
         let mut sql = String::from(
-            "SELECT count(*) FROM events WHERE tenant = ? AND time_ms >= ? AND time_ms < ?",
+            "SELECT count(*) FROM events WHERE idx IN rarray(?) AND tenant = ? AND time_ms >= ? AND time_ms < ?",
         );
-        let mut params: Vec<&dyn ToSql> = vec![&p.tenant, &p.from_ms, &p.to_ms];
+        let mut extra: Vec<&dyn ToSql> = Vec::new();
         for (column, values) in [("action", actions), ("risk", risks)] {
             if !values.is_empty() {
                 sql.push_str(&format!(
                     " AND {column} IN ({})",
                     vec!["?"; values.len()].join(",")
                 ));
-                params.extend(values.iter().map(|v| v as &dyn ToSql));
+                extra.extend(values.iter().map(|v| v as &dyn ToSql));
             }
         }
-        let c = self.reader();
-        let mut stmt = c.prepare_cached(&sql)?;
-        let n: i64 = stmt.query_row(params.as_slice(), |r| r.get(0))?;
-        Ok(n as u64)
+        // The postings narrow to the actions and risks too (few, as reports ask).
+        let mut more = Vec::new();
+        for (field, values) in [(ACTION, actions), (RISK, risks)] {
+            if !values.is_empty() && values.len() <= 16 {
+                more.push((field, values.iter().map(|v| key64(v)).collect()));
+            }
+        }
+        let mut n = 0;
+        self.over_period(p, &more, &sql, &extra, |r| {
+            n += r.get::<_, i64>(0)? as u64;
+            Ok(())
+        })?;
+        Ok(n)
     }
 
     /// The earliest event time the index holds for `tenant`, whatever the
     /// period: how far back the ledger actually keeps its records.
     pub fn oldest_ms(&self, tenant: &str) -> Result<Option<i64>> {
+        let bits = self.bits;
         let c = self.reader();
-        let mut stmt = c.prepare_cached("SELECT min(time_ms) FROM events WHERE tenant = ?1")?;
-        Ok(stmt.query_row([tenant], |r| r.get(0))?)
+        let snapshot = c.unchecked_transaction()?;
+        let size = indexed(&snapshot)?;
+        let mut oldest: Option<i64> = snapshot
+            .prepare_cached(
+                "SELECT min(time_ms) FROM events WHERE idx >= ?1 AND idx < ?2 AND tenant = ?3",
+            )?
+            .query_row(
+                rusqlite::params![((size >> bits) << bits) as i64, size as i64, tenant],
+                |r| r.get(0),
+            )?;
+        // Blocks by their earliest time: once that is no earlier than the
+        // oldest found, no later block can hold an older one.
+        let blocks: Vec<(i64, i64)> = snapshot
+            .prepare_cached(
+                "SELECT block, min_ms FROM blocks WHERE min_ms IS NOT NULL ORDER BY min_ms",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<std::result::Result<_, _>>()?;
+        let terms = [(TENANT, vec![key64(tenant)])];
+        for (b, min_ms) in blocks {
+            if oldest.is_some_and(|o| min_ms >= o) {
+                break;
+            }
+            let ids = self.candidates(&snapshot, b as u64, &terms)?;
+            if ids.is_empty() {
+                continue;
+            }
+            let t: Option<i64> = snapshot
+                .prepare_cached(
+                    "SELECT min(time_ms) FROM events WHERE idx IN rarray(?1) AND tenant = ?2",
+                )?
+                .query_row(rusqlite::params![array(&ids), tenant], |r| r.get(0))?;
+            if let Some(t) = t {
+                oldest = Some(oldest.map_or(t, |o| o.min(t)));
+            }
+        }
+        Ok(oldest)
     }
 }
 
@@ -641,32 +1460,10 @@ fn where_clause(q: &Query) -> (String, Vec<Box<dyn ToSql>>) {
             }
         }
     }
-    let exact = [
-        ("tenant", &q.tenant),
-        ("actor", &q.actor),
-        ("action", &q.action),
-        ("outcome", &q.outcome),
-        ("source", &q.source),
-        ("provider", &q.provider),
-        ("model", &q.model),
-        ("risk", &q.risk),
-        ("subject", &q.subject),
-        ("trace_id", &q.trace_id),
-        ("conversation_id", &q.conversation_id),
-    ];
-    for (column, value) in exact {
+    for (column, value) in FILTERS.iter().zip(q.filters()) {
         if let Some(v) = value {
             parts.push(format!("{column} = ?"));
             params.push(Box::new(v.clone()));
-        }
-    }
-    for (column, value) in [
-        ("trace_key", &q.trace_id),
-        ("conversation_key", &q.conversation_id),
-    ] {
-        if let Some(v) = value {
-            parts.push(format!("{column} = ?"));
-            params.push(Box::new(key64(v)));
         }
     }
     if let Some(from) = q.from_ms {
@@ -687,5 +1484,6 @@ fn where_clause(q: &Query) -> (String, Vec<Box<dyn ToSql>>) {
     (parts.join(" AND "), params)
 }
 
+mod scan;
 #[cfg(test)]
 mod tests;
