@@ -265,3 +265,30 @@ pub fn logged_ids(server: &Server, size: u64) -> Vec<String> {
     }
     ids
 }
+
+/// Asks `server` for a consistency proof from `old` to `new` and checks it.
+pub fn assert_consistent(
+    server: &Server,
+    old: &aiaudit_tlog::Checkpoint,
+    new: &aiaudit_tlog::Checkpoint,
+) {
+    use base64::Engine;
+    let c = server.get_json(&format!(
+        "/v1/proof/consistency?old={}&size={}",
+        old.size, new.size
+    ));
+    let proof: Vec<[u8; 32]> = c["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            base64::engine::general_purpose::STANDARD
+                .decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect();
+    aiaudit_tlog::check_tree(&proof, new.size, &new.root, old.size, &old.root)
+        .unwrap_or_else(|_| panic!("checkpoint {} inconsistent with {}", old.size, new.size));
+}

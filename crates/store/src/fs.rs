@@ -397,12 +397,7 @@ impl FsStore {
                 };
                 continue;
             }
-            if e.entry.is_empty() || e.entry.len() > aiaudit_tlog::MAX_ENTRY_SIZE {
-                return Err(Error::OutOfRange(format!(
-                    "entry {i} of the batch is {} bytes",
-                    e.entry.len()
-                )));
-            }
+            e.check_size(i)?;
             in_batch.insert(&e.id, i);
             entries_buf.extend_from_slice(&(e.entry.len() as u16).to_be_bytes());
             entries_buf.extend_from_slice(&e.entry);

@@ -28,6 +28,20 @@ pub struct NewEntry {
     pub leaf: Hash,
 }
 
+impl NewEntry {
+    /// Refuses an empty entry or one too long for an entry bundle (`i`: its
+    /// place in the batch, for the message).
+    pub(crate) fn check_size(&self, i: usize) -> Result<()> {
+        if self.entry.is_empty() || self.entry.len() > aiaudit_tlog::MAX_ENTRY_SIZE {
+            return Err(Error::OutOfRange(format!(
+                "entry {i} of the batch is {} bytes",
+                self.entry.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Where an appended event ended up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {

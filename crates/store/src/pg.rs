@@ -419,12 +419,7 @@ async fn append_tx(
             relative.push(true);
             continue;
         }
-        if e.entry.is_empty() || e.entry.len() > aiaudit_tlog::MAX_ENTRY_SIZE {
-            return Err(Error::OutOfRange(format!(
-                "entry {i} of the batch is {} bytes",
-                e.entry.len()
-            )));
-        }
+        e.check_size(i)?;
         in_batch.insert(&e.id, i);
         out.push(Appended {
             index: new_ids.len() as u64,
