@@ -121,7 +121,9 @@ impl Manifest {
                     seg.name
                 );
             }
-            next = from + count;
+            next = from.checked_add(count).ok_or_else(|| {
+                anyhow::anyhow!("segment {} runs past the largest index", seg.name)
+            })?;
         }
         if next != self.size {
             bail!(
@@ -266,6 +268,26 @@ pub fn latest(manifests: &[Manifest]) -> Option<&Manifest> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_segment_running_past_u64_is_refused() {
+        // Found by fuzzing: from + count overflowed.
+        let mut m = manifest("20261127T020000Z-full", None, 0, 4);
+        m.files[0].count = Some(5);
+        m.files.push(FileEntry {
+            name: segment_name(5),
+            bytes: 1,
+            sha256: "c".repeat(64),
+            from: Some(5),
+            count: Some(u64::MAX),
+        });
+        let bytes = serde_json::to_vec(&m).unwrap();
+        let err = format!("{:#}", Manifest::parse(&bytes).unwrap_err());
+        assert!(
+            err.contains("largest index") || err.contains("continue"),
+            "{err}"
+        );
+    }
 
     pub(crate) fn manifest(id: &str, parent: Option<&str>, from: u64, size: u64) -> Manifest {
         let files = segment_ranges(from, size)

@@ -281,7 +281,12 @@ pub fn require(p: Option<Principal>) -> Result<Principal, Problem> {
 
 /// Parses `30d`, `12h`, `45m`, `90s` into seconds.
 pub fn parse_duration_secs(s: &str) -> Option<u64> {
-    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
+    // The unit is one ASCII letter: splitting elsewhere could cut a
+    // multi-byte character (found by fuzzing).
+    if !s.is_char_boundary(s.len().checked_sub(1)?) {
+        return None;
+    }
+    let (num, unit) = s.split_at(s.len() - 1);
     let n: u64 = num.parse().ok()?;
     let mult = match unit {
         "s" => 1,
@@ -297,6 +302,15 @@ pub fn parse_duration_secs(s: &str) -> Option<u64> {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn durations_ending_in_a_multibyte_character_are_refused() {
+        // Found by fuzzing: used to panic in split_at.
+        assert_eq!(parse_duration_secs("1é"), None);
+        assert_eq!(parse_duration_secs("é"), None);
+        assert_eq!(parse_duration_secs("90s"), Some(90));
+        assert_eq!(parse_duration_secs("2d"), Some(172_800));
+    }
 
     fn bearer(secret: &str) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -37,7 +37,8 @@ impl BackupSchedule {
     /// How old the newest good backup may get before the schedule is late:
     /// one incremental interval plus an hour for the backup itself.
     pub fn max_age(&self) -> Duration {
-        self.incremental_every + Duration::from_secs(3600)
+        self.incremental_every
+            .saturating_add(Duration::from_secs(3600))
     }
 }
 
@@ -45,7 +46,8 @@ impl BackupSchedule {
 pub fn parse_hh_mm(s: &str) -> Option<u32> {
     let (h, m) = s.split_once(':')?;
     let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
-    (h < 24 && m < 60).then_some(h * 60 + m)
+    // Lazily: `h * 60` of an hour out of range overflows (found by fuzzing).
+    (h < 24 && m < 60).then(|| h * 60 + m)
 }
 
 /// What the schedule knows about one location.
@@ -229,7 +231,7 @@ pub fn due(st: &LocationStatus, s: &BackupSchedule, now: u64) -> Option<Kind> {
         return Some(Kind::Full);
     }
     let last = st.last_success_unix.unwrap_or(0);
-    (now >= last + s.incremental_every.as_secs()).then_some(Kind::Incremental)
+    (now >= last.saturating_add(s.incremental_every.as_secs())).then_some(Kind::Incremental)
 }
 
 async fn run_one(ledger: &Arc<Ledger>, i: usize, loc: &Location, kind: Kind, s: &BackupSchedule) {
@@ -335,6 +337,23 @@ fn update_metrics(ledger: &Ledger, s: &BackupSchedule, started: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_values_neither_panic_nor_wrap() {
+        // Found by fuzzing: hours times 60 overflowed before the range check.
+        assert_eq!(parse_hh_mm("4108410001:4"), None);
+        let s = BackupSchedule {
+            incremental_every: Duration::from_secs(u64::MAX),
+            ..Default::default()
+        };
+        assert_eq!(s.max_age(), Duration::MAX);
+        let st = LocationStatus {
+            last_success_unix: Some(1_000),
+            ..Default::default()
+        };
+        // An incremental backup is never due, rather than due at every check.
+        assert_ne!(due(&st, &s, 2_000), Some(Kind::Incremental));
+    }
 
     #[test]
     fn parses_times_of_day() {
