@@ -1025,7 +1025,10 @@ async fn create_token(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
-            Some(now + secs)
+            Some(
+                now.checked_add(secs)
+                    .ok_or_else(|| field("expires", "is too far in the future"))?,
+            )
         }
     };
     let (record, secret) = ledger
