@@ -894,7 +894,7 @@ async fn readyz(State(ledger): State<Arc<Ledger>>) -> Response {
     let stale = lag > 0 && age > ledger.config.publish_interval * 10;
     // After a failed append, probe the disk (1 MiB, fsync'd) rather than wait for the next
     // append: a load balancer that trusts /readyz would never send one.
-    let writable = if ledger.store.backend() != "fs" {
+    let writable = if ledger.store.shared() {
         let store = ledger.store.clone();
         tokio::task::spawn_blocking(move || store.ping().is_ok())
             .await

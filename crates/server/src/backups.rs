@@ -158,7 +158,7 @@ pub fn spawn(ledger: Arc<Ledger>) -> anyhow::Result<()> {
                 loop {
                     // On a shared log only the publishing node backs it up,
                     // after reading what the others may have written.
-                    let shared = ledger.store.backend() != "fs";
+                    let shared = ledger.store.shared();
                     for (i, loc) in locations.iter().enumerate() {
                         if shared {
                             if !ledger.store.is_publisher() {

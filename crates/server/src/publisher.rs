@@ -10,6 +10,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
+/// The saved checkpoint, if any, checked against this log's key and origin.
+fn saved(store: &dyn Storage, verifier: &Verifier) -> anyhow::Result<Option<Published>> {
+    let Some(note) = store.checkpoint()? else {
+        return Ok(None);
+    };
+    let body = open_note(&note, verifier)
+        .context("the saved checkpoint is not signed by this log's key")?;
+    let checkpoint = Checkpoint::parse_body(body)?;
+    if checkpoint.origin != verifier.name() {
+        bail!(
+            "the saved checkpoint is for {:?}, not {:?}",
+            checkpoint.origin,
+            verifier.name()
+        );
+    }
+    Ok(Some(Published {
+        checkpoint,
+        note,
+        at: Instant::now(),
+    }))
+}
+
 /// The checkpoint to serve at start: the saved one, checked against our key,
 /// or a fresh one when the log is new or grew unpublished before a crash.
 pub fn initial(
@@ -17,25 +39,11 @@ pub fn initial(
     signer: &Signer,
     verifier: &Verifier,
 ) -> anyhow::Result<Published> {
-    if let Some(note) = store.checkpoint()? {
-        let body = open_note(&note, verifier)
-            .context("the saved checkpoint is not signed by this log's key")?;
-        let checkpoint = Checkpoint::parse_body(body)?;
-        if checkpoint.origin != signer.name() {
-            bail!(
-                "the saved checkpoint is for {:?}, not {:?}",
-                checkpoint.origin,
-                signer.name()
-            );
-        }
+    if let Some(p) = saved(store, verifier)? {
         // On a shared log only the elected node publishes; the others serve
         // what it saved.
-        if checkpoint.size == store.size() || !store.is_publisher() {
-            return Ok(Published {
-                checkpoint,
-                note,
-                at: Instant::now(),
-            });
+        if p.checkpoint.size == store.size() || !store.is_publisher() {
+            return Ok(p);
         }
     }
     publish(store, signer)
@@ -57,26 +65,6 @@ pub fn publish(store: &dyn Storage, signer: &Signer) -> anyhow::Result<Published
         note,
         at: Instant::now(),
     })
-}
-
-/// The latest checkpoint another node saved, if it is newer than `than`
-/// and signed by this log's key.
-fn saved_newer(
-    store: &dyn Storage,
-    verifier: &Verifier,
-    than: u64,
-) -> anyhow::Result<Option<Published>> {
-    let Some(note) = store.checkpoint()? else {
-        return Ok(None);
-    };
-    let body =
-        open_note(&note, verifier).context("a saved checkpoint is not signed by this log's key")?;
-    let checkpoint = Checkpoint::parse_body(body)?;
-    Ok((checkpoint.size > than).then(|| Published {
-        checkpoint,
-        note,
-        at: Instant::now(),
-    }))
 }
 
 /// Publishes whenever the log grew, at most `interval / 2` after the growth,
@@ -108,7 +96,8 @@ pub fn spawn(
                 if s.is_publisher() {
                     publish(&*s, &k).map(Some)
                 } else {
-                    saved_newer(&*s, &v, than)
+                    // Another node's checkpoint, once it is newer.
+                    saved(&*s, &v).map(|p| p.filter(|p| p.checkpoint.size > than))
                 }
             };
             match tokio::task::spawn_blocking(work).await {

@@ -103,6 +103,9 @@ impl Storage for FaultyStore {
     fn is_publisher(&self) -> bool {
         self.inner.is_publisher()
     }
+    fn shared(&self) -> bool {
+        self.inner.shared()
+    }
     fn ping(&self) -> Result<()> {
         self.inner.ping()
     }

@@ -86,6 +86,11 @@ pub trait Storage: NodeReader + Send + Sync + 'static {
     fn is_publisher(&self) -> bool {
         true
     }
+    /// Whether other nodes share this log (then only the publisher runs
+    /// jobs that must run once, and readiness asks the backend).
+    fn shared(&self) -> bool {
+        false
+    }
     /// Checks the backend answers (readiness); the file backend's disk is
     /// probed by the server itself.
     fn ping(&self) -> Result<()> {

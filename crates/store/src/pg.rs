@@ -820,6 +820,10 @@ impl Storage for PgStore {
         self.holds_publisher_lock()
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn ping(&self) -> Result<()> {
         let pool = self.pool.clone();
         self.run(async move {
