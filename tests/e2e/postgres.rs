@@ -615,3 +615,92 @@ fn migrate_moves_an_embedded_log_with_the_same_tree() {
     let e = node.get_json_when_ready("/v1/events/0");
     assert_eq!(e["event"]["id"], json!("m0-0"), "{e}");
 }
+
+#[test]
+fn nodes_share_one_keyring_and_an_erasure_reaches_every_node() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_nodes(&pg, root.path(), 2);
+    let token = nodes[0].token.clone();
+    let sealed = |id: &str, subject: &str| {
+        let mut e = event(id);
+        e["subject"] = json!(subject);
+        e["input"] = json!({"content": format!("prompt of {id}")});
+        e
+    };
+    // Each node seals events of its own, alice's on both.
+    post_batch(
+        &nodes[0].url,
+        &token,
+        &[sealed("k0", "alice"), sealed("k1", "bob")],
+    )
+    .unwrap();
+    post_batch(
+        &nodes[1].url,
+        &token,
+        &[sealed("k2", "alice"), sealed("k3", "carol")],
+    )
+    .unwrap();
+    for n in &nodes {
+        n.wait_size(4);
+    }
+    let mut alice_tags = Vec::new();
+    for n in &nodes {
+        for i in 0..4 {
+            let e = n.get_json_when_ready(&format!("/v1/events/{i}"));
+            assert_eq!(e["content"], "sealed", "event {i} on {}: {e}", n.url);
+            let id = e["event"]["id"].as_str().unwrap().to_string();
+            assert_eq!(e["event"]["input"]["content"], format!("prompt of {id}"));
+            if id == "k0" || id == "k2" {
+                alice_tags.push(e["event"]["subject"].clone());
+            }
+        }
+    }
+    alice_tags.dedup();
+    assert_eq!(
+        alice_tags.len(),
+        1,
+        "one salt for the tenant: {alice_tags:?}"
+    );
+    for (i, n) in nodes.iter().enumerate() {
+        assert!(
+            !root.path().join(format!("node{i}/keyring")).exists(),
+            "no keyring file on {}",
+            n.url
+        );
+    }
+
+    // Erased through node 1: node 0 stops opening alice's events by itself.
+    let r = nodes[1]
+        .authorized(client().post(format!("{}/v1/erase", nodes[1].url)))
+        .json(&json!({"tenant": "acme", "subject": "alice"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+    let report: Value = r.json().unwrap();
+    assert_eq!(report["keys_destroyed"], 1, "{report}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let contents: Vec<Value> = (0..4)
+            .map(|i| nodes[0].get_json(&format!("/v1/events/{i}"))["content"].clone())
+            .collect();
+        let erased: Vec<bool> = contents.iter().map(|c| c == "erased").collect();
+        if erased == [true, false, true, false] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 0 still opens alice's events: {contents:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // New events for alice get a new key on every node; the others still open.
+    post_batch(&nodes[0].url, &token, &[sealed("k4", "alice")]).unwrap();
+    nodes[1].wait_size(6);
+    let e = nodes[1].get_json_when_ready("/v1/events/5");
+    assert_eq!(e["event"]["id"], "k4", "{e}");
+    assert_eq!(e["content"], "sealed", "{e}");
+    assert_eq!(nodes[1].get_json("/v1/events/3")["content"], "sealed");
+}

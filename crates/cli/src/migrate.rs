@@ -95,6 +95,13 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         bail!("the database's tree (size {size}) does not match the signed checkpoint (size {}): stop every node writing to it and run again", cp.size);
     }
     dest.save_checkpoint(&note)?;
+    // The keys that open sealed content go with the log: every node uses them.
+    let ring = args.from.join(aiaudit_keyring::KEYRING_FILE);
+    let keys = if ring.exists() {
+        aiaudit_server::keys::copy_into_shared(&ring, &dest.key_records())?
+    } else {
+        0
+    };
     println!(
         "migrated {} entries ({} were already there); size {} root {} match the signed checkpoint",
         cp.size - have,
@@ -102,8 +109,9 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         cp.size,
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, cp.root)
     );
+    println!("keyring: {keys} records in the database");
     println!(
-        "next: start each node with --storage {} and the same log.key, tokens and keys as {}",
+        "next: start each node with --storage {} and the same log.key, master.key and tokens as {}",
         redact(&args.to),
         args.from.display()
     );

@@ -3,16 +3,19 @@
 //! Event content is sealed under data keys (see `aiaudit_event::envelope`):
 //! one current key per tenant, and one per (tenant, subject) for events that
 //! name a data subject. Data keys are stored wrapped by the master key (see
-//! [`master`]) in the keyring file, fixed-size records written in place so
+//! [`master`]) in the keyring file (or a [`RecordStore`] the nodes of a
+//! shared log all use), fixed-size records written in place so
 //! that destroying a key (crypto-shredding) overwrites its wrapped bytes.
 //! Each tenant also has an HMAC salt, used for sensitive fields and subject
 //! tags, which never rotates (so searching by HMAC keeps working).
 
 pub mod master;
-mod ring_file;
+pub mod records;
+mod ring;
 
 pub use master::{KeyProvider, LocalMasterKey, MasterKeySource, Wrapped};
-pub use ring_file::{KeyChoice, Keyring, KeyringStats, DEFAULT_MAX_KEY_AGE_SECS, KEYRING_FILE};
+pub use records::{FileRecords, Record, RecordStore, KEYRING_FILE, RECORD_LEN};
+pub use ring::{valid_record, KeyChoice, Keyring, KeyringStats, DEFAULT_MAX_KEY_AGE_SECS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

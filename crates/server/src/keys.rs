@@ -90,10 +90,23 @@ pub const MASTER_KEY_FILE: &str = "master.key";
 /// Loads the master key (environment, else file) and opens the keyring.
 /// A missing master key file is generated only for a keyring that does not
 /// exist yet: otherwise its keys would be wrapped by a key that is gone.
-pub fn open_keyring(config: &crate::ServerConfig) -> anyhow::Result<aiaudit_keyring::Keyring> {
+///
+/// On a shared backend the keyring lives with the log, so every node seals
+/// and opens with the same keys; a keyring file left in the data directory
+/// (a node that ran before the keyring was shared) is moved into it first.
+pub fn open_keyring(
+    config: &crate::ServerConfig,
+    store: &dyn aiaudit_store::Storage,
+) -> anyhow::Result<aiaudit_keyring::Keyring> {
     use aiaudit_keyring::master::{MASTER_KEY_ENV, PREVIOUS_MASTER_KEY_ENV};
     use aiaudit_keyring::{Keyring, LocalMasterKey, MasterKeySource, KEYRING_FILE};
-    let ring_exists = config.data_dir.join(KEYRING_FILE).exists();
+    let shared = store.key_records();
+    let local_ring = config.data_dir.join(KEYRING_FILE);
+    let ring_exists = local_ring.exists()
+        || match &shared {
+            Some(records) => !records.load()?.0.is_empty(),
+            None => false,
+        };
     let source = match std::env::var(MASTER_KEY_ENV) {
         Ok(current) if !current.is_empty() => MasterKeySource::Env {
             current,
@@ -126,6 +139,102 @@ pub fn open_keyring(config: &crate::ServerConfig) -> anyhow::Result<aiaudit_keyr
             );
         }
     }
-    Keyring::open(&config.data_dir, std::sync::Arc::new(provider))
-        .with_context(|| format!("opening the keyring in {}", config.data_dir.display()))
+    let provider = std::sync::Arc::new(provider);
+    match shared {
+        Some(records) => {
+            if local_ring.exists() {
+                move_into_shared(&local_ring, &*records)?;
+            }
+            let what = records.describe();
+            Keyring::open_with(records, provider).with_context(|| format!("opening {what}"))
+        }
+        None => Keyring::open(&config.data_dir, provider)
+            .with_context(|| format!("opening the keyring in {}", config.data_dir.display())),
+    }
+}
+
+/// Copies a keyring file into a shared keyring: appended when the shared
+/// one is empty, accepted when the shared one already starts with the same
+/// records. Anything else is refused: entries name keys by record number,
+/// so two different keyrings cannot be merged. Returns the record count.
+pub fn copy_into_shared(
+    file: &Path,
+    shared: &dyn aiaudit_keyring::RecordStore,
+) -> anyhow::Result<usize> {
+    let bytes = fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let mine = aiaudit_keyring::records::parse_image(
+        &bytes,
+        &file.display().to_string(),
+        true,
+        aiaudit_keyring::valid_record,
+    )?;
+    let (theirs, _) = shared.load()?;
+    if theirs.is_empty() && !mine.is_empty() {
+        if !shared.append(0, &mine)? {
+            bail!(
+                "another node added keys to {} while {} was being copied into it; run it again",
+                shared.describe(),
+                file.display()
+            );
+        }
+    } else if theirs.len() < mine.len() || theirs[..mine.len()] != mine[..] {
+        bail!(
+            "{} holds {} keyring records that differ from {} ({} records): \
+             content sealed under them would not open on other nodes; \
+             see docs/scaling.md (one keyring per log)",
+            file.display(),
+            mine.len(),
+            shared.describe(),
+            theirs.len()
+        );
+    }
+    Ok(mine.len())
+}
+
+/// [`copy_into_shared`], then the file is removed: a copy of wrapped keys
+/// would outlive their erasure.
+pub fn move_into_shared(
+    file: &Path,
+    shared: &dyn aiaudit_keyring::RecordStore,
+) -> anyhow::Result<usize> {
+    let records = copy_into_shared(file, shared)?;
+    fs::remove_file(file).with_context(|| format!("removing {}", file.display()))?;
+    if let Some(dir) = file.parent() {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    tracing::info!(
+        records,
+        file = %file.display(),
+        "keyring file moved into the shared keyring"
+    );
+    Ok(records)
+}
+
+/// How often a node of a shared log takes in keys other nodes created or
+/// destroyed; also the longest an erasure on one node leaves the key usable
+/// on another (docs/scaling.md).
+pub const KEYRING_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Pulls the shared keyring's changes every [`KEYRING_REFRESH`].
+pub fn spawn_keyring_refresh(ring: std::sync::Arc<aiaudit_keyring::Keyring>) {
+    tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            tokio::time::sleep(KEYRING_REFRESH).await;
+            let r = ring.clone();
+            match tokio::task::spawn_blocking(move || r.refresh()).await {
+                Ok(Ok(())) => {
+                    if failing {
+                        tracing::info!("shared keyring reachable again");
+                    }
+                    failing = false;
+                }
+                Ok(Err(e)) if !failing => {
+                    tracing::warn!(error = %e, "pulling the shared keyring");
+                    failing = true;
+                }
+                _ => {}
+            }
+        }
+    });
 }

@@ -109,8 +109,14 @@ pub async fn start_with_storage(
         );
     }
     let emitters = emitters::Emitters::open(&config.data_dir)?;
-    let keyring = Arc::new(keys::open_keyring(&config)?);
+    let keyring = {
+        let (config, store) = (config.clone(), store.clone());
+        Arc::new(tokio::task::spawn_blocking(move || keys::open_keyring(&config, &*store)).await??)
+    };
     keyring.set_max_key_age(config.data_key_max_age);
+    if keyring.shared() {
+        keys::spawn_keyring_refresh(keyring.clone());
+    }
     let holds = retention::Holds::open(&config.data_dir)?;
     let initial = publisher::initial(&*store, &signer, &verifier)?;
     let (latest_tx, latest) = watch::channel(Arc::new(initial));

@@ -137,8 +137,16 @@ pub async fn expire_tenant(ledger: &Arc<Ledger>, tenant: &str) -> ApiResult<(usi
         ledger.index.clone(),
         tenant.to_string(),
     );
+    // On a shared log the keyring is shared too: the publisher destroys
+    // expired keys (and logs it) for every node; each node drops its own
+    // index rows.
+    let keys_here = !ledger.store.shared() || ledger.store.is_publisher();
     let (keys, rows) = tokio::task::spawn_blocking(move || {
-        let keys = ring.expire(&t, key_cutoff)?;
+        let keys = if keys_here {
+            ring.expire(&t, key_cutoff)?
+        } else {
+            0
+        };
         let rows = index
             .delete_before(&t, (cutoff as i64).saturating_mul(1000))
             .map_err(|e| aiaudit_keyring::Error::Invalid(e.to_string()))?;
@@ -147,7 +155,7 @@ pub async fn expire_tenant(ledger: &Arc<Ledger>, tenant: &str) -> ApiResult<(usi
     .await
     .map_err(|e| Problem::internal(e.to_string()))?
     .map_err(|e| Problem::unavailable(format!("retention: {e}")))?;
-    if keys > 0 || rows > 0 {
+    if keys_here && (keys > 0 || rows > 0) {
         tracing::info!(tenant, keys, rows, "retention expiry");
         log_event(
             ledger,

@@ -112,4 +112,7 @@ impl Storage for FaultyStore {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+    fn key_records(&self) -> Option<Box<dyn aiaudit_keyring::RecordStore>> {
+        self.inner.key_records()
+    }
 }

@@ -16,7 +16,7 @@ mod pg;
 pub use error::{Error, Result};
 pub use faulty::{Faults, FaultyStore};
 pub use fs::{parse_checkpoint, write_atomically, FsStore, LogReader, Recovery, FORMAT_LINE};
-pub use pg::{is_postgres_url, PgStore, PG_SCHEMA_VERSION};
+pub use pg::{is_postgres_url, PgKeyRecords, PgStore, PG_SCHEMA_VERSION};
 
 use aiaudit_tlog::{Hash, NodeReader};
 
@@ -99,5 +99,11 @@ pub trait Storage: NodeReader + Send + Sync + 'static {
     /// The backend's name, for `/v1/info` and metrics.
     fn backend(&self) -> &'static str {
         "fs"
+    }
+    /// Where a shared backend keeps the keyring, so that every node seals
+    /// and opens content with the same keys; None: the data directory's
+    /// keyring file.
+    fn key_records(&self) -> Option<Box<dyn aiaudit_keyring::RecordStore>> {
+        None
     }
 }

@@ -15,7 +15,7 @@
 //! integrated size stored there, so two integrators would write the same
 //! nodes; a checkpoint is only ever replaced by a larger one.
 //!
-//! Tables (schema version 1, docs/format.md):
+//! Tables (schema version 2, docs/format.md):
 //!
 //! ```text
 //! aiaudit_schema   applied migration versions
@@ -23,7 +23,12 @@
 //! aiaudit_tree     one row: integrated size, latest checkpoint and its size
 //! aiaudit_entries  idx, event_id (unique), entry bytes, leaf hash
 //! aiaudit_nodes    tree nodes of levels 1..63 in strips of 256 hashes
+//! aiaudit_keyring  keyring records (version 2): number, record, version
 //! ```
+//!
+//! The keyring is shared too ([`PgKeyRecords`]): every node seals and opens
+//! content with the same data keys, and an erasure on one node destroys the
+//! keys for all.
 //!
 //! The [`Storage`] trait is blocking; this backend runs tokio-postgres on a
 //! small runtime of its own and waits on a channel, so its methods may be
@@ -49,6 +54,8 @@ const INTEGRATE_CHUNK: i64 = 65_536;
 /// Advisory lock keys (arbitrary, fixed: part of the format).
 const MIGRATION_LOCK: i64 = 0x6169_6175_6469_7401;
 const PUBLISHER_LOCK: i64 = 0x6169_6175_6469_7402;
+/// Held by every write to `aiaudit_keyring`, so versions commit in order.
+const KEYRING_LOCK: i64 = 0x6169_6175_6469_7403;
 /// A statement that takes longer than this fails (503) rather than hang a request.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often a node refreshes the shared sizes, and the publisher checks its lock.
@@ -57,7 +64,8 @@ const LOCK_CHECK: Duration = Duration::from_millis(500);
 
 /// The schema, one migration per version; applied in order under an
 /// advisory lock, so nodes starting together migrate once.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE aiaudit_seq (id smallint PRIMARY KEY CHECK (id = 1), size bigint NOT NULL);
 INSERT INTO aiaudit_seq VALUES (1, 0);
 CREATE TABLE aiaudit_tree (
@@ -79,7 +87,17 @@ CREATE TABLE aiaudit_nodes (
     hashes bytea NOT NULL,
     PRIMARY KEY (level, strip)
 );
-"];
+",
+    "
+CREATE TABLE aiaudit_keyring (
+    number bigint PRIMARY KEY,
+    record bytea NOT NULL CHECK (length(record) = 256),
+    version bigint NOT NULL
+);
+CREATE INDEX aiaudit_keyring_version ON aiaudit_keyring (version);
+CREATE SEQUENCE aiaudit_keyring_versions;
+",
+];
 
 /// The schema version this build writes and reads.
 pub const PG_SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -204,18 +222,15 @@ impl PgStore {
         &self,
         fut: impl Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.rt.as_ref().expect("runtime").spawn(async move {
-            let r = match tokio::time::timeout(QUERY_TIMEOUT, fut).await {
-                Ok(r) => r,
-                Err(_) => Err(Error::Database(format!(
-                    "PostgreSQL did not answer within {QUERY_TIMEOUT:?}"
-                ))),
-            };
-            let _ = tx.send(r);
-        });
-        rx.recv()
-            .map_err(|_| Error::Database("the PostgreSQL task stopped".into()))?
+        block_on(self.rt.as_ref().expect("runtime").handle(), fut)
+    }
+
+    /// The keyring records in this database, for [`aiaudit_keyring::Keyring::open_with`].
+    pub fn key_records(&self) -> PgKeyRecords {
+        PgKeyRecords {
+            rt: self.rt.as_ref().expect("runtime").handle().clone(),
+            pool: self.pool.clone(),
+        }
     }
 
     fn read_sizes(&self) -> Result<(u64, u64, u64)> {
@@ -230,6 +245,26 @@ impl PgStore {
     pub fn holds_publisher_lock(&self) -> bool {
         self.shared.publisher.load(Ordering::SeqCst)
     }
+}
+
+/// Runs `fut` on `rt` and waits for it, with a timeout; callable from any
+/// thread (the runtime is the store's own, never the caller's).
+fn block_on<T: Send + 'static>(
+    rt: &tokio::runtime::Handle,
+    fut: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    rt.spawn(async move {
+        let r = match tokio::time::timeout(QUERY_TIMEOUT, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Database(format!(
+                "PostgreSQL did not answer within {QUERY_TIMEOUT:?}"
+            ))),
+        };
+        let _ = tx.send(r);
+    });
+    rx.recv()
+        .map_err(|_| Error::Database("the PostgreSQL task stopped".into()))?
 }
 
 impl Drop for PgStore {
@@ -834,5 +869,187 @@ impl Storage for PgStore {
 
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn key_records(&self) -> Option<Box<dyn aiaudit_keyring::RecordStore>> {
+        Some(Box::new(PgStore::key_records(self)))
+    }
+}
+
+/// The keyring records of a log in PostgreSQL (table `aiaudit_keyring`).
+/// Every write takes a transaction-level advisory lock and a new version
+/// from a sequence, so versions commit in order and a node that asks for
+/// what changed since version `v` misses nothing.
+pub struct PgKeyRecords {
+    rt: tokio::runtime::Handle,
+    pool: Pool,
+}
+
+/// A keyring record as read: its number and bytes.
+type NumberedBytes = (i64, Vec<u8>);
+
+fn keyring_err(e: Error) -> aiaudit_keyring::Error {
+    aiaudit_keyring::Error::Key(format!("the shared keyring in PostgreSQL: {e}"))
+}
+
+fn to_record(number: i64, bytes: &[u8]) -> aiaudit_keyring::Result<aiaudit_keyring::Record> {
+    bytes.try_into().map_err(|_| {
+        aiaudit_keyring::Error::Corrupt(format!(
+            "keyring record {number} in PostgreSQL is {} bytes",
+            bytes.len()
+        ))
+    })
+}
+
+impl PgKeyRecords {
+    fn run<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> aiaudit_keyring::Result<T> {
+        block_on(&self.rt, fut).map_err(keyring_err)
+    }
+
+    /// Records with a version above `mark` (all of them for 0), and the
+    /// highest version seen.
+    fn since(&self, mark: u64) -> aiaudit_keyring::Result<(Vec<NumberedBytes>, u64)> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            let c = pool.get().await?;
+            let rows = c
+                .query(
+                    &c.prepare_cached(
+                        "SELECT number, record, version FROM aiaudit_keyring \
+                         WHERE version > $1 ORDER BY number",
+                    )
+                    .await?,
+                    &[&(mark as i64)],
+                )
+                .await?;
+            let mut top = mark;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                top = top.max(r.get::<_, i64>(2) as u64);
+                out.push((r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)));
+            }
+            Ok((out, top))
+        })
+    }
+}
+
+impl aiaudit_keyring::RecordStore for PgKeyRecords {
+    fn load(&self) -> aiaudit_keyring::Result<(Vec<aiaudit_keyring::Record>, u64)> {
+        let (rows, mark) = self.since(0)?;
+        let mut records = Vec::with_capacity(rows.len());
+        for (i, (number, bytes)) in rows.iter().enumerate() {
+            if *number != i as i64 {
+                return Err(aiaudit_keyring::Error::Corrupt(format!(
+                    "keyring record {i} is missing from PostgreSQL"
+                )));
+            }
+            records.push(to_record(*number, bytes)?);
+        }
+        Ok((records, mark))
+    }
+
+    fn append(
+        &self,
+        at: u64,
+        records: &[aiaudit_keyring::Record],
+    ) -> aiaudit_keyring::Result<bool> {
+        let pool = self.pool.clone();
+        let records: Vec<Vec<u8>> = records.iter().map(|r| r.to_vec()).collect();
+        self.run(async move {
+            let mut c = pool.get().await?;
+            let tx = c.transaction().await?;
+            tx.execute(
+                &tx.prepare_cached("SELECT pg_advisory_xact_lock($1)")
+                    .await?,
+                &[&KEYRING_LOCK],
+            )
+            .await?;
+            let count: i64 = tx
+                .query_one(
+                    &tx.prepare_cached("SELECT count(*) FROM aiaudit_keyring")
+                        .await?,
+                    &[],
+                )
+                .await?
+                .get(0);
+            if count as u64 != at {
+                return Ok(false);
+            }
+            let numbers: Vec<i64> = (0..records.len() as i64).map(|i| at as i64 + i).collect();
+            tx.execute(
+                &tx.prepare_cached(
+                    "INSERT INTO aiaudit_keyring (number, record, version) \
+                     SELECT n, r, nextval('aiaudit_keyring_versions') \
+                     FROM unnest($1::int8[], $2::bytea[]) AS u(n, r) ORDER BY n",
+                )
+                .await?,
+                &[&numbers, &records],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    fn overwrite(&self, records: &[(u64, aiaudit_keyring::Record)]) -> aiaudit_keyring::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let numbers: Vec<i64> = records.iter().map(|(n, _)| *n as i64).collect();
+        let bytes: Vec<Vec<u8>> = records.iter().map(|(_, r)| r.to_vec()).collect();
+        let pool = self.pool.clone();
+        self.run(async move {
+            let mut c = pool.get().await?;
+            let tx = c.transaction().await?;
+            tx.execute(
+                &tx.prepare_cached("SELECT pg_advisory_xact_lock($1)")
+                    .await?,
+                &[&KEYRING_LOCK],
+            )
+            .await?;
+            let changed = tx
+                .execute(
+                    &tx.prepare_cached(
+                        "UPDATE aiaudit_keyring k SET record = u.r, \
+                         version = nextval('aiaudit_keyring_versions') \
+                         FROM unnest($1::int8[], $2::bytea[]) AS u(n, r) WHERE k.number = u.n",
+                    )
+                    .await?,
+                    &[&numbers, &bytes],
+                )
+                .await?;
+            if changed != numbers.len() as u64 {
+                return Err(Error::Database(format!(
+                    "{} of {} keyring records to overwrite are missing",
+                    numbers.len() as u64 - changed,
+                    numbers.len()
+                )));
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn changes(
+        &self,
+        mark: u64,
+    ) -> aiaudit_keyring::Result<(Vec<(u64, aiaudit_keyring::Record)>, u64)> {
+        let (rows, mark) = self.since(mark)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (number, bytes) in rows {
+            out.push((number as u64, to_record(number, &bytes)?));
+        }
+        Ok((out, mark))
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn describe(&self) -> String {
+        "the keyring in PostgreSQL (aiaudit_keyring)".into()
     }
 }

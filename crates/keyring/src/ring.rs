@@ -1,22 +1,18 @@
-//! The keyring file: a 64-byte header, then 256-byte records, one per key.
-//! A record's number is the key id entries name. Records are appended with
-//! one fsync per batch of new keys, and rewritten in place to re-wrap
-//! (master key rotation) or destroy (erasure) a key. Layout in docs/format.md.
+//! The keyring: data keys per tenant and subject, wrapped by the master key,
+//! in 256-byte records (layout in docs/format.md) kept by a [`RecordStore`]:
+//! the keyring file, or a table the nodes of a shared log all use. A
+//! record's number is the key id entries name. New records are appended with
+//! one durable write per batch; a record is rewritten in place to re-wrap
+//! (master key rotation) or destroy (erasure) its key.
 
 use crate::master::{KeyProvider, Wrapped};
+use crate::records::{FileRecords, Record, RecordStore, RECORD_LEN as RECORD};
 use crate::{Error, Result};
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub const KEYRING_FILE: &str = "keyring";
-const HEADER: &[u8] = b"aiaudit-keyring 1\n";
-const HEADER_LEN: u64 = 64;
-const RECORD: usize = 256;
 const MAGIC: &[u8; 4] = b"AKR1";
 const LIVE: u8 = 1;
 const DESTROYED: u8 = 2;
@@ -45,6 +41,8 @@ struct State {
     salts: HashMap<String, u64>,
     tenant_current: HashMap<String, u64>,
     subject_current: HashMap<(String, [u8; 32]), u64>,
+    /// Where [`RecordStore::changes`] continues from.
+    mark: u64,
 }
 
 /// The key an event is sealed under, and its subject's tag if it names one.
@@ -65,14 +63,17 @@ pub struct KeyringStats {
 }
 
 pub struct Keyring {
-    path: PathBuf,
+    records: Box<dyn RecordStore>,
     provider: Arc<dyn KeyProvider>,
-    file: Mutex<File>,
     state: RwLock<State>,
     /// Data keys older than this are replaced on their next use, so a key
     /// seals events of a bounded period and retention can destroy it whole.
     max_key_age_secs: std::sync::atomic::AtomicU64,
 }
+
+/// How many times an append may lose the race to another node before
+/// giving up (each loss means that node's keys are pulled and reused).
+const MAX_APPEND_RACES: usize = 16;
 
 /// Default data key lifetime before it is replaced on use.
 pub const DEFAULT_MAX_KEY_AGE_SECS: u64 = 30 * 86_400;
@@ -96,7 +97,7 @@ fn aad(number: u64, m: &Meta) -> Vec<u8> {
     a
 }
 
-fn encode(m: &Meta, wrapped: Option<&Wrapped>) -> [u8; RECORD] {
+fn encode(m: &Meta, wrapped: Option<&Wrapped>) -> Record {
     let mut r = [0u8; RECORD];
     r[0..4].copy_from_slice(MAGIC);
     r[4] = if m.live { LIVE } else { DESTROYED };
@@ -158,116 +159,183 @@ fn random32() -> Result<[u8; 32]> {
 }
 
 impl Keyring {
-    /// Opens (creating if missing, mode 0600) the keyring in `dir`, unwraps
-    /// every live key, and finishes a master key rotation cut short.
+    /// Opens (creating if missing, mode 0600) the keyring file in `dir`,
+    /// unwraps every live key, and finishes a master key rotation cut short.
     pub fn open(dir: &Path, provider: Arc<dyn KeyProvider>) -> Result<Keyring> {
-        let path = dir.join(KEYRING_FILE);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)?;
-        crate::check_private(&path, file.metadata()?.permissions().mode())?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        if bytes.is_empty() {
-            let mut header = [0u8; HEADER_LEN as usize];
-            header[..HEADER.len()].copy_from_slice(HEADER);
-            file.write_all(&header)?;
-            file.sync_all()?;
-            fs::File::open(dir)?.sync_all()?;
-            bytes = header.to_vec();
-        }
-        if bytes.len() < HEADER_LEN as usize || !bytes.starts_with(HEADER) {
-            return Err(Error::Corrupt(format!(
-                "{} does not start with {:?}",
-                path.display(),
-                String::from_utf8_lossy(HEADER).trim()
-            )));
-        }
-        let body = &bytes[HEADER_LEN as usize..];
-        let mut state = State::default();
-        let mut good = 0;
-        for (i, r) in body.chunks(RECORD).enumerate() {
-            let last = (i + 1) * RECORD >= body.len();
-            let decoded = (r.len() == RECORD).then(|| decode(r)).flatten();
-            let Some((meta, wrapped)) = decoded else {
-                if last {
-                    // A record torn by a crash while it was appended: its
-                    // fsync never returned, so no entry uses it.
-                    break;
-                }
-                return Err(Error::Corrupt(format!("record {i} fails its checksum")));
-            };
-            let number = i as u64;
-            if meta.live {
-                let secret = provider.unwrap(&wrapped, &aad(number, &meta))?;
-                state.secrets.insert(number, secret);
-            }
-            state.index(number, &meta);
-            state.records.push(meta);
-            good += 1;
-        }
-        let keep = HEADER_LEN + (good * RECORD) as u64;
-        if keep < bytes.len() as u64 {
-            file.set_len(keep)?;
-            file.sync_all()?;
-        }
+        let records = FileRecords::open(dir, |r| decode(r).is_some())?;
+        Keyring::open_with(Box::new(records), provider)
+    }
+
+    /// Opens the keyring kept in `records` (the keyring file, or a store the
+    /// nodes of a shared log all use).
+    pub fn open_with(
+        records: Box<dyn RecordStore>,
+        provider: Arc<dyn KeyProvider>,
+    ) -> Result<Keyring> {
         let ring = Keyring {
-            path,
+            records,
             provider,
-            file: Mutex::new(file),
-            state: RwLock::new(state),
+            state: RwLock::new(State::default()),
             max_key_age_secs: std::sync::atomic::AtomicU64::new(DEFAULT_MAX_KEY_AGE_SECS),
         };
+        {
+            let mut state = ring.state.write().expect("keyring lock");
+            ring.reload(&mut state)?;
+        }
         ring.rewrap_all()?;
         Ok(ring)
     }
 
-    /// The keyring file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the records are kept, for messages.
+    pub fn describe(&self) -> String {
+        self.records.describe()
+    }
+
+    /// Whether other nodes share these keys.
+    pub fn shared(&self) -> bool {
+        self.records.shared()
+    }
+
+    /// Reads every record again and unwraps the live ones.
+    fn reload(&self, state: &mut State) -> Result<()> {
+        let (records, mark) = self.records.load()?;
+        let mut fresh = State {
+            mark,
+            ..State::default()
+        };
+        for (number, r) in records.iter().enumerate() {
+            self.add_record(&mut fresh, number as u64, r)?;
+        }
+        *state = fresh;
+        Ok(())
+    }
+
+    fn add_record(&self, state: &mut State, number: u64, r: &Record) -> Result<()> {
+        let (meta, wrapped) = decode(r).ok_or_else(|| {
+            Error::Corrupt(format!(
+                "record {number} of {} fails its checksum",
+                self.records.describe()
+            ))
+        })?;
+        if meta.live {
+            let secret = self.provider.unwrap(&wrapped, &aad(number, &meta))?;
+            state.secrets.insert(number, secret);
+        }
+        state.index(number, &meta);
+        state.records.push(meta);
+        Ok(())
+    }
+
+    /// Takes in what other nodes appended or changed since the last pull.
+    fn pull(&self, state: &mut State) -> Result<()> {
+        if !self.records.shared() {
+            return Ok(());
+        }
+        let (mut changes, mark) = self.records.changes(state.mark)?;
+        changes.sort_by_key(|(n, _)| *n);
+        for (number, r) in &changes {
+            let known = state.records.len() as u64;
+            if *number == known {
+                self.add_record(state, *number, r)?;
+            } else if *number > known {
+                // Never expected (appends are contiguous); start over.
+                return self.reload(state);
+            } else {
+                let (meta, _) = decode(r).ok_or_else(|| {
+                    Error::Corrupt(format!(
+                        "record {number} of {} fails its checksum",
+                        self.records.describe()
+                    ))
+                })?;
+                let n = *number as usize;
+                if state.records[n].live && !meta.live {
+                    state.destroyed(*number);
+                }
+                state.records[n].master = meta.master;
+            }
+        }
+        state.mark = mark;
+        Ok(())
+    }
+
+    /// Takes in keys other nodes of a shared log created or destroyed
+    /// (a no-op on a keyring file). Servers call it every second or so.
+    pub fn refresh(&self) -> Result<()> {
+        if !self.records.shared() {
+            return Ok(());
+        }
+        let mut state = self.state.write().expect("keyring lock");
+        self.pull(&mut state)
+    }
+
+    /// Plans new records with `plan` and appends them durably. When another
+    /// node appended first, its records are pulled and the plan runs again,
+    /// so that nodes reuse each other's tenant keys and salts.
+    fn add_durably<T>(
+        &self,
+        plan: impl Fn(&Keyring, &mut State, &mut Vec<Record>) -> Result<T>,
+    ) -> Result<T> {
+        for _ in 0..MAX_APPEND_RACES {
+            let mut state = self.state.write().expect("keyring lock");
+            self.pull(&mut state)?;
+            let before = state.records.len();
+            let mut new = Vec::new();
+            let planned = plan(self, &mut state, &mut new);
+            let appended = match &planned {
+                Ok(_) if new.is_empty() => Ok(true),
+                Ok(_) => self.records.append(before as u64, &new),
+                Err(_) => Ok(false),
+            };
+            match appended {
+                Ok(true) => return planned,
+                Ok(false) => {
+                    // Nothing may be sealed under a key that is not durable.
+                    state.forget_from(before);
+                    planned?;
+                }
+                Err(e) => {
+                    state.forget_from(before);
+                    return Err(e);
+                }
+            }
+        }
+        Err(Error::Key(format!(
+            "could not add keys to {}: other nodes kept adding first",
+            self.records.describe()
+        )))
     }
 
     /// Picks (creating as needed, durably, before returning) the data key for
     /// each (tenant, subject): the subject's own key when there is a subject,
     /// else the tenant's.
     pub fn choose(&self, wants: &[(&str, Option<&str>)]) -> Result<Vec<KeyChoice>> {
-        let fresh = self.fresh_after();
-        if let Some(found) = self
-            .state
-            .read()
-            .expect("keyring lock")
-            .choose(wants, fresh)
-        {
+        if let Some(found) = self.lookup(wants) {
             return Ok(found);
         }
-        let mut state = self.state.write().expect("keyring lock");
-        let mut new = Vec::new();
-        for (tenant, _) in wants {
-            if !state.salts.contains_key(*tenant) {
-                self.create(&mut state, &mut new, SALT, tenant, [0; 32])?;
-            }
-        }
-        for (tenant, subject) in wants {
-            match subject {
-                None => {
-                    if state.current(tenant, None, fresh).is_none() {
-                        self.create(&mut state, &mut new, TENANT_KEY, tenant, [0; 32])?;
-                    }
-                }
-                Some(s) => {
-                    let tag = state.tag(tenant, s).expect("salt created above");
-                    if state.current(tenant, Some(tag), fresh).is_none() {
-                        self.create(&mut state, &mut new, SUBJECT_KEY, tenant, tag)?;
-                    }
+        let fresh = self.fresh_after();
+        self.add_durably(|ring, state, new| {
+            for (tenant, _) in wants {
+                if !state.salts.contains_key(*tenant) {
+                    ring.create(state, new, SALT, tenant, [0; 32])?;
                 }
             }
-        }
-        self.append(&mut state, &new)?;
-        Ok(state.choose(wants, fresh).expect("every key exists now"))
+            for (tenant, subject) in wants {
+                match subject {
+                    None => {
+                        if state.current(tenant, None, fresh).is_none() {
+                            ring.create(state, new, TENANT_KEY, tenant, [0; 32])?;
+                        }
+                    }
+                    Some(s) => {
+                        let tag = state.tag(tenant, s).expect("salt created above");
+                        if state.current(tenant, Some(tag), fresh).is_none() {
+                            ring.create(state, new, SUBJECT_KEY, tenant, tag)?;
+                        }
+                    }
+                }
+            }
+            Ok(state.choose(wants, fresh).expect("every key exists now"))
+        })
     }
 
     /// Like [`Keyring::choose`] when every key exists already; never writes.
@@ -319,48 +387,26 @@ impl Keyring {
     /// Returns how many were destroyed.
     pub fn expire(&self, tenant: &str, created_before: u64) -> Result<usize> {
         let mut state = self.state.write().expect("keyring lock");
-        let file = self.file.lock().expect("keyring file lock");
-        let mut destroyed = 0;
-        for number in 0..state.records.len() {
-            let m = &state.records[number];
-            if m.live && m.kind != SALT && m.tenant == tenant && m.created < created_before {
-                let mut gone = m.clone();
-                gone.live = false;
-                file.write_all_at(&encode(&gone, None), offset(number as u64))?;
-                state.secrets.remove(&(number as u64));
-                state.records[number] = gone;
-                destroyed += 1;
-            }
-        }
-        if destroyed > 0 {
-            file.sync_data()?;
-            let live = |s: &State, n: &u64| s.records[*n as usize].live;
-            let keep_t: Vec<(String, u64)> = state
-                .tenant_current
-                .iter()
-                .filter(|(_, n)| live(&state, n))
-                .map(|(t, n)| (t.clone(), *n))
-                .collect();
-            state.tenant_current = keep_t.into_iter().collect();
-            let keep_s: Vec<((String, [u8; 32]), u64)> = state
-                .subject_current
-                .iter()
-                .filter(|(_, n)| live(&state, n))
-                .map(|(k, n)| (k.clone(), *n))
-                .collect();
-            state.subject_current = keep_s.into_iter().collect();
-        }
-        Ok(destroyed)
+        self.pull(&mut state)?;
+        self.destroy_where(&mut state, |m| {
+            m.kind != SALT && m.tenant == tenant && m.created < created_before
+        })
     }
 
-    /// A data key by id, if it exists and was not destroyed.
+    /// A data key by id, if it exists and was not destroyed. An id this node
+    /// has not seen yet (another node of a shared log made it) is pulled.
     pub fn key(&self, id: u64) -> Option<[u8; 32]> {
-        let state = self.state.read().expect("keyring lock");
-        let meta = state.records.get(id as usize)?;
-        if meta.kind == SALT {
-            return None;
+        let (found, known) = {
+            let state = self.state.read().expect("keyring lock");
+            (state.key(id), state.records.len() as u64)
+        };
+        if found.is_some() || id < known || !self.records.shared() {
+            return found;
         }
-        state.secrets.get(&id).copied()
+        if let Err(e) = self.refresh() {
+            tracing::warn!(error = %e, key_id = id, "pulling keyring records");
+        }
+        self.state.read().expect("keyring lock").key(id)
     }
 
     /// Whether key `id` existed and was destroyed (erased content).
@@ -394,65 +440,67 @@ impl Keyring {
     /// subject. Returns how many keys were destroyed and the subject's tag.
     pub fn erase(&self, tenant: &str, subject: &str) -> Result<(usize, Option<String>)> {
         let mut state = self.state.write().expect("keyring lock");
+        // Keys other nodes made for this subject are destroyed too.
+        self.pull(&mut state)?;
         let Some(tag) = state.tag(tenant, subject) else {
             return Ok((0, None));
         };
         let destroyed = self.destroy_where(&mut state, |m| {
             m.kind == SUBJECT_KEY && m.tenant == tenant && m.tag == tag
         })?;
-        state.subject_current.remove(&(tenant.to_string(), tag));
         Ok((destroyed, Some(tag_string(&tag))))
     }
 
     /// Crypto-shredding: every live record `doomed` picks gets its wrapped
-    /// key overwritten with zeros in place, then one fsync.
+    /// key overwritten with zeros in place, durably, then is forgotten here.
     fn destroy_where(&self, state: &mut State, doomed: impl Fn(&Meta) -> bool) -> Result<usize> {
-        let file = self.file.lock().expect("keyring file lock");
-        let mut destroyed = 0;
-        for number in 0..state.records.len() {
-            let m = &state.records[number];
+        let mut writes = Vec::new();
+        for (number, m) in state.records.iter().enumerate() {
             if m.live && doomed(m) {
                 let mut gone = m.clone();
                 gone.live = false;
-                file.write_all_at(&encode(&gone, None), offset(number as u64))?;
-                state.secrets.remove(&(number as u64));
-                state.records[number] = gone;
-                destroyed += 1;
+                writes.push((number as u64, encode(&gone, None)));
             }
         }
-        if destroyed > 0 {
-            file.sync_data()?;
+        self.records.overwrite(&writes)?;
+        for (number, _) in &writes {
+            state.destroyed(*number);
         }
-        Ok(destroyed)
+        Ok(writes.len())
     }
 
     /// New current data keys for every tenant and subject; old ones keep
     /// decrypting what they sealed. Salts never rotate. Returns the count.
     pub fn rotate(&self) -> Result<usize> {
-        let mut state = self.state.write().expect("keyring lock");
-        let mut todo: Vec<(u8, String, [u8; 32])> = state
-            .tenant_current
-            .keys()
-            .map(|t| (TENANT_KEY, t.clone(), [0; 32]))
-            .collect();
-        todo.extend(
-            state
-                .subject_current
+        self.add_durably(|ring, state, new| {
+            let mut todo: Vec<(u8, String, [u8; 32])> = state
+                .tenant_current
                 .keys()
-                .map(|(t, tag)| (SUBJECT_KEY, t.clone(), *tag)),
-        );
-        todo.sort();
-        let mut new = Vec::new();
-        for (kind, tenant, tag) in &todo {
-            self.create(&mut state, &mut new, *kind, tenant, *tag)?;
-        }
-        self.append(&mut state, &new)?;
-        Ok(todo.len())
+                .map(|t| (TENANT_KEY, t.clone(), [0; 32]))
+                .collect();
+            todo.extend(
+                state
+                    .subject_current
+                    .keys()
+                    .map(|(t, tag)| (SUBJECT_KEY, t.clone(), *tag)),
+            );
+            todo.sort();
+            for (kind, tenant, tag) in &todo {
+                ring.create(state, new, *kind, tenant, *tag)?;
+            }
+            Ok(todo.len())
+        })
     }
 
     /// Master key rotation: a new master key, then every live record
     /// re-wrapped under it in place. Returns how many were re-wrapped.
     pub fn rotate_master(&self) -> Result<usize> {
+        if self.records.shared() {
+            // The other nodes would not hold the new master key.
+            return Err(Error::Unsupported(
+                "a keyring shared by several nodes is re-wrapped offline: see docs/scaling.md (master key rotation)".into(),
+            ));
+        }
         self.provider.begin_rotation()?;
         self.rewrap_all()
     }
@@ -462,23 +510,25 @@ impl Keyring {
     fn rewrap_all(&self) -> Result<usize> {
         let mut state = self.state.write().expect("keyring lock");
         let current = self.provider.current_id();
-        let file = self.file.lock().expect("keyring file lock");
-        let mut count = 0;
+        let mut writes = Vec::new();
         for number in 0..state.records.len() {
             let n = number as u64;
-            if !state.records[number].live || state.records[number].master == current {
+            let m = &state.records[number];
+            if !m.live || m.master == current {
                 continue;
             }
-            let secret = state.secrets[&n];
-            let wrapped = self
-                .provider
-                .wrap(&secret, &aad(n, &state.records[number]))?;
-            state.records[number].master = wrapped.master;
-            file.write_all_at(&encode(&state.records[number], Some(&wrapped)), offset(n))?;
-            count += 1;
+            let wrapped = self.provider.wrap(&state.secrets[&n], &aad(n, m))?;
+            let mut rewrapped = m.clone();
+            rewrapped.master = wrapped.master;
+            writes.push((n, encode(&rewrapped, Some(&wrapped)), rewrapped));
         }
-        file.sync_data()?;
-        drop(file);
+        let records: Vec<(u64, Record)> = writes.iter().map(|(n, r, _)| (*n, *r)).collect();
+        self.records.overwrite(&records)?;
+        let count = writes.len();
+        for (n, _, m) in writes {
+            state.records[n as usize] = m;
+        }
+        drop(state);
         self.provider.finish_rotation()?;
         Ok(count)
     }
@@ -500,22 +550,18 @@ impl Keyring {
         s
     }
 
-    /// The keyring file as it is now (wrapped keys only: useless without the
-    /// master key), for backups.
+    /// The keyring in the keyring file format (wrapped keys only: useless
+    /// without the master key), for backups.
     pub fn snapshot(&self) -> Result<Vec<u8>> {
         let _state = self.state.read().expect("keyring lock");
-        let file = self.file.lock().expect("keyring file lock");
-        let len = file.metadata()?.len();
-        let mut bytes = vec![0u8; len as usize];
-        file.read_exact_at(&mut bytes, 0)?;
-        Ok(bytes)
+        self.records.snapshot()
     }
 
-    /// Makes a new live record (not yet written: see [`Keyring::append`]).
+    /// Makes a new live record (not yet written: see [`Keyring::add_durably`]).
     fn create(
         &self,
         state: &mut State,
-        new: &mut Vec<[u8; RECORD]>,
+        new: &mut Vec<Record>,
         kind: u8,
         tenant: &str,
         tag: [u8; 32],
@@ -543,36 +589,34 @@ impl Keyring {
         state.records.push(meta);
         Ok(())
     }
-
-    /// Appends new records with one fsync. On failure they are forgotten
-    /// again: nothing may be sealed under a key that is not durable.
-    fn append(&self, state: &mut State, new: &[[u8; RECORD]]) -> Result<()> {
-        if new.is_empty() {
-            return Ok(());
-        }
-        let before = state.records.len() - new.len();
-        let file = self.file.lock().expect("keyring file lock");
-        let result = (|| {
-            let end = file.metadata()?.len();
-            let at = end - (end - HEADER_LEN) % RECORD as u64;
-            let bytes: Vec<u8> = new.iter().flatten().copied().collect();
-            file.write_all_at(&bytes, at)?;
-            file.sync_data()?;
-            Ok::<_, std::io::Error>(())
-        })();
-        if let Err(e) = result {
-            state.forget_from(before);
-            return Err(Error::Io(e));
-        }
-        Ok(())
-    }
 }
 
-fn offset(number: u64) -> u64 {
-    HEADER_LEN + number * RECORD as u64
+/// Whether `r` is a well-formed keyring record (its checksum holds).
+pub fn valid_record(r: &Record) -> bool {
+    decode(r).is_some()
 }
 
 impl State {
+    fn key(&self, id: u64) -> Option<[u8; 32]> {
+        let meta = self.records.get(id as usize)?;
+        if meta.kind == SALT {
+            return None;
+        }
+        self.secrets.get(&id).copied()
+    }
+
+    /// Record `number` was destroyed: its secret is forgotten, and it is no
+    /// longer anyone's current key.
+    fn destroyed(&mut self, number: u64) {
+        let Some(m) = self.records.get_mut(number as usize) else {
+            return;
+        };
+        m.live = false;
+        self.secrets.remove(&number);
+        self.tenant_current.retain(|_, n| *n != number);
+        self.subject_current.retain(|_, n| *n != number);
+    }
+
     /// Drops records `from..` (never written) and rebuilds the lookups.
     fn forget_from(&mut self, from: usize) {
         for n in from..self.records.len() {
@@ -658,6 +702,9 @@ impl State {
 mod tests {
     use super::*;
     use crate::master::{LocalMasterKey, MasterKeySource};
+    use crate::records::{offset, HEADER_LEN, KEYRING_FILE};
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     fn open(dir: &Path) -> Keyring {
         let (m, _) =
@@ -676,7 +723,10 @@ mod tests {
         assert_ne!(c[0].key_id, c[1].key_id);
         assert_ne!(c[0].key, c[2].key);
         assert!(c[1].subject_tag.as_ref().unwrap().starts_with(HMAC_PREFIX));
-        let mode = fs::metadata(ring.path()).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join(KEYRING_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         drop(ring);
         let again = open(dir.path());
@@ -695,14 +745,14 @@ mod tests {
         let second = ring.choose(&[("a", Some("alice"))]).unwrap()[0].clone();
         assert_ne!(first.key_id, second.key_id);
         let bob = ring.choose(&[("a", Some("bob"))]).unwrap()[0].clone();
-        let before = fs::read(ring.path()).unwrap();
+        let before = fs::read(dir.path().join(KEYRING_FILE)).unwrap();
         let (n, tag) = ring.erase("a", "alice").unwrap();
         assert_eq!(n, 2);
         assert_eq!(tag, first.subject_tag);
         assert_eq!(ring.key(first.key_id), None);
         assert!(ring.destroyed(second.key_id));
         assert_eq!(ring.key(bob.key_id), Some(bob.key));
-        let after = fs::read(ring.path()).unwrap();
+        let after = fs::read(dir.path().join(KEYRING_FILE)).unwrap();
         assert_eq!(before.len(), after.len());
         let r = offset(first.key_id) as usize;
         assert_ne!(before[r + 121..r + 193], after[r + 121..r + 193]);
@@ -738,7 +788,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ring = open(dir.path());
         ring.choose(&[("a", None), ("b", None)]).unwrap();
-        let path = ring.path().to_path_buf();
+        let path = dir.path().join(KEYRING_FILE);
         drop(ring);
         let full = fs::read(&path).unwrap();
         fs::write(&path, &full[..full.len() - 10]).unwrap();
@@ -801,5 +851,148 @@ mod tests {
             .subject_tag
             .clone();
         assert_eq!(tag, Some(a));
+    }
+
+    /// A store several keyrings share, like the PostgreSQL table: records
+    /// with the version of their last write.
+    #[derive(Default)]
+    struct SharedRecords {
+        rows: std::sync::Mutex<(Vec<(Record, u64)>, u64)>,
+    }
+
+    impl RecordStore for Arc<SharedRecords> {
+        fn load(&self) -> Result<(Vec<Record>, u64)> {
+            let rows = self.rows.lock().unwrap();
+            Ok((rows.0.iter().map(|(r, _)| *r).collect(), rows.1))
+        }
+        fn append(&self, at: u64, records: &[Record]) -> Result<bool> {
+            let mut rows = self.rows.lock().unwrap();
+            if rows.0.len() as u64 != at {
+                return Ok(false);
+            }
+            for r in records {
+                rows.1 += 1;
+                let v = rows.1;
+                rows.0.push((*r, v));
+            }
+            Ok(true)
+        }
+        fn overwrite(&self, records: &[(u64, Record)]) -> Result<()> {
+            let mut rows = self.rows.lock().unwrap();
+            for (n, r) in records {
+                rows.1 += 1;
+                let v = rows.1;
+                rows.0[*n as usize] = (*r, v);
+            }
+            Ok(())
+        }
+        fn changes(&self, mark: u64) -> Result<(Vec<(u64, Record)>, u64)> {
+            let rows = self.rows.lock().unwrap();
+            let changed = rows
+                .0
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, v))| *v > mark)
+                .map(|(n, (r, _))| (n as u64, *r))
+                .collect();
+            Ok((changed, rows.1))
+        }
+        fn shared(&self) -> bool {
+            true
+        }
+        fn describe(&self) -> String {
+            "the shared test store".into()
+        }
+    }
+
+    fn two_nodes() -> (tempfile::TempDir, Arc<SharedRecords>, Keyring, Keyring) {
+        let dir = tempfile::tempdir().unwrap();
+        let (m, _) =
+            LocalMasterKey::load(MasterKeySource::File(dir.path().join("master.key")), true)
+                .unwrap();
+        let m: Arc<dyn KeyProvider> = Arc::new(m);
+        let shared = Arc::new(SharedRecords::default());
+        let a = Keyring::open_with(Box::new(shared.clone()), m.clone()).unwrap();
+        let b = Keyring::open_with(Box::new(shared.clone()), m).unwrap();
+        (dir, shared, a, b)
+    }
+
+    #[test]
+    fn nodes_sharing_records_agree_on_salts_and_keys() {
+        let (_dir, shared, a, b) = two_nodes();
+        let from_a = a.choose(&[("t", None), ("t", Some("alice"))]).unwrap();
+        // b has not pulled yet: it must find a's salt and keys, not make its own.
+        let from_b = b.choose(&[("t", None), ("t", Some("alice"))]).unwrap();
+        assert_eq!(from_a[0].key_id, from_b[0].key_id);
+        assert_eq!(from_a[1].key, from_b[1].key);
+        assert_eq!(from_a[1].subject_tag, from_b[1].subject_tag);
+        assert_eq!(a.hmac("t", b"x").unwrap(), b.hmac("t", b"x").unwrap());
+        assert_eq!(shared.rows.lock().unwrap().0.len(), 3, "one salt, two keys");
+        // A key b makes later is opened by a on first sight.
+        let later = b.choose(&[("u", None)]).unwrap()[0].clone();
+        assert_eq!(a.key(later.key_id), Some(later.key));
+        assert_eq!(a.key(later.key_id + 100), None);
+    }
+
+    #[test]
+    fn a_node_that_loses_the_race_renumbers_its_keys() {
+        let (_dir, shared, a, b) = two_nodes();
+        a.choose(&[("x", None)]).unwrap();
+        b.refresh().unwrap();
+        // Both plan record 2 next; b appends first, a must not clobber it.
+        let by_b_meanwhile = {
+            let mut state = a.state.write().unwrap();
+            let before = state.records.len();
+            let mut new = Vec::new();
+            a.create(&mut state, &mut new, TENANT_KEY, "y", [0; 32])
+                .unwrap();
+            let by_b = b.choose(&[("z", None)]).unwrap();
+            assert!(!a.records.append(before as u64, &new).unwrap());
+            state.forget_from(before);
+            by_b
+        };
+        let y = a.choose(&[("y", None)]).unwrap()[0].clone();
+        assert!(y.key_id > by_b_meanwhile[0].key_id);
+        let rows = shared.rows.lock().unwrap().0.len() as u64;
+        assert_eq!(y.key_id + 1, rows, "a's key went after b's");
+        assert_eq!(a.key(by_b_meanwhile[0].key_id), Some(by_b_meanwhile[0].key));
+        assert_eq!(b.key(y.key_id), Some(y.key));
+    }
+
+    #[test]
+    fn erasure_on_one_node_reaches_the_others() {
+        let (_dir, _shared, a, b) = two_nodes();
+        let alice = a.choose(&[("t", Some("alice"))]).unwrap()[0].clone();
+        // b made a newer key for alice that a has not seen: erased too.
+        b.set_max_key_age(std::time::Duration::ZERO);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let newer = b.choose(&[("t", Some("alice"))]).unwrap()[0].clone();
+        assert_ne!(newer.key_id, alice.key_id);
+        let (n, _) = a.erase("t", "alice").unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(b.key(alice.key_id), Some(alice.key), "until b pulls");
+        b.refresh().unwrap();
+        assert_eq!(b.key(alice.key_id), None);
+        assert_eq!(b.key(newer.key_id), None);
+        assert!(b.destroyed(newer.key_id));
+        // b's next event for alice gets a fresh key, not the destroyed one.
+        b.set_max_key_age(std::time::Duration::from_secs(3600));
+        let after = b.choose(&[("t", Some("alice"))]).unwrap()[0].clone();
+        assert!(after.key_id > newer.key_id);
+        assert!(matches!(a.rotate_master(), Err(Error::Unsupported(_))));
+        // The snapshot is a keyring file that opens like one.
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(KEYRING_FILE), a.snapshot().unwrap()).unwrap();
+        fs::set_permissions(
+            dir.path().join(KEYRING_FILE),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let (m, _) =
+            LocalMasterKey::load(MasterKeySource::File(_dir.path().join("master.key")), false)
+                .unwrap();
+        let copy = Keyring::open(dir.path(), Arc::new(m)).unwrap();
+        assert_eq!(copy.key(after.key_id), Some(after.key));
+        assert_eq!(copy.key(alice.key_id), None);
     }
 }
