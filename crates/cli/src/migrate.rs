@@ -18,6 +18,10 @@ pub struct MigrateArgs {
     /// postgres://user@host:port/db to move the log to (empty, or holding a prefix of this log).
     #[arg(long)]
     to: String,
+    /// CA certificate (PEM) for the PostgreSQL server's certificate, with
+    /// sslmode=require in --to (default: the system's roots).
+    #[arg(long, env = "AIAUDIT_STORAGE_CA")]
+    storage_ca: Option<PathBuf>,
 }
 
 /// Entries copied per transaction.
@@ -33,7 +37,8 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         .checkpoint()?
         .context("the data directory has no signed checkpoint: start and stop the ledger once")?;
     let cp = aiaudit_store::parse_checkpoint(&note)?;
-    let (dest, _) = PgStore::open(&args.to).context("opening the PostgreSQL log")?;
+    let (dest, _) = PgStore::open_with_ca(&args.to, args.storage_ca.as_deref())
+        .context("opening the PostgreSQL log")?;
     let have = dest.size();
     if have > cp.size {
         bail!(

@@ -98,6 +98,10 @@ pub struct ServeArgs {
     /// postgres://user@host:port/db URL to share one log between several nodes.
     #[arg(long, env = "AIAUDIT_STORAGE")]
     storage: Option<String>,
+    /// CA certificate (PEM) for the PostgreSQL server's certificate, with
+    /// sslmode=require in --storage (default: the system's roots).
+    #[arg(long, env = "AIAUDIT_STORAGE_CA")]
+    storage_ca: Option<PathBuf>,
 }
 
 /// The config file: every option of `serve`.
@@ -122,6 +126,7 @@ struct FileConfig {
     master_key_file: Option<PathBuf>,
     sensitive_fields: Option<Vec<String>>,
     storage: Option<String>,
+    storage_ca: Option<PathBuf>,
     max_index_lag_events: Option<u64>,
     /// Tenant (or "*") → how long its events are kept, e.g. "400d".
     retention: Option<std::collections::BTreeMap<String, String>>,
@@ -251,6 +256,7 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
         policy_file: args.policy_file.or(file.policy_file),
         webhook_url: args.webhook_url.or(file.webhook_url),
         storage: args.storage.or(file.storage),
+        storage_ca: args.storage_ca.or(file.storage_ca),
     };
     if let Some(s) = &config.storage {
         if !aiaudit_store::is_postgres_url(s) {

@@ -56,6 +56,9 @@ pub struct ServerConfig {
     /// Where the log lives: `None` for files in `data_dir` (the default), or
     /// a `postgres://` URL shared by several nodes (docs/scaling.md).
     pub storage: Option<String>,
+    /// CA certificate (PEM) the PostgreSQL server's certificate must chain
+    /// to, with `sslmode=require`; `None`: the system's roots.
+    pub storage_ca: Option<PathBuf>,
 }
 
 pub const DEFAULT_ORIGIN: &str = "aiaudit.local/log";
@@ -91,6 +94,7 @@ impl Default for ServerConfig {
             policy_file: None,
             webhook_url: None,
             storage: None,
+            storage_ca: None,
         }
     }
 }

@@ -190,9 +190,11 @@ async fn open_storage(
 ) -> anyhow::Result<(Arc<dyn Storage>, aiaudit_store::Recovery)> {
     let dir = config.data_dir.clone();
     let storage = config.storage.clone();
+    let ca = config.storage_ca.clone();
     tokio::task::spawn_blocking(move || match storage {
         Some(url) => {
-            let (s, r) = PgStore::open(&url).context("opening the PostgreSQL log")?;
+            let (s, r) =
+                PgStore::open_with_ca(&url, ca.as_deref()).context("opening the PostgreSQL log")?;
             Ok((Arc::new(s) as Arc<dyn Storage>, r))
         }
         None => {

@@ -16,7 +16,7 @@ mod pg;
 pub use error::{Error, Result};
 pub use faulty::{Faults, FaultyStore};
 pub use fs::{parse_checkpoint, write_atomically, FsStore, LogReader, Recovery, FORMAT_LINE};
-pub use pg::{is_postgres_url, PgKeyRecords, PgStore, PG_SCHEMA_VERSION};
+pub use pg::{connector, is_postgres_url, PgKeyRecords, PgStore, PG_SCHEMA_VERSION};
 
 use aiaudit_tlog::{Hash, NodeReader};
 

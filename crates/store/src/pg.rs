@@ -40,10 +40,12 @@ use deadpool_postgres::GenericClient;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio_postgres::NoTls;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Hashes per row of `aiaudit_nodes`.
 const STRIP: u64 = 256;
@@ -141,15 +143,81 @@ pub fn is_postgres_url(s: &str) -> bool {
     s.starts_with("postgres://") || s.starts_with("postgresql://")
 }
 
+/// Parses a PostgreSQL URL and makes its TLS connector. TLS is used when
+/// the URL says `sslmode=require`, and then the server's certificate is
+/// always verified (against `ca`, a PEM file, or else the system's roots)
+/// and its name checked, as libpq's `verify-full` does; with `disable` or
+/// `prefer` (the default) connections are plain, so `prefer` never means
+/// an unverified server.
+pub fn connector(
+    url: &str,
+    ca: Option<&Path>,
+) -> Result<(tokio_postgres::Config, MakeRustlsConnect)> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| Error::Format(format!("the PostgreSQL URL is not valid: {e}")))?;
+    if config.get_ssl_mode() == SslMode::Prefer {
+        config.ssl_mode(SslMode::Disable);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            use rustls::pki_types::pem::PemObject;
+            let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| Error::Format(format!("reading {}: {e}", path.display())))?;
+            for c in certs {
+                let c =
+                    c.map_err(|e| Error::Format(format!("{} holds bad PEM: {e}", path.display())))?;
+                roots.add(c).map_err(|e| {
+                    Error::Format(format!(
+                        "{}: not a usable CA certificate: {e}",
+                        path.display()
+                    ))
+                })?;
+            }
+            if roots.is_empty() {
+                return Err(Error::Format(format!(
+                    "{} holds no CA certificate",
+                    path.display()
+                )));
+            }
+        }
+        None if config.get_ssl_mode() == SslMode::Require => {
+            let found = rustls_native_certs::load_native_certs();
+            for c in found.certs {
+                let _ = roots.add(c);
+            }
+            if roots.is_empty() {
+                return Err(Error::Format(
+                    "sslmode=require, but the system has no CA certificates: give the database's CA with --storage-ca".into(),
+                ));
+            }
+        }
+        None => {}
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Format(format!("TLS for PostgreSQL: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok((config, MakeRustlsConnect::new(tls)))
+}
+
 impl PgStore {
     /// Connects, migrates the schema if needed, checks the saved checkpoint
     /// against the stored tree, and starts the size poller and the
     /// publisher election.
     pub fn open(url: &str) -> Result<(PgStore, Recovery)> {
+        PgStore::open_with_ca(url, None)
+    }
+
+    /// [`PgStore::open`]; with `sslmode=require` in the URL, the server's
+    /// certificate is verified against `ca` (PEM) or, without it, the
+    /// system's roots. See [`connector`].
+    pub fn open_with_ca(url: &str, ca: Option<&Path>) -> Result<(PgStore, Recovery)> {
         let started = Instant::now();
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| Error::Format(format!("the PostgreSQL URL is not valid: {e}")))?;
+        let (config, tls) = connector(url, ca)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("postgres")
@@ -157,7 +225,7 @@ impl PgStore {
             .build()?;
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -204,7 +272,7 @@ impl PgStore {
         }
         let rt = store.rt.as_ref().expect("runtime");
         rt.spawn(poll_sizes(store.pool.clone(), store.shared.clone()));
-        rt.spawn(elect_publisher(config, store.shared.clone()));
+        rt.spawn(elect_publisher(config, tls, store.shared.clone()));
         Ok((
             store,
             Recovery {
@@ -349,10 +417,14 @@ async fn poll_sizes(pool: Pool, shared: Arc<Shared>) {
 
 /// Holds the publisher lock when it is free, on a session of its own:
 /// if this process dies, PostgreSQL drops the session and the lock with it.
-async fn elect_publisher(config: tokio_postgres::Config, shared: Arc<Shared>) {
+async fn elect_publisher(
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    shared: Arc<Shared>,
+) {
     while !shared.stop.load(Ordering::SeqCst) {
         if let Ok(Ok((client, conn))) =
-            tokio::time::timeout(Duration::from_secs(5), config.connect(NoTls)).await
+            tokio::time::timeout(Duration::from_secs(5), config.connect(tls.clone())).await
         {
             let conn = tokio::spawn(conn);
             while !shared.stop.load(Ordering::SeqCst) {
