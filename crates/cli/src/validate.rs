@@ -62,6 +62,9 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         check_files(&mut r, c, &args);
         check_disk(&mut r, &c.data_dir);
         check_tls(&mut r, c);
+        if let Some(url) = &c.storage {
+            check_storage(&mut r, c, url);
+        }
     }
     if let Some(url) = &args.url {
         check_live(&mut r, url, &args, config.as_ref())?;
@@ -198,6 +201,70 @@ fn check_files(r: &mut Report, c: &aiaudit_server::ServerConfig, args: &Validate
                 );
             }
         }
+    }
+}
+
+/// The shared PostgreSQL log answers, with a schema this build knows, over
+/// TLS unless it is on loopback; read-only (nothing is migrated).
+fn check_storage(r: &mut Report, c: &aiaudit_server::ServerConfig, url: &str) {
+    let p = match aiaudit_store::probe(url, c.storage_ca.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            r.add("postgresql", Level::Fail, format!("{e}"));
+            return;
+        }
+    };
+    r.add(
+        "postgresql",
+        Level::Ok,
+        format!(
+            "PostgreSQL {} answers; {} entries, {} keyring records",
+            p.server_version, p.size, p.keyring_records
+        ),
+    );
+    let known = aiaudit_store::PG_SCHEMA_VERSION;
+    match p.schema {
+        0 => r.add(
+            "postgresql schema",
+            Level::Warn,
+            "not created yet: the first node to start creates it",
+        ),
+        v if v > known => r.add(
+            "postgresql schema",
+            Level::Fail,
+            format!("version {v}, newer than this build's {known}: upgrade aiaudit"),
+        ),
+        v if v < known => r.add(
+            "postgresql schema",
+            Level::Ok,
+            format!("version {v}; the next start migrates it to {known}"),
+        ),
+        v => r.add("postgresql schema", Level::Ok, format!("version {v}")),
+    }
+    let loopback = url.contains("@127.0.0.1")
+        || url.contains("@localhost")
+        || url.contains("@[::1]")
+        || url.contains("://127.0.0.1")
+        || url.contains("://localhost");
+    match (p.tls, loopback) {
+        (true, _) => r.add(
+            "postgresql tls",
+            Level::Ok,
+            "encrypted, server certificate verified",
+        ),
+        (false, true) => r.add("postgresql tls", Level::Ok, "plain, on loopback"),
+        (false, false) => r.add(
+            "postgresql tls",
+            Level::Warn,
+            "plain over the network: add sslmode=require to the URL (docs/operations.md)",
+        ),
+    }
+    if c.data_dir.join(aiaudit_keyring::KEYRING_FILE).exists() {
+        r.add(
+            "keyring",
+            Level::Warn,
+            "a keyring file is in the data directory: the next start moves it into the database, or refuses if it differs (docs/scaling.md)",
+        );
     }
 }
 

@@ -16,7 +16,9 @@ mod pg;
 pub use error::{Error, Result};
 pub use faulty::{Faults, FaultyStore};
 pub use fs::{parse_checkpoint, write_atomically, FsStore, LogReader, Recovery, FORMAT_LINE};
-pub use pg::{connector, is_postgres_url, PgKeyRecords, PgStore, PG_SCHEMA_VERSION};
+pub use pg::{
+    connector, is_postgres_url, probe, PgKeyRecords, PgProbe, PgStore, PG_SCHEMA_VERSION,
+};
 
 use aiaudit_tlog::{Hash, NodeReader};
 

@@ -1125,3 +1125,69 @@ impl aiaudit_keyring::RecordStore for PgKeyRecords {
         "the keyring in PostgreSQL (aiaudit_keyring)".into()
     }
 }
+
+/// What `aiaudit validate` reports about a PostgreSQL log, read without
+/// changing anything (no migration, no lock).
+#[derive(Debug, Clone)]
+pub struct PgProbe {
+    pub server_version: String,
+    /// The schema version applied (0: not created yet).
+    pub schema: i32,
+    /// Whether this connection is encrypted.
+    pub tls: bool,
+    /// Entries committed, and keyring records (0 before the schema exists).
+    pub size: u64,
+    pub keyring_records: u64,
+}
+
+/// Connects once and reads [`PgProbe`].
+pub fn probe(url: &str, ca: Option<&Path>) -> Result<PgProbe> {
+    let (config, tls) = connector(url, ca)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let (client, conn) = tokio::time::timeout(Duration::from_secs(10), config.connect(tls))
+            .await
+            .map_err(|_| Error::Database("PostgreSQL did not answer within 10 s".into()))??;
+        let conn = tokio::spawn(conn);
+        let row = client
+            .query_one(
+                "SELECT current_setting('server_version'), \
+                 coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false), \
+                 to_regclass('aiaudit_schema') IS NOT NULL, \
+                 to_regclass('aiaudit_keyring') IS NOT NULL",
+                &[],
+            )
+            .await?;
+        let (has_schema, has_keyring): (bool, bool) = (row.get(2), row.get(3));
+        let mut p = PgProbe {
+            server_version: row.get(0),
+            tls: row.get(1),
+            schema: 0,
+            size: 0,
+            keyring_records: 0,
+        };
+        if has_schema {
+            p.schema = client
+                .query_one("SELECT coalesce(max(version), 0) FROM aiaudit_schema", &[])
+                .await?
+                .get(0);
+            if p.schema >= 1 {
+                p.size = client
+                    .query_one("SELECT size FROM aiaudit_seq", &[])
+                    .await?
+                    .get::<_, i64>(0) as u64;
+            }
+        }
+        if has_keyring {
+            p.keyring_records = client
+                .query_one("SELECT count(*) FROM aiaudit_keyring", &[])
+                .await?
+                .get::<_, i64>(0) as u64;
+        }
+        drop(client);
+        conn.abort();
+        Ok(p)
+    })
+}
