@@ -731,7 +731,7 @@ fn expected(ids: &HashMap<u64, String>, f: &dyn Fn(usize) -> bool, upto: usize) 
         })
         .map(|(i, id)| (*i, id.clone()))
         .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     found.into_iter().map(|(_, id)| id).collect()
 }
 
