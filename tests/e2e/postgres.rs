@@ -5,152 +5,18 @@
 //! own on loopback (Debian's package; CI installs it).
 
 use crate::harness::*;
+use aiaudit_testpg::TempPostgres;
 use aiaudit_tlog::{open_note, Checkpoint, Verifier};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-/// A PostgreSQL server of the test's own, in a temporary directory.
-pub struct TempPostgres {
-    _dir: tempfile::TempDir,
-    data: PathBuf,
-    bin: PathBuf,
-    pub url: String,
-}
-
-fn pg_bin() -> Option<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|p| p.join("initdb").exists())
-        .collect();
-    found.sort();
-    found.pop()
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-impl TempPostgres {
-    /// Starts one, or returns None (outside CI only) when PostgreSQL is not installed.
-    pub fn start() -> Option<TempPostgres> {
-        let Some(bin) = pg_bin() else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI needs PostgreSQL: apt-get install postgresql"
-            );
-            eprintln!("skipped: PostgreSQL is not installed");
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("pgdata");
-        if is_root() {
-            // PostgreSQL refuses to run as root.
-            let ok = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "chown to postgres");
-        }
-        let port = free_port();
-        let pg = TempPostgres {
-            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-            _dir: dir,
-            data,
-            bin,
-        };
-        let out = pg
-            .command("initdb")
-            .arg("-D")
-            .arg(&pg.data)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let conf = format!(
-            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nmax_connections = 200\n",
-            pg.data.display()
-        );
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(pg.data.join("postgresql.conf"))
-            .unwrap();
-        std::io::Write::write_all(&mut f, conf.as_bytes()).unwrap();
-        pg.ctl(&["start"]);
-        Some(pg)
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let path = self.bin.join(program);
-        let mut c = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(path);
-            c
-        } else {
-            Command::new(path)
-        };
-        c.stdin(Stdio::null());
-        c
-    }
-
-    fn ctl(&self, args: &[&str]) {
-        let log = self.data.parent().unwrap().join("server.log");
-        let out = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(&self.data)
-            .arg("-l")
-            .arg(&log)
-            .args(["-w", "-t", "60"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// A fast shutdown: every session is cut.
-    pub fn stop(&self) {
-        self.ctl(&["stop", "-m", "fast"]);
-    }
-
-    pub fn start_again(&self) {
-        self.ctl(&["start"]);
-    }
-}
-
-impl Drop for TempPostgres {
-    fn drop(&mut self) {
-        let _ = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "immediate", "stop"])
-            .output();
-    }
-}
-
 /// The files nodes of one log share (keys and tokens), copied from the
-/// first node's data directory; the search index stays each node's own.
+/// first node's data directory (a search index file, which nodes on
+/// PostgreSQL do not keep, would not be copied).
 fn copy_identity(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -703,4 +569,122 @@ fn nodes_share_one_keyring_and_an_erasure_reaches_every_node() {
     assert_eq!(e["event"]["id"], "k4", "{e}");
     assert_eq!(e["content"], "sealed", "{e}");
     assert_eq!(nodes[1].get_json("/v1/events/3")["content"], "sealed");
+}
+
+/// The ids of the events a search returns, on every page.
+fn found_ids(server: &Server, token: &str, query: &str, ids: &HashMap<u64, String>) -> Vec<String> {
+    crate::search::all_indexes(server, token, query)
+        .iter()
+        .map(|i| ids.get(i).cloned().unwrap_or_else(|| format!("#{i}")))
+        .collect()
+}
+
+/// Waits until `server` has indexed everything sequenced so far.
+fn wait_all_indexed(server: &Server) {
+    let size = info(server).unwrap()["sequenced_size"].as_u64().unwrap();
+    crate::search::wait_indexed(server, size);
+}
+
+/// The ids of events `f0..f{upto}` that `f` picks, newest first.
+fn expected(ids: &HashMap<u64, String>, f: &dyn Fn(usize) -> bool, upto: usize) -> Vec<String> {
+    let mut found: Vec<(u64, String)> = ids
+        .iter()
+        .filter(|(_, id)| {
+            id.strip_prefix('f')
+                .and_then(|n| n.parse::<usize>().ok())
+                .is_some_and(|n| n < upto && f(n))
+        })
+        .map(|(i, id)| (*i, id.clone()))
+        .collect();
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
+    found.into_iter().map(|(_, id)| id).collect()
+}
+
+#[test]
+fn every_node_searches_one_index_in_postgres() {
+    use crate::search::forensic_event;
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = start_nodes(&pg, root.path(), 2);
+    let token = nodes[0].token.clone();
+    // Events f0..f119, half through each node.
+    let mut ids: HashMap<u64, String> = HashMap::new();
+    for (n, range) in [(0, 0..60), (1, 60..120)] {
+        let events: Vec<Value> = range.map(forensic_event).collect();
+        for chunk in events.chunks(20) {
+            let got = post_batch(&nodes[n].url, &token, chunk).unwrap();
+            ids.extend(got.into_iter().map(|(id, i)| (i, id)));
+        }
+    }
+    for n in &nodes {
+        wait_all_indexed(n);
+    }
+    // The same complete answers from both nodes, newest first.
+    let queries: [(&str, &dyn Fn(usize) -> bool); 4] = [
+        ("tenant=acme&action=tool.call", &|i| i % 3 == 1),
+        ("tenant=acme&model=claude-x&risk=high", &|i| {
+            i % 3 != 0 && i % 2 == 0 && i % 7 == 0
+        }),
+        ("conversation_id=conv-2&actor=agent-1", &|i| {
+            i % 5 == 2 && i % 4 == 1
+        }),
+        ("tenant=globex&actor=agent-2", &|i| i % 3 == 0 && i % 4 == 2),
+    ];
+    for (query, f) in &queries {
+        let want = expected(&ids, *f, 120);
+        assert!(!want.is_empty(), "{query}");
+        for n in &nodes {
+            assert_eq!(found_ids(n, &token, query, &ids), want, "{query}");
+        }
+    }
+    let asc = "tenant=globex&from=2026-11-27T10:10:00Z&to=2026-11-27T10:20:00Z&order=asc";
+    let mut want = expected(&ids, &|i| i % 3 == 0 && (10..20).contains(&(i % 60)), 120);
+    want.reverse();
+    for n in &nodes {
+        assert_eq!(found_ids(n, &token, asc, &ids), want);
+    }
+    // No node keeps an index of its own.
+    for i in 0..2 {
+        let file = root.path().join(format!("node{i}/search.sqlite"));
+        assert!(!file.exists(), "{} exists", file.display());
+    }
+
+    // kill -9 the publisher: the survivor takes over indexing from where
+    // the index ends, and new events become searchable through it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let publisher = loop {
+        if let Some(i) = nodes.iter().position(is_publisher) {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "no node became the publisher");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    nodes.remove(publisher).kill9();
+    let survivor = &nodes[0];
+    let events: Vec<Value> = (120..150).map(forensic_event).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        match post_batch(&survivor.url, &token, &events) {
+            Ok(got) => break got,
+            Err(status) => assert!(Instant::now() < deadline, "posting failed: {status}"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    ids.extend(got.into_iter().map(|(id, i)| (i, id)));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !is_publisher(survivor) {
+        assert!(Instant::now() < deadline, "the survivor never took over");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_all_indexed(survivor);
+    for (query, f) in &queries {
+        let want = expected(&ids, *f, 150);
+        let new = |id: &String| id[1..].parse::<usize>().is_ok_and(|n| n >= 120);
+        assert!(want.iter().any(new), "{query}");
+        assert_eq!(found_ids(survivor, &token, query, &ids), want, "{query}");
+    }
+    assert!(!root.path().join("node0/search.sqlite").exists());
+    assert!(!root.path().join("node1/search.sqlite").exists());
 }

@@ -6,7 +6,7 @@
 use crate::harness::*;
 use serde_json::{json, Value};
 
-fn forensic_event(i: usize) -> Value {
+pub fn forensic_event(i: usize) -> Value {
     let mut e = event(&format!("f{i}"));
     e["tenant"] = json!(if i % 3 == 0 { "globex" } else { "acme" });
     e["action"] = json!(["model.invoke", "tool.call", "agent.decision"][i % 3]);
@@ -23,7 +23,7 @@ fn forensic_event(i: usize) -> Value {
     e
 }
 
-fn search(server: &Server, token: &str, query: &str) -> (u16, Value) {
+pub fn search(server: &Server, token: &str, query: &str) -> (u16, Value) {
     let r = client()
         .get(format!("{}/v1/events?{query}", server.url))
         .bearer_auth(token)
@@ -33,7 +33,7 @@ fn search(server: &Server, token: &str, query: &str) -> (u16, Value) {
 }
 
 /// Every index a query returns, following cursors to the end.
-fn all_indexes(server: &Server, token: &str, query: &str) -> Vec<u64> {
+pub fn all_indexes(server: &Server, token: &str, query: &str) -> Vec<u64> {
     let mut out = Vec::new();
     let mut cursor = String::new();
     loop {
@@ -53,7 +53,7 @@ fn all_indexes(server: &Server, token: &str, query: &str) -> Vec<u64> {
     }
 }
 
-fn wait_indexed(server: &Server, size: u64) {
+pub fn wait_indexed(server: &Server, size: u64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while server.get_json("/v1/info")["index"]["indexed_size"]
         .as_u64()

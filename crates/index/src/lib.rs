@@ -1,4 +1,6 @@
-//! The search index: event metadata by log index, in SQLite.
+//! The search index: event metadata by log index, in SQLite
+//! ([`SearchIndex`], a node's own file) or in PostgreSQL ([`PgSearchIndex`],
+//! shared by the nodes of a log kept there); [`Index`] is either.
 //!
 //! Derived from the log and never the source of truth: every row comes from
 //! an entry's clear fields (entry v1: the event; v2: its clear index, so no
@@ -51,6 +53,9 @@ pub enum Error {
     Sqlite(#[from] rusqlite::Error),
     #[error("search index: {0}")]
     Invalid(String),
+    /// The PostgreSQL index could not be reached or refused a statement.
+    #[error("search index in PostgreSQL: {0}")]
+    Postgres(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -1484,6 +1489,11 @@ fn where_clause(q: &Query) -> (String, Vec<Box<dyn ToSql>>) {
     (parts.join(" AND "), params)
 }
 
+mod index;
+mod pg;
 mod scan;
 #[cfg(test)]
 mod tests;
+
+pub use index::Index;
+pub use pg::{PgSearchIndex, PG_INDEX_VERSION};

@@ -63,8 +63,9 @@ pub struct Ledger {
     pub metrics: Arc<metrics::Metrics>,
     pub publish_now: Arc<Notify>,
     pub keyring: Arc<aiaudit_keyring::Keyring>,
-    /// The search index, and how many entries it covers.
-    pub index: Arc<aiaudit_index::SearchIndex>,
+    /// The search index (the node's own file, or shared in PostgreSQL),
+    /// and how many entries it covers.
+    pub index: Arc<aiaudit_index::Index>,
     pub indexed: Arc<std::sync::atomic::AtomicU64>,
     pub backup_status: backups::BackupStatus,
     /// Legal holds in force (they suspend retention expiry).
@@ -132,13 +133,14 @@ pub async fn start_with_storage(
     );
     let rate_limiter = limits::RateLimiter::new(config.rate_limit_events_per_sec);
     let metrics = Arc::new(metrics::Metrics::new());
-    let size = store.size();
-    let data_dir = config.data_dir.clone();
-    let index = Arc::new(
-        tokio::task::spawn_blocking(move || search::open_index(&data_dir, size))
-            .await?
-            .context("opening the search index")?,
-    );
+    let index = {
+        let (config, store) = (config.clone(), store.clone());
+        Arc::new(
+            tokio::task::spawn_blocking(move || search::open(&config, &*store))
+                .await?
+                .context("opening the search index")?,
+        )
+    };
     let indexed = Arc::new(std::sync::atomic::AtomicU64::new(index.indexed_size()?));
     let (policy_service, policy_feed) = {
         let (config, store, index, keyring) = (

@@ -92,7 +92,7 @@ pub type Feed = mpsc::Receiver<Vec<Logged>>;
 pub fn open(
     config: &crate::ServerConfig,
     store: &Arc<dyn aiaudit_store::Storage>,
-    index: &aiaudit_index::SearchIndex,
+    index: &aiaudit_index::Index,
     keyring: &aiaudit_keyring::Keyring,
 ) -> anyhow::Result<(Arc<PolicyService>, Option<Feed>)> {
     let violations = Violations::default();
@@ -498,7 +498,7 @@ impl Violations {
 fn rebuild(
     violations: &Violations,
     store: &Arc<dyn aiaudit_store::Storage>,
-    index: &aiaudit_index::SearchIndex,
+    index: &aiaudit_index::Index,
     keyring: &aiaudit_keyring::Keyring,
 ) -> anyhow::Result<()> {
     let indexed = index.indexed_size()?;
@@ -512,7 +512,8 @@ fn rebuild(
         };
         loop {
             let page = index.query(&q)?;
-            found.extend(page.rows.iter().map(|r| r.index));
+            // A shared index may have grown since: those come below.
+            found.extend(page.rows.iter().map(|r| r.index).filter(|&i| i < indexed));
             match page.next {
                 Some(next) => q.after = Some(next),
                 None => break,

@@ -137,19 +137,24 @@ pub async fn expire_tenant(ledger: &Arc<Ledger>, tenant: &str) -> ApiResult<(usi
         ledger.index.clone(),
         tenant.to_string(),
     );
-    // On a shared log the keyring is shared too: the publisher destroys
-    // expired keys (and logs it) for every node; each node drops its own
-    // index rows.
+    // On a shared log the keyring and the search index are shared too: the
+    // publisher destroys expired keys and drops index rows (and logs it)
+    // for every node.
     let keys_here = !ledger.store.shared() || ledger.store.is_publisher();
+    let rows_here = !index.shared() || ledger.store.is_publisher();
     let (keys, rows) = tokio::task::spawn_blocking(move || {
         let keys = if keys_here {
             ring.expire(&t, key_cutoff)?
         } else {
             0
         };
-        let rows = index
-            .delete_before(&t, (cutoff as i64).saturating_mul(1000))
-            .map_err(|e| aiaudit_keyring::Error::Invalid(e.to_string()))?;
+        let rows = if rows_here {
+            index
+                .delete_before(&t, (cutoff as i64).saturating_mul(1000))
+                .map_err(|e| aiaudit_keyring::Error::Invalid(e.to_string()))?
+        } else {
+            0
+        };
         Ok::<_, aiaudit_keyring::Error>((keys, rows))
     })
     .await

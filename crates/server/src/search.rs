@@ -4,7 +4,7 @@
 use crate::auth::{self, forbidden};
 use crate::problem::Problem;
 use crate::Ledger;
-use aiaudit_index::{Order, Query, SearchIndex};
+use aiaudit_index::{Index, Order, PgSearchIndex, Query, SearchIndex};
 use aiaudit_store::Storage;
 use axum::extract::{Query as UrlQuery, State};
 use axum::http::HeaderMap;
@@ -22,41 +22,80 @@ const INDEX_CHUNK: u64 = 16_384;
 
 /// Follows the log: every durable entry is added to the index, in order,
 /// on a thread of its own so ingest never waits for it.
+///
+/// A shared index (PostgreSQL) is added to by the publisher alone; the
+/// other nodes only follow how far it got, for their metrics and answers.
+/// A node that becomes the publisher goes on from the index's own indexed
+/// size, whatever it last added itself.
 pub fn spawn_indexer(
     store: Arc<dyn Storage>,
-    index: Arc<SearchIndex>,
+    index: Arc<Index>,
     indexed: Arc<AtomicU64>,
     metrics: Arc<crate::metrics::Metrics>,
 ) {
     std::thread::Builder::new()
         .name("indexer".into())
-        .spawn(move || loop {
-            let size = store.size();
-            let at = indexed.load(Ordering::Acquire);
-            metrics.index_lag.set(size.saturating_sub(at) as i64);
-            metrics.indexed_size.set(at as i64);
-            if at >= size {
-                std::thread::sleep(Duration::from_millis(20));
-                continue;
-            }
-            let n = (size - at).min(INDEX_CHUNK);
-            let added = store
-                .read_entry_bundle(at, n)
-                .map_err(|e| e.to_string())
-                .and_then(|bundle| {
-                    let entries =
-                        aiaudit_tlog::decode_entry_bundle(&bundle).map_err(|e| e.to_string())?;
-                    index.add(at, &entries).map_err(|e| e.to_string())
-                });
-            match added {
-                Ok(()) => indexed.store(at + n, Ordering::Release),
-                Err(e) => {
-                    tracing::warn!(error = %e, at, "indexing failed; retrying");
-                    std::thread::sleep(Duration::from_secs(1));
+        .spawn(move || {
+            // Whether `indexed` must be read from the index before adding:
+            // another node may have moved it.
+            let mut resync = index.shared();
+            loop {
+                let size = store.size();
+                let adding = !index.shared() || store.is_publisher();
+                if resync || !adding {
+                    match index.indexed_size() {
+                        Ok(n) => {
+                            indexed.store(n, Ordering::Release);
+                            resync = !adding;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading the indexed size failed; retrying");
+                            std::thread::sleep(Duration::from_secs(1));
+                            continue;
+                        }
+                    }
+                }
+                let at = indexed.load(Ordering::Acquire);
+                metrics.index_lag.set(size.saturating_sub(at) as i64);
+                metrics.indexed_size.set(at as i64);
+                if !adding {
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+                if at >= size {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                let n = (size - at).min(INDEX_CHUNK);
+                let added = store
+                    .read_entry_bundle(at, n)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bundle| {
+                        let entries = aiaudit_tlog::decode_entry_bundle(&bundle)
+                            .map_err(|e| e.to_string())?;
+                        index.add(at, &entries).map_err(|e| e.to_string())
+                    });
+                match added {
+                    Ok(()) => indexed.store(at + n, Ordering::Release),
+                    Err(e) => {
+                        tracing::warn!(error = %e, at, "indexing failed; retrying");
+                        // On a shared index, another node may have added these.
+                        resync = index.shared();
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
                 }
             }
         })
         .expect("starting the indexer thread");
+}
+
+/// Opens the search index: on a log shared in PostgreSQL, the one index in
+/// the same database, which every node reads; otherwise the node's own file.
+pub fn open(config: &crate::ServerConfig, store: &dyn Storage) -> anyhow::Result<Index> {
+    match &config.storage {
+        Some(url) if store.shared() => Ok(Index::Postgres(PgSearchIndex::open(url)?)),
+        _ => Ok(Index::File(open_index(&config.data_dir, store.size())?)),
+    }
 }
 
 /// Opens the index in the data directory; one that is ahead of the log
