@@ -10,6 +10,7 @@ use aiaudit_tlog::{open_note, Checkpoint, Verifier};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -687,4 +688,122 @@ fn every_node_searches_one_index_in_postgres() {
     }
     assert!(!root.path().join("node0/search.sqlite").exists());
     assert!(!root.path().join("node1/search.sqlite").exists());
+}
+
+/// A CA and a certificate for 127.0.0.1 it issued, as PEM: (ca, cert, key).
+fn test_ca() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "aiaudit test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// Runs `aiaudit serve` expected to fail at start; its stderr.
+fn serve_fails(dir: &Path, args: &[&str]) -> String {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(!status.success());
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            return err;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve {args:?} did not fail");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn nodes_reach_postgres_over_verified_tls_only() {
+    let (ca, cert, key) = test_ca();
+    let Some(pg) = TempPostgres::start_with_tls(&cert, &key) else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let ca_file = root.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let tls_url = format!("{}?sslmode=require", pg.url);
+
+    // The database refuses plain connections (pg_hba: hostssl only).
+    let plain = serve_fails(&root.path().join("plain"), &["--storage", &pg.url]);
+    assert!(plain.contains("PostgreSQL"), "{plain}");
+    // A certificate from another CA is refused by the node.
+    let (other_ca, _, _) = test_ca();
+    let other = root.path().join("other-ca.pem");
+    std::fs::write(&other, other_ca).unwrap();
+    let wrong = serve_fails(
+        &root.path().join("wrong"),
+        &[
+            "--storage",
+            &tls_url,
+            "--storage-ca",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert!(wrong.to_lowercase().contains("certificate"), "{wrong}");
+
+    let node = Server::start_with(
+        &root.path().join("node"),
+        &[
+            "--storage",
+            &tls_url,
+            "--storage-ca",
+            ca_file.to_str().unwrap(),
+        ],
+    );
+    node.post_events(&[event("over-tls")]);
+    node.wait_size(1);
+    assert_eq!(node.get_json("/v1/info")["storage"]["backend"], "postgres");
+
+    // validate reads the database without changing it, and sees TLS.
+    let out = Command::new(BIN)
+        .args(["validate", "--json"])
+        .env("AIAUDIT_DATA_DIR", root.path().join("node"))
+        .env("AIAUDIT_STORAGE", &tls_url)
+        .env("AIAUDIT_STORAGE_CA", &ca_file)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let check = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name)
+            .unwrap_or_else(|| panic!("no {name} check: {report}"))
+            .clone()
+    };
+    assert_eq!(check("postgresql")["status"], "ok", "{report}");
+    assert!(check("postgresql")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("1 entries"));
+    assert_eq!(check("postgresql tls")["status"], "ok");
+    assert!(check("postgresql tls")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("encrypted"));
+    assert_eq!(
+        check("postgresql schema")["detail"],
+        format!("version {}", aiaudit_store::PG_SCHEMA_VERSION)
+    );
 }

@@ -41,6 +41,7 @@ use std::future::Future;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Bumped when rows or columns change meaning: an index of an older layout
 /// is emptied and rebuilt from the log; a newer one is refused.
@@ -120,9 +121,19 @@ impl PgSearchIndex {
     /// they are missing; an index of an older layout is emptied (to be
     /// rebuilt from the log), one of a newer layout refused.
     pub fn open(url: &str) -> Result<PgSearchIndex> {
-        let mut config: tokio_postgres::Config = url
+        let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| Error::Invalid(format!("the PostgreSQL URL is not valid: {e}")))?;
+        PgSearchIndex::open_with(config, None)
+    }
+
+    /// [`PgSearchIndex::open`] on a parsed configuration, over TLS when
+    /// `tls` is given (the store's connector, so both verify the server the
+    /// same way).
+    pub fn open_with(
+        mut config: tokio_postgres::Config,
+        tls: Option<MakeRustlsConnect>,
+    ) -> Result<PgSearchIndex> {
         // Server-side, so a slow search stops in the database too; writes
         // raise it for their own transaction.
         let options = format!(
@@ -137,13 +148,13 @@ impl PgSearchIndex {
             .enable_all()
             .build()
             .map_err(|e| Error::Postgres(format!("starting the PostgreSQL runtime: {e}")))?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls {
+            Some(tls) => Manager::from_config(config, tls, manager_config),
+            None => Manager::from_config(config, NoTls, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(8)
             .runtime(deadpool_postgres::Runtime::Tokio1)

@@ -166,3 +166,17 @@ impl IntoResponse for Problem {
         resp
     }
 }
+
+/// A search index that cannot answer: a database out of reach is
+/// transient (503, retry), anything else is the server's fault.
+impl From<aiaudit_index::Error> for Problem {
+    fn from(e: aiaudit_index::Error) -> Self {
+        match e {
+            aiaudit_index::Error::Postgres(_) => {
+                tracing::error!(error = %e, "search index unavailable");
+                Problem::unavailable("the search index is unavailable; retry shortly")
+            }
+            other => Problem::internal(other.to_string()),
+        }
+    }
+}

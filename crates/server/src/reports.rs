@@ -598,7 +598,7 @@ fn integrity(ledger: &Ledger, published: &crate::Published, req: &Request) -> In
 
 /// Builds the report (blocking: SQLite and the log).
 pub fn gather(ledger: &Ledger, req: &Request, now_ms: i64) -> ApiResult<Report> {
-    let internal = |e: aiaudit_index::Error| Problem::internal(e.to_string());
+    let internal = Problem::from;
     let published = ledger.latest.borrow().clone();
     let p = Period {
         tenant: req.tenant.clone(),

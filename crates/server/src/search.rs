@@ -93,7 +93,10 @@ pub fn spawn_indexer(
 /// the same database, which every node reads; otherwise the node's own file.
 pub fn open(config: &crate::ServerConfig, store: &dyn Storage) -> anyhow::Result<Index> {
     match &config.storage {
-        Some(url) if store.shared() => Ok(Index::Postgres(PgSearchIndex::open(url)?)),
+        Some(url) if store.shared() => {
+            let (pg, tls) = aiaudit_store::connector(url, config.storage_ca.as_deref())?;
+            Ok(Index::Postgres(PgSearchIndex::open_with(pg, Some(tls))?))
+        }
         _ => Ok(Index::File(open_index(&config.data_dir, store.size())?)),
     }
 }
@@ -245,10 +248,7 @@ pub async fn search(
     scope(&ledger, &headers, &mut q)?;
     let l = ledger.clone();
     let (page, events) = tokio::task::spawn_blocking(move || {
-        let page = l
-            .index
-            .query(&q)
-            .map_err(|e| Problem::internal(e.to_string()))?;
+        let page = l.index.query(&q)?;
         let events: Vec<Value> = page
             .rows
             .iter()
@@ -348,7 +348,7 @@ fn build_export(
     )
     .map_err(|e| internal(&e))?;
     'pages: loop {
-        let page = ledger.index.query(&q).map_err(|e| internal(&e))?;
+        let page = ledger.index.query(&q)?;
         for row in &page.rows {
             // Only what the checkpoint covers can be proven.
             if row.index >= size {

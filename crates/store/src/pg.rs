@@ -110,15 +110,31 @@ impl From<tokio_postgres::Error> for Error {
         // is more useful than tokio-postgres' "db error".
         match e.as_db_error() {
             Some(db) => Error::Database(format!("{}: {}", db.code().code(), db.message())),
-            None => Error::Database(e.to_string()),
+            None => Error::Database(with_causes(&e)),
         }
     }
 }
 
 impl From<deadpool_postgres::PoolError> for Error {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        Error::Database(format!("connecting to PostgreSQL: {e}"))
+        Error::Database(format!("connecting to PostgreSQL: {}", with_causes(&e)))
     }
+}
+
+/// An error and its causes ("error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer"): the outer message alone hides what to fix.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Ledger storage in PostgreSQL, shared by every node of a cluster.

@@ -50,6 +50,16 @@ fn is_root() -> bool {
 impl TempPostgres {
     /// Starts one, or returns None (outside CI only) when PostgreSQL is not installed.
     pub fn start() -> Option<TempPostgres> {
+        TempPostgres::start_configured(None)
+    }
+
+    /// Like [`TempPostgres::start`], serving TLS with this certificate and
+    /// key (PEM) and refusing every connection over TCP that is not TLS.
+    pub fn start_with_tls(cert_pem: &str, key_pem: &str) -> Option<TempPostgres> {
+        TempPostgres::start_configured(Some((cert_pem, key_pem)))
+    }
+
+    fn start_configured(tls: Option<(&str, &str)>) -> Option<TempPostgres> {
         let Some(bin) = pg_bin() else {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -98,8 +108,45 @@ impl TempPostgres {
             .open(pg.data.join("postgresql.conf"))
             .unwrap();
         std::io::Write::write_all(&mut f, conf.as_bytes()).unwrap();
+        if let Some((cert, key)) = tls {
+            pg.enable_tls(cert, key);
+        }
         pg.ctl(&["start"]);
         Some(pg)
+    }
+
+    fn enable_tls(&self, cert: &str, key: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let write = |name: &str, text: &str| {
+            let path = self.data.join(name);
+            std::fs::write(&path, text).unwrap();
+            // PostgreSQL refuses a key others can read.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if is_root() {
+                let ok = Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(&path)
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok, "chown {name} to postgres");
+            }
+        };
+        write("server.crt", cert);
+        write("server.key", key);
+        write(
+            "pg_hba.conf",
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(
+            &mut f,
+            b"ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+        )
+        .unwrap();
     }
 
     fn command(&self, program: &str) -> Command {
