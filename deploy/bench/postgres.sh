@@ -49,7 +49,7 @@ for i in $(seq 0 $((NODES - 1))); do
   dir="$WORK/node$i"
   mkdir -p "$dir"
   if [ "$i" -gt 0 ]; then
-    for f in log.key log.vkey tokens.json admin.token master.key keyring emitters.json; do
+    for f in log.key log.vkey tokens.json admin.token master.key emitters.json holds.json; do
       [ -f "$WORK/node0/$f" ] && cp -p "$WORK/node0/$f" "$dir/"
     done
   fi
@@ -63,3 +63,15 @@ done
 TOKEN=$(cat "$WORK/node0/admin.token")
 "$BIN" bench --token "$TOKEN" "${urls[@]}" --events "$EVENTS" --batch 100 \
   --concurrency $((PER_NODE * NODES)) --size 1024
+
+# How long the search index (in the same database, written by the
+# publishing node) takes to catch up with what was acknowledged.
+start=$(date +%s%N)
+while :; do
+  lag=$(curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:7391/v1/info" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["index"]["lag_events"])' 2>/dev/null || echo "?")
+  [ "$lag" = "0" ] && break
+  if [ $(( ($(date +%s%N) - start) / 1000000000 )) -ge 600 ]; then echo "index still $lag behind after 600 s"; break; fi
+  sleep 0.5
+done
+echo "search index caught up $(( ($(date +%s%N) - start) / 1000000 )) ms after the last acknowledgement"
