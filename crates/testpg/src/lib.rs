@@ -1,0 +1,158 @@
+//! Tests only: a throwaway PostgreSQL server of the test's own, started from
+//! Debian's binaries (`/usr/lib/postgresql/*/bin`) in a temporary directory,
+//! listening on a free loopback port, and stopped when dropped.
+//!
+//! Not for production: failures to set it up are test failures, so they
+//! panic with the tool's output. Outside CI a machine without PostgreSQL
+//! skips the test ([`TempPostgres::start`] returns `None`); with `CI` set in
+//! the environment a missing PostgreSQL fails it instead.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// A PostgreSQL server of the test's own, in a temporary directory.
+pub struct TempPostgres {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    bin: PathBuf,
+    /// `postgres://postgres@127.0.0.1:PORT/postgres` (trust authentication).
+    pub url: String,
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn pg_bin() -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+impl TempPostgres {
+    /// Starts one, or returns None (outside CI only) when PostgreSQL is not installed.
+    pub fn start() -> Option<TempPostgres> {
+        let Some(bin) = pg_bin() else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI needs PostgreSQL: apt-get install postgresql"
+            );
+            eprintln!("skipped: PostgreSQL is not installed");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("pgdata");
+        if is_root() {
+            // PostgreSQL refuses to run as root.
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown to postgres");
+        }
+        let port = free_port();
+        let pg = TempPostgres {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            _dir: dir,
+            data,
+            bin,
+        };
+        let out = pg
+            .command("initdb")
+            .arg("-D")
+            .arg(&pg.data)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let conf = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nmax_connections = 200\n",
+            pg.data.display()
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(pg.data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, conf.as_bytes()).unwrap();
+        pg.ctl(&["start"]);
+        Some(pg)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        let mut c = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        };
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn ctl(&self, args: &[&str]) {
+        let log = self.data.parent().unwrap().join("server.log");
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A fast shutdown: every session is cut.
+    pub fn stop(&self) {
+        self.ctl(&["stop", "-m", "fast"]);
+    }
+
+    /// Starts the server again after [`TempPostgres::stop`], same port and data.
+    pub fn start_again(&self) {
+        self.ctl(&["start"]);
+    }
+}
+
+impl Drop for TempPostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
