@@ -581,7 +581,11 @@ impl NodeReader for FsStore {
         let limit = if level == 0 {
             self.size.load(Ordering::SeqCst)
         } else {
-            self.integrated.load(Ordering::SeqCst) >> level
+            // checked: a level of 64 or more is refused below, not a shift overflow.
+            self.integrated
+                .load(Ordering::SeqCst)
+                .checked_shr(level)
+                .unwrap_or(0)
         };
         if level > MAX_LEVEL || index >= limit {
             return Err(aiaudit_tlog::Error::InvalidArgument(format!(
