@@ -490,3 +490,31 @@ fn refuses_a_malformed_url() {
     assert!(matches!(err, Error::Format(_)), "{err}");
     assert!(err.to_string().contains("URL"), "{err}");
 }
+
+/// A statement PostgreSQL refuses is a transient error carrying the
+/// server's code and message, not tokio-postgres' bare "db error".
+#[test]
+fn a_failing_statement_carries_the_servers_message() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let store = open(&pg);
+    let note = checkpoint_note(0, root_of(&[]));
+    sql(
+        &pg,
+        "ALTER TABLE aiaudit_tree ADD CONSTRAINT no_checkpoint CHECK (checkpoint IS NULL)",
+    );
+    let err = store.save_checkpoint(&note).expect_err("constraint");
+    assert!(matches!(err, Error::Database(_)), "{err}");
+    assert!(err.is_transient());
+    // 23514: check_violation.
+    assert!(err.to_string().contains("23514"), "{err}");
+    assert!(err.to_string().contains("no_checkpoint"), "{err}");
+    assert_eq!(store.checkpoint().unwrap(), None);
+    sql(
+        &pg,
+        "ALTER TABLE aiaudit_tree DROP CONSTRAINT no_checkpoint",
+    );
+    store.save_checkpoint(&note).unwrap();
+    assert_eq!(store.checkpoint().unwrap(), Some(note));
+}
