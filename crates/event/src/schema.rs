@@ -544,4 +544,288 @@ mod tests {
         let Value::Object(m) = e else { panic!() };
         assert!(validate(&m).is_ok());
     }
+
+    /// Each rule's error, one mutation of the example at a time: the error
+    /// names the field at fault and says what is wrong with it.
+    #[test]
+    fn every_rule_names_the_field_at_fault() {
+        let long = |n: usize| json!("x".repeat(n));
+        let cases: Vec<(&str, Value, &str, &str)> = vec![
+            ("/id", json!(""), "id", "must not be empty"),
+            ("/id", long(MAX_ID_LEN + 1), "id", "longer than 128 bytes"),
+            ("/id", json!("a b"), "id", "whitespace or control"),
+            ("/id", json!("a\u{7}"), "id", "whitespace or control"),
+            ("/id", json!(7), "id", "expected string, got integer"),
+            ("/time", json!("yesterday"), "time", "RFC 3339"),
+            ("/time", json!(null), "time", "expected string, got null"),
+            ("/tenant", json!("acme corp"), "tenant", "letters, digits"),
+            (
+                "/tenant",
+                json!(["acme"]),
+                "tenant",
+                "expected string, got array",
+            ),
+            (
+                "/source",
+                json!("app"),
+                "source",
+                "expected object, got string",
+            ),
+            (
+                "/source/name",
+                json!(""),
+                "source.name",
+                "must not be empty",
+            ),
+            (
+                "/source/version",
+                json!(3.2),
+                "source.version",
+                "expected string, got number",
+            ),
+            (
+                "/actor",
+                json!(true),
+                "actor",
+                "expected object, got boolean",
+            ),
+            (
+                "/actor/id",
+                json!({}),
+                "actor.id",
+                "expected string, got object",
+            ),
+            (
+                "/actor/type",
+                long(65),
+                "actor.type",
+                "longer than 64 bytes",
+            ),
+            ("/action", json!("invoke"), "action", "dotted lowercase"),
+            (
+                "/action",
+                json!("model.Invoke"),
+                "action",
+                "dotted lowercase",
+            ),
+            (
+                "/action",
+                json!("model.in-voke"),
+                "action",
+                "dotted lowercase",
+            ),
+            (
+                "/action",
+                json!("model..invoke"),
+                "action",
+                "dotted lowercase",
+            ),
+            ("/outcome", json!("ok"), "outcome", "expected object"),
+            (
+                "/outcome/status",
+                json!("maybe"),
+                "outcome.status",
+                "is not one of success, failure, denied",
+            ),
+            (
+                "/outcome/reason",
+                long(4097),
+                "outcome.reason",
+                "longer than 4096",
+            ),
+            (
+                "/resource",
+                json!(1),
+                "resource",
+                "expected object, got integer",
+            ),
+            (
+                "/resource/type",
+                json!(""),
+                "resource.type",
+                "must not be empty",
+            ),
+            ("/resource/id", json!(5), "resource.id", "expected string"),
+            (
+                "/risk_level",
+                json!("extreme"),
+                "risk_level",
+                "is not one of minimal",
+            ),
+            ("/purpose", json!(1), "purpose", "expected string"),
+            ("/subject", long(1025), "subject", "longer than 1024"),
+            ("/ai", json!([]), "ai", "expected object, got array"),
+            (
+                "/ai/gen_ai.request.temperature",
+                json!("hot"),
+                "ai.gen_ai.request.temperature",
+                "expected number, got string",
+            ),
+            (
+                "/ai/gen_ai.request.seed",
+                json!(1.5),
+                "ai.gen_ai.request.seed",
+                "expected non-negative integer, got number",
+            ),
+            (
+                "/ai/gen_ai.response.finish_reasons",
+                json!("stop"),
+                "ai.gen_ai.response.finish_reasons",
+                "expected array of strings",
+            ),
+            (
+                "/ai/gen_ai.request.stop_sequences",
+                json!(["a", 1]),
+                "ai.gen_ai.request.stop_sequences",
+                "expected array of strings",
+            ),
+            (
+                "/ai/gen_ai.prompt",
+                json!({"a": 1}),
+                "ai.gen_ai.prompt",
+                "GenAI attributes are flat",
+            ),
+            (
+                "/input",
+                json!({"size": 3}),
+                "input",
+                "expected \"content\" or \"sha256\"",
+            ),
+            ("/input", json!("text"), "input", "expected object"),
+            (
+                "/input/sha256",
+                json!("abc"),
+                "input.sha256",
+                "64 lowercase hex digits",
+            ),
+            (
+                "/output/sha256",
+                json!("9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"),
+                "output.sha256",
+                "64 lowercase hex digits",
+            ),
+            (
+                "/output/sha256",
+                json!(false),
+                "output.sha256",
+                "expected string, got boolean",
+            ),
+            (
+                "/trace_id",
+                json!("0".repeat(32)),
+                "trace_id",
+                "must not be all zeros",
+            ),
+            (
+                "/trace_id",
+                json!("4BF92F3577B34DA6A3CE929D0E0E4736"),
+                "trace_id",
+                "32 lowercase hex digits",
+            ),
+            (
+                "/span_id",
+                json!("00f067aa0ba902"),
+                "span_id",
+                "16 lowercase hex digits",
+            ),
+            (
+                "/span_id",
+                json!("00f067aa0ba902b7ff"),
+                "span_id",
+                "longer than 16 bytes",
+            ),
+            (
+                "/parent_span_id",
+                json!("0000000000000000"),
+                "parent_span_id",
+                "must not be all zeros",
+            ),
+            (
+                "/parent_span_id",
+                json!(12),
+                "parent_span_id",
+                "expected string",
+            ),
+            (
+                "/human_oversight",
+                json!("yes"),
+                "human_oversight",
+                "expected object",
+            ),
+            (
+                "/human_oversight/reviewer",
+                json!(""),
+                "human_oversight.reviewer",
+                "must not be empty",
+            ),
+            (
+                "/human_oversight/decision",
+                json!(null),
+                "human_oversight.decision",
+                "expected string, got null",
+            ),
+            (
+                "/attributes",
+                json!("x"),
+                "attributes",
+                "expected object, got string",
+            ),
+        ];
+        for (pointer, value, path, detail) in cases {
+            let mut e = example();
+            let (parent, key) = pointer.rsplit_once('/').unwrap();
+            let target = if parent.is_empty() {
+                &mut e
+            } else {
+                e.pointer_mut(parent).unwrap()
+            };
+            target[key] = value.clone();
+            let Value::Object(m) = e else { panic!() };
+            let errs = validate(&m).expect_err(pointer);
+            assert_eq!(errs.len(), 1, "{pointer} = {value}: {errs:?}");
+            assert_eq!(errs[0].path, path, "{pointer} = {value}");
+            assert_eq!(errs[0].pointer, pointer, "{pointer} = {value}");
+            assert!(
+                errs[0].detail.contains(detail),
+                "{pointer} = {value}: {:?} should say {detail:?}",
+                errs[0].detail
+            );
+            assert!(errs[0].to_string().starts_with(&format!("{path}: ")));
+        }
+    }
+
+    #[test]
+    fn optional_objects_need_their_required_fields() {
+        let mut e = example();
+        e["outcome"] = json!({"reason": "no status"});
+        assert_eq!(
+            errors(e),
+            [(
+                "outcome.status".to_string(),
+                "required field is missing".to_string()
+            )]
+        );
+        let Value::Object(mut m) = example() else {
+            panic!()
+        };
+        m.remove("id");
+        let errs = validate(&m).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            (errs[0].path.as_str(), errs[0].pointer.as_str()),
+            ("id", "/id")
+        );
+        assert_eq!(errs[0].detail, "required field is missing");
+    }
+
+    #[test]
+    fn pointer_segments_escape_tildes() {
+        let mut e = example();
+        e["a/b~c"] = json!(1);
+        let Value::Object(m) = e else { panic!() };
+        let err = &validate(&m).unwrap_err()[0];
+        assert_eq!(err.pointer, "/a~1b~0c");
+        assert_eq!(err.path, "a/b~c");
+        assert!(err.detail.contains("unknown field"), "{}", err.detail);
+    }
 }

@@ -68,6 +68,8 @@ pub struct FsStore {
     ids: RwLock<Option<redb::Database>>,
     ids_path: PathBuf,
     checkpoint_lock: Mutex<()>,
+    #[cfg(feature = "fault-injection")]
+    io_faults: crate::IoFaults,
 }
 
 /// What recovery found and did when opening a store.
@@ -105,6 +107,8 @@ impl FsStore {
             ids: RwLock::new(Some(ids)),
             ids_path,
             checkpoint_lock: Mutex::new(()),
+            #[cfg(feature = "fault-injection")]
+            io_faults: crate::IoFaults::default(),
         };
         let mut recovery = store.recover()?;
         recovery.elapsed = started.elapsed();
@@ -114,6 +118,13 @@ impl FsStore {
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.files.dir
+    }
+
+    /// Tests only: faults to inject into the writes and fsyncs of appends.
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub fn io_faults(&self) -> &crate::IoFaults {
+        &self.io_faults
     }
 
     fn recover(&self) -> Result<Recovery> {
@@ -417,6 +428,11 @@ impl FsStore {
         }
         let written = self.write_durably(seq, &entries_buf, &leaves_buf);
         if let Err(e) = written {
+            #[cfg(feature = "fault-injection")]
+            if self.io_faults.crashes() {
+                // The process "died" here: nothing cleans up.
+                return Err(e);
+            }
             // Nothing of this batch is acknowledged; cut off what reached the
             // files so the next batch starts clean.
             let _ = self.files.entries.set_len(seq.entries_len);
@@ -438,16 +454,14 @@ impl FsStore {
     }
 
     fn write_durably(&self, seq: &Sequenced, entries_buf: &[u8], leaves_buf: &[u8]) -> Result<()> {
-        self.files
-            .entries
-            .write_all_at(entries_buf, seq.entries_len)?;
-        self.files
-            .leaves
-            .write_all_at(leaves_buf, seq.size * LEAF_RECORD)?;
+        self.write_at(&self.files.entries, entries_buf, seq.entries_len)?;
+        self.write_at(&self.files.leaves, leaves_buf, seq.size * LEAF_RECORD)?;
+        #[cfg(feature = "fault-injection")]
+        self.io_faults.batch_written();
         // The two fsyncs run side by side: an acknowledgement waits for both.
         let (a, b) = std::thread::scope(|s| {
-            let entries = s.spawn(|| self.files.entries.sync_data());
-            let b = self.files.leaves.sync_data();
+            let entries = s.spawn(|| self.sync_data(&self.files.entries));
+            let b = self.sync_data(&self.files.leaves);
             (
                 entries
                     .join()
@@ -458,6 +472,28 @@ impl FsStore {
         a?;
         b?;
         Ok(())
+    }
+
+    /// `write_all_at` on the append path; with the `fault-injection`
+    /// feature, a torn write a test armed stops it part-way.
+    fn write_at(&self, f: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+        #[cfg(feature = "fault-injection")]
+        if let Some(n) = self.io_faults.write_budget(buf.len()) {
+            f.write_all_at(&buf[..n], offset)?;
+            return Err(io::Error::other(format!(
+                "injected fault: torn write after {n} of {} bytes",
+                buf.len()
+            )));
+        }
+        f.write_all_at(buf, offset)
+    }
+
+    /// `sync_data` on the append path; with the `fault-injection` feature,
+    /// a failure a test armed.
+    fn sync_data(&self, f: &File) -> io::Result<()> {
+        #[cfg(feature = "fault-injection")]
+        self.io_faults.fsync()?;
+        f.sync_data()
     }
 
     fn integrate_to(&self, force_durable: bool) -> Result<(u64, Hash)> {
@@ -545,7 +581,11 @@ impl NodeReader for FsStore {
         let limit = if level == 0 {
             self.size.load(Ordering::SeqCst)
         } else {
-            self.integrated.load(Ordering::SeqCst) >> level
+            // checked: a level of 64 or more is refused below, not a shift overflow.
+            self.integrated
+                .load(Ordering::SeqCst)
+                .checked_shr(level)
+                .unwrap_or(0)
         };
         if level > MAX_LEVEL || index >= limit {
             return Err(aiaudit_tlog::Error::InvalidArgument(format!(

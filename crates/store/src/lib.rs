@@ -11,11 +11,16 @@
 mod error;
 mod faulty;
 mod fs;
+#[cfg(feature = "fault-injection")]
+mod io_faults;
 mod pg;
 
 pub use error::{Error, Result};
 pub use faulty::{Faults, FaultyStore};
 pub use fs::{parse_checkpoint, write_atomically, FsStore, LogReader, Recovery, FORMAT_LINE};
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub use io_faults::IoFaults;
 pub use pg::{
     connector, is_postgres_url, probe, PgKeyRecords, PgProbe, PgStore, PG_SCHEMA_VERSION,
 };

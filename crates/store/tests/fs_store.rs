@@ -1,7 +1,10 @@
 //! The file backend against its promises: durable appends, deduplication,
 //! recovery from a torn tail, and reads that match the C2SP encodings.
 
-use aiaudit_store::{FsStore, NewEntry, Storage};
+use aiaudit_store::{
+    parse_checkpoint, write_atomically, Error, FsStore, LogReader, NewEntry, Storage, FORMAT_LINE,
+};
+use aiaudit_tlog::NodeReader;
 use aiaudit_tlog::{
     check_record, decode_entry_bundle, prove_record, record_hash, tree_hash, Checkpoint,
 };
@@ -181,4 +184,207 @@ fn refuses_an_unknown_format() {
     std::fs::write(dir.path().join("FORMAT"), "aiaudit-fs 99\n").unwrap();
     let err = FsStore::open(dir.path()).err().expect("must refuse");
     assert!(err.to_string().contains("aiaudit-fs 1"), "{err}");
+}
+
+fn checkpoint_note(size: u64, root: aiaudit_tlog::Hash) -> String {
+    let cp = Checkpoint {
+        origin: "t/l".into(),
+        size,
+        root,
+        extensions: vec![],
+    };
+    format!("{}\n— t/l AAAA\n", cp.body())
+}
+
+#[test]
+fn refuses_a_log_without_its_format_file() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = FsStore::open(dir.path()).unwrap();
+        store.append(&batch(0, 3)).unwrap();
+    }
+    std::fs::remove_file(dir.path().join("FORMAT")).unwrap();
+    let err = FsStore::open(dir.path()).err().expect("must refuse");
+    assert!(matches!(err, Error::Format(_)), "{err}");
+    assert!(err.to_string().contains("FORMAT is missing"), "{err}");
+    let err = LogReader::open(dir.path()).err().expect("must refuse");
+    assert!(err.is_transient(), "no FORMAT to read: {err}");
+    // An empty directory is a new log: it gets one.
+    let empty = tempfile::tempdir().unwrap();
+    FsStore::open(empty.path()).unwrap();
+    let format = std::fs::read_to_string(empty.path().join("FORMAT")).unwrap();
+    assert_eq!(format.trim_end(), FORMAT_LINE);
+}
+
+#[test]
+fn refuses_a_checkpoint_the_entries_do_not_hash_to() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = FsStore::open(dir.path()).unwrap();
+        store.append(&batch(0, 40)).unwrap();
+        store.integrate().unwrap();
+        store
+            .save_checkpoint(&checkpoint_note(40, [7u8; 32]))
+            .unwrap();
+    }
+    let err = FsStore::open(dir.path()).err().expect("must refuse");
+    assert!(matches!(err, Error::Corrupt { index: 40, .. }), "{err}");
+    assert!(err.to_string().contains("do not hash"), "{err}");
+    // A checkpoint file that is not a checkpoint.
+    std::fs::write(dir.path().join("checkpoint"), "not a checkpoint").unwrap();
+    let err = FsStore::open(dir.path()).err().expect("must refuse");
+    assert!(err.to_string().contains("checkpoint file"), "{err}");
+}
+
+#[test]
+fn refuses_an_id_index_ahead_of_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = FsStore::open(dir.path()).unwrap();
+        store.append(&batch(0, 10)).unwrap();
+        store.sync().unwrap();
+    }
+    // No checkpoint, so recovery may cut the log; the id index says 10.
+    let f = OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("log/leaves"))
+        .unwrap();
+    f.set_len(40 * 6).unwrap();
+    let err = FsStore::open(dir.path()).err().expect("must refuse");
+    assert!(matches!(err, Error::Corrupt { index: 6, .. }), "{err}");
+    assert!(err.to_string().contains("id index covers 10"), "{err}");
+}
+
+#[test]
+fn rebuilds_tree_levels_that_disagree_with_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let root;
+    {
+        let (store, _) = FsStore::open(dir.path()).unwrap();
+        store.append(&batch(0, 600)).unwrap();
+        let (size, r) = store.sync().unwrap();
+        root = r;
+        store.save_checkpoint(&checkpoint_note(size, root)).unwrap();
+    }
+    // Same length, one changed bit in the node of level 9 the root is made of.
+    let level9 = dir.path().join("log/levels/09");
+    let mut bytes = std::fs::read(&level9).unwrap();
+    assert_eq!(bytes.len(), 32);
+    bytes[5] ^= 1;
+    std::fs::write(&level9, &bytes).unwrap();
+    let (store, rec) = FsStore::open(dir.path()).unwrap();
+    assert!(rec.rebuilt_levels);
+    assert_eq!(tree_hash(600, &store).unwrap(), root);
+    assert_ne!(std::fs::read(&level9).unwrap(), bytes);
+}
+
+/// The files under a running store changed behind its back: reads say
+/// which index is corrupt instead of returning garbage.
+#[test]
+fn reads_refuse_out_of_order_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = FsStore::open(dir.path()).unwrap();
+    store.append(&batch(0, 4)).unwrap();
+    // Entry 2 ends before it starts.
+    let leaves = OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("log/leaves"))
+        .unwrap();
+    let start_of_2 = {
+        let bytes = std::fs::read(dir.path().join("log/leaves")).unwrap();
+        u64::from_be_bytes(bytes[72..80].try_into().unwrap())
+    };
+    std::os::unix::fs::FileExt::write_all_at(&leaves, &(start_of_2 - 1).to_be_bytes(), 2 * 40 + 32)
+        .unwrap();
+    let err = store.read_entry(2).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { index: 2, .. }), "{err}");
+    let err = store.read_entry_bundle(2, 1).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { index: 2, .. }), "{err}");
+    assert_eq!(store.read_entry(1).unwrap(), entry("e1").entry);
+    assert_eq!(store.read_entry_bundle(1, 0).unwrap(), Vec::<u8>::new());
+}
+
+#[test]
+fn reads_beyond_the_log_are_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = FsStore::open(dir.path()).unwrap();
+    store.append(&batch(0, 5)).unwrap();
+    assert!(matches!(
+        store.read_entry_bundle(3, 3),
+        Err(Error::OutOfRange(_))
+    ));
+    // Level 1 is not integrated yet.
+    assert!(matches!(
+        store.read_hashes(1, 0, 1),
+        Err(Error::OutOfRange(_))
+    ));
+    assert!(store.read_node(1, 0).is_err());
+    assert!(store.read_node(0, 5).is_err());
+    assert!(store.read_node(64, 0).is_err());
+    assert_eq!(store.read_node(0, 4).unwrap(), entry("e4").leaf);
+    store.integrate().unwrap();
+    assert_eq!(store.read_hashes(2, 0, 1).unwrap().len(), 32);
+    assert!(matches!(
+        store.read_hashes(64, 0, 0),
+        Err(Error::OutOfRange(_))
+    ));
+}
+
+/// `aiaudit verify --data-dir` reads through `LogReader`: the same bytes as
+/// the store, no bounds of its own beyond the files'.
+#[test]
+fn the_log_reader_reads_what_the_store_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = FsStore::open(dir.path()).unwrap();
+    store.append(&batch(0, 300)).unwrap();
+    let (size, root) = store.sync().unwrap();
+    let reader = LogReader::open(dir.path()).unwrap();
+    assert_eq!(reader.checkpoint().unwrap(), None);
+    store.save_checkpoint(&checkpoint_note(size, root)).unwrap();
+    assert_eq!(reader.checkpoint().unwrap(), store.checkpoint().unwrap());
+    assert_eq!(
+        reader.read_entry_bundle(10, 20).unwrap(),
+        store.read_entry_bundle(10, 20).unwrap()
+    );
+    for (level, count) in [(0, 300), (1, 150), (8, 1)] {
+        assert_eq!(
+            reader.read_hashes(level, 0, count).unwrap(),
+            store.read_hashes(level, 0, count).unwrap(),
+            "level {level}"
+        );
+    }
+    assert!(reader.read_hashes(9, 0, 1).is_err());
+    assert!(reader.read_hashes(64, 0, 1).is_err());
+    assert!(reader.read_entry_bundle(300, 1).is_err());
+
+    std::fs::write(dir.path().join("FORMAT"), "something else\n").unwrap();
+    let err = LogReader::open(dir.path()).err().expect("must refuse");
+    assert!(matches!(err, Error::Format(_)), "{err}");
+}
+
+#[test]
+fn checkpoints_parse_with_or_without_signatures() {
+    let body = checkpoint_note(3, [1u8; 32]);
+    let signed = parse_checkpoint(&body).unwrap();
+    let (unsigned, _) = body.split_once("\n\n").unwrap();
+    let bare = parse_checkpoint(&format!("{unsigned}\n")).unwrap();
+    assert_eq!((signed.size, signed.root), (3, [1u8; 32]));
+    assert_eq!((bare.size, bare.root), (3, [1u8; 32]));
+    assert!(matches!(
+        parse_checkpoint("t/l\nten\n"),
+        Err(Error::Format(_))
+    ));
+}
+
+#[test]
+fn write_atomically_replaces_the_file_or_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    write_atomically(dir.path(), "note", b"one").unwrap();
+    write_atomically(dir.path(), "note", b"two").unwrap();
+    assert_eq!(std::fs::read(dir.path().join("note")).unwrap(), b"two");
+    assert!(!dir.path().join(".note.tmp").exists());
+    let missing = dir.path().join("no/such/dir");
+    assert!(write_atomically(&missing, "note", b"x")
+        .unwrap_err()
+        .is_transient());
 }

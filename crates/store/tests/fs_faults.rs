@@ -1,0 +1,265 @@
+//! Faults inside the file backend (feature `fault-injection`): a write of a
+//! batch that stops part-way and an fsync that fails. Whatever the failure,
+//! the append is refused, nothing of the batch is acknowledged, the next
+//! batch lands right after the acknowledged ones, and a reopen (crash
+//! recovery) keeps every acknowledged entry with the same root.
+
+use aiaudit_store::{Appended, FsStore, NewEntry, Storage};
+use aiaudit_tlog::{record_hash, tree_hash, Checkpoint, Hash, TreeBuilder};
+use std::path::Path;
+
+fn entry(id: &str) -> NewEntry {
+    let bytes =
+        format!(r#"{{"event":{{"id":"{id}","time":"2026-01-01T00:00:00Z"}},"v":1}}"#).into_bytes();
+    NewEntry {
+        id: id.to_string(),
+        leaf: record_hash(&bytes),
+        entry: bytes,
+    }
+}
+
+fn batch(from: usize, to: usize) -> Vec<NewEntry> {
+    (from..to).map(|i| entry(&format!("e{i}"))).collect()
+}
+
+/// Bytes a batch adds to `log/entries` (each entry: u16 length + bytes).
+fn entries_bytes(b: &[NewEntry]) -> u64 {
+    b.iter().map(|e| 2 + e.entry.len() as u64).sum()
+}
+
+fn file_len(dir: &Path, name: &str) -> u64 {
+    std::fs::metadata(dir.join("log").join(name)).unwrap().len()
+}
+
+/// The root of the acknowledged leaves, computed in memory.
+fn root_of(leaves: &[Hash]) -> Hash {
+    let mut t = TreeBuilder::new();
+    for l in leaves {
+        t.push(*l, |_, _, _| {});
+    }
+    t.root()
+}
+
+fn assert_fresh(out: &[Appended], first: u64) {
+    for (i, a) in out.iter().enumerate() {
+        assert_eq!((a.index, a.duplicate), (first + i as u64, false), "{i}");
+    }
+}
+
+/// The store holds exactly `acked` (and their entries), in order.
+fn assert_holds(store: &FsStore, acked: &[NewEntry]) {
+    assert_eq!(store.size(), acked.len() as u64);
+    for (i, e) in acked.iter().enumerate() {
+        assert_eq!(store.read_entry(i as u64).unwrap(), e.entry, "entry {i}");
+        assert_eq!(store.lookup_id(&e.id).unwrap(), Some(i as u64), "id {i}");
+    }
+    let leaves: Vec<Hash> = acked.iter().map(|e| e.leaf).collect();
+    let (size, root) = store.integrate().unwrap();
+    assert_eq!((size, root), (acked.len() as u64, root_of(&leaves)));
+    assert_eq!(tree_hash(size, store).unwrap(), root);
+}
+
+/// Torn writes at every interesting place of a batch: nothing written, inside
+/// the first entry, in the middle of the entries, all entries and no leaf
+/// record, inside the leaf records, all but the last byte.
+#[test]
+fn a_torn_write_is_refused_and_cut_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = FsStore::open(dir.path()).unwrap();
+    let mut acked = batch(0, 100);
+    assert_fresh(&store.append(&acked).unwrap(), 0);
+
+    let mut next = 100;
+    let probe = batch(next, next + 10);
+    let e = entries_bytes(&probe);
+    let total = e + 40 * 10;
+    for tear in [0, 1, e / 2, e, e + 1, e + 40 * 3 + 7, total - 1] {
+        let b = batch(next, next + 10);
+        let (entries_before, leaves_before) = (
+            file_len(dir.path(), "entries"),
+            file_len(dir.path(), "leaves"),
+        );
+        store.io_faults().tear_next_write(tear);
+        let err = store
+            .append(&b)
+            .expect_err("a torn write must not be acknowledged");
+        assert!(err.is_transient(), "{err}");
+        assert!(err.to_string().contains("torn write"), "{err}");
+        assert_eq!(store.size(), acked.len() as u64, "tear at {tear}");
+        // The torn bytes are gone from both files.
+        assert_eq!(file_len(dir.path(), "entries"), entries_before);
+        assert_eq!(file_len(dir.path(), "leaves"), leaves_before);
+        assert_eq!(store.lookup_id(&b[0].id).unwrap(), None);
+
+        // The same batch again lands right after the acknowledged entries.
+        let out = store.append(&b).unwrap();
+        assert_fresh(&out, acked.len() as u64);
+        acked.extend(b);
+        next += 10;
+    }
+    assert_holds(&store, &acked);
+    let (size, root) = store.integrate().unwrap();
+    assert_eq!(size, acked.len() as u64);
+    drop(store);
+
+    let (store, rec) = FsStore::open(dir.path()).unwrap();
+    assert_eq!((rec.size, rec.truncated_entries), (acked.len() as u64, 0));
+    assert_holds(&store, &acked);
+    assert_eq!(store.integrate().unwrap(), (size, root));
+}
+
+#[test]
+fn a_failing_fsync_is_refused_and_cut_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = FsStore::open(dir.path()).unwrap();
+    let mut acked = batch(0, 20);
+    store.append(&acked).unwrap();
+    let entries_before = file_len(dir.path(), "entries");
+
+    store.io_faults().fail_next_fsync();
+    let err = store
+        .append(&batch(20, 30))
+        .expect_err("a batch whose fsync failed must not be acknowledged");
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("fsync"), "{err}");
+    assert_eq!(store.size(), 20);
+    assert_eq!(file_len(dir.path(), "entries"), entries_before);
+    assert_eq!(file_len(dir.path(), "leaves"), 20 * 40);
+
+    // A different batch next: the failed one left nothing behind, not even ids.
+    let b = batch(30, 35);
+    assert_fresh(&store.append(&b).unwrap(), 20);
+    acked.extend(b);
+    let retried = batch(20, 30);
+    assert_fresh(&store.append(&retried).unwrap(), 25);
+    acked.extend(retried);
+    assert_holds(&store, &acked);
+    drop(store);
+
+    let (store, rec) = FsStore::open(dir.path()).unwrap();
+    assert_eq!((rec.size, rec.truncated_entries), (35, 0));
+    assert_holds(&store, &acked);
+}
+
+/// A disarmed fault does not fire: a torn write armed for more bytes than
+/// the batch has is dropped with that batch, not carried into the next.
+#[test]
+fn a_fault_fires_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = FsStore::open(dir.path()).unwrap();
+    let first = batch(0, 3);
+    store
+        .io_faults()
+        .tear_next_write(entries_bytes(&first) + 3 * 40 + 10);
+    assert_fresh(&store.append(&first).unwrap(), 0);
+    assert_fresh(&store.append(&batch(3, 6)).unwrap(), 3);
+    store.io_faults().fail_next_fsync();
+    assert!(store.append(&batch(6, 8)).is_err());
+    assert_fresh(&store.append(&batch(6, 600)).unwrap(), 6);
+    store.io_faults().tear_next_write(5);
+    assert!(store.append(&batch(600, 601)).is_err());
+    assert_fresh(&store.append(&batch(600, 601)).unwrap(), 600);
+}
+
+/// A signed checkpoint over `store` as it is (the signature is not checked by the store).
+fn save_checkpoint(store: &FsStore) -> (u64, Hash) {
+    let (size, root) = store.integrate().unwrap();
+    let cp = Checkpoint {
+        origin: "test/log".into(),
+        size,
+        root,
+        extensions: vec![],
+    };
+    store
+        .save_checkpoint(&format!("{}\n— test/log AAAA\n", cp.body()))
+        .unwrap();
+    (size, root)
+}
+
+/// The process dies right after the torn write (no clean-up, no sync):
+/// recovery keeps the acknowledged prefix and the same root. Torn inside the
+/// entries, exactly that prefix; torn inside the leaf records, whole entries
+/// of the batch whose records made it may survive (never acknowledged, so
+/// allowed), and the retried batch finds them as duplicates.
+#[test]
+fn a_crash_right_after_a_torn_write_recovers_the_acknowledged_prefix() {
+    let probe = batch(100, 110);
+    let e = entries_bytes(&probe);
+    // (tear at, entries of the batch that survive the crash)
+    for (tear, survive) in [
+        (0, 0),
+        (e / 3, 0),
+        (e, 0),
+        (e + 39, 0),
+        (e + 40 * 2 + 20, 2),
+        (e + 40 * 10 - 1, 9),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let acked = batch(0, 100);
+        let (size, root) = {
+            let (store, _) = FsStore::open(dir.path()).unwrap();
+            store.append(&acked[..60]).unwrap();
+            let cp = save_checkpoint(&store);
+            store.append(&acked[60..]).unwrap();
+            store.io_faults().crash_on_fault(true);
+            store.io_faults().tear_next_write(tear);
+            assert!(store.append(&batch(100, 110)).is_err(), "tear at {tear}");
+            assert_eq!(store.size(), 100);
+            // The torn bytes are still there, as after a crash.
+            assert_eq!(
+                file_len(dir.path(), "entries"),
+                entries_bytes(&acked) + tear.min(e)
+            );
+            cp
+        };
+        let (store, rec) = FsStore::open(dir.path()).unwrap();
+        assert_eq!(rec.size, 100 + survive, "tear at {tear}");
+        assert_eq!(rec.checkpoint_size, 60);
+        assert_eq!(tree_hash(60, &store).unwrap(), root);
+        assert_eq!(size, 60);
+        let mut expect = acked.clone();
+        expect.extend(batch(100, 100 + survive as usize));
+        assert_holds(&store, &expect);
+
+        // The client retries the batch it never heard back about.
+        let out = store.append(&batch(100, 110)).unwrap();
+        for (i, a) in out.iter().enumerate() {
+            assert_eq!(a.index, 100 + i as u64);
+            assert_eq!(
+                a.duplicate,
+                (i as u64) < survive,
+                "tear at {tear}, entry {i}"
+            );
+        }
+        let mut all = acked;
+        all.extend(batch(100, 110));
+        assert_holds(&store, &all);
+    }
+}
+
+/// The process dies after writing a whole batch whose fsync failed: the batch
+/// may be there after recovery (never acknowledged, so either way is right);
+/// what was acknowledged is, and a retry logs nothing twice.
+#[test]
+fn a_crash_after_a_failing_fsync_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let acked = batch(0, 50);
+    {
+        let (store, _) = FsStore::open(dir.path()).unwrap();
+        store.append(&acked).unwrap();
+        store.io_faults().crash_on_fault(true);
+        store.io_faults().fail_next_fsync();
+        assert!(store.append(&batch(50, 60)).is_err());
+        assert_eq!(store.size(), 50);
+    }
+    let (store, rec) = FsStore::open(dir.path()).unwrap();
+    assert!(rec.size == 50 || rec.size == 60, "{}", rec.size);
+    let out = store.append(&batch(50, 60)).unwrap();
+    for (i, a) in out.iter().enumerate() {
+        assert_eq!(a.index, 50 + i as u64);
+        assert_eq!(a.duplicate, rec.size == 60);
+    }
+    let mut all = acked;
+    all.extend(batch(50, 60));
+    assert_holds(&store, &all);
+}
