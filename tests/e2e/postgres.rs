@@ -807,3 +807,45 @@ fn nodes_reach_postgres_over_verified_tls_only() {
         format!("version {}", aiaudit_store::PG_SCHEMA_VERSION)
     );
 }
+
+#[test]
+fn a_legal_hold_placed_on_one_node_holds_on_every_node() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_nodes(&pg, root.path(), 2);
+    let ids = |n: &Server| -> Vec<String> {
+        n.get_json("/v1/holds")["holds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let placed: Value = nodes[1]
+        .authorized(client().post(format!("{}/v1/holds", nodes[1].url)))
+        .json(&json!({"tenant": "acme", "reason": "litigation 2026-17"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let id = placed["id"].as_str().unwrap().to_string();
+    // Whichever node runs retention reads the same holds.
+    assert_eq!(ids(&nodes[0]), vec![id.clone()]);
+    assert_eq!(ids(&nodes[1]), vec![id.clone()]);
+    for (i, _) in nodes.iter().enumerate() {
+        assert!(!root.path().join(format!("node{i}/holds.json")).exists());
+    }
+    let r = nodes[0]
+        .authorized(client().delete(format!("{}/v1/holds/{id}", nodes[0].url)))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(ids(&nodes[1]).is_empty());
+    let again = nodes[1]
+        .authorized(client().delete(format!("{}/v1/holds/{id}", nodes[1].url)))
+        .send()
+        .unwrap();
+    assert_eq!(again.status(), 404, "released once, by either node");
+}

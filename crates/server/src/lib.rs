@@ -118,7 +118,10 @@ pub async fn start_with_storage(
     if keyring.shared() {
         keys::spawn_keyring_refresh(keyring.clone());
     }
-    let holds = retention::Holds::open(&config.data_dir)?;
+    let holds = {
+        let (dir, store) = (config.data_dir.clone(), store.clone());
+        tokio::task::spawn_blocking(move || retention::Holds::open(&dir, &store)).await??
+    };
     let initial = publisher::initial(&*store, &signer, &verifier)?;
     let (latest_tx, latest) = watch::channel(Arc::new(initial));
     let publish_now = Arc::new(Notify::new());

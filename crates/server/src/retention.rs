@@ -42,54 +42,137 @@ struct HoldsFile {
     holds: Vec<Hold>,
 }
 
-/// The legal holds in force (`<data-dir>/holds.json`, replaced atomically).
+/// The legal holds in force: `<data-dir>/holds.json` (replaced atomically)
+/// on a log of one node; on a shared log, a document in the database every
+/// node reads at each use, so a hold placed through any node stops expiry
+/// on the node that runs it.
 pub struct Holds {
     path: PathBuf,
     holds: Mutex<Vec<Hold>>,
+    shared: Option<Arc<dyn aiaudit_store::Storage>>,
 }
 
+/// The shared document's name (`aiaudit_documents`).
+const HOLDS_DOCUMENT: &str = "holds";
+
+fn parse_holds(bytes: &[u8], what: &str) -> anyhow::Result<Vec<Hold>> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let f: HoldsFile = serde_json::from_slice(bytes).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    if f.version != 1 {
+        anyhow::bail!("{what}: unknown version {}", f.version);
+    }
+    Ok(f.holds)
+}
+
+fn holds_bytes(holds: &[Hold]) -> anyhow::Result<Vec<u8>> {
+    Ok(serde_json::to_vec_pretty(&HoldsFile {
+        version: 1,
+        holds: holds.to_vec(),
+    })?)
+}
+
+/// Tries before giving up when other nodes keep changing the holds.
+const MAX_HOLD_RACES: usize = 16;
+
 impl Holds {
-    pub fn open(dir: &std::path::Path) -> anyhow::Result<Holds> {
+    /// Opens the holds: the data directory's file, or on a shared log the
+    /// database's document, into which a file left from before is merged
+    /// (holds only ever add protection) and then removed.
+    pub fn open(
+        dir: &std::path::Path,
+        store: &Arc<dyn aiaudit_store::Storage>,
+    ) -> anyhow::Result<Holds> {
         let path = dir.join(HOLDS_FILE);
-        let holds = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let f: HoldsFile = serde_json::from_slice(&bytes)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                if f.version != 1 {
-                    anyhow::bail!("{}: unknown version {}", path.display(), f.version);
-                }
-                f.holds
-            }
+        let local = match std::fs::read(&path) {
+            Ok(bytes) => parse_holds(&bytes, &path.display().to_string())?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e.into()),
         };
-        Ok(Holds {
-            path,
-            holds: Mutex::new(holds),
-        })
-    }
-
-    pub fn list(&self) -> Vec<Hold> {
-        self.holds.lock().expect("holds lock").clone()
-    }
-
-    /// Whether a hold covers `tenant`.
-    pub fn holds(&self, tenant: &str) -> bool {
-        self.holds
-            .lock()
-            .expect("holds lock")
-            .iter()
-            .any(|h| h.tenant == tenant || h.tenant == "*")
-    }
-
-    fn save(&self, holds: &[Hold]) -> anyhow::Result<()> {
-        let file = HoldsFile {
-            version: 1,
-            holds: holds.to_vec(),
+        let holds = Holds {
+            path: path.clone(),
+            holds: Mutex::new(local.clone()),
+            shared: store.shared().then(|| store.clone()),
         };
-        let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
-        aiaudit_store::write_atomically(dir, HOLDS_FILE, &serde_json::to_vec_pretty(&file)?)?;
-        Ok(())
+        if holds.shared.is_some() && path.exists() {
+            holds
+                .update(|all| {
+                    for h in &local {
+                        if !all.iter().any(|x| x.id == h.id) {
+                            all.push(h.clone());
+                        }
+                    }
+                    Ok(())
+                })
+                .map_err(|p| {
+                    anyhow::anyhow!("moving {} into the database: {}", path.display(), p.detail)
+                })?;
+            std::fs::remove_file(&path)?;
+            tracing::info!(
+                holds = local.len(),
+                "legal holds moved into the shared database"
+            );
+        }
+        Ok(holds)
+    }
+
+    fn read_shared(store: &dyn aiaudit_store::Storage) -> anyhow::Result<(Vec<Hold>, u64)> {
+        match store.load_document(HOLDS_DOCUMENT)? {
+            Some((bytes, version)) => Ok((parse_holds(&bytes, "the shared legal holds")?, version)),
+            None => anyhow::bail!("the storage backend keeps no shared documents"),
+        }
+    }
+
+    pub fn list(&self) -> anyhow::Result<Vec<Hold>> {
+        match &self.shared {
+            Some(store) => Ok(Holds::read_shared(&**store)?.0),
+            None => Ok(self.holds.lock().expect("holds lock").clone()),
+        }
+    }
+
+    /// Whether a hold covers `tenant`. On error the caller must act as if
+    /// one did (expiry waits).
+    pub fn holds(&self, tenant: &str) -> anyhow::Result<bool> {
+        Ok(self
+            .list()?
+            .iter()
+            .any(|h| h.tenant == tenant || h.tenant == "*"))
+    }
+
+    /// Changes the holds with `change` and saves them durably; on a shared
+    /// log, again from a fresh read when another node changed them first.
+    fn update<T>(&self, change: impl Fn(&mut Vec<Hold>) -> ApiResult<T>) -> ApiResult<T> {
+        let unavailable =
+            |e: anyhow::Error| Problem::unavailable(format!("saving legal holds failed: {e}"));
+        let Some(store) = &self.shared else {
+            let mut holds = self.holds.lock().expect("holds lock");
+            let mut next = holds.clone();
+            let out = change(&mut next)?;
+            let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
+            aiaudit_store::write_atomically(
+                dir,
+                HOLDS_FILE,
+                &holds_bytes(&next).map_err(unavailable)?,
+            )
+            .map_err(|e| unavailable(e.into()))?;
+            *holds = next;
+            return Ok(out);
+        };
+        for _ in 0..MAX_HOLD_RACES {
+            let (mut next, version) = Holds::read_shared(&**store).map_err(unavailable)?;
+            let out = change(&mut next)?;
+            let bytes = holds_bytes(&next).map_err(unavailable)?;
+            if store
+                .save_document(HOLDS_DOCUMENT, &bytes, version)
+                .map_err(|e| unavailable(e.into()))?
+            {
+                return Ok(out);
+            }
+        }
+        Err(Problem::unavailable(
+            "other nodes kept changing the legal holds; retry",
+        ))
     }
 }
 
@@ -127,8 +210,13 @@ pub async fn expire_tenant(ledger: &Arc<Ledger>, tenant: &str) -> ApiResult<(usi
     let Some(keep) = retention_of(ledger, tenant) else {
         return Ok((0, 0));
     };
-    if ledger.holds.holds(tenant) {
-        return Ok((0, 0));
+    match ledger.holds.holds(tenant) {
+        Ok(false) => {}
+        Ok(true) => return Ok((0, 0)),
+        Err(e) => {
+            // Unknown holds: nothing may expire until they can be read.
+            return Err(Problem::unavailable(format!("reading legal holds: {e}")));
+        }
     }
     let cutoff = now_unix().saturating_sub(keep.as_secs());
     let key_cutoff = cutoff.saturating_sub(ledger.keyring.max_key_age().as_secs());
@@ -195,6 +283,7 @@ pub async fn list(State(ledger): State<Arc<Ledger>>, headers: HeaderMap) -> ApiR
     let holds: Vec<Hold> = ledger
         .holds
         .list()
+        .map_err(|e| Problem::unavailable(format!("reading legal holds: {e}")))?
         .into_iter()
         .filter(|h| p.can_read_all() || (h.tenant != "*" && p.can_read(&h.tenant)))
         .collect();
@@ -234,16 +323,10 @@ pub async fn place(
         placed_unix: now_unix(),
         placed_by: p.token_id.clone(),
     };
-    {
-        let mut holds = ledger.holds.holds.lock().expect("holds lock");
-        let mut next = holds.clone();
-        next.push(hold.clone());
-        ledger
-            .holds
-            .save(&next)
-            .map_err(|e| Problem::unavailable(format!("saving the hold failed: {e}")))?;
-        *holds = next;
-    }
+    ledger.holds.update(|holds| {
+        holds.push(hold.clone());
+        Ok(())
+    })?;
     let log_tenant = if tenant == "*" { "aiaudit" } else { &tenant };
     log_event(
         &ledger,
@@ -263,20 +346,12 @@ pub async fn release(
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let p = require_admin(&ledger, &headers)?;
-    let released = {
-        let mut holds = ledger.holds.holds.lock().expect("holds lock");
+    let released = ledger.holds.update(|holds| {
         let Some(pos) = holds.iter().position(|h| h.id == id) else {
             return Err(Problem::not_found(format!("no legal hold with id {id:?}")));
         };
-        let mut next = holds.clone();
-        let h = next.remove(pos);
-        ledger
-            .holds
-            .save(&next)
-            .map_err(|e| Problem::unavailable(format!("saving the release failed: {e}")))?;
-        *holds = next;
-        h
-    };
+        Ok(holds.remove(pos))
+    })?;
     let log_tenant = if released.tenant == "*" {
         "aiaudit".to_string()
     } else {

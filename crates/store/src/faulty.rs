@@ -115,4 +115,10 @@ impl Storage for FaultyStore {
     fn key_records(&self) -> Option<Box<dyn aiaudit_keyring::RecordStore>> {
         self.inner.key_records()
     }
+    fn load_document(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>> {
+        self.inner.load_document(name)
+    }
+    fn save_document(&self, name: &str, body: &[u8], expected: u64) -> Result<bool> {
+        self.inner.save_document(name, body, expected)
+    }
 }

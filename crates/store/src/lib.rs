@@ -113,4 +113,17 @@ pub trait Storage: NodeReader + Send + Sync + 'static {
     fn key_records(&self) -> Option<Box<dyn aiaudit_keyring::RecordStore>> {
         None
     }
+    /// A small document every node of a shared log reads and writes (legal
+    /// holds), with its version (0: never written); None when the backend
+    /// is not shared, and the node keeps such state in its data directory.
+    fn load_document(&self, _name: &str) -> Result<Option<(Vec<u8>, u64)>> {
+        Ok(None)
+    }
+    /// Replaces a shared document if its version is still `expected`;
+    /// false, changing nothing, when another node changed it first.
+    fn save_document(&self, _name: &str, _body: &[u8], _expected: u64) -> Result<bool> {
+        Err(Error::Format(
+            "shared documents need a shared backend".into(),
+        ))
+    }
 }

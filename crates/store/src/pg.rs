@@ -15,7 +15,7 @@
 //! integrated size stored there, so two integrators would write the same
 //! nodes; a checkpoint is only ever replaced by a larger one.
 //!
-//! Tables (schema version 2, docs/format.md):
+//! Tables (schema version 3, docs/format.md):
 //!
 //! ```text
 //! aiaudit_schema   applied migration versions
@@ -24,6 +24,7 @@
 //! aiaudit_entries  idx, event_id (unique), entry bytes, leaf hash
 //! aiaudit_nodes    tree nodes of levels 1..63 in strips of 256 hashes
 //! aiaudit_keyring  keyring records (version 2): number, record, version
+//! aiaudit_documents small documents all nodes share, e.g. legal holds (version 3)
 //! ```
 //!
 //! The keyring is shared too ([`PgKeyRecords`]): every node seals and opens
@@ -98,6 +99,13 @@ CREATE TABLE aiaudit_keyring (
 );
 CREATE INDEX aiaudit_keyring_version ON aiaudit_keyring (version);
 CREATE SEQUENCE aiaudit_keyring_versions;
+",
+    "
+CREATE TABLE aiaudit_documents (
+    name text PRIMARY KEY,
+    body bytea NOT NULL,
+    version bigint NOT NULL CHECK (version > 0)
+);
 ",
 ];
 
@@ -961,6 +969,57 @@ impl Storage for PgStore {
 
     fn key_records(&self) -> Option<Box<dyn aiaudit_keyring::RecordStore>> {
         Some(Box::new(PgStore::key_records(self)))
+    }
+
+    fn load_document(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>> {
+        let pool = self.pool.clone();
+        let name = name.to_string();
+        self.run(async move {
+            let c = pool.get().await?;
+            let row = c
+                .query_opt(
+                    &c.prepare_cached(
+                        "SELECT body, version FROM aiaudit_documents WHERE name = $1",
+                    )
+                    .await?,
+                    &[&name],
+                )
+                .await?;
+            Ok(Some(match row {
+                Some(r) => (r.get(0), r.get::<_, i64>(1) as u64),
+                None => (Vec::new(), 0),
+            }))
+        })
+    }
+
+    fn save_document(&self, name: &str, body: &[u8], expected: u64) -> Result<bool> {
+        let pool = self.pool.clone();
+        let (name, body) = (name.to_string(), body.to_vec());
+        self.run(async move {
+            let c = pool.get().await?;
+            let changed = if expected == 0 {
+                c.execute(
+                    &c.prepare_cached(
+                        "INSERT INTO aiaudit_documents (name, body, version) VALUES ($1, $2, 1) \
+                         ON CONFLICT (name) DO NOTHING",
+                    )
+                    .await?,
+                    &[&name, &body],
+                )
+                .await?
+            } else {
+                c.execute(
+                    &c.prepare_cached(
+                        "UPDATE aiaudit_documents SET body = $2, version = version + 1 \
+                         WHERE name = $1 AND version = $3",
+                    )
+                    .await?,
+                    &[&name, &body, &(expected as i64)],
+                )
+                .await?
+            };
+            Ok(changed == 1)
+        })
     }
 }
 
