@@ -849,3 +849,45 @@ fn a_legal_hold_placed_on_one_node_holds_on_every_node() {
         .unwrap();
     assert_eq!(again.status(), 404, "released once, by either node");
 }
+
+#[test]
+fn a_token_made_on_one_node_works_on_every_node_and_a_revocation_reaches_them() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_nodes(&pg, root.path(), 2);
+    let made: Value = nodes[0]
+        .authorized(client().post(format!("{}/v1/tokens", nodes[0].url)))
+        .json(&json!({"role": "emitter", "tenants": ["acme"]}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let (id, secret) = (
+        made["id"].as_str().unwrap().to_string(),
+        made["token"].as_str().unwrap().to_string(),
+    );
+    // At once on the other node: an unknown token makes it re-read the registry.
+    let ack = post_batch(&nodes[1].url, &secret, &[event("by-new-token")]).unwrap();
+    assert_eq!(ack.len(), 1);
+    for (i, _) in nodes.iter().enumerate() {
+        assert!(!root.path().join(format!("node{i}/tokens.json")).exists());
+    }
+    let r = nodes[1]
+        .authorized(client().delete(format!("{}/v1/tokens/{id}", nodes[1].url)))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match post_batch(&nodes[0].url, &secret, &[event("after-revocation")]) {
+            Err(401) => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "node 0 still takes a revoked token: {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -1,6 +1,8 @@
 //! Bearer API tokens with roles and tenants. A token is a random 256-bit
 //! secret shown once; only its SHA-256 is kept (`<data-dir>/tokens.json`,
-//! mode 0600). On first start an admin token is created and written to
+//! mode 0600, or on a log shared by several nodes a document in the
+//! database, so a token made or revoked on one node is made or revoked on
+//! all). On first start an admin token is created and written to
 //! `<data-dir>/admin.token` (mode 0600).
 
 use crate::problem::Problem;
@@ -15,8 +17,9 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const TOKENS_FILE: &str = "tokens.json";
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
@@ -99,6 +102,45 @@ struct TokensFile {
 pub struct Tokens {
     path: PathBuf,
     by_hash: RwLock<HashMap<String, TokenRecord>>,
+    /// On a shared log: where the registry lives, the version loaded, and
+    /// when an unknown token last made this node re-read it.
+    shared: Option<Arc<dyn aiaudit_store::Storage>>,
+    version: AtomicU64,
+    last_miss: Mutex<Option<Instant>>,
+}
+
+/// The shared document's name (`aiaudit_documents`).
+const TOKENS_DOCUMENT: &str = "tokens";
+/// How often a node takes in tokens made or revoked on other nodes; also
+/// the longest a revocation takes to reach every node.
+pub const TOKENS_REFRESH: Duration = Duration::from_secs(1);
+/// An unknown token re-reads the shared registry at most this often, so
+/// random tokens cannot turn into a flood of queries.
+const MISS_REFRESH: Duration = Duration::from_millis(250);
+
+fn parse_tokens(bytes: &[u8], what: &str) -> anyhow::Result<Vec<TokenRecord>> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let file: TokensFile =
+        serde_json::from_slice(bytes).with_context(|| format!("{what} is not a token registry"))?;
+    if file.version != 1 {
+        anyhow::bail!("{what}: unknown version {}", file.version);
+    }
+    Ok(file.tokens)
+}
+
+fn tokens_bytes(list: &[TokenRecord]) -> anyhow::Result<Vec<u8>> {
+    let mut list = list.to_vec();
+    list.sort_by(|a, b| (a.created_unix, &a.id).cmp(&(b.created_unix, &b.id)));
+    Ok(serde_json::to_vec_pretty(&TokensFile {
+        version: 1,
+        tokens: list,
+    })?)
+}
+
+fn by_hash(list: Vec<TokenRecord>) -> HashMap<String, TokenRecord> {
+    list.into_iter().map(|t| (t.sha256.clone(), t)).collect()
 }
 
 fn now_unix() -> u64 {
@@ -141,48 +183,64 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 impl Tokens {
     /// Loads the registry; on first start creates it with one admin token,
     /// written to `admin.token`. Returns the new admin secret if one was made.
-    pub fn open(dir: &Path) -> anyhow::Result<(Tokens, Option<String>)> {
+    /// On a shared log the registry is the database's, into which a node's
+    /// `tokens.json` from before is merged (a revocation wins) and removed.
+    pub fn open(
+        dir: &Path,
+        shared: Option<Arc<dyn aiaudit_store::Storage>>,
+    ) -> anyhow::Result<(Tokens, Option<String>)> {
         let path = dir.join(TOKENS_FILE);
+        let local = if path.exists() {
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            Some(parse_tokens(&bytes, &path.display().to_string())?)
+        } else {
+            None
+        };
         let tokens = Tokens {
             path: path.clone(),
             by_hash: RwLock::new(HashMap::new()),
+            shared,
+            version: AtomicU64::new(0),
+            last_miss: Mutex::new(None),
         };
-        if path.exists() {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let file: TokensFile = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a token registry", path.display()))?;
-            if file.version != 1 {
-                anyhow::bail!("{}: unknown version {}", path.display(), file.version);
+        if tokens.shared.is_none() {
+            if let Some(list) = local {
+                *tokens.by_hash.write().unwrap() = by_hash(list);
+                return Ok((tokens, None));
             }
-            let mut map = tokens.by_hash.write().unwrap();
-            for t in file.tokens {
-                map.insert(t.sha256.clone(), t);
+        }
+        let mine = local.clone().unwrap_or_default();
+        let admin = Tokens::make(Role::Admin, vec!["*".into()], None)?;
+        let made_admin = tokens.update(|list| {
+            for t in &mine {
+                match list.iter_mut().find(|x| x.id == t.id) {
+                    Some(x) => x.revoked |= t.revoked,
+                    None => list.push(t.clone()),
+                }
             }
-            drop(map);
+            if list.is_empty() {
+                list.push(admin.0.clone());
+                return Ok(true);
+            }
+            Ok(false)
+        })?;
+        if tokens.shared.is_some() && local.is_some() {
+            std::fs::remove_file(&path)?;
+            tracing::info!("token registry moved into the shared database");
+        }
+        if !made_admin {
             return Ok((tokens, None));
         }
-        let (_, secret) = tokens.create(Role::Admin, vec!["*".into()], None)?;
         write_private(
             &dir.join(ADMIN_TOKEN_FILE),
-            format!("{secret}\n").as_bytes(),
+            format!("{}\n", admin.1).as_bytes(),
         )?;
-        Ok((tokens, Some(secret)))
+        Ok((tokens, Some(admin.1)))
     }
 
-    fn save(&self, map: &HashMap<String, TokenRecord>) -> anyhow::Result<()> {
-        let mut list: Vec<TokenRecord> = map.values().cloned().collect();
-        list.sort_by(|a, b| (a.created_unix, &a.id).cmp(&(b.created_unix, &b.id)));
-        let file = TokensFile {
-            version: 1,
-            tokens: list,
-        };
-        write_private(&self.path, &serde_json::to_vec_pretty(&file)?)
-    }
-
-    /// Creates a token and returns its record and secret (shown once).
-    pub fn create(
-        &self,
+    /// A new token's record and secret (not yet registered).
+    fn make(
         role: Role,
         tenants: Vec<String>,
         expires_unix: Option<u64>,
@@ -200,12 +258,75 @@ impl Tokens {
             expires_unix,
             revoked: false,
         };
-        let mut map = self.by_hash.write().unwrap();
-        map.insert(record.sha256.clone(), record.clone());
-        if let Err(e) = self.save(&map) {
-            map.remove(&record.sha256);
-            return Err(e);
+        Ok((record, secret))
+    }
+
+    /// Changes the registry with `change` and saves it durably before this
+    /// node uses it; on a shared log, again from a fresh read when another
+    /// node changed it first.
+    fn update<T>(
+        &self,
+        change: impl Fn(&mut Vec<TokenRecord>) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let Some(store) = &self.shared else {
+            let mut map = self.by_hash.write().unwrap();
+            let mut list: Vec<TokenRecord> = map.values().cloned().collect();
+            let out = change(&mut list)?;
+            write_private(&self.path, &tokens_bytes(&list)?)?;
+            *map = by_hash(list);
+            return Ok(out);
+        };
+        for _ in 0..16 {
+            let (mut list, version) = Tokens::read_shared(&**store)?;
+            let out = change(&mut list)?;
+            if store.save_document(TOKENS_DOCUMENT, &tokens_bytes(&list)?, version)? {
+                *self.by_hash.write().unwrap() = by_hash(list);
+                self.version.store(version + 1, Ordering::SeqCst);
+                return Ok(out);
+            }
         }
+        anyhow::bail!("other nodes kept changing the token registry; retry")
+    }
+
+    fn read_shared(store: &dyn aiaudit_store::Storage) -> anyhow::Result<(Vec<TokenRecord>, u64)> {
+        match store.load_document(TOKENS_DOCUMENT)? {
+            Some((bytes, version)) => {
+                Ok((parse_tokens(&bytes, "the shared token registry")?, version))
+            }
+            None => anyhow::bail!("the storage backend keeps no shared documents"),
+        }
+    }
+
+    /// Takes in tokens made or revoked on other nodes (shared log only).
+    pub fn refresh(&self) -> anyhow::Result<()> {
+        let Some(store) = &self.shared else {
+            return Ok(());
+        };
+        let (list, version) = Tokens::read_shared(&**store)?;
+        if version != self.version.load(Ordering::SeqCst) {
+            *self.by_hash.write().unwrap() = by_hash(list);
+            self.version.store(version, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// Whether other nodes share this registry.
+    pub fn shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Creates a token and returns its record and secret (shown once).
+    pub fn create(
+        &self,
+        role: Role,
+        tenants: Vec<String>,
+        expires_unix: Option<u64>,
+    ) -> anyhow::Result<(TokenRecord, String)> {
+        let (record, secret) = Tokens::make(role, tenants, expires_unix)?;
+        self.update(|list| {
+            list.push(record.clone());
+            Ok(())
+        })?;
         Ok((record, secret))
     }
 
@@ -215,18 +336,37 @@ impl Tokens {
         list
     }
 
-    /// Revokes a token by id; takes effect for the next request. False if unknown.
+    /// Revokes a token by id; takes effect for the next request (on other
+    /// nodes of a shared log within [`TOKENS_REFRESH`]). False if unknown.
     pub fn revoke(&self, id: &str) -> anyhow::Result<bool> {
-        let mut map = self.by_hash.write().unwrap();
-        let Some(key) = map.iter().find(|(_, t)| t.id == id).map(|(k, _)| k.clone()) else {
-            return Ok(false);
-        };
-        map.get_mut(&key).expect("found above").revoked = true;
-        if let Err(e) = self.save(&map) {
-            map.get_mut(&key).expect("found above").revoked = false;
-            return Err(e);
+        self.update(|list| match list.iter_mut().find(|t| t.id == id) {
+            Some(t) => {
+                t.revoked = true;
+                Ok(true)
+            }
+            None => Ok(false),
+        })
+    }
+
+    /// Looks a secret up, re-reading a shared registry (at most every
+    /// [`MISS_REFRESH`]) when it is unknown here: it may be brand new.
+    fn find(&self, secret: &str) -> Option<TokenRecord> {
+        let hash = sha256_hex(secret);
+        if let Some(r) = self.by_hash.read().unwrap().get(&hash) {
+            return Some(r.clone());
         }
-        Ok(true)
+        self.shared.as_ref()?;
+        {
+            let mut last = self.last_miss.lock().unwrap();
+            if last.is_some_and(|t| t.elapsed() < MISS_REFRESH) {
+                return None;
+            }
+            *last = Some(Instant::now());
+        }
+        if let Err(e) = self.refresh() {
+            tracing::warn!(error = %e, "re-reading the shared token registry");
+        }
+        self.by_hash.read().unwrap().get(&hash).cloned()
     }
 
     /// The caller of a request: `None` without an Authorization header,
@@ -241,9 +381,8 @@ impl Tokens {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or_else(|| unauthorized("the Authorization header must be \"Bearer <token>\""))?;
-        let map = self.by_hash.read().unwrap();
-        let record = map
-            .get(&sha256_hex(secret))
+        let record = self
+            .find(secret)
             .ok_or_else(|| unauthorized("unknown token"))?;
         if record.revoked {
             return Err(unauthorized("this token was revoked"));
@@ -298,6 +437,26 @@ pub fn parse_duration_secs(s: &str) -> Option<u64> {
     n.checked_mul(mult)
 }
 
+/// Takes in tokens made or revoked on the other nodes of a shared log every
+/// [`TOKENS_REFRESH`].
+pub fn spawn_refresh(ledger: Arc<crate::Ledger>) {
+    tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            tokio::time::sleep(TOKENS_REFRESH).await;
+            let l = ledger.clone();
+            match tokio::task::spawn_blocking(move || l.tokens.refresh()).await {
+                Ok(Ok(())) => failing = false,
+                Ok(Err(e)) if !failing => {
+                    tracing::warn!(error = %e, "re-reading the shared token registry");
+                    failing = true;
+                }
+                _ => {}
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,7 +483,7 @@ mod tests {
     #[test]
     fn first_start_makes_an_admin_token_and_later_starts_reuse_it() {
         let dir = tempfile::tempdir().unwrap();
-        let (tokens, admin) = Tokens::open(dir.path()).unwrap();
+        let (tokens, admin) = Tokens::open(dir.path(), None).unwrap();
         let admin = admin.unwrap();
         assert!(admin.starts_with(TOKEN_PREFIX));
         let on_disk = std::fs::read_to_string(dir.path().join(ADMIN_TOKEN_FILE)).unwrap();
@@ -347,7 +506,7 @@ mod tests {
             .unwrap()
             .is_admin());
         drop(tokens);
-        let (again, none) = Tokens::open(dir.path()).unwrap();
+        let (again, none) = Tokens::open(dir.path(), None).unwrap();
         assert!(none.is_none());
         assert!(again.principal(&bearer(&admin)).unwrap().is_some());
     }
@@ -355,7 +514,7 @@ mod tests {
     #[test]
     fn roles_tenants_revocation_and_expiry() {
         let dir = tempfile::tempdir().unwrap();
-        let (tokens, _) = Tokens::open(dir.path()).unwrap();
+        let (tokens, _) = Tokens::open(dir.path(), None).unwrap();
         let (rec, secret) = tokens
             .create(Role::Emitter, vec!["acme".into()], None)
             .unwrap();

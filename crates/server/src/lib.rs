@@ -102,7 +102,13 @@ pub async fn start_with_storage(
         config.origin.as_deref(),
     )?);
     let verifier = signer.verifier();
-    let (tokens, new_admin) = auth::Tokens::open(&config.data_dir)?;
+    let (tokens, new_admin) = {
+        let (dir, shared) = (
+            config.data_dir.clone(),
+            store.shared().then(|| store.clone()),
+        );
+        tokio::task::spawn_blocking(move || auth::Tokens::open(&dir, shared)).await??
+    };
     if new_admin.is_some() {
         eprintln!(
             "aiaudit: created an admin token in {} (mode 0600); use it to create the others",
@@ -218,6 +224,9 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let listen = config.listen.clone();
     let ledger = start(config).await?;
+    if ledger.tokens.shared() {
+        auth::spawn_refresh(ledger.clone());
+    }
     backups::spawn(ledger.clone())?;
     retention::spawn(ledger.clone(), ledger.config.retention_check_interval);
     scrub::spawn(ledger.clone(), ledger.config.scrub_interval);
