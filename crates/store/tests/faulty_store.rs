@@ -1,23 +1,12 @@
 //! `FaultyStore`: each fault fails exactly the operations it names, with a
 //! transient error, and everything passes through untouched once cleared.
 
-use aiaudit_store::{Faults, FaultyStore, FsStore, NewEntry, Storage};
-use aiaudit_tlog::{record_hash, tree_hash, Checkpoint, NodeReader};
+use aiaudit_store::{Faults, FaultyStore, FsStore, Storage};
+use aiaudit_tlog::{tree_hash, Checkpoint, NodeReader};
 use std::sync::Arc;
 
-fn entry(id: &str) -> NewEntry {
-    let bytes =
-        format!(r#"{{"event":{{"id":"{id}","time":"2026-01-01T00:00:00Z"}},"v":1}}"#).into_bytes();
-    NewEntry {
-        id: id.to_string(),
-        leaf: record_hash(&bytes),
-        entry: bytes,
-    }
-}
-
-fn batch(from: usize, to: usize) -> Vec<NewEntry> {
-    (from..to).map(|i| entry(&format!("e{i}"))).collect()
-}
+mod common;
+use common::{batch, entry};
 
 fn assert_injected<T: std::fmt::Debug>(r: aiaudit_store::Result<T>, what: &str) {
     let err = r.expect_err(what);

@@ -5,22 +5,11 @@
 //! recovery) keeps every acknowledged entry with the same root.
 
 use aiaudit_store::{Appended, FsStore, NewEntry, Storage};
-use aiaudit_tlog::{record_hash, tree_hash, Checkpoint, Hash, TreeBuilder};
+use aiaudit_tlog::{tree_hash, Checkpoint, Hash, TreeBuilder};
 use std::path::Path;
 
-fn entry(id: &str) -> NewEntry {
-    let bytes =
-        format!(r#"{{"event":{{"id":"{id}","time":"2026-01-01T00:00:00Z"}},"v":1}}"#).into_bytes();
-    NewEntry {
-        id: id.to_string(),
-        leaf: record_hash(&bytes),
-        entry: bytes,
-    }
-}
-
-fn batch(from: usize, to: usize) -> Vec<NewEntry> {
-    (from..to).map(|i| entry(&format!("e{i}"))).collect()
-}
+mod common;
+use common::batch;
 
 /// Bytes a batch adds to `log/entries` (each entry: u16 length + bytes).
 fn entries_bytes(b: &[NewEntry]) -> u64 {

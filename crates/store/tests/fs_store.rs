@@ -2,28 +2,15 @@
 //! recovery from a torn tail, and reads that match the C2SP encodings.
 
 use aiaudit_store::{
-    parse_checkpoint, write_atomically, Error, FsStore, LogReader, NewEntry, Storage, FORMAT_LINE,
+    parse_checkpoint, write_atomically, Error, FsStore, LogReader, Storage, FORMAT_LINE,
 };
 use aiaudit_tlog::NodeReader;
-use aiaudit_tlog::{
-    check_record, decode_entry_bundle, prove_record, record_hash, tree_hash, Checkpoint,
-};
+use aiaudit_tlog::{check_record, decode_entry_bundle, prove_record, tree_hash, Checkpoint};
 use std::fs::OpenOptions;
 use std::io::Write;
 
-fn entry(id: &str) -> NewEntry {
-    let bytes =
-        format!(r#"{{"event":{{"id":"{id}","time":"2026-01-01T00:00:00Z"}},"v":1}}"#).into_bytes();
-    NewEntry {
-        id: id.to_string(),
-        leaf: record_hash(&bytes),
-        entry: bytes,
-    }
-}
-
-fn batch(from: usize, to: usize) -> Vec<NewEntry> {
-    (from..to).map(|i| entry(&format!("e{i}"))).collect()
-}
+mod common;
+use common::{batch, entry};
 
 #[test]
 fn appends_dedups_and_reads_back() {

@@ -10,26 +10,14 @@ use aiaudit_store::{
 };
 use aiaudit_testpg::TempPostgres;
 use aiaudit_tlog::{
-    check_record, decode_entry_bundle, prove_record, record_hash, tree_hash, Checkpoint, Hash,
-    TreeBuilder,
+    check_record, decode_entry_bundle, prove_record, tree_hash, Checkpoint, Hash, TreeBuilder,
 };
 use std::collections::HashMap;
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-fn entry(id: &str) -> NewEntry {
-    let bytes =
-        format!(r#"{{"event":{{"id":"{id}","time":"2026-01-01T00:00:00Z"}},"v":1}}"#).into_bytes();
-    NewEntry {
-        id: id.to_string(),
-        leaf: record_hash(&bytes),
-        entry: bytes,
-    }
-}
-
-fn batch(from: usize, to: usize) -> Vec<NewEntry> {
-    (from..to).map(|i| entry(&format!("e{i}"))).collect()
-}
+mod common;
+use common::{batch, entry};
 
 fn root_of(leaves: &[Hash]) -> Hash {
     let mut t = TreeBuilder::new();

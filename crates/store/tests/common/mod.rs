@@ -1,0 +1,20 @@
+//! What the store's integration tests share: small entries with their ids.
+
+use aiaudit_store::NewEntry;
+use aiaudit_tlog::record_hash;
+
+/// An entry for event `id`, as the server would log it (a plain v1 entry).
+pub fn entry(id: &str) -> NewEntry {
+    let bytes =
+        format!(r#"{{"event":{{"id":"{id}","time":"2026-01-01T00:00:00Z"}},"v":1}}"#).into_bytes();
+    NewEntry {
+        id: id.to_string(),
+        leaf: record_hash(&bytes),
+        entry: bytes,
+    }
+}
+
+/// Entries for events `e{from}` .. `e{to - 1}`.
+pub fn batch(from: usize, to: usize) -> Vec<NewEntry> {
+    (from..to).map(|i| entry(&format!("e{i}"))).collect()
+}
