@@ -49,7 +49,7 @@ for i in $(seq 0 $((NODES - 1))); do
   dir="$WORK/node$i"
   mkdir -p "$dir"
   if [ "$i" -gt 0 ]; then
-    for f in log.key log.vkey admin.token master.key emitters.json; do
+    for f in log.key log.vkey admin.token master.key; do
       [ -f "$WORK/node0/$f" ] && cp -p "$WORK/node0/$f" "$dir/"
     done
   fi

@@ -891,3 +891,40 @@ fn a_token_made_on_one_node_works_on_every_node_and_a_revocation_reaches_them() 
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn an_emitter_registered_on_one_node_signs_for_every_node() {
+    use crate::signatures::{keygen, post_signed, register, signature_of};
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_nodes(&pg, root.path(), 2);
+    let (vkey, key_file) = keygen(root.path(), "edge-gw-9");
+    register(&nodes[0], "edge-gw-9", &vkey);
+    let signer =
+        aiaudit_tlog::Signer::parse(std::fs::read_to_string(&key_file).unwrap().trim()).unwrap();
+    // Node 1 never saw the registration: it finds the key in the database.
+    let events = vec![event("signed-on-1")];
+    let r = post_signed(
+        &nodes[1],
+        &events,
+        "edge-gw-9",
+        &signature_of(&signer, &events),
+    );
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+    // A wrong signature is still refused there.
+    let other = vec![event("forged")];
+    let r = post_signed(
+        &nodes[1],
+        &other,
+        "edge-gw-9",
+        &signature_of(&signer, &events),
+    );
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let listed = nodes[1].get_json("/v1/emitters");
+    assert_eq!(listed["emitters"][0]["name"], "edge-gw-9", "{listed}");
+    for (i, _) in nodes.iter().enumerate() {
+        assert!(!root.path().join(format!("node{i}/emitters.json")).exists());
+    }
+}

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-fn keygen(dir: &Path, name: &str) -> (String, std::path::PathBuf) {
+pub fn keygen(dir: &Path, name: &str) -> (String, std::path::PathBuf) {
     let key = dir.join(format!("{name}.key"));
     let out = aiaudit(&[
         "emitter",
@@ -32,7 +32,7 @@ fn keygen(dir: &Path, name: &str) -> (String, std::path::PathBuf) {
     (stdout(&out).trim().to_string(), key)
 }
 
-fn register(server: &Server, name: &str, vkey: &str) {
+pub fn register(server: &Server, name: &str, vkey: &str) {
     let out = aiaudit(&[
         "emitter",
         "register",
@@ -53,7 +53,7 @@ fn register(server: &Server, name: &str, vkey: &str) {
 }
 
 /// Posts a batch signed (or not) the way the SDK does.
-fn post_signed(
+pub fn post_signed(
     server: &Server,
     events: &[Value],
     emitter: &str,
@@ -70,7 +70,7 @@ fn post_signed(
         .unwrap()
 }
 
-fn signature_of(signer: &Signer, events: &[Value]) -> String {
+pub fn signature_of(signer: &Signer, events: &[Value]) -> String {
     let canonical: Vec<Vec<u8>> = events
         .iter()
         .map(|e| {

@@ -6,6 +6,7 @@
 //! `<data-dir>/admin.token` (mode 0600).
 
 use crate::problem::Problem;
+use crate::registry::{write_private, Format, Registry};
 use anyhow::Context;
 use axum::http::{header, HeaderMap, StatusCode};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,13 +14,9 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const TOKENS_FILE: &str = "tokens.json";
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
@@ -98,49 +95,33 @@ struct TokensFile {
     tokens: Vec<TokenRecord>,
 }
 
-/// The token registry of one ledger.
+/// The token registry of one ledger, by SHA-256 of the secret.
 pub struct Tokens {
-    path: PathBuf,
-    by_hash: RwLock<HashMap<String, TokenRecord>>,
-    /// On a shared log: where the registry lives, the version loaded, and
-    /// when an unknown token last made this node re-read it.
-    shared: Option<Arc<dyn aiaudit_store::Storage>>,
-    version: AtomicU64,
-    last_miss: Mutex<Option<Instant>>,
+    registry: Registry<HashMap<String, TokenRecord>>,
 }
 
-/// The shared document's name (`aiaudit_documents`).
 const TOKENS_DOCUMENT: &str = "tokens";
-/// How often a node takes in tokens made or revoked on other nodes; also
-/// the longest a revocation takes to reach every node.
-pub const TOKENS_REFRESH: Duration = Duration::from_secs(1);
-/// An unknown token re-reads the shared registry at most this often, so
-/// random tokens cannot turn into a flood of queries.
-const MISS_REFRESH: Duration = Duration::from_millis(250);
 
-fn parse_tokens(bytes: &[u8], what: &str) -> anyhow::Result<Vec<TokenRecord>> {
-    if bytes.is_empty() {
-        return Ok(Vec::new());
-    }
+fn parse_tokens(bytes: &[u8], what: &str) -> anyhow::Result<HashMap<String, TokenRecord>> {
     let file: TokensFile =
         serde_json::from_slice(bytes).with_context(|| format!("{what} is not a token registry"))?;
     if file.version != 1 {
         anyhow::bail!("{what}: unknown version {}", file.version);
     }
-    Ok(file.tokens)
+    Ok(file
+        .tokens
+        .into_iter()
+        .map(|t| (t.sha256.clone(), t))
+        .collect())
 }
 
-fn tokens_bytes(list: &[TokenRecord]) -> anyhow::Result<Vec<u8>> {
-    let mut list = list.to_vec();
+fn encode_tokens(map: &HashMap<String, TokenRecord>) -> anyhow::Result<Vec<u8>> {
+    let mut list: Vec<TokenRecord> = map.values().cloned().collect();
     list.sort_by(|a, b| (a.created_unix, &a.id).cmp(&(b.created_unix, &b.id)));
     Ok(serde_json::to_vec_pretty(&TokensFile {
         version: 1,
         tokens: list,
     })?)
-}
-
-fn by_hash(list: Vec<TokenRecord>) -> HashMap<String, TokenRecord> {
-    list.into_iter().map(|t| (t.sha256.clone(), t)).collect()
 }
 
 fn now_unix() -> u64 {
@@ -160,26 +141,6 @@ fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
     Ok(b)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
 impl Tokens {
     /// Loads the registry; on first start creates it with one admin token,
     /// written to `admin.token`. Returns the new admin secret if one was made.
@@ -189,45 +150,32 @@ impl Tokens {
         dir: &Path,
         shared: Option<Arc<dyn aiaudit_store::Storage>>,
     ) -> anyhow::Result<(Tokens, Option<String>)> {
-        let path = dir.join(TOKENS_FILE);
-        let local = if path.exists() {
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            Some(parse_tokens(&bytes, &path.display().to_string())?)
-        } else {
-            None
+        let had_file = dir.join(TOKENS_FILE).exists();
+        let format = Format {
+            parse: parse_tokens,
+            encode: encode_tokens,
         };
-        let tokens = Tokens {
-            path: path.clone(),
-            by_hash: RwLock::new(HashMap::new()),
-            shared,
-            version: AtomicU64::new(0),
-            last_miss: Mutex::new(None),
-        };
-        if tokens.shared.is_none() {
-            if let Some(list) = local {
-                *tokens.by_hash.write().unwrap() = by_hash(list);
-                return Ok((tokens, None));
-            }
+        let (registry, local) = Registry::open(dir, TOKENS_FILE, TOKENS_DOCUMENT, format, shared)?;
+        let tokens = Tokens { registry };
+        if !tokens.registry.shared() && had_file {
+            return Ok((tokens, None));
         }
         let mine = local.clone().unwrap_or_default();
         let admin = Tokens::make(Role::Admin, vec!["*".into()], None)?;
-        let made_admin = tokens.update(|list| {
-            for t in &mine {
-                match list.iter_mut().find(|x| x.id == t.id) {
-                    Some(x) => x.revoked |= t.revoked,
-                    None => list.push(t.clone()),
-                }
+        let made_admin = tokens.registry.update(|map| {
+            for (hash, t) in &mine {
+                map.entry(hash.clone())
+                    .and_modify(|x| x.revoked |= t.revoked)
+                    .or_insert_with(|| t.clone());
             }
-            if list.is_empty() {
-                list.push(admin.0.clone());
-                return Ok(true);
+            if map.is_empty() {
+                map.insert(admin.0.sha256.clone(), admin.0.clone());
+                return Ok::<_, anyhow::Error>(true);
             }
             Ok(false)
         })?;
-        if tokens.shared.is_some() && local.is_some() {
-            std::fs::remove_file(&path)?;
-            tracing::info!("token registry moved into the shared database");
+        if local.is_some() {
+            tokens.registry.remove_file()?;
         }
         if !made_admin {
             return Ok((tokens, None));
@@ -261,58 +209,14 @@ impl Tokens {
         Ok((record, secret))
     }
 
-    /// Changes the registry with `change` and saves it durably before this
-    /// node uses it; on a shared log, again from a fresh read when another
-    /// node changed it first.
-    fn update<T>(
-        &self,
-        change: impl Fn(&mut Vec<TokenRecord>) -> anyhow::Result<T>,
-    ) -> anyhow::Result<T> {
-        let Some(store) = &self.shared else {
-            let mut map = self.by_hash.write().unwrap();
-            let mut list: Vec<TokenRecord> = map.values().cloned().collect();
-            let out = change(&mut list)?;
-            write_private(&self.path, &tokens_bytes(&list)?)?;
-            *map = by_hash(list);
-            return Ok(out);
-        };
-        for _ in 0..16 {
-            let (mut list, version) = Tokens::read_shared(&**store)?;
-            let out = change(&mut list)?;
-            if store.save_document(TOKENS_DOCUMENT, &tokens_bytes(&list)?, version)? {
-                *self.by_hash.write().unwrap() = by_hash(list);
-                self.version.store(version + 1, Ordering::SeqCst);
-                return Ok(out);
-            }
-        }
-        anyhow::bail!("other nodes kept changing the token registry; retry")
-    }
-
-    fn read_shared(store: &dyn aiaudit_store::Storage) -> anyhow::Result<(Vec<TokenRecord>, u64)> {
-        match store.load_document(TOKENS_DOCUMENT)? {
-            Some((bytes, version)) => {
-                Ok((parse_tokens(&bytes, "the shared token registry")?, version))
-            }
-            None => anyhow::bail!("the storage backend keeps no shared documents"),
-        }
-    }
-
     /// Takes in tokens made or revoked on other nodes (shared log only).
     pub fn refresh(&self) -> anyhow::Result<()> {
-        let Some(store) = &self.shared else {
-            return Ok(());
-        };
-        let (list, version) = Tokens::read_shared(&**store)?;
-        if version != self.version.load(Ordering::SeqCst) {
-            *self.by_hash.write().unwrap() = by_hash(list);
-            self.version.store(version, Ordering::SeqCst);
-        }
-        Ok(())
+        self.registry.refresh()
     }
 
     /// Whether other nodes share this registry.
     pub fn shared(&self) -> bool {
-        self.shared.is_some()
+        self.registry.shared()
     }
 
     /// Creates a token and returns its record and secret (shown once).
@@ -323,50 +227,40 @@ impl Tokens {
         expires_unix: Option<u64>,
     ) -> anyhow::Result<(TokenRecord, String)> {
         let (record, secret) = Tokens::make(role, tenants, expires_unix)?;
-        self.update(|list| {
-            list.push(record.clone());
-            Ok(())
+        self.registry.update(|map| {
+            map.insert(record.sha256.clone(), record.clone());
+            Ok::<_, anyhow::Error>(())
         })?;
         Ok((record, secret))
     }
 
     pub fn list(&self) -> Vec<TokenRecord> {
-        let mut list: Vec<TokenRecord> = self.by_hash.read().unwrap().values().cloned().collect();
+        let mut list: Vec<TokenRecord> = self.registry.read(|m| m.values().cloned().collect());
         list.sort_by(|a, b| (a.created_unix, &a.id).cmp(&(b.created_unix, &b.id)));
         list
     }
 
     /// Revokes a token by id; takes effect for the next request (on other
-    /// nodes of a shared log within [`TOKENS_REFRESH`]). False if unknown.
+    /// nodes of a shared log within [`crate::registry::REFRESH`]). False if unknown.
     pub fn revoke(&self, id: &str) -> anyhow::Result<bool> {
-        self.update(|list| match list.iter_mut().find(|t| t.id == id) {
-            Some(t) => {
-                t.revoked = true;
-                Ok(true)
-            }
-            None => Ok(false),
-        })
+        self.registry
+            .update(|map| match map.values_mut().find(|t| t.id == id) {
+                Some(t) => {
+                    t.revoked = true;
+                    Ok::<_, anyhow::Error>(true)
+                }
+                None => Ok(false),
+            })
     }
 
-    /// Looks a secret up, re-reading a shared registry (at most every
-    /// [`MISS_REFRESH`]) when it is unknown here: it may be brand new.
+    /// Looks a secret up; one unknown here may be brand new on another node.
     fn find(&self, secret: &str) -> Option<TokenRecord> {
         let hash = sha256_hex(secret);
-        if let Some(r) = self.by_hash.read().unwrap().get(&hash) {
-            return Some(r.clone());
+        let found = self.registry.read(|m| m.get(&hash).cloned());
+        if found.is_some() || !self.registry.refresh_on_miss() {
+            return found;
         }
-        self.shared.as_ref()?;
-        {
-            let mut last = self.last_miss.lock().unwrap();
-            if last.is_some_and(|t| t.elapsed() < MISS_REFRESH) {
-                return None;
-            }
-            *last = Some(Instant::now());
-        }
-        if let Err(e) = self.refresh() {
-            tracing::warn!(error = %e, "re-reading the shared token registry");
-        }
-        self.by_hash.read().unwrap().get(&hash).cloned()
+        self.registry.read(|m| m.get(&hash).cloned())
     }
 
     /// The caller of a request: `None` without an Authorization header,
@@ -435,26 +329,6 @@ pub fn parse_duration_secs(s: &str) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(mult)
-}
-
-/// Takes in tokens made or revoked on the other nodes of a shared log every
-/// [`TOKENS_REFRESH`].
-pub fn spawn_refresh(ledger: Arc<crate::Ledger>) {
-    tokio::spawn(async move {
-        let mut failing = false;
-        loop {
-            tokio::time::sleep(TOKENS_REFRESH).await;
-            let l = ledger.clone();
-            match tokio::task::spawn_blocking(move || l.tokens.refresh()).await {
-                Ok(Ok(())) => failing = false,
-                Ok(Err(e)) if !failing => {
-                    tracing::warn!(error = %e, "re-reading the shared token registry");
-                    failing = true;
-                }
-                _ => {}
-            }
-        }
-    });
 }
 
 #[cfg(test)]

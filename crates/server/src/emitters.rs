@@ -1,14 +1,16 @@
 //! Registered emitters: each has its own Ed25519 key, with which it may sign
-//! batches (`<data-dir>/emitters.json`). Registration is an admin action.
+//! batches (`<data-dir>/emitters.json`, or on a shared log a document in the
+//! database: see `crate::registry`). Registration is an admin action.
 
+use crate::registry::{Format, Registry};
 use aiaudit_tlog::Verifier;
 use anyhow::Context;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::path::Path;
+use std::sync::Arc;
 
 pub const EMITTERS_FILE: &str = "emitters.json";
 
@@ -31,32 +33,62 @@ struct EmittersFile {
 }
 
 pub struct Emitters {
-    path: PathBuf,
-    by_name: RwLock<BTreeMap<String, EmitterRecord>>,
+    registry: Registry<BTreeMap<String, EmitterRecord>>,
+}
+
+const EMITTERS_DOCUMENT: &str = "emitters";
+
+fn parse_emitters(bytes: &[u8], what: &str) -> anyhow::Result<BTreeMap<String, EmitterRecord>> {
+    let file: EmittersFile = serde_json::from_slice(bytes)
+        .with_context(|| format!("{what} is not an emitter registry"))?;
+    if file.version != 1 {
+        anyhow::bail!("{what}: unknown version {}", file.version);
+    }
+    let mut by_name = BTreeMap::new();
+    for e in file.emitters {
+        Verifier::parse(&e.verifier_key)
+            .with_context(|| format!("{what}: emitter {:?}", e.name))?;
+        by_name.insert(e.name.clone(), e);
+    }
+    Ok(by_name)
+}
+
+fn encode_emitters(map: &BTreeMap<String, EmitterRecord>) -> anyhow::Result<Vec<u8>> {
+    Ok(serde_json::to_vec_pretty(&EmittersFile {
+        version: 1,
+        emitters: map.values().cloned().collect(),
+    })?)
 }
 
 impl Emitters {
-    pub fn open(dir: &Path) -> anyhow::Result<Emitters> {
-        let path = dir.join(EMITTERS_FILE);
-        let mut by_name = BTreeMap::new();
-        if path.exists() {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let file: EmittersFile = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not an emitter registry", path.display()))?;
-            if file.version != 1 {
-                anyhow::bail!("{}: unknown version {}", path.display(), file.version);
-            }
-            for e in file.emitters {
-                Verifier::parse(&e.verifier_key)
-                    .with_context(|| format!("{}: emitter {:?}", path.display(), e.name))?;
-                by_name.insert(e.name.clone(), e);
-            }
+    /// Opens the registry; on a shared log an `emitters.json` left from
+    /// before is merged in (the database's entry wins for a name in both)
+    /// and removed.
+    pub fn open(
+        dir: &Path,
+        shared: Option<Arc<dyn aiaudit_store::Storage>>,
+    ) -> anyhow::Result<Emitters> {
+        let format = Format {
+            parse: parse_emitters,
+            encode: encode_emitters,
+        };
+        let (registry, local) =
+            Registry::open(dir, EMITTERS_FILE, EMITTERS_DOCUMENT, format, shared)?;
+        if let Some(local) = local {
+            registry.update(|map| {
+                for (name, e) in &local {
+                    map.entry(name.clone()).or_insert_with(|| e.clone());
+                }
+                Ok::<_, anyhow::Error>(())
+            })?;
+            registry.remove_file()?;
         }
-        Ok(Emitters {
-            path,
-            by_name: RwLock::new(by_name),
-        })
+        Ok(Emitters { registry })
+    }
+
+    /// Takes in emitters registered on other nodes (shared log only).
+    pub fn refresh(&self) -> anyhow::Result<()> {
+        self.registry.refresh()
     }
 
     /// Registers (or replaces the key of) an emitter. `public_key` is a
@@ -91,45 +123,45 @@ impl Emitters {
                 .unwrap_or(0),
             tenants,
         };
-        let mut map = self.by_name.write().unwrap();
-        let previous = map.insert(name.to_string(), record.clone());
-        if let Err(e) = self.save(&map) {
-            match previous {
-                Some(p) => map.insert(name.to_string(), p),
-                None => map.remove(name),
-            };
-            return Err(format!("saving the registry failed: {e}"));
-        }
+        self.registry
+            .update(|map| {
+                map.insert(name.to_string(), record.clone());
+                Ok::<_, anyhow::Error>(())
+            })
+            .map_err(|e| format!("saving the registry failed: {e:#}"))?;
         Ok(record)
     }
 
-    fn save(&self, map: &BTreeMap<String, EmitterRecord>) -> anyhow::Result<()> {
-        let file = EmittersFile {
-            version: 1,
-            emitters: map.values().cloned().collect(),
-        };
-        let dir = self.path.parent().context("registry path")?;
-        aiaudit_store::write_atomically(dir, EMITTERS_FILE, &serde_json::to_vec_pretty(&file)?)?;
-        Ok(())
-    }
-
     pub fn list(&self) -> Vec<EmitterRecord> {
-        self.by_name.read().unwrap().values().cloned().collect()
+        self.registry.read(|m| m.values().cloned().collect())
     }
 
     /// The first of `names` that is a registered emitter allowed tenants.
     pub fn by_certificate(&self, names: &[String]) -> Option<EmitterRecord> {
-        let map = self.by_name.read().unwrap();
-        names
-            .iter()
-            .filter_map(|n| map.get(n))
-            .find(|e| !e.tenants.is_empty())
-            .cloned()
+        let find = |m: &BTreeMap<String, EmitterRecord>| {
+            names
+                .iter()
+                .filter_map(|n| m.get(n))
+                .find(|e| !e.tenants.is_empty())
+                .cloned()
+        };
+        let found = self.registry.read(find);
+        if found.is_some() || !self.registry.refresh_on_miss() {
+            return found;
+        }
+        self.registry.read(find)
     }
 
+    /// An emitter's key; one unknown here may be brand new on another node.
     pub fn verifier(&self, name: &str) -> Option<Verifier> {
-        let map = self.by_name.read().unwrap();
-        map.get(name)
-            .and_then(|e| Verifier::parse(&e.verifier_key).ok())
+        let find = |m: &BTreeMap<String, EmitterRecord>| {
+            m.get(name)
+                .and_then(|e| Verifier::parse(&e.verifier_key).ok())
+        };
+        let found = self.registry.read(find);
+        if found.is_some() || !self.registry.refresh_on_miss() {
+            return found;
+        }
+        self.registry.read(find)
     }
 }

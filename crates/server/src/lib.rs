@@ -24,6 +24,7 @@ pub mod otlp;
 pub mod policies;
 pub mod problem;
 pub mod publisher;
+pub mod registry;
 pub mod reports;
 pub mod retention;
 pub mod scrub;
@@ -115,7 +116,8 @@ pub async fn start_with_storage(
             config.data_dir.join(auth::ADMIN_TOKEN_FILE).display()
         );
     }
-    let emitters = emitters::Emitters::open(&config.data_dir)?;
+    let emitters =
+        emitters::Emitters::open(&config.data_dir, store.shared().then(|| store.clone()))?;
     let keyring = {
         let (config, store) = (config.clone(), store.clone());
         Arc::new(tokio::task::spawn_blocking(move || keys::open_keyring(&config, &*store)).await??)
@@ -126,7 +128,8 @@ pub async fn start_with_storage(
     }
     let holds = {
         let (dir, store) = (config.data_dir.clone(), store.clone());
-        tokio::task::spawn_blocking(move || retention::Holds::open(&dir, &store)).await??
+        let shared = store.shared().then_some(store);
+        tokio::task::spawn_blocking(move || retention::Holds::open(&dir, shared)).await??
     };
     let initial = publisher::initial(&*store, &signer, &verifier)?;
     let (latest_tx, latest) = watch::channel(Arc::new(initial));
@@ -225,7 +228,7 @@ pub async fn serve(
     let listen = config.listen.clone();
     let ledger = start(config).await?;
     if ledger.tokens.shared() {
-        auth::spawn_refresh(ledger.clone());
+        registry::spawn_refresh(ledger.clone());
     }
     backups::spawn(ledger.clone())?;
     retention::spawn(ledger.clone(), ledger.config.retention_check_interval);

@@ -180,3 +180,11 @@ impl From<aiaudit_index::Error> for Problem {
         }
     }
 }
+
+/// A registry or other state that could not be saved or read: transient.
+impl From<anyhow::Error> for Problem {
+    fn from(e: anyhow::Error) -> Self {
+        tracing::error!(error = %format!("{e:#}"), "state unavailable");
+        Problem::unavailable(format!("{e:#}"))
+    }
+}

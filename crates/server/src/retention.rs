@@ -10,6 +10,7 @@
 use crate::api::{read_json_body, require_admin};
 use crate::auth::{self, forbidden};
 use crate::problem::Problem;
+use crate::registry::{Format, Registry};
 use crate::Ledger;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -18,8 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 type ApiResult<T> = Result<T, Problem>;
@@ -42,23 +42,16 @@ struct HoldsFile {
     holds: Vec<Hold>,
 }
 
-/// The legal holds in force: `<data-dir>/holds.json` (replaced atomically)
-/// on a log of one node; on a shared log, a document in the database every
-/// node reads at each use, so a hold placed through any node stops expiry
-/// on the node that runs it.
+/// The legal holds in force: `<data-dir>/holds.json`, or on a shared log a
+/// document in the database that is read fresh before every decision, so a
+/// hold placed through any node stops expiry on the node that runs it.
 pub struct Holds {
-    path: PathBuf,
-    holds: Mutex<Vec<Hold>>,
-    shared: Option<Arc<dyn aiaudit_store::Storage>>,
+    registry: Registry<Vec<Hold>>,
 }
 
-/// The shared document's name (`aiaudit_documents`).
 const HOLDS_DOCUMENT: &str = "holds";
 
 fn parse_holds(bytes: &[u8], what: &str) -> anyhow::Result<Vec<Hold>> {
-    if bytes.is_empty() {
-        return Ok(Vec::new());
-    }
     let f: HoldsFile = serde_json::from_slice(bytes).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
     if f.version != 1 {
         anyhow::bail!("{what}: unknown version {}", f.version);
@@ -66,69 +59,44 @@ fn parse_holds(bytes: &[u8], what: &str) -> anyhow::Result<Vec<Hold>> {
     Ok(f.holds)
 }
 
-fn holds_bytes(holds: &[Hold]) -> anyhow::Result<Vec<u8>> {
+// The registry's format takes `&T`, here `&Vec<Hold>`.
+#[allow(clippy::ptr_arg)]
+fn encode_holds(holds: &Vec<Hold>) -> anyhow::Result<Vec<u8>> {
     Ok(serde_json::to_vec_pretty(&HoldsFile {
         version: 1,
-        holds: holds.to_vec(),
+        holds: holds.clone(),
     })?)
 }
 
-/// Tries before giving up when other nodes keep changing the holds.
-const MAX_HOLD_RACES: usize = 16;
-
 impl Holds {
-    /// Opens the holds: the data directory's file, or on a shared log the
-    /// database's document, into which a file left from before is merged
-    /// (holds only ever add protection) and then removed.
+    /// Opens the holds; on a shared log a `holds.json` left from before is
+    /// merged in (holds only ever add protection) and removed.
     pub fn open(
         dir: &std::path::Path,
-        store: &Arc<dyn aiaudit_store::Storage>,
+        shared: Option<Arc<dyn aiaudit_store::Storage>>,
     ) -> anyhow::Result<Holds> {
-        let path = dir.join(HOLDS_FILE);
-        let local = match std::fs::read(&path) {
-            Ok(bytes) => parse_holds(&bytes, &path.display().to_string())?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e.into()),
+        let format = Format {
+            parse: parse_holds,
+            encode: encode_holds,
         };
-        let holds = Holds {
-            path: path.clone(),
-            holds: Mutex::new(local.clone()),
-            shared: store.shared().then(|| store.clone()),
-        };
-        if holds.shared.is_some() && path.exists() {
-            holds
-                .update(|all| {
-                    for h in &local {
-                        if !all.iter().any(|x| x.id == h.id) {
-                            all.push(h.clone());
-                        }
+        let (registry, local) = Registry::open(dir, HOLDS_FILE, HOLDS_DOCUMENT, format, shared)?;
+        if let Some(local) = local {
+            registry.update(|all| {
+                for h in &local {
+                    if !all.iter().any(|x| x.id == h.id) {
+                        all.push(h.clone());
                     }
-                    Ok(())
-                })
-                .map_err(|p| {
-                    anyhow::anyhow!("moving {} into the database: {}", path.display(), p.detail)
-                })?;
-            std::fs::remove_file(&path)?;
-            tracing::info!(
-                holds = local.len(),
-                "legal holds moved into the shared database"
-            );
+                }
+                Ok::<_, anyhow::Error>(())
+            })?;
+            registry.remove_file()?;
         }
-        Ok(holds)
+        Ok(Holds { registry })
     }
 
-    fn read_shared(store: &dyn aiaudit_store::Storage) -> anyhow::Result<(Vec<Hold>, u64)> {
-        match store.load_document(HOLDS_DOCUMENT)? {
-            Some((bytes, version)) => Ok((parse_holds(&bytes, "the shared legal holds")?, version)),
-            None => anyhow::bail!("the storage backend keeps no shared documents"),
-        }
-    }
-
+    /// The holds in force, read fresh on a shared log.
     pub fn list(&self) -> anyhow::Result<Vec<Hold>> {
-        match &self.shared {
-            Some(store) => Ok(Holds::read_shared(&**store)?.0),
-            None => Ok(self.holds.lock().expect("holds lock").clone()),
-        }
+        self.registry.read_fresh(|h| h.clone())
     }
 
     /// Whether a hold covers `tenant`. On error the caller must act as if
@@ -140,39 +108,12 @@ impl Holds {
             .any(|h| h.tenant == tenant || h.tenant == "*"))
     }
 
-    /// Changes the holds with `change` and saves them durably; on a shared
-    /// log, again from a fresh read when another node changed them first.
+    pub fn refresh(&self) -> anyhow::Result<()> {
+        self.registry.refresh()
+    }
+
     fn update<T>(&self, change: impl Fn(&mut Vec<Hold>) -> ApiResult<T>) -> ApiResult<T> {
-        let unavailable =
-            |e: anyhow::Error| Problem::unavailable(format!("saving legal holds failed: {e}"));
-        let Some(store) = &self.shared else {
-            let mut holds = self.holds.lock().expect("holds lock");
-            let mut next = holds.clone();
-            let out = change(&mut next)?;
-            let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
-            aiaudit_store::write_atomically(
-                dir,
-                HOLDS_FILE,
-                &holds_bytes(&next).map_err(unavailable)?,
-            )
-            .map_err(|e| unavailable(e.into()))?;
-            *holds = next;
-            return Ok(out);
-        };
-        for _ in 0..MAX_HOLD_RACES {
-            let (mut next, version) = Holds::read_shared(&**store).map_err(unavailable)?;
-            let out = change(&mut next)?;
-            let bytes = holds_bytes(&next).map_err(unavailable)?;
-            if store
-                .save_document(HOLDS_DOCUMENT, &bytes, version)
-                .map_err(|e| unavailable(e.into()))?
-            {
-                return Ok(out);
-            }
-        }
-        Err(Problem::unavailable(
-            "other nodes kept changing the legal holds; retry",
-        ))
+        self.registry.update(change)
     }
 }
 
