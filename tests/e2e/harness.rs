@@ -2,7 +2,6 @@
 
 use aiaudit_tlog::{decode_entry_bundle, Tile, TileKind};
 use serde_json::{json, Value};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -16,13 +15,7 @@ pub struct Server {
     pub token: String,
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use aiaudit_testpg::free_port;
 
 impl Server {
     pub fn start(data_dir: &Path) -> Server {
