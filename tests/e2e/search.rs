@@ -104,6 +104,26 @@ fn search_filters_pages_and_rebuilds_from_the_log() {
         ),
         asc
     );
+    // A subject is stored as the tenant's HMAC tag; its plain name finds
+    // the same events as the tag does.
+    let zed = expect(&|i| i % 10 == 0 && i % 3 != 0);
+    assert!(!zed.is_empty());
+    assert_eq!(
+        all_indexes(&server, &t, "tenant=acme&subject=subject-zed"),
+        zed
+    );
+    let tag: Value = server
+        .authorized(client().post(format!("{}/v1/hash", server.url)))
+        .json(&json!({"tenant": "acme", "value": "subject-zed"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let tag = tag["hmac"].as_str().unwrap().to_string();
+    assert_eq!(
+        all_indexes(&server, &t, &format!("tenant=acme&subject={tag}")),
+        zed
+    );
     // Full events come back, decrypted for a reader of the tenant.
     let (_, page) = search(&server, &t, "tenant=acme&limit=1");
     assert_eq!(page["events"][0]["event"]["input"]["content"], "prompt 119");

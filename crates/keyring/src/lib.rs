@@ -15,7 +15,9 @@ mod ring;
 
 pub use master::{KeyProvider, LocalMasterKey, MasterKeySource, Wrapped};
 pub use records::{FileRecords, Record, RecordStore, KEYRING_FILE, RECORD_LEN};
-pub use ring::{valid_record, KeyChoice, Keyring, KeyringStats, DEFAULT_MAX_KEY_AGE_SECS};
+pub use ring::{
+    valid_record, KeyChoice, Keyring, KeyringStats, DEFAULT_MAX_KEY_AGE_SECS, HMAC_PREFIX,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

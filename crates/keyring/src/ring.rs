@@ -436,6 +436,13 @@ impl Keyring {
         Ok(tag_string(&hmac_raw(&salt, value)))
     }
 
+    /// Like [`Keyring::hmac`], but never creates the salt: None for a tenant
+    /// that has none yet (so nothing of it was ever tagged).
+    pub fn hmac_if_salted(&self, tenant: &str, value: &[u8]) -> Option<String> {
+        let salt = self.state.read().expect("keyring lock").salt(tenant)?;
+        Some(tag_string(&hmac_raw(&salt, value)))
+    }
+
     /// Crypto-shredding: destroys every key (current and rotated) of the
     /// subject. Returns how many keys were destroyed and the subject's tag.
     pub fn erase(&self, tenant: &str, subject: &str) -> Result<(usize, Option<String>)> {
@@ -844,8 +851,13 @@ mod tests {
     fn hmac_is_per_tenant_and_stable() {
         let dir = tempfile::tempdir().unwrap();
         let ring = open(dir.path());
+        assert_eq!(ring.hmac_if_salted("a", b"alice@example.com"), None);
         let a = ring.hmac("a", b"alice@example.com").unwrap();
         assert_eq!(a, ring.hmac("a", b"alice@example.com").unwrap());
+        assert_eq!(
+            ring.hmac_if_salted("a", b"alice@example.com"),
+            Some(a.clone())
+        );
         assert_ne!(a, ring.hmac("b", b"alice@example.com").unwrap());
         let tag = ring.choose(&[("a", Some("alice@example.com"))]).unwrap()[0]
             .subject_tag

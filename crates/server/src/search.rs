@@ -227,6 +227,15 @@ pub fn scope(ledger: &Ledger, headers: &HeaderMap, q: &mut Query) -> ApiResult<a
         if !p.can_read(t) {
             return Err(forbidden(format!("this token may not read tenant {t:?}")));
         }
+        // Sealed events keep their subject as the tenant's HMAC tag: a plain
+        // subject is searched by its tag (`POST /v1/hash` gives the same).
+        if let Some(s) = q.subject.as_ref().filter(|_| ledger.config.encryption) {
+            if !s.starts_with(aiaudit_keyring::HMAC_PREFIX) {
+                if let Some(tag) = ledger.keyring.hmac_if_salted(t, s.as_bytes()) {
+                    q.subject = Some(tag);
+                }
+            }
+        }
     } else if !p.can_read_all() {
         if !p.tenants.iter().any(|t| p.can_read(t)) {
             return Err(forbidden("searching needs an auditor or admin token"));
