@@ -747,6 +747,49 @@ fn array(ids: &[i64]) -> Array {
     Rc::new(ids.iter().map(|&i| SqlValue::Integer(i)).collect())
 }
 
+/// Per-source rows of a period (day, count, first, last), folded into
+/// [`SourceSummary`]s; both backends group the same way.
+#[derive(Default)]
+pub(crate) struct SourceTally {
+    by: BTreeMap<Option<String>, (SourceSummary, BTreeSet<i64>)>,
+}
+
+impl SourceTally {
+    pub(crate) fn add(
+        &mut self,
+        source: Option<String>,
+        day: i64,
+        events: u64,
+        first_ms: i64,
+        last_ms: i64,
+    ) {
+        let (s, days) = self.by.entry(source.clone()).or_insert_with(|| {
+            let s = SourceSummary {
+                source,
+                events: 0,
+                first_ms: i64::MAX,
+                last_ms: i64::MIN,
+                days_with_events: 0,
+            };
+            (s, BTreeSet::new())
+        });
+        days.insert(day);
+        s.events += events;
+        s.first_ms = s.first_ms.min(first_ms);
+        s.last_ms = s.last_ms.max(last_ms);
+    }
+
+    pub(crate) fn finish(self) -> Vec<SourceSummary> {
+        self.by
+            .into_values()
+            .map(|(mut s, days)| {
+                s.days_with_events = days.len() as u64;
+                s
+            })
+            .collect()
+    }
+}
+
 impl SearchIndex {
     /// Opens (creating) the index at `path`. An index of another version is
     /// emptied, to be rebuilt from the log.
@@ -1261,7 +1304,7 @@ impl SearchIndex {
 
     /// Per source: events, first and last event time, days with events.
     pub fn sources(&self, p: &Period) -> Result<Vec<SourceSummary>> {
-        let mut by: BTreeMap<Option<String>, (SourceSummary, BTreeSet<i64>)> = BTreeMap::new();
+        let mut by = SourceTally::default();
         self.over_period(
             p,
             &[],
@@ -1270,31 +1313,17 @@ impl SearchIndex {
              GROUP BY 1, 2",
             &[],
             |r| {
-                let source: Option<String> = r.get(0)?;
-                let (s, days) = by.entry(source.clone()).or_insert_with(|| {
-                    let s = SourceSummary {
-                        source,
-                        events: 0,
-                        first_ms: i64::MAX,
-                        last_ms: i64::MIN,
-                        days_with_events: 0,
-                    };
-                    (s, BTreeSet::new())
-                });
-                days.insert(r.get::<_, i64>(1)?);
-                s.events += r.get::<_, i64>(2)? as u64;
-                s.first_ms = s.first_ms.min(r.get(3)?);
-                s.last_ms = s.last_ms.max(r.get(4)?);
+                by.add(
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get::<_, i64>(2)? as u64,
+                    r.get(3)?,
+                    r.get(4)?,
+                );
                 Ok(())
             },
         )?;
-        Ok(by
-            .into_values()
-            .map(|(mut s, days)| {
-                s.days_with_events = days.len() as u64;
-                s
-            })
-            .collect())
+        Ok(by.finish())
     }
 
     /// Per (day of the period, source): events over time per AI system.

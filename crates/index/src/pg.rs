@@ -36,7 +36,7 @@ use crate::{
 };
 use crate::{DaySource, SourceAction};
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
@@ -343,32 +343,17 @@ impl PgSearchIndex {
             ),
             Vec::new(),
             |rows| {
-                let mut by: BTreeMap<Option<String>, (SourceSummary, BTreeSet<i64>)> =
-                    BTreeMap::new();
+                let mut by = crate::SourceTally::default();
                 for r in rows {
-                    let source = opt_text(&r, 0)?;
-                    let (s, days) = by.entry(source.clone()).or_insert_with(|| {
-                        let s = SourceSummary {
-                            source,
-                            events: 0,
-                            first_ms: i64::MAX,
-                            last_ms: i64::MIN,
-                            days_with_events: 0,
-                        };
-                        (s, BTreeSet::new())
-                    });
-                    days.insert(r.try_get::<_, i64>(1)?);
-                    s.events += r.try_get::<_, i64>(2)? as u64;
-                    s.first_ms = s.first_ms.min(r.try_get(3)?);
-                    s.last_ms = s.last_ms.max(r.try_get(4)?);
+                    by.add(
+                        opt_text(&r, 0)?,
+                        r.try_get(1)?,
+                        r.try_get::<_, i64>(2)? as u64,
+                        r.try_get(3)?,
+                        r.try_get(4)?,
+                    );
                 }
-                Ok(by
-                    .into_values()
-                    .map(|(mut s, days)| {
-                        s.days_with_events = days.len() as u64;
-                        s
-                    })
-                    .collect())
+                Ok(by.finish())
             },
         )
     }
