@@ -369,14 +369,20 @@ impl Drop for PgStore {
     }
 }
 
-async fn migrate(c: &mut deadpool_postgres::Object) -> Result<()> {
-    let tx = c.transaction().await?;
+/// Takes a transaction-level advisory lock: held until COMMIT or ROLLBACK.
+async fn xact_lock(tx: &deadpool_postgres::Transaction<'_>, key: i64) -> Result<()> {
     tx.execute(
         &tx.prepare_cached("SELECT pg_advisory_xact_lock($1)")
             .await?,
-        &[&MIGRATION_LOCK],
+        &[&key],
     )
     .await?;
+    Ok(())
+}
+
+async fn migrate(c: &mut deadpool_postgres::Object) -> Result<()> {
+    let tx = c.transaction().await?;
+    xact_lock(&tx, MIGRATION_LOCK).await?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS aiaudit_schema (version integer PRIMARY KEY)")
         .await?;
     let have: i32 = tx
@@ -1108,12 +1114,7 @@ impl aiaudit_keyring::RecordStore for PgKeyRecords {
         self.run(async move {
             let mut c = pool.get().await?;
             let tx = c.transaction().await?;
-            tx.execute(
-                &tx.prepare_cached("SELECT pg_advisory_xact_lock($1)")
-                    .await?,
-                &[&KEYRING_LOCK],
-            )
-            .await?;
+            xact_lock(&tx, KEYRING_LOCK).await?;
             let count: i64 = tx
                 .query_one(
                     &tx.prepare_cached("SELECT count(*) FROM aiaudit_keyring")
@@ -1151,12 +1152,7 @@ impl aiaudit_keyring::RecordStore for PgKeyRecords {
         self.run(async move {
             let mut c = pool.get().await?;
             let tx = c.transaction().await?;
-            tx.execute(
-                &tx.prepare_cached("SELECT pg_advisory_xact_lock($1)")
-                    .await?,
-                &[&KEYRING_LOCK],
-            )
-            .await?;
+            xact_lock(&tx, KEYRING_LOCK).await?;
             let changed = tx
                 .execute(
                     &tx.prepare_cached(
