@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
         let Ok(checked) = aiaudit_event::check(&event) else {
             continue;
         };
-        let Ok(prepared) = aiaudit_event::finish(checked.clone(), None) else {
+        let Ok(prepared) = aiaudit_event::finish(checked.clone(), None, None) else {
             continue;
         };
         let entry = aiaudit_event::decode_entry(&prepared.entry).expect("own entry decodes");

@@ -124,10 +124,10 @@ fn append(
     let mut batch = Vec::with_capacity(entries.len());
     for (i, (entry, leaf)) in entries.iter().zip(leaves).enumerate() {
         let index = from + i as u64;
-        let id = aiaudit_event::entry_id(entry)
+        let key = aiaudit_event::entry_dedup_key(entry)
             .with_context(|| format!("entry {index}: no event id"))?;
         batch.push(NewEntry {
-            id,
+            key,
             entry: entry.to_vec(),
             leaf: *leaf,
         });
@@ -137,7 +137,7 @@ fn append(
         bail!(
             "entry {} repeats the event id {:?} of entry {}",
             from + i as u64,
-            batch[i].id,
+            batch[i].key,
             a.index
         );
     }

@@ -141,7 +141,9 @@ async fn full_and_incremental_verify_and_restore() {
     let (size, root) = store.sync().unwrap();
     assert_eq!((size, root), log.root());
     assert_eq!(store.checkpoint().unwrap().unwrap(), v.checkpoint);
-    assert_eq!(store.lookup_id("ev-20599").unwrap(), Some(20_599));
+    // The test entries name no tenant: their key is "" and the id.
+    let key = aiaudit_event::dedup_key("", "ev-20599");
+    assert_eq!(store.lookup_key(&key).unwrap(), Some(20_599));
     assert_eq!(
         std::fs::read(data.join("keyring")).unwrap(),
         b"wrapped keys"

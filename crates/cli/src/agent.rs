@@ -34,6 +34,13 @@ pub struct AgentArgs {
     /// Largest request body accepted from applications.
     #[arg(long, default_value_t = 32 << 20)]
     max_body_bytes: usize,
+    /// Most events (or OTLP log records) one request may carry.
+    #[arg(long, default_value_t = aiaudit_server::config::DEFAULT_MAX_BATCH_EVENTS)]
+    max_batch_events: usize,
+    /// The token applications must send (`Authorization: Bearer …`); by
+    /// default `agent.token` in the spool directory, created 0600 on first start.
+    #[arg(long, env = "AIAUDIT_AGENT_TOKEN", hide_env_values = true)]
+    local_token: Option<String>,
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
@@ -45,6 +52,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         spool_dir: args.spool_dir,
         spool_max_bytes: args.spool_max_bytes,
         max_body_bytes: args.max_body_bytes,
+        max_batch_events: args.max_batch_events,
+        local_token: args.local_token,
         signing_key: args
             .signing_key
             .as_deref()

@@ -72,10 +72,10 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .enumerate()
             .map(|(i, e)| {
-                let id = aiaudit_event::entry_id(e)
+                let key = aiaudit_event::entry_dedup_key(e)
                     .with_context(|| format!("entry {} has no readable id", at + i as u64))?;
                 Ok(NewEntry {
-                    id,
+                    key,
                     entry: e.to_vec(),
                     leaf: record_hash(e),
                 })

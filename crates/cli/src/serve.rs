@@ -29,6 +29,9 @@ pub struct ServeArgs {
     /// Largest request body in bytes [default: 33554432]
     #[arg(long, env = "AIAUDIT_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
+    /// Most events (or OTLP log records) one request may carry [default: 10000]
+    #[arg(long, env = "AIAUDIT_MAX_BATCH_EVENTS")]
+    max_batch_events: Option<usize>,
     /// Most events per group commit [default: 20000]
     #[arg(long, env = "AIAUDIT_GROUP_COMMIT_MAX_EVENTS")]
     group_commit_max_events: Option<usize>,
@@ -113,6 +116,7 @@ struct FileConfig {
     origin: Option<String>,
     publish_interval_ms: Option<u64>,
     max_body_bytes: Option<usize>,
+    max_batch_events: Option<usize>,
     group_commit_max_events: Option<usize>,
     public_reads: Option<bool>,
     require_signed_tenants: Option<Vec<String>>,
@@ -213,6 +217,11 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
             .max_body_bytes
             .or(file.max_body_bytes)
             .unwrap_or(d.max_body_bytes),
+        max_batch_events: args
+            .max_batch_events
+            .or(file.max_batch_events)
+            .unwrap_or(d.max_batch_events)
+            .max(1),
         group_commit_max_events: args
             .group_commit_max_events
             .or(file.group_commit_max_events)

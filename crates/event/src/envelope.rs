@@ -110,6 +110,7 @@ pub fn clear_fields(event: &Map<String, Value>) -> Map<String, Value> {
 pub fn seal(
     checked: &CheckedEvent,
     signature: Option<&EventSignature>,
+    appended_by: Option<&str>,
     redacted: &[String],
     subject_tag: Option<&str>,
     key: DataKey<'_>,
@@ -153,7 +154,9 @@ pub fn seal(
         }
     }
     let mut entry = Vec::with_capacity(ct.len() * 4 / 3 + 256);
-    entry.extend_from_slice(b"{\"commitment\":\"");
+    entry.push(b'{');
+    crate::write_appended_by(&mut entry, appended_by);
+    entry.extend_from_slice(b"\"commitment\":\"");
     entry.extend_from_slice(B64.encode(commitment).as_bytes());
     entry.extend_from_slice(b"\",\"index\":");
     write_canonical(&mut entry, &Value::Object(index));
@@ -177,6 +180,7 @@ pub fn seal(
     let leaf = record_hash(&entry);
     Ok(PreparedEvent {
         id: checked.id.clone(),
+        dedup_key: crate::dedup_key(checked.tenant(), &checked.id),
         entry,
         leaf,
     })
@@ -216,6 +220,8 @@ pub struct Stored {
     /// v1: the entry itself; v2: `None` until opened.
     pub plain: Option<crate::Entry>,
     pub sealed: Option<Sealed>,
+    /// Who appended it (clear in every version); `None` before provenance was recorded.
+    pub appended_by: Option<String>,
 }
 
 impl Stored {
@@ -256,6 +262,7 @@ pub fn decode_stored(entry: &[u8]) -> Result<Stored, EventError> {
             let plain = crate::decode_entry(entry)?;
             Ok(Stored {
                 version: 1,
+                appended_by: plain.appended_by.clone(),
                 index: plain.event.clone(),
                 plain: Some(plain),
                 sealed: None,
@@ -293,6 +300,7 @@ pub fn decode_stored(entry: &[u8]) -> Result<Stored, EventError> {
                 .map_err(|_| err("/commitment", "a commitment is 32 bytes"))?;
             Ok(Stored {
                 version: 2,
+                appended_by: crate::appended_by_of(&obj)?,
                 index,
                 plain: None,
                 sealed: Some(Sealed {
@@ -381,6 +389,7 @@ mod tests {
         let p = seal(
             &c,
             None,
+            Some("token:t1"),
             &[],
             Some("tag1"),
             DataKey { id: 9, key: &KEY },
@@ -393,6 +402,8 @@ mod tests {
         assert_eq!(p.leaf, record_hash(&p.entry));
         let stored = decode_stored(&p.entry).unwrap();
         assert_eq!(stored.version, 2);
+        assert!(text.starts_with(r#"{"appended_by":"token:t1","commitment":"#));
+        assert_eq!(stored.appended_by.as_deref(), Some("token:t1"));
         assert_eq!(stored.id(), Some("e1"));
         assert_eq!(stored.tenant(), "acme");
         assert_eq!(stored.index["subject"], "tag1");
@@ -412,6 +423,7 @@ mod tests {
     fn wrong_key_changed_ct_or_forged_opening_fail() {
         let p = seal(
             &checked(),
+            None,
             None,
             &[],
             None,
@@ -437,6 +449,7 @@ mod tests {
     fn records_redactions_and_signatures_inside_the_seal() {
         let p = seal(
             &checked(),
+            None,
             None,
             &["input.content".into()],
             None,

@@ -13,7 +13,7 @@ pub mod schema;
 pub mod signature;
 
 pub use canonical::write_canonical;
-pub use schema::{validate, EventError, MAX_ID_LEN};
+pub use schema::{is_valid_tenant, validate, EventError, MAX_ID_LEN};
 
 use aiaudit_tlog::{record_hash, Hash, MAX_ENTRY_SIZE};
 use serde_json::{Map, Value};
@@ -35,9 +35,27 @@ impl EventError {
 #[derive(Debug, Clone)]
 pub struct PreparedEvent {
     pub id: String,
+    /// What the log deduplicates on: [`dedup_key`] of tenant and id.
+    pub dedup_key: String,
     pub entry: Vec<u8>,
     pub leaf: Hash,
 }
+
+/// The key an event is deduplicated by: its tenant and its id, so one
+/// tenant's ids never collide with another's. Tenants hold no `/`
+/// (schema), so the key is unambiguous.
+pub fn dedup_key(tenant: &str, id: &str) -> String {
+    let mut key = String::with_capacity(tenant.len() + 1 + id.len());
+    key.push_str(tenant);
+    key.push('/');
+    key.push_str(id);
+    key
+}
+
+/// Who appended an entry, as the log records it (`appended_by`, covered by
+/// the leaf): `token:<id>`, `cert:<emitter>`, `emitter:<name>` for a
+/// signed batch, or [`LEDGER_PRINCIPAL`] for the ledger's own records.
+pub const LEDGER_PRINCIPAL: &str = "ledger";
 
 /// An event that passed validation, in canonical JSON, before it becomes an
 /// entry (a signed batch adds each event's signature first).
@@ -77,18 +95,21 @@ pub fn check(event: &Value) -> Result<CheckedEvent, Vec<EventError>> {
     })
 }
 
-/// Validates one event (schema v1) and encodes it as a log entry. The one
-/// entry point for everything that accepts events; lists every error found.
+/// Validates one event (schema v1) and encodes it as a log entry without
+/// provenance (tests, tools); the ledger itself uses [`finish`].
 pub fn prepare(event: Value) -> Result<PreparedEvent, Vec<EventError>> {
-    finish(check(&event)?, None)
+    finish(check(&event)?, None, None)
 }
 
-/// Turns a checked event into its entry, with its batch signature if any.
+/// Turns a checked event into its entry, with its batch signature if any
+/// and who appended it (`appended_by`, see [`LEDGER_PRINCIPAL`]).
 pub fn finish(
     checked: CheckedEvent,
     signature: Option<&signature::EventSignature>,
+    appended_by: Option<&str>,
 ) -> Result<PreparedEvent, Vec<EventError>> {
-    let entry = entry_bytes(&checked.canonical, signature);
+    let entry = entry_bytes(&checked.canonical, signature, appended_by);
+    let dedup_key = dedup_key(checked.tenant(), &checked.id);
     let id = checked.id;
     if entry.len() > MAX_ENTRY_SIZE {
         return Err(vec![EventError::new(
@@ -100,7 +121,12 @@ pub fn finish(
         )]);
     }
     let leaf = record_hash(&entry);
-    Ok(PreparedEvent { id, entry, leaf })
+    Ok(PreparedEvent {
+        id,
+        dedup_key,
+        entry,
+        leaf,
+    })
 }
 
 /// The canonical entry bytes of an event (format v1, see docs/format.md):
@@ -108,14 +134,20 @@ pub fn finish(
 pub fn encode_entry(event: &Map<String, Value>) -> Vec<u8> {
     let mut canonical = Vec::with_capacity(256);
     canonical::write_object(&mut canonical, event);
-    entry_bytes(&canonical, None)
+    entry_bytes(&canonical, None, None)
 }
 
-/// `{"event":<canonical event>[,"signature":<canonical signature>],"v":1}`:
+/// `{["appended_by":<principal>,]"event":<canonical event>[,"signature":<canonical signature>],"v":1}`:
 /// members in canonical (sorted) order, so the entry is canonical JSON too.
-fn entry_bytes(canonical_event: &[u8], signature: Option<&signature::EventSignature>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(canonical_event.len() + 32);
-    out.extend_from_slice(b"{\"event\":");
+fn entry_bytes(
+    canonical_event: &[u8],
+    signature: Option<&signature::EventSignature>,
+    appended_by: Option<&str>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(canonical_event.len() + 64);
+    out.push(b'{');
+    write_appended_by(&mut out, appended_by);
+    out.extend_from_slice(b"\"event\":");
     out.extend_from_slice(canonical_event);
     if let Some(sig) = signature {
         out.extend_from_slice(b",\"signature\":");
@@ -125,6 +157,16 @@ fn entry_bytes(canonical_event: &[u8], signature: Option<&signature::EventSignat
     out
 }
 
+/// `"appended_by":<principal>,` when there is one: the first member of an
+/// entry of any version, since it sorts before every other.
+pub(crate) fn write_appended_by(out: &mut Vec<u8>, appended_by: Option<&str>) {
+    if let Some(who) = appended_by {
+        out.extend_from_slice(b"\"appended_by\":");
+        write_canonical(out, &Value::String(who.to_string()));
+        out.push(b',');
+    }
+}
+
 /// A decoded log entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
@@ -132,6 +174,8 @@ pub struct Entry {
     pub event: Map<String, Value>,
     /// The emitter's batch signature, for events that came in a signed batch.
     pub signature: Option<Value>,
+    /// Who appended it; `None` in entries written before provenance was recorded.
+    pub appended_by: Option<String>,
 }
 
 /// Decodes entry bytes written by [`encode_entry`]. Refuses versions it does not know.
@@ -155,11 +199,32 @@ pub fn decode_entry(entry: &[u8]) -> Result<Entry, EventError> {
         return Err(EventError::new("/event", "entry has no event object"));
     };
     let signature = obj.remove("signature");
+    let appended_by = appended_by_of(&obj)?;
     Ok(Entry {
         version,
         event,
         signature,
+        appended_by,
     })
+}
+
+/// The `appended_by` member of an entry object, if present (a string).
+pub(crate) fn appended_by_of(obj: &Map<String, Value>) -> Result<Option<String>, EventError> {
+    match obj.get("appended_by") {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(EventError::new("/appended_by", "must be a string")),
+    }
+}
+
+/// The dedup key ([`dedup_key`]) of a stored entry (tenant and id are clear
+/// in every entry version).
+pub fn entry_dedup_key(entry: &[u8]) -> Result<String, EventError> {
+    let stored = envelope::decode_stored(entry)?;
+    match stored.id() {
+        Some(id) => Ok(dedup_key(stored.tenant(), id)),
+        None => Err(EventError::new("/event/id", "entry has no event id")),
+    }
 }
 
 /// The event id stored in an entry (clear in every entry version).
@@ -217,6 +282,36 @@ mod tests {
         let err = &prepare(e).unwrap_err()[0];
         assert_eq!(err.pointer, "");
         assert!(err.detail.contains("65535"));
+    }
+
+    #[test]
+    fn provenance_is_the_first_member_and_covered_by_the_leaf() {
+        let c = check(&minimal("a1")).unwrap();
+        let by_token = finish(c.clone(), None, Some("token:ab12")).unwrap();
+        let by_ledger = finish(c.clone(), None, Some(LEDGER_PRINCIPAL)).unwrap();
+        let text = std::str::from_utf8(&by_token.entry).unwrap();
+        assert!(text.starts_with(r#"{"appended_by":"token:ab12","event":{"#), "{text}");
+        // Canonical: what decodes and encodes again is the same JSON.
+        let v: Value = serde_json::from_slice(&by_token.entry).unwrap();
+        let mut again = Vec::new();
+        write_canonical(&mut again, &v);
+        assert_eq!(again, by_token.entry);
+        assert_ne!(by_token.leaf, by_ledger.leaf);
+        let back = decode_entry(&by_token.entry).unwrap();
+        assert_eq!(back.appended_by.as_deref(), Some("token:ab12"));
+        assert_eq!(decode_entry(&prepare(minimal("a1")).unwrap().entry).unwrap().appended_by, None);
+        assert!(decode_entry(br#"{"appended_by":7,"event":{},"v":1}"#).is_err());
+    }
+
+    #[test]
+    fn dedup_keys_separate_tenants() {
+        let mut other = minimal("a1");
+        other["tenant"] = json!("globex");
+        let a = prepare(minimal("a1")).unwrap();
+        let b = prepare(other).unwrap();
+        assert_eq!(a.dedup_key, "acme/a1");
+        assert_eq!(b.dedup_key, "globex/a1");
+        assert_eq!(entry_dedup_key(&b.entry).unwrap(), "globex/a1");
     }
 
     #[test]

@@ -194,6 +194,19 @@ fn dotted_lowercase(s: &str) -> bool {
     segments >= 2
 }
 
+/// The longest tenant name.
+pub const MAX_TENANT_LEN: usize = 64;
+
+/// A well-formed tenant name: 1 to [`MAX_TENANT_LEN`] letters, digits, `-`,
+/// `_` and `.` (so it is safe as a path part, a metrics label and a key prefix).
+pub fn is_valid_tenant(tenant: &str) -> bool {
+    !tenant.is_empty()
+        && tenant.len() <= MAX_TENANT_LEN
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// Checks an event against schema v1 and returns its id, or every error found.
 pub fn validate(event: &Map<String, Value>) -> Result<String, Vec<EventError>> {
     let mut c = Checker { errors: Vec::new() };
@@ -237,11 +250,8 @@ pub fn validate(event: &Map<String, Value>) -> Result<String, Vec<EventError>> {
         }
     }
     if let Some(v) = c.required(event, "tenant", &[]) {
-        if let Some(s) = c.string(v, &["tenant"], 64) {
-            if !s
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-            {
+        if let Some(s) = c.string(v, &["tenant"], MAX_TENANT_LEN) {
+            if !is_valid_tenant(s) {
                 c.fail(
                     &["tenant"],
                     "may hold only letters, digits, '-', '_' and '.'",

@@ -452,6 +452,7 @@ fn rows_come_from_clear_fields_of_sealed_entries_too() {
     let sealed = aiaudit_event::envelope::seal(
         &checked,
         None,
+        Some("token:0123abcd"),
         &[],
         Some("hmac-sha256:ab"),
         aiaudit_event::envelope::DataKey {

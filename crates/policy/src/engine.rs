@@ -13,6 +13,11 @@ use std::sync::Arc;
 pub const MAX_PENDING: usize = 100_000;
 /// Sources tracked per heartbeat rule at most.
 pub const MAX_SOURCES: usize = 100_000;
+/// One tenant's share of [`MAX_PENDING`]: beyond it the tenant's own oldest
+/// window is dropped, so no tenant can evict another's windows.
+pub const MAX_PENDING_PER_TENANT: usize = 10_000;
+/// One tenant's share of [`MAX_SOURCES`]: beyond it its new sources are not tracked.
+pub const MAX_SOURCES_PER_TENANT: usize = 10_000;
 
 /// One rule broken.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +64,9 @@ pub struct Engine {
     pending: VecDeque<Pending>,
     /// (rule, tenant, source name) → what was heard.
     heard: HashMap<(String, String, String), Heard>,
+    /// Open windows and tracked sources per tenant (for the per-tenant caps).
+    pending_of: HashMap<String, usize>,
+    heard_of: HashMap<String, usize>,
     dropped: u64,
 }
 
@@ -75,6 +83,8 @@ impl Engine {
             registered: Vec::new(),
             pending: VecDeque::new(),
             heard: HashMap::new(),
+            pending_of: HashMap::new(),
+            heard_of: HashMap::new(),
             dropped: 0,
         }
     }
@@ -100,6 +110,7 @@ impl Engine {
         };
         self.pending.retain(|p| followup(&p.rule));
         self.heard.retain(|(rule, _, _), _| heartbeat(rule));
+        self.recount();
         self.policies = policies;
     }
 
@@ -109,6 +120,43 @@ impl Engine {
     }
 
     /// Open follow-up windows.
+    /// Recomputes the per-tenant counts after windows or sources went.
+    fn recount(&mut self) {
+        self.pending_of.clear();
+        for p in &self.pending {
+            *self.pending_of.entry(p.tenant.clone()).or_default() += 1;
+        }
+        self.heard_of.clear();
+        for (_, tenant, _) in self.heard.keys() {
+            *self.heard_of.entry(tenant.clone()).or_default() += 1;
+        }
+    }
+
+    /// Makes room for one more window of `tenant`: past its share, its own
+    /// oldest goes; past the whole cap, the oldest of the tenant holding most.
+    fn make_room(&mut self, tenant: &str) {
+        let mine = self.pending_of.get(tenant).copied().unwrap_or(0);
+        let victim = if mine >= MAX_PENDING_PER_TENANT {
+            Some(tenant.to_string())
+        } else if self.pending.len() >= MAX_PENDING {
+            self.pending_of
+                .iter()
+                .max_by_key(|(_, n)| **n)
+                .map(|(t, _)| t.clone())
+        } else {
+            None
+        };
+        if let Some(victim) = victim {
+            if let Some(pos) = self.pending.iter().position(|p| p.tenant == victim) {
+                self.pending.remove(pos);
+                if let Some(n) = self.pending_of.get_mut(&victim) {
+                    *n = n.saturating_sub(1);
+                }
+                self.dropped += 1;
+            }
+        }
+    }
+
     pub fn pending(&self) -> usize {
         self.pending.len()
     }
@@ -153,17 +201,19 @@ impl Engine {
                     // The follow-up is checked first so that an event never
                     // satisfies the window it opens itself.
                     if conversation.is_some() && followup.matches(&vars) {
+                        let before = self.pending.len();
                         self.pending.retain(|p| {
                             !(p.rule == rule.id
                                 && p.tenant == tenant
                                 && p.conversation == conversation)
                         });
+                        if let Some(n) = self.pending_of.get_mut(&tenant) {
+                            *n = n.saturating_sub(before - self.pending.len());
+                        }
                     }
                     if trigger.matches(&vars) {
-                        if self.pending.len() >= MAX_PENDING {
-                            self.pending.pop_front();
-                            self.dropped += 1;
-                        }
+                        self.make_room(&tenant);
+                        *self.pending_of.entry(tenant.clone()).or_default() += 1;
                         self.pending.push_back(Pending {
                             rule: rule.id.clone(),
                             tenant: tenant.clone(),
@@ -180,9 +230,13 @@ impl Engine {
                     }
                     let source = str_at(event, &["source", "name"]).unwrap_or("").to_string();
                     let key = (rule.id.clone(), tenant.clone(), source);
-                    if !self.heard.contains_key(&key) && self.heard.len() >= MAX_SOURCES {
-                        self.dropped += 1;
-                        continue;
+                    if !self.heard.contains_key(&key) {
+                        let mine = self.heard_of.get(&tenant).copied().unwrap_or(0);
+                        if mine >= MAX_SOURCES_PER_TENANT || self.heard.len() >= MAX_SOURCES {
+                            self.dropped += 1;
+                            continue;
+                        }
+                        *self.heard_of.entry(tenant.clone()).or_default() += 1;
                     }
                     let h = self.heard.entry(key).or_insert(Heard {
                         count: 0,
@@ -242,6 +296,7 @@ impl Engine {
             });
         }
         self.pending = open;
+        self.recount();
         for ((rule_id, tenant, source), h) in self.heard.iter_mut() {
             let Some(rule) = policies.get(rule_id) else {
                 continue;
@@ -332,5 +387,43 @@ within_minutes = 1
         e.set_policies(Arc::new(Policies::parse(ANY_FAILURE).unwrap()));
         assert_eq!(e.pending(), 0);
         assert!(e.tick(120_000).is_empty());
+    }
+
+    #[test]
+    fn one_tenant_cannot_evict_another_tenants_windows_or_sources() {
+        let text = r#"
+[[rule]]
+id = "f"
+description = "d"
+severity = "high"
+kind = "missing_followup"
+trigger = 'action == "a.b"'
+followup = 'action == "c.d"'
+within_minutes = 1
+
+[[rule]]
+id = "h"
+description = "d"
+severity = "high"
+kind = "heartbeat"
+heartbeat_seconds = 60
+"#;
+        let mut e = engine(text);
+        e.observe(&json!({"id": "victim", "tenant": "b", "action": "a.b", "source": {"name": "s"},
+                          "ai": {"gen_ai.conversation.id": "c"}}), 0, 0);
+        for i in 0..MAX_PENDING_PER_TENANT + 5_000 {
+            let ev = json!({"id": format!("x{i}"), "tenant": "a", "action": "a.b",
+                            "source": {"name": format!("src-{i}")}});
+            e.observe(&ev, i as u64 + 1, 0);
+        }
+        // Tenant a holds its share; b's window and source are still there.
+        assert_eq!(e.pending(), MAX_PENDING_PER_TENANT + 1);
+        assert_eq!(e.heard.len(), MAX_SOURCES_PER_TENANT + 1);
+        assert!(e.pending.iter().any(|p| p.tenant == "b"));
+        assert!(e.heard.keys().any(|(_, t, _)| t == "b"));
+        assert!(e.dropped() >= 5_000);
+        // b's window still fires.
+        let fired = e.tick(120_000);
+        assert!(fired.iter().any(|v| v.tenant == "b" && v.rule == "f"));
     }
 }

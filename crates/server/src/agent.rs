@@ -2,8 +2,15 @@
 //! accepts the ledger's own `POST /v1/events`, validates the events, writes
 //! them durably to its spool (so its answer means "will be delivered", even
 //! across kill -9), and forwards them through the emitter SDK.
+//!
+//! Whatever reaches the agent is signed with its key, so it trusts no one by
+//! address alone: applications present the local token (`agent.token` in the
+//! spool directory, made 0600 on first start), bodies must be JSON (a web
+//! page cannot send that cross-origin without a preflight the agent never
+//! answers), and listening beyond loopback needs TLS.
 
-use crate::api::{parse_events, read_body, validate_batch};
+use crate::api::{parse_events, read_body};
+use crate::append::validate_batch;
 use crate::problem::Problem;
 use aiaudit_emitter::{EmitError, Emitter};
 use anyhow::Context;
@@ -27,6 +34,11 @@ pub struct AgentConfig {
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
     pub max_body_bytes: usize,
+    /// Most events (or OTLP log records) one request may carry.
+    pub max_batch_events: usize,
+    /// The token applications must present; `None`: `agent.token` in the
+    /// spool directory, created on first start.
+    pub local_token: Option<String>,
     /// Emitter key that signs every forwarded batch.
     pub signing_key: Option<aiaudit_tlog::Signer>,
     /// Extra CA certificate (PEM) to trust for an https:// ledger.
@@ -37,10 +49,87 @@ pub struct AgentConfig {
 }
 
 pub const DEFAULT_AGENT_LISTEN: &str = "127.0.0.1:7382";
+/// The local token's file in the spool directory (mode 0600).
+pub const AGENT_TOKEN_FILE: &str = "agent.token";
 
 pub(crate) struct Agent {
     pub(crate) emitter: Emitter,
     pub(crate) max_body_bytes: usize,
+    pub(crate) max_batch_events: usize,
+    /// SHA-256 of the local token (compared in constant time).
+    token_sha256: [u8; 32],
+}
+
+impl Agent {
+    /// 401 unless the request carries the local token.
+    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<(), Problem> {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                crate::auth::unauthorized(&format!(
+                    "the agent needs its local token: \"Authorization: Bearer <{AGENT_TOKEN_FILE} in the spool directory>\""
+                ))
+            })?;
+        // Digests are compared, not secrets: timing tells nothing of the token.
+        let digest = ring::digest::digest(&ring::digest::SHA256, presented.as_bytes());
+        if digest.as_ref() != self.token_sha256 {
+            return Err(crate::auth::unauthorized("wrong agent token"));
+        }
+        Ok(())
+    }
+}
+
+/// The local token: given, or read from (or created in) the spool directory.
+fn local_token(config: &AgentConfig) -> anyhow::Result<String> {
+    if let Some(t) = &config.local_token {
+        anyhow::ensure!(t.len() >= 16, "the agent token must be at least 16 characters");
+        return Ok(t.clone());
+    }
+    let path = config.spool_dir.join(AGENT_TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => {
+            crate::keys::check_private(&path)?;
+            return Ok(t.trim().to_string());
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let mut secret = [0u8; 32];
+    getrandom::getrandom(&mut secret).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+    use base64::Engine;
+    let token = format!(
+        "aag_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+    );
+    std::fs::create_dir_all(&config.spool_dir)?;
+    crate::registry::write_private(&path, format!("{token}\n").as_bytes())?;
+    eprintln!(
+        "aiaudit agent: created the local token in {} (mode 0600); applications send it as a bearer token",
+        path.display()
+    );
+    Ok(token)
+}
+
+/// Beyond loopback the agent must speak TLS: its token would travel in the clear.
+fn check_listen(config: &AgentConfig) -> anyhow::Result<()> {
+    let loopback = match config.listen.parse::<std::net::SocketAddr>() {
+        Ok(a) => a.ip().is_loopback(),
+        Err(_) => config
+            .listen
+            .rsplit_once(':')
+            .is_some_and(|(host, _)| host == "localhost"),
+    };
+    if !loopback && config.tls_cert.is_none() {
+        anyhow::bail!(
+            "the agent listens on {} beyond loopback: give --tls-cert and --tls-key (applications authenticate with its token, which must not travel in the clear)",
+            config.listen
+        );
+    }
+    Ok(())
 }
 
 /// Runs the agent until `shutdown` resolves, then drains to the ledger or the spool.
@@ -48,6 +137,8 @@ pub async fn run(
     config: AgentConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    check_listen(&config)?;
+    let token = local_token(&config)?;
     let cfg = config.clone();
     let emitter = tokio::task::spawn_blocking(move || {
         let mut b = Emitter::builder()
@@ -76,6 +167,10 @@ pub async fn run(
     let agent = Arc::new(Agent {
         emitter,
         max_body_bytes: config.max_body_bytes,
+        max_batch_events: config.max_batch_events,
+        token_sha256: ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+            .as_ref()
+            .try_into()?,
     });
     let router = Router::new()
         .route("/v1/events", post(accept))
@@ -126,13 +221,21 @@ async fn accept(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    let ndjson = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|ct| ct.to_ascii_lowercase().contains("ndjson"))
-        .unwrap_or(false);
+    agent.authenticate(&headers)?;
+    let ndjson = match crate::api::media_type(&headers).as_str() {
+        "application/json" => false,
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => true,
+        other => {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                format!("Content-Type {other:?}: send application/json (an array of events) or application/x-ndjson"),
+            ))
+        }
+    };
     let bytes = read_body(body, agent.max_body_bytes).await?;
-    let events = parse_events(&bytes, ndjson)?;
+    let events = parse_events(&bytes, ndjson, agent.max_batch_events)?;
     validate_batch(&events)?;
     let n = events.len();
     let a = agent.clone();
@@ -150,14 +253,18 @@ async fn accept(
     }
 }
 
-async fn status(State(agent): State<Arc<Agent>>) -> Json<Value> {
+async fn status(
+    State(agent): State<Arc<Agent>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Problem> {
+    agent.authenticate(&headers)?;
     let s = agent.emitter.stats();
-    Json(json!({
+    Ok(Json(json!({
         "pending_batches": agent.emitter.pending_batches(),
         "accepted": s.emitted.load(Ordering::Relaxed),
         "delivered": s.delivered.load(Ordering::Relaxed),
         "rejected": s.rejected.load(Ordering::Relaxed),
         "dropped": s.dropped.load(Ordering::Relaxed),
         "retries": s.retries.load(Ordering::Relaxed),
-    }))
+    })))
 }

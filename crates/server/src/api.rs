@@ -1,6 +1,7 @@
 //! Routes: ingest (`POST /v1/events`), the C2SP read API (`/checkpoint`,
 //! `/tile/...`), proofs, events by index, info and health.
 
+use crate::append::{invalid_events, EMITTER_HEADER, SIGNATURE_HEADER};
 use crate::auth::{self, forbidden, Principal, Role};
 use crate::problem::{FieldError, Problem};
 use crate::Ledger;
@@ -115,23 +116,6 @@ struct Acknowledged {
     inclusion_proof: Option<Vec<String>>,
 }
 
-/// What an ingest request carried, for the metrics of its outcome.
-#[derive(Default)]
-struct Seen {
-    events: u64,
-    tenants: HashMap<String, u64>,
-}
-
-impl Seen {
-    fn tenant_label(&self) -> String {
-        match self.tenants.len() {
-            0 => "unknown".into(),
-            1 => self.tenants.keys().next().cloned().unwrap_or_default(),
-            _ => "mixed".into(),
-        }
-    }
-}
-
 async fn ingest(
     State(ledger): State<Arc<Ledger>>,
     Query(params): Params,
@@ -139,27 +123,6 @@ async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let mut seen = Seen::default();
-    let cert = cert.as_ref().map(|c| &c.0);
-    let result = ingest_inner(&ledger, &params, &headers, cert, body, &mut seen).await;
-    if let Err(p) = &result {
-        let reason = p.kind.rsplit(':').next().unwrap_or("error");
-        ledger
-            .metrics
-            .fail(&seen.tenant_label(), reason, seen.events);
-    }
-    result
-}
-
-async fn ingest_inner(
-    ledger: &Arc<Ledger>,
-    params: &HashMap<String, String>,
-    headers: &HeaderMap,
-    cert: Option<&crate::tls::ClientCert>,
-    body: Body,
-    seen: &mut Seen,
-) -> ApiResult<Response> {
-    let received = std::time::Instant::now();
     let wait = match params.get("wait").map(String::as_str) {
         None | Some("") | Some("none") => false,
         Some("checkpoint") => true,
@@ -170,7 +133,7 @@ async fn ingest_inner(
             ))
         }
     };
-    let ndjson = match media_type(headers).as_str() {
+    let ndjson = match media_type(&headers).as_str() {
         "" | "application/json" => false,
         "application/x-ndjson" | "application/ndjson" | "application/jsonl" => true,
         other => {
@@ -182,53 +145,23 @@ async fn ingest_inner(
             ))
         }
     };
-    let principal = require_appender(ledger, headers, cert)?;
-    let limit = ledger.config.max_body_bytes;
-    let bytes = read_body(body, limit).await?;
-    let events = parse_events(&bytes, ndjson)?;
-    seen.events = events.len() as u64;
-    for e in &events {
-        let tenant = e.get("tenant").and_then(Value::as_str).unwrap_or("unknown");
-        *seen.tenants.entry(tenant.to_string()).or_default() += 1;
-    }
-    ledger
-        .rate_limiter
-        .take(&principal.token_id, events.len())
-        .map_err(|wait| crate::limits::too_many(wait, ledger.config.rate_limit_events_per_sec))?;
-    check_tenants(&principal, &events)?;
-    let (checked, sigs) = match batch_signature(headers)? {
-        Some((emitter, signature)) => {
-            let (checked, sigs) = check_signed_batch(ledger, &emitter, &signature, &events)?;
-            (checked, Some(sigs))
-        }
-        None => {
-            check_unsigned_allowed(ledger, &events)?;
-            (check_batch(&events)?, None)
-        }
-    };
-    let (batch, stored) =
-        crate::sealing::encode_keeping_events(ledger, events, checked, sigs).await?;
-    let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
-    let appended = ledger.sequencer.append(batch).await?;
-    // Durable from here on: the policy engine may see them (never waited for).
-    ledger.policies.observe(&ledger.metrics, stored, &appended);
-    ledger
-        .metrics
-        .latency
-        .observe(received.elapsed().as_secs_f64());
-    for (tenant, n) in &seen.tenants {
-        ledger
-            .metrics
-            .processed
-            .get_or_create(&crate::metrics::TenantLabel {
-                tenant: tenant.clone(),
-            })
-            .inc_by(*n);
-    }
-    let size = appended.iter().map(|a| a.index + 1).max().unwrap_or(0);
-    let mut acks: Vec<Acknowledged> = ids
+    let principal = require_appender(&ledger, &headers, cert.as_ref().map(|c| &c.0))?;
+    let signature = batch_signature(&headers)?;
+    let bytes = read_body(body, ledger.config.max_body_bytes).await?;
+    let events = parse_events(&bytes, ndjson, ledger.config.max_batch_events)?;
+    let accepted = ledger
+        .append(&principal, crate::append::Batch { events, signature })
+        .await?;
+    let size = accepted
+        .appended
+        .iter()
+        .map(|a| a.index + 1)
+        .max()
+        .unwrap_or(0);
+    let mut acks: Vec<Acknowledged> = accepted
+        .ids
         .into_iter()
-        .zip(&appended)
+        .zip(&accepted.appended)
         .map(|(id, a)| Acknowledged {
             id,
             index: a.index,
@@ -240,10 +173,10 @@ async fn ingest_inner(
     if !wait {
         return Ok(Json(json!({ "events": acks })).into_response());
     }
-    let published = wait_for_checkpoint(ledger, size).await?;
+    let published = wait_for_checkpoint(&ledger, size).await?;
     let cp_size = published.checkpoint.size;
     let store = ledger.store.clone();
-    let indexes: Vec<u64> = appended.iter().map(|a: &Appended| a.index).collect();
+    let indexes: Vec<u64> = accepted.appended.iter().map(|a: &Appended| a.index).collect();
     let proofs = tokio::task::spawn_blocking(move || {
         indexes
             .into_iter()
@@ -291,25 +224,29 @@ pub async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
     }
 }
 
-fn invalid_events(detail: &str, errors: Vec<FieldError>) -> Problem {
-    let mut p = Problem::new(
-        StatusCode::BAD_REQUEST,
-        "invalid-events",
-        "Invalid events",
-        detail.to_string(),
-    );
-    p.errors = errors;
-    p
-}
-
-/// A JSON array of events (or one event object), or NDJSON: one event per line.
-pub fn parse_events(bytes: &[u8], ndjson: bool) -> ApiResult<Vec<Value>> {
+/// A JSON array of events (or one event object), or NDJSON: one event per
+/// line; at most `max_events`, counted while parsing, so a body of many
+/// tiny events is refused before it grows in memory.
+pub fn parse_events(bytes: &[u8], ndjson: bool, max_events: usize) -> ApiResult<Vec<Value>> {
+    let too_many = || {
+        let mut p = Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-many-events",
+            "Too many events",
+            format!("a batch holds at most {max_events} events; send smaller batches"),
+        );
+        p.errors = vec![FieldError::event(None, "", "", format!("more than {max_events} events"))];
+        p
+    };
     let events = if ndjson {
         let mut events = Vec::new();
         for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
+            }
+            if events.len() >= max_events {
+                return Err(too_many());
             }
             let v: Value = serde_json::from_slice(line).map_err(|e| {
                 invalid_events(
@@ -326,19 +263,20 @@ pub fn parse_events(bytes: &[u8], ndjson: bool) -> ApiResult<Vec<Value>> {
         }
         events
     } else {
-        match serde_json::from_slice::<Value>(bytes) {
-            Ok(Value::Array(items)) => items,
-            Ok(obj @ Value::Object(_)) => vec![obj],
-            Ok(_) => {
+        match crate::bounded::events(bytes, max_events) {
+            Ok(events) => events,
+            Err(crate::bounded::Refused::TooMany) => return Err(too_many()),
+            Err(crate::bounded::Refused::TooLarge) => return Err(too_many_values()),
+            Err(crate::bounded::Refused::NotAnArray) => {
                 return Err(invalid_events(
                     "the body must be a JSON array of event objects",
                     vec![FieldError::event(None, "", "", "expected an array")],
                 ))
             }
-            Err(e) => {
+            Err(crate::bounded::Refused::Json(e)) => {
                 return Err(invalid_events(
                     &format!("the body is not valid JSON: {e}"),
-                    vec![FieldError::event(None, "", "", e.to_string())],
+                    vec![FieldError::event(None, "", "", e)],
                 ))
             }
         }
@@ -350,6 +288,21 @@ pub fn parse_events(bytes: &[u8], ndjson: bool) -> ApiResult<Vec<Value>> {
         ));
     }
     Ok(events)
+}
+
+/// 413 for a JSON body of more values than [`crate::bounded::MAX_JSON_NODES`].
+pub fn too_many_values() -> Problem {
+    let mut p = Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body-too-large",
+        "Request body too large",
+        format!(
+            "the body holds more than {} JSON values; send smaller batches",
+            crate::bounded::MAX_JSON_NODES
+        ),
+    );
+    p.errors = vec![FieldError::event(None, "", "", "too many JSON values")];
+    p
 }
 
 /// The caller, who must hold an emitter or admin token.
@@ -397,7 +350,9 @@ pub(crate) fn media_type(headers: &HeaderMap) -> String {
 }
 
 /// The emitter and signature headers of a signed batch, if any.
-fn batch_signature(headers: &HeaderMap) -> ApiResult<Option<(String, Vec<u8>)>> {
+pub(crate) fn batch_signature(
+    headers: &HeaderMap,
+) -> ApiResult<Option<crate::append::BatchSignature>> {
     let get = |name: &str| {
         headers
             .get(name)
@@ -410,7 +365,10 @@ fn batch_signature(headers: &HeaderMap) -> ApiResult<Option<(String, Vec<u8>)>> 
             let sig = B64
                 .decode(sig)
                 .map_err(|_| Problem::bad_parameter(SIGNATURE_HEADER, "is not base64"))?;
-            Ok(Some((emitter.to_string(), sig)))
+            Ok(Some(crate::append::BatchSignature {
+                emitter: emitter.to_string(),
+                signature: sig,
+            }))
         }
         (Some(_), None) => Err(Problem::bad_parameter(
             SIGNATURE_HEADER,
@@ -421,134 +379,6 @@ fn batch_signature(headers: &HeaderMap) -> ApiResult<Option<(String, Vec<u8>)>> 
             format!("required with {SIGNATURE_HEADER}"),
         )),
     }
-}
-
-/// Headers of an emitter-signed batch (docs/format.md, "Emitter batch signatures").
-pub const EMITTER_HEADER: &str = "aiaudit-emitter";
-pub const SIGNATURE_HEADER: &str = "aiaudit-signature";
-
-/// Validates a signed batch and checks the signature against the emitter's
-/// registered key: each event gets its proof of origin.
-fn check_signed_batch(
-    ledger: &Ledger,
-    emitter: &str,
-    signature: &[u8],
-    events: &[Value],
-) -> ApiResult<(
-    Vec<aiaudit_event::CheckedEvent>,
-    Vec<aiaudit_event::signature::EventSignature>,
-)> {
-    let verifier = ledger.emitters.verifier(emitter).ok_or_else(|| {
-        forbidden(format!(
-            "unknown emitter {emitter:?}: register its key first (aiaudit emitter register)"
-        ))
-    })?;
-    let checked = check_batch(events)?;
-    let canonical: Vec<Vec<u8>> = checked.iter().map(|c| c.canonical.clone()).collect();
-    let sigs = aiaudit_event::signature::verify_batch(&verifier, &canonical, signature)
-        .map_err(|e| auth::unauthorized(&e.to_string()))?;
-    Ok((checked, sigs))
-}
-
-/// Tenants configured to require signed batches refuse unsigned events.
-pub(crate) fn check_unsigned_allowed(ledger: &Ledger, events: &[Value]) -> ApiResult<()> {
-    if ledger.config.require_signed_tenants.is_empty() {
-        return Ok(());
-    }
-    for (i, e) in events.iter().enumerate() {
-        if let Some(tenant) = e.get("tenant").and_then(Value::as_str) {
-            if ledger
-                .config
-                .require_signed_tenants
-                .iter()
-                .any(|t| t == tenant)
-            {
-                let mut p = auth::unauthorized(&format!(
-                    "tenant {tenant:?} accepts only emitter-signed batches ({EMITTER_HEADER} and {SIGNATURE_HEADER} headers)"
-                ));
-                p.errors = vec![FieldError::event(
-                    Some(i),
-                    "/tenant",
-                    "tenant",
-                    "unsigned event",
-                )];
-                return Err(p);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Every event's tenant must be one the token may append to (403 otherwise,
-/// naming each event). Events without a tenant are left to validation.
-pub(crate) fn check_tenants(principal: &Principal, events: &[Value]) -> ApiResult<()> {
-    let mut errors = Vec::new();
-    for (i, e) in events.iter().enumerate() {
-        if let Some(tenant) = e.get("tenant").and_then(Value::as_str) {
-            if !principal.can_append(tenant) && errors.len() < 1000 {
-                errors.push(FieldError::event(
-                    Some(i),
-                    "/tenant",
-                    "tenant",
-                    format!("this token may not append events of tenant {tenant:?}"),
-                ));
-            }
-        }
-    }
-    if errors.is_empty() {
-        return Ok(());
-    }
-    let mut p = forbidden(format!(
-        "{} event(s) belong to tenants this token may not write; nothing of the batch was logged",
-        errors.len()
-    ));
-    p.errors = errors;
-    Err(p)
-}
-
-/// Validates every event (schema v1) into canonical form, listing every error.
-pub(crate) fn check_batch(events: &[Value]) -> ApiResult<Vec<aiaudit_event::CheckedEvent>> {
-    let mut errors = Vec::new();
-    let mut checked = Vec::with_capacity(events.len());
-    for (i, event) in events.iter().enumerate() {
-        match aiaudit_event::check(event) {
-            Ok(c) => checked.push(c),
-            Err(errs) => add_event_errors(&mut errors, i, errs),
-        }
-    }
-    refuse_if_any(errors)?;
-    Ok(checked)
-}
-
-/// Validates every event without storing it (for forwarders).
-pub fn validate_batch(events: &[Value]) -> ApiResult<()> {
-    check_batch(events).map(|_| ())
-}
-
-pub(crate) fn add_event_errors(
-    errors: &mut Vec<FieldError>,
-    i: usize,
-    errs: Vec<aiaudit_event::EventError>,
-) {
-    for e in errs {
-        if errors.len() < 1000 {
-            errors.push(FieldError::event(Some(i), &e.pointer, &e.path, e.detail));
-        }
-    }
-}
-
-pub(crate) fn refuse_if_any(errors: Vec<FieldError>) -> ApiResult<()> {
-    if errors.is_empty() {
-        return Ok(());
-    }
-    let first = format!("{}: {}", errors[0].path, errors[0].detail);
-    Err(invalid_events(
-        &format!(
-            "{} error(s) in the batch, first {first}; nothing of the batch was logged",
-            errors.len()
-        ),
-        errors,
-    ))
 }
 
 async fn wait_for_checkpoint(ledger: &Ledger, size: u64) -> ApiResult<Arc<crate::Published>> {
@@ -600,16 +430,16 @@ async fn tile(
     let tile = Tile::parse_path(&full_path)
         .map_err(|e| Problem::not_found(format!("{full_path}: {e}")))?;
     let size = ledger.latest.borrow().checkpoint.size;
-    let start = tile.index * TILE_WIDTH;
-    let end = start + tile.width as u64;
+    // Checked: an absurd index must be a 404, not wrap around to tile 0.
+    let beyond = || Problem::not_found(format!("{full_path} is beyond the latest checkpoint (size {size})"));
+    let start = tile.index.checked_mul(TILE_WIDTH).ok_or_else(beyond)?;
+    let end = start.checked_add(tile.width as u64).ok_or_else(beyond)?;
     let available = match tile.kind {
         TileKind::Entries => size,
         TileKind::Hash { level } => aiaudit_tlog::hashes_at_tile_level(size, level),
     };
     if end > available {
-        return Err(Problem::not_found(format!(
-            "{full_path} is beyond the latest checkpoint (size {size})"
-        )));
+        return Err(beyond());
     }
     let entry_reader = match tile.kind {
         TileKind::Entries => {
@@ -670,8 +500,13 @@ async fn tile(
 
 async fn info(State(ledger): State<Arc<Ledger>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     public_read(&ledger, &headers)?;
+    // Backup locations and their errors are the operator's: admins only.
+    let operator = ledger
+        .tokens
+        .principal(&headers)?
+        .is_some_and(|p| p.is_global_admin());
     let latest = ledger.latest.borrow().clone();
-    Ok(Json(json!({
+    let mut info = json!({
         "origin": ledger.signer.name(),
         "verifier_key": ledger.verifier.to_vkey(),
         "size": latest.checkpoint.size,
@@ -687,12 +522,15 @@ async fn info(State(ledger): State<Arc<Ledger>>, headers: HeaderMap) -> ApiResul
             // On a shared log: whether this node integrates and publishes.
             "publisher": ledger.store.is_publisher(),
         },
-        "backup": ledger.backup_status.to_json(&ledger.config.backup),
         "index": {
             "indexed_size": ledger.indexed.load(std::sync::atomic::Ordering::Acquire),
             "lag_events": ledger.store.size().saturating_sub(ledger.indexed.load(std::sync::atomic::Ordering::Acquire)),
         },
-    })))
+    });
+    if operator {
+        info["backup"] = ledger.backup_status.to_json(&ledger.config.backup);
+    }
+    Ok(Json(info))
 }
 
 fn param_u64(params: &HashMap<String, String>, name: &str) -> ApiResult<u64> {
@@ -946,7 +784,7 @@ async fn readyz(State(ledger): State<Arc<Ledger>>) -> Response {
 /// A small JSON request body (admin requests), or a 400 saying why not.
 pub(crate) async fn read_json_body(body: Body) -> ApiResult<Value> {
     let bytes = read_body(body, 64 << 10).await?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+    serde_json::from_slice::<Value>(&bytes).map_err(|e| {
         let mut p = Problem::new(
             StatusCode::BAD_REQUEST,
             "invalid-body",
@@ -966,15 +804,27 @@ pub(crate) fn require_admin(ledger: &Ledger, headers: &HeaderMap) -> ApiResult<P
     Ok(p)
 }
 
+/// A global admin's token (every tenant): for what all tenants share.
+pub(crate) fn require_global_admin(ledger: &Ledger, headers: &HeaderMap) -> ApiResult<Principal> {
+    let p = require_admin(ledger, headers)?;
+    if !p.is_global_admin() {
+        return Err(forbidden(
+            "this acts on every tenant: it needs an admin token of all tenants (\"*\")",
+        ));
+    }
+    Ok(p)
+}
+
 async fn list_tokens(
     State(ledger): State<Arc<Ledger>>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&ledger, &headers)?;
+    let p = require_admin(&ledger, &headers)?;
     let tokens: Vec<Value> = ledger
         .tokens
         .list()
         .into_iter()
+        .filter(|t| p.can_manage(&t.tenants))
         .map(|t| {
             json!({"id": t.id, "role": t.role, "tenants": t.tenants, "created_unix": t.created_unix,
                    "expires_unix": t.expires_unix, "revoked": t.revoked})
@@ -988,7 +838,7 @@ async fn create_token(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    require_admin(&ledger, &headers)?;
+    let p = require_admin(&ledger, &headers)?;
     let req = read_json_body(body).await?;
     let field = |name: &str, detail: &str| {
         Problem::bad_field(
@@ -1016,6 +866,28 @@ async fn create_token(
             ))
         }
     };
+    if let Some(bad) = tenants
+        .iter()
+        .find(|t| *t != "*" && !aiaudit_event::is_valid_tenant(t))
+    {
+        return Err(field(
+            "tenants",
+            &format!("{bad:?} is not a tenant name (1 to 64 letters, digits, '-', '_', '.')"),
+        ));
+    }
+    if !p.can_manage(&tenants) {
+        let mut e = forbidden(format!(
+            "this token holds tenants {:?}; it cannot grant {:?}",
+            p.tenants, tenants
+        ));
+        e.errors = vec![FieldError::event(
+            None,
+            "/tenants",
+            "tenants",
+            "beyond this token's own tenants",
+        )];
+        return Err(e);
+    }
     let expires_unix = match req.get("expires").and_then(Value::as_str) {
         None => None,
         Some(d) => {
@@ -1051,7 +923,16 @@ async fn revoke_token(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&ledger, &headers)?;
+    let p = require_admin(&ledger, &headers)?;
+    // Tokens beyond the caller's scope are answered as unknown: ids do not leak.
+    let in_scope = ledger
+        .tokens
+        .list()
+        .iter()
+        .any(|t| t.id == id && p.can_manage(&t.tenants));
+    if !in_scope {
+        return Err(Problem::not_found(format!("no token with id {id:?}")));
+    }
     match ledger.tokens.revoke(&id) {
         Ok(true) => {
             tracing::info!(token_id = %id, "token revoked");
@@ -1068,8 +949,14 @@ async fn list_emitters(
     State(ledger): State<Arc<Ledger>>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&ledger, &headers)?;
-    Ok(Json(json!({ "emitters": ledger.emitters.list() })))
+    let p = require_admin(&ledger, &headers)?;
+    let emitters: Vec<_> = ledger
+        .emitters
+        .list()
+        .into_iter()
+        .filter(|e| p.is_global_admin() || p.can_manage(&e.tenants))
+        .collect();
+    Ok(Json(json!({ "emitters": emitters })))
 }
 
 async fn register_emitter(
@@ -1077,7 +964,7 @@ async fn register_emitter(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    require_admin(&ledger, &headers)?;
+    let p = require_admin(&ledger, &headers)?;
     let req = read_json_body(body).await?;
     let field = |name: &str, detail: &str| {
         Problem::bad_field("invalid-emitter", "Invalid emitter", name, detail)
@@ -1097,6 +984,20 @@ async fn register_emitter(
             .ok_or_else(|| field("tenants", "must be a list of strings"))?,
         Some(_) => return Err(field("tenants", "must be a list of strings")),
     };
+    // An emitter without tenants signs for every tenant: a global admin's
+    // call. A scoped admin registers emitters of its tenants, and cannot
+    // replace the key of one beyond them.
+    let existing = ledger.emitters.record(name);
+    let allowed = p.is_global_admin()
+        || (p.can_manage(&tenants) && existing.is_none_or(|e| p.can_manage(&e.tenants)));
+    if !allowed {
+        let mut e = forbidden(format!(
+            "this token holds tenants {:?}: it may register emitters for those tenants only (give \"tenants\"), and not replace another scope's emitter",
+            p.tenants
+        ));
+        e.errors = vec![FieldError::event(None, "/tenants", "tenants", "beyond this token's own tenants")];
+        return Err(e);
+    }
     let record = ledger.emitters.register(name, key, tenants).map_err(|e| {
         let (f, d) = e.split_once(": ").unwrap_or(("public_key", e.as_str()));
         field(f, d)

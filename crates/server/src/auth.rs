@@ -74,8 +74,40 @@ impl Principal {
     fn covers(&self, tenant: &str) -> bool {
         self.tenants.iter().any(|t| t == "*" || t == tenant)
     }
+    /// Whether this principal's scope includes every one of `tenants` (`*`
+    /// only for a principal of every tenant).
+    pub fn covers_all(&self, tenants: &[String]) -> bool {
+        let global = self.tenants.iter().any(|t| t == "*");
+        tenants
+            .iter()
+            .all(|t| global || (t != "*" && self.covers(t)))
+    }
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
+    }
+    /// An admin of every tenant: the only one who may act on what all
+    /// tenants share (master key, keyring, data key rotation, global holds).
+    pub fn is_global_admin(&self) -> bool {
+        self.role == Role::Admin && self.tenants.iter().any(|t| t == "*")
+    }
+    /// An admin of `tenant` (erasure, legal holds of that tenant).
+    pub fn can_administer(&self, tenant: &str) -> bool {
+        self.role == Role::Admin && (self.is_global_admin() || (tenant != "*" && self.covers(tenant)))
+    }
+    /// Whether this principal may create, see or revoke a token (or
+    /// register an emitter) over `tenants`: an admin, for tenants within its
+    /// own scope. An admin holds every role within its tenants, so a token
+    /// never grants more than it holds.
+    pub fn can_manage(&self, tenants: &[String]) -> bool {
+        self.role == Role::Admin && !tenants.is_empty() && self.covers_all(tenants)
+    }
+    /// How the log records this principal as an event's `appended_by`.
+    pub fn provenance(&self) -> String {
+        if self.token_id.starts_with("cert:") {
+            self.token_id.clone()
+        } else {
+            format!("token:{}", self.token_id)
+        }
     }
     pub fn can_append(&self, tenant: &str) -> bool {
         matches!(self.role, Role::Admin | Role::Emitter) && self.covers(tenant)

@@ -12,6 +12,8 @@ pub struct ServerConfig {
     pub publish_interval: Duration,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Most events one request may carry (JSON, NDJSON or OTLP log records).
+    pub max_batch_events: usize,
     /// Most events one group commit (one fsync) takes.
     pub group_commit_max_events: usize,
     /// How long `?wait=checkpoint` waits before answering 503.
@@ -61,6 +63,7 @@ pub struct ServerConfig {
     pub storage_ca: Option<PathBuf>,
 }
 
+pub const DEFAULT_MAX_BATCH_EVENTS: usize = 10_000;
 pub const DEFAULT_ORIGIN: &str = "aiaudit.local/log";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7381";
 pub const DEFAULT_DATA_DIR: &str = "./aiaudit-data";
@@ -73,6 +76,7 @@ impl Default for ServerConfig {
             origin: None,
             publish_interval: Duration::from_millis(1000),
             max_body_bytes: 32 << 20,
+            max_batch_events: DEFAULT_MAX_BATCH_EVENTS,
             group_commit_max_events: 20_000,
             checkpoint_wait: Duration::from_secs(10),
             public_reads: true,

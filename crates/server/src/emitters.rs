@@ -152,6 +152,16 @@ impl Emitters {
         self.registry.read(find)
     }
 
+    /// An emitter's record; one unknown here may be brand new on another node.
+    pub fn record(&self, name: &str) -> Option<EmitterRecord> {
+        let find = |m: &BTreeMap<String, EmitterRecord>| m.get(name).cloned();
+        let found = self.registry.read(find);
+        if found.is_some() || !self.registry.refresh_on_miss() {
+            return found;
+        }
+        self.registry.read(find)
+    }
+
     /// An emitter's key; one unknown here may be brand new on another node.
     pub fn verifier(&self, name: &str) -> Option<Verifier> {
         let find = |m: &BTreeMap<String, EmitterRecord>| {

@@ -18,15 +18,7 @@ pub const VKEY_FILE: &str = "log.vkey";
 pub fn load_or_create(dir: &Path, origin: Option<&str>) -> anyhow::Result<Signer> {
     let path = dir.join(KEY_FILE);
     if path.exists() {
-        let mode = fs::metadata(&path)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            bail!(
-                "{} is readable by other users (mode {:o}); run `chmod 600 {}`",
-                path.display(),
-                mode & 0o777,
-                path.display()
-            );
-        }
+        check_private(&path)?;
         let text =
             fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let signer = Signer::parse(text.trim())
@@ -59,6 +51,49 @@ pub fn load_or_create(dir: &Path, origin: Option<&str>) -> anyhow::Result<Signer
         origin
     );
     Ok(signer)
+}
+
+/// Refuses a secret file other users may read or write.
+pub fn check_private(path: &Path) -> anyhow::Result<()> {
+    let mode = fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "{} is readable by other users (mode {:o}); run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Makes the data directory private: from now on this process creates
+/// files 0600 and directories 0700 (umask 077), and what is already there
+/// is narrowed to the same (the log, the search index and the id index hold
+/// every event's clear fields). Returns how many modes were narrowed.
+pub fn make_private(dir: &Path) -> anyhow::Result<usize> {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    fn walk(path: &Path, narrowed: &mut usize) -> anyhow::Result<()> {
+        let meta = fs::symlink_metadata(path)?;
+        if meta.file_type().is_symlink() {
+            return Ok(());
+        }
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o700))
+                .with_context(|| format!("narrowing the mode of {}", path.display()))?;
+            *narrowed += 1;
+        }
+        if meta.is_dir() {
+            for entry in fs::read_dir(path)? {
+                walk(&entry?.path(), narrowed)?;
+            }
+        }
+        Ok(())
+    }
+    let mut narrowed = 0;
+    walk(dir, &mut narrowed)?;
+    Ok(narrowed)
 }
 
 /// A new Ed25519 key named `name` (a log's origin, or an emitter's name).

@@ -1,7 +1,7 @@
 //! Key management over HTTP: data key rotation, master key rotation,
 //! crypto-shredding erasure, the HMAC of a known value, the keyring for backups.
 
-use crate::api::{read_json_body, require_admin};
+use crate::api::{read_json_body, require_admin, require_global_admin};
 use crate::auth::{self, forbidden};
 use crate::problem::Problem;
 use crate::Ledger;
@@ -42,7 +42,7 @@ pub async fn rotate(
     State(ledger): State<Arc<Ledger>>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let p = require_admin(&ledger, &headers)?;
+    let p = require_global_admin(&ledger, &headers)?;
     let ring = ledger.keyring.clone();
     let rotated = blocking(move || ring.rotate()).await?;
     tracing::info!(token_id = %p.token_id, rotated, "data keys rotated");
@@ -54,7 +54,7 @@ pub async fn rotate_master(
     State(ledger): State<Arc<Ledger>>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let p = require_admin(&ledger, &headers)?;
+    let p = require_global_admin(&ledger, &headers)?;
     let ring = ledger.keyring.clone();
     let rewrapped = blocking(move || ring.rotate_master()).await?;
     tracing::info!(token_id = %p.token_id, rewrapped, "master key rotated");
@@ -65,7 +65,7 @@ pub async fn rotate_master(
 
 /// `GET /v1/keys`: key counts (never key material).
 pub async fn info(State(ledger): State<Arc<Ledger>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    require_admin(&ledger, &headers)?;
+    require_global_admin(&ledger, &headers)?;
     Ok(Json(
         json!({"encryption": ledger.config.encryption, "keys": stats(&ledger)}),
     ))
@@ -83,7 +83,7 @@ pub async fn keyring_file(
     State(ledger): State<Arc<Ledger>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    require_admin(&ledger, &headers)?;
+    require_global_admin(&ledger, &headers)?;
     let ring = ledger.keyring.clone();
     let bytes = blocking(move || ring.snapshot()).await?;
     let mut resp = bytes.into_response();
@@ -92,6 +92,20 @@ pub async fn keyring_file(
         HeaderValue::from_static("application/octet-stream"),
     );
     Ok(resp)
+}
+
+/// The `tenant` member: a well-formed tenant name (400 naming it otherwise).
+fn tenant_field(req: &Value, slug: &str, title: &str) -> ApiResult<String> {
+    let tenant = string_field(req, "tenant", slug, title)?;
+    if !aiaudit_event::is_valid_tenant(&tenant) {
+        return Err(Problem::bad_field(
+            slug,
+            title,
+            "tenant",
+            "not a tenant name (1 to 64 letters, digits, '-', '_', '.')",
+        ));
+    }
+    Ok(tenant)
 }
 
 fn string_field(req: &Value, name: &str, slug: &str, title: &str) -> ApiResult<String> {
@@ -106,7 +120,7 @@ fn string_field(req: &Value, name: &str, slug: &str, title: &str) -> ApiResult<S
     }
 }
 
-/// `POST /v1/erase` `{"tenant", "subject"}`: destroys the subject's data keys
+/// `POST /v1/erase` `{"tenant", "subject"}` (admin of the tenant): destroys the subject's data keys
 /// (crypto-shredding) and logs the erasure as a `data.erasure` event.
 pub async fn erase(
     State(ledger): State<Arc<Ledger>>,
@@ -116,8 +130,13 @@ pub async fn erase(
     let p = require_admin(&ledger, &headers)?;
     let req = read_json_body(body).await?;
     let (slug, title) = ("invalid-erasure", "Invalid erasure request");
-    let tenant = string_field(&req, "tenant", slug, title)?;
+    let tenant = tenant_field(&req, slug, title)?;
     let subject = string_field(&req, "subject", slug, title)?;
+    if !p.can_administer(&tenant) {
+        return Err(forbidden(format!(
+            "this token may not erase data of tenant {tenant:?}"
+        )));
+    }
     if !ledger.config.encryption {
         return Err(Problem::new(
             axum::http::StatusCode::CONFLICT,
@@ -165,7 +184,7 @@ pub async fn hash(
     let p = auth::require(ledger.tokens.principal(&headers)?)?;
     let req = read_json_body(body).await?;
     let (slug, title) = ("invalid-hash-request", "Invalid hash request");
-    let tenant = string_field(&req, "tenant", slug, title)?;
+    let tenant = tenant_field(&req, slug, title)?;
     if !p.can_read(&tenant) {
         return Err(forbidden(format!(
             "this token may not read tenant {tenant:?}"
@@ -187,8 +206,12 @@ pub async fn hash(
             ))
         }
     };
-    let ring = ledger.keyring.clone();
-    let t = tenant.clone();
-    let hmac = blocking(move || ring.hmac(&t, &value)).await?;
-    Ok(Json(json!({"tenant": tenant, "hmac": hmac})))
+    // Read-only: a tenant without a salt gets none made for it (a reader
+    // never writes); none of its values was ever tagged.
+    match ledger.keyring.hmac_if_salted(&tenant, &value) {
+        Some(hmac) => Ok(Json(json!({"tenant": tenant, "hmac": hmac}))),
+        None => Err(Problem::not_found(format!(
+            "tenant {tenant:?} has no HMAC salt yet: no value of it was ever tagged"
+        ))),
+    }
 }

@@ -10,8 +10,10 @@
 
 pub mod agent;
 pub mod api;
+pub mod append;
 pub mod auth;
 pub mod backups;
+pub mod bounded;
 pub mod config;
 pub mod dashboard;
 pub mod emitters;
@@ -80,6 +82,14 @@ pub struct Ledger {
 pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let narrowed = keys::make_private(&config.data_dir)?;
+    if narrowed > 0 {
+        tracing::warn!(
+            narrowed,
+            data_dir = %config.data_dir.display(),
+            "the data directory was readable by other users; narrowed to 0700/0600"
+        );
+    }
     let (store, recovery) = open_storage(&config).await?;
     start_with_storage(config, store, recovery).await
 }

@@ -36,13 +36,21 @@ pub struct ViolationLabels {
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
+/// Most distinct tenants that label series; the rest count as [`OTHER_LABEL`].
+pub const MAX_TENANT_LABELS: usize = 1000;
+/// The tenant label of input refused before its tenant could be trusted.
+pub const REFUSED_LABEL: &str = "refused";
+/// The tenant label beyond [`MAX_TENANT_LABELS`].
+pub const OTHER_LABEL: &str = "other";
+
 /// Everything `/metrics` reports.
 pub struct Metrics {
     registry: Registry,
     /// Receipt of a request to its durable acknowledgement.
     pub latency: Histogram,
-    pub processed: Family<TenantLabel, Counter>,
-    pub failed: Family<FailureLabels, Counter>,
+    processed: Family<TenantLabel, Counter>,
+    failed: Family<FailureLabels, Counter>,
+    tenant_labels: std::sync::Mutex<std::collections::HashSet<String>>,
     pub violations: Family<ViolationLabels, Counter>,
     /// Violations resolved through the lifecycle API.
     pub incidents_resolved: Counter,
@@ -264,6 +272,7 @@ impl Metrics {
             latency,
             processed,
             failed,
+            tenant_labels: Default::default(),
             violations,
             incidents_resolved,
             policy_events_dropped,
@@ -313,13 +322,40 @@ impl Metrics {
     }
 
     /// Counts events refused for `reason` (a problem type slug).
-    pub fn fail(&self, tenant: &str, reason: &str, events: u64) {
+    /// Counts refused or unacknowledged events. `tenant` must be a
+    /// validated tenant (or `None`: counted as `refused`); `reason` is a
+    /// problem type of ours.
+    pub fn fail(&self, tenant: Option<&str>, reason: &str, events: u64) {
         self.failed
             .get_or_create(&FailureLabels {
-                tenant: tenant.to_string(),
+                tenant: tenant.map_or_else(|| REFUSED_LABEL.to_string(), |t| self.tenant_label(t)),
                 reason: reason.to_string(),
             })
             .inc_by(events.max(1));
+    }
+
+    /// Counts events durably appended for a validated tenant.
+    pub fn processed(&self, tenant: &str, events: u64) {
+        self.processed
+            .get_or_create(&TenantLabel {
+                tenant: self.tenant_label(tenant),
+            })
+            .inc_by(events);
+    }
+
+    /// The label of a validated tenant: itself while fewer than
+    /// [`MAX_TENANT_LABELS`] tenants are labelled, then `other`, so no caller
+    /// can grow the series without bound.
+    pub fn tenant_label(&self, tenant: &str) -> String {
+        let mut seen = self.tenant_labels.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(tenant) {
+            return tenant.to_string();
+        }
+        if seen.len() < MAX_TENANT_LABELS {
+            seen.insert(tenant.to_string());
+            return tenant.to_string();
+        }
+        OTHER_LABEL.to_string()
     }
 
     /// Reads the gauges and renders the text format.
@@ -410,10 +446,8 @@ mod tests {
     fn dashboards_and_rules_name_real_metrics() {
         let m = Metrics::new();
         m.latency.observe(0.001);
-        m.processed
-            .get_or_create(&TenantLabel { tenant: "t".into() })
-            .inc();
-        m.fail("t", "r", 1);
+        m.processed("t", 1);
+        m.fail(Some("t"), "r", 1);
         m.violations
             .get_or_create(&ViolationLabels {
                 rule: "r".into(),
@@ -446,12 +480,8 @@ mod tests {
     fn renders_every_family() {
         let m = Metrics::new();
         m.latency.observe(0.003);
-        m.processed
-            .get_or_create(&TenantLabel {
-                tenant: "acme".into(),
-            })
-            .inc_by(5);
-        m.fail("acme", "invalid-events", 2);
+        m.processed("acme", 5);
+        m.fail(Some("acme"), "invalid-events", 2);
         let text = m.render(Path::new("."), 10, 12, 0.5);
         for needle in [
             "aiaudit_event_processing_latency_seconds_bucket",
@@ -466,5 +496,22 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
+    }
+
+    #[test]
+    fn tenant_labels_are_capped_and_refused_input_has_a_fixed_label() {
+        let m = Metrics::new();
+        for i in 0..MAX_TENANT_LABELS + 10 {
+            m.processed(&format!("t{i}"), 1);
+        }
+        m.fail(None, "forbidden", 3);
+        let text = m.render(Path::new("."), 0, 0, 0.0);
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("aiaudit_events_processed_total{"))
+            .count();
+        assert_eq!(series, MAX_TENANT_LABELS + 1);
+        assert!(text.contains("aiaudit_events_processed_total{tenant=\"other\"} 10"));
+        assert!(text.contains("aiaudit_events_failed_total{tenant=\"refused\",reason=\"forbidden\"} 3"));
     }
 }

@@ -616,6 +616,174 @@ pub fn gunzip(bytes: &[u8], limit: usize) -> Result<Vec<u8>, Problem> {
     Ok(out)
 }
 
+/// [`decode_request`] for a body from outside: a protobuf body is walked
+/// first and refused (413) if it holds more than `max_records` log records
+/// or more than [`MAX_MESSAGES_PER_RECORD`] times as many messages in all
+/// (empty repeated messages decode to structures a hundred times their
+/// wire size); a JSON body is parsed within [`crate::bounded::MAX_JSON_NODES`].
+pub fn decode_bounded(
+    encoding: Encoding,
+    bytes: &[u8],
+    max_records: usize,
+) -> Result<ExportLogsServiceRequest, Problem> {
+    let too_large = |detail: String| {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-many-records",
+            "Too many log records",
+            detail,
+        )
+    };
+    match encoding {
+        Encoding::Protobuf => {
+            let count = wire::count(bytes).map_err(|e| {
+                undecodable(format!(
+                    "the body is not an OTLP ExportLogsServiceRequest: {e}"
+                ))
+            })?;
+            if count.records > max_records {
+                return Err(too_large(format!(
+                    "{} log records; a request holds at most {max_records}",
+                    count.records
+                )));
+            }
+            let max_messages = max_records.max(1).saturating_mul(MAX_MESSAGES_PER_RECORD);
+            if count.messages > max_messages {
+                return Err(too_large(format!(
+                    "{} messages in all; a request of up to {max_records} records holds at most {max_messages}",
+                    count.messages
+                )));
+            }
+            decode_request(encoding, bytes)
+        }
+        Encoding::Json => {
+            let v = crate::bounded::value(bytes).map_err(|e| match e {
+                crate::bounded::Refused::TooLarge => crate::api::too_many_values(),
+                crate::bounded::Refused::Json(e) => {
+                    undecodable(format!("the body is not valid JSON: {e}"))
+                }
+                other => undecodable(format!("{other:?}")),
+            })?;
+            let request = request_from_json(&v).map_err(undecodable)?;
+            let records: usize = request
+                .resource_logs
+                .iter()
+                .flat_map(|r| &r.scope_logs)
+                .map(|s| s.log_records.len())
+                .sum();
+            if records > max_records {
+                return Err(too_large(format!(
+                    "{records} log records; a request holds at most {max_records}"
+                )));
+            }
+            Ok(request)
+        }
+    }
+}
+
+/// Messages (records, attributes, values…) a request may hold per log record allowed.
+pub const MAX_MESSAGES_PER_RECORD: usize = 64;
+
+/// Counting the messages of an encoded ExportLogsServiceRequest without
+/// decoding it (protobuf wire format; field numbers from the OTLP protos).
+mod wire {
+    #[derive(Debug, Default)]
+    pub struct Count {
+        pub records: usize,
+        pub messages: usize,
+    }
+
+    /// Which message a length-delimited field holds.
+    #[derive(Clone, Copy)]
+    enum Kind {
+        Request,
+        ResourceLogs,
+        Resource,
+        ScopeLogs,
+        Scope,
+        LogRecord,
+        KeyValue,
+        AnyValue,
+        ArrayValue,
+        KeyValueList,
+    }
+
+    fn child(parent: Kind, field: u64) -> Option<Kind> {
+        use Kind::*;
+        match (parent, field) {
+            (Request, 1) => Some(ResourceLogs),
+            (ResourceLogs, 1) => Some(Resource),
+            (ResourceLogs, 2) => Some(ScopeLogs),
+            (Resource, 1) => Some(KeyValue),
+            (ScopeLogs, 1) => Some(Scope),
+            (ScopeLogs, 2) => Some(LogRecord),
+            (Scope, 3) => Some(KeyValue),
+            (LogRecord, 5) => Some(AnyValue),
+            (LogRecord, 6) => Some(KeyValue),
+            (KeyValue, 2) => Some(AnyValue),
+            (AnyValue, 5) => Some(ArrayValue),
+            (AnyValue, 6) => Some(KeyValueList),
+            (ArrayValue, 1) => Some(AnyValue),
+            (KeyValueList, 1) => Some(KeyValue),
+            _ => None,
+        }
+    }
+
+    /// Deeper nesting of values is refused (prost's own limit is 100).
+    const MAX_DEPTH: u32 = 64;
+
+    pub fn count(bytes: &[u8]) -> Result<Count, String> {
+        let mut c = Count::default();
+        walk(bytes, Kind::Request, 0, &mut c)?;
+        Ok(c)
+    }
+
+    fn varint(b: &[u8], at: &mut usize) -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *b.get(*at).ok_or("truncated varint")?;
+            *at += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint too long".into())
+    }
+
+    fn walk(b: &[u8], kind: Kind, depth: u32, c: &mut Count) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err("nested too deeply".into());
+        }
+        let mut at = 0;
+        while at < b.len() {
+            let key = varint(b, &mut at)?;
+            let (field, wire_type) = (key >> 3, key & 7);
+            match wire_type {
+                0 => {
+                    varint(b, &mut at)?;
+                }
+                1 => at = at.checked_add(8).filter(|&e| e <= b.len()).ok_or("truncated")?,
+                5 => at = at.checked_add(4).filter(|&e| e <= b.len()).ok_or("truncated")?,
+                2 => {
+                    let len = usize::try_from(varint(b, &mut at)?).map_err(|_| "length")?;
+                    let end = at.checked_add(len).filter(|&e| e <= b.len()).ok_or("truncated")?;
+                    if let Some(inner) = child(kind, field) {
+                        c.messages += 1;
+                        if matches!(inner, Kind::LogRecord) {
+                            c.records += 1;
+                        }
+                        walk(&b[at..end], inner, depth + 1, c)?;
+                    }
+                    at = end;
+                }
+                other => return Err(format!("wire type {other}")),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Decodes an (already decompressed) request body, or 400.
 pub fn decode_request(
     encoding: Encoding,
@@ -944,19 +1112,28 @@ pub fn request_from_json(v: &Value) -> Result<ExportLogsServiceRequest, String> 
 // ---------------------------------------------------------------------------
 // Handlers.
 
+/// How much one OTLP request may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bytes, compressed and decompressed.
+    pub body_bytes: usize,
+    /// Log records.
+    pub records: usize,
+}
+
 /// Content type, coding, size limit and decoding: everything before mapping.
 async fn receive(
     headers: &HeaderMap,
     body: Body,
-    limit: usize,
+    limits: Limits,
 ) -> Result<(Encoding, ExportLogsServiceRequest), Problem> {
     let encoding = request_encoding(headers)?;
     let gzipped = is_gzip(headers)?;
-    let raw = read_body(body, limit).await?;
+    let raw = read_body(body, limits.body_bytes).await?;
     let mut request = if gzipped {
-        decode_request(encoding, &gunzip(&raw, limit)?)?
+        decode_bounded(encoding, &gunzip(&raw, limits.body_bytes)?, limits.records)?
     } else {
-        decode_request(encoding, &raw)?
+        decode_bounded(encoding, &raw, limits.records)?
     };
     stamp_receive_time(&mut request, now_unix_nano());
     Ok((encoding, request))
@@ -1016,24 +1193,29 @@ pub async fn ledger_logs(
     body: Body,
 ) -> Result<Response, Problem> {
     let principal = crate::api::require_appender(&ledger, &headers, cert.as_ref().map(|c| &c.0))?;
-    let (encoding, mut request) = receive(&headers, body, ledger.config.max_body_bytes).await?;
+    let limits = Limits {
+        body_bytes: ledger.config.max_body_bytes,
+        records: ledger.config.max_batch_events,
+    };
+    let (encoding, mut request) = receive(&headers, body, limits).await?;
     if let Some(tenant) = token_tenant(&principal) {
         default_tenant(&mut request, &tenant);
     }
-    let sorted = sort_records(&request, true);
+    let mut sorted = sort_records(&request, true);
+    drop(request);
     let events: Vec<Value> = sorted
         .valid
-        .iter()
-        .filter_map(|(ev, _)| ev.clone())
+        .iter_mut()
+        .filter_map(|(ev, _)| ev.take())
         .collect();
-    crate::api::check_tenants(&principal, &events)?;
-    crate::api::check_unsigned_allowed(&ledger, &events)?;
-    let checked = crate::api::check_batch(&events)?;
-    let (batch, stored) =
-        crate::sealing::encode_keeping_events(&ledger, events, checked, None).await?;
-    if !batch.is_empty() {
-        let appended = ledger.sequencer.append(batch).await?;
-        ledger.policies.observe(&ledger.metrics, stored, &appended);
+    if !events.is_empty() {
+        // The same front door as POST /v1/events: scope, rate limit,
+        // reserved names, signature rules, provenance, metrics, policies.
+        let batch = crate::append::Batch {
+            events,
+            signature: None,
+        };
+        ledger.append(&principal, batch).await?;
     }
     Ok(export_response(encoding, &sorted))
 }
@@ -1070,13 +1252,21 @@ pub(crate) async fn agent_logs(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    let (encoding, request) = receive(&headers, body, agent.max_body_bytes).await?;
+    agent.authenticate(&headers)?;
+    let limits = Limits {
+        body_bytes: agent.max_body_bytes,
+        records: agent.max_batch_events,
+    };
+    let (encoding, request) = receive(&headers, body, limits).await?;
     let mut sorted = sort_records(&request, true);
+    drop(request);
     let events: Vec<Value> = sorted
         .valid
         .iter_mut()
         .filter_map(|(ev, _)| ev.take())
         .collect();
+    // The ledger would refuse these; the spool must not hold what never lands.
+    crate::append::check_reserved(&events)?;
     if !events.is_empty() {
         let a = agent.clone();
         match tokio::task::spawn_blocking(move || a.emitter.emit_durable(events)).await {
@@ -1386,6 +1576,63 @@ mod tests {
         assert_eq!(gunzip(b"not gzip", 1000).unwrap_err().status, 400);
         let err = decode_request(Encoding::Protobuf, b"\xff\xff\xff").unwrap_err();
         assert_eq!(err.status, 400);
+    }
+
+    #[test]
+    fn the_wire_count_agrees_with_decoding() {
+        let req = request();
+        let bytes = req.encode_to_vec();
+        let c = wire::count(&bytes).unwrap();
+        let records: usize = req
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum();
+        assert_eq!(c.records, records);
+        assert!(c.messages > records);
+        assert!(decode_bounded(Encoding::Protobuf, &bytes, records).is_ok());
+        assert_eq!(
+            decode_bounded(Encoding::Protobuf, &bytes, records - 1)
+                .unwrap_err()
+                .status,
+            413
+        );
+        assert!(wire::count(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn empty_repeated_records_are_refused_before_decoding() {
+        // One resource, one scope, then a million empty log records: 2 MB on
+        // the wire, several hundred MB once decoded.
+        let mut scope = Vec::with_capacity(2_000_010);
+        for _ in 0..1_000_000 {
+            scope.extend_from_slice(&[0x12, 0]);
+        }
+        let mut rl = vec![0x12];
+        prost::encoding::encode_varint(scope.len() as u64, &mut rl);
+        rl.extend_from_slice(&scope);
+        let mut body = vec![0x0a];
+        prost::encoding::encode_varint(rl.len() as u64, &mut body);
+        body.extend_from_slice(&rl);
+        let p = decode_bounded(Encoding::Protobuf, &body, 10_000).unwrap_err();
+        assert_eq!((p.status, p.kind.as_str()), (413, "urn:aiaudit:problem:too-many-records"));
+        // Empty attributes on few records: refused by the message budget.
+        let mut record = Vec::new();
+        for _ in 0..100_000 {
+            record.extend_from_slice(&[0x32, 0]);
+        }
+        let mut scope = vec![0x12];
+        prost::encoding::encode_varint(record.len() as u64, &mut scope);
+        scope.extend_from_slice(&record);
+        let mut rl = vec![0x12];
+        prost::encoding::encode_varint(scope.len() as u64, &mut rl);
+        rl.extend_from_slice(&scope);
+        let mut body = vec![0x0a];
+        prost::encoding::encode_varint(rl.len() as u64, &mut body);
+        body.extend_from_slice(&rl);
+        assert_eq!(decode_bounded(Encoding::Protobuf, &body, 100).unwrap_err().status, 413);
+        assert!(decode_bounded(Encoding::Protobuf, &body, 10_000).is_ok());
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub const RESOLVED: &str = "policy.violation.resolved";
 /// Batches of logged events waiting for the engine; beyond, events are
 /// dropped unevaluated (and counted) rather than slow ingest down.
 const QUEUE_BATCHES: usize = 4096;
+/// One tenant's share of the queue: a quarter of its batches and at most
+/// this many events, so one tenant's flood cannot crowd out the others.
+const TENANT_QUEUE_BATCHES: usize = QUEUE_BATCHES / 4;
+const TENANT_QUEUE_EVENTS: usize = 100_000;
 /// Alerts waiting for the webhook.
 const WEBHOOK_QUEUE: usize = 10_000;
 const RELOAD_EVERY: Duration = Duration::from_secs(2);
@@ -42,9 +46,65 @@ pub struct Logged {
     pub index: u64,
 }
 
+/// What one tenant has waiting in the engine's queue.
+#[derive(Default, Clone, Copy)]
+struct Share {
+    batches: usize,
+    events: usize,
+}
+
+/// Each tenant's share of the queue in use.
+#[derive(Default)]
+pub struct Queued(Mutex<HashMap<String, Share>>);
+
+impl Queued {
+    /// Takes room for a batch of `counts` (events per tenant), or refuses it
+    /// whole if any of its tenants has used its share.
+    fn take(&self, counts: &HashMap<String, usize>) -> bool {
+        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let fits = counts.iter().all(|(t, n)| {
+            let s = q.get(t).copied().unwrap_or_default();
+            s.batches < TENANT_QUEUE_BATCHES && s.events + n <= TENANT_QUEUE_EVENTS
+        });
+        if fits {
+            for (t, n) in counts {
+                let s = q.entry(t.clone()).or_default();
+                s.batches += 1;
+                s.events += n;
+            }
+        }
+        fits
+    }
+
+    /// Gives the room of an evaluated batch back.
+    fn give_back(&self, batch: &[Logged]) {
+        let counts = tenant_counts(batch);
+        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for (t, n) in counts {
+            if let Some(s) = q.get_mut(&t) {
+                s.batches = s.batches.saturating_sub(1);
+                s.events = s.events.saturating_sub(n);
+                if s.batches == 0 && s.events == 0 {
+                    q.remove(&t);
+                }
+            }
+        }
+    }
+}
+
+fn tenant_counts(batch: &[Logged]) -> HashMap<String, usize> {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for l in batch {
+        let t = l.event.get("tenant").and_then(Value::as_str).unwrap_or("");
+        *counts.entry(t.to_string()).or_default() += 1;
+    }
+    counts
+}
+
 /// The policy side of the ledger.
 pub struct PolicyService {
     feed: Option<mpsc::Sender<Vec<Logged>>>,
+    queued: Arc<Queued>,
     pub violations: Violations,
     /// Serializes lifecycle transitions: check, append and apply as one step.
     transition: tokio::sync::Mutex<()>,
@@ -77,7 +137,15 @@ impl PolicyService {
             return;
         }
         let n = batch.len() as u64;
-        if feed.try_send(batch).is_err() {
+        if !self.queued.take(&tenant_counts(&batch)) {
+            metrics.policy_events_dropped.inc_by(n);
+            return;
+        }
+        if let Err(e) = feed.try_send(batch) {
+            let batch = match e {
+                mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => b,
+            };
+            self.queued.give_back(&batch);
             metrics.policy_events_dropped.inc_by(n);
         }
     }
@@ -107,6 +175,7 @@ pub fn open(
     };
     let service = Arc::new(PolicyService {
         feed,
+        queued: Arc::default(),
         violations,
         transition: tokio::sync::Mutex::new(()),
     });
@@ -161,7 +230,9 @@ async fn run_engine(
             batch = rx.recv() => match batch {
                 Some(batch) => {
                     let now = now_ms();
-                    batch.iter().flat_map(|l| engine.observe(&l.event, l.index, now)).collect()
+                    let found = batch.iter().flat_map(|l| engine.observe(&l.event, l.index, now)).collect();
+                    ledger.policies.queued.give_back(&batch);
+                    found
                 }
                 None => return,
             },
@@ -223,9 +294,7 @@ pub fn violation_event(v: &Violation) -> Value {
 
 /// Appends server-made events as one batch; returns their log indexes.
 async fn append(ledger: &Arc<Ledger>, events: Vec<Value>) -> ApiResult<Vec<u64>> {
-    let checked = crate::api::check_batch(&events)?;
-    let batch = crate::sealing::encode(ledger, events, checked, None).await?;
-    let appended = ledger.sequencer.append(batch).await?;
+    let appended = ledger.append_own(events).await?;
     Ok(appended.iter().map(|a| a.index).collect())
 }
 
@@ -534,6 +603,11 @@ fn rebuild(
     for i in found {
         let entry = store.read_entry(i)?;
         match crate::sealing::open_entry(keyring, &entry) {
+            // Only the ledger's own records count: an event that merely looks
+            // like one (written before ingest refused them) changes nothing.
+            Ok(r) if r.stored.appended_by.as_deref() != Some(aiaudit_event::LEDGER_PRINCIPAL) => {
+                tracing::warn!(index = i, "policy event not appended by the ledger; ignored");
+            }
             Ok(r) => match r.event {
                 Some(event) => violations.apply(&Value::Object(event), i),
                 None => tracing::warn!(index = i, "violation entry cannot be opened (key erased)"),

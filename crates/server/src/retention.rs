@@ -257,6 +257,20 @@ pub async fn place(
             })
     };
     let (tenant, reason) = (field("tenant")?, field("reason")?);
+    if tenant != "*" && !aiaudit_event::is_valid_tenant(&tenant) {
+        return Err(Problem::bad_field(
+            "invalid-hold",
+            "Invalid legal hold",
+            "tenant",
+            "not a tenant name (1 to 64 letters, digits, '-', '_', '.'), nor \"*\"",
+        ));
+    }
+    if !p.can_administer(&tenant) {
+        return Err(forbidden(format!(
+            "this token may not place holds on tenant {tenant:?}{}",
+            if tenant == "*" { " (every tenant: an admin of all tenants only)" } else { "" }
+        )));
+    }
     let hold = Hold {
         id: uuid::Uuid::now_v7().to_string(),
         tenant: tenant.clone(),
@@ -288,7 +302,11 @@ pub async fn release(
 ) -> ApiResult<Json<Value>> {
     let p = require_admin(&ledger, &headers)?;
     let released = ledger.holds.update(|holds| {
-        let Some(pos) = holds.iter().position(|h| h.id == id) else {
+        // Holds beyond the caller's tenants are answered as unknown.
+        let Some(pos) = holds
+            .iter()
+            .position(|h| h.id == id && p.can_administer(&h.tenant))
+        else {
             return Err(Problem::not_found(format!("no legal hold with id {id:?}")));
         };
         Ok(holds.remove(pos))

@@ -2,7 +2,7 @@
 //! sensitive fields replaced by their per-tenant HMAC, then each event sealed
 //! (entry format v2) under its data key; and opening sealed entries again.
 
-use crate::api::{add_event_errors, refuse_if_any};
+use crate::append::{add_event_errors, refuse_if_any};
 use crate::problem::Problem;
 use crate::Ledger;
 use aiaudit_event::envelope::{self, DataKey, Stored, SEAL_RANDOM_LEN};
@@ -16,29 +16,19 @@ use std::sync::Arc;
 type ApiResult<T> = Result<T, Problem>;
 
 /// Encodes a checked batch into entries: redaction, then sealing (or the
-/// plain v1 entry when encryption is off). Any error refuses the batch.
-pub async fn encode(
-    ledger: &Arc<Ledger>,
-    events: Vec<Value>,
-    checked: Vec<CheckedEvent>,
-    sigs: Option<Vec<EventSignature>>,
-) -> ApiResult<Vec<NewEntry>> {
-    encode_keeping_events(ledger, events, checked, sigs)
-        .await
-        .map(|(batch, _)| batch)
-}
-
-/// [`encode`], also giving back the events as stored (sensitive fields
-/// replaced), for whoever looks at them after they are logged.
-pub async fn encode_keeping_events(
+/// plain v1 entry when encryption is off), each entry recording who
+/// appended it. Any error refuses the batch. Also gives back the events as
+/// stored (sensitive fields replaced), for whoever looks at them after.
+pub(crate) async fn encode_keeping_events(
     ledger: &Arc<Ledger>,
     mut events: Vec<Value>,
     mut checked: Vec<CheckedEvent>,
     sigs: Option<Vec<EventSignature>>,
+    appended_by: &str,
 ) -> ApiResult<(Vec<NewEntry>, Vec<Value>)> {
     let config = &ledger.config;
     if !config.encryption && config.sensitive_fields.is_empty() {
-        return Ok((finish_plain(checked, sigs.as_deref())?, events));
+        return Ok((finish_plain(checked, sigs.as_deref(), appended_by)?, events));
     }
     let keys = choose_keys(&ledger.keyring, &checked).await?;
     let mut redacted: Vec<Vec<String>> = vec![Vec::new(); checked.len()];
@@ -62,7 +52,7 @@ pub async fn encode_keeping_events(
         }
     }
     if !config.encryption {
-        return Ok((finish_plain(checked, sigs.as_deref())?, events));
+        return Ok((finish_plain(checked, sigs.as_deref(), appended_by)?, events));
     }
     let mut random = vec![0u8; SEAL_RANDOM_LEN * checked.len()];
     getrandom::getrandom(&mut random)
@@ -81,13 +71,14 @@ pub async fn encode_keeping_events(
         match envelope::seal(
             c,
             sigs.as_ref().map(|s| &s[i]),
+            Some(appended_by),
             &redacted[i],
             choice.subject_tag.as_deref(),
             key,
             rand,
         ) {
             Ok(p) => batch.push(NewEntry {
-                id: p.id,
+                key: p.dedup_key,
                 entry: p.entry,
                 leaf: p.leaf,
             }),
@@ -101,13 +92,14 @@ pub async fn encode_keeping_events(
 fn finish_plain(
     checked: Vec<CheckedEvent>,
     sigs: Option<&[EventSignature]>,
+    appended_by: &str,
 ) -> ApiResult<Vec<NewEntry>> {
     let mut errors = Vec::new();
     let mut batch = Vec::with_capacity(checked.len());
     for (i, c) in checked.into_iter().enumerate() {
-        match aiaudit_event::finish(c, sigs.map(|s| &s[i])) {
+        match aiaudit_event::finish(c, sigs.map(|s| &s[i]), Some(appended_by)) {
             Ok(p) => batch.push(NewEntry {
-                id: p.id,
+                key: p.dedup_key,
                 entry: p.entry,
                 leaf: p.leaf,
             }),
@@ -211,9 +203,7 @@ pub async fn append_own_event(
         "outcome": {"status": "success"},
         "attributes": attributes,
     });
-    let checked = crate::api::check_batch(std::slice::from_ref(&event))?;
-    let batch = encode(ledger, vec![event], checked, None).await?;
-    let appended = ledger.sequencer.append(batch).await?;
+    let appended = ledger.append_own(vec![event]).await?;
     Ok((id, appended.first().map_or(0, |a| a.index)))
 }
 

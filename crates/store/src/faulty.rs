@@ -89,9 +89,9 @@ impl Storage for FaultyStore {
         injected(&self.faults.reads, "read")?;
         self.inner.read_hashes(tree_level, start, count)
     }
-    fn lookup_id(&self, id: &str) -> Result<Option<u64>> {
+    fn lookup_key(&self, key: &str) -> Result<Option<u64>> {
         injected(&self.faults.reads, "read")?;
-        self.inner.lookup_id(id)
+        self.inner.lookup_key(key)
     }
     fn checkpoint(&self) -> Result<Option<String>> {
         self.inner.checkpoint()

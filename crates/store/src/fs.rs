@@ -6,7 +6,7 @@
 //! log/entries         entries, each as u16 BE length + bytes (entry bundle encoding)
 //! log/leaves          per entry: 32-byte leaf hash + u64 BE end offset in log/entries
 //! log/levels/NN       tree nodes at level NN (1..63), 32 bytes each, in index order
-//! ids.redb            event id -> log index, and how far it is filled in
+//! ids.redb            dedup key (tenant/id) -> log index, and how far it is filled in
 //! ```
 //!
 //! Only `log/entries` and `log/leaves` are on the acknowledgement path (one
@@ -40,9 +40,17 @@ const ID_INDEX_SYNC: Duration = Duration::from_secs(2);
 /// Memory the id index may use for its page cache.
 const ID_INDEX_CACHE_BYTES: usize = 32 << 20;
 
-const IDS: TableDefinition<&str, u64> = TableDefinition::new("ids");
+/// Dedup key (`tenant/id`) -> log index (key format 2).
+const IDS: TableDefinition<&str, u64> = TableDefinition::new("tenant_ids");
+/// Key format 1 (before 0.2): bare event id -> log index, across tenants.
+const LEGACY_IDS: TableDefinition<&str, u64> = TableDefinition::new("ids");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const INDEXED_SIZE: &str = "indexed_size";
+/// Which keys `IDS` holds; absent means format 1 (the legacy table).
+const KEY_FORMAT: &str = "key_format";
+const KEY_FORMAT_TENANT_ID: u64 = 2;
+/// Entries re-keyed per transaction when upgrading the id index.
+const UPGRADE_CHUNK: u64 = 50_000;
 
 struct Sequenced {
     size: u64,
@@ -206,6 +214,7 @@ impl FsStore {
         self.integrated
             .store(self.integ.lock().unwrap().tree.size(), Ordering::SeqCst);
 
+        self.upgrade_id_index(n)?;
         // Ids logged after the id index was last made durable.
         let indexed = self.indexed_size()?;
         if indexed > n {
@@ -287,20 +296,85 @@ impl FsStore {
         })
     }
 
-    /// Puts the ids of entries `[from, to)` back among the pending ones (those
+    /// Puts the keys of entries `[from, to)` back among the pending ones (those
     /// the durable id index does not hold yet).
     fn refill_pending(&self, from: u64, to: u64) -> Result<()> {
         let mut found = Vec::new();
         for i in from..to {
-            let entry = self.read_entry(i)?;
-            let id = aiaudit_event::entry_id(&entry).map_err(|e| Error::Corrupt {
-                index: i,
-                detail: e.to_string(),
-            })?;
-            found.push((id, i));
+            found.push((self.dedup_key_at(i)?, i));
         }
         self.pending.lock().unwrap().extend(found);
         Ok(())
+    }
+
+    fn dedup_key_at(&self, i: u64) -> Result<String> {
+        let entry = self.read_entry(i)?;
+        aiaudit_event::entry_dedup_key(&entry).map_err(|e| Error::Corrupt {
+            index: i,
+            detail: e.to_string(),
+        })
+    }
+
+    /// Id index key format 1 keyed events by id alone, so one tenant's id
+    /// shadowed another's. Re-keys what it covered by `tenant/id`, reading
+    /// the log, in chunks (a crash part-way starts over), then drops the
+    /// old table. Once per data directory.
+    fn upgrade_id_index(&self, size: u64) -> Result<()> {
+        let (format, covered) = self.with_ids(|db| {
+            let tx = db.begin_read()?;
+            let meta = tx.open_table(META)?;
+            Ok((
+                meta.get(KEY_FORMAT)?.map(|v| v.value()),
+                meta.get(INDEXED_SIZE)?.map_or(0, |v| v.value()),
+            ))
+        })?;
+        if format == Some(KEY_FORMAT_TENANT_ID) {
+            return Ok(());
+        }
+        let covered = covered.min(size);
+        if covered > 0 {
+            tracing::info!(
+                entries = covered,
+                "upgrading the id index to per-tenant keys"
+            );
+        }
+        self.with_ids(|db| {
+            let tx = db.begin_write()?;
+            tx.delete_table(IDS)?;
+            tx.open_table(IDS)?;
+            tx.commit()?;
+            Ok(())
+        })?;
+        let mut at = 0;
+        while at < covered {
+            let end = (at + UPGRADE_CHUNK).min(covered);
+            let keys = (at..end)
+                .map(|i| Ok((self.dedup_key_at(i)?, i)))
+                .collect::<Result<Vec<_>>>()?;
+            self.with_ids(|db| {
+                let tx = db.begin_write()?;
+                {
+                    let mut ids = tx.open_table(IDS)?;
+                    for (k, i) in &keys {
+                        ids.insert(k.as_str(), *i)?;
+                    }
+                }
+                tx.commit()?;
+                Ok(())
+            })?;
+            at = end;
+        }
+        self.with_ids(|db| {
+            let tx = db.begin_write()?;
+            tx.delete_table(LEGACY_IDS)?;
+            {
+                let mut meta = tx.open_table(META)?;
+                meta.insert(KEY_FORMAT, KEY_FORMAT_TENANT_ID)?;
+                meta.insert(INDEXED_SIZE, covered)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// Runs `f` on the id index; after an id-index failure (e.g. disk full),
@@ -363,7 +437,7 @@ impl FsStore {
         {
             let pending = self.pending.lock().unwrap();
             for (i, e) in batch.iter().enumerate() {
-                let index = pending.get(e.id.as_str()).copied();
+                let index = pending.get(e.key.as_str()).copied();
                 out.push(Appended {
                     index: index.unwrap_or(u64::MAX),
                     leaf: e.leaf,
@@ -382,7 +456,7 @@ impl FsStore {
                 let ids = tx.open_table(IDS)?;
                 let mut found = Vec::new();
                 for &i in &unresolved {
-                    if let Some(index) = ids.get(batch[i].id.as_str())? {
+                    if let Some(index) = ids.get(batch[i].key.as_str())? {
                         found.push((i, index.value()));
                     }
                 }
@@ -401,7 +475,7 @@ impl FsStore {
             if out[i].duplicate {
                 continue;
             }
-            if let Some(&first) = in_batch.get(e.id.as_str()) {
+            if let Some(&first) = in_batch.get(e.key.as_str()) {
                 out[i] = Appended {
                     duplicate: true,
                     ..out[first]
@@ -409,7 +483,7 @@ impl FsStore {
                 continue;
             }
             e.check_size(i)?;
-            in_batch.insert(&e.id, i);
+            in_batch.insert(&e.key, i);
             entries_buf.extend_from_slice(&(e.entry.len() as u16).to_be_bytes());
             entries_buf.extend_from_slice(&e.entry);
             end += 2 + e.entry.len() as u64;
@@ -443,7 +517,7 @@ impl FsStore {
             let mut pending = self.pending.lock().unwrap();
             for (i, e) in batch.iter().enumerate() {
                 if !out[i].duplicate {
-                    pending.insert(e.id.clone(), out[i].index);
+                    pending.insert(e.key.clone(), out[i].index);
                 }
             }
         }
@@ -650,14 +724,14 @@ impl Storage for FsStore {
         self.files.hashes(tree_level, start, count)
     }
 
-    fn lookup_id(&self, id: &str) -> Result<Option<u64>> {
-        if let Some(&i) = self.pending.lock().unwrap().get(id) {
+    fn lookup_key(&self, key: &str) -> Result<Option<u64>> {
+        if let Some(&i) = self.pending.lock().unwrap().get(key) {
             return Ok(Some(i));
         }
         self.with_ids(|db| {
             let tx = db.begin_read()?;
             let ids = tx.open_table(IDS)?;
-            Ok(ids.get(id)?.map(|v| v.value()))
+            Ok(ids.get(key)?.map(|v| v.value()))
         })
     }
 

@@ -27,10 +27,11 @@ pub use pg::{
 
 use aiaudit_tlog::{Hash, NodeReader};
 
-/// One event ready to be logged: its id (for deduplication), entry bytes and leaf hash.
+/// One event ready to be logged: its dedup key (tenant and id, see
+/// `aiaudit_event::dedup_key`), entry bytes and leaf hash.
 #[derive(Debug, Clone)]
 pub struct NewEntry {
-    pub id: String,
+    pub key: String,
     pub entry: Vec<u8>,
     pub leaf: Hash,
 }
@@ -61,7 +62,8 @@ pub struct Appended {
 
 /// The ledger's storage. Methods block on I/O; call them from a blocking context.
 pub trait Storage: NodeReader + Send + Sync + 'static {
-    /// Appends a batch durably, deduplicating by id. All-or-nothing: on error
+    /// Appends a batch durably, deduplicating by key (tenant and event id:
+    /// one tenant's ids never shadow another's). All-or-nothing: on error
     /// nothing of the batch is logged or acknowledged.
     fn append(&self, batch: &[NewEntry]) -> Result<Vec<Appended>>;
     /// Number of durable entries (the sequenced size).
@@ -81,8 +83,8 @@ pub trait Storage: NodeReader + Send + Sync + 'static {
     /// Hashes at `tree_level`, indexes `[start, start + count)`, concatenated.
     /// Only integrated nodes (level 0: durable leaves) can be read.
     fn read_hashes(&self, tree_level: u32, start: u64, count: u64) -> Result<Vec<u8>>;
-    /// The index of a logged event id, if any.
-    fn lookup_id(&self, id: &str) -> Result<Option<u64>>;
+    /// The index of the event logged under a dedup key, if any.
+    fn lookup_key(&self, key: &str) -> Result<Option<u64>>;
     /// The latest signed checkpoint, if one was saved.
     fn checkpoint(&self) -> Result<Option<String>>;
     /// Durably replaces the latest signed checkpoint.

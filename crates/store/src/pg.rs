@@ -15,13 +15,13 @@
 //! integrated size stored there, so two integrators would write the same
 //! nodes; a checkpoint is only ever replaced by a larger one.
 //!
-//! Tables (schema version 3, docs/format.md):
+//! Tables (schema version 4, docs/format.md):
 //!
 //! ```text
 //! aiaudit_schema   applied migration versions
 //! aiaudit_seq      one row: size (entries committed)
 //! aiaudit_tree     one row: integrated size, latest checkpoint and its size
-//! aiaudit_entries  idx, event_id (unique), entry bytes, leaf hash
+//! aiaudit_entries  idx, dedup_key (tenant/id, unique; version 4), entry bytes, leaf hash
 //! aiaudit_nodes    tree nodes of levels 1..63 in strips of 256 hashes
 //! aiaudit_keyring  keyring records (version 2): number, record, version
 //! aiaudit_documents small documents all nodes share, e.g. legal holds (version 3)
@@ -106,6 +106,19 @@ CREATE TABLE aiaudit_documents (
     body bytea NOT NULL,
     version bigint NOT NULL CHECK (version > 0)
 );
+",
+    // Version 4: events are deduplicated per tenant. The key becomes
+    // `tenant/id` (tenants hold no '/'), the tenant read from each entry's
+    // clear fields (v1: event, v2: index). The constraint is dropped while
+    // keys change, since one row's new key may be another's old one.
+    "
+ALTER TABLE aiaudit_entries DROP CONSTRAINT aiaudit_entries_event_id_key;
+ALTER TABLE aiaudit_entries RENAME COLUMN event_id TO dedup_key;
+UPDATE aiaudit_entries SET dedup_key = (
+    SELECT coalesce(j->'event'->>'tenant', j->'index'->>'tenant')
+    FROM (SELECT convert_from(entry, 'UTF8')::jsonb AS j) AS e
+) || '/' || dedup_key;
+ALTER TABLE aiaudit_entries ADD CONSTRAINT aiaudit_entries_dedup_key UNIQUE (dedup_key);
 ",
 ];
 
@@ -509,14 +522,14 @@ async fn append_tx(
     batch: &[NewEntry],
 ) -> Result<Option<(Vec<Appended>, u64)>> {
     let tx = c.transaction().await?;
-    let ids: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
+    let ids: Vec<&str> = batch.iter().map(|e| e.key.as_str()).collect();
     // Looked up before taking the sequencing lock, to keep it short; an id
     // another node commits meanwhile trips the unique constraint below.
     let mut logged: HashMap<String, (u64, Hash)> = HashMap::new();
     for row in tx
         .query(
             &tx.prepare_cached(
-                "SELECT event_id, idx, leaf FROM aiaudit_entries WHERE event_id = ANY($1)",
+                "SELECT dedup_key, idx, leaf FROM aiaudit_entries WHERE dedup_key = ANY($1)",
             )
             .await?,
             &[&ids],
@@ -538,7 +551,7 @@ async fn append_tx(
     let mut in_batch: HashMap<&str, usize> = HashMap::new();
     let (mut new_ids, mut entries, mut leaves) = (Vec::new(), Vec::new(), Vec::new());
     for (i, e) in batch.iter().enumerate() {
-        if let Some(&(index, leaf)) = logged.get(&e.id) {
+        if let Some(&(index, leaf)) = logged.get(&e.key) {
             out.push(Appended {
                 index,
                 leaf,
@@ -547,7 +560,7 @@ async fn append_tx(
             relative.push(false);
             continue;
         }
-        if let Some(&first) = in_batch.get(e.id.as_str()) {
+        if let Some(&first) = in_batch.get(e.key.as_str()) {
             let a: Appended = out[first];
             out.push(Appended {
                 duplicate: true,
@@ -557,14 +570,14 @@ async fn append_tx(
             continue;
         }
         e.check_size(i)?;
-        in_batch.insert(&e.id, i);
+        in_batch.insert(&e.key, i);
         out.push(Appended {
             index: new_ids.len() as u64,
             leaf: e.leaf,
             duplicate: false,
         });
         relative.push(true);
-        new_ids.push(e.id.as_str());
+        new_ids.push(e.key.as_str());
         entries.push(e.entry.as_slice());
         leaves.push(&e.leaf[..]);
     }
@@ -593,7 +606,7 @@ async fn append_tx(
     let inserted = tx
         .execute(
             &tx.prepare_cached(
-                "INSERT INTO aiaudit_entries (idx, event_id, entry, leaf) \
+                "INSERT INTO aiaudit_entries (idx, dedup_key, entry, leaf) \
                  SELECT * FROM unnest($1::int8[], $2::text[], $3::bytea[], $4::bytea[])",
             )
             .await?,
@@ -903,14 +916,14 @@ impl Storage for PgStore {
         })
     }
 
-    fn lookup_id(&self, id: &str) -> Result<Option<u64>> {
+    fn lookup_key(&self, key: &str) -> Result<Option<u64>> {
         let pool = self.pool.clone();
-        let id = id.to_string();
+        let id = key.to_string();
         self.run(async move {
             let c = pool.get().await?;
             let row = c
                 .query_opt(
-                    &c.prepare_cached("SELECT idx FROM aiaudit_entries WHERE event_id = $1")
+                    &c.prepare_cached("SELECT idx FROM aiaudit_entries WHERE dedup_key = $1")
                         .await?,
                     &[&id],
                 )

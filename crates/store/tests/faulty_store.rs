@@ -66,14 +66,14 @@ fn each_fault_fails_what_it_names_and_clears() {
     assert_injected(store.read_entry(0), "read_entry");
     assert_injected(store.read_entry_bundle(0, 2), "read_entry_bundle");
     assert_injected(store.read_hashes(0, 0, 2), "read_hashes");
-    assert_injected(store.lookup_id("e1"), "lookup_id");
+    assert_injected(store.lookup_key(&common::key("e1")), "lookup_key");
     let err = store.read_node(0, 0).expect_err("read_node");
     assert!(err.to_string().contains("injected fault"), "{err}");
     assert!(tree_hash(12, &store).is_err());
     store.append(&batch(12, 13)).unwrap();
     Faults::set(&faults.reads, false);
     assert_eq!(store.read_entry(12).unwrap(), entry("e12").entry);
-    assert_eq!(store.lookup_id("e1").unwrap(), Some(1));
+    assert_eq!(store.lookup_key(&common::key("e1")).unwrap(), Some(1));
     assert_eq!(store.read_hashes(0, 0, 2).unwrap().len(), 64);
     assert!(!store.read_entry_bundle(0, 2).unwrap().is_empty());
     assert_eq!(tree_hash(12, &store).unwrap(), root);

@@ -40,7 +40,7 @@ fn assert_holds(store: &FsStore, acked: &[NewEntry]) {
     assert_eq!(store.size(), acked.len() as u64);
     for (i, e) in acked.iter().enumerate() {
         assert_eq!(store.read_entry(i as u64).unwrap(), e.entry, "entry {i}");
-        assert_eq!(store.lookup_id(&e.id).unwrap(), Some(i as u64), "id {i}");
+        assert_eq!(store.lookup_key(&e.key).unwrap(), Some(i as u64), "id {i}");
     }
     let leaves: Vec<Hash> = acked.iter().map(|e| e.leaf).collect();
     let (size, root) = store.integrate().unwrap();
@@ -78,7 +78,7 @@ fn a_torn_write_is_refused_and_cut_away() {
         // The torn bytes are gone from both files.
         assert_eq!(file_len(dir.path(), "entries"), entries_before);
         assert_eq!(file_len(dir.path(), "leaves"), leaves_before);
-        assert_eq!(store.lookup_id(&b[0].id).unwrap(), None);
+        assert_eq!(store.lookup_key(&b[0].key).unwrap(), None);
 
         // The same batch again lands right after the acknowledged entries.
         let out = store.append(&b).unwrap();

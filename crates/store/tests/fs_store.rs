@@ -38,8 +38,8 @@ fn appends_dedups_and_reads_back() {
     let after = store.append(&[entry("e7")]).unwrap();
     assert_eq!((after[0].index, after[0].duplicate), (7, true));
     assert_eq!(store.size(), 301);
-    assert_eq!(store.lookup_id("e299").unwrap(), Some(299));
-    assert_eq!(store.lookup_id("nope").unwrap(), None);
+    assert_eq!(store.lookup_key(&common::key("e299")).unwrap(), Some(299));
+    assert_eq!(store.lookup_key(&common::key("nope")).unwrap(), None);
 
     // Tree and proofs from stored nodes agree with a fresh computation.
     assert_eq!(tree_hash(301, &store).unwrap(), root);
@@ -374,4 +374,79 @@ fn write_atomically_replaces_the_file_or_fails() {
     assert!(write_atomically(&missing, "note", b"x")
         .unwrap_err()
         .is_transient());
+}
+
+/// An entry of event `id` in `tenant`, keyed as the ledger keys it.
+fn tenant_entry(tenant: &str, id: &str) -> aiaudit_store::NewEntry {
+    let bytes = format!(
+        r#"{{"event":{{"id":"{id}","tenant":"{tenant}","time":"2026-01-01T00:00:00Z"}},"v":1}}"#
+    )
+    .into_bytes();
+    aiaudit_store::NewEntry {
+        key: aiaudit_event::dedup_key(tenant, id),
+        leaf: aiaudit_tlog::record_hash(&bytes),
+        entry: bytes,
+    }
+}
+
+#[test]
+fn the_same_id_in_two_tenants_is_two_events_before_and_after_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = FsStore::open(dir.path()).unwrap();
+    let a = store.append(&[tenant_entry("acme", "x1")]).unwrap();
+    let b = store.append(&[tenant_entry("globex", "x1")]).unwrap();
+    assert_eq!((a[0].index, a[0].duplicate), (0, false));
+    assert_eq!((b[0].index, b[0].duplicate), (1, false));
+    store.integrate().unwrap();
+    drop(store);
+    let (store, _) = FsStore::open(dir.path()).unwrap();
+    let again = store
+        .append(&[tenant_entry("globex", "x1"), tenant_entry("initech", "x1")])
+        .unwrap();
+    assert_eq!((again[0].index, again[0].duplicate), (1, true));
+    assert_eq!((again[1].index, again[1].duplicate), (2, false));
+}
+
+/// A data directory whose id index was written by 0.1 (bare event ids,
+/// table `ids`, no key format) is re-keyed by tenant on open.
+#[test]
+fn a_legacy_id_index_is_rekeyed_by_tenant_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = FsStore::open(dir.path()).unwrap();
+    let entries: Vec<_> = (0..20)
+        .map(|i| tenant_entry("acme", &format!("id{i}")))
+        .collect();
+    store.append(&entries).unwrap();
+    store.sync().unwrap();
+    drop(store);
+    // Rewrite the index as 0.1 left it.
+    {
+        use redb::ReadableTable;
+        let ids: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("ids");
+        let new: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("tenant_ids");
+        let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+        let db = redb::Database::open(dir.path().join("ids.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.delete_table(new).unwrap();
+        {
+            let mut t = tx.open_table(ids).unwrap();
+            for i in 0..20u64 {
+                t.insert(format!("id{i}").as_str(), i).unwrap();
+            }
+            let mut m = tx.open_table(meta).unwrap();
+            m.remove("key_format").unwrap();
+            assert_eq!(m.get("indexed_size").unwrap().unwrap().value(), 20);
+        }
+        tx.commit().unwrap();
+    }
+    let (store, _) = FsStore::open(dir.path()).unwrap();
+    for i in 0..20u64 {
+        let key = aiaudit_event::dedup_key("acme", &format!("id{i}"));
+        assert_eq!(store.lookup_key(&key).unwrap(), Some(i));
+    }
+    let out = store
+        .append(&[tenant_entry("acme", "id3"), tenant_entry("globex", "id3")])
+        .unwrap();
+    assert_eq!((out[0].index, out[0].duplicate), (3, true));
+    assert_eq!((out[1].index, out[1].duplicate), (20, false));
 }

@@ -131,9 +131,9 @@ fn appends_reads_and_deduplicates() {
     assert!(dups.iter().all(|a| a.duplicate));
     assert_eq!((dups[0].index, dups[1].index), (1, 300));
     assert_eq!(store.size(), 301);
-    assert_eq!(store.lookup_id("new1").unwrap(), Some(300));
-    assert_eq!(store.lookup_id("e0").unwrap(), Some(0));
-    assert_eq!(store.lookup_id("nope").unwrap(), None);
+    assert_eq!(store.lookup_key(&common::key("new1")).unwrap(), Some(300));
+    assert_eq!(store.lookup_key(&common::key("e0")).unwrap(), Some(0));
+    assert_eq!(store.lookup_key(&common::key("nope")).unwrap(), None);
 
     // Out of range reads are refused, not made up.
     for r in [
@@ -283,7 +283,8 @@ fn two_nodes_append_concurrently_without_duplicates_or_gaps() {
                     barrier.wait();
                     let out = node.append(&b).unwrap();
                     let mut seen = seen.lock().unwrap();
-                    seen.extend(b.iter().map(|e| e.id.clone()).zip(out));
+                    let ids = b.iter().map(|e| e.key.trim_start_matches("t/").to_string());
+                    seen.extend(ids.zip(out));
                 }
             });
         }
@@ -315,7 +316,7 @@ fn two_nodes_append_concurrently_without_duplicates_or_gaps() {
     by_index.sort_unstable();
     for (i, id) in &by_index {
         assert_eq!(nodes[1].read_entry(*i).unwrap(), entry(id).entry);
-        assert_eq!(nodes[0].lookup_id(id).unwrap(), Some(*i));
+        assert_eq!(nodes[0].lookup_key(&common::key(id)).unwrap(), Some(*i));
     }
     let leaves: Vec<Hash> = by_index.iter().map(|(_, id)| entry(id).leaf).collect();
     assert_eq!(nodes[0].integrate().unwrap().1, root_of(&leaves));
@@ -376,6 +377,40 @@ fn concurrent_opens_migrate_once() {
     assert_eq!(sql(&pg, "SELECT size FROM aiaudit_seq"), [["0"]]);
 }
 
+/// A database of schema 3 keyed events by id alone; version 4 re-keys the
+/// entries it holds by tenant, so the same id in another tenant is a new event.
+#[test]
+fn schema_4_rekeys_existing_entries_by_tenant() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let store = open(&pg);
+    let entries: Vec<NewEntry> = (0..5).map(|i| entry(&format!("old{i}"))).collect();
+    store.append(&entries).unwrap();
+    drop(store);
+    // Put the database back as schema 3 left it.
+    sql(
+        &pg,
+        "ALTER TABLE aiaudit_entries DROP CONSTRAINT aiaudit_entries_dedup_key;
+         UPDATE aiaudit_entries SET dedup_key = substr(dedup_key, 3);
+         ALTER TABLE aiaudit_entries RENAME COLUMN dedup_key TO event_id;
+         ALTER TABLE aiaudit_entries ADD CONSTRAINT aiaudit_entries_event_id_key UNIQUE (event_id);
+         DELETE FROM aiaudit_schema WHERE version = 4;",
+    );
+    assert_eq!(
+        sql(&pg, "SELECT event_id FROM aiaudit_entries WHERE idx = 2"),
+        [["old2"]]
+    );
+    let store = open(&pg);
+    assert_eq!(
+        sql(&pg, "SELECT dedup_key FROM aiaudit_entries WHERE idx = 2"),
+        [["t/old2"]]
+    );
+    assert_eq!(store.lookup_key(&common::key("old2")).unwrap(), Some(2));
+    let again = store.append(&[entry("old3")]).unwrap();
+    assert_eq!((again[0].index, again[0].duplicate), (3, true));
+}
+
 #[test]
 fn refuses_a_newer_schema() {
     let Some(pg) = TempPostgres::start() else {
@@ -411,7 +446,7 @@ fn a_stopped_database_is_a_transient_error_and_recovers() {
         ("integrate", store.integrate().map(drop)),
         ("read_entry", store.read_entry(0).map(drop)),
         ("read_hashes", store.read_hashes(0, 0, 1).map(drop)),
-        ("lookup_id", store.lookup_id("e1").map(drop)),
+        ("lookup_key", store.lookup_key(&common::key("e1")).map(drop)),
         ("checkpoint", store.checkpoint().map(drop)),
         (
             "save_checkpoint",
@@ -462,7 +497,7 @@ fn refuses_empty_and_oversize_entries_and_logs_nothing_of_the_batch() {
             "{err}"
         );
         assert_eq!(store.size(), 0);
-        assert_eq!(store.lookup_id("fine").unwrap(), None);
+        assert_eq!(store.lookup_key(&common::key("fine")).unwrap(), None);
     }
     let mut largest = entry("largest");
     largest.entry = vec![b'x'; aiaudit_tlog::MAX_ENTRY_SIZE];

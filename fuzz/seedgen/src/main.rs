@@ -81,7 +81,7 @@ fn main() {
     let sig = sign_batch(&emitter, &canonical);
     let sigs = verify_batch(&emitter.verifier(), &canonical, &sig).unwrap();
     for (c, s) in batch.into_iter().zip(&sigs) {
-        entries.push(aiaudit_event::finish(c, Some(s)).unwrap().entry);
+        entries.push(aiaudit_event::finish(c, Some(s), None).unwrap().entry);
     }
     let checked = aiaudit_event::check(&event(3, "globex")).unwrap();
     let key = DataKey {
