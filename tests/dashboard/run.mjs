@@ -290,12 +290,59 @@ async function offline(view, label) {
   pass(`${label} offline reload`);
 }
 
+/// Saved answers hold decrypted events: they belong to the token that
+/// fetched them, and go when the ledger reports an erasure or on sign-out.
+async function savedDataBoundToToken(browser) {
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  watch(page, 'cache');
+  await page.addInitScript(([token, vkey]) => {
+    sessionStorage.setItem('aiaudit.token', token);
+    if (!localStorage.getItem('aiaudit.vkey')) localStorage.setItem('aiaudit.vkey', vkey);
+  }, [TOKEN, VKEY]);
+  await page.goto(`${URL_}/`);
+  await underServiceWorker(page);
+  const holders = (url) => page.evaluate(async (u) => {
+    const out = [];
+    for (const k of await caches.keys()) {
+      if (k.startsWith('aiaudit-data') && await (await caches.open(k)).match(u)) out.push(k);
+    }
+    return out;
+  }, url);
+  const ownCache = await page.evaluate(async (token) => {
+    const d = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(`Bearer ${token}`));
+    return 'aiaudit-data-' + [...new Uint8Array(d)].slice(0, 16).map((b) => b.toString(16).padStart(2, '0')).join('');
+  }, TOKEN);
+  const get = (path, token) => page.evaluate(async ([p, t]) => (await fetch(p, { headers: { authorization: `Bearer ${t}` } })).status, [path, token]);
+  const url = `${URL_}/v1/events/3`;
+  check(await get('/v1/events/3', TOKEN) === 200, 'event read');
+  check(JSON.stringify(await holders(url)) === JSON.stringify([ownCache]), `saved under its own token only: ${await holders(url)}`);
+  // Another token asking for the same URL is answered by the ledger (401), never from the first token's cache.
+  check(await get('/v1/events/3', 'aat_not-a-token') === 401, 'another token gets the ledger\'s answer');
+  check((await holders(url)).length === 1, 'nothing saved for the other token');
+  // An erasure: the next answer carries a new epoch and every saved answer goes.
+  const erased = await page.evaluate(async (t) => (await fetch('/v1/erase', { method: 'POST',
+    headers: { authorization: `Bearer ${t}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ tenant: 'acme', subject: 'customer-erased-in-browser' }) })).status, TOKEN);
+  check(erased === 200, `erasure answered ${erased}`);
+  check(await get('/v1/info', TOKEN) === 200, 'info read');
+  check((await holders(url)).length === 0, 'saved event dropped after the erasure');
+  check(await get('/v1/events/3', TOKEN) === 200, 'event read again');
+  check((await holders(url)).length === 1, 'saved again');
+  await page.evaluate(async () => (await import('/js/api.js')).session.signOut());
+  const left = await page.evaluate(async () => (await caches.keys()).filter((k) => k.startsWith('aiaudit-data')));
+  check(left.length === 0, `nothing saved after sign-out: ${left}`);
+  pass('saved answers bound to their token, dropped on erasure and sign-out');
+  await ctx.close();
+}
+
 async function main() {
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: FLAGS });
   try {
     const d = await desktop(browser);
     const p = await phone(browser);
     await tampering(browser);
+    await savedDataBoundToToken(browser);
     await installable();
     console.log('STOP_SERVER');
     const rl = createInterface({ input: process.stdin });

@@ -286,6 +286,7 @@ fn dashboard_in_chromium() {
         "PASS tampered checkpoint fails",
         "PASS wrong pinned key fails",
         "PASS export downloaded",
+        "PASS saved answers bound to their token, dropped on erasure and sign-out",
         "PASS desktop offline reload",
         "PASS phone offline reload",
         "PASS no console errors",

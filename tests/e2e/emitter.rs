@@ -147,16 +147,16 @@ fn agent_outage_with_kill_nine_delivers_every_event_once() {
         let batch: Vec<Value> = (0..100)
             .map(|i| event(&format!("agent-{}", b * 100 + i)))
             .collect();
-        let r = c
-            .post(format!("{}/v1/events", agent.url))
+        let r = agent
+            .authorized(c.post(format!("{}/v1/events", agent.url)))
             .json(&batch)
             .send()
             .unwrap();
         assert_eq!(r.status(), 202, "{}", r.text().unwrap_or_default());
     }
     // Bad input is refused by the agent itself, naming the field.
-    let r = c
-        .post(format!("{}/v1/events", agent.url))
+    let r = agent
+        .authorized(c.post(format!("{}/v1/events", agent.url)))
         .json(&json!([{"id": "x", "time": "2026-01-01T00:00:00Z"}]))
         .send()
         .unwrap();
@@ -175,8 +175,8 @@ fn agent_outage_with_kill_nine_delivers_every_event_once() {
     server.wait_size(total);
     let ids = unique_ids(&server, total);
     assert!((0..total).all(|i| ids.contains(&format!("agent-{i}"))));
-    let status = c
-        .get(format!("{}/v1/agent/status", agent.url))
+    let status = agent
+        .authorized(c.get(format!("{}/v1/agent/status", agent.url)))
         .send()
         .unwrap()
         .json::<Value>()

@@ -282,7 +282,17 @@ fn sensitive_fields_are_stored_as_hmacs_an_auditor_can_compute() {
         "alice@example.com",
     ]);
     assert_eq!(stdout(&out).trim(), email);
-    // Another tenant's salt gives another HMAC; a bad request names its field.
+    // Another tenant's salt gives another HMAC; a tenant with no salt yet
+    // gets none made by asking (404); a bad request names its field.
+    let r = admin_post(
+        &server,
+        "/v1/hash",
+        json!({"tenant": "other", "value": "alice@example.com"}),
+    );
+    assert_eq!(r.status(), 404);
+    let mut o = secret_event("h1", Some("bob"));
+    o["tenant"] = json!("other");
+    server.post_events(&[o]);
     let r = admin_post(
         &server,
         "/v1/hash",

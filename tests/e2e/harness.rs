@@ -11,7 +11,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_aiaudit");
 pub struct Server {
     pub child: Child,
     pub url: String,
-    /// The ledger's admin token (empty for an agent).
+    /// The ledger's admin token, or an agent's local token.
     pub token: String,
 }
 
@@ -230,12 +230,16 @@ pub fn start_agent_with(ledger_url: &str, token: &str, spool: &Path, extra: &[&s
         .stderr(Stdio::inherit())
         .spawn()
         .expect("starting aiaudit agent");
-    let agent = Server {
+    let mut agent = Server {
         child,
         url: format!("http://{listen}"),
         token: String::new(),
     };
     agent.wait_ready();
+    // Applications authenticate with the agent's local token.
+    agent.token = std::fs::read_to_string(spool.join("agent.token"))
+        .map(|t| t.trim().to_string())
+        .unwrap_or_default();
     agent
 }
 

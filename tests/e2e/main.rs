@@ -24,5 +24,6 @@ mod search;
 mod shutdown;
 mod signatures;
 mod tls;
+mod trust;
 mod validate;
 mod verify;

@@ -108,8 +108,8 @@ fn agent_delivers_exactly_once_through_a_faulty_network() {
         let batch: Vec<Value> = (0..100)
             .map(|i| event(&format!("net-{}", b * 100 + i)))
             .collect();
-        let r = c
-            .post(format!("{}/v1/events", agent.url))
+        let r = agent
+            .authorized(c.post(format!("{}/v1/events", agent.url)))
             .json(&batch)
             .send()
             .unwrap();
@@ -120,8 +120,8 @@ fn agent_delivers_exactly_once_through_a_faulty_network() {
         let size = server.get_json("/v1/info")["sequenced_size"]
             .as_u64()
             .unwrap();
-        let pending = c
-            .get(format!("{}/v1/agent/status", agent.url))
+        let pending = agent
+            .authorized(c.get(format!("{}/v1/agent/status", agent.url)))
             .send()
             .unwrap()
             .json::<Value>()

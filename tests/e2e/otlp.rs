@@ -380,7 +380,7 @@ fn otlp_from_the_opentelemetry_python_sdk() {
     python_send(&server.url, &server.token, "direct", 5, false);
     // The ledger answered after the records were durable.
     assert_eq!(sequenced(&server), 5);
-    python_send(&agent.url, "", "via-agent", 5, true);
+    python_send(&agent.url, &agent.token, "via-agent", 5, true);
     wait_sequenced(&server, 10);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(sequenced(&server), 10);

@@ -200,8 +200,8 @@ fn signed_batches_prove_their_origin() {
         &spool,
         &["--signing-key", key_file.to_str().unwrap()],
     );
-    let r = client()
-        .post(format!("{}/v1/events", agent.url))
+    let r = agent
+        .authorized(client().post(format!("{}/v1/events", agent.url)))
         .json(&json!([event("via-agent-1"), {"tenant": "bank", "id": "bank-2", "time": "2026-11-27T00:00:00Z",
                        "source": {"name": "a"}, "actor": {"id": "b"}, "action": "model.invoke"}]))
         .send()

@@ -45,7 +45,15 @@ fn validate_reports_each_check_and_fails_on_what_matters() {
     }
     let saved = dir.path().join("validated.checkpoint");
     let url = server.url.clone();
-    let args = ["--url", &url, "--checkpoint-file", saved.to_str().unwrap()];
+    let token = server.token.clone();
+    let args = [
+        "--url",
+        &url,
+        "--checkpoint-file",
+        saved.to_str().unwrap(),
+        "--token",
+        &token,
+    ];
     let (ok, v) = validate(&data, &args);
     assert!(ok, "{v}");
     for check in [

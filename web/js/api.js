@@ -3,9 +3,16 @@
 
 const TOKEN = 'aiaudit.token';
 
+/// Cached answers are tenant data: they go with the session that saw them.
+async function dropSavedData() {
+  if (!self.caches) return;
+  for (const k of await caches.keys()) if (k.startsWith('aiaudit-data')) await caches.delete(k);
+}
+
 export const session = {
   get token() { return sessionStorage.getItem(TOKEN) || localStorage.getItem(TOKEN) || ''; },
-  signIn(token, remember) {
+  async signIn(token, remember) {
+    await dropSavedData();
     sessionStorage.setItem(TOKEN, token);
     // Remembering puts the secret on disk: only when asked for.
     if (remember) localStorage.setItem(TOKEN, token); else localStorage.removeItem(TOKEN);
@@ -13,8 +20,7 @@ export const session = {
   async signOut() {
     sessionStorage.removeItem(TOKEN);
     localStorage.removeItem(TOKEN);
-    // Cached answers are tenant data: they go with the session.
-    if (self.caches) await caches.delete('aiaudit-data');
+    await dropSavedData();
   },
 };
 

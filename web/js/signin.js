@@ -54,7 +54,7 @@ export async function signIn(done) {
       // A search the token must be allowed to make: proves it is an auditor or admin token.
       await request('/v1/events?limit=1', { token });
       if (form.vkey.value.trim()) await pin(form.vkey.value);
-      session.signIn(token, form.remember.checked);
+      await session.signIn(token, form.remember.checked);
       done();
     } catch (err) {
       const msg = err instanceof ApiError && err.status === 401 ? new Error('token not accepted') : err;

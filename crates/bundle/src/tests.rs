@@ -130,7 +130,10 @@ fn make_log() -> MemLog {
         log.push(aiaudit_event::prepare(event(i)).unwrap().entry, None);
     }
     for (c, s) in batch(8) {
-        log.push(aiaudit_event::finish(c, Some(&s), None).unwrap().entry, None);
+        log.push(
+            aiaudit_event::finish(c, Some(&s), None).unwrap().entry,
+            None,
+        );
     }
     for i in 11..14 {
         let (entry, opening) = sealed(&aiaudit_event::check(&event(i)).unwrap(), None, i as u8);
@@ -581,7 +584,10 @@ fn a_bad_emitter_signature_in_a_logged_entry_fails() {
         .unwrap()
         .remove(0);
     sig.signature[0] ^= 1;
-    log.push(aiaudit_event::finish(c, Some(&sig), None).unwrap().entry, None);
+    log.push(
+        aiaudit_event::finish(c, Some(&sig), None).unwrap().entry,
+        None,
+    );
     let signer = log_signer();
     let events = log.export(&[2, 20], 21, true);
     let b = write_bundle(

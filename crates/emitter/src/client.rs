@@ -583,7 +583,11 @@ fn send(
             let status = resp.status();
             if status.is_success() {
                 Sent::Accepted
-            } else if matches!(status.as_u16(), 400 | 413 | 415 | 422) {
+            } else if matches!(status.as_u16(), 400 | 403 | 413 | 415 | 422) {
+                // 403: this token (or emitter key) may never write these
+                // events (another tenant's, a reserved action); retrying
+                // would hold the spool for ever. 401 stays retryable: a
+                // token can be replaced.
                 Sent::Refused(format!(
                     "HTTP {status}: {}",
                     resp.text().unwrap_or_default()

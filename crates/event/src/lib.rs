@@ -290,7 +290,10 @@ mod tests {
         let by_token = finish(c.clone(), None, Some("token:ab12")).unwrap();
         let by_ledger = finish(c.clone(), None, Some(LEDGER_PRINCIPAL)).unwrap();
         let text = std::str::from_utf8(&by_token.entry).unwrap();
-        assert!(text.starts_with(r#"{"appended_by":"token:ab12","event":{"#), "{text}");
+        assert!(
+            text.starts_with(r#"{"appended_by":"token:ab12","event":{"#),
+            "{text}"
+        );
         // Canonical: what decodes and encodes again is the same JSON.
         let v: Value = serde_json::from_slice(&by_token.entry).unwrap();
         let mut again = Vec::new();
@@ -299,7 +302,12 @@ mod tests {
         assert_ne!(by_token.leaf, by_ledger.leaf);
         let back = decode_entry(&by_token.entry).unwrap();
         assert_eq!(back.appended_by.as_deref(), Some("token:ab12"));
-        assert_eq!(decode_entry(&prepare(minimal("a1")).unwrap().entry).unwrap().appended_by, None);
+        assert_eq!(
+            decode_entry(&prepare(minimal("a1")).unwrap().entry)
+                .unwrap()
+                .appended_by,
+            None
+        );
         assert!(decode_entry(br#"{"appended_by":7,"event":{},"v":1}"#).is_err());
     }
 

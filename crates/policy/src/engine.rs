@@ -409,8 +409,12 @@ kind = "heartbeat"
 heartbeat_seconds = 60
 "#;
         let mut e = engine(text);
-        e.observe(&json!({"id": "victim", "tenant": "b", "action": "a.b", "source": {"name": "s"},
-                          "ai": {"gen_ai.conversation.id": "c"}}), 0, 0);
+        e.observe(
+            &json!({"id": "victim", "tenant": "b", "action": "a.b", "source": {"name": "s"},
+                          "ai": {"gen_ai.conversation.id": "c"}}),
+            0,
+            0,
+        );
         for i in 0..MAX_PENDING_PER_TENANT + 5_000 {
             let ev = json!({"id": format!("x{i}"), "tenant": "a", "action": "a.b",
                             "source": {"name": format!("src-{i}")}});

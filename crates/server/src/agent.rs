@@ -85,7 +85,10 @@ impl Agent {
 /// The local token: given, or read from (or created in) the spool directory.
 fn local_token(config: &AgentConfig) -> anyhow::Result<String> {
     if let Some(t) = &config.local_token {
-        anyhow::ensure!(t.len() >= 16, "the agent token must be at least 16 characters");
+        anyhow::ensure!(
+            t.len() >= 16,
+            "the agent token must be at least 16 characters"
+        );
         return Ok(t.clone());
     }
     let path = config.spool_dir.join(AGENT_TOKEN_FILE);

@@ -137,18 +137,27 @@ async fn ingest(
         "" | "application/json" => false,
         "application/x-ndjson" | "application/ndjson" | "application/jsonl" => true,
         other => {
-            return Err(Problem::new(
+            let p = Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
                 "Unsupported media type",
                 format!("Content-Type {other:?}: send application/json (an array of events) or application/x-ndjson"),
-            ))
+            );
+            ledger.count_refused(&p);
+            return Err(p);
         }
     };
-    let principal = require_appender(&ledger, &headers, cert.as_ref().map(|c| &c.0))?;
-    let signature = batch_signature(&headers)?;
-    let bytes = read_body(body, ledger.config.max_body_bytes).await?;
-    let events = parse_events(&bytes, ndjson, ledger.config.max_batch_events)?;
+    // Refusals before the batch reaches the front door (credentials, body)
+    // are counted too, under the fixed tenant label: no tenant is trusted yet.
+    let received = async {
+        let principal = require_appender(&ledger, &headers, cert.as_ref().map(|c| &c.0))?;
+        let signature = batch_signature(&headers)?;
+        let bytes = read_body(body, ledger.config.max_body_bytes).await?;
+        let events = parse_events(&bytes, ndjson, ledger.config.max_batch_events)?;
+        Ok::<_, Problem>((principal, signature, events))
+    }
+    .await;
+    let (principal, signature, events) = received.inspect_err(|p| ledger.count_refused(p))?;
     let accepted = ledger
         .append(&principal, crate::append::Batch { events, signature })
         .await?;
@@ -176,7 +185,11 @@ async fn ingest(
     let published = wait_for_checkpoint(&ledger, size).await?;
     let cp_size = published.checkpoint.size;
     let store = ledger.store.clone();
-    let indexes: Vec<u64> = accepted.appended.iter().map(|a: &Appended| a.index).collect();
+    let indexes: Vec<u64> = accepted
+        .appended
+        .iter()
+        .map(|a: &Appended| a.index)
+        .collect();
     let proofs = tokio::task::spawn_blocking(move || {
         indexes
             .into_iter()
@@ -235,7 +248,12 @@ pub fn parse_events(bytes: &[u8], ndjson: bool, max_events: usize) -> ApiResult<
             "Too many events",
             format!("a batch holds at most {max_events} events; send smaller batches"),
         );
-        p.errors = vec![FieldError::event(None, "", "", format!("more than {max_events} events"))];
+        p.errors = vec![FieldError::event(
+            None,
+            "",
+            "",
+            format!("more than {max_events} events"),
+        )];
         p
     };
     let events = if ndjson {
@@ -431,7 +449,11 @@ async fn tile(
         .map_err(|e| Problem::not_found(format!("{full_path}: {e}")))?;
     let size = ledger.latest.borrow().checkpoint.size;
     // Checked: an absurd index must be a 404, not wrap around to tile 0.
-    let beyond = || Problem::not_found(format!("{full_path} is beyond the latest checkpoint (size {size})"));
+    let beyond = || {
+        Problem::not_found(format!(
+            "{full_path} is beyond the latest checkpoint (size {size})"
+        ))
+    };
     let start = tile.index.checked_mul(TILE_WIDTH).ok_or_else(beyond)?;
     let end = start.checked_add(tile.width as u64).ok_or_else(beyond)?;
     let available = match tile.kind {
@@ -995,7 +1017,12 @@ async fn register_emitter(
             "this token holds tenants {:?}: it may register emitters for those tenants only (give \"tenants\"), and not replace another scope's emitter",
             p.tenants
         ));
-        e.errors = vec![FieldError::event(None, "/tenants", "tenants", "beyond this token's own tenants")];
+        e.errors = vec![FieldError::event(
+            None,
+            "/tenants",
+            "tenants",
+            "beyond this token's own tenants",
+        )];
         return Err(e);
     }
     let record = ledger.emitters.register(name, key, tenants).map_err(|e| {
@@ -1023,10 +1050,16 @@ async fn count_bytes(
     {
         ledger.metrics.request_bytes.inc_by(n);
     }
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
     if let Some(n) = resp.body().size_hint().exact() {
         ledger.metrics.response_bytes.inc_by(n);
     }
+    // Lets the dashboard drop decrypted answers it saved once keys are destroyed.
+    let epoch = ledger
+        .erasure_epoch
+        .load(std::sync::atomic::Ordering::Relaxed);
+    resp.headers_mut()
+        .insert("aiaudit-erasure-epoch", HeaderValue::from(epoch));
     resp
 }
 

@@ -71,6 +71,13 @@ impl Ledger {
         result
     }
 
+    /// Counts a request refused before its batch reached [`Ledger::append`]
+    /// (credentials, media type, body), under the fixed `refused` label.
+    pub fn count_refused(&self, p: &Problem) {
+        let reason = p.kind.rsplit(':').next().unwrap_or("error");
+        self.metrics.fail(None, reason, 1);
+    }
+
     async fn append_checked(
         self: &Arc<Self>,
         who: &Principal,
@@ -158,7 +165,10 @@ impl Ledger {
                         Some(i),
                         "/tenant",
                         "tenant",
-                        format!("emitter {:?} may not sign events of tenant {tenant:?}", sig.emitter),
+                        format!(
+                            "emitter {:?} may not sign events of tenant {tenant:?}",
+                            sig.emitter
+                        ),
                     ));
                 }
             }
@@ -277,7 +287,10 @@ pub(crate) fn check_reserved(events: &[Value]) -> ApiResult<()> {
                     Some(i),
                     "/action",
                     "action",
-                    format!("{action:?} is reserved for the ledger's own records ({} …)", RESERVED_ACTION_PREFIXES.join(", ")),
+                    format!(
+                        "{action:?} is reserved for the ledger's own records ({} …)",
+                        RESERVED_ACTION_PREFIXES.join(", ")
+                    ),
                 ));
             }
         }

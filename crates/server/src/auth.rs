@@ -92,7 +92,8 @@ impl Principal {
     }
     /// An admin of `tenant` (erasure, legal holds of that tenant).
     pub fn can_administer(&self, tenant: &str) -> bool {
-        self.role == Role::Admin && (self.is_global_admin() || (tenant != "*" && self.covers(tenant)))
+        self.role == Role::Admin
+            && (self.is_global_admin() || (tenant != "*" && self.covers(tenant)))
     }
     /// Whether this principal may create, see or revoke a token (or
     /// register an emitter) over `tenants`: an admin, for tenants within its

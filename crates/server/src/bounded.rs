@@ -213,7 +213,10 @@ mod tests {
     #[test]
     fn refuses_bodies_of_too_many_values() {
         let many = format!("[{{\"a\":[{}0]}}]", "0,".repeat(100));
-        assert_eq!(events_within(many.as_bytes(), 10, 50), Err(Refused::TooLarge));
+        assert_eq!(
+            events_within(many.as_bytes(), 10, 50),
+            Err(Refused::TooLarge)
+        );
         assert!(events_within(many.as_bytes(), 10, 500).is_ok());
         assert_eq!(value_within(b"[[],[],[]]", 3), Err(Refused::TooLarge));
         assert_eq!(value_within(b"[[],[],[]]", 4).unwrap(), json!([[], [], []]));

@@ -67,15 +67,29 @@ pub fn check_private(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Files whose exposure is a leak, not a mode to fix: refused at start.
+pub const SECRET_FILES: &[&str] = &[KEY_FILE, "master.key", "admin.token"];
+
+/// From now on this process creates files 0600 and directories 0700.
+pub fn private_umask() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
 /// Makes the data directory private: from now on this process creates
 /// files 0600 and directories 0700 (umask 077), and what is already there
 /// is narrowed to the same (the log, the search index and the id index hold
 /// every event's clear fields). Returns how many modes were narrowed.
 pub fn make_private(dir: &Path) -> anyhow::Result<usize> {
-    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    private_umask();
     fn walk(path: &Path, narrowed: &mut usize) -> anyhow::Result<()> {
         let meta = fs::symlink_metadata(path)?;
-        if meta.file_type().is_symlink() {
+        let secret = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| SECRET_FILES.contains(&n));
+        // A secret others could read may have leaked: its loader refuses
+        // to start (check_private) rather than quietly narrow it.
+        if meta.file_type().is_symlink() || secret {
             return Ok(());
         }
         let mode = meta.permissions().mode();

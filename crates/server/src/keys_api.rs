@@ -148,6 +148,9 @@ pub async fn erase(
     let ring = ledger.keyring.clone();
     let (t, s) = (tenant.clone(), subject.clone());
     let (destroyed, tag) = blocking(move || ring.erase(&t, &s)).await?;
+    ledger
+        .erasure_epoch
+        .fetch_add(destroyed as u64 + 1, std::sync::atomic::Ordering::Relaxed);
     // The erasure names the subject only by its keyed tag: logging the
     // subject itself would store again what was just erased.
     let tag = match tag {

@@ -75,15 +75,22 @@ pub struct Ledger {
     pub holds: retention::Holds,
     /// Policy evaluation and the violations' lifecycle.
     pub policies: Arc<policies::PolicyService>,
+    /// Data keys destroyed (erasures, expiry) as this node knows: answers
+    /// carry it (`aiaudit-erasure-epoch`) so the dashboard drops saved
+    /// decrypted answers when it moves.
+    pub erasure_epoch: std::sync::atomic::AtomicU64,
 }
 
 /// Opens the data directory (recovering it after a crash), loads or creates
 /// the signing key, and starts the sequencer and publisher.
 pub async fn start(config: ServerConfig) -> anyhow::Result<Arc<Ledger>> {
+    // Private from the first file on: umask 077 before anything is created.
+    keys::private_umask();
+    let existed = config.data_dir.exists();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let narrowed = keys::make_private(&config.data_dir)?;
-    if narrowed > 0 {
+    if existed && narrowed > 0 {
         tracing::warn!(
             narrowed,
             data_dir = %config.data_dir.display(),
@@ -133,6 +140,7 @@ pub async fn start_with_storage(
         Arc::new(tokio::task::spawn_blocking(move || keys::open_keyring(&config, &*store)).await??)
     };
     keyring.set_max_key_age(config.data_key_max_age);
+    let destroyed_keys = keyring.stats().destroyed_keys as u64;
     if keyring.shared() {
         keys::spawn_keyring_refresh(keyring.clone());
     }
@@ -200,6 +208,7 @@ pub async fn start_with_storage(
         backup_status: Default::default(),
         holds,
         policies: policy_service,
+        erasure_epoch: std::sync::atomic::AtomicU64::new(destroyed_keys),
     });
     if let Some(feed) = policy_feed {
         policies::spawn(ledger.clone(), feed);

@@ -512,6 +512,8 @@ mod tests {
             .count();
         assert_eq!(series, MAX_TENANT_LABELS + 1);
         assert!(text.contains("aiaudit_events_processed_total{tenant=\"other\"} 10"));
-        assert!(text.contains("aiaudit_events_failed_total{tenant=\"refused\",reason=\"forbidden\"} 3"));
+        assert!(
+            text.contains("aiaudit_events_failed_total{tenant=\"refused\",reason=\"forbidden\"} 3")
+        );
     }
 }

@@ -763,11 +763,24 @@ mod wire {
                 0 => {
                     varint(b, &mut at)?;
                 }
-                1 => at = at.checked_add(8).filter(|&e| e <= b.len()).ok_or("truncated")?,
-                5 => at = at.checked_add(4).filter(|&e| e <= b.len()).ok_or("truncated")?,
+                1 => {
+                    at = at
+                        .checked_add(8)
+                        .filter(|&e| e <= b.len())
+                        .ok_or("truncated")?
+                }
+                5 => {
+                    at = at
+                        .checked_add(4)
+                        .filter(|&e| e <= b.len())
+                        .ok_or("truncated")?
+                }
                 2 => {
                     let len = usize::try_from(varint(b, &mut at)?).map_err(|_| "length")?;
-                    let end = at.checked_add(len).filter(|&e| e <= b.len()).ok_or("truncated")?;
+                    let end = at
+                        .checked_add(len)
+                        .filter(|&e| e <= b.len())
+                        .ok_or("truncated")?;
                     if let Some(inner) = child(kind, field) {
                         c.messages += 1;
                         if matches!(inner, Kind::LogRecord) {
@@ -1192,12 +1205,18 @@ pub async fn ledger_logs(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    let principal = crate::api::require_appender(&ledger, &headers, cert.as_ref().map(|c| &c.0))?;
     let limits = Limits {
         body_bytes: ledger.config.max_body_bytes,
         records: ledger.config.max_batch_events,
     };
-    let (encoding, mut request) = receive(&headers, body, limits).await?;
+    let received = async {
+        let principal =
+            crate::api::require_appender(&ledger, &headers, cert.as_ref().map(|c| &c.0))?;
+        let (encoding, request) = receive(&headers, body, limits).await?;
+        Ok::<_, Problem>((principal, encoding, request))
+    }
+    .await;
+    let (principal, encoding, mut request) = received.inspect_err(|p| ledger.count_refused(p))?;
     if let Some(tenant) = token_tenant(&principal) {
         default_tenant(&mut request, &tenant);
     }
@@ -1616,7 +1635,10 @@ mod tests {
         prost::encoding::encode_varint(rl.len() as u64, &mut body);
         body.extend_from_slice(&rl);
         let p = decode_bounded(Encoding::Protobuf, &body, 10_000).unwrap_err();
-        assert_eq!((p.status, p.kind.as_str()), (413, "urn:aiaudit:problem:too-many-records"));
+        assert_eq!(
+            (p.status, p.kind.as_str()),
+            (413, "urn:aiaudit:problem:too-many-records")
+        );
         // Empty attributes on few records: refused by the message budget.
         let mut record = Vec::new();
         for _ in 0..100_000 {
@@ -1631,7 +1653,12 @@ mod tests {
         let mut body = vec![0x0a];
         prost::encoding::encode_varint(rl.len() as u64, &mut body);
         body.extend_from_slice(&rl);
-        assert_eq!(decode_bounded(Encoding::Protobuf, &body, 100).unwrap_err().status, 413);
+        assert_eq!(
+            decode_bounded(Encoding::Protobuf, &body, 100)
+                .unwrap_err()
+                .status,
+            413
+        );
         assert!(decode_bounded(Encoding::Protobuf, &body, 10_000).is_ok());
     }
 

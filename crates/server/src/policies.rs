@@ -606,7 +606,10 @@ fn rebuild(
             // Only the ledger's own records count: an event that merely looks
             // like one (written before ingest refused them) changes nothing.
             Ok(r) if r.stored.appended_by.as_deref() != Some(aiaudit_event::LEDGER_PRINCIPAL) => {
-                tracing::warn!(index = i, "policy event not appended by the ledger; ignored");
+                tracing::warn!(
+                    index = i,
+                    "policy event not appended by the ledger; ignored"
+                );
             }
             Ok(r) => match r.event {
                 Some(event) => violations.apply(&Value::Object(event), i),

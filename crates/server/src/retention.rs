@@ -189,6 +189,11 @@ pub async fn expire_tenant(ledger: &Arc<Ledger>, tenant: &str) -> ApiResult<(usi
     .await
     .map_err(|e| Problem::internal(e.to_string()))?
     .map_err(|e| Problem::unavailable(format!("retention: {e}")))?;
+    if keys > 0 {
+        ledger
+            .erasure_epoch
+            .fetch_add(keys as u64, std::sync::atomic::Ordering::Relaxed);
+    }
     if keys_here && (keys > 0 || rows > 0) {
         tracing::info!(tenant, keys, rows, "retention expiry");
         log_event(
@@ -268,7 +273,11 @@ pub async fn place(
     if !p.can_administer(&tenant) {
         return Err(forbidden(format!(
             "this token may not place holds on tenant {tenant:?}{}",
-            if tenant == "*" { " (every tenant: an admin of all tenants only)" } else { "" }
+            if tenant == "*" {
+                " (every tenant: an admin of all tenants only)"
+            } else {
+                ""
+            }
         )));
     }
     let hold = Hold {

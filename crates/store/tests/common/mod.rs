@@ -6,10 +6,9 @@ use aiaudit_tlog::record_hash;
 /// An entry for event `id` of tenant `t`, as the server would log it (a
 /// plain v1 entry); its dedup key is [`key`].
 pub fn entry(id: &str) -> NewEntry {
-    let bytes = format!(
-        r#"{{"event":{{"id":"{id}","tenant":"t","time":"2026-01-01T00:00:00Z"}},"v":1}}"#
-    )
-    .into_bytes();
+    let bytes =
+        format!(r#"{{"event":{{"id":"{id}","tenant":"t","time":"2026-01-01T00:00:00Z"}},"v":1}}"#)
+            .into_bytes();
     NewEntry {
         key: key(id),
         leaf: record_hash(&bytes),
