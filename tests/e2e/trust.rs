@@ -509,7 +509,24 @@ fn tiles_signatures_info_and_file_modes() {
         let mode = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700, "{}", p.display());
     }
-    drop(server);
+    server.stop();
+    // A secret others could read may have leaked: no quiet narrowing, no start.
+    for secret in ["admin.token", "keyring"] {
+        let path = data.join(secret);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["serve", "--data-dir"])
+            .arg(&data)
+            .args(["--listen", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{secret}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("chmod 600"),
+            "{secret}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
 }
 
 /// How a batch reaches the ledger.

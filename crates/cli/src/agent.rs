@@ -35,7 +35,7 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = 32 << 20)]
     max_body_bytes: usize,
     /// Most events (or OTLP log records) one request may carry.
-    #[arg(long, default_value_t = aiaudit_server::config::DEFAULT_MAX_BATCH_EVENTS)]
+    #[arg(long, default_value_t = aiaudit_ledger::config::DEFAULT_MAX_BATCH_EVENTS)]
     max_batch_events: usize,
     /// The token applications must send (`Authorization: Bearer …`); by
     /// default `agent.token` in the spool directory, created 0600 on first start.

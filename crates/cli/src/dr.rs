@@ -103,7 +103,7 @@ pub fn run(args: DrArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn duration(s: &str, flag: &str) -> anyhow::Result<Duration> {
-    aiaudit_server::auth::parse_duration_secs(s)
+    aiaudit_ledger::auth::parse_duration_secs(s)
         .map(Duration::from_secs)
         .with_context(|| format!("{flag}: {s:?} is not a duration such as 5m or 6h"))
 }

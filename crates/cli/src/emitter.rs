@@ -58,9 +58,9 @@ pub fn load_signing_key(path: &Path) -> anyhow::Result<Signer> {
 pub fn run(args: EmitterArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         EmitterCommand::Keygen { name, out } => {
-            let signer = aiaudit_server::keys::generate(&name)?;
+            let signer = aiaudit_ledger::keys::generate(&name)?;
             let path = out.unwrap_or_else(|| PathBuf::from(format!("{name}.key")));
-            aiaudit_server::keys::write_new_key_file(&path, &signer)?;
+            aiaudit_ledger::keys::write_new_key_file(&path, &signer)?;
             eprintln!(
                 "aiaudit: wrote the private key to {} (mode 0600)",
                 path.display()

@@ -103,7 +103,7 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     // The keys that open sealed content go with the log: every node uses them.
     let ring = args.from.join(aiaudit_keyring::KEYRING_FILE);
     let keys = if ring.exists() {
-        aiaudit_server::keys::copy_into_shared(&ring, &dest.key_records())?
+        aiaudit_ledger::keys::copy_into_shared(&ring, &dest.key_records())?
     } else {
         0
     };

@@ -157,7 +157,7 @@ pub fn run_reindex(args: ReindexArgs) -> anyhow::Result<ExitCode> {
     use aiaudit_store::Storage;
     let size = store.size();
     let path = args.data_dir.join(aiaudit_index::INDEX_FILE);
-    aiaudit_server::search::remove_index_files(&path)?;
+    aiaudit_ledger::search::remove_index_files(&path)?;
     let index = aiaudit_index::SearchIndex::open(&path)?;
     let bar = indicatif::ProgressBar::new(size);
     bar.set_style(

@@ -1,7 +1,7 @@
 //! `aiaudit serve`: config file, then environment, then flags.
 
-use aiaudit_server::config::{DEFAULT_DATA_DIR, DEFAULT_LISTEN};
-use aiaudit_server::ServerConfig;
+use aiaudit_ledger::config::{DEFAULT_DATA_DIR, DEFAULT_LISTEN};
+use aiaudit_ledger::LedgerConfig;
 use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
@@ -146,7 +146,7 @@ struct FileConfig {
     webhook_url: Option<String>,
 }
 
-fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
+fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
     let mut file: FileConfig = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -155,7 +155,7 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
         }
         None => FileConfig::default(),
     };
-    let d = ServerConfig::default();
+    let d = LedgerConfig::default();
     let backup = backup_schedule(
         args.backup_to,
         args.backup_full_at,
@@ -173,7 +173,7 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
     let secs = |name: &str, v: Option<String>, default: Duration| -> anyhow::Result<Duration> {
         match v {
             None => Ok(default),
-            Some(s) => aiaudit_server::auth::parse_duration_secs(&s)
+            Some(s) => aiaudit_ledger::auth::parse_duration_secs(&s)
                 .map(Duration::from_secs)
                 .with_context(|| format!("{name}: {s:?} is not a duration such as 30d or 1h")),
         }
@@ -198,7 +198,7 @@ fn merge(args: ServeArgs) -> anyhow::Result<(ServerConfig, String)> {
         args.scrub_interval.clone().or(file.scrub_interval.clone()),
         d.scrub_interval,
     )?;
-    let config = ServerConfig {
+    let config = LedgerConfig {
         data_dir: args
             .data_dir
             .or(file.data_dir)
@@ -287,7 +287,7 @@ fn retention_config(
 ) -> anyhow::Result<std::collections::BTreeMap<String, Duration>> {
     raw.into_iter()
         .map(|(tenant, d)| {
-            let secs = aiaudit_server::auth::parse_duration_secs(&d)
+            let secs = aiaudit_ledger::auth::parse_duration_secs(&d)
                 .filter(|&s| s > 0)
                 .with_context(|| {
                     format!("retention.{tenant}: {d:?} is not a duration such as 400d")
@@ -302,14 +302,14 @@ fn backup_schedule(
     full_at: Option<String>,
     every: Option<String>,
     file: &FileConfig,
-) -> anyhow::Result<aiaudit_server::backups::BackupSchedule> {
-    use aiaudit_server::backups::{parse_hh_mm, BackupSchedule};
+) -> anyhow::Result<aiaudit_ledger::backups::BackupSchedule> {
+    use aiaudit_ledger::backups::{parse_hh_mm, BackupSchedule};
     let d = BackupSchedule::default();
     let duration =
         |name: &str, v: &Option<String>, default: Duration| -> anyhow::Result<Duration> {
             match v {
                 None => Ok(default),
-                Some(s) => aiaudit_server::auth::parse_duration_secs(s)
+                Some(s) => aiaudit_ledger::auth::parse_duration_secs(s)
                     .filter(|&n| n > 0)
                     .map(Duration::from_secs)
                     .with_context(|| format!("{name}: {s:?} is not a duration such as 6h or 30d")),
@@ -378,7 +378,7 @@ pub async fn shutdown_signal() {
 
 /// The configuration `serve` would run with from this config file (and the
 /// environment), without starting anything: for `aiaudit validate`.
-pub fn load_config(config: Option<&std::path::Path>) -> anyhow::Result<ServerConfig> {
+pub fn load_config(config: Option<&std::path::Path>) -> anyhow::Result<LedgerConfig> {
     #[derive(clap::Parser)]
     struct Only {
         #[command(flatten)]

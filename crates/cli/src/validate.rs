@@ -113,7 +113,7 @@ fn age(path: &Path) -> Option<Duration> {
 }
 
 /// Key and secret files: present, not readable by others; master key age.
-fn check_files(r: &mut Report, c: &aiaudit_server::ServerConfig, args: &ValidateArgs) {
+fn check_files(r: &mut Report, c: &aiaudit_ledger::LedgerConfig, args: &ValidateArgs) {
     let d = &c.data_dir;
     if !d.exists() {
         r.add(
@@ -181,7 +181,7 @@ fn check_files(r: &mut Report, c: &aiaudit_server::ServerConfig, args: &Validate
     }
     if let (Some(m), Some(max)) = (
         &master,
-        aiaudit_server::auth::parse_duration_secs(&args.master_key_max_age),
+        aiaudit_ledger::auth::parse_duration_secs(&args.master_key_max_age),
     ) {
         if let Some(a) = age(m) {
             let days = a.as_secs() / 86_400;
@@ -207,7 +207,7 @@ fn check_files(r: &mut Report, c: &aiaudit_server::ServerConfig, args: &Validate
 
 /// The shared PostgreSQL log answers, with a schema this build knows, over
 /// TLS unless it is on loopback; read-only (nothing is migrated).
-fn check_storage(r: &mut Report, c: &aiaudit_server::ServerConfig, url: &str) {
+fn check_storage(r: &mut Report, c: &aiaudit_ledger::LedgerConfig, url: &str) {
     let p = match aiaudit_store::probe(url, c.storage_ca.as_deref()) {
         Ok(p) => p,
         Err(e) => {
@@ -320,7 +320,7 @@ fn check_disk(r: &mut Report, dir: &Path) {
 }
 
 /// The TLS certificate parses, matches its key and is not about to expire.
-fn check_tls(r: &mut Report, c: &aiaudit_server::ServerConfig) {
+fn check_tls(r: &mut Report, c: &aiaudit_ledger::LedgerConfig) {
     let (Some(cert), Some(key)) = (&c.tls_cert, &c.tls_key) else {
         r.add(
             "TLS",
@@ -370,7 +370,7 @@ fn check_live(
     r: &mut Report,
     url: &str,
     args: &ValidateArgs,
-    config: Option<&aiaudit_server::ServerConfig>,
+    config: Option<&aiaudit_ledger::LedgerConfig>,
 ) -> anyhow::Result<()> {
     let base = url.trim_end_matches('/');
     let client = crate::blocking_client(None)?;

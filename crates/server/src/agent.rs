@@ -10,9 +10,9 @@
 //! answers), and listening beyond loopback needs TLS.
 
 use crate::api::{parse_events, read_body};
-use crate::append::validate_batch;
 use crate::problem::Problem;
 use aiaudit_emitter::{EmitError, Emitter};
+use aiaudit_ledger::append::validate_batch;
 use anyhow::Context;
 use axum::body::Body;
 use axum::extract::State;
@@ -69,14 +69,16 @@ impl Agent {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or_else(|| {
-                crate::auth::unauthorized(&format!(
+                Problem(aiaudit_ledger::Error::unauthorized(format!(
                     "the agent needs its local token: \"Authorization: Bearer <{AGENT_TOKEN_FILE} in the spool directory>\""
-                ))
+                )))
             })?;
         // Digests are compared, not secrets: timing tells nothing of the token.
         let digest = ring::digest::digest(&ring::digest::SHA256, presented.as_bytes());
         if digest.as_ref() != self.token_sha256 {
-            return Err(crate::auth::unauthorized("wrong agent token"));
+            return Err(Problem(aiaudit_ledger::Error::unauthorized(
+                "wrong agent token",
+            )));
         }
         Ok(())
     }
@@ -94,7 +96,7 @@ fn local_token(config: &AgentConfig) -> anyhow::Result<String> {
     let path = config.spool_dir.join(AGENT_TOKEN_FILE);
     match std::fs::read_to_string(&path) {
         Ok(t) if !t.trim().is_empty() => {
-            crate::keys::check_private(&path)?;
+            aiaudit_ledger::keys::check_private(&path)?;
             return Ok(t.trim().to_string());
         }
         Ok(_) => {}
@@ -109,7 +111,7 @@ fn local_token(config: &AgentConfig) -> anyhow::Result<String> {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
     );
     std::fs::create_dir_all(&config.spool_dir)?;
-    crate::registry::write_private(&path, format!("{token}\n").as_bytes())?;
+    aiaudit_ledger::registry::write_private(&path, format!("{token}\n").as_bytes())?;
     eprintln!(
         "aiaudit agent: created the local token in {} (mode 0600); applications send it as a bearer token",
         path.display()

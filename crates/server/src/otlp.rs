@@ -1206,8 +1206,8 @@ pub async fn ledger_logs(
     body: Body,
 ) -> Result<Response, Problem> {
     let limits = Limits {
-        body_bytes: ledger.config.max_body_bytes,
-        records: ledger.config.max_batch_events,
+        body_bytes: ledger.config().max_body_bytes,
+        records: ledger.config().max_batch_events,
     };
     let received = async {
         let principal =
@@ -1230,7 +1230,7 @@ pub async fn ledger_logs(
     if !events.is_empty() {
         // The same front door as POST /v1/events: scope, rate limit,
         // reserved names, signature rules, provenance, metrics, policies.
-        let batch = crate::append::Batch {
+        let batch = aiaudit_ledger::Batch {
             events,
             signature: None,
         };
@@ -1240,7 +1240,7 @@ pub async fn ledger_logs(
 }
 
 /// A token of exactly one tenant supplies that tenant to records that name none.
-fn token_tenant(principal: &crate::auth::Principal) -> Option<String> {
+fn token_tenant(principal: &aiaudit_ledger::Principal) -> Option<String> {
     match principal.tenants.as_slice() {
         [t] if t != "*" => Some(t.clone()),
         _ => None,
@@ -1285,7 +1285,7 @@ pub(crate) async fn agent_logs(
         .filter_map(|(ev, _)| ev.take())
         .collect();
     // The ledger would refuse these; the spool must not hold what never lands.
-    crate::append::check_reserved(&events)?;
+    aiaudit_ledger::append::check_reserved(&events)?;
     if !events.is_empty() {
         let a = agent.clone();
         match tokio::task::spawn_blocking(move || a.emitter.emit_durable(events)).await {
@@ -1589,12 +1589,12 @@ mod tests {
         assert_eq!(decode_request(Encoding::Protobuf, &inflated).unwrap(), req);
         // A gzip bomb stops at the limit.
         assert_eq!(
-            gunzip(&gzip(&vec![0; 10_000]), 1000).unwrap_err().status,
+            gunzip(&gzip(&vec![0; 10_000]), 1000).unwrap_err().status(),
             413
         );
-        assert_eq!(gunzip(b"not gzip", 1000).unwrap_err().status, 400);
+        assert_eq!(gunzip(b"not gzip", 1000).unwrap_err().status(), 400);
         let err = decode_request(Encoding::Protobuf, b"\xff\xff\xff").unwrap_err();
-        assert_eq!(err.status, 400);
+        assert_eq!(err.status(), 400);
     }
 
     #[test]
@@ -1614,7 +1614,7 @@ mod tests {
         assert_eq!(
             decode_bounded(Encoding::Protobuf, &bytes, records - 1)
                 .unwrap_err()
-                .status,
+                .status(),
             413
         );
         assert!(wire::count(&bytes[..bytes.len() - 1]).is_err());
@@ -1636,7 +1636,7 @@ mod tests {
         body.extend_from_slice(&rl);
         let p = decode_bounded(Encoding::Protobuf, &body, 10_000).unwrap_err();
         assert_eq!(
-            (p.status, p.kind.as_str()),
+            (p.status(), p.type_uri().as_str()),
             (413, "urn:aiaudit:problem:too-many-records")
         );
         // Empty attributes on few records: refused by the message budget.
@@ -1656,7 +1656,7 @@ mod tests {
         assert_eq!(
             decode_bounded(Encoding::Protobuf, &body, 100)
                 .unwrap_err()
-                .status,
+                .status(),
             413
         );
         assert!(decode_bounded(Encoding::Protobuf, &body, 10_000).is_ok());
@@ -1784,7 +1784,7 @@ mod tests {
         }
         let err = decode_request(Encoding::Json, b"{").unwrap_err();
         assert_eq!(
-            (err.status, err.kind.as_str()),
+            (err.status(), err.type_uri().as_str()),
             (400, "urn:aiaudit:problem:invalid-otlp")
         );
         let r = request_from_json(&json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [
@@ -1828,7 +1828,7 @@ mod tests {
     #[test]
     fn content_types_and_codings() {
         let mut h = HeaderMap::new();
-        assert_eq!(request_encoding(&h).unwrap_err().status, 415);
+        assert_eq!(request_encoding(&h).unwrap_err().status(), 415);
         h.insert(
             header::CONTENT_TYPE,
             "application/x-protobuf".parse().unwrap(),
@@ -1840,12 +1840,12 @@ mod tests {
         );
         assert_eq!(request_encoding(&h).unwrap(), Encoding::Json);
         h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
-        assert_eq!(request_encoding(&h).unwrap_err().status, 415);
+        assert_eq!(request_encoding(&h).unwrap_err().status(), 415);
         assert!(!is_gzip(&h).unwrap());
         h.insert(header::CONTENT_ENCODING, "gzip".parse().unwrap());
         assert!(is_gzip(&h).unwrap());
         h.insert(header::CONTENT_ENCODING, "br".parse().unwrap());
-        assert_eq!(is_gzip(&h).unwrap_err().status, 415);
+        assert_eq!(is_gzip(&h).unwrap_err().status(), 415);
     }
 
     #[test]

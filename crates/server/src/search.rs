@@ -1,249 +1,18 @@
-//! Forensic search: the indexer that follows the log into the search index,
-//! and `GET /v1/events` over it.
+//! Search and export over HTTP: parameters in, the engine's answer out.
 
-use crate::auth::{self, forbidden};
+use crate::api::require;
 use crate::problem::Problem;
-use crate::Ledger;
-use aiaudit_index::{Index, Order, PgSearchIndex, Query, SearchIndex};
-use aiaudit_store::Storage;
+use aiaudit_ledger::search::parse_query;
+use aiaudit_ledger::Ledger;
 use axum::extract::{Query as UrlQuery, State};
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 type ApiResult<T> = Result<T, Problem>;
-
-/// Entries indexed per transaction.
-const INDEX_CHUNK: u64 = 16_384;
-
-/// Follows the log: every durable entry is added to the index, in order,
-/// on a thread of its own so ingest never waits for it.
-///
-/// A shared index (PostgreSQL) is added to by the publisher alone; the
-/// other nodes only follow how far it got, for their metrics and answers.
-/// A node that becomes the publisher goes on from the index's own indexed
-/// size, whatever it last added itself.
-pub fn spawn_indexer(
-    store: Arc<dyn Storage>,
-    index: Arc<Index>,
-    indexed: Arc<AtomicU64>,
-    metrics: Arc<crate::metrics::Metrics>,
-) {
-    std::thread::Builder::new()
-        .name("indexer".into())
-        .spawn(move || {
-            // Whether `indexed` must be read from the index before adding:
-            // another node may have moved it.
-            let mut resync = index.shared();
-            loop {
-                let size = store.size();
-                let adding = !index.shared() || store.is_publisher();
-                if resync || !adding {
-                    match index.indexed_size() {
-                        Ok(n) => {
-                            indexed.store(n, Ordering::Release);
-                            resync = !adding;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "reading the indexed size failed; retrying");
-                            std::thread::sleep(Duration::from_secs(1));
-                            continue;
-                        }
-                    }
-                }
-                let at = indexed.load(Ordering::Acquire);
-                metrics.index_lag.set(size.saturating_sub(at) as i64);
-                metrics.indexed_size.set(at as i64);
-                if !adding {
-                    std::thread::sleep(Duration::from_millis(200));
-                    continue;
-                }
-                if at >= size {
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                }
-                let n = (size - at).min(INDEX_CHUNK);
-                let added = store
-                    .read_entry_bundle(at, n)
-                    .map_err(|e| e.to_string())
-                    .and_then(|bundle| {
-                        let entries = aiaudit_tlog::decode_entry_bundle(&bundle)
-                            .map_err(|e| e.to_string())?;
-                        index.add(at, &entries).map_err(|e| e.to_string())
-                    });
-                match added {
-                    Ok(()) => indexed.store(at + n, Ordering::Release),
-                    Err(e) => {
-                        tracing::warn!(error = %e, at, "indexing failed; retrying");
-                        // On a shared index, another node may have added these.
-                        resync = index.shared();
-                        std::thread::sleep(Duration::from_secs(1));
-                    }
-                }
-            }
-        })
-        .expect("starting the indexer thread");
-}
-
-/// Opens the search index: on a log shared in PostgreSQL, the one index in
-/// the same database, which every node reads; otherwise the node's own file.
-pub fn open(config: &crate::ServerConfig, store: &dyn Storage) -> anyhow::Result<Index> {
-    match &config.storage {
-        Some(url) if store.shared() => {
-            let (pg, tls) = aiaudit_store::connector(url, config.storage_ca.as_deref())?;
-            Ok(Index::Postgres(PgSearchIndex::open_with(pg, Some(tls))?))
-        }
-        _ => Ok(Index::File(open_index(&config.data_dir, store.size())?)),
-    }
-}
-
-/// Opens the index in the data directory; one that is ahead of the log
-/// (restored data directory, or a log cut back to its last acknowledgement)
-/// is rebuilt from scratch.
-pub fn open_index(data_dir: &std::path::Path, log_size: u64) -> anyhow::Result<SearchIndex> {
-    let path = data_dir.join(aiaudit_index::INDEX_FILE);
-    match SearchIndex::open(&path).and_then(|i| Ok((i.indexed_size()?, i))) {
-        Ok((size, index)) if size <= log_size => return Ok(index),
-        Ok(_) => tracing::warn!("the search index is ahead of the log: rebuilding it"),
-        Err(e) => tracing::warn!(error = %e, "the search index cannot be opened: rebuilding it"),
-    }
-    remove_index_files(&path)?;
-    Ok(SearchIndex::open(&path)?)
-}
-
-/// Deletes an index file and its SQLite companions.
-pub fn remove_index_files(path: &std::path::Path) -> std::io::Result<()> {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        match std::fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-const FILTERS: &[&str] = &[
-    "tenant",
-    "actor",
-    "action",
-    "model",
-    "provider",
-    "outcome",
-    "risk",
-    "trace_id",
-    "conversation_id",
-    "source",
-    "subject",
-];
-
-/// Parses the search parameters shared by `GET /v1/events` and exports.
-/// Unknown parameters are refused: a typo must not silently widen a search.
-pub fn parse_query(params: &HashMap<String, String>, extra: &[&str]) -> ApiResult<Query> {
-    for name in params.keys() {
-        let known = FILTERS.contains(&name.as_str())
-            || ["from", "to", "limit", "cursor", "order"].contains(&name.as_str())
-            || extra.contains(&name.as_str());
-        if !known {
-            return Err(Problem::bad_parameter(
-                name,
-                format!(
-                    "unknown parameter; filters are {}, from, to, limit, cursor, order",
-                    FILTERS.join(", ")
-                ),
-            ));
-        }
-    }
-    let get = |n: &str| params.get(n).filter(|v| !v.is_empty()).cloned();
-    let time = |n: &str| -> ApiResult<Option<i64>> {
-        get(n)
-            .map(|v| {
-                aiaudit_index::parse_time_ms(&v).ok_or_else(|| {
-                    Problem::bad_parameter(n, format!("{v:?} is not an RFC 3339 time"))
-                })
-            })
-            .transpose()
-    };
-    let limit = match get("limit") {
-        None => 100,
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=aiaudit_index::MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                Problem::bad_parameter(
-                    "limit",
-                    format!("{v:?} is not between 1 and {}", aiaudit_index::MAX_LIMIT),
-                )
-            })?,
-    };
-    let after = get("cursor")
-        .map(|v| {
-            v.parse::<u64>()
-                .map_err(|_| Problem::bad_parameter("cursor", "not a cursor from a previous page"))
-        })
-        .transpose()?;
-    let order = match get("order").as_deref() {
-        None | Some("desc") => Order::Desc,
-        Some("asc") => Order::Asc,
-        Some(o) => {
-            return Err(Problem::bad_parameter(
-                "order",
-                format!("{o:?} is not \"asc\" or \"desc\""),
-            ))
-        }
-    };
-    Ok(Query {
-        tenants: None,
-        tenant: get("tenant"),
-        actor: get("actor"),
-        action: get("action"),
-        outcome: get("outcome"),
-        source: get("source"),
-        provider: get("provider"),
-        model: get("model"),
-        risk: get("risk"),
-        subject: get("subject"),
-        trace_id: get("trace_id"),
-        conversation_id: get("conversation_id"),
-        from_ms: time("from")?,
-        to_ms: time("to")?,
-        limit,
-        after,
-        order,
-    })
-}
-
-/// Restricts a query to what the caller may read: auditors and admins,
-/// their own tenants only.
-pub fn scope(ledger: &Ledger, headers: &HeaderMap, q: &mut Query) -> ApiResult<auth::Principal> {
-    let p = auth::require(ledger.tokens.principal(headers)?)?;
-    if let Some(t) = &q.tenant {
-        if !p.can_read(t) {
-            return Err(forbidden(format!("this token may not read tenant {t:?}")));
-        }
-        // Sealed events keep their subject as the tenant's HMAC tag: a plain
-        // subject is searched by its tag (`POST /v1/hash` gives the same).
-        if let Some(s) = q.subject.as_ref().filter(|_| ledger.config.encryption) {
-            if !s.starts_with(aiaudit_keyring::HMAC_PREFIX) {
-                if let Some(tag) = ledger.keyring.hmac_if_salted(t, s.as_bytes()) {
-                    q.subject = Some(tag);
-                }
-            }
-        }
-    } else if !p.can_read_all() {
-        if !p.tenants.iter().any(|t| p.can_read(t)) {
-            return Err(forbidden("searching needs an auditor or admin token"));
-        }
-        q.tenants = Some(p.tenants.clone());
-    }
-    Ok(p)
-}
 
 /// `GET /v1/events?tenant=&actor=&…&limit=&cursor=&order=`: one page of
 /// matching events, newest first by default, each with its full event when
@@ -253,74 +22,33 @@ pub async fn search(
     UrlQuery(params): UrlQuery<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let mut q = parse_query(&params, &[])?;
-    scope(&ledger, &headers, &mut q)?;
-    let l = ledger.clone();
-    let (page, events) = tokio::task::spawn_blocking(move || {
-        let page = l.index.query(&q)?;
-        let events: Vec<Value> = page
-            .rows
-            .iter()
-            .map(|row| {
-                let mut out = json!(row);
-                let readable = l
-                    .store
-                    .read_entry(row.index)
-                    .map_err(|e| e.to_string())
-                    .and_then(|entry| crate::sealing::open_entry(&l.keyring, &entry));
-                match readable {
-                    Ok(r) => {
-                        out["content"] = json!(r.content);
-                        if let Some(e) = r.event {
-                            out["event"] = Value::Object(e);
-                        }
-                    }
-                    Err(e) => out["content"] = json!(format!("unreadable: {e}")),
-                }
-                out
-            })
-            .collect();
-        Ok::<_, Problem>((page, events))
-    })
-    .await
-    .map_err(|e| Problem::internal(e.to_string()))??;
-    let indexed = ledger.indexed.load(Ordering::Acquire);
+    let q = parse_query(&params, &[])?;
+    let who = require(&ledger, &headers)?;
+    let found = ledger.search(&who, q).await?;
     Ok(Json(json!({
-        "events": events,
-        "next_cursor": page.next.map(|n| n.to_string()),
-        "indexed_size": indexed,
-        "index_lag_events": ledger.store.size().saturating_sub(indexed),
+        "events": found.events,
+        "next_cursor": found.next_cursor,
+        "indexed_size": found.indexed_size,
+        "index_lag_events": found.index_lag_events,
     })))
 }
 
-/// Most events one export holds (the bundle is built in memory).
-pub const MAX_EXPORT_EVENTS: usize = 200_000;
-
 /// `GET /v1/export?<search filters>`: the matching events as an export
-/// bundle (`aiaudit-bundle 1`): each with its inclusion proof against the
-/// latest checkpoint, and its opening when the content can be read.
+/// bundle (`aiaudit-bundle 1`) that verifies offline.
 pub async fn export(
     State(ledger): State<Arc<Ledger>>,
     UrlQuery(params): UrlQuery<HashMap<String, String>>,
     headers: HeaderMap,
-) -> ApiResult<axum::response::Response> {
-    use axum::http::{header, HeaderValue};
-    use axum::response::IntoResponse;
-    let mut q = parse_query(&params, &[])?;
+) -> ApiResult<Response> {
+    let q = parse_query(&params, &[])?;
     if params.contains_key("cursor") || params.contains_key("limit") {
         return Err(Problem::bad_parameter(
             "limit",
             "an export holds every matching event: use from/to to split it",
         ));
     }
-    let principal = scope(&ledger, &headers, &mut q)?;
-    let filters = json!(params);
-    let published = ledger.latest.borrow().clone();
-    let l = ledger.clone();
-    let bytes = tokio::task::spawn_blocking(move || build_export(&l, q, &published, filters))
-        .await
-        .map_err(|e| Problem::internal(e.to_string()))??;
-    tracing::info!(token_id = %principal.token_id, bytes = bytes.len(), "export bundle built");
+    let who = require(&ledger, &headers)?;
+    let bytes = ledger.export(&who, q, json!(params)).await?;
     let mut resp = bytes.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -331,69 +59,4 @@ pub async fn export(
         HeaderValue::from_static("attachment; filename=\"aiaudit-export.tar.gz\""),
     );
     Ok(resp)
-}
-
-fn build_export(
-    ledger: &Ledger,
-    mut q: Query,
-    published: &crate::Published,
-    filters: Value,
-) -> ApiResult<Vec<u8>> {
-    let internal = |e: &dyn std::fmt::Display| Problem::internal(e.to_string());
-    let size = published.checkpoint.size;
-    q.order = Order::Asc;
-    q.limit = aiaudit_index::MAX_LIMIT;
-    let created = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .map_err(|e| internal(&e))?;
-    let spool = tempfile::tempfile().map_err(|e| internal(&e))?;
-    let mut writer = aiaudit_bundle::BundleWriter::new(
-        Vec::new(),
-        spool,
-        &ledger.signer,
-        &published.note,
-        filters,
-        &created,
-    )
-    .map_err(|e| internal(&e))?;
-    'pages: loop {
-        let page = ledger.index.query(&q)?;
-        for row in &page.rows {
-            // Only what the checkpoint covers can be proven.
-            if row.index >= size {
-                break 'pages;
-            }
-            if writer.len() >= MAX_EXPORT_EVENTS {
-                return Err(Problem::new(
-                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    "export-too-large",
-                    "Export too large",
-                    format!(
-                        "more than {MAX_EXPORT_EVENTS} events match: narrow the export with from/to"
-                    ),
-                ));
-            }
-            let entry = ledger
-                .store
-                .read_entry(row.index)
-                .map_err(|e| Problem::from_store(&e))?;
-            let readable =
-                crate::sealing::open_entry(&ledger.keyring, &entry).map_err(|e| internal(&e))?;
-            let proof = aiaudit_tlog::prove_record(size, row.index, &&*ledger.store)
-                .map_err(|e| internal(&e))?;
-            writer
-                .add(&aiaudit_bundle::BundleEvent {
-                    index: row.index,
-                    entry,
-                    inclusion_proof: proof,
-                    opening: readable.opening,
-                })
-                .map_err(|e| internal(&e))?;
-        }
-        match page.next {
-            Some(n) => q.after = Some(n),
-            None => break,
-        }
-    }
-    writer.finish().map_err(|e| internal(&e))
 }

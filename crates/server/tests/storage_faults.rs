@@ -3,7 +3,8 @@
 //! is integrated and saved, reads that fail answer 503, never 500, and the
 //! ledger carries on where it stopped once the fault clears.
 
-use aiaudit_server::{api, start_with_storage, ServerConfig};
+use aiaudit_ledger::{start_with_storage, LedgerConfig as ServerConfig};
+use aiaudit_server::api;
 use aiaudit_store::{Faults, FaultyStore, FsStore, Storage};
 use aiaudit_tlog::{open_note, Checkpoint, Verifier};
 use axum::body::Body;
@@ -46,7 +47,7 @@ async fn ledger() -> Ledger {
         faults,
         store,
         token,
-        verifier: ledger.verifier.clone(),
+        verifier: ledger.verifier().clone(),
         _dir: dir,
     }
 }

@@ -306,9 +306,3 @@ fn many_systems_fold_into_one_line() {
     let html = render::html(&r);
     assert!(html.contains("5 other systems"));
 }
-
-#[test]
-fn filenames_keep_only_safe_characters() {
-    assert_eq!(filename_part("acme"), "acme");
-    assert_eq!(filename_part("a\"b\r\n/c"), "a_b___c");
-}

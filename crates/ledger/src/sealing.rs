@@ -3,7 +3,7 @@
 //! (entry format v2) under its data key; and opening sealed entries again.
 
 use crate::append::{add_event_errors, refuse_if_any};
-use crate::problem::Problem;
+use crate::error::Error;
 use crate::Ledger;
 use aiaudit_event::envelope::{self, DataKey, Stored, SEAL_RANDOM_LEN};
 use aiaudit_event::signature::EventSignature;
@@ -13,7 +13,7 @@ use aiaudit_store::NewEntry;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
-type ApiResult<T> = Result<T, Problem>;
+use crate::error::Result;
 
 /// Encodes a checked batch into entries: redaction, then sealing (or the
 /// plain v1 entry when encryption is off), each entry recording who
@@ -25,7 +25,7 @@ pub(crate) async fn encode_keeping_events(
     mut checked: Vec<CheckedEvent>,
     sigs: Option<Vec<EventSignature>>,
     appended_by: &str,
-) -> ApiResult<(Vec<NewEntry>, Vec<Value>)> {
+) -> Result<(Vec<NewEntry>, Vec<Value>)> {
     let config = &ledger.config;
     if !config.encryption && config.sensitive_fields.is_empty() {
         return Ok((finish_plain(checked, sigs.as_deref(), appended_by)?, events));
@@ -39,7 +39,7 @@ pub(crate) async fn encode_keeping_events(
                 ledger
                     .keyring
                     .hmac(&tenant, value)
-                    .map_err(|e| Problem::unavailable(format!("keyring: {e}")))
+                    .map_err(|e| Error::unavailable(format!("keyring: {e}")))
             };
             redacted[i] = redact(event, &config.sensitive_fields, hmac)?;
             if !redacted[i].is_empty() {
@@ -56,7 +56,7 @@ pub(crate) async fn encode_keeping_events(
     }
     let mut random = vec![0u8; SEAL_RANDOM_LEN * checked.len()];
     getrandom::getrandom(&mut random)
-        .map_err(|e| Problem::internal(format!("no randomness for sealing: {e}")))?;
+        .map_err(|e| Error::internal(format!("no randomness for sealing: {e}")))?;
     let mut errors = Vec::new();
     let mut batch = Vec::with_capacity(checked.len());
     for (i, c) in checked.iter().enumerate() {
@@ -93,7 +93,7 @@ fn finish_plain(
     checked: Vec<CheckedEvent>,
     sigs: Option<&[EventSignature]>,
     appended_by: &str,
-) -> ApiResult<Vec<NewEntry>> {
+) -> Result<Vec<NewEntry>> {
     let mut errors = Vec::new();
     let mut batch = Vec::with_capacity(checked.len());
     for (i, c) in checked.into_iter().enumerate() {
@@ -112,10 +112,7 @@ fn finish_plain(
 
 /// The data key of every event. Keys that do not exist yet are created
 /// durably (one fsync for the batch) off the async workers.
-async fn choose_keys(
-    keyring: &Arc<Keyring>,
-    checked: &[CheckedEvent],
-) -> ApiResult<Vec<KeyChoice>> {
+async fn choose_keys(keyring: &Arc<Keyring>, checked: &[CheckedEvent]) -> Result<Vec<KeyChoice>> {
     let wants: Vec<(&str, Option<&str>)> =
         checked.iter().map(|c| (c.tenant(), c.subject())).collect();
     if let Some(found) = keyring.lookup(&wants) {
@@ -134,8 +131,8 @@ async fn choose_keys(
         keyring.choose(&wants)
     })
     .await
-    .map_err(|e| Problem::internal(e.to_string()))?
-    .map_err(|e| Problem::unavailable(format!("keyring: {e}")))
+    .map_err(|e| Error::internal(e.to_string()))?
+    .map_err(|e| Error::unavailable(format!("keyring: {e}")))
 }
 
 /// Replaces each sensitive field present in `event` by its HMAC
@@ -144,8 +141,8 @@ async fn choose_keys(
 pub fn redact(
     event: &mut Value,
     paths: &[String],
-    hmac: impl Fn(&[u8]) -> ApiResult<String>,
-) -> ApiResult<Vec<String>> {
+    hmac: impl Fn(&[u8]) -> Result<String>,
+) -> Result<Vec<String>> {
     let mut done = Vec::new();
     for path in paths {
         if let Some(slot) = find_field(event, path) {
@@ -188,10 +185,10 @@ pub async fn append_own_event(
     action: &str,
     actor: (&str, &str),
     attributes: Value,
-) -> ApiResult<(String, u64)> {
+) -> Result<(String, u64)> {
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
-        .map_err(|e| Problem::internal(e.to_string()))?;
+        .map_err(|e| Error::internal(e.to_string()))?;
     let id = uuid::Uuid::now_v7().to_string();
     let event = serde_json::json!({
         "id": id,

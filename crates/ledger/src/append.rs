@@ -5,17 +5,16 @@
 //! tenants, the rate limit, reserved namespaces, batch signature rules,
 //! schema, provenance, redaction and sealing, metrics and the policy feed.
 
-use crate::auth::{forbidden, unauthorized, Principal, Role};
-use crate::problem::{FieldError, Problem};
+use crate::auth::{Principal, Role};
+use crate::error::{Error, FieldError, Kind};
 use crate::Ledger;
 use aiaudit_event::signature::EventSignature;
 use aiaudit_event::{CheckedEvent, LEDGER_PRINCIPAL};
 use aiaudit_store::Appended;
-use axum::http::StatusCode;
 use serde_json::Value;
 use std::sync::Arc;
 
-type ApiResult<T> = Result<T, Problem>;
+use crate::error::Result;
 
 /// Headers of an emitter-signed batch (docs/format.md, "Emitter batch signatures").
 pub const EMITTER_HEADER: &str = "aiaudit-emitter";
@@ -44,6 +43,7 @@ pub struct BatchSignature {
 }
 
 /// What a batch became.
+#[derive(Debug)]
 pub struct Accepted {
     /// Each event's id, in batch order.
     pub ids: Vec<String>,
@@ -53,7 +53,7 @@ pub struct Accepted {
 
 impl Ledger {
     /// Appends a caller's batch: all or nothing, acknowledged once durable.
-    pub async fn append(self: &Arc<Self>, who: &Principal, batch: Batch) -> ApiResult<Accepted> {
+    pub async fn append(self: &Arc<Self>, who: &Principal, batch: Batch) -> Result<Accepted> {
         let received = std::time::Instant::now();
         let n = batch.events.len() as u64;
         let label = failure_tenant(who, &batch.events).map(str::to_string);
@@ -64,8 +64,7 @@ impl Ledger {
                 .latency
                 .observe(received.elapsed().as_secs_f64()),
             Err(p) => {
-                let reason = p.kind.rsplit(':').next().unwrap_or("error");
-                self.metrics.fail(label.as_deref(), reason, n);
+                self.metrics.fail(label.as_deref(), &p.slug, n);
             }
         }
         result
@@ -73,18 +72,15 @@ impl Ledger {
 
     /// Counts a request refused before its batch reached [`Ledger::append`]
     /// (credentials, media type, body), under the fixed `refused` label.
-    pub fn count_refused(&self, p: &Problem) {
-        let reason = p.kind.rsplit(':').next().unwrap_or("error");
-        self.metrics.fail(None, reason, 1);
+    pub fn count_refused(&self, p: &Error) {
+        self.metrics.fail(None, &p.slug, 1);
     }
 
-    async fn append_checked(
-        self: &Arc<Self>,
-        who: &Principal,
-        batch: Batch,
-    ) -> ApiResult<Accepted> {
+    async fn append_checked(self: &Arc<Self>, who: &Principal, batch: Batch) -> Result<Accepted> {
         if !matches!(who.role, Role::Emitter | Role::Admin) {
-            return Err(forbidden("only emitter and admin tokens may append events"));
+            return Err(Error::forbidden(
+                "only emitter and admin tokens may append events",
+            ));
         }
         let events = batch.events;
         if events.is_empty() {
@@ -130,7 +126,7 @@ impl Ledger {
     /// expiries, holds), through the same validation and sealing as any
     /// other, marked `appended_by: "ledger"`: the only events state is
     /// rebuilt from.
-    pub async fn append_own(self: &Arc<Self>, events: Vec<Value>) -> ApiResult<Vec<Appended>> {
+    pub async fn append_own(self: &Arc<Self>, events: Vec<Value>) -> Result<Vec<Appended>> {
         let checked = check_batch(&events)?;
         let (entries, _) =
             crate::sealing::encode_keeping_events(self, events, checked, None, LEDGER_PRINCIPAL)
@@ -145,15 +141,15 @@ impl Ledger {
         &self,
         sig: &BatchSignature,
         events: &[Value],
-    ) -> ApiResult<(Vec<CheckedEvent>, Vec<EventSignature>)> {
+    ) -> Result<(Vec<CheckedEvent>, Vec<EventSignature>)> {
         let record = self.emitters.record(&sig.emitter).ok_or_else(|| {
-            forbidden(format!(
+            Error::forbidden(format!(
                 "unknown emitter {:?}: register its key first (aiaudit emitter register)",
                 sig.emitter
             ))
         })?;
         let verifier = aiaudit_tlog::Verifier::parse(&record.verifier_key)
-            .map_err(|e| Problem::internal(format!("emitter registry: {e}")))?;
+            .map_err(|e| Error::internal(format!("emitter registry: {e}")))?;
         if !record.tenants.is_empty() {
             let mut errors = Vec::new();
             for (i, e) in events.iter().enumerate() {
@@ -173,7 +169,7 @@ impl Ledger {
                 }
             }
             if !errors.is_empty() {
-                let mut p = forbidden(format!(
+                let mut p = Error::forbidden(format!(
                     "emitter {:?} is registered for tenants {:?} only; nothing of the batch was logged",
                     sig.emitter, record.tenants
                 ));
@@ -184,12 +180,12 @@ impl Ledger {
         let checked = check_batch(events)?;
         let canonical: Vec<Vec<u8>> = checked.iter().map(|c| c.canonical.clone()).collect();
         let sigs = aiaudit_event::signature::verify_batch(&verifier, &canonical, &sig.signature)
-            .map_err(|e| unauthorized(&e.to_string()))?;
+            .map_err(|e| Error::unauthorized(e.to_string()))?;
         Ok((checked, sigs))
     }
 
     /// Tenants configured to require signed batches refuse unsigned events.
-    fn check_unsigned_allowed(&self, events: &[Value]) -> ApiResult<()> {
+    fn check_unsigned_allowed(&self, events: &[Value]) -> Result<()> {
         let required = &self.config.require_signed_tenants;
         if required.is_empty() {
             return Ok(());
@@ -197,7 +193,7 @@ impl Ledger {
         for (i, e) in events.iter().enumerate() {
             if let Some(tenant) = e.get("tenant").and_then(Value::as_str) {
                 if required.iter().any(|t| t == tenant) {
-                    let mut p = unauthorized(&format!(
+                    let mut p = Error::unauthorized(format!(
                         "tenant {tenant:?} accepts only emitter-signed batches ({EMITTER_HEADER} and {SIGNATURE_HEADER} headers)"
                     ));
                     p.errors = vec![FieldError::event(
@@ -228,9 +224,9 @@ fn failure_tenant<'a>(who: &Principal, events: &'a [Value]) -> Option<&'a str> {
     (aiaudit_event::schema::is_valid_tenant(first) && who.can_append(first)).then_some(first)
 }
 
-pub(crate) fn invalid_events(detail: &str, errors: Vec<FieldError>) -> Problem {
-    let mut p = Problem::new(
-        StatusCode::BAD_REQUEST,
+pub fn invalid_events(detail: &str, errors: Vec<FieldError>) -> Error {
+    let mut p = Error::new(
+        Kind::Invalid,
         "invalid-events",
         "Invalid events",
         detail.to_string(),
@@ -241,7 +237,7 @@ pub(crate) fn invalid_events(detail: &str, errors: Vec<FieldError>) -> Problem {
 
 /// Every event's tenant must be one the principal may append to (403
 /// otherwise, naming each event). Events without a tenant are left to validation.
-pub(crate) fn check_tenants(principal: &Principal, events: &[Value]) -> ApiResult<()> {
+pub(crate) fn check_tenants(principal: &Principal, events: &[Value]) -> Result<()> {
     let mut errors = Vec::new();
     for (i, e) in events.iter().enumerate() {
         if let Some(tenant) = e.get("tenant").and_then(Value::as_str) {
@@ -258,7 +254,7 @@ pub(crate) fn check_tenants(principal: &Principal, events: &[Value]) -> ApiResul
     if errors.is_empty() {
         return Ok(());
     }
-    let mut p = forbidden(format!(
+    let mut p = Error::forbidden(format!(
         "{} event(s) belong to tenants this token may not write; nothing of the batch was logged",
         errors.len()
     ));
@@ -275,7 +271,7 @@ pub fn is_reserved_action(action: &str) -> bool {
 
 /// Refuses (403) events that name an action or source the ledger reserves
 /// for its own records.
-pub(crate) fn check_reserved(events: &[Value]) -> ApiResult<()> {
+pub fn check_reserved(events: &[Value]) -> Result<()> {
     let mut errors = Vec::new();
     for (i, e) in events.iter().enumerate() {
         if errors.len() >= MAX_ERRORS {
@@ -312,7 +308,7 @@ pub(crate) fn check_reserved(events: &[Value]) -> ApiResult<()> {
     if errors.is_empty() {
         return Ok(());
     }
-    let mut p = forbidden(format!(
+    let mut p = Error::forbidden(format!(
         "{} field(s) name actions or sources reserved for the ledger; nothing of the batch was logged",
         errors.len()
     ));
@@ -321,7 +317,7 @@ pub(crate) fn check_reserved(events: &[Value]) -> ApiResult<()> {
 }
 
 /// Validates every event (schema v1) into canonical form, listing every error.
-pub(crate) fn check_batch(events: &[Value]) -> ApiResult<Vec<CheckedEvent>> {
+pub(crate) fn check_batch(events: &[Value]) -> Result<Vec<CheckedEvent>> {
     let mut errors = Vec::new();
     let mut checked = Vec::with_capacity(events.len());
     for (i, event) in events.iter().enumerate() {
@@ -337,7 +333,7 @@ pub(crate) fn check_batch(events: &[Value]) -> ApiResult<Vec<CheckedEvent>> {
 /// Validates every event without storing it, with the rules a caller's
 /// batch meets at the ledger (forwarders check early so they spool only
 /// what the ledger will take).
-pub fn validate_batch(events: &[Value]) -> ApiResult<()> {
+pub fn validate_batch(events: &[Value]) -> Result<()> {
     check_reserved(events)?;
     check_batch(events).map(|_| ())
 }
@@ -354,7 +350,7 @@ pub(crate) fn add_event_errors(
     }
 }
 
-pub(crate) fn refuse_if_any(errors: Vec<FieldError>) -> ApiResult<()> {
+pub(crate) fn refuse_if_any(errors: Vec<FieldError>) -> Result<()> {
     if errors.is_empty() {
         return Ok(());
     }

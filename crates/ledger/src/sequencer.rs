@@ -2,7 +2,7 @@
 //! with one fsync pair, then acknowledges each request. Concurrent requests
 //! thus share an fsync, and an acknowledgement always follows it.
 
-use crate::problem::Problem;
+use crate::error::Error;
 use aiaudit_store::{Appended, NewEntry, Storage};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 struct Request {
     batch: Vec<NewEntry>,
-    reply: oneshot::Sender<Result<Vec<Appended>, Problem>>,
+    reply: oneshot::Sender<Result<Vec<Appended>, Error>>,
 }
 
 /// Sends batches to the sequencer.
@@ -27,14 +27,14 @@ impl Handle {
     }
 
     /// Appends a batch and returns once it is durable.
-    pub async fn append(&self, batch: Vec<NewEntry>) -> Result<Vec<Appended>, Problem> {
+    pub async fn append(&self, batch: Vec<NewEntry>) -> Result<Vec<Appended>, Error> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request { batch, reply })
             .await
-            .map_err(|_| Problem::unavailable("the sequencer has stopped"))?;
+            .map_err(|_| Error::unavailable("the sequencer has stopped"))?;
         rx.await
-            .map_err(|_| Problem::unavailable("the sequencer has stopped"))?
+            .map_err(|_| Error::unavailable("the sequencer has stopped"))?
     }
 }
 
@@ -83,7 +83,7 @@ fn commit(store: &dyn Storage, group: Vec<Request>, events: usize) -> bool {
             true
         }
         Err(e) => {
-            let problem = Problem::from_store(&e);
+            let problem = Error::from_store(&e);
             for (_, reply) in parts {
                 let _ = reply.send(Err(problem.clone()));
             }

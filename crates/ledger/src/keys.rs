@@ -68,7 +68,7 @@ pub fn check_private(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Files whose exposure is a leak, not a mode to fix: refused at start.
-pub const SECRET_FILES: &[&str] = &[KEY_FILE, "master.key", "admin.token"];
+pub const SECRET_FILES: &[&str] = &[KEY_FILE, "master.key", "admin.token", "keyring"];
 
 /// From now on this process creates files 0600 and directories 0700.
 pub fn private_umask() {
@@ -144,7 +144,7 @@ pub const MASTER_KEY_FILE: &str = "master.key";
 /// and opens with the same keys; a keyring file left in the data directory
 /// (a node that ran before the keyring was shared) is moved into it first.
 pub fn open_keyring(
-    config: &crate::ServerConfig,
+    config: &crate::LedgerConfig,
     store: &dyn aiaudit_store::Storage,
 ) -> anyhow::Result<aiaudit_keyring::Keyring> {
     use aiaudit_keyring::master::{MASTER_KEY_ENV, PREVIOUS_MASTER_KEY_ENV};

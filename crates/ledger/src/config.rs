@@ -3,7 +3,7 @@ use std::time::Duration;
 
 /// Settings of `aiaudit serve`, after config file, environment and flags are merged.
 #[derive(Debug, Clone)]
-pub struct ServerConfig {
+pub struct LedgerConfig {
     pub data_dir: PathBuf,
     pub listen: String,
     /// The log's origin; `None` keeps the one in the data directory (or the default on first start).
@@ -68,9 +68,9 @@ pub const DEFAULT_ORIGIN: &str = "aiaudit.local/log";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7381";
 pub const DEFAULT_DATA_DIR: &str = "./aiaudit-data";
 
-impl Default for ServerConfig {
+impl Default for LedgerConfig {
     fn default() -> Self {
-        ServerConfig {
+        LedgerConfig {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             listen: DEFAULT_LISTEN.to_string(),
             origin: None,

@@ -5,10 +5,9 @@
 //! all). On first start an admin token is created and written to
 //! `<data-dir>/admin.token` (mode 0600).
 
-use crate::problem::Problem;
+use crate::error::Error;
 use crate::registry::{write_private, Format, Registry};
 use anyhow::Context;
-use axum::http::{header, HeaderMap, StatusCode};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -296,14 +295,14 @@ impl Tokens {
         self.registry.read(|m| m.get(&hash).cloned())
     }
 
-    /// The caller of a request: `None` without an Authorization header,
-    /// 401 for a token that is unknown, revoked or expired.
-    pub fn principal(&self, headers: &HeaderMap) -> Result<Option<Principal>, Problem> {
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
+    /// The caller of a request from its `Authorization` value (`None`
+    /// without one; bytes that are not text are refused): 401 for a token
+    /// that is unknown, revoked or expired.
+    pub fn principal(&self, authorization: Option<&[u8]>) -> Result<Option<Principal>, Error> {
+        let Some(value) = authorization else {
             return Ok(None);
         };
-        let secret = value
-            .to_str()
+        let secret = std::str::from_utf8(value)
             .ok()
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
@@ -325,23 +324,16 @@ impl Tokens {
     }
 }
 
-pub fn unauthorized(detail: &str) -> Problem {
-    let mut p = Problem::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "Unauthorized",
-        detail,
-    );
-    p.www_authenticate = true;
-    p
+pub fn unauthorized(detail: &str) -> Error {
+    Error::unauthorized(detail)
 }
 
-pub fn forbidden(detail: impl Into<String>) -> Problem {
-    Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+pub fn forbidden(detail: impl Into<String>) -> Error {
+    Error::forbidden(detail)
 }
 
 /// A token is required: 401 without one.
-pub fn require(p: Option<Principal>) -> Result<Principal, Problem> {
+pub fn require(p: Option<Principal>) -> Result<Principal, Error> {
     p.ok_or_else(|| unauthorized("this route needs a bearer token"))
 }
 
@@ -367,7 +359,7 @@ pub fn parse_duration_secs(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use crate::error::Kind;
 
     #[test]
     fn durations_ending_in_a_multibyte_character_are_refused() {
@@ -378,13 +370,8 @@ mod tests {
         assert_eq!(parse_duration_secs("2d"), Some(172_800));
     }
 
-    fn bearer(secret: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_str(&format!("Bearer {secret}")).unwrap(),
-        );
-        h
+    fn bearer(secret: &str) -> Option<Vec<u8>> {
+        Some(format!("Bearer {secret}").into_bytes())
     }
 
     #[test]
@@ -408,14 +395,17 @@ mod tests {
             .unwrap()
             .contains(&admin));
         assert!(tokens
-            .principal(&bearer(&admin))
+            .principal(bearer(&admin).as_deref())
             .unwrap()
             .unwrap()
             .is_admin());
         drop(tokens);
         let (again, none) = Tokens::open(dir.path(), None).unwrap();
         assert!(none.is_none());
-        assert!(again.principal(&bearer(&admin)).unwrap().is_some());
+        assert!(again
+            .principal(bearer(&admin).as_deref())
+            .unwrap()
+            .is_some());
     }
 
     #[test]
@@ -425,25 +415,43 @@ mod tests {
         let (rec, secret) = tokens
             .create(Role::Emitter, vec!["acme".into()], None)
             .unwrap();
-        let p = tokens.principal(&bearer(&secret)).unwrap().unwrap();
+        let p = tokens
+            .principal(bearer(&secret).as_deref())
+            .unwrap()
+            .unwrap();
         assert!(p.can_append("acme") && !p.can_append("globex"));
         assert!(!p.can_read("acme") && !p.is_admin() && !p.can_read_all());
         let (_, auditor) = tokens
             .create(Role::Auditor, vec!["*".into()], None)
             .unwrap();
-        let a = tokens.principal(&bearer(&auditor)).unwrap().unwrap();
+        let a = tokens
+            .principal(bearer(&auditor).as_deref())
+            .unwrap()
+            .unwrap();
         assert!(a.can_read("globex") && a.can_read_all() && !a.can_append("acme"));
         assert!(tokens.revoke(&rec.id).unwrap());
-        assert_eq!(tokens.principal(&bearer(&secret)).unwrap_err().status, 401);
+        assert_eq!(
+            tokens
+                .principal(bearer(&secret).as_deref())
+                .unwrap_err()
+                .kind,
+            Kind::Unauthorized
+        );
         let (_, old) = tokens
             .create(Role::Auditor, vec!["acme".into()], Some(1))
             .unwrap();
-        assert_eq!(tokens.principal(&bearer(&old)).unwrap_err().status, 401);
         assert_eq!(
-            tokens.principal(&bearer("aat_nope")).unwrap_err().status,
-            401
+            tokens.principal(bearer(&old).as_deref()).unwrap_err().kind,
+            Kind::Unauthorized
         );
-        assert!(tokens.principal(&HeaderMap::new()).unwrap().is_none());
+        assert_eq!(
+            tokens
+                .principal(bearer("aat_nope").as_deref())
+                .unwrap_err()
+                .kind,
+            Kind::Unauthorized
+        );
+        assert!(tokens.principal(None).unwrap().is_none());
         assert!(!tokens.revoke("missing").unwrap());
     }
 

@@ -1,15 +1,10 @@
-//! Per-token rate limits and request timeouts: a token bucket of events per
-//! second for each token, answering 429 with Retry-After; and an overall
-//! deadline per request answering 503.
+//! Per-token rate limits: a token bucket of events per second for each
+//! token; over it, a rate-limited error saying when to retry.
 
-use crate::problem::Problem;
-use axum::extract::Request;
-use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use crate::error::{Error, Kind};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 struct Bucket {
     tokens: f64,
@@ -60,9 +55,9 @@ impl RateLimiter {
     }
 }
 
-pub fn too_many(retry_after: u64, per_second: u64) -> Problem {
-    let mut p = Problem::new(
-        StatusCode::TOO_MANY_REQUESTS,
+pub fn too_many(retry_after: u64, per_second: u64) -> Error {
+    let mut p = Error::new(
+        Kind::RateLimited,
         "rate-limited",
         "Too many events",
         format!("this token may send {per_second} events per second; nothing of the batch was logged; retry after {retry_after} s"),
@@ -71,27 +66,10 @@ pub fn too_many(retry_after: u64, per_second: u64) -> Problem {
     p
 }
 
-/// Ends any request that takes longer than `limit` with a 503 problem
-/// (a slow or stalled client must not hold a connection for ever).
-pub async fn deadline(limit: Duration, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(resp) => resp,
-        Err(_) => {
-            let mut p = Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
-                "Request timed out",
-                format!("the request took longer than {} s", limit.as_secs()),
-            );
-            p.retry_after = Some(1);
-            p.into_response()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn buckets_refill_and_are_per_token() {

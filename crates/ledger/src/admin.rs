@@ -1,0 +1,297 @@
+//! What admins do: tokens, emitters, keys, erasure; and the HMAC of a known
+//! value for readers. Scope-aware throughout: a token never grants more
+//! than it holds, an admin of some tenants acts on those tenants only, and
+//! what every tenant shares (master key, keyring, data key rotation) is for
+//! an admin of all tenants.
+
+use crate::auth::{Principal, Role, TokenRecord};
+use crate::emitters::EmitterRecord;
+use crate::error::{Error, FieldError, Kind, Result};
+use crate::Ledger;
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+fn require_admin(who: &Principal) -> Result<()> {
+    if !who.is_admin() {
+        return Err(Error::forbidden("this needs an admin token"));
+    }
+    Ok(())
+}
+
+fn require_global_admin(who: &Principal) -> Result<()> {
+    require_admin(who)?;
+    if !who.is_global_admin() {
+        return Err(Error::forbidden(
+            "this acts on every tenant: it needs an admin token of all tenants (\"*\")",
+        ));
+    }
+    Ok(())
+}
+
+/// Runs a keyring operation (it fsyncs) off the async workers.
+async fn keyring_op<T: Send + 'static>(
+    f: impl FnOnce() -> aiaudit_keyring::Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?
+        .map_err(|e| match e {
+            aiaudit_keyring::Error::Unsupported(why) => Error::new(
+                Kind::Conflict,
+                "unsupported",
+                "Not possible with this key provider",
+                why,
+            ),
+            other => Error::unavailable(format!("keyring: {other}")),
+        })
+}
+
+fn not_a_tenant(slug: &str, title: &str, field: &str) -> Error {
+    Error::bad_field(
+        slug,
+        title,
+        field,
+        "not a tenant name (1 to 64 letters, digits, '-', '_', '.')",
+    )
+}
+
+fn beyond_scope(who: &Principal, what: &str) -> Error {
+    Error::forbidden(format!(
+        "this token holds tenants {:?}: {what}",
+        who.tenants
+    ))
+    .with_errors(vec![FieldError::event(
+        None,
+        "/tenants",
+        "tenants",
+        "beyond this token's own tenants",
+    )])
+}
+
+impl Ledger {
+    /// The tokens `who` manages (never secrets).
+    pub fn tokens(&self, who: &Principal) -> Result<Vec<TokenRecord>> {
+        require_admin(who)?;
+        Ok(self
+            .tokens
+            .list()
+            .into_iter()
+            .filter(|t| who.can_manage(&t.tenants))
+            .collect())
+    }
+
+    /// Creates a token of `role` over `tenants` (within `who`'s own) and
+    /// returns its record and secret, shown once.
+    pub fn create_token(
+        &self,
+        who: &Principal,
+        role: Role,
+        tenants: Vec<String>,
+        expires_unix: Option<u64>,
+    ) -> Result<(TokenRecord, String)> {
+        require_admin(who)?;
+        let (slug, title) = ("invalid-token-request", "Invalid token request");
+        if tenants.is_empty() {
+            return Err(Error::bad_field(
+                slug,
+                title,
+                "tenants",
+                "required: a non-empty list of tenants (or [\"*\"])",
+            ));
+        }
+        if tenants
+            .iter()
+            .any(|t| t != "*" && !aiaudit_event::is_valid_tenant(t))
+        {
+            return Err(not_a_tenant(slug, title, "tenants"));
+        }
+        if !who.can_manage(&tenants) {
+            return Err(beyond_scope(who, &format!("it cannot grant {tenants:?}")));
+        }
+        let (record, secret) = self
+            .tokens
+            .create(role, tenants, expires_unix)
+            .map_err(|e| Error::unavailable(format!("saving the token failed: {e}")))?;
+        tracing::info!(token_id = %record.id, role = ?record.role, by = %who.token_id, "token created");
+        Ok((record, secret))
+    }
+
+    /// Revokes a token `who` manages; others are answered as unknown, so ids do not leak.
+    pub fn revoke_token(&self, who: &Principal, id: &str) -> Result<()> {
+        require_admin(who)?;
+        let in_scope = self
+            .tokens
+            .list()
+            .iter()
+            .any(|t| t.id == id && who.can_manage(&t.tenants));
+        if !in_scope {
+            return Err(Error::not_found(format!("no token with id {id:?}")));
+        }
+        match self.tokens.revoke(id) {
+            Ok(true) => {
+                tracing::info!(token_id = %id, by = %who.token_id, "token revoked");
+                Ok(())
+            }
+            Ok(false) => Err(Error::not_found(format!("no token with id {id:?}"))),
+            Err(e) => Err(Error::unavailable(format!(
+                "saving the revocation failed: {e}"
+            ))),
+        }
+    }
+
+    /// The registered emitters `who` manages.
+    pub fn emitters(&self, who: &Principal) -> Result<Vec<EmitterRecord>> {
+        require_admin(who)?;
+        Ok(self
+            .emitters
+            .list()
+            .into_iter()
+            .filter(|e| who.is_global_admin() || who.can_manage(&e.tenants))
+            .collect())
+    }
+
+    /// Registers (or replaces the key of) an emitter. An emitter without
+    /// tenants signs for every tenant: a global admin's call. A scoped
+    /// admin registers emitters of its tenants, and cannot replace the key
+    /// of one beyond them.
+    pub fn register_emitter(
+        &self,
+        who: &Principal,
+        name: &str,
+        public_key: &str,
+        tenants: Vec<String>,
+    ) -> Result<EmitterRecord> {
+        require_admin(who)?;
+        let existing = self.emitters.record(name);
+        let allowed = who.is_global_admin()
+            || (who.can_manage(&tenants) && existing.is_none_or(|e| who.can_manage(&e.tenants)));
+        if !allowed {
+            return Err(beyond_scope(
+                who,
+                "it may register emitters for those tenants only (give \"tenants\"), and not replace another scope's emitter",
+            ));
+        }
+        let record = self
+            .emitters
+            .register(name, public_key, tenants)
+            .map_err(|e| {
+                let (f, d) = e.split_once(": ").unwrap_or(("public_key", e.as_str()));
+                Error::bad_field("invalid-emitter", "Invalid emitter", f, d)
+            })?;
+        tracing::info!(emitter = %record.name, by = %who.token_id, "emitter registered");
+        Ok(record)
+    }
+
+    /// Key counts (never key material), for an admin of all tenants.
+    pub fn key_stats(&self, who: &Principal) -> Result<Value> {
+        require_global_admin(who)?;
+        Ok(self.key_counts())
+    }
+
+    fn key_counts(&self) -> Value {
+        let s = self.keyring.stats();
+        json!({"tenants": s.tenants, "tenant_keys": s.tenant_keys,
+               "subject_keys": s.subject_keys, "destroyed_keys": s.destroyed_keys})
+    }
+
+    /// New data keys for every tenant and subject; returns how many, and the counts.
+    pub async fn rotate_keys(&self, who: &Principal) -> Result<(usize, Value)> {
+        require_global_admin(who)?;
+        let ring = self.keyring.clone();
+        let rotated = keyring_op(move || ring.rotate()).await?;
+        tracing::info!(token_id = %who.token_id, rotated, "data keys rotated");
+        Ok((rotated, self.key_counts()))
+    }
+
+    /// A new master key, every data key re-wrapped; returns how many, and the counts.
+    pub async fn rotate_master_key(&self, who: &Principal) -> Result<(usize, Value)> {
+        require_global_admin(who)?;
+        let ring = self.keyring.clone();
+        let rewrapped = keyring_op(move || ring.rotate_master()).await?;
+        tracing::info!(token_id = %who.token_id, rewrapped, "master key rotated");
+        Ok((rewrapped, self.key_counts()))
+    }
+
+    /// The keyring (wrapped keys, useless without the master key) for backups.
+    pub async fn keyring_snapshot(&self, who: &Principal) -> Result<Vec<u8>> {
+        require_global_admin(who)?;
+        let ring = self.keyring.clone();
+        keyring_op(move || ring.snapshot()).await
+    }
+
+    /// Crypto-shredding: destroys the subject's data keys and logs the
+    /// erasure (naming the subject only by its keyed tag: logging the
+    /// subject itself would store again what was just erased). Returns the
+    /// keys destroyed, the tag, and the erasure event's id and index.
+    pub async fn erase(
+        self: &Arc<Self>,
+        who: &Principal,
+        tenant: &str,
+        subject: &str,
+    ) -> Result<(usize, String, String, u64)> {
+        require_admin(who)?;
+        let (slug, title) = ("invalid-erasure", "Invalid erasure request");
+        if !aiaudit_event::is_valid_tenant(tenant) {
+            return Err(not_a_tenant(slug, title, "tenant"));
+        }
+        if !who.can_administer(tenant) {
+            return Err(Error::forbidden(format!(
+                "this token may not erase data of tenant {tenant:?}"
+            )));
+        }
+        if !self.config.encryption {
+            return Err(Error::new(
+                Kind::Conflict,
+                "encryption-off",
+                "Erasure needs encryption at rest",
+                "this ledger stores content in the clear (encryption = false): nothing can be crypto-shredded",
+            ));
+        }
+        let ring = self.keyring.clone();
+        let (t, s) = (tenant.to_string(), subject.to_string());
+        let (destroyed, tag) = keyring_op(move || ring.erase(&t, &s)).await?;
+        self.erasure_epoch
+            .fetch_add(destroyed as u64 + 1, Ordering::Relaxed);
+        let tag = match tag {
+            Some(tag) => tag,
+            None => self
+                .keyring
+                .hmac(tenant, subject.as_bytes())
+                .map_err(|e| Error::unavailable(format!("keyring: {e}")))?,
+        };
+        let (id, index) = crate::sealing::append_own_event(
+            self,
+            tenant,
+            "data.erasure",
+            (&who.provenance(), "user"),
+            json!({"subject_tag": tag, "keys_destroyed": destroyed}),
+        )
+        .await?;
+        tracing::info!(token_id = %who.token_id, tenant = %tenant, keys_destroyed = destroyed, "subject erased");
+        Ok((destroyed, tag, id, index))
+    }
+
+    /// The HMAC a sensitive field or a subject tag holds for `value`, so a
+    /// reader of the tenant can search for it. Read-only: a tenant without
+    /// a salt gets none made for it (none of its values was ever tagged).
+    pub fn hash(&self, who: &Principal, tenant: &str, value: &[u8]) -> Result<String> {
+        if !aiaudit_event::is_valid_tenant(tenant) {
+            return Err(not_a_tenant(
+                "invalid-hash-request",
+                "Invalid hash request",
+                "tenant",
+            ));
+        }
+        if !who.can_read(tenant) {
+            return Err(Error::forbidden(format!(
+                "this token may not read tenant {tenant:?}"
+            )));
+        }
+        self.keyring.hmac_if_salted(tenant, value).ok_or_else(|| {
+            Error::not_found(format!(
+                "tenant {tenant:?} has no HMAC salt yet: no value of it was ever tagged"
+            ))
+        })
+    }
+}

@@ -1,0 +1,382 @@
+//! The readers: the latest checkpoint, tiles and entry bundles (C2SP
+//! tlog-tiles), proofs (RFC 6962), one event by index, the ledger's status
+//! and readiness. Hashes and the log's identity are public unless the
+//! configuration says otherwise; entries only to readers of their tenants.
+
+use crate::auth::{Principal, Role};
+use crate::error::{Error, Result};
+use crate::{Ledger, Published};
+use aiaudit_tlog::{prove_record, prove_tree, Hash, Tile, TileKind, TILE_WIDTH};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// A tile's bytes and whether they can be cached for ever (a full tile
+/// never changes).
+#[derive(Debug)]
+pub struct TileBytes {
+    pub bytes: Vec<u8>,
+    pub immutable: bool,
+}
+
+/// One event as its readers see it.
+#[derive(Debug)]
+pub struct EntryView(pub Value);
+
+/// What `/readyz` reports: ready or not, and each check.
+pub struct Readiness {
+    pub ready: bool,
+    pub checks: Value,
+}
+
+fn b64(h: &Hash) -> String {
+    B64.encode(h)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?
+}
+
+impl Ledger {
+    /// Reads that reveal only hashes and the log's identity: open unless
+    /// `public_reads` is off, then any valid credential.
+    pub fn public_read(&self, who: Option<&Principal>) -> Result<()> {
+        if !self.config.public_reads && who.is_none() {
+            return Err(Error::unauthorized("this route needs a bearer token"));
+        }
+        Ok(())
+    }
+
+    /// The latest signed checkpoint.
+    pub fn latest(&self) -> Arc<Published> {
+        self.latest.borrow().clone()
+    }
+
+    /// Waits (up to the configured time) for a checkpoint covering `size`
+    /// entries, asking the publisher not to wait for its interval.
+    pub async fn await_checkpoint(&self, size: u64) -> Result<Arc<Published>> {
+        let mut rx = self.latest.clone();
+        self.publish_now.notify_one();
+        let wait = async move {
+            rx.wait_for(|p| p.checkpoint.size >= size)
+                .await
+                .map(|p| p.clone())
+        };
+        match tokio::time::timeout(self.config.checkpoint_wait, wait).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(Error::unavailable(
+                "the events are durably logged but no checkpoint covering them was published in time",
+            )),
+        }
+    }
+
+    /// `size` as asked (default: the latest checkpoint's), never beyond it.
+    pub fn proof_size(&self, asked: Option<u64>) -> Result<u64> {
+        let latest = self.latest.borrow().checkpoint.size;
+        match asked {
+            None => Ok(latest),
+            Some(size) if size > latest => Err(Error::bad_parameter(
+                "size",
+                format!("{size} is beyond the latest checkpoint size {latest}"),
+            )),
+            Some(size) => Ok(size),
+        }
+    }
+
+    /// RFC 6962 inclusion proof of entry `index` in the tree of `size`, and its leaf hash.
+    pub async fn prove_record(&self, size: u64, index: u64) -> Result<(Vec<Hash>, Hash)> {
+        if index >= size {
+            return Err(Error::bad_parameter(
+                "index",
+                format!("{index} is not below size {size}"),
+            ));
+        }
+        let store = self.store.clone();
+        blocking(move || {
+            let proof = prove_record(size, index, &&*store)
+                .map_err(|e| Error::from_proof("proving inclusion", &e))?;
+            let leaf = store
+                .read_node(0, index)
+                .map_err(|e| Error::from_proof("reading the leaf", &e))?;
+            Ok((proof, leaf))
+        })
+        .await
+    }
+
+    /// Inclusion proofs of several entries in the tree of `size`.
+    pub async fn prove_records(&self, size: u64, indexes: Vec<u64>) -> Result<Vec<Vec<Hash>>> {
+        let store = self.store.clone();
+        blocking(move || {
+            indexes
+                .into_iter()
+                .map(|i| prove_record(size, i, &&*store))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::from_proof("proving inclusion", &e))
+        })
+        .await
+    }
+
+    /// RFC 6962 consistency proof from the tree of `old` to that of `size`.
+    pub async fn prove_tree(&self, size: u64, old: u64) -> Result<Vec<Hash>> {
+        if old == 0 || old > size {
+            return Err(Error::bad_parameter(
+                "old",
+                format!("{old} must be between 1 and size {size}"),
+            ));
+        }
+        let store = self.store.clone();
+        blocking(move || {
+            prove_tree(size, old, &&*store)
+                .map_err(|e| Error::from_proof("proving consistency", &e))
+        })
+        .await
+    }
+
+    /// A C2SP tile or entry bundle within the latest checkpoint. Hash tiles
+    /// are public reads; entry bundles go to readers of every tenant in them.
+    pub async fn tile(&self, path: &str, who: Option<&Principal>) -> Result<TileBytes> {
+        let tile = Tile::parse_path(path).map_err(|e| Error::not_found(format!("{path}: {e}")))?;
+        let size = self.latest.borrow().checkpoint.size;
+        // Checked: an absurd index must be a 404, not wrap around to tile 0.
+        let beyond = || {
+            Error::not_found(format!(
+                "{path} is beyond the latest checkpoint (size {size})"
+            ))
+        };
+        let start = tile.index.checked_mul(TILE_WIDTH).ok_or_else(beyond)?;
+        let end = start.checked_add(tile.width as u64).ok_or_else(beyond)?;
+        let available = match tile.kind {
+            TileKind::Entries => size,
+            TileKind::Hash { level } => aiaudit_tlog::hashes_at_tile_level(size, level),
+        };
+        if end > available {
+            return Err(beyond());
+        }
+        let entry_reader = match tile.kind {
+            TileKind::Entries => {
+                let p =
+                    who.ok_or_else(|| Error::unauthorized("this route needs a bearer token"))?;
+                if !matches!(p.role, Role::Auditor | Role::Admin) {
+                    return Err(Error::forbidden(
+                        "entry bundles are for auditor and admin tokens",
+                    ));
+                }
+                Some(p.clone())
+            }
+            TileKind::Hash { .. } => {
+                self.public_read(who)?;
+                None
+            }
+        };
+        let store = self.store.clone();
+        let bytes = blocking(move || {
+            match tile.kind {
+                TileKind::Entries => store.read_entry_bundle(start, tile.width as u64),
+                TileKind::Hash { level } => store.read_hashes(
+                    level as u32 * aiaudit_tlog::TILE_HEIGHT,
+                    start,
+                    tile.width as u64,
+                ),
+            }
+            .map_err(|e| Error::from_store(&e))
+        })
+        .await?;
+        if let Some(p) = entry_reader.filter(|p| !p.can_read_all()) {
+            // A bundle mixes tenants: serve it only if this token reads every one in it.
+            let entries = aiaudit_tlog::decode_entry_bundle(&bytes)
+                .map_err(|e| Error::internal(format!("stored bundle: {e}")))?;
+            for entry in entries {
+                let tenant = aiaudit_event::envelope::decode_stored(entry)
+                    .map(|d| d.tenant().to_string())
+                    .unwrap_or_default();
+                if !p.can_read(&tenant) {
+                    return Err(Error::forbidden(
+                        "this bundle holds events of tenants this token may not read; read your events with GET /v1/events/<index>?proof=true",
+                    ));
+                }
+            }
+        }
+        Ok(TileBytes {
+            bytes,
+            immutable: tile.is_full(),
+        })
+    }
+
+    /// One event by log index, opened for a reader of its tenant; with its
+    /// inclusion proof (and the opening of sealed content) when asked.
+    pub async fn entry(&self, who: &Principal, index: u64, with_proof: bool) -> Result<EntryView> {
+        let published = self.latest();
+        let size = self.store.size();
+        if index >= size {
+            return Err(Error::not_found(format!(
+                "no event at index {index}; the log holds {size}"
+            )));
+        }
+        if with_proof && index >= published.checkpoint.size {
+            return Err(Error::unavailable(format!(
+                "event {index} is logged but not yet in a checkpoint (size {}); retry shortly",
+                published.checkpoint.size
+            )));
+        }
+        let store = self.store.clone();
+        let cp_size = published.checkpoint.size;
+        let (entry, leaf, proof) = blocking(move || {
+            let entry = store.read_entry(index).map_err(|e| Error::from_store(&e))?;
+            let leaf = store
+                .read_node(0, index)
+                .map_err(|e| Error::internal(e.to_string()))?;
+            let proof = if with_proof {
+                Some(
+                    prove_record(cp_size, index, &&*store)
+                        .map_err(|e| Error::internal(e.to_string()))?,
+                )
+            } else {
+                None
+            };
+            Ok((entry, leaf, proof))
+        })
+        .await?;
+        let readable = crate::sealing::open_entry(&self.keyring, &entry)
+            .map_err(|e| Error::internal(format!("entry {index} cannot be read: {e}")))?;
+        let tenant = readable.stored.tenant();
+        if !who.can_read(tenant) {
+            return Err(Error::forbidden(format!(
+                "this token may not read events of tenant {tenant:?}"
+            )));
+        }
+        let mut out = json!({
+            "index": index,
+            "leaf_hash": b64(&leaf),
+            "entry": B64.encode(&entry),
+            "entry_version": readable.stored.version,
+            "content": readable.content,
+            "event": readable.event.clone().unwrap_or_else(|| readable.stored.index.clone()),
+        });
+        if let Some(by) = &readable.stored.appended_by {
+            out["appended_by"] = json!(by);
+        }
+        if !readable.redacted.is_empty() {
+            out["redacted"] = json!(readable.redacted);
+        }
+        if let (Some(opening), true) = (&readable.opening, with_proof) {
+            // Lets a third party check the content against the logged commitment without any key.
+            out["opening"] = json!(B64.encode(opening));
+        }
+        if let (Some(sig), Some(event)) = (&readable.signature, &readable.event) {
+            let status = match aiaudit_event::signature::verify_entry_signature(event, sig) {
+                Ok(key) => {
+                    let name = key.split('+').next().unwrap_or("");
+                    let registered = self.emitters.verifier(name).map(|v| v.to_vkey());
+                    if !readable.redacted.is_empty() {
+                        "valid before redaction (checked at ingest)"
+                    } else if registered.as_deref() == Some(key.as_str()) {
+                        "valid"
+                    } else {
+                        "valid, key not registered now"
+                    }
+                }
+                Err(_) if !readable.redacted.is_empty() => {
+                    "valid before redaction (checked at ingest)"
+                }
+                Err(_) => "invalid",
+            };
+            out["emitter_signature"] = json!({"status": status, "signature": sig});
+        }
+        if let Some(proof) = proof {
+            out["proof"] = json!({
+                "size": cp_size,
+                "inclusion": proof.iter().map(b64).collect::<Vec<_>>(),
+                "checkpoint": published.note,
+            });
+        }
+        Ok(EntryView(out))
+    }
+
+    /// The log's identity, size and health; backup locations and their
+    /// errors only for an admin of every tenant (they are the operator's).
+    pub fn status(&self, who: Option<&Principal>) -> Value {
+        let latest = self.latest();
+        let indexed = self.indexed.load(Ordering::Acquire);
+        let mut info = json!({
+            "origin": self.signer.name(),
+            "verifier_key": self.verifier.to_vkey(),
+            "size": latest.checkpoint.size,
+            "root": b64(&latest.checkpoint.root),
+            "version": env!("CARGO_PKG_VERSION"),
+            "sequenced_size": self.store.size(),
+            "integrated_size": self.store.integrated_size(),
+            "checkpoint_age_seconds": latest.at.elapsed().as_secs_f64(),
+            "publish_interval_ms": self.config.publish_interval.as_millis() as u64,
+            "encryption": self.config.encryption,
+            "storage": {
+                "backend": self.store.backend(),
+                // On a shared log: whether this node integrates and publishes.
+                "publisher": self.store.is_publisher(),
+            },
+            "index": {
+                "indexed_size": indexed,
+                "lag_events": self.store.size().saturating_sub(indexed),
+            },
+        });
+        if who.is_some_and(Principal::is_global_admin) {
+            info["backup"] = self.backup_status.to_json(&self.config.backup);
+        }
+        info
+    }
+
+    /// Whether this node should take traffic: storage writable, checkpoints
+    /// and the search index keeping up.
+    pub async fn readiness(&self) -> Readiness {
+        let latest = self.latest();
+        let lag = self.store.size().saturating_sub(latest.checkpoint.size);
+        let age = latest.at.elapsed();
+        let stale = lag > 0 && age > self.config.publish_interval * 10;
+        // After a failed append, probe the disk (1 MiB, fsync'd) rather than wait for the next
+        // append: a load balancer that trusts /readyz would never send one.
+        let writable = if self.store.shared() {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || store.ping().is_ok())
+                .await
+                .unwrap_or(false)
+        } else {
+            self.sequencer.storage_writable() || {
+                let probe = self.config.data_dir.join(".readyz-probe");
+                tokio::task::spawn_blocking(move || {
+                    let written = std::fs::File::create(&probe).and_then(|mut f| {
+                        use std::io::Write;
+                        f.write_all(&vec![0u8; 1 << 20])?;
+                        f.sync_all()
+                    });
+                    let _ = std::fs::remove_file(&probe);
+                    written.is_ok()
+                })
+                .await
+                .unwrap_or(false)
+            }
+        };
+        let index_lag = self
+            .store
+            .size()
+            .saturating_sub(self.indexed.load(Ordering::Acquire));
+        let index_ok = index_lag <= self.config.max_index_lag_events;
+        let ready = writable && !stale && index_ok;
+        // Keys are loaded and recovery has finished before the server listens at all.
+        Readiness {
+            ready,
+            checks: json!({
+                "storage_writable": writable,
+                "keys_loaded": true,
+                "recovery_finished": true,
+                "checkpoint_age_seconds": age.as_secs_f64(),
+                "unpublished_entries": lag,
+                "checkpoints_keep_up": !stale,
+                "index_lag_events": index_lag,
+                "index_keeps_up": index_ok,
+            }),
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! Forensic search: the indexer that follows the log into the search index,
+//! queries over it, and export bundles of what they find.
+
+use crate::auth::Principal;
+use crate::error::{Error, Kind};
+use crate::Ledger;
+use aiaudit_index::{Index, Order, PgSearchIndex, Query, SearchIndex};
+use aiaudit_store::Storage;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Result;
+
+/// Entries indexed per transaction.
+const INDEX_CHUNK: u64 = 16_384;
+
+/// Follows the log: every durable entry is added to the index, in order,
+/// on a thread of its own so ingest never waits for it.
+///
+/// A shared index (PostgreSQL) is added to by the publisher alone; the
+/// other nodes only follow how far it got, for their metrics and answers.
+/// A node that becomes the publisher goes on from the index's own indexed
+/// size, whatever it last added itself.
+pub fn spawn_indexer(
+    store: Arc<dyn Storage>,
+    index: Arc<Index>,
+    indexed: Arc<AtomicU64>,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
+    std::thread::Builder::new()
+        .name("indexer".into())
+        .spawn(move || {
+            // Whether `indexed` must be read from the index before adding:
+            // another node may have moved it.
+            let mut resync = index.shared();
+            loop {
+                let size = store.size();
+                let adding = !index.shared() || store.is_publisher();
+                if resync || !adding {
+                    match index.indexed_size() {
+                        Ok(n) => {
+                            indexed.store(n, Ordering::Release);
+                            resync = !adding;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading the indexed size failed; retrying");
+                            std::thread::sleep(Duration::from_secs(1));
+                            continue;
+                        }
+                    }
+                }
+                let at = indexed.load(Ordering::Acquire);
+                metrics.index_lag.set(size.saturating_sub(at) as i64);
+                metrics.indexed_size.set(at as i64);
+                if !adding {
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+                if at >= size {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                let n = (size - at).min(INDEX_CHUNK);
+                let added = store
+                    .read_entry_bundle(at, n)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bundle| {
+                        let entries = aiaudit_tlog::decode_entry_bundle(&bundle)
+                            .map_err(|e| e.to_string())?;
+                        index.add(at, &entries).map_err(|e| e.to_string())
+                    });
+                match added {
+                    Ok(()) => indexed.store(at + n, Ordering::Release),
+                    Err(e) => {
+                        tracing::warn!(error = %e, at, "indexing failed; retrying");
+                        // On a shared index, another node may have added these.
+                        resync = index.shared();
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            }
+        })
+        .expect("starting the indexer thread");
+}
+
+/// Opens the search index: on a log shared in PostgreSQL, the one index in
+/// the same database, which every node reads; otherwise the node's own file.
+pub fn open(config: &crate::LedgerConfig, store: &dyn Storage) -> anyhow::Result<Index> {
+    match &config.storage {
+        Some(url) if store.shared() => {
+            let (pg, tls) = aiaudit_store::connector(url, config.storage_ca.as_deref())?;
+            Ok(Index::Postgres(PgSearchIndex::open_with(pg, Some(tls))?))
+        }
+        _ => Ok(Index::File(open_index(&config.data_dir, store.size())?)),
+    }
+}
+
+/// Opens the index in the data directory; one that is ahead of the log
+/// (restored data directory, or a log cut back to its last acknowledgement)
+/// is rebuilt from scratch.
+pub fn open_index(data_dir: &std::path::Path, log_size: u64) -> anyhow::Result<SearchIndex> {
+    let path = data_dir.join(aiaudit_index::INDEX_FILE);
+    match SearchIndex::open(&path).and_then(|i| Ok((i.indexed_size()?, i))) {
+        Ok((size, index)) if size <= log_size => return Ok(index),
+        Ok(_) => tracing::warn!("the search index is ahead of the log: rebuilding it"),
+        Err(e) => tracing::warn!(error = %e, "the search index cannot be opened: rebuilding it"),
+    }
+    remove_index_files(&path)?;
+    Ok(SearchIndex::open(&path)?)
+}
+
+/// Deletes an index file and its SQLite companions.
+pub fn remove_index_files(path: &std::path::Path) -> std::io::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+const FILTERS: &[&str] = &[
+    "tenant",
+    "actor",
+    "action",
+    "model",
+    "provider",
+    "outcome",
+    "risk",
+    "trace_id",
+    "conversation_id",
+    "source",
+    "subject",
+];
+
+/// Parses the search parameters shared by `GET /v1/events` and exports.
+/// Unknown parameters are refused: a typo must not silently widen a search.
+pub fn parse_query(params: &HashMap<String, String>, extra: &[&str]) -> Result<Query> {
+    for name in params.keys() {
+        let known = FILTERS.contains(&name.as_str())
+            || ["from", "to", "limit", "cursor", "order"].contains(&name.as_str())
+            || extra.contains(&name.as_str());
+        if !known {
+            return Err(Error::bad_parameter(
+                name,
+                format!(
+                    "unknown parameter; filters are {}, from, to, limit, cursor, order",
+                    FILTERS.join(", ")
+                ),
+            ));
+        }
+    }
+    let get = |n: &str| params.get(n).filter(|v| !v.is_empty()).cloned();
+    let time = |n: &str| -> Result<Option<i64>> {
+        get(n)
+            .map(|v| {
+                aiaudit_index::parse_time_ms(&v).ok_or_else(|| {
+                    Error::bad_parameter(n, format!("{v:?} is not an RFC 3339 time"))
+                })
+            })
+            .transpose()
+    };
+    let limit = match get("limit") {
+        None => 100,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=aiaudit_index::MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                Error::bad_parameter(
+                    "limit",
+                    format!("{v:?} is not between 1 and {}", aiaudit_index::MAX_LIMIT),
+                )
+            })?,
+    };
+    let after = get("cursor")
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| Error::bad_parameter("cursor", "not a cursor from a previous page"))
+        })
+        .transpose()?;
+    let order = match get("order").as_deref() {
+        None | Some("desc") => Order::Desc,
+        Some("asc") => Order::Asc,
+        Some(o) => {
+            return Err(Error::bad_parameter(
+                "order",
+                format!("{o:?} is not \"asc\" or \"desc\""),
+            ))
+        }
+    };
+    Ok(Query {
+        tenants: None,
+        tenant: get("tenant"),
+        actor: get("actor"),
+        action: get("action"),
+        outcome: get("outcome"),
+        source: get("source"),
+        provider: get("provider"),
+        model: get("model"),
+        risk: get("risk"),
+        subject: get("subject"),
+        trace_id: get("trace_id"),
+        conversation_id: get("conversation_id"),
+        from_ms: time("from")?,
+        to_ms: time("to")?,
+        limit,
+        after,
+        order,
+    })
+}
+
+/// Restricts a query to what the caller may read: auditors and admins,
+/// their own tenants only.
+pub fn scope(ledger: &Ledger, p: &Principal, q: &mut Query) -> Result<()> {
+    if let Some(t) = &q.tenant {
+        if !p.can_read(t) {
+            return Err(Error::forbidden(format!(
+                "this token may not read tenant {t:?}"
+            )));
+        }
+        // Sealed events keep their subject as the tenant's HMAC tag: a plain
+        // subject is searched by its tag (`POST /v1/hash` gives the same).
+        if let Some(s) = q.subject.as_ref().filter(|_| ledger.config.encryption) {
+            if !s.starts_with(aiaudit_keyring::HMAC_PREFIX) {
+                if let Some(tag) = ledger.keyring.hmac_if_salted(t, s.as_bytes()) {
+                    q.subject = Some(tag);
+                }
+            }
+        }
+    } else if !p.can_read_all() {
+        if !p.tenants.iter().any(|t| p.can_read(t)) {
+            return Err(Error::forbidden(
+                "searching needs an auditor or admin token",
+            ));
+        }
+        q.tenants = Some(p.tenants.clone());
+    }
+    Ok(())
+}
+
+/// One page of search results.
+pub struct Found {
+    /// Each matching event's index row, with its full event when its
+    /// content can be read (`content`: plain, sealed, erased or unreadable).
+    pub events: Vec<Value>,
+    pub next_cursor: Option<String>,
+    pub indexed_size: u64,
+    pub index_lag_events: u64,
+}
+
+impl Ledger {
+    /// One page of the events matching `q` that `who` may read.
+    pub async fn search(self: &Arc<Self>, who: &Principal, mut q: Query) -> Result<Found> {
+        scope(self, who, &mut q)?;
+        let l = self.clone();
+        let (page, events) = tokio::task::spawn_blocking(move || {
+            let page = l.index.query(&q)?;
+            let events: Vec<Value> = page
+                .rows
+                .iter()
+                .map(|row| {
+                    let mut out = json!(row);
+                    let readable = l
+                        .store
+                        .read_entry(row.index)
+                        .map_err(|e| e.to_string())
+                        .and_then(|entry| crate::sealing::open_entry(&l.keyring, &entry));
+                    match readable {
+                        Ok(r) => {
+                            out["content"] = json!(r.content);
+                            if let Some(e) = r.event {
+                                out["event"] = Value::Object(e);
+                            }
+                        }
+                        Err(e) => out["content"] = json!(format!("unreadable: {e}")),
+                    }
+                    out
+                })
+                .collect();
+            Ok::<_, Error>((page, events))
+        })
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
+        let indexed = self.indexed.load(Ordering::Acquire);
+        Ok(Found {
+            events,
+            next_cursor: page.next.map(|n| n.to_string()),
+            indexed_size: indexed,
+            index_lag_events: self.store.size().saturating_sub(indexed),
+        })
+    }
+
+    /// Every event matching `q` that `who` may read, as an export bundle
+    /// (`aiaudit-bundle 1`, tar.gz): each with its inclusion proof against
+    /// the latest checkpoint, and its opening when the content can be read.
+    /// `filters` are recorded in the bundle as asked.
+    pub async fn export(
+        self: &Arc<Self>,
+        who: &Principal,
+        mut q: Query,
+        filters: Value,
+    ) -> Result<Vec<u8>> {
+        scope(self, who, &mut q)?;
+        let published = self.latest.borrow().clone();
+        let l = self.clone();
+        let bytes = tokio::task::spawn_blocking(move || build_export(&l, q, &published, filters))
+            .await
+            .map_err(|e| Error::internal(e.to_string()))??;
+        tracing::info!(token_id = %who.token_id, bytes = bytes.len(), "export bundle built");
+        Ok(bytes)
+    }
+}
+
+/// Most events one export holds (the bundle is built in memory).
+pub const MAX_EXPORT_EVENTS: usize = 200_000;
+
+fn build_export(
+    ledger: &Ledger,
+    mut q: Query,
+    published: &crate::Published,
+    filters: Value,
+) -> Result<Vec<u8>> {
+    let internal = |e: &dyn std::fmt::Display| Error::internal(e.to_string());
+    let size = published.checkpoint.size;
+    q.order = Order::Asc;
+    q.limit = aiaudit_index::MAX_LIMIT;
+    let created = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| internal(&e))?;
+    let spool = tempfile::tempfile().map_err(|e| internal(&e))?;
+    let mut writer = aiaudit_bundle::BundleWriter::new(
+        Vec::new(),
+        spool,
+        &ledger.signer,
+        &published.note,
+        filters,
+        &created,
+    )
+    .map_err(|e| internal(&e))?;
+    'pages: loop {
+        let page = ledger.index.query(&q)?;
+        for row in &page.rows {
+            // Only what the checkpoint covers can be proven.
+            if row.index >= size {
+                break 'pages;
+            }
+            if writer.len() >= MAX_EXPORT_EVENTS {
+                return Err(Error::new(
+                    Kind::TooLarge,
+                    "export-too-large",
+                    "Export too large",
+                    format!(
+                        "more than {MAX_EXPORT_EVENTS} events match: narrow the export with from/to"
+                    ),
+                ));
+            }
+            let entry = ledger
+                .store
+                .read_entry(row.index)
+                .map_err(|e| Error::from_store(&e))?;
+            let readable =
+                crate::sealing::open_entry(&ledger.keyring, &entry).map_err(|e| internal(&e))?;
+            let proof = aiaudit_tlog::prove_record(size, row.index, &&*ledger.store)
+                .map_err(|e| internal(&e))?;
+            writer
+                .add(&aiaudit_bundle::BundleEvent {
+                    index: row.index,
+                    entry,
+                    inclusion_proof: proof,
+                    opening: readable.opening,
+                })
+                .map_err(|e| internal(&e))?;
+        }
+        match page.next {
+            Some(n) => q.after = Some(n),
+            None => break,
+        }
+    }
+    writer.finish().map_err(|e| internal(&e))
+}
