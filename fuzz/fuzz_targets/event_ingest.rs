@@ -16,10 +16,10 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, body)) = data.split_first() else {
         return;
     };
-    let Ok(events) = aiaudit_server::api::parse_events(body, mode & 1 == 1) else {
+    let Ok(events) = aiaudit_server::api::parse_events(body, mode & 1 == 1, 10_000) else {
         return;
     };
-    let _ = aiaudit_server::api::validate_batch(&events);
+    let _ = aiaudit_ledger::append::validate_batch(&events);
     for event in events {
         let Ok(checked) = aiaudit_event::check(&event) else {
             continue;

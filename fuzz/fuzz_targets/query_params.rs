@@ -6,7 +6,7 @@
 //! Properties: no panic; accepted values are in the documented ranges.
 #![no_main]
 
-use aiaudit_server::{auth, backups, reports, search};
+use aiaudit_ledger::{auth, backups, reports, search};
 use libfuzzer_sys::fuzz_target;
 use std::collections::HashMap;
 

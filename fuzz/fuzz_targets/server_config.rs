@@ -46,12 +46,12 @@ fuzz_target!(|data: &[u8]| {
     // What the schedule computes from these settings while serving.
     let _ = config.backup.max_age();
     let now = 1_795_770_843;
-    let status = aiaudit_server::backups::LocationStatus {
+    let status = aiaudit_ledger::backups::LocationStatus {
         last_full_unix: Some(now - 3600),
         last_success_unix: Some(now - 60),
         ..Default::default()
     };
-    let _ = aiaudit_server::backups::due(&status, &config.backup, now);
+    let _ = aiaudit_ledger::backups::due(&status, &config.backup, now);
     // As in backup_manifest: no s3:// locations, whose client is slow to build.
     for spec in config
         .backup
