@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, body)) = data.split_first() else {
         return;
     };
-    let Ok(events) = aiaudit_server::api::parse_events(body, mode & 1 == 1, 10_000) else {
+    let Ok(events) = aiaudit_server::extract::parse_events(body, mode & 1 == 1, 10_000) else {
         return;
     };
     let _ = aiaudit_ledger::append::validate_batch(&events);

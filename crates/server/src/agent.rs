@@ -9,7 +9,7 @@
 //! page cannot send that cross-origin without a preflight the agent never
 //! answers), and listening beyond loopback needs TLS.
 
-use crate::api::{parse_events, read_body};
+use crate::extract::{parse_events, read_body};
 use crate::problem::Problem;
 use aiaudit_emitter::{EmitError, Emitter};
 use aiaudit_ledger::append::validate_batch;
@@ -227,7 +227,7 @@ async fn accept(
     body: Body,
 ) -> Result<Response, Problem> {
     agent.authenticate(&headers)?;
-    let ndjson = match crate::api::media_type(&headers).as_str() {
+    let ndjson = match crate::extract::media_type(&headers).as_str() {
         "application/json" => false,
         "application/x-ndjson" | "application/ndjson" | "application/jsonl" => true,
         other => {

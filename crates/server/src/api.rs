@@ -1,11 +1,14 @@
 //! Routes: ingest (`POST /v1/events`), the C2SP read API (`/checkpoint`,
 //! `/tile/...`), proofs, events by index, info and health.
 
-use crate::problem::{FieldError, Problem};
+use crate::extract::{
+    caller, media_type, parse_events, read_body, read_json_body, require, require_appender,
+};
+use crate::problem::Problem;
 use aiaudit_ledger::append::{EMITTER_HEADER, SIGNATURE_HEADER};
-use aiaudit_ledger::{Ledger, Principal, Role};
+use aiaudit_ledger::{Ledger, Role};
 use aiaudit_tlog::Hash;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -195,165 +198,6 @@ async fn ingest(
     .into_response())
 }
 
-pub async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
-    match axum::body::to_bytes(body, limit).await {
-        Ok(b) => Ok(b),
-        Err(e) => {
-            let too_big = std::error::Error::source(&e)
-                .map(|s| s.is::<http_body_util::LengthLimitError>())
-                .unwrap_or(false)
-                || e.to_string().contains("length limit");
-            if too_big {
-                Err(Problem::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body-too-large",
-                    "Request body too large",
-                    format!("the body exceeds {limit} bytes; send smaller batches"),
-                ))
-            } else {
-                Err(Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "unreadable-body",
-                    "Unreadable body",
-                    e.to_string(),
-                ))
-            }
-        }
-    }
-}
-
-fn invalid_events(detail: &str, errors: Vec<FieldError>) -> Problem {
-    Problem(aiaudit_ledger::append::invalid_events(detail, errors))
-}
-
-/// A JSON array of events (or one event object), or NDJSON: one event per
-/// line; at most `max_events`, counted while parsing, so a body of many
-/// tiny events is refused before it grows in memory.
-pub fn parse_events(bytes: &[u8], ndjson: bool, max_events: usize) -> ApiResult<Vec<Value>> {
-    let too_many = || {
-        let mut p = Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too-many-events",
-            "Too many events",
-            format!("a batch holds at most {max_events} events; send smaller batches"),
-        );
-        p.errors = vec![FieldError::event(
-            None,
-            "",
-            "",
-            format!("more than {max_events} events"),
-        )];
-        p
-    };
-    let events = if ndjson {
-        let mut events = Vec::new();
-        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            if events.len() >= max_events {
-                return Err(too_many());
-            }
-            let v: Value = serde_json::from_slice(line).map_err(|e| {
-                invalid_events(
-                    &format!("line {} is not valid JSON", i + 1),
-                    vec![FieldError::event(
-                        Some(events.len()),
-                        "",
-                        "",
-                        format!("line {}: {e}", i + 1),
-                    )],
-                )
-            })?;
-            events.push(v);
-        }
-        events
-    } else {
-        match crate::bounded::events(bytes, max_events) {
-            Ok(events) => events,
-            Err(crate::bounded::Refused::TooMany) => return Err(too_many()),
-            Err(crate::bounded::Refused::TooLarge) => return Err(too_many_values()),
-            Err(crate::bounded::Refused::NotAnArray) => {
-                return Err(invalid_events(
-                    "the body must be a JSON array of event objects",
-                    vec![FieldError::event(None, "", "", "expected an array")],
-                ))
-            }
-            Err(crate::bounded::Refused::Json(e)) => {
-                return Err(invalid_events(
-                    &format!("the body is not valid JSON: {e}"),
-                    vec![FieldError::event(None, "", "", e)],
-                ))
-            }
-        }
-    };
-    if events.is_empty() {
-        return Err(invalid_events(
-            "the batch holds no events",
-            vec![FieldError::event(None, "", "", "empty batch")],
-        ));
-    }
-    Ok(events)
-}
-
-/// 413 for a JSON body of more values than [`crate::bounded::MAX_JSON_NODES`].
-pub fn too_many_values() -> Problem {
-    let mut p = Problem::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body-too-large",
-        "Request body too large",
-        format!(
-            "the body holds more than {} JSON values; send smaller batches",
-            crate::bounded::MAX_JSON_NODES
-        ),
-    );
-    p.errors = vec![FieldError::event(None, "", "", "too many JSON values")];
-    p
-}
-
-/// The caller of a request, if it sent a credential (401 for a bad one).
-pub(crate) fn caller(ledger: &Ledger, headers: &HeaderMap) -> ApiResult<Option<Principal>> {
-    Ok(ledger.principal(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))?)
-}
-
-/// The caller, who must send a credential (401 without one).
-pub(crate) fn require(ledger: &Ledger, headers: &HeaderMap) -> ApiResult<Principal> {
-    caller(ledger, headers)?.ok_or_else(|| {
-        Problem(aiaudit_ledger::Error::unauthorized(
-            "this route needs a bearer token",
-        ))
-    })
-}
-
-/// The caller of an append: a token, or a client certificate mapped to a
-/// registered emitter (mutual TLS). Its role is checked by the front door.
-pub(crate) fn require_appender(
-    ledger: &Ledger,
-    headers: &HeaderMap,
-    cert: Option<&crate::tls::ClientCert>,
-) -> ApiResult<Principal> {
-    match (caller(ledger, headers)?, cert) {
-        (Some(p), _) => Ok(p),
-        (None, Some(cert)) => Ok(ledger.certificate_principal(&cert.names)?),
-        (None, None) => require(ledger, headers),
-    }
-}
-
-/// The media type of a request (`Content-Type` without parameters, lowercase);
-/// empty when there is none.
-pub(crate) fn media_type(headers: &HeaderMap) -> String {
-    headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or("?"))
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
-}
-
 /// The emitter and signature headers of a signed batch, if any.
 pub(crate) fn batch_signature(
     headers: &HeaderMap,
@@ -395,21 +239,6 @@ async fn event_schema() -> Response {
         EVENT_SCHEMA,
     )
         .into_response()
-}
-
-/// A small JSON request body (admin requests), or a 400 saying why not.
-pub(crate) async fn read_json_body(body: Body) -> ApiResult<Value> {
-    let bytes = read_body(body, 64 << 10).await?;
-    serde_json::from_slice::<Value>(&bytes).map_err(|e| {
-        let mut p = Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-body",
-            "Invalid body",
-            format!("the body is not valid JSON: {e}"),
-        );
-        p.errors = vec![FieldError::event(None, "", "", e.to_string())];
-        p
-    })
 }
 
 async fn checkpoint(State(ledger): State<Arc<Ledger>>, headers: HeaderMap) -> ApiResult<Response> {

@@ -2,7 +2,7 @@
 //! crypto-shredding erasure, the HMAC of a known value, the keyring for
 //! backups. The rules (who may, on which tenants) are the engine's.
 
-use crate::api::{read_json_body, require};
+use crate::extract::{read_json_body, require};
 use crate::problem::Problem;
 use aiaudit_ledger::Ledger;
 use axum::body::Body;

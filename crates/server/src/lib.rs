@@ -11,6 +11,7 @@ pub mod agent;
 pub mod api;
 pub mod bounded;
 pub mod dashboard;
+pub mod extract;
 pub mod keys_api;
 pub mod openapi;
 pub mod otlp;

@@ -10,7 +10,7 @@
 //! upstream field numbers, so no protoc is needed at build time.
 
 use crate::agent::Agent;
-use crate::api::read_body;
+use crate::extract::read_body;
 use crate::problem::Problem;
 use crate::Ledger;
 use aiaudit_emitter::EmitError;
@@ -558,7 +558,7 @@ fn undecodable(detail: impl Into<String>) -> Problem {
 
 /// The request's encoding from its Content-Type, or 415.
 pub fn request_encoding(headers: &HeaderMap) -> Result<Encoding, Problem> {
-    let essence = crate::api::media_type(headers);
+    let essence = crate::extract::media_type(headers);
     match essence.as_str() {
         "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
         "application/json" => Ok(Encoding::Json),
@@ -658,7 +658,7 @@ pub fn decode_bounded(
         }
         Encoding::Json => {
             let v = crate::bounded::value(bytes).map_err(|e| match e {
-                crate::bounded::Refused::TooLarge => crate::api::too_many_values(),
+                crate::bounded::Refused::TooLarge => crate::extract::too_many_values(),
                 crate::bounded::Refused::Json(e) => {
                     undecodable(format!("the body is not valid JSON: {e}"))
                 }
@@ -1211,7 +1211,7 @@ pub async fn ledger_logs(
     };
     let received = async {
         let principal =
-            crate::api::require_appender(&ledger, &headers, cert.as_ref().map(|c| &c.0))?;
+            crate::extract::require_appender(&ledger, &headers, cert.as_ref().map(|c| &c.0))?;
         let (encoding, request) = receive(&headers, body, limits).await?;
         Ok::<_, Problem>((principal, encoding, request))
     }

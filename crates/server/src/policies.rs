@@ -1,7 +1,7 @@
 //! Violations over HTTP: listing, one, and lifecycle transitions. Who may
 //! see and change which is the engine's rule (`Ledger::violations`).
 
-use crate::api::{read_json_body, require};
+use crate::extract::{read_json_body, require};
 use crate::problem::Problem;
 use aiaudit_ledger::policies::{Record, Status};
 use aiaudit_ledger::Ledger;

@@ -1,6 +1,6 @@
 //! Compliance reports over HTTP (docs/reports.md); built by the engine.
 
-use crate::api::require;
+use crate::extract::require;
 use crate::problem::Problem;
 use aiaudit_ledger::reports::{date, now_ms, parse_request, render, Format};
 use aiaudit_ledger::Ledger;

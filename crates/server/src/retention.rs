@@ -1,6 +1,6 @@
 //! Legal holds over HTTP; the rules are the engine's (`Ledger::place_hold`).
 
-use crate::api::{read_json_body, require};
+use crate::extract::{read_json_body, require};
 use crate::problem::Problem;
 use aiaudit_ledger::Ledger;
 use axum::body::Body;

@@ -1,6 +1,6 @@
 //! Search and export over HTTP: parameters in, the engine's answer out.
 
-use crate::api::require;
+use crate::extract::require;
 use crate::problem::Problem;
 use aiaudit_ledger::search::parse_query;
 use aiaudit_ledger::Ledger;
