@@ -7,6 +7,7 @@
 //! outcomes) extends [`validate`]; the entry format is versioned and
 //! documented in `docs/format.md`.
 
+pub mod bounded;
 mod canonical;
 pub mod envelope;
 pub mod schema;

@@ -128,17 +128,17 @@ pub fn parse_events(bytes: &[u8], ndjson: bool, max_events: usize) -> ApiResult<
         }
         events
     } else {
-        match crate::bounded::events(bytes, max_events) {
+        match aiaudit_event::bounded::events(bytes, max_events) {
             Ok(events) => events,
-            Err(crate::bounded::Refused::TooMany) => return Err(too_many()),
-            Err(crate::bounded::Refused::TooLarge) => return Err(too_many_values()),
-            Err(crate::bounded::Refused::NotAnArray) => {
+            Err(aiaudit_event::bounded::Refused::TooMany) => return Err(too_many()),
+            Err(aiaudit_event::bounded::Refused::TooLarge) => return Err(too_many_values()),
+            Err(aiaudit_event::bounded::Refused::NotAnArray) => {
                 return Err(invalid_events(
                     "the body must be a JSON array of event objects",
                     vec![FieldError::event(None, "", "", "expected an array")],
                 ))
             }
-            Err(crate::bounded::Refused::Json(e)) => {
+            Err(aiaudit_event::bounded::Refused::Json(e)) => {
                 return Err(invalid_events(
                     &format!("the body is not valid JSON: {e}"),
                     vec![FieldError::event(None, "", "", e)],
@@ -155,7 +155,7 @@ pub fn parse_events(bytes: &[u8], ndjson: bool, max_events: usize) -> ApiResult<
     Ok(events)
 }
 
-/// 413 for a JSON body of more values than [`crate::bounded::MAX_JSON_NODES`].
+/// 413 for a JSON body of more values than [`aiaudit_event::bounded::MAX_JSON_NODES`].
 pub fn too_many_values() -> Problem {
     let mut p = Problem::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -163,7 +163,7 @@ pub fn too_many_values() -> Problem {
         "Request body too large",
         format!(
             "the body holds more than {} JSON values; send smaller batches",
-            crate::bounded::MAX_JSON_NODES
+            aiaudit_event::bounded::MAX_JSON_NODES
         ),
     );
     p.errors = vec![FieldError::event(None, "", "", "too many JSON values")];

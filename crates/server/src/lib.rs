@@ -9,7 +9,7 @@
 
 pub mod agent;
 pub mod api;
-pub mod bounded;
+
 pub mod dashboard;
 pub mod extract;
 pub mod keys_api;
