@@ -4,14 +4,14 @@
 //! reachable, and measures RTO and RPO against the objectives.
 
 use aiaudit_backup::{Location, Quiet};
-use aiaudit_tlog::{open_note, Checkpoint, Verifier};
+use aiaudit_tlog::{Checkpoint, Verifier};
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
@@ -114,9 +114,8 @@ fn drill(
     started: Instant,
     report: &mut Value,
 ) -> anyhow::Result<()> {
-    let client = crate::blocking_client(None)?;
     let live = match &args.url {
-        Some(url) => Some(live_checkpoint(&client, url)?),
+        Some(url) => Some(live_checkpoint(url)?),
         None => None,
     };
     let vkey: Option<Verifier> = match (&args.vkey, &live) {
@@ -162,61 +161,37 @@ fn drill(
     }
     report["content_checked"] = json!(content_checked);
 
-    let exe = std::env::current_exe()?;
     if signing_key.is_none() {
         // No signing key: audit the restored directory offline instead of serving it.
         report["served"] = json!(false);
-        let mut verify = Command::new(&exe);
-        verify.args(["verify", "--json", "--data-dir"]).arg(data);
-        if let Some(v) = &vkey {
-            verify.args(["--vkey", &v.to_vkey()]);
-        }
-        let out = verify.stderr(Stdio::null()).output()?;
-        let audit: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        report["verification"] = audit.clone();
-        if !out.status.success() {
-            bail!("the restored log does not verify: {audit}");
+        let verified =
+            crate::verify::audit(&crate::verify::VerifyArgs::of_dir(data, vkey.as_ref()))?;
+        report["verification"] = verified.to_json();
+        if !verified.ok() {
+            bail!("the restored log does not verify: {}", verified.to_json());
         }
         report["rto_seconds"] = json!(started.elapsed().as_secs_f64());
-        return compare_with_live(&client, &live, &restored, backup_created, report);
+        return compare_with_live(&live, &restored, backup_created, report);
     }
     report["served"] = json!(true);
 
-    // 2. Serve it.
+    // 2. Serve it: the real server, in this process.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     let url = format!("http://127.0.0.1:{port}");
-    let log_path = data.with_file_name("drill-server.log");
-    let log = std::fs::File::create(&log_path)?;
-    let mut cmd = Command::new(&exe);
-    cmd.args([
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data-dir",
-    ])
-    .arg(data)
-    .env("AIAUDIT_LOG", "warn")
-    .stdout(Stdio::null())
-    .stderr(log);
-    if let Some(k) = &args.master_key_file {
-        cmd.arg("--master-key-file").arg(k);
-    }
-    let mut server = ServerGuard(cmd.spawn().context("starting the drill server")?);
+    let config = aiaudit_ledger::LedgerConfig {
+        data_dir: data.to_path_buf(),
+        listen: format!("127.0.0.1:{port}"),
+        master_key_file: args.master_key_file.clone(),
+        ..Default::default()
+    };
+    let mut server = DrillServer::start(config)?;
+    let probe = crate::ledger_client(&url, None)?;
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok(r) = client.get(format!("{url}/readyz")).send() {
-            if r.status().is_success() {
-                break;
-            }
-        }
-        if let Ok(Some(status)) = server.0.try_wait() {
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            bail!(
-                "the drill server exited with {status} before it was ready: {}",
-                log.trim()
-            );
+    while !probe.ready() {
+        if let Some(result) = server.finished() {
+            bail!("the drill server stopped before it was ready: {result:#}");
         }
         if Instant::now() > deadline {
             bail!("the drill server was not ready within 120 s");
@@ -227,41 +202,32 @@ fn drill(
 
     // 3. Audit the restored log through the server, from the entries up.
     let token = std::fs::read_to_string(data.join("admin.token"))?;
-    let mut verify = Command::new(&exe);
-    verify
-        .args(["verify", "--json", "--url", &url, "--token", token.trim()])
-        .stderr(Stdio::null());
-    if let Some(v) = &vkey {
-        verify.args(["--vkey", &v.to_vkey()]);
-    }
-    let out = verify.output()?;
-    let audit: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    report["verification"] = audit.clone();
-    if !out.status.success() {
-        bail!("the restored log does not verify: {audit}");
+    let verified = crate::verify::audit(&crate::verify::VerifyArgs::of_url(
+        &url,
+        Some(token.trim()),
+        vkey.as_ref(),
+    ))?;
+    report["verification"] = verified.to_json();
+    if !verified.ok() {
+        bail!("the restored log does not verify: {}", verified.to_json());
     }
     if content_checked {
-        let r = client
-            .get(format!(
-                "{url}/v1/events/{}",
-                restored.size.saturating_sub(1)
-            ))
-            .bearer_auth(token.trim())
-            .send()?;
-        let e: Value = r.json().unwrap_or(Value::Null);
+        let client = crate::ledger_client(&url, Some(token.trim()))?;
+        let e = client
+            .entry(restored.size.saturating_sub(1))
+            .unwrap_or(Value::Null);
         if !matches!(e["content"].as_str(), Some("sealed" | "plain" | "erased")) {
             bail!("content of the last restored event cannot be read: {e}");
         }
     }
     let rto = started.elapsed().as_secs_f64();
     report["rto_seconds"] = json!(rto);
-    server.stop();
-    compare_with_live(&client, &live, &restored, backup_created, report)
+    server.stop()?;
+    compare_with_live(&live, &restored, backup_created, report)
 }
 
 /// Step 4: the restored log must be a prefix of the live one; how far behind is the RPO.
 fn compare_with_live(
-    client: &reqwest::blocking::Client,
     live: &Option<(Checkpoint, Verifier, String)>,
     restored: &aiaudit_backup::RestoreReport,
     backup_created: Option<String>,
@@ -269,8 +235,8 @@ fn compare_with_live(
 ) -> anyhow::Result<()> {
     if let (Some((cp, _, url)), Some(root)) = (live, decode_root(&restored.root)) {
         let behind = cp.size.saturating_sub(restored.size);
-        let consistent =
-            crate::remote_prefix(client, url, (restored.size, &root), (cp.size, &cp.root))?;
+        let consistent = crate::ledger_client(url, None)?
+            .is_prefix((restored.size, &root), (cp.size, &cp.root))?;
         let rpo_seconds = backup_created
             .as_deref()
             .and_then(|c| {
@@ -297,35 +263,70 @@ fn decode_root(b64: &str) -> Option<[u8; 32]> {
 }
 
 /// The live log's signed checkpoint, checked with its announced key.
-fn live_checkpoint(
-    client: &reqwest::blocking::Client,
-    url: &str,
-) -> anyhow::Result<(Checkpoint, Verifier, String)> {
-    let base = url.trim_end_matches('/').to_string();
-    let info: Value = client.get(format!("{base}/v1/info")).send()?.json()?;
-    let vkey = Verifier::parse(info["verifier_key"].as_str().unwrap_or(""))
+fn live_checkpoint(url: &str) -> anyhow::Result<(Checkpoint, Verifier, String)> {
+    let client = crate::ledger_client(url, None)?;
+    let vkey = client
+        .announced_key()
         .context("the live ledger's verifier key")?;
-    let note = client.get(format!("{base}/checkpoint")).send()?.text()?;
-    let body = open_note(&note, &vkey).context("the live checkpoint's signature")?;
-    Ok((Checkpoint::parse_body(body)?, vkey, base))
+    let (cp, _) = client
+        .checkpoint(&vkey)
+        .context("the live checkpoint's signature")?;
+    Ok((cp, vkey, client.base_url().to_string()))
 }
 
-/// Stops the drill server however the drill ends.
-struct ServerGuard(std::process::Child);
+/// The drill's server: `aiaudit serve` on the restored log, on a thread of
+/// its own in this process; stopped (gracefully) however the drill ends.
+struct DrillServer {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
 
-impl ServerGuard {
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
+impl DrillServer {
+    fn start(config: aiaudit_ledger::LedgerConfig) -> anyhow::Result<DrillServer> {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("drill-server".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(aiaudit_server::serve(config, async {
+                    let _ = stopped.await;
+                }))
+            })?;
+        Ok(DrillServer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The server's result if it already stopped (it failed to start).
+    fn finished(&mut self) -> Option<anyhow::Error> {
+        if !self.thread.as_ref()?.is_finished() {
+            return None;
+        }
+        match self.thread.take()?.join() {
+            Ok(Ok(())) => Some(anyhow::anyhow!("it exited")),
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(anyhow::anyhow!("it panicked")),
+        }
+    }
+
+    fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => bail!("the drill server panicked"),
+            None => Ok(()),
+        }
     }
 }
 
-impl Drop for ServerGuard {
+impl Drop for DrillServer {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.stop();
     }
 }
 

@@ -181,41 +181,14 @@ pub(crate) fn async_client(
     Ok(b.build()?)
 }
 
-/// Whether the ledger at `base` proves the tree (`old_size`, `old_root`) a
-/// prefix of (`size`, `root`): equal sizes need equal roots; a smaller old
-/// tree needs the served consistency proof to check against both roots.
-pub fn remote_prefix(
-    client: &reqwest::blocking::Client,
-    base: &str,
-    (old_size, old_root): (u64, &aiaudit_tlog::Hash),
-    (size, root): (u64, &aiaudit_tlog::Hash),
-) -> anyhow::Result<bool> {
-    use anyhow::Context;
-    use base64::Engine;
-    if old_size == 0 || old_size == size {
-        return Ok(old_size == 0 || old_root == root);
-    }
-    if old_size > size {
-        return Ok(false);
-    }
-    let proof: serde_json::Value = client
-        .get(format!(
-            "{base}/v1/proof/consistency?old={old_size}&size={size}"
-        ))
-        .send()?
-        .error_for_status()?
-        .json()?;
-    let hashes = proof["proof"]
-        .as_array()
-        .context("the ledger sent no consistency proof")?
-        .iter()
-        .map(|h| {
-            base64::engine::general_purpose::STANDARD
-                .decode(h.as_str().unwrap_or(""))
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .context("a proof hash is not 32 bytes of base64")
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(aiaudit_tlog::check_tree(&hashes, size, root, old_size, old_root).is_ok())
+/// A read client of the ledger at `url` (`aiaudit-client`), with the
+/// bearer token and the extra CA, if given.
+pub(crate) fn ledger_client(
+    url: &str,
+    token: Option<&str>,
+) -> anyhow::Result<aiaudit_client::Client> {
+    Ok(aiaudit_client::Client::with_http(
+        url,
+        blocking_client(token)?,
+    ))
 }

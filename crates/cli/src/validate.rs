@@ -541,7 +541,8 @@ fn check_checkpoint(
         if old.size > cp.size {
             anyhow::bail!("the log shrank from {} to {}", old.size, cp.size);
         }
-        if !crate::remote_prefix(client, base, (old.size, &old.root), (cp.size, &cp.root))? {
+        let ledger = aiaudit_client::Client::with_http(base, client.clone());
+        if !ledger.is_prefix((old.size, &old.root), (cp.size, &cp.root))? {
             anyhow::bail!(
                 "not consistent with the saved checkpoint of size {}",
                 old.size

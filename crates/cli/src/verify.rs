@@ -45,25 +45,6 @@ pub struct VerifyArgs {
     json: bool,
 }
 
-struct HttpTiles {
-    base: String,
-    client: reqwest::blocking::Client,
-}
-
-impl TileReader for HttpTiles {
-    fn read_tile(&mut self, tile: &Tile) -> aiaudit_tlog::Result<Vec<u8>> {
-        let url = format!("{}/{}", self.base, tile.path());
-        let read = || -> anyhow::Result<Vec<u8>> {
-            let resp = self.client.get(&url).send()?;
-            if !resp.status().is_success() {
-                bail!("GET {url}: HTTP {}", resp.status());
-            }
-            Ok(resp.bytes()?.to_vec())
-        };
-        read().map_err(|e| aiaudit_tlog::Error::Read(e.into()))
-    }
-}
-
 struct DirTiles(LogReader);
 
 impl TileReader for DirTiles {
@@ -90,32 +71,86 @@ pub(crate) fn load_vkey(arg: &str) -> anyhow::Result<Verifier> {
     Verifier::parse(text.trim()).with_context(|| format!("verifier key {:?}", text.trim()))
 }
 
+/// What a full audit found.
+pub(crate) struct Verified {
+    checkpoint: Option<Checkpoint>,
+    audit: aiaudit_tlog::AuditReport,
+    problems: Vec<(Option<u64>, String)>,
+    pinned: bool,
+    consistent_with: Option<u64>,
+}
+
+impl Verified {
+    pub(crate) fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// The `--json` report.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        let ok = self.ok();
+        let cp = self.checkpoint.as_ref();
+        json!({
+            "ok": ok,
+            "origin": cp.map(|c| c.origin.clone()),
+            "size": cp.map(|c| c.size),
+            "root": cp.map(|c| B64.encode::<&Hash>(&c.root)),
+            "entries_checked": self.audit.entries_checked,
+            "tiles_checked": self.audit.tiles_checked,
+            "consistent_with_size": if ok { self.consistent_with } else { None },
+            "key_pinned": self.pinned,
+            "problems": self.problems.iter().map(|(i, w)| json!({"index": i, "what": w})).collect::<Vec<_>>(),
+        })
+    }
+}
+
+impl VerifyArgs {
+    /// A full audit of the ledger at `url` (DR drills audit what they restored).
+    pub(crate) fn of_url(url: &str, token: Option<&str>, vkey: Option<&Verifier>) -> VerifyArgs {
+        VerifyArgs {
+            url: Some(url.to_string()),
+            token: token.map(str::to_string),
+            data_dir: None,
+            bundle: None,
+            vkey: vkey.map(Verifier::to_vkey),
+            checkpoint_file: None,
+            json: true,
+        }
+    }
+
+    /// A full audit of a data directory, offline.
+    pub(crate) fn of_dir(dir: &Path, vkey: Option<&Verifier>) -> VerifyArgs {
+        VerifyArgs {
+            url: None,
+            token: None,
+            data_dir: Some(dir.to_path_buf()),
+            bundle: None,
+            vkey: vkey.map(Verifier::to_vkey),
+            checkpoint_file: None,
+            json: true,
+        }
+    }
+}
+
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.bundle {
         return run_bundle(&args, path);
     }
+    let verified = audit(&args)?;
+    report(&args, &verified)
+}
+
+/// Audits the log `args` name: every tile and entry up to its checkpoint,
+/// and consistency with the saved checkpoint, if any (updated when all is well).
+pub(crate) fn audit(args: &VerifyArgs) -> anyhow::Result<Verified> {
     let (note, default_vkey, mut reader): (String, Option<String>, Box<dyn TileReader>) =
         if let Some(url) = &args.url {
-            let base = url.trim_end_matches('/').to_string();
-            let client = crate::blocking_client(args.token.as_deref())?;
-            let note = client
-                .get(format!("{base}/checkpoint"))
-                .send()
-                .and_then(|r| r.error_for_status())
-                .and_then(|r| r.text())
-                .with_context(|| format!("fetching {base}/checkpoint"))?;
-            let vkey = if args.vkey.is_none() {
-                let info: serde_json::Value = client
-                    .get(format!("{base}/v1/info"))
-                    .send()
-                    .and_then(|r| r.error_for_status())
-                    .and_then(|r| r.json())
-                    .with_context(|| format!("fetching {base}/v1/info"))?;
-                info["verifier_key"].as_str().map(str::to_string)
-            } else {
-                None
+            let client = crate::ledger_client(url, args.token.as_deref())?;
+            let note = client.checkpoint_note()?;
+            let vkey = match &args.vkey {
+                None => Some(client.announced_key()?.to_vkey()),
+                Some(_) => None,
             };
-            (note, vkey, Box::new(HttpTiles { base, client }))
+            (note, vkey, Box::new(client))
         } else {
             let dir = args.data_dir.clone().expect("clap requires one");
             let log = LogReader::open(&dir)
@@ -137,14 +172,13 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let body = match open_note(&note, &verifier) {
         Ok(b) => b,
         Err(e) => {
-            return report(
-                &args,
-                None,
-                Default::default(),
-                vec![(None, format!("checkpoint signature: {e}"))],
+            return Ok(Verified {
+                checkpoint: None,
+                audit: Default::default(),
+                problems: vec![(None, format!("checkpoint signature: {e}"))],
                 pinned,
-                None,
-            );
+                consistent_with: None,
+            });
         }
     };
     let checkpoint = Checkpoint::parse_body(body).context("checkpoint body")?;
@@ -238,39 +272,27 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("saving the checkpoint to {}", path.display()))?;
         }
     }
-    report(
-        &args,
-        Some(&checkpoint),
+    Ok(Verified {
+        checkpoint: Some(checkpoint),
         audit,
         problems,
         pinned,
         consistent_with,
-    )
+    })
 }
 
-fn report(
-    args: &VerifyArgs,
-    checkpoint: Option<&Checkpoint>,
-    audit: aiaudit_tlog::AuditReport,
-    problems: Vec<(Option<u64>, String)>,
-    pinned: bool,
-    consistent_with: Option<u64>,
-) -> anyhow::Result<ExitCode> {
-    let ok = problems.is_empty();
+fn report(args: &VerifyArgs, v: &Verified) -> anyhow::Result<ExitCode> {
+    let ok = v.ok();
+    let (checkpoint, audit, problems, pinned, consistent_with) = (
+        v.checkpoint.as_ref(),
+        &v.audit,
+        &v.problems,
+        v.pinned,
+        v.consistent_with,
+    );
     let root = checkpoint.map(|c| B64.encode::<&Hash>(&c.root));
     if args.json {
-        let out = json!({
-            "ok": ok,
-            "origin": checkpoint.map(|c| c.origin.clone()),
-            "size": checkpoint.map(|c| c.size),
-            "root": root,
-            "entries_checked": audit.entries_checked,
-            "tiles_checked": audit.tiles_checked,
-            "consistent_with_size": if ok { consistent_with } else { None },
-            "key_pinned": pinned,
-            "problems": problems.iter().map(|(i, w)| json!({"index": i, "what": w})).collect::<Vec<_>>(),
-        });
-        println!("{out}");
+        println!("{}", v.to_json());
     } else if ok {
         let c = checkpoint.expect("ok implies a checkpoint");
         let consistency = match consistent_with {
