@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
 
         let random = [3u8; SEAL_RANDOM_LEN];
         let key = DataKey { id: 1, key: &KEY };
-        let Ok(sealed) = seal(&checked, None, &[], None, key, &random) else {
+        let Ok(sealed) = seal(&checked, None, Some("token:fuzz"), &[], None, key, &random) else {
             continue;
         };
         let stored = decode_stored(&sealed.entry).expect("own sealed entry decodes");

@@ -91,6 +91,7 @@ fn main() {
     let sealed = seal(
         &checked,
         None,
+        None,
         &["input.content".to_string()],
         Some("hmac-sha256:c2VlZA"),
         key,
