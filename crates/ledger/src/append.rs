@@ -6,7 +6,8 @@
 //! schema, provenance, redaction and sealing, metrics and the policy feed.
 
 use crate::auth::{Principal, Role};
-use crate::error::{Error, FieldError, Kind};
+pub use crate::error::invalid_events;
+use crate::error::{add_event_errors, refuse_if_any, Error, FieldError, MAX_ERRORS};
 use crate::Ledger;
 use aiaudit_event::signature::EventSignature;
 use aiaudit_event::{CheckedEvent, LEDGER_PRINCIPAL};
@@ -25,9 +26,6 @@ pub const SIGNATURE_HEADER: &str = "aiaudit-signature";
 pub const RESERVED_ACTION_PREFIXES: &[&str] = &["policy.", "retention.", "legal_hold.", "data."];
 /// Source names only the ledger writes.
 pub const RESERVED_SOURCES: &[&str] = &["aiaudit", crate::policies::SOURCE_NAME];
-
-/// Most errors listed in one problem.
-const MAX_ERRORS: usize = 1000;
 
 /// A batch of events as a caller sent it.
 pub struct Batch {
@@ -224,17 +222,6 @@ fn failure_tenant<'a>(who: &Principal, events: &'a [Value]) -> Option<&'a str> {
     (aiaudit_event::schema::is_valid_tenant(first) && who.can_append(first)).then_some(first)
 }
 
-pub fn invalid_events(detail: &str, errors: Vec<FieldError>) -> Error {
-    let mut p = Error::new(
-        Kind::Invalid,
-        "invalid-events",
-        "Invalid events",
-        detail.to_string(),
-    );
-    p.errors = errors;
-    p
-}
-
 /// Every event's tenant must be one the principal may append to (403
 /// otherwise, naming each event). Events without a tenant are left to validation.
 pub(crate) fn check_tenants(principal: &Principal, events: &[Value]) -> Result<()> {
@@ -336,30 +323,4 @@ pub(crate) fn check_batch(events: &[Value]) -> Result<Vec<CheckedEvent>> {
 pub fn validate_batch(events: &[Value]) -> Result<()> {
     check_reserved(events)?;
     check_batch(events).map(|_| ())
-}
-
-pub(crate) fn add_event_errors(
-    errors: &mut Vec<FieldError>,
-    i: usize,
-    errs: Vec<aiaudit_event::EventError>,
-) {
-    for e in errs {
-        if errors.len() < MAX_ERRORS {
-            errors.push(FieldError::event(Some(i), &e.pointer, &e.path, e.detail));
-        }
-    }
-}
-
-pub(crate) fn refuse_if_any(errors: Vec<FieldError>) -> Result<()> {
-    if errors.is_empty() {
-        return Ok(());
-    }
-    let first = format!("{}: {}", errors[0].path, errors[0].detail);
-    Err(invalid_events(
-        &format!(
-            "{} error(s) in the batch, first {first}; nothing of the batch was logged",
-            errors.len()
-        ),
-        errors,
-    ))
 }

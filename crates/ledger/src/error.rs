@@ -78,6 +78,9 @@ pub struct Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Most field errors listed in one error.
+pub const MAX_ERRORS: usize = 1000;
+
 impl Error {
     pub fn new(kind: Kind, slug: &str, title: &str, detail: impl Into<String>) -> Self {
         Error {
@@ -195,4 +198,43 @@ impl From<anyhow::Error> for Error {
         tracing::error!(error = %format!("{e:#}"), "state unavailable");
         Error::unavailable(format!("{e:#}"))
     }
+}
+
+/// A batch refused as invalid, listing its field errors.
+pub fn invalid_events(detail: &str, errors: Vec<FieldError>) -> Error {
+    let mut p = Error::new(
+        Kind::Invalid,
+        "invalid-events",
+        "Invalid events",
+        detail.to_string(),
+    );
+    p.errors = errors;
+    p
+}
+
+/// Adds an event's validation errors to a batch's (at most 1000 in all).
+pub(crate) fn add_event_errors(
+    errors: &mut Vec<FieldError>,
+    i: usize,
+    errs: Vec<aiaudit_event::EventError>,
+) {
+    for e in errs {
+        if errors.len() < MAX_ERRORS {
+            errors.push(FieldError::event(Some(i), &e.pointer, &e.path, e.detail));
+        }
+    }
+}
+
+pub(crate) fn refuse_if_any(errors: Vec<FieldError>) -> Result<()> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let first = format!("{}: {}", errors[0].path, errors[0].detail);
+    Err(invalid_events(
+        &format!(
+            "{} error(s) in the batch, first {first}; nothing of the batch was logged",
+            errors.len()
+        ),
+        errors,
+    ))
 }

@@ -2,8 +2,8 @@
 //! sensitive fields replaced by their per-tenant HMAC, then each event sealed
 //! (entry format v2) under its data key; and opening sealed entries again.
 
-use crate::append::{add_event_errors, refuse_if_any};
 use crate::error::Error;
+use crate::error::{add_event_errors, refuse_if_any};
 use crate::Ledger;
 use aiaudit_event::envelope::{self, DataKey, Stored, SEAL_RANDOM_LEN};
 use aiaudit_event::signature::EventSignature;
