@@ -17,8 +17,24 @@ pub enum Access {
     Append,
     /// Auditor or admin token of the tenant.
     Read,
-    /// Admin token.
+    /// Admin token, acting within its own tenants.
     Admin,
+    /// Admin token of every tenant (`*`): what all tenants share.
+    GlobalAdmin,
+}
+
+impl Access {
+    /// Who may call, for people (the `x-aiaudit-access` extension).
+    fn describe(self) -> &'static str {
+        match self {
+            Access::Open => "anyone",
+            Access::PublicRead => "anyone, unless public reads are off (then any valid token)",
+            Access::Append => "emitter or admin tokens of the events' tenants",
+            Access::Read => "auditor or admin tokens of the tenant",
+            Access::Admin => "admin tokens, within their own tenants",
+            Access::GlobalAdmin => "admin tokens of every tenant (\"*\")",
+        }
+    }
 }
 
 pub struct Route {
@@ -79,10 +95,10 @@ pub const ROUTES: &[Route] = &[
     Route { method: "delete", path: "/v1/tokens/{id}", summary: "Revoke a token at once", access: Access::Admin, query: &[], body: None, ok: (200, "id, revoked"), produces: JSON },
     Route { method: "get", path: "/v1/emitters", summary: "Registered emitters", access: Access::Admin, query: &[], body: None, ok: (200, "emitters"), produces: JSON },
     Route { method: "post", path: "/v1/emitters", summary: "Register an emitter's public key (and tenants for mutual TLS)", access: Access::Admin, query: &[], body: Some("{name, public_key, tenants}"), ok: (201, "emitter"), produces: JSON },
-    Route { method: "get", path: "/v1/keys", summary: "Key counts (never key material)", access: Access::Admin, query: &[], body: None, ok: (200, "encryption, keys"), produces: JSON },
-    Route { method: "post", path: "/v1/keys/rotate", summary: "New data keys for every tenant and subject", access: Access::Admin, query: &[], body: None, ok: (200, "rotated"), produces: JSON },
-    Route { method: "post", path: "/v1/keys/rotate-master", summary: "New master key; every data key re-wrapped", access: Access::Admin, query: &[], body: None, ok: (200, "rewrapped"), produces: JSON },
-    Route { method: "get", path: "/v1/keys/keyring", summary: "The keyring file (wrapped keys) for backups", access: Access::Admin, query: &[], body: None, ok: (200, "keyring bytes"), produces: "application/octet-stream" },
+    Route { method: "get", path: "/v1/keys", summary: "Key counts (never key material)", access: Access::GlobalAdmin, query: &[], body: None, ok: (200, "encryption, keys"), produces: JSON },
+    Route { method: "post", path: "/v1/keys/rotate", summary: "New data keys for every tenant and subject", access: Access::GlobalAdmin, query: &[], body: None, ok: (200, "rotated"), produces: JSON },
+    Route { method: "post", path: "/v1/keys/rotate-master", summary: "New master key; every data key re-wrapped", access: Access::GlobalAdmin, query: &[], body: None, ok: (200, "rewrapped"), produces: JSON },
+    Route { method: "get", path: "/v1/keys/keyring", summary: "The keyring file (wrapped keys) for backups", access: Access::GlobalAdmin, query: &[], body: None, ok: (200, "keyring bytes"), produces: "application/octet-stream" },
     Route { method: "post", path: "/v1/erase", summary: "Crypto-shred a data subject; the erasure is logged", access: Access::Admin, query: &[], body: Some("{tenant, subject}"), ok: (200, "keys_destroyed, subject_tag, erasure_event"), produces: JSON },
     Route { method: "post", path: "/v1/hash", summary: "HMAC of a known value under the tenant's salt", access: Access::Read, query: &[], body: Some("{tenant, value}"), ok: (200, "hmac"), produces: JSON },
     Route { method: "get", path: "/v1/violations", summary: "Policy violations with their status", access: Access::Read, query: &[("tenant", "tenant"), ("status", "open, acknowledged or resolved"), ("rule", "rule id"), ("limit", "most to return")], body: None, ok: (200, "violations"), produces: JSON },
@@ -151,6 +167,7 @@ fn operation(r: &Route) -> Value {
         "parameters": params,
         "responses": responses,
         "security": security,
+        "x-aiaudit-access": r.access.describe(),
     });
     if let Some(body) = r.body {
         op["requestBody"] =
