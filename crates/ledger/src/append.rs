@@ -7,7 +7,7 @@
 
 use crate::auth::{Principal, Role};
 pub use crate::error::invalid_events;
-use crate::error::{add_event_errors, refuse_if_any, Error, FieldError, MAX_ERRORS};
+use crate::error::{add_event_errors, refuse_if_any, Error, FieldError, Kind, MAX_ERRORS};
 use crate::Ledger;
 use aiaudit_event::signature::EventSignature;
 use aiaudit_event::{CheckedEvent, LEDGER_PRINCIPAL};
@@ -85,6 +85,18 @@ impl Ledger {
             return Err(invalid_events(
                 "the batch holds no events",
                 vec![FieldError::event(None, "", "", "empty batch")],
+            ));
+        }
+        if events.len() > self.config.max_batch_events {
+            // HTTP bodies are counted while parsed; this holds for every caller.
+            return Err(Error::new(
+                Kind::TooLarge,
+                "too-many-events",
+                "Too many events",
+                format!(
+                    "a batch holds at most {} events; send smaller batches",
+                    self.config.max_batch_events
+                ),
             ));
         }
         self.rate_limiter

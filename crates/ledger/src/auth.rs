@@ -455,6 +455,78 @@ mod tests {
         assert!(!tokens.revoke("missing").unwrap());
     }
 
+    fn principal(role: Role, tenants: &[&str], token_id: &str) -> Principal {
+        Principal {
+            token_id: token_id.into(),
+            role,
+            tenants: tenants.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn scopes_never_grant_more_than_they_hold() {
+        let t = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let acme = principal(Role::Admin, &["acme", "initech"], "a");
+        assert!(acme.can_manage(&t(&["acme"])) && acme.can_manage(&t(&["acme", "initech"])));
+        // Not beyond its tenants, not "*", and never nothing.
+        for asked in [t(&["globex"]), t(&["*"]), t(&["acme", "globex"]), t(&[])] {
+            assert!(!acme.can_manage(&asked), "{asked:?}");
+        }
+        assert!(acme.can_administer("acme") && !acme.can_administer("*"));
+        assert!(!acme.is_global_admin() && !acme.can_read_all());
+        let global = principal(Role::Admin, &["*"], "g");
+        assert!(global.can_manage(&t(&["*"])) && global.can_administer("*"));
+        // Another role holds no admin power, whatever its tenants.
+        let auditor = principal(Role::Auditor, &["*"], "r");
+        assert!(!auditor.can_manage(&t(&["acme"])) && !auditor.can_administer("acme"));
+        assert!(auditor.covers_all(&t(&["acme", "*"])));
+        assert!(!principal(Role::Auditor, &["acme"], "s").covers_all(&t(&["*"])));
+    }
+
+    #[test]
+    fn provenance_names_the_token_or_the_certificate() {
+        assert_eq!(
+            principal(Role::Emitter, &["acme"], "ab12").provenance(),
+            "token:ab12"
+        );
+        assert_eq!(
+            principal(Role::Emitter, &["acme"], "cert:edge").provenance(),
+            "cert:edge"
+        );
+    }
+
+    #[test]
+    fn roles_parse_by_name_and_a_token_is_required() {
+        assert_eq!("auditor".parse::<Role>(), Ok(Role::Auditor));
+        assert_eq!("emitter".parse::<Role>(), Ok(Role::Emitter));
+        assert_eq!("admin".parse::<Role>(), Ok(Role::Admin));
+        assert!("root".parse::<Role>().unwrap_err().contains("root"));
+        assert_eq!(require(None).unwrap_err().kind, Kind::Unauthorized);
+        let p = principal(Role::Admin, &["*"], "x");
+        assert_eq!(require(Some(p)).unwrap().token_id, "x");
+        assert_eq!(forbidden("no").kind, Kind::Forbidden);
+    }
+
+    #[test]
+    fn a_registry_of_another_version_or_not_json_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(TOKENS_FILE),
+            br#"{"version": 2, "tokens": []}"#,
+        )
+        .unwrap();
+        let e = Tokens::open(dir.path(), None).err().unwrap();
+        assert!(format!("{e:#}").contains("unknown version 2"), "{e:#}");
+        std::fs::write(dir.path().join(TOKENS_FILE), b"[1, 2").unwrap();
+        assert!(Tokens::open(dir.path(), None).is_err());
+        // Bytes that are not text never authenticate.
+        let (tokens, _) = Tokens::open(tempfile::tempdir().unwrap().path(), None).unwrap();
+        assert_eq!(
+            tokens.principal(Some(b"Bearer \xff\xfe")).unwrap_err().kind,
+            Kind::Unauthorized
+        );
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration_secs("30d"), Some(30 * 86400));

@@ -99,21 +99,27 @@ impl Emitters {
         public_key: &str,
         tenants: Vec<String>,
     ) -> Result<EmitterRecord, String> {
-        let verifier = if public_key.contains('+') {
-            let v = Verifier::parse(public_key).map_err(|e| format!("public_key: {e}"))?;
-            if v.name() != name {
-                return Err(format!("public_key is for {:?}, not {name:?}", v.name()));
-            }
-            v
-        } else {
-            let bytes = B64
-                .decode(public_key)
-                .map_err(|_| "public_key: neither a verifier key nor base64".to_string())?;
-            let key: [u8; 32] = bytes
-                .try_into()
-                .map_err(|_| "public_key: an Ed25519 key is 32 bytes".to_string())?;
-            Verifier::new(name, &key).map_err(|e| format!("name: {e}"))?
-        };
+        // Raw base64 may hold '+' too: a 32-byte key decodes, a verifier
+        // key string (`name+id+key`) never does.
+        let raw: Option<[u8; 32]> = B64
+            .decode(public_key.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok());
+        let verifier =
+            match raw {
+                Some(key) => Verifier::new(name, &key).map_err(|e| format!("name: {e}"))?,
+                None if public_key.contains('+') => {
+                    let v = Verifier::parse(public_key).map_err(|e| format!("public_key: {e}"))?;
+                    if v.name() != name {
+                        return Err(format!("public_key is for {:?}, not {name:?}", v.name()));
+                    }
+                    v
+                }
+                None => return Err(
+                    "public_key: neither a verifier key nor the base64 of a 32-byte Ed25519 key"
+                        .to_string(),
+                ),
+            };
         let record = EmitterRecord {
             name: name.to_string(),
             verifier_key: verifier.to_vkey(),
@@ -173,5 +179,54 @@ impl Emitters {
             return found;
         }
         self.registry.read(find)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vkey(name: &str) -> String {
+        aiaudit_tlog::Signer::from_seed(name, [5; 32])
+            .unwrap()
+            .verifier()
+            .to_vkey()
+    }
+
+    #[test]
+    fn registrations_are_kept_across_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let emitters = Emitters::open(dir.path(), None).unwrap();
+        emitters
+            .register("edge", &vkey("edge"), vec!["acme".into()])
+            .unwrap();
+        emitters.register("any", &vkey("any"), vec![]).unwrap();
+        drop(emitters);
+        let again = Emitters::open(dir.path(), None).unwrap();
+        assert_eq!(again.list().len(), 2);
+        assert_eq!(again.verifier("edge").unwrap().to_vkey(), vkey("edge"));
+        assert!(again.verifier("nobody").is_none() && again.record("nobody").is_none());
+        // A certificate maps to the first of its names registered with tenants.
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            again.by_certificate(&names(&["any", "edge"])).unwrap().name,
+            "edge"
+        );
+        assert!(again.by_certificate(&names(&["any"])).is_none());
+    }
+
+    #[test]
+    fn a_registry_that_does_not_check_out_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(EMITTERS_FILE);
+        std::fs::write(&file, br#"{"version": 3, "emitters": []}"#).unwrap();
+        assert!(Emitters::open(dir.path(), None).is_err());
+        let forged = format!(
+            r#"{{"version": 1, "emitters": [{{"name": "edge", "verifier_key": "{}x", "registered_unix": 0}}]}}"#,
+            vkey("edge")
+        );
+        std::fs::write(&file, forged).unwrap();
+        let e = Emitters::open(dir.path(), None).err().unwrap();
+        assert!(format!("{e:#}").contains("edge"), "{e:#}");
     }
 }

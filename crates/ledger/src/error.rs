@@ -238,3 +238,93 @@ pub(crate) fn refuse_if_any(errors: Vec<FieldError>) -> Result<()> {
         errors,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_errors_point_into_the_batch_or_the_body() {
+        let e = FieldError::event(Some(3), "/ai/x", "ai.x", "bad");
+        assert_eq!(
+            (e.pointer.as_str(), e.path.as_str()),
+            ("/3/ai/x", "events[3].ai.x")
+        );
+        // An error about a whole event names the event.
+        let e = FieldError::event(Some(2), "", "", "empty");
+        assert_eq!((e.pointer.as_str(), e.path.as_str()), ("/2", "events[2]"));
+        let e = FieldError::event(None, "/tenants", "tenants", "missing");
+        assert_eq!(
+            (e.pointer.as_str(), e.path.as_str()),
+            ("/tenants", "tenants")
+        );
+        let e = Error::bad_field("invalid-x", "Invalid x", "name", "too long");
+        assert_eq!(e.errors[0].pointer, "/name");
+        assert_eq!(e.detail, "name: too long");
+        assert_eq!(e.type_uri(), "urn:aiaudit:problem:invalid-x");
+        let e = Error::bad_parameter("limit", "too big");
+        assert_eq!(
+            (e.kind, e.parameter.as_deref()),
+            (Kind::Invalid, Some("limit"))
+        );
+    }
+
+    #[test]
+    fn storage_errors_are_transient_missing_or_internal() {
+        let io = aiaudit_store::Error::Io(std::io::Error::other("eio"));
+        let e = Error::from_store(&io);
+        assert_eq!((e.kind, e.retry_after), (Kind::Unavailable, Some(1)));
+        let e = Error::from_store(&aiaudit_store::Error::OutOfRange("index 9".into()));
+        assert_eq!((e.kind, e.detail.as_str()), (Kind::NotFound, "index 9"));
+        let corrupt = aiaudit_store::Error::Corrupt {
+            index: 4,
+            detail: "bad crc".into(),
+        };
+        assert_eq!(Error::from_store(&corrupt).kind, Kind::Internal);
+
+        // Proofs: a read that failed may pass; anything else is a fault.
+        let read = aiaudit_tlog::Error::Read(Box::new(io));
+        assert_eq!(Error::from_proof("proving", &read).kind, Kind::Unavailable);
+        let other = aiaudit_tlog::Error::InvalidArgument("size".into());
+        let e = Error::from_proof("proving", &other);
+        assert_eq!(e.kind, Kind::Internal);
+        assert!(e.detail.starts_with("proving: "), "{}", e.detail);
+        let foreign = aiaudit_tlog::Error::Read(Box::new(std::io::Error::other("x")));
+        assert_eq!(Error::from_proof("proving", &foreign).kind, Kind::Internal);
+    }
+
+    #[test]
+    fn index_and_state_errors_map_to_retry_or_fault() {
+        let pg: Error = aiaudit_index::Error::Postgres("down".into()).into();
+        assert_eq!(pg.kind, Kind::Unavailable);
+        let bad: Error = aiaudit_index::Error::Invalid("row".into()).into();
+        assert_eq!(bad.kind, Kind::Internal);
+        let state: Error = anyhow::anyhow!("saving tokens.json").into();
+        assert_eq!(state.kind, Kind::Unavailable);
+        assert!(state.detail.contains("tokens.json"));
+    }
+
+    #[test]
+    fn a_batch_lists_at_most_a_thousand_errors_and_names_the_first() {
+        let errs = |n: usize| {
+            (0..n)
+                .map(|k| aiaudit_event::EventError {
+                    pointer: format!("/f{k}"),
+                    path: format!("f{k}"),
+                    detail: "bad".into(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut all = Vec::new();
+        add_event_errors(&mut all, 0, errs(600));
+        add_event_errors(&mut all, 1, errs(600));
+        assert_eq!(all.len(), 1000);
+        assert_eq!(all[999].pointer, "/1/f399");
+        let e = refuse_if_any(all).unwrap_err();
+        assert_eq!((e.kind, e.slug.as_str()), (Kind::Invalid, "invalid-events"));
+        assert!(e
+            .detail
+            .starts_with("1000 error(s) in the batch, first events[0].f0: bad"));
+        assert!(refuse_if_any(Vec::new()).is_ok());
+    }
+}

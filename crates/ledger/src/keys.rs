@@ -287,3 +287,148 @@ pub fn spawn_keyring_refresh(ring: std::sync::Arc<aiaudit_keyring::Keyring>) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiaudit_keyring::{Keyring, LocalMasterKey, MasterKeySource, Record, RecordStore};
+    use std::sync::Mutex;
+
+    /// A shared keyring held in memory; `race` makes the next append lose
+    /// to another node.
+    #[derive(Default)]
+    struct Shared {
+        records: Mutex<Vec<Record>>,
+        race: std::sync::atomic::AtomicBool,
+    }
+
+    impl RecordStore for Shared {
+        fn load(&self) -> aiaudit_keyring::Result<(Vec<Record>, u64)> {
+            Ok((self.records.lock().unwrap().clone(), 0))
+        }
+        fn append(&self, at: u64, records: &[Record]) -> aiaudit_keyring::Result<bool> {
+            let mut mine = self.records.lock().unwrap();
+            if self.race.swap(false, std::sync::atomic::Ordering::SeqCst) || at != mine.len() as u64
+            {
+                return Ok(false);
+            }
+            mine.extend_from_slice(records);
+            Ok(true)
+        }
+        fn overwrite(&self, records: &[(u64, Record)]) -> aiaudit_keyring::Result<()> {
+            let mut mine = self.records.lock().unwrap();
+            for (n, r) in records {
+                mine[*n as usize] = *r;
+            }
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "the shared keyring".into()
+        }
+    }
+
+    /// A keyring file in `dir` holding keys of `tenants`.
+    fn keyring_file(dir: &Path, tenants: &[&str]) -> std::path::PathBuf {
+        let (master, _) =
+            LocalMasterKey::load(MasterKeySource::File(dir.join(MASTER_KEY_FILE)), true).unwrap();
+        let ring = Keyring::open(dir, std::sync::Arc::new(master)).unwrap();
+        let wants: Vec<(&str, Option<&str>)> = tenants.iter().map(|t| (*t, None)).collect();
+        ring.choose(&wants).unwrap();
+        dir.join(aiaudit_keyring::KEYRING_FILE)
+    }
+
+    #[test]
+    fn a_keyring_file_is_copied_into_an_empty_shared_keyring_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = keyring_file(dir.path(), &["acme", "globex"]);
+        let shared = Shared::default();
+        let n = copy_into_shared(&file, &shared).unwrap();
+        // A salt and a tenant key for each tenant.
+        assert_eq!(n, 4);
+        assert_eq!(shared.load().unwrap().0.len(), 4);
+        // The same records again are accepted without appending twice.
+        assert_eq!(copy_into_shared(&file, &shared).unwrap(), 4);
+        assert_eq!(shared.load().unwrap().0.len(), 4);
+        // A shared keyring that has grown since still starts with them.
+        let extra = shared.load().unwrap().0[0];
+        shared.records.lock().unwrap().push(extra);
+        assert_eq!(copy_into_shared(&file, &shared).unwrap(), 4);
+    }
+
+    #[test]
+    fn different_keyrings_are_never_merged() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let shared = Shared::default();
+        copy_into_shared(&keyring_file(a.path(), &["acme"]), &shared).unwrap();
+        let other = keyring_file(b.path(), &["acme"]);
+        let e = copy_into_shared(&other, &shared).unwrap_err();
+        assert!(e.to_string().contains("differ"), "{e}");
+        // Refused, the file stays where it was.
+        assert!(move_into_shared(&other, &shared).is_err());
+        assert!(other.exists());
+    }
+
+    #[test]
+    fn a_copy_that_loses_a_race_is_refused_and_a_move_removes_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = keyring_file(dir.path(), &["acme"]);
+        let shared = Shared::default();
+        shared.race.store(true, std::sync::atomic::Ordering::SeqCst);
+        let e = copy_into_shared(&file, &shared).unwrap_err();
+        assert!(e.to_string().contains("run it again"), "{e}");
+        assert!(shared.load().unwrap().0.is_empty());
+        // A copy of wrapped keys must not outlive the move.
+        assert_eq!(move_into_shared(&file, &shared).unwrap(), 2);
+        assert!(!file.exists());
+        assert!(copy_into_shared(&dir.path().join("missing"), &shared).is_err());
+    }
+
+    #[test]
+    fn a_log_keeps_its_key_and_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = load_or_create(dir.path(), Some("example.com/log")).unwrap();
+        assert_eq!(made.name(), "example.com/log");
+        let vkey = fs::read_to_string(dir.path().join(VKEY_FILE)).unwrap();
+        assert_eq!(vkey.trim(), made.verifier().to_vkey());
+        // Loaded again, with or without naming the origin: the same key.
+        for origin in [None, Some("example.com/log")] {
+            let again = load_or_create(dir.path(), origin).unwrap();
+            assert_eq!(again.verifier().to_vkey(), made.verifier().to_vkey());
+        }
+        let e = load_or_create(dir.path(), Some("other.example/log")).unwrap_err();
+        assert!(e.to_string().contains("cannot change"), "{e}");
+        // A key file that is not one is refused, not replaced.
+        fs::write(dir.path().join(KEY_FILE), "garbage").unwrap();
+        assert!(load_or_create(dir.path(), None).is_err());
+        // And a new key file is never written over an existing one.
+        assert!(write_new_key_file(&dir.path().join(KEY_FILE), &made).is_err());
+    }
+
+    #[test]
+    fn secrets_others_can_read_are_refused_and_other_files_narrowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let set = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+        load_or_create(dir.path(), None).unwrap();
+        let key = dir.path().join(KEY_FILE);
+        assert_eq!(mode(&key), 0o600);
+        check_private(&key).unwrap();
+        set(&key, 0o644);
+        assert!(check_private(&key).is_err());
+        assert!(load_or_create(dir.path(), None).is_err());
+
+        let sub = dir.path().join("sub");
+        fs::create_dir(&sub).unwrap();
+        fs::write(sub.join("index"), b"x").unwrap();
+        set(&sub.join("index"), 0o664);
+        set(&sub, 0o755);
+        // Known modes for the rest, whatever the umask was when they were made.
+        set(dir.path(), 0o700);
+        set(&dir.path().join(VKEY_FILE), 0o600);
+        // The exposed secret is left for its loader to refuse; the rest is narrowed.
+        assert_eq!(make_private(dir.path()).unwrap(), 2);
+        assert_eq!((mode(&sub), mode(&sub.join("index"))), (0o700, 0o600));
+        assert_eq!(mode(&key), 0o644);
+        assert_eq!(make_private(dir.path()).unwrap(), 0);
+    }
+}

@@ -226,13 +226,14 @@ impl Ledger {
         let cp_size = published.checkpoint.size;
         let (entry, leaf, proof) = blocking(move || {
             let entry = store.read_entry(index).map_err(|e| Error::from_store(&e))?;
+            // Unreadable storage is transient (503), like every other read.
             let leaf = store
                 .read_node(0, index)
-                .map_err(|e| Error::internal(e.to_string()))?;
+                .map_err(|e| Error::from_proof("reading the leaf", &e))?;
             let proof = if with_proof {
                 Some(
                     prove_record(cp_size, index, &&*store)
-                        .map_err(|e| Error::internal(e.to_string()))?,
+                        .map_err(|e| Error::from_proof("proving inclusion", &e))?,
                 )
             } else {
                 None

@@ -1,0 +1,239 @@
+//! Storage faults injected behind the `Storage` trait: what fails is never
+//! acknowledged, reads that fail are transient (retry), checkpoints wait
+//! until the tree can be written, and everything goes on once the fault clears.
+
+mod common;
+
+use aiaudit_ledger::search::parse_query;
+use aiaudit_ledger::{start_with_storage, Kind, Ledger, LedgerConfig, Role};
+use aiaudit_store::{Faults, FaultyStore, FsStore, Storage};
+use common::node::Node;
+use common::*;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+async fn faulty(dir: &std::path::Path) -> (Arc<Ledger>, Arc<Faults>) {
+    let (fs, recovery) = FsStore::open(dir).unwrap();
+    let store = FaultyStore::new(Arc::new(fs));
+    let faults = store.faults.clone();
+    let config = LedgerConfig {
+        checkpoint_wait: Duration::from_millis(300),
+        ..config(dir)
+    };
+    let ledger = start_with_storage(config, Arc::new(store) as Arc<dyn Storage>, recovery)
+        .await
+        .unwrap();
+    (ledger, faults)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_append_is_not_acknowledged_and_the_next_one_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, faults) = faulty(dir.path()).await;
+    let emitter = who(Role::Emitter, &["acme"]);
+    ledger
+        .append(&emitter, batch(vec![event("f0", "acme")]))
+        .await
+        .unwrap();
+
+    Faults::set(&faults.append, true);
+    let e = ledger
+        .append(
+            &emitter,
+            batch(vec![event("f1", "acme"), event("f2", "acme")]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!((e.kind, e.retry_after), (Kind::Unavailable, Some(1)));
+    assert_eq!(ledger.status(None)["sequenced_size"], 1);
+    // Readiness probes the disk itself after a failed append: this one is fine.
+    let r = ledger.readiness().await;
+    assert_eq!(r.checks["storage_writable"], true, "{}", r.checks);
+    let text = ledger.metrics_text().await.unwrap();
+    assert!(
+        text.contains("aiaudit_events_failed_total{tenant=\"acme\",reason=\"unavailable\"} 2"),
+        "{text}"
+    );
+    // The ledger's own records fail the same way.
+    let own = json!({"id": "own", "time": "2026-11-27T09:14:04Z", "tenant": "acme",
+                     "source": {"name": "aiaudit"}, "actor": {"id": "ledger", "type": "service"},
+                     "action": "retention.expiry"});
+    assert_eq!(
+        ledger.append_own(vec![own]).await.unwrap_err().kind,
+        Kind::Unavailable
+    );
+
+    Faults::set(&faults.append, false);
+    let ok = ledger
+        .append(
+            &emitter,
+            batch(vec![event("f1", "acme"), event("f2", "acme")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.appended[0].index, 1,
+        "nothing of the failed batch was logged"
+    );
+    assert!(!ok.appended[0].duplicate);
+    assert_eq!(ledger.await_checkpoint(3).await.unwrap().checkpoint.size, 3);
+    ledger.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_that_fail_are_unavailable_not_internal_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, faults) = faulty(dir.path()).await;
+    append(&ledger, vec![event("r0", "acme"), event("r1", "acme")]).await;
+    ledger.erase(&root(), "acme", "nobody").await.unwrap();
+    ledger.await_checkpoint(3).await.unwrap();
+    indexed(&ledger).await;
+    let auditor = who(Role::Auditor, &["acme"]);
+
+    Faults::set(&faults.reads, true);
+    for e in [
+        ledger.entry(&auditor, 0, false).await.unwrap_err(),
+        ledger.entry(&auditor, 0, true).await.unwrap_err(),
+        ledger.prove_record(3, 1).await.unwrap_err(),
+        ledger.prove_records(3, vec![0, 1]).await.unwrap_err(),
+        ledger.prove_tree(3, 1).await.unwrap_err(),
+        ledger.tile("tile/0/000.p/3", None).await.err().unwrap(),
+        ledger
+            .tile("tile/entries/000.p/3", Some(&root()))
+            .await
+            .err()
+            .unwrap(),
+        ledger
+            .export(&auditor, Default::default(), json!({}))
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(e.kind, Kind::Unavailable, "{e}");
+    }
+    // Search answers from the index, marking what it could not open.
+    let found = ledger
+        .search(&auditor, parse_query(&Default::default(), &[]).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(found.events.len(), 3);
+    assert!(found.events[0]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("unreadable:"));
+    // A report still counts the erasure, but cannot sum the keys it destroyed.
+    let now = aiaudit_ledger::reports::now_ms();
+    let req = aiaudit_ledger::reports::Request {
+        tenant: "acme".into(),
+        from_ms: now - 86_400_000,
+        to_ms: now + 86_400_000,
+        format: aiaudit_ledger::reports::Format::Json,
+    };
+    let r = ledger.report(&auditor, req.clone(), now).await.unwrap();
+    assert_eq!(
+        (r.data_protection.erasures, r.data_protection.keys_destroyed),
+        (1, None)
+    );
+
+    // The scrub cannot check what it cannot read: a verification failure,
+    // which the report then shows as a finding.
+    let problems = aiaudit_ledger::scrub::scrub(&ledger);
+    assert!(!problems.is_empty());
+    let text = ledger.metrics_text().await.unwrap();
+    assert!(
+        text.contains("aiaudit_verification_failures_total 1"),
+        "{text}"
+    );
+    let r = ledger.report(&auditor, req.clone(), now).await.unwrap();
+    assert_eq!(r.integrity.verification_failures_since_start, 1);
+    assert_eq!(
+        (r.findings[0].severity, r.findings[0].section),
+        ("high", "integrity")
+    );
+
+    Faults::set(&faults.reads, false);
+    assert!(aiaudit_ledger::scrub::scrub(&ledger).is_empty());
+    assert_eq!(read(&ledger, &auditor, 0).await["event"]["id"], "r0");
+    let r = ledger.report(&auditor, req, now).await.unwrap();
+    assert_eq!(r.data_protection.keys_destroyed, Some(0));
+    ledger.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_checkpoint_is_served_until_the_tree_is_written_and_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, faults) = faulty(dir.path()).await;
+    append(&ledger, vec![event("c0", "acme")]).await;
+    ledger.await_checkpoint(1).await.unwrap();
+    let auditor = who(Role::Auditor, &["acme"]);
+
+    for flag in [&faults.integrate, &faults.save_checkpoint] {
+        Faults::set(flag, true);
+        let n = ledger.status(None)["sequenced_size"].as_u64().unwrap();
+        let ix = append(&ledger, vec![event(&format!("c{}", n), "acme")]).await;
+        // Logged and acknowledged, but no checkpoint covers it yet.
+        let e = ledger.await_checkpoint(n + 1).await.unwrap_err();
+        assert_eq!(e.kind, Kind::Unavailable);
+        assert_eq!(ledger.latest().checkpoint.size, n);
+        let e = ledger.entry(&auditor, ix[0], true).await.unwrap_err();
+        assert_eq!(e.kind, Kind::Unavailable);
+        Faults::set(flag, false);
+        assert_eq!(
+            ledger
+                .await_checkpoint(n + 1)
+                .await
+                .unwrap()
+                .checkpoint
+                .size,
+            n + 1
+        );
+    }
+    // A shutdown that cannot write the tree says so.
+    Faults::set(&faults.integrate, true);
+    append(&ledger, vec![event("late", "acme")]).await;
+    assert!(ledger.shutdown().await.is_err());
+    Faults::set(&faults.integrate, false);
+    ledger.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proofs_whose_tree_nodes_cannot_be_read_are_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fs, recovery) = FsStore::open(dir.path()).unwrap();
+    let node = Arc::new(Node::alone(Arc::new(fs)));
+    let ledger = start_with_storage(config(dir.path()), node.clone(), recovery)
+        .await
+        .unwrap();
+    append(&ledger, vec![event("t0", "acme"), event("t1", "acme")]).await;
+    ledger.await_checkpoint(2).await.unwrap();
+    node.node_reads_fail.store(true, Ordering::SeqCst);
+    for e in [
+        ledger.prove_record(2, 1).await.unwrap_err(),
+        ledger.prove_tree(2, 1).await.unwrap_err(),
+        ledger.tile("tile/0/000.p/2", None).await.err().unwrap(),
+    ] {
+        assert_eq!(e.kind, Kind::Unavailable, "{e}");
+    }
+    ledger.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_whose_tree_nodes_cannot_be_read_is_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fs, recovery) = FsStore::open(dir.path()).unwrap();
+    let node = Arc::new(Node::alone(Arc::new(fs)));
+    let ledger = start_with_storage(config(dir.path()), node.clone(), recovery)
+        .await
+        .unwrap();
+    append(&ledger, vec![event("t0", "acme"), event("t1", "acme")]).await;
+    ledger.await_checkpoint(2).await.unwrap();
+    node.node_reads_fail.store(true, Ordering::SeqCst);
+    // The entry itself reads fine; its leaf hash and proof do not. Like
+    // prove_record, the answer should be "retry", not a server fault.
+    for with_proof in [false, true] {
+        let e = ledger.entry(&root(), 1, with_proof).await.unwrap_err();
+        assert_eq!(e.kind, Kind::Unavailable, "{e}");
+    }
+    ledger.shutdown().await.unwrap();
+}
