@@ -185,3 +185,31 @@ fn agent_outage_with_kill_nine_delivers_every_event_once() {
     let out = aiaudit(&["verify", "--url", &server.url, "--token", &server.token]);
     assert!(out.status.success(), "{}", stdout(&out));
 }
+
+/// A request to the agent larger than the ledger's batch limit still lands
+/// whole: the agent spools it in records the ledger takes, never one the
+/// ledger would refuse for good (and set aside).
+#[test]
+fn an_agent_request_larger_than_the_ledgers_batch_limit_is_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &["--max-batch-events", "1000"]);
+    let agent = start_agent(&server.url, &server.token, &dir.path().join("spool"));
+    let batch: Vec<Value> = (0..2500).map(|i| event(&format!("big-{i}"))).collect();
+    let r = agent
+        .authorized(client().post(format!("{}/v1/events", agent.url)))
+        .json(&batch)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().unwrap_or_default());
+    wait_sequenced(&server, 2500, Duration::from_secs(60));
+    let status = agent.get_json("/v1/agent/status");
+    assert_eq!(status["rejected"], 0, "{status}");
+    // Below the emitters' record size the ledger refuses to start.
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--max-batch-events", "999", "--data-dir"])
+        .arg(dir.path().join("other"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_batch_events"));
+}

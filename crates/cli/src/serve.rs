@@ -220,8 +220,7 @@ fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
         max_batch_events: args
             .max_batch_events
             .or(file.max_batch_events)
-            .unwrap_or(d.max_batch_events)
-            .max(1),
+            .unwrap_or(d.max_batch_events),
         group_commit_max_events: args
             .group_commit_max_events
             .or(file.group_commit_max_events)
@@ -274,6 +273,12 @@ fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
     }
     if config.publish_interval.is_zero() {
         anyhow::bail!("publish_interval_ms must be at least 1");
+    }
+    if config.max_batch_events < aiaudit_ledger::config::MIN_MAX_BATCH_EVENTS {
+        anyhow::bail!(
+            "max_batch_events must be at least {} (emitters and the agent send spooled records of up to that many events)",
+            aiaudit_ledger::config::MIN_MAX_BATCH_EVENTS
+        );
     }
     let log_format = args
         .log_format

@@ -237,9 +237,10 @@ impl Emitter {
         }
     }
 
-    /// Writes `events` to the spool as one batch and returns once they are
-    /// durable (fsync'd), or an error if they could not be. For forwarders
-    /// (`aiaudit agent`) that acknowledge their own clients.
+    /// Writes `events` to the spool (in records of at most 1,000 events, all
+    /// in one fsync) and returns once they are durable, or an error if they
+    /// could not be. For forwarders (`aiaudit agent`) that acknowledge their
+    /// own clients.
     pub fn emit_durable(&self, events: Vec<Value>) -> Result<(), EmitError> {
         let tx = self.tx.as_ref().ok_or(EmitError::Closed)?;
         let n = events.len() as u64;
@@ -475,8 +476,10 @@ fn intake_loop(rx: Receiver<Msg>, shared: &Shared, config: &EmitterBuilder) {
         }
         let own = records.len();
         for (events, _) in &durable {
-            records.push(encode_batch(events));
-            counts.push(events.len() as u64);
+            for part in events.chunks(RECORD_MAX_EVENTS) {
+                records.push(encode_batch(part));
+                counts.push(part.len() as u64);
+            }
         }
         let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
         let written = loop {
@@ -720,6 +723,10 @@ fn delivery_loop(url: &str, shared: &Shared, config: &EmitterBuilder) {
 
 /// Requests sent at once by the delivery thread.
 const PARALLEL: usize = 4;
+/// Events per spooled record at most. A record is sent whole, and a ledger
+/// takes at most `max_batch_events` per request (10,000 by default): a
+/// larger record would be refused for good.
+pub const RECORD_MAX_EVENTS: usize = 1000;
 /// Spooled batches per request at most.
 const RECORDS_PER_REQUEST: usize = 64;
 

@@ -64,6 +64,9 @@ pub struct LedgerConfig {
 }
 
 pub const DEFAULT_MAX_BATCH_EVENTS: usize = 10_000;
+/// The least `max_batch_events` a ledger may set: emitters (the SDK, so the
+/// agent) spool records of up to this many events and send each whole.
+pub const MIN_MAX_BATCH_EVENTS: usize = 1_000;
 pub const DEFAULT_ORIGIN: &str = "aiaudit.local/log";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7381";
 pub const DEFAULT_DATA_DIR: &str = "./aiaudit-data";
