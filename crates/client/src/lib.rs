@@ -141,6 +141,21 @@ impl Client {
             .to_vec())
     }
 
+    /// The encryption keyring (wrapped keys only) for backups, `None` when
+    /// the ledger has none (404). Needs an admin token of every tenant.
+    pub fn keyring(&self) -> Result<Option<Vec<u8>>> {
+        let url = format!("{}/v1/keys/keyring", self.base);
+        match self.get("/v1/keys/keyring") {
+            Ok(resp) => Ok(Some(
+                resp.bytes()
+                    .map_err(|source| Error::Http { url, source })?
+                    .to_vec(),
+            )),
+            Err(Error::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether the ledger says it is ready (`/readyz` answers 200).
     pub fn ready(&self) -> bool {
         self.get("/readyz").is_ok()
