@@ -4,7 +4,7 @@
 
 use aiaudit_backup::{Location, LogSource, Progress};
 use aiaudit_tlog::{Tile, TileKind, Verifier};
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 use std::path::PathBuf;
@@ -97,7 +97,13 @@ pub struct RestoreArgs {
 pub fn run(args: BackupArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     match args.command {
-        BackupCommand::Create(a) => rt.block_on(create(a)),
+        BackupCommand::Create(a) => {
+            // A blocking HTTP client must not be made or dropped on the runtime.
+            let source = HttpSource::new(&a.url, a.token.as_deref())?;
+            let created = rt.block_on(create(a, &source));
+            drop(source);
+            created
+        }
         BackupCommand::List(a) => rt.block_on(list(a)),
         BackupCommand::Verify(a) => rt.block_on(verify(a)),
     }
@@ -123,13 +129,12 @@ fn load_vkey(arg: Option<&str>) -> anyhow::Result<Option<Verifier>> {
     arg.map(crate::verify::load_vkey).transpose()
 }
 
-async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
+async fn create(args: CreateArgs, source: &HttpSource) -> anyhow::Result<ExitCode> {
     let locations = parse_locations(&args.to)?;
     let vkey = load_vkey(args.vkey.as_deref())?;
-    let source = HttpSource::new(&args.url, args.token.as_deref())?;
     let bar = Bar::new(args.json);
     let created =
-        aiaudit_backup::create(&source, &locations, args.incremental, vkey.as_ref(), &bar).await?;
+        aiaudit_backup::create(source, &locations, args.incremental, vkey.as_ref(), &bar).await?;
     let mut results = Vec::new();
     let mut ok = true;
     for (loc, r) in locations.iter().zip(created) {
@@ -341,61 +346,36 @@ fn exit(ok: bool) -> ExitCode {
     }
 }
 
-/// The ledger's read API as a backup source.
+/// The ledger's read API (`aiaudit-client`) as a backup source. Its calls
+/// block, so each runs on a blocking thread (bundles are still fetched side
+/// by side); it is made and dropped outside the async runtime.
 struct HttpSource {
-    base: String,
-    client: reqwest::Client,
+    client: std::sync::Arc<aiaudit_client::Client>,
 }
 
 impl HttpSource {
     fn new(url: &str, token: Option<&str>) -> anyhow::Result<HttpSource> {
         Ok(HttpSource {
-            base: url.trim_end_matches('/').to_string(),
-            client: crate::async_client(token, 8)?,
+            client: std::sync::Arc::new(crate::ledger_client(url, token)?),
         })
     }
 
-    /// GET a path; `None` on 404.
-    async fn get(&self, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let url = format!("{}/{path}", self.base);
-        let resp = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if !resp.status().is_success() {
-            let status = resp.status();
-            let body = resp.text().await.unwrap_or_default();
-            bail!("GET {url}: HTTP {status}: {}", body.trim());
-        }
-        Ok(Some(
-            resp.bytes()
-                .await
-                .with_context(|| format!("GET {url}"))?
-                .to_vec(),
-        ))
-    }
-
-    async fn get_required(&self, path: &str) -> anyhow::Result<Vec<u8>> {
-        self.get(path)
-            .await?
-            .with_context(|| format!("GET {}/{path}: HTTP 404", self.base))
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&aiaudit_client::Client) -> aiaudit_client::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let client = self.client.clone();
+        Ok(tokio::task::spawn_blocking(move || f(&client)).await??)
     }
 }
 
 impl LogSource for HttpSource {
     async fn checkpoint(&self) -> anyhow::Result<String> {
-        let bytes = self.get_required("checkpoint").await?;
-        String::from_utf8(bytes).context("the checkpoint is not UTF-8")
+        self.call(|c| c.checkpoint_note()).await
     }
 
     async fn verifier_key(&self) -> anyhow::Result<Option<String>> {
-        let info: serde_json::Value = serde_json::from_slice(&self.get_required("v1/info").await?)
-            .context("GET /v1/info: not JSON")?;
+        let info = self.call(|c| c.info()).await?;
         Ok(info["verifier_key"].as_str().map(str::to_string))
     }
 
@@ -405,12 +385,12 @@ impl LogSource for HttpSource {
             index,
             width,
         };
-        self.get_required(&tile.path()).await
+        self.call(move |c| c.tile(&tile)).await
     }
 
     async fn keyring(&self) -> anyhow::Result<Option<Vec<u8>>> {
         // Only ledgers with encryption at rest serve it; 404 means there is none.
-        self.get("v1/keys/keyring").await
+        self.call(|c| c.keyring()).await
     }
 }
 
