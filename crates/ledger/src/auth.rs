@@ -306,15 +306,17 @@ impl Tokens {
             .ok()
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
-            .ok_or_else(|| unauthorized("the Authorization header must be \"Bearer <token>\""))?;
+            .ok_or_else(|| {
+                Error::unauthorized("the Authorization header must be \"Bearer <token>\"")
+            })?;
         let record = self
             .find(secret)
-            .ok_or_else(|| unauthorized("unknown token"))?;
+            .ok_or_else(|| Error::unauthorized("unknown token"))?;
         if record.revoked {
-            return Err(unauthorized("this token was revoked"));
+            return Err(Error::unauthorized("this token was revoked"));
         }
         if record.expires_unix.is_some_and(|e| e <= now_unix()) {
-            return Err(unauthorized("this token has expired"));
+            return Err(Error::unauthorized("this token has expired"));
         }
         Ok(Some(Principal {
             token_id: record.id.clone(),
@@ -324,17 +326,9 @@ impl Tokens {
     }
 }
 
-pub fn unauthorized(detail: &str) -> Error {
-    Error::unauthorized(detail)
-}
-
-pub fn forbidden(detail: impl Into<String>) -> Error {
-    Error::forbidden(detail)
-}
-
 /// A token is required: 401 without one.
 pub fn require(p: Option<Principal>) -> Result<Principal, Error> {
-    p.ok_or_else(|| unauthorized("this route needs a bearer token"))
+    p.ok_or_else(|| Error::unauthorized("this route needs a bearer token"))
 }
 
 /// Parses `30d`, `12h`, `45m`, `90s` into seconds.
@@ -504,7 +498,6 @@ mod tests {
         assert_eq!(require(None).unwrap_err().kind, Kind::Unauthorized);
         let p = principal(Role::Admin, &["*"], "x");
         assert_eq!(require(Some(p)).unwrap().token_id, "x");
-        assert_eq!(forbidden("no").kind, Kind::Forbidden);
     }
 
     #[test]

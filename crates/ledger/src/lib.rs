@@ -303,7 +303,7 @@ impl Ledger {
     /// registered with tenants, as an emitter principal of those tenants.
     pub fn certificate_principal(&self, names: &[String]) -> Result<Principal> {
         let e = self.emitters.by_certificate(names).ok_or_else(|| {
-            auth::unauthorized(&format!(
+            Error::unauthorized(format!(
                 "the client certificate ({}) is not mapped to a registered emitter with tenants; send a token or register the emitter with --tenant",
                 names.join(", ")
             ))
