@@ -284,7 +284,10 @@ async function offline(view, label) {
   if (label === 'desktop') {
     // Seen online (the ledger serves violations): offline it shows what was cached.
     await page.click('nav a[href="#/violations"]');
-    await page.locator('main .card').waitFor({ timeout: T });
+    // The overview's cards are still there until the view re-renders: wait
+    // for the violations view's own card, not any card.
+    await page.waitForFunction(() => (document.querySelector('main h1')?.textContent || '').includes('Violations')
+      && document.querySelector('main .card') !== null, null, { timeout: T });
     check((await text(page, 'main h1')).includes('Violations'), 'cached violations view');
   }
   pass(`${label} offline reload`);
