@@ -289,3 +289,42 @@ pub fn assert_consistent(
     aiaudit_tlog::check_tree(&proof, new.size, &new.root, old.size, &old.root)
         .unwrap_or_else(|_| panic!("checkpoint {} inconsistent with {}", old.size, new.size));
 }
+
+/// `aiaudit export` of one tenant's events into the bundle `out`.
+pub fn export_bundle(server: &Server, tenant: &str, out: &Path) {
+    let out = aiaudit(&[
+        "export",
+        "--url",
+        &server.url,
+        "--token",
+        &server.token,
+        "--tenant",
+        tenant,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `aiaudit verify --bundle … --json` with the log's key: the report.
+pub fn verify_bundle(bundle: &Path, vkey: &str) -> Value {
+    let out = aiaudit(&[
+        "verify",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--vkey",
+        vkey,
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout(&out).trim()).unwrap()
+}

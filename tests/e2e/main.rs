@@ -11,6 +11,7 @@ mod dashboard;
 mod disk_full;
 mod emitter;
 mod encryption;
+mod interop;
 mod ledger;
 mod network_faults;
 mod otlp;

@@ -229,39 +229,10 @@ fn export_bundles_verify_offline_and_fail_when_changed() {
     wait_indexed(&server, 61);
 
     let bundle = dir.path().join("acme.tar.gz");
-    let out = aiaudit(&[
-        "export",
-        "--url",
-        &server.url,
-        "--token",
-        &server.token,
-        "--tenant",
-        "acme",
-        "--out",
-        bundle.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    export_bundle(&server, "acme", &bundle);
     // The ledger is gone: the bundle verifies on its own, with the trusted key.
     server.stop();
-    let out = aiaudit(&[
-        "verify",
-        "--bundle",
-        bundle.to_str().unwrap(),
-        "--vkey",
-        &vkey,
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        stdout(&out),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let report = verify_bundle(&bundle, &vkey);
     let acme = (0..60).filter(|i| i % 3 != 0).count() as u64 + 1; // + the erasure event
     assert_eq!(report["events"], acme, "{report}");
     let erased = (0..60).filter(|i| i % 3 != 0 && i % 10 == 0).count() as u64;

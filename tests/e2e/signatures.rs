@@ -79,7 +79,12 @@ pub fn signature_of(signer: &Signer, events: &[Value]) -> String {
             out
         })
         .collect();
-    B64.encode(sign_batch(signer, &canonical))
+    // No format header: what emitters written before v2 send (v1).
+    B64.encode(sign_batch(
+        signer,
+        aiaudit_event::signature::SignatureFormat::V1,
+        &canonical,
+    ))
 }
 
 #[test]
@@ -118,6 +123,11 @@ fn signed_batches_prove_their_origin() {
     for i in 0..10 {
         let e = server.get_json_when_ready(&format!("/v1/events/{i}?proof=true"));
         assert_eq!(e["emitter_signature"]["status"], "valid", "{e}");
+        // The SDK signs in format v2 (RFC 8785).
+        assert_eq!(
+            e["emitter_signature"]["signature"]["format"],
+            "aiaudit-batch-v2"
+        );
         // Offline: from the entry bytes, the opening the ledger handed out
         // (no key needed) and the emitter's public key.
         let entry = B64.decode(e["entry"].as_str().unwrap()).unwrap();
@@ -222,6 +232,33 @@ fn signed_batches_prove_their_origin() {
     server.wait_size(16);
     let e = server.get_json("/v1/events/15");
     assert_eq!(e["emitter_signature"]["status"], "valid");
+    assert_eq!(
+        e["emitter_signature"]["signature"]["format"],
+        "aiaudit-batch-v2"
+    );
+
+    // An integer no double holds cannot be covered by the agent's RFC 8785
+    // signature: refused at the agent's door, naming it, nothing spooled.
+    let mut big = event("via-agent-big");
+    big["attributes"] = serde_json::from_str(r#"{"tokens":9007199254740993}"#).unwrap();
+    let r = agent
+        .authorized(client().post(format!("{}/v1/events", agent.url)))
+        .json(&json!([event("via-agent-2"), big]))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let problem: Value = r.json().unwrap();
+    assert_eq!(
+        problem["errors"][0]["pointer"], "/1/attributes/tokens",
+        "{problem}"
+    );
+    let status = agent
+        .authorized(client().get(format!("{}/v1/agent/status", agent.url)))
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap();
+    assert_eq!(status["accepted"], 2, "{status}");
 }
 
 #[test]

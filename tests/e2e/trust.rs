@@ -462,7 +462,11 @@ fn tiles_signatures_info_and_file_modes() {
     let mut e = acme("bank-1");
     e["tenant"] = json!("bank");
     let canonical = vec![aiaudit_event::check(&e).unwrap().canonical];
-    let sig = aiaudit_event::signature::sign_batch(&key, &canonical);
+    let sig = aiaudit_event::signature::sign_batch(
+        &key,
+        aiaudit_event::signature::SignatureFormat::V1,
+        &canonical,
+    );
     let r = server
         .authorized(client().post(format!("{}/v1/events", server.url)))
         .header("aiaudit-emitter", "acme-gw")

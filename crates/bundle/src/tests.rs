@@ -3,7 +3,7 @@
 
 use super::*;
 use aiaudit_event::envelope::{decode_stored, seal, DataKey};
-use aiaudit_event::signature::{sign_batch, verify_batch, EventSignature};
+use aiaudit_event::signature::{sign_batch, verify_batch, EventSignature, SignatureFormat};
 use aiaudit_tlog::{prove_record, sign_note, Checkpoint, Hash, NodeReader, Signer, TreeBuilder};
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use serde_json::{json, Value};
@@ -117,19 +117,22 @@ fn sealed(
 fn make_log() -> MemLog {
     let mut log = MemLog::new();
     let emitter = Signer::from_seed("edge-gw-7", [9; 32]).unwrap();
-    let batch = |from: u64| {
+    // Both batch-signature formats: v1 (older emitters) and v2 (RFC 8785).
+    let batch = |from: u64, format: SignatureFormat| {
         let checked: Vec<_> = (from..from + 3)
             .map(|i| aiaudit_event::check(&event(i)).unwrap())
             .collect();
-        let canon: Vec<Vec<u8>> = checked.iter().map(|c| c.canonical.clone()).collect();
-        let sigs =
-            verify_batch(&emitter.verifier(), &canon, &sign_batch(&emitter, &canon)).unwrap();
+        let canon: Vec<Vec<u8>> = (from..from + 3)
+            .map(|i| format.event_bytes(event(i).as_object().unwrap()).unwrap())
+            .collect();
+        let sig = sign_batch(&emitter, format, &canon);
+        let sigs = verify_batch(&emitter.verifier(), format, &canon, &sig).unwrap();
         checked.into_iter().zip(sigs).collect::<Vec<_>>()
     };
     for i in 0..8 {
         log.push(aiaudit_event::prepare(event(i)).unwrap().entry, None);
     }
-    for (c, s) in batch(8) {
+    for (c, s) in batch(8, SignatureFormat::V1) {
         log.push(
             aiaudit_event::finish(c, Some(&s), None).unwrap().entry,
             None,
@@ -139,7 +142,11 @@ fn make_log() -> MemLog {
         let (entry, opening) = sealed(&aiaudit_event::check(&event(i)).unwrap(), None, i as u8);
         log.push(entry, Some(opening));
     }
-    for (n, (c, s)) in batch(14).into_iter().take(2).enumerate() {
+    for (n, (c, s)) in batch(14, SignatureFormat::V2)
+        .into_iter()
+        .take(2)
+        .enumerate()
+    {
         let (entry, opening) = sealed(&c, Some(&s), 100 + n as u8);
         log.push(entry, Some(opening));
     }
@@ -580,9 +587,15 @@ fn a_bad_emitter_signature_in_a_logged_entry_fails() {
     let emitter = Signer::from_seed("edge-gw-7", [9; 32]).unwrap();
     let c = aiaudit_event::check(&event(20)).unwrap();
     let canon = vec![c.canonical.clone()];
-    let mut sig = verify_batch(&emitter.verifier(), &canon, &sign_batch(&emitter, &canon))
-        .unwrap()
-        .remove(0);
+    let v1 = SignatureFormat::V1;
+    let mut sig = verify_batch(
+        &emitter.verifier(),
+        v1,
+        &canon,
+        &sign_batch(&emitter, v1, &canon),
+    )
+    .unwrap()
+    .remove(0);
     sig.signature[0] ^= 1;
     log.push(
         aiaudit_event::finish(c, Some(&sig), None).unwrap().entry,

@@ -25,6 +25,10 @@ pub struct AgentArgs {
     /// Sign every batch forwarded to the ledger with this emitter key.
     #[arg(long)]
     signing_key: Option<PathBuf>,
+    /// Batch-signature format: aiaudit-batch-v2 (RFC 8785) or, for a ledger
+    /// older than v2, aiaudit-batch-v1.
+    #[arg(long, default_value = "aiaudit-batch-v2", value_parser = crate::emitter::parse_signature_format)]
+    signature_format: aiaudit_emitter::SignatureFormat,
     /// PEM certificate chain: accept applications over HTTPS (with --tls-key); reloaded on SIGHUP.
     #[arg(long)]
     tls_cert: Option<PathBuf>,
@@ -59,6 +63,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             .as_deref()
             .map(crate::emitter::load_signing_key)
             .transpose()?,
+        signature_format: args.signature_format,
         ca_cert_pem: crate::ca_cert_pem(),
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,

@@ -24,6 +24,10 @@ pub struct EmitArgs {
     /// Sign each request with this emitter key (from `aiaudit emitter keygen`).
     #[arg(long)]
     signing_key: Option<PathBuf>,
+    /// Batch-signature format: aiaudit-batch-v2 (RFC 8785) or, for a ledger
+    /// older than v2, aiaudit-batch-v1.
+    #[arg(long, default_value = "aiaudit-batch-v2", value_parser = crate::emitter::parse_signature_format)]
+    signature_format: aiaudit_emitter::SignatureFormat,
     /// How long to wait for the ledger to acknowledge everything, in seconds.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
@@ -76,7 +80,9 @@ pub fn run(args: EmitArgs) -> anyhow::Result<ExitCode> {
         builder = builder.ca_cert_pem(pem);
     }
     if let Some(path) = &args.signing_key {
-        builder = builder.signing_key(crate::emitter::load_signing_key(path)?);
+        builder = builder
+            .signing_key(crate::emitter::load_signing_key(path)?)
+            .signature_format(args.signature_format);
     }
     let emitter = builder.build()?;
     let total = events.len();

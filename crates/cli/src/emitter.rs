@@ -48,6 +48,14 @@ enum EmitterCommand {
     },
 }
 
+/// `--signature-format`: which batch-signature format to sign in.
+pub fn parse_signature_format(name: &str) -> Result<aiaudit_emitter::SignatureFormat, String> {
+    aiaudit_emitter::SignatureFormat::parse(name).ok_or_else(|| {
+        "aiaudit-batch-v2 (RFC 8785, the default) or aiaudit-batch-v1 (a ledger older than v2)"
+            .into()
+    })
+}
+
 /// Reads an emitter's private key file (written by `keygen`).
 pub fn load_signing_key(path: &Path) -> anyhow::Result<Signer> {
     let text = std::fs::read_to_string(path)

@@ -7,6 +7,7 @@
 //! event land exactly once.
 
 use crate::spool::{Spool, SpoolError};
+pub use aiaudit_event::signature::SignatureFormat;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::io::Write;
@@ -38,6 +39,13 @@ pub enum EmitError {
     Config(String),
     #[error("timed out with {0} event batch(es) not yet delivered")]
     Undelivered(u64),
+    /// The emitter signs in format v2 (RFC 8785) and the event holds an
+    /// integer that no double holds; nothing was queued.
+    #[error("event {index} cannot be signed: {error}")]
+    Unsignable {
+        index: usize,
+        error: aiaudit_event::JcsError,
+    },
 }
 
 /// Counters since the emitter was built.
@@ -68,6 +76,7 @@ pub struct EmitterBuilder {
     request_timeout: Duration,
     max_backoff: Duration,
     signer: Option<Arc<aiaudit_tlog::Signer>>,
+    signature_format: SignatureFormat,
     ca_cert_pem: Option<Vec<u8>>,
 }
 
@@ -86,6 +95,7 @@ impl Default for EmitterBuilder {
             request_timeout: Duration::from_secs(30),
             max_backoff: Duration::from_secs(30),
             signer: None,
+            signature_format: SignatureFormat::V2,
             ca_cert_pem: None,
         }
     }
@@ -136,6 +146,12 @@ impl EmitterBuilder {
     /// registered name); the ledger then stores a proof of origin with each event.
     pub fn signing_key(mut self, signer: aiaudit_tlog::Signer) -> Self {
         self.signer = Some(Arc::new(signer));
+        self
+    }
+    /// The batch-signature format: v2 (RFC 8785, the default) or v1 for a
+    /// ledger older than v2 (docs/format.md, "Emitter batch signatures").
+    pub fn signature_format(mut self, format: SignatureFormat) -> Self {
+        self.signature_format = format;
         self
     }
     /// Trusts this PEM certificate (a private CA or a self-signed ledger) for
@@ -190,6 +206,7 @@ impl EmitterBuilder {
             tx: Some(tx),
             shared,
             policy: self.full_policy,
+            signs_v2: self.signer.is_some() && self.signature_format == SignatureFormat::V2,
             intake: Some(intake),
             delivery: Some(delivery),
         })
@@ -201,6 +218,8 @@ pub struct Emitter {
     tx: Option<SyncSender<Msg>>,
     shared: Arc<Shared>,
     policy: FullPolicy,
+    /// Events must be representable in RFC 8785 before they are queued.
+    signs_v2: bool,
     intake: Option<JoinHandle<()>>,
     delivery: Option<JoinHandle<()>>,
 }
@@ -222,6 +241,7 @@ impl Emitter {
     /// it waits only while the queue is full.
     pub fn emit(&self, event: Value) -> Result<(), EmitError> {
         let tx = self.tx.as_ref().ok_or(EmitError::Closed)?;
+        self.check_signable(std::slice::from_ref(&event))?;
         self.shared.stats.emitted.fetch_add(1, Ordering::Relaxed);
         match self.policy {
             FullPolicy::Block => tx.send(Msg::Event(event)).map_err(|_| EmitError::Closed),
@@ -243,6 +263,7 @@ impl Emitter {
     /// own clients.
     pub fn emit_durable(&self, events: Vec<Value>) -> Result<(), EmitError> {
         let tx = self.tx.as_ref().ok_or(EmitError::Closed)?;
+        self.check_signable(&events)?;
         let n = events.len() as u64;
         let (reply, answer) = mpsc::sync_channel(1);
         tx.send(Msg::Durable(events, reply))
@@ -252,6 +273,20 @@ impl Emitter {
             self.shared.stats.emitted.fetch_add(n, Ordering::Relaxed);
         }
         result
+    }
+
+    /// Refuses, before anything is queued, an event that the batch signature
+    /// could not cover (format v2: an integer no double holds), which the
+    /// ledger would otherwise refuse after the spool took it.
+    pub fn check_signable(&self, events: &[Value]) -> Result<(), EmitError> {
+        if !self.signs_v2 {
+            return Ok(());
+        }
+        for (index, event) in events.iter().enumerate() {
+            aiaudit_event::check_signable(event)
+                .map_err(|error| EmitError::Unsignable { index, error })?;
+        }
+        Ok(())
     }
 
     /// Returns once every event emitted before the call is in the backlog
@@ -542,25 +577,24 @@ enum Sent {
     Retry(String),
 }
 
-/// The batch signature of an NDJSON body: over the canonical form of each
-/// event, in order (docs/format.md, "Emitter batch signatures").
-fn sign_body(signer: &aiaudit_tlog::Signer, body: &[u8]) -> String {
+/// The batch signature of an NDJSON body: over each event's canonical form
+/// in `format`, in order (docs/format.md, "Emitter batch signatures").
+fn sign_body(signer: &aiaudit_tlog::Signer, format: SignatureFormat, body: &[u8]) -> String {
     use base64::Engine;
     let canonical: Vec<Vec<u8>> = body
         .split(|&b| b == b'\n')
         .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .map(|line| {
-            let mut out = Vec::with_capacity(line.len());
-            match serde_json::from_slice::<Value>(line) {
-                Ok(v) => aiaudit_event::write_canonical(&mut out, &v),
-                // Not JSON: the ledger refuses it anyway; sign the bytes as they are.
-                Err(_) => out.extend_from_slice(line),
+        .map(|line| match serde_json::from_slice::<Value>(line) {
+            Ok(Value::Object(event)) => {
+                format.event_bytes(&event).unwrap_or_else(|_| line.to_vec())
             }
-            out
+            // Not an event: the ledger refuses it anyway; sign the bytes as they are.
+            _ => line.to_vec(),
         })
         .collect();
-    base64::engine::general_purpose::STANDARD
-        .encode(aiaudit_event::signature::sign_batch(signer, &canonical))
+    base64::engine::general_purpose::STANDARD.encode(aiaudit_event::signature::sign_batch(
+        signer, format, &canonical,
+    ))
 }
 
 fn send(
@@ -575,7 +609,11 @@ fn send(
     if let Some(signer) = &config.signer {
         req = req
             .header("aiaudit-emitter", signer.name())
-            .header("aiaudit-signature", sign_body(signer, &body));
+            .header("aiaudit-signature-format", config.signature_format.name())
+            .header(
+                "aiaudit-signature",
+                sign_body(signer, config.signature_format, &body),
+            );
     }
     let mut req = req.body(body);
     if let Some(t) = config.token.as_deref() {

@@ -23,5 +23,5 @@
 mod client;
 pub mod spool;
 
-pub use client::{EmitError, Emitter, EmitterBuilder, FullPolicy, Stats};
+pub use client::{EmitError, Emitter, EmitterBuilder, FullPolicy, SignatureFormat, Stats};
 pub use spool::{Spool, SpoolError};

@@ -1,10 +1,13 @@
 //! Canonical JSON: one byte string for one JSON value, whatever the sender's
 //! key order or whitespace. Rules (docs/format.md, "canonical JSON"):
 //! object members sorted by the UTF-8 bytes of their keys, no whitespace,
-//! strings escaped minimally, numbers as serde_json prints them (integers in
-//! decimal, other numbers as the shortest text that reads back the same f64).
-//! Written here rather than relying on serde_json's map order, because that
-//! order changes if any crate in the build turns on `preserve_order`.
+//! strings escaped minimally, integers in decimal, other numbers as the
+//! shortest digits that read back as the same f64, laid out as
+//! [`write_v1_float`] says.
+//! Written here rather than relying on serde_json's map order or number
+//! printing, because the order changes if any crate in the build turns on
+//! `preserve_order`, and serde_json has changed how it prints floats before
+//! (ryu, then zmij): the bytes of format v1 must never move.
 
 use serde_json::{Map, Value};
 
@@ -14,7 +17,7 @@ pub fn write_canonical(out: &mut Vec<u8>, value: &Value) {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Value::Number(n) => write_v1_number(out, n),
         Value::String(s) => write_string(out, s),
         Value::Array(items) => {
             out.push(b'[');
@@ -45,11 +48,96 @@ pub(crate) fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
     out.push(b'}');
 }
 
+fn write_v1_number(out: &mut Vec<u8>, n: &serde_json::Number) {
+    if let Some(u) = n.as_u64() {
+        out.extend_from_slice(u.to_string().as_bytes());
+    } else if let Some(i) = n.as_i64() {
+        out.extend_from_slice(i.to_string().as_bytes());
+    } else if let Some(f) = n.as_f64() {
+        write_v1_float(out, f);
+    }
+}
+
+/// A non-integer number in format v1 (pinned to what the ledger has always
+/// written, serde_json 1.0.154's printing). With `d1 d2 … dn` the shortest
+/// digits that read back as the same double and `E` its decimal exponent
+/// (value = d1.d2…dn × 10^E):
+/// - zero is `0.0` (`-0.0` for negative zero);
+/// - for -5 ≤ E ≤ 15, plain decimal notation with at least one digit after
+///   the point: `2.0`, `1000000000000000.0`, `12.5`, `0.00001`;
+/// - otherwise `d1[.d2…dn]e±E`: `1e+21`, `1.5e-7`, `5e-324`.
+pub(crate) fn write_v1_float(out: &mut Vec<u8>, f: f64) {
+    if f.is_sign_negative() {
+        out.push(b'-');
+    }
+    let f = f.abs();
+    if f == 0.0 {
+        out.extend_from_slice(b"0.0");
+        return;
+    }
+    let (digits, exp) = shortest_digits(f);
+    let n = digits.len() as i32;
+    if (-5..=15).contains(&exp) {
+        if exp >= n - 1 {
+            out.extend_from_slice(&digits);
+            out.extend(std::iter::repeat_n(b'0', (exp - (n - 1)) as usize));
+            out.extend_from_slice(b".0");
+        } else if exp >= 0 {
+            let point = exp as usize + 1;
+            out.extend_from_slice(&digits[..point]);
+            out.push(b'.');
+            out.extend_from_slice(&digits[point..]);
+        } else {
+            out.extend_from_slice(b"0.");
+            out.extend(std::iter::repeat_n(b'0', (-exp - 1) as usize));
+            out.extend_from_slice(&digits);
+        }
+    } else {
+        out.push(digits[0]);
+        if n > 1 {
+            out.push(b'.');
+            out.extend_from_slice(&digits[1..]);
+        }
+        out.push(b'e');
+        out.push(if exp >= 0 { b'+' } else { b'-' });
+        out.extend_from_slice(exp.unsigned_abs().to_string().as_bytes());
+    }
+}
+
+/// The shortest digits `d1 d2 … dn` (no trailing zero) that read back as
+/// the positive finite `f`, and the decimal exponent `E` of `d1.d2…dn × 10^E`.
+/// Ties between two shortest candidates go to the even digit, as ECMAScript
+/// (and the printing format v1 was written with) prescribes; Rust's own
+/// `{:e}` rounds those ties differently, so the digits come from ryu-js.
+fn shortest_digits(f: f64) -> (Vec<u8>, i32) {
+    let mut buf = ryu_js::Buffer::new();
+    let text = buf.format_finite(f);
+    let (digits, exp): (Vec<u8>, i32) = match text.split_once('e') {
+        Some((mantissa, exp)) => (
+            mantissa.bytes().filter(|b| *b != b'.').collect(),
+            exp.parse().expect("ryu-js exponents are decimal"),
+        ),
+        None => {
+            let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+            if int != "0" {
+                let digits = int.bytes().chain(frac.bytes()).collect();
+                (digits, int.len() as i32 - 1)
+            } else {
+                let zeros = frac.bytes().take_while(|b| *b == b'0').count();
+                (frac.as_bytes()[zeros..].to_vec(), -(zeros as i32) - 1)
+            }
+        }
+    };
+    let kept = digits.iter().rposition(|b| *b != b'0').map_or(1, |i| i + 1);
+    (digits[..kept].to_vec(), exp)
+}
+
 fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
-fn write_string(out: &mut Vec<u8>, s: &str) {
+/// A JSON string, escaped minimally (the same rules as RFC 8785).
+pub(crate) fn write_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
     // Most strings need no escape at all: scan 16 bytes at a time without an
@@ -131,6 +219,51 @@ mod tests {
             canon(&json!({"b": 1, "a": {"z": null, "é": true, "Z": false}})),
             r#"{"a":{"Z":false,"z":null,"é":true},"b":1}"#
         );
+    }
+
+    /// Numbers as format v1 has always written them (docs/format.md).
+    #[test]
+    fn numbers_keep_their_v1_form() {
+        for (text, v1) in [
+            ("0", "0"),
+            ("-7", "-7"),
+            ("18446744073709551615", "18446744073709551615"),
+            ("-9223372036854775808", "-9223372036854775808"),
+            ("18446744073709551616", "1.8446744073709552e+19"),
+            ("2.0", "2.0"),
+            ("-0", "-0.0"),
+            ("0.0", "0.0"),
+            ("2.5", "2.5"),
+            ("1e21", "1e+21"),
+            ("1E300", "1e+300"),
+            ("1e15", "1000000000000000.0"),
+            ("1e16", "1e+16"),
+            ("123456.789e3", "123456789.0"),
+            ("0.00001", "0.00001"),
+            ("0.000001", "1e-6"),
+            ("1.5e-7", "1.5e-7"),
+            ("5e-324", "5e-324"),
+            ("1.7976931348623157e308", "1.7976931348623157e+308"),
+            ("0.1", "0.1"),
+            ("-1.25e-5", "-0.0000125"),
+        ] {
+            let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(canon(&v), v1, "{text}");
+        }
+    }
+
+    proptest! {
+        /// The pinned float layout is what serde_json printed when format v1
+        /// was written; if a serde_json upgrade changes its printing, this
+        /// says so (and format v1 keeps its bytes).
+        #[test]
+        fn floats_match_the_printing_v1_was_written_with(bits in any::<u64>()) {
+            let f = f64::from_bits(bits);
+            prop_assume!(f.is_finite());
+            let mut out = Vec::new();
+            write_v1_float(&mut out, f);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), json!(f).to_string());
+        }
     }
 
     fn arb_json() -> impl Strategy<Value = Value> {

@@ -10,10 +10,12 @@
 pub mod bounded;
 mod canonical;
 pub mod envelope;
+pub mod jcs;
 pub mod schema;
 pub mod signature;
 
 pub use canonical::write_canonical;
+pub use jcs::{check_signable, jcs_object, write_jcs, JcsError};
 pub use schema::{is_valid_tenant, validate, EventError, MAX_ID_LEN};
 
 use aiaudit_tlog::{record_hash, Hash, MAX_ENTRY_SIZE};

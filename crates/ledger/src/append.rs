@@ -10,6 +10,7 @@ pub use crate::error::invalid_events;
 use crate::error::{add_event_errors, refuse_if_any, Error, FieldError, Kind, MAX_ERRORS};
 use crate::Ledger;
 use aiaudit_event::signature::EventSignature;
+pub use aiaudit_event::signature::SignatureFormat;
 use aiaudit_event::{CheckedEvent, LEDGER_PRINCIPAL};
 use aiaudit_store::Appended;
 use serde_json::Value;
@@ -20,6 +21,9 @@ use crate::error::Result;
 /// Headers of an emitter-signed batch (docs/format.md, "Emitter batch signatures").
 pub const EMITTER_HEADER: &str = "aiaudit-emitter";
 pub const SIGNATURE_HEADER: &str = "aiaudit-signature";
+/// The batch-signature format (`aiaudit-batch-v2`); absent means v1, as
+/// emitters written before v2 send.
+pub const SIGNATURE_FORMAT_HEADER: &str = "aiaudit-signature-format";
 
 /// Actions only the ledger writes: an event of a caller naming one is
 /// refused, so state rebuilt from the log cannot be forged.
@@ -37,6 +41,8 @@ pub struct Batch {
 /// An emitter's batch signature (docs/format.md).
 pub struct BatchSignature {
     pub emitter: String,
+    /// How the emitter canonicalised its events before signing.
+    pub format: SignatureFormat,
     pub signature: Vec<u8>,
 }
 
@@ -188,9 +194,10 @@ impl Ledger {
             }
         }
         let checked = check_batch(events)?;
-        let canonical: Vec<Vec<u8>> = checked.iter().map(|c| c.canonical.clone()).collect();
-        let sigs = aiaudit_event::signature::verify_batch(&verifier, &canonical, &sig.signature)
-            .map_err(|e| Error::unauthorized(e.to_string()))?;
+        let signed = signed_bytes(sig.format, &checked, events)?;
+        let sigs =
+            aiaudit_event::signature::verify_batch(&verifier, sig.format, &signed, &sig.signature)
+                .map_err(|e| Error::unauthorized(e.to_string()))?;
         Ok((checked, sigs))
     }
 
@@ -335,4 +342,37 @@ pub(crate) fn check_batch(events: &[Value]) -> Result<Vec<CheckedEvent>> {
 pub fn validate_batch(events: &[Value]) -> Result<()> {
     check_reserved(events)?;
     check_batch(events).map(|_| ())
+}
+
+/// The bytes each event's batch leaf hashes in `format`: v1 is the event's
+/// canonical JSON already written by validation; v2 is RFC 8785, which
+/// refuses (400, naming the field) an integer no double holds.
+fn signed_bytes(
+    format: SignatureFormat,
+    checked: &[CheckedEvent],
+    events: &[Value],
+) -> Result<Vec<Vec<u8>>> {
+    if format == SignatureFormat::V1 {
+        return Ok(checked.iter().map(|c| c.canonical.clone()).collect());
+    }
+    let mut errors = Vec::new();
+    let mut signed = Vec::with_capacity(events.len());
+    for (i, event) in events.iter().enumerate() {
+        let mut out = Vec::with_capacity(256);
+        match aiaudit_event::write_jcs(&mut out, event) {
+            Ok(()) => signed.push(out),
+            Err(e) if errors.len() < MAX_ERRORS => {
+                let path = e.pointer.trim_start_matches('/').replace('/', ".");
+                errors.push(FieldError::event(Some(i), &e.pointer, &path, e.detail));
+            }
+            Err(_) => {}
+        }
+    }
+    if !errors.is_empty() {
+        return Err(invalid_events(
+            "an event holds a number that an RFC 8785 batch signature (aiaudit-batch-v2) cannot cover; nothing of the batch was logged",
+            errors,
+        ));
+    }
+    Ok(signed)
 }

@@ -35,10 +35,10 @@ pub mod sealing;
 pub mod search;
 pub mod sequencer;
 
-pub use append::{Accepted, Batch, BatchSignature};
+pub use append::{Accepted, Batch, BatchSignature, SignatureFormat};
 pub use auth::{Principal, Role};
 pub use config::LedgerConfig;
-pub use error::{Error, FieldError, Kind, Result};
+pub use error::{invalid_events, Error, FieldError, Kind, Result};
 pub use read::{EntryView, Readiness, TileBytes};
 
 use aiaudit_store::{FsStore, PgStore, Storage};

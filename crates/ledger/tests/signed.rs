@@ -5,7 +5,7 @@
 mod common;
 
 use aiaudit_event::signature::sign_batch;
-use aiaudit_ledger::{Batch, BatchSignature, Kind, Ledger, LedgerConfig, Role};
+use aiaudit_ledger::{Batch, BatchSignature, Kind, Ledger, LedgerConfig, Role, SignatureFormat};
 use aiaudit_tlog::Signer;
 use common::*;
 use serde_json::{json, Value};
@@ -15,19 +15,122 @@ fn signer(name: &str, seed: u8) -> Signer {
     Signer::from_seed(name, [seed; 32]).unwrap()
 }
 
-/// `events` signed by `by` as emitter `emitter`.
+/// `events` signed by `by` as emitter `emitter` (format v2, RFC 8785).
 fn signed(by: &Signer, emitter: &str, events: Vec<Value>) -> Batch {
-    let canonical: Vec<Vec<u8>> = events
+    signed_as(
+        SignatureFormat::V2,
+        SignatureFormat::V2,
+        by,
+        emitter,
+        events,
+    )
+}
+
+/// `events` signed in format `signed_in`, sent as if signed in `declared`.
+fn signed_as(
+    signed_in: SignatureFormat,
+    declared: SignatureFormat,
+    by: &Signer,
+    emitter: &str,
+    events: Vec<Value>,
+) -> Batch {
+    let bytes: Vec<Vec<u8>> = events
         .iter()
-        .map(|e| aiaudit_event::check(e).unwrap().canonical)
+        .map(|e| signed_in.event_bytes(e.as_object().unwrap()).unwrap())
         .collect();
     Batch {
         signature: Some(BatchSignature {
             emitter: emitter.to_string(),
-            signature: sign_batch(by, &canonical).to_vec(),
+            format: declared,
+            signature: sign_batch(by, signed_in, &bytes).to_vec(),
         }),
         events,
     }
+}
+
+/// An event whose v1 and v2 canonical forms differ (numbers, key order).
+fn tricky(id: &str) -> Value {
+    let mut e = event(id, "acme");
+    e["attributes"] = serde_json::from_str(
+        r#"{"big":1e21,"two":2.0,"small":0.000001,"exact":18014398509481984,"😀":1,"דּ":2}"#,
+    )
+    .unwrap();
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_signature_formats_are_accepted_stored_and_checked_on_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, key) = with_emitter(config(dir.path()), &["acme"]).await;
+    let token = who(Role::Emitter, &["acme"]);
+    let auditor = who(Role::Auditor, &["acme"]);
+    for (i, format) in SignatureFormat::ALL.into_iter().enumerate() {
+        let ok = ledger
+            .append(
+                &token,
+                signed_as(format, format, &key, "edge", vec![tricky(&format!("t{i}"))]),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:?}", format.name()));
+        let e = read(&ledger, &auditor, ok.appended[0].index).await;
+        assert_eq!(e["emitter_signature"]["status"], "valid", "{e}");
+        assert_eq!(e["emitter_signature"]["signature"]["format"], format.name());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_declared_in_the_other_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, key) = with_emitter(config(dir.path()), &["acme"]).await;
+    let token = who(Role::Emitter, &["acme"]);
+    for (signed_in, declared) in [
+        (SignatureFormat::V2, SignatureFormat::V1),
+        (SignatureFormat::V1, SignatureFormat::V2),
+    ] {
+        let batch = signed_as(signed_in, declared, &key, "edge", vec![tricky("x")]);
+        let err = ledger.append(&token, batch).await.unwrap_err();
+        assert_eq!(err.kind, Kind::Unauthorized, "{err:?}");
+        assert!(err.detail.contains(declared.name()), "{}", err.detail);
+    }
+    assert_eq!(ledger.status(None)["sequenced_size"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v2_batch_with_an_integer_no_double_holds_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, key) = with_emitter(config(dir.path()), &["acme"]).await;
+    let token = who(Role::Emitter, &["acme"]);
+    let mut bad = event("b1", "acme");
+    bad["attributes"] = serde_json::from_str(r#"{"tokens":9007199254740993}"#).unwrap();
+    let events = vec![event("ok", "acme"), bad];
+    // Signed over what the emitter's JCS library would print for it.
+    let bytes: Vec<Vec<u8>> = events
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            if let Some(u) = e.get_mut("attributes") {
+                u["tokens"] = serde_json::json!(9007199254740992u64);
+            }
+            SignatureFormat::V2
+                .event_bytes(e.as_object().unwrap())
+                .unwrap()
+        })
+        .collect();
+    let batch = Batch {
+        signature: Some(BatchSignature {
+            emitter: "edge".into(),
+            format: SignatureFormat::V2,
+            signature: sign_batch(&key, SignatureFormat::V2, &bytes).to_vec(),
+        }),
+        events,
+    };
+    let err = ledger.append(&token, batch).await.unwrap_err();
+    assert_eq!(err.kind, Kind::Invalid, "{err:?}");
+    assert_eq!(err.errors.len(), 1, "{err:?}");
+    assert_eq!(err.errors[0].pointer, "/1/attributes/tokens");
+    assert_eq!(err.errors[0].path, "events[1].attributes.tokens");
+    assert!(err.errors[0].detail.contains("as a string"), "{err:?}");
+    assert_eq!(ledger.status(None)["sequenced_size"], 0);
 }
 
 async fn with_emitter(config: LedgerConfig, tenants: &[&str]) -> (Arc<Ledger>, Signer) {

@@ -41,6 +41,8 @@ pub struct AgentConfig {
     pub local_token: Option<String>,
     /// Emitter key that signs every forwarded batch.
     pub signing_key: Option<aiaudit_tlog::Signer>,
+    /// The format it signs in (v2, RFC 8785, unless the ledger is older).
+    pub signature_format: aiaudit_emitter::SignatureFormat,
     /// Extra CA certificate (PEM) to trust for an https:// ledger.
     pub ca_cert_pem: Option<Vec<u8>>,
     /// PEM certificate and key: serve applications over HTTPS (reloaded on SIGHUP).
@@ -155,7 +157,7 @@ pub async fn run(
             b = b.token(t);
         }
         if let Some(k) = cfg.signing_key {
-            b = b.signing_key(k);
+            b = b.signing_key(k).signature_format(cfg.signature_format);
         }
         if let Some(pem) = cfg.ca_cert_pem {
             b = b.ca_cert_pem(pem);
@@ -250,11 +252,33 @@ async fn accept(
             Json(json!({"accepted": n, "durable": true})),
         )
             .into_response()),
-        Ok(Err(EmitError::Closed)) => Err(Problem::unavailable("the agent is shutting down")),
-        Ok(Err(e)) => Err(Problem::unavailable(format!(
-            "the spool cannot take the batch ({e}); nothing was accepted"
-        ))),
+        Ok(Err(e)) => Err(spool_refusal(e)),
         Err(e) => Err(Problem::internal(e.to_string())),
+    }
+}
+
+/// Why the spool did not take a batch, as the caller is told: nothing was
+/// accepted either way.
+pub(crate) fn spool_refusal(e: EmitError) -> Problem {
+    match e {
+        EmitError::Closed => Problem::unavailable("the agent is shutting down"),
+        // The agent signs (v2) and an event holds a number the signature
+        // cannot cover: the client's mistake, named, never retried.
+        EmitError::Unsignable { index, error } => {
+            let path = error.pointer.trim_start_matches('/').replace('/', ".");
+            Problem(aiaudit_ledger::invalid_events(
+                "an event holds a number that the agent's batch signature (RFC 8785) cannot cover; nothing was accepted",
+                vec![aiaudit_ledger::FieldError::event(
+                    Some(index),
+                    &error.pointer,
+                    &path,
+                    error.detail,
+                )],
+            ))
+        }
+        e => Problem::unavailable(format!(
+            "the spool cannot take the batch ({e}); nothing was accepted"
+        )),
     }
 }
 

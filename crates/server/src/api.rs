@@ -5,7 +5,7 @@ use crate::extract::{
     caller, media_type, parse_events, read_body, read_json_body, require, require_appender,
 };
 use crate::problem::Problem;
-use aiaudit_ledger::append::{EMITTER_HEADER, SIGNATURE_HEADER};
+use aiaudit_ledger::append::{EMITTER_HEADER, SIGNATURE_FORMAT_HEADER, SIGNATURE_HEADER};
 use aiaudit_ledger::{Ledger, Role};
 use aiaudit_tlog::Hash;
 use axum::body::Body;
@@ -208,14 +208,30 @@ pub(crate) fn batch_signature(
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
+    let format = get(SIGNATURE_FORMAT_HEADER);
     match (get(EMITTER_HEADER), get(SIGNATURE_HEADER)) {
+        (None, None) if format.is_some() => Err(Problem::bad_parameter(
+            SIGNATURE_FORMAT_HEADER,
+            format!("only with {EMITTER_HEADER} and {SIGNATURE_HEADER}"),
+        )),
         (None, None) => Ok(None),
         (Some(emitter), Some(sig)) => {
             let sig = B64
                 .decode(sig)
                 .map_err(|_| Problem::bad_parameter(SIGNATURE_HEADER, "is not base64"))?;
+            // Emitters written before v2 send no format header: v1.
+            let format = match format {
+                None => aiaudit_ledger::SignatureFormat::V1,
+                Some(name) => aiaudit_ledger::SignatureFormat::parse(name).ok_or_else(|| {
+                    Problem::bad_parameter(
+                        SIGNATURE_FORMAT_HEADER,
+                        "must be aiaudit-batch-v2 (RFC 8785) or aiaudit-batch-v1",
+                    )
+                })?,
+            };
             Ok(Some(aiaudit_ledger::BatchSignature {
                 emitter: emitter.to_string(),
+                format,
                 signature: sig,
             }))
         }

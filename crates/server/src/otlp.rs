@@ -7,7 +7,6 @@
 use crate::agent::Agent;
 use crate::extract::read_body;
 use crate::problem::Problem;
-use aiaudit_emitter::EmitError;
 use aiaudit_ledger::Ledger;
 pub use aiaudit_otlp::*;
 use axum::body::Body;
@@ -214,14 +213,7 @@ pub(crate) async fn agent_logs(
         let a = agent.clone();
         match tokio::task::spawn_blocking(move || a.emitter.emit_durable(events)).await {
             Ok(Ok(())) => {}
-            Ok(Err(EmitError::Closed)) => {
-                return Err(Problem::unavailable("the agent is shutting down"))
-            }
-            Ok(Err(e)) => {
-                return Err(Problem::unavailable(format!(
-                    "the spool cannot take the batch ({e}); nothing was accepted"
-                )))
-            }
+            Ok(Err(e)) => return Err(crate::agent::spool_refusal(e)),
             Err(e) => return Err(Problem::internal(e.to_string())),
         }
     }

@@ -1,0 +1,96 @@
+//! Batch signatures from outside implementations (issue: RFC 8785 batch
+//! signatures): an emitter in Python (PyPI rfc8785 + cryptography) and one
+//! in Node (npm canonicalize + node:crypto), each holding the vectors'
+//! tricky values, sign aiaudit-batch-v2 batches with no code of ours. The
+//! ledger must accept both, show every signature valid, and an export
+//! bundle of them must verify offline.
+
+use crate::harness::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Whether both outside emitters can run here; under CI they must.
+fn tools_available() -> bool {
+    let python = Command::new("python3")
+        .args(["-c", "import rfc8785, cryptography"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && root()
+            .join("tests/interop/node_modules/canonicalize")
+            .exists();
+    if python && node {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI needs python3 -m pip install rfc8785 cryptography, node and npm ci --prefix tests/interop"
+    );
+    println!("SKIPPED: the interop emitters need rfc8785, cryptography (PyPI), node and npm ci --prefix tests/interop");
+    false
+}
+
+fn run(program: &str, script: &str, server: &Server, emitter: &str) -> Value {
+    let out = Command::new(program)
+        .arg(root().join("tests/interop").join(script))
+        .args([&server.url, &server.token, emitter])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {script}: {}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout(&out).trim()).unwrap()
+}
+
+#[test]
+fn batches_signed_in_python_and_node_are_accepted_and_verify_offline() {
+    if !tools_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    let mut indexes = Vec::new();
+    for (program, script, emitter) in [
+        ("python3", "sign_batch.py", "python-emitter"),
+        ("node", "sign_batch.mjs", "node-emitter"),
+    ] {
+        let answer = run(program, script, &server, emitter);
+        let events = answer["events"].as_array().unwrap();
+        assert_eq!(events.len(), 6, "{answer}");
+        for e in events {
+            let index = e["index"].as_u64().unwrap();
+            let read = server.get_json_when_ready(&format!("/v1/events/{index}"));
+            assert_eq!(read["emitter_signature"]["status"], "valid", "{read}");
+            assert_eq!(
+                read["emitter_signature"]["signature"]["format"], "aiaudit-batch-v2",
+                "{read}"
+            );
+            assert_eq!(read["appended_by"], format!("emitter:{emitter}"));
+            indexes.push(index);
+        }
+    }
+    assert_eq!(indexes.len(), 12);
+    let size = indexes.iter().max().unwrap() + 1;
+    crate::search::wait_indexed(&server, size);
+
+    let bundle = dir.path().join("lagos.tar.gz");
+    export_bundle(&server, "lagos-health", &bundle);
+    let vkey = std::fs::read_to_string(data.join("log.vkey")).unwrap();
+    server.stop();
+    // The ledger is gone: the bundle verifies on its own.
+    let report = verify_bundle(&bundle, vkey.trim());
+    assert_eq!(report["events"], 12, "{report}");
+    assert_eq!(report["emitter_signatures"], 12, "{report}");
+}
