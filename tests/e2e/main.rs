@@ -15,6 +15,7 @@ mod interop;
 mod ledger;
 mod network_faults;
 mod otlp;
+mod overload;
 mod policies;
 mod postgres;
 mod prometheus;

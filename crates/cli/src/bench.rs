@@ -1,6 +1,10 @@
 //! `aiaudit bench`: a closed-loop load generator. `concurrency` clients each
 //! send one batch at a time and wait for its acknowledgement; every event's
-//! acknowledgement latency is its request's round trip.
+//! acknowledgement latency is its request's round trip. A batch the ledger
+//! sheds (503 or 429 with `Retry-After`) is sent again, after the
+//! `Retry-After` (stretched by up to half, as the SDK does) unless
+//! `--ignore-retry-after`; answers are counted by kind, so an overload run
+//! shows whether every answer was an acknowledgement or a fast refusal.
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -34,6 +38,17 @@ pub struct BenchArgs {
     /// Target rate in events/s (0: as fast as acknowledgements allow).
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Run for this many seconds instead of stopping after --events.
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Leave requests sent in the first SECS seconds out of the latency
+    /// figures (they are still counted): the steady state after a burst.
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
+    /// Send a shed batch again at once instead of after its Retry-After
+    /// (a client that ignores the ledger's advice).
+    #[arg(long)]
+    ignore_retry_after: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -112,6 +127,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(bench(args))
 }
 
+/// What one client saw.
+#[derive(Default)]
+struct Seen {
+    acked_batches: u64,
+    /// Round trips of acknowledged batches (after the warm-up), in ms.
+    acked: Vec<f64>,
+    /// Round trips of shed batches (503 or 429), in ms.
+    shed: Vec<f64>,
+    shed_503: u64,
+    shed_429: u64,
+    /// Sheds without a Retry-After header.
+    shed_without_retry_after: u64,
+    /// Any other HTTP status.
+    other_status: u64,
+    /// No answer at all: timeouts, resets, refused connections.
+    transport_errors: u64,
+}
+
 async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let client = crate::async_client(args.token.as_deref(), args.concurrency)?;
     let urls: Vec<String> = args
@@ -119,15 +152,25 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|u| format!("{}/v1/events", u.trim_end_matches('/')))
         .collect();
-    let batches = args.events.div_ceil(args.batch);
+    let deadline = args
+        .duration
+        .map(|s| Instant::now() + Duration::from_secs(s));
+    let batches = if deadline.is_some() {
+        u64::MAX
+    } else {
+        args.events.div_ceil(args.batch)
+    };
     let full = Arc::new(make_template(args.batch, args.size));
     let last = args.events % args.batch;
     let tail = Arc::new(make_template(
-        if last == 0 { args.batch } else { last },
+        if last == 0 || deadline.is_some() {
+            args.batch
+        } else {
+            last
+        },
         args.size,
     ));
     let next = Arc::new(AtomicU64::new(0));
-    let failures = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let interval = if args.rate > 0 {
         Some(Duration::from_secs_f64(
@@ -136,25 +179,26 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    let honour_retry_after = !args.ignore_retry_after;
+    let measured_from = started + Duration::from_secs(args.warmup);
     let mut tasks = Vec::new();
     for c in 0..args.concurrency {
-        let (client, url, full, tail, next, failures) = (
+        let (client, url, full, tail, next) = (
             client.clone(),
             urls[c % urls.len()].clone(),
             full.clone(),
             tail.clone(),
             next.clone(),
-            failures.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
+            let mut seen = Seen::default();
+            'batches: loop {
                 let b = next.fetch_add(1, Ordering::Relaxed);
-                if b >= batches {
+                if b >= batches || deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
                 }
                 if let Some(iv) = interval {
-                    let due = started + iv * b as u32;
+                    let due = started + iv.mul_f64(b as f64);
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let body = if b + 1 == batches {
@@ -162,42 +206,103 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     full.instantiate()
                 };
-                let t = Instant::now();
-                let resp = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await;
-                let ok = matches!(&resp, Ok(r) if r.status().is_success());
-                if let Ok(r) = resp {
-                    let _ = r.bytes().await;
-                }
-                let ms = t.elapsed().as_secs_f64() * 1000.0;
-                if ok {
-                    latencies.push(ms);
-                } else {
-                    failures.fetch_add(1, Ordering::Relaxed);
+                // The same batch until it is acknowledged (or fails for good).
+                loop {
+                    let t = Instant::now();
+                    let resp = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    let Ok(resp) = resp else {
+                        seen.transport_errors += 1;
+                        continue 'batches;
+                    };
+                    let status = resp.status().as_u16();
+                    let after = resp
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok());
+                    if resp.bytes().await.is_err() {
+                        seen.transport_errors += 1;
+                        continue 'batches;
+                    }
+                    let ms = t.elapsed().as_secs_f64() * 1000.0;
+                    let timed = t >= measured_from;
+                    match status {
+                        200..=299 => {
+                            seen.acked_batches += 1;
+                            if timed {
+                                seen.acked.push(ms);
+                            }
+                            continue 'batches;
+                        }
+                        503 | 429 => {
+                            if timed {
+                                seen.shed.push(ms);
+                            }
+                            if status == 503 {
+                                seen.shed_503 += 1;
+                            } else {
+                                seen.shed_429 += 1;
+                            }
+                            if after.is_none() {
+                                seen.shed_without_retry_after += 1;
+                            }
+                            if deadline.is_some_and(|d| Instant::now() >= d) {
+                                break 'batches;
+                            }
+                            if honour_retry_after {
+                                let wait = Duration::from_secs(after.unwrap_or(1))
+                                    .mul_f64(1.0 + 0.5 * rand_fraction());
+                                // A timed run ends on time, not after a client's last wait.
+                                let until = deadline.map_or(Instant::now() + wait, |d| {
+                                    d.min(Instant::now() + wait)
+                                });
+                                tokio::time::sleep_until(until.into()).await;
+                            }
+                        }
+                        _ => {
+                            seen.other_status += 1;
+                            continue 'batches;
+                        }
+                    }
                 }
             }
-            latencies
+            seen
         }));
     }
-    let mut latencies = Vec::new();
+    let mut all = Seen::default();
     for t in tasks {
-        latencies.extend(t.await.context("bench client")?);
+        let s = t.await.context("bench client")?;
+        all.acked_batches += s.acked_batches;
+        all.acked.extend(s.acked);
+        all.shed.extend(s.shed);
+        all.shed_503 += s.shed_503;
+        all.shed_429 += s.shed_429;
+        all.shed_without_retry_after += s.shed_without_retry_after;
+        all.other_status += s.other_status;
+        all.transport_errors += s.transport_errors;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_by(|a, b| a.total_cmp(b));
-    let acked_batches = latencies.len() as u64;
-    let acked_events = (acked_batches * args.batch).min(args.events);
+    all.acked.sort_by(|a, b| a.total_cmp(b));
+    all.shed.sort_by(|a, b| a.total_cmp(b));
+    let acked_batches = all.acked_batches;
+    let acked_events = if deadline.is_some() {
+        acked_batches * args.batch
+    } else {
+        (acked_batches * args.batch).min(args.events)
+    };
     let eps = acked_events as f64 / elapsed;
     let (p50, p99, max) = (
-        percentile(&latencies, 50.0),
-        percentile(&latencies, 99.0),
-        latencies.last().copied().unwrap_or(0.0),
+        percentile(&all.acked, 50.0),
+        percentile(&all.acked, 99.0),
+        all.acked.last().copied().unwrap_or(0.0),
     );
-    let failed = failures.load(Ordering::Relaxed);
+    let shed_p99 = percentile(&all.shed, 99.0);
+    let failed = all.other_status + all.transport_errors;
     if args.json {
         println!(
             "{}",
@@ -205,16 +310,29 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 "events_per_sec": eps, "p50_ms": p50, "p99_ms": p99, "max_ms": max,
                 "events": acked_events, "failed_requests": failed, "seconds": elapsed,
                 "batch": args.batch, "concurrency": args.concurrency, "size": args.size,
+                "warmup_seconds": args.warmup,
+                "shed_503": all.shed_503, "shed_429": all.shed_429, "shed_p99_ms": shed_p99,
+                "shed_without_retry_after": all.shed_without_retry_after,
+                "other_status": all.other_status, "transport_errors": all.transport_errors,
             })
         );
     } else {
         println!(
-            "{acked_events} events in {elapsed:.2} s: {eps:.0} events/s; ack latency p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; {failed} failed requests"
+            "{acked_events} events in {elapsed:.2} s: {eps:.0} events/s; ack latency p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; \
+             shed {} (503) + {} (429), p99 {shed_p99:.2} ms, {} without Retry-After; \
+             {} other statuses, {} transport errors",
+            all.shed_503, all.shed_429, all.shed_without_retry_after, all.other_status, all.transport_errors
         );
     }
-    Ok(if failed == 0 {
+    Ok(if failed == 0 && all.shed_without_retry_after == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// A fraction in [0, 1) for jitter (not for anything secret).
+fn rand_fraction() -> f64 {
+    // The low bits of a UUIDv7 are random.
+    (uuid::Uuid::now_v7().as_u128() % 1_000_000) as f64 / 1_000_000.0
 }

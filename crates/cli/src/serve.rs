@@ -32,6 +32,13 @@ pub struct ServeArgs {
     /// Most events (or OTLP log records) one request may carry [default: 10000]
     #[arg(long, env = "AIAUDIT_MAX_BATCH_EVENTS")]
     max_batch_events: Option<usize>,
+    /// Memory budget for ingest requests in flight, in bytes; beyond it
+    /// requests get a fast 503 with Retry-After [default: 1/16 of memory, 32..64 MiB]
+    #[arg(long, env = "AIAUDIT_MAX_INFLIGHT_BYTES")]
+    max_inflight_bytes: Option<u64>,
+    /// The most of that budget one token or certificate holds (beyond it: 429) [default: 0.5]
+    #[arg(long, env = "AIAUDIT_CREDENTIAL_INFLIGHT_SHARE")]
+    credential_inflight_share: Option<f64>,
     /// Most events per group commit [default: 20000]
     #[arg(long, env = "AIAUDIT_GROUP_COMMIT_MAX_EVENTS")]
     group_commit_max_events: Option<usize>,
@@ -117,6 +124,8 @@ struct FileConfig {
     publish_interval_ms: Option<u64>,
     max_body_bytes: Option<usize>,
     max_batch_events: Option<usize>,
+    max_inflight_bytes: Option<u64>,
+    credential_inflight_share: Option<f64>,
     group_commit_max_events: Option<usize>,
     public_reads: Option<bool>,
     require_signed_tenants: Option<Vec<String>>,
@@ -221,6 +230,11 @@ fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
             .max_batch_events
             .or(file.max_batch_events)
             .unwrap_or(d.max_batch_events),
+        max_inflight_bytes: args.max_inflight_bytes.or(file.max_inflight_bytes),
+        credential_inflight_share: args
+            .credential_inflight_share
+            .or(file.credential_inflight_share)
+            .unwrap_or(d.credential_inflight_share),
         group_commit_max_events: args
             .group_commit_max_events
             .or(file.group_commit_max_events)
@@ -273,6 +287,12 @@ fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
     }
     if config.publish_interval.is_zero() {
         anyhow::bail!("publish_interval_ms must be at least 1");
+    }
+    if !(config.credential_inflight_share > 0.0 && config.credential_inflight_share <= 1.0) {
+        anyhow::bail!("credential_inflight_share must be above 0 and at most 1");
+    }
+    if config.max_inflight_bytes == Some(0) {
+        anyhow::bail!("max_inflight_bytes must be at least 1");
     }
     if config.max_batch_events < aiaudit_ledger::config::MIN_MAX_BATCH_EVENTS {
         anyhow::bail!(
@@ -349,11 +369,29 @@ fn backup_schedule(
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let (config, log_format) = merge(args)?;
     init_logging(&log_format)?;
+    raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(aiaudit_server::serve(config, shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Thousands of clients mean thousands of sockets: the soft limit on open
+/// files (often 1,024) is raised to the hard one, so a burst of connections
+/// meets admission control (a fast 503) rather than failed accepts.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "could not raise the open-file limit");
+        }
+    }
 }
 
 pub fn init_logging(format: &str) -> anyhow::Result<()> {

@@ -561,20 +561,51 @@ fn intake_loop(rx: Receiver<Msg>, shared: &Shared, config: &EmitterBuilder) {
 /// drawn from [half, full] so that many emitters do not retry in step.
 fn backoff(attempt: u32, max: Duration) -> Duration {
     let base = Duration::from_millis(100).saturating_mul(1u32 << attempt.min(16));
-    let full = base.min(max);
+    base.min(max).mul_f64(0.5 + 0.5 * jitter())
+}
+
+/// A fraction in [0, 1) that differs from emitter to emitter and call to call.
+fn jitter() -> f64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let frac = (nanos % 1000) as f64 / 1000.0;
-    full.mul_f64(0.5 + 0.5 * frac)
+    (nanos % 1000) as f64 / 1000.0
+}
+
+/// The longest `Retry-After` honoured, whatever a server says.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// How long to wait before the next attempt: the backoff, and never less
+/// than the ledger's `Retry-After` stretched by up to half again, so that a
+/// region's worth of spools told "1 s" do not all come back in the same
+/// millisecond.
+fn retry_wait(attempt: u32, max: Duration, retry_after: Option<Duration>) -> Duration {
+    let own = backoff(attempt, max);
+    match retry_after {
+        Some(after) => own.max(after.min(MAX_RETRY_AFTER).mul_f64(1.0 + 0.5 * jitter())),
+        None => own,
+    }
+}
+
+/// `Retry-After` in seconds (the form the ledger sends), if any.
+fn retry_after(resp: &reqwest::blocking::Response) -> Option<Duration> {
+    resp.headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
 }
 
 enum Sent {
     Accepted,
     /// The ledger refused the batch as invalid: retrying cannot help.
     Refused(String),
-    Retry(String),
+    /// Not now: why, and the ledger's `Retry-After` if it sent one.
+    Retry(String, Option<Duration>),
 }
 
 /// The batch signature of an NDJSON body: over each event's canonical form
@@ -634,10 +665,12 @@ fn send(
                     resp.text().unwrap_or_default()
                 ))
             } else {
-                Sent::Retry(format!("HTTP {status}"))
+                // 503 (the ledger at its budget, or storage trouble) and
+                // 429 (this credential's share or rate): come back later.
+                Sent::Retry(format!("HTTP {status}"), retry_after(&resp))
             }
         }
-        Err(e) => Sent::Retry(e.to_string()),
+        Err(e) => Sent::Retry(e.to_string(), None),
     }
 }
 
@@ -709,7 +742,7 @@ fn delivery_loop(url: &str, shared: &Shared, config: &EmitterBuilder) {
                     .into_iter()
                     .map(|h| {
                         h.join()
-                            .unwrap_or_else(|_| Sent::Retry("sender panicked".into()))
+                            .unwrap_or_else(|_| Sent::Retry("sender panicked".into(), None))
                     })
                     .collect()
             })
@@ -739,12 +772,12 @@ fn delivery_loop(url: &str, shared: &Shared, config: &EmitterBuilder) {
                     shared.stats.rejected.fetch_add(events, Ordering::Relaxed);
                     shared.more.notify_all();
                 }
-                Sent::Retry(why) => {
+                Sent::Retry(why, after) => {
                     if shared.closing.load(Ordering::SeqCst) {
                         return;
                     }
                     shared.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    let wait = backoff(attempt, config.max_backoff);
+                    let wait = retry_wait(attempt, config.max_backoff, after);
                     attempt = attempt.saturating_add(1);
                     tracing::debug!(%why, ?wait, "ledger unavailable; will retry");
                     let backlog = shared.backlog.lock().unwrap();
@@ -808,6 +841,24 @@ fn set_aside(shared: &Shared, record: &[u8], why: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_a_floor_with_jitter_and_has_a_ceiling() {
+        let max = Duration::from_secs(30);
+        for _ in 0..50 {
+            let w = retry_wait(0, max, Some(Duration::from_secs(2)));
+            assert!(
+                w >= Duration::from_secs(2) && w <= Duration::from_secs(3),
+                "{w:?}"
+            );
+            // The own backoff wins when it is longer.
+            let w = retry_wait(20, max, Some(Duration::from_secs(1)));
+            assert!(w >= Duration::from_secs(15), "{w:?}");
+            let w = retry_wait(0, max, Some(Duration::from_secs(86_400)));
+            assert!(w <= MAX_RETRY_AFTER.mul_f64(1.5), "{w:?}");
+            assert!(retry_wait(0, max, None) <= Duration::from_millis(100));
+        }
+    }
 
     #[test]
     fn backoff_grows_and_stays_capped() {

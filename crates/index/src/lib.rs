@@ -720,7 +720,7 @@ fn connect(path: &Path, write: bool) -> Result<Connection> {
     c.pragma_update(None, "synchronous", "NORMAL")?;
     // The writer appends (rows, then a block's postings) and reads back at
     // most a block: it needs no large cache any more. Readers need little.
-    c.pragma_update(None, "cache_size", if write { -65_536 } else { -16_384 })?;
+    c.pragma_update(None, "cache_size", if write { -32_768 } else { -16_384 })?;
     // Queries pass a block's candidate rows as one array parameter.
     rusqlite::vtab::array::load_module(&c)?;
     c.set_prepared_statement_cache_capacity(64);

@@ -14,6 +14,11 @@ pub struct LedgerConfig {
     pub max_body_bytes: usize,
     /// Most events one request may carry (JSON, NDJSON or OTLP log records).
     pub max_batch_events: usize,
+    /// The memory budget for ingest requests in flight (estimated bytes,
+    /// see `admission`); `None`: 1/16 of the memory available, 32..64 MiB.
+    pub max_inflight_bytes: Option<u64>,
+    /// The most of that budget one credential (token or certificate) holds.
+    pub credential_inflight_share: f64,
     /// Most events one group commit (one fsync) takes.
     pub group_commit_max_events: usize,
     /// How long `?wait=checkpoint` waits before answering 503.
@@ -80,6 +85,8 @@ impl Default for LedgerConfig {
             publish_interval: Duration::from_millis(1000),
             max_body_bytes: 32 << 20,
             max_batch_events: DEFAULT_MAX_BATCH_EVENTS,
+            max_inflight_bytes: None,
+            credential_inflight_share: 0.5,
             group_commit_max_events: 20_000,
             checkpoint_wait: Duration::from_secs(10),
             public_reads: true,

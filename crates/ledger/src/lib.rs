@@ -15,6 +15,7 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+pub mod admission;
 pub mod append;
 pub mod auth;
 pub mod backups;
@@ -67,6 +68,8 @@ pub struct Ledger {
     tokens: auth::Tokens,
     emitters: emitters::Emitters,
     rate_limiter: limits::RateLimiter,
+    /// The bound on ingest work in flight (requests shed beyond it).
+    admission: Arc<admission::Admission>,
     metrics: Arc<metrics::Metrics>,
     publish_now: Arc<Notify>,
     keyring: Arc<aiaudit_keyring::Keyring>,
@@ -172,6 +175,13 @@ pub async fn start_with_storage(
     );
     let rate_limiter = limits::RateLimiter::new(config.rate_limit_events_per_sec);
     let metrics = Arc::new(metrics::Metrics::new());
+    let admission = admission::Admission::new(
+        config
+            .max_inflight_bytes
+            .unwrap_or_else(|| admission::default_budget(admission::available_memory())),
+        config.credential_inflight_share,
+        metrics.admission.clone(),
+    );
     let index = {
         let (config, store) = (config.clone(), store.clone());
         Arc::new(
@@ -209,6 +219,7 @@ pub async fn start_with_storage(
         tokens,
         emitters,
         rate_limiter,
+        admission,
         metrics,
         publish_now,
         keyring,
@@ -330,6 +341,28 @@ impl Ledger {
         })
         .await
         .map_err(|e| Error::internal(e.to_string()))
+    }
+
+    /// Reserves room for an ingest request of `principal` whose body is
+    /// `body_bytes` long (compressed or not), before the body is read: the
+    /// request is refused at once (503, or 429 beyond the credential's
+    /// share, with `Retry-After`) when the budget for work in flight is
+    /// spent. Hold the permit until the answer is built.
+    pub fn admit(
+        &self,
+        principal: &Principal,
+        body_bytes: u64,
+        compressed: bool,
+    ) -> Result<admission::Permit> {
+        self.admission.admit(
+            &principal.token_id,
+            admission::request_cost(body_bytes, compressed),
+        )
+    }
+
+    /// The budget for ingest work in flight, in bytes.
+    pub fn inflight_budget(&self) -> u64 {
+        self.admission.budget()
     }
 
     /// Bytes of HTTP bodies, counted by the HTTP layer.

@@ -80,6 +80,8 @@ pub struct Metrics {
     resident_bytes: Gauge,
     open_fds: Gauge,
     memory_total: Gauge,
+    /// Admission control: requests shed, work in flight and its budget.
+    pub admission: crate::admission::AdmissionMetrics,
 }
 
 impl Default for Metrics {
@@ -267,6 +269,35 @@ impl Metrics {
             "CPUs available to the process",
             cpus.clone(),
         );
+        let admission = crate::admission::AdmissionMetrics::default();
+        // Both reasons exist from the start at 0, so rate() sees the first shed.
+        for reason in [crate::admission::SHED_BUDGET, crate::admission::SHED_SHARE] {
+            let _ = admission
+                .shed
+                .get_or_create(&crate::admission::ReasonLabel {
+                    reason: reason.into(),
+                });
+        }
+        r.register(
+            "aiaudit_requests_shed",
+            "Ingest requests refused before their body was read, by reason: memory_budget (503) or credential_share (429)",
+            admission.shed.clone(),
+        );
+        r.register(
+            "aiaudit_inflight_bytes",
+            "Estimated memory held by ingest requests in flight",
+            admission.inflight_bytes.clone(),
+        );
+        r.register(
+            "aiaudit_inflight_requests",
+            "Ingest requests in flight (admitted, not yet answered)",
+            admission.inflight_requests.clone(),
+        );
+        r.register(
+            "aiaudit_inflight_budget_bytes",
+            "The memory budget for ingest requests in flight",
+            admission.budget_bytes.clone(),
+        );
         Metrics {
             registry: r,
             latency,
@@ -298,6 +329,7 @@ impl Metrics {
             resident_bytes,
             open_fds,
             memory_total,
+            admission,
         }
     }
 

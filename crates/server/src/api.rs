@@ -1,9 +1,7 @@
 //! Routes: ingest (`POST /v1/events`), the C2SP read API (`/checkpoint`,
 //! `/tile/...`), proofs, events by index, info and health.
 
-use crate::extract::{
-    caller, media_type, parse_events, read_body, read_json_body, require, require_appender,
-};
+use crate::extract::{caller, media_type, parse_events, read_json_body, require, require_appender};
 use crate::problem::Problem;
 use aiaudit_ledger::append::{EMITTER_HEADER, SIGNATURE_FORMAT_HEADER, SIGNATURE_HEADER};
 use aiaudit_ledger::{Ledger, Role};
@@ -153,12 +151,15 @@ async fn ingest(
     let received = async {
         let principal = require_appender(&ledger, &headers, cert.as_ref().map(|c| &c.0))?;
         let signature = batch_signature(&headers)?;
-        let bytes = read_body(body, ledger.config().max_body_bytes).await?;
+        let (permit, bytes) =
+            crate::extract::admit_and_read(&ledger, &principal, &headers, body, false).await?;
         let events = parse_events(&bytes, ndjson, ledger.config().max_batch_events)?;
-        Ok::<_, Problem>((principal, signature, events))
+        Ok::<_, Problem>((principal, signature, permit, events))
     }
     .await;
-    let (principal, signature, events) = received.inspect_err(|p| ledger.count_refused(p))?;
+    // The permit is held until the answer is built: it bounds what is in flight.
+    let (principal, signature, _permit, events) =
+        received.inspect_err(|p| ledger.count_refused(p))?;
     let accepted = ledger
         .append(&principal, aiaudit_ledger::Batch { events, signature })
         .await?;

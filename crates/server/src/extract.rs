@@ -62,12 +62,7 @@ pub async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
                 .unwrap_or(false)
                 || e.to_string().contains("length limit");
             if too_big {
-                Err(Problem::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body-too-large",
-                    "Request body too large",
-                    format!("the body exceeds {limit} bytes; send smaller batches"),
-                ))
+                Err(too_large(limit))
             } else {
                 Err(Problem::new(
                     StatusCode::BAD_REQUEST,
@@ -78,6 +73,104 @@ pub async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
             }
         }
     }
+}
+
+/// Admission, then the body, for an ingest request: room for the request
+/// is reserved from the node's budget for work in flight before any of the
+/// body is read (from its declared length; a body without one reserves as
+/// it arrives). A request that does not fit is answered at once with 503
+/// (429 beyond its credential's share) and `Retry-After`; its body is read
+/// and thrown away first, unreparsed, so the client gets the answer rather
+/// than a reset connection. Keep the permit until the answer is built.
+pub async fn admit_and_read(
+    ledger: &Ledger,
+    principal: &Principal,
+    headers: &HeaderMap,
+    body: Body,
+    compressed: bool,
+) -> ApiResult<(aiaudit_ledger::admission::Permit, Bytes)> {
+    let limit = ledger.config().max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut permit = match ledger.admit(principal, declared.unwrap_or(0), compressed) {
+        Ok(p) => p,
+        Err(e) => {
+            discard(body, headers, limit);
+            return Err(Problem(e));
+        }
+    };
+    if declared.is_some() {
+        // Hyper holds the body to its declared length.
+        return Ok((permit, read_body(body, limit).await?));
+    }
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "unreadable-body",
+                "Unreadable body",
+                e.to_string(),
+            )
+        })?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        if bytes.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        let more = aiaudit_ledger::admission::request_cost(chunk.len() as u64, compressed)
+            - aiaudit_ledger::admission::REQUEST_OVERHEAD;
+        if let Err(e) = permit.grow(more) {
+            discard(body, headers, limit);
+            return Err(Problem(e));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok((permit, Bytes::from(bytes)))
+}
+
+/// Reads and drops a refused request's body in the background (at most
+/// `limit` bytes, for at most 10 s) while the answer goes out: the client
+/// is answered at once, and the connection is not closed on unread bytes
+/// (which would reset it, and could lose the answer). A client that asked
+/// `Expect: 100-continue` never sends it.
+fn discard(body: Body, headers: &HeaderMap, limit: usize) {
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        return;
+    }
+    tokio::spawn(async move {
+        use http_body_util::BodyExt;
+        let mut body = body;
+        let mut seen = 0usize;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Ok(chunk) = frame.into_data() {
+                    seen += chunk.len();
+                    if seen > limit {
+                        break;
+                    }
+                }
+            }
+        })
+        .await;
+    });
+}
+
+fn too_large(limit: usize) -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body-too-large",
+        "Request body too large",
+        format!("the body exceeds {limit} bytes; send smaller batches"),
+    )
 }
 
 fn invalid_events(detail: &str, errors: Vec<FieldError>) -> Problem {

@@ -67,11 +67,7 @@ pub async fn serve(
             )
             .await?;
         }
-        (None, None) => {
-            axum::serve(listener, api::router(ledger.clone()))
-                .with_graceful_shutdown(shutdown)
-                .await?
-        }
+        (None, None) => tls::serve_plain(listener, api::router(ledger.clone()), shutdown).await?,
         _ => anyhow::bail!("--tls-cert and --tls-key go together"),
     }
     // Every request has been answered.

@@ -99,15 +99,32 @@ pub struct Limits {
     pub records: usize,
 }
 
-/// Content type, coding, size limit and decoding: everything before mapping.
+/// Content type, coding, size limit and decoding: everything before
+/// mapping. On the ledger, `admitted` reserves room for the request in the
+/// budget for work in flight before its body is read.
 async fn receive(
     headers: &HeaderMap,
     body: Body,
     limits: Limits,
-) -> Result<(Encoding, ExportLogsServiceRequest), Problem> {
+    admitted: Option<(&Ledger, &aiaudit_ledger::Principal)>,
+) -> Result<
+    (
+        Encoding,
+        ExportLogsServiceRequest,
+        Option<aiaudit_ledger::admission::Permit>,
+    ),
+    Problem,
+> {
     let encoding = request_encoding(headers)?;
     let gzipped = is_gzip(headers)?;
-    let raw = read_body(body, limits.body_bytes).await?;
+    let (permit, raw) = match admitted {
+        Some((ledger, principal)) => {
+            let (permit, raw) =
+                crate::extract::admit_and_read(ledger, principal, headers, body, gzipped).await?;
+            (Some(permit), raw)
+        }
+        None => (None, read_body(body, limits.body_bytes).await?),
+    };
     let mut request = if gzipped {
         let inflated = gunzip(&raw, limits.body_bytes).map_err(problem)?;
         decode_bounded(encoding, &inflated, limits.records).map_err(problem)?
@@ -115,7 +132,7 @@ async fn receive(
         decode_bounded(encoding, &raw, limits.records).map_err(problem)?
     };
     stamp_receive_time(&mut request, now_unix_nano());
-    Ok((encoding, request))
+    Ok((encoding, request, permit))
 }
 
 /// The OTLP answer, in the request's encoding: `partial_success` only when
@@ -152,11 +169,14 @@ pub async fn ledger_logs(
     let received = async {
         let principal =
             crate::extract::require_appender(&ledger, &headers, cert.as_ref().map(|c| &c.0))?;
-        let (encoding, request) = receive(&headers, body, limits).await?;
-        Ok::<_, Problem>((principal, encoding, request))
+        let (encoding, request, permit) =
+            receive(&headers, body, limits, Some((&ledger, &principal))).await?;
+        Ok::<_, Problem>((principal, encoding, request, permit))
     }
     .await;
-    let (principal, encoding, mut request) = received.inspect_err(|p| ledger.count_refused(p))?;
+    // The permit is held until the answer is built: it bounds what is in flight.
+    let (principal, encoding, mut request, _permit) =
+        received.inspect_err(|p| ledger.count_refused(p))?;
     if let Some(tenant) = token_tenant(&principal) {
         default_tenant(&mut request, &tenant);
     }
@@ -199,7 +219,7 @@ pub(crate) async fn agent_logs(
         body_bytes: agent.max_body_bytes,
         records: agent.max_batch_events,
     };
-    let (encoding, request) = receive(&headers, body, limits).await?;
+    let (encoding, request, _) = receive(&headers, body, limits, None).await?;
     let mut sorted = sort_records(&request, true);
     drop(request);
     let events: Vec<Value> = sorted

@@ -131,6 +131,39 @@ pub async fn serve(
     acceptor: TlsAcceptor,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_connections(listener, router, Some(acceptor), shutdown).await
+}
+
+/// Serves plain HTTP (no TLS) the way [`serve`] serves TLS: the same
+/// connection settings and graceful shutdown.
+pub async fn serve_plain(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    serve_connections(listener, router, None, shutdown).await
+}
+
+/// Most bytes hyper buffers per HTTP/1 connection (its default is about
+/// 400 KiB, grown while a body streams in). Thousands of connections
+/// pushing bodies would otherwise hold hundreds of MiB in read buffers
+/// alone, outside admission control's budget (measured: 870 MiB at 4,096
+/// connections, docs/performance.md). Headers must fit in it.
+pub const MAX_CONNECTION_BUFFER: usize = 8 << 10;
+
+/// How every connection is served, with TLS or without.
+pub fn connection_builder() -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(MAX_CONNECTION_BUFFER);
+    builder
+}
+
+async fn serve_connections(
+    listener: TcpListener,
+    router: Router,
+    acceptor: Option<TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -147,6 +180,12 @@ pub async fn serve(
                 let (acceptor, router) = (acceptor.clone(), router.clone());
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
+                    let Some(acceptor) = acceptor else {
+                        let _ = tcp.set_nodelay(true);
+                        let conn = serve_one(TokioIo::new(tcp), router, None);
+                        let _ = watcher.watch(conn).await;
+                        return;
+                    };
                     // A client that never finishes its handshake is dropped.
                     let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => tls,
@@ -159,20 +198,8 @@ pub async fn serve(
                         .peer_certificates()
                         .and_then(|c| c.first())
                         .map(|c| ClientCert { names: certificate_names(c) });
-                    let service = tower::service_fn(move |mut req: axum::extract::Request<hyper::body::Incoming>| {
-                        req.extensions_mut().remove::<ClientCert>();
-                        if let Some(c) = &client {
-                            req.extensions_mut().insert(c.clone());
-                        }
-                        let mut router = router.clone();
-                        async move { tower::Service::call(&mut router, req).await }
-                    });
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let conn = builder.serve_connection_with_upgrades(
-                        TokioIo::new(tls),
-                        TowerToHyperService::new(service),
-                    );
-                    let _ = watcher.watch(conn.into_owned()).await;
+                    let conn = serve_one(TokioIo::new(tls), router, client);
+                    let _ = watcher.watch(conn).await;
                 });
             }
             _ = &mut shutdown => break,
@@ -180,6 +207,31 @@ pub async fn serve(
     }
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
     Ok(())
+}
+
+/// One connection: `client` is who the TLS layer verified, if anyone; a
+/// `ClientCert` a request carries in from anywhere else is removed.
+fn serve_one<I>(
+    io: TokioIo<I>,
+    router: Router,
+    client: Option<ClientCert>,
+) -> impl hyper_util::server::graceful::GracefulConnection
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = tower::service_fn(
+        move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+            req.extensions_mut().remove::<ClientCert>();
+            if let Some(c) = &client {
+                req.extensions_mut().insert(c.clone());
+            }
+            let mut router = router.clone();
+            async move { tower::Service::call(&mut router, req).await }
+        },
+    );
+    connection_builder()
+        .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
+        .into_owned()
 }
 
 /// The identity of a client that presented a certificate the configured CA
