@@ -286,7 +286,7 @@ impl Moto {
                 std::env::var_os("CI").is_none(),
                 "CI needs moto's S3 server: python3 -m pip install 'moto[server]'"
             );
-            println!("SKIPPED: moto (python3 -m pip install 'moto[server]') not installed");
+            skipped("moto (python3 -m pip install 'moto[server]') not installed");
             return None;
         }
         let port = free_port();

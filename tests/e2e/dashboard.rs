@@ -114,7 +114,7 @@ fn dashboard_verifier_matches_reference_vectors() {
     let node = Command::new("node").arg("--version").output();
     if !node.is_ok_and(|o| o.status.success()) {
         assert!(std::env::var_os("CI").is_none(), "CI needs node");
-        println!("SKIPPED: node not installed");
+        skipped("node not installed");
         return;
     }
     let out = Command::new("node")
@@ -198,7 +198,7 @@ fn browser_available() -> bool {
         "CI needs chromium, node and playwright-core: \
          apt-get install chromium && npm ci --prefix tests/dashboard"
     );
-    println!("SKIPPED: needs /usr/bin/chromium, node and tests/dashboard/node_modules (npm ci --prefix tests/dashboard)");
+    skipped("needs /usr/bin/chromium, node and tests/dashboard/node_modules (npm ci --prefix tests/dashboard)");
     false
 }
 
@@ -235,7 +235,9 @@ fn dashboard_in_chromium() {
         200,
         "GET / on {BIN}: is it built from this tree?"
     );
+    // Emptied first: an earlier run's screenshots must not satisfy this one.
     let shots = root().join("target/dashboard-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots).unwrap();
 
     let mut child = Command::new("node")

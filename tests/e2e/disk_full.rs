@@ -40,9 +40,7 @@ fn disk_full_answers_503_and_recovers() {
             std::env::var_os("CI").is_none(),
             "CI must be able to mount a tmpfs (run as root)"
         );
-        eprintln!(
-            "SKIPPED disk_full_answers_503_and_recovers: cannot mount a tmpfs here (not root)"
-        );
+        skipped("disk_full_answers_503_and_recovers: cannot mount a tmpfs here (not root)");
         return;
     }
     let _mount = Mount(mnt.clone());

@@ -34,7 +34,7 @@ fn tools_available() -> bool {
         std::env::var_os("CI").is_none(),
         "CI needs python3 -m pip install rfc8785 cryptography, node and npm ci --prefix tests/interop"
     );
-    println!("SKIPPED: the interop emitters need rfc8785, cryptography (PyPI), node and npm ci --prefix tests/interop");
+    skipped("the interop emitters need rfc8785, cryptography (PyPI), node and npm ci --prefix tests/interop");
     false
 }
 

@@ -333,7 +333,7 @@ fn python_sdk() -> bool {
             "CI needs the OpenTelemetry Python SDK: \
              python3 -m pip install opentelemetry-sdk opentelemetry-exporter-otlp-proto-http"
         );
-        println!("SKIPPED: OpenTelemetry Python SDK not installed");
+        skipped("OpenTelemetry Python SDK not installed");
     }
     ok
 }

@@ -17,7 +17,7 @@ fn prometheus_scrapes_metrics() {
             std::env::var_os("CI").is_none(),
             "CI must install prometheus"
         );
-        eprintln!("SKIPPED prometheus_scrapes_metrics: prometheus is not installed");
+        skipped("prometheus_scrapes_metrics: prometheus is not installed");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -15,7 +15,7 @@ fn schemathesis() -> bool {
             std::env::var_os("CI").is_none(),
             "CI needs schemathesis: python3 -m pip install schemathesis"
         );
-        println!("SKIPPED: schemathesis not installed");
+        skipped("schemathesis not installed");
     }
     ok
 }

@@ -200,9 +200,7 @@ async fn ingest(
 }
 
 /// The emitter and signature headers of a signed batch, if any.
-pub(crate) fn batch_signature(
-    headers: &HeaderMap,
-) -> ApiResult<Option<aiaudit_ledger::BatchSignature>> {
+pub fn batch_signature(headers: &HeaderMap) -> ApiResult<Option<aiaudit_ledger::BatchSignature>> {
     let get = |name: &str| {
         headers
             .get(name)

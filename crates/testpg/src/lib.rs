@@ -65,7 +65,12 @@ impl TempPostgres {
                 std::env::var_os("CI").is_none(),
                 "CI needs PostgreSQL: apt-get install postgresql"
             );
-            eprintln!("skipped: PostgreSQL is not installed");
+            // Straight to stderr: the test runner does not capture it.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "SKIPPED: PostgreSQL is not installed"
+            );
             return None;
         };
         let dir = tempfile::tempdir().unwrap();
