@@ -303,15 +303,26 @@ fn the_running_ledger_finds_a_damaged_tree_node() {
     let data = dir.path().join("data");
     let server = Server::start_with(&data, &["--scrub-interval", "1s"]);
     fill(&server, 0, 600);
-    let failures = |server: &Server| -> f64 {
+    // A metric's value (-1 when absent).
+    let metric = |server: &Server, name: &str| -> f64 {
         let text = server.get("/metrics").text().unwrap();
         text.lines()
-            .find(|l| l.starts_with("aiaudit_verification_failures_total"))
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
             .unwrap_or(-1.0)
     };
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let failures = |server: &Server| metric(server, "aiaudit_verification_failures_total");
+    // Wait for a scrub that covered the whole filled log, then look.
+    server.wait_size(600);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while metric(&server, "aiaudit_scrubbed_size") < 600.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scrub covered the log"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert_eq!(failures(&server), 0.0, "a sound log scrubs clean");
     flip(&data.join("log/levels/03"), 100);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

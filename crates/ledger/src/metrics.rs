@@ -57,6 +57,8 @@ pub struct Metrics {
     /// Logged events the policy engine never saw because its queue was full.
     pub policy_events_dropped: Counter,
     pub verification_failures: Counter,
+    /// The tree size the last completed background scrub checked.
+    pub scrubbed_size: Gauge,
     pub request_bytes: Counter,
     pub response_bytes: Counter,
     pub recovery_seconds: FloatGauge,
@@ -130,6 +132,12 @@ impl Metrics {
             policy_events_dropped.clone(),
         );
         let verification_failures = Counter::default();
+        let scrubbed_size = Gauge::default();
+        r.register(
+            "aiaudit_scrubbed_size",
+            "Tree size the last completed background scrub checked",
+            scrubbed_size.clone(),
+        );
         r.register(
             "aiaudit_verification_failures",
             "Checks of the log's own integrity that failed (recovery, checkpoint signatures)",
@@ -308,6 +316,7 @@ impl Metrics {
             incidents_resolved,
             policy_events_dropped,
             verification_failures,
+            scrubbed_size,
             request_bytes,
             response_bytes,
             recovery_seconds,
