@@ -102,6 +102,15 @@ impl Server {
     }
 
     /// GET that waits out 503 (e.g. an event not yet in a checkpoint).
+    /// The value of one series on `/metrics` (`name` with its labels, if
+    /// any, exactly as exported), or `None` when it is not exported.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.get("/metrics").text().unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     pub fn get_json_when_ready(&self, path: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

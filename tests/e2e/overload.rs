@@ -23,18 +23,16 @@ fn cost(n: u64) -> u64 {
     aiaudit_ledger::admission::request_cost(n, false)
 }
 
-fn metric(server: &Server, line_start: &str) -> f64 {
-    let text = server.get("/metrics").text().unwrap();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+/// A series' value; every series these tests read is always exported.
+fn metric(server: &Server, series: &str) -> f64 {
+    server
+        .metric(series)
+        .unwrap_or_else(|| panic!("{series} is not exported"))
 }
 
 fn wait_inflight(server: &Server, n: f64) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while metric(server, "aiaudit_inflight_requests ") != n {
+    while metric(server, "aiaudit_inflight_requests") != n {
         assert!(
             Instant::now() < deadline,
             "requests in flight never reached {n}"
@@ -125,7 +123,7 @@ fn requests_beyond_the_budget_or_a_credentials_share_are_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), "0.5");
     assert_eq!(
-        metric(&server, "aiaudit_inflight_budget_bytes "),
+        metric(&server, "aiaudit_inflight_budget_bytes"),
         BUDGET as f64
     );
     let (a, b) = (emitter_token(&server), emitter_token(&server));
@@ -168,14 +166,14 @@ fn requests_beyond_the_budget_or_a_credentials_share_are_refused_at_once() {
     assert_eq!(
         metric(
             &server,
-            "aiaudit_requests_shed_total{reason=\"credential_share\"} "
+            "aiaudit_requests_shed_total{reason=\"credential_share\"}"
         ),
         1.0
     );
     assert_eq!(
         metric(
             &server,
-            "aiaudit_requests_shed_total{reason=\"memory_budget\"} "
+            "aiaudit_requests_shed_total{reason=\"memory_budget\"}"
         ),
         2.0
     );
@@ -183,7 +181,7 @@ fn requests_beyond_the_budget_or_a_credentials_share_are_refused_at_once() {
     // The slow clients go: their reservations come back, and the same batch is taken.
     drop((slow_a, slow_b));
     wait_inflight(&server, 0.0);
-    assert_eq!(metric(&server, "aiaudit_inflight_bytes "), 0.0);
+    assert_eq!(metric(&server, "aiaudit_inflight_bytes"), 0.0);
     let r = post_as(&server, &a, big);
     assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
     // Nothing of the refused requests was logged: 2 + 416 events.
@@ -294,10 +292,10 @@ fn spools_draining_at_once_deliver_everything_exactly_once() {
     assert_eq!((ids.len(), unique.len()), (8000, 8000));
     let shed = metric(
         &server,
-        "aiaudit_requests_shed_total{reason=\"memory_budget\"} ",
+        "aiaudit_requests_shed_total{reason=\"memory_budget\"}",
     ) + metric(
         &server,
-        "aiaudit_requests_shed_total{reason=\"credential_share\"} ",
+        "aiaudit_requests_shed_total{reason=\"credential_share\"}",
     );
     assert!(
         shed > 0.0 && retries > 0,
@@ -375,7 +373,7 @@ fn ten_thousand_spools_drain_exactly_once() {
     println!(
         "{AGENTS} agents x {EVENTS} events drained in {seconds:.1} s, {AT_ONCE} at a time: \
          {total} logged, each once; {retries} retries; ledger {peak}; shed: memory_budget {}, credential_share {}",
-        metric(&server, "aiaudit_requests_shed_total{reason=\"memory_budget\"} "),
-        metric(&server, "aiaudit_requests_shed_total{reason=\"credential_share\"} "),
+        metric(&server, "aiaudit_requests_shed_total{reason=\"memory_budget\"}"),
+        metric(&server, "aiaudit_requests_shed_total{reason=\"credential_share\"}"),
     );
 }

@@ -303,15 +303,8 @@ fn the_running_ledger_finds_a_damaged_tree_node() {
     let data = dir.path().join("data");
     let server = Server::start_with(&data, &["--scrub-interval", "1s"]);
     fill(&server, 0, 600);
-    // A metric's value (-1 when absent).
-    let metric = |server: &Server, name: &str| -> f64 {
-        let text = server.get("/metrics").text().unwrap();
-        text.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(-1.0)
-    };
+    // -1 when not exported, so that an absent series never passes as 0.
+    let metric = |server: &Server, name: &str| server.metric(name).unwrap_or(-1.0);
     let failures = |server: &Server| metric(server, "aiaudit_verification_failures_total");
     // Wait for a scrub that covered the whole filled log, then look.
     server.wait_size(600);
