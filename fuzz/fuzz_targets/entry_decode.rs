@@ -1,5 +1,6 @@
 //! Stored entry bytes as anyone reading a log gets them (entry bundles,
-//! backups, export bundles): v1 and v2 decoding, the search index's row,
+//! backups, export bundles): v1, v2 and v3 decoding (v3's binary header,
+//! decryption and zstd frames under the test vectors' key), the search index's row,
 //! emitter batch signatures and sealed openings.
 //!
 //! Properties: no panic; the two decoders agree on v1 entries; the
@@ -11,6 +12,8 @@ use aiaudit_event::envelope::{decode_stored, Sealed};
 use libfuzzer_sys::fuzz_target;
 
 const KEY: [u8; 32] = [7; 32];
+/// docs/vectors/entry-v3.json's key: the seeds from its vectors open.
+const VECTOR_KEY: [u8; 32] = *b"aiaudit v3 test vector data key!";
 
 fuzz_target!(|data: &[u8]| {
     // The same bytes as the opening of a sealed entry: with its commitment
@@ -25,9 +28,27 @@ fuzz_target!(|data: &[u8]| {
         nonce: [0; 24],
         ct: Vec::new(),
         commitment,
+        v3: None,
     };
     if let Ok(opened) = sealed.check_opening(data.to_vec()) {
         assert_eq!(opened.opening, data);
+    }
+    // And as a v3 opening: clear fields merged back, blob slots read.
+    let mut clear = serde_json::Map::new();
+    clear.insert("id".into(), "e1".into());
+    clear.insert("source".into(), serde_json::json!({"name": "app"}));
+    let v3 = Sealed {
+        v3: Some(aiaudit_event::sealed_v3::V3 {
+            flags: 0,
+            clear,
+            blobs: Vec::new(),
+            header: Vec::new(),
+        }),
+        ..sealed
+    };
+    if let Ok(opened) = v3.check_opening(data.to_vec()) {
+        assert_eq!(opened.entry.event["id"], "e1");
+        assert_eq!(opened.entry.event["source"]["name"], "app");
     }
 
     let _ = aiaudit_event::entry_id(data);
@@ -51,8 +72,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Some(sealed) = &stored.sealed {
-        if let Ok(opened) = sealed.open(&KEY) {
-            let _ = aiaudit_event::envelope::index_matches(&stored.index, &opened.entry.event);
+        for key in [&KEY, &VECTOR_KEY] {
+            if let Ok(opened) = sealed.open(key) {
+                let _ = aiaudit_event::envelope::index_matches(&stored.index, &opened.entry.event);
+            }
         }
     }
 });

@@ -73,7 +73,10 @@ fn content_is_sealed_erasure_shreds_it_and_the_log_still_verifies() {
 
     let server = Server::start(&data);
     let e0 = server.get_json("/v1/events/0");
-    assert_eq!(e0["entry_version"], 2);
+    assert_eq!(
+        e0["entry_version"], 3,
+        "a new log writes sealed entries in format 3"
+    );
     assert_eq!(e0["content"], "sealed");
     assert_eq!(e0["event"]["subject"], SUBJECT);
     assert!(e0["event"]["input"]["content"]

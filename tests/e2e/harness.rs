@@ -180,6 +180,17 @@ pub fn client() -> reqwest::blocking::Client {
         .unwrap()
 }
 
+/// `len` characters of random hex, for content that must stay large once
+/// stored (compression takes it to about half, never less).
+pub fn incompressible(len: usize) -> String {
+    let mut s = String::with_capacity(len + 32);
+    while s.len() < len {
+        s.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    s.truncate(len);
+    s
+}
+
 pub fn event(id: &str) -> Value {
     json!({"id": id, "time": "2026-11-27T09:14:03.120Z", "tenant": "acme",
            "source": {"name": "e2e"}, "actor": {"id": "tester", "type": "service"},

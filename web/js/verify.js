@@ -116,9 +116,74 @@ export async function rootFromInclusion(index, size, leaf, proof) {
 }
 
 /// Decodes what an entry says, from its bytes alone (docs/format.md): a
-/// version 1 entry holds the event; version 2 only its clear fields unless
-/// the opening is given and matches the entry's commitment.
+/// version 1 entry holds the event; versions 2 and 3 only its clear fields
+/// unless the opening is given and matches the entry's commitment.
+/// The header of a version 3 (binary) entry: appended_by, the clear index,
+/// the commitment and the blobs it lists (docs/format.md).
+export function parseEntryV3(b) {
+  let at = 2;
+  const take = (n) => {
+    if (at + n > b.length) throw new Error('v3 entry ends early');
+    const part = b.subarray(at, at + n);
+    at += n;
+    return part;
+  };
+  const u16 = () => { const p = take(2); return (p[0] << 8) | p[1]; };
+  const text = (n) => new TextDecoder('utf-8', { fatal: true }).decode(take(n));
+  if (b[1] & ~1) throw new Error(`unknown v3 flags ${b[1]}`);
+  const appendedBy = text(u16());
+  const index = JSON.parse(text(u16()));
+  take(8 + 24);
+  const commitment = take(32);
+  const blobs = [];
+  for (let n = u16(); n > 0; n--) {
+    const pointer = text(u16());
+    take(8);
+    blobs.push({ pointer, commitment: take(32) });
+  }
+  return { appendedBy, index, commitment, blobs };
+}
+
+const NESTED_CLEAR = ['source', 'actor', 'outcome', 'ai'];
+
+/// A v3 opening's event: what it seals plus the clear fields (all but the subject tag).
+function mergeClear(rest, index) {
+  for (const [k, v] of Object.entries(index)) {
+    if (k === 'subject') continue;
+    if (NESTED_CLEAR.includes(k)) {
+      rest[k] = rest[k] || {};
+      for (const [m, mv] of Object.entries(v)) {
+        if (m in rest[k]) throw new Error('the opening repeats a clear field');
+        rest[k][m] = mv;
+      }
+    } else {
+      if (k in rest) throw new Error('the opening repeats a clear field');
+      rest[k] = v;
+    }
+  }
+  return rest;
+}
+
 export async function decodeEntry(entryBytes, openingB64) {
+  if (entryBytes[0] === 3) {
+    const h = parseEntryV3(entryBytes);
+    const out = { version: 3, event: h.index, whole: false, opening: 'none' };
+    if (openingB64) {
+      const opening = b64decode(openingB64);
+      if (!equal(await sha256(opening), h.commitment)) {
+        out.opening = 'mismatch';
+        return out;
+      }
+      const inner = JSON.parse(new TextDecoder().decode(opening.slice(32)));
+      if (inner.v !== 3) throw new Error('the opening of a v3 entry is not version 3');
+      out.opening = 'matches';
+      out.event = mergeClear(inner.event, h.index);
+      out.signature = inner.signature;
+      out.redacted = inner.redacted;
+      out.whole = h.blobs.length === 0;
+    }
+    return out;
+  }
   const entry = JSON.parse(new TextDecoder().decode(entryBytes));
   if (entry.v === 1) return { version: 1, event: entry.event, signature: entry.signature, whole: true };
   if (entry.v !== 2) throw new Error(`unknown entry version ${entry.v}`);

@@ -49,6 +49,12 @@ pub struct BenchArgs {
     /// (a client that ignores the ledger's advice).
     #[arg(long)]
     ignore_retry_after: bool,
+    /// What fills each event to --size: `prose`, distinct text of
+    /// pseudo-words in every event of a batch (compresses about as English
+    /// does), or `pad`, one repeated letter (compresses to almost nothing;
+    /// the content of earlier measurements).
+    #[arg(long, default_value = "prose", value_parser = ["prose", "pad"])]
+    content: String,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -63,7 +69,42 @@ struct Template {
 
 const PLACEHOLDER: &str = "00000000-0000-7000-8000-000000000000";
 
-fn make_template(n: u64, size: usize) -> Template {
+/// Text of `len` bytes made of pseudo-words: 2,048 words of one to four
+/// syllables, drawn with a Zipf-like skew, as model prompts and answers
+/// repeat common words. `seed` makes each event's text its own.
+fn prose(seed: u64, len: usize) -> String {
+    const SYLLABLES: [&str; 32] = [
+        "ka", "lo", "mi", "ne", "ra", "tu", "so", "vi", "de", "ba", "ge", "hu", "ya", "zo", "pi",
+        "ce", "fa", "jo", "wu", "xe", "qi", "or", "an", "el", "st", "tr", "ing", "th", "ou", "ea",
+        "ch", "er",
+    ];
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let word = |n: u64| {
+        let mut w = String::new();
+        let mut x = n.wrapping_mul(0x2545_F491_4F6C_DD1D).rotate_left(17);
+        for _ in 0..1 + (n % 4) {
+            w.push_str(SYLLABLES[(x % 32) as usize]);
+            x /= 32;
+        }
+        w
+    };
+    let mut out = String::with_capacity(len + 16);
+    while out.len() < len {
+        let u = (next() % 1_000_000) as f64 / 1_000_000.0;
+        out.push_str(&word((2048.0 * u * u * u) as u64));
+        out.push(if next() % 12 == 0 { '.' } else { ' ' });
+    }
+    out.truncate(len);
+    out
+}
+
+fn make_template(n: u64, size: usize, content: &str) -> Template {
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
@@ -84,7 +125,11 @@ fn make_template(n: u64, size: usize) -> Template {
             "attributes": {"pad": ""},
         });
         let base = serde_json::to_vec(&event).unwrap_or_default().len();
-        event["attributes"]["pad"] = json!("x".repeat(size.saturating_sub(base)));
+        let fill = size.saturating_sub(base);
+        event["attributes"]["pad"] = json!(match content {
+            "pad" => "x".repeat(fill),
+            _ => prose(i + 1, fill),
+        });
         let text = serde_json::to_vec(&event).unwrap_or_default();
         let at = text
             .windows(PLACEHOLDER.len())
@@ -160,7 +205,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.events.div_ceil(args.batch)
     };
-    let full = Arc::new(make_template(args.batch, args.size));
+    let full = Arc::new(make_template(args.batch, args.size, &args.content));
     let last = args.events % args.batch;
     let tail = Arc::new(make_template(
         if last == 0 || deadline.is_some() {
@@ -169,6 +214,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             last
         },
         args.size,
+        &args.content,
     ));
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -309,7 +355,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             json!({
                 "events_per_sec": eps, "p50_ms": p50, "p99_ms": p99, "max_ms": max,
                 "events": acked_events, "failed_requests": failed, "seconds": elapsed,
-                "batch": args.batch, "concurrency": args.concurrency, "size": args.size,
+                "batch": args.batch, "concurrency": args.concurrency, "size": args.size, "content": args.content,
                 "warmup_seconds": args.warmup,
                 "shed_503": all.shed_503, "shed_429": all.shed_429, "shed_p99_ms": shed_p99,
                 "shed_without_retry_after": all.shed_without_retry_after,

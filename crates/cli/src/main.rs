@@ -12,6 +12,7 @@ mod query;
 mod report;
 mod serve;
 mod token;
+mod upgrade;
 mod validate;
 mod verify;
 mod violations;
@@ -80,6 +81,8 @@ enum Command {
     Restore(backup::RestoreArgs),
     /// Move a stopped embedded log into PostgreSQL with the same tree (same root at the same size).
     Migrate(migrate::MigrateArgs),
+    /// The log's entry-format gate: status, or finalize an upgrade (no rollback past it).
+    Upgrade(upgrade::UpgradeArgs),
 }
 
 fn main() -> ExitCode {
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
         Command::Backup(args) => backup::run(args),
         Command::Restore(args) => backup::run_restore(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::Upgrade(args) => upgrade::run(args),
     };
     match result {
         Ok(code) => code,

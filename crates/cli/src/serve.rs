@@ -88,9 +88,17 @@ pub struct ServeArgs {
     /// How often every stored tree node is re-checked; 0s: never [default: 6h]
     #[arg(long)]
     scrub_interval: Option<String>,
-    /// Seal event content at rest (entry format v2) [default: true]
+    /// Seal event content at rest (entry format v3, or v2 before the upgrade is finalized) [default: true]
     #[arg(long, env = "AIAUDIT_ENCRYPTION")]
     encryption: Option<bool>,
+    /// Sealed entry format to write: 2 keeps older builds able to read the log
+    /// (roll back); 3 finalizes the upgrade. Default: the log's upgrade gate
+    /// (3 on a new log; see `aiaudit upgrade`).
+    #[arg(long, env = "AIAUDIT_ENTRY_FORMAT", value_parser = clap::value_parser!(u8).range(2..=3))]
+    entry_format: Option<u8>,
+    /// Compress sealed content (zstd) before encryption [default: true]
+    #[arg(long, env = "AIAUDIT_COMPRESS_CONTENT")]
+    compress_content: Option<bool>,
     /// Master key file (base64, mode 0600); keep it off the data disk and out of backups.
     /// Without it: AIAUDIT_MASTER_KEY, else <data-dir>/master.key (generated).
     #[arg(long, env = "AIAUDIT_MASTER_KEY_FILE")]
@@ -136,6 +144,8 @@ struct FileConfig {
     tls_client_ca: Option<PathBuf>,
     log_format: Option<String>,
     encryption: Option<bool>,
+    entry_format: Option<u8>,
+    compress_content: Option<bool>,
     master_key_file: Option<PathBuf>,
     sensitive_fields: Option<Vec<String>>,
     storage: Option<String>,
@@ -263,6 +273,11 @@ fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
             args.require_signed_tenants
         },
         encryption: args.encryption.or(file.encryption).unwrap_or(d.encryption),
+        entry_format: args.entry_format.or(file.entry_format),
+        compress_content: args
+            .compress_content
+            .or(file.compress_content)
+            .unwrap_or(d.compress_content),
         master_key_file: args.master_key_file.or(file.master_key_file),
         sensitive_fields: if args.sensitive_fields.is_empty() {
             file.sensitive_fields.unwrap_or_default()

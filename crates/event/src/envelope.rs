@@ -209,6 +209,8 @@ pub struct Sealed {
     pub nonce: [u8; 24],
     pub ct: Vec<u8>,
     pub commitment: Hash,
+    /// Format v3's header parts; `None` for v2.
+    pub v3: Option<crate::sealed_v3::V3>,
 }
 
 /// A stored entry of any version, decoded without keys.
@@ -244,14 +246,20 @@ pub struct Opened {
     pub entry: crate::Entry,
     pub redacted: Vec<String>,
     pub opening: Vec<u8>,
+    /// v3: content stored out of line, missing from `entry.event` until
+    /// filled from its blob (checked against [`Stored`]'s blob refs).
+    pub blobs: Vec<crate::sealed_v3::BlobSlot>,
 }
 
 fn err(pointer: &str, detail: impl Into<String>) -> EventError {
     EventError::new(pointer, detail)
 }
 
-/// Decodes entry bytes of format v1 or v2 without any key.
+/// Decodes entry bytes of format v1, v2 or v3 without any key.
 pub fn decode_stored(entry: &[u8]) -> Result<Stored, EventError> {
+    if entry.first() == Some(&crate::sealed_v3::VERSION_BYTE) {
+        return crate::sealed_v3::decode(entry);
+    }
     let value: Value =
         serde_json::from_slice(entry).map_err(|e| err("", format!("entry is not JSON: {e}")))?;
     let Value::Object(mut obj) = value else {
@@ -308,6 +316,7 @@ pub fn decode_stored(entry: &[u8]) -> Result<Stored, EventError> {
                     nonce,
                     ct,
                     commitment,
+                    v3: None,
                 }),
             })
         }
@@ -319,6 +328,10 @@ pub fn decode_stored(entry: &[u8]) -> Result<Stored, EventError> {
 impl Sealed {
     /// Decrypts with the data key and checks the result against the commitment.
     pub fn open(&self, key: &[u8; 32]) -> Result<Opened, EventError> {
+        if let Some(v3) = &self.v3 {
+            let opening = crate::sealed_v3::decrypt(v3, &self.nonce, &self.ct, key)?;
+            return self.check_opening(opening);
+        }
         let cipher = XChaCha20Poly1305::new(key.into());
         let opening = cipher
             .decrypt(
@@ -344,6 +357,16 @@ impl Sealed {
         if opening.len() < SALT_LEN {
             return Err(err("/commitment", "the opening is too short"));
         }
+        if let Some(v3) = &self.v3 {
+            let (entry, redacted, blobs) =
+                crate::sealed_v3::read_opening(v3, &opening[SALT_LEN..])?;
+            return Ok(Opened {
+                entry,
+                redacted,
+                opening,
+                blobs,
+            });
+        }
         let entry = crate::decode_entry(&opening[SALT_LEN..])?;
         let redacted = serde_json::from_slice::<Value>(&opening[SALT_LEN..])
             .ok()
@@ -354,6 +377,7 @@ impl Sealed {
             entry,
             redacted,
             opening,
+            blobs: Vec::new(),
         })
     }
 }

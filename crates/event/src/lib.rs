@@ -12,6 +12,7 @@ mod canonical;
 pub mod envelope;
 pub mod jcs;
 pub mod schema;
+pub mod sealed_v3;
 pub mod signature;
 
 pub use canonical::write_canonical;

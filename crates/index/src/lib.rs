@@ -333,6 +333,9 @@ fn lean_clear(entry: &[u8]) -> Option<Clear<'_>> {
 }
 
 fn serde_clear(entry: &[u8]) -> Option<Clear<'_>> {
+    if let Some(index) = aiaudit_event::sealed_v3::index_bytes(entry) {
+        return serde_json::from_slice(index).ok();
+    }
     let lean: Lean = serde_json::from_slice(entry).ok()?;
     match lean.v {
         1 => lean.event,

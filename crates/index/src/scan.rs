@@ -16,6 +16,14 @@ const MAX_DEPTH: u32 = 64;
 
 /// The clear fields of `entry` (v1: its event; v2: its clear index).
 pub(crate) fn clear_fields(entry: &[u8]) -> Option<Clear<'_>> {
+    if entry.first() == Some(&aiaudit_event::sealed_v3::VERSION_BYTE) {
+        // v3: the clear index is a canonical JSON object inside the binary header.
+        let text = std::str::from_utf8(aiaudit_event::sealed_v3::index_bytes(entry)?).ok()?;
+        let mut s = Scan { text, at: 0 };
+        let clear = s.clear()?;
+        s.ws();
+        return (s.at == text.len()).then_some(clear);
+    }
     let text = std::str::from_utf8(entry).ok()?;
     let mut s = Scan { text, at: 0 };
     let (mut v, mut event, mut index) = (None, None, None);

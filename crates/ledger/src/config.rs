@@ -37,8 +37,15 @@ pub struct LedgerConfig {
     /// PEM CA certificates: verify client certificates (mutual TLS) and map
     /// them to registered emitters.
     pub tls_client_ca: Option<PathBuf>,
-    /// Seal event content at rest (entry format v2). On by default.
+    /// Seal event content at rest (entry format v2 or v3). On by default.
     pub encryption: bool,
+    /// The sealed entry format to write: `None` follows the log's upgrade
+    /// gate (v3 on a new log, v2 until `aiaudit upgrade finalize` on an
+    /// older one); `Some(2)` keeps writing v2 (a blue-green upgrade while
+    /// older builds still serve the log); `Some(3)` finalizes the upgrade.
+    pub entry_format: Option<u8>,
+    /// Compress sealed content (zstd) before encryption, in format v3. On by default.
+    pub compress_content: bool,
     /// The master key file; `None`: `AIAUDIT_MASTER_KEY`, else `<data-dir>/master.key`.
     pub master_key_file: Option<PathBuf>,
     /// How long each tenant's events are kept ("*": every other tenant);
@@ -97,6 +104,8 @@ impl Default for LedgerConfig {
             tls_key: None,
             tls_client_ca: None,
             encryption: true,
+            entry_format: None,
+            compress_content: true,
             master_key_file: None,
             sensitive_fields: Vec::new(),
             max_index_lag_events: 1_000_000,

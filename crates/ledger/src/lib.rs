@@ -21,6 +21,7 @@ pub mod auth;
 pub mod backups;
 pub mod config;
 pub mod emitters;
+pub mod entry_format;
 pub mod error;
 pub mod keys;
 pub mod limits;
@@ -86,6 +87,8 @@ pub struct Ledger {
     /// carry it (`aiaudit-erasure-epoch`) so the dashboard drops saved
     /// decrypted answers when it moves.
     erasure_epoch: std::sync::atomic::AtomicU64,
+    /// The sealed entry format this node writes (2 or 3; see [`entry_format`]).
+    entry_format: u8,
 }
 
 /// Opens the data directory (recovering it after a crash), loads or creates
@@ -127,6 +130,11 @@ pub async fn start_with_storage(
         recovery_ms = recovery.elapsed.as_millis() as u64,
         "log opened"
     );
+    let entry_format = {
+        let (dir, store, chosen) = (config.data_dir.clone(), store.clone(), config.entry_format);
+        tokio::task::spawn_blocking(move || entry_format::decide(&dir, &*store, chosen)).await??
+    };
+    tracing::info!(entry_format, "sealed entry format");
     let signer = Arc::new(keys::load_or_create(
         &config.data_dir,
         config.origin.as_deref(),
@@ -210,6 +218,7 @@ pub async fn start_with_storage(
     );
     metrics.recovery_seconds.set(recovery.elapsed.as_secs_f64());
     let ledger = Arc::new(Ledger {
+        entry_format,
         store,
         signer,
         verifier,
@@ -292,6 +301,11 @@ impl Ledger {
 
     pub fn config(&self) -> &LedgerConfig {
         &self.config
+    }
+
+    /// The sealed entry format this node writes (2 or 3).
+    pub fn entry_format(&self) -> u8 {
+        self.entry_format
     }
 
     /// The log's origin (its name in checkpoints).

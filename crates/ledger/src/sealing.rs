@@ -1,13 +1,14 @@
 //! Ingest's last step before the sequencer, and its inverse for readers:
 //! sensitive fields replaced by their per-tenant HMAC, then each event sealed
-//! (entry format v2) under its data key; and opening sealed entries again.
+//! (entry format v3, or v2 until the log's upgrade is finalized) under its
+//! data key; and opening sealed entries again.
 
 use crate::error::Error;
 use crate::error::{add_event_errors, refuse_if_any};
 use crate::Ledger;
 use aiaudit_event::envelope::{self, DataKey, Stored, SEAL_RANDOM_LEN};
 use aiaudit_event::signature::EventSignature;
-use aiaudit_event::CheckedEvent;
+use aiaudit_event::{sealed_v3, CheckedEvent};
 use aiaudit_keyring::{KeyChoice, Keyring};
 use aiaudit_store::NewEntry;
 use serde_json::{Map, Value};
@@ -68,15 +69,31 @@ pub(crate) async fn encode_keeping_events(
             id: choice.key_id,
             key: &choice.key,
         };
-        match envelope::seal(
-            c,
-            sigs.as_ref().map(|s| &s[i]),
-            Some(appended_by),
-            &redacted[i],
-            choice.subject_tag.as_deref(),
-            key,
-            rand,
-        ) {
+        let sealed = match (ledger.entry_format, events[i].as_object()) {
+            (3, Some(event)) => sealed_v3::seal(
+                &sealed_v3::SealInput {
+                    event,
+                    checked: c,
+                    signature: sigs.as_ref().map(|s| &s[i]),
+                    appended_by: Some(appended_by),
+                    redacted: &redacted[i],
+                    subject_tag: choice.subject_tag.as_deref(),
+                    compress: config.compress_content,
+                },
+                key,
+                rand,
+            ),
+            _ => envelope::seal(
+                c,
+                sigs.as_ref().map(|s| &s[i]),
+                Some(appended_by),
+                &redacted[i],
+                choice.subject_tag.as_deref(),
+                key,
+                rand,
+            ),
+        };
+        match sealed {
             Ok(p) => batch.push(NewEntry {
                 key: p.dedup_key,
                 entry: p.entry,

@@ -176,14 +176,29 @@ pub fn audit_log(
 
     let bundles = size.div_ceil(TILE_WIDTH);
     let mut completed = true;
+    let mut ahead = std::collections::VecDeque::new();
+    // Read-ahead doubles while bundles check out, and falls back to one at a
+    // time where problems show, so a broken log is not read past its last report.
+    let (mut window, mut problems_before) = (1, 0);
     for b in 0..bundles {
         if audit.is_full() {
             completed = false;
             break;
         }
+        if ahead.is_empty() {
+            let clean = audit.report.problems.len() == problems_before;
+            window = if clean {
+                (window * 2).min(AHEAD_BUNDLES)
+            } else {
+                1
+            };
+            problems_before = audit.report.problems.len();
+            ahead = audit.read_ahead(b, bundles.min(b + window));
+        }
         let start = b * TILE_WIDTH;
         let width = (size - start).min(TILE_WIDTH) as usize;
-        let entry_hashes = audit.read_bundle(b, width);
+        let hashed = ahead.pop_front().expect("read ahead from b");
+        let entry_hashes = audit.check_bundle(b, width, hashed);
         let tile_hashes = audit.read_hash_tile(0, b);
         audit.tiles[0] = Some(LoadedTile {
             index: b,
@@ -235,6 +250,51 @@ pub fn audit_log(
     // Level-k problems are found after the leaves above them; sort for the reader.
     report.problems.sort_by_key(|p| p.index);
     report
+}
+
+/// Entry bundles read ahead of the audit: at most this many...
+const AHEAD_BUNDLES: u64 = 256;
+/// ...or this many bytes, whichever comes first (memory stays bounded
+/// whatever the entries' sizes).
+const AHEAD_BYTES: usize = 32 << 20;
+
+/// An entry bundle read ahead: the reader's error, or its entries' leaf
+/// hashes (or why it does not decode).
+enum Hashed {
+    Unread(crate::Error),
+    Read(Result<Vec<Hash>>),
+}
+
+/// Decodes and hashes entry bundles side by side, one share per core: the
+/// leaf hashes are most of a full audit's work.
+fn hash_bundles(raw: Vec<Result<Vec<u8>>>) -> Vec<Hashed> {
+    let hash = |r: Result<Vec<u8>>| match r {
+        Err(e) => Hashed::Unread(e),
+        Ok(bytes) => Hashed::Read(
+            decode_entry_bundle(&bytes)
+                .map(|entries| entries.into_iter().map(record_hash).collect()),
+        ),
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores == 1 || raw.len() < 2 {
+        return raw.into_iter().map(hash).collect();
+    }
+    let share = raw.len().div_ceil(cores);
+    let mut parts: Vec<Vec<Result<Vec<u8>>>> = Vec::new();
+    let mut raw = raw.into_iter().peekable();
+    while raw.peek().is_some() {
+        parts.push(raw.by_ref().take(share).collect());
+    }
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = parts
+            .into_iter()
+            .map(|part| scope.spawn(move || part.into_iter().map(hash).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("hashing entry bundles does not panic"))
+            .collect()
+    })
 }
 
 /// A hash tile held in memory while its hashes are compared.
@@ -313,19 +373,43 @@ impl<R: TileReader> Auditor<'_, R> {
         }
     }
 
-    /// Reads entry bundle `index` and returns the leaf hashes of its entries.
-    fn read_bundle(&mut self, index: u64, width: usize) -> Option<Vec<Hash>> {
-        let tile = self.tile_at(TileKind::Entries, index);
-        let bytes = self.read(&tile)?;
-        let first = Self::first_leaf(&tile);
-        match decode_entry_bundle(&bytes) {
-            Ok(entries) if entries.len() == width => {
-                Some(entries.into_iter().map(record_hash).collect())
+    /// Reads the entry bundles `first..end` (one reader, in order; fewer
+    /// past [`AHEAD_BYTES`]), then hashes them on every core.
+    /// Problems are reported later, bundle by bundle, by [`Self::check_bundle`].
+    fn read_ahead(&mut self, first: u64, end: u64) -> std::collections::VecDeque<Hashed> {
+        let mut raw = Vec::new();
+        let mut bytes = 0;
+        for b in first..end {
+            let tile = self.tile_at(TileKind::Entries, b);
+            let read = self.reader.read_tile(&tile);
+            bytes += read.as_ref().map_or(0, Vec::len);
+            raw.push(read);
+            if bytes >= AHEAD_BYTES {
+                break;
             }
-            Ok(entries) => {
+        }
+        hash_bundles(raw).into()
+    }
+
+    /// Reports what reading and decoding entry bundle `index` found and
+    /// returns the leaf hashes of its entries.
+    fn check_bundle(&mut self, index: u64, width: usize, hashed: Hashed) -> Option<Vec<Hash>> {
+        let tile = self.tile_at(TileKind::Entries, index);
+        let first = Self::first_leaf(&tile);
+        let decoded = match hashed {
+            Hashed::Unread(e) => {
+                self.problem(first, format!("reading {}: {e}", tile.path()));
+                return None;
+            }
+            Hashed::Read(decoded) => decoded,
+        };
+        self.report.tiles_checked += 1;
+        match decoded {
+            Ok(hashes) if hashes.len() == width => Some(hashes),
+            Ok(hashes) => {
                 self.problem(
                     first,
-                    format!("{}: {} entries, want {width}", tile.path(), entries.len()),
+                    format!("{}: {} entries, want {width}", tile.path(), hashes.len()),
                 );
                 None
             }
@@ -739,6 +823,21 @@ mod tests {
         assert!(tiles.reads.contains(&"tile/1/000.p/1".to_string()));
         assert_eq!(r.tiles_checked, 3);
         assert_eq!(r.entries_checked, 44);
+    }
+
+    #[test]
+    fn a_tampered_entry_deep_in_a_read_ahead_window_is_found_at_its_index() {
+        let size = 256 * 40;
+        let (mut tiles, root) = build(&entries(size, "entry"));
+        let mut changed = entries(size, "entry");
+        let at = 256 * 30 + 7;
+        changed[at] = b"evil".to_vec();
+        let bundle =
+            encode_entry_bundle(changed[256 * 30..256 * 31].iter().map(Vec::as_slice)).unwrap();
+        tiles.files.insert("tile/entries/030".into(), bundle);
+        let r = audit(&mut tiles, size, &root, None);
+        assert_eq!(indexes(&r), [at as u64], "{:?}", r.problems);
+        assert_eq!(r.entries_checked, size);
     }
 
     #[test]
