@@ -27,5 +27,6 @@ mod shutdown;
 mod signatures;
 mod tls;
 mod trust;
+mod upgrade;
 mod validate;
 mod verify;

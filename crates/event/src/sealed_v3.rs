@@ -16,7 +16,7 @@
 //! commitment = SHA-256(opening)
 //! ```
 
-use crate::canonical::{write_canonical, write_object};
+use crate::canonical::{write_canonical, write_object, write_string};
 use crate::envelope::{DataKey, CLEAR_FIELDS, SEAL_RANDOM_LEN};
 use crate::signature::EventSignature;
 use crate::{CheckedEvent, EventError, PreparedEvent};
@@ -34,9 +34,10 @@ pub const FLAG_ZSTD: u8 = 1;
 /// The most an opening may decompress to: an event's largest size plus room.
 pub const MAX_OPENING: usize = 17 << 20;
 const SALT_LEN: usize = 32;
-/// zstd level for openings: 3 is zstd's default, and on 1 KiB AI events it
-/// costs a few microseconds per event.
-const ZSTD_LEVEL: i32 = 3;
+/// zstd level for openings. On 1 KiB AI events level 1 compresses as well
+/// as zstd's default 3 in three quarters of the time (docs/performance.md);
+/// negative levels barely compress events this small.
+const ZSTD_LEVEL: i32 = 1;
 
 /// Out-of-line content the entry commits to: the event member at `pointer`
 /// (RFC 6901), `size` bytes of canonical JSON, stored as an encrypted blob
@@ -183,6 +184,63 @@ pub fn remainder(event: &Map<String, Value>) -> Map<String, Value> {
     rest
 }
 
+/// Writes the canonical JSON of [`remainder`]`(event)` without building it
+/// (no copy of the event on the ingest path).
+pub fn write_remainder(out: &mut Vec<u8>, event: &Map<String, Value>) {
+    let nested = |k: &str| {
+        CLEAR_FIELDS
+            .iter()
+            .find(|(o, _)| !o.is_empty() && *o == k)
+            .map(|(_, m)| *m)
+    };
+    let top = CLEAR_FIELDS[0].1;
+    let mut members: Vec<(&String, &Value)> = event
+        .iter()
+        .filter(|(k, _)| k.as_str() == "subject" || !top.contains(&k.as_str()))
+        .collect();
+    members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    out.push(b'{');
+    let mut first = true;
+    for (key, value) in members {
+        let inner = match (nested(key), value) {
+            (Some(clear), Value::Object(inner)) => {
+                let mut kept: Vec<(&String, &Value)> = inner
+                    .iter()
+                    .filter(|(m, _)| !clear.contains(&m.as_str()))
+                    .collect();
+                if kept.is_empty() && !inner.is_empty() {
+                    continue; // emptied by the removal: gone, as in `remainder`
+                }
+                kept.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                Some(kept)
+            }
+            _ => None,
+        };
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_string(out, key);
+        out.push(b':');
+        match inner {
+            None => write_canonical(out, value),
+            Some(kept) => {
+                out.push(b'{');
+                for (i, (m, v)) in kept.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_string(out, m);
+                    out.push(b':');
+                    write_canonical(out, v);
+                }
+                out.push(b'}');
+            }
+        }
+    }
+    out.push(b'}');
+}
+
 /// Puts the clear fields back into a remainder. Refuses a remainder that
 /// holds a clear field itself (the opening would contradict the index).
 pub fn merge_clear(
@@ -263,11 +321,10 @@ pub fn seal(
     random: &[u8; SEAL_RANDOM_LEN],
 ) -> Result<PreparedEvent, Vec<EventError>> {
     let (nonce, salt) = random.split_at(24);
-    let rest = remainder(input.event);
     let mut opening = Vec::with_capacity(SALT_LEN + input.checked.canonical.len() + 64);
     opening.extend_from_slice(salt);
     opening.extend_from_slice(b"{\"event\":");
-    write_object(&mut opening, &rest);
+    write_remainder(&mut opening, input.event);
     if !input.redacted.is_empty() {
         let mut sorted = input.redacted.to_vec();
         sorted.sort();
@@ -636,7 +693,12 @@ mod tests {
             let event: Map<String, Value> = members.into_iter().collect();
             let mut clear = crate::envelope::clear_fields(&event);
             clear.remove("subject");
-            let back = merge_clear(remainder(&event), &clear).unwrap();
+            let rest = remainder(&event);
+            let (mut direct, mut built) = (Vec::new(), Vec::new());
+            write_remainder(&mut direct, &event);
+            write_object(&mut built, &rest);
+            prop_assert_eq!(direct, built);
+            let back = merge_clear(rest, &clear).unwrap();
             prop_assert_eq!(back, event);
         }
     }

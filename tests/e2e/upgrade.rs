@@ -1,0 +1,153 @@
+//! The entry-format gate (issue #16, docs/operations.md "Entry format 3: a
+//! gated upgrade"): a new log writes format 3 at once; a log its nodes must
+//! still be able to read with an older build keeps format 2 until the
+//! operator finalizes; `aiaudit upgrade status|finalize` on files and on
+//! PostgreSQL. (The rehearsal with the previous build itself is
+//! docs/measurements/upgrade-rollback.sh.)
+
+use crate::harness::*;
+use aiaudit_testpg::TempPostgres;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn versions(server: &Server, n: u64) -> Vec<u64> {
+    (0..n)
+        .map(|i| {
+            let e = server.get_json_when_ready(&format!("/v1/events/{i}"));
+            assert_eq!(e["content"], "sealed", "{e}");
+            e["entry_version"].as_u64().unwrap()
+        })
+        .collect()
+}
+
+fn upgrade(args: &[&str]) -> String {
+    let out = aiaudit(&[&["upgrade"], args].concat());
+    assert!(
+        out.status.success(),
+        "aiaudit upgrade {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out)
+}
+
+fn post(server: &Server, ids: &[&str]) {
+    let events: Vec<_> = ids.iter().map(|id| event(id)).collect();
+    server.post_events(&events);
+}
+
+#[test]
+fn a_log_keeps_format_2_until_finalized_and_a_new_log_starts_at_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+
+    // A log written as an older build writes it (format 2, no gate).
+    let server = Server::start_with(&data, &["--entry-format", "2"]);
+    post(&server, &["a", "b"]);
+    server.wait_size(2);
+    assert_eq!(versions(&server, 2), [2, 2]);
+    server.stop();
+    assert!(
+        !data.join("entry-format").exists(),
+        "--entry-format 2 sets no gate"
+    );
+    assert!(upgrade(&["status", "--data-dir", d]).contains("not finalized"));
+
+    // This build on it without flags: still format 2 (a rollback stays possible).
+    let server = Server::start(&data);
+    post(&server, &["c"]);
+    server.wait_size(3);
+    assert_eq!(versions(&server, 3), [2, 2, 2]);
+    server.stop();
+
+    // Finalized: format 3 from the next start, and old entries still read.
+    assert!(upgrade(&["finalize", "--data-dir", d]).contains("finalized"));
+    assert!(upgrade(&["status", "--data-dir", d]).contains("entry format 3: finalized"));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(data.join("entry-format"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let server = Server::start(&data);
+    post(&server, &["d"]);
+    server.wait_size(4);
+    assert_eq!(versions(&server, 4), [2, 2, 2, 3]);
+    server.stop();
+    let out = aiaudit(&["verify", "--data-dir", d]);
+    assert!(out.status.success(), "{}", stdout(&out));
+
+    // A new log writes format 3 at once and records it.
+    let fresh = dir.path().join("fresh");
+    let server = Server::start(&fresh);
+    post(&server, &["e"]);
+    server.wait_size(1);
+    assert_eq!(versions(&server, 1), [3]);
+    server.stop();
+    assert_eq!(
+        std::fs::read_to_string(fresh.join("entry-format")).unwrap(),
+        "3\n"
+    );
+}
+
+#[test]
+fn a_gate_newer_than_this_build_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    Server::start(&data).stop();
+    std::fs::write(data.join("entry-format"), "4\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aiaudit"))
+        .args([
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("serve started on a log gated at a newer entry format");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("entry format 4"), "{err}");
+}
+
+#[test]
+fn nodes_on_postgres_share_the_gate() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("node0");
+    let url = pg.url.as_str();
+    // A shared log written with format 2 (as older nodes would).
+    let server = Server::start_with(&node, &["--storage", url, "--entry-format", "2"]);
+    post(&server, &["a"]);
+    server.wait_size(1);
+    server.stop();
+    assert!(upgrade(&["status", "--storage", url]).contains("not finalized"));
+    let server = Server::start_with(&node, &["--storage", url]);
+    post(&server, &["b"]);
+    server.wait_size(2);
+    assert_eq!(versions(&server, 2), [2, 2]);
+    server.stop();
+    upgrade(&["finalize", "--storage", url]);
+    assert!(upgrade(&["status", "--storage", url]).contains("entry format 3: finalized"));
+    // The gate is in the database: no file in the node's directory.
+    assert!(!node.join("entry-format").exists());
+    let server = Server::start_with(&node, &["--storage", url]);
+    post(&server, &["c"]);
+    server.wait_size(3);
+    assert_eq!(versions(&server, 3), [2, 2, 3]);
+    server.stop();
+}
