@@ -34,16 +34,24 @@ pub fn write_canonical(out: &mut Vec<u8>, value: &Value) {
 }
 
 pub(crate) fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
-    let mut members: Vec<(&String, &Value)> = map.iter().collect();
+    write_members(out, map.iter().collect(), write_canonical);
+}
+
+/// Writes an object of these members, sorted, each value by `value`.
+pub(crate) fn write_members<V>(
+    out: &mut Vec<u8>,
+    mut members: Vec<(&String, V)>,
+    mut value: impl FnMut(&mut Vec<u8>, V),
+) {
     members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     out.push(b'{');
-    for (i, (key, value)) in members.into_iter().enumerate() {
+    for (i, (key, v)) in members.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         write_string(out, key);
         out.push(b':');
-        write_canonical(out, value);
+        value(out, v);
     }
     out.push(b'}');
 }

@@ -16,7 +16,7 @@
 //! commitment = SHA-256(opening)
 //! ```
 
-use crate::canonical::{write_canonical, write_object, write_string};
+use crate::canonical::{write_canonical, write_members, write_object};
 use crate::envelope::{DataKey, CLEAR_FIELDS, SEAL_RANDOM_LEN};
 use crate::signature::EventSignature;
 use crate::{CheckedEvent, EventError, PreparedEvent};
@@ -184,61 +184,38 @@ pub fn remainder(event: &Map<String, Value>) -> Map<String, Value> {
     rest
 }
 
+/// The members of a clear object the remainder keeps.
+type Kept<'a> = Vec<(&'a String, &'a Value)>;
+
 /// Writes the canonical JSON of [`remainder`]`(event)` without building it
 /// (no copy of the event on the ingest path).
 pub fn write_remainder(out: &mut Vec<u8>, event: &Map<String, Value>) {
-    let nested = |k: &str| {
-        CLEAR_FIELDS
-            .iter()
-            .find(|(o, _)| !o.is_empty() && *o == k)
-            .map(|(_, m)| *m)
-    };
     let top = CLEAR_FIELDS[0].1;
-    let mut members: Vec<(&String, &Value)> = event
+    let members: Vec<(&String, (Option<Kept<'_>>, &Value))> = event
         .iter()
         .filter(|(k, _)| k.as_str() == "subject" || !top.contains(&k.as_str()))
+        .filter_map(|(k, v)| {
+            let clear = CLEAR_FIELDS
+                .iter()
+                .find(|(o, _)| !o.is_empty() && o == k)
+                .map(|(_, m)| *m);
+            match (clear, v) {
+                (Some(clear), Value::Object(inner)) => {
+                    let kept: Vec<(&String, &Value)> = inner
+                        .iter()
+                        .filter(|(m, _)| !clear.contains(&m.as_str()))
+                        .collect();
+                    // Emptied by the removal: gone, as in `remainder`.
+                    (!kept.is_empty() || inner.is_empty()).then_some((k, (Some(kept), v)))
+                }
+                _ => Some((k, (None, v))),
+            }
+        })
         .collect();
-    members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    out.push(b'{');
-    let mut first = true;
-    for (key, value) in members {
-        let inner = match (nested(key), value) {
-            (Some(clear), Value::Object(inner)) => {
-                let mut kept: Vec<(&String, &Value)> = inner
-                    .iter()
-                    .filter(|(m, _)| !clear.contains(&m.as_str()))
-                    .collect();
-                if kept.is_empty() && !inner.is_empty() {
-                    continue; // emptied by the removal: gone, as in `remainder`
-                }
-                kept.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-                Some(kept)
-            }
-            _ => None,
-        };
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        write_string(out, key);
-        out.push(b':');
-        match inner {
-            None => write_canonical(out, value),
-            Some(kept) => {
-                out.push(b'{');
-                for (i, (m, v)) in kept.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write_string(out, m);
-                    out.push(b':');
-                    write_canonical(out, v);
-                }
-                out.push(b'}');
-            }
-        }
-    }
-    out.push(b'}');
+    write_members(out, members, |out, (kept, v)| match kept {
+        None => write_canonical(out, v),
+        Some(kept) => write_members(out, kept, write_canonical),
+    });
 }
 
 /// Puts the clear fields back into a remainder. Refuses a remainder that
