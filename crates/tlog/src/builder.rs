@@ -95,6 +95,39 @@ impl TreeBuilder {
         self.size += 1;
     }
 
+    /// Appends a complete subtree of `2^level` leaves whose root is `hash`
+    /// (computed elsewhere, e.g. on another core), as if its leaves were
+    /// pushed one by one, except that `on_node` is called only for the
+    /// subtree's root and the nodes it completes above it. The size must be
+    /// a multiple of `2^level`.
+    pub fn push_subtree(
+        &mut self,
+        level: u32,
+        hash: Hash,
+        mut on_node: impl FnMut(u32, u64, &Hash),
+    ) -> Result<()> {
+        let width = 1u64.checked_shl(level).filter(|_| level < 63);
+        let Some(width) = width.filter(|w| self.size % w == 0) else {
+            return Err(Error::InvalidArgument(format!(
+                "a subtree of level {level} cannot start at size {}",
+                self.size
+            )));
+        };
+        let index = self.size >> level;
+        on_node(level, index, &hash);
+        let (mut hash, mut level, mut at) = (hash, level, index);
+        while level < 63 && at & 1 == 1 {
+            let Some(left) = self.edge.pop() else { break };
+            hash = node_hash(&left, &hash);
+            level += 1;
+            at >>= 1;
+            on_node(level, at, &hash);
+        }
+        self.edge.push(hash);
+        self.size += width;
+        Ok(())
+    }
+
     /// Returns the Merkle tree hash of the leaves pushed so far;
     /// [`empty_tree_hash`] for size 0.
     pub fn root(&self) -> Hash {
@@ -114,6 +147,37 @@ mod tests {
 
     fn leaf(i: u64) -> Hash {
         record_hash(format!("entry {i}").as_bytes())
+    }
+
+    #[test]
+    fn pushing_subtrees_is_pushing_their_leaves() {
+        for (level, count) in [(0u32, 7u64), (1, 5), (3, 9), (8, 6)] {
+            let width = 1u64 << level;
+            let (mut leaves, mut subtrees) = (TreeBuilder::new(), TreeBuilder::new());
+            let (mut seen_leaves, mut seen_subtrees) = (Vec::new(), Vec::new());
+            for t in 0..count {
+                let mut sub = TreeBuilder::new();
+                for i in t * width..(t + 1) * width {
+                    sub.push(leaf(i), |_, _, _| {});
+                    leaves.push(leaf(i), |l, i, h| {
+                        if l >= level {
+                            seen_leaves.push((l, i, *h))
+                        }
+                    });
+                }
+                subtrees
+                    .push_subtree(level, sub.root(), |l, i, h| seen_subtrees.push((l, i, *h)))
+                    .unwrap();
+                assert_eq!(subtrees.root(), leaves.root());
+                assert_eq!(subtrees.size(), leaves.size());
+                assert_eq!(subtrees.edge(), leaves.edge());
+            }
+            assert_eq!(seen_subtrees, seen_leaves);
+        }
+        let mut b = TreeBuilder::new();
+        b.push(leaf(0), |_, _, _| {});
+        assert!(b.push_subtree(1, leaf(1), |_, _, _| {}).is_err());
+        assert!(b.push_subtree(64, leaf(1), |_, _, _| {}).is_err());
     }
 
     #[test]

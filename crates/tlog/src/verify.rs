@@ -198,7 +198,10 @@ pub fn audit_log(
         let start = b * TILE_WIDTH;
         let width = (size - start).min(TILE_WIDTH) as usize;
         let hashed = ahead.pop_front().expect("read ahead from b");
-        let entry_hashes = audit.check_bundle(b, width, hashed);
+        let (entry_hashes, subtree) = match audit.check_bundle(b, width, hashed) {
+            Some((hashes, root)) => (Some(hashes), root),
+            None => (None, None),
+        };
         let tile_hashes = audit.read_hash_tile(0, b);
         audit.tiles[0] = Some(LoadedTile {
             index: b,
@@ -229,14 +232,35 @@ pub fn audit_log(
                     );
                 }
             }
-            // Placeholder leaves keep the tree shape; nodes above them are
-            // never compared (see `broken`).
-            let leaf = e.or(t).unwrap_or_default();
-            builder.push(leaf, |level, index, hash| audit.on_node(level, index, hash));
-            if let Some((old_size, old_root)) = old {
-                if builder.size() == old_size {
-                    old_ok = Some(from_entries && builder.root() == old_root);
+        }
+        // A full bundle's subtree was built on a worker core, unless the old
+        // tree ends inside it (its root needs the leaves one by one).
+        let old_inside = old.is_some_and(|(o, _)| o > start && o < start + width as u64);
+        match subtree.filter(|_| !old_inside) {
+            Some(root) => builder
+                .push_subtree(TILE_HEIGHT, root, |level, index, hash| {
+                    audit.on_node(level, index, hash)
+                })
+                .expect("full bundles start at multiples of the tile width"),
+            None => {
+                for i in 0..width {
+                    // Placeholder leaves keep the tree shape; nodes above them
+                    // are never compared (see `broken`).
+                    let e = entry_hashes.as_ref().map(|h| h[i]);
+                    let t = tile_hashes.as_ref().map(|h| h[i]);
+                    let leaf = e.or(t).unwrap_or_default();
+                    builder.push(leaf, |level, index, hash| audit.on_node(level, index, hash));
+                    if let Some((old_size, old_root)) = old {
+                        if builder.size() == old_size {
+                            old_ok = Some(from_entries && builder.root() == old_root);
+                        }
+                    }
                 }
+            }
+        }
+        if let Some((old_size, old_root)) = old {
+            if builder.size() == old_size {
+                old_ok = Some(from_entries && builder.root() == old_root);
             }
         }
         progress(builder.size());
@@ -259,21 +283,23 @@ const AHEAD_BUNDLES: u64 = 256;
 const AHEAD_BYTES: usize = 32 << 20;
 
 /// An entry bundle read ahead: the reader's error, or its entries' leaf
-/// hashes (or why it does not decode).
+/// hashes and, for a full bundle, the root of their subtree (or why it
+/// does not decode).
 enum Hashed {
     Unread(crate::Error),
-    Read(Result<Vec<Hash>>),
+    Read(Result<(Vec<Hash>, Option<Hash>)>),
 }
 
 /// Decodes and hashes entry bundles side by side, one share per core: the
-/// leaf hashes are most of a full audit's work.
+/// leaf hashes and the subtrees over them are most of a full audit's work.
 fn hash_bundles(raw: Vec<Result<Vec<u8>>>) -> Vec<Hashed> {
     let hash = |r: Result<Vec<u8>>| match r {
         Err(e) => Hashed::Unread(e),
-        Ok(bytes) => Hashed::Read(
-            decode_entry_bundle(&bytes)
-                .map(|entries| entries.into_iter().map(record_hash).collect()),
-        ),
+        Ok(bytes) => Hashed::Read(decode_entry_bundle(&bytes).map(|entries| {
+            let hashes: Vec<Hash> = entries.into_iter().map(record_hash).collect();
+            let root = (hashes.len() as u64 == TILE_WIDTH).then(|| subtree_root(&hashes));
+            (hashes, root)
+        })),
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cores == 1 || raw.len() < 2 {
@@ -393,7 +419,12 @@ impl<R: TileReader> Auditor<'_, R> {
 
     /// Reports what reading and decoding entry bundle `index` found and
     /// returns the leaf hashes of its entries.
-    fn check_bundle(&mut self, index: u64, width: usize, hashed: Hashed) -> Option<Vec<Hash>> {
+    fn check_bundle(
+        &mut self,
+        index: u64,
+        width: usize,
+        hashed: Hashed,
+    ) -> Option<(Vec<Hash>, Option<Hash>)> {
         let tile = self.tile_at(TileKind::Entries, index);
         let first = Self::first_leaf(&tile);
         let decoded = match hashed {
@@ -405,8 +436,8 @@ impl<R: TileReader> Auditor<'_, R> {
         };
         self.report.tiles_checked += 1;
         match decoded {
-            Ok(hashes) if hashes.len() == width => Some(hashes),
-            Ok(hashes) => {
+            Ok((hashes, root)) if hashes.len() == width => Some((hashes, root)),
+            Ok((hashes, _)) => {
                 self.problem(
                     first,
                     format!("{}: {} entries, want {width}", tile.path(), hashes.len()),
