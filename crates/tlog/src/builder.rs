@@ -107,7 +107,7 @@ impl TreeBuilder {
         mut on_node: impl FnMut(u32, u64, &Hash),
     ) -> Result<()> {
         let width = 1u64.checked_shl(level).filter(|_| level < 63);
-        let Some(width) = width.filter(|w| self.size % w == 0) else {
+        let Some(width) = width.filter(|w| self.size.is_multiple_of(*w)) else {
             return Err(Error::InvalidArgument(format!(
                 "a subtree of level {level} cannot start at size {}",
                 self.size
