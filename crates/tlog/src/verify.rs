@@ -177,6 +177,7 @@ pub fn audit_log(
     let bundles = size.div_ceil(TILE_WIDTH);
     let mut completed = true;
     let mut ahead = std::collections::VecDeque::new();
+    let (mut hashing, mut read_to): (Option<Hashing>, u64) = (None, 0);
     // Read-ahead doubles while bundles check out, and falls back to one at a
     // time where problems show, so a broken log is not read past its last report.
     let (mut window, mut problems_before) = (1, 0);
@@ -193,7 +194,22 @@ pub fn audit_log(
                 1
             };
             problems_before = audit.report.problems.len();
-            ahead = audit.read_ahead(b, bundles.min(b + window));
+            let in_flight = match hashing.take() {
+                Some(h) => h,
+                None => {
+                    let raw = audit.read_raw(read_to, bundles.min(read_to + window));
+                    read_to += raw.len() as u64;
+                    Hashing::start(raw)
+                }
+            };
+            // The next window is read while the cores hash this one.
+            let next =
+                (read_to < bundles).then(|| audit.read_raw(read_to, bundles.min(read_to + window)));
+            ahead = in_flight.finish();
+            if let Some(raw) = next {
+                read_to += raw.len() as u64;
+                hashing = Some(Hashing::start(raw));
+            }
         }
         let start = b * TILE_WIDTH;
         let width = (size - start).min(TILE_WIDTH) as usize;
@@ -292,35 +308,52 @@ enum Hashed {
 
 /// Decodes and hashes entry bundles side by side, one share per core: the
 /// leaf hashes and the subtrees over them are most of a full audit's work.
-fn hash_bundles(raw: Vec<Result<Vec<u8>>>) -> Vec<Hashed> {
-    let hash = |r: Result<Vec<u8>>| match r {
+fn hash_bundle(r: Result<Vec<u8>>) -> Hashed {
+    match r {
         Err(e) => Hashed::Unread(e),
         Ok(bytes) => Hashed::Read(decode_entry_bundle(&bytes).map(|entries| {
             let hashes: Vec<Hash> = entries.into_iter().map(record_hash).collect();
             let root = (hashes.len() as u64 == TILE_WIDTH).then(|| subtree_root(&hashes));
             (hashes, root)
         })),
-    };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cores == 1 || raw.len() < 2 {
-        return raw.into_iter().map(hash).collect();
     }
-    let share = raw.len().div_ceil(cores);
-    let mut parts: Vec<Vec<Result<Vec<u8>>>> = Vec::new();
-    let mut raw = raw.into_iter().peekable();
-    while raw.peek().is_some() {
-        parts.push(raw.by_ref().take(share).collect());
+}
+
+/// Entry bundles being hashed, one share per core, while the audit reads
+/// the next ones and checks the ones before: the leaf hashes and the
+/// subtrees over them are most of a full audit's work.
+enum Hashing {
+    Done(Vec<Hashed>),
+    Running(Vec<std::thread::JoinHandle<Vec<Hashed>>>),
+}
+
+impl Hashing {
+    fn start(raw: Vec<Result<Vec<u8>>>) -> Hashing {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cores == 1 || raw.len() < 2 {
+            return Hashing::Done(raw.into_iter().map(hash_bundle).collect());
+        }
+        let share = raw.len().div_ceil(cores);
+        let mut raw = raw.into_iter().peekable();
+        let mut workers = Vec::new();
+        while raw.peek().is_some() {
+            let part: Vec<_> = raw.by_ref().take(share).collect();
+            workers.push(std::thread::spawn(move || {
+                part.into_iter().map(hash_bundle).collect()
+            }));
+        }
+        Hashing::Running(workers)
     }
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = parts
-            .into_iter()
-            .map(|part| scope.spawn(move || part.into_iter().map(hash).collect::<Vec<_>>()))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("hashing entry bundles does not panic"))
-            .collect()
-    })
+
+    fn finish(self) -> std::collections::VecDeque<Hashed> {
+        match self {
+            Hashing::Done(done) => done.into(),
+            Hashing::Running(workers) => workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("hashing entry bundles does not panic"))
+                .collect(),
+        }
+    }
 }
 
 /// A hash tile held in memory while its hashes are compared.
@@ -400,9 +433,9 @@ impl<R: TileReader> Auditor<'_, R> {
     }
 
     /// Reads the entry bundles `first..end` (one reader, in order; fewer
-    /// past [`AHEAD_BYTES`]), then hashes them on every core.
-    /// Problems are reported later, bundle by bundle, by [`Self::check_bundle`].
-    fn read_ahead(&mut self, first: u64, end: u64) -> std::collections::VecDeque<Hashed> {
+    /// past [`AHEAD_BYTES`]). Problems are reported later, bundle by bundle,
+    /// by [`Self::check_bundle`].
+    fn read_raw(&mut self, first: u64, end: u64) -> Vec<Result<Vec<u8>>> {
         let mut raw = Vec::new();
         let mut bytes = 0;
         for b in first..end {
@@ -414,7 +447,7 @@ impl<R: TileReader> Auditor<'_, R> {
                 break;
             }
         }
-        hash_bundles(raw).into()
+        raw
     }
 
     /// Reports what reading and decoding entry bundle `index` found and
