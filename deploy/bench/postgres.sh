@@ -4,6 +4,11 @@
 #
 #   deploy/bench/postgres.sh [NODES] [EVENTS] [CONCURRENCY_PER_NODE] [-- extra serve flags]
 #
+# With BASELINE=SECONDS, also measures on the same cluster, after the nodes
+# stop, what plain batched INSERTs reach: pgbench, NODES × CONCURRENCY_PER_NODE
+# clients, each transaction one INSERT of 100 rows (a UUID primary key and a
+# ~1 KiB jsonb event built by the server), committed durably as the nodes' are.
+#
 # Needs Debian's postgresql package and a release build (cargo build --release).
 # Starts a throwaway PostgreSQL cluster in a temporary directory (as the
 # postgres user when run as root), the nodes on 127.0.0.1:7391.., then runs
@@ -75,3 +80,24 @@ while :; do
   sleep 0.5
 done
 echo "search index caught up $(( ($(date +%s%N) - start) / 1000000 )) ms after the last acknowledgement"
+
+if [ -n "${BASELINE:-}" ]; then
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait "${PIDS[@]}" 2>/dev/null || true
+  PIDS=()
+  as_pg "$PGBIN/psql" -q -h 127.0.0.1 -p "$PGPORT" -U postgres -c \
+    "CREATE TABLE baseline_events (id uuid PRIMARY KEY, body jsonb NOT NULL)"
+  cat >"$WORK/insert.sql" <<'SQL'
+INSERT INTO baseline_events (id, body)
+SELECT gen_random_uuid(), jsonb_build_object(
+  'id', gen_random_uuid()::text, 'time', now()::text, 'tenant', 'bench',
+  'source', jsonb_build_object('name', 'pgbench'), 'action', 'model.invoke',
+  'actor', jsonb_build_object('id', 'bench', 'type', 'agent'),
+  'attributes', jsonb_build_object('pad', repeat(md5(random()::text), 27)))
+FROM generate_series(1, 100);
+SQL
+  [ "$(id -u)" = 0 ] && chmod a+r "$WORK/insert.sql"
+  tps=$(as_pg "$PGBIN/pgbench" -n -h 127.0.0.1 -p "$PGPORT" -U postgres -c $((PER_NODE * NODES)) -j 2 \
+    -T "$BASELINE" -f "$WORK/insert.sql" postgres | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+  echo "baseline: plain batched INSERTs, $((PER_NODE * NODES)) clients: $(python3 -c "print(round($tps * 100))") events/s"
+fi
