@@ -21,10 +21,16 @@ serve() { # serve <binary> <label>
   PID=$!
   for _ in $(seq 100); do
     curl -sf "$URL/v1/info" >/dev/null && return 0
-    kill -0 "$PID" 2>/dev/null || { cat "$WORK/$2.log"; return 1; }
+    kill -0 "$PID" 2>/dev/null || { PID=; return 1; }
     sleep 0.1
   done
   return 1
+}
+size() { curl -sf "$URL/v1/info" | python3 -c 'import json,sys; print(json.load(sys.stdin)["size"])'; }
+resend() { # resend <first> <count> <size>: events already logged come back as duplicates
+  post "$1" "$2"
+  [ "$(size)" = "$3" ] || { echo "re-sent events were logged again: size $(size), want $3"; return 1; }
+  echo "re-sent e$1..e$(($1 + $2 - 1)): duplicates, size still $3"
 }
 stop() { kill -TERM "$PID"; wait "$PID" || true; PID=; }
 token() { cat "$D/admin.token"; }
@@ -61,27 +67,38 @@ else:
 step() { echo; echo "== $*"; }
 
 step "1. previous build: a new log, 3 events"
-serve "$PREV" prev1; post 0 3; wait_size 3; echo "entries:$(versions 3)"; stop
+serve "$PREV" prev1 || { cat "$WORK/prev1.log"; exit 1; }
+post 0 3; wait_size 3; echo "entries:$(versions 3)"; stop
 
 step "2. new build on the same data directory (blue-green: green starts)"
-serve "$NEW" new1
+serve "$NEW" new1 || { cat "$WORK/new1.log"; exit 1; }
 plain() { sed 's/\x1b\[[0-9;]*m//g' "$WORK/$1.log"; }
 plain new1 | grep -o 'sealed entry format entry_format=[0-9]'
 "$NEW" upgrade status --data-dir "$D"
-post 3 3; wait_size 6; echo "entries:$(versions 6)"; stop
+post 3 3; wait_size 6; echo "entries:$(versions 6)"; resend 0 3 6; stop
 
 step "3. roll back: the previous build serves the log again, reads all, appends"
-serve "$PREV" prev2; echo "entries:$(versions 6)"; post 6 3; wait_size 9; echo "entries:$(versions 9)"; stop
+serve "$PREV" prev2 || { cat "$WORK/prev2.log"; exit 1; }
+echo "entries:$(versions 6)"; resend 3 3 6; post 6 3; wait_size 9; echo "entries:$(versions 9)"; stop
 echo "previous build's verify:"; "$PREV" verify --data-dir "$D" | tail -1
 
 step "4. finalize with the new build, restart it"
 "$NEW" upgrade finalize --data-dir "$D"
 "$NEW" upgrade status --data-dir "$D"
-serve "$NEW" new2
+serve "$NEW" new2 || { cat "$WORK/new2.log"; exit 1; }
 plain new2 | grep -o 'sealed entry format entry_format=[0-9]'
-post 9 3; wait_size 12; echo "entries:$(versions 12)"; stop
+post 9 3; wait_size 12; echo "entries:$(versions 12)"; resend 6 6 12; stop
 echo "new build's verify:"; "$NEW" verify --data-dir "$D" | tail -1
 
-step "5. after finalizing, the previous build can no longer read the new entries (expected)"
-serve "$PREV" prev3; echo "entries:$(versions 12)"; stop
+step "5. after finalizing, the previous build can no longer serve the log (expected)"
+if serve "$PREV" prev3; then
+  echo "entries:$(versions 12)"; stop
+else
+  echo "the previous build refuses to start:"
+  sed 's/\x1b\[[0-9;]*m//g' "$WORK/prev3.log" | grep -E 'error|upgrading' | sed 's#/tmp/[^ ]*/data#<data-dir>#'
+fi
+
+step "6. the new build serves the log again after that attempt"
+serve "$NEW" new3 || { cat "$WORK/new3.log"; exit 1; }
+echo "entries:$(versions 12)"; resend 0 12 12; stop
 echo; echo "rehearsal complete"
