@@ -175,12 +175,7 @@ fn agent_outage_with_kill_nine_delivers_every_event_once() {
     server.wait_size(total);
     let ids = unique_ids(&server, total);
     assert!((0..total).all(|i| ids.contains(&format!("agent-{i}"))));
-    let status = agent
-        .authorized(c.get(format!("{}/v1/agent/status", agent.url)))
-        .send()
-        .unwrap()
-        .json::<Value>()
-        .unwrap();
+    let status = agent.agent_status();
     assert_eq!(status["pending_batches"], 0);
     let out = aiaudit(&["verify", "--url", &server.url, "--token", &server.token]);
     assert!(out.status.success(), "{}", stdout(&out));

@@ -95,6 +95,15 @@ impl Server {
         }
     }
 
+    /// An agent's `GET /v1/agent/status`.
+    pub fn agent_status(&self) -> Value {
+        self.authorized(client().get(format!("{}/v1/agent/status", self.url)))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
     pub fn get_json(&self, path: &str) -> Value {
         let r = self.get(path);
         assert!(r.status().is_success(), "GET {path}: {}", r.status());

@@ -34,11 +34,27 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, limit: Option<usize>) {
     let _ = to.shutdown(Shutdown::Write);
 }
 
-/// Starts the proxy in front of `upstream`; returns its port and a count of faults dealt.
-fn faulty_proxy(upstream: u16) -> (u16, Arc<AtomicUsize>) {
+/// The faults the proxy deals, by kind: refused, cut after the request,
+/// stalled, reset part-way through a later answer.
+const FAULT_KINDS: [&str; 4] = ["refused", "cut after the request", "stalled", "reset later"];
+
+/// Closes both ends after `life`, busy or idle: kept-alive connections
+/// must break now and then too, or one good connection carries everything.
+fn cut_after(client: &TcpStream, server: &TcpStream, life: Duration) {
+    let (c, s) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    std::thread::spawn(move || {
+        std::thread::sleep(life);
+        let _ = c.shutdown(Shutdown::Both);
+        let _ = s.shutdown(Shutdown::Both);
+    });
+}
+
+/// Starts the proxy in front of `upstream`; returns its port and how many
+/// faults of each kind it dealt.
+fn faulty_proxy(upstream: u16) -> (u16, Arc<[AtomicUsize; 4]>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let faults = Arc::new(AtomicUsize::new(0));
+    let faults: Arc<[AtomicUsize; 4]> = Arc::new(Default::default());
     let f = faults.clone();
     std::thread::spawn(move || {
         for (n, conn) in listener.incoming().enumerate() {
@@ -51,20 +67,21 @@ fn faulty_proxy(upstream: u16) -> (u16, Arc<AtomicUsize>) {
                 match n % 5 {
                     // Refused: closed at once.
                     0 => {
-                        f.fetch_add(1, Ordering::Relaxed);
+                        f[0].fetch_add(1, Ordering::Relaxed);
                         let _ = client.shutdown(Shutdown::Both);
                     }
                     // Cut after the request went through: the answer never arrives.
                     1 => {
-                        f.fetch_add(1, Ordering::Relaxed);
+                        f[1].fetch_add(1, Ordering::Relaxed);
                         let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                         std::thread::spawn(move || pipe(c2, s2, None));
                         pipe(server, client, Some(16));
                     }
-                    // Stalled for a while, then passed on.
+                    // Stalled for a while, then passed on (for a while).
                     2 => {
-                        f.fetch_add(1, Ordering::Relaxed);
+                        f[2].fetch_add(1, Ordering::Relaxed);
                         std::thread::sleep(Duration::from_millis(1500));
+                        cut_after(&client, &server, Duration::from_millis(400));
                         let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                         std::thread::spawn(move || pipe(c2, s2, None));
                         pipe(server, client, None);
@@ -72,15 +89,16 @@ fn faulty_proxy(upstream: u16) -> (u16, Arc<AtomicUsize>) {
                     // Reset part-way through a later answer (kept-alive
                     // connections too must break now and then).
                     3 => {
-                        f.fetch_add(1, Ordering::Relaxed);
+                        f[3].fetch_add(1, Ordering::Relaxed);
                         let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                         std::thread::spawn(move || pipe(c2, s2, None));
                         pipe(server, client, Some(3 * 1024));
                     }
                     _ => {
+                        // Even a healthy connection is cut after a while.
+                        cut_after(&client, &server, Duration::from_millis(400));
                         let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                         std::thread::spawn(move || pipe(c2, s2, None));
-                        // Even a healthy connection is cut after a while.
                         pipe(server, client, Some(64 * 1024));
                     }
                 }
@@ -114,18 +132,16 @@ fn agent_delivers_exactly_once_through_a_faulty_network() {
             .send()
             .unwrap();
         assert_eq!(r.status(), 202);
+        // Spread over about three seconds, so that the traffic outlives
+        // connections and meets every kind of fault.
+        std::thread::sleep(Duration::from_millis(100));
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let size = server.get_json("/v1/info")["sequenced_size"]
             .as_u64()
             .unwrap();
-        let pending = agent
-            .authorized(c.get(format!("{}/v1/agent/status", agent.url)))
-            .send()
-            .unwrap()
-            .json::<Value>()
-            .unwrap()["pending_batches"]
+        let pending = agent.agent_status()["pending_batches"]
             .as_u64()
             .unwrap_or(1);
         if size >= total && pending == 0 {
@@ -146,13 +162,23 @@ fn agent_delivers_exactly_once_through_a_faulty_network() {
     let ids = logged_ids(&server, total);
     let unique: std::collections::HashSet<&String> = ids.iter().collect();
     assert_eq!(unique.len() as u64, total);
-    // At least one of each: refused, cut after the request (logged, answer lost), stalled.
+    // Each kind of fault happened, and at least one batch was logged while
+    // its answer was lost: the agent sent it again and the ledger answered
+    // with duplicates (the path exactly-once rests on).
+    let dealt: Vec<usize> = faults.iter().map(|f| f.load(Ordering::Relaxed)).collect();
+    for (kind, n) in FAULT_KINDS.iter().zip(&dealt) {
+        assert!(
+            *n >= 1,
+            "the proxy never dealt a fault of kind {kind:?}: {dealt:?}"
+        );
+    }
+    let status = agent.agent_status();
     assert!(
-        faults.load(Ordering::Relaxed) >= 3,
-        "the proxy dealt faults"
+        status["duplicates"].as_u64().unwrap() >= 1,
+        "no batch was logged with its answer lost and sent again: {status}"
     );
     println!(
-        "network faults: {} connections faulted, {total} events delivered once",
-        faults.load(Ordering::Relaxed)
+        "network faults: {dealt:?} by kind, {} events re-sent and deduplicated, {total} delivered once",
+        status["duplicates"]
     );
 }

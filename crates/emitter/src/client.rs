@@ -59,6 +59,9 @@ pub struct Stats {
     /// Events the ledger refused as invalid (written to `rejected.ndjson` in the spool directory).
     pub rejected: AtomicU64,
     pub retries: AtomicU64,
+    /// Delivered events the ledger already held: sent again because an
+    /// earlier answer was lost (deduplicated by id, logged once).
+    pub duplicates: AtomicU64,
 }
 
 /// Configures an [`Emitter`]. `endpoint` is required.
@@ -601,11 +604,24 @@ fn retry_after(resp: &reqwest::blocking::Response) -> Option<Duration> {
 }
 
 enum Sent {
-    Accepted,
+    /// Logged; how many of the events the ledger already held.
+    Accepted(u64),
     /// The ledger refused the batch as invalid: retrying cannot help.
     Refused(String),
     /// Not now: why, and the ledger's `Retry-After` if it sent one.
     Retry(String, Option<Duration>),
+}
+
+/// How many events of an accepted batch the ledger already held (its
+/// answer marks them `"duplicate": true`); 0 when the answer says nothing.
+fn duplicates_in(resp: reqwest::blocking::Response) -> u64 {
+    let Ok(body) = resp.bytes() else { return 0 };
+    let Ok(answer) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return 0;
+    };
+    answer["events"].as_array().map_or(0, |events| {
+        events.iter().filter(|e| e["duplicate"] == true).count() as u64
+    })
 }
 
 /// The batch signature of an NDJSON body: over each event's canonical form
@@ -654,7 +670,7 @@ fn send(
         Ok(resp) => {
             let status = resp.status();
             if status.is_success() {
-                Sent::Accepted
+                Sent::Accepted(duplicates_in(resp))
             } else if matches!(status.as_u16(), 400 | 403 | 413 | 415 | 422) {
                 // 403: this token (or emitter key) may never write these
                 // events (another tenant's, a reserved action); retrying
@@ -750,8 +766,12 @@ fn delivery_loop(url: &str, shared: &Shared, config: &EmitterBuilder) {
         for (chunk, result) in chunks.iter().zip(results) {
             let events: u64 = chunk.iter().map(|r| count_lines(r)).sum();
             match result {
-                Sent::Accepted => {
+                Sent::Accepted(duplicates) => {
                     attempt = 0;
+                    shared
+                        .stats
+                        .duplicates
+                        .fetch_add(duplicates, Ordering::Relaxed);
                     one_at_a_time = one_at_a_time.saturating_sub(chunk.len());
                     if let Err(e) = shared.backlog.lock().unwrap().ack(chunk.len()) {
                         tracing::error!(error = %e, "acknowledging spooled batches failed; they may be sent again");

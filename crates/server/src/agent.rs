@@ -295,5 +295,6 @@ async fn status(
         "rejected": s.rejected.load(Ordering::Relaxed),
         "dropped": s.dropped.load(Ordering::Relaxed),
         "retries": s.retries.load(Ordering::Relaxed),
+        "duplicates": s.duplicates.load(Ordering::Relaxed),
     })))
 }
