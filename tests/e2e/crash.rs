@@ -37,6 +37,10 @@ fn kill_nine_under_load_loses_nothing_acknowledged() {
     let mut seed: u64 = 0x9e3779b97f4a7c15;
     let backups = dir.path().join("backups");
     let mut backups_listed = 0;
+    // Batches sent when the kill came, their answers lost: sent again after
+    // the restart, as a client would.
+    let lost: Arc<Mutex<Vec<Vec<Value>>>> = Arc::default();
+    let mut resent_duplicates = 0;
     for cycle in 0..cycles() {
         let server = Server::start(&data);
         let v = Verifier::parse(
@@ -70,6 +74,26 @@ fn kill_nine_under_load_loses_nothing_acknowledged() {
                 "acknowledged event {id} lost or moved"
             );
         }
+        // The batches whose answers the kill lost, sent again: an event the
+        // log holds comes back as a duplicate at the index it holds it at,
+        // any other is logged now; none is logged twice.
+        for batch in lost.lock().unwrap().drain(..) {
+            let v = server.post_events(&batch);
+            for a in v["events"].as_array().unwrap() {
+                let (id, index) = (a["id"].as_str().unwrap(), a["index"].as_u64().unwrap());
+                match seen.get(id) {
+                    Some(&at) => {
+                        assert_eq!(a["duplicate"], true, "{id} re-sent was logged again");
+                        assert_eq!(index, at, "{id} re-sent got another index");
+                        resent_duplicates += 1;
+                    }
+                    None => assert_eq!(a["duplicate"], false, "{id}: {a}"),
+                }
+                if let Some(prev) = acked.insert(id.to_string(), index) {
+                    assert_eq!(prev, index, "{id} acknowledged at two indexes");
+                }
+            }
+        }
         for old in &checkpoints {
             if old.size == 0 || old.size > cp_now.size {
                 assert!(old.size <= cp_now.size, "the log shrank");
@@ -99,11 +123,12 @@ fn kill_nine_under_load_loses_nothing_acknowledged() {
         let got: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
         let mut threads = Vec::new();
         for c in 0..CLIENTS {
-            let (url, token, stop, got) = (
+            let (url, token, stop, got, lost) = (
                 server.url.clone(),
                 server.token.clone(),
                 stop.clone(),
                 got.clone(),
+                lost.clone(),
             );
             threads.push(std::thread::spawn(move || {
                 let client = client();
@@ -117,18 +142,18 @@ fn kill_nine_under_load_loses_nothing_acknowledged() {
                         })
                         .collect();
                     n += 1;
-                    let Ok(r) = client
+                    let answer = client
                         .post(format!("{url}/v1/events"))
                         .bearer_auth(&token)
                         .json(&batch)
                         .send()
-                    else {
+                        .ok()
+                        .filter(|r| r.status() == 200)
+                        .and_then(|r| r.json::<Value>().ok());
+                    let Some(v) = answer else {
+                        lost.lock().unwrap().push(batch);
                         break;
                     };
-                    if r.status() != 200 {
-                        break;
-                    }
-                    let Ok(v) = r.json::<Value>() else { break };
                     let mut g = got.lock().unwrap();
                     for a in v["events"].as_array().unwrap() {
                         g.push((
@@ -140,6 +165,18 @@ fn kill_nine_under_load_loses_nothing_acknowledged() {
             }));
         }
         // Every other cycle a backup runs too, and is cut short by the kill.
+        let list_backups = || {
+            let listed = aiaudit(&[
+                "backup",
+                "list",
+                "--json",
+                "--from",
+                backups.to_str().unwrap(),
+            ]);
+            let listed: Value = serde_json::from_str(stdout(&listed).trim()).unwrap();
+            listed["backups"].as_array().unwrap().len()
+        };
+        let listed_before = if cycle % 2 == 1 { list_backups() } else { 0 };
         let backup = (cycle % 2 == 1).then(|| {
             std::process::Command::new(BIN)
                 .args([
@@ -170,41 +207,44 @@ fn kill_nine_under_load_loses_nothing_acknowledged() {
         server.kill9();
         stop.store(true, Ordering::Relaxed);
         if let Some(mut b) = backup {
-            let _ = b.wait();
+            let finished = b.wait().unwrap().success();
             // A backup cut short is never listed; every listed one verifies.
-            let out = aiaudit(&[
-                "backup",
-                "verify",
-                "--from",
-                backups.to_str().unwrap(),
-                "--vkey",
-                &v.to_vkey(),
-            ]);
-            let listed = aiaudit(&[
-                "backup",
-                "list",
-                "--json",
-                "--from",
-                backups.to_str().unwrap(),
-            ]);
-            let listed: Value = serde_json::from_str(stdout(&listed).trim()).unwrap();
-            let any = !listed["backups"].as_array().unwrap().is_empty();
-            assert!(
-                !any || out.status.success(),
-                "a listed backup fails verification after a kill during backup: {}",
-                stdout(&out)
+            let listed = list_backups();
+            assert_eq!(
+                listed,
+                listed_before + usize::from(finished),
+                "a backup the kill cut short is listed (or a finished one is not)"
             );
-            backups_listed = backups_listed.max(listed["backups"].as_array().unwrap().len());
+            if listed > 0 {
+                let out = aiaudit(&[
+                    "backup",
+                    "verify",
+                    "--from",
+                    backups.to_str().unwrap(),
+                    "--vkey",
+                    &v.to_vkey(),
+                ]);
+                assert!(
+                    out.status.success(),
+                    "a listed backup fails verification after a kill during backup: {}",
+                    stdout(&out)
+                );
+            }
+            backups_listed = backups_listed.max(listed);
         }
         for t in threads {
             t.join().unwrap();
         }
-        for (id, index) in got.lock().unwrap().drain(..) {
+        let got: Vec<(String, u64)> = got.lock().unwrap().drain(..).collect();
+        assert!(
+            !got.is_empty(),
+            "cycle {cycle}: no batch was acknowledged before the kill"
+        );
+        for (id, index) in got {
             if let Some(prev) = acked.insert(id.clone(), index) {
                 assert_eq!(prev, index, "{id} acknowledged at two indexes");
             }
         }
-        assert!(!acked.is_empty());
     }
     let server = Server::start(&data);
     let size = server.get_json("/v1/info")["sequenced_size"]
@@ -215,8 +255,14 @@ fn kill_nine_under_load_loses_nothing_acknowledged() {
     for (id, index) in &acked {
         assert_eq!(ids.get(*index as usize), Some(id));
     }
+    // The case that matters happened: batches logged whose answers the kill
+    // lost, sent again, came back as duplicates at their first index.
+    assert!(
+        resent_duplicates > 0,
+        "no re-sent event had been logged before its kill: the duplicate path was not exercised"
+    );
     eprintln!(
-        "crash test: {} kill -9 cycles, {} acknowledged events checked, {} checkpoints checked, {backups_listed} backups verified after kills",
+        "crash test: {} kill -9 cycles, {} acknowledged events checked, {resent_duplicates} re-sent events found logged at their first index, {} checkpoints checked, {backups_listed} backups verified after kills",
         cycles(),
         acked.len(),
         checkpoints.len()
