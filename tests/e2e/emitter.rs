@@ -78,7 +78,8 @@ fn emit_sends_a_file_and_refuses_bad_lines() {
         err.contains("line 2: time: required field is missing"),
         "{err}"
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // `aiaudit emit` has exited: once nothing is in flight the count is final.
+    server.wait_idle();
     assert_eq!(server.get_json("/v1/info")["sequenced_size"], 1200);
 }
 
@@ -167,7 +168,9 @@ fn agent_outage_with_kill_nine_delivers_every_event_once() {
     // Now the ledger comes up.
     let server = Server::start_on(&data, port, &[]);
     wait_sequenced(&server, total, Duration::from_secs(60));
-    std::thread::sleep(Duration::from_millis(500));
+    // Final once the agent has nothing pending and the ledger nothing in flight.
+    agent.wait_agent_drained();
+    server.wait_idle();
     let size = server.get_json("/v1/info")["sequenced_size"]
         .as_u64()
         .unwrap();

@@ -95,6 +95,32 @@ impl Server {
         }
     }
 
+    /// Waits until the ledger has no ingest request in flight (its
+    /// `aiaudit_inflight_requests` gauge reads 0): once every sender is idle
+    /// too, a count read after this is final.
+    pub fn wait_idle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.metric("aiaudit_inflight_requests") != Some(0.0) {
+            assert!(
+                Instant::now() < deadline,
+                "requests still in flight after 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until an agent has delivered everything it took (no pending batch).
+    pub fn wait_agent_drained(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.agent_status()["pending_batches"] != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the agent still has batches pending"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// An agent's `GET /v1/agent/status`.
     pub fn agent_status(&self) -> Value {
         self.authorized(client().get(format!("{}/v1/agent/status", self.url)))

@@ -38,6 +38,31 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, limit: Option<usize>) {
 /// stalled, reset part-way through a later answer.
 const FAULT_KINDS: [&str; 4] = ["refused", "cut after the request", "stalled", "reset later"];
 
+/// Counts a proxy connection (or one direction of it) as open while alive.
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn new(count: &Arc<AtomicUsize>) -> Open {
+        count.fetch_add(1, Ordering::SeqCst);
+        Open(count.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Copies client to server on a thread of its own, counted in `open`.
+fn forward(from: TcpStream, to: TcpStream, open: &Arc<AtomicUsize>) {
+    let guard = Open::new(open);
+    std::thread::spawn(move || {
+        let _guard = guard;
+        pipe(from, to, None)
+    });
+}
+
 /// Closes both ends after `life`, busy or idle: kept-alive connections
 /// must break now and then too, or one good connection carries everything.
 fn cut_after(client: &TcpStream, server: &TcpStream, life: Duration) {
@@ -51,16 +76,21 @@ fn cut_after(client: &TcpStream, server: &TcpStream, life: Duration) {
 
 /// Starts the proxy in front of `upstream`; returns its port and how many
 /// faults of each kind it dealt.
-fn faulty_proxy(upstream: u16) -> (u16, Arc<[AtomicUsize; 4]>) {
+fn faulty_proxy(upstream: u16) -> (u16, Arc<[AtomicUsize; 4]>, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let faults: Arc<[AtomicUsize; 4]> = Arc::new(Default::default());
+    // Connections the proxy has open (both directions finished: closed).
+    let open = Arc::new(AtomicUsize::new(0));
+    let o = open.clone();
     let f = faults.clone();
     std::thread::spawn(move || {
         for (n, conn) in listener.incoming().enumerate() {
             let Ok(client) = conn else { continue };
-            let f = f.clone();
+            let (f, o) = (f.clone(), o.clone());
+            let guard = Open::new(&o);
             std::thread::spawn(move || {
+                let _guard = guard;
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
                     return; // ledger down: the agent sees a refused/closed connection
                 };
@@ -74,7 +104,7 @@ fn faulty_proxy(upstream: u16) -> (u16, Arc<[AtomicUsize; 4]>) {
                     1 => {
                         f[1].fetch_add(1, Ordering::Relaxed);
                         let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                        std::thread::spawn(move || pipe(c2, s2, None));
+                        forward(c2, s2, &o);
                         pipe(server, client, Some(16));
                     }
                     // Stalled for a while, then passed on (for a while).
@@ -83,7 +113,7 @@ fn faulty_proxy(upstream: u16) -> (u16, Arc<[AtomicUsize; 4]>) {
                         std::thread::sleep(Duration::from_millis(1500));
                         cut_after(&client, &server, Duration::from_millis(400));
                         let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                        std::thread::spawn(move || pipe(c2, s2, None));
+                        forward(c2, s2, &o);
                         pipe(server, client, None);
                     }
                     // Reset part-way through a later answer (kept-alive
@@ -91,21 +121,21 @@ fn faulty_proxy(upstream: u16) -> (u16, Arc<[AtomicUsize; 4]>) {
                     3 => {
                         f[3].fetch_add(1, Ordering::Relaxed);
                         let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                        std::thread::spawn(move || pipe(c2, s2, None));
+                        forward(c2, s2, &o);
                         pipe(server, client, Some(3 * 1024));
                     }
                     _ => {
                         // Even a healthy connection is cut after a while.
                         cut_after(&client, &server, Duration::from_millis(400));
                         let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                        std::thread::spawn(move || pipe(c2, s2, None));
+                        forward(c2, s2, &o);
                         pipe(server, client, Some(64 * 1024));
                     }
                 }
             });
         }
     });
-    (port, faults)
+    (port, faults, open)
 }
 
 #[test]
@@ -114,7 +144,7 @@ fn agent_delivers_exactly_once_through_a_faulty_network() {
     let data = dir.path().join("data");
     let server = Server::start(&data);
     let upstream: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
-    let (proxy, faults) = faulty_proxy(upstream);
+    let (proxy, faults, open) = faulty_proxy(upstream);
     let agent = start_agent(
         &format!("http://127.0.0.1:{proxy}"),
         &server.token,
@@ -153,7 +183,14 @@ fn agent_delivers_exactly_once_through_a_faulty_network() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Nothing more can arrive once the proxy holds no connection (a stalled
+    // one forwards its request late) and the ledger has none in flight.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while open.load(Ordering::SeqCst) > 0 {
+        assert!(Instant::now() < deadline, "proxy connections never closed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.wait_idle();
     let size = server.get_json("/v1/info")["sequenced_size"]
         .as_u64()
         .unwrap();

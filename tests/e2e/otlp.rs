@@ -382,7 +382,8 @@ fn otlp_from_the_opentelemetry_python_sdk() {
     assert_eq!(sequenced(&server), 5);
     python_send(&agent.url, &agent.token, "via-agent", 5, true);
     wait_sequenced(&server, 10);
-    std::thread::sleep(Duration::from_millis(200));
+    agent.wait_agent_drained();
+    server.wait_idle();
     assert_eq!(sequenced(&server), 10);
 
     for run in ["direct", "via-agent"] {

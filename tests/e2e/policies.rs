@@ -234,8 +234,13 @@ fn policies_fire_alert_and_follow_their_lifecycle() {
         (v["total"].as_u64() > Some(0)).then_some(())
     });
     // A broken file keeps the rules in force.
+    let failures = server
+        .metric("aiaudit_policy_reload_failures_total")
+        .unwrap_or(0.0);
     std::fs::write(&rules, "[[rule]]\nid = \"x\"\ncondition = '('\n").unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    eventually("the broken file was read (and refused)", || {
+        (server.metric("aiaudit_policy_reload_failures_total") > Some(failures)).then_some(())
+    });
     server.post_events(&[model_call("m3", "deepseek", 1)]);
     eventually("the rule kept", || {
         let v = server.get_json("/v1/violations?rule=disallowed-provider");

@@ -56,6 +56,8 @@ pub struct Metrics {
     pub incidents_resolved: Counter,
     /// Logged events the policy engine never saw because its queue was full.
     pub policy_events_dropped: Counter,
+    /// Changes to the policy file that did not load (the previous rules stay).
+    pub policy_reload_failures: Counter,
     pub verification_failures: Counter,
     /// The tree size the last completed background scrub checked.
     pub scrubbed_size: Gauge,
@@ -130,6 +132,12 @@ impl Metrics {
             "aiaudit_policy_events_dropped",
             "Logged events not evaluated by the policy engine because its queue was full",
             policy_events_dropped.clone(),
+        );
+        let policy_reload_failures = Counter::default();
+        r.register(
+            "aiaudit_policy_reload_failures",
+            "Changes to the policy file that did not load; the previous rules stay in force",
+            policy_reload_failures.clone(),
         );
         let verification_failures = Counter::default();
         let scrubbed_size = Gauge::default();
@@ -315,6 +323,7 @@ impl Metrics {
             violations,
             incidents_resolved,
             policy_events_dropped,
+            policy_reload_failures,
             verification_failures,
             scrubbed_size,
             request_bytes,

@@ -243,7 +243,10 @@ async fn run_engine(
                             tracing::info!(rules = p.rules.len(), file = %path.display(), "policies reloaded");
                             engine.set_policies(Arc::new(p));
                         }
-                        Err(e) => tracing::error!(error = %e, file = %path.display(), "policy file not reloaded; the previous rules stay in force"),
+                        Err(e) => {
+                            ledger.metrics.policy_reload_failures.inc();
+                            tracing::error!(error = %e, file = %path.display(), "policy file not reloaded; the previous rules stay in force");
+                        }
                     }
                 }
                 Vec::new()
