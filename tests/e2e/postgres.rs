@@ -481,6 +481,10 @@ fn migrate_moves_an_embedded_log_with_the_same_tree() {
     node.wait_size(301);
     let e = node.get_json_when_ready("/v1/events/0");
     assert_eq!(e["event"]["id"], json!("m0-0"), "{e}");
+    // The upgrade gate came along: the nodes keep writing entry format 3.
+    let e = node.get_json_when_ready("/v1/events/300");
+    assert_eq!(e["entry_version"], 3, "{e}");
+    assert!(stdout(&out).contains("entry format: 3"), "{}", stdout(&out));
 }
 
 #[test]

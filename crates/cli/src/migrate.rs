@@ -3,6 +3,7 @@
 //! size, and the saved signed checkpoint stays valid. Resumable: a second
 //! run checks what is already there and goes on from it.
 
+use aiaudit_ledger::entry_format::Home;
 use aiaudit_store::{LogReader, NewEntry, PgStore, Storage};
 use aiaudit_tlog::{decode_entry_bundle, record_hash};
 use anyhow::{bail, Context};
@@ -107,6 +108,12 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     } else {
         0
     };
+    // So does the entry-format gate: nodes on the database write what the
+    // embedded log's node wrote.
+    let gate = aiaudit_ledger::entry_format::read_gate(Home::Dir(&args.from))?;
+    if let Some(format) = gate {
+        aiaudit_ledger::entry_format::raise_gate(Home::Shared(&dest), format)?;
+    }
     println!(
         "migrated {} entries ({} were already there); size {} root {} match the signed checkpoint",
         cp.size - have,
@@ -115,6 +122,9 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, cp.root)
     );
     println!("keyring: {keys} records in the database");
+    if let Some(format) = gate {
+        println!("entry format: {format} (the upgrade gate, as the embedded log had it)");
+    }
     println!(
         "next: start each node with --storage {} and the same log.key, master.key and tokens as {}",
         redact(&args.to),
