@@ -77,6 +77,19 @@ fn a_log_keeps_format_2_until_finalized_and_a_new_log_starts_at_3() {
     let out = aiaudit(&["verify", "--data-dir", d]);
     assert!(out.status.success(), "{}", stdout(&out));
 
+    // A log whose last entry is format 3 but whose gate is gone (a restored
+    // backup) stays at format 3 and records it again.
+    std::fs::remove_file(data.join("entry-format")).unwrap();
+    let server = Server::start(&data);
+    post(&server, &["d2"]);
+    server.wait_size(5);
+    assert_eq!(versions(&server, 5), [2, 2, 2, 3, 3]);
+    server.stop();
+    assert_eq!(
+        std::fs::read_to_string(data.join("entry-format")).unwrap(),
+        "3\n"
+    );
+
     // A new log writes format 3 at once and records it.
     let fresh = dir.path().join("fresh");
     let server = Server::start(&fresh);

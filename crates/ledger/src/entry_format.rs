@@ -104,8 +104,19 @@ pub fn decide(data_dir: &Path, store: &dyn Storage, chosen: Option<u8>) -> anyho
         Some(other) => bail!("entry format {other} is not one this build writes (2 or 3)"),
         None => match read_gate(home)? {
             Some(v) => Ok(v),
-            None if store.size() == 0 => raise_gate(home, LATEST),
+            // A new log, or one whose last entry is already format 3 (a
+            // restored backup, a lost gate file): no older build can serve
+            // it, so nothing is kept by staying at format 2.
+            None if store.size() == 0 || last_is_latest(store)? => raise_gate(home, LATEST),
             None => Ok(PREVIOUS),
         },
     }
+}
+
+fn last_is_latest(store: &dyn Storage) -> anyhow::Result<bool> {
+    let Some(last) = store.size().checked_sub(1) else {
+        return Ok(false);
+    };
+    let entry = store.read_entry(last)?;
+    Ok(entry.first() == Some(&aiaudit_event::sealed_v3::VERSION_BYTE))
 }
