@@ -224,6 +224,9 @@ pub(crate) fn appended_by_of(obj: &Map<String, Value>) -> Result<Option<String>,
 /// The dedup key ([`dedup_key`]) of a stored entry (tenant and id are clear
 /// in every entry version).
 pub fn entry_dedup_key(entry: &[u8]) -> Result<String, EventError> {
+    if let Some((tenant, id)) = lean_ids(entry) {
+        return Ok(dedup_key(&tenant, &id));
+    }
     let stored = envelope::decode_stored(entry)?;
     match stored.id() {
         Some(id) => Ok(dedup_key(stored.tenant(), id)),
@@ -233,11 +236,55 @@ pub fn entry_dedup_key(entry: &[u8]) -> Result<String, EventError> {
 
 /// The event id stored in an entry (clear in every entry version).
 pub fn entry_id(entry: &[u8]) -> Result<String, EventError> {
+    if let Some((_, id)) = lean_ids(entry) {
+        return Ok(id.into_owned());
+    }
     let stored = envelope::decode_stored(entry)?;
     match stored.id() {
         Some(s) => Ok(s.to_string()),
         None => Err(EventError::new("/event/id", "entry has no event id")),
     }
+}
+
+/// Tenant and id of a well-formed entry, read without decoding the rest
+/// (recovery re-reads the ids logged since the id index was last made
+/// durable, hundreds of thousands of them). `None` for anything unusual:
+/// the full decoder then answers, with its errors.
+fn lean_ids(entry: &[u8]) -> Option<(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)> {
+    use std::borrow::Cow;
+    #[derive(serde::Deserialize)]
+    struct Ids<'a> {
+        #[serde(borrow)]
+        id: Cow<'a, str>,
+        #[serde(borrow, default)]
+        tenant: Cow<'a, str>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Lean<'a> {
+        v: u64,
+        #[serde(borrow)]
+        event: Option<Ids<'a>>,
+        #[serde(borrow)]
+        index: Option<Ids<'a>>,
+    }
+    let ids = if let Some(index) = sealed_v3::index_bytes(entry) {
+        serde_json::from_slice::<Ids>(index).ok()?
+    } else {
+        match serde_json::from_slice::<Lean>(entry).ok()? {
+            Lean {
+                v: ENTRY_VERSION,
+                event: Some(ids),
+                ..
+            } => ids,
+            Lean {
+                v: envelope::SEALED_ENTRY_VERSION,
+                index: Some(ids),
+                ..
+            } => ids,
+            _ => return None,
+        }
+    };
+    Some((ids.tenant, ids.id))
 }
 
 #[cfg(test)]
@@ -249,6 +296,60 @@ mod tests {
         json!({"time": "2026-11-27T09:14:03.120Z", "id": id, "tenant": "acme",
                "source": {"name": "app"}, "actor": {"id": "u1"}, "action": "model.invoke",
                "attributes": {"b": [1, 2.5, "x"]}})
+    }
+
+    #[test]
+    fn lean_ids_agree_with_the_full_decoder() {
+        let plain = prepare(minimal("a1")).unwrap().entry;
+        let checked = check(&minimal("s1")).unwrap();
+        let v2 = envelope::seal(
+            &checked,
+            None,
+            Some("token:t"),
+            &[],
+            None,
+            envelope::DataKey {
+                id: 1,
+                key: &[7; 32],
+            },
+            &[1; envelope::SEAL_RANDOM_LEN],
+        )
+        .unwrap()
+        .entry;
+        let event = minimal("s3");
+        let checked = check(&event).unwrap();
+        let v3 = sealed_v3::seal(
+            &sealed_v3::SealInput {
+                event: event.as_object().unwrap(),
+                checked: &checked,
+                signature: None,
+                appended_by: None,
+                redacted: &[],
+                subject_tag: None,
+                compress: true,
+            },
+            envelope::DataKey {
+                id: 1,
+                key: &[7; 32],
+            },
+            &[1; envelope::SEAL_RANDOM_LEN],
+        )
+        .unwrap()
+        .entry;
+        for (entry, id) in [(plain, "a1"), (v2, "s1"), (v3, "s3")] {
+            let (tenant, lean) = lean_ids(&entry).expect("the lean path reads it");
+            assert_eq!((tenant.as_ref(), lean.as_ref()), ("acme", id));
+            let stored = envelope::decode_stored(&entry).unwrap();
+            assert_eq!(
+                entry_dedup_key(&entry).unwrap(),
+                dedup_key(stored.tenant(), id)
+            );
+            assert_eq!(entry_id(&entry).unwrap(), stored.id().unwrap());
+        }
+        // Anything unusual goes to the full decoder and its errors.
+        assert!(lean_ids(br#"{"v":9,"event":{"id":"x"}}"#).is_none());
+        assert!(entry_id(br#"{"v":9,"event":{"id":"x"}}"#).is_err());
+        assert!(lean_ids(br#"{"v":1,"event":{"id":7}}"#).is_none());
     }
 
     #[test]
