@@ -144,15 +144,7 @@ pub fn seal(
         )
         .map_err(|_| vec![EventError::new("", "encryption failed")])?;
 
-    let mut index = checked.clear.clone();
-    match subject_tag {
-        Some(tag) => {
-            index.insert("subject".into(), Value::String(tag.to_string()));
-        }
-        None => {
-            index.remove("subject");
-        }
-    }
+    let index = clear_index(checked, subject_tag);
     let mut entry = Vec::with_capacity(ct.len() * 4 / 3 + 256);
     entry.push(b'{');
     crate::write_appended_by(&mut entry, appended_by);
@@ -186,9 +178,24 @@ pub fn seal(
     })
 }
 
+/// The clear index a sealed entry (v2 or v3) keeps: the checked event's
+/// clear fields with the subject replaced by its keyed tag, or left out.
+pub(crate) fn clear_index(checked: &CheckedEvent, subject_tag: Option<&str>) -> Map<String, Value> {
+    let mut index = checked.clear.clone();
+    match subject_tag {
+        Some(tag) => {
+            index.insert("subject".into(), Value::String(tag.to_string()));
+        }
+        None => {
+            index.remove("subject");
+        }
+    }
+    index
+}
+
 /// SHA-256 through ring: on CPUs without SHA extensions it is about 1.6x
 /// faster than the `sha2` crate, and sealing hashes every event's content.
-fn sha256(bytes: &[u8]) -> [u8; 32] {
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     ring::digest::digest(&ring::digest::SHA256, bytes)
         .as_ref()
         .try_into()

@@ -17,7 +17,7 @@
 //! ```
 
 use crate::canonical::{write_canonical, write_members, write_object};
-use crate::envelope::{DataKey, CLEAR_FIELDS, SEAL_RANDOM_LEN};
+use crate::envelope::{clear_index, sha256, DataKey, CLEAR_FIELDS, SEAL_RANDOM_LEN};
 use crate::signature::EventSignature;
 use crate::{CheckedEvent, EventError, PreparedEvent};
 use aiaudit_tlog::{record_hash, Hash, MAX_ENTRY_SIZE};
@@ -159,36 +159,13 @@ pub fn index_bytes(entry: &[u8]) -> Option<&[u8]> {
     parse(entry).ok().map(|p| p.index)
 }
 
-/// The event minus its clear fields (the subject stays: the clear index
-/// holds only its tag). An object emptied by the removal goes too, so
-/// [`merge_clear`] restores exactly the original.
-pub fn remainder(event: &Map<String, Value>) -> Map<String, Value> {
-    let mut rest = event.clone();
-    for (object, members) in CLEAR_FIELDS {
-        if object.is_empty() {
-            for m in *members {
-                if *m != "subject" {
-                    rest.remove(*m);
-                }
-            }
-        } else if let Some(Value::Object(inner)) = rest.get_mut(*object) {
-            let had = !inner.is_empty();
-            for m in *members {
-                inner.remove(*m);
-            }
-            if had && inner.is_empty() {
-                rest.remove(*object);
-            }
-        }
-    }
-    rest
-}
-
 /// The members of a clear object the remainder keeps.
 type Kept<'a> = Vec<(&'a String, &'a Value)>;
 
-/// Writes the canonical JSON of [`remainder`]`(event)` without building it
-/// (no copy of the event on the ingest path).
+/// Writes the canonical JSON of the event minus its clear fields (the
+/// subject stays: the clear index holds only its tag); an object emptied by
+/// the removal goes too, so [`merge_clear`] restores exactly the original.
+/// Written straight from the event, with no copy of it on the ingest path.
 pub fn write_remainder(out: &mut Vec<u8>, event: &Map<String, Value>) {
     let top = CLEAR_FIELDS[0].1;
     let members: Vec<(&String, (Option<Kept<'_>>, &Value))> = event
@@ -218,7 +195,7 @@ pub fn write_remainder(out: &mut Vec<u8>, event: &Map<String, Value>) {
     });
 }
 
-/// Puts the clear fields back into a remainder. Refuses a remainder that
+/// Puts the clear fields back into what [`write_remainder`] wrote. Refuses a remainder that
 /// holds a clear field itself (the opening would contradict the index).
 pub fn merge_clear(
     mut rest: Map<String, Value>,
@@ -325,15 +302,7 @@ pub fn seal(
         flags |= FLAG_ZSTD;
     }
 
-    let mut index = input.checked.clear.clone();
-    match input.subject_tag {
-        Some(tag) => {
-            index.insert("subject".into(), Value::String(tag.to_string()));
-        }
-        None => {
-            index.remove("subject");
-        }
-    }
+    let index = clear_index(input.checked, input.subject_tag);
     let mut index_json = Vec::with_capacity(256);
     write_object(&mut index_json, &index);
     let who = input.appended_by.unwrap_or("").as_bytes();
@@ -508,13 +477,6 @@ pub(crate) fn read_opening(
     Ok((entry, redacted, slots))
 }
 
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .try_into()
-        .expect("SHA-256 is 32 bytes")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,6 +485,29 @@ mod tests {
     use serde_json::json;
 
     const KEY: [u8; 32] = [7; 32];
+
+    /// [`write_remainder`]'s output built as a map, the plain way, to check it.
+    fn remainder(event: &Map<String, Value>) -> Map<String, Value> {
+        let mut rest = event.clone();
+        for (object, members) in CLEAR_FIELDS {
+            if object.is_empty() {
+                for m in *members {
+                    if *m != "subject" {
+                        rest.remove(*m);
+                    }
+                }
+            } else if let Some(Value::Object(inner)) = rest.get_mut(*object) {
+                let had = !inner.is_empty();
+                for m in *members {
+                    inner.remove(*m);
+                }
+                if had && inner.is_empty() {
+                    rest.remove(*object);
+                }
+            }
+        }
+        rest
+    }
 
     fn event(content: &str) -> Value {
         json!({"time": "2026-11-27T09:14:03.120Z", "id": "e1", "tenant": "acme",
