@@ -168,6 +168,15 @@ impl Load {
         }
     }
 
+    /// Waits until `n` batches were acknowledged in all.
+    fn wait_batches(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.batches.load(Ordering::SeqCst) < n {
+            assert!(Instant::now() < deadline, "the load stalled");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn finish(self) -> (HashMap<String, u64>, Vec<u16>) {
         self.stop.store(true, Ordering::SeqCst);
         for t in self.threads {
@@ -266,14 +275,7 @@ fn three_nodes_survive_the_publisher_being_killed() {
     let token = nodes[0].token.clone();
     let v = verifier(&nodes[0]);
     // One node wins the election.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let publisher = loop {
-        if let Some(i) = nodes.iter().position(is_publisher) {
-            break i;
-        }
-        assert!(Instant::now() < deadline, "no node became the publisher");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let publisher = wait_publisher(&nodes);
     let stop_watch = Arc::new(AtomicBool::new(false));
     let watcher = watch_checkpoints(urls.clone(), v.clone(), stop_watch.clone());
     let load = Load::start(urls.clone(), token.clone(), 6);
@@ -351,15 +353,25 @@ fn postgres_restart_mid_load_loses_nothing_acknowledged() {
     let nodes = start_nodes(&pg, root.path(), 2);
     let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
     let load = Load::start(urls, nodes[0].token.clone(), 4);
-    std::thread::sleep(Duration::from_secs(2));
+    load.wait_batches(20);
+    let term_before = term(&nodes[0]);
     pg.stop();
     // While it is down: not ready, and ingest answers 503 with a problem.
-    std::thread::sleep(Duration::from_millis(500));
-    let ready = client()
-        .get(format!("{}/readyz", nodes[0].url))
-        .send()
-        .unwrap();
-    assert_eq!(ready.status(), 503, "/readyz with PostgreSQL down");
+    let down = Instant::now();
+    loop {
+        let ready = client()
+            .get(format!("{}/readyz", nodes[0].url))
+            .send()
+            .unwrap();
+        if ready.status() == 503 {
+            break;
+        }
+        assert!(
+            down.elapsed() < Duration::from_secs(20),
+            "/readyz stayed 200 with PostgreSQL down"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let r = nodes[0].post(
         "/v1/events",
         "application/json",
@@ -370,17 +382,23 @@ fn postgres_restart_mid_load_loses_nothing_acknowledged() {
         r.headers()["content-type"].to_str().unwrap(),
         "application/problem+json"
     );
+    // Down for longer than the lease: the publisher, unable to renew,
+    // stops publishing by itself, and nobody publishes.
+    loop {
+        if !nodes.iter().any(is_publisher) {
+            break;
+        }
+        assert!(
+            down.elapsed() < Duration::from_secs(20),
+            "a node kept publishing without its database"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     pg.start_again();
+    let up = Instant::now();
     let after_restart = load.batches.load(Ordering::SeqCst);
     // The nodes recover on their own and take load again.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while load.batches.load(Ordering::SeqCst) < after_restart + 20 {
-        assert!(
-            Instant::now() < deadline,
-            "no node recovered after the restart"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    load.wait_batches(after_restart + 20);
     let ready = client()
         .get(format!("{}/readyz", nodes[0].url))
         .send()
@@ -391,6 +409,12 @@ fn postgres_restart_mid_load_loses_nothing_acknowledged() {
         failures.iter().all(|&s| s == 503 || s == 0),
         "only 503 (or a cut connection) while PostgreSQL restarts: {failures:?}"
     );
+    // Publishing resumed by itself, under a new term.
+    let v = verifier(&nodes[0]);
+    let last = covering(&Mutex::new(acked.clone()));
+    let took = wait_checkpoint(&nodes[1], &v, last, up, Duration::from_secs(30));
+    eprintln!("postgres: down for {:?}; after it came back, a checkpoint covering every acknowledged event after {took:?}", up - down);
+    assert!(term(&nodes[1]) > term_before);
     check_log(&nodes[1], &acked, &[]);
     eprintln!(
         "postgres restart: {} acknowledged, {} posts refused during the restart",
@@ -658,14 +682,7 @@ fn every_node_searches_one_index_in_postgres() {
 
     // kill -9 the publisher: the survivor takes over indexing from where
     // the index ends, and new events become searchable through it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let publisher = loop {
-        if let Some(i) = nodes.iter().position(is_publisher) {
-            break i;
-        }
-        assert!(Instant::now() < deadline, "no node became the publisher");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let publisher = wait_publisher(&nodes);
     nodes.remove(publisher).kill9();
     let survivor = &nodes[0];
     let events: Vec<Value> = (120..150).map(forensic_event).collect();
@@ -931,4 +948,298 @@ fn an_emitter_registered_on_one_node_signs_for_every_node() {
     for (i, _) in nodes.iter().enumerate() {
         assert!(!root.path().join(format!("node{i}/emitters.json")).exists());
     }
+}
+
+/// A loopback TCP proxy that can stop forwarding without closing anything:
+/// a link that went silently dead (a partition, a dropped route). Bytes
+/// already read wait in the proxy until it forwards again.
+struct StallProxy {
+    port: u16,
+    stalled: Arc<AtomicBool>,
+}
+
+impl StallProxy {
+    fn start(upstream: u16) -> StallProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stalled = Arc::new(AtomicBool::new(false));
+        let s = stalled.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                for (from, to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let s = s.clone();
+                    std::thread::spawn(move || forward(from, to, &s));
+                }
+            }
+        });
+        StallProxy { port, stalled }
+    }
+
+    fn stall(&self, on: bool) {
+        self.stalled.store(on, Ordering::SeqCst);
+    }
+}
+
+fn forward(mut from: std::net::TcpStream, mut to: std::net::TcpStream, stalled: &AtomicBool) {
+    use std::io::{Read, Write};
+    let mut buf = [0u8; 16 * 1024];
+    let hold = || {
+        while stalled.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    loop {
+        hold();
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        hold();
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+fn lease(s: &Server) -> Option<Value> {
+    info(s).map(|i| i["storage"]["lease"].clone())
+}
+
+/// The publisher lease's term as `s` last read it.
+fn term(s: &Server) -> u64 {
+    lease(s).unwrap()["term"].as_u64().unwrap()
+}
+
+/// Waits until one of `nodes` publishes; its position.
+fn wait_publisher(nodes: &[Server]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(i) = nodes.iter().position(is_publisher) {
+            return i;
+        }
+        assert!(Instant::now() < deadline, "no node became the publisher");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `node` serves a signed checkpoint of at least `size`
+/// entries; returns how long that took from `since`.
+fn wait_checkpoint(
+    node: &Server,
+    v: &Verifier,
+    size: u64,
+    since: Instant,
+    limit: Duration,
+) -> Duration {
+    loop {
+        let served = client()
+            .get(format!("{}/checkpoint", node.url))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .ok()
+            .and_then(|r| r.text().ok())
+            .and_then(|note| {
+                open_note(&note, v)
+                    .ok()
+                    .map(|b| Checkpoint::parse_body(b).unwrap())
+            });
+        if served.is_some_and(|cp| cp.size >= size) {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < limit,
+            "no checkpoint of {size} entries within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The highest index acknowledged so far, plus one: a checkpoint of this
+/// size covers every acknowledged event.
+fn covering(acked: &Mutex<HashMap<String, u64>>) -> u64 {
+    acked.lock().unwrap().values().max().map_or(0, |i| i + 1)
+}
+
+/// Two nodes; the publisher's link to PostgreSQL goes silently dead (a
+/// proxy that stops forwarding, nothing closed, so the database keeps its
+/// session). The other node takes the lease when it expires and publishes
+/// checkpoints covering every acknowledged event within 10 s; when the
+/// link returns, the former publisher writes nothing (it stepped down by
+/// itself, and the database's fence would refuse it), and nothing
+/// acknowledged is lost.
+#[test]
+fn a_publisher_cut_off_silently_is_replaced_and_fenced() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let port: u16 = pg
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let proxy = StallProxy::start(port);
+    let proxied = pg
+        .url
+        .replace(&format!(":{port}/"), &format!(":{}/", proxy.port));
+    init_ledger_with(&root.path().join("a"), &["--storage", &pg.url]);
+    copy_identity(&root.path().join("a"), &root.path().join("b"));
+    let a = Server::start_with(&root.path().join("a"), &["--storage", &proxied]);
+    wait_publisher(std::slice::from_ref(&a));
+    let b = Server::start_with(&root.path().join("b"), &["--storage", &pg.url]);
+    let v = verifier(&a);
+    let term_a = term(&a);
+    let stop_watch = Arc::new(AtomicBool::new(false));
+    let watcher = watch_checkpoints(
+        vec![a.url.clone(), b.url.clone()],
+        v.clone(),
+        stop_watch.clone(),
+    );
+    let load = Load::start(vec![a.url.clone(), b.url.clone()], a.token.clone(), 4);
+    load.wait_batches(20);
+
+    proxy.stall(true);
+    let cut = Instant::now();
+    let acked_at_cut = covering(&load.acked);
+    // The other node takes over and publishes past everything acknowledged.
+    let took = wait_checkpoint(&b, &v, acked_at_cut, cut, Duration::from_secs(10));
+    eprintln!("postgres: publisher's link silently dead: checkpoint covering every acknowledged event after {took:?}");
+    assert!(is_publisher(&b));
+    let term_b = term(&b);
+    assert!(term_b > term_a, "the takeover moved the term on");
+    // Load goes on through the node that can reach the database.
+    load.wait_batches(load.batches.load(Ordering::SeqCst) + 20);
+    let now_acked = covering(&load.acked);
+    wait_checkpoint(&b, &v, now_acked, Instant::now(), Duration::from_secs(10));
+
+    // The link returns: the former publisher reads the new term and stays
+    // a follower; the tree and checkpoint rows carry the new term only.
+    proxy.stall(false);
+    let back = Instant::now();
+    loop {
+        let l = lease(&a);
+        if l.is_some_and(|l| l["term"].as_u64() == Some(term_b)) && !is_publisher(&a) {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(30),
+            "the former publisher never caught up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (acked, _) = load.finish();
+    let last = covering(&Mutex::new(acked.clone()));
+    wait_checkpoint(&a, &v, last, Instant::now(), Duration::from_secs(10));
+    let written_by: u64 = pg
+        .psql("SELECT term FROM aiaudit_tree")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(written_by, term_b, "only the new term wrote the tree");
+    stop_watch.store(true, Ordering::SeqCst);
+    let seen = watcher.join().unwrap();
+    check_log(&a, &acked, &seen);
+    check_log(&b, &acked, &seen);
+    assert!(!is_publisher(&a) && is_publisher(&b));
+}
+
+/// The publisher frozen (SIGSTOP) for longer than its lease: the other
+/// node takes over within 10 s; resumed, the former publisher knows its
+/// lease ran out by its own clock and does not write; nothing is lost.
+#[test]
+fn a_frozen_publisher_is_replaced_and_steps_down_when_it_wakes() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_nodes(&pg, root.path(), 2);
+    let p = wait_publisher(&nodes);
+    let (frozen, other) = (&nodes[p], &nodes[1 - p]);
+    let v = verifier(other);
+    let term_before = term(other);
+    let load = Load::start(vec![other.url.clone()], other.token.clone(), 3);
+    load.wait_batches(20);
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &frozen.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    signal("-STOP");
+    let stopped = Instant::now();
+    let acked_at_stop = covering(&load.acked);
+    let took = wait_checkpoint(other, &v, acked_at_stop, stopped, Duration::from_secs(10));
+    eprintln!("postgres: publisher frozen (SIGSTOP): checkpoint covering every acknowledged event after {took:?}");
+    let term_after = term(other);
+    assert!(term_after > term_before);
+    // Frozen for longer than the lease, with the log growing meanwhile.
+    load.wait_batches(load.batches.load(Ordering::SeqCst) + 20);
+    while stopped.elapsed() < Duration::from_secs(6) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal("-CONT");
+    let resumed = Instant::now();
+    loop {
+        if lease(frozen).is_some_and(|l| l["term"].as_u64() == Some(term_after)) {
+            break;
+        }
+        assert!(
+            resumed.elapsed() < Duration::from_secs(30),
+            "the resumed node never caught up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!is_publisher(frozen), "the resumed node must not publish");
+    let (acked, _) = load.finish();
+    let written_by: u64 = pg
+        .psql("SELECT term FROM aiaudit_tree")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(written_by, term_after, "only the new term wrote the tree");
+    check_log(frozen, &acked, &[]);
+    check_log(other, &acked, &[]);
+}
+
+/// A clean stop (SIGTERM) of the publisher hands the lease over at once:
+/// the blue-green path, no waiting for the lease to expire.
+#[test]
+fn a_clean_stop_hands_the_lease_over_at_once() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    // A long lease, so a hand-over that waited for it would show.
+    let args = ["--storage", pg.url.as_str(), "--publisher-lease", "60s"];
+    init_ledger_with(&root.path().join("a"), &args);
+    copy_identity(&root.path().join("a"), &root.path().join("b"));
+    let a = Server::start_with(&root.path().join("a"), &args);
+    wait_publisher(std::slice::from_ref(&a));
+    let b = Server::start_with(&root.path().join("b"), &args);
+    let v = verifier(&b);
+    post_batch(&a.url, &a.token, &[event("before-stop")]).unwrap();
+    let stopped = Instant::now();
+    a.stop();
+    let got = post_batch(&b.url, &b.token, &[event("after-stop")]).unwrap();
+    let took = wait_checkpoint(&b, &v, got[0].1 + 1, stopped, Duration::from_secs(10));
+    eprintln!("postgres: clean stop of the publisher: the other node published after {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "hand-over took {took:?} with a 60 s lease"
+    );
 }

@@ -120,6 +120,12 @@ pub struct ServeArgs {
     /// sslmode=require in --storage (default: the system's roots).
     #[arg(long, env = "AIAUDIT_STORAGE_CA")]
     storage_ca: Option<PathBuf>,
+    /// On a shared log: how long the publisher lease lasts without renewal,
+    /// so how long a publisher cut off or frozen without its connection
+    /// closing holds up checkpoints before another node takes over
+    /// (1s to 10m) [default: 5s]
+    #[arg(long, env = "AIAUDIT_PUBLISHER_LEASE")]
+    publisher_lease: Option<String>,
 }
 
 /// The config file: every option of `serve`.
@@ -150,6 +156,7 @@ struct FileConfig {
     sensitive_fields: Option<Vec<String>>,
     storage: Option<String>,
     storage_ca: Option<PathBuf>,
+    publisher_lease: Option<String>,
     max_index_lag_events: Option<u64>,
     /// Tenant (or "*") → how long its events are kept, e.g. "400d".
     retention: Option<std::collections::BTreeMap<String, String>>,
@@ -217,6 +224,16 @@ fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
         args.scrub_interval.clone().or(file.scrub_interval.clone()),
         d.scrub_interval,
     )?;
+    let publisher_lease = secs(
+        "publisher_lease",
+        args.publisher_lease
+            .clone()
+            .or(file.publisher_lease.clone()),
+        d.publisher_lease,
+    )?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&publisher_lease) {
+        anyhow::bail!("publisher_lease: {publisher_lease:?} is outside 1s..10m");
+    }
     let config = LedgerConfig {
         data_dir: args
             .data_dir
@@ -294,6 +311,7 @@ fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
         webhook_url: args.webhook_url.or(file.webhook_url),
         storage: args.storage.or(file.storage),
         storage_ca: args.storage_ca.or(file.storage_ca),
+        publisher_lease,
     };
     if let Some(s) = &config.storage {
         if !aiaudit_store::is_postgres_url(s) {

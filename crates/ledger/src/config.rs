@@ -73,6 +73,10 @@ pub struct LedgerConfig {
     /// CA certificate (PEM) the PostgreSQL server's certificate must chain
     /// to, with `sslmode=require`; `None`: the system's roots.
     pub storage_ca: Option<PathBuf>,
+    /// How long the publisher lease of a shared log lasts without renewal:
+    /// the longest a silently cut-off or frozen publisher holds up
+    /// checkpoints before another node takes over (docs/scaling.md).
+    pub publisher_lease: std::time::Duration,
 }
 
 pub const DEFAULT_MAX_BATCH_EVENTS: usize = 10_000;
@@ -118,6 +122,7 @@ impl Default for LedgerConfig {
             webhook_url: None,
             storage: None,
             storage_ca: None,
+            publisher_lease: std::time::Duration::from_secs(5),
         }
     }
 }

@@ -253,10 +253,11 @@ async fn open_storage(
     let dir = config.data_dir.clone();
     let storage = config.storage.clone();
     let ca = config.storage_ca.clone();
+    let lease = aiaudit_store::LeaseConfig::with_length(config.publisher_lease);
     tokio::task::spawn_blocking(move || match storage {
         Some(url) => {
-            let (s, r) =
-                PgStore::open_with_ca(&url, ca.as_deref()).context("opening the PostgreSQL log")?;
+            let (s, r) = PgStore::open_with(&url, ca.as_deref(), lease)
+                .context("opening the PostgreSQL log")?;
             Ok((Arc::new(s) as Arc<dyn Storage>, r))
         }
         None => {
@@ -292,6 +293,8 @@ impl Ledger {
                 publisher::publish(&*store, &signer)?;
             }
             store.sync()?;
+            // Another node of a shared log takes over at once.
+            store.step_down()?;
             Ok::<_, anyhow::Error>(())
         })
         .await??;
@@ -344,6 +347,16 @@ impl Ledger {
     pub async fn metrics_text(self: &Arc<Self>) -> Result<String> {
         let latest = self.latest();
         self.metrics.publisher.set(self.store.is_publisher() as i64);
+        if let Some(lease) = self.store.publisher_lease() {
+            self.metrics.lease_term.set(lease.term as i64);
+            self.metrics
+                .lease_remaining
+                .set(lease.remaining_ms() as f64 / 1000.0);
+        }
+        self.metrics.fenced_writes.inner().store(
+            self.store.fenced_writes(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let l = self.clone();
         tokio::task::spawn_blocking(move || {
             l.metrics.render(

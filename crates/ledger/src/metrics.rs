@@ -67,6 +67,11 @@ pub struct Metrics {
     queue_depth: Gauge,
     /// 1 on the node that integrates and publishes (always, on one node).
     pub publisher: Gauge,
+    /// The publisher lease of a shared log: its term, and seconds until it
+    /// expires as this node last read it (negative: nobody holds it).
+    pub lease_term: Gauge,
+    pub lease_remaining: FloatGauge,
+    pub fenced_writes: Counter,
     backup_age_seconds: Family<LocationLabel, FloatGauge>,
     backup_max_age_seconds: Family<LocationLabel, FloatGauge>,
     backup_last_success: Family<LocationLabel, Gauge>,
@@ -174,6 +179,24 @@ impl Metrics {
             "aiaudit_publisher",
             "1 if this node integrates and publishes checkpoints (on a shared log, exactly one node should)",
             publisher.clone(),
+        );
+        let lease_term = Gauge::default();
+        r.register(
+            "aiaudit_publisher_lease_term",
+            "Term of the publisher lease of a shared log (moves on at every takeover)",
+            lease_term.clone(),
+        );
+        let lease_remaining = FloatGauge::default();
+        r.register(
+            "aiaudit_publisher_lease_remaining_seconds",
+            "Seconds until the publisher lease of a shared log expires, as this node last read it; 0 or less: no node holds a valid lease",
+            lease_remaining.clone(),
+        );
+        let fenced_writes = Counter::default();
+        r.register(
+            "aiaudit_publisher_fenced_writes",
+            "Publisher writes of this node the database refused because another node holds a newer lease term",
+            fenced_writes.clone(),
         );
         let queue_depth = Gauge::default();
         r.register(
@@ -331,6 +354,9 @@ impl Metrics {
             recovery_seconds,
             queue_depth,
             publisher,
+            lease_term,
+            lease_remaining,
+            fenced_writes,
             backup_age_seconds,
             backup_max_age_seconds,
             backup_last_success,

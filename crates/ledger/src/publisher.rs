@@ -46,12 +46,17 @@ pub fn initial(
             return Ok(p);
         }
     }
+    if !store.is_publisher() {
+        // Nothing saved yet and another node holds the lease: serve a
+        // checkpoint of the tree it integrated, signed here, unsaved (only
+        // the lease holder may save one).
+        let (size, root) = store.integrate()?;
+        return signed(signer, size, root);
+    }
     publish(store, signer)
 }
 
-/// Integrates and publishes one checkpoint at the current durable size.
-pub fn publish(store: &dyn Storage, signer: &Signer) -> anyhow::Result<Published> {
-    let (size, root) = store.integrate()?;
+fn signed(signer: &Signer, size: u64, root: aiaudit_tlog::Hash) -> anyhow::Result<Published> {
     let checkpoint = Checkpoint {
         origin: signer.name().to_string(),
         size,
@@ -59,12 +64,19 @@ pub fn publish(store: &dyn Storage, signer: &Signer) -> anyhow::Result<Published
         extensions: Vec::new(),
     };
     let note = sign_note(&checkpoint.body(), signer)?;
-    store.save_checkpoint(&note)?;
     Ok(Published {
         checkpoint,
         note,
         at: Instant::now(),
     })
+}
+
+/// Integrates and publishes one checkpoint at the current durable size.
+pub fn publish(store: &dyn Storage, signer: &Signer) -> anyhow::Result<Published> {
+    let (size, root) = store.integrate()?;
+    let published = signed(signer, size, root)?;
+    store.save_checkpoint(&published.note)?;
+    Ok(published)
 }
 
 /// Publishes whenever the log grew, at most `interval / 2` after the growth,

@@ -323,6 +323,16 @@ impl Ledger {
                 "lag_events": self.store.size().saturating_sub(indexed),
             },
         });
+        if let Some(lease) = self.store.publisher_lease() {
+            // Who publishes, under which term, and for how much longer as
+            // this node last read it (about once a second).
+            info["storage"]["lease"] = json!({
+                "holder": lease.holder,
+                "term": lease.term,
+                "expires_in_ms": lease.remaining_ms(),
+                "fenced_writes": self.store.fenced_writes(),
+            });
+        }
         if who.is_some_and(Principal::is_global_admin) {
             info["backup"] = self.backup_status.to_json(&self.config.backup);
         }

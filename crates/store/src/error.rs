@@ -17,6 +17,10 @@ pub enum Error {
     /// PostgreSQL unreachable, restarting or failing a statement.
     #[error("database: {0}")]
     Database(String),
+    /// A write only the publisher makes, refused because this node no
+    /// longer holds the publisher lease (another node took it over).
+    #[error("fenced: {0}")]
+    Fenced(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -43,6 +47,9 @@ impl Error {
     /// True for failures that may pass (disk full, failed fsync): the caller
     /// should answer "unavailable" and retry later.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Io(_) | Error::IdIndex(_) | Error::Database(_))
+        matches!(
+            self,
+            Error::Io(_) | Error::IdIndex(_) | Error::Database(_) | Error::Fenced(_)
+        )
     }
 }

@@ -22,7 +22,8 @@ pub use fs::{parse_checkpoint, write_atomically, FsStore, LogReader, Recovery, F
 #[doc(hidden)]
 pub use io_faults::IoFaults;
 pub use pg::{
-    connector, is_postgres_url, probe, PgKeyRecords, PgProbe, PgStore, PG_SCHEMA_VERSION,
+    connector, is_postgres_url, probe, LeaseConfig, LeaseView, PgKeyRecords, PgProbe, PgStore,
+    PG_SCHEMA_VERSION,
 };
 
 use aiaudit_tlog::{Hash, NodeReader};
@@ -92,6 +93,20 @@ pub trait Storage: NodeReader + Send + Sync + 'static {
     /// Whether this node integrates and publishes checkpoints now. Always
     /// for a log of one node; on a shared backend, only the elected node:
     /// the others serve the checkpoints it saves.
+    /// The publisher lease of a shared log, as this node last read it.
+    fn publisher_lease(&self) -> Option<LeaseView> {
+        None
+    }
+    /// Publisher writes the database refused because another node holds a
+    /// newer term of the lease (always 0 for a log of one node).
+    fn fenced_writes(&self) -> u64 {
+        0
+    }
+    /// Stops publishing and gives the publisher lease up at once, so another
+    /// node takes over without waiting for it to expire (a clean shutdown).
+    fn step_down(&self) -> Result<()> {
+        Ok(())
+    }
     fn is_publisher(&self) -> bool {
         true
     }

@@ -8,12 +8,16 @@
 //! and the append starts over. It returns only after COMMIT, so every
 //! node's acknowledgement means "durable in PostgreSQL".
 //!
-//! One node at a time integrates the tree and publishes checkpoints: the one
-//! holding a session-level advisory lock, which PostgreSQL releases the
-//! moment that node's connection dies. Correctness does not rest on the
-//! lock: integration locks `aiaudit_tree` and always continues from the
-//! integrated size stored there, so two integrators would write the same
-//! nodes; a checkpoint is only ever replaced by a larger one.
+//! One node at a time integrates the tree and publishes checkpoints: the
+//! holder of the publisher lease ([`lease`]), a row renewed every second
+//! on the database's clock, taken over when it expires or when its
+//! holder's session is gone, and fencing every write only the publisher
+//! makes by its term. Correctness never rested on the election alone:
+//! integration locks `aiaudit_tree` and always continues from the
+//! integrated size stored there, and a checkpoint is only ever replaced by
+//! a larger one; the lease adds liveness when the publisher is cut off or
+//! frozen without its connection closing, and the fence keeps a former
+//! publisher that wakes up late from writing at all.
 //!
 //! Tables (schema version 4, docs/format.md):
 //!
@@ -25,6 +29,8 @@
 //! aiaudit_nodes    tree nodes of levels 1..63 in strips of 256 hashes
 //! aiaudit_keyring  keyring records (version 2): number, record, version
 //! aiaudit_documents small documents all nodes share, e.g. legal holds (version 3)
+//! aiaudit_lease    the publisher lease: holder, term, expiry (version 5);
+//!                  aiaudit_tree gains the term of its last writer
 //! ```
 //!
 //! The keyring is shared too ([`PgKeyRecords`]): every node seals and opens
@@ -48,6 +54,9 @@ use std::time::{Duration, Instant};
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+mod lease;
+pub use lease::{LeaseConfig, LeaseView};
+
 /// Hashes per row of `aiaudit_nodes`.
 const STRIP: u64 = 256;
 const HASH: usize = 32;
@@ -56,14 +65,27 @@ const MAX_LEVEL: u32 = 63;
 const INTEGRATE_CHUNK: i64 = 65_536;
 /// Advisory lock keys (arbitrary, fixed: part of the format).
 const MIGRATION_LOCK: i64 = 0x6169_6175_6469_7401;
-const PUBLISHER_LOCK: i64 = 0x6169_6175_6469_7402;
+// 0x6169_6175_6469_7402 was the publisher's advisory lock before the lease.
 /// Held by every write to `aiaudit_keyring`, so versions commit in order.
 const KEYRING_LOCK: i64 = 0x6169_6175_6469_7403;
 /// A statement that takes longer than this fails (503) rather than hang a request.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(15);
-/// How often a node refreshes the shared sizes, and the publisher checks its lock.
+/// How often a node refreshes the shared sizes.
 const POLL: Duration = Duration::from_millis(50);
-const LOCK_CHECK: Duration = Duration::from_millis(500);
+/// TCP keepalives on every session: a peer that vanished without a reset
+/// is noticed in about idle + interval × retries, not hours; and unacked
+/// data is given up on after the user timeout.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEPALIVE_RETRIES: u32 = 3;
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Server-side settings of every session (libpq `options`): the server
+/// probes a silent client the same way, ends a session that sits idle
+/// inside a transaction (a frozen node holding a row lock others wait
+/// for), and no statement outlives the client's own timeout.
+const SESSION_OPTIONS: &str = "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=1 \
+     -c tcp_keepalives_count=3 -c tcp_user_timeout=10000 \
+     -c idle_in_transaction_session_timeout=5000 -c statement_timeout=15000";
 
 /// The schema, one migration per version; applied in order under an
 /// advisory lock, so nodes starting together migrate once.
@@ -120,6 +142,19 @@ UPDATE aiaudit_entries SET dedup_key = (
 ) || '/' || dedup_key;
 ALTER TABLE aiaudit_entries ADD CONSTRAINT aiaudit_entries_dedup_key UNIQUE (dedup_key);
 ",
+    // Version 5: the publisher lease (pg/lease.rs). `backend_pid` is the
+    // holder's renewing session, so others see at once when it is gone.
+    "
+CREATE TABLE aiaudit_lease (
+    name text PRIMARY KEY,
+    holder text NOT NULL,
+    term bigint NOT NULL,
+    backend_pid integer NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+INSERT INTO aiaudit_lease VALUES ('publisher', '', 0, 0, 'epoch');
+ALTER TABLE aiaudit_tree ADD COLUMN term bigint NOT NULL DEFAULT 0;
+",
 ];
 
 /// The schema version this build writes and reads.
@@ -171,8 +206,28 @@ pub struct PgStore {
 struct Shared {
     size: AtomicU64,
     integrated: AtomicU64,
-    publisher: AtomicBool,
     stop: AtomicBool,
+    /// This node's name in the lease row.
+    holder: String,
+    lease_config: LeaseConfig,
+    held: Mutex<lease::Held>,
+    view: Mutex<LeaseView>,
+    /// Publisher writes the database refused because a newer term exists.
+    fenced: AtomicU64,
+    /// Whether this node takes the lease when it is free.
+    candidate: AtomicBool,
+}
+
+impl Shared {
+    fn is_publisher(&self) -> bool {
+        self.held.lock().expect("lease lock").valid()
+    }
+
+    /// The term this node may write under, if it holds the lease now.
+    fn term(&self) -> Option<u64> {
+        let h = *self.held.lock().expect("lease lock");
+        h.valid().then_some(h.term)
+    }
 }
 
 /// Whether a storage string names PostgreSQL.
@@ -253,8 +308,29 @@ impl PgStore {
     /// certificate is verified against `ca` (PEM) or, without it, the
     /// system's roots. See [`connector`].
     pub fn open_with_ca(url: &str, ca: Option<&Path>) -> Result<(PgStore, Recovery)> {
+        PgStore::open_with(url, ca, LeaseConfig::default())
+    }
+
+    /// [`PgStore::open_with_ca`] with the publisher lease's timing.
+    pub fn open_with(
+        url: &str,
+        ca: Option<&Path>,
+        lease_config: LeaseConfig,
+    ) -> Result<(PgStore, Recovery)> {
         let started = Instant::now();
-        let (config, tls) = connector(url, ca)?;
+        let (mut config, tls) = connector(url, ca)?;
+        config
+            .keepalives(true)
+            .keepalives_idle(KEEPALIVE_IDLE)
+            .keepalives_interval(KEEPALIVE_INTERVAL)
+            .keepalives_retries(KEEPALIVE_RETRIES)
+            .tcp_user_timeout(TCP_USER_TIMEOUT)
+            .connect_timeout(Duration::from_secs(5));
+        let options = match config.get_options() {
+            Some(o) if !o.is_empty() => format!("{SESSION_OPTIONS} {o}"),
+            _ => SESSION_OPTIONS.to_string(),
+        };
+        config.options(options);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("postgres")
@@ -281,8 +357,13 @@ impl PgStore {
             shared: Arc::new(Shared {
                 size: AtomicU64::new(0),
                 integrated: AtomicU64::new(0),
-                publisher: AtomicBool::new(false),
                 stop: AtomicBool::new(false),
+                holder: lease::holder_name(),
+                lease_config,
+                held: Mutex::new(lease::Held::default()),
+                view: Mutex::new(LeaseView::default()),
+                fenced: AtomicU64::new(0),
+                candidate: AtomicBool::new(true),
             }),
             tree: Mutex::new(None),
         };
@@ -309,7 +390,21 @@ impl PgStore {
         }
         let rt = store.rt.as_ref().expect("runtime");
         rt.spawn(poll_sizes(store.pool.clone(), store.shared.clone()));
-        rt.spawn(elect_publisher(config, tls, store.shared.clone()));
+        rt.spawn(lease::run(config, tls, store.shared.clone()));
+        // One round of the lease first, so a lone node (or `aiaudit
+        // migrate`) publishes from the start.
+        let deadline = Instant::now() + lease_config.length;
+        while store
+            .shared
+            .view
+            .lock()
+            .expect("lease lock")
+            .read_at
+            .is_none()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         Ok((
             store,
             Recovery {
@@ -346,9 +441,74 @@ impl PgStore {
         })
     }
 
-    /// Whether this node holds the publisher lock right now.
-    pub fn holds_publisher_lock(&self) -> bool {
-        self.shared.publisher.load(Ordering::SeqCst)
+    /// Whether this node holds the publisher lease right now.
+    pub fn holds_publisher_lease(&self) -> bool {
+        self.shared.is_publisher()
+    }
+
+    /// The lease as this node last read it (about once a second).
+    pub fn lease(&self) -> LeaseView {
+        self.shared.view.lock().expect("lease lock").clone()
+    }
+
+    /// This node's name in the lease row.
+    pub fn holder(&self) -> &str {
+        &self.shared.holder
+    }
+
+    /// Publisher writes of this node the database refused (fenced).
+    pub fn fenced_writes(&self) -> u64 {
+        self.shared.fenced.load(Ordering::Relaxed)
+    }
+
+    /// Whether this node takes the publisher lease when it is free (by
+    /// default it does). A node that does not still appends and serves
+    /// reads and the publisher's checkpoints; one that holds the lease
+    /// keeps it until it releases it ([`PgStore::release_lease`]).
+    pub fn set_candidate(&self, candidate: bool) {
+        self.shared.candidate.store(candidate, Ordering::SeqCst);
+    }
+
+    /// Waits until this node holds the publisher lease; false after `timeout`.
+    pub fn wait_for_lease(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.holds_publisher_lease() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// Gives up the publisher lease, if held, so another node takes over at
+    /// once (a clean shutdown or a hand-over); this node stops publishing.
+    pub fn release_lease(&self) -> Result<()> {
+        let held = std::mem::take(&mut *self.shared.held.lock().expect("lease lock"));
+        if held.until.is_none() {
+            return Ok(());
+        }
+        let (pool, holder) = (self.pool.clone(), self.shared.holder.clone());
+        self.run(async move {
+            let released = async {
+                let c = pool.get().await?;
+                lease::release(&**c, &holder, held.term).await
+            };
+            tokio::time::timeout(Duration::from_secs(2), released)
+                .await
+                .map_err(|_| Error::Database("PostgreSQL did not answer in time".into()))?
+        })?;
+        tracing::info!(term = held.term, "released the publisher lease");
+        Ok(())
+    }
+
+    /// Counts a fenced write.
+    fn note<T>(&self, r: Result<T>) -> Result<T> {
+        if let Err(Error::Fenced(why)) = &r {
+            self.shared.fenced.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(why, "a publisher write was refused (fenced)");
+        }
+        r
     }
 }
 
@@ -375,6 +535,9 @@ fn block_on<T: Send + 'static>(
 impl Drop for PgStore {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
+        if let Err(e) = self.release_lease() {
+            tracing::warn!(error = %e, "releasing the publisher lease failed; it expires by itself");
+        }
         // Dropping a runtime from async code panics; this never blocks.
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
@@ -455,63 +618,6 @@ async fn poll_sizes(pool: Pool, shared: Arc<Shared>) {
             }
         }
         tokio::time::sleep(POLL).await;
-    }
-}
-
-/// Holds the publisher lock when it is free, on a session of its own:
-/// if this process dies, PostgreSQL drops the session and the lock with it.
-async fn elect_publisher(
-    config: tokio_postgres::Config,
-    tls: MakeRustlsConnect,
-    shared: Arc<Shared>,
-) {
-    while !shared.stop.load(Ordering::SeqCst) {
-        if let Ok(Ok((client, conn))) =
-            tokio::time::timeout(Duration::from_secs(5), config.connect(tls.clone())).await
-        {
-            let conn = tokio::spawn(conn);
-            while !shared.stop.load(Ordering::SeqCst) {
-                let ok = if shared.publisher.load(Ordering::SeqCst) {
-                    // Held for as long as the session lives: check it does.
-                    matches!(
-                        tokio::time::timeout(
-                            Duration::from_secs(2),
-                            client.simple_query("SELECT 1")
-                        )
-                        .await,
-                        Ok(Ok(_))
-                    )
-                } else {
-                    match tokio::time::timeout(
-                        Duration::from_secs(2),
-                        client.query_one("SELECT pg_try_advisory_lock($1)", &[&PUBLISHER_LOCK]),
-                    )
-                    .await
-                    {
-                        Ok(Ok(row)) => {
-                            if row.get::<_, bool>(0) {
-                                shared.publisher.store(true, Ordering::SeqCst);
-                                tracing::info!(
-                                    "this node now integrates and publishes checkpoints"
-                                );
-                            }
-                            true
-                        }
-                        _ => false,
-                    }
-                };
-                if !ok {
-                    break;
-                }
-                tokio::time::sleep(LOCK_CHECK).await;
-            }
-            if shared.publisher.swap(false, Ordering::SeqCst) {
-                tracing::warn!("lost the publisher lock (PostgreSQL session ended)");
-            }
-            drop(client);
-            conn.abort();
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -699,16 +805,25 @@ async fn tree_at(c: &impl GenericClient, size: u64) -> Result<TreeBuilder> {
 async fn integrate_tx(
     c: &mut deadpool_postgres::Object,
     cached: Option<TreeBuilder>,
+    holder: &str,
+    term: u64,
 ) -> Result<(u64, Hash, TreeBuilder)> {
     let tx = c.transaction().await?;
-    let integrated = tx
+    lease::fence(&*tx, holder, term).await?;
+    let row = tx
         .query_one(
-            &tx.prepare_cached("SELECT integrated FROM aiaudit_tree WHERE id = 1 FOR UPDATE")
+            &tx.prepare_cached("SELECT integrated, term FROM aiaudit_tree WHERE id = 1 FOR UPDATE")
                 .await?,
             &[],
         )
-        .await?
-        .get::<_, i64>(0) as u64;
+        .await?;
+    let integrated = row.get::<_, i64>(0) as u64;
+    let written_by = row.get::<_, i64>(1) as u64;
+    if written_by > term {
+        return Err(Error::Fenced(format!(
+            "the tree was written at term {written_by}; this node holds term {term}"
+        )));
+    }
     let size = tx
         .query_one(
             &tx.prepare_cached("SELECT size FROM aiaudit_seq WHERE id = 1")
@@ -741,9 +856,9 @@ async fn integrate_tx(
     }
     if size > integrated {
         tx.execute(
-            &tx.prepare_cached("UPDATE aiaudit_tree SET integrated = $1 WHERE id = 1")
+            &tx.prepare_cached("UPDATE aiaudit_tree SET integrated = $1, term = $2 WHERE id = 1")
                 .await?,
-            &[&(size as i64)],
+            &[&(size as i64), &(term as i64)],
         )
         .await?;
     }
@@ -829,13 +944,23 @@ impl PgStore {
         })
     }
 
+    /// Integrates as the publisher (fenced by the lease's term); on any
+    /// other node, only reads the integrated size and its root.
     fn integrate_now(&self) -> Result<(u64, Hash)> {
         let pool = self.pool.clone();
+        let Some(term) = self.shared.term() else {
+            return self.run(async move {
+                let c = pool.get().await?;
+                let (_, integrated, _) = sizes(&c).await?;
+                Ok((integrated, tree_at(&c, integrated).await?.root()))
+            });
+        };
         let cached = self.tree.lock().unwrap().take();
-        let (size, root, tree) = self.run(async move {
+        let holder = self.shared.holder.clone();
+        let (size, root, tree) = self.note(self.run(async move {
             let mut c = pool.get().await?;
-            integrate_tx(&mut c, cached).await
-        })?;
+            integrate_tx(&mut c, cached, &holder, term).await
+        }))?;
         *self.tree.lock().unwrap() = Some(tree);
         self.shared.integrated.fetch_max(size, Ordering::SeqCst);
         self.shared.size.fetch_max(size, Ordering::SeqCst);
@@ -948,26 +1073,60 @@ impl Storage for PgStore {
 
     fn save_checkpoint(&self, note: &str) -> Result<()> {
         let size = crate::parse_checkpoint(note)?.size as i64;
-        let pool = self.pool.clone();
+        let Some(term) = self.shared.term() else {
+            return self.note(Err(Error::Fenced(
+                "this node does not hold the publisher lease".into(),
+            )));
+        };
+        let (pool, holder) = (self.pool.clone(), self.shared.holder.clone());
         let note = note.to_string();
-        self.run(async move {
-            let c = pool.get().await?;
-            // Never replace a checkpoint with a smaller one (a slow former publisher).
-            c.execute(
-                &c.prepare_cached(
-                    "UPDATE aiaudit_tree SET checkpoint = $1, checkpoint_size = $2 \
-                 WHERE id = 1 AND checkpoint_size <= $2 AND integrated >= $2",
+        self.note(self.run(async move {
+            let mut c = pool.get().await?;
+            let tx = c.transaction().await?;
+            lease::fence(&*tx, &holder, term).await?;
+            // Never replace a checkpoint with a smaller one, nor one a newer
+            // term wrote.
+            let changed = tx
+                .execute(
+                    &tx.prepare_cached(
+                        "UPDATE aiaudit_tree SET checkpoint = $1, checkpoint_size = $2, term = $3 \
+                         WHERE id = 1 AND checkpoint_size <= $2 AND integrated >= $2 AND term <= $3",
+                    )
+                    .await?,
+                    &[&note, &size, &(term as i64)],
                 )
-                .await?,
-                &[&note, &size],
-            )
-            .await?;
+                .await?;
+            if changed == 0 {
+                let written_by: i64 = tx
+                    .query_one("SELECT term FROM aiaudit_tree WHERE id = 1", &[])
+                    .await?
+                    .get(0);
+                if written_by as u64 > term {
+                    return Err(Error::Fenced(format!(
+                        "the checkpoint was written at term {written_by}; this node holds term {term}"
+                    )));
+                }
+            }
+            tx.commit().await?;
             Ok(())
-        })
+        }))
     }
 
     fn is_publisher(&self) -> bool {
-        self.holds_publisher_lock()
+        self.holds_publisher_lease()
+    }
+
+    fn publisher_lease(&self) -> Option<LeaseView> {
+        Some(self.lease())
+    }
+
+    fn fenced_writes(&self) -> u64 {
+        PgStore::fenced_writes(self)
+    }
+
+    fn step_down(&self) -> Result<()> {
+        self.set_candidate(false);
+        self.release_lease()
     }
 
     fn shared(&self) -> bool {

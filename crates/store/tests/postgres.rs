@@ -6,7 +6,7 @@
 //! stopped database does to each call.
 
 use aiaudit_store::{
-    is_postgres_url, Appended, Error, NewEntry, PgStore, Storage, PG_SCHEMA_VERSION,
+    is_postgres_url, Appended, Error, LeaseConfig, NewEntry, PgStore, Storage, PG_SCHEMA_VERSION,
 };
 use aiaudit_testpg::TempPostgres;
 use aiaudit_tlog::{
@@ -176,16 +176,27 @@ fn integrated_roots_equal_the_in_memory_tree() {
         assert_eq!(store.integrated_size(), at as u64);
         assert_eq!(tree_hash(size, &store).unwrap(), root);
     }
-    // A node that did not append resumes from the stored tree.
+    // A node that did not append resumes from the stored tree once it
+    // holds the lease; until then it only reads the integrated root.
     let other = open(&pg);
     assert_eq!(other.integrated_size(), at as u64);
     let b = batch(at, at + 300);
     other.append(&b).unwrap();
     leaves.extend(b.iter().map(|e| e.leaf));
+    let integrated_root = root_of(&leaves[..at]);
     at += 300;
+    assert!(!other.is_publisher());
+    assert_eq!(other.sync().unwrap(), ((at - 300) as u64, integrated_root));
+    store.set_candidate(false);
+    store.release_lease().unwrap();
+    assert!(other.wait_for_lease(Duration::from_secs(5)));
     let (size, root) = other.sync().unwrap();
     assert_eq!((size, root), (at as u64, root_of(&leaves)));
     // The first node's cached tree is stale now; it notices and re-reads.
+    other.set_candidate(false);
+    other.release_lease().unwrap();
+    store.set_candidate(true);
+    assert!(store.wait_for_lease(Duration::from_secs(5)));
     let b = batch(at, at + 3);
     store.append(&b).unwrap();
     leaves.extend(b.iter().map(|e| e.leaf));
@@ -319,7 +330,11 @@ fn two_nodes_append_concurrently_without_duplicates_or_gaps() {
         assert_eq!(nodes[0].lookup_key(&common::key(id)).unwrap(), Some(*i));
     }
     let leaves: Vec<Hash> = by_index.iter().map(|(_, id)| entry(id).leaf).collect();
-    assert_eq!(nodes[0].integrate().unwrap().1, root_of(&leaves));
+    let publisher = nodes
+        .iter()
+        .find(|n| n.is_publisher())
+        .expect("a publisher");
+    assert_eq!(publisher.integrate().unwrap().1, root_of(&leaves));
 }
 
 #[test]
@@ -339,7 +354,7 @@ fn one_publisher_and_a_takeover_when_it_goes() {
         assert!(a.is_publisher() != b.is_publisher());
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(a.holds_publisher_lock(), a.is_publisher());
+    assert_eq!(a.holds_publisher_lease(), a.is_publisher());
     let (gone, stays) = if a.is_publisher() { (a, b) } else { (b, a) };
     let started = Instant::now();
     drop(gone);
@@ -348,6 +363,84 @@ fn one_publisher_and_a_takeover_when_it_goes() {
         "no takeover within 5 s"
     );
     eprintln!("takeover after {:?}", started.elapsed());
+}
+
+/// A publisher that missed its lease's expiry (frozen, cut off) and wakes
+/// up believing it still publishes: the database refuses its integration
+/// and its checkpoint, and the node that took over writes both.
+#[test]
+fn a_former_publisher_is_fenced_by_the_newer_term() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    // Renews every 30 s, so between renewals it goes on believing.
+    let slow = LeaseConfig {
+        length: Duration::from_secs(60),
+        renew_every: Duration::from_secs(30),
+    };
+    let (old, _) = PgStore::open_with(&pg.url, None, slow).unwrap();
+    assert!(old.wait_for_lease(Duration::from_secs(5)));
+    let term = old.lease().term;
+    let new = open(&pg);
+    new.append(&batch(0, 10)).unwrap();
+    assert!(!new.is_publisher(), "the lease is held for a minute");
+    // The lease runs out (as it would while the holder was frozen).
+    let sql = "UPDATE aiaudit_lease SET expires_at = now() - interval '1 second'";
+    pg.psql(sql);
+    assert!(new.wait_for_lease(Duration::from_secs(5)), "no takeover");
+    assert!(wait_until(Duration::from_secs(5), || new.lease().term == term + 1));
+    assert!(old.is_publisher(), "the old holder has not renewed yet");
+    let before = old.fenced_writes();
+    let refused = old.integrate();
+    assert!(matches!(refused, Err(Error::Fenced(_))), "{refused:?}");
+    let note = checkpoint_note(0, root_of(&[]));
+    let refused = old.save_checkpoint(&note);
+    assert!(matches!(refused, Err(Error::Fenced(_))), "{refused:?}");
+    assert_eq!(old.fenced_writes(), before + 2);
+    // The new publisher writes; the old one's refusals left nothing behind.
+    let leaves: Vec<Hash> = batch(0, 10).iter().map(|e| e.leaf).collect();
+    assert_eq!(new.integrate().unwrap(), (10, root_of(&leaves)));
+    new.save_checkpoint(&checkpoint_note(10, root_of(&leaves)))
+        .unwrap();
+    assert!(new.checkpoint().unwrap().unwrap().contains("\n10\n"));
+    assert_eq!(new.lease().holder, new.holder());
+}
+
+/// A clean release hands the lease over at once, and a node that is not
+/// a candidate never takes it.
+#[test]
+fn a_released_lease_is_taken_over_at_once_by_a_candidate_only() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let a = open(&pg);
+    assert!(a.wait_for_lease(Duration::from_secs(5)));
+    let b = open(&pg);
+    b.set_candidate(false);
+    let c = open(&pg);
+    c.set_candidate(false);
+    a.set_candidate(false);
+    let started = Instant::now();
+    a.release_lease().unwrap();
+    assert!(!a.is_publisher());
+    // Two rounds of each node's lease task after the release, all of them
+    // reading a free lease that nobody takes.
+    for n in [&a, &b, &c] {
+        let seen_free = |n: &PgStore| {
+            let v = n.lease();
+            v.read_at.is_some_and(|t| t > started) && v.remaining_ms() <= 0
+        };
+        assert!(wait_until(Duration::from_secs(5), || seen_free(n)));
+        let first = n.lease().read_at;
+        assert!(wait_until(Duration::from_secs(5), || n.lease().read_at
+            != first
+            && seen_free(n)));
+    }
+    assert!(!b.is_publisher() && !c.is_publisher() && !a.is_publisher());
+    c.set_candidate(true);
+    assert!(c.wait_for_lease(Duration::from_secs(3)));
+    eprintln!("hand-over after {:?}", started.elapsed());
+    assert!(!b.is_publisher());
 }
 
 #[test]
@@ -391,7 +484,10 @@ fn schema_4_rekeys_existing_entries_by_tenant() {
     // Put the database back as schema 3 left it.
     sql(
         &pg,
-        "ALTER TABLE aiaudit_entries DROP CONSTRAINT aiaudit_entries_dedup_key;
+        "DROP TABLE aiaudit_lease;
+         ALTER TABLE aiaudit_tree DROP COLUMN term;
+         DELETE FROM aiaudit_schema WHERE version = 5;
+         ALTER TABLE aiaudit_entries DROP CONSTRAINT aiaudit_entries_dedup_key;
          UPDATE aiaudit_entries SET dedup_key = substr(dedup_key, 3);
          ALTER TABLE aiaudit_entries RENAME COLUMN dedup_key TO event_id;
          ALTER TABLE aiaudit_entries ADD CONSTRAINT aiaudit_entries_event_id_key UNIQUE (event_id);

@@ -192,6 +192,32 @@ impl TempPostgres {
         self.ctl(&["stop", "-m", "fast"]);
     }
 
+    /// Runs SQL with `psql` as the superuser; returns what it printed
+    /// (unaligned, tuples only). Panics when it fails.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = self
+            .command("psql")
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.url,
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Starts the server again after [`TempPostgres::stop`], same port and data.
     pub fn start_again(&self) {
         self.ctl(&["start"]);
