@@ -194,8 +194,21 @@ impl Server {
     }
 }
 
+/// Stops the process the way an operator would (SIGTERM, and SIGCONT in
+/// case a test froze it), so it exits through `main` and an instrumented
+/// build writes its coverage profile (.ci/coverage); SIGKILL after 10 s.
 impl Drop for Server {
     fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = Command::new("kill").args(["-CONT", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

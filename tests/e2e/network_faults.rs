@@ -125,8 +125,10 @@ fn faulty_proxy(upstream: u16) -> (u16, Arc<[AtomicUsize; 4]>, Arc<AtomicUsize>)
                         pipe(server, client, Some(3 * 1024));
                     }
                     _ => {
-                        // Even a healthy connection is cut after a while.
-                        cut_after(&client, &server, Duration::from_millis(400));
+                        // Even a healthy connection is cut after a while
+                        // (long enough for a slow build, e.g. one
+                        // instrumented for coverage, to answer a batch).
+                        cut_after(&client, &server, Duration::from_secs(2));
                         let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                         forward(c2, s2, &o);
                         pipe(server, client, Some(64 * 1024));

@@ -399,11 +399,22 @@ fn postgres_restart_mid_load_loses_nothing_acknowledged() {
     let after_restart = load.batches.load(Ordering::SeqCst);
     // The nodes recover on their own and take load again.
     load.wait_batches(after_restart + 20);
-    let ready = client()
-        .get(format!("{}/readyz", nodes[0].url))
-        .send()
-        .unwrap();
-    assert_eq!(ready.status(), 200, "/readyz after PostgreSQL came back");
+    // Ready again by itself, once a node publishes and indexes again.
+    loop {
+        let ready = client()
+            .get(format!("{}/readyz", nodes[0].url))
+            .send()
+            .unwrap();
+        if ready.status() == 200 {
+            break;
+        }
+        assert!(
+            up.elapsed() < Duration::from_secs(30),
+            "/readyz after PostgreSQL came back: {}",
+            ready.text().unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (acked, failures) = load.finish();
     assert!(
         failures.iter().all(|&s| s == 503 || s == 0),
