@@ -279,7 +279,7 @@ fn three_nodes_survive_the_publisher_being_killed() {
     let stop_watch = Arc::new(AtomicBool::new(false));
     let watcher = watch_checkpoints(urls.clone(), v.clone(), stop_watch.clone());
     let load = Load::start(urls.clone(), token.clone(), 6);
-    std::thread::sleep(Duration::from_secs(3));
+    load.wait_batches(60);
 
     // kill -9 the publisher mid-load. Failover: until a surviving node is
     // the publisher and serves a checkpoint larger than any served before.
@@ -311,7 +311,8 @@ fn three_nodes_survive_the_publisher_being_killed() {
         failover < Duration::from_secs(5),
         "failover took {failover:?} (target: under 5 s)"
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // Load goes on through the survivors.
+    load.wait_batches(load.batches.load(Ordering::SeqCst) + 40);
     let (acked, failures) = load.finish();
     stop_watch.store(true, Ordering::SeqCst);
     let seen = watcher.join().unwrap();
