@@ -1244,6 +1244,35 @@ fn a_clean_stop_hands_the_lease_over_at_once() {
     wait_publisher(std::slice::from_ref(&a));
     let b = Server::start_with(&root.path().join("b"), &args);
     let v = verifier(&b);
+    // The holder names a host and process: an admin of every tenant sees
+    // it, a tenant's auditor sees the term and expiry only.
+    assert!(lease(&b).unwrap()["holder"]
+        .as_str()
+        .is_some_and(|h| !h.is_empty()));
+    let out = Command::new(BIN)
+        .args(["token", "create", "--tenant", "acme", "--role", "auditor"])
+        .args(["--url", &b.url, "--token", &b.token])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let auditor = stdout(&out).trim().to_string();
+    let seen: Value = client()
+        .get(format!("{}/v1/info", b.url))
+        .bearer_auth(&auditor)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let l = &seen["storage"]["lease"];
+    assert!(l["term"].as_u64().is_some_and(|t| t > 0), "{seen}");
+    assert!(
+        l.get("holder").is_none(),
+        "a tenant's auditor sees the holder: {seen}"
+    );
     post_batch(&a.url, &a.token, &[event("before-stop")]).unwrap();
     let stopped = Instant::now();
     a.stop();

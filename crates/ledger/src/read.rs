@@ -327,11 +327,14 @@ impl Ledger {
             // Who publishes, under which term, and for how much longer as
             // this node last read it (about once a second).
             info["storage"]["lease"] = json!({
-                "holder": lease.holder,
                 "term": lease.term,
                 "expires_in_ms": lease.remaining_ms(),
                 "fenced_writes": self.store.fenced_writes(),
             });
+            // The holder names a host and process: the operator's to see.
+            if who.is_some_and(Principal::is_global_admin) {
+                info["storage"]["lease"]["holder"] = json!(lease.holder);
+            }
         }
         if who.is_some_and(Principal::is_global_admin) {
             info["backup"] = self.backup_status.to_json(&self.config.backup);

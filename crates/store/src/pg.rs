@@ -240,7 +240,11 @@ pub fn is_postgres_url(s: &str) -> bool {
 /// always verified (against `ca`, a PEM file, or else the system's roots)
 /// and its name checked, as libpq's `verify-full` does; with `disable` or
 /// `prefer` (the default) connections are plain, so `prefer` never means
-/// an unverified server.
+/// an unverified server. The configuration also carries TCP keepalives,
+/// a TCP user timeout and the server-side session settings of every node
+/// session (a dead peer noticed in seconds on both sides; no statement or
+/// idle transaction holding a lock for long); options in the URL come
+/// after, so they win.
 pub fn connector(
     url: &str,
     ca: Option<&Path>,
@@ -251,6 +255,20 @@ pub fn connector(
     if config.get_ssl_mode() == SslMode::Prefer {
         config.ssl_mode(SslMode::Disable);
     }
+    // Every session of the node (the log's, the lease's, the search
+    // index's) notices a dead peer and never holds a lock for long.
+    config
+        .keepalives(true)
+        .keepalives_idle(KEEPALIVE_IDLE)
+        .keepalives_interval(KEEPALIVE_INTERVAL)
+        .keepalives_retries(KEEPALIVE_RETRIES)
+        .tcp_user_timeout(TCP_USER_TIMEOUT)
+        .connect_timeout(Duration::from_secs(5));
+    let options = match config.get_options() {
+        Some(o) if !o.is_empty() => format!("{SESSION_OPTIONS} {o}"),
+        _ => SESSION_OPTIONS.to_string(),
+    };
+    config.options(options);
     let mut roots = rustls::RootCertStore::empty();
     match ca {
         Some(path) => {
@@ -318,19 +336,7 @@ impl PgStore {
         lease_config: LeaseConfig,
     ) -> Result<(PgStore, Recovery)> {
         let started = Instant::now();
-        let (mut config, tls) = connector(url, ca)?;
-        config
-            .keepalives(true)
-            .keepalives_idle(KEEPALIVE_IDLE)
-            .keepalives_interval(KEEPALIVE_INTERVAL)
-            .keepalives_retries(KEEPALIVE_RETRIES)
-            .tcp_user_timeout(TCP_USER_TIMEOUT)
-            .connect_timeout(Duration::from_secs(5));
-        let options = match config.get_options() {
-            Some(o) if !o.is_empty() => format!("{SESSION_OPTIONS} {o}"),
-            _ => SESSION_OPTIONS.to_string(),
-        };
-        config.options(options);
+        let (config, tls) = connector(url, ca)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("postgres")
@@ -558,6 +564,8 @@ async fn xact_lock(tx: &deadpool_postgres::Transaction<'_>, key: i64) -> Result<
 
 async fn migrate(c: &mut deadpool_postgres::Object) -> Result<()> {
     let tx = c.transaction().await?;
+    // A migration may rewrite every entry (version 4): no session timeout.
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     xact_lock(&tx, MIGRATION_LOCK).await?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS aiaudit_schema (version integer PRIMARY KEY)")
         .await?;
