@@ -8,7 +8,6 @@
 use crate::harness::*;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 /// The credentials, in the column order of the table below.
@@ -117,18 +116,7 @@ fn any_reader(ok: u16) -> By {
 }
 
 fn create(server: &Server, tenant: &str, role: &str, extra: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(["token", "create", "--tenant", tenant, "--role", role])
-        .args(extra)
-        .args(["--url", &server.url, "--token", &server.token])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout(&out).trim().to_string()
+    create_token(server, tenant, role, extra)
 }
 
 fn otlp_record(tenant: &str) -> Value {

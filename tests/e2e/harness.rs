@@ -405,3 +405,20 @@ pub fn skipped(why: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {why}");
 }
+
+/// A new token from `aiaudit token create` against `server` (its admin
+/// token), for `tenant` with `role` and any `extra` flags.
+pub fn create_token(server: &Server, tenant: &str, role: &str, extra: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(["token", "create", "--tenant", tenant, "--role", role])
+        .args(extra)
+        .args(["--url", &server.url, "--token", &server.token])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out).trim().to_string()
+}

@@ -1249,17 +1249,7 @@ fn a_clean_stop_hands_the_lease_over_at_once() {
     assert!(lease(&b).unwrap()["holder"]
         .as_str()
         .is_some_and(|h| !h.is_empty()));
-    let out = Command::new(BIN)
-        .args(["token", "create", "--tenant", "acme", "--role", "auditor"])
-        .args(["--url", &b.url, "--token", &b.token])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let auditor = stdout(&out).trim().to_string();
+    let auditor = create_token(&b, "acme", "auditor", &[]);
     let seen: Value = client()
         .get(format!("{}/v1/info", b.url))
         .bearer_auth(&auditor)
