@@ -147,6 +147,18 @@ fn tokens_roles_and_tenant_isolation() {
     );
     assert_eq!(r.status(), 401);
     let brief = create(&server, "acme", "auditor", &["--expires", "1s"]);
+    // The table shows expiry as an RFC 3339 time, not epoch seconds.
+    let table = stdout(&token_cli(&server, &["list"]));
+    let row = table
+        .lines()
+        .find(|l| l.contains("auditor") && !l.contains("never"));
+    let expiry = row
+        .and_then(|r| r.split_whitespace().nth(3))
+        .unwrap_or_default();
+    assert!(
+        expiry.len() == 20 && expiry.ends_with('Z') && expiry.as_bytes()[10] == b'T',
+        "expiry {expiry:?} in:\n{table}"
+    );
     std::thread::sleep(std::time::Duration::from_millis(2100));
     assert_eq!(as_token(&brief, c.get(url("/v1/events/1"))).status(), 401);
     let bad = token_cli(&server, &["create", "--tenant", "acme", "--role", "root"]);

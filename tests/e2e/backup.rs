@@ -57,22 +57,19 @@ fn vkey(server: &Server) -> String {
         .to_string()
 }
 
+/// `aiaudit backup create`, the ledger named by `AIAUDIT_URL` as the other
+/// commands take it.
 fn create(server: &Server, to: &[&str], incremental: bool, env: &[(&str, String)]) -> Value {
-    let mut args = vec![
-        "backup",
-        "create",
-        "--url",
-        &server.url,
-        "--token",
-        &server.token,
-    ];
+    let mut args = vec!["backup", "create", "--token", &server.token];
     for t in to {
         args.extend(["--to", t]);
     }
     if incremental {
         args.push("--incremental");
     }
-    let (ok, v) = run_json(&args, env);
+    let mut env = env.to_vec();
+    env.push(("AIAUDIT_URL", server.url.clone()));
+    let (ok, v) = run_json(&args, &env);
     assert!(ok, "{v}");
     v
 }

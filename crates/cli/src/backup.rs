@@ -30,7 +30,7 @@ enum BackupCommand {
 #[derive(Args, Debug)]
 struct CreateArgs {
     /// Base URL of the ledger, e.g. http://127.0.0.1:7381
-    #[arg(long)]
+    #[arg(long, env = "AIAUDIT_URL")]
     url: String,
     /// An admin token (entry bundles and the keyring need one).
     #[arg(long, env = "AIAUDIT_TOKEN")]

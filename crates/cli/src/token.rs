@@ -101,8 +101,8 @@ pub fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
                         t["role"].as_str().unwrap_or(""),
                         t["revoked"].as_bool().unwrap_or(false),
                         t["expires_unix"]
-                            .as_u64()
-                            .map(|e| e.to_string())
+                            .as_i64()
+                            .map(|e| aiaudit_ledger::reports::rfc3339(e.saturating_mul(1000)))
                             .unwrap_or_else(|| "never".into()),
                         t["tenants"]
                             .as_array()
