@@ -198,3 +198,31 @@ fn per_token_rate_limit_and_request_deadline() {
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("urn:aiaudit:problem:timeout"), "{answer}");
 }
+
+/// A command pointed at an address where nothing listens says so and names
+/// the option that sets the address (#21), for the commands that talk to
+/// the ledger over HTTP.
+#[test]
+fn a_refused_connection_names_the_url_option() {
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    for args in [
+        vec!["query", "--url", closed.as_str(), "--token", "x"],
+        vec!["token", "list", "--url", closed.as_str(), "--token", "x"],
+        vec![
+            "violations",
+            "list",
+            "--url",
+            closed.as_str(),
+            "--token",
+            "x",
+        ],
+    ] {
+        let out = aiaudit(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--url") && err.contains("AIAUDIT_URL"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -125,9 +125,23 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("aiaudit: error: {e:#}");
+            if refused(&e) {
+                eprintln!(
+                    "aiaudit: hint: nothing answered at that address: is the ledger running, \
+                     and is --url (or AIAUDIT_URL; --ledger-url for the agent) right?"
+                );
+            }
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether `e` is, at bottom, a connection nobody answered.
+fn refused(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_connect)
+    })
 }
 
 /// Default headers carrying a bearer token, marked sensitive so it never
