@@ -263,3 +263,58 @@ fn export_bundles_verify_offline_and_fail_when_changed() {
     ]);
     assert!(!out.status.success(), "{}", stdout(&out));
 }
+
+/// `aiaudit query` (#21): a refused token prints no table header, the
+/// columns stay aligned whatever the values' lengths, and `--source` and
+/// `--subject` filter as the API does.
+#[test]
+fn query_prints_aligned_columns_and_filters_by_source_and_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut long = event("q-long");
+    long["actor"]["id"] = json!("an-actor-name-much-wider-than-sixteen-columns");
+    long["source"]["name"] = json!("loan-assistant");
+    long["subject"] = json!("customer-42");
+    server.post_events(&[event("q-short"), long]);
+    server.wait_size(2);
+    // The index catches up with the log.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.get_json("/v1/info")["index"]["lag_events"] != 0 {
+        assert!(std::time::Instant::now() < deadline, "index lag");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let query = |extra: &[&str]| {
+        let mut args = vec!["query", "--url", &server.url, "--token", &server.token];
+        args.extend_from_slice(extra);
+        aiaudit(&args)
+    };
+    let out = query(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = stdout(&out);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    let id_at = lines[0].find("ID").unwrap();
+    for l in &lines[1..] {
+        let id = l.split_whitespace().last().unwrap();
+        assert_eq!(l.len() - id.len(), id_at, "misaligned:\n{table}");
+    }
+    // A plain subject is searched by its tag within a tenant.
+    for filter in [
+        &["--source", "loan-assistant"][..],
+        &["--tenant", "acme", "--subject", "customer-42"][..],
+    ] {
+        let t = stdout(&query(filter));
+        assert_eq!(t.lines().count(), 2, "{filter:?}: {t}");
+        assert!(
+            t.lines().nth(1).unwrap().ends_with("q-long"),
+            "{filter:?}: {t}"
+        );
+    }
+    let refused = aiaudit(&["query", "--url", &server.url, "--token", "aat_wrong"]);
+    assert!(!refused.status.success());
+    assert_eq!(stdout(&refused), "", "a header before the error");
+}

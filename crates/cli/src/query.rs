@@ -30,6 +30,12 @@ pub struct Filters {
     pub trace_id: Option<String>,
     #[arg(long)]
     pub conversation_id: Option<String>,
+    /// The emitting system (`source.name`).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// The data subject (as stored: its HMAC when the field is sensitive).
+    #[arg(long)]
+    pub subject: Option<String>,
     /// Event time from (RFC 3339, inclusive).
     #[arg(long)]
     pub from: Option<String>,
@@ -50,6 +56,8 @@ impl Filters {
             ("risk", &self.risk),
             ("trace_id", &self.trace_id),
             ("conversation_id", &self.conversation_id),
+            ("source", &self.source),
+            ("subject", &self.subject),
             ("from", &self.from),
             ("to", &self.to),
         ]
@@ -83,17 +91,41 @@ pub struct QueryArgs {
     json: bool,
 }
 
+/// Columns as wide as their widest value (the index right-aligned), two
+/// spaces apart; the id, last, unpadded.
+fn print_table(rows: &[[String; 8]]) {
+    let header = [
+        "INDEX", "TIME", "TENANT", "ACTOR", "ACTION", "MODEL", "OUTCOME", "ID",
+    ];
+    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, v) in width.iter_mut().zip(r) {
+            *w = (*w).max(v.chars().count());
+        }
+    }
+    let line = |cells: [&str; 8]| {
+        let mut out = format!("{:>w$}", cells[0], w = width[0]);
+        for (i, c) in cells.iter().enumerate().skip(1).take(6) {
+            out.push_str(&format!("  {:<w$}", c, w = width[i]));
+        }
+        out.push_str("  ");
+        out.push_str(cells[7]);
+        println!("{out}");
+    };
+    line(header);
+    for r in rows {
+        line(std::array::from_fn(|i| r[i].as_str()));
+    }
+}
+
 pub fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let client = crate::blocking_client(None)?;
     let base = args.url.trim_end_matches('/');
     let mut cursor = args.cursor.clone();
     let mut printed = 0u64;
-    if !args.json {
-        println!(
-            "{:>8}  {:<24}  {:<10}  {:<16}  {:<18}  {:<16}  {:<8}  ID",
-            "INDEX", "TIME", "TENANT", "ACTOR", "ACTION", "MODEL", "OUTCOME"
-        );
-    }
+    // The table is printed once every page has arrived, so an error prints
+    // no header and each column is as wide as its widest value.
+    let mut rows: Vec<[String; 8]> = Vec::new();
     loop {
         let page_size = (args.limit - printed).min(1000);
         let mut params = args.filters.pairs();
@@ -118,17 +150,16 @@ pub fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
                 println!("{e}");
             } else {
                 let s = |k: &str| e[k].as_str().unwrap_or("-").to_string();
-                println!(
-                    "{:>8}  {:<24}  {:<10}  {:<16}  {:<18}  {:<16}  {:<8}  {}",
-                    e["index"],
+                rows.push([
+                    e["index"].to_string(),
                     s("time"),
                     s("tenant"),
                     s("actor"),
                     s("action"),
                     s("model"),
                     s("outcome"),
-                    s("id")
-                );
+                    s("id"),
+                ]);
             }
             printed += 1;
         }
@@ -136,6 +167,9 @@ pub fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
         if cursor.is_none() || printed >= args.limit {
             break;
         }
+    }
+    if !args.json {
+        print_table(&rows);
     }
     if let (Some(c), false) = (&cursor, args.json) {
         eprintln!("more results: --cursor {c}");
