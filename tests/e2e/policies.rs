@@ -66,6 +66,21 @@ fn model_call(id: &str, provider: &str, tokens: u64) -> Value {
 }
 
 /// Polls `f` until it returns something, for at most 30 s.
+/// `aiaudit violations list --json` against `server`, with `extra` flags.
+fn violations_list(server: &Server, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "violations",
+        "list",
+        "--url",
+        &server.url,
+        "--token",
+        &server.token,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    aiaudit(&args)
+}
+
 fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -186,17 +201,7 @@ fn policies_fire_alert_and_follow_their_lifecycle() {
     let resolved = server.get_json("/v1/violations?status=resolved");
     assert_eq!(resolved["total"], 1);
     // The same from the command line.
-    let out = aiaudit(&[
-        "violations",
-        "list",
-        "--url",
-        &server.url,
-        "--token",
-        &server.token,
-        "--status",
-        "resolved",
-        "--json",
-    ]);
+    let out = violations_list(&server, &["--status", "resolved"]);
     assert!(
         out.status.success(),
         "{}",
@@ -254,4 +259,74 @@ fn policies_fire_alert_and_follow_their_lifecycle() {
     let v = server.get_json(&format!("/v1/violations/{id}"));
     assert_eq!(v["status"], "resolved");
     assert_eq!(v["history"].as_array().unwrap().len(), 2);
+}
+
+/// Violations page newest first with a cursor, filter by severity, and the
+/// CLI follows pages up to `--limit` and says when more remain (#21).
+#[test]
+fn violations_page_with_a_cursor_and_filter_by_severity() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, format!("{RULES}{MORE_RULES}")).unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &["--policy-file", rules.to_str().unwrap()],
+    );
+    // Five high (provider) and two medium (tokens) violations.
+    let mut events: Vec<Value> = (0..5)
+        .map(|i| model_call(&format!("p{i}"), "deepseek", 10))
+        .collect();
+    events.extend((0..2).map(|i| model_call(&format!("t{i}"), "openai", 5000)));
+    server.post_events(&events);
+    eventually("seven violations", || {
+        (server.get_json("/v1/violations")["total"] == 7).then_some(())
+    });
+    // Pages of 3: 3 + 3 + 1, newest first, each once.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("/v1/violations?limit=3&cursor={c}"),
+            None => "/v1/violations?limit=3".to_string(),
+        };
+        let page = server.get_json(&q);
+        assert_eq!(page["total"], 7);
+        seen.extend(
+            page["violations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["index"].as_u64().unwrap()),
+        );
+        cursor = page["next_cursor"].as_str().map(str::to_string);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 7, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "{seen:?}");
+    let medium = server.get_json("/v1/violations?severity=medium");
+    assert_eq!(medium["total"], 2);
+    for (q, field) in [("severity=urgent", "severity"), ("cursor=abc", "cursor")] {
+        let r = server.get(&format!("/v1/violations?{q}"));
+        assert_eq!(r.status(), 400, "{q}");
+        let body: Value = r.json().unwrap();
+        assert_eq!(body["parameter"], field, "{body}");
+    }
+    // The CLI: --limit 4 prints four and says how to go on; --cursor goes on.
+    let list = |extra: &[&str]| violations_list(&server, extra);
+    let out = list(&["--limit", "4"]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out).lines().count(), 4);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let next = err
+        .split("--cursor ")
+        .nth(1)
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(err.contains("4 of 7"), "{err}");
+    let out = list(&["--cursor", next]);
+    assert_eq!(stdout(&out).lines().count(), 3);
+    let out = list(&["--severity", "medium"]);
+    assert_eq!(stdout(&out).lines().count(), 2);
 }

@@ -34,6 +34,15 @@ enum ViolationsCommand {
         status: Option<String>,
         #[arg(long)]
         rule: Option<String>,
+        /// info, low, medium, high or critical.
+        #[arg(long)]
+        severity: Option<String>,
+        /// Most violations to print (pages are followed up to it).
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        /// Start after this cursor (printed when more remain).
+        #[arg(long)]
+        cursor: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -70,22 +79,53 @@ pub fn run(args: ViolationsArgs) -> anyhow::Result<ExitCode> {
             tenant,
             status,
             rule,
+            severity,
+            limit,
+            mut cursor,
             json,
         } => {
-            let params: Vec<(&str, String)> =
-                [("tenant", tenant), ("status", status), ("rule", rule)]
-                    .into_iter()
-                    .filter_map(|(k, v)| v.map(|v| (k, v)))
-                    .collect();
-            let body = check(
-                client
-                    .get(format!("{base}/v1/violations"))
-                    .bearer_auth(&token)
-                    .query(&params)
-                    .send()
-                    .with_context(|| format!("GET {base}/v1/violations"))?,
-            )?;
-            let items = body["violations"].as_array().cloned().unwrap_or_default();
+            let filters: Vec<(&str, String)> = [
+                ("tenant", tenant),
+                ("status", status),
+                ("rule", rule),
+                ("severity", severity),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
+            let mut items: Vec<Value> = Vec::new();
+            let mut total: u64;
+            loop {
+                let mut params = filters.clone();
+                let page = (limit - items.len() as u64).clamp(1, 1000);
+                params.push(("limit", page.to_string()));
+                if let Some(c) = &cursor {
+                    params.push(("cursor", c.clone()));
+                }
+                let body = check(
+                    client
+                        .get(format!("{base}/v1/violations"))
+                        .bearer_auth(&token)
+                        .query(&params)
+                        .send()
+                        .with_context(|| format!("GET {base}/v1/violations"))?,
+                )?;
+                total = body["total"].as_u64().unwrap_or(0);
+                items.extend(body["violations"].as_array().cloned().unwrap_or_default());
+                cursor = body["next_cursor"].as_str().map(str::to_string);
+                if cursor.is_none() || items.len() as u64 >= limit {
+                    break;
+                }
+            }
+            // Never a silent cut: say how many there are and how to go on.
+            match &cursor {
+                Some(c) => eprintln!(
+                    "{} of {total} violations; more with --cursor {c}",
+                    items.len()
+                ),
+                None if !json => eprintln!("{} of {total} violations", items.len()),
+                None => {}
+            }
             if json {
                 for v in &items {
                     println!("{v}");

@@ -23,10 +23,10 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let p = require(&ledger, &headers)?;
     for name in params.keys() {
-        if !["tenant", "status", "rule", "limit"].contains(&name.as_str()) {
+        if !["tenant", "status", "rule", "severity", "limit", "cursor"].contains(&name.as_str()) {
             return Err(Problem::bad_parameter(
                 name,
-                "unknown parameter; filters are tenant, status, rule, limit",
+                "unknown parameter; filters are tenant, status, rule, severity, limit, cursor",
             ));
         }
     }
@@ -58,14 +58,40 @@ pub async fn list(
                 Problem::bad_parameter("limit", format!("{v:?} is not between 1 and 1000"))
             })?,
     };
-    let records = ledger.violations(&p, |r| {
+    const SEVERITIES: [&str; 5] = ["info", "low", "medium", "high", "critical"];
+    if let Some(s) = get("severity").filter(|s| !SEVERITIES.contains(&s.as_str())) {
+        return Err(Problem::bad_parameter(
+            "severity",
+            format!("{s:?} is not one of {}", SEVERITIES.join(", ")),
+        ));
+    }
+    // Newest first, as before paging: the cursor is the log index of the
+    // last violation of the previous page.
+    let after = get("cursor")
+        .map(|c| {
+            c.parse::<u64>().map_err(|_| {
+                Problem::bad_parameter("cursor", format!("{c:?} is not a cursor this route gave"))
+            })
+        })
+        .transpose()?;
+    let mut records = ledger.violations(&p, |r| {
         get("tenant").is_none_or(|t| *t == r.tenant)
             && status.is_none_or(|s| s == r.status)
             && get("rule").is_none_or(|x| x == r.rule())
+            && get("severity").is_none_or(|s| r.attributes["severity"] == s.as_str())
     })?;
+    records.sort_by_key(|r| std::cmp::Reverse(r.index));
     let total = records.len();
-    let out: Vec<Value> = records.iter().take(limit).map(Record::to_json).collect();
-    Ok(Json(json!({"violations": out, "total": total})))
+    let rest: Vec<&Record> = records
+        .iter()
+        .filter(|r| after.is_none_or(|a| r.index < a))
+        .collect();
+    let page = &rest[..rest.len().min(limit)];
+    let next = (rest.len() > page.len()).then(|| page.last().map(|r| r.index.to_string()));
+    let out: Vec<Value> = page.iter().map(|r| r.to_json()).collect();
+    Ok(Json(
+        json!({"violations": out, "total": total, "next_cursor": next.flatten()}),
+    ))
 }
 
 /// `GET /v1/violations/{id}`.
