@@ -359,20 +359,7 @@ fn postgres_restart_mid_load_loses_nothing_acknowledged() {
     pg.stop();
     // While it is down: not ready, and ingest answers 503 with a problem.
     let down = Instant::now();
-    loop {
-        let ready = client()
-            .get(format!("{}/readyz", nodes[0].url))
-            .send()
-            .unwrap();
-        if ready.status() == 503 {
-            break;
-        }
-        assert!(
-            down.elapsed() < Duration::from_secs(20),
-            "/readyz stayed 200 with PostgreSQL down"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_readyz(&nodes[0], 503, down, Duration::from_secs(20));
     let r = nodes[0].post(
         "/v1/events",
         "application/json",
@@ -401,21 +388,7 @@ fn postgres_restart_mid_load_loses_nothing_acknowledged() {
     // The nodes recover on their own and take load again.
     load.wait_batches(after_restart + 20);
     // Ready again by itself, once a node publishes and indexes again.
-    loop {
-        let ready = client()
-            .get(format!("{}/readyz", nodes[0].url))
-            .send()
-            .unwrap();
-        if ready.status() == 200 {
-            break;
-        }
-        assert!(
-            up.elapsed() < Duration::from_secs(30),
-            "/readyz after PostgreSQL came back: {}",
-            ready.text().unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_readyz(&nodes[0], 200, up, Duration::from_secs(30));
     let (acked, failures) = load.finish();
     assert!(
         failures.iter().all(|&s| s == 503 || s == 0),
@@ -1023,6 +996,22 @@ fn forward(mut from: std::net::TcpStream, mut to: std::net::TcpStream, stalled: 
 
 fn lease(s: &Server) -> Option<Value> {
     info(s).map(|i| i["storage"]["lease"].clone())
+}
+
+/// Waits until `node`'s `/readyz` answers `status`, at most `limit` after `since`.
+fn wait_readyz(node: &Server, status: u16, since: Instant, limit: Duration) {
+    loop {
+        let ready = client().get(format!("{}/readyz", node.url)).send().unwrap();
+        if ready.status() == status {
+            return;
+        }
+        assert!(
+            since.elapsed() < limit,
+            "/readyz did not answer {status} within {limit:?}: {}",
+            ready.text().unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The publisher lease's term as `s` last read it.

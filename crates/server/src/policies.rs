@@ -87,10 +87,13 @@ pub async fn list(
         .filter(|r| after.is_none_or(|a| r.index < a))
         .collect();
     let page = &rest[..rest.len().min(limit)];
-    let next = (rest.len() > page.len()).then(|| page.last().map(|r| r.index.to_string()));
+    let next = page
+        .last()
+        .filter(|_| rest.len() > page.len())
+        .map(|r| r.index.to_string());
     let out: Vec<Value> = page.iter().map(|r| r.to_json()).collect();
     Ok(Json(
-        json!({"violations": out, "total": total, "next_cursor": next.flatten()}),
+        json!({"violations": out, "total": total, "next_cursor": next}),
     ))
 }
 
