@@ -131,7 +131,8 @@ fn otlp_record(tenant: &str) -> Value {
 /// (method, route as in the router's table, concrete path, body, expected).
 type Row = (&'static str, &'static str, String, Option<Value>, By);
 
-fn rows() -> Vec<Row> {
+/// `blob`: the id (hex) of the blob of acme's event 0.
+fn rows(blob: &str) -> Vec<Row> {
     let ev = |id: &str| {
         let mut e = event(id);
         e["tenant"] = json!("acme");
@@ -157,6 +158,13 @@ fn rows() -> Vec<Row> {
             READ_ACME,
         ),
         r("get", "/v1/events/{index}", "/v1/events/0", None, READ_ACME),
+        r(
+            "get",
+            "/v1/events/{index}/blobs/{n}",
+            "/v1/events/0/blobs/0",
+            None,
+            READ_ACME,
+        ),
         r(
             "get",
             "/v1/export",
@@ -260,6 +268,13 @@ fn rows() -> Vec<Row> {
             GLOBAL_ADMIN,
         ),
         r(
+            "get",
+            "/v1/blobs/{id}",
+            &format!("/v1/blobs/{blob}"),
+            None,
+            GLOBAL_ADMIN,
+        ),
+        r(
             "post",
             "/v1/keys/rotate",
             "/v1/keys/rotate",
@@ -353,11 +368,13 @@ fn rows() -> Vec<Row> {
 fn every_route_every_role_every_scope_every_token_state() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    // Index 0 is acme's (with a subject, so acme has an HMAC salt), index 1
-    // globex's: the entry bundle mixes tenants.
+    // Index 0 is acme's (with a subject, so acme has an HMAC salt, and a
+    // member large enough to be stored as a blob), index 1 globex's: the
+    // entry bundle mixes tenants.
     let mut acme = event("own-0");
     acme["tenant"] = json!("acme");
     acme["subject"] = json!("customer-1");
+    acme["input"] = json!({"content": "a long retrieved document ".repeat(1000)});
     let mut globex = event("other-0");
     globex["tenant"] = json!("globex");
     server.post_events(&[acme, globex]);
@@ -413,7 +430,18 @@ fn every_route_every_role_every_scope_every_token_state() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let rows = rows();
+    let first = server.get_json("/v1/events/0?blobs=omit");
+    let commitment = first["blobs"][0]["commitment"]
+        .as_str()
+        .expect("event 0 has a blob");
+    let blob: String = {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(commitment)
+            .unwrap();
+        raw.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let rows = rows(&blob);
     // Every route the router serves has rows, and every row is a route.
     let routed: BTreeSet<(String, String)> = aiaudit_server::openapi::ROUTES
         .iter()

@@ -97,8 +97,11 @@ fn batches_signed_in_python_and_node_are_accepted_and_verify_offline() {
 
 /// Entry format v3 read by a decoder written from docs/format.md alone
 /// (tests/interop/entry_v3.py: PyNaCl and zstandard, no code of ours):
-/// first the documented vectors with their key, then entries this ledger
-/// wrote, checked with their openings and no key, compressed and not.
+/// first the documented vectors with their key (blobs included), then
+/// entries this ledger wrote, checked with their openings and no key,
+/// compressed and not, and one whose large member is stored as a blob (its
+/// content and stored bytes fetched and checked against the entry, the
+/// whole event rebuilt).
 #[test]
 fn v3_entries_open_with_a_decoder_written_from_the_spec() {
     let python = Command::new("python3")
@@ -128,10 +131,14 @@ fn v3_entries_open_with_a_decoder_written_from_the_spec() {
     small["ai"] = serde_json::json!({"gen_ai.request.model": "m", "gen_ai.usage.input_tokens": 12});
     let mut large = event("v3-large");
     large["input"] = serde_json::json!({"content": "Summarise the applicant's file. ".repeat(400)});
-    server.post_events(&[small.clone(), large.clone()]);
-    server.wait_size(2);
+    // 40,000 characters: above the default blob threshold (16,384 bytes).
+    let mut blob = event("v3-blob");
+    blob["input"] = serde_json::json!({"content": "Summarise the applicant's file. ".repeat(1250), "role": "user"});
+    server.post_events(&[small.clone(), large.clone(), blob.clone()]);
+    server.wait_size(3);
     let mut flags = Vec::new();
-    for (index, posted) in [(0, &small), (1, &large)] {
+    let mut blobs = Vec::new();
+    for (index, posted) in [(0, &small), (1, &large), (2, &blob)] {
         let file = dir.path().join(format!("event{index}.json"));
         std::fs::write(&file, serde_json::to_vec(posted).unwrap()).unwrap();
         let out = Command::new("python3")
@@ -147,10 +154,17 @@ fn v3_entries_open_with_a_decoder_written_from_the_spec() {
         );
         let report: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
         flags.push(report["flags"].as_u64().unwrap());
+        blobs.push(report["blobs"].clone());
     }
     assert_eq!(
-        flags,
-        vec![0, 1],
+        flags[..2],
+        [0, 1],
         "the repetitive event is stored compressed"
+    );
+    assert_eq!(blobs[..2], [serde_json::json!([]), serde_json::json!([])]);
+    assert_eq!(
+        blobs[2],
+        serde_json::json!([{"pointer": "/input/content", "size": 40_002, "chunk_flags": [1]}]),
+        "the large member is one blob, its chunk compressed"
     );
 }

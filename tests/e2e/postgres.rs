@@ -458,11 +458,14 @@ fn migrate_moves_an_embedded_log_with_the_same_tree() {
     let data = dir.path().join("data");
     let fs_node = Server::start(&data);
     for b in 0..3 {
-        let events: Vec<Value> = (0..100).map(|i| event(&format!("m{b}-{i}"))).collect();
+        let mut events: Vec<Value> = (0..100).map(|i| event(&format!("m{b}-{i}"))).collect();
+        // One event per batch with a member stored as a blob.
+        events[7]["input"] = json!({"content": incompressible(70_000 + b)});
         fs_node.post_events(&events);
     }
     fs_node.wait_size(300);
     let before = fs_node.get_json("/v1/info");
+    let large = fs_node.get_json("/v1/events/107");
     fs_node.stop();
 
     let out = aiaudit(&["migrate", "--from", data.to_str().unwrap(), "--to", &pg.url]);
@@ -490,6 +493,9 @@ fn migrate_moves_an_embedded_log_with_the_same_tree() {
     node.wait_size(301);
     let e = node.get_json_when_ready("/v1/events/0");
     assert_eq!(e["event"]["id"], json!("m0-0"), "{e}");
+    // Blobs came along, checked on the way: large content still reads whole.
+    assert_eq!(node.get_json("/v1/events/107")["event"], large["event"]);
+    assert!(stdout(&out).contains("blobs: 3 copied"), "{}", stdout(&out));
     // The upgrade gate came along: the nodes keep writing entry format 3.
     let e = node.get_json_when_ready("/v1/events/300");
     assert_eq!(e["entry_version"], 3, "{e}");
@@ -1262,4 +1268,59 @@ fn a_clean_stop_hands_the_lease_over_at_once() {
         took < Duration::from_secs(5),
         "hand-over took {took:?} with a 60 s lease"
     );
+}
+
+#[test]
+fn blobs_live_in_postgres_and_every_node_reads_them() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_nodes(&pg, root.path(), 2);
+    let token = nodes[0].token.clone();
+    let big = |id: &str, n: usize| {
+        let mut e = event(id);
+        e["input"] = json!({"content": incompressible(n)});
+        e
+    };
+    let first = big("pg-big-0", 3 << 20);
+    let second = big("pg-big-1", 100_000);
+    post_batch(&nodes[0].url, &token, std::slice::from_ref(&first)).unwrap();
+    post_batch(&nodes[1].url, &token, std::slice::from_ref(&second)).unwrap();
+    for n in &nodes {
+        n.wait_size(2);
+        for (i, want) in [&first, &second].into_iter().enumerate() {
+            let got = n.get_json(&format!("/v1/events/{i}"));
+            let got = if got["event"]["id"] == want["id"] {
+                got
+            } else {
+                n.get_json(&format!("/v1/events/{}", 1 - i))
+            };
+            assert_eq!(&got["event"], want, "node {}", n.url);
+            assert_eq!(got["blobs"][0]["pointer"], "/input/content");
+        }
+    }
+    // Stored in the database, in 1 MiB parts, nothing on the nodes' disks.
+    let parts = pg.psql("SELECT count(DISTINCT id) || ' ' || max(part) FROM aiaudit_blobs");
+    assert_eq!(
+        parts.trim(),
+        "2 1",
+        "two blobs, the larger in two parts: {parts}"
+    );
+    for i in 0..2 {
+        let on_disk = root.path().join(format!("node{i}/blobs"));
+        assert!(!on_disk.exists(), "{} exists", on_disk.display());
+    }
+    // A damaged part is caught on every node, never served.
+    pg.psql("UPDATE aiaudit_blobs SET data = overlay(data placing '\\x00'::bytea from 100) WHERE part = 0");
+    for n in &nodes {
+        for i in 0..2 {
+            assert_eq!(
+                n.get(&format!("/v1/events/{i}")).status(),
+                500,
+                "node {}",
+                n.url
+            );
+        }
+    }
 }

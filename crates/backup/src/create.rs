@@ -1,13 +1,15 @@
-//! Taking a backup: one signed checkpoint, the entries up to its size, into
-//! one or more locations. Each location continues its own latest backup
-//! when incremental, and fails on its own without stopping the others.
+//! Taking a backup: one signed checkpoint, the entries up to its size and
+//! the blobs they list, into one or more locations. Each location continues
+//! its own latest backup when incremental, and fails on its own without
+//! stopping the others.
 
-use aiaudit_tlog::{decode_entry_bundle, open_note, Checkpoint, Verifier, TILE_WIDTH};
+use aiaudit_event::sealed_v3::{blob_refs, BlobRef};
+use aiaudit_tlog::{decode_entry_bundle, open_note, Checkpoint, Hash, Verifier, TILE_WIDTH};
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use futures::{StreamExt, TryStreamExt};
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use time::OffsetDateTime;
 
 use crate::layout::{self, FileEntry, Kind, Manifest};
@@ -26,7 +28,11 @@ pub struct BackupSummary {
     pub from: u64,
     pub size: u64,
     pub files: usize,
+    /// Bytes of every file but the manifest, blobs included.
     pub bytes: u64,
+    /// Blob files written (a backup holding any is format 2).
+    pub blobs: usize,
+    pub blob_bytes: u64,
 }
 
 /// Takes a backup of `source` into every location. `vkey` pins the key the
@@ -98,7 +104,9 @@ pub async fn create<S: LogSource>(
     Ok(out)
 }
 
-/// Streams tiles `[from, size)` from the source into every writer that wants them.
+/// Streams tiles `[from, size)` from the source into every writer that
+/// wants them, with the blobs their entries list. A blob whose bytes are not
+/// the ones its entry logs fails the whole backup: it would not restore.
 async fn copy_entries<S: LogSource>(
     source: &S,
     from: u64,
@@ -131,6 +139,12 @@ async fn copy_entries<S: LogSource>(
             );
         }
         let start = index * TILE_WIDTH;
+        for (i, entry) in entries.iter().enumerate() {
+            let index = start + i as u64;
+            for r in blob_refs(entry) {
+                copy_blob(source, index, &r, writers).await?;
+            }
+        }
         for slot in writers.iter_mut() {
             let Ok(w) = slot else { continue };
             if let Err(e) = w.add(start, &entries).await {
@@ -143,6 +157,55 @@ async fn copy_entries<S: LogSource>(
     Ok(())
 }
 
+/// Fetches blob `r` of entry `index` once, checks it against the SHA-256 the
+/// entry logs, and writes it into every backup that holds the entry and
+/// does not hold the blob yet. One blob is in memory at a time.
+async fn copy_blob<S: LogSource>(
+    source: &S,
+    index: u64,
+    r: &BlobRef,
+    writers: &mut [anyhow::Result<Writer>],
+) -> anyhow::Result<()> {
+    let wants = |w: &Writer| w.holds(index) && !w.blobs.contains(&r.commitment);
+    let wanted = writers.iter().flatten().filter(|w| wants(w)).count();
+    if wanted == 0 {
+        return Ok(());
+    }
+    let name = aiaudit_store::blob_name(&r.commitment);
+    let bytes = source
+        .blob(&r.commitment)
+        .await
+        .with_context(|| format!("entry {index}: reading blob {name}"))?;
+    let stored = layout::sha256(&bytes);
+    if stored != r.stored {
+        bail!(
+            "entry {index}: blob {name} (at {}) is not the bytes the entry logs (SHA-256 {}, the entry says {}): \
+             refusing to back up a corrupt blob",
+            r.pointer,
+            hex::encode(stored),
+            hex::encode(r.stored)
+        );
+    }
+    let (mut left, mut bytes) = (wanted, bytes);
+    for slot in writers.iter_mut() {
+        let Ok(w) = slot else { continue };
+        if !wants(w) {
+            continue;
+        }
+        left -= 1;
+        // The last writer takes the bytes, the others a copy.
+        let b = if left == 0 {
+            std::mem::take(&mut bytes)
+        } else {
+            bytes.clone()
+        };
+        if let Err(e) = w.put_blob(&r.commitment, b).await {
+            *slot = Err(e.context(format!("{}", w.location)));
+        }
+    }
+    Ok(())
+}
+
 /// One location's backup in the making.
 struct Writer {
     location: Location,
@@ -152,6 +215,8 @@ struct Writer {
     buf: Vec<u8>,
     /// Entries in `buf`.
     buffered: u64,
+    /// The blobs written (each once, however many entries list it).
+    blobs: HashSet<Hash>,
 }
 
 impl Writer {
@@ -209,6 +274,7 @@ impl Writer {
             ranges: layout::segment_ranges(from, checkpoint.size).into(),
             buf: Vec::new(),
             buffered: 0,
+            blobs: HashSet::new(),
         };
         w.put(layout::CHECKPOINT, note.as_bytes().to_vec(), None)
             .await?;
@@ -255,6 +321,18 @@ impl Writer {
         Ok(())
     }
 
+    /// Whether log index `index` is in this backup's range.
+    fn holds(&self, index: u64) -> bool {
+        (self.manifest.from..self.manifest.size).contains(&index)
+    }
+
+    /// Writes the stored bytes of blob `id` (already checked) as `blobs/<hex id>`.
+    async fn put_blob(&mut self, id: &Hash, bytes: Vec<u8>) -> anyhow::Result<()> {
+        self.put(&layout::blob_name(id), bytes, None).await?;
+        self.blobs.insert(*id);
+        Ok(())
+    }
+
     async fn put(
         &mut self,
         name: &str,
@@ -276,10 +354,14 @@ impl Writer {
     }
 
     /// Writes the manifest, last: only now does the backup exist.
-    async fn finish(self) -> anyhow::Result<BackupSummary> {
+    async fn finish(mut self) -> anyhow::Result<BackupSummary> {
         let at = self.location.to_string();
         if let Some((from, _)) = self.ranges.front() {
             bail!("{at}: the log ended before entry {}", from + self.buffered);
+        }
+        // Without blobs, format 1: builds from before blobs still restore it.
+        if !self.blobs.is_empty() {
+            self.manifest.format = layout::FORMAT_2.into();
         }
         let m = &self.manifest;
         let json = m.to_json();
@@ -298,6 +380,8 @@ impl Writer {
             size: m.size,
             files: m.files.len() + 1,
             bytes: m.files.iter().map(|f| f.bytes).sum(),
+            blobs: m.blobs().count(),
+            blob_bytes: m.blobs().map(|f| f.bytes).sum(),
         })
     }
 }

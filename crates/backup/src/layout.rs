@@ -1,5 +1,5 @@
-//! The backup format, `aiaudit-backup 1`: every name and every rule about
-//! what a backup holds lives here (docs/format.md describes the same).
+//! The backup format, `aiaudit-backup 1` and `2`: every name and every rule
+//! about what a backup holds lives here (docs/format.md describes the same).
 //!
 //! ```text
 //! <location>/<id>/manifest.json          written last: a backup without it does not exist
@@ -7,20 +7,30 @@
 //! <location>/<id>/log.vkey               the log's verifier key as the server announced it
 //! <location>/<id>/keyring                the encryption keyring, when the server serves one
 //! <location>/<id>/entries/<from:020>     entries [from, from+count) in entry-bundle encoding
+//! <location>/<id>/blobs/<hex id>         format 2 only: the stored bytes of a blob an entry
+//!                                        of [from, size) lists, exactly as the log stores them
 //! ```
+//!
+//! A backup holding a blob is format 2; one without any is written as
+//! format 1, which builds from before blobs restore.
 //!
 //! Pure: no I/O.
 
+use aiaudit_tlog::Hash;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-/// The manifest's `format` value this version writes and reads.
+/// The manifest's `format` of a backup without blobs.
 pub const FORMAT: &str = "aiaudit-backup 1";
+/// The manifest's `format` of a backup holding blobs (`blobs/<hex id>`).
+pub const FORMAT_2: &str = "aiaudit-backup 2";
 pub const MANIFEST: &str = "manifest.json";
 pub const CHECKPOINT: &str = "checkpoint";
 pub const VKEY: &str = "log.vkey";
 pub const KEYRING: &str = "keyring";
+/// The folder of a backup's blob files.
+pub const BLOBS: &str = "blobs/";
 /// Entries per segment file: 64 full tiles, about 16 MiB of 1 KiB events,
 /// small enough to hold in memory, large enough to keep object counts low.
 pub const SEGMENT_ENTRIES: u64 = 64 * 256;
@@ -82,6 +92,19 @@ impl Manifest {
         self.files.iter().find(|f| f.name == name)
     }
 
+    /// The blob files (format 2), in the manifest's order.
+    pub fn blobs(&self) -> impl Iterator<Item = &FileEntry> {
+        self.files.iter().filter(|f| f.name.starts_with(BLOBS))
+    }
+
+    /// The files that are neither entry segments nor blobs: the checkpoint,
+    /// the verifier key, the keyring.
+    pub fn small_files(&self) -> impl Iterator<Item = &FileEntry> {
+        self.files
+            .iter()
+            .filter(|f| f.from.is_none() && !f.name.starts_with(BLOBS))
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         let mut out = serde_json::to_vec_pretty(self).expect("a manifest always serializes");
         out.push(b'\n');
@@ -96,9 +119,9 @@ impl Manifest {
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        if self.format != FORMAT {
+        if self.format != FORMAT && self.format != FORMAT_2 {
             bail!(
-                "format {:?}; this version reads only {FORMAT:?}",
+                "format {:?}; this version reads only {FORMAT:?} and {FORMAT_2:?}",
                 self.format
             );
         }
@@ -135,6 +158,17 @@ impl Manifest {
             check_name(&f.name)?;
             if f.sha256.len() != 64 || !f.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 bail!("{}: bad sha256 {:?}", f.name, f.sha256);
+            }
+        }
+        for f in self.blobs() {
+            if self.format == FORMAT {
+                bail!("{}: a backup of {FORMAT:?} holds no blobs", f.name);
+            }
+            if parse_blob_name(&f.name).is_none() || f.from.is_some() || f.count.is_some() {
+                bail!(
+                    "{}: a blob file is named {BLOBS}<64 lowercase hex digits> and holds no entries",
+                    f.name
+                );
             }
         }
         Ok(())
@@ -188,6 +222,24 @@ pub fn segment_name(from: u64) -> String {
     format!("entries/{from:020}")
 }
 
+/// The file holding the stored bytes of blob `id`: `blobs/<64 lowercase hex digits>`.
+pub fn blob_name(id: &Hash) -> String {
+    format!("{BLOBS}{}", aiaudit_store::blob_name(id))
+}
+
+/// The blob id a blob file is named after; None for any other name.
+pub fn parse_blob_name(name: &str) -> Option<Hash> {
+    let hex_id = name.strip_prefix(BLOBS)?;
+    if hex_id.len() != 64
+        || !hex_id
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
+    }
+    hex::decode(hex_id).ok()?.try_into().ok()
+}
+
 /// The object name of a file of backup `id`, relative to the location.
 pub fn path(id: &str, name: &str) -> String {
     format!("{id}/{name}")
@@ -208,7 +260,15 @@ pub fn segment_ranges(from: u64, size: u64) -> Vec<(u64, u64)> {
 
 /// Lowercase hex SHA-256 (ring: much faster than `sha2` on CPUs without SHA extensions).
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
+    hex::encode(sha256(bytes))
+}
+
+/// SHA-256, e.g. of a blob's stored bytes (what its entry logs as `stored`).
+pub fn sha256(bytes: &[u8]) -> Hash {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .try_into()
+        .expect("SHA-256 is 32 bytes")
 }
 
 /// Picks a backup and its ancestors, oldest (the full one) first, from every
@@ -352,12 +412,48 @@ mod tests {
         assert!(Manifest::parse(&escape.to_json()).is_err());
 
         let mut future = m.clone();
-        future.format = "aiaudit-backup 2".into();
+        future.format = "aiaudit-backup 3".into();
         assert!(Manifest::parse(&future.to_json()).is_err());
 
         let mut orphan = m;
         orphan.parent = None;
         assert!(Manifest::parse(&orphan.to_json()).is_err());
+    }
+
+    #[test]
+    fn only_format_2_lists_blobs_each_named_by_its_id() {
+        let id = [0xab; 32];
+        let name = blob_name(&id);
+        assert_eq!(name, format!("blobs/{}", "ab".repeat(32)));
+        assert_eq!(parse_blob_name(&name), Some(id));
+        for bad in ["blobs/AB", "blobs/", "entries/0", &name.to_uppercase()] {
+            assert_eq!(parse_blob_name(bad), None, "{bad}");
+        }
+        let blob = FileEntry {
+            name,
+            bytes: 1,
+            sha256: "0".repeat(64),
+            from: None,
+            count: None,
+        };
+        let mut m = manifest("b0-full", None, 0, 10);
+        m.files.push(blob);
+        m.format = FORMAT_2.into();
+        assert_eq!(Manifest::parse(&m.to_json()).unwrap().blobs().count(), 1);
+        assert_eq!(m.small_files().count(), 0);
+
+        let mut old = m.clone();
+        old.format = FORMAT.into();
+        let err = format!("{:#}", Manifest::parse(&old.to_json()).unwrap_err());
+        assert!(err.contains("holds no blobs"), "{err}");
+
+        let mut upper = m.clone();
+        upper.files[1].name = upper.files[1].name.to_uppercase().replace("BLOBS", "blobs");
+        assert!(Manifest::parse(&upper.to_json()).is_err());
+
+        let mut with_entries = m;
+        with_entries.files[1].count = Some(1);
+        assert!(Manifest::parse(&with_entries.to_json()).is_err());
     }
 
     #[test]

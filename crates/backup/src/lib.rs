@@ -8,9 +8,11 @@
 //!
 //! The log is append-only, so a backup is a range of entries plus the signed
 //! checkpoint that commits to everything up to its end: a full backup holds
-//! `[0, size)`, an incremental one `[parent size, size)`. Verification never
-//! trusts a manifest: it rehashes every file, recomputes the RFC 6962 root
-//! from the entries and compares it with each signed checkpoint of the chain.
+//! `[0, size)`, an incremental one `[parent size, size)`, each with the blobs
+//! (out-of-line event content) its entries list. Verification never trusts
+//! a manifest: it rehashes every file, recomputes the RFC 6962 root from the
+//! entries and compares it with each signed checkpoint of the chain, and
+//! checks every blob against the SHA-256 its entry logs.
 //!
 //! The log is read through a [`LogSource`] (the CLI's is the server's HTTP
 //! read API), so this crate knows no HTTP client. Functions are async and
@@ -49,6 +51,10 @@ pub trait LogSource: Sync {
         index: u64,
         width: u16,
     ) -> impl Future<Output = anyhow::Result<Vec<u8>>> + Send;
+    /// The stored (sealed) bytes of blob `id`: out-of-line event content an
+    /// entry lists (docs/format.md, "Blobs").
+    fn blob(&self, id: &aiaudit_tlog::Hash)
+        -> impl Future<Output = anyhow::Result<Vec<u8>>> + Send;
     /// The encryption keyring file, if the log has one (`None` when there is none).
     fn keyring(&self) -> impl Future<Output = anyhow::Result<Option<Vec<u8>>>> + Send;
 }

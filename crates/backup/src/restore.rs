@@ -1,11 +1,14 @@
 //! Restoring a backup chain into a new data directory: entries appended in
-//! order through the store (which fsyncs them), the root checked against
-//! the signed checkpoint, then the whole directory audited as `aiaudit
-//! verify --data-dir` would. Nothing is left behind when any step fails.
+//! order through the store (which fsyncs them), each blob committed durably
+//! before the first entry that lists it, the root checked against the
+//! signed checkpoint, then the whole directory audited as `aiaudit verify
+//! --data-dir` would, blobs included. Nothing is left behind when any step
+//! fails.
 
 use aiaudit_store::{FsStore, LogReader, NewEntry, Storage};
 use aiaudit_tlog::{
-    audit_log, Signer, Tile, TileKind, TileReader, Verifier, TILE_HEIGHT, TILE_WIDTH,
+    audit_log, decode_entry_bundle, Hash, Signer, Tile, TileKind, TileReader, Verifier,
+    TILE_HEIGHT, TILE_WIDTH,
 };
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -15,7 +18,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use crate::verify::{open_chain, walk};
+use crate::verify::{open_chain, walk, Sink};
 use crate::{Location, Progress};
 
 /// What a restore did.
@@ -29,6 +32,9 @@ pub struct RestoreReport {
     pub key_pinned: bool,
     pub keyring_written: bool,
     pub signing_key_written: bool,
+    /// Blobs written into the data directory (each once) and their bytes.
+    pub blobs: usize,
+    pub blob_bytes: u64,
 }
 
 /// Restores backup `id` (default: the latest) with its ancestors from
@@ -66,10 +72,13 @@ async fn restore_into(
     fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let (store, _) = FsStore::open(data_dir)
         .with_context(|| format!("creating a log in {}", data_dir.display()))?;
-    let verified = walk(location, chain, progress, &mut |from, entries, leaves| {
-        append(&store, from, entries, leaves)
-    })
-    .await?;
+    let mut into = NewLog {
+        store: &store,
+        blobs: 0,
+        blob_bytes: 0,
+    };
+    let verified = walk(location, chain, progress, &mut into).await?;
+    let (blobs, blob_bytes) = (into.blobs, into.blob_bytes);
     let (size, root) = store.sync().context("writing the tree")?;
     if size != verified.size || B64.encode(root) != verified.root {
         bail!(
@@ -111,7 +120,37 @@ async fn restore_into(
         key_pinned: verified.key_pinned,
         keyring_written: verified.keyring.is_some(),
         signing_key_written: signer.is_some(),
+        blobs,
+        blob_bytes,
     })
+}
+
+/// The new data directory, receiving what the walk checked.
+struct NewLog<'a> {
+    store: &'a FsStore,
+    blobs: usize,
+    blob_bytes: u64,
+}
+
+impl Sink for NewLog<'_> {
+    /// Commits the blob (durably) before the segment listing it is appended,
+    /// as the store requires. A blob an earlier backup of the chain held is
+    /// there already.
+    fn blob(&mut self, id: &Hash, bytes: &[u8]) -> anyhow::Result<()> {
+        if self.store.blob_len(id)?.is_some() {
+            return Ok(());
+        }
+        let mut w = self.store.blob_writer(id)?;
+        w.write(bytes)?;
+        w.commit()?;
+        self.blobs += 1;
+        self.blob_bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn segment(&mut self, from: u64, entries: &[&[u8]], leaves: &[Hash]) -> anyhow::Result<()> {
+        append(self.store, from, entries, leaves)
+    }
 }
 
 /// Appends one verified segment, refusing an entry the store would drop as a repeated id.
@@ -144,8 +183,10 @@ fn append(
     Ok(())
 }
 
-/// The same full audit as `aiaudit verify --data-dir`: every entry, tile and the root.
-fn audit_dir(
+/// The same full audit as `aiaudit verify --data-dir`: every entry, tile and
+/// the root, and every blob an entry lists (present, its stored bytes
+/// hashing to what the entry logs).
+pub(crate) fn audit_dir(
     dir: &Path,
     verified: &crate::Verified,
     progress: &dyn Progress,
@@ -155,8 +196,11 @@ fn audit_dir(
         .ok()
         .and_then(|r| r.try_into().ok())
         .context("the checkpoint root is not 32 bytes of base64")?;
-    let mut tiles =
-        DirTiles(LogReader::open(dir).with_context(|| format!("reading {}", dir.display()))?);
+    let mut tiles = DirTiles {
+        log: LogReader::open(dir).with_context(|| format!("reading {}", dir.display()))?,
+        blobs_checked_to: 0,
+        blob_problem: None,
+    };
     progress.begin("auditing the restored log", verified.size);
     let mut shown = 0;
     let report = audit_log(verified.size, &root, &mut tiles, None, |done| {
@@ -172,19 +216,80 @@ fn audit_dir(
             p.what
         );
     }
+    if let Some((index, what)) = tiles.blob_problem {
+        bail!(
+            "the restored log in {} fails its audit at index {index}: {what}",
+            dir.display()
+        );
+    }
     Ok(())
 }
 
-struct DirTiles(LogReader);
+/// A data directory's tiles, checking on the way the blobs each entry lists.
+struct DirTiles {
+    log: LogReader,
+    /// Entries below this index had their blobs checked (the audit reads
+    /// bundles in order, and again only around problems).
+    blobs_checked_to: u64,
+    /// The first blob that is missing or not the bytes its entry logs.
+    blob_problem: Option<(u64, String)>,
+}
+
+impl DirTiles {
+    fn check_blobs(&mut self, start: u64, bundle: &[u8]) {
+        let Ok(entries) = decode_entry_bundle(bundle) else {
+            return; // The audit reports the bundle.
+        };
+        for (i, entry) in entries.iter().enumerate() {
+            let index = start + i as u64;
+            if index < self.blobs_checked_to || self.blob_problem.is_some() {
+                continue;
+            }
+            for r in aiaudit_event::sealed_v3::blob_refs(entry) {
+                if let Err(what) = self.check_blob(&r) {
+                    self.blob_problem = Some((index, what));
+                    return;
+                }
+            }
+            self.blobs_checked_to = index + 1;
+        }
+    }
+
+    fn check_blob(&self, r: &aiaudit_event::sealed_v3::BlobRef) -> Result<(), String> {
+        let name = aiaudit_store::blob_name(&r.commitment);
+        let fail = |e: &dyn std::fmt::Display| format!("blob {name}: {e}");
+        let len = match self.log.blob_len(&r.commitment) {
+            Ok(Some(n)) => n,
+            Ok(None) => return Err(format!("blob {name} (at {}) is missing", r.pointer)),
+            Err(e) => return Err(fail(&e)),
+        };
+        let read = |offset: u64, n: usize| -> Result<Vec<u8>, String> {
+            self.log
+                .read_blob(&r.commitment, offset, n)
+                .map_err(|e| e.to_string())
+        };
+        match aiaudit_event::blob::stored_hash(&read, len) {
+            Ok(h) if h == r.stored => Ok(()),
+            Ok(_) => Err(format!(
+                "blob {name} (at {}) is not the bytes its entry logs",
+                r.pointer
+            )),
+            Err(e) => Err(fail(&e)),
+        }
+    }
+}
 
 impl TileReader for DirTiles {
     fn read_tile(&mut self, tile: &Tile) -> aiaudit_tlog::Result<Vec<u8>> {
         let start = tile.index * TILE_WIDTH;
         let count = u64::from(tile.width);
         let r = match tile.kind {
-            TileKind::Entries => self.0.read_entry_bundle(start, count),
+            TileKind::Entries => self
+                .log
+                .read_entry_bundle(start, count)
+                .inspect(|bundle| self.check_blobs(start, bundle)),
             TileKind::Hash { level } => {
-                self.0
+                self.log
                     .read_hashes(u32::from(level) * TILE_HEIGHT, start, count)
             }
         };

@@ -1,13 +1,17 @@
 //! Checking a backup chain end to end: every file against its manifest
 //! hash, every entry rehashed, the RFC 6962 root at each backup's size
-//! against that backup's signed checkpoint. Restore walks the same path.
+//! against that backup's signed checkpoint, every blob an entry lists
+//! present in the entry's backup with the SHA-256 the entry logs for it.
+//! Restore walks the same path.
 
+use aiaudit_event::sealed_v3::{blob_refs, BlobRef};
 use aiaudit_tlog::{
     decode_entry_bundle, open_note, record_hash, Checkpoint, Hash, TreeBuilder, Verifier,
 };
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use std::collections::HashMap;
 
 use crate::layout::{self, FileEntry, Manifest, CHECKPOINT, VKEY};
 use crate::{Location, Progress};
@@ -28,14 +32,32 @@ pub struct Verified {
     /// False when the key came from the backup itself (which proves nothing
     /// against whoever could rewrite the backup).
     pub key_pinned: bool,
+    /// Files checked (the manifests aside) and their bytes, blobs included.
     pub files: usize,
     pub bytes: u64,
+    /// Blob files checked against the entries that list them.
+    pub blobs: usize,
+    pub blob_bytes: u64,
     /// The encryption keyring of the last backup, if it holds one.
     pub keyring: Option<Vec<u8>>,
 }
 
-/// Receives each checked segment: its first log index, entries and leaf hashes.
-pub(crate) type Sink<'a> = dyn FnMut(u64, &[&[u8]], &[Hash]) -> anyhow::Result<()> + 'a;
+/// Receives what a walk checked, in log order: the blobs a segment's
+/// entries list, then the segment itself.
+pub(crate) trait Sink {
+    /// The stored bytes of blob `id`, checked against the SHA-256 the entry
+    /// listing it logs. Once per backup and blob.
+    fn blob(&mut self, _id: &Hash, _bytes: &[u8]) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// A segment: its first log index, entries and their leaf hashes.
+    fn segment(&mut self, _from: u64, _entries: &[&[u8]], _leaves: &[Hash]) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// Verification keeps nothing.
+impl Sink for () {}
 
 /// A chain chosen for verification or restore, with the key to check it.
 pub(crate) struct Chain {
@@ -53,7 +75,7 @@ pub async fn verify(
     progress: &dyn Progress,
 ) -> anyhow::Result<Verified> {
     let chain = open_chain(location, id, vkey).await?;
-    walk(location, &chain, progress, &mut |_, _, _| Ok(())).await
+    walk(location, &chain, progress, &mut ()).await
 }
 
 /// Finds the chain ending at `id` and the verifier key to check it with.
@@ -86,22 +108,25 @@ pub(crate) async fn open_chain(
     })
 }
 
-/// Rehashes and checks the whole chain, handing each segment's entries (and
-/// their leaf hashes, first index given) to `sink` once its file checked out.
+/// Rehashes and checks the whole chain, handing each segment's blobs and
+/// then its entries (with their leaf hashes) to `sink` once they checked out.
 pub(crate) async fn walk(
     location: &Location,
     chain: &Chain,
     progress: &dyn Progress,
-    sink: &mut Sink<'_>,
+    sink: &mut dyn Sink,
 ) -> anyhow::Result<Verified> {
     let last = chain.manifests.last().expect("a chain is never empty");
     progress.begin("verifying", last.size);
     let mut tree = TreeBuilder::new();
     let (mut files, mut bytes) = (0usize, 0u64);
+    let (mut blob_files, mut blob_bytes) = (0usize, 0u64);
     let mut keyring = None;
     for m in &chain.manifests {
         let checkpoint = check_checkpoint(location, m, &chain.verifier).await?;
-        for f in m.files.iter().filter(|f| f.from.is_none()) {
+        // The blobs of this backup checked so far: id -> their stored SHA-256.
+        let mut blobs: HashMap<Hash, Hash> = HashMap::new();
+        for f in m.small_files() {
             let b = read_checked(location, m, &f.name).await?;
             // The keyring grows with key rotations: the newest backup's is the one to restore.
             if f.name == layout::KEYRING && m.id == last.id {
@@ -126,10 +151,30 @@ pub(crate) async fn walk(
             for leaf in &leaves {
                 tree.push(*leaf, |_, _, _| {});
             }
-            sink(from, &entries, &leaves).with_context(at)?;
+            for (i, entry) in entries.iter().enumerate() {
+                for r in blob_refs(entry) {
+                    let index = from + i as u64;
+                    check_blob(location, m, index, &r, &mut blobs, sink).await?;
+                }
+            }
+            sink.segment(from, &entries, &leaves).with_context(at)?;
             progress.advance(count);
             files += 1;
             bytes += seg.bytes;
+        }
+        for f in m.blobs() {
+            let listed = layout::parse_blob_name(&f.name).is_some_and(|id| blobs.contains_key(&id));
+            if !listed {
+                bail!(
+                    "{location}/{}/{}: no entry of this backup lists this blob: it is not what was backed up",
+                    m.id,
+                    f.name
+                );
+            }
+            files += 1;
+            bytes += f.bytes;
+            blob_files += 1;
+            blob_bytes += f.bytes;
         }
         if tree.size() != checkpoint.size || tree.root() != checkpoint.root {
             bail!(
@@ -154,8 +199,53 @@ pub(crate) async fn walk(
         key_pinned: chain.key_pinned,
         files,
         bytes,
+        blobs: blob_files,
+        blob_bytes,
         keyring,
     })
+}
+
+/// Blob `r` of entry `index` in backup `m`: listed, intact, and the bytes
+/// the entry logs (its SHA-256 is `r.stored`). Read once per backup; a
+/// later entry listing the same id must log the same SHA-256.
+async fn check_blob(
+    location: &Location,
+    m: &Manifest,
+    index: u64,
+    r: &BlobRef,
+    checked: &mut HashMap<Hash, Hash>,
+    sink: &mut dyn Sink,
+) -> anyhow::Result<()> {
+    let name = layout::blob_name(&r.commitment);
+    let at = || format!("{location}/{}/{name}", m.id);
+    let stored = match checked.get(&r.commitment) {
+        Some(stored) => *stored,
+        None => {
+            let bytes = read_checked(location, m, &name).await.with_context(|| {
+                format!(
+                    "entry {index} lists blob {} (at {})",
+                    aiaudit_store::blob_name(&r.commitment),
+                    r.pointer
+                )
+            })?;
+            let stored = layout::sha256(&bytes);
+            if stored == r.stored {
+                sink.blob(&r.commitment, &bytes).with_context(at)?;
+                checked.insert(r.commitment, stored);
+            }
+            stored
+        }
+    };
+    if stored != r.stored {
+        bail!(
+            "{}: not the bytes entry {index} logs for blob {} (SHA-256 {}, the entry says {})",
+            at(),
+            aiaudit_store::blob_name(&r.commitment),
+            hex::encode(stored),
+            hex::encode(r.stored)
+        );
+    }
+    Ok(())
 }
 
 /// The backup's checkpoint file: listed, intact, equal to the manifest's,

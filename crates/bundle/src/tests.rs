@@ -28,6 +28,8 @@ struct MemLog {
     levels: Vec<Vec<Hash>>,
     entries: Vec<Vec<u8>>,
     openings: Vec<Option<Vec<u8>>>,
+    /// The content of each entry's blobs (v3), in its order.
+    blobs: Vec<Vec<Vec<u8>>>,
     tree: TreeBuilder,
 }
 
@@ -47,11 +49,17 @@ impl MemLog {
             levels: vec![Vec::new(); 65],
             entries: Vec::new(),
             openings: Vec::new(),
+            blobs: Vec::new(),
             tree: TreeBuilder::new(),
         }
     }
 
     fn push(&mut self, entry: Vec<u8>, opening: Option<Vec<u8>>) {
+        self.push_with_blobs(entry, opening, vec![]);
+    }
+
+    fn push_with_blobs(&mut self, entry: Vec<u8>, opening: Option<Vec<u8>>, blobs: Vec<Vec<u8>>) {
+        self.blobs.push(blobs);
         let levels = &mut self.levels;
         self.tree
             .push(aiaudit_tlog::record_hash(&entry), |l, _, h| {
@@ -79,6 +87,11 @@ impl MemLog {
                 entry: self.entries[i as usize].clone(),
                 inclusion_proof: prove_record(size, i, self).unwrap(),
                 opening: self.openings[i as usize].clone().filter(|_| with_openings),
+                blobs: if with_openings {
+                    self.blobs[i as usize].clone()
+                } else {
+                    vec![]
+                },
             })
             .collect()
     }
@@ -246,10 +259,13 @@ fn recompute_manifest(m: &mut [(String, Vec<u8>)]) {
         })
         .collect();
     manifest.event_count = manifest.indexes.len() as u64;
-    for name in &MEMBERS[..4] {
-        let mut d = Digest::new();
-        d.update(member(m, name));
-        manifest.files.insert(name.to_string(), d.file_digest());
+    manifest.files.clear();
+    for (name, data) in m.iter() {
+        if MEMBERS_2[..5].contains(&name.as_str()) {
+            let mut d = Digest::new();
+            d.update(data);
+            manifest.files.insert(name.clone(), d.file_digest());
+        }
     }
     let mut json = serde_json::to_vec(&manifest).unwrap();
     json.push(b'\n');
@@ -317,6 +333,24 @@ fn a_good_bundle_verifies() {
 }
 
 #[test]
+fn a_bundle_without_blobs_is_format_1_byte_for_byte() {
+    // The tar (the gzip stream may differ between compressor versions) of
+    // good_bundle as written before format 2 existed.
+    let (_, bundle) = good_bundle();
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(bundle.as_slice())
+        .read_to_end(&mut tar)
+        .unwrap();
+    assert_eq!(tar.len(), 19968);
+    assert_eq!(
+        hex(&sha256(&tar)),
+        "af6ce187cc418ec06f2e3eb96be4eab3831275fc1988ab613a04db60403de8e2"
+    );
+    let manifest: Manifest = serde_json::from_slice(&unpack(&bundle)[4].1).unwrap();
+    assert_eq!(manifest.format, FORMAT);
+}
+
+#[test]
 fn bundles_are_deterministic_and_empty_ones_verify() {
     let (_, a) = good_bundle();
     let (_, b) = good_bundle();
@@ -349,6 +383,7 @@ fn the_streaming_writer_spools_to_any_seekable_store() {
     let mut w = BundleWriter::new(
         Vec::new(),
         spool,
+        std::io::Cursor::new(Vec::new()),
         &signer,
         &log.checkpoint(&signer),
         json!(null),
@@ -551,7 +586,7 @@ fn extra_missing_duplicate_and_reordered_events_fail() {
     let p = failures(&pack(&m), Some(&vkey()));
     assert_eq!(
         p,
-        ["evil.sh: an extra file, not part of format aiaudit-bundle 1"]
+        ["evil.sh: an extra file, not part of format aiaudit-bundle 1 or aiaudit-bundle 2"]
     );
 
     let mut m = unpack(&bundle);
@@ -711,6 +746,22 @@ mod properties {
         }
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// The same in a bundle with blobs (format 2, seven members).
+        #[test]
+        fn any_changed_content_byte_of_a_bundle_with_blobs_fails(member_i in 0usize..7, at in any::<proptest::sample::Index>(), bit in 0u8..8) {
+            static B: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+            let bundle = B.get_or_init(|| blob_bundle().1);
+            let mut m = unpack(bundle);
+            let data = &mut m[member_i].1;
+            let i = at.index(data.len());
+            data[i] ^= 1 << bit;
+            prop_assert!(verify_bundle(pack(&m).as_slice(), Some(&vkey())).is_err());
+        }
+    }
+
     fn cached_bundle() -> Vec<u8> {
         static B: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
         B.get_or_init(|| good_bundle().1).clone()
@@ -743,5 +794,632 @@ fn long_names_and_too_many_members_are_refused() {
     assert_has(
         &failures(&pack(&m), Some(&vkey())),
         "bundle: more than 16 members",
+    );
+}
+
+// Format 2: events with blobs (members stored out of line, v3 entries).
+
+use aiaudit_event::sealed_v3::{put_member, take_member, BlobRef, SealInput, SealedBlob};
+
+/// An event with large content, of the same length for every `i` < 1000;
+/// its input content spans several of the verifier's 64 KiB reads.
+fn big_event(i: u64) -> Value {
+    let mut e = event(i);
+    e["input"]["content"] = format!("long secret {i:03}. ").repeat(9000).into();
+    e["output"] = json!({"content": format!("answer {i:03}"), "role": "assistant"});
+    e
+}
+
+/// A v3 entry of `rest` (the event without its blobs) listing `blobs`,
+/// and its opening.
+fn seal_v3(
+    rest: &serde_json::Map<String, Value>,
+    checked: &aiaudit_event::CheckedEvent,
+    sig: Option<&EventSignature>,
+    blobs: &[SealedBlob],
+    n: u8,
+) -> (Vec<u8>, Vec<u8>) {
+    let p = aiaudit_event::sealed_v3::seal(
+        &SealInput {
+            event: rest,
+            checked,
+            signature: sig,
+            appended_by: Some("token:0a1b"),
+            redacted: &[],
+            subject_tag: Some("hmac-sha256:00ff"),
+            compress: false,
+            blobs,
+        },
+        DataKey {
+            id: 1,
+            key: &DATA_KEY,
+        },
+        &[n; aiaudit_event::envelope::SEAL_RANDOM_LEN],
+    )
+    .unwrap();
+    let opened = decode_stored(&p.entry)
+        .unwrap()
+        .sealed
+        .unwrap()
+        .open(&DATA_KEY)
+        .unwrap();
+    (p.entry, opened.opening)
+}
+
+/// A v3 entry of `event` with the members at `pointers` stored out of
+/// line: the entry, its opening and each blob's content.
+fn sealed_with_blobs(
+    event: &Value,
+    sig: Option<&EventSignature>,
+    pointers: &[&str],
+    n: u8,
+) -> (Vec<u8>, Vec<u8>, Vec<Vec<u8>>) {
+    let checked = aiaudit_event::check(event).unwrap();
+    let mut rest = event.as_object().unwrap().clone();
+    let mut blobs = Vec::new();
+    let mut contents = Vec::new();
+    for (k, pointer) in pointers.iter().enumerate() {
+        let member = take_member(&mut rest, pointer).unwrap();
+        let mut bytes = Vec::new();
+        aiaudit_event::write_canonical(&mut bytes, &member);
+        let salt = [n ^ (k as u8 + 1) << 4; 32];
+        blobs.push(SealedBlob {
+            reference: BlobRef {
+                pointer: pointer.to_string(),
+                size: bytes.len() as u64,
+                commitment: aiaudit_event::blob::commitment(&salt, &bytes),
+                stored: [0; 32],
+            },
+            salt,
+        });
+        contents.push(bytes);
+    }
+    let (entry, opening) = seal_v3(&rest, &checked, sig, &blobs, n);
+    (entry, opening, contents)
+}
+
+/// Batch signatures (format v2, over the whole events) by the emitter.
+fn sign_events(events: &[Value]) -> Vec<EventSignature> {
+    let emitter = Signer::from_seed("edge-gw-7", [9; 32]).unwrap();
+    let format = SignatureFormat::V2;
+    let canon: Vec<Vec<u8>> = events
+        .iter()
+        .map(|e| format.event_bytes(e.as_object().unwrap()).unwrap())
+        .collect();
+    let sig = sign_batch(&emitter, format, &canon);
+    verify_batch(&emitter.verifier(), format, &canon, &sig).unwrap()
+}
+
+/// make_log's 20 entries, then with blobs: 20 (one), 21 (two), 22 and 23
+/// (a signed batch); 24 plain; 25 with a blob.
+fn make_blob_log() -> MemLog {
+    let mut log = make_log();
+    let (e, o, b) = sealed_with_blobs(&big_event(20), None, &["/input/content"], 20);
+    log.push_with_blobs(e, Some(o), b);
+    let (e, o, b) = sealed_with_blobs(&big_event(21), None, &["/input/content", "/output"], 21);
+    log.push_with_blobs(e, Some(o), b);
+    let sigs = sign_events(&[big_event(22), big_event(23)]);
+    for (i, sig) in (22..24).zip(sigs) {
+        let (e, o, b) = sealed_with_blobs(&big_event(i), Some(&sig), &["/input/content"], i as u8);
+        log.push_with_blobs(e, Some(o), b);
+    }
+    log.push(aiaudit_event::prepare(event(24)).unwrap().entry, None);
+    let (e, o, b) = sealed_with_blobs(&big_event(25), None, &["/input/content"], 25);
+    log.push_with_blobs(e, Some(o), b);
+    log
+}
+
+const BLOB_EXPORTED: [u64; 8] = [3, 11, 20, 21, 22, 23, 24, 25];
+
+fn blob_events(log: &MemLog) -> Vec<BundleEvent> {
+    let mut events = log.export(&BLOB_EXPORTED, 26, true);
+    events[7].opening = None; // index 25: content not exported
+    events[7].blobs.clear();
+    events
+}
+
+fn blob_bundle() -> (MemLog, Vec<u8>) {
+    let log = make_blob_log();
+    let signer = log_signer();
+    let bundle = write_bundle(
+        Vec::new(),
+        &signer,
+        &log.checkpoint(&signer),
+        &blob_events(&log),
+        json!({"tenant": "acme"}),
+        "2026-12-01T10:00:00Z",
+    )
+    .unwrap();
+    (log, bundle)
+}
+
+/// Bytes of blob 20's (and 22's, 23's) input content, and of blob 21's output.
+fn blob_sizes(log: &MemLog) -> (usize, usize) {
+    (log.blobs[20][0].len(), log.blobs[21][1].len())
+}
+
+fn lines_of(m: &mut [(String, Vec<u8>)]) -> Vec<Value> {
+    member(m, EVENTS)
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_bundle_with_blobs_is_format_2_and_verifies() {
+    let (log, bundle) = blob_bundle();
+    let r = verify_bundle(bundle.as_slice(), Some(&vkey())).unwrap();
+    assert_eq!(r.events, 8);
+    assert_eq!(r.plain, 2); // 3, 24
+    assert_eq!(r.sealed_with_content, 5); // 11, 20, 21, 22, 23
+    assert_eq!(r.sealed_without_content, 1); // 25
+    assert_eq!(r.blobs, 5);
+    let content: Vec<u8> = (20..24).flat_map(|i| log.blobs[i].concat()).collect();
+    assert_eq!(r.blob_bytes, content.len() as u64);
+    // 22 and 23: signed over the whole event, checked once their blobs are read.
+    assert_eq!(r.emitter_signatures, 2);
+
+    let mut m = unpack(&bundle);
+    let names: Vec<&str> = m.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, MEMBERS_2);
+    let manifest: Manifest = serde_json::from_slice(member(&mut m, MANIFEST)).unwrap();
+    assert_eq!(manifest.format, FORMAT_2);
+    assert_eq!(manifest.files[BLOBS].bytes, content.len() as u64);
+    assert!(String::from_utf8_lossy(&m[0].1).contains("format aiaudit-bundle 2"));
+    assert_eq!(*member(&mut m, BLOBS), content);
+
+    // A reader rebuilds each event from its line and blobs.bin.
+    let blobs = member(&mut m, BLOBS).clone();
+    let (big, out) = blob_sizes(&log);
+    for line in lines_of(&mut m) {
+        let index = line["index"].as_u64().unwrap();
+        let Some(list) = line["blobs"].as_array() else {
+            assert!([3, 11, 24, 25].contains(&index), "{index}");
+            continue;
+        };
+        let mut event = line["event"].as_object().unwrap().clone();
+        assert!(event["input"].get("content").is_none());
+        for b in list {
+            let at = b["offset"].as_u64().unwrap() as usize;
+            let n = b["bytes"].as_u64().unwrap() as usize;
+            let value = serde_json::from_slice(&blobs[at..at + n]).unwrap();
+            put_member(&mut event, b["pointer"].as_str().unwrap(), value).unwrap();
+        }
+        assert_eq!(Value::Object(event), big_event(index));
+        if index == 21 {
+            assert_eq!(
+                line["blobs"],
+                json!([{"pointer": "/input/content", "offset": big, "bytes": big},
+                       {"pointer": "/output", "offset": 2 * big, "bytes": out}])
+            );
+        }
+    }
+    assert!(lines_of(&mut m)[7].get("event").is_none()); // 25, no opening
+
+    // Deterministic; the streaming writer takes spools anywhere.
+    assert_eq!(blob_bundle().1, bundle);
+    let signer = log_signer();
+    let mut spool = std::io::Cursor::new(b"junk".to_vec());
+    spool.set_position(4);
+    let mut blob_spool = std::io::Cursor::new(b"more junk".to_vec());
+    blob_spool.set_position(9);
+    let mut w = BundleWriter::new(
+        Vec::new(),
+        spool,
+        blob_spool,
+        &signer,
+        &log.checkpoint(&signer),
+        json!({"tenant": "acme"}),
+        "2026-12-01T10:00:00Z",
+    )
+    .unwrap();
+    for e in blob_events(&log) {
+        w.add(&e).unwrap();
+    }
+    assert_eq!(w.finish().unwrap(), bundle);
+}
+
+#[test]
+fn an_emitter_signature_covers_the_event_with_its_blobs() {
+    // The log holds an entry whose blob is not the content the emitter
+    // signed (its commitment is right: the entry logs this content).
+    let mut log = make_blob_log();
+    let sig = sign_events(&[big_event(26)]).remove(0);
+    let mut logged = big_event(26);
+    logged["input"]["content"] = "not what was signed".into();
+    let (e, o, b) = sealed_with_blobs(&logged, Some(&sig), &["/input/content"], 26);
+    log.push_with_blobs(e, Some(o), b);
+    let signer = log_signer();
+    let events = log.export(&[22, 26], 27, true);
+    let bundle = write_bundle(
+        Vec::new(),
+        &signer,
+        &log.checkpoint(&signer),
+        &events,
+        json!({}),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        failures(&bundle, Some(&vkey())),
+        ["events.ndjson: event at index 26: emitter signature: entry signature: the event is not in the signed batch"]
+    );
+}
+
+#[test]
+fn a_changed_byte_in_blobs_bin_fails() {
+    let (log, bundle) = blob_bundle();
+    let (big, _) = blob_sizes(&log);
+    // In 21's second blob (unsigned), and in 23's (signed).
+    for (at, index, pointer) in [
+        (2 * big + 3, 21, "/output"),
+        (4 * big, 23, "/input/content"),
+    ] {
+        let mut m = unpack(&bundle);
+        member(&mut m, BLOBS)[at] ^= 1;
+        let p = failures(&pack(&m), Some(&vkey()));
+        assert_has(&p, "manifest.json: blobs.bin sha256 mismatch");
+        resign(&mut m, &log_signer());
+        assert_eq!(
+            failures(&pack(&m), Some(&vkey())),
+            [format!("blobs.bin: event at index {index}: blob {pointer}: its content does not match the commitment its entry logs")]
+        );
+    }
+}
+
+#[test]
+fn a_truncated_blobs_bin_fails() {
+    let (log, bundle) = blob_bundle();
+    let (big, out) = blob_sizes(&log);
+    let mut m = unpack(&bundle);
+    let full = member(&mut m, BLOBS).len();
+    member(&mut m, BLOBS).truncate(full - 10);
+    resign(&mut m, &log_signer());
+    assert_eq!(
+        failures(&pack(&m), Some(&vkey())),
+        [format!("blobs.bin: event at index 23: ends early: blob /input/content of this event has {} of its {big} bytes", big - 10)]
+    );
+    // Cut within 22's blob: 23's is missing altogether.
+    member(&mut m, BLOBS).truncate(2 * big + out + 5);
+    resign(&mut m, &log_signer());
+    assert_eq!(
+        failures(&pack(&m), Some(&vkey())),
+        [
+            format!("blobs.bin: event at index 22: ends early: blob /input/content of this event has 5 of its {big} bytes"),
+            "blobs.bin: event at index 23: missing: blobs.bin ends before this event's blobs".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn a_blob_swapped_between_events_fails() {
+    let (log, bundle) = blob_bundle();
+    let (big, out) = blob_sizes(&log);
+    // 20's and 22's blobs are the same length: swap their content.
+    let mut m = unpack(&bundle);
+    let blobs = member(&mut m, BLOBS);
+    let at22 = 2 * big + out;
+    let first: Vec<u8> = blobs[..big].to_vec();
+    blobs.copy_within(at22..at22 + big, 0);
+    blobs[at22..at22 + big].copy_from_slice(&first);
+    resign(&mut m, &log_signer());
+    let mismatch = "blob /input/content: its content does not match the commitment its entry logs";
+    assert_eq!(
+        failures(&pack(&m), Some(&vkey())),
+        [
+            format!("blobs.bin: event at index 20: {mismatch}"),
+            format!("blobs.bin: event at index 22: {mismatch}"),
+        ]
+    );
+}
+
+#[test]
+fn blob_offsets_that_lie_fail() {
+    let (log, bundle) = blob_bundle();
+    let (big, out) = blob_sizes(&log);
+    // 22's line points at 20's blob, which has the same length.
+    let mut m = unpack(&bundle);
+    edit_lines(&mut m, |lines| lines[4]["blobs"][0]["offset"] = 0.into());
+    resign(&mut m, &log_signer());
+    assert_eq!(
+        failures(&pack(&m), Some(&vkey())),
+        [format!("events.ndjson: event at index 22: \"blobs\": /input/content is at offset 0 of blobs.bin, but the blob before it ends at {}", 2 * big + out)]
+    );
+    // 20's and 22's lines swap their offsets.
+    let mut m = unpack(&bundle);
+    edit_lines(&mut m, |lines| {
+        lines[2]["blobs"][0]["offset"] = (2 * big + out).into();
+        lines[4]["blobs"][0]["offset"] = 0.into();
+    });
+    resign(&mut m, &log_signer());
+    let p = failures(&pack(&m), Some(&vkey()));
+    assert_has(
+        &p,
+        "events.ndjson: event at index 20: \"blobs\": /input/content is at offset",
+    );
+    assert_has(
+        &p,
+        "events.ndjson: event at index 22: \"blobs\": /input/content is at offset 0",
+    );
+    // A length that lies.
+    let mut m = unpack(&bundle);
+    edit_lines(&mut m, |lines| {
+        lines[3]["blobs"][1]["bytes"] = (out + 1).into()
+    });
+    resign(&mut m, &log_signer());
+    assert_has(
+        &failures(&pack(&m), Some(&vkey())),
+        &format!("events.ndjson: event at index 21: \"blobs\": /output of {} bytes, but the entry lists /output of {out} bytes there", out + 1),
+    );
+}
+
+#[test]
+fn blobs_belong_to_format_2_only_and_format_2_to_blobs() {
+    let (_, bundle) = blob_bundle();
+    let signer = log_signer();
+    let retitle = |m: &mut Vec<(String, Vec<u8>)>, from: &str, to: &str| {
+        let text = String::from_utf8(member(m, MANIFEST).clone()).unwrap();
+        *member(m, MANIFEST) = text.replace(from, to).into_bytes();
+    };
+    // Blobs in a bundle that says it is format 1.
+    let mut m = unpack(&bundle);
+    retitle(&mut m, FORMAT_2, FORMAT);
+    resign(&mut m, &signer);
+    let p = failures(&pack(&m), Some(&vkey()));
+    assert_has(
+        &p,
+        "blobs.bin: an extra file, not part of format aiaudit-bundle 1",
+    );
+    assert_has(&p, "events.ndjson: event at index 20: a \"blobs\" field, not part of format aiaudit-bundle 1 (4 line(s) have one)");
+    assert_has(
+        &p,
+        "manifest.json: lists blobs.bin, which has no digest in this format",
+    );
+
+    // Format 2 without blobs.bin.
+    let mut m = unpack(&bundle);
+    m.remove(4);
+    resign(&mut m, &signer);
+    let p = failures(&pack(&m), Some(&vkey()));
+    assert_has(&p, "blobs.bin: missing");
+
+    // Format 2 without blobs: only format 1 is a bundle without blobs.
+    let (_, plain) = good_bundle();
+    let mut m = unpack(&plain);
+    m.insert(4, (BLOBS.to_string(), vec![]));
+    retitle(&mut m, FORMAT, FORMAT_2);
+    resign(&mut m, &signer);
+    assert_eq!(
+        failures(&pack(&m), Some(&vkey())),
+        ["events.ndjson: no line has blobs: a bundle without blobs is format aiaudit-bundle 1, without blobs.bin"]
+    );
+
+    // A "blobs" field where the entry has none, or no opening to salt them.
+    for (bundle, line, index) in [(&plain, 0, 1), (&bundle, 7, 25)] {
+        let mut m = unpack(bundle);
+        edit_lines(&mut m, |lines| {
+            lines[line]["blobs"] = json!([{"pointer": "/input/content", "offset": 0, "bytes": 0}])
+        });
+        resign(&mut m, &signer);
+        assert_has(
+            &failures(&pack(&m), Some(&vkey())),
+            &format!("events.ndjson: event at index {index}: a \"blobs\" field for an entry without blobs, or without its opening"),
+        );
+    }
+    // The entry's blobs left out of its line.
+    let mut m = unpack(&bundle);
+    edit_lines(&mut m, |lines| {
+        lines[2].as_object_mut().unwrap().remove("blobs");
+    });
+    resign(&mut m, &signer);
+    assert_has(
+        &failures(&pack(&m), Some(&vkey())),
+        "events.ndjson: event at index 20: the entry lists 1 blob(s) but the line has no \"blobs\" field",
+    );
+}
+
+#[test]
+fn the_writer_refuses_blobs_that_are_not_the_entrys() {
+    let log = make_blob_log();
+    let signer = log_signer();
+    let cp = log.checkpoint(&signer);
+    let write = |events: &[BundleEvent]| {
+        write_bundle(Vec::new(), &signer, &cp, events, json!({}), "t")
+            .unwrap_err()
+            .to_string()
+    };
+    let e = || log.export(&[3, 20, 21], 26, true);
+    let mut bad = e();
+    bad[2].blobs.pop();
+    assert_eq!(
+        write(&bad),
+        "event at index 21: the entry lists 2 blob(s), 1 given"
+    );
+    let mut bad = e();
+    bad[1].blobs[0][100] ^= 1;
+    assert_eq!(
+        write(&bad),
+        "event at index 20: blob \"/input/content\": the content given does not match the commitment the entry logs"
+    );
+    let mut bad = e();
+    bad[1].blobs[0].push(b' ');
+    let (big, _) = blob_sizes(&log);
+    assert_eq!(
+        write(&bad),
+        format!(
+            "event at index 20: blob \"/input/content\": {} bytes given, the entry logs {big}",
+            big + 1
+        )
+    );
+    let mut bad = e();
+    bad[1].opening = None;
+    assert!(write(&bad).contains("event at index 20: blob content without an opening"));
+    let mut bad = e();
+    bad[0].blobs = vec![b"1".to_vec()];
+    assert!(write(&bad).contains("event at index 3: blob content without an opening"));
+}
+
+#[test]
+fn hostile_blobs_are_refused() {
+    let (log, bundle) = blob_bundle();
+    let signer = log_signer();
+    // Bytes after the last blob.
+    let mut m = unpack(&bundle);
+    member(&mut m, BLOBS).extend(b"extra");
+    resign(&mut m, &signer);
+    assert_eq!(
+        failures(&pack(&m), Some(&vkey())),
+        ["blobs.bin: 5 byte(s) after the last blob the events list"]
+    );
+
+    // A blobs.bin over its bound: refused from its header, unread.
+    let m = unpack(&bundle);
+    let mut raw = Vec::new();
+    {
+        let mut t = tar::Builder::new(&mut raw);
+        for (name, data) in &m[..4] {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            t.append_data(&mut h, name, data.as_slice()).unwrap();
+        }
+        t.finish().unwrap();
+    }
+    raw.truncate(raw.len() - 1024); // the end-of-archive blocks
+    let mut h = tar::Header::new_ustar();
+    h.set_path(BLOBS).unwrap();
+    h.set_size(MAX_BLOBS + 1);
+    h.set_cksum();
+    raw.extend_from_slice(h.as_bytes());
+    raw.extend_from_slice(&[0; 4096]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &raw).unwrap();
+    assert_has(
+        &failures(&gz.finish().unwrap(), Some(&vkey())),
+        &format!(
+            "blobs.bin: {} bytes, more than the {MAX_BLOBS} this format allows",
+            MAX_BLOBS + 1
+        ),
+    );
+
+    // A signed entry claiming more blob content than the verifier holds to
+    // check a signature: refused at its line, before blobs.bin.
+    let mut log = log;
+    let event = big_event(26);
+    let sig = sign_events(std::slice::from_ref(&event)).remove(0);
+    let checked = aiaudit_event::check(&event).unwrap();
+    let mut rest = event.as_object().unwrap().clone();
+    take_member(&mut rest, "/input/content").unwrap();
+    let blob = SealedBlob {
+        reference: BlobRef {
+            pointer: "/input/content".into(),
+            size: 1 << 40,
+            commitment: [3; 32],
+            stored: [0; 32],
+        },
+        salt: [4; 32],
+    };
+    let (entry, opening) = seal_v3(&rest, &checked, Some(&sig), &[blob], 26);
+    log.push(entry.clone(), Some(opening.clone()));
+    let events = log.export(&[22], 27, true);
+    let b = write_bundle(
+        Vec::new(),
+        &signer,
+        &log.checkpoint(&signer),
+        &events,
+        json!({}),
+        "t",
+    )
+    .unwrap();
+    let (big, _) = blob_sizes(&log);
+    let mut m = unpack(&b);
+    let proof: Vec<String> = prove_record(27, 26, &log)
+        .unwrap()
+        .iter()
+        .map(|h| B64.encode(h))
+        .collect();
+    edit_lines(&mut m, |lines| {
+        lines.push(json!({"index": 26, "entry": B64.encode(&entry),
+            "leaf_hash": B64.encode(aiaudit_tlog::record_hash(&entry)),
+            "inclusion_proof": proof, "opening": B64.encode(&opening),
+            "blobs": [{"pointer": "/input/content", "offset": big, "bytes": 1u64 << 40}]}))
+    });
+    resign(&mut m, &signer);
+    assert_eq!(
+        failures(&pack(&m), Some(&vkey())),
+        ["events.ndjson: event at index 26: an emitter-signed event with more than 67108864 bytes of blobs, the most this format holds to check a signature"]
+    );
+}
+
+#[test]
+fn what_waits_for_blobs_bin_is_bounded_alike_in_writer_and_verifier() {
+    let log = make_blob_log();
+    let signer = log_signer();
+    let writer = || {
+        BundleWriter::new(
+            Vec::new(),
+            std::io::Cursor::new(Vec::new()),
+            std::io::Cursor::new(Vec::new()),
+            &signer,
+            &log.checkpoint(&signer),
+            json!({}),
+            "t",
+        )
+        .unwrap()
+    };
+    let mut w = writer();
+    for e in blob_events(&log) {
+        w.add(&e).unwrap();
+    }
+    let needed = w.pending;
+    assert!(needed > 0);
+    let bundle = w.finish().unwrap();
+    // The verifier counts what it holds exactly as the writer did.
+    assert!(verify::verify_within(bundle.as_slice(), Some(&vkey()), needed).is_ok());
+    let p = verify::verify_within(bundle.as_slice(), Some(&vkey()), needed - 1).unwrap_err();
+    assert_eq!(
+        p.problems[0].to_string(),
+        format!("events.ndjson: event at index 23: the events with blobs so far need more than the {} bytes this format allows to hold until blobs.bin", needed - 1)
+    );
+    // And the writer refuses the event that would pass the bound.
+    let mut w = writer();
+    w.max_pending = needed - 1;
+    let events = blob_events(&log);
+    for e in &events[..5] {
+        w.add(e).unwrap();
+    }
+    let err = w.add(&events[5]).unwrap_err().to_string();
+    assert!(
+        err.starts_with("event at index 23: with it, the events with blobs would need more than"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_signed_event_rebuilt_from_its_blobs_is_bounded_like_an_ingested_batch() {
+    // Two blobs of 500,001 JSON values each: each within the bound alone,
+    // over it together.
+    let mut log = make_log();
+    let mut e = event(20);
+    let zeros = Value::Array(vec![json!(0); 500_000]);
+    e["input"]["content"] = zeros.clone();
+    e["output"] = json!({"content": zeros});
+    let sig = sign_events(std::slice::from_ref(&e)).remove(0);
+    let (entry, o, b) =
+        sealed_with_blobs(&e, Some(&sig), &["/input/content", "/output/content"], 20);
+    log.push_with_blobs(entry, Some(o), b);
+    let signer = log_signer();
+    let bundle = write_bundle(
+        Vec::new(),
+        &signer,
+        &log.checkpoint(&signer),
+        &log.export(&[20], 21, true),
+        json!({}),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        failures(&bundle, Some(&vkey())),
+        ["blobs.bin: event at index 20: its blobs hold more than 1000000 JSON values in all"]
     );
 }

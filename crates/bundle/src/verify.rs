@@ -1,23 +1,27 @@
 //! Checking a bundle offline, in one streaming pass: the members are read
 //! in their fixed order, so the key and checkpoint are known before the
-//! first event, and the manifest (last) is compared with what was read.
+//! first event, the blobs (format 2) are checked against the events read
+//! before them, and the manifest (last) is compared with what was read.
 
 use crate::{
-    describe, hex, sha256, sig_body, Digest, EventLine, FileDigest, Manifest, CHECKPOINT, EVENTS,
-    FORMAT, MANIFEST, MANIFEST_SIG, MAX_EVENT_LINE, MAX_MANIFEST, MAX_MEMBER, MAX_SMALL_MEMBER,
-    MEMBERS, README, VKEY,
+    describe, hex, pending_cost, sha256, sig_body, BlobLine, Digest, EventLine, FileDigest,
+    Manifest, BLOBS, CHECKPOINT, EVENTS, FORMAT, FORMAT_2, MANIFEST, MANIFEST_SIG, MAX_BLOBS,
+    MAX_EVENT_BLOBS, MAX_EVENT_LINE, MAX_MANIFEST, MAX_MEMBER, MAX_PENDING, MAX_SMALL_MEMBER,
+    MEMBERS, MEMBERS_2, README, VKEY,
 };
+use aiaudit_event::bounded::{self, MAX_JSON_NODES};
 use aiaudit_event::envelope::{decode_stored, index_matches};
+use aiaudit_event::sealed_v3::put_member;
 use aiaudit_event::signature::verify_entry_signature;
 use aiaudit_tlog::{
     check_record, open_note, record_hash, Checkpoint, Hash, Verifier, MAX_ENTRY_SIZE,
 };
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, ErrorKind, Read};
 
 /// At most this many problems are listed; the rest are only counted.
 pub const MAX_PROBLEMS: usize = 100;
@@ -28,6 +32,8 @@ const MAX_PROOF_LEN: usize = 64;
 const MAX_MEMBERS: usize = 16;
 /// Bytes read after the end of the tar, to check the gzip stream ends cleanly.
 const MAX_TRAILER: u64 = 1 << 20;
+/// Bytes of blobs.bin read at a time.
+const BLOB_READ: usize = 64 << 10;
 
 /// One thing wrong with a bundle: the member at fault, the event (by log
 /// index) when it is one event, and what is wrong.
@@ -96,6 +102,10 @@ pub struct BundleReport {
     /// Sealed entries without an opening (erased, or content not exported):
     /// proven in the log, content unknown.
     pub sealed_without_content: u64,
+    /// Blobs (format 2) checked against their entries' commitments, and
+    /// their bytes.
+    pub blobs: u64,
+    pub blob_bytes: u64,
     /// Emitter batch signatures verified, and per emitter key how many.
     pub emitter_signatures: u64,
     pub emitters: BTreeMap<String, u64>,
@@ -105,11 +115,12 @@ pub struct BundleReport {
     pub warnings: Vec<String>,
 }
 
-/// Checks a bundle fully offline: the manifest's signature, every file's
-/// SHA-256 and length, that no file is missing or extra, the checkpoint's
-/// signature, every event's leaf hash and inclusion proof, openings of
-/// sealed entries, emitter batch signatures, and that the manifest's index
-/// list is exactly the events present.
+/// Checks a bundle (format 1 or 2) fully offline: the manifest's
+/// signature, every file's SHA-256 and length, that no file is missing or
+/// extra, the checkpoint's signature, every event's leaf hash and inclusion
+/// proof, openings of sealed entries, every blob against the commitment its
+/// entry logs, emitter batch signatures (over the whole event, blobs put
+/// back), and that the manifest's index list is exactly the events present.
 ///
 /// `trusted_vkey` is the log's verifier key from a trusted channel. Without
 /// it the key inside the bundle is used, which proves only that the bundle
@@ -118,7 +129,20 @@ pub fn verify_bundle<R: Read>(
     input: R,
     trusted_vkey: Option<&str>,
 ) -> Result<BundleReport, BundleError> {
-    let mut c = Check::default();
+    verify_within(input, trusted_vkey, MAX_PENDING)
+}
+
+/// [`verify_bundle`] holding at most `max_pending` bytes for the events
+/// with blobs (a lower bound in tests).
+pub(crate) fn verify_within<R: Read>(
+    input: R,
+    trusted_vkey: Option<&str>,
+    max_pending: u64,
+) -> Result<BundleReport, BundleError> {
+    let mut c = Check {
+        max_pending,
+        ..Check::default()
+    };
     if let Some(k) = trusted_vkey {
         match Verifier::parse(k.trim()) {
             Ok(v) => c.trusted = Some(v),
@@ -164,18 +188,20 @@ fn read_members<R: Read>(archive: &mut tar::Archive<R>, c: &mut Check) -> Result
             });
         }
         let size = entry.size();
-        if size > MAX_MEMBER {
+        let most = if name == BLOBS { MAX_BLOBS } else { MAX_MEMBER };
+        if size > most {
             return Err(Problem {
                 file: name,
                 index: None,
-                what: format!("{size} bytes, more than the {MAX_MEMBER} this format allows"),
+                what: format!("{size} bytes, more than the {most} this format allows"),
             });
         }
-        let Some(pos) = MEMBERS.iter().position(|m| *m == name) else {
+        // Whether blobs.bin belongs (format 2) is settled with the manifest.
+        let Some(pos) = MEMBERS_2.iter().position(|m| *m == name) else {
             c.problem(
                 &name,
                 None,
-                format!("an extra file, not part of format {FORMAT}"),
+                format!("an extra file, not part of format {FORMAT} or {FORMAT_2}"),
             );
             continue;
         };
@@ -183,7 +209,7 @@ fn read_members<R: Read>(archive: &mut tar::Archive<R>, c: &mut Check) -> Result
             c.problem(&name, None, "appears twice, or out of order");
             continue;
         }
-        for m in &MEMBERS[next..pos] {
+        for m in MEMBERS_2[next..pos].iter().filter(|m| **m != BLOBS) {
             c.problem(m, None, format!("missing, or not before {name}"));
         }
         next = pos + 1;
@@ -193,6 +219,7 @@ fn read_members<R: Read>(archive: &mut tar::Archive<R>, c: &mut Check) -> Result
         }
         let limit = match name.as_str() {
             EVENTS => MAX_MEMBER,
+            BLOBS => MAX_BLOBS,
             MANIFEST => MAX_MANIFEST,
             _ => MAX_SMALL_MEMBER,
         };
@@ -205,6 +232,8 @@ fn read_members<R: Read>(archive: &mut tar::Archive<R>, c: &mut Check) -> Result
         }
         if name == EVENTS {
             c.read_events(&mut entry)?;
+        } else if name == BLOBS {
+            c.read_blobs(&mut entry)?;
         } else {
             let mut data = Vec::with_capacity(size.min(MAX_SMALL_MEMBER) as usize);
             (&mut entry)
@@ -214,7 +243,7 @@ fn read_members<R: Read>(archive: &mut tar::Archive<R>, c: &mut Check) -> Result
             c.small_member(&name, data);
         }
     }
-    for m in &MEMBERS[next..] {
+    for m in MEMBERS_2[next..].iter().filter(|m| **m != BLOBS) {
         c.problem(m, None, "missing");
     }
     Ok(())
@@ -266,6 +295,19 @@ struct Check {
     sealed_without_content: u64,
     emitters: BTreeMap<String, u64>,
     warnings: Vec<String>,
+    /// Format 2: the lines with a "blobs" field (and the first one's
+    /// index), where blobs.bin ends as the lines lay it out, what waits for
+    /// blobs.bin and its cost ([`MAX_PENDING`]), whether it was read, and
+    /// the blobs checked.
+    blob_lines: u64,
+    first_blob_line: Option<u64>,
+    blobs_end: u64,
+    pending: Vec<Pending>,
+    pending_cost: u64,
+    max_pending: u64,
+    blobs_read: bool,
+    blobs: u64,
+    blob_bytes: u64,
 }
 
 /// What one verified event line was.
@@ -273,6 +315,66 @@ enum Kind {
     Plain,
     SealedWithContent,
     SealedWithoutContent,
+}
+
+/// An event whose blobs are in blobs.bin, in the order of its lines.
+enum Pending {
+    /// Its line verified: each blob is checked, then its signature.
+    Check(BlobEvent),
+    /// Its line did not verify (already a problem): its blobs' bytes, as
+    /// the line states them, are passed over.
+    Skip(u64),
+}
+
+/// What checking one event's blobs needs, from its proven entry and opening.
+struct BlobEvent {
+    index: u64,
+    blobs: Vec<ExpectedBlob>,
+    /// For an emitter-signed event: the compact JSON of the event without
+    /// its blobs and of its signature, checked once the blobs are put back.
+    signed: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// One blob as its entry logs it and its opening salts it.
+struct ExpectedBlob {
+    pointer: String,
+    size: u64,
+    commitment: Hash,
+    salt: [u8; 32],
+}
+
+/// blobs.bin as it streams by, hashed whole for the manifest.
+struct BlobStream<R> {
+    member: R,
+    digest: Digest,
+    buf: Vec<u8>,
+}
+
+impl<R: Read> BlobStream<R> {
+    /// Reads up to `n` bytes, handing them to `f` a piece at a time, and
+    /// returns how many there were: fewer than `n` when the member ends.
+    fn take(&mut self, n: u64, mut f: impl FnMut(&[u8])) -> Result<u64, Problem> {
+        let mut done = 0u64;
+        while done < n {
+            let want = (n - done).min(self.buf.len() as u64) as usize;
+            let got = match self.member.read(&mut self.buf[..want]) {
+                Ok(0) => break,
+                Ok(got) => got,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Problem {
+                        file: BLOBS.into(),
+                        index: None,
+                        what: format!("the archive is damaged: {e}"),
+                    })
+                }
+            };
+            self.digest.update(&self.buf[..got]);
+            f(&self.buf[..got]);
+            done += got as u64;
+        }
+        Ok(done)
+    }
 }
 
 impl Check {
@@ -430,11 +532,21 @@ impl Check {
                 );
                 continue;
             };
+            let line: EventLine = match serde_json::from_slice(text) {
+                Ok(line) => line,
+                Err(e) => {
+                    let what = format!("line {number}: not a valid event line: {e}");
+                    self.problem(EVENTS, None, what);
+                    continue;
+                }
+            };
+            let index = line.index;
+            let stated = line.blobs.as_deref().map(|b| self.lay_out(index, b));
             let Some(cp) = &self.checkpoint else {
                 continue; // the missing checkpoint is already a problem
             };
-            match check_line(text, cp, &mut self.emitters) {
-                Ok((index, kind)) => {
+            match check_line(line, cp, &mut self.emitters) {
+                Ok((kind, blob_event)) => {
                     if self.indexes.last().is_some_and(|&last| index <= last) {
                         let what = "not in ascending index order, or listed twice";
                         self.problem(EVENTS, Some(index), what);
@@ -445,22 +557,181 @@ impl Check {
                         Kind::SealedWithContent => self.sealed_with_content += 1,
                         Kind::SealedWithoutContent => self.sealed_without_content += 1,
                     }
+                    if let Some(e) = blob_event {
+                        self.wait_for_blobs(e)?;
+                    }
                 }
-                Err((Some(index), what)) => {
+                Err(what) => {
                     self.indexes.push(index);
                     self.problem(EVENTS, Some(index), what);
+                    if let Some(bytes) = stated {
+                        self.pending.push(Pending::Skip(bytes));
+                    }
                 }
-                Err((None, what)) => self.problem(EVENTS, None, format!("line {number}: {what}")),
             }
         }
         self.digests.insert(EVENTS.into(), digest.file_digest());
         Ok(())
     }
 
+    /// Follows a line's `blobs` through blobs.bin: they must lie back to
+    /// back, where the previous line's end. Returns their bytes as stated
+    /// (the line's check compares them with the entry).
+    fn lay_out(&mut self, index: u64, blobs: &[BlobLine]) -> u64 {
+        self.blob_lines += 1;
+        self.first_blob_line.get_or_insert(index);
+        let mut bytes = 0u64;
+        let mut misplaced = None;
+        for b in blobs {
+            if b.offset != self.blobs_end && misplaced.is_none() {
+                misplaced = Some(format!(
+                    "\"blobs\": {} is at offset {} of {BLOBS}, but the blob before it ends at {}",
+                    printable(b.pointer.as_bytes()),
+                    b.offset,
+                    self.blobs_end
+                ));
+            }
+            self.blobs_end = self.blobs_end.saturating_add(b.bytes);
+            bytes = bytes.saturating_add(b.bytes);
+        }
+        if let Some(what) = misplaced {
+            self.problem(EVENTS, Some(index), what);
+        }
+        bytes
+    }
+
+    /// Keeps what checking an event's blobs needs until blobs.bin, within
+    /// [`MAX_PENDING`].
+    fn wait_for_blobs(&mut self, e: BlobEvent) -> Result<(), Problem> {
+        let signed = e
+            .signed
+            .as_ref()
+            .map_or(0, |(ev, sig)| ev.len() + sig.len());
+        let pointers = e.blobs.iter().map(|b| b.pointer.as_str());
+        self.pending_cost += pending_cost(pointers, signed);
+        if self.pending_cost > self.max_pending {
+            return Err(Problem {
+                file: EVENTS.into(),
+                index: Some(e.index),
+                what: format!(
+                    "the events with blobs so far need more than the {} bytes \
+                     this format allows to hold until {BLOBS}",
+                    self.max_pending
+                ),
+            });
+        }
+        self.pending.push(Pending::Check(e));
+        Ok(())
+    }
+
+    /// Streams blobs.bin: each event's blobs, in the order of the lines,
+    /// against their commitments; then each signed event's signature.
+    fn read_blobs<R: Read>(&mut self, member: R) -> Result<(), Problem> {
+        self.blobs_read = true;
+        let mut stream = BlobStream {
+            member,
+            digest: Digest::new(),
+            buf: vec![0; BLOB_READ],
+        };
+        let mut ended = false;
+        for p in std::mem::take(&mut self.pending) {
+            match p {
+                Pending::Skip(bytes) if !ended => ended = stream.take(bytes, |_| {})? < bytes,
+                Pending::Skip(_) => {}
+                Pending::Check(e) if ended => {
+                    let what = format!("missing: {BLOBS} ends before this event's blobs");
+                    self.problem(BLOBS, Some(e.index), what);
+                }
+                Pending::Check(e) => ended = !self.check_blobs(&mut stream, e)?,
+            }
+        }
+        self.pending_cost = 0;
+        let extra = stream.take(u64::MAX, |_| {})?;
+        if extra > 0 {
+            let what = format!("{extra} byte(s) after the last blob the events list");
+            self.problem(BLOBS, None, what);
+        }
+        self.digests
+            .insert(BLOBS.into(), stream.digest.file_digest());
+        Ok(())
+    }
+
+    /// Reads one event's blobs from the stream and checks each against its
+    /// commitment, SHA-256(salt || content); for a signed event, puts them
+    /// back into the event and checks the signature. Returns false when
+    /// blobs.bin ended before them.
+    fn check_blobs<R: Read>(
+        &mut self,
+        stream: &mut BlobStream<R>,
+        e: BlobEvent,
+    ) -> Result<bool, Problem> {
+        let mut held = Vec::new();
+        let mut wrong = None;
+        for b in &e.blobs {
+            let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+            hash.update(&b.salt);
+            // A signed event's blobs are within MAX_EVENT_BLOBS (check_line).
+            let mut content = Vec::new();
+            let keep = e.signed.is_some();
+            let got = stream.take(b.size, |piece| {
+                hash.update(piece);
+                if keep {
+                    content.extend_from_slice(piece);
+                }
+            })?;
+            if got < b.size {
+                let what = format!(
+                    "ends early: blob {} of this event has {got} of its {} bytes",
+                    printable(b.pointer.as_bytes()),
+                    b.size
+                );
+                self.problem(BLOBS, Some(e.index), what);
+                return Ok(false);
+            }
+            if hash.finish().as_ref() != b.commitment && wrong.is_none() {
+                wrong = Some(format!(
+                    "blob {}: its content does not match the commitment its entry logs",
+                    printable(b.pointer.as_bytes())
+                ));
+            }
+            held.push(content);
+        }
+        if let Some(what) = wrong {
+            self.problem(BLOBS, Some(e.index), what);
+            return Ok(true);
+        }
+        self.blobs += e.blobs.len() as u64;
+        self.blob_bytes += e.blobs.iter().map(|b| b.size).sum::<u64>();
+        if let Some((event, signature)) = &e.signed {
+            match signed_event(event, &e.blobs, held) {
+                Err(what) => self.problem(BLOBS, Some(e.index), what),
+                Ok(event) => match verify_entry_signature(
+                    &event,
+                    &serde_json::from_slice(signature).unwrap_or(Value::Null),
+                ) {
+                    Ok(key) => *self.emitters.entry(key).or_default() += 1,
+                    Err(err) => {
+                        let what = format!("emitter signature: {err}");
+                        self.problem(EVENTS, Some(e.index), what);
+                    }
+                },
+            }
+        }
+        Ok(true)
+    }
+
     /// Checks the manifest and its signature against what was read.
     fn conclude(mut self) -> Result<BundleReport, BundleError> {
         self.check_manifest_sig();
         self.check_manifest();
+        if self.problems.is_empty() && !self.pending.is_empty() {
+            // Unreachable: without blobs.bin, check_format finds a problem.
+            let what = format!(
+                "the blobs of {} event(s) went unchecked",
+                self.pending.len()
+            );
+            self.problem(BLOBS, None, what);
+        }
         if !self.problems.is_empty() {
             return Err(self.into_error());
         }
@@ -489,6 +760,8 @@ impl Check {
             plain: self.plain,
             sealed_with_content: self.sealed_with_content,
             sealed_without_content: self.sealed_without_content,
+            blobs: self.blobs,
+            blob_bytes: self.blob_bytes,
             emitter_signatures: self.emitters.values().sum(),
             emitters: self.emitters,
             first_index: self.indexes.first().copied(),
@@ -527,14 +800,61 @@ impl Check {
         for what in found {
             self.problem(MANIFEST, None, what);
         }
+        if let Some((m, _)) = &self.manifest {
+            let format = m.format.clone();
+            self.check_format(&format);
+        }
+    }
+
+    /// Format 1 has no blobs; format 2 has blobs.bin and at least one line
+    /// with blobs (a bundle without blobs has one form only: format 1).
+    fn check_format(&mut self, format: &str) {
+        let first = self.first_blob_line;
+        match format {
+            FORMAT if self.blobs_read || first.is_some() => {
+                if self.blobs_read {
+                    let what = format!("an extra file, not part of format {FORMAT}");
+                    self.problem(BLOBS, None, what);
+                }
+                if first.is_some() {
+                    let what = format!(
+                        "a \"blobs\" field, not part of format {FORMAT} ({} line(s) have one)",
+                        self.blob_lines
+                    );
+                    self.problem(EVENTS, first, what);
+                }
+            }
+            FORMAT_2 if !self.blobs_read => self.problem(BLOBS, None, "missing"),
+            FORMAT_2 if first.is_none() => {
+                let what = format!(
+                    "no line has blobs: a bundle without blobs is format {FORMAT}, without {BLOBS}"
+                );
+                self.problem(EVENTS, None, what);
+            }
+            _ => {}
+        }
     }
 
     /// Everything in which the manifest disagrees with the bundle.
     fn manifest_differences(&self, m: &Manifest) -> Vec<String> {
         let mut found = Vec::new();
-        if m.format != FORMAT {
-            found.push(format!("format {:?} is not {FORMAT:?}", m.format));
-        }
+        // The files the manifest must list: the members but the manifest
+        // and its signature.
+        let files = match m.format.as_str() {
+            FORMAT => &MEMBERS[..4],
+            FORMAT_2 => &MEMBERS_2[..5],
+            _ => {
+                found.push(format!(
+                    "format {:?} is not {FORMAT:?} nor {FORMAT_2:?}",
+                    m.format
+                ));
+                if self.blobs_read {
+                    &MEMBERS_2[..5]
+                } else {
+                    &MEMBERS[..4]
+                }
+            }
+        };
         if let Some(cp) = &self.checkpoint {
             if m.origin != cp.origin {
                 found.push(format!("origin {:?} is not the checkpoint's", m.origin));
@@ -546,7 +866,7 @@ impl Check {
                 ));
             }
         }
-        for name in &MEMBERS[..4] {
+        for name in files {
             match (m.files.get(*name), self.digests.get(*name)) {
                 (None, _) => found.push(format!("does not list {name}")),
                 (Some(_), None) => {} // the missing file is already a problem
@@ -562,7 +882,7 @@ impl Check {
             }
         }
         for name in m.files.keys() {
-            if !MEMBERS[..4].contains(&name.as_str()) {
+            if !files.contains(&name.as_str()) {
                 found.push(format!(
                     "lists {}, which has no digest in this format",
                     printable(name.as_bytes())
@@ -616,89 +936,203 @@ fn b64_hash(s: &str) -> Option<Hash> {
     B64.decode(s).ok()?.try_into().ok()
 }
 
-/// Checks one line of events.ndjson (without its newline) against the
-/// checkpoint; counts emitter signatures into `emitters`. The error carries
-/// the event's index when the line got that far.
+/// Checks one line of events.ndjson against the checkpoint; counts emitter
+/// signatures into `emitters`, but for an event with blobs returns what
+/// checking its blobs and signature needs, for when blobs.bin is read.
 fn check_line(
-    text: &[u8],
+    line: EventLine,
     cp: &Checkpoint,
     emitters: &mut BTreeMap<String, u64>,
-) -> Result<(u64, Kind), (Option<u64>, String)> {
-    let line: EventLine =
-        serde_json::from_slice(text).map_err(|e| (None, format!("not a valid event line: {e}")))?;
+) -> Result<(Kind, Option<BlobEvent>), String> {
     let index = line.index;
-    let fail = |what: String| (Some(index), what);
     if index >= cp.size {
-        return Err(fail(format!(
+        return Err(format!(
             "index is beyond the checkpoint's tree size {}",
             cp.size
-        )));
+        ));
     }
     let entry = B64
         .decode(&line.entry)
-        .map_err(|_| fail("entry is not base64".into()))?;
+        .map_err(|_| "entry is not base64".to_string())?;
     if entry.len() > MAX_ENTRY_SIZE {
-        return Err(fail("entry is longer than 65535 bytes".into()));
+        return Err("entry is longer than 65535 bytes".into());
     }
     let leaf = record_hash(&entry);
     if b64_hash(&line.leaf_hash) != Some(leaf) {
-        return Err(fail("leaf_hash is not the hash of the entry".into()));
+        return Err("leaf_hash is not the hash of the entry".into());
     }
     if line.inclusion_proof.len() > MAX_PROOF_LEN {
-        return Err(fail("inclusion proof is too long".into()));
+        return Err("inclusion proof is too long".into());
     }
     let proof = line
         .inclusion_proof
         .iter()
         .map(|h| b64_hash(h))
         .collect::<Option<Vec<Hash>>>()
-        .ok_or_else(|| {
-            fail("inclusion proof holds a hash that is not base64 of 32 bytes".into())
-        })?;
+        .ok_or_else(|| "inclusion proof holds a hash that is not base64 of 32 bytes".to_string())?;
     check_record(&proof, cp.size, &cp.root, index, &leaf)
-        .map_err(|_| fail("inclusion proof does not lead to the checkpoint root".into()))?;
-    let stored = decode_stored(&entry).map_err(|e| fail(format!("entry: {}", describe(&e))))?;
+        .map_err(|_| "inclusion proof does not lead to the checkpoint root".to_string())?;
+    let stored = decode_stored(&entry).map_err(|e| format!("entry: {}", describe(&e)))?;
 
-    let (kind, event, signature) = match (&stored.sealed, &line.opening, stored.plain) {
+    let (kind, event, signature, slots) = match (&stored.sealed, &line.opening, stored.plain) {
         (Some(sealed), Some(opening), _) => {
             let opening = B64
                 .decode(opening)
-                .map_err(|_| fail("opening is not base64".into()))?;
+                .map_err(|_| "opening is not base64".to_string())?;
             let opened = sealed
                 .check_opening(opening)
-                .map_err(|e| fail(format!("opening: {}", describe(&e))))?;
+                .map_err(|e| format!("opening: {}", describe(&e)))?;
             if !index_matches(&stored.index, &opened.entry.event) {
-                return Err(fail(
+                return Err(
                     "opening: the event's clear fields differ from the entry's index".into(),
-                ));
+                );
             }
             let e = opened.entry;
-            (Kind::SealedWithContent, Some(e.event), e.signature)
+            (
+                Kind::SealedWithContent,
+                Some(e.event),
+                e.signature,
+                opened.blobs,
+            )
         }
-        (None, Some(_), _) => {
-            return Err(fail("opening given for an entry that is not sealed".into()))
-        }
-        (_, None, Some(plain)) => (Kind::Plain, Some(plain.event), plain.signature),
-        (_, None, None) => (Kind::SealedWithoutContent, None, None),
+        (None, Some(_), _) => return Err("opening given for an entry that is not sealed".into()),
+        (_, None, Some(plain)) => (Kind::Plain, Some(plain.event), plain.signature, vec![]),
+        (_, None, None) => (Kind::SealedWithoutContent, None, None, vec![]),
     };
     match (&line.event, &event) {
         (None, _) => {}
         (Some(given), Some(proven)) if given.as_object() == Some(proven) => {}
         (Some(_), Some(_)) => {
-            return Err(fail(
-                "the \"event\" field differs from the event the entry proves".into(),
-            ))
+            return Err("the \"event\" field differs from the event the entry proves".into())
         }
         (Some(_), None) => {
-            return Err(fail(
-                "an \"event\" field for a sealed entry without its opening".into(),
-            ))
+            return Err("an \"event\" field for a sealed entry without its opening".into())
         }
     }
-    if let (Some(sig), Some(event)) = (&signature, &event) {
-        let key = verify_entry_signature(event, sig)
-            .map_err(|e| fail(format!("emitter signature: {e}")))?;
+    // The opening's slots name the entry's blobs (check_opening): with an
+    // opening, the line lists them all; without one, none.
+    let refs = stored
+        .sealed
+        .as_ref()
+        .and_then(|s| s.v3.as_ref())
+        .map_or(&[][..], |v3| v3.blobs.as_slice());
+    let blobs: Vec<ExpectedBlob> = match &line.blobs {
+        None if slots.is_empty() => vec![],
+        None => {
+            return Err(format!(
+                "the entry lists {} blob(s) but the line has no \"blobs\" field",
+                refs.len()
+            ))
+        }
+        Some(_) if slots.is_empty() => {
+            return Err(
+                "a \"blobs\" field for an entry without blobs, or without its opening".into(),
+            )
+        }
+        Some(listed) => {
+            if listed.len() != refs.len() {
+                return Err(format!(
+                    "\"blobs\" lists {} blob(s), the entry {}",
+                    listed.len(),
+                    refs.len()
+                ));
+            }
+            let mut blobs = Vec::with_capacity(refs.len());
+            for ((l, r), slot) in listed.iter().zip(refs).zip(slots) {
+                if l.pointer != r.pointer || l.bytes != r.size {
+                    return Err(format!(
+                        "\"blobs\": {} of {} bytes, but the entry lists {} of {} bytes there",
+                        printable(l.pointer.as_bytes()),
+                        l.bytes,
+                        printable(r.pointer.as_bytes()),
+                        r.size
+                    ));
+                }
+                blobs.push(ExpectedBlob {
+                    pointer: slot.pointer,
+                    size: r.size,
+                    commitment: r.commitment,
+                    salt: slot.salt,
+                });
+            }
+            blobs
+        }
+    };
+    let (Some(sig), Some(event)) = (&signature, &event) else {
+        let waits = (!blobs.is_empty()).then_some(BlobEvent {
+            index,
+            blobs,
+            signed: None,
+        });
+        return Ok((kind, waits));
+    };
+    if blobs.is_empty() {
+        let key =
+            verify_entry_signature(event, sig).map_err(|e| format!("emitter signature: {e}"))?;
         *emitters.entry(key).or_default() += 1;
+        return Ok((kind, None));
     }
-    Ok((index, kind))
+    // The signature covers the whole event: checked once the blobs are read.
+    let total = blobs
+        .iter()
+        .try_fold(0u64, |sum, b| sum.checked_add(b.size));
+    if total.is_none_or(|t| t > MAX_EVENT_BLOBS) {
+        return Err(format!(
+            "an emitter-signed event with more than {MAX_EVENT_BLOBS} bytes of blobs, \
+             the most this format holds to check a signature"
+        ));
+    }
+    let signed = (
+        serde_json::to_vec(event).map_err(|e| e.to_string())?,
+        serde_json::to_vec(sig).map_err(|e| e.to_string())?,
+    );
+    Ok((
+        kind,
+        Some(BlobEvent {
+            index,
+            blobs,
+            signed: Some(signed),
+        }),
+    ))
+}
+
+/// The event a signature covers: the event without its blobs, with each
+/// blob's content put back at its pointer, in the entry's order. Its
+/// values are bounded as an ingested batch's are.
+fn signed_event(
+    event: &[u8],
+    blobs: &[ExpectedBlob],
+    held: Vec<Vec<u8>>,
+) -> Result<Map<String, Value>, String> {
+    let mut event: Map<String, Value> =
+        serde_json::from_slice(event).map_err(|e| format!("the event: {e}"))?;
+    let mut values = 0usize;
+    for (b, content) in blobs.iter().zip(held) {
+        let name = printable(b.pointer.as_bytes());
+        let value = bounded::value(&content).map_err(|e| match e {
+            bounded::Refused::TooLarge => {
+                format!("blob {name}: more than {MAX_JSON_NODES} JSON values")
+            }
+            bounded::Refused::Json(e) => format!("blob {name}: its content is not JSON: {e}"),
+            _ => format!("blob {name}: its content is not JSON"),
+        })?;
+        values += json_values(&value);
+        if values > MAX_JSON_NODES {
+            return Err(format!(
+                "its blobs hold more than {MAX_JSON_NODES} JSON values in all"
+            ));
+        }
+        put_member(&mut event, &b.pointer, value)
+            .map_err(|e| format!("blob {name}: {}", describe(&e)))?;
+    }
+    Ok(event)
+}
+
+/// The number of JSON values in `v`, itself included.
+fn json_values(v: &Value) -> usize {
+    1 + match v {
+        Value::Array(a) => a.iter().map(json_values).sum(),
+        Value::Object(o) => o.values().map(json_values).sum(),
+        _ => 0,
+    }
 }

@@ -388,6 +388,11 @@ impl LogSource for HttpSource {
         self.call(move |c| c.tile(&tile)).await
     }
 
+    async fn blob(&self, id: &aiaudit_tlog::Hash) -> anyhow::Result<Vec<u8>> {
+        let name: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        self.call(move |c| c.stored_blob(&name)).await
+    }
+
     async fn keyring(&self) -> anyhow::Result<Option<Vec<u8>>> {
         // Only ledgers with encryption at rest serve it; 404 means there is none.
         self.call(|c| c.keyring()).await

@@ -65,10 +65,18 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         indicatif::ProgressBar::hidden()
     };
     let mut at = have;
+    let mut blobs = 0u64;
     while at < cp.size {
         let n = CHUNK.min(cp.size - at);
         let bundle = source.read_entry_bundle(at, n)?;
         let entries = decode_entry_bundle(&bundle)?;
+        // Blobs first, as the ledger writes them: before the entries that list them.
+        for (i, e) in entries.iter().enumerate() {
+            for r in aiaudit_event::sealed_v3::blob_refs(e) {
+                blobs += copy_blob(&source, &dest, &r)
+                    .with_context(|| format!("entry {}: blob at {}", at + i as u64, r.pointer))?;
+            }
+        }
         let batch = entries
             .iter()
             .enumerate()
@@ -122,6 +130,9 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, cp.root)
     );
     println!("keyring: {keys} records in the database");
+    if blobs > 0 {
+        println!("blobs: {blobs} copied and checked against their entries");
+    }
     if let Some(format) = gate {
         println!("entry format: {format} (the upgrade gate, as the embedded log had it)");
     }
@@ -131,6 +142,31 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         args.from.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Copies one blob into the database, checked against the SHA-256 its
+/// entry logs (a damaged blob stops the migration: restore it from a
+/// backup first). Returns 1 when copied.
+fn copy_blob(
+    source: &LogReader,
+    dest: &PgStore,
+    r: &aiaudit_event::sealed_v3::BlobRef,
+) -> anyhow::Result<u64> {
+    let name = aiaudit_store::blob_name(&r.commitment);
+    let len = source
+        .blob_len(&r.commitment)?
+        .with_context(|| format!("blob {name} is missing from the data directory"))?;
+    let bytes = source.read_blob(&r.commitment, 0, len as usize)?;
+    let read = |offset: u64, n: usize| -> Result<Vec<u8>, String> {
+        Ok(bytes[offset as usize..offset as usize + n].to_vec())
+    };
+    if aiaudit_event::blob::stored_hash(&read, len).map_err(anyhow::Error::msg)? != r.stored {
+        bail!("blob {name} is not the bytes its entry logs: run `aiaudit verify --data-dir`");
+    }
+    let mut w = dest.blob_writer(&r.commitment)?;
+    w.write(&bytes)?;
+    w.commit()?;
+    Ok(1)
 }
 
 /// The URL without its password, for printing.

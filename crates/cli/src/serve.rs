@@ -99,6 +99,16 @@ pub struct ServeArgs {
     /// Compress sealed content (zstd) before encryption [default: true]
     #[arg(long, env = "AIAUDIT_COMPRESS_CONTENT")]
     compress_content: Option<bool>,
+    /// Largest event taken, in bytes of canonical JSON (413 above) [default: 16 MiB]
+    #[arg(long, env = "AIAUDIT_MAX_EVENT_BYTES")]
+    max_event_bytes: Option<usize>,
+    /// Event members of this many bytes or more are stored out of line, as
+    /// sealed blobs beside the log [default: 16384]
+    #[arg(long, env = "AIAUDIT_BLOB_THRESHOLD", value_parser = clap::value_parser!(u64).range(1024..))]
+    blob_threshold: Option<u64>,
+    /// A member always stored out of line, as a JSON Pointer, e.g. /output/content (repeatable).
+    #[arg(long = "blob-field")]
+    blob_fields: Vec<String>,
     /// Master key file (base64, mode 0600); keep it off the data disk and out of backups.
     /// Without it: AIAUDIT_MASTER_KEY, else <data-dir>/master.key (generated).
     #[arg(long, env = "AIAUDIT_MASTER_KEY_FILE")]
@@ -152,6 +162,9 @@ struct FileConfig {
     encryption: Option<bool>,
     entry_format: Option<u8>,
     compress_content: Option<bool>,
+    max_event_bytes: Option<usize>,
+    blob_threshold: Option<usize>,
+    blob_fields: Option<Vec<String>>,
     master_key_file: Option<PathBuf>,
     sensitive_fields: Option<Vec<String>>,
     storage: Option<String>,
@@ -295,6 +308,20 @@ fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
             .compress_content
             .or(file.compress_content)
             .unwrap_or(d.compress_content),
+        max_event_bytes: args
+            .max_event_bytes
+            .or(file.max_event_bytes)
+            .unwrap_or(d.max_event_bytes),
+        blob_threshold: args
+            .blob_threshold
+            .map(|n| n as usize)
+            .or(file.blob_threshold)
+            .unwrap_or(d.blob_threshold),
+        blob_fields: if args.blob_fields.is_empty() {
+            file.blob_fields.unwrap_or_default()
+        } else {
+            args.blob_fields
+        },
         master_key_file: args.master_key_file.or(file.master_key_file),
         sensitive_fields: if args.sensitive_fields.is_empty() {
             file.sensitive_fields.unwrap_or_default()
@@ -320,6 +347,22 @@ fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
     }
     if config.publish_interval.is_zero() {
         anyhow::bail!("publish_interval_ms must be at least 1");
+    }
+    // An entry holds at most 64 KiB: what stays inline must fit.
+    if !(1024..=(48 << 10)).contains(&config.blob_threshold) {
+        anyhow::bail!(
+            "blob_threshold must be between 1024 and 49152 bytes, got {}",
+            config.blob_threshold
+        );
+    }
+    if let Some(f) = config.blob_fields.iter().find(|f| !f.starts_with('/')) {
+        anyhow::bail!("blob field {f:?} is not a JSON Pointer (say /output/content)");
+    }
+    if !((64 << 10)..=(1 << 30)).contains(&config.max_event_bytes) {
+        anyhow::bail!(
+            "max_event_bytes must be between 65536 and 1073741824, got {}",
+            config.max_event_bytes
+        );
     }
     if !(config.credential_inflight_share > 0.0 && config.credential_inflight_share <= 1.0) {
         anyhow::bail!("credential_inflight_share must be above 0 and at most 1");

@@ -3,6 +3,7 @@
 //! nothing the log serves is trusted on its word. With `--bundle`, an
 //! export bundle is checked instead, fully offline.
 
+use aiaudit_event::sealed_v3::BlobRef;
 use aiaudit_store::LogReader;
 use aiaudit_tlog::{audit_log, open_note, Checkpoint, Hash, Tile, TileKind, TileReader, Verifier};
 use anyhow::{bail, Context};
@@ -45,14 +46,28 @@ pub struct VerifyArgs {
     json: bool,
 }
 
-struct DirTiles(LogReader);
+/// A data directory's tiles, noting on the way the blobs each entry lists
+/// (checked after the audit, so entries are read once).
+struct DirTiles(
+    LogReader,
+    std::sync::Arc<std::sync::Mutex<Vec<(u64, BlobRef)>>>,
+);
 
 impl TileReader for DirTiles {
     fn read_tile(&mut self, tile: &Tile) -> aiaudit_tlog::Result<Vec<u8>> {
         let start = tile.index * aiaudit_tlog::TILE_WIDTH;
         let count = tile.width as u64;
         let r = match tile.kind {
-            TileKind::Entries => self.0.read_entry_bundle(start, count),
+            TileKind::Entries => self.0.read_entry_bundle(start, count).inspect(|bytes| {
+                if let Ok(entries) = aiaudit_tlog::decode_entry_bundle(bytes) {
+                    let mut refs = self.1.lock().expect("blob refs");
+                    for (i, e) in entries.iter().enumerate() {
+                        for r in aiaudit_event::sealed_v3::blob_refs(e) {
+                            refs.push((start + i as u64, r));
+                        }
+                    }
+                }
+            }),
             TileKind::Hash { level } => {
                 self.0
                     .read_hashes(level as u32 * aiaudit_tlog::TILE_HEIGHT, start, count)
@@ -78,6 +93,17 @@ pub(crate) struct Verified {
     problems: Vec<(Option<u64>, String)>,
     pinned: bool,
     consistent_with: Option<u64>,
+    blobs: Option<BlobAudit>,
+}
+
+/// What checking a data directory's blobs found (problems go to `problems`).
+#[derive(Default)]
+struct BlobAudit {
+    checked: u64,
+    bytes: u64,
+    /// Blobs no entry lists: written for events that were never logged (a
+    /// crash between a blob and its entry, a refused batch). Not corruption.
+    orphans: u64,
 }
 
 impl Verified {
@@ -98,6 +124,7 @@ impl Verified {
             "tiles_checked": self.audit.tiles_checked,
             "consistent_with_size": if ok { self.consistent_with } else { None },
             "key_pinned": self.pinned,
+            "blobs": self.blobs.as_ref().map(|b| json!({"checked": b.checked, "bytes": b.bytes, "orphans": b.orphans})),
             "problems": self.problems.iter().map(|(i, w)| json!({"index": i, "what": w})).collect::<Vec<_>>(),
         })
     }
@@ -142,6 +169,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 /// Audits the log `args` name: every tile and entry up to its checkpoint,
 /// and consistency with the saved checkpoint, if any (updated when all is well).
 pub(crate) fn audit(args: &VerifyArgs) -> anyhow::Result<Verified> {
+    let refs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let (note, default_vkey, mut reader): (String, Option<String>, Box<dyn TileReader>) =
         if let Some(url) = &args.url {
             let client = crate::ledger_client(url, args.token.as_deref())?;
@@ -159,7 +187,7 @@ pub(crate) fn audit(args: &VerifyArgs) -> anyhow::Result<Verified> {
                 .checkpoint()?
                 .with_context(|| format!("{} holds no checkpoint", dir.display()))?;
             let vkey = std::fs::read_to_string(dir.join("log.vkey")).ok();
-            (note, vkey, Box::new(DirTiles(log)))
+            (note, vkey, Box::new(DirTiles(log, refs.clone())))
         };
     let pinned = args.vkey.is_some();
     let verifier = match (&args.vkey, default_vkey) {
@@ -169,6 +197,7 @@ pub(crate) fn audit(args: &VerifyArgs) -> anyhow::Result<Verified> {
     };
 
     let mut problems: Vec<(Option<u64>, String)> = Vec::new();
+    let mut blobs = None;
     let body = match open_note(&note, &verifier) {
         Ok(b) => b,
         Err(e) => {
@@ -178,6 +207,7 @@ pub(crate) fn audit(args: &VerifyArgs) -> anyhow::Result<Verified> {
                 problems: vec![(None, format!("checkpoint signature: {e}"))],
                 pinned,
                 consistent_with: None,
+                blobs: None,
             });
         }
     };
@@ -258,6 +288,11 @@ pub(crate) fn audit(args: &VerifyArgs) -> anyhow::Result<Verified> {
                 .into_iter()
                 .map(|p| (Some(p.index), format!("log/levels: {}", p.what))),
         );
+        let mut refs = std::mem::take(&mut *refs.lock().expect("blob refs"));
+        // A bundle read twice (the audit re-reads around problems) lists its blobs twice.
+        refs.sort_by_key(|(i, r)| (*i, r.commitment));
+        refs.dedup_by_key(|(i, r)| (*i, r.commitment));
+        blobs = Some(check_blobs(&log, &refs, &mut problems)?);
     }
     if audit.old_root_ok == Some(false) {
         problems.push((
@@ -278,7 +313,63 @@ pub(crate) fn audit(args: &VerifyArgs) -> anyhow::Result<Verified> {
         problems,
         pinned,
         consistent_with,
+        blobs,
     })
+}
+
+/// Checks every blob the audited entries list, with no key: present, and
+/// its stored bytes hashing to what the entry logs. Blobs no entry lists
+/// are counted as orphans, not problems.
+fn check_blobs(
+    log: &LogReader,
+    refs: &[(u64, BlobRef)],
+    problems: &mut Vec<(Option<u64>, String)>,
+) -> anyhow::Result<BlobAudit> {
+    let mut audit = BlobAudit::default();
+    let mut listed = std::collections::HashSet::new();
+    for (index, r) in refs {
+        listed.insert(r.commitment);
+        let name = aiaudit_store::blob_name(&r.commitment);
+        let len = match log.blob_len(&r.commitment) {
+            Ok(Some(n)) => n,
+            Ok(None) => {
+                problems.push((
+                    Some(*index),
+                    format!("blob {name} (at {}) is missing", r.pointer),
+                ));
+                continue;
+            }
+            Err(e) => {
+                problems.push((Some(*index), format!("blob {name}: {e}")));
+                continue;
+            }
+        };
+        let source = |offset: u64, n: usize| -> Result<Vec<u8>, String> {
+            log.read_blob(&r.commitment, offset, n)
+                .map_err(|e| e.to_string())
+        };
+        match aiaudit_event::blob::stored_hash(&source, len) {
+            Ok(h) if h == r.stored => {
+                audit.checked += 1;
+                audit.bytes += len;
+            }
+            Ok(_) => problems.push((
+                Some(*index),
+                format!(
+                    "blob {name} (at {}) is not the bytes its entry logs",
+                    r.pointer
+                ),
+            )),
+            Err(e) => problems.push((Some(*index), format!("blob {name}: {e}"))),
+        }
+    }
+    log.list_blobs(&mut |id, _| {
+        if !listed.contains(&id) {
+            audit.orphans += 1;
+        }
+        Ok(())
+    })?;
+    Ok(audit)
 }
 
 fn report(args: &VerifyArgs, v: &Verified) -> anyhow::Result<ExitCode> {
@@ -299,8 +390,22 @@ fn report(args: &VerifyArgs, v: &Verified) -> anyhow::Result<ExitCode> {
             Some(s) => format!(", consistent with the saved checkpoint at size {s}"),
             None => String::new(),
         };
+        let blobs = match &v.blobs {
+            Some(b) if b.checked > 0 || b.orphans > 0 => {
+                let orphans = if b.orphans > 0 {
+                    format!(
+                        "; {} orphan blob(s) no entry lists (left by interrupted or refused writes, not corruption)",
+                        b.orphans
+                    )
+                } else {
+                    String::new()
+                };
+                format!(", {} blobs ({} bytes){orphans}", b.checked, b.bytes)
+            }
+            _ => String::new(),
+        };
         println!(
-            "OK: {} verified at size {} (root {}): {} entries, {} tiles{}{}",
+            "OK: {} verified at size {} (root {}): {} entries, {} tiles{blobs}{}{}",
             c.origin,
             c.size,
             root.unwrap_or_default(),
@@ -370,6 +475,12 @@ fn run_bundle(args: &VerifyArgs, path: &Path) -> anyhow::Result<ExitCode> {
                 "  {} plain, {} sealed with content, {} sealed without content (erased or not exported)",
                 r.plain, r.sealed_with_content, r.sealed_without_content
             );
+            if r.blobs > 0 {
+                println!(
+                    "  {} blob(s) of large content ({} bytes) checked against their commitments",
+                    r.blobs, r.blob_bytes
+                );
+            }
             for (key, n) in &r.emitters {
                 println!("  {n} emitter signature(s) verified by {key}");
             }

@@ -156,6 +156,17 @@ impl Client {
         }
     }
 
+    /// A blob's stored bytes (`GET /v1/blobs/{id}`, admins of every tenant).
+    pub fn stored_blob(&self, id: &str) -> Result<Vec<u8>> {
+        let path = format!("/v1/blobs/{id}");
+        let url = format!("{}{path}", self.base);
+        let resp = self.get(&path)?;
+        Ok(resp
+            .bytes()
+            .map_err(|source| Error::Http { url, source })?
+            .to_vec())
+    }
+
     /// Whether the ledger says it is ready (`/readyz` answers 200).
     pub fn ready(&self) -> bool {
         self.get("/readyz").is_ok()

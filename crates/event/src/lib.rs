@@ -7,6 +7,7 @@
 //! outcomes) extends [`validate`]; the entry format is versioned and
 //! documented in `docs/format.md`.
 
+pub mod blob;
 pub mod bounded;
 mod canonical;
 pub mod envelope;
@@ -320,6 +321,7 @@ mod tests {
             redacted: &[],
             subject_tag: None,
             compress: true,
+            blobs: &[],
         };
         let v3 = sealed_v3::seal(&input, key, &random);
         let (v2, v3) = (v2.unwrap().entry, v3.unwrap().entry);

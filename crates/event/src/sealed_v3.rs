@@ -47,6 +47,16 @@ pub struct BlobRef {
     pub pointer: String,
     pub size: u64,
     pub commitment: Hash,
+    /// SHA-256 of the stored (sealed) blob bytes: lets anyone check a stored
+    /// blob with no key, before and after its key is destroyed.
+    pub stored: Hash,
+}
+
+/// A blob to list in an entry: its reference and the salt its opening keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedBlob {
+    pub reference: BlobRef,
+    pub salt: [u8; 32],
 }
 
 /// The parts of a v3 entry a reader needs beyond [`crate::envelope::Sealed`]'s.
@@ -133,6 +143,7 @@ pub fn parse(entry: &[u8]) -> Result<Parsed<'_>, EventError> {
             pointer: pointer.to_string(),
             size: r.u64("/blobs")?,
             commitment: r.array::<32>("/blobs")?,
+            stored: r.array::<32>("/blobs")?,
         });
     }
     if r.at + 16 > entry.len() {
@@ -148,6 +159,15 @@ pub fn parse(entry: &[u8]) -> Result<Parsed<'_>, EventError> {
         blobs,
         header_len: r.at,
     })
+}
+
+/// The blobs an entry lists (none for v1, v2, or an entry that does not
+/// parse: its own check reports that).
+pub fn blob_refs(entry: &[u8]) -> Vec<BlobRef> {
+    if entry.first() != Some(&VERSION_BYTE) {
+        return Vec::new();
+    }
+    parse(entry).map(|p| p.blobs).unwrap_or_default()
 }
 
 /// The clear index of a v3 entry, as its bytes (canonical JSON), for
@@ -228,6 +248,194 @@ pub fn merge_clear(
     Ok(rest)
 }
 
+/// Which members of `event` go out of line, as JSON Pointers in the order
+/// the entry lists them. `always`: pointers stored out of line whenever
+/// present; any other member goes when its canonical JSON reaches
+/// `threshold` bytes. Clear fields never do (the index needs them). An
+/// object at or above the threshold is split (its large members go, the
+/// rest stays) when what stays is under the threshold, and goes whole
+/// otherwise; arrays and scalars go whole, so no array index ever shifts.
+/// `whole` is the event's canonical length: below the threshold nothing
+/// is measured.
+pub fn plan_blobs(
+    event: &Map<String, Value>,
+    whole: usize,
+    threshold: usize,
+    always: &[String],
+) -> Vec<String> {
+    let mut out: Vec<String> = always
+        .iter()
+        .filter(|p| !is_clear_pointer(p) && pointer_get(event, p).is_some())
+        .cloned()
+        .collect();
+    if whole < threshold {
+        return out;
+    }
+    let mut buf = Vec::new();
+    plan_object(event, "", threshold, &mut out, &mut buf);
+    out
+}
+
+fn canonical_len(v: &Value, buf: &mut Vec<u8>) -> usize {
+    buf.clear();
+    write_canonical(buf, v);
+    buf.len()
+}
+
+fn escape_token(name: &str) -> String {
+    name.replace('~', "~0").replace('/', "~1")
+}
+
+/// Whether a pointer names a clear field (or a clear object whole).
+fn is_clear_pointer(pointer: &str) -> bool {
+    let mut parts = pointer.split('/').skip(1);
+    let Some(first) = parts.next() else {
+        return true;
+    };
+    let top = CLEAR_FIELDS[0].1;
+    if top.contains(&first) {
+        return true;
+    }
+    match (CLEAR_FIELDS.iter().find(|(o, _)| *o == first), parts.next()) {
+        (Some(_), None) => true,
+        (Some((_, members)), Some(m)) => members.contains(&m),
+        (None, _) => false,
+    }
+}
+
+fn plan_object(
+    obj: &Map<String, Value>,
+    at: &str,
+    threshold: usize,
+    out: &mut Vec<String>,
+    buf: &mut Vec<u8>,
+) {
+    // The members that may move, with their sizes; clear ones stay.
+    let mut movable: Vec<(String, &Value, usize)> = obj
+        .iter()
+        .map(|(k, v)| (format!("{at}/{}", escape_token(k)), v))
+        .filter(|(p, _)| !is_clear_pointer(p) && !out.contains(p))
+        .map(|(p, v)| {
+            let n = canonical_len(v, buf);
+            (p, v, n)
+        })
+        .collect();
+    // An object holding clear fields (the event, source, actor, outcome,
+    // ai) cannot go whole: its members go, largest first, until the rest
+    // is under the threshold.
+    let pinned = at.is_empty() || CLEAR_FIELDS.iter().any(|(o, _)| format!("/{o}") == at);
+    if at.is_empty() {
+        for (object, _) in &CLEAR_FIELDS[1..] {
+            if let Some(Value::Object(inner)) = obj.get(*object) {
+                plan_object(inner, &format!("/{object}"), threshold, out, buf);
+            }
+        }
+    }
+    let small: usize = movable
+        .iter()
+        .filter(|m| m.2 < threshold)
+        .map(|m| m.2)
+        .sum();
+    for (p, v, n) in &movable {
+        if *n >= threshold {
+            place(p, v, threshold, out, buf);
+        }
+    }
+    if pinned && small >= threshold {
+        movable.retain(|m| m.2 < threshold);
+        movable.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+        let mut rest = small;
+        for (p, _, n) in movable {
+            if rest < threshold {
+                break;
+            }
+            rest -= n;
+            out.push(p);
+        }
+    }
+}
+
+/// A member at or above the threshold: split or moved whole (see [`plan_blobs`]).
+fn place(pointer: &str, v: &Value, threshold: usize, out: &mut Vec<String>, buf: &mut Vec<u8>) {
+    let Value::Object(inner) = v else {
+        out.push(pointer.to_string());
+        return;
+    };
+    let sizes: Vec<usize> = inner.values().map(|m| canonical_len(m, buf)).collect();
+    let big = sizes.iter().filter(|&&n| n >= threshold).count();
+    let small: usize = sizes.iter().filter(|&&n| n < threshold).sum();
+    if big == 0 || small >= threshold {
+        out.push(pointer.to_string());
+        return;
+    }
+    for ((k, m), n) in inner.iter().zip(sizes) {
+        if n >= threshold {
+            place(
+                &format!("{pointer}/{}", escape_token(k)),
+                m,
+                threshold,
+                out,
+                buf,
+            );
+        }
+    }
+}
+
+fn tokens(pointer: &str) -> Option<Vec<String>> {
+    let rest = pointer.strip_prefix('/')?;
+    Some(
+        rest.split('/')
+            .map(|t| t.replace("~1", "/").replace("~0", "~"))
+            .collect(),
+    )
+}
+
+fn pointer_get<'a>(event: &'a Map<String, Value>, pointer: &str) -> Option<&'a Value> {
+    let tokens = tokens(pointer)?;
+    let (last, parents) = tokens.split_last()?;
+    let mut obj = event;
+    for t in parents {
+        obj = obj.get(t)?.as_object()?;
+    }
+    obj.get(last)
+}
+
+/// Removes the member at `pointer` (object members only) and returns it.
+pub fn take_member(event: &mut Map<String, Value>, pointer: &str) -> Option<Value> {
+    let tokens = tokens(pointer)?;
+    let (last, parents) = tokens.split_last()?;
+    let mut obj = event;
+    for t in parents {
+        obj = obj.get_mut(t)?.as_object_mut()?;
+    }
+    obj.remove(last)
+}
+
+/// Puts a blob's content back at its pointer: the parent must be an object
+/// and the slot empty (an opening holding the member already would let it
+/// contradict the blob).
+pub fn put_member(
+    event: &mut Map<String, Value>,
+    pointer: &str,
+    value: Value,
+) -> Result<(), EventError> {
+    let bad = |d: &str| err("/blobs", format!("{pointer}: {d}"));
+    let tokens = tokens(pointer).ok_or_else(|| bad("not a JSON Pointer"))?;
+    let (last, parents) = tokens.split_last().ok_or_else(|| bad("empty"))?;
+    let mut obj = event;
+    for t in parents {
+        obj = obj
+            .get_mut(t)
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| bad("its parent is not an object of the event"))?;
+    }
+    if obj.contains_key(last) {
+        return Err(bad("the opening already holds this member"));
+    }
+    obj.insert(last.clone(), value);
+    Ok(())
+}
+
 thread_local! {
     static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
 }
@@ -266,6 +474,9 @@ pub struct SealInput<'a> {
     pub subject_tag: Option<&'a str>,
     /// Try compressing the opening (kept only when it is smaller).
     pub compress: bool,
+    /// Members already stored out of line (and absent from `event`), in
+    /// the order the entry lists them.
+    pub blobs: &'a [SealedBlob],
 }
 
 /// Seals a checked event into a v3 entry under `key`.
@@ -277,7 +488,20 @@ pub fn seal(
     let (nonce, salt) = random.split_at(24);
     let mut opening = Vec::with_capacity(SALT_LEN + input.checked.canonical.len() + 64);
     opening.extend_from_slice(salt);
-    opening.extend_from_slice(b"{\"event\":");
+    opening.push(b'{');
+    if !input.blobs.is_empty() {
+        let slots: Vec<Value> = input
+            .blobs
+            .iter()
+            .map(
+                |b| serde_json::json!({"pointer": b.reference.pointer, "salt": B64.encode(b.salt)}),
+            )
+            .collect();
+        opening.extend_from_slice(b"\"blobs\":");
+        write_canonical(&mut opening, &Value::Array(slots));
+        opening.push(b',');
+    }
+    opening.extend_from_slice(b"\"event\":");
     write_remainder(&mut opening, input.event);
     if !input.redacted.is_empty() {
         let mut sorted = input.redacted.to_vec();
@@ -327,7 +551,18 @@ pub fn seal(
     entry.extend_from_slice(&key.id.to_be_bytes());
     entry.extend_from_slice(nonce);
     entry.extend_from_slice(&commitment);
-    entry.extend_from_slice(&0u16.to_be_bytes());
+    let count =
+        u16::try_from(input.blobs.len()).map_err(|_| too_long("/blobs", input.blobs.len()))?;
+    entry.extend_from_slice(&count.to_be_bytes());
+    for b in input.blobs {
+        let r = &b.reference;
+        let p = u16::try_from(r.pointer.len()).map_err(|_| too_long("/blobs", r.pointer.len()))?;
+        entry.extend_from_slice(&p.to_be_bytes());
+        entry.extend_from_slice(r.pointer.as_bytes());
+        entry.extend_from_slice(&r.size.to_be_bytes());
+        entry.extend_from_slice(&r.commitment);
+        entry.extend_from_slice(&r.stored);
+    }
     let cipher = XChaCha20Poly1305::new(key.key.into());
     let ct = cipher
         .encrypt(
@@ -528,6 +763,7 @@ mod tests {
                 redacted: &[],
                 subject_tag: Some("hmac-sha256:ab"),
                 compress,
+                blobs: &[],
             },
             DataKey { id: 9, key: &KEY },
             &[1; SEAL_RANDOM_LEN],
@@ -630,6 +866,124 @@ mod tests {
             Value::Object(merge_clear(rest, clear).unwrap()),
             json!({"id": "e1", "source": {"name": "a", "x": 1}})
         );
+    }
+
+    #[test]
+    fn plans_large_members_out_and_keeps_clear_fields() {
+        let big = "x".repeat(40_000);
+        let e = json!({"id": "e1", "tenant": "acme", "action": "a", "time": "t",
+            "source": {"name": big.clone(), "notes": big.clone()},
+            "input": {"content": big.clone(), "role": "user"},
+            "output": {"content": big.clone(), "parts": ["a", big.clone()]},
+            "attributes": {"k": "v"}, "a/b~": big.clone()});
+        let e = e.as_object().unwrap();
+        let plan = plan_blobs(
+            e,
+            300_000,
+            16 << 10,
+            &["/attributes/k".into(), "/id".into()],
+        );
+        assert_eq!(
+            plan,
+            vec![
+                "/attributes/k",
+                "/source/notes",
+                "/a~1b~0",
+                "/input/content",
+                "/output/content",
+                "/output/parts"
+            ]
+        );
+        // Below the threshold nothing moves but what config names.
+        assert_eq!(plan_blobs(e, 100, 16 << 10, &[]), Vec::<String>::new());
+        // Every planned member comes out and goes back to the same event.
+        let mut copy = e.clone();
+        let taken: Vec<Value> = plan
+            .iter()
+            .map(|p| take_member(&mut copy, p).unwrap())
+            .collect();
+        assert!(copy.get("a/b~").is_none() && copy["input"] == json!({"role": "user"}));
+        for (p, v) in plan.iter().zip(taken) {
+            put_member(&mut copy, p, v).unwrap();
+        }
+        assert_eq!(&copy, e);
+        assert!(put_member(&mut copy, "/input/content", json!(1)).is_err());
+        assert!(put_member(&mut copy, "/nope/x", json!(1)).is_err());
+    }
+
+    #[test]
+    fn an_object_of_many_small_members_goes_whole() {
+        let mut attrs = Map::new();
+        for i in 0..500 {
+            attrs.insert(format!("k{i}"), json!("v".repeat(100)));
+        }
+        let e = json!({"id": "e1", "attributes": attrs, "input": {"content": "small"}});
+        let e = e.as_object().unwrap();
+        assert_eq!(plan_blobs(e, 60_000, 16 << 10, &[]), vec!["/attributes"]);
+        // Many small top-level members: the largest go until the rest is small.
+        let mut top = Map::new();
+        top.insert("id".into(), json!("e1"));
+        for i in 0..20 {
+            top.insert(format!("m{i:02}"), json!("y".repeat(1000 + i)));
+        }
+        let plan = plan_blobs(&top, 21_000, 16 << 10, &[]);
+        assert_eq!(plan.len(), 4, "{plan:?}");
+        assert_eq!(plan[0], "/m19");
+    }
+
+    #[test]
+    fn blobs_are_listed_in_the_header_and_the_opening() {
+        let e = event("inline");
+        let checked = crate::check(&e).unwrap();
+        let mut rest = e.as_object().unwrap().clone();
+        let content = take_member(&mut rest, "/input/content").unwrap();
+        let mut bytes = Vec::new();
+        write_canonical(&mut bytes, &content);
+        let salt = [5u8; 32];
+        let blob = SealedBlob {
+            reference: BlobRef {
+                pointer: "/input/content".into(),
+                size: bytes.len() as u64,
+                commitment: crate::blob::commitment(&salt, &bytes),
+                stored: [6; 32],
+            },
+            salt,
+        };
+        let p = seal(
+            &SealInput {
+                event: &rest,
+                checked: &checked,
+                signature: None,
+                appended_by: None,
+                redacted: &[],
+                subject_tag: None,
+                compress: false,
+                blobs: std::slice::from_ref(&blob),
+            },
+            DataKey { id: 9, key: &KEY },
+            &[1; SEAL_RANDOM_LEN],
+        )
+        .unwrap();
+        let stored = decode_stored(&p.entry).unwrap();
+        let s = stored.sealed.unwrap();
+        assert_eq!(s.v3.as_ref().unwrap().blobs, vec![blob.reference.clone()]);
+        let opened = s.open(&KEY).unwrap();
+        assert_eq!(
+            opened.blobs,
+            vec![BlobSlot {
+                pointer: "/input/content".into(),
+                salt
+            }]
+        );
+        assert!(opened.entry.event["input"].as_object().unwrap().is_empty());
+        let body = std::str::from_utf8(&opened.opening[32..]).unwrap();
+        assert!(
+            body.starts_with("{\"blobs\":[{\"pointer\":\"/input/content\",\"salt\":"),
+            "{body}"
+        );
+        let mut event = opened.entry.event.clone();
+        put_member(&mut event, "/input/content", content).unwrap();
+        assert_eq!(&event, e.as_object().unwrap());
     }
 
     fn arb_value() -> impl Strategy<Value = Value> {

@@ -220,6 +220,39 @@ impl Ledger {
         keyring_op(move || ring.snapshot()).await
     }
 
+    /// A blob's stored (sealed) bytes, for backups: the operator's, like the
+    /// keyring, so an admin of every tenant only. Nothing is decrypted.
+    pub async fn stored_blob(&self, who: &Principal, id: &str) -> Result<Vec<u8>> {
+        require_global_admin(who)?;
+        let bytes = hex::decode(id).ok().filter(|b| b.len() == 32);
+        let Some(id) = bytes.map(|b| <aiaudit_tlog::Hash>::try_from(b.as_slice()).expect("32"))
+        else {
+            return Err(crate::error::Error::bad_parameter(
+                "id",
+                format!("{id:?} is not a blob id (64 hex digits)"),
+            ));
+        };
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let len = store
+                .blob_len(&id)
+                .map_err(|e| crate::error::Error::from_store(&e))?
+                .ok_or_else(|| {
+                    crate::error::Error::not_found(format!(
+                        "no blob {}",
+                        aiaudit_store::blob_name(&id)
+                    ))
+                })?;
+            let len = usize::try_from(len)
+                .map_err(|_| crate::error::Error::internal("a blob larger than memory"))?;
+            store
+                .read_blob(&id, 0, len)
+                .map_err(|e| crate::error::Error::from_store(&e))
+        })
+        .await
+        .map_err(|e| crate::error::Error::internal(e.to_string()))?
+    }
+
     /// Crypto-shredding: destroys the subject's data keys and logs the
     /// erasure (naming the subject only by its keyed tag: logging the
     /// subject itself would store again what was just erased). Returns the

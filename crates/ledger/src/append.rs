@@ -125,12 +125,21 @@ impl Ledger {
         for c in &checked {
             *tenants.entry(c.tenant().to_string()).or_default() += 1;
         }
-        let (entries, stored) =
+        let encoded =
             crate::sealing::encode_keeping_events(self, events, checked, sigs, &appended_by)
                 .await?;
-        let appended = self.sequencer.append(entries).await?;
+        let appended = self.sequencer.append(encoded.entries).await?;
+        // A duplicate's blobs are listed by no entry (its first copy has its own).
+        let unlisted: Vec<_> = appended
+            .iter()
+            .zip(&encoded.blobs)
+            .filter(|(a, _)| a.duplicate)
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .collect();
+        crate::sealing::remove_blobs(self, unlisted).await;
         // Durable from here on: the policy engine may see them (never waited for).
-        self.policies.observe(&self.metrics, stored, &appended);
+        self.policies
+            .observe(&self.metrics, encoded.events, &appended);
         for (tenant, n) in &tenants {
             // Validated tenants only; the metrics cap how many they label.
             self.metrics.processed(tenant, *n);
@@ -144,10 +153,10 @@ impl Ledger {
     /// rebuilt from.
     pub async fn append_own(self: &Arc<Self>, events: Vec<Value>) -> Result<Vec<Appended>> {
         let checked = check_batch(&events)?;
-        let (entries, _) =
+        let encoded =
             crate::sealing::encode_keeping_events(self, events, checked, None, LEDGER_PRINCIPAL)
                 .await?;
-        self.sequencer.append(entries).await
+        self.sequencer.append(encoded.entries).await
     }
 
     /// Validates a signed batch and checks the signature against the

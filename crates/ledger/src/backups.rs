@@ -112,6 +112,17 @@ impl LogSource for LocalSource {
         })
         .await??)
     }
+    async fn blob(&self, id: &aiaudit_tlog::Hash) -> anyhow::Result<Vec<u8>> {
+        let store = self.0.store.clone();
+        let id = *id;
+        Ok(tokio::task::spawn_blocking(move || {
+            let len = store.blob_len(&id)?.ok_or_else(|| {
+                aiaudit_store::Error::Format(format!("no blob {}", aiaudit_store::blob_name(&id)))
+            })?;
+            store.read_blob(&id, 0, len as usize)
+        })
+        .await??)
+    }
     async fn keyring(&self) -> anyhow::Result<Option<Vec<u8>>> {
         let ring = self.0.keyring.clone();
         Ok(Some(

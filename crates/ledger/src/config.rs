@@ -46,6 +46,14 @@ pub struct LedgerConfig {
     pub entry_format: Option<u8>,
     /// Compress sealed content (zstd) before encryption, in format v3. On by default.
     pub compress_content: bool,
+    /// The largest event taken, in bytes of its canonical JSON (413 above).
+    pub max_event_bytes: usize,
+    /// Event members whose canonical JSON reaches this many bytes are
+    /// stored out of line, as blobs beside the log (format v3).
+    pub blob_threshold: usize,
+    /// Members (JSON Pointers, `/input/content`) stored out of line
+    /// whenever present, whatever their size.
+    pub blob_fields: Vec<String>,
     /// The master key file; `None`: `AIAUDIT_MASTER_KEY`, else `<data-dir>/master.key`.
     pub master_key_file: Option<PathBuf>,
     /// How long each tenant's events are kept ("*": every other tenant);
@@ -80,6 +88,12 @@ pub struct LedgerConfig {
 }
 
 pub const DEFAULT_MAX_BATCH_EVENTS: usize = 10_000;
+/// Events up to 16 MiB: an AI conversation with its retrieved documents.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 16 << 20;
+/// Members of 16 KiB or more go out of line: an entry stays small enough
+/// for entry bundles (and what auditors download to check the log), while
+/// ordinary events (about 1 KiB) never pay for a blob.
+pub const DEFAULT_BLOB_THRESHOLD: usize = 16 << 10;
 /// The least `max_batch_events` a ledger may set: emitters (the SDK, so the
 /// agent) spool records of up to this many events and send each whole.
 pub const MIN_MAX_BATCH_EVENTS: usize = 1_000;
@@ -110,6 +124,9 @@ impl Default for LedgerConfig {
             encryption: true,
             entry_format: None,
             compress_content: true,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            blob_threshold: DEFAULT_BLOB_THRESHOLD,
+            blob_fields: Vec::new(),
             master_key_file: None,
             sensitive_fields: Vec::new(),
             max_index_lag_events: 1_000_000,

@@ -13,6 +13,10 @@ pub enum Kind {
     /// The credential may not do this.
     Forbidden,
     NotFound,
+    /// Existed, and is gone for good (content whose key was destroyed).
+    Gone,
+    /// A byte range outside what is there.
+    RangeNotSatisfiable,
     /// Conflicts with the ledger's state or configuration.
     Conflict,
     /// Larger than allowed (body, batch, record count).

@@ -59,6 +59,11 @@ pub struct Metrics {
     /// Changes to the policy file that did not load (the previous rules stay).
     pub policy_reload_failures: Counter,
     pub verification_failures: Counter,
+    /// Blobs (out-of-line content) written, and their bytes of content.
+    pub blobs_written: Counter,
+    pub blob_bytes_written: Counter,
+    /// Reads that found a blob missing or not matching its commitment.
+    pub blob_integrity_failures: Counter,
     /// The tree size the last completed background scrub checked.
     pub scrubbed_size: Gauge,
     pub request_bytes: Counter,
@@ -145,6 +150,24 @@ impl Metrics {
             policy_reload_failures.clone(),
         );
         let verification_failures = Counter::default();
+        let blobs_written = Counter::default();
+        r.register(
+            "aiaudit_blobs_written",
+            "Event members stored out of line as blobs, each durable before its entry",
+            blobs_written.clone(),
+        );
+        let blob_bytes_written = Counter::default();
+        r.register(
+            "aiaudit_blob_content_bytes_written",
+            "Bytes of content (canonical JSON, before compression) stored as blobs",
+            blob_bytes_written.clone(),
+        );
+        let blob_integrity_failures = Counter::default();
+        r.register(
+            "aiaudit_blob_integrity_failures",
+            "Reads that found a blob missing or not matching the commitment its entry logs (never served)",
+            blob_integrity_failures.clone(),
+        );
         let scrubbed_size = Gauge::default();
         r.register(
             "aiaudit_scrubbed_size",
@@ -348,6 +371,9 @@ impl Metrics {
             policy_events_dropped,
             policy_reload_failures,
             verification_failures,
+            blobs_written,
+            blob_bytes_written,
+            blob_integrity_failures,
             scrubbed_size,
             request_bytes,
             response_bytes,
@@ -411,6 +437,12 @@ impl Metrics {
     }
 
     /// Counts events durably appended for a validated tenant.
+    /// Counts blobs written for a batch.
+    pub fn blobs_written(&self, blobs: u64, content_bytes: u64) {
+        self.blobs_written.inc_by(blobs);
+        self.blob_bytes_written.inc_by(content_bytes);
+    }
+
     pub fn processed(&self, tenant: &str, events: u64) {
         self.processed
             .get_or_create(&TenantLabel {

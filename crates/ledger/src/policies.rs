@@ -601,7 +601,8 @@ fn rebuild(
     found.dedup();
     for i in found {
         let entry = store.read_entry(i)?;
-        match crate::sealing::open_entry(keyring, &entry) {
+        match crate::sealing::open_entry(keyring, &**store, &entry, crate::sealing::BlobMode::Omit)
+        {
             // Only the ledger's own records count: an event that merely looks
             // like one (written before ingest refused them) changes nothing.
             Ok(r) if r.stored.appended_by.as_deref() != Some(aiaudit_event::LEDGER_PRINCIPAL) => {

@@ -35,6 +35,37 @@ fn b64(h: &Hash) -> String {
     B64.encode(h)
 }
 
+/// A stored entry that cannot be opened: a blob that fails its checks is
+/// an integrity error (counted, never served); anything else is internal.
+pub(crate) fn open_failed(
+    metrics: &crate::metrics::Metrics,
+    index: u64,
+    e: crate::sealing::OpenError,
+) -> Error {
+    match e {
+        crate::sealing::OpenError::Blob(detail) => {
+            metrics.blob_integrity_failures.inc();
+            tracing::error!(index, error = %detail, "a blob failed its integrity check");
+            Error::new(
+                crate::error::Kind::Internal,
+                "integrity-error",
+                "Integrity error",
+                format!("event {index}: {detail}; run `aiaudit verify` and restore the blob from a backup"),
+            )
+        }
+        crate::sealing::OpenError::Entry(detail) => {
+            Error::internal(format!("entry {index} cannot be read: {detail}"))
+        }
+    }
+}
+
+/// A blob's content, or the range of it asked for (first and last byte).
+pub struct BlobBytes {
+    pub bytes: Vec<u8>,
+    pub total: u64,
+    pub range: Option<(u64, u64)>,
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
@@ -209,6 +240,19 @@ impl Ledger {
     /// One event by log index, opened for a reader of its tenant; with its
     /// inclusion proof (and the opening of sealed content) when asked.
     pub async fn entry(&self, who: &Principal, index: u64, with_proof: bool) -> Result<EntryView> {
+        self.entry_with(who, index, with_proof, crate::sealing::BlobMode::Fill)
+            .await
+    }
+
+    /// [`Ledger::entry`], with the event's blobs read and checked (`Fill`)
+    /// or left out and listed (`Omit`).
+    pub async fn entry_with(
+        &self,
+        who: &Principal,
+        index: u64,
+        with_proof: bool,
+        blobs: crate::sealing::BlobMode,
+    ) -> Result<EntryView> {
         let published = self.latest();
         let size = self.store.size();
         if index >= size {
@@ -223,9 +267,24 @@ impl Ledger {
             )));
         }
         let store = self.store.clone();
+        let keyring = self.keyring.clone();
+        let reader = who.clone();
         let cp_size = published.checkpoint.size;
-        let (entry, leaf, proof) = blocking(move || {
+        let metrics = self.metrics.clone();
+        let (entry, leaf, proof, readable) = blocking(move || {
             let entry = store.read_entry(index).map_err(|e| Error::from_store(&e))?;
+            // The tenant is in the clear: refuse before any content (or
+            // blob) of an event this token may not read is touched.
+            let tenant = aiaudit_event::envelope::decode_stored(&entry)
+                .map(|s| s.tenant().to_string())
+                .map_err(|e| Error::internal(format!("entry {index} cannot be read: {e}")))?;
+            if !reader.can_read(&tenant) {
+                return Err(Error::forbidden(format!(
+                    "this token may not read events of tenant {tenant:?}"
+                )));
+            }
+            let readable = crate::sealing::open_entry(&keyring, &*store, &entry, blobs)
+                .map_err(|e| open_failed(&metrics, index, e))?;
             // Unreadable storage is transient (503), like every other read.
             let leaf = store
                 .read_node(0, index)
@@ -238,17 +297,9 @@ impl Ledger {
             } else {
                 None
             };
-            Ok((entry, leaf, proof))
+            Ok((entry, leaf, proof, readable))
         })
         .await?;
-        let readable = crate::sealing::open_entry(&self.keyring, &entry)
-            .map_err(|e| Error::internal(format!("entry {index} cannot be read: {e}")))?;
-        let tenant = readable.stored.tenant();
-        if !who.can_read(tenant) {
-            return Err(Error::forbidden(format!(
-                "this token may not read events of tenant {tenant:?}"
-            )));
-        }
         let mut out = json!({
             "index": index,
             "leaf_hash": b64(&leaf),
@@ -262,6 +313,15 @@ impl Ledger {
         }
         if !readable.redacted.is_empty() {
             out["redacted"] = json!(readable.redacted);
+        }
+        if !readable.blobs.is_empty() {
+            let views: Vec<Value> = readable
+                .blobs
+                .iter()
+                .enumerate()
+                .map(|(n, b)| b.to_json(index, n))
+                .collect();
+            out["blobs"] = json!(views);
         }
         if let (Some(opening), true) = (&readable.opening, with_proof) {
             // Lets a third party check the content against the logged commitment without any key.
@@ -295,6 +355,116 @@ impl Ledger {
             });
         }
         Ok(EntryView(out))
+    }
+
+    /// The content of an event's blob `n` (the member's canonical JSON),
+    /// whole or a byte range of it. Whole: checked against the stored
+    /// bytes' SHA-256 and the commitment its entry logs. A range: only the
+    /// chunks it covers are read, each authenticated by its AEAD tag, which
+    /// binds it to this blob, its place and the data key.
+    pub async fn blob(
+        &self,
+        who: &Principal,
+        index: u64,
+        n: usize,
+        range: Option<(u64, Option<u64>)>,
+    ) -> Result<BlobBytes> {
+        let size = self.store.size();
+        if index >= size {
+            return Err(Error::not_found(format!(
+                "no event at index {index}; the log holds {size}"
+            )));
+        }
+        let store = self.store.clone();
+        let keyring = self.keyring.clone();
+        let reader = who.clone();
+        let metrics = self.metrics.clone();
+        blocking(move || {
+            let entry = store.read_entry(index).map_err(|e| Error::from_store(&e))?;
+            let stored = aiaudit_event::envelope::decode_stored(&entry)
+                .map_err(|e| Error::internal(format!("entry {index} cannot be read: {e}")))?;
+            if !reader.can_read(stored.tenant()) {
+                return Err(Error::forbidden(format!(
+                    "this token may not read events of tenant {:?}",
+                    stored.tenant()
+                )));
+            }
+            let sealed = stored.sealed.as_ref();
+            let refs = sealed.and_then(|s| s.v3.as_ref()).map(|v| &v.blobs);
+            let Some(r) = refs.and_then(|refs| refs.get(n)) else {
+                return Err(Error::not_found(format!(
+                    "event {index} has {} blob(s); there is no blob {n}",
+                    refs.map_or(0, Vec::len)
+                )));
+            };
+            let sealed = sealed.expect("v3 entries are sealed");
+            let Some(key) = keyring.key(sealed.key) else {
+                return Err(Error::new(
+                    crate::error::Kind::Gone,
+                    "content-erased",
+                    "Content erased",
+                    format!("the data key of event {index} was destroyed (erasure or expiry); its content cannot be read"),
+                ));
+            };
+            let data_key = aiaudit_event::envelope::DataKey {
+                id: sealed.key,
+                key: &key,
+            };
+            let total = r.size;
+            let Some((first, last)) = range else {
+                let opened = sealed
+                    .open(&key)
+                    .map_err(|e| Error::internal(format!("entry {index} cannot be read: {e}")))?;
+                let slot = opened.blobs.get(n).ok_or_else(|| {
+                    Error::internal(format!("entry {index}: its opening lacks blob {n}"))
+                })?;
+                let bytes = crate::sealing::read_blob(&*store, r, &slot.salt, data_key)
+                    .map_err(|e| open_failed(&metrics, index, e))?;
+                return Ok(BlobBytes {
+                    bytes,
+                    total,
+                    range: None,
+                });
+            };
+            let last = last.unwrap_or(total.saturating_sub(1)).min(total.saturating_sub(1));
+            if first >= total || first > last {
+                return Err(Error::new(
+                    crate::error::Kind::RangeNotSatisfiable,
+                    "range-not-satisfiable",
+                    "Range not satisfiable",
+                    format!("blob {n} of event {index} holds {total} bytes"),
+                ));
+            }
+            let source = |offset: u64, len: usize| -> std::result::Result<Vec<u8>, String> {
+                store
+                    .read_blob(&r.commitment, offset, len)
+                    .map_err(|e| e.to_string())
+            };
+            let blob_err = |e: aiaudit_event::blob::BlobError| {
+                open_failed(&metrics, index, crate::sealing::OpenError::Blob(e.to_string()))
+            };
+            let mut opener = aiaudit_event::blob::Opener::new(&source, &r.commitment, data_key, total)
+                .map_err(blob_err)?;
+            let chunk = opener.header.chunk as u64;
+            let mut at = first / chunk * chunk;
+            opener.seek_chunk((first / chunk) as u32).map_err(blob_err)?;
+            let mut bytes = Vec::with_capacity((last - first + 1) as usize);
+            while at <= last {
+                let Some(c) = opener.next_chunk().map_err(blob_err)? else {
+                    break;
+                };
+                let from = first.saturating_sub(at) as usize;
+                let to = ((last + 1 - at) as usize).min(c.len());
+                bytes.extend_from_slice(&c[from..to]);
+                at += c.len() as u64;
+            }
+            Ok(BlobBytes {
+                bytes,
+                total,
+                range: Some((first, last)),
+            })
+        })
+        .await
     }
 
     /// The log's identity, size and health; backup locations and their

@@ -551,9 +551,14 @@ fn keys_destroyed(ledger: &Ledger, p: &Period, erasures: u64) -> Option<u64> {
         let page = ledger.index.query(&q).ok()?;
         for row in &page.rows {
             let entry = ledger.store.read_entry(row.index).ok()?;
-            let event = crate::sealing::open_entry(&ledger.keyring, &entry)
-                .ok()?
-                .event?;
+            let event = crate::sealing::open_entry(
+                &ledger.keyring,
+                &*ledger.store,
+                &entry,
+                crate::sealing::BlobMode::Omit,
+            )
+            .ok()?
+            .event?;
             sum += event.get("attributes")?.get("keys_destroyed")?.as_u64()?;
         }
         match page.next {

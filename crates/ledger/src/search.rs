@@ -267,16 +267,35 @@ impl Ledger {
                 .iter()
                 .map(|row| {
                     let mut out = json!(row);
+                    // Search pages leave large members out (each listed with
+                    // where to read it): a page of 16 MiB events would not do.
                     let readable = l
                         .store
                         .read_entry(row.index)
                         .map_err(|e| e.to_string())
-                        .and_then(|entry| crate::sealing::open_entry(&l.keyring, &entry));
+                        .and_then(|entry| {
+                            crate::sealing::open_entry(
+                                &l.keyring,
+                                &*l.store,
+                                &entry,
+                                crate::sealing::BlobMode::Omit,
+                            )
+                            .map_err(String::from)
+                        });
                     match readable {
                         Ok(r) => {
                             out["content"] = json!(r.content);
                             if let Some(e) = r.event {
                                 out["event"] = Value::Object(e);
+                            }
+                            if !r.blobs.is_empty() {
+                                let views: Vec<Value> = r
+                                    .blobs
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(n, b)| b.to_json(row.index, n))
+                                    .collect();
+                                out["blobs"] = json!(views);
                             }
                         }
                         Err(e) => out["content"] = json!(format!("unreadable: {e}")),
@@ -335,9 +354,11 @@ fn build_export(
         .format(&time::format_description::well_known::Rfc3339)
         .map_err(|e| internal(&e))?;
     let spool = tempfile::tempfile().map_err(|e| internal(&e))?;
+    let blob_spool = tempfile::tempfile().map_err(|e| internal(&e))?;
     let mut writer = aiaudit_bundle::BundleWriter::new(
         Vec::new(),
         spool,
+        blob_spool,
         &ledger.signer,
         &published.note,
         filters,
@@ -365,8 +386,13 @@ fn build_export(
                 .store
                 .read_entry(row.index)
                 .map_err(|e| Error::from_store(&e))?;
-            let readable =
-                crate::sealing::open_entry(&ledger.keyring, &entry).map_err(|e| internal(&e))?;
+            let readable = crate::sealing::open_entry(
+                &ledger.keyring,
+                &*ledger.store,
+                &entry,
+                crate::sealing::BlobMode::Raw,
+            )
+            .map_err(|e| crate::read::open_failed(&ledger.metrics, row.index, e))?;
             let proof = aiaudit_tlog::prove_record(size, row.index, &&*ledger.store)
                 .map_err(|e| internal(&e))?;
             writer
@@ -375,6 +401,7 @@ fn build_export(
                     entry,
                     inclusion_proof: proof,
                     opening: readable.opening,
+                    blobs: readable.blob_contents,
                 })
                 .map_err(|e| internal(&e))?;
         }

@@ -9,7 +9,9 @@
 //! (`collector/logs/v1`, `logs/v1`, `common/v1`, `resource/v1`) with the
 //! upstream field numbers, so no protoc is needed at build time.
 
-use aiaudit_event::{prepare, write_canonical, PreparedEvent};
+#[cfg(test)]
+use aiaudit_event::prepare;
+use aiaudit_event::write_canonical;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
 use base64::{alphabet, Engine};
@@ -442,15 +444,15 @@ pub fn stamp_receive_time(request: &mut ExportLogsServiceRequest, now_unix_nano:
 /// The records of a request, mapped and validated.
 pub struct Sorted {
     /// The valid events, in request order: the event (when asked to keep
-    /// it) and its entry.
-    pub valid: Vec<(Option<Value>, PreparedEvent)>,
+    /// it) and its validated form.
+    pub valid: Vec<(Option<Value>, aiaudit_event::CheckedEvent)>,
     pub total: usize,
     pub rejected: usize,
     /// Where and why the first rejected record was refused.
     pub first_error: Option<String>,
 }
 
-/// Maps every record and validates it (`aiaudit_event::prepare`), counting
+/// Maps every record and validates it (`aiaudit_event::check`), counting
 /// the rejected ones. `keep_events` also returns the mapped JSON (forwarders need it).
 pub fn sort_records(request: &ExportLogsServiceRequest, keep_events: bool) -> Sorted {
     let mut out = Sorted {
@@ -470,7 +472,9 @@ pub fn sort_records(request: &ExportLogsServiceRequest, keep_events: bool) -> So
                 out.total += 1;
                 let result = map_record(resource_attrs, sl.scope.as_ref(), record).and_then(|ev| {
                     let kept = keep_events.then(|| ev.clone());
-                    match prepare(ev) {
+                    // Validation only: how large an entry may be is the ledger's to
+                    // decide (members above its blob threshold go out of line).
+                    match aiaudit_event::check(&ev) {
                         Ok(p) => Ok((kept, p)),
                         Err(errs) => Err(errs
                             .iter()

@@ -26,6 +26,7 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
     Router::new()
         .route("/v1/events", post(ingest).get(crate::search::search))
         .route("/v1/events/{index}", get(event_by_index))
+        .route("/v1/events/{index}/blobs/{n}", get(event_blob))
         .route("/v1/export", get(crate::search::export))
         .route("/v1/logs", post(crate::otlp::ledger_logs))
         .route("/checkpoint", get(checkpoint))
@@ -44,6 +45,7 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
             post(crate::keys_api::rotate_master),
         )
         .route("/v1/keys/keyring", get(crate::keys_api::keyring_file))
+        .route("/v1/blobs/{id}", get(crate::keys_api::stored_blob))
         .route("/v1/erase", post(crate::keys_api::erase))
         .route("/v1/hash", post(crate::keys_api::hash))
         .route("/v1/violations", get(crate::policies::list))
@@ -357,7 +359,77 @@ async fn event_by_index(
         .parse()
         .map_err(|_| Problem::bad_parameter("index", format!("{raw:?} is not a log index")))?;
     let with_proof = matches!(params.get("proof").map(String::as_str), Some("true" | "1"));
-    Ok(Json(ledger.entry(&who, index, with_proof).await?.0))
+    let blobs = match params.get("blobs").map(String::as_str) {
+        None | Some("include") => aiaudit_ledger::sealing::BlobMode::Fill,
+        Some("omit") => aiaudit_ledger::sealing::BlobMode::Omit,
+        Some(other) => {
+            return Err(Problem::bad_parameter(
+                "blobs",
+                format!("{other:?}: say include (the default) or omit"),
+            ))
+        }
+    };
+    Ok(Json(
+        ledger.entry_with(&who, index, with_proof, blobs).await?.0,
+    ))
+}
+
+/// `GET /v1/events/{index}/blobs/{n}`: the canonical JSON of an event's
+/// out-of-line member `n`, whole (checked against its commitment) or the
+/// one byte range a `Range: bytes=a-b` header asks for (206).
+async fn event_blob(
+    State(ledger): State<Arc<Ledger>>,
+    Path((raw_index, raw_n)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let who = require(&ledger, &headers)?;
+    let index: u64 = raw_index.parse().map_err(|_| {
+        Problem::bad_parameter("index", format!("{raw_index:?} is not a log index"))
+    })?;
+    let n: usize = raw_n
+        .parse()
+        .map_err(|_| Problem::bad_parameter("n", format!("{raw_n:?} is not a blob number")))?;
+    let range = match headers.get(header::RANGE) {
+        None => None,
+        Some(v) => Some(parse_range(v.to_str().unwrap_or(""))?),
+    };
+    let blob = ledger.blob(&who, index, n, range).await?;
+    let mut resp = blob.bytes.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some((first, last)) = blob.range {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let value = format!("bytes {first}-{last}/{}", blob.total);
+        resp.headers_mut().insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&value).expect("ASCII"),
+        );
+    }
+    Ok(resp)
+}
+
+/// One `bytes=first-[last]` range (suffix and multiple ranges are refused).
+fn parse_range(v: &str) -> Result<(u64, Option<u64>), Problem> {
+    let bad = || {
+        Problem::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "bad-range",
+            "Bad range",
+            format!("Range {v:?}: give one range, bytes=FIRST-[LAST]"),
+        )
+    };
+    let spec = v.trim().strip_prefix("bytes=").ok_or_else(bad)?;
+    let (first, last) = spec.split_once('-').ok_or_else(bad)?;
+    let first: u64 = first.trim().parse().map_err(|_| bad())?;
+    let last = match last.trim() {
+        "" => None,
+        l => Some(l.parse::<u64>().map_err(|_| bad())?),
+    };
+    Ok((first, last))
 }
 
 async fn healthz() -> Json<Value> {

@@ -60,6 +60,22 @@ pub async fn keyring_file(
     Ok(resp)
 }
 
+/// `GET /v1/blobs/{id}`: a blob's stored, sealed bytes (backups copy them).
+pub async fn stored_blob(
+    State(ledger): State<Arc<Ledger>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let who = require(&ledger, &headers)?;
+    let bytes = ledger.stored_blob(&who, &id).await?;
+    let mut resp = bytes.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(resp)
+}
+
 fn string_field(req: &Value, name: &str, slug: &str, title: &str) -> ApiResult<String> {
     match req.get(name) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),

@@ -81,7 +81,9 @@ pub const ROUTES: &[Route] = &[
         body: Some("a JSON array of events (schema at /v1/schema/event), or NDJSON"), ok: (200, "per event: id, index, leaf_hash, duplicate"), produces: JSON },
     Route { method: "get", path: "/v1/events", summary: "Search events (cursor pagination)", access: Access::Read, query: PAGING, body: None, ok: (200, "events, next_cursor"), produces: JSON },
     Route { method: "get", path: "/v1/events/{index}", summary: "One event by log index, decrypted for readers of its tenant", access: Access::Read,
-        query: &[("proof", "true: add the inclusion proof, checkpoint and opening")], body: None, ok: (200, "index, leaf_hash, entry, content, event, proof"), produces: JSON },
+        query: &[("proof", "true: add the inclusion proof, checkpoint and opening"), ("blobs", "include (default: large members read and checked against their commitments) or omit (listed in blobs)")], body: None, ok: (200, "index, leaf_hash, entry, content, event, blobs, proof"), produces: JSON },
+    Route { method: "get", path: "/v1/events/{index}/blobs/{n}", summary: "An event's out-of-line member n (its canonical JSON), whole or one Range: bytes=a-b", access: Access::Read,
+        query: &[], body: None, ok: (200, "the member's canonical JSON (206 for a range)"), produces: JSON },
     Route { method: "get", path: "/v1/export", summary: "Export matching events with proofs as a bundle that verifies offline", access: Access::Read, query: FILTERS, body: None, ok: (200, "aiaudit-bundle 1 (tar.gz)"), produces: "application/gzip" },
     Route { method: "post", path: "/v1/logs", summary: "OpenTelemetry OTLP/HTTP logs (protobuf or JSON), partial success", access: Access::Append, query: &[], body: Some("ExportLogsServiceRequest"), ok: (200, "ExportLogsServiceResponse"), produces: "application/x-protobuf" },
     Route { method: "get", path: "/checkpoint", summary: "The latest signed checkpoint (C2SP tlog-checkpoint, signed note)", access: Access::PublicRead, query: &[], body: None, ok: (200, "signed note"), produces: "text/plain" },
@@ -99,6 +101,7 @@ pub const ROUTES: &[Route] = &[
     Route { method: "post", path: "/v1/keys/rotate", summary: "New data keys for every tenant and subject", access: Access::GlobalAdmin, query: &[], body: None, ok: (200, "rotated"), produces: JSON },
     Route { method: "post", path: "/v1/keys/rotate-master", summary: "New master key; every data key re-wrapped", access: Access::GlobalAdmin, query: &[], body: None, ok: (200, "rewrapped"), produces: JSON },
     Route { method: "get", path: "/v1/keys/keyring", summary: "The keyring file (wrapped keys) for backups", access: Access::GlobalAdmin, query: &[], body: None, ok: (200, "keyring bytes"), produces: "application/octet-stream" },
+    Route { method: "get", path: "/v1/blobs/{id}", summary: "A blob's stored (sealed) bytes by id, for backups; nothing decrypted", access: Access::GlobalAdmin, query: &[], body: None, ok: (200, "stored blob bytes"), produces: "application/octet-stream" },
     Route { method: "post", path: "/v1/erase", summary: "Crypto-shred a data subject; the erasure is logged", access: Access::Admin, query: &[], body: Some("{tenant, subject}"), ok: (200, "keys_destroyed, subject_tag, erasure_event"), produces: JSON },
     Route { method: "post", path: "/v1/hash", summary: "HMAC of a known value under the tenant's salt", access: Access::Read, query: &[], body: Some("{tenant, value}"), ok: (200, "hmac"), produces: JSON },
     Route { method: "get", path: "/v1/violations", summary: "Policy violations with their status", access: Access::Read, query: &[("tenant", "tenant"), ("status", "open, acknowledged or resolved"), ("rule", "rule id"), ("severity", "info, low, medium, high or critical"), ("limit", "most to return (1-1000, default 100)"), ("cursor", "next_cursor of the previous page")], body: None, ok: (200, "violations"), produces: JSON },
@@ -270,9 +273,10 @@ mod tests {
             .unwrap()
             .iter()
             .any(|p| p["name"] == "cursor"));
-        assert_eq!(
-            d["paths"]["/v1/events/{index}"]["get"]["parameters"][1]["in"],
-            "path"
-        );
+        let params = d["paths"]["/v1/events/{index}"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        let index = params.iter().find(|p| p["name"] == "index").unwrap();
+        assert_eq!(index["in"], "path");
     }
 }

@@ -121,4 +121,24 @@ impl Storage for FaultyStore {
     fn save_document(&self, name: &str, body: &[u8], expected: u64) -> Result<bool> {
         self.inner.save_document(name, body, expected)
     }
+    fn stores_blobs(&self) -> bool {
+        self.inner.stores_blobs()
+    }
+    fn blob_writer(&self, id: &Hash) -> Result<Box<dyn crate::BlobWriter>> {
+        injected(&self.faults.append, "writing a blob")?;
+        self.inner.blob_writer(id)
+    }
+    fn read_blob(&self, id: &Hash, offset: u64, len: usize) -> Result<Vec<u8>> {
+        injected(&self.faults.reads, "read")?;
+        self.inner.read_blob(id, offset, len)
+    }
+    fn blob_len(&self, id: &Hash) -> Result<Option<u64>> {
+        self.inner.blob_len(id)
+    }
+    fn remove_blob(&self, id: &Hash) -> Result<()> {
+        self.inner.remove_blob(id)
+    }
+    fn list_blobs(&self, each: &mut dyn FnMut(Hash, u64) -> Result<()>) -> Result<()> {
+        self.inner.list_blobs(each)
+    }
 }

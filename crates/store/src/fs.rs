@@ -7,6 +7,7 @@
 //! log/leaves          per entry: 32-byte leaf hash + u64 BE end offset in log/entries
 //! log/levels/NN       tree nodes at level NN (1..63), 32 bytes each, in index order
 //! ids.redb            dedup key (tenant/id) -> log index, and how far it is filled in
+//! blobs/ab/ab12…      out-of-line content, one file per blob (see `blobs.rs`)
 //! ```
 //!
 //! Only `log/entries` and `log/leaves` are on the acknowledgement path (one
@@ -65,6 +66,7 @@ struct Integrated {
 /// The embedded, file-based ledger storage.
 pub struct FsStore {
     files: LogFiles,
+    blobs: crate::blobs::FsBlobs,
     seq: Mutex<Sequenced>,
     size: AtomicU64,
     integ: Mutex<Integrated>,
@@ -101,6 +103,7 @@ impl FsStore {
         let ids = open_id_index(&ids_path)?;
         let store = FsStore {
             files,
+            blobs: crate::blobs::FsBlobs::open(dir, true)?,
             seq: Mutex::new(Sequenced {
                 size: 0,
                 entries_len: 0,
@@ -749,6 +752,25 @@ impl Storage for FsStore {
         let _g = self.checkpoint_lock.lock().unwrap();
         write_atomically(&self.files.dir, "checkpoint", note.as_bytes())
     }
+
+    fn stores_blobs(&self) -> bool {
+        true
+    }
+    fn blob_writer(&self, id: &Hash) -> Result<Box<dyn crate::BlobWriter>> {
+        self.blobs.writer(id)
+    }
+    fn read_blob(&self, id: &Hash, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.blobs.read(id, offset, len)
+    }
+    fn blob_len(&self, id: &Hash) -> Result<Option<u64>> {
+        self.blobs.len(id)
+    }
+    fn remove_blob(&self, id: &Hash) -> Result<()> {
+        self.blobs.remove(id)
+    }
+    fn list_blobs(&self, each: &mut dyn FnMut(Hash, u64) -> Result<()>) -> Result<()> {
+        self.blobs.list(each)
+    }
 }
 
 /// Raw access to the files of a log, shared by the store and by read-only
@@ -873,6 +895,7 @@ impl LogFiles {
 /// --data-dir`): no recovery, no writes, nothing trusted.
 pub struct LogReader {
     files: LogFiles,
+    blobs: crate::blobs::FsBlobs,
 }
 
 impl LogReader {
@@ -886,7 +909,23 @@ impl LogReader {
         }
         Ok(LogReader {
             files: LogFiles::open(dir, false)?,
+            blobs: crate::blobs::FsBlobs::open(dir, false)?,
         })
+    }
+
+    /// Exactly `len` bytes of blob `id` from `offset`.
+    pub fn read_blob(&self, id: &Hash, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.blobs.read(id, offset, len)
+    }
+
+    /// The stored length of blob `id`, None when missing.
+    pub fn blob_len(&self, id: &Hash) -> Result<Option<u64>> {
+        self.blobs.len(id)
+    }
+
+    /// Every stored blob's id and length.
+    pub fn list_blobs(&self, each: &mut dyn FnMut(Hash, u64) -> Result<()>) -> Result<()> {
+        self.blobs.list(each)
     }
 
     /// The saved signed checkpoint.

@@ -8,6 +8,7 @@
 //! what was written that includes everything acknowledged. Tile and bundle
 //! path arithmetic is not here: it lives in `aiaudit-tlog`.
 
+mod blobs;
 mod error;
 mod faulty;
 mod fs;
@@ -59,6 +60,14 @@ pub struct Appended {
     /// True when the id was already logged (or appeared earlier in the same
     /// batch): nothing was appended for it and `index` is the original one.
     pub duplicate: bool,
+}
+
+/// Writes one blob (out-of-line event content, sealed: docs/format.md
+/// "Blobs"). Nothing is readable under its id until `commit` returns, and
+/// then all of it is, durably. Dropped without `commit`: nothing stays.
+pub trait BlobWriter: Send {
+    fn write(&mut self, bytes: &[u8]) -> Result<()>;
+    fn commit(self: Box<Self>) -> Result<()>;
 }
 
 /// The ledger's storage. Methods block on I/O; call them from a blocking context.
@@ -143,4 +152,35 @@ pub trait Storage: NodeReader + Send + Sync + 'static {
             "shared documents need a shared backend".into(),
         ))
     }
+    /// Whether this backend stores blobs (events larger than an entry).
+    fn stores_blobs(&self) -> bool {
+        false
+    }
+    /// Starts writing the blob `id`; it must be committed before any entry
+    /// that lists it is appended.
+    fn blob_writer(&self, _id: &Hash) -> Result<Box<dyn BlobWriter>> {
+        Err(Error::Format("this storage backend keeps no blobs".into()))
+    }
+    /// Exactly `len` bytes of blob `id` from `offset` (an error if it ends first).
+    fn read_blob(&self, id: &Hash, _offset: u64, _len: usize) -> Result<Vec<u8>> {
+        Err(Error::Format(format!("no blob {}", blobs::hex(id))))
+    }
+    /// The stored length of blob `id`, None when there is no such blob.
+    fn blob_len(&self, _id: &Hash) -> Result<Option<u64>> {
+        Ok(None)
+    }
+    /// Removes blob `id` (an event that turned out to be a duplicate, so
+    /// no entry lists it). Removing a missing blob is not an error.
+    fn remove_blob(&self, _id: &Hash) -> Result<()> {
+        Ok(())
+    }
+    /// Calls `each` with every stored blob's id and length.
+    fn list_blobs(&self, _each: &mut dyn FnMut(Hash, u64) -> Result<()>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Hex of a blob id, as blob files and messages name it.
+pub fn blob_name(id: &Hash) -> String {
+    blobs::hex(id)
 }

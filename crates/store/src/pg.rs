@@ -155,7 +155,20 @@ CREATE TABLE aiaudit_lease (
 INSERT INTO aiaudit_lease VALUES ('publisher', '', 0, 0, 'epoch');
 ALTER TABLE aiaudit_tree ADD COLUMN term bigint NOT NULL DEFAULT 0;
 ",
+    // Version 6: blobs, out-of-line event content (docs/format.md "Blobs"):
+    // the stored bytes of each in parts of BLOB_PART bytes.
+    "
+CREATE TABLE aiaudit_blobs (
+    id bytea NOT NULL CHECK (length(id) = 32),
+    part integer NOT NULL,
+    data bytea NOT NULL,
+    PRIMARY KEY (id, part)
+);
+",
 ];
+
+/// Bytes of a blob per row of `aiaudit_blobs` (the last row may hold fewer).
+const BLOB_PART: usize = 1 << 20;
 
 /// The schema version this build writes and reads.
 pub const PG_SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -1205,6 +1218,167 @@ impl Storage for PgStore {
                 .await?
             };
             Ok(changed == 1)
+        })
+    }
+
+    fn stores_blobs(&self) -> bool {
+        true
+    }
+
+    fn blob_writer(&self, id: &Hash) -> Result<Box<dyn crate::BlobWriter>> {
+        Ok(Box::new(PgBlobWriter {
+            rt: self.rt.as_ref().expect("runtime").handle().clone(),
+            pool: self.pool.clone(),
+            id: id.to_vec(),
+            parts: Vec::new(),
+        }))
+    }
+
+    fn read_blob(&self, id: &Hash, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let pool = self.pool.clone();
+        let id = id.to_vec();
+        let name = crate::blobs::hex(id.as_slice().try_into().expect("32"));
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let first = (offset / BLOB_PART as u64) as i32;
+        let last = ((offset + len as u64 - 1) / BLOB_PART as u64) as i32;
+        let rows = self.run(async move {
+            let c = pool.get().await?;
+            let rows = c
+                .query(
+                    &c.prepare_cached(
+                        "SELECT part, data FROM aiaudit_blobs WHERE id = $1 \
+                         AND part BETWEEN $2 AND $3 ORDER BY part",
+                    )
+                    .await?,
+                    &[&id, &first, &last],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get::<_, i32>(0), r.get::<_, Vec<u8>>(1)))
+                .collect::<Vec<_>>())
+        })?;
+        // Consecutive parts from the first, then the range within them.
+        let mut joined = Vec::with_capacity(len + BLOB_PART);
+        for (expect, (part, data)) in (first..).zip(rows) {
+            if part != expect {
+                break;
+            }
+            joined.extend_from_slice(&data);
+        }
+        let from = (offset - first as u64 * BLOB_PART as u64) as usize;
+        if joined.len() < from + len {
+            return Err(Error::Format(format!(
+                "blob {name} ends early or is missing"
+            )));
+        }
+        joined.truncate(from + len);
+        let out = joined.split_off(from);
+        Ok(out)
+    }
+
+    fn blob_len(&self, id: &Hash) -> Result<Option<u64>> {
+        let pool = self.pool.clone();
+        let id = id.to_vec();
+        self.run(async move {
+            let c = pool.get().await?;
+            let row = c
+                .query_one(
+                    &c.prepare_cached(
+                        "SELECT count(*), coalesce(sum(length(data)), 0)::bigint \
+                         FROM aiaudit_blobs WHERE id = $1",
+                    )
+                    .await?,
+                    &[&id],
+                )
+                .await?;
+            let parts: i64 = row.get(0);
+            Ok((parts > 0).then(|| row.get::<_, i64>(1) as u64))
+        })
+    }
+
+    fn remove_blob(&self, id: &Hash) -> Result<()> {
+        let pool = self.pool.clone();
+        let id = id.to_vec();
+        self.run(async move {
+            let c = pool.get().await?;
+            c.execute("DELETE FROM aiaudit_blobs WHERE id = $1", &[&id])
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn list_blobs(&self, each: &mut dyn FnMut(Hash, u64) -> Result<()>) -> Result<()> {
+        let pool = self.pool.clone();
+        let rows = self.run(async move {
+            let c = pool.get().await?;
+            let rows = c
+                .query(
+                    "SELECT id, sum(length(data))::bigint FROM aiaudit_blobs GROUP BY id",
+                    &[],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, i64>(1)))
+                .collect::<Vec<_>>())
+        })?;
+        for (id, len) in rows {
+            if let Ok(id) = <Hash>::try_from(id.as_slice()) {
+                each(id, len as u64)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Collects a blob's parts and inserts them in one transaction on commit:
+/// all of the blob becomes visible at once, or none of it.
+struct PgBlobWriter {
+    rt: tokio::runtime::Handle,
+    pool: deadpool_postgres::Pool,
+    id: Vec<u8>,
+    parts: Vec<Vec<u8>>,
+}
+
+impl crate::BlobWriter for PgBlobWriter {
+    fn write(&mut self, mut bytes: &[u8]) -> Result<()> {
+        while !bytes.is_empty() {
+            if self.parts.last().is_none_or(|p| p.len() == BLOB_PART) {
+                self.parts
+                    .push(Vec::with_capacity(BLOB_PART.min(bytes.len().max(4096))));
+            }
+            let part = self.parts.last_mut().expect("just pushed");
+            let n = (BLOB_PART - part.len()).min(bytes.len());
+            part.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>) -> Result<()> {
+        let PgBlobWriter {
+            rt,
+            pool,
+            id,
+            parts,
+        } = *self;
+        block_on(&rt, async move {
+            let mut c = pool.get().await?;
+            let tx = c.transaction().await?;
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO aiaudit_blobs (id, part, data) VALUES ($1, $2, $3) \
+                     ON CONFLICT (id, part) DO NOTHING",
+                )
+                .await?;
+            for (i, data) in parts.iter().enumerate() {
+                tx.execute(&insert, &[&id, &(i as i32), data]).await?;
+            }
+            tx.commit().await?;
+            Ok(())
         })
     }
 }

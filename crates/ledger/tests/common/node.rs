@@ -199,4 +199,22 @@ impl Storage for Node {
         docs.insert(name.to_string(), (body.to_vec(), version + 1));
         Ok(true)
     }
+    fn stores_blobs(&self) -> bool {
+        self.log.stores_blobs()
+    }
+    fn blob_writer(&self, id: &Hash) -> Result<Box<dyn aiaudit_store::BlobWriter>> {
+        self.log.blob_writer(id)
+    }
+    fn read_blob(&self, id: &Hash, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.log.read_blob(id, offset, len)
+    }
+    fn blob_len(&self, id: &Hash) -> Result<Option<u64>> {
+        self.log.blob_len(id)
+    }
+    fn remove_blob(&self, id: &Hash) -> Result<()> {
+        self.log.remove_blob(id)
+    }
+    fn list_blobs(&self, each: &mut dyn FnMut(Hash, u64) -> Result<()>) -> Result<()> {
+        self.log.list_blobs(each)
+    }
 }
