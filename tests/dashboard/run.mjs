@@ -126,6 +126,18 @@ async function desktop(browser) {
   check((await text(page, '#emitter-sig')).startsWith('✓ valid'), 'emitter signature valid');
   await shot(page, 'desktop-signed-event.png');
   pass('emitter signature shown');
+  if (process.env.DASH_LARGE) {
+    // A large member stays out of the first answer and loads when asked, checked here.
+    await page.goto(`${URL_}/#/event/${process.env.DASH_LARGE}`);
+    await page.waitForFunction(() => /Verified/.test(document.querySelector('#proof-verdict')?.innerText || ''), null, { timeout: T });
+    check((await page.locator('#blob-0 pre').count()) === 0, 'large content loaded before it was asked for');
+    await page.click('#load-blob-0');
+    await page.locator('#blob-0 .blob-verdict').waitFor({ timeout: T });
+    check((await text(page, '#blob-0 .blob-verdict')).startsWith('✓'), 'large content matches its commitment');
+    check((await text(page, '#blob-0 pre')).startsWith(process.env.DASH_LARGE_START), 'large content shown');
+    pass('large content loads on request, verified');
+    await page.goBack();
+  }
   await page.goBack();
   await page.locator('#proof-verdict').waitFor({ timeout: T });
 

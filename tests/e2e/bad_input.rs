@@ -15,7 +15,10 @@ fn problem(r: reqwest::blocking::Response, status: u16) -> Value {
 #[test]
 fn bad_requests_get_problems_and_log_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(dir.path(), &["--max-body-bytes", "200000"]);
+    let server = Server::start_with(
+        dir.path(),
+        &["--max-body-bytes", "200000", "--max-event-bytes", "100000"],
+    );
     server.post_events(&[event("first")]);
     server.wait_size(1);
 
@@ -80,21 +83,20 @@ fn bad_requests_get_problems_and_log_nothing() {
         400,
     );
 
-    // Oversized entry and oversized body.
+    // An event over max_event_bytes, and an oversized body. (Large members
+    // of smaller events are stored out of line: tests/e2e/large_events.rs.)
     let mut big = event("big");
-    // Random hex: sealed entries are compressed (70 KB of one letter fits),
-    // and hex compresses to about half.
     big["attributes"]["pad"] = json!(incompressible(150_000));
-    let big = json!([big]);
+    let big = json!([event("fits"), big]);
     let p = problem(
         server.post(
             "/v1/events",
             "application/json",
             serde_json::to_vec(&big).unwrap(),
         ),
-        400,
+        413,
     );
-    assert_eq!(p["errors"][0]["pointer"], "/0");
+    assert_eq!(p["errors"][0]["pointer"], "/1/attributes/pad", "{p}");
     let mut huge = event("huge");
     huge["attributes"]["pad"] = json!("x".repeat(300_000));
     let huge = json!([huge]);

@@ -129,7 +129,7 @@ fn dashboard_verifier_matches_reference_vectors() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("# pass 5") && text.contains("# fail 0"),
+        text.contains("# pass 6") && text.contains("# fail 0"),
         "{text}"
     );
 }
@@ -215,12 +215,20 @@ fn dashboard_in_chromium() {
     // And one signed by a registered emitter (index 120), for the signature status.
     emit_signed(&server, dir.path());
     server.wait_size(121);
+    // And one whose content is stored beside the log (index 121).
+    let mut large = dashboard_event(121);
+    // An actor of its own, so the filtered counts below stay as they were.
+    large["actor"]["id"] = json!("agent-large");
+    large["input"] =
+        json!({"content": format!("LARGE-CONTENT {}", "a retrieved passage ".repeat(4000))});
+    server.post_events(&[large]);
+    server.wait_size(122);
     let info = server.get_json("/v1/info");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while server.get_json("/v1/info")["index"]["indexed_size"]
         .as_u64()
         .unwrap()
-        < 121
+        < 122
     {
         assert!(
             std::time::Instant::now() < deadline,
@@ -245,8 +253,10 @@ fn dashboard_in_chromium() {
         .env("DASH_URL", &server.url)
         .env("DASH_TOKEN", &server.token)
         .env("DASH_VKEY", info["verifier_key"].as_str().unwrap())
-        .env("DASH_SIZE", "121")
+        .env("DASH_SIZE", "122")
         .env("DASH_SIGNED", "120")
+        .env("DASH_LARGE", "121")
+        .env("DASH_LARGE_START", "LARGE-CONTENT")
         .env("DASH_SCREENSHOTS", &shots)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -279,11 +289,12 @@ fn dashboard_in_chromium() {
         "PASS desktop endless scroll",
         "PASS desktop event verified",
         "PASS emitter signature shown",
+        "PASS large content loads on request, verified",
         "PASS phone sign-in",
         "PASS phone overview",
         "PASS phone event verified",
         "PASS phone fits 360px",
-        "PASS all 121 proofs verify in the browser",
+        "PASS all 122 proofs verify in the browser",
         "PASS tampered inclusion proof fails",
         "PASS tampered checkpoint fails",
         "PASS wrong pinned key fails",

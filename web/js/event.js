@@ -1,7 +1,7 @@
 // One event: the fields decoded from the logged entry bytes themselves,
 // the emitter signature status, and the inclusion proof checked here.
-import { get } from './api.js';
-import { verifyEvent } from './verify.js';
+import { get, request } from './api.js';
+import { verifyEvent, verifyBlob } from './verify.js';
 import { pinnedKey } from './signin.js';
 import { h, mount, card, badge, errorBox, flatten, fields } from './ui.js';
 
@@ -18,7 +18,9 @@ function decodedCard(ev, decoded) {
   if (!decoded) return card('Fields', fields(flatten(ev.event)));
   const note = decoded.whole
     ? 'Decoded from the logged entry bytes (covered by the proof above).'
-    : 'Only the clear fields are in the logged entry; the rest is sealed and no opening was given.';
+    : decoded.blobs?.length
+      ? 'Decoded from the logged entry bytes (covered by the proof above); its large members are stored beside the log and load below.'
+      : 'Only the clear fields are in the logged entry; the rest is sealed and no opening was given.';
   const fromEntry = flatten(decoded.event);
   const fromServer = flatten(ev.event);
   const differs = Object.keys(fromEntry).filter((k) => k in fromServer && JSON.stringify(fromServer[k]) !== JSON.stringify(fromEntry[k]));
@@ -26,6 +28,42 @@ function decodedCard(ev, decoded) {
     differs.length ? h('p', {}, badge(false, `the server's decoded event differs from the entry in: ${differs.join(', ')}`)) : null,
     fields(fromEntry),
     decoded.redacted?.length ? h('p', { class: 'hint' }, `Stored as HMACs: ${decoded.redacted.join(', ')}`) : null);
+}
+
+/// Shown at most, per member: a phone should not lay out 16 MiB of text.
+const SHOWN = 64 * 1024;
+
+/// Large members stored out of line load when asked (each can be MiBs on a
+/// paid mobile link), and are checked here against the logged entry.
+function blobsCard(index, decoded) {
+  const blobs = decoded?.blobs || [];
+  if (!blobs.length) return null;
+  const rows = blobs.map((b, n) => {
+    const out = h('div', { class: 'blob-content', id: `blob-${n}` });
+    const load = h('button', { type: 'button', id: `load-blob-${n}` }, `Load ${b.pointer} (${(b.size / 1024).toFixed(0)} KB)`);
+    load.addEventListener('click', async () => {
+      load.disabled = true;
+      out.replaceChildren(h('p', { class: 'muted', role: 'status' }, 'Loading…'));
+      try {
+        const res = await request(`/v1/events/${index}/blobs/${n}`, { raw: true });
+        const bytes = new Uint8Array(await res.arrayBuffer());
+        const ok = await verifyBlob(bytes, b);
+        const value = JSON.parse(new TextDecoder().decode(bytes));
+        const text = typeof value === 'string' ? value : JSON.stringify(value, null, 2);
+        out.replaceChildren(
+          h('p', { class: 'blob-verdict' }, badge(ok, ok ? 'matches the commitment in the logged entry' : 'does NOT match the logged entry: do not rely on it')),
+          h('pre', {}, text.length > SHOWN ? text.slice(0, SHOWN) : text),
+          text.length > SHOWN ? h('p', { class: 'hint' }, `First ${SHOWN / 1024} KB of ${(text.length / 1024).toFixed(0)} KB shown.`) : null);
+      } catch (e) {
+        out.replaceChildren(errorBox(e));
+        load.disabled = false;
+      }
+    });
+    return h('div', {}, load, out);
+  });
+  return card('Large content (stored beside the log)',
+    h('p', { class: 'hint' }, 'Loaded on request, then checked in this browser against the commitment in the logged entry.'),
+    ...rows);
 }
 
 function signatureCard(ev) {
@@ -40,7 +78,8 @@ export async function eventDetail({ arg }) {
   const index = Number(arg);
   mount(h('h1', {}, `Event #${index}`), h('p', { class: 'muted', role: 'status' }, 'Loading and verifying…'));
   let ev;
-  try { ev = await get(`/v1/events/${index}?proof=true`); } catch (e) {
+  // Large members are left out and loaded on request (blobsCard).
+  try { ev = await get(`/v1/events/${index}?proof=true&blobs=omit`); } catch (e) {
     mount(h('h1', {}, `Event #${index}`), errorBox(e));
     return;
   }
@@ -52,5 +91,6 @@ export async function eventDetail({ arg }) {
     keyErr ? errorBox(keyErr) : null,
     verificationCard(result),
     decodedCard(ev, result.decoded),
+    blobsCard(index, result.decoded),
     signatureCard(ev));
 }

@@ -138,8 +138,8 @@ export function parseEntryV3(b) {
   const blobs = [];
   for (let n = u16(); n > 0; n--) {
     const pointer = text(u16());
-    take(8);
-    blobs.push({ pointer, commitment: take(32) });
+    const size = take(8).reduce((v, byte) => v * 256 + byte, 0);
+    blobs.push({ pointer, size, commitment: take(32), stored: take(32) });
   }
   return { appendedBy, index, commitment, blobs };
 }
@@ -181,6 +181,12 @@ export async function decodeEntry(entryBytes, openingB64) {
       out.signature = inner.signature;
       out.redacted = inner.redacted;
       out.whole = h.blobs.length === 0;
+      // Large members stored out of line: each with the salt that checks it.
+      const slots = inner.blobs || [];
+      if (slots.length !== h.blobs.length || slots.some((b, i) => b.pointer !== h.blobs[i].pointer)) {
+        throw new Error("the opening's blobs differ from the entry's");
+      }
+      out.blobs = h.blobs.map((b, i) => ({ ...b, salt: b64decode(slots[i].salt) }));
     }
     return out;
   }
@@ -203,6 +209,14 @@ export async function decodeEntry(entryBytes, openingB64) {
     out.whole = true;
   }
   return out;
+}
+
+/// Checks a large member's content (its canonical JSON, as
+/// `GET /v1/events/<i>/blobs/<n>` sends it) against the entry:
+/// SHA-256(salt || content) must be the commitment the entry logs.
+export async function verifyBlob(content, blob) {
+  if (content.length !== blob.size) return false;
+  return equal(await sha256(blob.salt, content), blob.commitment);
 }
 
 /// Full check of `GET /v1/events/<i>?proof=true`: the step-by-step results

@@ -9,10 +9,11 @@
 //!
 //! ```text
 //! 0x03 | flags u8 | u16 A | appended_by | u16 I | clear index (canonical JSON)
-//!      | key u64 | nonce [24] | commitment [32] | u16 B | B × (u16 P | pointer | size u64 | commitment [32])
+//!      | key u64 | nonce [24] | commitment [32]
+//!      | u16 B | B × (u16 P | pointer | size u64 | commitment [32] | stored sha256 [32])
 //!      | ciphertext (the rest): XChaCha20-Poly1305(opening or zstd(opening)), AAD = every byte before it
-//! opening = salt [32] || {"event":<event minus clear fields (subject kept), minus blobs>
-//!                         [,"blobs":[{"pointer":…,"salt":…}]][,"redacted":[…]][,"signature":{…}],"v":3}
+//! opening = salt [32] || {["blobs":[{"pointer":…,"salt":…}],]"event":<event minus clear
+//!                         fields (subject kept), minus blobs>[,"redacted":[…]][,"signature":{…}],"v":3}
 //! commitment = SHA-256(opening)
 //! ```
 

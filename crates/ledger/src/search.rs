@@ -317,7 +317,7 @@ impl Ledger {
     }
 
     /// Every event matching `q` that `who` may read, as an export bundle
-    /// (`aiaudit-bundle 1`, tar.gz): each with its inclusion proof against
+    /// (`aiaudit-bundle 1`, or `2` with blobs; tar.gz): each with its inclusion proof against
     /// the latest checkpoint, and its opening when the content can be read.
     /// `filters` are recorded in the bundle as asked.
     pub async fn export(

@@ -34,7 +34,7 @@ pub async fn search(
 }
 
 /// `GET /v1/export?<search filters>`: the matching events as an export
-/// bundle (`aiaudit-bundle 1`) that verifies offline.
+/// bundle (`aiaudit-bundle 1`, or `2` when it carries blobs) that verifies offline.
 pub async fn export(
     State(ledger): State<Arc<Ledger>>,
     UrlQuery(params): UrlQuery<HashMap<String, String>>,
