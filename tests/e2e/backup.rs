@@ -258,7 +258,7 @@ fn full_and_incremental_backups_restore_into_a_log_that_verifies_and_serves() {
 }
 
 /// moto's S3 server on a loopback port, stopped on drop.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
     endpoint: String,
 }
@@ -272,7 +272,7 @@ impl Drop for Moto {
 
 impl Moto {
     /// Starts moto, or returns None (outside CI only) when it is not installed.
-    fn start() -> Option<Moto> {
+    pub(crate) fn start() -> Option<Moto> {
         let installed = Command::new("python3")
             .args(["-c", "import moto.server, flask, boto3"])
             .output()
@@ -313,7 +313,7 @@ impl Moto {
     }
 
     /// The standard AWS variables that point object_store at this server.
-    fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
             ("AWS_ACCESS_KEY_ID", "testing".into()),
@@ -324,7 +324,7 @@ impl Moto {
     }
 
     /// Runs boto3 (installed with moto) against this server: `s3` is the client.
-    fn boto3(&self, code: &str) {
+    pub(crate) fn boto3(&self, code: &str) {
         let script = format!(
             "import boto3\ns3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='testing', \
              aws_secret_access_key='testing', region_name='us-east-1')\n{code}\n",

@@ -27,8 +27,14 @@ impl Server {
     }
 
     pub fn start_on(data_dir: &Path, port: u16, extra: &[&str]) -> Server {
+        Server::start_env(data_dir, port, extra, &[])
+    }
+
+    /// [`Server::start_on`] with extra environment variables (S3 settings).
+    pub fn start_env(data_dir: &Path, port: u16, extra: &[&str], env: &[(&str, String)]) -> Server {
         let listen = format!("127.0.0.1:{port}");
         let child = Command::new(BIN)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)

@@ -63,15 +63,25 @@ fn blob_files(data: &Path) -> Vec<PathBuf> {
 }
 
 fn verify_dir(data: &Path) -> (bool, Value) {
+    verify_dir_with(data, &[], &[])
+}
+
+/// `aiaudit verify --json --data-dir` with extra flags and environment.
+fn verify_dir_with(data: &Path, extra: &[&str], env: &[(&str, String)]) -> (bool, Value) {
     let vkey = std::fs::read_to_string(data.join("log.vkey")).unwrap();
-    let out = aiaudit(&[
-        "verify",
-        "--json",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--vkey",
-        vkey.trim(),
-    ]);
+    let out = std::process::Command::new(BIN)
+        .args([
+            "verify",
+            "--json",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--vkey",
+            vkey.trim(),
+        ])
+        .args(extra)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
     let v: Value = serde_json::from_str(stdout(&out).trim())
         .unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
     (out.status.success(), v)
@@ -621,4 +631,40 @@ fn an_export_bundle_carries_blobs_and_verifies_offline() {
     );
     let content: Value = serde_json::from_slice(&blobs[offset..offset + bytes]).unwrap();
     assert_eq!(content, big["input"]["content"]);
+}
+
+#[test]
+fn blobs_can_live_in_s3_compatible_object_storage() {
+    let Some(moto) = crate::backup::Moto::start() else {
+        return;
+    };
+    moto.boto3("s3.create_bucket(Bucket='audit-blobs')");
+    let env = moto.env();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = "s3://audit-blobs/ledger-1";
+    let server = Server::start_env(&data, free_port(), &["--blob-store", store], &env);
+    let big = large_event("in-s3", &prose(3 << 20, 60));
+    server.post_events(std::slice::from_ref(&big));
+    server.wait_size(1);
+    assert_eq!(server.get_json("/v1/events/0")["event"], big);
+    // Nothing of it on the node's disk: the object holds the stored bytes.
+    assert!(blob_files(&data).is_empty());
+    server.stop();
+    let verify = |extra: &[&str]| verify_dir_with(&data, extra, &env).1;
+    let report = verify(&["--blob-store", store]);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["blobs"]["checked"], 1, "{report}");
+    // Looked for in the data directory instead, the blob is missing.
+    assert_eq!(verify(&[])["ok"], false);
+    // Changed in the bucket: never served.
+    moto.boto3(
+        "k = [o['Key'] for o in s3.list_objects_v2(Bucket='audit-blobs')['Contents']][0]\n\
+         b = bytearray(s3.get_object(Bucket='audit-blobs', Key=k)['Body'].read())\n\
+         b[100] ^= 1\n\
+         s3.put_object(Bucket='audit-blobs', Key=k, Body=bytes(b))",
+    );
+    let again = Server::start_env(&data, free_port(), &["--blob-store", store], &env);
+    assert_eq!(again.get("/v1/events/0").status(), 500);
+    assert_eq!(verify(&["--blob-store", store])["ok"], false);
 }

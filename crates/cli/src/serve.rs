@@ -109,6 +109,10 @@ pub struct ServeArgs {
     /// A member always stored out of line, as a JSON Pointer, e.g. /output/content (repeatable).
     #[arg(long = "blob-field")]
     blob_fields: Vec<String>,
+    /// Keep blobs in S3-compatible object storage, s3://bucket/prefix (AWS_* variables),
+    /// instead of the data directory or the database.
+    #[arg(long, env = "AIAUDIT_BLOB_STORE")]
+    blob_store: Option<String>,
     /// Master key file (base64, mode 0600); keep it off the data disk and out of backups.
     /// Without it: AIAUDIT_MASTER_KEY, else <data-dir>/master.key (generated).
     #[arg(long, env = "AIAUDIT_MASTER_KEY_FILE")]
@@ -165,6 +169,7 @@ struct FileConfig {
     max_event_bytes: Option<usize>,
     blob_threshold: Option<usize>,
     blob_fields: Option<Vec<String>>,
+    blob_store: Option<String>,
     master_key_file: Option<PathBuf>,
     sensitive_fields: Option<Vec<String>>,
     storage: Option<String>,
@@ -322,6 +327,7 @@ fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
         } else {
             args.blob_fields
         },
+        blob_store: args.blob_store.or(file.blob_store),
         master_key_file: args.master_key_file.or(file.master_key_file),
         sensitive_fields: if args.sensitive_fields.is_empty() {
             file.sensitive_fields.unwrap_or_default()
@@ -354,6 +360,13 @@ fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
             "blob_threshold must be between 1024 and 49152 bytes, got {}",
             config.blob_threshold
         );
+    }
+    if let Some(s) = config
+        .blob_store
+        .as_deref()
+        .filter(|s| !s.starts_with("s3://"))
+    {
+        anyhow::bail!("--blob-store must be s3://bucket/prefix, got {s:?}");
     }
     if let Some(f) = config.blob_fields.iter().find(|f| !f.starts_with('/')) {
         anyhow::bail!("blob field {f:?} is not a JSON Pointer (say /output/content)");

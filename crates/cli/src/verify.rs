@@ -41,6 +41,10 @@ pub struct VerifyArgs {
     /// The newly verified checkpoint is written there afterwards.
     #[arg(long)]
     checkpoint_file: Option<PathBuf>,
+    /// With --data-dir: where the log keeps its blobs, when not in the data
+    /// directory (`s3://bucket/prefix`, as `serve --blob-store`).
+    #[arg(long, requires = "data_dir", env = "AIAUDIT_BLOB_STORE")]
+    blob_store: Option<String>,
     /// Print one JSON object instead of one line.
     #[arg(long)]
     json: bool,
@@ -140,6 +144,7 @@ impl VerifyArgs {
             bundle: None,
             vkey: vkey.map(Verifier::to_vkey),
             checkpoint_file: None,
+            blob_store: None,
             json: true,
         }
     }
@@ -153,6 +158,7 @@ impl VerifyArgs {
             bundle: None,
             vkey: vkey.map(Verifier::to_vkey),
             checkpoint_file: None,
+            blob_store: None,
             json: true,
         }
     }
@@ -292,7 +298,11 @@ pub(crate) fn audit(args: &VerifyArgs) -> anyhow::Result<Verified> {
         // A bundle read twice (the audit re-reads around problems) lists its blobs twice.
         refs.sort_by_key(|(i, r)| (*i, r.commitment));
         refs.dedup_by_key(|(i, r)| (*i, r.commitment));
-        blobs = Some(check_blobs(&log, &refs, &mut problems)?);
+        let place = match &args.blob_store {
+            Some(spec) => BlobPlace::Object(aiaudit_store::ObjectBlobs::open(spec)?),
+            None => BlobPlace::Dir(&log),
+        };
+        blobs = Some(check_blobs(&place, &refs, &mut problems)?);
     }
     if audit.old_root_ok == Some(false) {
         problems.push((
@@ -317,11 +327,41 @@ pub(crate) fn audit(args: &VerifyArgs) -> anyhow::Result<Verified> {
     })
 }
 
+/// Where the audited log keeps its blobs.
+enum BlobPlace<'a> {
+    Dir(&'a LogReader),
+    Object(aiaudit_store::ObjectBlobs),
+}
+
+impl BlobPlace<'_> {
+    fn blob_len(&self, id: &Hash) -> aiaudit_store::Result<Option<u64>> {
+        match self {
+            BlobPlace::Dir(l) => l.blob_len(id),
+            BlobPlace::Object(o) => o.blob_len(id),
+        }
+    }
+    fn read_blob(&self, id: &Hash, offset: u64, len: usize) -> aiaudit_store::Result<Vec<u8>> {
+        match self {
+            BlobPlace::Dir(l) => l.read_blob(id, offset, len),
+            BlobPlace::Object(o) => o.read_blob(id, offset, len),
+        }
+    }
+    fn list_blobs(
+        &self,
+        each: &mut dyn FnMut(Hash, u64) -> aiaudit_store::Result<()>,
+    ) -> aiaudit_store::Result<()> {
+        match self {
+            BlobPlace::Dir(l) => l.list_blobs(each),
+            BlobPlace::Object(o) => o.list_blobs(each),
+        }
+    }
+}
+
 /// Checks every blob the audited entries list, with no key: present, and
 /// its stored bytes hashing to what the entry logs. Blobs no entry lists
 /// are counted as orphans, not problems.
 fn check_blobs(
-    log: &LogReader,
+    log: &BlobPlace<'_>,
     refs: &[(u64, BlobRef)],
     problems: &mut Vec<(Option<u64>, String)>,
 ) -> anyhow::Result<BlobAudit> {

@@ -54,6 +54,9 @@ pub struct LedgerConfig {
     /// Members (JSON Pointers, `/input/content`) stored out of line
     /// whenever present, whatever their size.
     pub blob_fields: Vec<String>,
+    /// `s3://bucket/prefix`: blobs in S3-compatible object storage instead
+    /// of the log's own backend (`None`: the data directory or the database).
+    pub blob_store: Option<String>,
     /// The master key file; `None`: `AIAUDIT_MASTER_KEY`, else `<data-dir>/master.key`.
     pub master_key_file: Option<PathBuf>,
     /// How long each tenant's events are kept ("*": every other tenant);
@@ -127,6 +130,7 @@ impl Default for LedgerConfig {
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             blob_threshold: DEFAULT_BLOB_THRESHOLD,
             blob_fields: Vec::new(),
+            blob_store: None,
             master_key_file: None,
             sensitive_fields: Vec::new(),
             max_index_lag_events: 1_000_000,

@@ -254,17 +254,29 @@ async fn open_storage(
     let storage = config.storage.clone();
     let ca = config.storage_ca.clone();
     let lease = aiaudit_store::LeaseConfig::with_length(config.publisher_lease);
-    tokio::task::spawn_blocking(move || match storage {
-        Some(url) => {
-            let (s, r) = PgStore::open_with(&url, ca.as_deref(), lease)
-                .context("opening the PostgreSQL log")?;
-            Ok((Arc::new(s) as Arc<dyn Storage>, r))
-        }
-        None => {
-            let (s, r) = FsStore::open(&dir)
-                .with_context(|| format!("opening data directory {}", dir.display()))?;
-            Ok((Arc::new(s) as Arc<dyn Storage>, r))
-        }
+    let blob_store = config.blob_store.clone();
+    tokio::task::spawn_blocking(move || {
+        let (log, recovery) = match storage {
+            Some(url) => {
+                let (s, r) = PgStore::open_with(&url, ca.as_deref(), lease)
+                    .context("opening the PostgreSQL log")?;
+                (Arc::new(s) as Arc<dyn Storage>, r)
+            }
+            None => {
+                let (s, r) = FsStore::open(&dir)
+                    .with_context(|| format!("opening data directory {}", dir.display()))?;
+                (Arc::new(s) as Arc<dyn Storage>, r)
+            }
+        };
+        // Large content in object storage, whatever holds the log.
+        let store = match blob_store {
+            Some(spec) => {
+                let blobs = aiaudit_store::ObjectBlobs::open(&spec)?;
+                Arc::new(aiaudit_store::WithObjectBlobs::new(log, blobs)) as Arc<dyn Storage>
+            }
+            None => log,
+        };
+        Ok((store, recovery))
     })
     .await?
 }

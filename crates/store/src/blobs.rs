@@ -25,7 +25,7 @@ pub(crate) fn hex(id: &Hash) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(name: &str) -> Option<Hash> {
+pub(crate) fn unhex(name: &str) -> Option<Hash> {
     if name.len() != 64 {
         return None;
     }

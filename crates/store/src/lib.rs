@@ -14,6 +14,7 @@ mod faulty;
 mod fs;
 #[cfg(feature = "fault-injection")]
 mod io_faults;
+mod object_blobs;
 mod pg;
 
 pub use error::{Error, Result};
@@ -22,6 +23,7 @@ pub use fs::{parse_checkpoint, write_atomically, FsStore, LogReader, Recovery, F
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub use io_faults::IoFaults;
+pub use object_blobs::{ObjectBlobs, WithObjectBlobs};
 pub use pg::{
     connector, is_postgres_url, probe, LeaseConfig, LeaseView, PgKeyRecords, PgProbe, PgStore,
     PG_SCHEMA_VERSION,
