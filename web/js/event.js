@@ -50,10 +50,11 @@ function blobsCard(index, decoded) {
         const ok = await verifyBlob(bytes, b);
         const value = JSON.parse(new TextDecoder().decode(bytes));
         const text = typeof value === 'string' ? value : JSON.stringify(value, null, 2);
+        // Content that does not match the logged entry is not shown at all.
         out.replaceChildren(
-          h('p', { class: 'blob-verdict' }, badge(ok, ok ? 'matches the commitment in the logged entry' : 'does NOT match the logged entry: do not rely on it')),
-          h('pre', {}, text.length > SHOWN ? text.slice(0, SHOWN) : text),
-          text.length > SHOWN ? h('p', { class: 'hint' }, `First ${SHOWN / 1024} KB of ${(text.length / 1024).toFixed(0)} KB shown.`) : null);
+          h('p', { class: 'blob-verdict' }, badge(ok, ok ? 'matches the commitment in the logged entry' : 'does NOT match the logged entry: not shown')),
+          ok ? h('pre', {}, text.length > SHOWN ? text.slice(0, SHOWN) : text) : null,
+          ok && text.length > SHOWN ? h('p', { class: 'hint' }, `First ${SHOWN / 1024} KB of ${(text.length / 1024).toFixed(0)} KB shown.`) : null);
       } catch (e) {
         out.replaceChildren(errorBox(e));
         load.disabled = false;

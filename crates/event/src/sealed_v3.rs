@@ -264,17 +264,32 @@ pub fn plan_blobs(
     threshold: usize,
     always: &[String],
 ) -> Vec<String> {
-    let mut out: Vec<String> = always
-        .iter()
-        .filter(|p| !is_clear_pointer(p) && pointer_get(event, p).is_some())
-        .cloned()
-        .collect();
+    let mut out: Vec<String> = Vec::new();
+    for p in always {
+        // No pointer may lie inside another: one of them would have no parent to go back into.
+        if !is_clear_pointer(p) && pointer_get(event, p).is_some() && !overlaps(&out, p) {
+            out.push(p.clone());
+        }
+    }
     if whole < threshold {
         return out;
     }
     let mut buf = Vec::new();
-    plan_object(event, "", threshold, &mut out, &mut buf);
+    plan_object(event, "", true, threshold, &mut out, &mut buf);
+    debug_assert!(out.iter().enumerate().all(|(i, p)| !overlaps(&out[..i], p)));
     out
+}
+
+/// Whether `p` lies strictly inside the member `q` names.
+fn is_below(p: &str, q: &str) -> bool {
+    p.len() > q.len() && p.starts_with(q) && p.as_bytes()[q.len()] == b'/'
+}
+
+/// Whether `p` equals, contains or lies inside a pointer of `chosen`.
+fn overlaps(chosen: &[String], p: &str) -> bool {
+    chosen
+        .iter()
+        .any(|q| q == p || is_below(p, q) || is_below(q, p))
 }
 
 fn canonical_len(v: &Value, buf: &mut Vec<u8>) -> usize {
@@ -304,31 +319,43 @@ fn is_clear_pointer(pointer: &str) -> bool {
     }
 }
 
+/// Plans the members of the object at `at`. A `pinned` object stays in the
+/// event whatever its size (the event itself, the objects holding clear
+/// fields, an object holding a member `blob_fields` names): its own members
+/// go, largest first, until the rest is under the threshold.
 fn plan_object(
     obj: &Map<String, Value>,
     at: &str,
+    pinned: bool,
     threshold: usize,
     out: &mut Vec<String>,
     buf: &mut Vec<u8>,
 ) {
+    // An object holding a member already chosen cannot go whole: plan inside it.
+    let mut holding = Vec::new();
     // The members that may move, with their sizes; clear ones stay.
-    let mut movable: Vec<(String, &Value, usize)> = obj
-        .iter()
-        .map(|(k, v)| (format!("{at}/{}", escape_token(k)), v))
-        .filter(|(p, _)| !is_clear_pointer(p) && !out.contains(p))
-        .map(|(p, v)| {
-            let n = canonical_len(v, buf);
-            (p, v, n)
-        })
-        .collect();
-    // An object holding clear fields (the event, source, actor, outcome,
-    // ai) cannot go whole: its members go, largest first, until the rest
-    // is under the threshold.
-    let pinned = at.is_empty() || CLEAR_FIELDS.iter().any(|(o, _)| format!("/{o}") == at);
+    let mut movable: Vec<(String, &Value, usize)> = Vec::new();
+    for (k, v) in obj {
+        let p = format!("{at}/{}", escape_token(k));
+        if is_clear_pointer(&p) || out.iter().any(|q| *q == p || is_below(&p, q)) {
+            continue;
+        }
+        if out.iter().any(|q| is_below(q, &p)) {
+            holding.push((p, v));
+            continue;
+        }
+        let n = canonical_len(v, buf);
+        movable.push((p, v, n));
+    }
+    for (p, v) in holding {
+        if let Value::Object(inner) = v {
+            plan_object(inner, &p, true, threshold, out, buf);
+        }
+    }
     if at.is_empty() {
         for (object, _) in &CLEAR_FIELDS[1..] {
             if let Some(Value::Object(inner)) = obj.get(*object) {
-                plan_object(inner, &format!("/{object}"), threshold, out, buf);
+                plan_object(inner, &format!("/{object}"), true, threshold, out, buf);
             }
         }
     }
@@ -910,6 +937,36 @@ mod tests {
         assert_eq!(&copy, e);
         assert!(put_member(&mut copy, "/input/content", json!(1)).is_err());
         assert!(put_member(&mut copy, "/nope/x", json!(1)).is_err());
+    }
+
+    #[test]
+    fn a_named_member_and_its_parent_never_both_go() {
+        let e = json!({"id": "e1", "output": {"content": "c".repeat(8000), "reasoning": "r".repeat(9000)},
+            "source": {"name": "n", "notes": "x".repeat(20_000)}});
+        let e = e.as_object().unwrap();
+        let named = [
+            "/output/content".to_string(),
+            "/output".to_string(),
+            "/source/notes/x".to_string(),
+        ];
+        let plan = plan_blobs(e, 60_000, 16 << 10, &named);
+        assert_eq!(plan, vec!["/output/content", "/source/notes"]);
+        // Whatever is named, every plan goes out and back to the same event.
+        for named in [
+            &["/output".to_string()][..],
+            &["/output/content".into(), "/output/reasoning".into()],
+        ] {
+            let plan = plan_blobs(e, 60_000, 8 << 10, named);
+            let mut copy = e.clone();
+            let taken: Vec<Value> = plan
+                .iter()
+                .map(|p| take_member(&mut copy, p).unwrap())
+                .collect();
+            for (p, v) in plan.iter().zip(taken) {
+                put_member(&mut copy, p, v).unwrap();
+            }
+            assert_eq!(&copy, e, "{plan:?}");
+        }
     }
 
     #[test]

@@ -129,17 +129,21 @@ impl Ledger {
             crate::sealing::encode_keeping_events(self, events, checked, sigs, &appended_by)
                 .await?;
         let appended = self.sequencer.append(encoded.entries).await?;
-        // A duplicate's blobs are listed by no entry (its first copy has its own).
+        // Durable from here on: the policy engine may see them (never waited for).
+        self.policies
+            .observe(&self.metrics, encoded.events, &appended);
+        // A duplicate's blobs are listed by no entry (its first copy has its
+        // own): removed off the answer's path, best effort.
         let unlisted: Vec<_> = appended
             .iter()
             .zip(&encoded.blobs)
             .filter(|(a, _)| a.duplicate)
             .flat_map(|(_, ids)| ids.iter().copied())
             .collect();
-        crate::sealing::remove_blobs(self, unlisted).await;
-        // Durable from here on: the policy engine may see them (never waited for).
-        self.policies
-            .observe(&self.metrics, encoded.events, &appended);
+        if !unlisted.is_empty() {
+            let ledger = self.clone();
+            tokio::spawn(async move { crate::sealing::remove_blobs(&ledger, unlisted).await });
+        }
         for (tenant, n) in &tenants {
             // Validated tenants only; the metrics cap how many they label.
             self.metrics.processed(tenant, *n);

@@ -45,7 +45,8 @@ pub(crate) fn open_failed(
     match e {
         crate::sealing::OpenError::Blob(detail) => {
             metrics.blob_integrity_failures.inc();
-            tracing::error!(index, error = %detail, "a blob failed its integrity check");
+            // The detail names the member (its pointer): the event's, not the log's.
+            tracing::error!(index, "a blob failed its integrity check");
             Error::new(
                 crate::error::Kind::Internal,
                 "integrity-error",
@@ -411,10 +412,13 @@ impl Ledger {
                 key: &key,
             };
             let total = r.size;
+            // Opening the entry authenticates its header (the AEAD's associated
+            // data): the tenant, key and blob reference used below are the
+            // ones sealed with the content, never a forged header's.
+            let opened = sealed
+                .open(&key)
+                .map_err(|e| Error::internal(format!("entry {index} cannot be read: {e}")))?;
             let Some((first, last)) = range else {
-                let opened = sealed
-                    .open(&key)
-                    .map_err(|e| Error::internal(format!("entry {index} cannot be read: {e}")))?;
                 let slot = opened.blobs.get(n).ok_or_else(|| {
                     Error::internal(format!("entry {index}: its opening lacks blob {n}"))
                 })?;
@@ -448,7 +452,9 @@ impl Ledger {
             let chunk = opener.header.chunk as u64;
             let mut at = first / chunk * chunk;
             opener.seek_chunk((first / chunk) as u32).map_err(blob_err)?;
-            let mut bytes = Vec::with_capacity((last - first + 1) as usize);
+            drop(opened);
+            let wanted = (last - first + 1).min(aiaudit_event::blob::CHUNK as u64 * 2);
+            let mut bytes = Vec::with_capacity(wanted as usize);
             while at <= last {
                 let Some(c) = opener.next_chunk().map_err(blob_err)? else {
                     break;

@@ -339,6 +339,9 @@ impl Ledger {
 
 /// Most events one export holds (the bundle is built in memory).
 pub const MAX_EXPORT_EVENTS: usize = 200_000;
+/// The most large content (blob bytes) one export carries: the bundle is
+/// built in memory before it is answered.
+pub const MAX_EXPORT_BLOB_BYTES: usize = 128 << 20;
 
 fn build_export(
     ledger: &Ledger,
@@ -365,6 +368,7 @@ fn build_export(
         &created,
     )
     .map_err(|e| internal(&e))?;
+    let mut blob_bytes = 0usize;
     'pages: loop {
         let page = ledger.index.query(&q)?;
         for row in &page.rows {
@@ -393,6 +397,18 @@ fn build_export(
                 crate::sealing::BlobMode::Raw,
             )
             .map_err(|e| crate::read::open_failed(&ledger.metrics, row.index, e))?;
+            blob_bytes += readable.blob_contents.iter().map(Vec::len).sum::<usize>();
+            if blob_bytes > MAX_EXPORT_BLOB_BYTES {
+                return Err(Error::new(
+                    Kind::TooLarge,
+                    "export-too-large",
+                    "Export too large",
+                    format!(
+                        "the matching events hold more than {} MiB of large content (blobs), which an export carries whole: narrow the export with from/to",
+                        MAX_EXPORT_BLOB_BYTES >> 20
+                    ),
+                ));
+            }
             let proof = aiaudit_tlog::prove_record(size, row.index, &&*ledger.store)
                 .map_err(|e| internal(&e))?;
             writer

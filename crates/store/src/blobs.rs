@@ -49,6 +49,16 @@ impl FsBlobs {
                 Err(e) => return Err(e.into()),
             }
             fs::create_dir_all(&tmp)?;
+            // Every shard exists before any blob is written, durably, so a
+            // blob's commit fsyncs only its own shard.
+            for b in 0..=255u8 {
+                let shard = dir.join(format!("{b:02x}"));
+                if !shard.is_dir() {
+                    fs::create_dir_all(&shard)?;
+                }
+            }
+            File::open(&dir)?.sync_all()?;
+            File::open(data_dir)?.sync_all()?;
         }
         Ok(FsBlobs { dir })
     }
@@ -147,13 +157,8 @@ impl BlobWriter for FsBlobWriter {
         self.file.get_ref().sync_all()?;
         let this = &*self;
         let shard = this.dest.parent().expect("a blob path has a shard");
-        let new_shard = !shard.exists();
-        fs::create_dir_all(shard)?;
         fs::rename(&this.tmp, &this.dest)?;
         File::open(shard)?.sync_all()?;
-        if new_shard {
-            File::open(shard.parent().expect("blobs/"))?.sync_all()?;
-        }
         Ok(())
     }
 }
