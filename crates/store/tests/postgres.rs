@@ -484,7 +484,9 @@ fn schema_4_rekeys_existing_entries_by_tenant() {
     // Put the database back as schema 3 left it.
     sql(
         &pg,
-        "DROP TABLE aiaudit_lease;
+        "DROP TABLE aiaudit_blobs;
+         DELETE FROM aiaudit_schema WHERE version = 6;
+         DROP TABLE aiaudit_lease;
          ALTER TABLE aiaudit_tree DROP COLUMN term;
          DELETE FROM aiaudit_schema WHERE version = 5;
          ALTER TABLE aiaudit_entries DROP CONSTRAINT aiaudit_entries_dedup_key;
