@@ -199,7 +199,15 @@ fn kill_nine_under_load_loses_nothing_acknowledged() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let kill_after = Duration::from_millis(300 + seed % 1200);
-        while started.elapsed() < kill_after {
+        // A random moment, but after something was acknowledged (a loaded
+        // machine can take longer than the shortest draw to answer a first
+        // batch), within a bound.
+        let acked_any = || !got.lock().unwrap().is_empty();
+        while started.elapsed() < kill_after || !acked_any() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "cycle {cycle}: no batch acknowledged within 60 s"
+            );
             let (_, cp) = signed(&server, &v);
             checkpoints.push(cp);
             std::thread::sleep(Duration::from_millis(100));
