@@ -94,3 +94,37 @@ fn passes_through_what_it_does_not_fault() {
     store.append(&batch(0, 1)).unwrap();
     assert_eq!(store.read_node(0, 0).unwrap(), entry("e0").leaf);
 }
+
+/// Blobs pass through a `FaultyStore` untouched; a failing disk (the append
+/// fault) fails a blob write too, and a read fault its reads.
+#[test]
+fn blobs_pass_through_and_fail_with_their_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inner, _) = FsStore::open(dir.path()).unwrap();
+    let store = FaultyStore::new(Arc::new(inner));
+    let faults: Arc<Faults> = store.faults.clone();
+    assert!(store.stores_blobs());
+    let id = [7u8; 32];
+    let mut w = store.blob_writer(&id).unwrap();
+    w.write(b"sealed bytes").unwrap();
+    w.commit().unwrap();
+    assert_eq!(store.blob_len(&id).unwrap(), Some(12));
+    assert_eq!(store.read_blob(&id, 7, 5).unwrap(), b"bytes");
+    let mut listed = Vec::new();
+    store
+        .list_blobs(&mut |id, n| {
+            listed.push((id, n));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(listed, vec![(id, 12)]);
+    Faults::set(&faults.append, true);
+    assert_injected(store.blob_writer(&[8; 32]).map(|_| ()), "blob write");
+    Faults::set(&faults.append, false);
+    Faults::set(&faults.reads, true);
+    assert_injected(store.read_blob(&id, 0, 1), "blob read");
+    Faults::set(&faults.reads, false);
+    store.remove_blob(&id).unwrap();
+    assert_eq!(store.blob_len(&id).unwrap(), None);
+    store.remove_blob(&id).unwrap();
+}
