@@ -14,11 +14,14 @@ pub fn after_decode(mut request: ExportLogsServiceRequest, encoding: Encoding) {
     stamp_receive_time(&mut request, 1_764_236_043_120_000_000);
     let sorted = sort_records(&request, true);
     assert_eq!(sorted.valid.len() + sorted.rejected, sorted.total);
-    for (event, prepared) in &sorted.valid {
+    for (event, checked) in &sorted.valid {
         let event = event.as_ref().expect("asked to keep events");
-        // The mapped event is what the entry holds, in canonical form.
-        let entry = aiaudit_event::decode_entry(&prepared.entry).expect("own entry decodes");
-        assert_eq!(Some(&entry.event), event.as_object());
+        // The validated form is the mapped event's canonical JSON, and it
+        // reads back as the same event.
+        let again: serde_json::Value =
+            serde_json::from_slice(&checked.canonical).expect("own canonical JSON parses");
+        assert_eq!(&again, event);
+        assert_eq!(Some(checked.id.as_str()), event["id"].as_str());
     }
     let _ = export_response(encoding, &sorted);
 }

@@ -74,8 +74,8 @@ fuzz_target!(|data: &[u8]| {
         made_up.is_err() || declared.signature == real,
         "a made-up signature verified"
     );
-    let per_event = verify_batch(verifier, declared.format, &bytes, &real)
-        .expect("a real signature verifies");
+    let per_event =
+        verify_batch(verifier, declared.format, &bytes, &real).expect("a real signature verifies");
     for (event, sig) in events.iter().zip(per_event) {
         let Value::Object(map) = event else {
             unreachable!("checked above")
