@@ -12,6 +12,7 @@ mod disk_full;
 mod emitter;
 mod encryption;
 mod interop;
+mod keyring_crash;
 mod large_events;
 mod ledger;
 mod network_faults;

@@ -53,6 +53,9 @@ fn validate_reports_each_check_and_fails_on_what_matters() {
         saved.to_str().unwrap(),
         "--token",
         &token,
+        // The host's free space is not this test's to decide.
+        "--min-free-disk",
+        "1MiB",
     ];
     let (ok, v) = validate(&data, &args);
     assert!(ok, "{v}");
@@ -97,6 +100,12 @@ fn validate_reports_each_check_and_fails_on_what_matters() {
     assert!(!ok);
     assert_eq!(status_of(&v, "signing key"), "fail");
     std::fs::set_permissions(data.join("log.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    // A disk with less room than the floor fails.
+    let mut short = args.to_vec();
+    *short.last_mut().unwrap() = "1000000TiB";
+    let (ok, v) = validate(&data, &short);
+    assert!(!ok);
+    assert_eq!(status_of(&v, "disk space"), "fail", "{v}");
     // A ledger that is not there fails the live checks.
     server.stop();
     let (ok, v) = validate(&data, &args);

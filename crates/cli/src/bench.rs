@@ -55,6 +55,11 @@ pub struct BenchArgs {
     /// the content of earlier measurements).
     #[arg(long, default_value = "prose", value_parser = ["prose", "pad"])]
     content: String,
+    /// Which data subject each event names: `none`, or `distinct`, a new
+    /// subject per event (each gets a key of its own: the load of an AI
+    /// assistant with millions of users).
+    #[arg(long, default_value = "none", value_parser = ["none", "distinct"])]
+    subjects: String,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -65,9 +70,13 @@ pub struct BenchArgs {
 struct Template {
     body: Vec<u8>,
     id_offsets: Vec<usize>,
+    /// Where each event's subject sits (`--subjects distinct`): it gets the
+    /// event's id, so every event names a subject never seen before.
+    subject_offsets: Vec<usize>,
 }
 
 const PLACEHOLDER: &str = "00000000-0000-7000-8000-000000000000";
+const SUBJECT_PLACEHOLDER: &str = "11111111-1111-7111-8111-111111111111";
 
 /// Text of `len` bytes made of pseudo-words: 2,048 words of one to four
 /// syllables, drawn with a Zipf-like skew, as model prompts and answers
@@ -104,12 +113,13 @@ fn prose(seed: u64, len: usize) -> String {
     out
 }
 
-fn make_template(n: u64, size: usize, content: &str) -> Template {
+fn make_template(n: u64, size: usize, content: &str, subjects: bool) -> Template {
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     let mut body = Vec::with_capacity((n as usize) * (size + 2) + 2);
     let mut id_offsets = Vec::with_capacity(n as usize);
+    let mut subject_offsets = Vec::new();
     body.push(b'[');
     for i in 0..n {
         if i > 0 {
@@ -124,6 +134,9 @@ fn make_template(n: u64, size: usize, content: &str) -> Template {
             "actor": {"id": "bench", "type": "agent"},
             "attributes": {"pad": ""},
         });
+        if subjects {
+            event["subject"] = json!(SUBJECT_PLACEHOLDER);
+        }
         let base = serde_json::to_vec(&event).unwrap_or_default().len();
         let fill = size.saturating_sub(base);
         event["attributes"]["pad"] = json!(match content {
@@ -136,19 +149,34 @@ fn make_template(n: u64, size: usize, content: &str) -> Template {
             .position(|w| w == PLACEHOLDER.as_bytes())
             .expect("the placeholder id is in the event");
         id_offsets.push(body.len() + at);
+        if subjects {
+            let at = text
+                .windows(SUBJECT_PLACEHOLDER.len())
+                .position(|w| w == SUBJECT_PLACEHOLDER.as_bytes())
+                .expect("the placeholder subject is in the event");
+            subject_offsets.push(body.len() + at);
+        }
         body.extend(text);
     }
     body.push(b']');
-    Template { body, id_offsets }
+    Template {
+        body,
+        id_offsets,
+        subject_offsets,
+    }
 }
 
 impl Template {
     fn instantiate(&self) -> Vec<u8> {
         let mut body = self.body.clone();
-        for &at in &self.id_offsets {
+        for (i, &at) in self.id_offsets.iter().enumerate() {
             let id = uuid::Uuid::now_v7();
             id.hyphenated()
                 .encode_lower(&mut body[at..at + PLACEHOLDER.len()]);
+            if let Some(&s) = self.subject_offsets.get(i) {
+                id.hyphenated()
+                    .encode_lower(&mut body[s..s + SUBJECT_PLACEHOLDER.len()]);
+            }
         }
         body
     }
@@ -205,7 +233,13 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.events.div_ceil(args.batch)
     };
-    let full = Arc::new(make_template(args.batch, args.size, &args.content));
+    let subjects = args.subjects == "distinct";
+    let full = Arc::new(make_template(
+        args.batch,
+        args.size,
+        &args.content,
+        subjects,
+    ));
     let last = args.events % args.batch;
     let tail = Arc::new(make_template(
         if last == 0 || deadline.is_some() {
@@ -215,6 +249,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         },
         args.size,
         &args.content,
+        subjects,
     ));
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();

@@ -27,9 +27,41 @@ pub struct ValidateArgs {
     /// Rotation policy: the master key's longest life, e.g. 365d.
     #[arg(long, default_value = "365d")]
     master_key_max_age: String,
+    /// Free space the data directory's disk must keep (fail below it): bytes
+    /// or with a unit, e.g. 2GiB, 500MiB. Under 10 % of the disk is a warning.
+    #[arg(long, default_value = "2GiB", value_parser = parse_size)]
+    min_free_disk: u64,
     /// JSON report on stdout.
     #[arg(long)]
     json: bool,
+}
+
+/// `1234`, `64KiB`, `500MiB`, `2GiB`, `1TiB` (binary units; KB/MB/GB/TB are decimal).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?}: a size is a whole number with an optional unit, e.g. 2GiB"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        other => {
+            return Err(format!(
+                "{other:?}: unknown unit (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
+            ))
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("{s:?}: too large"))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -61,7 +93,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     };
     if let Some(c) = &config {
         check_files(&mut r, c, &args);
-        check_disk(&mut r, &c.data_dir);
+        check_disk(&mut r, &c.data_dir, args.min_free_disk);
         check_tls(&mut r, c);
         if let Some(url) = &c.storage {
             check_storage(&mut r, c, url);
@@ -270,7 +302,7 @@ fn check_storage(r: &mut Report, c: &aiaudit_ledger::LedgerConfig, url: &str) {
 }
 
 /// The data directory takes a write and an fsync, and has room to grow.
-fn check_disk(r: &mut Report, dir: &Path) {
+fn check_disk(r: &mut Report, dir: &Path, min_free: u64) {
     let probe_dir = if dir.exists() {
         dir.to_path_buf()
     } else {
@@ -304,7 +336,9 @@ fn check_disk(r: &mut Report, dir: &Path) {
             0.0
         };
         let gib = free as f64 / (1u64 << 30) as f64;
-        let level = if pct < 3.0 || gib < 1.0 {
+        // An absolute floor, not a share: 3 % of a large disk is still many
+        // gigabytes of room, while 3 % of a small one may be none.
+        let level = if free < min_free {
             Level::Fail
         } else if pct < 10.0 {
             Level::Warn
@@ -314,7 +348,10 @@ fn check_disk(r: &mut Report, dir: &Path) {
         r.add(
             "disk space",
             level,
-            format!("{gib:.1} GiB free ({pct:.0} %)"),
+            format!(
+                "{gib:.1} GiB free ({pct:.0} %), floor {:.1} GiB",
+                min_free as f64 / (1u64 << 30) as f64
+            ),
         );
     }
 }
@@ -552,4 +589,22 @@ fn check_checkpoint(
     }
     std::fs::write(path, note)?;
     Ok(detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_binary_and_decimal_units() {
+        assert_eq!(parse_size("1234"), Ok(1234));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("5 MB"), Ok(5_000_000));
+        assert!(parse_size("2 gigs").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("GiB").is_err());
+        assert!(parse_size("99999999999TiB")
+            .unwrap_err()
+            .contains("too large"));
+    }
 }

@@ -12,12 +12,18 @@
 pub mod master;
 pub mod records;
 mod ring;
+mod subject_index;
 
 pub use master::{KeyProvider, LocalMasterKey, MasterKeySource, Wrapped};
-pub use records::{FileRecords, Record, RecordStore, KEYRING_FILE, RECORD_LEN};
+pub use records::{
+    record_kind, record_live, record_subject, FileRecords, Record, RecordStore, SubjectCounts,
+    KEYRING_FILE, KIND_SALT, KIND_SUBJECT_KEY, KIND_TENANT_KEY, RECORD_LEN, TAG_AT,
+};
 pub use ring::{
     valid_record, KeyChoice, Keyring, KeyringStats, DEFAULT_MAX_KEY_AGE_SECS, HMAC_PREFIX,
+    SUBJECT_CACHE,
 };
+pub use subject_index::INDEX_FILE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -36,6 +36,12 @@ pub trait KeyProvider: Send + Sync {
     fn begin_rotation(&self) -> Result<()>;
     /// Ends a rotation once nothing is wrapped by the old key any more.
     fn finish_rotation(&self) -> Result<()>;
+    /// Whether a rotation is under way (an old key still unwraps), so that
+    /// opening the keyring must finish re-wrapping. Providers that cannot
+    /// tell say true: the keyring then checks every record.
+    fn rotating(&self) -> bool {
+        true
+    }
 }
 
 /// First 8 bytes of SHA-256("aiaudit master key" || key): names a master
@@ -251,6 +257,10 @@ impl KeyProvider for LocalMasterKey {
         }
         keys.previous = None;
         Ok(())
+    }
+
+    fn rotating(&self) -> bool {
+        LocalMasterKey::rotating(self)
     }
 }
 

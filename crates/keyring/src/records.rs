@@ -23,10 +23,54 @@ pub(crate) const HEADER_LEN: u64 = 64;
 /// One keyring record.
 pub type Record = [u8; RECORD_LEN];
 
+/// Record kinds (byte 5 of a record; layout in docs/format.md).
+pub const KIND_TENANT_KEY: u8 = 1;
+pub const KIND_SUBJECT_KEY: u8 = 2;
+pub const KIND_SALT: u8 = 3;
+/// Where a record's tag (a subject key's HMAC of the subject) sits.
+pub const TAG_AT: usize = 89;
+const TENANT_LEN_AT: usize = 24;
+const MAX_TENANT: usize = 64;
+
+/// Whether a record holds a live key (byte 4: 1 live, 2 destroyed).
+pub fn record_live(r: &Record) -> bool {
+    r[4] == 1
+}
+
+/// A record's kind (whether or not its checksum holds).
+pub fn record_kind(r: &Record) -> u8 {
+    r[5]
+}
+
+/// The tenant and tag of a subject-key record; None for other kinds.
+pub fn record_subject(r: &Record) -> Option<(&[u8], [u8; 32])> {
+    let len = r[TENANT_LEN_AT] as usize;
+    if record_kind(r) != KIND_SUBJECT_KEY || len > MAX_TENANT {
+        return None;
+    }
+    let tenant = &r[TENANT_LEN_AT + 1..TENANT_LEN_AT + 1 + len];
+    let tag = r[TAG_AT..TAG_AT + 32].try_into().expect("32 bytes");
+    Some((tenant, tag))
+}
+
+/// Counts of subject keys, kept by the store so that nothing has to read
+/// every record to report them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubjectCounts {
+    pub live: u64,
+    pub destroyed: u64,
+}
+
 /// Durable storage of keyring records.
+///
+/// A keyring only ever holds its tenants' records (salts and tenant keys: a
+/// few per tenant) in memory; subject keys, one or more per data subject, are
+/// fetched by number or by (tenant, tag) when needed. The methods with
+/// defaults read everything through [`RecordStore::load`], which is right
+/// only for small stores (tests); real ones answer from an index.
 pub trait RecordStore: Send + Sync {
     /// Every record, in number order, and the mark to pass to
-    /// [`RecordStore::changes`] next.
+    /// [`RecordStore::changes`] next. Whole-keyring copies (migration) only.
     fn load(&self) -> Result<(Vec<Record>, u64)>;
     /// Durably appends `records` as numbers `at, at + 1, …`. Writes nothing
     /// and returns false when the store no longer holds exactly `at` records
@@ -50,6 +94,67 @@ pub trait RecordStore: Send + Sync {
     fn snapshot(&self) -> Result<Vec<u8>> {
         let (records, _) = self.load()?;
         Ok(file_image(&records))
+    }
+    /// How many records there are (the next record's number).
+    fn count(&self) -> Result<u64> {
+        Ok(self.load()?.0.len() as u64)
+    }
+    /// Record `number`, None past the end.
+    fn get(&self, number: u64) -> Result<Option<Record>> {
+        Ok(self.load()?.0.get(number as usize).copied())
+    }
+    /// Every record that is not a subject key (salts and tenant keys), with
+    /// its number, and the mark to pass to [`RecordStore::changes`] next.
+    fn tenant_records(&self) -> Result<(Vec<(u64, Record)>, u64)> {
+        let (records, mark) = self.load()?;
+        let numbered = (0..).zip(records);
+        Ok((
+            numbered
+                .filter(|(_, r)| record_kind(r) != KIND_SUBJECT_KEY)
+                .collect(),
+            mark,
+        ))
+    }
+    /// Every subject-key record (live or destroyed) of `tag` in `tenant`,
+    /// with its number, in number order.
+    fn subject_records(&self, tenant: &str, tag: &[u8; 32]) -> Result<Vec<(u64, Record)>> {
+        let (records, _) = self.load()?;
+        Ok((0..)
+            .zip(records)
+            .filter(|(_, r)| record_subject(r) == Some((tenant.as_bytes(), *tag)))
+            .collect())
+    }
+    /// Up to `max` records from number `from` on: passes over the whole
+    /// keyring (rotation, retention) in bounded memory.
+    fn scan(&self, from: u64, max: usize) -> Result<Vec<(u64, Record)>> {
+        let (records, _) = self.load()?;
+        Ok((0..).zip(records).skip(from as usize).take(max).collect())
+    }
+    /// When a data key rotation cut short began (unix seconds), so that
+    /// running it again finishes it rather than starting over. A store that
+    /// cannot keep it answers None: the next rotation starts afresh.
+    fn rotation_started(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+    /// Records (Some) or clears (None) when a data key rotation began.
+    fn set_rotation_started(&self, _started: Option<u64>) -> Result<()> {
+        Ok(())
+    }
+    /// Live and destroyed subject keys.
+    fn subject_counts(&self) -> Result<SubjectCounts> {
+        let (records, _) = self.load()?;
+        let mut c = SubjectCounts::default();
+        for r in records
+            .iter()
+            .filter(|r| record_kind(r) == KIND_SUBJECT_KEY)
+        {
+            if record_live(r) {
+                c.live += 1;
+            } else {
+                c.destroyed += 1;
+            }
+        }
+        Ok(c)
     }
 }
 
@@ -96,18 +201,31 @@ pub fn parse_image(
     Ok(records)
 }
 
+/// Header bytes holding the keyring file's id (random, written at first
+/// open; zero in files written before the index existed), which ties the
+/// subject index to its file.
+const FILE_ID_AT: usize = 32;
+/// Records indexed per transaction when the index catches up at open.
+const CATCH_UP_CHUNK: u64 = 65_536;
+
 /// The keyring file in a data directory (mode 0600): records appended with
-/// one fsync per batch, rewritten in place.
+/// one fsync per batch, rewritten in place; and its index (`keyring.idx`),
+/// so that opening it and finding a subject's keys never read every record.
 pub struct FileRecords {
     path: PathBuf,
     file: Mutex<File>,
-    /// The records found at open (torn tail cut away); `load` returns them.
-    opened: Mutex<Option<Vec<Record>>>,
+    /// Records in the file (whole, checked ones).
+    count: std::sync::atomic::AtomicU64,
+    index: crate::subject_index::SubjectIndex,
 }
 
 impl FileRecords {
-    /// Opens (creating if missing, mode 0600) the keyring file in `dir`, and
-    /// cuts a record torn by a crash. `valid` checks one record.
+    /// Opens (creating if missing, mode 0600) the keyring file in `dir` and
+    /// its index. Records the index has not durably seen (appended since its
+    /// last durable commit, or every record of a file it never saw) are
+    /// checked with `valid` and indexed; the first that fails is a record
+    /// torn by a crash (its append never returned) and is cut away with
+    /// everything after it.
     pub fn open(dir: &Path, valid: impl Fn(&Record) -> bool) -> Result<FileRecords> {
         let path = dir.join(KEYRING_FILE);
         let mut file = OpenOptions::new()
@@ -118,30 +236,127 @@ impl FileRecords {
             .mode(0o600)
             .open(&path)?;
         crate::check_private(&path, file.metadata()?.permissions().mode())?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        if bytes.is_empty() {
-            bytes = file_image(&[]);
-            file.write_all(&bytes)?;
+        let mut header = [0u8; HEADER_LEN as usize];
+        let len = file.metadata()?.len();
+        if len == 0 {
+            header[..HEADER.len()].copy_from_slice(HEADER);
+            file.write_all(&header)?;
             file.sync_all()?;
             fs::File::open(dir)?.sync_all()?;
+        } else {
+            let n = file.read(&mut header)?;
+            if n < HEADER_LEN as usize && len >= HEADER_LEN {
+                file.read_exact_at(&mut header, 0)?;
+            }
         }
-        let records = parse_image(&bytes, &path.display().to_string(), true, valid)?;
-        let keep = HEADER_LEN + (records.len() * RECORD_LEN) as u64;
-        if keep < bytes.len() as u64 {
+        if len != 0 && (len < HEADER_LEN || !header.starts_with(HEADER)) {
+            return Err(Error::Corrupt(format!(
+                "{} does not start with {:?}",
+                path.display(),
+                String::from_utf8_lossy(HEADER).trim()
+            )));
+        }
+        let mut id = u64::from_be_bytes(header[FILE_ID_AT..FILE_ID_AT + 8].try_into().expect("8"));
+        if id == 0 {
+            // A file from before the index (or a new one): give it an id.
+            let mut bytes = [0u8; 8];
+            getrandom::getrandom(&mut bytes)
+                .map_err(|e| Error::Key(format!("no randomness: {e}")))?;
+            bytes[0] |= 1;
+            file.write_all_at(&bytes, FILE_ID_AT as u64)?;
+            file.sync_all()?;
+            id = u64::from_be_bytes(bytes);
+        }
+        let (index, mut indexed) = crate::subject_index::SubjectIndex::open(dir, id)?;
+        let whole = (file.metadata()?.len() - HEADER_LEN) / RECORD_LEN as u64;
+        if indexed > whole {
+            // The index knows records the file lacks: not this file's index.
+            index.reset(id)?;
+            indexed = 0;
+        }
+        // Index the tail the index has not durably seen.
+        let mut count = indexed;
+        'tail: while count < whole {
+            let n = CATCH_UP_CHUNK.min(whole - count);
+            let mut bytes = vec![0u8; n as usize * RECORD_LEN];
+            file.read_exact_at(&mut bytes, offset(count))?;
+            let mut records = Vec::with_capacity(n as usize);
+            let mut torn = false;
+            for chunk in bytes.chunks(RECORD_LEN) {
+                let r: Record = chunk.try_into().expect("whole records");
+                if !valid(&r) {
+                    torn = true;
+                    break;
+                }
+                records.push(r);
+            }
+            index.add(count, &records, true)?;
+            count += records.len() as u64;
+            if torn {
+                let last = count + 1 == whole;
+                if !last && !tail_is_torn(&file, count, whole, &valid)? {
+                    return Err(Error::Corrupt(format!(
+                        "record {count} of {} fails its checksum",
+                        path.display()
+                    )));
+                }
+                break 'tail;
+            }
+        }
+        let keep = offset(count);
+        if keep < file.metadata()?.len() {
+            tracing::warn!(
+                records = count,
+                "the keyring file ends in a record torn by a crash: cut away"
+            );
             file.set_len(keep)?;
             file.sync_all()?;
         }
         Ok(FileRecords {
             path,
             file: Mutex::new(file),
-            opened: Mutex::new(Some(records)),
+            count: std::sync::atomic::AtomicU64::new(count),
+            index,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    fn read_at(&self, number: u64, records: u64) -> Result<Vec<u8>> {
+        let file = self.file.lock().expect("keyring file lock");
+        let mut bytes = vec![0u8; records as usize * RECORD_LEN];
+        file.read_exact_at(&mut bytes, offset(number))?;
+        Ok(bytes)
+    }
+}
+
+/// Whether every record from `from` to the end fails its check: what a torn
+/// append leaves (records written in one call, none of them acknowledged).
+/// A bad record followed by good ones is damage instead.
+fn tail_is_torn(
+    file: &File,
+    from: u64,
+    whole: u64,
+    valid: &impl Fn(&Record) -> bool,
+) -> Result<bool> {
+    // A good record after the bad one cannot be told from damage (the pages
+    // of a torn append may reach the disk in any order), so it is refused,
+    // for an operator to look at. Read what follows in bounded chunks.
+    let mut at = from + 1;
+    while at < whole {
+        let n = CATCH_UP_CHUNK.min(whole - at);
+        let mut bytes = vec![0u8; n as usize * RECORD_LEN];
+        file.read_exact_at(&mut bytes, offset(at))?;
+        for chunk in bytes.chunks(RECORD_LEN) {
+            if valid(&chunk.try_into().expect("whole records")) {
+                return Ok(false);
+            }
+        }
+        at += n;
+    }
+    Ok(true)
 }
 
 pub(crate) fn offset(number: u64) -> u64 {
@@ -150,24 +365,30 @@ pub(crate) fn offset(number: u64) -> u64 {
 
 impl RecordStore for FileRecords {
     fn load(&self) -> Result<(Vec<Record>, u64)> {
-        if let Some(records) = self.opened.lock().expect("keyring lock").take() {
-            return Ok((records, 0));
-        }
         let bytes = self.snapshot()?;
         Ok((parse_image(&bytes, &self.describe(), false, |_| true)?, 0))
     }
 
     fn append(&self, at: u64, records: &[Record]) -> Result<bool> {
-        // Only this process writes the file, so `at` is right by
-        // construction; bytes past it are what a failed append left.
-        let file = self.file.lock().expect("keyring file lock");
-        let bytes: Vec<u8> = records.iter().flatten().copied().collect();
-        let end = offset(at) + bytes.len() as u64;
-        file.write_all_at(&bytes, offset(at))?;
-        if file.metadata()?.len() > end {
-            file.set_len(end)?;
+        {
+            // Only this process writes the file, so `at` is right by
+            // construction; bytes past it are what a failed append left.
+            let file = self.file.lock().expect("keyring file lock");
+            let bytes: Vec<u8> = records.iter().flatten().copied().collect();
+            let end = offset(at) + bytes.len() as u64;
+            file.write_all_at(&bytes, offset(at))?;
+            if file.metadata()?.len() > end {
+                file.set_len(end)?;
+            }
+            file.sync_data()?;
+            self.count.store(
+                at + records.len() as u64,
+                std::sync::atomic::Ordering::SeqCst,
+            );
         }
-        file.sync_data()?;
+        // The records are durable: the index follows (a crash before its
+        // commit is made good at the next open).
+        self.index.add(at, records, false)?;
         Ok(true)
     }
 
@@ -175,12 +396,18 @@ impl RecordStore for FileRecords {
         if records.is_empty() {
             return Ok(());
         }
-        let file = self.file.lock().expect("keyring file lock");
-        for (number, r) in records {
-            file.write_all_at(r, offset(*number))?;
+        let mut changes = Vec::with_capacity(records.len());
+        {
+            let file = self.file.lock().expect("keyring file lock");
+            for (number, r) in records {
+                let mut old = [0u8; RECORD_LEN];
+                file.read_exact_at(&mut old, offset(*number))?;
+                file.write_all_at(r, offset(*number))?;
+                changes.push((old, *r));
+            }
+            file.sync_data()?;
         }
-        file.sync_data()?;
-        Ok(())
+        self.index.overwritten(&changes)
     }
 
     fn describe(&self) -> String {
@@ -189,9 +416,68 @@ impl RecordStore for FileRecords {
 
     fn snapshot(&self) -> Result<Vec<u8>> {
         let file = self.file.lock().expect("keyring file lock");
-        let len = file.metadata()?.len();
+        let len = offset(self.count.load(std::sync::atomic::Ordering::SeqCst));
         let mut bytes = vec![0u8; len as usize];
         file.read_exact_at(&mut bytes, 0)?;
         Ok(bytes)
+    }
+
+    fn count(&self) -> Result<u64> {
+        Ok(self.count.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    fn get(&self, number: u64) -> Result<Option<Record>> {
+        if number >= self.count()? {
+            return Ok(None);
+        }
+        let bytes = self.read_at(number, 1)?;
+        Ok(Some(bytes.try_into().expect("one record")))
+    }
+
+    fn tenant_records(&self) -> Result<(Vec<(u64, Record)>, u64)> {
+        let mut out = Vec::new();
+        for n in self.index.tenant_numbers()? {
+            if let Some(r) = self.get(n)? {
+                out.push((n, r));
+            }
+        }
+        Ok((out, 0))
+    }
+
+    fn subject_records(&self, tenant: &str, tag: &[u8; 32]) -> Result<Vec<(u64, Record)>> {
+        let mut out = Vec::new();
+        for n in self.index.subject_numbers(tenant.as_bytes(), tag)? {
+            if let Some(r) = self.get(n)? {
+                if record_subject(&r) == Some((tenant.as_bytes(), *tag)) {
+                    out.push((n, r));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn scan(&self, from: u64, max: usize) -> Result<Vec<(u64, Record)>> {
+        let count = self.count()?;
+        if from >= count {
+            return Ok(Vec::new());
+        }
+        let n = (max as u64).min(count - from);
+        let bytes = self.read_at(from, n)?;
+        Ok((from..)
+            .zip(bytes.chunks(RECORD_LEN))
+            .map(|(i, c)| (i, c.try_into().expect("whole records")))
+            .collect())
+    }
+
+    fn subject_counts(&self) -> Result<SubjectCounts> {
+        self.index.counts()
+    }
+
+    fn rotation_started(&self) -> Result<Option<u64>> {
+        self.index.rotation_started()
+    }
+
+    fn set_rotation_started(&self, started: Option<u64>) -> Result<()> {
+        self.index.set_rotation_started(started)
     }
 }

@@ -4,24 +4,34 @@
 //! record's number is the key id entries name. New records are appended with
 //! one durable write per batch; a record is rewritten in place to re-wrap
 //! (master key rotation) or destroy (erasure) its key.
+//!
+//! Memory is bounded by the number of tenants, not of data subjects: the
+//! tenants' records (salts and tenant keys) are held, while subject keys are
+//! read from the store by number or by (tenant, tag) when needed and kept in
+//! a cache of [`SUBJECT_CACHE`] entries.
 
 use crate::master::{KeyProvider, Wrapped};
-use crate::records::{FileRecords, Record, RecordStore, RECORD_LEN as RECORD};
+use crate::records::{
+    FileRecords, Record, RecordStore, SubjectCounts, KIND_SALT as SALT,
+    KIND_SUBJECT_KEY as SUBJECT_KEY, KIND_TENANT_KEY as TENANT_KEY, RECORD_LEN as RECORD,
+};
 use crate::{Error, Result};
-use std::collections::HashMap;
+use hashlink::LruCache;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const MAGIC: &[u8; 4] = b"AKR1";
 const LIVE: u8 = 1;
 const DESTROYED: u8 = 2;
-const TENANT_KEY: u8 = 1;
-const SUBJECT_KEY: u8 = 2;
-const SALT: u8 = 3;
 const MAX_TENANT: usize = 64;
 /// Prefix of HMAC values (sensitive fields, subject tags).
 pub const HMAC_PREFIX: &str = "hmac-sha256:";
+/// Subject keys kept unwrapped in memory (about 200 bytes each).
+pub const SUBJECT_CACHE: usize = 65_536;
+/// Records read or rewritten at a time by passes over the whole keyring.
+const PASS_CHUNK: usize = 16_384;
 
 #[derive(Debug, Clone)]
 struct Meta {
@@ -33,17 +43,46 @@ struct Meta {
     master: [u8; 8],
 }
 
-#[derive(Default)]
 struct State {
-    records: Vec<Meta>,
-    /// Unwrapped secrets of live records (data keys and salts), by record number.
+    /// Salts and tenant keys (a few per tenant), live or destroyed.
+    tenant_records: BTreeMap<u64, Meta>,
+    /// Unwrapped secrets of the live ones.
     secrets: HashMap<u64, [u8; 32]>,
     salts: HashMap<String, u64>,
     tenant_current: HashMap<String, u64>,
-    subject_current: HashMap<(String, [u8; 32]), u64>,
+    /// Live subject keys recently used: record number to (meta, key).
+    subject_keys: LruCache<u64, (Meta, [u8; 32])>,
+    /// The newest subject key of (tenant, tag) recently looked up.
+    subject_current: LruCache<(String, [u8; 32]), u64>,
+    /// How many records exist: the next record's number.
+    count: u64,
+    subjects: SubjectCounts,
+    /// Bumped by every destruction, so that a key read from the store while
+    /// one ran is not cached live afterwards.
+    epoch: u64,
     /// Where [`RecordStore::changes`] continues from.
     mark: u64,
 }
+
+impl Default for State {
+    fn default() -> State {
+        State {
+            tenant_records: BTreeMap::new(),
+            secrets: HashMap::new(),
+            salts: HashMap::new(),
+            tenant_current: HashMap::new(),
+            subject_keys: LruCache::new(SUBJECT_CACHE),
+            subject_current: LruCache::new(SUBJECT_CACHE),
+            count: 0,
+            subjects: SubjectCounts::default(),
+            epoch: 0,
+            mark: 0,
+        }
+    }
+}
+
+/// A data key and its record number.
+type NumberedKey = (u64, [u8; 32]);
 
 /// The key an event is sealed under, and its subject's tag if it names one.
 #[derive(Debug, Clone)]
@@ -65,11 +104,16 @@ pub struct KeyringStats {
 pub struct Keyring {
     records: Box<dyn RecordStore>,
     provider: Arc<dyn KeyProvider>,
-    state: RwLock<State>,
+    state: Mutex<State>,
     /// Data keys older than this are replaced on their next use, so a key
     /// seals events of a bounded period and retention can destroy it whole.
     max_key_age_secs: std::sync::atomic::AtomicU64,
+    /// When a shared store's subject key counts were last read.
+    counted_at: Mutex<Option<std::time::Instant>>,
 }
+
+/// How often a shared store's subject key counts are read again.
+const COUNTS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How many times an append may lose the race to another node before
 /// giving up (each loss means that node's keys are pulled and reused).
@@ -159,8 +203,9 @@ fn random32() -> Result<[u8; 32]> {
 }
 
 impl Keyring {
-    /// Opens (creating if missing, mode 0600) the keyring file in `dir`,
-    /// unwraps every live key, and finishes a master key rotation cut short.
+    /// Opens (creating if missing, mode 0600) the keyring file in `dir` and
+    /// its subject index, unwraps the tenants' keys, and finishes a master
+    /// key rotation cut short.
     pub fn open(dir: &Path, provider: Arc<dyn KeyProvider>) -> Result<Keyring> {
         let records = FileRecords::open(dir, |r| decode(r).is_some())?;
         Keyring::open_with(Box::new(records), provider)
@@ -175,15 +220,22 @@ impl Keyring {
         let ring = Keyring {
             records,
             provider,
-            state: RwLock::new(State::default()),
+            state: Mutex::new(State::default()),
             max_key_age_secs: std::sync::atomic::AtomicU64::new(DEFAULT_MAX_KEY_AGE_SECS),
+            counted_at: Mutex::new(Some(std::time::Instant::now())),
         };
         {
-            let mut state = ring.state.write().expect("keyring lock");
+            let mut state = ring.lock();
             ring.reload(&mut state)?;
         }
-        ring.rewrap_all()?;
+        if ring.provider.rotating() {
+            ring.rewrap_all()?;
+        }
         Ok(ring)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("keyring lock")
     }
 
     /// Where the records are kept, for messages.
@@ -196,37 +248,42 @@ impl Keyring {
         self.records.shared()
     }
 
-    /// Reads every record again and unwraps the live ones.
+    fn corrupt(&self, number: u64) -> Error {
+        Error::Corrupt(format!(
+            "record {number} of {} fails its checksum",
+            self.records.describe()
+        ))
+    }
+
+    /// Reads the tenants' records again and unwraps the live ones; subject
+    /// keys are read when used.
     fn reload(&self, state: &mut State) -> Result<()> {
-        let (records, mark) = self.records.load()?;
+        let (records, mark) = self.records.tenant_records()?;
         let mut fresh = State {
             mark,
+            count: self.records.count()?,
+            subjects: self.records.subject_counts()?,
+            epoch: state.epoch + 1,
             ..State::default()
         };
-        for (number, r) in records.iter().enumerate() {
-            self.add_record(&mut fresh, number as u64, r)?;
+        for (number, r) in &records {
+            let (meta, wrapped) = decode(r).ok_or_else(|| self.corrupt(*number))?;
+            if meta.kind == SUBJECT_KEY {
+                continue;
+            }
+            if meta.live {
+                let secret = self.provider.unwrap(&wrapped, &aad(*number, &meta))?;
+                fresh.secrets.insert(*number, secret);
+            }
+            fresh.index(*number, &meta);
+            fresh.tenant_records.insert(*number, meta);
         }
         *state = fresh;
         Ok(())
     }
 
-    fn add_record(&self, state: &mut State, number: u64, r: &Record) -> Result<()> {
-        let (meta, wrapped) = decode(r).ok_or_else(|| {
-            Error::Corrupt(format!(
-                "record {number} of {} fails its checksum",
-                self.records.describe()
-            ))
-        })?;
-        if meta.live {
-            let secret = self.provider.unwrap(&wrapped, &aad(number, &meta))?;
-            state.secrets.insert(number, secret);
-        }
-        state.index(number, &meta);
-        state.records.push(meta);
-        Ok(())
-    }
-
-    /// Takes in what other nodes appended or changed since the last pull.
+    /// Takes in what other nodes appended or changed since the last pull:
+    /// their tenant records, and destructions of subject keys held here.
     fn pull(&self, state: &mut State) -> Result<()> {
         if !self.records.shared() {
             return Ok(());
@@ -234,24 +291,46 @@ impl Keyring {
         let (mut changes, mark) = self.records.changes(state.mark)?;
         changes.sort_by_key(|(n, _)| *n);
         for (number, r) in &changes {
-            let known = state.records.len() as u64;
-            if *number == known {
-                self.add_record(state, *number, r)?;
-            } else if *number > known {
+            let (meta, wrapped) = decode(r).ok_or_else(|| self.corrupt(*number))?;
+            let number = *number;
+            if number > state.count {
                 // Never expected (appends are contiguous); start over.
                 return self.reload(state);
-            } else {
-                let (meta, _) = decode(r).ok_or_else(|| {
-                    Error::Corrupt(format!(
-                        "record {number} of {} fails its checksum",
-                        self.records.describe()
-                    ))
-                })?;
-                let n = *number as usize;
-                if state.records[n].live && !meta.live {
-                    state.destroyed(*number);
+            }
+            let new = number == state.count;
+            if new {
+                state.count += 1;
+            }
+            if meta.kind == SUBJECT_KEY {
+                match (new, meta.live) {
+                    (true, true) => state.subjects.live += 1,
+                    (true, false) => state.subjects.destroyed += 1,
+                    (false, false) => {
+                        // Counted by the node that destroyed it; the counts
+                        // are re-read now and then (see `refresh`).
+                        state.epoch += 1;
+                        state.forget_subject_key(number);
+                    }
+                    (false, true) => {
+                        if let Some((m, _)) = state.subject_keys.get_mut(&number) {
+                            m.master = meta.master;
+                        }
+                    }
                 }
-                state.records[n].master = meta.master;
+                continue;
+            }
+            if new {
+                if meta.live {
+                    let secret = self.provider.unwrap(&wrapped, &aad(number, &meta))?;
+                    state.secrets.insert(number, secret);
+                }
+                state.index(number, &meta);
+                state.tenant_records.insert(number, meta);
+            } else if let Some(held) = state.tenant_records.get_mut(&number) {
+                held.master = meta.master;
+                if held.live && !meta.live {
+                    state.destroyed_tenant_record(number);
+                }
             }
         }
         state.mark = mark;
@@ -260,12 +339,31 @@ impl Keyring {
 
     /// Takes in keys other nodes of a shared log created or destroyed
     /// (a no-op on a keyring file). Servers call it every second or so.
+    /// Subject key counts are re-read from the store every minute (other
+    /// nodes' erasures are not counted as they arrive).
     pub fn refresh(&self) -> Result<()> {
         if !self.records.shared() {
             return Ok(());
         }
-        let mut state = self.state.write().expect("keyring lock");
-        self.pull(&mut state)
+        let recount = {
+            let mut at = self.counted_at.lock().expect("count lock");
+            let due = at.is_none_or(|t| t.elapsed() >= COUNTS_EVERY);
+            if due {
+                *at = Some(std::time::Instant::now());
+            }
+            due
+        };
+        let counts = if recount {
+            Some(self.records.subject_counts()?)
+        } else {
+            None
+        };
+        let mut state = self.lock();
+        self.pull(&mut state)?;
+        if let Some(c) = counts {
+            state.subjects = c;
+        }
+        Ok(())
     }
 
     /// Plans new records with `plan` and appends them durably. When another
@@ -276,25 +374,25 @@ impl Keyring {
         plan: impl Fn(&Keyring, &mut State, &mut Vec<Record>) -> Result<T>,
     ) -> Result<T> {
         for _ in 0..MAX_APPEND_RACES {
-            let mut state = self.state.write().expect("keyring lock");
+            let mut state = self.lock();
             self.pull(&mut state)?;
-            let before = state.records.len();
+            let before = state.count;
             let mut new = Vec::new();
             let planned = plan(self, &mut state, &mut new);
             let appended = match &planned {
                 Ok(_) if new.is_empty() => Ok(true),
-                Ok(_) => self.records.append(before as u64, &new),
+                Ok(_) => self.records.append(before, &new),
                 Err(_) => Ok(false),
             };
             match appended {
                 Ok(true) => return planned,
                 Ok(false) => {
                     // Nothing may be sealed under a key that is not durable.
-                    state.forget_from(before);
+                    state.forget_from(before, &new);
                     planned?;
                 }
                 Err(e) => {
-                    state.forget_from(before);
+                    state.forget_from(before, &new);
                     return Err(e);
                 }
             }
@@ -319,32 +417,105 @@ impl Keyring {
                     ring.create(state, new, SALT, tenant, [0; 32])?;
                 }
             }
+            let mut chosen = Vec::with_capacity(wants.len());
+            // Subjects named twice in one batch share the key made for the first.
+            let mut made: HashMap<(&str, [u8; 32]), NumberedKey> = HashMap::new();
             for (tenant, subject) in wants {
-                match subject {
+                let choice = match subject {
                     None => {
-                        if state.current(tenant, None, fresh).is_none() {
-                            ring.create(state, new, TENANT_KEY, tenant, [0; 32])?;
+                        let number = match state.current(tenant, fresh) {
+                            Some(n) => n,
+                            None => ring.create(state, new, TENANT_KEY, tenant, [0; 32])?.0,
+                        };
+                        KeyChoice {
+                            key_id: number,
+                            key: state.secrets[&number],
+                            subject_tag: None,
                         }
                     }
                     Some(s) => {
                         let tag = state.tag(tenant, s).expect("salt created above");
-                        if state.current(tenant, Some(tag), fresh).is_none() {
-                            ring.create(state, new, SUBJECT_KEY, tenant, tag)?;
+                        let found = match made.get(&(*tenant, tag)) {
+                            Some(m) => Some(*m),
+                            None => ring.current_subject_key(state, tenant, tag, fresh)?,
+                        };
+                        let (number, key) = match found {
+                            Some(f) => f,
+                            None => {
+                                let made_now = ring.create(state, new, SUBJECT_KEY, tenant, tag)?;
+                                made.insert((*tenant, tag), made_now);
+                                made_now
+                            }
+                        };
+                        KeyChoice {
+                            key_id: number,
+                            key,
+                            subject_tag: Some(tag_string(&tag)),
                         }
                     }
-                }
+                };
+                chosen.push(choice);
             }
-            Ok(state.choose(wants, fresh).expect("every key exists now"))
+            Ok(chosen)
         })
     }
 
-    /// Like [`Keyring::choose`] when every key exists already; never writes.
+    /// Like [`Keyring::choose`] when every key is known already; never
+    /// writes and never reads the store (it runs on async workers).
     pub fn lookup(&self, wants: &[(&str, Option<&str>)]) -> Option<Vec<KeyChoice>> {
         let fresh = self.fresh_after();
-        self.state
-            .read()
-            .expect("keyring lock")
-            .choose(wants, fresh)
+        let mut state = self.lock();
+        wants
+            .iter()
+            .map(|(tenant, subject)| match subject {
+                None => {
+                    let number = state.current(tenant, fresh)?;
+                    Some(KeyChoice {
+                        key_id: number,
+                        key: *state.secrets.get(&number)?,
+                        subject_tag: None,
+                    })
+                }
+                Some(s) => {
+                    let tag = state.tag(tenant, s)?;
+                    let (number, key) = state.cached_subject_key(tenant, tag, fresh)?;
+                    Some(KeyChoice {
+                        key_id: number,
+                        key,
+                        subject_tag: Some(tag_string(&tag)),
+                    })
+                }
+            })
+            .collect()
+    }
+
+    /// The newest live subject key of (tenant, tag) created at or after
+    /// `fresh_after`: from the cache, else from the store (and cached).
+    fn current_subject_key(
+        &self,
+        state: &mut State,
+        tenant: &str,
+        tag: [u8; 32],
+        fresh_after: u64,
+    ) -> Result<Option<(u64, [u8; 32])>> {
+        if let Some(found) = state.cached_subject_key(tenant, tag, fresh_after) {
+            return Ok(Some(found));
+        }
+        let mut newest = None;
+        for (number, r) in self.records.subject_records(tenant, &tag)? {
+            // The store's index is a hint: the record itself must say so.
+            let (meta, wrapped) = decode(&r).ok_or_else(|| self.corrupt(number))?;
+            if meta.live && meta.kind == SUBJECT_KEY && meta.tenant == tenant && meta.tag == tag {
+                newest = Some((number, meta, wrapped));
+            }
+        }
+        let Some((number, meta, wrapped)) = newest else {
+            return Ok(None);
+        };
+        let key = self.provider.unwrap(&wrapped, &aad(number, &meta))?;
+        let created = meta.created;
+        state.remember_subject_key(number, meta, key);
+        Ok((created >= fresh_after).then_some((number, key)))
     }
 
     /// Sets how old a data key may get before its next use replaces it.
@@ -370,67 +541,141 @@ impl Keyring {
 
     /// Every tenant the keyring knows.
     pub fn tenants(&self) -> Vec<String> {
-        let mut t: Vec<String> = self
-            .state
-            .read()
-            .expect("keyring lock")
-            .salts
-            .keys()
-            .cloned()
-            .collect();
+        let mut t: Vec<String> = self.lock().salts.keys().cloned().collect();
         t.sort();
         t
     }
 
     /// Retention: destroys every data key (tenant and subject keys, not the
     /// salt) of `tenant` created before `created_before` (unix seconds).
-    /// Returns how many were destroyed.
+    /// Returns how many were destroyed. Subject keys are found by one pass
+    /// over the store in bounded chunks.
     pub fn expire(&self, tenant: &str, created_before: u64) -> Result<usize> {
-        let mut state = self.state.write().expect("keyring lock");
-        self.pull(&mut state)?;
-        self.destroy_where(&mut state, |m| {
-            m.kind != SALT && m.tenant == tenant && m.created < created_before
-        })
+        let doomed = |m: &Meta| m.kind != SALT && m.tenant == tenant && m.created < created_before;
+        let mut destroyed = {
+            let mut state = self.lock();
+            self.pull(&mut state)?;
+            let held: Vec<(u64, Meta)> = state
+                .tenant_records
+                .iter()
+                .filter(|(_, m)| m.live && doomed(m))
+                .map(|(n, m)| (*n, m.clone()))
+                .collect();
+            self.destroy(&mut state, held)?
+        };
+        destroyed += self.pass(
+            |chunk| {
+                Ok(chunk
+                    .into_iter()
+                    .filter(|(_, m)| m.kind == SUBJECT_KEY && m.live && doomed(m))
+                    .collect())
+            },
+            |found| self.destroy(&mut self.lock(), found),
+        )?;
+        Ok(destroyed)
+    }
+
+    /// One pass over every record in chunks: `pick` chooses from each
+    /// chunk, `act` handles the choice (taking the lock itself). Records
+    /// appended meanwhile (by `act` too) are not part of the pass.
+    fn pass(
+        &self,
+        pick: impl Fn(Vec<(u64, Meta)>) -> Result<Vec<(u64, Meta)>>,
+        act: impl Fn(Vec<(u64, Meta)>) -> Result<usize>,
+    ) -> Result<usize> {
+        let mut from = 0;
+        let mut done = 0;
+        let end = self.lock().count;
+        loop {
+            let max = PASS_CHUNK.min(end.saturating_sub(from) as usize);
+            let chunk = if max == 0 {
+                Vec::new()
+            } else {
+                self.records.scan(from, max)?
+            };
+            let Some((last, _)) = chunk.last() else {
+                return Ok(done);
+            };
+            from = last + 1;
+            let mut metas = Vec::with_capacity(chunk.len());
+            for (number, r) in &chunk {
+                let (meta, _) = decode(r).ok_or_else(|| self.corrupt(*number))?;
+                metas.push((*number, meta));
+            }
+            let picked = pick(metas)?;
+            if !picked.is_empty() {
+                done += act(picked)?;
+            }
+        }
     }
 
     /// A data key by id, if it exists and was not destroyed. An id this node
     /// has not seen yet (another node of a shared log made it) is pulled.
     pub fn key(&self, id: u64) -> Option<[u8; 32]> {
-        let (found, known) = {
-            let state = self.state.read().expect("keyring lock");
-            (state.key(id), state.records.len() as u64)
+        let (known, epoch) = {
+            let mut state = self.lock();
+            if let Some(found) = state.held_key(id) {
+                return found;
+            }
+            (state.count, state.epoch)
         };
-        if found.is_some() || id < known || !self.records.shared() {
-            return found;
+        if id >= known && self.records.shared() {
+            if let Err(e) = self.refresh() {
+                tracing::warn!(error = %e, key_id = id, "pulling keyring records");
+            }
         }
-        if let Err(e) = self.refresh() {
-            tracing::warn!(error = %e, key_id = id, "pulling keyring records");
+        let record = match self.records.get(id) {
+            Ok(Some(r)) => r,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::error!(error = %e, key_id = id, "reading a keyring record");
+                return None;
+            }
+        };
+        let Some((meta, wrapped)) = decode(&record) else {
+            tracing::error!(key_id = id, "a keyring record fails its checksum");
+            return None;
+        };
+        if !meta.live || meta.kind == SALT {
+            return None;
         }
-        self.state.read().expect("keyring lock").key(id)
+        let key = match self.provider.unwrap(&wrapped, &aad(id, &meta)) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!(error = %e, key_id = id, "unwrapping a data key");
+                return None;
+            }
+        };
+        let mut state = self.lock();
+        if meta.kind == SUBJECT_KEY && state.epoch == epoch {
+            state.remember_subject_key(id, meta, key);
+        }
+        Some(key)
     }
 
     /// Whether key `id` existed and was destroyed (erased content).
     pub fn destroyed(&self, id: u64) -> bool {
-        let state = self.state.read().expect("keyring lock");
-        state.records.get(id as usize).is_some_and(|m| !m.live)
+        {
+            let state = self.lock();
+            if let Some(m) = state.tenant_records.get(&id) {
+                return !m.live;
+            }
+            if state.subject_keys.contains_key(&id) {
+                return false;
+            }
+        }
+        matches!(self.records.get(id), Ok(Some(r)) if decode(&r).is_some_and(|(m, _)| !m.live))
     }
 
     /// HMAC-SHA256 of `value` under the tenant's salt, as `hmac-sha256:<hex>`
     /// (creates the salt on first use).
     pub fn hmac(&self, tenant: &str, value: &[u8]) -> Result<String> {
-        let salt = {
-            let state = self.state.read().expect("keyring lock");
-            state.salt(tenant)
-        };
+        let salt = self.lock().salt(tenant);
         let salt = match salt {
             Some(s) => s,
             None => {
                 self.choose(&[(tenant, None)])?;
-                self.state
-                    .read()
-                    .expect("keyring lock")
-                    .salt(tenant)
-                    .expect("salt just created")
+                self.lock().salt(tenant).expect("salt just created")
             }
         };
         Ok(tag_string(&hmac_raw(&salt, value)))
@@ -439,64 +684,120 @@ impl Keyring {
     /// Like [`Keyring::hmac`], but never creates the salt: None for a tenant
     /// that has none yet (so nothing of it was ever tagged).
     pub fn hmac_if_salted(&self, tenant: &str, value: &[u8]) -> Option<String> {
-        let salt = self.state.read().expect("keyring lock").salt(tenant)?;
+        let salt = self.lock().salt(tenant)?;
         Some(tag_string(&hmac_raw(&salt, value)))
     }
 
     /// Crypto-shredding: destroys every key (current and rotated) of the
     /// subject. Returns how many keys were destroyed and the subject's tag.
     pub fn erase(&self, tenant: &str, subject: &str) -> Result<(usize, Option<String>)> {
-        let mut state = self.state.write().expect("keyring lock");
+        let mut state = self.lock();
         // Keys other nodes made for this subject are destroyed too.
         self.pull(&mut state)?;
         let Some(tag) = state.tag(tenant, subject) else {
             return Ok((0, None));
         };
-        let destroyed = self.destroy_where(&mut state, |m| {
-            m.kind == SUBJECT_KEY && m.tenant == tenant && m.tag == tag
-        })?;
+        let mut doomed = Vec::new();
+        for (number, r) in self.records.subject_records(tenant, &tag)? {
+            let (meta, _) = decode(&r).ok_or_else(|| self.corrupt(number))?;
+            if meta.live && meta.kind == SUBJECT_KEY && meta.tenant == tenant && meta.tag == tag {
+                doomed.push((number, meta));
+            }
+        }
+        let destroyed = self.destroy(&mut state, doomed)?;
         Ok((destroyed, Some(tag_string(&tag))))
     }
 
-    /// Crypto-shredding: every live record `doomed` picks gets its wrapped
-    /// key overwritten with zeros in place, durably, then is forgotten here.
-    fn destroy_where(&self, state: &mut State, doomed: impl Fn(&Meta) -> bool) -> Result<usize> {
-        let mut writes = Vec::new();
-        for (number, m) in state.records.iter().enumerate() {
-            if m.live && doomed(m) {
+    /// Crypto-shredding: each record's wrapped key is overwritten with zeros
+    /// in place, durably, then forgotten here.
+    fn destroy(&self, state: &mut State, doomed: Vec<(u64, Meta)>) -> Result<usize> {
+        let writes: Vec<(u64, Record)> = doomed
+            .iter()
+            .map(|(number, m)| {
                 let mut gone = m.clone();
                 gone.live = false;
-                writes.push((number as u64, encode(&gone, None)));
+                (*number, encode(&gone, None))
+            })
+            .collect();
+        // Whatever happens to the write, nothing cached may outlive it.
+        state.epoch += 1;
+        for (number, m) in &doomed {
+            if m.kind == SUBJECT_KEY {
+                state.forget_subject_key(*number);
             }
         }
         self.records.overwrite(&writes)?;
-        for (number, _) in &writes {
-            state.destroyed(*number);
+        for (number, m) in &doomed {
+            if m.kind == SUBJECT_KEY {
+                state.subjects.live = state.subjects.live.saturating_sub(1);
+                state.subjects.destroyed += 1;
+            } else {
+                state.destroyed_tenant_record(*number);
+            }
         }
         Ok(writes.len())
     }
 
     /// New current data keys for every tenant and subject; old ones keep
     /// decrypting what they sealed. Salts never rotate. Returns the count.
+    ///
+    /// Keys created up to the second the rotation began are replaced.
+    /// Subjects are rotated chunk by chunk in one pass over the store: a
+    /// subject whose newest key is younger than the rotation is skipped, so a
+    /// rotation cut short is finished by running it again (it starts from
+    /// the moment the store recorded for the one cut short).
     pub fn rotate(&self) -> Result<usize> {
-        self.add_durably(|ring, state, new| {
-            let mut todo: Vec<(u8, String, [u8; 32])> = state
+        let since = match self.records.rotation_started()? {
+            Some(t) => t,
+            None => {
+                let t = now();
+                self.records.set_rotation_started(Some(t))?;
+                t
+            }
+        };
+        let tenants = self.add_durably(|ring, state, new| {
+            let mut todo: Vec<String> = state
                 .tenant_current
-                .keys()
-                .map(|t| (TENANT_KEY, t.clone(), [0; 32]))
+                .iter()
+                .filter(|(_, n)| state.tenant_records[n].created <= since)
+                .map(|(t, _)| t.clone())
                 .collect();
-            todo.extend(
-                state
-                    .subject_current
-                    .keys()
-                    .map(|(t, tag)| (SUBJECT_KEY, t.clone(), *tag)),
-            );
             todo.sort();
-            for (kind, tenant, tag) in &todo {
-                ring.create(state, new, *kind, tenant, *tag)?;
+            for tenant in &todo {
+                ring.create(state, new, TENANT_KEY, tenant, [0; 32])?;
             }
             Ok(todo.len())
-        })
+        })?;
+        let subjects = self.pass(
+            |chunk| {
+                Ok(chunk
+                    .into_iter()
+                    .filter(|(_, m)| m.kind == SUBJECT_KEY && m.live && m.created <= since)
+                    .collect())
+            },
+            |found| {
+                let mut tags: Vec<(String, [u8; 32])> =
+                    found.into_iter().map(|(_, m)| (m.tenant, m.tag)).collect();
+                tags.sort();
+                tags.dedup();
+                self.add_durably(|ring, state, new| {
+                    let mut made = 0;
+                    for (tenant, tag) in &tags {
+                        // Only a subject with no key younger than the rotation.
+                        if ring
+                            .current_subject_key(state, tenant, *tag, since + 1)?
+                            .is_none()
+                        {
+                            ring.create(state, new, SUBJECT_KEY, tenant, *tag)?;
+                            made += 1;
+                        }
+                    }
+                    Ok(made)
+                })
+            },
+        )?;
+        self.records.set_rotation_started(None)?;
+        Ok(tenants + subjects)
     }
 
     /// Master key rotation: a new master key, then every live record
@@ -512,45 +813,66 @@ impl Keyring {
         self.rewrap_all()
     }
 
-    /// Re-wraps every record not under the current master key, then lets the
-    /// provider retire the old one.
+    /// Re-wraps every record not under the current master key, chunk by
+    /// chunk (a pass cut short is finished at the next start, while the
+    /// provider still holds the old key), then lets the provider retire it.
     fn rewrap_all(&self) -> Result<usize> {
-        let mut state = self.state.write().expect("keyring lock");
         let current = self.provider.current_id();
-        let mut writes = Vec::new();
-        for number in 0..state.records.len() {
-            let n = number as u64;
-            let m = &state.records[number];
-            if !m.live || m.master == current {
-                continue;
-            }
-            let wrapped = self.provider.wrap(&state.secrets[&n], &aad(n, m))?;
-            let mut rewrapped = m.clone();
-            rewrapped.master = wrapped.master;
-            writes.push((n, encode(&rewrapped, Some(&wrapped)), rewrapped));
-        }
-        let records: Vec<(u64, Record)> = writes.iter().map(|(n, r, _)| (*n, *r)).collect();
-        self.records.overwrite(&records)?;
-        let count = writes.len();
-        for (n, _, m) in writes {
-            state.records[n as usize] = m;
-        }
-        drop(state);
+        let count = self.pass(
+            |chunk| {
+                Ok(chunk
+                    .into_iter()
+                    .filter(|(_, m)| m.live && m.master != current)
+                    .collect())
+            },
+            |found| {
+                let ring = self;
+                let mut state = self.lock();
+                let mut writes = Vec::with_capacity(found.len());
+                for (n, _) in found {
+                    // Re-read under the lock: an erasure may have come between.
+                    let Some(r) = ring.records.get(n)? else {
+                        continue;
+                    };
+                    let (m2, wrapped) = decode(&r).ok_or_else(|| ring.corrupt(n))?;
+                    if !m2.live || m2.master == current {
+                        continue;
+                    }
+                    let secret = ring.provider.unwrap(&wrapped, &aad(n, &m2))?;
+                    let w = ring.provider.wrap(&secret, &aad(n, &m2))?;
+                    let mut rewrapped = m2;
+                    rewrapped.master = w.master;
+                    writes.push((n, encode(&rewrapped, Some(&w)), rewrapped));
+                }
+                let records: Vec<(u64, Record)> = writes.iter().map(|(n, r, _)| (*n, *r)).collect();
+                ring.records.overwrite(&records)?;
+                for (n, _, m) in &writes {
+                    if let Some(held) = state.tenant_records.get_mut(n) {
+                        held.master = m.master;
+                    }
+                    if let Some((held, _)) = state.subject_keys.get_mut(n) {
+                        held.master = m.master;
+                    }
+                }
+                Ok(writes.len())
+            },
+        )?;
         self.provider.finish_rotation()?;
         Ok(count)
     }
 
     pub fn stats(&self) -> KeyringStats {
-        let state = self.state.read().expect("keyring lock");
+        let state = self.lock();
         let mut s = KeyringStats {
             tenants: state.salts.len(),
+            subject_keys: state.subjects.live as usize,
+            destroyed_keys: state.subjects.destroyed as usize,
             ..Default::default()
         };
-        for m in &state.records {
+        for m in state.tenant_records.values() {
             match (m.live, m.kind) {
                 (false, _) => s.destroyed_keys += 1,
                 (true, TENANT_KEY) => s.tenant_keys += 1,
-                (true, SUBJECT_KEY) => s.subject_keys += 1,
                 _ => {}
             }
         }
@@ -560,7 +882,7 @@ impl Keyring {
     /// The keyring in the keyring file format (wrapped keys only: useless
     /// without the master key), for backups.
     pub fn snapshot(&self) -> Result<Vec<u8>> {
-        let _state = self.state.read().expect("keyring lock");
+        let _state = self.lock();
         self.records.snapshot()
     }
 
@@ -572,13 +894,13 @@ impl Keyring {
         kind: u8,
         tenant: &str,
         tag: [u8; 32],
-    ) -> Result<()> {
+    ) -> Result<(u64, [u8; 32])> {
         if tenant.is_empty() || tenant.len() > MAX_TENANT {
             return Err(Error::Invalid(format!(
                 "tenant {tenant:?} must be 1 to {MAX_TENANT} bytes"
             )));
         }
-        let number = state.records.len() as u64;
+        let number = state.count;
         let mut meta = Meta {
             kind,
             live: true,
@@ -591,10 +913,16 @@ impl Keyring {
         let wrapped = self.provider.wrap(&secret, &aad(number, &meta))?;
         meta.master = wrapped.master;
         new.push(encode(&meta, Some(&wrapped)));
-        state.secrets.insert(number, secret);
-        state.index(number, &meta);
-        state.records.push(meta);
-        Ok(())
+        state.count += 1;
+        if kind == SUBJECT_KEY {
+            state.subjects.live += 1;
+            state.remember_subject_key(number, meta, secret);
+        } else {
+            state.secrets.insert(number, secret);
+            state.index(number, &meta);
+            state.tenant_records.insert(number, meta);
+        }
+        Ok((number, secret))
     }
 }
 
@@ -604,40 +932,90 @@ pub fn valid_record(r: &Record) -> bool {
 }
 
 impl State {
-    fn key(&self, id: u64) -> Option<[u8; 32]> {
-        let meta = self.records.get(id as usize)?;
-        if meta.kind == SALT {
-            return None;
+    /// A key this state answers for without the store: Some(None) for a
+    /// salt or a destroyed tenant key, None when the store must be asked.
+    fn held_key(&mut self, id: u64) -> Option<Option<[u8; 32]>> {
+        if let Some(m) = self.tenant_records.get(&id) {
+            return Some(if m.kind == SALT {
+                None
+            } else {
+                self.secrets.get(&id).copied()
+            });
         }
-        self.secrets.get(&id).copied()
+        self.subject_keys.get(&id).map(|(_, k)| Some(*k))
     }
 
-    /// Record `number` was destroyed: its secret is forgotten, and it is no
-    /// longer anyone's current key.
-    fn destroyed(&mut self, number: u64) {
-        let Some(m) = self.records.get_mut(number as usize) else {
+    fn remember_subject_key(&mut self, number: u64, meta: Meta, key: [u8; 32]) {
+        let id = (meta.tenant.clone(), meta.tag);
+        let newer = self
+            .subject_current
+            .peek(&id)
+            .is_none_or(|held| *held <= number);
+        if newer {
+            self.subject_current.insert(id, number);
+        }
+        self.subject_keys.insert(number, (meta, key));
+    }
+
+    fn forget_subject_key(&mut self, number: u64) {
+        if let Some((m, _)) = self.subject_keys.remove(&number) {
+            let id = (m.tenant, m.tag);
+            if self.subject_current.peek(&id) == Some(&number) {
+                self.subject_current.remove(&id);
+            }
+        }
+    }
+
+    /// The cached newest key of (tenant, tag), if it is fresh enough.
+    fn cached_subject_key(
+        &mut self,
+        tenant: &str,
+        tag: [u8; 32],
+        fresh_after: u64,
+    ) -> Option<(u64, [u8; 32])> {
+        let number = *self.subject_current.get(&(tenant.to_string(), tag))?;
+        let (m, key) = self.subject_keys.get(&number)?;
+        (m.live && m.created >= fresh_after).then_some((number, *key))
+    }
+
+    /// Tenant record `number` was destroyed: its secret is forgotten, and it
+    /// is no longer anyone's current key.
+    fn destroyed_tenant_record(&mut self, number: u64) {
+        let Some(m) = self.tenant_records.get_mut(&number) else {
             return;
         };
         m.live = false;
         self.secrets.remove(&number);
         self.tenant_current.retain(|_, n| *n != number);
-        self.subject_current.retain(|_, n| *n != number);
+        self.salts.retain(|_, n| *n != number);
     }
 
-    /// Drops records `from..` (never written) and rebuilds the lookups.
-    fn forget_from(&mut self, from: usize) {
-        for n in from..self.records.len() {
-            self.secrets.remove(&(n as u64));
+    /// Drops records `from..` (`unwritten`, never written) and rebuilds the lookups.
+    fn forget_from(&mut self, from: u64, unwritten: &[Record]) {
+        let subjects = unwritten
+            .iter()
+            .filter(|r| crate::records::record_kind(r) == SUBJECT_KEY)
+            .count();
+        self.subjects.live = self.subjects.live.saturating_sub(subjects as u64);
+        let dropped: Vec<u64> = self
+            .subject_keys
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| *n >= from)
+            .collect();
+        for n in dropped {
+            self.forget_subject_key(n);
         }
-        self.records.truncate(from);
+        self.tenant_records.retain(|n, _| *n < from);
+        self.secrets.retain(|n, _| *n < from);
+        self.count = from;
         self.salts.clear();
         self.tenant_current.clear();
-        self.subject_current.clear();
-        let records = std::mem::take(&mut self.records);
-        for (n, m) in records.iter().enumerate() {
-            self.index(n as u64, m);
+        let records = std::mem::take(&mut self.tenant_records);
+        for (n, m) in &records {
+            self.index(*n, m);
         }
-        self.records = records;
+        self.tenant_records = records;
     }
 
     fn index(&mut self, number: u64, m: &Meta) {
@@ -650,10 +1028,6 @@ impl State {
             }
             TENANT_KEY => {
                 self.tenant_current.insert(m.tenant.clone(), number);
-            }
-            SUBJECT_KEY => {
-                self.subject_current
-                    .insert((m.tenant.clone(), m.tag), number);
             }
             _ => {}
         }
@@ -670,38 +1044,12 @@ impl State {
         Some(hmac_raw(&self.salt(tenant)?, subject.as_bytes()))
     }
 
-    /// The current key of a tenant (or of a subject, by tag), if it is
-    /// live and was created at or after `fresh_after`.
-    fn current(&self, tenant: &str, tag: Option<[u8; 32]>, fresh_after: u64) -> Option<u64> {
-        let n = match tag {
-            None => *self.tenant_current.get(tenant)?,
-            Some(tag) => *self.subject_current.get(&(tenant.to_string(), tag))?,
-        };
-        let m = &self.records[n as usize];
+    /// The current key of a tenant, if it is live and was created at or
+    /// after `fresh_after`.
+    fn current(&self, tenant: &str, fresh_after: u64) -> Option<u64> {
+        let n = *self.tenant_current.get(tenant)?;
+        let m = &self.tenant_records[&n];
         (m.live && m.created >= fresh_after).then_some(n)
-    }
-
-    fn choose(&self, wants: &[(&str, Option<&str>)], fresh_after: u64) -> Option<Vec<KeyChoice>> {
-        wants
-            .iter()
-            .map(|(tenant, subject)| {
-                let (number, tag) = match subject {
-                    None => (self.current(tenant, None, fresh_after)?, None),
-                    Some(s) => {
-                        let tag = self.tag(tenant, s)?;
-                        (
-                            self.current(tenant, Some(tag), fresh_after)?,
-                            Some(tag_string(&tag)),
-                        )
-                    }
-                };
-                Some(KeyChoice {
-                    key_id: number,
-                    key: *self.secrets.get(&number)?,
-                    subject_tag: tag,
-                })
-            })
-            .collect()
     }
 }
 
@@ -836,7 +1184,12 @@ mod tests {
         // Expiry destroys the old generation of tenant a only.
         let cutoff = second
             .iter()
-            .map(|c| ring.state.read().unwrap().records[c.key_id as usize].created)
+            .map(|c| {
+                decode(&ring.records.get(c.key_id).unwrap().unwrap())
+                    .unwrap()
+                    .0
+                    .created
+            })
             .min()
             .unwrap();
         assert_eq!(ring.expire("a", cutoff).unwrap(), 2);
@@ -953,14 +1306,14 @@ mod tests {
         b.refresh().unwrap();
         // Both plan record 2 next; b appends first, a must not clobber it.
         let by_b_meanwhile = {
-            let mut state = a.state.write().unwrap();
-            let before = state.records.len();
+            let mut state = a.lock();
+            let before = state.count;
             let mut new = Vec::new();
             a.create(&mut state, &mut new, TENANT_KEY, "y", [0; 32])
                 .unwrap();
             let by_b = b.choose(&[("z", None)]).unwrap();
-            assert!(!a.records.append(before as u64, &new).unwrap());
-            state.forget_from(before);
+            assert!(!a.records.append(before, &new).unwrap());
+            state.forget_from(before, &new);
             by_b
         };
         let y = a.choose(&[("y", None)]).unwrap()[0].clone();
@@ -1006,5 +1359,143 @@ mod tests {
         let copy = Keyring::open(dir.path(), Arc::new(m)).unwrap();
         assert_eq!(copy.key(after.key_id), Some(after.key));
         assert_eq!(copy.key(alice.key_id), None);
+    }
+
+    /// A keyring file as versions before the index wrote it: no id in the
+    /// header, no `keyring.idx`.
+    fn make_pre_index(dir: &Path) {
+        fs::remove_file(dir.join(crate::INDEX_FILE)).unwrap();
+        let path = dir.join(KEYRING_FILE);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[32..40].fill(0);
+        assert!(bytes[18..64].iter().all(|&b| b == 0), "the old header");
+        fs::write(&path, &bytes).unwrap();
+    }
+
+    #[test]
+    fn a_keyring_from_before_the_index_is_indexed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = open(dir.path());
+        let subjects: Vec<String> = (0..300).map(|i| format!("subject-{i}")).collect();
+        let wants: Vec<(&str, Option<&str>)> = subjects
+            .iter()
+            .map(|s| ("t", Some(s.as_str())))
+            .chain([("t", None), ("u", Some("subject-0"))])
+            .collect();
+        let before = ring.choose(&wants).unwrap();
+        ring.erase("t", "subject-7").unwrap();
+        let stats = ring.stats();
+        assert_eq!(stats.subject_keys, 300);
+        assert_eq!(stats.destroyed_keys, 1);
+        drop(ring);
+        make_pre_index(dir.path());
+
+        let again = open(dir.path());
+        assert_eq!(again.stats(), stats, "counts rebuilt from the file");
+        let after = again.choose(&wants).unwrap();
+        for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+            if i == 7 {
+                assert!(a.key_id > b.key_id, "an erased subject gets a new key");
+                assert!(again.destroyed(b.key_id));
+            } else {
+                assert_eq!((a.key_id, a.key), (b.key_id, b.key), "want {i}");
+            }
+        }
+        // Erasure finds a subject's keys through the rebuilt index.
+        assert_eq!(again.erase("t", "subject-8").unwrap().0, 1);
+        assert_eq!(again.erase("u", "subject-0").unwrap().0, 1);
+        assert_eq!(again.key(before[8].key_id), None);
+        assert_eq!(again.key(before[9].key_id), Some(before[9].key));
+        let mode = fs::metadata(dir.path().join(crate::INDEX_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn an_index_of_another_keyring_file_is_rebuilt() {
+        let one = tempfile::tempdir().unwrap();
+        let two = tempfile::tempdir().unwrap();
+        let a = open(one.path());
+        a.choose(&[("t", Some("alice")), ("t", Some("bob"))])
+            .unwrap();
+        let b = open(two.path());
+        // More records than the other index names, so only its id tells.
+        let carol = b
+            .choose(&[
+                ("t", Some("carol")),
+                ("t", Some("dave")),
+                ("t", Some("erin")),
+            ])
+            .unwrap()[0]
+            .clone();
+        drop((a, b));
+        fs::copy(
+            one.path().join(crate::INDEX_FILE),
+            two.path().join(crate::INDEX_FILE),
+        )
+        .unwrap();
+        let b = open(two.path());
+        assert_eq!(b.stats().subject_keys, 3);
+        assert_eq!(b.erase("t", "carol").unwrap().0, 1);
+        assert_eq!(b.key(carol.key_id), None);
+    }
+
+    #[test]
+    fn subject_keys_beyond_the_cache_are_read_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = open(dir.path());
+        let n = SUBJECT_CACHE + 1000;
+        let subjects: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+        let wants: Vec<(&str, Option<&str>)> =
+            subjects.iter().map(|s| ("t", Some(s.as_str()))).collect();
+        let chosen = ring.choose(&wants).unwrap();
+        assert_eq!(ring.lock().subject_keys.len(), SUBJECT_CACHE);
+        // The first ones were evicted: found again in the file, same keys.
+        let again = ring.choose(&wants[..10]).unwrap();
+        for (a, b) in again.iter().zip(&chosen) {
+            assert_eq!((a.key_id, a.key), (b.key_id, b.key));
+        }
+        assert_eq!(ring.key(chosen[5].key_id), Some(chosen[5].key));
+        assert_eq!(ring.stats().subject_keys, n);
+        // An evicted subject is erased on disk too, and stays erased.
+        ring.lock().subject_keys.clear();
+        assert_eq!(ring.erase("t", "s3").unwrap().0, 1);
+        assert_eq!(ring.key(chosen[3].key_id), None);
+        drop(ring);
+        let ring = open(dir.path());
+        assert_eq!(ring.key(chosen[3].key_id), None);
+        assert_eq!(ring.stats().subject_keys, n - 1);
+    }
+
+    #[test]
+    fn a_rotation_cut_short_is_finished_by_running_it_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = open(dir.path());
+        let first = ring
+            .choose(&[("t", None), ("t", Some("a")), ("t", Some("b"))])
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        // A rotation began (after the first keys) and got as far as subject
+        // a before a crash.
+        ring.records.set_rotation_started(Some(now() - 1)).unwrap();
+        ring.set_max_key_age(std::time::Duration::ZERO);
+        let a = ring.choose(&[("t", Some("a"))]).unwrap()[0].clone();
+        ring.set_max_key_age(std::time::Duration::from_secs(3600));
+        assert_ne!(a.key_id, first[1].key_id);
+        drop(ring);
+        let ring = open(dir.path());
+        assert_eq!(ring.rotate().unwrap(), 2, "the tenant key and b only");
+        let now_keys = ring
+            .choose(&[("t", None), ("t", Some("a")), ("t", Some("b"))])
+            .unwrap();
+        assert_ne!(now_keys[0].key_id, first[0].key_id);
+        assert_eq!(now_keys[1].key_id, a.key_id);
+        assert_ne!(now_keys[2].key_id, first[2].key_id);
+        assert_eq!(ring.records.rotation_started().unwrap(), None);
+        // A full rotation from scratch replaces all three.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(ring.rotate().unwrap(), 3);
     }
 }

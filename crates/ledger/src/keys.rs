@@ -153,7 +153,7 @@ pub fn open_keyring(
     let local_ring = config.data_dir.join(KEYRING_FILE);
     let ring_exists = local_ring.exists()
         || match &shared {
-            Some(records) => !records.load()?.0.is_empty(),
+            Some(records) => records.count()? > 0,
             None => false,
         };
     let source = match std::env::var(MASTER_KEY_ENV) {
@@ -248,6 +248,11 @@ pub fn move_into_shared(
 ) -> anyhow::Result<usize> {
     let records = copy_into_shared(file, shared)?;
     fs::remove_file(file).with_context(|| format!("removing {}", file.display()))?;
+    if let Some(index) = file.parent().map(|d| d.join(aiaudit_keyring::INDEX_FILE)) {
+        if index.exists() {
+            fs::remove_file(&index).with_context(|| format!("removing {}", index.display()))?;
+        }
+    }
     if let Some(dir) = file.parent() {
         fs::File::open(dir)?.sync_all()?;
     }

@@ -165,6 +165,27 @@ CREATE TABLE aiaudit_blobs (
     PRIMARY KEY (id, part)
 );
 ",
+    // Version 7: keyring records found without reading them all (ten million
+    // data subjects): a subject's records by the record bytes naming it
+    // (tenant length, tenant, tag: bytes 24..121), the tenants' records
+    // (salts, tenant keys) apart, and subject key counts kept as records are
+    // written. Byte 5 is the kind (2: subject key), byte 4 the state (1 live).
+    "
+CREATE INDEX aiaudit_keyring_subject ON aiaudit_keyring (substring(record FROM 25 FOR 97))
+    WHERE get_byte(record, 5) = 2;
+CREATE INDEX aiaudit_keyring_tenant ON aiaudit_keyring (number)
+    WHERE get_byte(record, 5) <> 2;
+CREATE TABLE aiaudit_keyring_counts (
+    id integer PRIMARY KEY CHECK (id = 1),
+    live bigint NOT NULL,
+    destroyed bigint NOT NULL,
+    rotation_started bigint
+);
+INSERT INTO aiaudit_keyring_counts
+    SELECT 1, count(*) FILTER (WHERE get_byte(record, 4) = 1),
+              count(*) FILTER (WHERE get_byte(record, 4) <> 1)
+    FROM aiaudit_keyring WHERE get_byte(record, 5) = 2;
+",
 ];
 
 /// Bytes of a blob per row of `aiaudit_blobs` (the last row may hold fewer).
@@ -1408,7 +1429,46 @@ fn to_record(number: i64, bytes: &[u8]) -> aiaudit_keyring::Result<aiaudit_keyri
     })
 }
 
+/// Rows of (number, record) as read.
+fn numbered_bytes(rows: Vec<tokio_postgres::Row>) -> Vec<NumberedBytes> {
+    rows.into_iter()
+        .map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)))
+        .collect()
+}
+
+/// Numbered rows as keyring records (each checked to be one record long).
+fn to_numbered(
+    rows: Vec<NumberedBytes>,
+) -> aiaudit_keyring::Result<Vec<(u64, aiaudit_keyring::Record)>> {
+    rows.into_iter()
+        .map(|(n, b)| Ok((n as u64, to_record(n, &b)?)))
+        .collect()
+}
+
+/// A query parameter owned by the query's future.
+type OwnedParam = Box<dyn tokio_postgres::types::ToSql + Sync + Send>;
+
 impl PgKeyRecords {
+    /// The (number, record) rows `sql` selects.
+    fn numbered(
+        &self,
+        sql: &'static str,
+        params: Vec<OwnedParam>,
+    ) -> aiaudit_keyring::Result<Vec<(u64, aiaudit_keyring::Record)>> {
+        let pool = self.pool.clone();
+        let rows = self.run(async move {
+            let c = pool.get().await?;
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
+            Ok(numbered_bytes(
+                c.query(&c.prepare_cached(sql).await?, &refs).await?,
+            ))
+        })?;
+        to_numbered(rows)
+    }
+
     fn run<T: Send + 'static>(
         &self,
         fut: impl Future<Output = Result<T>> + Send + 'static,
@@ -1464,14 +1524,19 @@ impl aiaudit_keyring::RecordStore for PgKeyRecords {
         records: &[aiaudit_keyring::Record],
     ) -> aiaudit_keyring::Result<bool> {
         let pool = self.pool.clone();
+        let subjects = records
+            .iter()
+            .filter(|r| aiaudit_keyring::record_kind(r) == aiaudit_keyring::KIND_SUBJECT_KEY)
+            .count() as i64;
         let records: Vec<Vec<u8>> = records.iter().map(|r| r.to_vec()).collect();
         self.run(async move {
             let mut c = pool.get().await?;
             let tx = c.transaction().await?;
             xact_lock(&tx, KEYRING_LOCK).await?;
+            // The primary key answers this without counting every row.
             let count: i64 = tx
                 .query_one(
-                    &tx.prepare_cached("SELECT count(*) FROM aiaudit_keyring")
+                    &tx.prepare_cached("SELECT coalesce(max(number) + 1, 0) FROM aiaudit_keyring")
                         .await?,
                     &[],
                 )
@@ -1491,6 +1556,16 @@ impl aiaudit_keyring::RecordStore for PgKeyRecords {
                 &[&numbers, &records],
             )
             .await?;
+            if subjects > 0 {
+                tx.execute(
+                    &tx.prepare_cached(
+                        "UPDATE aiaudit_keyring_counts SET live = live + $1 WHERE id = 1",
+                    )
+                    .await?,
+                    &[&subjects],
+                )
+                .await?;
+            }
             tx.commit().await?;
             Ok(true)
         })
@@ -1507,6 +1582,31 @@ impl aiaudit_keyring::RecordStore for PgKeyRecords {
             let mut c = pool.get().await?;
             let tx = c.transaction().await?;
             xact_lock(&tx, KEYRING_LOCK).await?;
+            // Subject keys this write destroys, for the counts.
+            let destroyed: i64 = tx
+                .query_one(
+                    &tx.prepare_cached(
+                        "SELECT count(*) FROM aiaudit_keyring k \
+                         JOIN unnest($1::int8[], $2::bytea[]) AS u(n, r) ON k.number = u.n \
+                         WHERE get_byte(k.record, 5) = 2 AND get_byte(k.record, 4) = 1 \
+                         AND get_byte(u.r, 4) <> 1",
+                    )
+                    .await?,
+                    &[&numbers, &bytes],
+                )
+                .await?
+                .get(0);
+            if destroyed > 0 {
+                tx.execute(
+                    &tx.prepare_cached(
+                        "UPDATE aiaudit_keyring_counts \
+                         SET live = live - $1, destroyed = destroyed + $1 WHERE id = 1",
+                    )
+                    .await?,
+                    &[&destroyed],
+                )
+                .await?;
+            }
             let changed = tx
                 .execute(
                     &tx.prepare_cached(
@@ -1548,6 +1648,149 @@ impl aiaudit_keyring::RecordStore for PgKeyRecords {
 
     fn describe(&self) -> String {
         "the keyring in PostgreSQL (aiaudit_keyring)".into()
+    }
+
+    fn count(&self) -> aiaudit_keyring::Result<u64> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            let c = pool.get().await?;
+            let row = c
+                .query_one(
+                    &c.prepare_cached("SELECT coalesce(max(number) + 1, 0) FROM aiaudit_keyring")
+                        .await?,
+                    &[],
+                )
+                .await?;
+            Ok(row.get::<_, i64>(0) as u64)
+        })
+    }
+
+    fn get(&self, number: u64) -> aiaudit_keyring::Result<Option<aiaudit_keyring::Record>> {
+        let pool = self.pool.clone();
+        let rows = self.run(async move {
+            let c = pool.get().await?;
+            Ok(c.query(
+                &c.prepare_cached("SELECT record FROM aiaudit_keyring WHERE number = $1")
+                    .await?,
+                &[&(number as i64)],
+            )
+            .await?
+            .into_iter()
+            .map(|r| r.get::<_, Vec<u8>>(0))
+            .collect::<Vec<_>>())
+        })?;
+        rows.first()
+            .map(|b| to_record(number as i64, b))
+            .transpose()
+    }
+
+    fn tenant_records(
+        &self,
+    ) -> aiaudit_keyring::Result<(Vec<(u64, aiaudit_keyring::Record)>, u64)> {
+        let pool = self.pool.clone();
+        let (rows, mark) = self.run(async move {
+            let mut c = pool.get().await?;
+            // One snapshot: the mark covers exactly what the rows show.
+            let tx = c
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let mark: i64 = tx
+                .query_one("SELECT coalesce(max(version), 0) FROM aiaudit_keyring", &[])
+                .await?
+                .get(0);
+            let rows = tx
+                .query(
+                    "SELECT number, record FROM aiaudit_keyring \
+                     WHERE get_byte(record, 5) <> 2 ORDER BY number",
+                    &[],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok((numbered_bytes(rows), mark as u64))
+        })?;
+        Ok((to_numbered(rows)?, mark))
+    }
+
+    fn subject_records(
+        &self,
+        tenant: &str,
+        tag: &[u8; 32],
+    ) -> aiaudit_keyring::Result<Vec<(u64, aiaudit_keyring::Record)>> {
+        // Bytes 24..121 of the record: tenant length, tenant (zero padded to
+        // 64 bytes), tag.
+        let mut key = vec![0u8; 97];
+        key[0] = tenant.len() as u8;
+        let len = tenant.len().min(64);
+        key[1..1 + len].copy_from_slice(&tenant.as_bytes()[..len]);
+        key[65..].copy_from_slice(tag);
+        self.numbered(
+            "SELECT number, record FROM aiaudit_keyring \
+             WHERE get_byte(record, 5) = 2 AND substring(record FROM 25 FOR 97) = $1 \
+             ORDER BY number",
+            vec![Box::new(key)],
+        )
+    }
+
+    fn scan(
+        &self,
+        from: u64,
+        max: usize,
+    ) -> aiaudit_keyring::Result<Vec<(u64, aiaudit_keyring::Record)>> {
+        self.numbered(
+            "SELECT number, record FROM aiaudit_keyring \
+             WHERE number >= $1 ORDER BY number LIMIT $2",
+            vec![Box::new(from as i64), Box::new(max as i64)],
+        )
+    }
+
+    fn subject_counts(&self) -> aiaudit_keyring::Result<aiaudit_keyring::SubjectCounts> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            let c = pool.get().await?;
+            let row = c
+                .query_one(
+                    &c.prepare_cached(
+                        "SELECT live, destroyed FROM aiaudit_keyring_counts WHERE id = 1",
+                    )
+                    .await?,
+                    &[],
+                )
+                .await?;
+            Ok(aiaudit_keyring::SubjectCounts {
+                live: row.get::<_, i64>(0).max(0) as u64,
+                destroyed: row.get::<_, i64>(1).max(0) as u64,
+            })
+        })
+    }
+
+    fn rotation_started(&self) -> aiaudit_keyring::Result<Option<u64>> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            let c = pool.get().await?;
+            let row = c
+                .query_one(
+                    "SELECT rotation_started FROM aiaudit_keyring_counts WHERE id = 1",
+                    &[],
+                )
+                .await?;
+            Ok(row.get::<_, Option<i64>>(0).map(|t| t as u64))
+        })
+    }
+
+    fn set_rotation_started(&self, started: Option<u64>) -> aiaudit_keyring::Result<()> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            let c = pool.get().await?;
+            c.execute(
+                "UPDATE aiaudit_keyring_counts SET rotation_started = $1 WHERE id = 1",
+                &[&started.map(|t| t as i64)],
+            )
+            .await?;
+            Ok(())
+        })
     }
 }
 

@@ -484,7 +484,11 @@ fn schema_4_rekeys_existing_entries_by_tenant() {
     // Put the database back as schema 3 left it.
     sql(
         &pg,
-        "DROP TABLE aiaudit_blobs;
+        "DROP TABLE aiaudit_keyring_counts;
+         DROP INDEX aiaudit_keyring_subject;
+         DROP INDEX aiaudit_keyring_tenant;
+         DELETE FROM aiaudit_schema WHERE version = 7;
+         DROP TABLE aiaudit_blobs;
          DELETE FROM aiaudit_schema WHERE version = 6;
          DROP TABLE aiaudit_lease;
          ALTER TABLE aiaudit_tree DROP COLUMN term;
