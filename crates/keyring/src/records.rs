@@ -207,6 +207,57 @@ pub fn parse_image(
 const FILE_ID_AT: usize = 32;
 /// Records indexed per transaction when the index catches up at open.
 const CATCH_UP_CHUNK: u64 = 65_536;
+/// Records held in [`Tail`] before they are indexed in one transaction.
+const TAIL_MAX: usize = 32_768;
+/// The longest records wait in [`Tail`] (checked at each append).
+const TAIL_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Records durable in the file but not yet in the index. They are indexed
+/// together, in one transaction of sorted keys, once there are [`TAIL_MAX`]
+/// of them or [`TAIL_AGE`] passed: one index commit per many ingest batches
+/// rather than one each (each commit rewrites a leaf page per new subject,
+/// which at millions of subjects cost more than the ingest itself).
+/// Lookups read the tail as well as the index; a crash loses only the tail,
+/// which the next open indexes again from the file.
+#[derive(Default)]
+struct Tail {
+    /// The first record number not in the index.
+    from: u64,
+    records: Vec<Record>,
+    /// Subject-key records in the tail, by tag.
+    subjects: std::collections::HashMap<[u8; 32], Vec<u64>>,
+    since: Option<std::time::Instant>,
+}
+
+impl Tail {
+    fn push(&mut self, at: u64, records: &[Record]) {
+        let end = self.from + self.records.len() as u64;
+        if at < end {
+            // The records of an append that failed are replaced.
+            self.records.truncate(at.saturating_sub(self.from) as usize);
+            let from = self.from;
+            self.subjects.clear();
+            for (n, r) in (from..).zip(self.records.clone()) {
+                self.note(n, &r);
+            }
+        }
+        for (n, r) in (at..).zip(records) {
+            self.records.push(*r);
+            self.note(n, r);
+        }
+        self.since.get_or_insert_with(std::time::Instant::now);
+    }
+
+    fn note(&mut self, number: u64, r: &Record) {
+        if let Some((_, tag)) = record_subject(r) {
+            self.subjects.entry(tag).or_default().push(number);
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.records.len() >= TAIL_MAX || self.since.is_some_and(|t| t.elapsed() >= TAIL_AGE)
+    }
+}
 
 /// The keyring file in a data directory (mode 0600): records appended with
 /// one fsync per batch, rewritten in place; and its index (`keyring.idx`),
@@ -217,6 +268,7 @@ pub struct FileRecords {
     /// Records in the file (whole, checked ones).
     count: std::sync::atomic::AtomicU64,
     index: crate::subject_index::SubjectIndex,
+    tail: Mutex<Tail>,
 }
 
 impl FileRecords {
@@ -317,11 +369,28 @@ impl FileRecords {
             file: Mutex::new(file),
             count: std::sync::atomic::AtomicU64::new(count),
             index,
+            tail: Mutex::new(Tail {
+                from: count,
+                ..Tail::default()
+            }),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Indexes the tail's records in one transaction.
+    fn flush(&self, tail: &mut Tail) -> Result<()> {
+        if tail.records.is_empty() {
+            return Ok(());
+        }
+        self.index.add(tail.from, &tail.records, false)?;
+        tail.from += tail.records.len() as u64;
+        tail.records.clear();
+        tail.subjects.clear();
+        tail.since = None;
+        Ok(())
     }
 
     fn read_at(&self, number: u64, records: u64) -> Result<Vec<u8>> {
@@ -386,9 +455,13 @@ impl RecordStore for FileRecords {
                 std::sync::atomic::Ordering::SeqCst,
             );
         }
-        // The records are durable: the index follows (a crash before its
-        // commit is made good at the next open).
-        self.index.add(at, records, false)?;
+        // The records are durable: the index follows, in a while (a crash
+        // before its commit is made good at the next open).
+        let mut tail = self.tail.lock().expect("keyring tail lock");
+        tail.push(at, records);
+        if tail.due() {
+            self.flush(&mut tail)?;
+        }
         Ok(true)
     }
 
@@ -407,7 +480,23 @@ impl RecordStore for FileRecords {
             }
             file.sync_data()?;
         }
-        self.index.overwritten(&changes)
+        // Records still in the tail are counted when it is indexed.
+        let mut tail = self.tail.lock().expect("keyring tail lock");
+        let from = tail.from;
+        for ((number, r), _) in records.iter().zip(&changes) {
+            if *number >= from {
+                if let Some(held) = tail.records.get_mut((number - from) as usize) {
+                    *held = *r;
+                }
+            }
+        }
+        let indexed: Vec<(Record, Record)> = records
+            .iter()
+            .zip(changes)
+            .filter(|((number, _), _)| *number < from)
+            .map(|(_, change)| change)
+            .collect();
+        self.index.overwritten(&indexed)
     }
 
     fn describe(&self) -> String {
@@ -436,7 +525,17 @@ impl RecordStore for FileRecords {
 
     fn tenant_records(&self) -> Result<(Vec<(u64, Record)>, u64)> {
         let mut out = Vec::new();
-        for n in self.index.tenant_numbers()? {
+        let mut numbers = self.index.tenant_numbers()?;
+        {
+            let tail = self.tail.lock().expect("keyring tail lock");
+            numbers.extend(
+                (tail.from..)
+                    .zip(&tail.records)
+                    .filter(|(_, r)| record_kind(r) != KIND_SUBJECT_KEY)
+                    .map(|(n, _)| n),
+            );
+        }
+        for n in numbers {
             if let Some(r) = self.get(n)? {
                 out.push((n, r));
             }
@@ -446,7 +545,19 @@ impl RecordStore for FileRecords {
 
     fn subject_records(&self, tenant: &str, tag: &[u8; 32]) -> Result<Vec<(u64, Record)>> {
         let mut out = Vec::new();
-        for n in self.index.subject_numbers(tenant.as_bytes(), tag)? {
+        let mut numbers = self.index.subject_numbers(tag)?;
+        if let Some(more) = self
+            .tail
+            .lock()
+            .expect("keyring tail lock")
+            .subjects
+            .get(tag)
+        {
+            numbers.extend(more);
+        }
+        numbers.sort_unstable();
+        numbers.dedup();
+        for n in numbers {
             if let Some(r) = self.get(n)? {
                 if record_subject(&r) == Some((tenant.as_bytes(), *tag)) {
                     out.push((n, r));
@@ -470,7 +581,20 @@ impl RecordStore for FileRecords {
     }
 
     fn subject_counts(&self) -> Result<SubjectCounts> {
-        self.index.counts()
+        let mut counts = self.index.counts()?;
+        let tail = self.tail.lock().expect("keyring tail lock");
+        for r in tail
+            .records
+            .iter()
+            .filter(|r| record_kind(r) == KIND_SUBJECT_KEY)
+        {
+            if record_live(r) {
+                counts.live += 1;
+            } else {
+                counts.destroyed += 1;
+            }
+        }
+        Ok(counts)
     }
 
     fn rotation_started(&self) -> Result<Option<u64>> {
@@ -479,5 +603,18 @@ impl RecordStore for FileRecords {
 
     fn set_rotation_started(&self, started: Option<u64>) -> Result<()> {
         self.index.set_rotation_started(started)
+    }
+}
+
+impl Drop for FileRecords {
+    fn drop(&mut self) {
+        // Saves the next open re-reading the tail; losing it loses nothing.
+        if let Ok(mut tail) = self.tail.lock() {
+            let tail = &mut *tail;
+            let mut taken = std::mem::take(tail);
+            if let Err(e) = self.flush(&mut taken) {
+                tracing::warn!(error = %e, "indexing the keyring's last records at close");
+            }
+        }
     }
 }

@@ -1526,4 +1526,29 @@ mod tests {
         assert_eq!(b.hmac_if_salted("t", b"x"), a.hmac_if_salted("t", b"x"));
         assert_eq!(b.choose(&[("t", None)]).unwrap()[0].key_id, from_a.key_id);
     }
+
+    #[test]
+    fn keys_not_yet_indexed_are_found_erased_and_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = open(dir.path());
+        let c = ring
+            .choose(&[("t", Some("a")), ("t", Some("b")), ("t", Some("c"))])
+            .unwrap();
+        // Still in the file's unindexed tail: found through it.
+        ring.lock().subject_keys.clear();
+        ring.lock().subject_current.clear();
+        assert_eq!(ring.erase("t", "b").unwrap().0, 1);
+        let again = ring.choose(&[("t", Some("a"))]).unwrap();
+        assert_eq!(again[0].key_id, c[0].key_id);
+        let stats = ring.stats();
+        assert_eq!((stats.subject_keys, stats.destroyed_keys), (2, 1));
+        drop(ring);
+        let ring = open(dir.path());
+        assert_eq!(ring.stats(), stats);
+        assert_eq!(ring.key(c[1].key_id), None);
+        assert_eq!(ring.erase("t", "c").unwrap().0, 1);
+        drop(ring);
+        let ring = open(dir.path());
+        assert_eq!(ring.stats().destroyed_keys, 2);
+    }
 }

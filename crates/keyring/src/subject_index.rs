@@ -16,8 +16,15 @@ use redb::{Database, Durability, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// `tenant length | tenant | tag | record number` of every subject-key record.
-const SUBJECTS: TableDefinition<&[u8], ()> = TableDefinition::new("subjects");
+/// Every subject-key record, as `first 8 bytes of its tag (u64 BE) << 64 |
+/// record number`: a subject's records are one key range, and 16-byte keys
+/// keep the tree small. Tags of other subjects (or tenants) that share the
+/// 8 bytes only add candidates, which the caller's check of each record
+/// drops.
+const SUBJECTS: TableDefinition<u128, ()> = TableDefinition::new("subject_keys");
+/// Layout version 1's table (`tenant length | tenant | tag | number`),
+/// dropped when an index of that version is rebuilt.
+const SUBJECTS_V1: TableDefinition<&[u8], ()> = TableDefinition::new("subjects");
 /// Numbers of every record that is not a subject key.
 const TENANT_RECORDS: TableDefinition<u64, ()> = TableDefinition::new("tenant_records");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -30,7 +37,7 @@ const FILE_ID: &str = "file_id";
 const ROTATION: &str = "rotation_started";
 /// Index layout version.
 const VERSION: &str = "version";
-const INDEX_VERSION: u64 = 1;
+const INDEX_VERSION: u64 = 2;
 /// Commits are made durable at most this often (the rest is recovered by
 /// indexing the file's tail again at open).
 const SYNC_EVERY: Duration = Duration::from_secs(1);
@@ -49,17 +56,10 @@ fn idx_err(e: impl std::fmt::Display) -> Error {
     Error::Corrupt(format!("keyring index {INDEX_FILE}: {e}"))
 }
 
-/// The index key of a subject's record `number` (or, without it, the prefix
-/// every record of the subject shares).
-fn subject_key(tenant: &[u8], tag: &[u8; 32], number: Option<u64>) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + tenant.len() + 32 + 8);
-    k.push(tenant.len() as u8);
-    k.extend_from_slice(tenant);
-    k.extend_from_slice(tag);
-    if let Some(n) = number {
-        k.extend_from_slice(&n.to_be_bytes());
-    }
-    k
+/// The index key of a subject's record `number`.
+fn subject_key(tag: &[u8; 32], number: u64) -> u128 {
+    let prefix = u64::from_be_bytes(tag[..8].try_into().expect("8 bytes"));
+    (u128::from(prefix) << 64) | u128::from(number)
 }
 
 impl SubjectIndex {
@@ -133,6 +133,7 @@ impl SubjectIndex {
     pub(crate) fn reset(&self, file_id: u64) -> Result<()> {
         let tx = self.db.begin_write().map_err(idx_err)?;
         tx.delete_table(SUBJECTS).map_err(idx_err)?;
+        tx.delete_table(SUBJECTS_V1).map_err(idx_err)?;
         tx.delete_table(TENANT_RECORDS).map_err(idx_err)?;
         tx.delete_table(META).map_err(idx_err)?;
         {
@@ -156,12 +157,11 @@ impl SubjectIndex {
             let mut tenants = tx.open_table(TENANT_RECORDS).map_err(idx_err)?;
             let mut meta = tx.open_table(META).map_err(idx_err)?;
             let mut counts = counts_in(&meta)?;
+            let mut keys = Vec::with_capacity(records.len());
             for (number, r) in (at..).zip(records) {
                 match record_subject(r) {
-                    Some((tenant, tag)) => {
-                        subjects
-                            .insert(subject_key(tenant, &tag, Some(number)).as_slice(), ())
-                            .map_err(idx_err)?;
+                    Some((_, tag)) => {
+                        keys.push(subject_key(&tag, number));
                         if record_live(r) {
                             counts.live += 1;
                         } else {
@@ -172,6 +172,11 @@ impl SubjectIndex {
                         tenants.insert(number, ()).map_err(idx_err)?;
                     }
                 }
+            }
+            // In key order: neighbouring inserts share leaves.
+            keys.sort_unstable();
+            for k in keys {
+                subjects.insert(k, ()).map_err(idx_err)?;
             }
             meta.insert(LIVE, counts.live).map_err(idx_err)?;
             meta.insert(DESTROYED, counts.destroyed).map_err(idx_err)?;
@@ -223,22 +228,17 @@ impl SubjectIndex {
         durable
     }
 
-    /// Numbers of every record of (tenant, tag), in order.
-    pub(crate) fn subject_numbers(&self, tenant: &[u8], tag: &[u8; 32]) -> Result<Vec<u64>> {
-        let prefix = subject_key(tenant, tag, None);
-        let start = subject_key(tenant, tag, Some(0));
-        let end = subject_key(tenant, tag, Some(u64::MAX));
+    /// Numbers of every record whose tag starts as `tag` does, in order
+    /// (candidates: the caller checks each record).
+    pub(crate) fn subject_numbers(&self, tag: &[u8; 32]) -> Result<Vec<u64>> {
         let tx = self.db.begin_read().map_err(idx_err)?;
         let table = tx.open_table(SUBJECTS).map_err(idx_err)?;
         let mut numbers = Vec::new();
         for item in table
-            .range(start.as_slice()..=end.as_slice())
+            .range(subject_key(tag, 0)..=subject_key(tag, u64::MAX))
             .map_err(idx_err)?
         {
-            let (k, _) = item.map_err(idx_err)?;
-            let k = k.value();
-            let n = k[prefix.len()..].try_into().map_err(idx_err)?;
-            numbers.push(u64::from_be_bytes(n));
+            numbers.push(item.map_err(idx_err)?.0.value() as u64);
         }
         Ok(numbers)
     }
