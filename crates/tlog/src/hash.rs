@@ -61,6 +61,9 @@ pub enum Error {
     /// A signed note carries no valid signature by the expected key.
     #[error("signature verification failed: {0}")]
     BadSignature(String),
+    /// A checkpoint is not cosigned by the witnesses a policy's quorum needs.
+    #[error("quorum not met: {0}")]
+    Quorum(String),
     /// A [`NodeReader`] or tile reader failed.
     #[error("reading hashes: {0}")]
     Read(Box<dyn std::error::Error + Send + Sync>),

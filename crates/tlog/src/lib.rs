@@ -14,13 +14,18 @@
 //!   node it completes so a store can persist hash tiles;
 //! * [`Tile`], [`tiles_for_size`], entry bundles and hash tiles;
 //! * [`Checkpoint`], [`Signer`], [`Verifier`], [`sign_note`], [`open_note`];
-//! * [`audit_log`]: a full recomputation of a tiled log from its entries.
+//! * [`audit_log`]: a full recomputation of a tiled log from its entries;
+//! * [`CosignatureSigner`], [`CosignatureVerifier`]: C2SP tlog-cosignature
+//!   `cosignature/v1` witness keys and lines;
+//! * [`AddCheckpoint`]: C2SP tlog-witness `add-checkpoint` bodies;
+//! * [`Policy`]: C2SP tlog-policy files and quorum checks;
+//! * [`TlogProof`]: C2SP tlog-proof, one entry's offline proof.
 //!
 //! What it is not for: it does no I/O, spawns nothing and has no async code.
 //! Storage, networking, key management and the format of the entries
 //! themselves belong to other crates; they plug in through [`NodeReader`]
-//! and [`TileReader`]. Only Ed25519 note signatures are supported (no
-//! cosignatures or other algorithms).
+//! and [`TileReader`]. Only Ed25519 keys are supported: log signatures
+//! (type 0x01) and `cosignature/v1` (type 0x04).
 //!
 //! Sizes and indexes are u64. Functions never panic on bad input; they
 //! return an [`Error`]. Unlike Go's `tlog.TreeHash`, the root of the empty
@@ -28,20 +33,35 @@
 
 pub mod builder;
 pub mod checkpoint;
+pub mod cosignature;
 pub mod hash;
 pub mod note;
+pub mod policy;
 pub mod proof;
 pub mod tile;
+pub mod tlog_proof;
 pub mod verify;
+pub mod witness;
 
 pub use builder::TreeBuilder;
 pub use checkpoint::Checkpoint;
+pub use cosignature::{
+    cosignature_key_id, cosigned_message, CosignatureSigner, CosignatureVerifier,
+    ALG_COSIGNATURE_V1,
+};
 pub use hash::{empty_tree_hash, node_hash, record_hash, Error, Hash, NodeReader, Result};
-pub use note::{key_id, open_note, sign_note, Signer, Verifier};
+pub use note::{
+    key_id, open_note, parse_signature_line, sign_note, split_note, NoteSignature, Signer, Verifier,
+};
+pub use policy::{Policy, PolicyCheck, PolicyWitness};
 pub use proof::{check_record, check_tree, prove_record, prove_tree, tree_hash};
 pub use tile::{
     decode_entry_bundle, encode_entry_bundle, encode_hash_tile, encode_tile_index,
     hashes_at_tile_level, parse_hash_tile, tiles_for_size, Tile, TileKind, MAX_ENTRY_SIZE,
     TILE_HEIGHT, TILE_WIDTH,
 };
+pub use tlog_proof::{TlogProof, TLOG_PROOF_HEADER};
 pub use verify::{audit_log, check_stored_levels, AuditReport, Problem, TileReader, MAX_PROBLEMS};
+pub use witness::{
+    parse_tlog_size, AddCheckpoint, MAX_CONSISTENCY_PROOF_LINES, TLOG_SIZE_CONTENT_TYPE,
+};

@@ -12,7 +12,7 @@ use crate::hash::{malformed, Error, Result};
 /// The signature type byte of Ed25519 keys.
 const ALG_ED25519: u8 = 0x01;
 /// Prefix of every signature line: U+2014 EM DASH and a space.
-const SIG_PREFIX: &str = "\u{2014} ";
+pub(crate) const SIG_PREFIX: &str = "\u{2014} ";
 /// Like Go's note package, refuse to look at notes with more signatures
 /// than this, to bound the work an attacker can cause.
 const MAX_SIGNATURES: usize = 100;
@@ -30,7 +30,7 @@ pub fn key_id(name: &str, public_key: &[u8; 32]) -> u32 {
 
 /// Reports whether `name` can be a key name: non-empty, printable, without
 /// whitespace or '+' (which separates the fields of key strings).
-fn is_valid_name(name: &str) -> bool {
+pub(crate) fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && !name
             .chars()
@@ -52,7 +52,7 @@ fn decode_key(b64: &str, what: &'static str) -> Result<[u8; 32]> {
 }
 
 /// Parses the 8 hex digits of a key ID.
-fn parse_key_id(hex8: &str, what: &'static str) -> Result<u32> {
+pub(crate) fn parse_key_id(hex8: &str, what: &'static str) -> Result<u32> {
     if hex8.len() != 8 || !hex8.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(malformed(what, "key id is not 8 hex digits"));
     }
@@ -274,14 +274,28 @@ pub fn sign_note(body: &str, signer: &Signer) -> Result<String> {
     ))
 }
 
-/// Splits the note at the last "\n\n", checks signature lines format, and verifies that at least one signature line
-/// matches the verifier (name and key id) and is valid. Unknown signatures are ignored. Returns the body.
-/// Errors: Malformed for a bad note, BadSignature when no valid signature by this verifier.
+/// One signature line of a signed note: the key name, the key ID (the first
+/// four bytes of the decoded signature) and the bytes after the key ID.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoteSignature {
+    /// The key name the line names.
+    pub name: String,
+    /// The key ID, big-endian from the first four decoded bytes.
+    pub key_id: u32,
+    /// Everything after the key ID: a signature, or for a cosignature the
+    /// timestamp and the signature.
+    pub signature: Vec<u8>,
+    /// The whole line, without its final newline.
+    pub line: String,
+}
+
+/// Splits a signed note into its body (with its final newline) and its
+/// signature lines, checking the format of every line whoever signed it:
+/// `"— <name> <base64>"`, the decoded bytes at least 5, at most 100 lines.
+/// Nothing is verified.
 ///
-/// Every signature line must be well formed (`"— <name> <base64>"`, the
-/// decoded signature at least 5 bytes), even those of unknown keys; a note
-/// with more than 100 signature lines is malformed.
-pub fn open_note<'a>(note: &'a str, verifier: &Verifier) -> Result<&'a str> {
+/// Errors: [`Error::Malformed`] with what = "note".
+pub fn split_note(note: &str) -> Result<(&str, Vec<NoteSignature>)> {
     const WHAT: &str = "note";
     let split = note
         .rfind("\n\n")
@@ -293,35 +307,64 @@ pub fn open_note<'a>(note: &'a str, verifier: &Verifier) -> Result<&'a str> {
         .strip_suffix('\n')
         .filter(|s| !s.is_empty())
         .ok_or_else(|| malformed(WHAT, "signature block is empty or lacks a final newline"))?;
-    let mut matched = false;
-    let mut valid = false;
-    // Check the format of every line before answering, so that a note is
-    // either well formed or not, whichever key it is opened with.
+    let mut out = Vec::new();
     for (n, line) in sigs.split('\n').enumerate() {
         if n >= MAX_SIGNATURES {
             return Err(malformed(WHAT, "too many signatures"));
         }
-        let bad_line = || malformed(WHAT, format!("bad signature line {}", n + 1));
-        let rest = line.strip_prefix(SIG_PREFIX).ok_or_else(bad_line)?;
-        let (name, b64) = rest.split_once(' ').ok_or_else(bad_line)?;
-        if !is_valid_name(name) || b64.is_empty() {
-            return Err(bad_line());
-        }
-        let sig = STANDARD.decode(b64).map_err(|_| bad_line())?;
-        let [a, b, c, d, sig @ ..] = sig.as_slice() else {
-            return Err(bad_line());
-        };
-        if sig.is_empty() {
-            return Err(bad_line());
-        }
-        let id = u32::from_be_bytes([*a, *b, *c, *d]);
-        if name != verifier.name || id != verifier.id {
+        out.push(
+            parse_signature_line(line)
+                .map_err(|_| malformed(WHAT, format!("bad signature line {}", n + 1)))?,
+        );
+    }
+    Ok((body, out))
+}
+
+/// Parses one signature line (without its newline): `"— <name> <base64>"`
+/// whose decoded bytes are a 4-byte key ID and at least one more byte.
+///
+/// Errors: [`Error::Malformed`] with what = "signature line".
+pub fn parse_signature_line(line: &str) -> Result<NoteSignature> {
+    let bad = || malformed("signature line", "not \"\u{2014} <name> <base64>\"");
+    let rest = line.strip_prefix(SIG_PREFIX).ok_or_else(bad)?;
+    let (name, b64) = rest.split_once(' ').ok_or_else(bad)?;
+    if !is_valid_name(name) || b64.is_empty() {
+        return Err(bad());
+    }
+    let raw = STANDARD.decode(b64).map_err(|_| bad())?;
+    let [a, b, c, d, sig @ ..] = raw.as_slice() else {
+        return Err(bad());
+    };
+    if sig.is_empty() {
+        return Err(bad());
+    }
+    Ok(NoteSignature {
+        name: name.to_string(),
+        key_id: u32::from_be_bytes([*a, *b, *c, *d]),
+        signature: sig.to_vec(),
+        line: line.to_string(),
+    })
+}
+
+/// Splits the note at the last "\n\n", checks signature lines format, and verifies that at least one signature line
+/// matches the verifier (name and key id) and is valid. Unknown signatures are ignored. Returns the body.
+/// Errors: Malformed for a bad note, BadSignature when no valid signature by this verifier.
+///
+/// Every signature line must be well formed (`"— <name> <base64>"`, the
+/// decoded signature at least 5 bytes), even those of unknown keys; a note
+/// with more than 100 signature lines is malformed.
+pub fn open_note<'a>(note: &'a str, verifier: &Verifier) -> Result<&'a str> {
+    let (body, sigs) = split_note(note)?;
+    let mut matched = false;
+    let mut valid = false;
+    for sig in &sigs {
+        if sig.name != verifier.name || sig.key_id != verifier.id {
             continue;
         }
         matched = true;
         if !valid {
-            if let Ok(sig) = <&[u8; 64]>::try_from(sig) {
-                valid = verifier.verify(body.as_bytes(), sig);
+            if let Ok(s) = <&[u8; 64]>::try_from(sig.signature.as_slice()) {
+                valid = verifier.verify(body.as_bytes(), s);
             }
         }
     }

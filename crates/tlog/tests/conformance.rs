@@ -403,3 +403,97 @@ fn audit_detects_tampering() {
     assert_eq!(r.problems[0].index, 1000);
     assert_eq!(r.problems[0].what, "root mismatch");
 }
+
+// ---- witness/: tlog-cosignature, tlog-witness bodies, tlog-policy ----
+
+fn witness_file(name: &str) -> String {
+    std::fs::read_to_string(testdata().join("witness").join(name)).unwrap()
+}
+
+fn witness_signers() -> Vec<aiaudit_tlog::CosignatureSigner> {
+    let v = load("witness/cosignatures-1000.json");
+    v["witnesses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let seed: [u8; 32] = hex::decode(w["seed_hex"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap();
+            aiaudit_tlog::CosignatureSigner::from_seed(w["name"].as_str().unwrap(), seed).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn cosignature_lines_are_byte_identical() {
+    let v = load("witness/cosignatures-1000.json");
+    let body = v["checkpoint_body"].as_str().unwrap();
+    let mut note = load("checkpoint-1000.json")["signed_note"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (w, want) in witness_signers()
+        .iter()
+        .zip(v["witnesses"].as_array().unwrap())
+    {
+        assert_eq!(w.verifier().to_vkey(), want["vkey"].as_str().unwrap());
+        let t = want["timestamp"].as_u64().unwrap();
+        assert_eq!(
+            aiaudit_tlog::cosigned_message(body, t),
+            want["signed_message"].as_str().unwrap()
+        );
+        let line = w.cosign(body, t);
+        assert_eq!(line, want["cosignature_line"].as_str().unwrap());
+        note.push_str(&line);
+    }
+    assert_eq!(note, v["cosigned_note"].as_str().unwrap());
+    assert_eq!(note, witness_file("checkpoint-1000.cosigned"));
+    // A verifier that knows only the log key still accepts the cosigned note.
+    let log = Verifier::parse(v["log_vkey"].as_str().unwrap()).unwrap();
+    assert_eq!(open_note(&note, &log).unwrap(), body);
+}
+
+#[test]
+fn add_checkpoint_bodies_are_byte_identical() {
+    let nodes = Nodes::new(1000);
+    let note = load("checkpoint-1000.json")["signed_note"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (old, file) in [
+        (0u64, "add-checkpoint-0-1000.txt"),
+        (500, "add-checkpoint-500-1000.txt"),
+    ] {
+        let proof = if old == 0 {
+            Vec::new()
+        } else {
+            prove_tree(1000, old, &nodes).unwrap()
+        };
+        let req = aiaudit_tlog::AddCheckpoint {
+            old_size: old,
+            proof,
+            checkpoint: note.clone(),
+        };
+        let want = witness_file(file);
+        assert_eq!(req.format(), want);
+        assert_eq!(aiaudit_tlog::AddCheckpoint::parse(&want).unwrap(), req);
+    }
+}
+
+#[test]
+fn the_reference_policy_accepts_two_of_three() {
+    let policy = aiaudit_tlog::Policy::parse(&witness_file("policy-2of3.txt")).unwrap();
+    let full = witness_file("checkpoint-1000.cosigned");
+    let check = policy.verify_checkpoint(&full).unwrap();
+    assert_eq!(check.checkpoint.size, 1000);
+    assert_eq!(check.cosigned.len(), 3);
+    // Drop two cosignature lines: one is not a quorum, and the error says who is missing.
+    let lines: Vec<&str> = full.lines().collect();
+    let two = format!("{}\n", lines[..lines.len() - 1].join("\n"));
+    assert!(policy.verify_checkpoint(&two).is_ok());
+    let one = format!("{}\n", lines[..lines.len() - 2].join("\n"));
+    let err = policy.verify_checkpoint(&one).unwrap_err().to_string();
+    assert!(err.contains("missing w2, w3"), "{err}");
+}
