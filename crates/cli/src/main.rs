@@ -16,6 +16,7 @@ mod upgrade;
 mod validate;
 mod verify;
 mod violations;
+mod witness;
 
 use clap::{Parser, Subcommand};
 
@@ -83,6 +84,8 @@ enum Command {
     Migrate(migrate::MigrateArgs),
     /// The log's entry-format gate: status, or finalize an upgrade (no rollback past it).
     Upgrade(upgrade::UpgradeArgs),
+    /// Run a witness (C2SP tlog-witness) that cosigns a log's checkpoints only when consistent.
+    Witness(witness::WitnessArgs),
 }
 
 fn main() -> ExitCode {
@@ -120,6 +123,7 @@ fn main() -> ExitCode {
         Command::Restore(args) => backup::run_restore(args),
         Command::Migrate(args) => migrate::run(args),
         Command::Upgrade(args) => upgrade::run(args),
+        Command::Witness(args) => witness::run(args),
     };
     match result {
         Ok(code) => code,
