@@ -179,6 +179,13 @@ fn rows(blob: &str) -> Vec<Row> {
             Some(otlp_record("acme")),
             APPEND_ACME,
         ),
+        r(
+            "get",
+            "/v1/events/{index}/tlog-proof",
+            "/v1/events/0/tlog-proof",
+            None,
+            READ_ACME,
+        ),
         r("get", "/checkpoint", "/checkpoint", None, PUBLIC_READ),
         r("get", "/tile/{path}", "/tile/0/000.p/2", None, PUBLIC_READ),
         // The entry bundle mixes acme's and globex's events: readers of every tenant only.

@@ -428,3 +428,17 @@ pub fn create_token(server: &Server, tenant: &str, role: &str, extra: &[&str]) -
     );
     stdout(&out).trim().to_string()
 }
+
+/// Copies a directory tree (a stopped ledger's data, to tamper with or fork).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}

@@ -32,3 +32,4 @@ mod trust;
 mod upgrade;
 mod validate;
 mod verify;
+mod witness;

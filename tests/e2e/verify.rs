@@ -200,19 +200,6 @@ fn verifies_online_and_offline_and_pinpoints_damage() {
     assert_eq!(v["problems"][1]["index"], 101, "{v}");
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
 /// A byte-flip campaign: every single-bit flip anywhere in the logged data
 /// (entries, leaf records, tree levels, the signed checkpoint) of a stopped
 /// ledger is found by `aiaudit verify --data-dir`.

@@ -86,6 +86,10 @@ pub struct BundleReport {
     pub checkpoint_size: u64,
     /// Base64 of the checkpoint's root hash.
     pub checkpoint_root: String,
+    /// The checkpoint note as the bundle carries it (witness cosignatures
+    /// included), for a caller to check against a witness policy.
+    #[serde(skip)]
+    pub checkpoint_note: String,
     /// The export time and query, as the manifest states them.
     pub created: String,
     pub filters: Value,
@@ -286,6 +290,7 @@ struct Check {
     trusted: Option<Verifier>,
     bundle_key: Option<Verifier>,
     checkpoint: Option<Checkpoint>,
+    checkpoint_note: String,
     digests: BTreeMap<String, FileDigest>,
     manifest: Option<(Manifest, [u8; 32])>,
     manifest_sig: Option<String>,
@@ -465,6 +470,7 @@ impl Check {
     }
 
     fn read_checkpoint(&mut self, note: &str) {
+        self.checkpoint_note = note.to_string();
         let Some(key) = self.key().cloned() else {
             self.problem(CHECKPOINT, None, "no key to check its signature with");
             return;
@@ -752,6 +758,7 @@ impl Check {
             origin: cp.origin,
             checkpoint_size: cp.size,
             checkpoint_root: B64.encode(cp.root),
+            checkpoint_note: self.checkpoint_note,
             created: manifest.created,
             filters: manifest.filters,
             vkey: key.to_vkey(),

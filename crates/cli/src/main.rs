@@ -8,6 +8,7 @@ mod emit;
 mod emitter;
 mod keys;
 mod migrate;
+mod proof;
 mod query;
 mod report;
 mod serve;
@@ -84,6 +85,8 @@ enum Command {
     Migrate(migrate::MigrateArgs),
     /// The log's entry-format gate: status, or finalize an upgrade (no rollback past it).
     Upgrade(upgrade::UpgradeArgs),
+    /// Write a C2SP tlog-proof of one event (entry, inclusion proof, cosigned checkpoint).
+    Proof(proof::ProofArgs),
     /// Run a witness (C2SP tlog-witness) that cosigns a log's checkpoints only when consistent.
     Witness(witness::WitnessArgs),
 }
@@ -124,6 +127,7 @@ fn main() -> ExitCode {
         Command::Migrate(args) => migrate::run(args),
         Command::Upgrade(args) => upgrade::run(args),
         Command::Witness(args) => witness::run(args),
+        Command::Proof(args) => proof::run(args),
     };
     match result {
         Ok(code) => code,

@@ -140,6 +140,19 @@ pub struct ServeArgs {
     /// (1s to 10m) [default: 5s]
     #[arg(long, env = "AIAUDIT_PUBLISHER_LEASE")]
     publisher_lease: Option<String>,
+    /// A C2SP tlog-policy file: each checkpoint is submitted to the
+    /// witnesses its `witness <name> <vkey> <url>` lines name, and
+    /// /checkpoint carries their cosignatures (docs/witnesses.md).
+    #[arg(long, env = "AIAUDIT_WITNESS_POLICY")]
+    witness_policy: Option<PathBuf>,
+    /// Serve at /checkpoint only checkpoints the policy's quorum cosigned,
+    /// waiting at most --witness-quorum-max-wait for a newer one.
+    #[arg(long, env = "AIAUDIT_WITNESS_QUORUM", requires = "witness_policy")]
+    witness_quorum: bool,
+    /// With --witness-quorum: the longest a new checkpoint waits for its
+    /// quorum before it is served anyway (1s to 10m) [default: 30s]
+    #[arg(long, env = "AIAUDIT_WITNESS_QUORUM_MAX_WAIT")]
+    witness_quorum_max_wait: Option<String>,
 }
 
 /// The config file: every option of `serve`.
@@ -175,6 +188,9 @@ struct FileConfig {
     storage: Option<String>,
     storage_ca: Option<PathBuf>,
     publisher_lease: Option<String>,
+    witness_policy: Option<PathBuf>,
+    witness_quorum: Option<bool>,
+    witness_quorum_max_wait: Option<String>,
     max_index_lag_events: Option<u64>,
     /// Tenant (or "*") → how long its events are kept, e.g. "400d".
     retention: Option<std::collections::BTreeMap<String, String>>,
@@ -251,6 +267,22 @@ fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
     )?;
     if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&publisher_lease) {
         anyhow::bail!("publisher_lease: {publisher_lease:?} is outside 1s..10m");
+    }
+    let quorum_wait = secs(
+        "witness_quorum_max_wait",
+        args.witness_quorum_max_wait
+            .clone()
+            .or(file.witness_quorum_max_wait.clone()),
+        Duration::from_secs(30),
+    )?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&quorum_wait) {
+        anyhow::bail!("witness_quorum_max_wait: {quorum_wait:?} is outside 1s..10m");
+    }
+    let witness_policy = args.witness_policy.clone().or(file.witness_policy.clone());
+    let witness_quorum =
+        (args.witness_quorum || file.witness_quorum.unwrap_or(false)).then_some(quorum_wait);
+    if witness_quorum.is_some() && witness_policy.is_none() {
+        anyhow::bail!("witness_quorum needs witness_policy");
     }
     let config = LedgerConfig {
         data_dir: args
@@ -345,6 +377,8 @@ fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
         storage: args.storage.or(file.storage),
         storage_ca: args.storage_ca.or(file.storage_ca),
         publisher_lease,
+        witness_policy,
+        witness_quorum,
     };
     if let Some(s) = &config.storage {
         if !aiaudit_store::is_postgres_url(s) {

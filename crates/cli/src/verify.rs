@@ -19,8 +19,8 @@ pub struct VerifyArgs {
     /// Base URL of a running ledger, e.g. http://127.0.0.1:7381
     #[arg(
         long,
-        required_unless_present_any = ["data_dir", "bundle"],
-        conflicts_with_all = ["data_dir", "bundle"]
+        required_unless_present_any = ["data_dir", "bundle", "proof"],
+        conflicts_with_all = ["data_dir", "bundle", "proof"]
     )]
     url: Option<String>,
     /// Bearer token (an auditor or admin token of every tenant: entry bundles mix tenants).
@@ -45,6 +45,14 @@ pub struct VerifyArgs {
     /// directory (`s3://bucket/prefix`, as `serve --blob-store`).
     #[arg(long, requires = "data_dir", env = "AIAUDIT_BLOB_STORE")]
     blob_store: Option<String>,
+    /// A C2SP tlog-policy file: the checkpoint must be signed by one of its
+    /// log keys and cosigned by its quorum of witnesses (docs/witnesses.md).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// A C2SP tlog-proof (`aiaudit proof`) to check offline against --policy:
+    /// the entry it carries is in the checkpoint, which the quorum cosigned.
+    #[arg(long, requires = "policy", conflicts_with_all = ["data_dir", "bundle", "checkpoint_file"])]
+    proof: Option<PathBuf>,
     /// Print one JSON object instead of one line.
     #[arg(long)]
     json: bool,
@@ -98,6 +106,8 @@ pub(crate) struct Verified {
     pinned: bool,
     consistent_with: Option<u64>,
     blobs: Option<BlobAudit>,
+    /// With --policy: the witnesses that cosigned the checkpoint.
+    witnesses: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 /// What checking a data directory's blobs found (problems go to `problems`).
@@ -128,6 +138,7 @@ impl Verified {
             "tiles_checked": self.audit.tiles_checked,
             "consistent_with_size": if ok { self.consistent_with } else { None },
             "key_pinned": self.pinned,
+            "cosigned_by": self.witnesses,
             "blobs": self.blobs.as_ref().map(|b| json!({"checked": b.checked, "bytes": b.bytes, "orphans": b.orphans})),
             "problems": self.problems.iter().map(|(i, w)| json!({"index": i, "what": w})).collect::<Vec<_>>(),
         })
@@ -145,6 +156,8 @@ impl VerifyArgs {
             vkey: vkey.map(Verifier::to_vkey),
             checkpoint_file: None,
             blob_store: None,
+            policy: None,
+            proof: None,
             json: true,
         }
     }
@@ -159,12 +172,23 @@ impl VerifyArgs {
             vkey: vkey.map(Verifier::to_vkey),
             checkpoint_file: None,
             blob_store: None,
+            policy: None,
+            proof: None,
             json: true,
         }
     }
 }
 
+fn load_policy(path: &Path) -> anyhow::Result<aiaudit_tlog::Policy> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the policy {}", path.display()))?;
+    aiaudit_tlog::Policy::parse(&text).with_context(|| format!("policy {}", path.display()))
+}
+
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.proof {
+        return run_proof(&args, path);
+    }
     if let Some(path) = &args.bundle {
         return run_bundle(&args, path);
     }
@@ -195,7 +219,13 @@ pub(crate) fn audit(args: &VerifyArgs) -> anyhow::Result<Verified> {
             let vkey = std::fs::read_to_string(dir.join("log.vkey")).ok();
             (note, vkey, Box::new(DirTiles(log, refs.clone())))
         };
-    let pinned = args.vkey.is_some();
+    let policy = args.policy.as_deref().map(load_policy).transpose()?;
+    let pinned = args.vkey.is_some() || policy.is_some();
+    let default_vkey = match (&policy, default_vkey) {
+        // The policy's log key is the pinned one.
+        (Some(p), _) if args.vkey.is_none() => p.logs().next().map(Verifier::to_vkey),
+        (_, d) => d,
+    };
     let verifier = match (&args.vkey, default_vkey) {
         (Some(k), _) => load_vkey(k)?,
         (None, Some(k)) => Verifier::parse(k.trim()).context("the log's own verifier key")?,
@@ -204,6 +234,13 @@ pub(crate) fn audit(args: &VerifyArgs) -> anyhow::Result<Verified> {
 
     let mut problems: Vec<(Option<u64>, String)> = Vec::new();
     let mut blobs = None;
+    let mut witnesses = None;
+    if let Some(p) = &policy {
+        match p.verify_checkpoint(&note) {
+            Ok(check) => witnesses = Some(check.cosigned),
+            Err(e) => problems.push((None, format!("witness policy: {e}"))),
+        }
+    }
     let body = match open_note(&note, &verifier) {
         Ok(b) => b,
         Err(e) => {
@@ -214,6 +251,7 @@ pub(crate) fn audit(args: &VerifyArgs) -> anyhow::Result<Verified> {
                 pinned,
                 consistent_with: None,
                 blobs: None,
+                witnesses: None,
             });
         }
     };
@@ -324,6 +362,7 @@ pub(crate) fn audit(args: &VerifyArgs) -> anyhow::Result<Verified> {
         pinned,
         consistent_with,
         blobs,
+        witnesses,
     })
 }
 
@@ -444,6 +483,17 @@ fn report(args: &VerifyArgs, v: &Verified) -> anyhow::Result<ExitCode> {
             }
             _ => String::new(),
         };
+        if let Some(w) = &v.witnesses {
+            let names: Vec<&str> = w.keys().map(String::as_str).collect();
+            println!(
+                "  witness policy met: cosigned by {}",
+                if names.is_empty() {
+                    "none (the policy needs none)".to_string()
+                } else {
+                    names.join(", ")
+                }
+            );
+        }
         println!(
             "OK: {} verified at size {} (root {}): {} entries, {} tiles{blobs}{}{}",
             c.origin,
@@ -492,7 +542,24 @@ fn run_bundle(args: &VerifyArgs, path: &Path) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("opening the bundle {}", path.display()))?;
         Box::new(std::io::BufReader::new(file))
     };
-    let result = aiaudit_bundle::verify_bundle(input, trusted.as_deref());
+    let policy = args.policy.as_deref().map(load_policy).transpose()?;
+    let trusted = match (&policy, trusted) {
+        (Some(p), None) => p.logs().next().map(Verifier::to_vkey),
+        (_, t) => t,
+    };
+    let mut result = aiaudit_bundle::verify_bundle(input, trusted.as_deref());
+    if let (Some(p), Ok(r)) = (&policy, &result) {
+        if let Err(e) = p.verify_checkpoint(&r.checkpoint_note) {
+            result = Err(aiaudit_bundle::BundleError {
+                problems: vec![aiaudit_bundle::Problem {
+                    file: "checkpoint".into(),
+                    index: None,
+                    what: format!("witness policy: {e}"),
+                }],
+                more: 0,
+            });
+        }
+    }
     let shown = path.display();
     match (&result, args.json) {
         (Ok(r), true) => {
@@ -551,4 +618,80 @@ fn run_bundle(args: &VerifyArgs, path: &Path) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `aiaudit verify --proof FILE --policy FILE`: one event's C2SP tlog-proof,
+/// offline: the checkpoint is signed by a log key of the policy and
+/// cosigned by its quorum, and the entry the proof carries is in that tree.
+fn run_proof(args: &VerifyArgs, path: &Path) -> anyhow::Result<ExitCode> {
+    let policy = load_policy(args.policy.as_deref().expect("clap requires --policy"))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the proof {}", path.display()))?;
+    let outcome = (|| -> anyhow::Result<(aiaudit_tlog::PolicyCheck, u64, Option<String>)> {
+        let proof = aiaudit_tlog::TlogProof::parse(&text)?;
+        let check = policy.verify_checkpoint(&proof.checkpoint)?;
+        let entry = proof
+            .extra
+            .as_deref()
+            .context("the proof carries no entry (extra line) to recompute the leaf hash from")?;
+        let leaf = aiaudit_tlog::record_hash(entry);
+        aiaudit_tlog::check_record(
+            &proof.proof,
+            check.checkpoint.size,
+            &check.checkpoint.root,
+            proof.index,
+            &leaf,
+        )
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the entry at index {} is not in the checkpoint of size {}: {e}",
+                proof.index,
+                check.checkpoint.size
+            )
+        })?;
+        let id = aiaudit_event::envelope::decode_stored(entry)
+            .ok()
+            .and_then(|s| {
+                s.index
+                    .get("id")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            });
+        Ok((check, proof.index, id))
+    })();
+    match outcome {
+        Ok((check, index, id)) => {
+            let names: Vec<&str> = check.cosigned.keys().map(String::as_str).collect();
+            if args.json {
+                println!(
+                    "{}",
+                    json!({"ok": true, "index": index, "event_id": id, "origin": check.checkpoint.origin,
+                           "size": check.checkpoint.size, "root": B64.encode(check.checkpoint.root),
+                           "log_key": check.log, "cosigned_by": check.cosigned})
+                );
+            } else {
+                println!(
+                    "OK: event {}at index {index} is in {} at size {} (root {}), cosigned by {}",
+                    id.map(|i| format!("{i} ")).unwrap_or_default(),
+                    check.checkpoint.origin,
+                    check.checkpoint.size,
+                    B64.encode(check.checkpoint.root),
+                    if names.is_empty() {
+                        "no witness (the policy needs none)".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if args.json {
+                println!("{}", json!({"ok": false, "problems": [format!("{e:#}")]}));
+            } else {
+                println!("FAILED: {}: {e:#}", path.display());
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
 }

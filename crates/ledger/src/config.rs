@@ -88,6 +88,13 @@ pub struct LedgerConfig {
     /// the longest a silently cut-off or frozen publisher holds up
     /// checkpoints before another node takes over (docs/scaling.md).
     pub publisher_lease: std::time::Duration,
+    /// A C2SP tlog-policy file whose `witness` lines (with URLs) are the
+    /// witnesses each checkpoint is submitted to (docs/witnesses.md).
+    pub witness_policy: Option<PathBuf>,
+    /// Serve (at `/checkpoint`) only checkpoints the policy's quorum
+    /// cosigned, unless the newest has waited longer than this; `None`
+    /// serves the newest at once with whatever cosignatures it has.
+    pub witness_quorum: Option<std::time::Duration>,
 }
 
 pub const DEFAULT_MAX_BATCH_EVENTS: usize = 10_000;
@@ -144,6 +151,8 @@ impl Default for LedgerConfig {
             storage: None,
             storage_ca: None,
             publisher_lease: std::time::Duration::from_secs(5),
+            witness_policy: None,
+            witness_quorum: None,
         }
     }
 }

@@ -36,6 +36,7 @@ pub mod scrub;
 pub mod sealing;
 pub mod search;
 pub mod sequencer;
+pub mod witnessing;
 
 pub use append::{Accepted, Batch, BatchSignature, SignatureFormat};
 pub use auth::{Principal, Role};
@@ -89,6 +90,8 @@ pub struct Ledger {
     erasure_epoch: std::sync::atomic::AtomicU64,
     /// The sealed entry format this node writes (2 or 3; see [`entry_format`]).
     entry_format: u8,
+    /// The witnesses asked to cosign each checkpoint, when a policy is set.
+    witnessing: Option<Arc<witnessing::Witnessing>>,
 }
 
 /// Opens the data directory (recovering it after a crash), loads or creates
@@ -217,8 +220,22 @@ pub async fn start_with_storage(
         metrics.clone(),
     );
     metrics.recovery_seconds.set(recovery.elapsed.as_secs_f64());
+    let witnessing = match &config.witness_policy {
+        Some(path) => {
+            let w = Arc::new(witnessing::Witnessing::load(
+                path,
+                &verifier.to_vkey(),
+                config.witness_quorum,
+                metrics.clone(),
+            )?);
+            witnessing::spawn(w.clone(), store.clone(), latest.clone());
+            Some(w)
+        }
+        None => None,
+    };
     let ledger = Arc::new(Ledger {
         entry_format,
+        witnessing,
         store,
         signer,
         verifier,

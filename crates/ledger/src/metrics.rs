@@ -34,6 +34,16 @@ pub struct ViolationLabels {
     pub severity: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WitnessLabel {
+    pub witness: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QuorumLabel {
+    pub quorum: String,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Most distinct tenants that label series; the rest count as [`OTHER_LABEL`].
@@ -87,6 +97,13 @@ pub struct Metrics {
     tree_size: Gauge,
     sequenced_size: Gauge,
     checkpoint_age: FloatGauge,
+    /// Per witness: the size it last cosigned, when, and failed submissions.
+    pub witness_size: Family<WitnessLabel, Gauge>,
+    pub witness_cosigned_at: Family<WitnessLabel, Gauge>,
+    pub witness_failures: Family<WitnessLabel, Counter>,
+    /// The newest checkpoint the policy's quorum cosigned (only with a policy).
+    pub quorum_size: Family<QuorumLabel, Gauge>,
+    pub quorum_cosigned_at: Family<QuorumLabel, Gauge>,
     disk_used: Gauge,
     disk_free: Gauge,
     disk_usage_ratio: FloatGauge,
@@ -275,6 +292,36 @@ impl Metrics {
             "Events durably logged",
             sequenced_size.clone(),
         );
+        let witness_size = Family::<WitnessLabel, Gauge>::default();
+        r.register(
+            "aiaudit_witness_cosigned_size",
+            "Size of the latest checkpoint each witness cosigned",
+            witness_size.clone(),
+        );
+        let witness_cosigned_at = Family::<WitnessLabel, Gauge>::default();
+        r.register(
+            "aiaudit_witness_cosigned_timestamp_seconds",
+            "When each witness last cosigned (its cosignature's timestamp)",
+            witness_cosigned_at.clone(),
+        );
+        let witness_failures = Family::<WitnessLabel, Counter>::default();
+        r.register(
+            "aiaudit_witness_failures",
+            "Checkpoint submissions to a witness that did not bring a valid cosignature",
+            witness_failures.clone(),
+        );
+        let quorum_size = Family::<QuorumLabel, Gauge>::default();
+        r.register(
+            "aiaudit_witness_quorum_size",
+            "Size of the newest checkpoint the witness policy's quorum cosigned",
+            quorum_size.clone(),
+        );
+        let quorum_cosigned_at = Family::<QuorumLabel, Gauge>::default();
+        r.register(
+            "aiaudit_witness_quorum_timestamp_seconds",
+            "When the witness policy's quorum last completed a cosigned checkpoint",
+            quorum_cosigned_at.clone(),
+        );
         let checkpoint_age = FloatGauge::default();
         r.register(
             "aiaudit_checkpoint_age_seconds",
@@ -392,6 +439,11 @@ impl Metrics {
             tree_size,
             sequenced_size,
             checkpoint_age,
+            witness_size,
+            witness_cosigned_at,
+            witness_failures,
+            quorum_size,
+            quorum_cosigned_at,
             disk_used,
             disk_free,
             disk_usage_ratio,

@@ -31,6 +31,26 @@ pub struct Readiness {
     pub checks: Value,
 }
 
+/// The stored entry at `index`, if `reader` may read its tenant's events.
+/// The tenant is in the clear: refused before any content (or blob) of an
+/// event this token may not read is touched.
+fn entry_for_reader(
+    store: &dyn aiaudit_store::Storage,
+    reader: &Principal,
+    index: u64,
+) -> Result<Vec<u8>> {
+    let entry = store.read_entry(index).map_err(|e| Error::from_store(&e))?;
+    let tenant = aiaudit_event::envelope::decode_stored(&entry)
+        .map(|s| s.tenant().to_string())
+        .map_err(|e| Error::internal(format!("entry {index} cannot be read: {e}")))?;
+    if !reader.can_read(&tenant) {
+        return Err(Error::forbidden(format!(
+            "this token may not read events of tenant {tenant:?}"
+        )));
+    }
+    Ok(entry)
+}
+
 fn b64(h: &Hash) -> String {
     B64.encode(h)
 }
@@ -86,6 +106,30 @@ impl Ledger {
     /// The latest signed checkpoint.
     pub fn latest(&self) -> Arc<Published> {
         self.latest.borrow().clone()
+    }
+
+    /// The checkpoint note `/checkpoint` serves: the log's signature and
+    /// the witnesses' cosignatures gathered so far (with a quorum wait, the
+    /// newest checkpoint the quorum cosigned; docs/witnesses.md).
+    pub fn checkpoint_note(&self) -> String {
+        self.served_checkpoint().note.clone()
+    }
+
+    /// The checkpoint served, with its cosignatures (see [`Ledger::checkpoint_note`]).
+    pub fn served_checkpoint(&self) -> Arc<Published> {
+        let latest = self.latest();
+        match &self.witnessing {
+            Some(w) => w.served(&latest),
+            None => latest,
+        }
+    }
+
+    /// The witnesses of the policy that cosigned `note` (empty without a policy).
+    pub fn cosigners(&self, note: &str) -> Vec<String> {
+        self.witnessing
+            .as_ref()
+            .map(|w| w.cosigners(note))
+            .unwrap_or_default()
     }
 
     /// Waits (up to the configured time) for a checkpoint covering `size`
@@ -245,6 +289,45 @@ impl Ledger {
             .await
     }
 
+    /// A C2SP tlog-proof of the event at `index` against the checkpoint
+    /// `/checkpoint` serves (cosignatures included), with the stored entry
+    /// as its `extra` data so a verifier recomputes the leaf hash offline.
+    /// Readers of the event's tenant only: the entry names its tenant.
+    pub async fn tlog_proof(&self, who: &Principal, index: u64) -> Result<String> {
+        let note = self.checkpoint_note();
+        let size = aiaudit_tlog::split_note(&note)
+            .ok()
+            .and_then(|(body, _)| aiaudit_tlog::Checkpoint::parse_body(body).ok())
+            .map(|c| c.size)
+            .ok_or_else(|| Error::internal("the served checkpoint does not parse"))?;
+        if index >= self.store.size() {
+            return Err(Error::not_found(format!(
+                "no event at index {index}; the log holds {}",
+                self.store.size()
+            )));
+        }
+        if index >= size {
+            return Err(Error::unavailable(format!(
+                "event {index} is logged but not yet in the checkpoint served (size {size}); retry shortly"
+            )));
+        }
+        let store = self.store.clone();
+        let reader = who.clone();
+        blocking(move || {
+            let entry = entry_for_reader(&*store, &reader, index)?;
+            let proof = prove_record(size, index, &&*store)
+                .map_err(|e| Error::from_proof("proving inclusion", &e))?;
+            Ok(aiaudit_tlog::TlogProof {
+                extra: Some(entry),
+                index,
+                proof,
+                checkpoint: note,
+            }
+            .format())
+        })
+        .await
+    }
+
     /// [`Ledger::entry`], with the event's blobs read and checked (`Fill`)
     /// or left out and listed (`Omit`).
     pub async fn entry_with(
@@ -273,17 +356,7 @@ impl Ledger {
         let cp_size = published.checkpoint.size;
         let metrics = self.metrics.clone();
         let (entry, leaf, proof, readable) = blocking(move || {
-            let entry = store.read_entry(index).map_err(|e| Error::from_store(&e))?;
-            // The tenant is in the clear: refuse before any content (or
-            // blob) of an event this token may not read is touched.
-            let tenant = aiaudit_event::envelope::decode_stored(&entry)
-                .map(|s| s.tenant().to_string())
-                .map_err(|e| Error::internal(format!("entry {index} cannot be read: {e}")))?;
-            if !reader.can_read(&tenant) {
-                return Err(Error::forbidden(format!(
-                    "this token may not read events of tenant {tenant:?}"
-                )));
-            }
+            let entry = entry_for_reader(&*store, &reader, index)?;
             let readable = crate::sealing::open_entry(&keyring, &*store, &entry, blobs)
                 .map_err(|e| open_failed(&metrics, index, e))?;
             // Unreadable storage is transient (503), like every other read.
@@ -514,6 +587,28 @@ impl Ledger {
         }
         if who.is_some_and(Principal::is_global_admin) {
             info["backup"] = self.backup_status.to_json(&self.config.backup);
+        }
+        if let Some(w) = &self.witnessing {
+            // Witness URLs and keys are in the public policy; errors may
+            // name hosts, so they are the operator's.
+            let admin = who.is_some_and(Principal::is_global_admin);
+            info["witnesses"] = w
+                .status()
+                .into_iter()
+                .map(|s| {
+                    let mut v = json!({
+                        "name": s.name,
+                        "cosigned_size": s.cosigned_size,
+                        "cosigned_at": s.cosigned_at,
+                        "failures": s.failures,
+                    });
+                    if admin {
+                        v["url"] = json!(s.url);
+                        v["last_error"] = json!(s.last_error);
+                    }
+                    v
+                })
+                .collect();
         }
         info
     }

@@ -136,6 +136,9 @@ pub struct LogInfo {
     /// The signed checkpoint (a signed note), verifiable with `verifier_key`.
     pub checkpoint: String,
     pub verifier_key: String,
+    /// The witnesses of the log's witness policy that cosigned `checkpoint`
+    /// (vouching that the period's history is the one everyone sees).
+    pub witnesses: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -601,7 +604,7 @@ fn integrity(ledger: &Ledger, published: &crate::Published, req: &Request) -> In
 /// Builds the report (blocking: SQLite and the log).
 pub fn gather(ledger: &Ledger, req: &Request, now_ms: i64) -> Result<Report> {
     let internal = Error::from;
-    let published = ledger.latest.borrow().clone();
+    let published = ledger.served_checkpoint();
     let p = Period {
         tenant: req.tenant.clone(),
         from_ms: req.from_ms,
@@ -633,6 +636,7 @@ pub fn gather(ledger: &Ledger, req: &Request, now_ms: i64) -> Result<Report> {
             root: base64::engine::general_purpose::STANDARD.encode(published.checkpoint.root),
             checkpoint: published.note.clone(),
             verifier_key: ledger.verifier.to_vkey(),
+            witnesses: ledger.cosigners(&published.note),
         },
         art12: systems(ledger, &p, days).map_err(internal)?,
         art19_26_retention: retention(

@@ -327,7 +327,9 @@ impl Ledger {
         filters: Value,
     ) -> Result<Vec<u8>> {
         scope(self, who, &mut q)?;
-        let published = self.latest.borrow().clone();
+        // The checkpoint served, cosignatures included, so the bundle
+        // verifies under a witness policy too.
+        let published = self.served_checkpoint();
         let l = self.clone();
         let bytes = tokio::task::spawn_blocking(move || build_export(&l, q, &published, filters))
             .await

@@ -27,6 +27,7 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
         .route("/v1/events", post(ingest).get(crate::search::search))
         .route("/v1/events/{index}", get(event_by_index))
         .route("/v1/events/{index}/blobs/{n}", get(event_blob))
+        .route("/v1/events/{index}/tlog-proof", get(event_tlog_proof))
         .route("/v1/export", get(crate::search::export))
         .route("/v1/logs", post(crate::otlp::ledger_logs))
         .route("/checkpoint", get(checkpoint))
@@ -265,7 +266,7 @@ async fn checkpoint(State(ledger): State<Arc<Ledger>>, headers: HeaderMap) -> Ap
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        ledger.latest().note.clone(),
+        ledger.checkpoint_note(),
     )
         .into_response())
 }
@@ -372,6 +373,28 @@ async fn event_by_index(
     Ok(Json(
         ledger.entry_with(&who, index, with_proof, blobs).await?.0,
     ))
+}
+
+/// `GET /v1/events/{index}/tlog-proof`: a C2SP tlog-proof of one event
+/// (`text/x.tlog-proof`), verifiable offline with a tlog-policy.
+async fn event_tlog_proof(
+    State(ledger): State<Arc<Ledger>>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let who = require(&ledger, &headers)?;
+    let index: u64 = raw
+        .parse()
+        .map_err(|_| Problem::bad_parameter("index", format!("{raw:?} is not a log index")))?;
+    let proof = ledger.tlog_proof(&who, index).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        proof,
+    )
+        .into_response())
 }
 
 /// `GET /v1/events/{index}/blobs/{n}`: the canonical JSON of an event's

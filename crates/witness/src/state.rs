@@ -413,7 +413,9 @@ impl Witness {
                 .ok()
                 .and_then(|r| r.try_into().ok())
         });
-        if let (Some(p), Some(root)) = (&prev, prev_root) {
+        // Every tree extends the empty one: a held size of zero checks
+        // nothing but the empty proof, like a log never seen.
+        if let (Some(p), Some(root)) = (prev.as_ref().filter(|p| p.size > 0), prev_root) {
             if cp.size == p.size {
                 if root != cp.root {
                     let held_cp = p.checkpoint.clone();

@@ -151,6 +151,14 @@ fn sections(r: &Report) -> Vec<Section> {
                 ("Integrity checks failed since start", i.verification_failures_since_start.to_string()),
                 ("Index lag", format!("{} entries", i.index_lag_events)),
                 ("Verifier key", r.log.verifier_key.clone()),
+                (
+                    "Witnesses that cosigned",
+                    if r.log.witnesses.is_empty() {
+                        "none (no witness policy, or no cosignature yet)".to_string()
+                    } else {
+                        r.log.witnesses.join(", ")
+                    },
+                ),
             ]),
             chart: None,
             code: i.verify.iter().cloned().chain([r.log.checkpoint.clone()]).collect(),

@@ -138,6 +138,7 @@ fn sample() -> Report {
             root: "cm9vdA==".into(),
             checkpoint: "example.org/log\n10\ncm9vdA==\n\n— sig\n".into(),
             verifier_key: "example.org/log+abcd+key".into(),
+            witnesses: vec!["w1".into(), "w3".into()],
         },
         art12: Art12 {
             total_events: 9,
