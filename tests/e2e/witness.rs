@@ -309,3 +309,193 @@ fn base64_of(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(b)
 }
+
+/// A tree of `entry <i>` for i < size, with its nodes for proofs.
+struct TestTree(Vec<Vec<aiaudit_tlog::Hash>>);
+
+impl TestTree {
+    fn new(size: u64) -> TestTree {
+        let mut levels: Vec<Vec<aiaudit_tlog::Hash>> = Vec::new();
+        let mut b = aiaudit_tlog::TreeBuilder::new();
+        for i in 0..size {
+            b.push(
+                aiaudit_tlog::record_hash(format!("entry {i}").as_bytes()),
+                |l, _, h| {
+                    if levels.len() <= l as usize {
+                        levels.push(Vec::new());
+                    }
+                    levels[l as usize].push(*h);
+                },
+            );
+        }
+        TestTree(levels)
+    }
+}
+
+impl aiaudit_tlog::NodeReader for TestTree {
+    fn read_node(&self, level: u32, index: u64) -> aiaudit_tlog::Result<aiaudit_tlog::Hash> {
+        self.0
+            .get(level as usize)
+            .and_then(|l| l.get(index as usize))
+            .copied()
+            .ok_or_else(|| aiaudit_tlog::Error::InvalidArgument("absent".into()))
+    }
+}
+
+/// An add-checkpoint body for the tree of `size` signed by `log`, from `old`.
+fn add_checkpoint(log: &aiaudit_tlog::Signer, old: u64, size: u64) -> String {
+    let tree = TestTree::new(size.max(old));
+    let cp = aiaudit_tlog::Checkpoint {
+        origin: log.name().into(),
+        size,
+        root: aiaudit_tlog::tree_hash(size, &tree).unwrap(),
+        extensions: vec![],
+    };
+    let proof = if old == 0 || old >= size {
+        vec![]
+    } else {
+        aiaudit_tlog::prove_tree(size, old, &tree).unwrap()
+    };
+    aiaudit_tlog::AddCheckpoint {
+        old_size: old,
+        proof,
+        checkpoint: aiaudit_tlog::sign_note(&cp.body(), log).unwrap(),
+    }
+    .format()
+}
+
+fn submit(w: &Server, body: &str) -> (u16, String, String) {
+    let r = client()
+        .post(format!("{}/add-checkpoint", w.url))
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    let ctype = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, ctype, r.text().unwrap())
+}
+
+fn held_size(w: &Server) -> u64 {
+    let logs: Value = client()
+        .get(format!("{}/logs", w.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    logs["logs"][0]["size"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn bad_input_to_a_witness_gets_the_spec_status_and_never_corrupts_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = aiaudit_tlog::Signer::from_seed("example.test/log", [7; 32]).unwrap();
+    let port = free_port();
+    let w = start_witness(
+        tmp.path(),
+        port,
+        "witness.test/b",
+        &log.verifier().to_vkey(),
+    );
+    let wkey = aiaudit_tlog::CosignatureVerifier::parse(
+        std::fs::read_to_string(tmp.path().join("witness.vkey"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+
+    // The first checkpoint is cosigned, and the line verifies under the witness key.
+    let first = add_checkpoint(&log, 0, 10);
+    let (status, _, line) = submit(&w, &first);
+    assert_eq!(status, 200, "{line}");
+    let body = aiaudit_tlog::split_note(&first[first.find("\n\n").unwrap() + 2..])
+        .unwrap()
+        .0
+        .to_string();
+    let sig = aiaudit_tlog::parse_signature_line(line.trim_end()).unwrap();
+    assert!(wkey.verify(&body, &sig).is_some());
+
+    let hash_line = format!("{}\n", base64_of(&[1u8; 32]));
+    let valid_cp = &first[first.find("\n\n").unwrap() + 2..];
+    let other_log = aiaudit_tlog::Signer::from_seed("other.test/log", [8; 32]).unwrap();
+    let imposter = aiaudit_tlog::Signer::from_seed("example.test/log", [9; 32]).unwrap();
+    let cases: Vec<(String, u16)> = vec![
+        ("garbage".into(), 400),
+        ("old 10\n".into(), 400),
+        (format!("old 10\n{}\n{valid_cp}", hash_line.repeat(64)), 400),
+        (format!("old 99999999999999999999999\n\n{valid_cp}"), 400),
+        (format!("old 010\n\n{valid_cp}"), 400),
+        (format!("old 10\nnot-base64\n\n{valid_cp}"), 400),
+        (
+            format!("old 10\n\nexample.test/log\n12\nnot a root\n\n— x AAAAAA==\n"),
+            400,
+        ),
+        (add_checkpoint(&log, 11, 10), 400),
+        ("x".repeat(100 * 1024), 413),
+        (add_checkpoint(&other_log, 0, 5), 404),
+        (add_checkpoint(&imposter, 10, 12), 403),
+        // A proof from the held size that does not verify (here: garbage hashes).
+        (
+            format!(
+                "old 10\n{}\n{}",
+                hash_line.repeat(3),
+                &add_checkpoint(&log, 0, 12)["old 0\n\n".len()..]
+            ),
+            422,
+        ),
+    ];
+    for (body, want) in &cases {
+        let (status, _, text) = submit(&w, body);
+        assert_eq!(status, *want, "{}: {text}", &body[..body.len().min(60)]);
+        assert_eq!(held_size(&w), 10, "state changed by a refused request");
+    }
+    // A stale old size: 409 with the size held, as text/x.tlog.size.
+    let (status, ctype, text) = submit(&w, &add_checkpoint(&log, 0, 20));
+    assert_eq!(
+        (status, ctype.as_str(), text.as_str()),
+        (409, "text/x.tlog.size", "10\n")
+    );
+
+    // Concurrent submissions from the same old size: exactly one wins,
+    // the others are told the new size; the held size never goes back.
+    let bodies: Vec<String> = (11..19).map(|n| add_checkpoint(&log, 10, n)).collect();
+    let url = w.url.clone();
+    let threads: Vec<_> = bodies
+        .into_iter()
+        .map(|b| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                client()
+                    .post(format!("{url}/add-checkpoint"))
+                    .body(b)
+                    .send()
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let codes: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 200 || *c == 409), "{codes:?}");
+    let held = held_size(&w);
+    assert!((11..19).contains(&held));
+
+    // Killed -9 and restarted, it holds the same checkpoint and goes on from it.
+    w.kill9();
+    let w = start_witness(
+        tmp.path(),
+        port,
+        "witness.test/b",
+        &log.verifier().to_vkey(),
+    );
+    assert_eq!(held_size(&w), held);
+    let (status, _, _) = submit(&w, &add_checkpoint(&log, held, 30));
+    assert_eq!(status, 200);
+    assert!(evidence(&w)
+        .iter()
+        .any(|e| e["reason"].as_str().unwrap().contains("does not verify")));
+}

@@ -85,6 +85,13 @@ impl Witnessing {
                 ..Default::default()
             })
             .collect();
+        // Present from the start (at 0), so an alert on a quorum that never
+        // cosigned anything can fire.
+        let q = QuorumLabel {
+            quorum: "policy".into(),
+        };
+        metrics.quorum_size.get_or_create(&q).set(0);
+        metrics.quorum_cosigned_at.get_or_create(&q).set(0);
         Ok(Witnessing {
             policy,
             quorum_wait,
