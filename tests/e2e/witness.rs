@@ -430,7 +430,7 @@ fn bad_input_to_a_witness_gets_the_spec_status_and_never_corrupts_it() {
         (format!("old 010\n\n{valid_cp}"), 400),
         (format!("old 10\nnot-base64\n\n{valid_cp}"), 400),
         (
-            format!("old 10\n\nexample.test/log\n12\nnot a root\n\n— x AAAAAA==\n"),
+            "old 10\n\nexample.test/log\n12\nnot a root\n\n— x AAAAAA==\n".to_string(),
             400,
         ),
         (add_checkpoint(&log, 11, 10), 400),

@@ -2,7 +2,7 @@
 //! inclusion proof and the cosigned checkpoint), to keep and check offline
 //! later with `aiaudit verify --proof FILE --policy FILE`.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,23 +24,10 @@ pub struct ProofArgs {
 }
 
 pub fn run(args: ProofArgs) -> anyhow::Result<ExitCode> {
-    let client = crate::blocking_client(args.token.as_deref())?;
-    let url = format!(
-        "{}/v1/events/{}/tlog-proof",
-        args.url.trim_end_matches('/'),
-        args.index
-    );
-    let resp = client
-        .get(&url)
-        .send()
-        .with_context(|| format!("GET {url}"))?;
-    let status = resp.status();
-    let text = resp.text()?;
-    if !status.is_success() {
-        bail!("{url}: {status}: {}", text.trim());
-    }
-    // Refuse to save something that is not a proof.
-    aiaudit_tlog::TlogProof::parse(&text).context("the ledger's answer is not a tlog-proof")?;
+    let client = crate::ledger_client(&args.url, args.token.as_deref())?;
+    let text = client
+        .tlog_proof(args.index)
+        .with_context(|| format!("the proof of event {}", args.index))?;
     match &args.out {
         Some(path) => {
             std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;

@@ -627,29 +627,8 @@ fn run_proof(args: &VerifyArgs, path: &Path) -> anyhow::Result<ExitCode> {
     let policy = load_policy(args.policy.as_deref().expect("clap requires --policy"))?;
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the proof {}", path.display()))?;
-    let outcome = (|| -> anyhow::Result<(aiaudit_tlog::PolicyCheck, u64, Option<String>)> {
-        let proof = aiaudit_tlog::TlogProof::parse(&text)?;
-        let check = policy.verify_checkpoint(&proof.checkpoint)?;
-        let entry = proof
-            .extra
-            .as_deref()
-            .context("the proof carries no entry (extra line) to recompute the leaf hash from")?;
-        let leaf = aiaudit_tlog::record_hash(entry);
-        aiaudit_tlog::check_record(
-            &proof.proof,
-            check.checkpoint.size,
-            &check.checkpoint.root,
-            proof.index,
-            &leaf,
-        )
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "the entry at index {} is not in the checkpoint of size {}: {e}",
-                proof.index,
-                check.checkpoint.size
-            )
-        })?;
-        let id = aiaudit_event::envelope::decode_stored(entry)
+    let outcome = aiaudit_client::verify_tlog_proof(&text, &policy).map(|p| {
+        let id = aiaudit_event::envelope::decode_stored(&p.entry)
             .ok()
             .and_then(|s| {
                 s.index
@@ -657,8 +636,8 @@ fn run_proof(args: &VerifyArgs, path: &Path) -> anyhow::Result<ExitCode> {
                     .and_then(|v| v.as_str())
                     .map(str::to_string)
             });
-        Ok((check, proof.index, id))
-    })();
+        (p.check, p.index, id)
+    });
     match outcome {
         Ok((check, index, id)) => {
             let names: Vec<&str> = check.cosigned.keys().map(String::as_str).collect();
@@ -687,9 +666,9 @@ fn run_proof(args: &VerifyArgs, path: &Path) -> anyhow::Result<ExitCode> {
         }
         Err(e) => {
             if args.json {
-                println!("{}", json!({"ok": false, "problems": [format!("{e:#}")]}));
+                println!("{}", json!({"ok": false, "problems": [e.to_string()]}));
             } else {
-                println!("FAILED: {}: {e:#}", path.display());
+                println!("FAILED: {}: {e}", path.display());
             }
             Ok(ExitCode::from(1))
         }

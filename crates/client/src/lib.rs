@@ -7,7 +7,10 @@
 //! Not here: writing (emitters have their SDK), and anything a proof does
 //! not need the network for (that is `aiaudit-tlog`).
 
-use aiaudit_tlog::{check_tree, open_note, Checkpoint, Hash, Tile, TileReader, Verifier};
+use aiaudit_tlog::{
+    check_record, check_tree, open_note, record_hash, Checkpoint, Hash, Policy, PolicyCheck, Tile,
+    TileReader, TlogProof, Verifier,
+};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::Value;
@@ -130,6 +133,30 @@ impl Client {
         Ok((checkpoint, note))
     }
 
+    /// The latest checkpoint, accepted only when one of `policy`'s log keys
+    /// signed it and its witness quorum cosigned it (C2SP tlog-policy). The
+    /// error names the witnesses whose cosignature is missing.
+    pub fn witnessed_checkpoint(&self, policy: &Policy) -> Result<(PolicyCheck, String)> {
+        let note = self.checkpoint_note()?;
+        let check = policy
+            .verify_checkpoint(&note)
+            .map_err(|e| Error::Verification(e.to_string()))?;
+        Ok((check, note))
+    }
+
+    /// A C2SP tlog-proof of the event at `index` (readers of its tenant),
+    /// to keep and check offline with [`verify_tlog_proof`].
+    pub fn tlog_proof(&self, index: u64) -> Result<String> {
+        let path = format!("/v1/events/{index}/tlog-proof");
+        let url = format!("{}{path}", self.base);
+        let text = self
+            .get(&path)?
+            .text()
+            .map_err(|source| Error::Http { url, source })?;
+        TlogProof::parse(&text).map_err(|e| Error::Invalid(format!("tlog-proof: {e}")))?;
+        Ok(text)
+    }
+
     /// A tile or entry bundle (`tile/...`, C2SP tlog-tiles).
     pub fn tile(&self, tile: &Tile) -> Result<Vec<u8>> {
         let path = format!("/{}", tile.path());
@@ -209,6 +236,47 @@ impl Client {
     }
 }
 
+/// What a tlog-proof that verified proves: the entry at `index` is in the
+/// checkpoint `check` describes, which the policy's quorum cosigned.
+#[derive(Debug, Clone)]
+pub struct ProvenEntry {
+    pub index: u64,
+    /// The stored entry (docs/format.md), as the proof carries it.
+    pub entry: Vec<u8>,
+    pub check: PolicyCheck,
+}
+
+/// Checks a C2SP tlog-proof offline: the checkpoint is signed by a log key
+/// of `policy` and cosigned by its quorum, and the entry the proof carries
+/// (its `extra` data) is at its index in that tree. Nothing is fetched.
+pub fn verify_tlog_proof(text: &str, policy: &Policy) -> Result<ProvenEntry> {
+    let proof = TlogProof::parse(text).map_err(|e| Error::Invalid(e.to_string()))?;
+    let check = policy
+        .verify_checkpoint(&proof.checkpoint)
+        .map_err(|e| Error::Verification(e.to_string()))?;
+    let entry = proof.extra.ok_or_else(|| {
+        Error::Invalid("the proof carries no entry (extra line) to recompute the leaf from".into())
+    })?;
+    check_record(
+        &proof.proof,
+        check.checkpoint.size,
+        &check.checkpoint.root,
+        proof.index,
+        &record_hash(&entry),
+    )
+    .map_err(|e| {
+        Error::Verification(format!(
+            "the entry at index {} is not in the checkpoint of size {}: {e}",
+            proof.index, check.checkpoint.size
+        ))
+    })?;
+    Ok(ProvenEntry {
+        index: proof.index,
+        entry,
+        check,
+    })
+}
+
 /// A checkpoint from its signed note: signature by `verifier`, origin the key's name.
 pub fn open_checkpoint(note: &str, verifier: &Verifier) -> Result<Checkpoint> {
     let body = open_note(note, verifier)
@@ -286,5 +354,67 @@ mod tests {
         assert_eq!(hashes(&serde_json::json!([ok])).unwrap(), vec![[5u8; 32]]);
         assert!(hashes(&serde_json::json!(["AAAA"])).is_err());
         assert!(hashes(&serde_json::json!("x")).is_err());
+    }
+
+    #[test]
+    fn a_tlog_proof_needs_the_quorum_and_its_own_entry() {
+        use aiaudit_tlog::{
+            prove_record, sign_note, tree_hash, CosignatureSigner, NodeReader, Signer, TreeBuilder,
+        };
+        struct Levels(Vec<Vec<Hash>>);
+        impl NodeReader for Levels {
+            fn read_node(&self, level: u32, index: u64) -> aiaudit_tlog::Result<Hash> {
+                self.0
+                    .get(level as usize)
+                    .and_then(|l| l.get(index as usize))
+                    .copied()
+                    .ok_or_else(|| aiaudit_tlog::Error::InvalidArgument("absent".into()))
+            }
+        }
+        let entries: Vec<Vec<u8>> = (0..5).map(|i| format!("e{i}").into_bytes()).collect();
+        let mut levels: Vec<Vec<Hash>> = Vec::new();
+        let mut b = TreeBuilder::new();
+        for e in &entries {
+            b.push(record_hash(e), |l, _, h| {
+                if levels.len() <= l as usize {
+                    levels.push(Vec::new());
+                }
+                levels[l as usize].push(*h);
+            });
+        }
+        let tree = Levels(levels);
+        let log = Signer::from_seed("example.com/log", [1; 32]).unwrap();
+        let w = CosignatureSigner::from_seed("w.example/1", [2; 32]).unwrap();
+        let cp = Checkpoint {
+            origin: log.name().into(),
+            size: 5,
+            root: tree_hash(5, &tree).unwrap(),
+            extensions: vec![],
+        };
+        let note = sign_note(&cp.body(), &log).unwrap();
+        let policy = Policy::parse(&format!(
+            "log {}\nwitness w1 {}\nquorum w1\n",
+            log.verifier().to_vkey(),
+            w.verifier().to_vkey()
+        ))
+        .unwrap();
+        let proof = |note: &str, entry: &[u8]| {
+            TlogProof {
+                extra: Some(entry.to_vec()),
+                index: 3,
+                proof: prove_record(5, 3, &tree).unwrap(),
+                checkpoint: note.to_string(),
+            }
+            .format()
+        };
+        // No cosignature: refused, naming the witness.
+        let err = verify_tlog_proof(&proof(&note, &entries[3]), &policy).unwrap_err();
+        assert!(err.to_string().contains("missing w1"), "{err}");
+        let cosigned = format!("{note}{}", w.cosign(&cp.body(), 1_700_000_000));
+        let ok = verify_tlog_proof(&proof(&cosigned, &entries[3]), &policy).unwrap();
+        assert_eq!((ok.index, ok.entry.as_slice()), (3, &entries[3][..]));
+        assert_eq!(ok.check.cosigned["w1"], 1_700_000_000);
+        // Another entry at that index does not verify.
+        assert!(verify_tlog_proof(&proof(&cosigned, &entries[2]), &policy).is_err());
     }
 }
