@@ -310,41 +310,10 @@ fn base64_of(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
-/// A tree of `entry <i>` for i < size, with its nodes for proofs.
-struct TestTree(Vec<Vec<aiaudit_tlog::Hash>>);
-
-impl TestTree {
-    fn new(size: u64) -> TestTree {
-        let mut levels: Vec<Vec<aiaudit_tlog::Hash>> = Vec::new();
-        let mut b = aiaudit_tlog::TreeBuilder::new();
-        for i in 0..size {
-            b.push(
-                aiaudit_tlog::record_hash(format!("entry {i}").as_bytes()),
-                |l, _, h| {
-                    if levels.len() <= l as usize {
-                        levels.push(Vec::new());
-                    }
-                    levels[l as usize].push(*h);
-                },
-            );
-        }
-        TestTree(levels)
-    }
-}
-
-impl aiaudit_tlog::NodeReader for TestTree {
-    fn read_node(&self, level: u32, index: u64) -> aiaudit_tlog::Result<aiaudit_tlog::Hash> {
-        self.0
-            .get(level as usize)
-            .and_then(|l| l.get(index as usize))
-            .copied()
-            .ok_or_else(|| aiaudit_tlog::Error::InvalidArgument("absent".into()))
-    }
-}
-
 /// An add-checkpoint body for the tree of `size` signed by `log`, from `old`.
 fn add_checkpoint(log: &aiaudit_tlog::Signer, old: u64, size: u64) -> String {
-    let tree = TestTree::new(size.max(old));
+    let tree =
+        aiaudit_tlog::MemoryTree::of_entries((0..size.max(old)).map(|i| format!("entry {i}")));
     let cp = aiaudit_tlog::Checkpoint {
         origin: log.name().into(),
         size,

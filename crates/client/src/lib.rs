@@ -358,37 +358,15 @@ mod tests {
 
     #[test]
     fn a_tlog_proof_needs_the_quorum_and_its_own_entry() {
-        use aiaudit_tlog::{
-            prove_record, sign_note, tree_hash, CosignatureSigner, NodeReader, Signer, TreeBuilder,
-        };
-        struct Levels(Vec<Vec<Hash>>);
-        impl NodeReader for Levels {
-            fn read_node(&self, level: u32, index: u64) -> aiaudit_tlog::Result<Hash> {
-                self.0
-                    .get(level as usize)
-                    .and_then(|l| l.get(index as usize))
-                    .copied()
-                    .ok_or_else(|| aiaudit_tlog::Error::InvalidArgument("absent".into()))
-            }
-        }
+        use aiaudit_tlog::{prove_record, sign_note, CosignatureSigner, MemoryTree, Signer};
         let entries: Vec<Vec<u8>> = (0..5).map(|i| format!("e{i}").into_bytes()).collect();
-        let mut levels: Vec<Vec<Hash>> = Vec::new();
-        let mut b = TreeBuilder::new();
-        for e in &entries {
-            b.push(record_hash(e), |l, _, h| {
-                if levels.len() <= l as usize {
-                    levels.push(Vec::new());
-                }
-                levels[l as usize].push(*h);
-            });
-        }
-        let tree = Levels(levels);
+        let tree = MemoryTree::of_entries(&entries);
         let log = Signer::from_seed("example.com/log", [1; 32]).unwrap();
         let w = CosignatureSigner::from_seed("w.example/1", [2; 32]).unwrap();
         let cp = Checkpoint {
             origin: log.name().into(),
             size: 5,
-            root: tree_hash(5, &tree).unwrap(),
+            root: tree.root(),
             extensions: vec![],
         };
         let note = sign_note(&cp.body(), &log).unwrap();

@@ -10,6 +10,7 @@
 //! * [`tree_hash`], [`prove_record`], [`check_record`], [`prove_tree`],
 //!   [`check_tree`]: roots, inclusion and consistency proofs over any
 //!   [`NodeReader`];
+//! * [`MemoryTree`]: a whole tree in memory, for proofs without a store;
 //! * [`TreeBuilder`]: appending leaves with O(log n) memory, reporting each
 //!   node it completes so a store can persist hash tiles;
 //! * [`Tile`], [`tiles_for_size`], entry bundles and hash tiles;
@@ -35,6 +36,7 @@ pub mod builder;
 pub mod checkpoint;
 pub mod cosignature;
 pub mod hash;
+pub mod memory;
 pub mod note;
 pub mod policy;
 pub mod proof;
@@ -50,6 +52,7 @@ pub use cosignature::{
     ALG_COSIGNATURE_V1,
 };
 pub use hash::{empty_tree_hash, node_hash, record_hash, Error, Hash, NodeReader, Result};
+pub use memory::MemoryTree;
 pub use note::{
     key_id, open_note, parse_signature_line, sign_note, split_note, NoteSignature, Signer, Verifier,
 };

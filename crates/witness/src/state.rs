@@ -549,38 +549,17 @@ impl Witness {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aiaudit_tlog::{prove_tree, record_hash, sign_note, NodeReader, Signer, TreeBuilder};
+    use aiaudit_tlog::{prove_tree, sign_note, MemoryTree, Signer};
 
-    /// A tree of "e<i>" (or "f<i>" from `fork_at` on).
-    struct Tree(Vec<Vec<Hash>>);
-    impl Tree {
-        fn new(size: u64, fork_at: u64) -> Tree {
-            let mut levels: Vec<Vec<Hash>> = Vec::new();
-            let mut b = TreeBuilder::new();
-            for i in 0..size {
-                let e = if i < fork_at {
-                    format!("e{i}")
-                } else {
-                    format!("f{i}")
-                };
-                b.push(record_hash(e.as_bytes()), |l, _, h| {
-                    if levels.len() <= l as usize {
-                        levels.push(Vec::new());
-                    }
-                    levels[l as usize].push(*h);
-                });
+    /// The tree of "e<i>" (or "f<i>" from `fork_at` on).
+    fn tree(size: u64, fork_at: u64) -> MemoryTree {
+        MemoryTree::of_entries((0..size).map(|i| {
+            if i < fork_at {
+                format!("e{i}")
+            } else {
+                format!("f{i}")
             }
-            Tree(levels)
-        }
-    }
-    impl NodeReader for Tree {
-        fn read_node(&self, level: u32, index: u64) -> aiaudit_tlog::Result<Hash> {
-            self.0
-                .get(level as usize)
-                .and_then(|l| l.get(index as usize))
-                .copied()
-                .ok_or_else(|| aiaudit_tlog::Error::InvalidArgument("absent".into()))
-        }
+        }))
     }
 
     fn log() -> Signer {
@@ -588,11 +567,11 @@ mod tests {
     }
 
     fn request(log: &Signer, old: u64, size: u64, fork_at: u64) -> String {
-        let t = Tree::new(size, fork_at);
+        let t = tree(size, fork_at);
         let cp = Checkpoint {
             origin: log.name().into(),
             size,
-            root: aiaudit_tlog::tree_hash(size, &t).unwrap(),
+            root: t.root(),
             extensions: vec![],
         };
         let proof = if old == 0 || old == size {
