@@ -61,9 +61,24 @@ async function signIn(page, label) {
 async function overview(page, label) {
   check((await text(page, '#tree-size')) === SIZE, `tree size ${SIZE}`);
   check((await text(page, '#cp-signature')).includes('signed by the pinned key'), 'checkpoint signature checked');
+  check((await text(page, '#cp-witnesses')).includes('not checked'), 'witnesses: no policy pinned, nothing claimed');
   // Two samples make a rate: the chart appears after the second (5 s).
   await page.locator('.charts canvas').first().waitFor({ timeout: T });
   pass(`${label} overview`);
+}
+
+/// A pinned witness policy whose witness never cosigned this log: the
+/// overview says the quorum is not met and names the witness missing.
+async function witnessPolicy(page) {
+  const doc = JSON.parse(readFileSync(new URL('../../crates/tlog/testdata/witness/cosignatures-1000.json', import.meta.url)));
+  const w = doc.witnesses[0].vkey;
+  await page.evaluate(([log, key]) => localStorage.setItem('aiaudit.witness-policy', `log ${log}\nwitness w1 ${key}\nquorum w1\n`), [VKEY, w]);
+  await page.goto(`${URL_}/#/`);
+  await page.reload();
+  await page.waitForFunction(() => (document.querySelector('#cp-witnesses')?.innerText || '').includes('quorum NOT met'), null, { timeout: T });
+  check((await text(page, '#cp-witnesses')).includes('missing w1'), 'the missing witness is named');
+  await page.evaluate(() => localStorage.removeItem('aiaudit.witness-policy'));
+  pass('witness policy: a quorum the checkpoint lacks is shown as not met');
 }
 
 /// Waits until the service worker controls the page, then reloads so the
@@ -97,6 +112,7 @@ async function desktop(browser) {
   await underServiceWorker(page);
   await page.reload();
   await overview(page, 'desktop');
+  await witnessPolicy(page);
   await shot(page, 'desktop-overview.png');
 
   await page.click('nav a[href="#/events"]');

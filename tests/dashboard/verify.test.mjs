@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
   rootFromInclusion, verifyCheckpoint, parseVerifierKey, parseNote, decodeEntry, sha256, b64encode, equal,
-  verifyBlob,
+  verifyBlob, parsePolicy, parseWitnessKey, checkWitnesses,
 } from '../../web/js/verify.js';
 
 const data = (f) => JSON.parse(readFileSync(new URL(`../../crates/tlog/testdata/${f}`, import.meta.url)));
@@ -115,4 +115,25 @@ test('large members stored beside the log check against the entry (entry-v3 blob
       assert.equal(await verifyBlob(content.slice(1), got), false, `${v.name}: a shorter content`);
     }
   }
+});
+
+test('witness cosignatures and the 2-of-3 policy of the C2SP witness vectors', async () => {
+  const file = (f) => readFileSync(new URL(`../../crates/tlog/testdata/witness/${f}`, import.meta.url), 'utf8');
+  const policy = await parsePolicy(file('policy-2of3.txt'));
+  const full = file('checkpoint-1000.cosigned');
+  let r = await checkWitnesses(full, policy);
+  assert.deepEqual(r.cosigned, ['w1', 'w2', 'w3']);
+  assert.equal(r.quorumMet, true);
+  const lines = full.trimEnd().split('\n');
+  r = await checkWitnesses(lines.slice(0, -2).join('\n') + '\n', policy);
+  assert.deepEqual(r.cosigned, ['w1']);
+  assert.equal(r.quorumMet, false);
+  assert.deepEqual(r.missing, ['w2', 'w3']);
+  // A cosignature over another body does not count.
+  const forged = full.replace('\n1000\n', '\n1001\n');
+  r = await checkWitnesses(forged, policy);
+  assert.deepEqual(r.cosigned, []);
+  // The log key is not a witness key, and a policy needs its quorum line.
+  await assert.rejects(parseWitnessKey(data('checkpoint-1000.json').vkey));
+  await assert.rejects(parsePolicy('log ' + data('checkpoint-1000.json').vkey + '\n'));
 });

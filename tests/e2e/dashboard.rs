@@ -129,7 +129,7 @@ fn dashboard_verifier_matches_reference_vectors() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("# pass 6") && text.contains("# fail 0"),
+        text.contains("# pass 7") && text.contains("# fail 0"),
         "{text}"
     );
 }

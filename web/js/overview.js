@@ -2,8 +2,8 @@
 // signature against the pinned key), and rates charted from samples of
 // /metrics the page takes itself while it is open.
 import { request, optional, ApiError } from './api.js';
-import { verifyCheckpoint, b64decode, equal } from './verify.js';
-import { pinnedKey } from './signin.js';
+import { verifyCheckpoint, checkWitnesses, b64decode, equal } from './verify.js';
+import { pinnedKey, pinnedPolicy } from './signin.js';
 import { lineChart } from './chart.js';
 import { h, mount, card, badge, age, errorBox, notAvailable, fields } from './ui.js';
 
@@ -56,6 +56,20 @@ export function rates(samples) {
   return { t, ok, failed };
 }
 
+// Which witnesses cosigned the checkpoint, checked against the pinned policy.
+async function witnessLine(note) {
+  const lines = note.split('\n').filter((l) => l.startsWith('\u2014 ')).length - 1;
+  let policy = null;
+  try { policy = await pinnedPolicy(); } catch (e) { return h('p', { id: 'cp-witnesses' }, errorBox(e)); }
+  if (!policy) {
+    return h('p', { id: 'cp-witnesses' }, `Witnesses: ${Math.max(lines, 0)} cosignature line(s), not checked: pin a witness policy under "Key & sign-out"`);
+  }
+  const r = await checkWitnesses(note, policy);
+  const who = r.cosigned.length ? r.cosigned.join(', ') : 'none';
+  const reason = r.quorumMet ? `quorum met; cosigned by ${who}` : `quorum NOT met; cosigned by ${who}; missing ${r.missing.join(', ')}`;
+  return h('p', { id: 'cp-witnesses' }, 'Witnesses: ', badge(r.quorumMet, reason));
+}
+
 async function checkpointCard(info) {
   const body = h('div');
   try {
@@ -68,6 +82,7 @@ async function checkpointCard(info) {
       h('p', {}, `Signed tree size ${cp.size ?? '–'}, checkpoint age ${age(info?.checkpoint_age_seconds)}`),
     );
     if (info && !agrees) body.append(h('p', {}, badge(false, 'the info endpoint disagrees with the signed checkpoint')));
+    body.append(await witnessLine(note));
   } catch (e) {
     body.append(errorBox(e));
   }

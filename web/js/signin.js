@@ -2,7 +2,7 @@
 // in-browser verification trusts. It is pasted by the user; the server's
 // claim is only offered as a starting point.
 import { session, request, get, ApiError } from './api.js';
-import { parseVerifierKey } from './verify.js';
+import { parseVerifierKey, parsePolicy } from './verify.js';
 import { h, mount, card, errorBox } from './ui.js';
 
 const VKEY = 'aiaudit.vkey';
@@ -16,6 +16,18 @@ export async function pinnedKey() {
 }
 
 export const pinnedText = () => localStorage.getItem(VKEY) || '';
+
+// The witness policy (C2SP tlog-policy) the user pinned, if any: which
+// witnesses' cosignatures on the checkpoint count, and how many are needed.
+const POLICY = 'aiaudit.witness-policy';
+let parsedPolicy = null;
+
+export async function pinnedPolicy() {
+  const p = localStorage.getItem(POLICY);
+  if (!p) return null;
+  if (!parsedPolicy || parsedPolicy.text !== p) parsedPolicy = { text: p, policy: await parsePolicy(p) };
+  return parsedPolicy.policy;
+}
 
 async function serverClaim(token) {
   try { return (await request('/v1/info', { token })).body.verifier_key || ''; } catch { return ''; }
@@ -79,7 +91,21 @@ export async function settings({ rerender }) {
   });
   const claim = h('button', { type: 'button', class: 'secondary', onclick: async () => { form.vkey.value = (await get('/v1/info')).verifier_key; } }, 'Fill in the server\'s claim');
   form.insertBefore(claim, status);
+  const pStatus = h('div', { role: 'status', 'aria-live': 'polite' });
+  const pForm = h('form', { class: 'card' }, h('h2', {}, 'Witness policy'),
+    h('label', { for: 'policy' }, 'C2SP tlog-policy (log, witness, group and quorum lines), from your auditors'),
+    h('textarea', { id: 'policy', name: 'policy', rows: 6, spellcheck: 'false', autocomplete: 'off' }, localStorage.getItem(POLICY) || ''),
+    h('p', { class: 'hint' }, 'The overview then shows which of its witnesses cosigned the checkpoint, and whether its quorum did. Empty: no policy.'),
+    h('button', { type: 'submit' }, 'Pin this policy'), pStatus);
+  pForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const text = pForm.policy.value.trim();
+    try {
+      if (text) { await parsePolicy(text); localStorage.setItem(POLICY, text); } else localStorage.removeItem(POLICY);
+      pStatus.replaceChildren(text ? 'Pinned.' : 'No policy.');
+    } catch (err) { pStatus.replaceChildren(errorBox(err)); }
+  });
   const out = card('Session', h('p', {}, 'Signing out forgets the token and the data saved for offline use.'),
     h('button', { type: 'button', id: 'signout', onclick: async () => { await session.signOut(); location.hash = '#/'; rerender(); } }, 'Sign out'));
-  mount(form, out);
+  mount(form, pForm, out);
 }

@@ -251,3 +251,86 @@ export async function verifyEvent(ev, pinned) {
   }
   return { ok: steps.every((s) => s.ok), steps, leaf, decoded, checkpoint: cp };
 }
+
+/// A witness key `<name>+<8 hex key id>+<base64(0x04 || 32-byte key)>`
+/// (C2SP tlog-cosignature): the key id binds the name with type 0x04.
+export async function parseWitnessKey(vkey) {
+  const m = /^([^+\s]+)\+([^+]*)\+(\S+)$/.exec(vkey.trim());
+  if (!m) throw new Error('a witness key is <name>+<key id>+<key>');
+  const [, name, idHex, keyB64] = m;
+  if (!/^[0-9a-f]{8}$/.test(idHex)) throw new Error('the key id is 8 hex digits');
+  const raw = b64decode(keyB64);
+  if (raw.length !== 33 || raw[0] !== 4) throw new Error('a witness key is a cosignature/v1 key (type 0x04, 32 bytes)');
+  const id = (await sha256(enc.encode(name), Uint8Array.of(0x0a), raw)).slice(0, 4);
+  if (hex(id) !== idHex) throw new Error('the key id does not match the key');
+  const key = await crypto.subtle.importKey('raw', raw.slice(1), { name: 'Ed25519' }, false, ['verify']);
+  return { name, id, key };
+}
+
+/// A C2SP tlog-policy file: log keys, witnesses, groups and the quorum.
+export async function parsePolicy(text) {
+  const logs = [];
+  const witnesses = [];
+  const groups = new Map();
+  const names = new Set();
+  let quorum;
+  for (const [n, raw] of text.split('\n').entries()) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const f = line.split(/\s+/);
+    const where = `policy line ${n + 1}`;
+    if (f[0] === 'log') logs.push(await parseVerifierKey(f[1] || ''));
+    else if (f[0] === 'witness') {
+      if (f.length < 3 || names.has(f[1])) throw new Error(`${where}: witness <name> <vkey> [<url>], names unique`);
+      witnesses.push({ name: f[1], key: await parseWitnessKey(f[2]) });
+      names.add(f[1]);
+    } else if (f[0] === 'group') {
+      const members = f.slice(3);
+      if (!members.length || names.has(f[1]) || members.some((m) => !names.has(m))) {
+        throw new Error(`${where}: group <name> <k|any|all> <members defined above>`);
+      }
+      const k = f[2] === 'any' ? 1 : f[2] === 'all' ? members.length : Number(f[2]);
+      if (!Number.isInteger(k) || k < 1 || k > members.length) throw new Error(`${where}: bad threshold ${f[2]}`);
+      groups.set(f[1], { k, members });
+      names.add(f[1]);
+    } else if (f[0] === 'quorum') {
+      if (quorum !== undefined || (f[1] !== 'none' && !names.has(f[1]))) throw new Error(`${where}: one quorum, of a name defined above or none`);
+      quorum = f[1];
+    } else throw new Error(`${where}: unknown keyword ${f[0]}`);
+  }
+  if (quorum === undefined) throw new Error('the policy has no quorum line');
+  return { logs, witnesses, groups, quorum };
+}
+
+/// The policy witnesses whose cosignature/v1 line on `text` (a checkpoint
+/// note) verifies over its body, whether they meet the quorum, and which
+/// witnesses of the quorum are missing.
+export async function checkWitnesses(text, policy) {
+  const note = parseNote(text);
+  const cosigned = [];
+  for (const w of policy.witnesses) {
+    for (const s of note.sigs) {
+      if (s.name !== w.key.name || s.blob.length !== 76 || !equal(s.blob.slice(0, 4), w.key.id)) continue;
+      const t = new DataView(s.blob.buffer, s.blob.byteOffset + 4, 8).getBigUint64(0);
+      if (t === 0n) continue;
+      const msg = enc.encode(`cosignature/v1\ntime ${t}\n${note.body}`);
+      if (await crypto.subtle.verify({ name: 'Ed25519' }, w.key.key, s.blob.slice(12), msg)) {
+        cosigned.push(w.name);
+        break;
+      }
+    }
+  }
+  const have = new Set(cosigned);
+  const met = (name) => {
+    const g = policy.groups.get(name);
+    return g ? g.members.filter(met).length >= g.k : have.has(name);
+  };
+  const leaves = (name, out) => {
+    const g = policy.groups.get(name);
+    if (g) g.members.forEach((m) => leaves(m, out)); else out.add(name);
+    return out;
+  };
+  const quorumMet = policy.quorum === 'none' || met(policy.quorum);
+  const missing = policy.quorum === 'none' ? [] : [...leaves(policy.quorum, new Set())].filter((n) => !have.has(n));
+  return { cosigned, quorumMet, missing };
+}

@@ -657,6 +657,24 @@ mod tests {
         );
     }
 
+    /// The alert rules name only metrics the witness exports.
+    #[test]
+    fn the_alert_rules_name_real_witness_metrics() {
+        let tmp = tempfile::tempdir().unwrap();
+        let w = open(tmp.path());
+        w.keep_evidence("example.test/log", "test", "held", "request", 1);
+        let text = w.metrics_text();
+        let rules = include_str!("../../../deploy/prometheus/alerts.yml");
+        let mut named = 0;
+        for word in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("aiaudit_witness_evidence") {
+                named += 1;
+                assert!(text.contains(word), "{word} is not exported");
+            }
+        }
+        assert!(named > 0);
+    }
+
     #[test]
     fn a_second_process_cannot_open_the_same_directory() {
         let tmp = tempfile::tempdir().unwrap();
