@@ -358,7 +358,10 @@ async fn submit_loop(
         let published = latest.borrow_and_update().clone();
         if done.as_ref() == Some(&published.checkpoint) || !store.is_publisher() {
             // Wait for a new checkpoint (or, on a follower, check again later).
-            let _ = tokio::time::timeout(Duration::from_secs(5), latest.changed()).await;
+            if let Ok(Err(_)) = tokio::time::timeout(Duration::from_secs(5), latest.changed()).await
+            {
+                return; // the publisher is gone: the ledger is shutting down
+            }
             continue;
         }
         let size = published.checkpoint.size;
@@ -375,11 +378,10 @@ async fn submit_loop(
             );
             // Try again once this log has grown (from the size the witness
             // holds), or after a minute (asking it afresh).
-            if tokio::time::timeout(Duration::from_secs(60), latest.changed())
-                .await
-                .is_err()
-            {
-                held = 0;
+            match tokio::time::timeout(Duration::from_secs(60), latest.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return, // shutting down
+                Err(_) => held = 0,
             }
             continue;
         }
