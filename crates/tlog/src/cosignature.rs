@@ -13,10 +13,12 @@ use std::fmt;
 
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
-use sha2::{Digest, Sha256};
 
 use crate::hash::{malformed, Error, Result};
-use crate::note::{is_valid_name, parse_key_id, NoteSignature, SIG_PREFIX};
+use crate::note::{
+    decode_key, encode_key, is_valid_name, split_skey, split_vkey, typed_key_id, NoteSignature,
+    SIG_PREFIX,
+};
 
 /// The signature type byte of `cosignature/v1` keys.
 pub const ALG_COSIGNATURE_V1: u8 = 0x04;
@@ -24,41 +26,13 @@ pub const ALG_COSIGNATURE_V1: u8 = 0x04;
 /// Returns the key ID of a `cosignature/v1` key: the first 4 bytes,
 /// big-endian, of SHA-256(name || 0x0A || 0x04 || public_key).
 pub fn cosignature_key_id(name: &str, public_key: &[u8; 32]) -> u32 {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update([b'\n', ALG_COSIGNATURE_V1]);
-    h.update(public_key);
-    let d = h.finalize();
-    u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+    typed_key_id(name, ALG_COSIGNATURE_V1, public_key)
 }
 
 /// The message a witness signs: `"cosignature/v1\ntime <timestamp>\n"`
 /// followed by the checkpoint body (which ends in a newline).
 pub fn cosigned_message(body: &str, timestamp: u64) -> String {
     format!("cosignature/v1\ntime {timestamp}\n{body}")
-}
-
-fn decode_key(b64: &str, what: &'static str) -> Result<[u8; 32]> {
-    let raw = STANDARD
-        .decode(b64)
-        .map_err(|_| malformed(what, "bad base64"))?;
-    match raw.split_first() {
-        Some((&ALG_COSIGNATURE_V1, key)) => key
-            .try_into()
-            .map_err(|_| malformed(what, format!("Ed25519 key of {} bytes", key.len()))),
-        Some((alg, _)) => Err(malformed(
-            what,
-            format!("signature type {alg:#04x}, not 0x04 (cosignature/v1)"),
-        )),
-        None => Err(malformed(what, "empty key")),
-    }
-}
-
-fn encode_key(key: &[u8; 32]) -> String {
-    let mut raw = Vec::with_capacity(33);
-    raw.push(ALG_COSIGNATURE_V1);
-    raw.extend_from_slice(key);
-    STANDARD.encode(raw)
 }
 
 /// A witness's named Ed25519 key that makes `cosignature/v1` lines.
@@ -103,18 +77,9 @@ impl CosignatureSigner {
     /// error never describes the key material.
     pub fn parse(skey: &str) -> Result<CosignatureSigner> {
         const WHAT: &str = "witness signer key";
-        let mut fields = skey.trim().splitn(5, '+');
-        let (Some("PRIVATE"), Some("KEY"), Some(name), Some(hex8), Some(b64)) = (
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-        ) else {
-            return Err(malformed(WHAT, "not PRIVATE+KEY+<name>+<id>+<key>"));
-        };
-        let id = parse_key_id(hex8, WHAT)?;
-        let seed = decode_key(b64, WHAT).map_err(|_| malformed(WHAT, "bad private key"))?;
+        let (name, id, b64) = split_skey(skey.trim(), WHAT)?;
+        let seed = decode_key(b64, WHAT, ALG_COSIGNATURE_V1)
+            .map_err(|_| malformed(WHAT, "bad private key"))?;
         let signer = CosignatureSigner::from_seed(name, seed)
             .map_err(|_| malformed(WHAT, "invalid key name"))?;
         if signer.id != id {
@@ -129,7 +94,7 @@ impl CosignatureSigner {
             "PRIVATE+KEY+{}+{:08x}+{}",
             self.name,
             self.id,
-            encode_key(&self.key.to_bytes())
+            encode_key(&self.key.to_bytes(), ALG_COSIGNATURE_V1)
         )
     }
 
@@ -178,16 +143,8 @@ impl CosignatureVerifier {
     /// Errors: [`Error::Malformed`] with what = "witness verifier key".
     pub fn parse(vkey: &str) -> Result<CosignatureVerifier> {
         const WHAT: &str = "witness verifier key";
-        let mut fields = vkey.trim().splitn(3, '+');
-        let (Some(name), Some(hex8), Some(b64)) = (fields.next(), fields.next(), fields.next())
-        else {
-            return Err(malformed(WHAT, "not <name>+<id>+<key>"));
-        };
-        if !is_valid_name(name) {
-            return Err(malformed(WHAT, format!("invalid key name {name:?}")));
-        }
-        let id = parse_key_id(hex8, WHAT)?;
-        let pk = decode_key(b64, WHAT)?;
+        let (name, id, b64) = split_vkey(vkey.trim(), WHAT)?;
+        let pk = decode_key(b64, WHAT, ALG_COSIGNATURE_V1)?;
         let key = VerifyingKey::from_bytes(&pk)
             .map_err(|_| malformed(WHAT, "not an Ed25519 public key"))?;
         if cosignature_key_id(name, &pk) != id {
@@ -206,7 +163,7 @@ impl CosignatureVerifier {
             "{}+{:08x}+{}",
             self.name,
             self.id,
-            encode_key(self.key.as_bytes())
+            encode_key(self.key.as_bytes(), ALG_COSIGNATURE_V1)
         )
     }
 

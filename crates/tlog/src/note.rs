@@ -20,9 +20,15 @@ const MAX_SIGNATURES: usize = 100;
 /// Returns the key ID of an Ed25519 key: the first 4 bytes, big-endian, of
 /// SHA-256(name || 0x0A || 0x01 || public_key).
 pub fn key_id(name: &str, public_key: &[u8; 32]) -> u32 {
+    typed_key_id(name, ALG_ED25519, public_key)
+}
+
+/// The key ID of a key of signature type `alg`: the first 4 bytes,
+/// big-endian, of SHA-256(name || 0x0A || alg || public_key).
+pub(crate) fn typed_key_id(name: &str, alg: u8, public_key: &[u8; 32]) -> u32 {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
-    h.update([b'\n', ALG_ED25519]);
+    h.update([b'\n', alg]);
     h.update(public_key);
     let d = h.finalize();
     u32::from_be_bytes([d[0], d[1], d[2], d[3]])
@@ -37,18 +43,52 @@ pub(crate) fn is_valid_name(name: &str) -> bool {
             .any(|c| c.is_whitespace() || c.is_control() || c == '+')
 }
 
-/// Decodes base64(0x01 || key) into the 32 key bytes.
-fn decode_key(b64: &str, what: &'static str) -> Result<[u8; 32]> {
+/// Decodes base64(alg || key) into the 32 key bytes.
+pub(crate) fn decode_key(b64: &str, what: &'static str, alg: u8) -> Result<[u8; 32]> {
     let raw = STANDARD
         .decode(b64)
         .map_err(|e| malformed(what, format!("bad base64: {e}")))?;
     match raw.split_first() {
-        Some((&ALG_ED25519, key)) => key
+        Some((&a, key)) if a == alg => key
             .try_into()
             .map_err(|_| malformed(what, format!("Ed25519 key of {} bytes", key.len()))),
-        Some((alg, _)) => Err(malformed(what, format!("unsupported algorithm {alg:#04x}"))),
+        Some((a, _)) => Err(malformed(
+            what,
+            format!("unsupported algorithm {a:#04x} (expected {alg:#04x})"),
+        )),
         None => Err(malformed(what, "empty key")),
     }
+}
+
+/// Splits `"PRIVATE+KEY+<name>+<hex8>+<base64>"` into the name, key ID and
+/// base64 key (which comes last because it may itself contain '+').
+pub(crate) fn split_skey<'a>(skey: &'a str, what: &'static str) -> Result<(&'a str, u32, &'a str)> {
+    let mut fields = skey.splitn(5, '+');
+    let (Some("PRIVATE"), Some("KEY"), Some(name), Some(hex8), Some(b64)) = (
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+    ) else {
+        return Err(malformed(what, "not PRIVATE+KEY+<name>+<id>+<key>"));
+    };
+    if !is_valid_name(name) {
+        return Err(malformed(what, "invalid key name"));
+    }
+    Ok((name, parse_key_id(hex8, what)?, b64))
+}
+
+/// Splits `"<name>+<hex8>+<base64>"` into the name, key ID and base64 key.
+pub(crate) fn split_vkey<'a>(vkey: &'a str, what: &'static str) -> Result<(&'a str, u32, &'a str)> {
+    let mut fields = vkey.splitn(3, '+');
+    let (Some(name), Some(hex8), Some(b64)) = (fields.next(), fields.next(), fields.next()) else {
+        return Err(malformed(what, "not <name>+<id>+<key>"));
+    };
+    if !is_valid_name(name) {
+        return Err(malformed(what, format!("invalid key name {name:?}")));
+    }
+    Ok((name, parse_key_id(hex8, what)?, b64))
 }
 
 /// Parses the 8 hex digits of a key ID.
@@ -59,9 +99,10 @@ pub(crate) fn parse_key_id(hex8: &str, what: &'static str) -> Result<u32> {
     u32::from_str_radix(hex8, 16).map_err(|_| malformed(what, "key id is not 8 hex digits"))
 }
 
-fn encode_key(key: &[u8; 32]) -> String {
+/// base64(alg || key).
+pub(crate) fn encode_key(key: &[u8; 32], alg: u8) -> String {
     let mut raw = Vec::with_capacity(33);
-    raw.push(ALG_ED25519);
+    raw.push(alg);
     raw.extend_from_slice(key);
     STANDARD.encode(raw)
 }
@@ -110,23 +151,10 @@ impl Signer {
     /// contains the key material.
     pub fn parse(skey: &str) -> Result<Signer> {
         const WHAT: &str = "signer key";
-        // The base64 key comes last because it may itself contain '+'.
-        let mut fields = skey.splitn(5, '+');
-        let (Some("PRIVATE"), Some("KEY"), Some(name), Some(hex8), Some(b64)) = (
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-        ) else {
-            return Err(malformed(WHAT, "not PRIVATE+KEY+<name>+<id>+<key>"));
-        };
-        if !is_valid_name(name) {
-            return Err(malformed(WHAT, "invalid key name"));
-        }
-        let id = parse_key_id(hex8, WHAT)?;
+        let (name, id, b64) = split_skey(skey, WHAT)?;
         // Do not echo decoding details: they would describe secret bytes.
-        let seed = decode_key(b64, WHAT).map_err(|_| malformed(WHAT, "bad private key"))?;
+        let seed =
+            decode_key(b64, WHAT, ALG_ED25519).map_err(|_| malformed(WHAT, "bad private key"))?;
         let signer = Signer::from_seed(name, seed)?;
         if signer.id != id {
             return Err(malformed(WHAT, "key id does not match name and key"));
@@ -141,7 +169,7 @@ impl Signer {
             "PRIVATE+KEY+{}+{:08x}+{}",
             self.name,
             self.id,
-            encode_key(&self.key.to_bytes())
+            encode_key(&self.key.to_bytes(), ALG_ED25519)
         )
     }
 
@@ -202,16 +230,8 @@ impl Verifier {
     /// Errors: [`Error::Malformed`] with what = "verifier key".
     pub fn parse(vkey: &str) -> Result<Verifier> {
         const WHAT: &str = "verifier key";
-        let mut fields = vkey.splitn(3, '+');
-        let (Some(name), Some(hex8), Some(b64)) = (fields.next(), fields.next(), fields.next())
-        else {
-            return Err(malformed(WHAT, "not <name>+<id>+<key>"));
-        };
-        if !is_valid_name(name) {
-            return Err(malformed(WHAT, format!("invalid key name {name:?}")));
-        }
-        let id = parse_key_id(hex8, WHAT)?;
-        let pk = decode_key(b64, WHAT)?;
+        let (name, id, b64) = split_vkey(vkey, WHAT)?;
+        let pk = decode_key(b64, WHAT, ALG_ED25519)?;
         let v = Verifier::new(name, &pk)?;
         if v.id != id {
             return Err(malformed(WHAT, "key id does not match name and key"));
@@ -225,7 +245,7 @@ impl Verifier {
             "{}+{:08x}+{}",
             self.name,
             self.id,
-            encode_key(self.key.as_bytes())
+            encode_key(self.key.as_bytes(), ALG_ED25519)
         )
     }
 

@@ -4,7 +4,7 @@
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 
 use crate::hash::{malformed, Hash, Result};
-use crate::witness::{parse_decimal, parse_hash_line};
+use crate::witness::{parse_decimal, proof_then_checkpoint, push_proof_then_checkpoint};
 
 /// The first line of every proof.
 pub const TLOG_PROOF_HEADER: &str = "c2sp.org/tlog-proof@v1";
@@ -36,12 +36,7 @@ impl TlogProof {
             out.push('\n');
         }
         out.push_str(&format!("index {}\n", self.index));
-        for h in &self.proof {
-            out.push_str(&STANDARD.encode(h));
-            out.push('\n');
-        }
-        out.push('\n');
-        out.push_str(&self.checkpoint);
+        push_proof_then_checkpoint(&mut out, &self.proof, &self.checkpoint);
         out
     }
 
@@ -75,27 +70,12 @@ impl TlogProof {
             .strip_prefix("index ")
             .and_then(parse_decimal)
             .ok_or_else(|| bad("no \"index <n>\" line"))?;
-        let mut proof = Vec::new();
-        loop {
-            let line = next()?;
-            if line.is_empty() {
-                break;
-            }
-            if proof.len() == MAX_PROOF_LINES {
-                return Err(bad("more than 64 proof lines"));
-            }
-            proof.push(
-                parse_hash_line(line).ok_or_else(|| bad("a proof line is not a base64 hash"))?,
-            );
-        }
-        if rest.is_empty() {
-            return Err(bad("no checkpoint"));
-        }
+        let (proof, checkpoint) = proof_then_checkpoint(rest, MAX_PROOF_LINES, "tlog-proof")?;
         Ok(TlogProof {
             extra,
             index,
             proof,
-            checkpoint: rest.to_string(),
+            checkpoint: checkpoint.to_string(),
         })
     }
 }

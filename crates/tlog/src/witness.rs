@@ -40,17 +40,53 @@ pub(crate) fn parse_hash_line(line: &str) -> Option<Hash> {
     (STANDARD.encode(hash) == line).then_some(hash)
 }
 
+/// Appends one base64 hash a line, an empty line, then the checkpoint: the
+/// tail shared by add-checkpoint bodies and tlog-proofs.
+pub(crate) fn push_proof_then_checkpoint(out: &mut String, proof: &[Hash], checkpoint: &str) {
+    for h in proof {
+        out.push_str(&STANDARD.encode(h));
+        out.push('\n');
+    }
+    out.push('\n');
+    out.push_str(checkpoint);
+}
+
+/// Parses what [`push_proof_then_checkpoint`] writes: at most `max` hash
+/// lines up to an empty line, then a non-empty checkpoint (returned as is).
+pub(crate) fn proof_then_checkpoint<'a>(
+    mut rest: &'a str,
+    max: usize,
+    what: &'static str,
+) -> Result<(Vec<Hash>, &'a str)> {
+    let mut proof = Vec::new();
+    loop {
+        let (line, after) = rest
+            .split_once('\n')
+            .ok_or_else(|| malformed(what, "no empty line before the checkpoint"))?;
+        rest = after;
+        if line.is_empty() {
+            break;
+        }
+        if proof.len() == max {
+            return Err(malformed(what, format!("more than {max} proof lines")));
+        }
+        proof.push(
+            parse_hash_line(line)
+                .ok_or_else(|| malformed(what, "a proof line is not a base64 hash"))?,
+        );
+    }
+    if rest.is_empty() {
+        return Err(malformed(what, "no checkpoint"));
+    }
+    Ok((proof, rest))
+}
+
 impl AddCheckpoint {
     /// The request body: `old <size>`, one base64 hash a line, an empty
     /// line, then the checkpoint.
     pub fn format(&self) -> String {
         let mut out = format!("old {}\n", self.old_size);
-        for h in &self.proof {
-            out.push_str(&STANDARD.encode(h));
-            out.push('\n');
-        }
-        out.push('\n');
-        out.push_str(&self.checkpoint);
+        push_proof_then_checkpoint(&mut out, &self.proof, &self.checkpoint);
         out
     }
 
@@ -61,36 +97,19 @@ impl AddCheckpoint {
     /// "add-checkpoint body", among them more than 63 proof lines.
     pub fn parse(body: &str) -> Result<AddCheckpoint> {
         let bad = |d: &str| malformed("add-checkpoint body", d);
-        let (first, mut rest) = body
+        let (first, rest) = body
             .split_once('\n')
             .ok_or_else(|| bad("no old size line"))?;
         let old_size = first
             .strip_prefix("old ")
             .and_then(parse_decimal)
             .ok_or_else(|| bad("the first line is not \"old <size>\""))?;
-        let mut proof = Vec::new();
-        loop {
-            let (line, after) = rest
-                .split_once('\n')
-                .ok_or_else(|| bad("no empty line before the checkpoint"))?;
-            rest = after;
-            if line.is_empty() {
-                break;
-            }
-            if proof.len() == MAX_CONSISTENCY_PROOF_LINES {
-                return Err(bad("more than 63 consistency proof lines"));
-            }
-            proof.push(
-                parse_hash_line(line).ok_or_else(|| bad("a proof line is not a base64 hash"))?,
-            );
-        }
-        if rest.is_empty() {
-            return Err(bad("no checkpoint"));
-        }
+        let (proof, checkpoint) =
+            proof_then_checkpoint(rest, MAX_CONSISTENCY_PROOF_LINES, "add-checkpoint body")?;
         Ok(AddCheckpoint {
             old_size,
             proof,
-            checkpoint: rest.to_string(),
+            checkpoint: checkpoint.to_string(),
         })
     }
 }
