@@ -211,3 +211,60 @@ fn an_agent_request_larger_than_the_ledgers_batch_limit_is_delivered() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("max_batch_events"));
 }
+
+/// A batch is all-or-nothing at the ledger: one event this token may not
+/// write (another tenant's) must not take the other events of its batch
+/// into `rejected.ndjson` with it, nor hold up what follows.
+#[test]
+fn a_refused_event_is_set_aside_alone_and_its_batch_mates_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let token = create_token(&server, "acme", "emitter", &[]);
+    let spool = dir.path().join("spool");
+    let emitter = Emitter::builder()
+        .endpoint(&server.url)
+        .token(&token)
+        .spool_dir(&spool)
+        .batch_size(50)
+        .build()
+        .unwrap();
+    for i in 0..5 {
+        let mut e = event(&format!("mate-{i}"));
+        if i == 2 {
+            e["tenant"] = json!("other");
+        }
+        emitter.emit(e).unwrap();
+    }
+    emitter.flush_delivered(Duration::from_secs(30)).unwrap();
+    emitter.emit(event("after")).unwrap();
+    emitter.flush_delivered(Duration::from_secs(30)).unwrap();
+    let stats = emitter.stats();
+    assert_eq!(stats.rejected.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        stats.delivered.load(std::sync::atomic::Ordering::Relaxed),
+        5
+    );
+    assert!(emitter.last_error().is_none(), "{:?}", emitter.last_error());
+    emitter.close(Duration::from_secs(1)).unwrap();
+
+    let set_aside = std::fs::read_to_string(spool.join("rejected.ndjson")).unwrap();
+    let lines: Vec<Value> = set_aside
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{set_aside}");
+    assert!(
+        lines[0]["refused"].as_str().unwrap().contains("403"),
+        "{set_aside}"
+    );
+    assert_eq!(lines[1]["id"], "mate-2");
+    let size = server.get_json("/v1/info")["sequenced_size"]
+        .as_u64()
+        .unwrap();
+    server.wait_size(size);
+    let ids = unique_ids(&server, size);
+    for id in ["mate-0", "mate-1", "mate-3", "mate-4", "after"] {
+        assert!(ids.contains(id), "{id} missing");
+    }
+    assert!(!ids.contains("mate-2"));
+}

@@ -21,6 +21,7 @@ mod overload;
 mod policies;
 mod postgres;
 mod prometheus;
+mod python_sdk;
 mod reports;
 mod retention;
 mod schema_fuzz;

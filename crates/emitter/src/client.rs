@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -94,7 +94,10 @@ impl Default for EmitterBuilder {
             batch_interval: Duration::from_millis(200),
             queue_capacity: 100_000,
             full_policy: FullPolicy::Block,
-            request_max_bytes: 1 << 20,
+            // The ledger reckons a request's memory at about 12x its body
+            // (admission control); 4 requests of 256 KiB stay well inside
+            // one credential's default share (half of 32-64 MiB).
+            request_max_bytes: 256 << 10,
             request_timeout: Duration::from_secs(30),
             max_backoff: Duration::from_secs(30),
             signer: None,
@@ -174,8 +177,16 @@ impl EmitterBuilder {
             .endpoint
             .clone()
             .ok_or_else(|| EmitError::Config("an endpoint is required".into()))?;
+        let mut spool_lock_fd = None;
         let backlog: Box<dyn Backlog> = match &self.spool_dir {
-            Some(dir) => Box::new(Spool::open(dir, self.spool_max_bytes)?),
+            Some(dir) => {
+                let spool = Spool::open(dir, self.spool_max_bytes)?;
+                #[cfg(unix)]
+                {
+                    spool_lock_fd = Some(spool.lock_fd());
+                }
+                Box::new(spool)
+            }
             None => Box::new(MemoryBacklog {
                 records: VecDeque::new(),
                 bytes: 0,
@@ -188,6 +199,7 @@ impl EmitterBuilder {
             stats: Stats::default(),
             closing: AtomicBool::new(false),
             spool_dir: self.spool_dir.clone(),
+            last_error: Mutex::new(None),
         });
         let (tx, rx) = mpsc::sync_channel(self.queue_capacity);
         let intake = {
@@ -212,6 +224,7 @@ impl EmitterBuilder {
             signs_v2: self.signer.is_some() && self.signature_format == SignatureFormat::V2,
             intake: Some(intake),
             delivery: Some(delivery),
+            spool_lock_fd,
         })
     }
 }
@@ -225,6 +238,9 @@ pub struct Emitter {
     signs_v2: bool,
     intake: Option<JoinHandle<()>>,
     delivery: Option<JoinHandle<()>>,
+    /// The spool's lock, for [`Emitter::abandon_after_fork`].
+    #[cfg_attr(not(unix), allow(dead_code))]
+    spool_lock_fd: Option<i32>,
 }
 
 enum Msg {
@@ -257,6 +273,22 @@ impl Emitter {
                 }
                 Err(TrySendError::Disconnected(_)) => Err(EmitError::Closed),
             },
+        }
+    }
+
+    /// Queues one event if the queue has room now, without waiting; gives
+    /// the event back when it is full, for the caller to [`emit`](Self::emit)
+    /// after releasing what it holds (the Python binding's GIL).
+    pub fn try_emit(&self, event: Value) -> Result<Option<Value>, EmitError> {
+        let tx = self.tx.as_ref().ok_or(EmitError::Closed)?;
+        self.check_signable(std::slice::from_ref(&event))?;
+        match tx.try_send(Msg::Event(event)) {
+            Ok(()) => {
+                self.shared.stats.emitted.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
+            Err(TrySendError::Full(Msg::Event(event))) => Ok(Some(event)),
+            Err(_) => Err(EmitError::Closed),
         }
     }
 
@@ -338,6 +370,32 @@ impl Emitter {
         &self.shared.stats
     }
 
+    /// Why the last delivery attempt failed (connection, TLS, 401, a
+    /// refusal), or `None` once a later one succeeded: what an application
+    /// shows its operator while events wait in the spool.
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.last_error.lock().unwrap().clone()
+    }
+
+    /// For a child process after `fork`: the emitter's threads stayed in
+    /// the parent, and its spool is the parent's. This gives up the child's
+    /// share of the spool's lock (so the parent can restart on its spool even
+    /// while the child lives) and forgets the emitter without running its
+    /// shutdown (which would wait on threads that do not exist here) or
+    /// touching the spool's files. Create a new emitter with its own spool
+    /// directory in the child.
+    pub fn abandon_after_fork(self) {
+        #[cfg(unix)]
+        if let Some(fd) = self.spool_lock_fd {
+            // SAFETY: the descriptor is the spool's lock file, which this
+            // process never uses again (the spool is forgotten below).
+            // Closing it drops only this process's reference to the lock;
+            // unlocking it would also release the parent's.
+            drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+        }
+        std::mem::forget(self);
+    }
+
     /// Graceful shutdown: seals the queue into the backlog, gives delivery up
     /// to `timeout`, and stops. With a spool nothing is lost: what is not yet
     /// delivered stays on disk for the next start.
@@ -375,12 +433,21 @@ struct Shared {
     stats: Stats,
     closing: AtomicBool,
     spool_dir: Option<PathBuf>,
+    /// See [`Emitter::last_error`].
+    last_error: Mutex<Option<String>>,
 }
 
 /// Batches waiting for delivery: the durable spool, or memory.
 trait Backlog: Send {
     fn append(&mut self, records: &[&[u8]]) -> Result<(), SpoolError>;
-    fn peek(&mut self, max_records: usize, max_bytes: usize) -> Result<Vec<Vec<u8>>, SpoolError>;
+    /// Records past the `skip` oldest (already in flight), at most
+    /// `max_records` and `max_bytes` (but always one when there is one).
+    fn peek_after(
+        &mut self,
+        skip: usize,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, SpoolError>;
     fn ack(&mut self, n: usize) -> Result<(), SpoolError>;
     fn pending_records(&self) -> u64;
 }
@@ -389,8 +456,13 @@ impl Backlog for Spool {
     fn append(&mut self, records: &[&[u8]]) -> Result<(), SpoolError> {
         Spool::append(self, records)
     }
-    fn peek(&mut self, max_records: usize, max_bytes: usize) -> Result<Vec<Vec<u8>>, SpoolError> {
-        Spool::peek(self, max_records, max_bytes)
+    fn peek_after(
+        &mut self,
+        skip: usize,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, SpoolError> {
+        Spool::peek_after(self, skip, max_records, max_bytes)
     }
     fn ack(&mut self, n: usize) -> Result<(), SpoolError> {
         Spool::ack(self, n)
@@ -420,10 +492,15 @@ impl Backlog for MemoryBacklog {
         self.records.extend(records.iter().map(|r| r.to_vec()));
         Ok(())
     }
-    fn peek(&mut self, max_records: usize, max_bytes: usize) -> Result<Vec<Vec<u8>>, SpoolError> {
+    fn peek_after(
+        &mut self,
+        skip: usize,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, SpoolError> {
         let mut out = Vec::new();
         let mut bytes = 0;
-        for r in self.records.iter().take(max_records) {
+        for r in self.records.iter().skip(skip).take(max_records) {
             if !out.is_empty() && bytes + r.len() > max_bytes {
                 break;
             }
@@ -458,6 +535,10 @@ fn count_lines(record: &[u8]) -> u64 {
     record.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
+/// How long the intake thread lets a filling batch gather before it looks
+/// again: the most a flush or durable write waits behind a filling batch.
+const FILL_SLICE: Duration = Duration::from_millis(2);
+
 /// Events to make durable as one batch, and where to say whether it worked.
 type DurableRequest = (Vec<Value>, SyncSender<Result<(), EmitError>>);
 
@@ -485,16 +566,27 @@ fn intake_loop(rx: Receiver<Msg>, shared: &Shared, config: &EmitterBuilder) {
             Msg::Flush(reply) => flushes.push(reply),
             Msg::Durable(events, reply) => durable.push((events, reply)),
         };
-        match rx.recv_timeout(wait) {
-            Ok(msg) => take(msg, &mut batch, &mut durable),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => disconnected = true,
+        if batch.is_empty() {
+            match rx.recv_timeout(wait) {
+                Ok(msg) => take(msg, &mut batch, &mut durable),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => disconnected = true,
+            }
+        } else {
+            // A batch is filling: let events gather for a moment rather than
+            // park on the channel, where every `emit` would have to wake
+            // this thread (a system call on the caller's side, per event).
+            std::thread::sleep(wait.min(FILL_SLICE));
         }
         // Take whatever else is waiting, up to a batch, so that one fsync covers it all.
         while batch.len() < config.batch_size && durable.len() < 256 {
             match rx.try_recv() {
                 Ok(msg) => take(msg, &mut batch, &mut durable),
-                Err(_) => break,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    disconnected = true;
+                    break;
+                }
             }
         }
         let due = batch.len() >= config.batch_size
@@ -608,8 +700,9 @@ enum Sent {
     Accepted(u64),
     /// The ledger refused the batch as invalid: retrying cannot help.
     Refused(String),
-    /// Not now: why, and the ledger's `Retry-After` if it sent one.
-    Retry(String, Option<Duration>),
+    /// Not now: why, the ledger's `Retry-After` if it sent one, and
+    /// whether the ledger said it is at its budget (429/503).
+    Retry(String, Option<Duration>, bool),
 }
 
 /// How many events of an accepted batch the ledger already held (its
@@ -683,11 +776,44 @@ fn send(
             } else {
                 // 503 (the ledger at its budget, or storage trouble) and
                 // 429 (this credential's share or rate): come back later.
-                Sent::Retry(format!("HTTP {status}"), retry_after(&resp))
+                let after = retry_after(&resp);
+                let detail = problem_detail(resp);
+                let overloaded = matches!(status.as_u16(), 429 | 503);
+                Sent::Retry(format!("HTTP {status}{detail}"), after, overloaded)
             }
         }
-        Err(e) => Sent::Retry(e.to_string(), None),
+        // The whole chain: a TLS failure is only named in the sources.
+        Err(e) => Sent::Retry(error_chain(&e), None, false),
     }
+}
+
+/// `: <detail>` of a problem+json answer, or nothing.
+fn problem_detail(resp: reqwest::blocking::Response) -> String {
+    let Ok(body) = resp.bytes() else {
+        return String::new();
+    };
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(v) => v["detail"]
+            .as_str()
+            .map(|d| format!(": {}", d.chars().take(300).collect::<String>()))
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// An error and its sources, `outer: inner: innermost`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 fn delivery_loop(url: &str, shared: &Shared, config: &EmitterBuilder) {
@@ -707,109 +833,246 @@ fn delivery_loop(url: &str, shared: &Shared, config: &EmitterBuilder) {
             return;
         }
     };
+    let config = Arc::new(config.clone());
+    let url: Arc<str> = Arc::from(url);
     let mut attempt: u32 = 0;
     // After a refusal, records go one at a time to find the bad one.
     let mut one_at_a_time = 0usize;
+    // Requests in flight: halved when the ledger says it is at its budget
+    // (or this credential at its share), grown back by one after a window's
+    // worth of acceptances, so a drain settles at what the ledger takes
+    // instead of meeting a 429 (and a Retry-After pause) again and again.
+    let mut window = PARALLEL;
+    let mut accepted_run = 0usize;
+    // Sent and not yet answered, oldest first. The window slides: a new
+    // request goes out as soon as the oldest is answered, and the spool
+    // loses records only in order (the oldest request's, once accepted).
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     loop {
-        let records = {
-            let mut backlog = shared.backlog.lock().unwrap();
-            while backlog.pending_records() == 0 && !shared.closing.load(Ordering::SeqCst) {
-                backlog = shared.more.wait(backlog).unwrap();
-            }
-            if shared.closing.load(Ordering::SeqCst) && backlog.pending_records() == 0 {
-                return;
-            }
-            let (max, bytes) = if one_at_a_time > 0 {
-                (1, config.request_max_bytes)
+        let limit = if one_at_a_time > 0 { 1 } else { window };
+        while in_flight.len() < limit {
+            let skip: usize = in_flight.iter().map(|f| f.records).sum();
+            let max_records = if one_at_a_time > 0 {
+                1
             } else {
-                (
-                    PARALLEL * RECORDS_PER_REQUEST,
-                    PARALLEL * config.request_max_bytes,
-                )
+                RECORDS_PER_REQUEST
             };
-            match backlog.peek(max, bytes) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading the spool failed");
-                    drop(backlog);
-                    std::thread::sleep(backoff(attempt, config.max_backoff));
-                    continue;
-                }
-            }
-        };
-        if records.is_empty() {
-            continue;
-        }
-        let chunks = split_requests(&records, config.request_max_bytes);
-        // Requests go out side by side (the ledger works on them in parallel);
-        // acknowledgements still follow spool order: only the accepted prefix is removed.
-        let results: Vec<Sent> = if chunks.len() == 1 {
-            vec![send(&client, url, config, chunks[0].concat())]
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = chunks
-                    .iter()
-                    .map(|c| {
-                        let client = &client;
-                        scope.spawn(move || send(client, url, config, c.concat()))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Sent::Retry("sender panicked".into(), None))
-                    })
-                    .collect()
-            })
-        };
-        for (chunk, result) in chunks.iter().zip(results) {
-            let events: u64 = chunk.iter().map(|r| count_lines(r)).sum();
-            match result {
-                Sent::Accepted(duplicates) => {
-                    attempt = 0;
-                    shared
-                        .stats
-                        .duplicates
-                        .fetch_add(duplicates, Ordering::Relaxed);
-                    one_at_a_time = one_at_a_time.saturating_sub(chunk.len());
-                    if let Err(e) = shared.backlog.lock().unwrap().ack(chunk.len()) {
-                        tracing::error!(error = %e, "acknowledging spooled batches failed; they may be sent again");
+            let peeked = {
+                let mut backlog = shared.backlog.lock().unwrap();
+                if in_flight.is_empty() {
+                    while backlog.pending_records() == 0 && !shared.closing.load(Ordering::SeqCst) {
+                        backlog = shared.more.wait(backlog).unwrap();
                     }
-                    shared.stats.delivered.fetch_add(events, Ordering::Relaxed);
-                    shared.more.notify_all();
-                    continue;
-                }
-                Sent::Refused(why) if chunk.len() > 1 => {
-                    tracing::warn!(%why, "the ledger refused a request; retrying its batches one by one");
-                    one_at_a_time = chunk.len();
-                }
-                Sent::Refused(why) => {
-                    tracing::error!(%why, events, "the ledger refused a batch as invalid; set aside in rejected.ndjson");
-                    set_aside(shared, chunk[0], &why);
-                    one_at_a_time = one_at_a_time.saturating_sub(1);
-                    let _ = shared.backlog.lock().unwrap().ack(1);
-                    shared.stats.rejected.fetch_add(events, Ordering::Relaxed);
-                    shared.more.notify_all();
-                }
-                Sent::Retry(why, after) => {
-                    if shared.closing.load(Ordering::SeqCst) {
+                    if shared.closing.load(Ordering::SeqCst) && backlog.pending_records() == 0 {
                         return;
                     }
-                    shared.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    let wait = retry_wait(attempt, config.max_backoff, after);
-                    attempt = attempt.saturating_add(1);
-                    tracing::debug!(%why, ?wait, "ledger unavailable; will retry");
-                    let backlog = shared.backlog.lock().unwrap();
-                    let _ = shared.more.wait_timeout_while(backlog, wait, |_| {
-                        !shared.closing.load(Ordering::SeqCst)
-                    });
+                }
+                backlog.peek_after(skip, max_records, config.request_max_bytes)
+            };
+            match peeked {
+                Ok(records) if records.is_empty() => break,
+                Ok(records) => in_flight.push_back(start_send(&client, &url, &config, records)),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the spool failed");
+                    if in_flight.is_empty() {
+                        std::thread::sleep(backoff(attempt, config.max_backoff));
+                    }
+                    break;
                 }
             }
-            // Anything after a chunk that was not accepted goes again later, in order.
-            break;
+        }
+        let Some(oldest) = in_flight.pop_front() else {
+            continue;
+        };
+        let result = oldest
+            .answer
+            .recv()
+            .unwrap_or_else(|_| Sent::Retry("the sender thread could not run".into(), None, false));
+        if let Sent::Accepted(duplicates) = result {
+            attempt = 0;
+            *shared.last_error.lock().unwrap() = None;
+            shared
+                .stats
+                .duplicates
+                .fetch_add(duplicates, Ordering::Relaxed);
+            one_at_a_time = one_at_a_time.saturating_sub(oldest.records);
+            if let Err(e) = shared.backlog.lock().unwrap().ack(oldest.records) {
+                tracing::error!(error = %e, "acknowledging spooled batches failed; they may be sent again");
+            }
+            shared
+                .stats
+                .delivered
+                .fetch_add(oldest.events, Ordering::Relaxed);
+            shared.more.notify_all();
+            accepted_run += 1;
+            if accepted_run >= window {
+                window = (window + 1).min(PARALLEL);
+                accepted_run = 0;
+            }
+            continue;
+        }
+        // Not accepted: what went out after it goes again later, in order
+        // (the ledger deduplicates whatever of it was taken meanwhile).
+        accepted_run = 0;
+        let mut overloaded = matches!(result, Sent::Retry(_, _, true));
+        for later in in_flight.drain(..) {
+            if let Ok(Sent::Retry(_, _, true)) = later.answer.recv() {
+                overloaded = true;
+            }
+        }
+        if overloaded {
+            window = (window / 2).max(1);
+        }
+        match result {
+            Sent::Refused(why) if oldest.records > 1 => {
+                *shared.last_error.lock().unwrap() = Some(why.clone());
+                tracing::warn!(%why, "the ledger refused a request; retrying its batches one by one");
+                one_at_a_time = oldest.records;
+            }
+            Sent::Refused(why) => {
+                *shared.last_error.lock().unwrap() = Some(why.clone());
+                let record = {
+                    let mut backlog = shared.backlog.lock().unwrap();
+                    match backlog.peek_after(0, 1, usize::MAX) {
+                        Ok(mut r) if !r.is_empty() => r.swap_remove(0),
+                        _ => continue,
+                    }
+                };
+                let events = oldest.events;
+                let (delivered, rejected) = if events > 1 {
+                    // Batches are all-or-nothing: find the refused events
+                    // so that only they are set aside.
+                    tracing::warn!(%why, events, "the ledger refused a batch; sending its events one by one");
+                    match deliver_one_by_one(&client, &url, &config, shared, &record) {
+                        Ok(counts) => counts,
+                        Err((why, after)) => {
+                            // Not now; the record goes again whole later
+                            // (what landed meanwhile is deduplicated).
+                            if !pause_before_retry(shared, &config, &mut attempt, why, after) {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                } else {
+                    tracing::error!(%why, events, "the ledger refused an event; set aside in rejected.ndjson");
+                    set_aside(shared, &record, &why);
+                    (0, events)
+                };
+                one_at_a_time = one_at_a_time.saturating_sub(1);
+                let _ = shared.backlog.lock().unwrap().ack(1);
+                shared
+                    .stats
+                    .delivered
+                    .fetch_add(delivered, Ordering::Relaxed);
+                shared.stats.rejected.fetch_add(rejected, Ordering::Relaxed);
+                shared.more.notify_all();
+            }
+            Sent::Retry(why, after, _) => {
+                if !pause_before_retry(shared, &config, &mut attempt, why, after) {
+                    return;
+                }
+            }
+            Sent::Accepted(_) => unreachable!("handled above"),
         }
     }
+}
+
+/// One request on its way: how many spooled records (and events) it
+/// carries, and where its sender thread puts the answer.
+struct InFlight {
+    records: usize,
+    events: u64,
+    answer: Receiver<Sent>,
+}
+
+/// Sends `records` as one request on a thread of its own.
+fn start_send(
+    client: &reqwest::blocking::Client,
+    url: &Arc<str>,
+    config: &Arc<EmitterBuilder>,
+    records: Vec<Vec<u8>>,
+) -> InFlight {
+    let (tx, answer) = mpsc::sync_channel(1);
+    let events = records.iter().map(|r| count_lines(r)).sum();
+    let n = records.len();
+    let (client, url, config) = (client.clone(), url.clone(), config.clone());
+    let body = records.concat();
+    // If the thread cannot start, the answer channel closes unanswered,
+    // which the delivery loop treats as "retry later".
+    let _ = std::thread::Builder::new()
+        .name("aiaudit-emitter-send".into())
+        .spawn(move || {
+            let _ = tx.send(send(&client, &url, &config, body));
+        });
+    InFlight {
+        records: n,
+        events,
+        answer,
+    }
+}
+
+/// After a failed attempt: records why, then waits the backoff (at least
+/// the ledger's `Retry-After`) unless the emitter is closing. Returns false
+/// when it is closing: delivery stops, the spool keeps the rest.
+fn pause_before_retry(
+    shared: &Shared,
+    config: &EmitterBuilder,
+    attempt: &mut u32,
+    why: String,
+    retry_after: Option<Duration>,
+) -> bool {
+    *shared.last_error.lock().unwrap() = Some(why.clone());
+    if shared.closing.load(Ordering::SeqCst) {
+        return false;
+    }
+    shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+    let wait = retry_wait(*attempt, config.max_backoff, retry_after);
+    *attempt = attempt.saturating_add(1);
+    tracing::debug!(%why, ?wait, "ledger unavailable; will retry");
+    let backlog = shared.backlog.lock().unwrap();
+    let _ = shared
+        .more
+        .wait_timeout_while(backlog, wait, |_| !shared.closing.load(Ordering::SeqCst));
+    true
+}
+
+/// Sends the events of a refused record one request each: the accepted
+/// ones land, the refused ones are set aside in `rejected.ndjson`. Returns
+/// (delivered, rejected), or the reason to come back later when the ledger
+/// stops answering part way (nothing is set aside twice: the record is
+/// acknowledged only once every event was answered).
+fn deliver_one_by_one(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    config: &EmitterBuilder,
+    shared: &Shared,
+    record: &[u8],
+) -> Result<(u64, u64), (String, Option<Duration>)> {
+    let lines: Vec<&[u8]> = record
+        .split_inclusive(|&b| b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .collect();
+    let mut refused: Vec<(&[u8], String)> = Vec::new();
+    let mut delivered = 0;
+    for line in &lines {
+        match send(client, url, config, line.to_vec()) {
+            Sent::Accepted(duplicates) => {
+                delivered += 1;
+                shared
+                    .stats
+                    .duplicates
+                    .fetch_add(duplicates, Ordering::Relaxed);
+            }
+            Sent::Refused(why) => refused.push((line, why)),
+            Sent::Retry(why, after, _) => return Err((why, after)),
+        }
+    }
+    for (line, why) in &refused {
+        tracing::error!(why = %why, "the ledger refused an event; set aside in rejected.ndjson");
+        set_aside(shared, line, why);
+    }
+    Ok((delivered, refused.len() as u64))
 }
 
 /// Requests sent at once by the delivery thread.
@@ -820,25 +1083,6 @@ const PARALLEL: usize = 4;
 pub const RECORD_MAX_EVENTS: usize = 1000;
 /// Spooled batches per request at most.
 const RECORDS_PER_REQUEST: usize = 64;
-
-/// Groups records, in order, into request bodies of at most `max_bytes`
-/// (a single larger record goes alone) and `RECORDS_PER_REQUEST` records.
-fn split_requests(records: &[Vec<u8>], max_bytes: usize) -> Vec<Vec<&[u8]>> {
-    let mut out: Vec<Vec<&[u8]>> = Vec::new();
-    let mut bytes = 0;
-    for r in records {
-        let fits = out
-            .last()
-            .is_some_and(|c| c.len() < RECORDS_PER_REQUEST && bytes + r.len() <= max_bytes);
-        if !fits {
-            out.push(Vec::new());
-            bytes = 0;
-        }
-        out.last_mut().expect("pushed above").push(r);
-        bytes += r.len();
-    }
-    out
-}
 
 /// Keeps a refused batch where an operator can look at it, instead of retrying it forever.
 fn set_aside(shared: &Shared, record: &[u8], why: &str) {
@@ -897,23 +1141,6 @@ mod tests {
         ]);
         assert_eq!(b, b"{\"a\":1}\n{\"b\":\"x\\ny\"}\n");
         assert_eq!(count_lines(&b), 2);
-    }
-
-    #[test]
-    fn requests_keep_spool_order_and_size_limits() {
-        let records: Vec<Vec<u8>> = [5, 5, 5, 20, 1, 1].iter().map(|&n| vec![b'x'; n]).collect();
-        let chunks = split_requests(&records, 10);
-        let sizes: Vec<Vec<usize>> = chunks
-            .iter()
-            .map(|c| c.iter().map(|r| r.len()).collect())
-            .collect();
-        assert_eq!(sizes, vec![vec![5, 5], vec![5], vec![20], vec![1, 1]]);
-        let many: Vec<Vec<u8>> = (0..130).map(|_| vec![b'y'; 1]).collect();
-        let lens: Vec<usize> = split_requests(&many, 1 << 20)
-            .iter()
-            .map(Vec::len)
-            .collect();
-        assert_eq!(lens, vec![64, 64, 2]);
     }
 
     #[test]

@@ -46,6 +46,10 @@
 //!   fsync, rename, fsync of the directory). Missing means "start of the
 //!   oldest segment".
 //!
+//! * `LOCK`: empty; an open spool holds an exclusive `flock` on it, so a
+//!   second spool on the same directory (another process, or a child after
+//!   `fork` opening its own) is refused with [`SpoolError::InUse`].
+//!
 //! Segments wholly before the cursor are delivered and deleted; space is
 //! reclaimed a segment at a time (and, once everything is delivered, by
 //! starting a fresh segment when the space is needed).
@@ -71,6 +75,7 @@ const FORMAT_TMP: &str = "FORMAT.tmp";
 const FORMAT_LINE: &[u8] = b"aiaudit-spool 1\n";
 const CURSOR_FILE: &str = "cursor";
 const CURSOR_TMP: &str = "cursor.tmp";
+const LOCK_FILE: &str = "LOCK";
 const READ_BUFFER: usize = 64 << 10;
 
 /// Errors from the spool.
@@ -89,6 +94,10 @@ pub enum SpoolError {
     /// The directory holds something the spool cannot safely use.
     #[error("spool directory {dir}: {detail}")]
     Corrupt { dir: String, detail: String },
+    /// Another spool (another process, or another emitter of this one) has
+    /// the directory open: two writers would interleave their records.
+    #[error("spool directory {dir} is in use by another emitter or agent; give each its own spool directory")]
+    InUse { dir: String },
 }
 
 /// A position in the spool: segment sequence number and byte offset.
@@ -123,6 +132,8 @@ pub struct Spool {
     roll_at: u64,
     /// Consecutive segments; the first one is the cursor's.
     segments: VecDeque<Segment>,
+    /// Held for the spool's life: an exclusive lock on `LOCK`.
+    lock: File,
     /// Read-write handle on the last segment.
     tail: File,
     /// The tail file may hold bytes past `segments.back().len` (a failed
@@ -159,6 +170,7 @@ impl Spool {
         segment_bytes: u64,
     ) -> Result<Spool, SpoolError> {
         fs::create_dir_all(dir)?;
+        let lock = lock_dir(dir)?;
         let corrupt = |detail: String| SpoolError::Corrupt {
             dir: dir.display().to_string(),
             detail,
@@ -267,6 +279,7 @@ impl Spool {
             max_bytes,
             roll_at: segment_bytes.min(max_bytes / 8).max(1),
             segments,
+            lock,
             tail,
             tail_dirty: false,
             cursor,
@@ -356,10 +369,33 @@ impl Spool {
         max_records: usize,
         max_bytes: usize,
     ) -> Result<Vec<Vec<u8>>, SpoolError> {
+        self.peek_after(0, max_records, max_bytes)
+    }
+
+    /// [`peek`](Self::peek) past the `skip` oldest undelivered records
+    /// (those a sender already has in flight), reading only their headers.
+    /// A later [`ack`](Self::ack) still counts from the oldest.
+    pub fn peek_after(
+        &mut self,
+        skip: usize,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, SpoolError> {
         let mut out = Vec::new();
         let mut ends = VecDeque::new();
         let mut bytes = 0usize;
         let mut pos = self.cursor;
+        for _ in 0..skip {
+            let Some((at, len, _)) = self.header_at(pos)? else {
+                self.peeked = ends;
+                return Ok(out);
+            };
+            pos = Pos {
+                seq: at.seq,
+                off: at.off + (HEADER_BYTES + len) as u64,
+            };
+            ends.push_back(pos);
+        }
         while out.len() < max_records {
             let Some((at, len, crc)) = self.header_at(pos)? else {
                 break;
@@ -418,6 +454,13 @@ impl Spool {
             self.peeked.clear();
         }
         Ok(())
+    }
+
+    /// The descriptor that holds the directory's lock, for
+    /// [`Emitter::abandon_after_fork`](crate::Emitter::abandon_after_fork).
+    #[cfg(unix)]
+    pub fn lock_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.lock)
     }
 
     /// Undelivered records right now.
@@ -749,6 +792,34 @@ fn write_atomically(dir: &Path, tmp: &str, name: &str, content: &[u8]) -> io::Re
     drop(f);
     fs::rename(&tmp, dir.join(name))?;
     sync_dir(dir)
+}
+
+/// Takes the directory's exclusive lock (`flock` on `LOCK`, released when
+/// the spool is dropped or its process dies), or says who holds it.
+fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).read(true).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(dir.join(LOCK_FILE))?;
+    // A process that forks (to run a subprocess, say) lends the child every
+    // descriptor until the child execs, so a spool just dropped may stay
+    // locked for a moment: only a lock held for a whole second is "in use".
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(SpoolError::InUse {
+                    dir: dir.display().to_string(),
+                })
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(SpoolError::Io(e)),
+        }
+    }
 }
 
 fn remove_if_exists(path: &Path) -> io::Result<()> {

@@ -474,3 +474,52 @@ fn survives_sigkill() {
         assert_eq!(all(&mut s), vec![b"after the crash".to_vec()]);
     }
 }
+
+#[test]
+fn a_directory_in_use_is_refused_until_its_spool_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = open(dir.path());
+    first.append(&[&rec(1)]).unwrap();
+    match Spool::open(dir.path(), 1 << 20) {
+        Err(SpoolError::InUse { dir: named }) => {
+            assert_eq!(named, dir.path().display().to_string())
+        }
+        other => panic!("a second spool on a directory in use: {other:?}"),
+    }
+    drop(first);
+    let mut again = open(dir.path());
+    assert_eq!(all(&mut again), vec![rec(1)]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("LOCK"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn peek_after_skips_records_in_flight_and_ack_still_counts_from_the_oldest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open_with_segment_size(dir.path(), BIG, SEG).unwrap();
+    for i in 0..6 {
+        s.append(&[&rec(i)]).unwrap();
+    }
+    assert_eq!(
+        s.peek_after(2, 2, usize::MAX).unwrap(),
+        vec![rec(2), rec(3)]
+    );
+    assert!(s.peek_after(6, 2, usize::MAX).unwrap().is_empty());
+    assert!(s.peek_after(60, 2, usize::MAX).unwrap().is_empty());
+    // A byte limit still lets one record through.
+    assert_eq!(s.peek_after(4, 5, 1).unwrap(), vec![rec(4)]);
+    s.ack(1).unwrap();
+    assert_eq!(all(&mut s), (1..6).map(rec).collect::<Vec<_>>());
+    s.peek_after(3, 1, usize::MAX).unwrap();
+    s.ack(2).unwrap();
+    drop(s);
+    let mut s = open(dir.path());
+    assert_eq!(all(&mut s), (3..6).map(rec).collect::<Vec<_>>());
+}
