@@ -848,10 +848,14 @@ fn delivery_loop(url: &str, shared: &Shared, config: &EmitterBuilder) {
     // request goes out as soon as the oldest is answered, and the spool
     // loses records only in order (the oldest request's, once accepted).
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    // Accepted by the ledger, not yet removed from the spool: removed after
+    // the window is topped up, so that the cursor's fsyncs overlap requests
+    // in flight instead of leaving the window short.
+    let mut accepted: usize = 0;
     loop {
         let limit = if one_at_a_time > 0 { 1 } else { window };
         while in_flight.len() < limit {
-            let skip: usize = in_flight.iter().map(|f| f.records).sum();
+            let skip = accepted + in_flight.iter().map(|f| f.records).sum::<usize>();
             let max_records = if one_at_a_time > 0 {
                 1
             } else {
@@ -881,6 +885,13 @@ fn delivery_loop(url: &str, shared: &Shared, config: &EmitterBuilder) {
                 }
             }
         }
+        if accepted > 0 {
+            if let Err(e) = shared.backlog.lock().unwrap().ack(accepted) {
+                tracing::error!(error = %e, "acknowledging spooled batches failed; they may be sent again");
+            }
+            accepted = 0;
+            shared.more.notify_all();
+        }
         let Some(oldest) = in_flight.pop_front() else {
             continue;
         };
@@ -896,14 +907,11 @@ fn delivery_loop(url: &str, shared: &Shared, config: &EmitterBuilder) {
                 .duplicates
                 .fetch_add(duplicates, Ordering::Relaxed);
             one_at_a_time = one_at_a_time.saturating_sub(oldest.records);
-            if let Err(e) = shared.backlog.lock().unwrap().ack(oldest.records) {
-                tracing::error!(error = %e, "acknowledging spooled batches failed; they may be sent again");
-            }
+            accepted += oldest.records;
             shared
                 .stats
                 .delivered
                 .fetch_add(oldest.events, Ordering::Relaxed);
-            shared.more.notify_all();
             accepted_run += 1;
             if accepted_run >= window {
                 window = (window + 1).min(PARALLEL);
