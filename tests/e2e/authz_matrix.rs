@@ -367,6 +367,7 @@ fn rows(blob: &str) -> Vec<Row> {
         r("get", "/v1/openapi.json", "/v1/openapi.json", None, ALWAYS),
         r("get", "/metrics", "/metrics", None, PUBLIC_READ),
         r("get", "/healthz", "/healthz", None, ALWAYS),
+        r("options", "/v1/events", "/v1/events", None, ALWAYS),
         r("get", "/readyz", "/readyz", None, ALWAYS),
     ]
 }
@@ -475,6 +476,7 @@ fn every_route_every_role_every_scope_every_token_state() {
                 "get" => c.get(&url),
                 "post" => c.post(&url),
                 "delete" => c.delete(&url),
+                "options" => c.request(reqwest::Method::OPTIONS, &url),
                 m => panic!("method {m}"),
             };
             if let Some(b) = body {

@@ -29,6 +29,10 @@ pub struct AgentArgs {
     /// older than v2, aiaudit-batch-v1.
     #[arg(long, default_value = "aiaudit-batch-v2", value_parser = crate::emitter::parse_signature_format)]
     signature_format: aiaudit_emitter::SignatureFormat,
+    /// How batches forwarded to the ledger are compressed: auto (zstd once
+    /// the ledger's answers advertise it), zstd, gzip or off.
+    #[arg(long, default_value = "auto", value_parser = crate::emitter::parse_compression)]
+    compression: aiaudit_emitter::Compression,
     /// PEM certificate chain: accept applications over HTTPS (with --tls-key); reloaded on SIGHUP.
     #[arg(long)]
     tls_cert: Option<PathBuf>,
@@ -64,6 +68,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             .map(crate::emitter::load_signing_key)
             .transpose()?,
         signature_format: args.signature_format,
+        compression: args.compression,
         ca_cert_pem: crate::ca_cert_pem(),
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,

@@ -51,10 +51,19 @@ pub struct BenchArgs {
     ignore_retry_after: bool,
     /// What fills each event to --size: `prose`, distinct text of
     /// pseudo-words in every event of a batch (compresses about as English
-    /// does), or `pad`, one repeated letter (compresses to almost nothing;
-    /// the content of earlier measurements).
-    #[arg(long, default_value = "prose", value_parser = ["prose", "pad"])]
+    /// does); `ai`, AI events as an assistant logs them (prompts and answers
+    /// in English composed from a fixed corpus, varied users, traces,
+    /// models, token counts and times; the wire-size figures); or `pad`, one
+    /// repeated letter (compresses to almost nothing; the content of earlier
+    /// measurements).
+    #[arg(long, default_value = "prose", value_parser = ["prose", "ai", "pad"])]
     content: String,
+    /// Request bodies in this Content-Encoding: none, zstd or gzip. The
+    /// bodies are made and compressed before the clock starts (so the
+    /// figure is the ledger's, not the load generator's), which needs
+    /// --events rather than --duration.
+    #[arg(long, default_value = "none", value_parser = ["none", "zstd", "gzip"])]
+    compress: String,
     /// Which data subject each event names: `none`, or `distinct`, a new
     /// subject per event (each gets a key of its own: the load of an AI
     /// assistant with millions of users).
@@ -63,6 +72,10 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// Send nothing: print the --events events as NDJSON (fresh ids), to
+    /// load another emitter with the same events (the slow-link figures).
+    #[arg(long)]
+    dump: bool,
 }
 
 /// A batch body with placeholder ids, and where each id's 36 bytes sit, so
@@ -113,10 +126,12 @@ fn prose(seed: u64, len: usize) -> String {
     out
 }
 
-fn make_template(n: u64, size: usize, content: &str, subjects: bool) -> Template {
-    let now = time::OffsetDateTime::now_utc()
+fn make_template(n: u64, size: usize, content: &str, subjects: bool, seed: u64) -> Template {
+    let started = time::OffsetDateTime::now_utc();
+    let now = started
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
+    let mut rng = crate::corpus::Rng::new(seed);
     let mut body = Vec::with_capacity((n as usize) * (size + 2) + 2);
     let mut id_offsets = Vec::with_capacity(n as usize);
     let mut subject_offsets = Vec::new();
@@ -137,12 +152,26 @@ fn make_template(n: u64, size: usize, content: &str, subjects: bool) -> Template
         if subjects {
             event["subject"] = json!(SUBJECT_PLACEHOLDER);
         }
-        let base = serde_json::to_vec(&event).unwrap_or_default().len();
-        let fill = size.saturating_sub(base);
-        event["attributes"]["pad"] = json!(match content {
-            "pad" => "x".repeat(fill),
-            _ => prose(i + 1, fill),
-        });
+        if content == "ai" {
+            // Events a few hundred milliseconds apart, as a busy assistant logs them.
+            let at = started - time::Duration::milliseconds(((n - i) * 37) as i64);
+            let time = at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            let subject = event.get("subject").cloned();
+            event = crate::corpus::ai_event(&mut rng, PLACEHOLDER, &time, size);
+            if let Some(s) = subject {
+                event["subject"] = s;
+            }
+        } else {
+            let base = serde_json::to_vec(&event).unwrap_or_default().len();
+            let fill = size.saturating_sub(base);
+            event["attributes"]["pad"] = json!(match content {
+                "pad" => "x".repeat(fill),
+                // Seed 1 is the text of earlier measurements.
+                _ => prose((seed - 1) * n + i + 1, fill),
+            });
+        }
         let text = serde_json::to_vec(&event).unwrap_or_default();
         let at = text
             .windows(PLACEHOLDER.len())
@@ -194,10 +223,36 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.batch == 0 || args.concurrency == 0 || args.events == 0 {
         bail!("--events, --batch and --concurrency must be at least 1");
     }
+    if args.dump {
+        return dump(&args);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(bench(args))
+}
+
+/// `--dump`: the events as NDJSON on stdout, batch by batch.
+fn dump(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let subjects = args.subjects == "distinct";
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut left = args.events;
+    let mut seed = 1;
+    while left > 0 {
+        // Every batch its own text: nothing repeats across batches.
+        let template = make_template(args.batch, args.size, &args.content, subjects, seed);
+        seed += 1;
+        let body = template.instantiate();
+        let events: Vec<serde_json::Value> = serde_json::from_slice(&body)?;
+        for e in events.iter().take(left as usize) {
+            serde_json::to_writer(&mut out, e)?;
+            out.write_all(b"\n")?;
+        }
+        left = left.saturating_sub(args.batch);
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What one client saw.
@@ -239,6 +294,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         args.size,
         &args.content,
         subjects,
+        1,
     ));
     let last = args.events % args.batch;
     let tail = Arc::new(make_template(
@@ -250,7 +306,29 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         args.size,
         &args.content,
         subjects,
+        2,
     ));
+    // Compressed bodies, made before the clock starts.
+    let coding = match args.compress.as_str() {
+        "none" => None,
+        other => Some(other.to_string()),
+    };
+    let made: Arc<Vec<Vec<u8>>> = Arc::new(match &coding {
+        None => Vec::new(),
+        Some(_) if deadline.is_some() => bail!("--compress needs --events, not --duration"),
+        Some(c) => (0..batches)
+            .map(|b| {
+                let body = if b + 1 == batches {
+                    tail.instantiate()
+                } else {
+                    full.instantiate()
+                };
+                compress(c, &body)
+            })
+            .collect::<anyhow::Result<_>>()?,
+    });
+    let json_bytes = Arc::new(AtomicU64::new(0));
+    let wire_bytes = Arc::new(AtomicU64::new(0));
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let interval = if args.rate > 0 {
@@ -271,6 +349,12 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             tail.clone(),
             next.clone(),
         );
+        let (made, coding, json_bytes, wire_bytes) = (
+            made.clone(),
+            coding.clone(),
+            json_bytes.clone(),
+            wire_bytes.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut seen = Seen::default();
             'batches: loop {
@@ -282,20 +366,26 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     let due = started + iv.mul_f64(b as f64);
                     tokio::time::sleep_until(due.into()).await;
                 }
-                let body = if b + 1 == batches {
-                    tail.instantiate()
+                let plain_len = if b + 1 == batches {
+                    tail.body.len()
                 } else {
-                    full.instantiate()
+                    full.body.len()
+                };
+                let body = match made.get(b as usize) {
+                    Some(made) => made.clone(),
+                    None if b + 1 == batches => tail.instantiate(),
+                    None => full.instantiate(),
                 };
                 // The same batch until it is acknowledged (or fails for good).
                 loop {
                     let t = Instant::now();
-                    let resp = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await;
+                    json_bytes.fetch_add(plain_len as u64, Ordering::Relaxed);
+                    wire_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+                    let mut req = client.post(&url).header("content-type", "application/json");
+                    if let Some(c) = &coding {
+                        req = req.header("content-encoding", c.as_str());
+                    }
+                    let resp = req.body(body.clone()).send().await;
                     let Ok(resp) = resp else {
                         seen.transport_errors += 1;
                         continue 'batches;
@@ -384,6 +474,11 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     );
     let shed_p99 = percentile(&all.shed, 99.0);
     let failed = all.other_status + all.transport_errors;
+    let (json_total, wire_total) = (
+        json_bytes.load(Ordering::Relaxed),
+        wire_bytes.load(Ordering::Relaxed),
+    );
+    let wire_ratio = wire_total as f64 / json_total.max(1) as f64;
     if args.json {
         println!(
             "{}",
@@ -391,6 +486,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 "events_per_sec": eps, "p50_ms": p50, "p99_ms": p99, "max_ms": max,
                 "events": acked_events, "failed_requests": failed, "seconds": elapsed,
                 "batch": args.batch, "concurrency": args.concurrency, "size": args.size, "content": args.content,
+                "compress": args.compress, "json_bytes": json_total, "wire_bytes": wire_total, "wire_ratio": wire_ratio,
                 "warmup_seconds": args.warmup,
                 "shed_503": all.shed_503, "shed_429": all.shed_429, "shed_p99_ms": shed_p99,
                 "shed_without_retry_after": all.shed_without_retry_after,
@@ -401,14 +497,29 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{acked_events} events in {elapsed:.2} s: {eps:.0} events/s; ack latency p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; \
              shed {} (503) + {} (429), p99 {shed_p99:.2} ms, {} without Retry-After; \
-             {} other statuses, {} transport errors",
-            all.shed_503, all.shed_429, all.shed_without_retry_after, all.other_status, all.transport_errors
+             {} other statuses, {} transport errors; {wire_total} bytes sent for {json_total} of JSON ({:.1} %, {})",
+            all.shed_503, all.shed_429, all.shed_without_retry_after, all.other_status, all.transport_errors,
+            wire_ratio * 100.0, args.compress
         );
     }
     Ok(if failed == 0 && all.shed_without_retry_after == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    })
+}
+
+/// `body` in the Content-Encoding `coding` (zstd at its default level 3,
+/// gzip at the default level 6: what the SDK and a browser send).
+fn compress(coding: &str, body: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write;
+    Ok(match coding {
+        "zstd" => zstd::bulk::compress(body, 3)?,
+        _ => {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(body)?;
+            gz.finish()?
+        }
     })
 }
 

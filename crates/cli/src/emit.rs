@@ -28,6 +28,10 @@ pub struct EmitArgs {
     /// older than v2, aiaudit-batch-v1.
     #[arg(long, default_value = "aiaudit-batch-v2", value_parser = crate::emitter::parse_signature_format)]
     signature_format: aiaudit_emitter::SignatureFormat,
+    /// How requests are compressed: auto (zstd once the ledger's answers
+    /// advertise it), zstd, gzip or off.
+    #[arg(long, default_value = "auto", value_parser = crate::emitter::parse_compression)]
+    compression: aiaudit_emitter::Compression,
     /// How long to wait for the ledger to acknowledge everything, in seconds.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
@@ -73,6 +77,7 @@ pub fn run(args: EmitArgs) -> anyhow::Result<ExitCode> {
     if let Some(t) = &args.token {
         builder = builder.token(t);
     }
+    builder = builder.compression(args.compression);
     if let Some(dir) = &args.spool_dir {
         builder = builder.spool_dir(dir);
     }

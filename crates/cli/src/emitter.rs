@@ -56,6 +56,17 @@ pub fn parse_signature_format(name: &str) -> Result<aiaudit_emitter::SignatureFo
     })
 }
 
+pub fn parse_compression(name: &str) -> Result<aiaudit_emitter::Compression, String> {
+    use aiaudit_emitter::Compression;
+    match name {
+        "auto" => Ok(Compression::Auto),
+        "zstd" => Ok(Compression::Zstd),
+        "gzip" => Ok(Compression::Gzip),
+        "off" | "none" => Ok(Compression::Off),
+        _ => Err("auto (zstd once the ledger advertises it), zstd, gzip or off".into()),
+    }
+}
+
 /// Reads an emitter's private key file (written by `keygen`).
 pub fn load_signing_key(path: &Path) -> anyhow::Result<Signer> {
     let text = std::fs::read_to_string(path)

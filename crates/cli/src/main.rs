@@ -3,6 +3,7 @@
 mod agent;
 mod backup;
 mod bench;
+mod corpus;
 mod dr;
 mod emit;
 mod emitter;

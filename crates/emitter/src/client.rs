@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -62,6 +62,27 @@ pub struct Stats {
     /// Delivered events the ledger already held: sent again because an
     /// earlier answer was lost (deduplicated by id, logged once).
     pub duplicates: AtomicU64,
+    /// Request bodies sent, before compression (NDJSON bytes).
+    pub body_bytes: AtomicU64,
+    /// Request bodies sent, as they crossed the link (after compression).
+    pub wire_bytes: AtomicU64,
+}
+
+/// How request bodies are compressed (`Content-Encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// zstd (else gzip) when the ledger or agent says it decodes it: the
+    /// emitter asks once with `OPTIONS /v1/events` before its first batch,
+    /// and every answer of `POST /v1/events` says so too (`Accept-Encoding`,
+    /// RFC 7694). A server that does not say (an older ledger) is sent
+    /// uncompressed bodies. The default.
+    Auto,
+    /// Always zstd (RFC 8878); uncompressed again after a 415.
+    Zstd,
+    /// Always gzip; uncompressed again after a 415.
+    Gzip,
+    /// Never compressed.
+    Off,
 }
 
 /// Configures an [`Emitter`]. `endpoint` is required.
@@ -81,6 +102,7 @@ pub struct EmitterBuilder {
     signer: Option<Arc<aiaudit_tlog::Signer>>,
     signature_format: SignatureFormat,
     ca_cert_pem: Option<Vec<u8>>,
+    compression: Compression,
 }
 
 impl Default for EmitterBuilder {
@@ -103,6 +125,7 @@ impl Default for EmitterBuilder {
             signer: None,
             signature_format: SignatureFormat::V2,
             ca_cert_pem: None,
+            compression: Compression::Auto,
         }
     }
 }
@@ -160,6 +183,13 @@ impl EmitterBuilder {
         self.signature_format = format;
         self
     }
+    /// How request bodies are compressed: [`Compression::Auto`] (zstd once
+    /// the server advertises it) unless set.
+    pub fn compression(mut self, c: Compression) -> Self {
+        self.compression = c;
+        self
+    }
+
     /// Trusts this PEM certificate (a private CA or a self-signed ledger) for
     /// `https://` endpoints, besides the usual roots.
     pub fn ca_cert_pem(mut self, pem: Vec<u8>) -> Self {
@@ -200,6 +230,12 @@ impl EmitterBuilder {
             closing: AtomicBool::new(false),
             spool_dir: self.spool_dir.clone(),
             last_error: Mutex::new(None),
+            coding: AtomicU8::new(match self.compression {
+                Compression::Zstd => CODING_ZSTD,
+                Compression::Gzip => CODING_GZIP,
+                Compression::Auto => CODING_UNKNOWN,
+                Compression::Off => CODING_IDENTITY,
+            }),
         });
         let (tx, rx) = mpsc::sync_channel(self.queue_capacity);
         let intake = {
@@ -435,6 +471,58 @@ struct Shared {
     spool_dir: Option<PathBuf>,
     /// See [`Emitter::last_error`].
     last_error: Mutex<Option<String>>,
+    /// The request coding in use (`CODING_*`): learned from the server's
+    /// `Accept-Encoding` under [`Compression::Auto`].
+    coding: AtomicU8,
+}
+
+const CODING_IDENTITY: u8 = 0;
+const CODING_ZSTD: u8 = 1;
+const CODING_GZIP: u8 = 2;
+/// Uncompressed for good: the server answered a compressed request with 415.
+const CODING_REFUSED: u8 = 3;
+/// [`Compression::Auto`] before the server has said what it decodes.
+const CODING_UNKNOWN: u8 = 4;
+/// zstd's default level: about a fifth of the bytes for batches of AI
+/// events at a few hundred MB/s (docs/performance.md, "Compression").
+const WIRE_ZSTD_LEVEL: i32 = 3;
+
+/// The coding a server's `Accept-Encoding` allows, zstd first.
+fn advertised(resp: &reqwest::blocking::Response) -> Option<u8> {
+    let accepted = resp.headers().get("accept-encoding")?.to_str().ok()?;
+    let has = |name: &str| {
+        accepted.split(',').any(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case(name)
+        })
+    };
+    if has("zstd") {
+        Some(CODING_ZSTD)
+    } else if has("gzip") {
+        Some(CODING_GZIP)
+    } else {
+        None
+    }
+}
+
+/// `body` in `coding`, with its `Content-Encoding` name.
+fn encode_body(coding: u8, body: &[u8]) -> std::io::Result<(Vec<u8>, Option<&'static str>)> {
+    match coding {
+        CODING_ZSTD => Ok((zstd::bulk::compress(body, WIRE_ZSTD_LEVEL)?, Some("zstd"))),
+        CODING_GZIP => {
+            use std::io::Write;
+            let mut gz = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 4),
+                flate2::Compression::fast(),
+            );
+            gz.write_all(body)?;
+            Ok((gz.finish()?, Some("gzip")))
+        }
+        _ => Ok((body.to_vec(), None)),
+    }
 }
 
 /// Batches waiting for delivery: the durable spool, or memory.
@@ -741,49 +829,103 @@ fn send(
     client: &reqwest::blocking::Client,
     url: &str,
     config: &EmitterBuilder,
+    shared: &Shared,
     body: Vec<u8>,
 ) -> Sent {
-    let mut req = client
-        .post(url)
-        .header("content-type", "application/x-ndjson");
-    if let Some(signer) = &config.signer {
-        req = req
-            .header("aiaudit-emitter", signer.name())
-            .header("aiaudit-signature-format", config.signature_format.name())
-            .header(
-                "aiaudit-signature",
-                sign_body(signer, config.signature_format, &body),
-            );
+    let signature = config
+        .signer
+        .as_ref()
+        .map(|signer| (signer, sign_body(signer, config.signature_format, &body)));
+    let mut coding = shared.coding.load(Ordering::Relaxed);
+    if coding == CODING_UNKNOWN {
+        // Ask before the first batch: a few hundred bytes, where an
+        // uncompressed first batch could cost a slow link a minute.
+        let answer = client.request(reqwest::Method::OPTIONS, url).send();
+        let learned = match answer {
+            Ok(resp) => advertised(&resp).unwrap_or(CODING_IDENTITY),
+            Err(e) => return Sent::Retry(error_chain(&e), None, false),
+        };
+        let _ = shared.coding.compare_exchange(
+            CODING_UNKNOWN,
+            learned,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        coding = shared.coding.load(Ordering::Relaxed);
     }
-    let mut req = req.body(body);
-    if let Some(t) = config.token.as_deref() {
-        req = req.bearer_auth(t);
-    }
-    match req.send() {
-        Ok(resp) => {
-            let status = resp.status();
-            if status.is_success() {
-                Sent::Accepted(duplicates_in(resp))
-            } else if matches!(status.as_u16(), 400 | 403 | 413 | 415 | 422) {
-                // 403: this token (or emitter key) may never write these
-                // events (another tenant's, a reserved action); retrying
-                // would hold the spool for ever. 401 stays retryable: a
-                // token can be replaced.
-                Sent::Refused(format!(
-                    "HTTP {status}: {}",
-                    resp.text().unwrap_or_default()
-                ))
-            } else {
-                // 503 (the ledger at its budget, or storage trouble) and
-                // 429 (this credential's share or rate): come back later.
-                let after = retry_after(&resp);
-                let detail = problem_detail(resp);
-                let overloaded = matches!(status.as_u16(), 429 | 503);
-                Sent::Retry(format!("HTTP {status}{detail}"), after, overloaded)
+    loop {
+        let (wire, content_encoding) =
+            encode_body(coding, &body).unwrap_or_else(|_| (body.clone(), None));
+        let mut req = client
+            .post(url)
+            .header("content-type", "application/x-ndjson");
+        if let Some(name) = content_encoding {
+            req = req.header("content-encoding", name);
+        }
+        if let Some((signer, signature)) = &signature {
+            req = req
+                .header("aiaudit-emitter", signer.name())
+                .header("aiaudit-signature-format", config.signature_format.name())
+                .header("aiaudit-signature", signature.as_str());
+        }
+        if let Some(t) = config.token.as_deref() {
+            req = req.bearer_auth(t);
+        }
+        let wire_len = wire.len() as u64;
+        let resp = match req.body(wire).send() {
+            Ok(resp) => {
+                // Counted once answered: what crossed the link for certain.
+                let stats = &shared.stats;
+                stats
+                    .body_bytes
+                    .fetch_add(body.len() as u64, Ordering::Relaxed);
+                stats.wire_bytes.fetch_add(wire_len, Ordering::Relaxed);
+                resp
+            }
+            // The whole chain: a TLS failure is only named in the sources.
+            Err(e) => return Sent::Retry(error_chain(&e), None, false),
+        };
+        if config.compression == Compression::Auto {
+            if let Some(c) = advertised(&resp) {
+                let _ = shared.coding.compare_exchange(
+                    CODING_IDENTITY,
+                    c,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
             }
         }
-        // The whole chain: a TLS failure is only named in the sources.
-        Err(e) => Sent::Retry(error_chain(&e), None, false),
+        let status = resp.status();
+        if status.as_u16() == 415 && content_encoding.is_some() {
+            // Something on the way does not decode it after all (a proxy,
+            // an older ledger): uncompressed from now on, and at once.
+            tracing::warn!(
+                coding = content_encoding.unwrap_or(""),
+                "the server refused a compressed request (415); sending uncompressed"
+            );
+            shared.coding.store(CODING_REFUSED, Ordering::Relaxed);
+            coding = CODING_REFUSED;
+            continue;
+        }
+        return if status.is_success() {
+            Sent::Accepted(duplicates_in(resp))
+        } else if matches!(status.as_u16(), 400 | 403 | 413 | 415 | 422) {
+            // 403: this token (or emitter key) may never write these
+            // events (another tenant's, a reserved action); retrying
+            // would hold the spool for ever. 401 stays retryable: a
+            // token can be replaced.
+            Sent::Refused(format!(
+                "HTTP {status}: {}",
+                resp.text().unwrap_or_default()
+            ))
+        } else {
+            // 503 (the ledger at its budget, or storage trouble) and
+            // 429 (this credential's share or rate): come back later.
+            let after = retry_after(&resp);
+            let detail = problem_detail(resp);
+            let overloaded = matches!(status.as_u16(), 429 | 503);
+            Sent::Retry(format!("HTTP {status}{detail}"), after, overloaded)
+        };
     }
 }
 
@@ -816,7 +958,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-fn delivery_loop(url: &str, shared: &Shared, config: &EmitterBuilder) {
+fn delivery_loop(url: &str, shared: &Arc<Shared>, config: &EmitterBuilder) {
     let mut builder = reqwest::blocking::Client::builder().timeout(config.request_timeout);
     if let Some(pem) = &config.ca_cert_pem {
         match reqwest::Certificate::from_pem(pem) {
@@ -875,7 +1017,9 @@ fn delivery_loop(url: &str, shared: &Shared, config: &EmitterBuilder) {
             };
             match peeked {
                 Ok(records) if records.is_empty() => break,
-                Ok(records) => in_flight.push_back(start_send(&client, &url, &config, records)),
+                Ok(records) => {
+                    in_flight.push_back(start_send(&client, &url, &config, shared, records))
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "reading the spool failed");
                     if in_flight.is_empty() {
@@ -999,19 +1143,21 @@ fn start_send(
     client: &reqwest::blocking::Client,
     url: &Arc<str>,
     config: &Arc<EmitterBuilder>,
+    shared: &Arc<Shared>,
     records: Vec<Vec<u8>>,
 ) -> InFlight {
     let (tx, answer) = mpsc::sync_channel(1);
     let events = records.iter().map(|r| count_lines(r)).sum();
     let n = records.len();
-    let (client, url, config) = (client.clone(), url.clone(), config.clone());
+    let (client, url, config, shared) =
+        (client.clone(), url.clone(), config.clone(), shared.clone());
     let body = records.concat();
     // If the thread cannot start, the answer channel closes unanswered,
     // which the delivery loop treats as "retry later".
     let _ = std::thread::Builder::new()
         .name("aiaudit-emitter-send".into())
         .spawn(move || {
-            let _ = tx.send(send(&client, &url, &config, body));
+            let _ = tx.send(send(&client, &url, &config, &shared, body));
         });
     InFlight {
         records: n,
@@ -1064,7 +1210,7 @@ fn deliver_one_by_one(
     let mut refused: Vec<(&[u8], String)> = Vec::new();
     let mut delivered = 0;
     for line in &lines {
-        match send(client, url, config, line.to_vec()) {
+        match send(client, url, config, shared, line.to_vec()) {
             Sent::Accepted(duplicates) => {
                 delivered += 1;
                 shared
@@ -1157,5 +1303,173 @@ mod tests {
             Emitter::builder().build(),
             Err(EmitError::Config(_))
         ));
+    }
+
+    /// A request as the fake server saw it: its `Content-Encoding` and
+    /// its body decoded.
+    #[derive(Debug, Clone)]
+    struct Seen {
+        coding: Option<String>,
+        body: Vec<u8>,
+    }
+
+    /// How the fake server answers.
+    #[derive(Clone, Copy)]
+    enum Server {
+        /// 200 with `Accept-Encoding: zstd, gzip` (this ledger).
+        Advertising,
+        /// 200 without `Accept-Encoding` (an older ledger).
+        Silent,
+        /// 415 to any compressed request (a proxy that will not pass it).
+        RefusingCompressed,
+    }
+
+    /// A minimal HTTP/1.1 server on loopback that accepts every batch and
+    /// records each request; returns its URL and what it saw.
+    fn fake_ledger(kind: Server) -> (String, Arc<Mutex<Vec<Seen>>>) {
+        use std::io::{BufRead, BufReader, Read};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut conn = conn;
+                    loop {
+                        let (mut length, mut coding) = (0usize, None);
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let options = line.starts_with("OPTIONS");
+                        loop {
+                            line.clear();
+                            reader.read_line(&mut line).unwrap();
+                            let l = line.trim_end();
+                            if l.is_empty() {
+                                break;
+                            }
+                            let (name, value) = l.split_once(':').unwrap();
+                            match name.to_ascii_lowercase().as_str() {
+                                "content-length" => length = value.trim().parse().unwrap(),
+                                "content-encoding" => coding = Some(value.trim().to_string()),
+                                _ => {}
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        reader.read_exact(&mut body).unwrap();
+                        let refuse = matches!(kind, Server::RefusingCompressed) && coding.is_some();
+                        let body = match coding.as_deref() {
+                            Some("zstd") => zstd::bulk::decompress(&body, 1 << 24).unwrap(),
+                            Some("gzip") => {
+                                let mut out = Vec::new();
+                                flate2::read::GzDecoder::new(&body[..])
+                                    .read_to_end(&mut out)
+                                    .unwrap();
+                                out
+                            }
+                            _ => body,
+                        };
+                        if !options {
+                            log.lock().unwrap().push(Seen { coding, body });
+                        }
+                        let (status, extra) = match kind {
+                            _ if refuse => ("415 Unsupported Media Type", ""),
+                            Server::Advertising => ("200 OK", "accept-encoding: zstd, gzip\r\n"),
+                            _ => ("200 OK", ""),
+                        };
+                        let answer = b"{\"events\":[]}";
+                        let head = format!(
+                            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n",
+                            answer.len()
+                        );
+                        if conn
+                            .write_all(head.as_bytes())
+                            .and_then(|()| conn.write_all(answer))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, seen)
+    }
+
+    /// Emits `n` events one flush at a time (one request each) and returns
+    /// what the server saw and the emitter's stats.
+    fn run(kind: Server, compression: Compression, n: usize) -> (Vec<Seen>, u64, u64) {
+        let (url, seen) = fake_ledger(kind);
+        let em = Emitter::builder()
+            .endpoint(url)
+            .compression(compression)
+            .build()
+            .unwrap();
+        for i in 0..n {
+            let text =
+                "the applicant's income was verified against the bank statement. ".repeat(20);
+            em.emit(serde_json::json!({"id": format!("e{i}"), "output": {"content": text}}))
+                .unwrap();
+            em.flush_delivered(Duration::from_secs(10)).unwrap();
+        }
+        let (body, wire) = (
+            em.stats().body_bytes.load(Ordering::Relaxed),
+            em.stats().wire_bytes.load(Ordering::Relaxed),
+        );
+        em.close(Duration::from_secs(5)).unwrap();
+        let seen = seen.lock().unwrap().clone();
+        for (i, s) in seen.iter().enumerate() {
+            let v: Value = serde_json::from_slice(&s.body).unwrap();
+            assert_eq!(v["id"], format!("e{i}"), "request {i} decoded to its batch");
+        }
+        (seen, body, wire)
+    }
+
+    fn codings(seen: &[Seen]) -> Vec<Option<&str>> {
+        seen.iter().map(|s| s.coding.as_deref()).collect()
+    }
+
+    #[test]
+    fn auto_compresses_once_the_server_advertises_zstd() {
+        // Asked before the first batch (OPTIONS), so even that one is.
+        let (seen, body, wire) = run(Server::Advertising, Compression::Auto, 3);
+        assert_eq!(codings(&seen), [Some("zstd"), Some("zstd"), Some("zstd")]);
+        assert!(wire * 3 < body * 2, "{wire} of {body}");
+    }
+
+    #[test]
+    fn auto_stays_uncompressed_for_a_server_that_does_not_say() {
+        let (seen, body, wire) = run(Server::Silent, Compression::Auto, 3);
+        assert_eq!(codings(&seen), [None, None, None]);
+        assert_eq!(body, wire);
+        let (seen, _, _) = run(Server::Advertising, Compression::Off, 2);
+        assert_eq!(codings(&seen), [None, None]);
+        let (seen, _, _) = run(Server::Silent, Compression::Gzip, 2);
+        assert_eq!(codings(&seen), [Some("gzip"), Some("gzip")]);
+    }
+
+    #[test]
+    fn a_415_to_a_compressed_request_falls_back_to_uncompressed_at_once() {
+        // The refused request is seen, then sent again uncompressed; the
+        // second batch is never compressed, and nothing is set aside.
+        let (url, seen) = fake_ledger(Server::RefusingCompressed);
+        let em = Emitter::builder()
+            .endpoint(url)
+            .compression(Compression::Zstd)
+            .build()
+            .unwrap();
+        for i in 0..2 {
+            em.emit(serde_json::json!({"id": format!("e{i}")})).unwrap();
+            em.flush_delivered(Duration::from_secs(10)).unwrap();
+        }
+        assert_eq!(em.stats().delivered.load(Ordering::Relaxed), 2);
+        assert_eq!(em.stats().rejected.load(Ordering::Relaxed), 0);
+        em.close(Duration::from_secs(5)).unwrap();
+        assert_eq!(codings(&seen.lock().unwrap()), [Some("zstd"), None, None]);
     }
 }

@@ -23,5 +23,7 @@
 mod client;
 pub mod spool;
 
-pub use client::{EmitError, Emitter, EmitterBuilder, FullPolicy, SignatureFormat, Stats};
+pub use client::{
+    Compression, EmitError, Emitter, EmitterBuilder, FullPolicy, SignatureFormat, Stats,
+};
 pub use spool::{Spool, SpoolError};

@@ -18,6 +18,25 @@ fn rec(i: usize) -> Vec<u8> {
     format!("record {i} ").repeat(1 + i % 5).into_bytes()
 }
 
+/// What a record takes on disk: its 8-byte header and its zstd frame
+/// (level 3, docs/emitters.md "Spool format").
+fn framed(record: &[u8]) -> u64 {
+    (zstd::bulk::compress(record, 3).unwrap().len() + 8) as u64
+}
+
+/// `len` bytes that do not compress.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 fn open(dir: &Path) -> Spool {
     Spool::open_with_segment_size(dir, BIG, SEG).unwrap()
 }
@@ -104,7 +123,7 @@ fn acked_records_never_come_back() {
     assert_eq!(all(&mut s), (20..40).map(rec).collect::<Vec<_>>());
     assert_eq!(
         s.pending_bytes(),
-        (20..40).map(|i| rec(i).len() as u64 + 8).sum::<u64>()
+        (20..40).map(|i| framed(&rec(i))).sum::<u64>()
     );
     s.ack(20).unwrap();
     drop(s);
@@ -194,7 +213,9 @@ fn full_then_space_freed_by_acks() {
     let dir = tempfile::tempdir().unwrap();
     let limit = 1000;
     let mut s = Spool::open_with_segment_size(dir.path(), limit, 100).unwrap();
-    let r = [5u8; 42]; // 50 bytes framed
+    let r = noise(42, 1);
+    let f = framed(&r);
+    assert!(f > 50, "{f}");
     let mut appended = 0;
     let err = loop {
         match s.append(&[&r]) {
@@ -204,7 +225,7 @@ fn full_then_space_freed_by_acks() {
         assert!(appended <= 20);
     };
     assert!(
-        matches!(err, SpoolError::Full { used, limit: 1000 } if used + 50 > limit),
+        matches!(err, SpoolError::Full { used, limit: 1000 } if used + f > limit),
         "{err}"
     );
     assert!(s.disk_bytes() <= limit);
@@ -212,7 +233,7 @@ fn full_then_space_freed_by_acks() {
     // Acking a few segments' worth frees space.
     s.peek(6, usize::MAX).unwrap();
     s.ack(6).unwrap();
-    assert!(s.disk_bytes() + 50 <= limit);
+    assert!(s.disk_bytes() + f <= limit);
     s.append(&[&r]).unwrap();
     s.append(&[&r]).unwrap();
     assert_eq!(s.disk_bytes(), segment_bytes_on_disk(dir.path()));
@@ -220,7 +241,7 @@ fn full_then_space_freed_by_acks() {
     // Everything delivered: the whole limit is available again.
     let n = s.pending_records() as usize;
     s.ack(n).unwrap();
-    for _ in 0..20 {
+    for _ in 0..limit / f {
         s.append(&[&r]).unwrap();
     }
     assert!(s.disk_bytes() <= limit);
@@ -233,13 +254,14 @@ fn append_is_all_or_nothing() {
     let mut s = Spool::open_with_segment_size(dir.path(), 500, 1 << 20).unwrap();
     s.append(&[b"kept"]).unwrap();
     let before = (s.pending_records(), s.disk_bytes());
-    let too_big = vec![0u8; 493];
+    let too_big = noise(493, 2);
     assert!(matches!(
         s.append(&[b"x", &too_big, b"y"]),
         Err(SpoolError::TooLarge(493))
     ));
-    let r = [1u8; 92];
-    let batch: Vec<&[u8]> = vec![&r; 5]; // 500 bytes framed, only 488 free
+    let r = noise(92, 3);
+    let batch: Vec<&[u8]> = vec![&r; 5];
+    assert!(5 * framed(&r) > 500 - framed(b"kept"));
     assert!(matches!(s.append(&batch), Err(SpoolError::Full { .. })));
     assert_eq!((s.pending_records(), s.disk_bytes()), before);
     assert_eq!(segment_bytes_on_disk(dir.path()), before.1);
@@ -323,7 +345,7 @@ proptest! {
             prop_assert_eq!(s.pending_records(), model.len() as u64);
             prop_assert_eq!(
                 s.pending_bytes(),
-                model.iter().map(|r| r.len() as u64 + 8).sum::<u64>()
+                model.iter().map(|r| framed(r)).sum::<u64>()
             );
             prop_assert_eq!(s.disk_bytes(), segment_bytes_on_disk(dir.path()));
         }

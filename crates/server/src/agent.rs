@@ -43,6 +43,8 @@ pub struct AgentConfig {
     pub signing_key: Option<aiaudit_tlog::Signer>,
     /// The format it signs in (v2, RFC 8785, unless the ledger is older).
     pub signature_format: aiaudit_emitter::SignatureFormat,
+    /// How forwarded batches are compressed (zstd once the ledger says so).
+    pub compression: aiaudit_emitter::Compression,
     /// Extra CA certificate (PEM) to trust for an https:// ledger.
     pub ca_cert_pem: Option<Vec<u8>>,
     /// PEM certificate and key: serve applications over HTTPS (reloaded on SIGHUP).
@@ -152,7 +154,8 @@ pub async fn run(
             .endpoint(cfg.ledger_url)
             .spool_dir(cfg.spool_dir)
             .spool_max_bytes(cfg.spool_max_bytes)
-            .batch_interval(Duration::from_millis(50));
+            .batch_interval(Duration::from_millis(50))
+            .compression(cfg.compression);
         if let Some(t) = cfg.token {
             b = b.token(t);
         }
@@ -180,8 +183,17 @@ pub async fn run(
             .try_into()?,
     });
     let router = Router::new()
-        .route("/v1/events", post(accept))
-        .route("/v1/logs", post(crate::otlp::agent_logs))
+        .route(
+            "/v1/events",
+            post(accept)
+                .layer(axum::middleware::map_response(crate::coding::advertise))
+                .options(crate::coding::options),
+        )
+        .route(
+            "/v1/logs",
+            post(crate::otlp::agent_logs)
+                .layer(axum::middleware::map_response(crate::coding::advertise)),
+        )
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/v1/agent/status", get(status))
         .fallback(|| async { Problem::not_found("no such route") })
@@ -241,7 +253,9 @@ async fn accept(
             ))
         }
     };
+    let coding = crate::coding::Coding::of(&headers)?;
     let bytes = read_body(body, agent.max_body_bytes).await?;
+    let bytes = coding.decode(bytes, agent.max_body_bytes)?;
     let events = parse_events(&bytes, ndjson, agent.max_batch_events)?;
     validate_batch(&events)?;
     let n = events.len();
@@ -296,5 +310,8 @@ async fn status(
         "dropped": s.dropped.load(Ordering::Relaxed),
         "retries": s.retries.load(Ordering::Relaxed),
         "duplicates": s.duplicates.load(Ordering::Relaxed),
+        // Request bodies forwarded, before and after compression.
+        "body_bytes": s.body_bytes.load(Ordering::Relaxed),
+        "wire_bytes": s.wire_bytes.load(Ordering::Relaxed),
     })))
 }

@@ -9,6 +9,7 @@ use aiaudit_tlog::Hash;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -24,12 +25,21 @@ type Params = Query<HashMap<String, String>>;
 
 pub fn router(ledger: Arc<Ledger>) -> Router {
     Router::new()
-        .route("/v1/events", post(ingest).get(crate::search::search))
+        .route(
+            "/v1/events",
+            post(ingest)
+                .layer(map_response(crate::coding::advertise))
+                .get(crate::search::search)
+                .options(crate::coding::options),
+        )
         .route("/v1/events/{index}", get(event_by_index))
         .route("/v1/events/{index}/blobs/{n}", get(event_blob))
         .route("/v1/events/{index}/tlog-proof", get(event_tlog_proof))
         .route("/v1/export", get(crate::search::export))
-        .route("/v1/logs", post(crate::otlp::ledger_logs))
+        .route(
+            "/v1/logs",
+            post(crate::otlp::ledger_logs).layer(map_response(crate::coding::advertise)),
+        )
         .route("/checkpoint", get(checkpoint))
         .route("/tile/{*path}", get(tile))
         .route("/v1/info", get(info))
@@ -154,8 +164,16 @@ async fn ingest(
     let received = async {
         let principal = require_appender(&ledger, &headers, cert.as_ref().map(|c| &c.0))?;
         let signature = batch_signature(&headers)?;
-        let (permit, bytes) =
-            crate::extract::admit_and_read(&ledger, &principal, &headers, body, false).await?;
+        let coding = crate::coding::Coding::of(&headers)?;
+        let (permit, bytes) = crate::extract::admit_and_read(
+            &ledger,
+            &principal,
+            &headers,
+            body,
+            coding.is_compressed(),
+        )
+        .await?;
+        let bytes = coding.decode(bytes, ledger.config().max_body_bytes)?;
         let events = parse_events(&bytes, ndjson, ledger.config().max_batch_events)?;
         Ok::<_, Problem>((principal, signature, permit, events))
     }
@@ -296,7 +314,11 @@ async fn tile(
 async fn info(State(ledger): State<Arc<Ledger>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     let who = caller(&ledger, &headers)?;
     ledger.public_read(who.as_ref())?;
-    Ok(Json(ledger.status(who.as_ref())))
+    let mut status = ledger.status(who.as_ref());
+    // The request codings the ingest routes decode (also in their answers'
+    // Accept-Encoding).
+    status["content_encodings"] = json!(crate::coding::ACCEPTED_LIST);
+    Ok(Json(status))
 }
 
 fn param_u64(params: &HashMap<String, String>, name: &str) -> ApiResult<u64> {

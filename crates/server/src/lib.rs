@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod coding;
 
 pub mod dashboard;
 pub mod extract;

@@ -117,6 +117,7 @@ pub const ROUTES: &[Route] = &[
         body: None, ok: (200, "the report (docs/reports.md)"), produces: JSON },
     Route { method: "get", path: "/v1/openapi.json", summary: "This description", access: Access::Open, query: &[], body: None, ok: (200, "OpenAPI 3.1"), produces: JSON },
     Route { method: "get", path: "/metrics", summary: "Prometheus metrics", access: Access::PublicRead, query: &[], body: None, ok: (200, "text exposition format"), produces: "text/plain" },
+    Route { method: "options", path: "/v1/events", summary: "The request codings POST /v1/events decodes, in Accept-Encoding (RFC 7694): an emitter asks before its first compressed batch", access: Access::Open, query: &[], body: None, ok: (200, "no body; Accept-Encoding: zstd, gzip"), produces: JSON },
     Route { method: "get", path: "/healthz", summary: "Alive", access: Access::Open, query: &[], body: None, ok: (200, "status"), produces: JSON },
     Route { method: "get", path: "/readyz", summary: "Ready: storage writable, checkpoints and index keep up (503 with the failing check)", access: Access::Open, query: &[], body: None, ok: (200, "status, checks"), produces: JSON },
 ];
@@ -233,7 +234,7 @@ mod tests {
                 .map_or(chunk.len(), |(i, _)| i);
             let call = &chunk[..end];
             let path = call.split('"').nth(1).unwrap().replace("{*", "{");
-            for m in ["get", "post", "delete", "put", "patch"] {
+            for m in ["get", "post", "delete", "put", "patch", "options"] {
                 let called = call.match_indices(&format!("{m}(")).any(|(i, _)| {
                     i == 0
                         || !call.as_bytes()[i - 1].is_ascii_alphanumeric()
