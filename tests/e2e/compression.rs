@@ -209,3 +209,41 @@ fn the_agent_spools_compressed_and_forwards_compressed_once_told() {
     assert!(body as usize >= json_bytes * 8 / 10, "{status}");
     assert!(wire * 3 < body, "{status}");
 }
+
+#[test]
+fn a_summary_answer_counts_instead_of_listing_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let batch: Vec<Value> = (0..50).map(|i| ai_event(&format!("s{i}"), i)).collect();
+    let body = serde_json::to_vec(&batch).unwrap();
+    let post = |query: &str| {
+        server.post(
+            &format!("/v1/events{query}"),
+            "application/json",
+            body.clone(),
+        )
+    };
+
+    let r = post("?acks=summary");
+    assert_eq!(r.status(), 200);
+    let text = r.text().unwrap();
+    assert!(text.len() < 60, "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!({"acknowledged": 50, "duplicates": 0})
+    );
+    // Sent again (an answer lost on the way): all of them duplicates.
+    let again: Value = post("?acks=summary").json().unwrap();
+    assert_eq!(again, json!({"acknowledged": 50, "duplicates": 50}));
+    // The full answer, for comparison: an entry per event.
+    let full = post("").text().unwrap();
+    assert!(full.len() > 50 * 80, "{}", full.len());
+
+    for bad in ["?acks=some", "?acks=summary&wait=checkpoint"] {
+        let r = post(bad);
+        assert_eq!(r.status(), 400, "{bad}");
+        let p: Value = r.json().unwrap();
+        assert_eq!(p["parameter"], "acks", "{p}");
+    }
+    assert_eq!(server.get_json("/v1/info")["sequenced_size"], 50);
+}

@@ -32,6 +32,7 @@ mod signatures;
 mod slow_link;
 mod tls;
 mod trust;
+mod typescript_sdk;
 mod upgrade;
 mod validate;
 mod verify;

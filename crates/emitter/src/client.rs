@@ -247,7 +247,9 @@ impl EmitterBuilder {
         };
         let delivery = {
             let (shared, config) = (shared.clone(), self.clone());
-            let url = format!("{}/v1/events", endpoint.trim_end_matches('/'));
+            // Counts, not an entry per event: the answer crosses the link
+            // too. A ledger older than `acks` ignores it and answers in full.
+            let url = format!("{}/v1/events?acks=summary", endpoint.trim_end_matches('/'));
             std::thread::Builder::new()
                 .name("aiaudit-emitter-delivery".into())
                 .spawn(move || delivery_loop(&url, &shared, &config))
@@ -793,13 +795,17 @@ enum Sent {
     Retry(String, Option<Duration>, bool),
 }
 
-/// How many events of an accepted batch the ledger already held (its
-/// answer marks them `"duplicate": true`); 0 when the answer says nothing.
+/// How many events of an accepted batch the ledger already held: the
+/// count of an `acks=summary` answer, or the events a full answer marks
+/// `"duplicate": true` (a ledger older than `acks`); 0 when it says nothing.
 fn duplicates_in(resp: reqwest::blocking::Response) -> u64 {
     let Ok(body) = resp.bytes() else { return 0 };
     let Ok(answer) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return 0;
     };
+    if let Some(n) = answer["duplicates"].as_u64() {
+        return n;
+    }
     answer["events"].as_array().map_or(0, |events| {
         events.iter().filter(|e| e["duplicate"] == true).count() as u64
     })

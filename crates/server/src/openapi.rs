@@ -77,8 +77,8 @@ const FILTERS: &[(&str, &str)] = PAGING.split_at(PAGING.len() - 3).0;
 
 pub const ROUTES: &[Route] = &[
     Route { method: "post", path: "/v1/events", summary: "Append a batch of events (all or nothing); acknowledged once fsync'd", access: Access::Append,
-        query: &[("wait", "\"checkpoint\": answer once a signed checkpoint covers the batch, with inclusion proofs")],
-        body: Some("a JSON array of events (schema at /v1/schema/event), or NDJSON"), ok: (200, "per event: id, index, leaf_hash, duplicate"), produces: JSON },
+        query: &[("wait", "\"checkpoint\": answer once a signed checkpoint covers the batch, with inclusion proofs"), ("acks", "\"summary\": only the counts acknowledged and duplicates, not an entry per event (metered links)")],
+        body: Some("a JSON array of events (schema at /v1/schema/event), or NDJSON; Content-Encoding zstd or gzip accepted"), ok: (200, "per event: id, index, leaf_hash, duplicate (acks=summary: acknowledged, duplicates)"), produces: JSON },
     Route { method: "get", path: "/v1/events", summary: "Search events (cursor pagination)", access: Access::Read, query: PAGING, body: None, ok: (200, "events, next_cursor"), produces: JSON },
     Route { method: "get", path: "/v1/events/{index}", summary: "One event by log index, decrypted for readers of its tenant", access: Access::Read,
         query: &[("proof", "true: add the inclusion proof, checkpoint and opening"), ("blobs", "include (default: large members read and checked against their commitments) or omit (listed in blobs)")], body: None, ok: (200, "index, leaf_hash, entry, content, event, blobs, proof"), produces: JSON },

@@ -8,7 +8,7 @@
 //! against the same schema code the ledger runs, and handing the event to
 //! the emitter's queue without holding the GIL while it waits.
 
-use aiaudit_emitter::{EmitError, Emitter, FullPolicy, SignatureFormat, SpoolError};
+use aiaudit_emitter::{Compression, EmitError, Emitter, FullPolicy, SignatureFormat, SpoolError};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
@@ -399,7 +399,7 @@ impl NativeEmitter {
 #[pymethods]
 impl NativeEmitter {
     #[new]
-    #[pyo3(signature = (url, token, spool_dir, signing_key, signature_format, ca_cert_pem, on_full, max_spool_bytes, batch_size, batch_interval, queue_capacity, max_backoff, max_event_bytes))]
+    #[pyo3(signature = (url, token, spool_dir, signing_key, signature_format, ca_cert_pem, on_full, max_spool_bytes, batch_size, batch_interval, queue_capacity, max_backoff, max_event_bytes, compression))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -416,6 +416,7 @@ impl NativeEmitter {
         queue_capacity: usize,
         max_backoff: f64,
         max_event_bytes: usize,
+        compression: &str,
     ) -> PyResult<Self> {
         let mut b = Emitter::builder()
             .endpoint(url)
@@ -433,6 +434,17 @@ impl NativeEmitter {
                     )))
                 }
             });
+        b = b.compression(match compression {
+            "auto" => Compression::Auto,
+            "zstd" => Compression::Zstd,
+            "gzip" => Compression::Gzip,
+            "off" => Compression::Off,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "compression: \"auto\", \"zstd\", \"gzip\" or \"off\", not {other:?}"
+                )))
+            }
+        });
         if let Some(t) = token {
             b = b.token(t);
         }
@@ -533,12 +545,13 @@ impl NativeEmitter {
                 .is_none()
     }
 
-    /// Counters: (emitted, spooled, delivered, dropped, rejected, retries, duplicates, pending_batches).
+    /// Counters: (emitted, spooled, delivered, dropped, rejected, retries,
+    /// duplicates, pending_batches, body_bytes, wire_bytes).
     fn counters(&self) -> PyResult<Counters> {
         self.check_owner()?;
         let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
         let Some(e) = guard.as_ref() else {
-            return Ok((0, 0, 0, 0, 0, 0, 0, 0));
+            return Ok((0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
         };
         let s = e.stats();
         let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -551,6 +564,8 @@ impl NativeEmitter {
             l(&s.retries),
             l(&s.duplicates),
             e.pending_batches(),
+            l(&s.body_bytes),
+            l(&s.wire_bytes),
         ))
     }
 
@@ -580,7 +595,7 @@ impl NativeEmitter {
 }
 
 /// What `counters` returns, in its order.
-type Counters = (u64, u64, u64, u64, u64, u64, u64, u64);
+type Counters = (u64, u64, u64, u64, u64, u64, u64, u64, u64, u64);
 
 fn seconds(s: f64, what: &str) -> PyResult<Duration> {
     Duration::try_from_secs_f64(s).map_err(|_| {

@@ -47,6 +47,27 @@ def test_emit_fills_id_and_time_and_the_event_lands(ledger: Ledger, tmp_path: Pa
     assert logged["event"]["attributes"] == {"n": 1}
 
 
+def test_batches_travel_compressed_once_the_ledger_says_it_decodes_them(ledger: Ledger, tmp_path: Path) -> None:
+    token = ledger.create_token("acme")
+    answer = ("The applicant's income matches the last three bank statements, so the loan "
+              "is recommended for approval after a human underwriter's review. ")
+    sent = {}
+    for compression in ("auto", "off"):
+        with Emitter(url=ledger.url, token=token, spool_dir=tmp_path / compression,
+                     compression=compression) as em:
+            for i in range(200):
+                em.emit(event(i, output={"content": f"case {i}: {answer * 3}"}))
+            assert em.flush(timeout=30.0) is True
+            sent[compression] = em.stats()
+    auto, off = sent["auto"], sent["off"]
+    assert off.wire_bytes == off.body_bytes > 200 * 500
+    assert auto.body_bytes > 200 * 500
+    assert auto.wire_bytes * 4 < auto.body_bytes, auto
+    ledger.wait_events("acme", 400)
+    with pytest.raises(ValueError, match="compression"):
+        Emitter(url=ledger.url, compression="brotli")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "bad, field",
     [
@@ -261,7 +282,8 @@ def test_a_full_spool_drops_counts_and_logs_under_drop(tmp_path: Path, caplog: p
     em = Emitter(url="http://127.0.0.1:9", spool_dir=tmp_path / "spool", max_spool_bytes=8192,
                  on_full="drop", batch_size=10)
     for i in range(200):
-        em.emit(event(i, attributes={"pad": "y" * 200}))
+        # Random text: the spool stores batches compressed.
+        em.emit(event(i, attributes={"pad": os.urandom(100).hex()}))
     em.sync()
     stats = em.stats()
     assert stats.dropped > 0 and stats.spooled > 0, stats

@@ -31,6 +31,8 @@ class Stats:
     has logged. ``rejected`` events the ledger refused for good (kept in
     ``<spool_dir>/rejected.ndjson``), ``dropped`` ones were never queued or
     spooled (``on_full="drop"``, or a spool that refused a batch).
+    ``body_bytes`` and ``wire_bytes`` are the request bodies sent to the
+    ledger before and after compression (of requests that got an answer).
     """
 
     emitted: int
@@ -43,6 +45,8 @@ class Stats:
     duplicates: int
     pending_batches: int
     last_error: Optional[str]
+    body_bytes: int = 0
+    wire_bytes: int = 0
 
 
 def _read_text(value: PathLike, what: str) -> str:
@@ -113,6 +117,9 @@ class Emitter:
     :param on_full: ``"block"`` (default): ``emit`` waits while the queue is
         full (fail closed); ``"drop"``: it raises :class:`QueueFull` at once.
     :param max_spool_bytes: bound on the spool's disk use (default 1 GiB).
+    :param compression: ``"auto"`` (default): zstd once the ledger says it
+        decodes it (asked with ``OPTIONS`` before the first batch), else
+        uncompressed; ``"zstd"``, ``"gzip"`` or ``"off"`` to choose.
     :param defaults: fields merged under every event (``tenant``, ``source``,
         ``actor``...); the event's own fields win.
     """
@@ -133,6 +140,7 @@ class Emitter:
         queue_capacity: int = 100_000,
         max_backoff: float = 30.0,
         max_event_bytes: int = 16 << 20,
+        compression: Literal["auto", "zstd", "gzip", "off"] = "auto",
         defaults: Optional[Event] = None,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
@@ -158,6 +166,7 @@ class Emitter:
             queue_capacity,
             float(max_backoff),
             max_event_bytes,
+            compression,
         )
         with _live_lock:
             _live.add(self)
@@ -216,9 +225,8 @@ class Emitter:
 
     def stats(self) -> Stats:
         """A snapshot of the counters."""
-        emitted, spooled_total, delivered, dropped, rejected, retries, duplicates, pending = (
-            self._native.counters()
-        )
+        (emitted, spooled_total, delivered, dropped, rejected, retries, duplicates, pending,
+         body_bytes, wire_bytes) = self._native.counters()
         return Stats(
             emitted=emitted,
             queued=max(0, emitted - spooled_total - dropped),
@@ -230,6 +238,8 @@ class Emitter:
             duplicates=duplicates,
             pending_batches=pending,
             last_error=self._native.last_error(),
+            body_bytes=body_bytes,
+            wire_bytes=wire_bytes,
         )
 
     def __enter__(self) -> "Emitter":
