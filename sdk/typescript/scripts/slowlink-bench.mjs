@@ -6,7 +6,11 @@
 //   AIAUDIT_BIN=... node scripts/slowlink-bench.mjs [N] [kbps] [latency-ms] [drop]
 import { Emitter } from "../dist/node.js";
 import { startSlowlink } from "../tools/slowlink.mjs";
-import { Ledger, tempDir, event, exactlyOnce, freePort } from "../test/helpers.mjs";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { Ledger, tempDir, exactlyOnce, freePort, AIAUDIT_BIN } from "../test/helpers.mjs";
+
+const run = promisify(execFile);
 
 const N = Number(process.argv[2] ?? 20_000);
 const kbps = Number(process.argv[3] ?? 64), latencyMs = Number(process.argv[4] ?? 300), drop = Number(process.argv[5] ?? 0.05);
@@ -15,11 +19,15 @@ try {
   const token = await ledger.createToken("bench");
   const dir = tempDir();
   const offline = new Emitter({ url: `http://127.0.0.1:${await freePort()}`, token, spoolDir: dir });
+  // The same AI events as the agent's figures: `aiaudit bench --content ai --dump`
+  // (prompts and answers in English, about 1 KiB each, nothing repeated across batches).
+  const { stdout } = await run(AIAUDIT_BIN, ["bench", "--content", "ai", "--dump", "--events", String(N)], { maxBuffer: 256 << 20 });
+  const events = stdout.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
+  const jsonBytes = Buffer.byteLength(stdout);
   let t = Date.now();
   const ids = [];
   for (let i = 0; i < N; i += 1000) {
-    ids.push(...await Promise.all(Array.from({ length: Math.min(1000, N - i) }, (_, j) => offline.emit(event(i + j, "bench", {
-      ai: { "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 100 + j, "gen_ai.usage.output_tokens": 20 } })))));
+    ids.push(...await Promise.all(events.slice(i, i + 1000).map((e) => offline.emit(e))));
   }
   const spoolMs = Date.now() - t;
   await offline.close({ timeoutMs: 0 });
@@ -36,6 +44,7 @@ try {
   await em.close({ timeoutMs: 0 });
   await link.close();
   console.log(`drained: ${ok}; ${N} events in ${secs.toFixed(1)} s = ${(N / secs).toFixed(0)} events/s over ${kbps} kbit/s, ${latencyMs} ms, drop ${drop}`);
+  console.log(`JSON of the events: ${jsonBytes} bytes; up ${(link.stats.bytesUp * 100 / jsonBytes).toFixed(1)} % of it`);
   console.log(`bytes crossed: up ${link.stats.bytesUp}, down ${link.stats.bytesDown} (${(link.stats.bytesUp / N).toFixed(1)} B/event up, ${(link.stats.bytesDown / N).toFixed(1)} B/event down); requests ${link.stats.requests}, cut ${link.stats.drops}`);
   console.log(`emitter: body bytes ${s.bytesSent} (uncompressed ${s.bytesUncompressed}), requests answered ${s.requests}, retries ${s.retries}, duplicates ${s.duplicates}`);
   const r = exactlyOnce(await ledger.events("bench"), ids);
