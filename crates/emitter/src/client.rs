@@ -848,6 +848,17 @@ fn send(
         // uncompressed first batch could cost a slow link a minute.
         let answer = client.request(reqwest::Method::OPTIONS, url).send();
         let learned = match answer {
+            // A proxy's 502 or a busy server says nothing about what the
+            // ledger decodes: ask again before sending, rather than send
+            // the first batches uncompressed.
+            Ok(resp) if resp.status().is_server_error() || resp.status().as_u16() == 429 => {
+                let status = resp.status();
+                return Sent::Retry(
+                    format!("OPTIONS {url}: HTTP {status}"),
+                    retry_after(&resp),
+                    false,
+                );
+            }
             Ok(resp) => advertised(&resp).unwrap_or(CODING_IDENTITY),
             Err(e) => return Sent::Retry(error_chain(&e), None, false),
         };
@@ -1328,6 +1339,8 @@ mod tests {
         Silent,
         /// 415 to any compressed request (a proxy that will not pass it).
         RefusingCompressed,
+        /// [`Server::Advertising`], but the first OPTIONS gets a proxy's 502.
+        BadGatewayFirst,
     }
 
     /// A minimal HTTP/1.1 server on loopback that accepts every batch and
@@ -1338,10 +1351,12 @@ mod tests {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
+        let first_options = Arc::new(AtomicBool::new(true));
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { return };
                 let log = log.clone();
+                let first_options = first_options.clone();
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(conn.try_clone().unwrap());
                     let mut conn = conn;
@@ -1383,8 +1398,15 @@ mod tests {
                         if !options {
                             log.lock().unwrap().push(Seen { coding, body });
                         }
+                        let bad_gateway = options
+                            && matches!(kind, Server::BadGatewayFirst)
+                            && first_options.swap(false, Ordering::SeqCst);
                         let (status, extra) = match kind {
                             _ if refuse => ("415 Unsupported Media Type", ""),
+                            _ if bad_gateway => ("502 Bad Gateway", ""),
+                            Server::BadGatewayFirst => {
+                                ("200 OK", "accept-encoding: zstd, gzip\r\n")
+                            }
                             Server::Advertising => ("200 OK", "accept-encoding: zstd, gzip\r\n"),
                             _ => ("200 OK", ""),
                         };
@@ -1446,6 +1468,14 @@ mod tests {
         let (seen, body, wire) = run(Server::Advertising, Compression::Auto, 3);
         assert_eq!(codings(&seen), [Some("zstd"), Some("zstd"), Some("zstd")]);
         assert!(wire * 3 < body * 2, "{wire} of {body}");
+    }
+
+    #[test]
+    fn a_failed_probe_is_asked_again_before_the_first_batch() {
+        // A 502 to the OPTIONS (a proxy whose link dropped) says nothing:
+        // the emitter asks again instead of sending uncompressed.
+        let (seen, _, _) = run(Server::BadGatewayFirst, Compression::Auto, 2);
+        assert_eq!(codings(&seen), [Some("zstd"), Some("zstd")]);
     }
 
     #[test]

@@ -409,6 +409,9 @@ export class EmitterCore {
     try {
       const r = await this.#fetch(this.#endpoint, { method: "OPTIONS", signal: AbortSignal.timeout(this.#opts.requestTimeoutMs) });
       await r.arrayBuffer().catch(() => undefined);
+      // A proxy's 502 or a busy server says nothing about what the ledger decodes: ask
+      // again before sending, rather than send the first batches uncompressed.
+      if (r.status >= 500 || r.status === 429) return `OPTIONS ${this.#endpoint}: HTTP ${r.status}`;
       this.#noteEncodings(r.headers.get("accept-encoding"));
       this.#probed = true;
       return undefined;

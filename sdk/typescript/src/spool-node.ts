@@ -1,6 +1,8 @@
 // The file spool of the Node emitter. <dir>/FORMAT names the format; segment
 // files seg-<20 digits>.log hold records (u32 LE length, u32 LE CRC-32, payload =
-// the batch as NDJSON), each appended and fsync'd before emit resolves; <dir>/cursor
+// the batch as NDJSON compressed as one gzip member; format 1 stored the NDJSON
+// itself, and such payloads, which do not start with gzip's 1f 8b, are still read),
+// each appended and fsync'd before emit resolves; <dir>/cursor
 // holds "<segment> <offset>" of the first unacknowledged record, replaced atomically
 // (write, fsync, rename, fsync the directory). On open a torn record at the tail (a
 // crash mid-write) is cut off. <dir>/LOCK holds the owner's pid: a second emitter on
@@ -9,10 +11,16 @@ import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
+import { promisify } from "node:util";
 import { SpoolFailure } from "./errors.js";
 import { takeWithin, type Spool, type SpoolRecord } from "./spool.js";
 
-export const FORMAT = "aiaudit-js-spool 1\n";
+export const FORMAT = "aiaudit-js-spool 2\n";
+/** Records stored uncompressed: read, and the FORMAT rewritten to 2 at open. */
+const FORMAT_V1 = "aiaudit-js-spool 1\n";
+const gzip = promisify(zlib.gzip);
+const gunzip = promisify(zlib.gunzip);
+const isGzip = (b: Uint8Array) => b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b;
 const SEGMENT_BYTES = 8 * 1024 * 1024;
 const HEADER = 8;
 
@@ -109,6 +117,14 @@ export class FileSpool implements Spool {
 
   async #load() {
     const fmt = path.join(this.dir, "FORMAT");
+    if (fs.existsSync(fmt) && fs.readFileSync(fmt, "utf8") === FORMAT_V1) {
+      // Records appended from now on are compressed, which a format 1 reader would misread.
+      fs.writeFileSync(fmt + ".tmp", FORMAT);
+      const fd = fs.openSync(fmt + ".tmp", "r");
+      try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
+      fs.renameSync(fmt + ".tmp", fmt);
+      fsyncDir(this.dir);
+    }
     if (fs.existsSync(fmt)) {
       if (fs.readFileSync(fmt, "utf8") !== FORMAT) throw new SpoolFailure(`${fmt} names another format (${JSON.stringify(fs.readFileSync(fmt, "utf8").trim())})`);
     } else {
@@ -133,13 +149,17 @@ export class FileSpool implements Spool {
         if (off + HEADER + len > buf.length) break;
         const payload = buf.subarray(off + HEADER, off + HEADER + len);
         if (crc32(payload) !== crc) break;
-        const body = payload.toString("utf8");
+        let raw: Buffer;
+        try {
+          raw = isGzip(payload) ? zlib.gunzipSync(payload) : payload;
+        } catch (e) {
+          throw new SpoolFailure(`the record at byte ${off} of ${file} does not decompress: ${(e as Error).message}`);
+        }
         let count = 0;
-        for (let i = 0; i < payload.length; i++) if (payload[i] === 10) count++;
-        this.#entries.push({ key: this.#next++, body: "", count, bytes: len, seg, offset: off, len });
+        for (let i = 0; i < raw.length; i++) if (raw[i] === 10) count++;
+        this.#entries.push({ key: this.#next++, body: "", count, bytes: raw.length, seg, offset: off, len });
         off += HEADER + len;
         end = off;
-        void body;
       }
       if (end < buf.length) {
         // A torn (or damaged) tail: cut it off.
@@ -157,7 +177,10 @@ export class FileSpool implements Spool {
 
   async append(body: string, count: number, _bytes: number): Promise<void> {
     if (this.#closed || !this.#fh) throw new SpoolFailure("the spool is closed");
-    const payload = Buffer.from(body, "utf8");
+    const raw = Buffer.from(body, "utf8");
+    // Stored compressed: a phone or a gateway has little disk, and batches of AI
+    // events take about a sixth of their JSON.
+    const payload = await gzip(raw);
     if (this.#segSize > 0 && this.#segSize + HEADER + payload.length > SEGMENT_BYTES) {
       await this.#fh.close();
       this.#seg++;
@@ -173,9 +196,9 @@ export class FileSpool implements Spool {
     await this.#fh.write(rec);
     await this.#fh.datasync();
     this.#segSize += rec.length;
-    this.#entries.push({ key: this.#next++, body: "", count, bytes: payload.length, seg: this.#seg, offset, len: payload.length });
+    this.#entries.push({ key: this.#next++, body: "", count, bytes: raw.length, seg: this.#seg, offset, len: payload.length });
     this.pendingEvents += count;
-    this.pendingBytes += payload.length;
+    this.pendingBytes += raw.length;
   }
 
   async peek(maxRecords: number, maxBytes: number): Promise<SpoolRecord[]> {
@@ -186,7 +209,8 @@ export class FileSpool implements Spool {
       try {
         const buf = Buffer.alloc(e.len);
         await fh.read(buf, 0, e.len, e.offset + HEADER);
-        out.push({ key: e.key, body: buf.toString("utf8"), count: e.count, bytes: e.bytes });
+        const raw = isGzip(buf) ? await gunzip(buf) : buf;
+        out.push({ key: e.key, body: raw.toString("utf8"), count: e.count, bytes: e.bytes });
       } finally {
         await fh.close();
       }

@@ -6,64 +6,23 @@
 // the spool on a Background Sync event. `aiaudit verify` passes at the end.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
-import { readFileSync } from "node:fs";
-import { chromium } from "playwright-core";
-import { Ledger, event, exactlyOnce, waitUntil } from "./helpers.mjs";
+import { Ledger, event, exactlyOnce, waitUntil, launchChromium, startPwaServer } from "./helpers.mjs";
 
-const FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-  "--disable-component-update", "--disable-sync"];
 const T = 20_000;
-const file = (p) => readFileSync(new URL(p, import.meta.url));
-const FILES = {
-  "/": ["text/html", () => file("./pwa/index.html")],
-  "/app.js": ["text/javascript", () => file("./pwa/app.js")],
-  "/sw.js": ["text/javascript", () => file("./pwa/sw.js")],
-  "/manifest.webmanifest": ["application/manifest+json", () => file("./pwa/manifest.webmanifest")],
-  "/emitter.js": ["text/javascript", () => file("../dist/aiaudit-emitter.browser.js")],
-};
 
-let ledger, server, origin, browser;
-const proxied = { requests: 0, gzip: 0 };
+let ledger, pwa, origin, browser, proxied;
 
 before(async () => {
   ledger = await Ledger.start();
-  server = createServer(async (req, res) => {
-    const path = req.url.split("?")[0];
-    if (path.startsWith("/v1/")) {
-      const chunks = [];
-      for await (const c of req) chunks.push(c);
-      const headers = {};
-      for (const k of ["authorization", "content-type", "content-encoding", "aiaudit-emitter", "aiaudit-signature", "aiaudit-signature-format"])
-        if (req.headers[k]) headers[k] = req.headers[k];
-      proxied.requests++;
-      if (req.headers["content-encoding"] === "gzip") proxied.gzip++;
-      try {
-        const r = await fetch(ledger.url + req.url, { method: req.method, headers, body: req.method === "GET" ? undefined : Buffer.concat(chunks) });
-        const out = {};
-        for (const k of ["content-type", "accept-encoding", "retry-after"]) if (r.headers.get(k)) out[k] = r.headers.get(k);
-        res.writeHead(r.status, out);
-        res.end(Buffer.from(await r.arrayBuffer()));
-      } catch (e) {
-        res.writeHead(502);
-        res.end(String(e));
-      }
-      return;
-    }
-    const f = FILES[path];
-    if (!f) { res.writeHead(404); return res.end(); }
-    res.writeHead(200, { "content-type": f[0], "cache-control": "no-store" });
-    res.end(f[1]());
-  });
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  origin = `http://127.0.0.1:${server.address().port}`;
-  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: FLAGS });
+  pwa = await startPwaServer(ledger.url);
+  origin = pwa.origin;
+  proxied = pwa.stats;
+  browser = await launchChromium();
 });
 
 after(async () => {
   await browser?.close();
-  server?.closeAllConnections?.();
-  await new Promise((r) => server ? server.close(r) : r());
+  await pwa?.close();
   await ledger?.stop();
 });
 

@@ -184,3 +184,69 @@ export async function refusingProxy(upstream) {
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
   return { url: `http://127.0.0.1:${server.address().port}`, stats, close: () => new Promise((r) => { server.closeAllConnections?.(); server.close(r); }) };
 }
+
+/** Chromium flags for the browser tests (Debian's /usr/bin/chromium through playwright-core). */
+export const BROWSER_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+  "--disable-component-update", "--disable-sync"];
+
+export async function launchChromium() {
+  const { chromium } = await import("playwright-core");
+  return chromium.launch({ executablePath: process.env.CHROMIUM_BIN || "/usr/bin/chromium", headless: true, args: BROWSER_FLAGS });
+}
+
+const pwaFile = (p) => readFileSync(new URL(p, import.meta.url));
+const PWA_FILES = {
+  "/": ["text/html", () => pwaFile("./pwa/index.html")],
+  "/app.js": ["text/javascript", () => pwaFile("./pwa/app.js")],
+  "/sw.js": ["text/javascript", () => pwaFile("./pwa/sw.js")],
+  "/manifest.webmanifest": ["application/manifest+json", () => pwaFile("./pwa/manifest.webmanifest")],
+  "/emitter.js": ["text/javascript", () => pwaFile("../dist/aiaudit-emitter.browser.js")],
+};
+
+/**
+ * The test PWA (test/pwa/) on a loopback port, whose server proxies /v1/* to `upstream`
+ * (the ledger, or a slowlink in front of it) so the page's requests are same-origin
+ * (the ledger answers no CORS preflight). When the upstream connection fails (a cut
+ * link), the page's connection is cut too, rather than answered with a 502: the
+ * browser sees the failure a direct connection would. Counts requests, gzipped ones,
+ * and the request body bytes the page sent.
+ */
+export async function startPwaServer(upstream) {
+  const { createServer } = await import("node:http");
+  const stats = { requests: 0, gzip: 0, bodyBytes: 0, cut: 0 };
+  const server = createServer(async (req, res) => {
+    const path = req.url.split("?")[0];
+    if (path.startsWith("/v1/")) {
+      const chunks = [];
+      for await (const c of req) chunks.push(c);
+      const body = Buffer.concat(chunks);
+      const headers = {};
+      for (const k of ["authorization", "content-type", "content-encoding", "aiaudit-emitter", "aiaudit-signature", "aiaudit-signature-format"])
+        if (req.headers[k]) headers[k] = req.headers[k];
+      stats.requests++;
+      stats.bodyBytes += body.length;
+      if (req.headers["content-encoding"] === "gzip") stats.gzip++;
+      try {
+        const r = await fetch(upstream + req.url, { method: req.method, headers, body: req.method === "GET" || req.method === "HEAD" ? undefined : body });
+        const answer = Buffer.from(await r.arrayBuffer());
+        const out = {};
+        for (const k of ["content-type", "accept-encoding", "retry-after"]) if (r.headers.get(k)) out[k] = r.headers.get(k);
+        res.writeHead(r.status, out);
+        res.end(answer);
+      } catch {
+        stats.cut++;
+        res.socket?.destroy();
+      }
+      return;
+    }
+    const f = PWA_FILES[path];
+    if (!f) { res.writeHead(404); return res.end(); }
+    res.writeHead(200, { "content-type": f[0], "cache-control": "no-store" });
+    res.end(f[1]());
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    origin: `http://127.0.0.1:${server.address().port}`, stats,
+    close: () => new Promise((r) => { server.closeAllConnections?.(); server.close(() => r()); }),
+  };
+}

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync, appendFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fork } from "node:child_process";
+import * as zlib from "node:zlib";
 import { generate } from "../scripts/gen-schema.mjs";
 import { canonicalize, SigningKey, InvalidEvent, validateEvent, uuidv7, FileSpool, Emitter, SpoolFailure } from "../dist/node.js";
 import { REPO, tempDir, event, waitUntil } from "./helpers.mjs";
@@ -85,6 +86,36 @@ test("UUIDv7 ids are ordered", () => {
   const ids = Array.from({ length: 2000 }, uuidv7);
   assert.deepEqual([...ids].sort(), ids);
   assert.equal(new Set(ids).size, ids.length);
+});
+
+test("file spool: batches are stored gzipped, and a format 1 spool is read and upgraded", async () => {
+  const words = ["the", "loan", "applicant", "income", "risk", "answer", "Lagos", "review"];
+  const batch = (n, seed) => Array.from({ length: n }, (_, i) =>
+    JSON.stringify({ id: `e-${seed}-${i}`, output: { content: Array.from({ length: 120 }, (_, w) => words[(w * 7 + i + seed) % 8]).join(" ") } }) + "\n").join("");
+  // A spool as format 1 wrote it: the NDJSON itself.
+  const dir = tempDir();
+  const old = batch(3, 1);
+  const payload = Buffer.from(old);
+  const header = Buffer.alloc(8);
+  header.writeUInt32LE(payload.length, 0);
+  header.writeUInt32LE(zlib.crc32(payload) >>> 0, 4);
+  writeFileSync(join(dir, "FORMAT"), "aiaudit-js-spool 1\n");
+  writeFileSync(join(dir, `seg-${"0".repeat(20)}.log`), Buffer.concat([header, payload]));
+  let s = await FileSpool.open(dir);
+  assert.equal(readFileSync(join(dir, "FORMAT"), "utf8"), "aiaudit-js-spool 2\n");
+  const fresh = batch(100, 2);
+  await s.append(fresh, 100, Buffer.byteLength(fresh));
+  await s.close();
+  const seg = readFileSync(join(dir, `seg-${"0".repeat(20)}.log`));
+  const second = seg.subarray(8 + payload.length);
+  assert.deepEqual([...second.subarray(8, 10)], [0x1f, 0x8b], "the new record is a gzip member");
+  assert.ok(second.length * 5 < Buffer.byteLength(fresh), `${second.length} bytes stored for ${Buffer.byteLength(fresh)}`);
+  s = await FileSpool.open(dir);
+  assert.equal(s.pendingEvents, 103);
+  const records = await s.peek(10, 1 << 30);
+  assert.deepEqual(records.map((r) => r.body), [old, fresh]);
+  assert.deepEqual(records.map((r) => r.count), [3, 100]);
+  await s.close();
 });
 
 test("file spool: a torn tail is cut off on open, whole records survive", async () => {

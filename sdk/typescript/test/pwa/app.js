@@ -11,8 +11,8 @@ addEventListener("online", () => { onlineEvents++; });
 
 window.t = {
   onlineEvents: () => onlineEvents,
-  async start() {
-    em = new Emitter({ url: location.origin, token, spoolDir: "pwa", onError: (e) => console.log("emitter:", e.message) });
+  async start(opts = {}) {
+    em = new Emitter({ url: location.origin, token, spoolDir: "pwa", onError: (e) => console.log("emitter:", e.message), ...opts });
     await em.ready();
     return em.stats();
   },
@@ -24,6 +24,8 @@ window.t = {
     }
     return ids;
   },
+  /** Emits the given events concurrently (so they are group-committed to the spool); resolves with their ids. */
+  emitEvents: (events) => Promise.all(events.map((e) => em.emit(e))),
   stats: () => em.stats(),
   flush: (ms) => em.flush({ timeoutMs: ms }),
   close: () => em.close({ timeoutMs: 0 }),
@@ -33,7 +35,8 @@ window.t = {
   },
 };
 
-if ("serviceWorker" in navigator) {
+// ?sw=0: no service worker (so no Background Sync drain competing with the page's emitter).
+if ("serviceWorker" in navigator && params.get("sw") !== "0") {
   navigator.serviceWorker.register(`/sw.js?token=${encodeURIComponent(token)}`, { type: "module" });
 }
 document.querySelector("#status").textContent = "ready";
