@@ -117,12 +117,17 @@ fn faulty_proxy(upstream: u16) -> (u16, Arc<[AtomicUsize; 4]>, Arc<AtomicUsize>)
                         pipe(server, client, None);
                     }
                     // Reset part-way through a later answer (kept-alive
-                    // connections too must break now and then).
+                    // connections too must break now and then). Answers of
+                    // `acks=summary` are about 200 bytes with their headers:
+                    // the first passes, the second is cut; and the connection
+                    // is closed after a while in any case, or an idle one
+                    // would stay open in the agent's pool.
                     3 => {
                         f[3].fetch_add(1, Ordering::Relaxed);
+                        cut_after(&client, &server, Duration::from_secs(2));
                         let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                         forward(c2, s2, &o);
-                        pipe(server, client, Some(3 * 1024));
+                        pipe(server, client, Some(300));
                     }
                     _ => {
                         // Even a healthy connection is cut after a while
