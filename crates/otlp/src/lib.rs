@@ -1,5 +1,5 @@
 //! OpenTelemetry logs as audit events, without any I/O: the OTLP/HTTP
-//! messages, their decoding (protobuf or JSON, within limits that
+//! messages, their decoding (protobuf or JSON, gzip, within limits that
 //! hold before anything is allocated), the mapping of each LogRecord to one
 //! audit event ([`map_record`], documented in docs/otlp.md), sorting a
 //! request into valid events and rejected records, and the
@@ -17,7 +17,7 @@ use base64::engine::DecodePaddingMode;
 use base64::{alphabet, Engine};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use std::io::Write;
+use std::io::{Read, Write};
 
 /// Re-exported so clients of these types (the e2e tests) can encode and
 /// decode them without depending on prost themselves.
@@ -515,6 +515,12 @@ pub enum Error {
     /// Not an ExportLogsServiceRequest (protobuf or JSON).
     #[error("{0}")]
     Undecodable(String),
+    /// Not valid gzip.
+    #[error("the body is not valid gzip: {0}")]
+    Gzip(String),
+    /// Larger than allowed once decompressed.
+    #[error("the decompressed body exceeds {0} bytes; send smaller batches")]
+    TooLarge(usize),
     /// More records (or messages in all) than allowed.
     #[error("{0}")]
     TooManyRecords(String),
@@ -547,6 +553,20 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(bytes).expect("writing to a Vec");
     enc.finish().expect("writing to a Vec")
+}
+
+/// Inflates a gzip body, refusing to grow it past `limit` (a small body can
+/// inflate enormously).
+pub fn gunzip(bytes: &[u8], limit: usize) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::Gzip(e.to_string()))?;
+    if out.len() > limit {
+        return Err(Error::TooLarge(limit));
+    }
+    Ok(out)
 }
 
 /// [`decode_request`] for a body from outside: a protobuf body is walked
@@ -1373,11 +1393,18 @@ mod tests {
     }
 
     #[test]
-    fn protobuf_round_trip() {
-        // Content codings (gzip, zstd) are the server's: aiaudit-server's coding.rs.
+    fn protobuf_round_trip_with_and_without_gzip() {
         let req = request();
         let bytes = req.encode_to_vec();
         assert_eq!(decode_request(Encoding::Protobuf, &bytes).unwrap(), req);
+        let inflated = gunzip(&gzip(&bytes), 1 << 20).unwrap();
+        assert_eq!(decode_request(Encoding::Protobuf, &inflated).unwrap(), req);
+        // A gzip bomb stops at the limit.
+        assert_eq!(
+            gunzip(&gzip(&vec![0; 10_000]), 1000).unwrap_err(),
+            Error::TooLarge(1000)
+        );
+        assert!(matches!(gunzip(b"not gzip", 1000), Err(Error::Gzip(_))));
         let err = decode_request(Encoding::Protobuf, b"\xff\xff\xff").unwrap_err();
         assert!(matches!(err, Error::Undecodable(_)));
     }
@@ -1525,6 +1552,8 @@ mod tests {
             }],
         };
         assert_eq!(from_json, expected);
+        let gz = gunzip(&gzip(&bytes), 1 << 20).unwrap();
+        assert_eq!(decode_request(Encoding::Json, &gz).unwrap(), expected);
     }
 
     #[test]

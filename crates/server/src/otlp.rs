@@ -35,7 +35,13 @@ fn problem(e: aiaudit_otlp::Error) -> Problem {
             "Undecodable OTLP request",
             detail,
         ),
-        aiaudit_otlp::Error::TooManyValues => Problem::new(
+        aiaudit_otlp::Error::Gzip(_) => Problem::new(
+            StatusCode::BAD_REQUEST,
+            "unreadable-body",
+            "Unreadable body",
+            detail,
+        ),
+        aiaudit_otlp::Error::TooLarge(_) | aiaudit_otlp::Error::TooManyValues => Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body-too-large",
             "Request body too large",
@@ -259,5 +265,6 @@ mod tests {
         let resp = export_response(Encoding::Json, &sorted);
         assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
         assert_eq!(problem(aiaudit_otlp::Error::TooManyValues).status(), 413);
+        assert_eq!(problem(aiaudit_otlp::Error::Gzip("x".into())).status(), 400);
     }
 }
