@@ -12,6 +12,7 @@ mod dashboard;
 mod disk_full;
 mod emitter;
 mod encryption;
+mod incidents;
 mod interop;
 mod keyring_crash;
 mod large_events;

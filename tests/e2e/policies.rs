@@ -195,7 +195,7 @@ fn policies_fire_alert_and_follow_their_lifecycle() {
     });
     let metrics = server.get("/metrics").text().unwrap();
     assert!(
-        metrics.contains("aiaudit_incidents_resolved_total 1"),
+        metrics.contains("aiaudit_violations_resolved_total{severity=\"high\"} 1"),
         "{metrics}"
     );
     let resolved = server.get_json("/v1/violations?status=resolved");

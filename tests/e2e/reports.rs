@@ -219,7 +219,9 @@ fn reports_over_a_generated_month_have_exact_numbers() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let r: Value = loop {
         let r: Value = report(&server, &auditor, &query).json().unwrap();
-        if r["art12"]["total_events"] == 191 && r["violations"]["resolutions_logged"] == 1 {
+        // 191, and the incident the ten high violations of one rule opened
+        // (one incident, nine "detected again" notes).
+        if r["art12"]["total_events"] == 201 && r["violations"]["resolutions_logged"] == 1 {
             break r;
         }
         assert!(Instant::now() < deadline, "report never complete: {r:#}");
@@ -252,7 +254,11 @@ fn reports_over_a_generated_month_have_exact_numbers() {
     // The ledger's own records: 13 violations and 1 resolution; 1 erasure.
     assert_eq!(system(&r, "aiaudit-policy")["events"], 14);
     assert_eq!(system(&r, "aiaudit")["actions"], json!({"data.erasure": 1}));
-    assert_eq!(r["art12"]["systems"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        system(&r, "aiaudit-incident")["actions"],
+        json!({"incident.opened": 1, "incident.note": 9})
+    );
+    assert_eq!(r["art12"]["systems"].as_array().unwrap().len(), 6);
 
     // Art. 19 and 26: 90 days configured is too short; the records held go
     // back 40 days, not yet six months.

@@ -7,6 +7,7 @@ mod corpus;
 mod dr;
 mod emit;
 mod emitter;
+mod incident;
 mod keys;
 mod migrate;
 mod proof;
@@ -76,6 +77,9 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Policy violations: list, acknowledge, resolve (auditor).
     Violations(violations::ViolationsArgs),
+    /// Incidents: open, list, show, ack, mitigate, resolve, review, breach
+    /// clocks and regulator packs (auditor or admin).
+    Incident(incident::IncidentArgs),
     /// Load generator: events/s and acknowledgement latency against a running ledger.
     Bench(bench::BenchArgs),
     /// Backups of a running ledger: create (to directories and S3), list, verify.
@@ -118,6 +122,7 @@ fn main() -> ExitCode {
         Command::Dr(args) => dr::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Violations(args) => violations::run(args),
+        Command::Incident(args) => incident::run(args),
         Command::Export(args) => query::run_export(args),
         Command::Reindex(args) => query::run_reindex(args),
         Command::Report(args) => report::run(args),

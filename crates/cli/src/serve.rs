@@ -204,6 +204,8 @@ struct FileConfig {
     backup_keep_incremental: Option<String>,
     policy_file: Option<PathBuf>,
     webhook_url: Option<String>,
+    /// `[incidents]`: business hours, jurisdictions, webhooks, detections.
+    incidents: Option<aiaudit_ledger::incidents::IncidentConfig>,
 }
 
 fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
@@ -379,7 +381,12 @@ fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
         publisher_lease,
         witness_policy,
         witness_quorum,
+        incidents: file.incidents.take().unwrap_or_default(),
     };
+    config
+        .incidents
+        .check()
+        .map_err(|e| anyhow::anyhow!("config file: {e}"))?;
     if let Some(s) = &config.storage {
         if !aiaudit_store::is_postgres_url(s) {
             anyhow::bail!("--storage must be a postgres:// URL (omit it for files in the data directory), got {s:?}");

@@ -70,6 +70,26 @@ fn beyond_scope(who: &Principal, what: &str) -> Error {
 }
 
 impl Ledger {
+    /// A key operation that failed for a reason other than the provider not
+    /// supporting it: a security incident (seed §5), opened at once.
+    fn key_operation_failed(&self, what: &str, tenant: Option<&str>, e: &Error) {
+        if e.kind == Kind::Conflict {
+            return;
+        }
+        self.detector().detect(crate::incidents::Detection {
+            key: format!("keys:{}", what.to_lowercase().replace(' ', "-")),
+            title: format!("{what} failed"),
+            // The subject of an erasure stays out of the log's incident text.
+            detail: format!("{what} failed: {}", e.detail),
+            severity: aiaudit_incident::Severity::High,
+            tenant: tenant
+                .unwrap_or(crate::incidents::LEDGER_TENANT)
+                .to_string(),
+            origin: "ledger",
+            related: Default::default(),
+        });
+    }
+
     /// The tokens `who` manages (never secrets).
     pub fn tokens(&self, who: &Principal) -> Result<Vec<TokenRecord>> {
         require_admin(who)?;
@@ -199,7 +219,9 @@ impl Ledger {
     pub async fn rotate_keys(&self, who: &Principal) -> Result<(usize, Value)> {
         require_global_admin(who)?;
         let ring = self.keyring.clone();
-        let rotated = keyring_op(move || ring.rotate()).await?;
+        let rotated = keyring_op(move || ring.rotate())
+            .await
+            .inspect_err(|e| self.key_operation_failed("Data key rotation", None, e))?;
         tracing::info!(token_id = %who.token_id, rotated, "data keys rotated");
         Ok((rotated, self.key_counts()))
     }
@@ -208,7 +230,9 @@ impl Ledger {
     pub async fn rotate_master_key(&self, who: &Principal) -> Result<(usize, Value)> {
         require_global_admin(who)?;
         let ring = self.keyring.clone();
-        let rewrapped = keyring_op(move || ring.rotate_master()).await?;
+        let rewrapped = keyring_op(move || ring.rotate_master())
+            .await
+            .inspect_err(|e| self.key_operation_failed("Master key rotation", None, e))?;
         tracing::info!(token_id = %who.token_id, rewrapped, "master key rotated");
         Ok((rewrapped, self.key_counts()))
     }
@@ -283,7 +307,9 @@ impl Ledger {
         }
         let ring = self.keyring.clone();
         let (t, s) = (tenant.to_string(), subject.to_string());
-        let (destroyed, tag) = keyring_op(move || ring.erase(&t, &s)).await?;
+        let (destroyed, tag) = keyring_op(move || ring.erase(&t, &s))
+            .await
+            .inspect_err(|e| self.key_operation_failed("Crypto-shredding", Some(tenant), e))?;
         self.erasure_epoch
             .fetch_add(destroyed as u64 + 1, Ordering::Relaxed);
         let tag = match tag {

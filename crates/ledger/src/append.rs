@@ -27,9 +27,14 @@ pub const SIGNATURE_FORMAT_HEADER: &str = "aiaudit-signature-format";
 
 /// Actions only the ledger writes: an event of a caller naming one is
 /// refused, so state rebuilt from the log cannot be forged.
-pub const RESERVED_ACTION_PREFIXES: &[&str] = &["policy.", "retention.", "legal_hold.", "data."];
+pub const RESERVED_ACTION_PREFIXES: &[&str] =
+    &["policy.", "retention.", "legal_hold.", "data.", "incident."];
 /// Source names only the ledger writes.
-pub const RESERVED_SOURCES: &[&str] = &["aiaudit", crate::policies::SOURCE_NAME];
+pub const RESERVED_SOURCES: &[&str] = &[
+    "aiaudit",
+    crate::policies::SOURCE_NAME,
+    aiaudit_incident::SOURCE_NAME,
+];
 
 /// A batch of events as a caller sent it.
 pub struct Batch {

@@ -95,6 +95,9 @@ pub struct LedgerConfig {
     /// cosigned, unless the newest has waited longer than this; `None`
     /// serves the newest at once with whatever cosignatures it has.
     pub witness_quorum: Option<std::time::Duration>,
+    /// Incidents: business hours, jurisdictions, webhooks, detections
+    /// (`[incidents]`, docs/incidents.md).
+    pub incidents: crate::incidents::IncidentConfig,
 }
 
 pub const DEFAULT_MAX_BATCH_EVENTS: usize = 10_000;
@@ -153,6 +156,7 @@ impl Default for LedgerConfig {
             publisher_lease: std::time::Duration::from_secs(5),
             witness_policy: None,
             witness_quorum: None,
+            incidents: Default::default(),
         }
     }
 }

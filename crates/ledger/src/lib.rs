@@ -23,6 +23,7 @@ pub mod config;
 pub mod emitters;
 pub mod entry_format;
 pub mod error;
+pub mod incidents;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
@@ -92,6 +93,8 @@ pub struct Ledger {
     entry_format: u8,
     /// The witnesses asked to cosign each checkpoint, when a policy is set.
     witnessing: Option<Arc<witnessing::Witnessing>>,
+    /// Incidents, their deadlines and breach clocks.
+    incidents: Arc<incidents::IncidentService>,
 }
 
 /// Opens the data directory (recovering it after a crash), loads or creates
@@ -213,6 +216,17 @@ pub async fn start_with_storage(
             .await?
             .context("opening policies")?
     };
+    let (incident_service, incident_tasks) = {
+        let (config, store, index, keyring) = (
+            config.clone(),
+            store.clone(),
+            index.clone(),
+            keyring.clone(),
+        );
+        tokio::task::spawn_blocking(move || incidents::open(&config, &store, &index, &keyring))
+            .await?
+            .context("opening incidents")?
+    };
     search::spawn_indexer(
         store.clone(),
         index.clone(),
@@ -228,6 +242,7 @@ pub async fn start_with_storage(
                 config.witness_quorum,
                 metrics.clone(),
             )?);
+            w.set_detector(incident_service.detector());
             witnessing::spawn(w.clone(), store.clone(), latest.clone());
             Some(w)
         }
@@ -254,11 +269,13 @@ pub async fn start_with_storage(
         backup_status: Default::default(),
         holds,
         policies: policy_service,
+        incidents: incident_service,
         erasure_epoch: std::sync::atomic::AtomicU64::new(destroyed_keys),
     });
     if let Some(feed) = policy_feed {
         policies::spawn(ledger.clone(), feed);
     }
+    incidents::spawn(ledger.clone(), incident_tasks);
     Ok(ledger)
 }
 
@@ -375,6 +392,7 @@ impl Ledger {
     /// Counters and gauges in the OpenMetrics text format.
     pub async fn metrics_text(self: &Arc<Self>) -> Result<String> {
         let latest = self.latest();
+        self.count_open_incidents();
         self.metrics.publisher.set(self.store.is_publisher() as i64);
         if let Some(lease) = self.store.publisher_lease() {
             self.metrics.lease_term.set(lease.term as i64);

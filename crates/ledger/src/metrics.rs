@@ -35,6 +35,42 @@ pub struct ViolationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeverityLabel {
+    pub severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EscalationLabels {
+    pub severity: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JurisdictionLabel {
+    pub jurisdiction: String,
+}
+
+/// Incidents (docs/incidents.md).
+pub struct IncidentMetrics {
+    /// Not yet resolved, by severity (set at scrape time from the state).
+    pub open: Family<SeverityLabel, Gauge>,
+    pub resolved: Family<SeverityLabel, Counter>,
+    pub escalations: Family<EscalationLabels, Counter>,
+    pub time_to_acknowledge: Family<SeverityLabel, Histogram>,
+    pub time_to_resolve: Family<SeverityLabel, Histogram>,
+    pub breach_deadlines_missed: Family<JurisdictionLabel, Counter>,
+    /// Webhook notifications given up after their last attempt.
+    pub notifications_failed: Counter,
+    /// Requests refused (401, 403, 429) that the burst detector counted.
+    pub refused_requests: Counter,
+}
+
+/// Seconds to minutes to days: 10 s .. about 2 weeks.
+fn response_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(10.0, 2.5, 14)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WitnessLabel {
     pub witness: String,
 }
@@ -62,8 +98,9 @@ pub struct Metrics {
     failed: Family<FailureLabels, Counter>,
     tenant_labels: std::sync::Mutex<std::collections::HashSet<String>>,
     pub violations: Family<ViolationLabels, Counter>,
-    /// Violations resolved through the lifecycle API.
-    pub incidents_resolved: Counter,
+    /// Violations resolved through the lifecycle API, by severity.
+    pub violations_resolved: Family<SeverityLabel, Counter>,
+    pub incidents: IncidentMetrics,
     /// Logged events the policy engine never saw because its queue was full.
     pub policy_events_dropped: Counter,
     /// Changes to the policy file that did not load (the previous rules stay).
@@ -148,11 +185,85 @@ impl Metrics {
             "Policy violations detected, by rule and severity",
             violations.clone(),
         );
-        let incidents_resolved = Counter::default();
+        let violations_resolved = Family::<SeverityLabel, Counter>::default();
+        r.register(
+            "aiaudit_violations_resolved",
+            "Policy violations resolved by an auditor, by severity",
+            violations_resolved.clone(),
+        );
+        let incidents = IncidentMetrics {
+            open: Family::default(),
+            resolved: Family::default(),
+            escalations: Family::default(),
+            time_to_acknowledge: Family::new_with_constructor(
+                || Histogram::new(response_buckets()),
+            ),
+            time_to_resolve: Family::new_with_constructor(|| Histogram::new(response_buckets())),
+            breach_deadlines_missed: Family::default(),
+            notifications_failed: Counter::default(),
+            refused_requests: Counter::default(),
+        };
+        // Every series present from the start (at 0), so that `increase()`
+        // in alert rules sees the first escalation or missed deadline.
+        for severity in ["critical", "high", "medium", "low"] {
+            let label = SeverityLabel {
+                severity: severity.into(),
+            };
+            let _ = incidents.open.get_or_create(&label);
+            let _ = incidents.resolved.get_or_create(&label);
+            for reason in ["response_deadline_missed", "escalation_time"] {
+                let _ = incidents.escalations.get_or_create(&EscalationLabels {
+                    severity: severity.into(),
+                    reason: reason.into(),
+                });
+            }
+        }
+        for jurisdiction in ["ng", "ke", "za", "eu"] {
+            let _ = incidents
+                .breach_deadlines_missed
+                .get_or_create(&JurisdictionLabel {
+                    jurisdiction: jurisdiction.into(),
+                });
+        }
+        r.register(
+            "aiaudit_incidents_open",
+            "Incidents not yet resolved, by severity",
+            incidents.open.clone(),
+        );
         r.register(
             "aiaudit_incidents_resolved",
-            "Policy violations resolved by an auditor",
-            incidents_resolved.clone(),
+            "Incidents resolved, by severity",
+            incidents.resolved.clone(),
+        );
+        r.register(
+            "aiaudit_incident_escalations",
+            "Incident escalations (response deadline missed, escalation time reached), by severity and reason",
+            incidents.escalations.clone(),
+        );
+        r.register(
+            "aiaudit_incident_time_to_acknowledge_seconds",
+            "From opening to acknowledgement, by severity",
+            incidents.time_to_acknowledge.clone(),
+        );
+        r.register(
+            "aiaudit_incident_time_to_resolve_seconds",
+            "From opening to resolution, by severity",
+            incidents.time_to_resolve.clone(),
+        );
+        r.register(
+            "aiaudit_breach_deadlines_missed",
+            "Breach notification deadlines passed with no notification logged, by jurisdiction",
+            incidents.breach_deadlines_missed.clone(),
+        );
+        r.register(
+            "aiaudit_incident_notifications_failed",
+            "Incident webhook notifications given up after their last attempt",
+            incidents.notifications_failed.clone(),
+        );
+        r.register(
+            "aiaudit_refused_requests",
+            "Requests refused with 401, 403 or 429 (the burst detector's input)",
+            incidents.refused_requests.clone(),
         );
         let policy_events_dropped = Counter::default();
         r.register(
@@ -414,7 +525,8 @@ impl Metrics {
             failed,
             tenant_labels: Default::default(),
             violations,
-            incidents_resolved,
+            violations_resolved,
+            incidents,
             policy_events_dropped,
             policy_reload_failures,
             verification_failures,

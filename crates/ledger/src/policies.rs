@@ -320,6 +320,19 @@ async fn record(
             }
         }
     };
+    let to_incidents: Vec<(String, String, String, String)> = found
+        .iter()
+        .zip(&events)
+        .map(|(v, e)| {
+            (
+                v.tenant.clone(),
+                v.rule.clone(),
+                v.severity.as_str().to_string(),
+                e["id"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    ledger.violations_to_incidents(&to_incidents);
     for ((v, event), index) in found.iter().zip(&events).zip(indexes) {
         ledger
             .metrics
@@ -561,44 +574,69 @@ impl Violations {
     }
 }
 
-/// Folds every `policy.violation*` event already logged: those the search
-/// index knows, then the entries it has not reached yet.
+/// Folds every `policy.violation*` event already logged.
 fn rebuild(
     violations: &Violations,
     store: &Arc<dyn aiaudit_store::Storage>,
     index: &aiaudit_index::Index,
     keyring: &aiaudit_keyring::Keyring,
 ) -> anyhow::Result<()> {
+    let actions = [VIOLATION, ACKNOWLEDGED, RESOLVED];
+    for (i, event) in logged_own(store, index, keyring, &actions, VIOLATION, 0)? {
+        violations.apply(&event, i);
+    }
+    Ok(())
+}
+
+/// The ledger's own events with one of `actions` at log index `from` or
+/// beyond, in log order: those the search index knows, then the entries it
+/// has not reached yet (whose action starts with `prefix`). State is
+/// rebuilt from these alone.
+pub(crate) fn logged_own(
+    store: &Arc<dyn aiaudit_store::Storage>,
+    index: &aiaudit_index::Index,
+    keyring: &aiaudit_keyring::Keyring,
+    actions: &[&str],
+    prefix: &str,
+    from: u64,
+) -> anyhow::Result<Vec<(u64, Value)>> {
     let indexed = index.indexed_size()?;
     let mut found = Vec::new();
-    for action in [VIOLATION, ACKNOWLEDGED, RESOLVED] {
+    for action in actions {
         let mut q = aiaudit_index::Query {
             action: Some(action.to_string()),
             limit: aiaudit_index::MAX_LIMIT,
             order: aiaudit_index::Order::Asc,
+            after: from.checked_sub(1),
             ..Default::default()
         };
         loop {
             let page = index.query(&q)?;
             // A shared index may have grown since: those come below.
-            found.extend(page.rows.iter().map(|r| r.index).filter(|&i| i < indexed));
+            found.extend(
+                page.rows
+                    .iter()
+                    .map(|r| r.index)
+                    .filter(|&i| i < indexed && i >= from),
+            );
             match page.next {
                 Some(next) => q.after = Some(next),
                 None => break,
             }
         }
     }
-    for i in indexed..store.size() {
+    for i in indexed.max(from)..store.size() {
         let entry = store.read_entry(i)?;
-        let is_policy = aiaudit_index::row_from_entry(i, &entry)
-            .map(|r| r.action.starts_with(VIOLATION))
+        let wanted = aiaudit_index::row_from_entry(i, &entry)
+            .map(|r| r.action.starts_with(prefix) && actions.contains(&r.action.as_str()))
             .unwrap_or(false);
-        if is_policy {
+        if wanted {
             found.push(i);
         }
     }
     found.sort_unstable();
     found.dedup();
+    let mut out = Vec::with_capacity(found.len());
     for i in found {
         let entry = store.read_entry(i)?;
         match crate::sealing::open_entry(keyring, &**store, &entry, crate::sealing::BlobMode::Omit)
@@ -606,19 +644,16 @@ fn rebuild(
             // Only the ledger's own records count: an event that merely looks
             // like one (written before ingest refused them) changes nothing.
             Ok(r) if r.stored.appended_by.as_deref() != Some(aiaudit_event::LEDGER_PRINCIPAL) => {
-                tracing::warn!(
-                    index = i,
-                    "policy event not appended by the ledger; ignored"
-                );
+                tracing::warn!(index = i, "event not appended by the ledger; ignored");
             }
             Ok(r) => match r.event {
-                Some(event) => violations.apply(&Value::Object(event), i),
-                None => tracing::warn!(index = i, "violation entry cannot be opened (key erased)"),
+                Some(event) => out.push((i, Value::Object(event))),
+                None => tracing::warn!(index = i, "ledger record cannot be opened (key erased)"),
             },
-            Err(e) => tracing::warn!(index = i, error = %e, "violation entry unreadable"),
+            Err(e) => tracing::warn!(index = i, error = %e, "ledger record unreadable"),
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The caller, who must be an auditor or admin.
@@ -707,7 +742,15 @@ impl Ledger {
             .unwrap_or_default();
         self.policies.violations.apply(&event, index);
         if next == Status::Resolved {
-            self.metrics.incidents_resolved.inc();
+            self.metrics
+                .violations_resolved
+                .get_or_create(&crate::metrics::SeverityLabel {
+                    severity: record.attributes["severity"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                })
+                .inc();
         }
         tracing::info!(violation = %id, status = next.as_str(), token_id = %who.token_id, "violation updated");
         Ok((self.violation(who, id)?, event_id, index))

@@ -363,12 +363,12 @@ pub fn findings(r: &Report) -> Vec<Finding> {
             ),
         );
     }
-    // The ledger's own records (violations, erasures) come when there is
+    // The ledger's own records (violations, incidents, erasures) come when there is
     // something to record: gaps in them say nothing.
     let own = |s: &System| {
         matches!(
             s.system.as_deref(),
-            Some("aiaudit" | crate::policies::SOURCE_NAME)
+            Some("aiaudit" | crate::policies::SOURCE_NAME | aiaudit_incident::SOURCE_NAME)
         )
     };
     for s in r.art12.systems.iter().filter(|s| !own(s)) {

@@ -51,6 +51,20 @@ pub fn scrub(ledger: &Ledger) -> Vec<aiaudit_tlog::Problem> {
     }
     if !problems.is_empty() {
         ledger.metrics.verification_failures.inc();
+        ledger.detector().detect(crate::incidents::Detection {
+            key: "verification".into(),
+            title: "The stored log failed verification".into(),
+            detail: format!(
+                "{} problem(s) at tree size {size}; first: {} (index {})",
+                problems.len(),
+                problems[0].what,
+                problems[0].index
+            ),
+            severity: aiaudit_incident::Severity::Critical,
+            tenant: crate::incidents::LEDGER_TENANT.into(),
+            origin: "ledger",
+            related: Default::default(),
+        });
     }
     // A pass over this size is complete: what tests and operators wait on.
     ledger.metrics.scrubbed_size.set(size as i64);

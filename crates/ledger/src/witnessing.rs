@@ -48,6 +48,8 @@ pub struct Witnessing {
     recent: Mutex<VecDeque<Cosigned>>,
     status: Mutex<Vec<WitnessStatus>>,
     metrics: Arc<Metrics>,
+    /// Where a witness reporting a conflicting checkpoint is reported.
+    detector: std::sync::OnceLock<crate::incidents::Detector>,
 }
 
 impl Witnessing {
@@ -98,7 +100,13 @@ impl Witnessing {
             recent: Mutex::new(VecDeque::new()),
             status: Mutex::new(status),
             metrics,
+            detector: Default::default(),
         })
+    }
+
+    /// Reports conflicting checkpoints to the incident service.
+    pub fn set_detector(&self, d: crate::incidents::Detector) {
+        let _ = self.detector.set(d);
     }
 
     /// The checkpoint to serve: the log's note followed by the cosignatures
@@ -276,6 +284,8 @@ enum Outcome {
     Holds(u64),
     /// Anything else, with whether trying again soon may help.
     Failed(String, bool),
+    /// 409 on the root or 422 on the proof: the witness saw another history.
+    Conflict(String),
 }
 
 async fn submit(
@@ -323,13 +333,10 @@ async fn submit(
         },
         // 409 on the root, 422 on the proof: the witness saw a different
         // history of this log. That is the alarm witnesses exist for.
-        409 | 422 => Outcome::Failed(
-            format!(
-                "{url}: {status}: the witness refuses this checkpoint as inconsistent with what it holds ({})",
-                text.trim()
-            ),
-            false,
-        ),
+        409 | 422 => Outcome::Conflict(format!(
+            "{url}: {status}: the witness refuses this checkpoint as inconsistent with what it holds ({})",
+            text.trim()
+        )),
         403 | 404 => Outcome::Failed(
             format!(
                 "{url}: {status}: the witness does not trust this log's key or origin ({})",
@@ -426,6 +433,27 @@ async fn submit_loop(
                     sleep_jitter(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(60));
                 }
+            }
+            Outcome::Conflict(error) => {
+                tracing::error!(witness = %w.name, error = %error, "a witness reports a conflicting checkpoint");
+                if let Some(d) = wit.detector.get() {
+                    d.detect(crate::incidents::Detection {
+                        key: format!("witness:{}", w.name),
+                        title: format!(
+                            "Witness {} reports a checkpoint conflicting with what it holds",
+                            w.name
+                        ),
+                        detail: error.clone(),
+                        severity: aiaudit_incident::Severity::Critical,
+                        tenant: crate::incidents::LEDGER_TENANT.into(),
+                        origin: "ledger",
+                        related: Default::default(),
+                    });
+                }
+                held = 0;
+                wit.failed(i, error);
+                sleep_jitter(backoff.max(Duration::from_secs(30))).await;
+                backoff = (backoff * 2).min(Duration::from_secs(300));
             }
             Outcome::Failed(error, transient) => {
                 if transient {

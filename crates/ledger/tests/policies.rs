@@ -225,7 +225,7 @@ async fn a_violation_is_logged_alerted_acknowledged_and_resolved() {
     let text = ledger.metrics_text().await.unwrap();
     for needle in [
         "aiaudit_violations_detected_total{rule=\"disallowed-provider\",severity=\"high\"} 1",
-        "aiaudit_incidents_resolved_total 1",
+        "aiaudit_violations_resolved_total{severity=\"high\"} 1",
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }

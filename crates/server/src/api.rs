@@ -69,6 +69,26 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
             get(crate::retention::list).post(crate::retention::place),
         )
         .route("/v1/holds/{id}", delete(crate::retention::release))
+        .route(
+            "/v1/incidents",
+            get(crate::incidents::list).post(crate::incidents::open),
+        )
+        .route(
+            "/v1/incidents/alertmanager",
+            post(crate::incidents::alertmanager),
+        )
+        .route(
+            "/v1/incidents/{id}",
+            get(crate::incidents::get_one).post(crate::incidents::update),
+        )
+        .route("/v1/incidents/{id}/breach", post(crate::incidents::breach))
+        .route(
+            "/v1/incidents/{id}/notified",
+            post(crate::incidents::notified),
+        )
+        .route("/v1/incidents/{id}/notes", post(crate::incidents::note))
+        .route("/v1/incidents/{id}/review", get(crate::incidents::review))
+        .route("/v1/incidents/{id}/pack", get(crate::incidents::pack))
         .route("/v1/reports/compliance", get(crate::reports::compliance))
         .route("/v1/openapi.json", get(crate::openapi::serve))
         .route("/metrics", get(metrics))
@@ -668,13 +688,46 @@ async fn count_bytes(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
     });
+    let authorization = req.headers().get(header::AUTHORIZATION).cloned();
     let mut resp = next.run(req).await;
     ledger.count_bytes(received, resp.body().size_hint().exact());
+    note_refused(&ledger, authorization.as_ref(), &resp);
     resp.headers_mut().insert(
         "aiaudit-erasure-epoch",
         HeaderValue::from(ledger.erasure_epoch()),
     );
     resp
+}
+
+/// Counts a refused request (401, 403, or 429 of the token's own rate
+/// limit, not load shedding) against its credential, for the burst
+/// detector: the token's id, or a short hash of a credential that matched
+/// none (never the secret).
+fn note_refused(ledger: &Ledger, authorization: Option<&HeaderValue>, resp: &Response) {
+    let status = resp.status().as_u16();
+    let counted = match status {
+        401 | 403 => true,
+        429 => resp
+            .extensions()
+            .get::<crate::problem::ProblemSlug>()
+            .is_some_and(|s| s.0 == "rate-limited"),
+        _ => false,
+    };
+    if !counted {
+        return;
+    }
+    let credential = match authorization {
+        None => "anonymous".to_string(),
+        Some(v) => match ledger.principal(Some(v.as_bytes())) {
+            Ok(Some(p)) => format!("token:{}", p.token_id),
+            _ => {
+                use sha2::Digest;
+                let h = sha2::Sha256::digest(v.as_bytes());
+                format!("unknown:{}", hex::encode(&h[..6]))
+            }
+        },
+    };
+    ledger.note_refused(&credential, status);
 }
 
 /// Ends any request that takes longer than `limit` with a 503 problem

@@ -265,7 +265,12 @@ pub fn too_many_values() -> Problem {
 
 /// A small JSON request body (admin requests), or a 400 saying why not.
 pub async fn read_json_body(body: Body) -> ApiResult<Value> {
-    let bytes = read_body(body, 64 << 10).await?;
+    read_json_body_up_to(body, 64 << 10).await
+}
+
+/// A JSON request body of at most `limit` bytes (413 beyond).
+pub async fn read_json_body_up_to(body: Body, limit: usize) -> ApiResult<Value> {
+    let bytes = read_body(body, limit).await?;
     serde_json::from_slice::<Value>(&bytes).map_err(|e| {
         let mut p = Problem::new(
             StatusCode::BAD_REQUEST,
@@ -276,4 +281,94 @@ pub async fn read_json_body(body: Body) -> ApiResult<Value> {
         p.errors = vec![FieldError::event(None, "", "", e.to_string())];
         p
     })
+}
+
+/// The parameters shared by the lifecycle lists (violations, incidents):
+/// only `allowed` names, a `tenant` the caller may read, `limit` (1 to
+/// 1000, default 100) and a `cursor` (the log index of the last item of
+/// the previous page, newest first).
+pub struct ListParams<'a> {
+    params: &'a std::collections::HashMap<String, String>,
+    pub limit: usize,
+    pub after: Option<u64>,
+}
+
+impl<'a> ListParams<'a> {
+    pub fn parse(
+        who: &Principal,
+        params: &'a std::collections::HashMap<String, String>,
+        allowed: &[&str],
+    ) -> ApiResult<ListParams<'a>> {
+        for name in params.keys() {
+            if !allowed.contains(&name.as_str()) {
+                return Err(Problem::bad_parameter(
+                    name,
+                    format!("unknown parameter; filters are {}", allowed.join(", ")),
+                ));
+            }
+        }
+        let list = ListParams {
+            params,
+            limit: 100,
+            after: None,
+        };
+        if let Some(t) = list.get("tenant") {
+            if !who.can_read(t) {
+                return Err(Problem(aiaudit_ledger::Error::forbidden(format!(
+                    "this token may not read tenant {t:?}"
+                ))));
+            }
+        }
+        let limit = match list.get("limit") {
+            None => 100,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    Problem::bad_parameter("limit", format!("{v:?} is not between 1 and 1000"))
+                })?,
+        };
+        let after = list
+            .get("cursor")
+            .map(|c| {
+                c.parse::<u64>().map_err(|_| {
+                    Problem::bad_parameter(
+                        "cursor",
+                        format!("{c:?} is not a cursor this route gave"),
+                    )
+                })
+            })
+            .transpose()?;
+        Ok(ListParams {
+            limit,
+            after,
+            ..list
+        })
+    }
+
+    /// A parameter, when given and not empty.
+    pub fn get(&self, name: &str) -> Option<&'a String> {
+        self.params.get(name).filter(|v| !v.is_empty())
+    }
+
+    /// One page of `items` (newest first by `index`): the page, the total
+    /// and the cursor of the next page, if any.
+    pub fn page<'i, T>(
+        &self,
+        items: &'i [T],
+        index: impl Fn(&T) -> u64,
+    ) -> (Vec<&'i T>, usize, Option<String>) {
+        let rest: Vec<&T> = items
+            .iter()
+            .filter(|i| self.after.is_none_or(|a| index(i) < a))
+            .collect();
+        let take = rest.len().min(self.limit);
+        let next = (rest.len() > take)
+            .then(|| rest[take - 1])
+            .map(|i| index(i).to_string());
+        let mut page = rest;
+        page.truncate(take);
+        (page, items.len(), next)
+    }
 }

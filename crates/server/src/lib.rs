@@ -13,6 +13,7 @@ pub mod coding;
 
 pub mod dashboard;
 pub mod extract;
+pub mod incidents;
 pub mod keys_api;
 pub mod openapi;
 pub mod otlp;

@@ -1,7 +1,7 @@
 //! Violations over HTTP: listing, one, and lifecycle transitions. Who may
 //! see and change which is the engine's rule (`Ledger::violations`).
 
-use crate::extract::{read_json_body, require};
+use crate::extract::{read_json_body, require, ListParams};
 use crate::problem::Problem;
 use aiaudit_ledger::policies::{Record, Status};
 use aiaudit_ledger::Ledger;
@@ -22,15 +22,12 @@ pub async fn list(
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let p = require(&ledger, &headers)?;
-    for name in params.keys() {
-        if !["tenant", "status", "rule", "severity", "limit", "cursor"].contains(&name.as_str()) {
-            return Err(Problem::bad_parameter(
-                name,
-                "unknown parameter; filters are tenant, status, rule, severity, limit, cursor",
-            ));
-        }
-    }
-    let get = |n: &str| params.get(n).filter(|v| !v.is_empty());
+    let list = ListParams::parse(
+        &p,
+        &params,
+        &["tenant", "status", "rule", "severity", "limit", "cursor"],
+    )?;
+    let get = |n: &str| list.get(n);
     let status = get("status")
         .map(|s| {
             Status::parse(s).ok_or_else(|| {
@@ -41,23 +38,6 @@ pub async fn list(
             })
         })
         .transpose()?;
-    if let Some(t) = get("tenant") {
-        if !p.can_read(t) {
-            return Err(Problem(aiaudit_ledger::Error::forbidden(format!(
-                "this token may not read tenant {t:?}"
-            ))));
-        }
-    }
-    let limit = match get("limit") {
-        None => 100,
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| {
-                Problem::bad_parameter("limit", format!("{v:?} is not between 1 and 1000"))
-            })?,
-    };
     const SEVERITIES: [&str; 5] = ["info", "low", "medium", "high", "critical"];
     if let Some(s) = get("severity").filter(|s| !SEVERITIES.contains(&s.as_str())) {
         return Err(Problem::bad_parameter(
@@ -65,15 +45,6 @@ pub async fn list(
             format!("{s:?} is not one of {}", SEVERITIES.join(", ")),
         ));
     }
-    // Newest first, as before paging: the cursor is the log index of the
-    // last violation of the previous page.
-    let after = get("cursor")
-        .map(|c| {
-            c.parse::<u64>().map_err(|_| {
-                Problem::bad_parameter("cursor", format!("{c:?} is not a cursor this route gave"))
-            })
-        })
-        .transpose()?;
     let mut records = ledger.violations(&p, |r| {
         get("tenant").is_none_or(|t| *t == r.tenant)
             && status.is_none_or(|s| s == r.status)
@@ -81,16 +52,7 @@ pub async fn list(
             && get("severity").is_none_or(|s| r.attributes["severity"] == s.as_str())
     })?;
     records.sort_by_key(|r| std::cmp::Reverse(r.index));
-    let total = records.len();
-    let rest: Vec<&Record> = records
-        .iter()
-        .filter(|r| after.is_none_or(|a| r.index < a))
-        .collect();
-    let page = &rest[..rest.len().min(limit)];
-    let next = page
-        .last()
-        .filter(|_| rest.len() > page.len())
-        .map(|r| r.index.to_string());
+    let (page, total, next) = list.page(&records, |r: &Record| r.index);
     let out: Vec<Value> = page.iter().map(|r| r.to_json()).collect();
     Ok(Json(
         json!({"violations": out, "total": total, "next_cursor": next}),

@@ -137,6 +137,12 @@ impl IntoResponse for Problem {
         if let Some(secs) = e.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        resp.extensions_mut().insert(ProblemSlug(e.slug.clone()));
         resp
     }
 }
+
+/// The problem a response carries, for middleware (the refused-request
+/// burst detector tells a token's own rate limit from shedding).
+#[derive(Clone, Debug)]
+pub struct ProblemSlug(pub String);
