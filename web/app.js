@@ -5,8 +5,9 @@ import { overview } from './js/overview.js';
 import { events } from './js/events.js';
 import { eventDetail } from './js/event.js';
 import { violations, reports, exports } from './js/sections.js';
+import { incidents } from './js/incidents.js';
 
-const views = { overview, events, event: eventDetail, violations, reports, exports, settings };
+const views = { overview, events, event: eventDetail, violations, incidents, reports, exports, settings };
 let cleanup = null;
 
 if ('serviceWorker' in navigator) {

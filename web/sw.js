@@ -14,11 +14,13 @@ const EPOCH_KEY = '/__aiaudit/erasure-epoch';
 const SHELL_FILES = [
   '/', '/app.js', '/app.css', '/manifest.webmanifest', '/icon.svg', '/icon-192.png',
   '/js/api.js', '/js/ui.js', '/js/verify.js', '/js/signin.js', '/js/overview.js',
-  '/js/chart.js', '/js/events.js', '/js/event.js', '/js/sections.js',
+  '/js/chart.js', '/js/events.js', '/js/event.js', '/js/sections.js', '/js/incidents.js',
   '/vendor/uplot/uPlot.iife.min.js', '/vendor/uplot/uPlot.min.css',
 ];
-// Data worth keeping for offline reading; exports and metrics are not.
-const DATA_PATHS = [/^\/v1\/info$/, /^\/v1\/events/, /^\/checkpoint$/, /^\/v1\/violations/, /^\/v1\/reports/, /^\/readyz$/];
+// Data worth keeping for offline reading; exports, metrics, incident
+// reviews and packs are not (the list and each incident are).
+const DATA_PATHS = [/^\/v1\/info$/, /^\/v1\/events/, /^\/checkpoint$/, /^\/v1\/violations/, /^\/v1\/reports/, /^\/readyz$/,
+  /^\/v1\/incidents(\/[^/]+)?$/];
 
 self.addEventListener('install', (e) => {
   e.waitUntil(caches.open(SHELL).then((c) => c.addAll(SHELL_FILES)).then(() => self.skipWaiting()));

@@ -15,6 +15,11 @@ const TOKEN = process.env.DASH_TOKEN;
 const VKEY = process.env.DASH_VKEY;
 const SIZE = process.env.DASH_SIZE;
 const SHOTS = process.env.DASH_SCREENSHOTS;
+// An incident the Rust side opened, marked a breach in Nigeria.
+const INCIDENT = process.env.DASH_INCIDENT;
+const INCIDENT_TITLE = process.env.DASH_INCIDENT_TITLE;
+const NG_DEADLINE = process.env.DASH_NG_DEADLINE;
+const NG_REFERENCE = process.env.DASH_NG_REFERENCE;
 const T = 20000;
 // Flags that work on the CI machines (no sandbox as root, no background network).
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
@@ -62,6 +67,7 @@ async function overview(page, label) {
   check((await text(page, '#tree-size')) === SIZE, `tree size ${SIZE}`);
   check((await text(page, '#cp-signature')).includes('signed by the pinned key'), 'checkpoint signature checked');
   check((await text(page, '#cp-witnesses')).includes('not checked'), 'witnesses: no policy pinned, nothing claimed');
+  check((await text(page, '#incidents-now')).startsWith('1 open incident;'), 'open incidents counted on the overview');
   // Two samples make a rate: the chart appears after the second (5 s).
   await page.locator('.charts canvas').first().waitFor({ timeout: T });
   pass(`${label} overview`);
@@ -103,6 +109,58 @@ async function openEvent(page, label, viaKeyboard) {
 }
 
 const count = (page) => page.locator('#results li').count();
+const incidentsStatus = (page) => page.locator('main p[role=status]').first().innerText({ timeout: T });
+
+/// The incidents list (filters, severity, breach mark; the title, which
+/// holds markup, shown as text), one incident with its breach clock, and a
+/// regulator pack fetched with the token.
+async function incidents(page) {
+  await page.click('nav a[href="#/incidents"]');
+  const row = page.locator(`#incidents a[href="#/incidents/${INCIDENT}"]`);
+  await row.waitFor({ timeout: T });
+  check((await incidentsStatus(page)) === '1 of 1 incident, newest first', `listed: ${await incidentsStatus(page)}`);
+  check((await row.locator('.severity').innerText()) === 'high', 'severity shown');
+  check((await row.locator('.title').innerText()) === INCIDENT_TITLE, 'title shown as text');
+  check(await page.locator('#injected').count() === 0, 'markup in the title never becomes an element');
+  check((await row.locator('.breach').innerText()) === `breach: ng:authority by ${NG_DEADLINE}`, `breach mark: ${await row.innerText()}`);
+  check((await row.locator('.status').innerText()) === 'open', 'status shown');
+  // Filters go into the URL and to the API.
+  await page.selectOption('#i-severity', 'low');
+  await page.click('form[role=search] button[type=submit]');
+  await page.waitForFunction(() => location.hash === '#/incidents?severity=low'
+    && /^0 of 0 incidents/.test(document.querySelector('main p[role=status]')?.innerText || ''), null, { timeout: T });
+  await page.selectOption('#i-severity', 'high');
+  await page.fill('#i-tenant', 'acme');
+  await page.click('form[role=search] button[type=submit]');
+  await row.waitFor({ timeout: T });
+  check((await page.evaluate(() => location.hash)) === '#/incidents?severity=high&tenant=acme', 'filters kept in the URL');
+  pass('incidents listed with severity, filters and breach mark');
+
+  await row.click();
+  const clock = page.locator('#clocks tr[data-clock="ng:authority"]');
+  await clock.waitFor({ timeout: T });
+  check((await text(page, '#incident-title')) === INCIDENT_TITLE, 'title as the heading, as text');
+  check((await clock.locator('.deadline').innerText()) === NG_DEADLINE, `ng:authority deadline: ${await clock.innerText()}`);
+  const reference = await clock.locator('.reference').innerText();
+  check(reference.startsWith(NG_REFERENCE) && reference.includes('NDPA'), `NDPA reference: ${reference}`);
+  check(/^(2 d 23 h|3 d 0 h)$/.test(await clock.locator('.left').innerText()), `time left: ${await clock.locator('.left').innerText()}`);
+  check((await clock.innerText()).includes('not yet'), 'not notified yet');
+  // The timeline links each step to its event in the log.
+  check(await page.locator('#timeline a[href="#/event/122"]').count() === 1, 'opening linked to event 122');
+  check(await page.locator('#timeline a[href="#/event/123"]').count() === 1, 'breach linked to event 123');
+  await shot(page, 'desktop-incident.png');
+  pass('incident shows the ng:authority clock with its deadline and NDPA reference');
+
+  await page.click('#pack-ng');
+  const link = page.locator('#pack-ng-link');
+  await link.waitFor({ timeout: T });
+  const [download] = await Promise.all([page.waitForEvent('download'), link.click()]);
+  const pack = readFileSync(await download.path(), 'utf8');
+  check(pack.includes(NG_REFERENCE) && pack.includes('[TO BE COMPLETED'), 'the pack is the Nigerian draft');
+  await page.click('#review-html');
+  await page.locator('#review-html-link').waitFor({ timeout: T });
+  pass('regulator pack downloaded with the token');
+}
 
 async function desktop(browser) {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
@@ -174,6 +232,10 @@ async function desktop(browser) {
   await page.goBack();
   await page.goBack();
   await page.locator('#proof-verdict').waitFor({ timeout: T });
+  const eventUrl = page.url();
+  await incidents(page);
+  await page.goto(eventUrl);
+  await page.locator('#proof-verdict').waitFor({ timeout: T });
   return { ctx, page };
 }
 
@@ -192,6 +254,12 @@ async function phone(browser) {
   await page.reload();
   await overview(page, 'phone');
   await shot(page, 'phone-overview.png');
+  await page.click('nav a[href="#/incidents"]');
+  await page.click(`#incidents a[href="#/incidents/${INCIDENT}"]`, { timeout: T });
+  await page.locator('#clocks tr[data-clock="ng:authority"]').waitFor({ timeout: T });
+  await fits360(page, 'incident');
+  await shot(page, 'phone-incident.png');
+  pass('phone incident fits 360px');
   await page.click('nav a[href="#/events"]');
   await page.locator('#results li').first().waitFor({ timeout: T });
   await fits360(page, 'events');

@@ -1,8 +1,8 @@
 //! The auditor dashboard (`/`, docs/dashboard.md): its assets and headers
 //! over HTTP, then the app itself in Debian's Chromium driven by
 //! playwright-core (tests/dashboard/run.mjs): sign in, overview, search,
-//! an event verified in the browser, tampered proofs failing, offline
-//! reload, at phone and desktop sizes.
+//! an event verified in the browser, an incident with its breach clock,
+//! tampered proofs failing, offline reload, at phone and desktop sizes.
 
 use crate::harness::*;
 use serde_json::{json, Value};
@@ -27,6 +27,7 @@ const SHELL: &[&str] = &[
     "/js/events.js",
     "/js/event.js",
     "/js/sections.js",
+    "/js/incidents.js",
     "/vendor/uplot/uPlot.iife.min.js",
     "/vendor/uplot/uPlot.min.css",
 ];
@@ -223,12 +224,36 @@ fn dashboard_in_chromium() {
         json!({"content": format!("LARGE-CONTENT {}", "a retrieved passage ".repeat(4000))});
     server.post_events(&[large]);
     server.wait_size(122);
+    // An incident marked a breach in Nigeria: its opening and its breach are
+    // logged by the ledger itself (indexes 122 and 123). The title would be
+    // markup if the page ever parsed it.
+    let title = "Loan assistant shows another customer's record <img src=x id=injected>";
+    let r = server
+        .authorized(client().post(format!("{}/v1/incidents", server.url)))
+        .json(
+            &json!({"tenant": "acme", "title": title, "severity": "high",
+                      "breach": {"jurisdictions": ["ng"]}}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap_or_default());
+    let incident: Value = r.json().unwrap();
+    let ng = incident["breach"]["clocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"] == "ng:authority")
+        .expect("an ng:authority clock")
+        .clone();
+    let reference = ng["reference"].as_str().unwrap();
+    assert!(reference.starts_with("NDPA"), "{ng}");
+    server.wait_size(124);
     let info = server.get_json("/v1/info");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while server.get_json("/v1/info")["index"]["indexed_size"]
         .as_u64()
         .unwrap()
-        < 122
+        < 124
     {
         assert!(
             std::time::Instant::now() < deadline,
@@ -253,10 +278,14 @@ fn dashboard_in_chromium() {
         .env("DASH_URL", &server.url)
         .env("DASH_TOKEN", &server.token)
         .env("DASH_VKEY", info["verifier_key"].as_str().unwrap())
-        .env("DASH_SIZE", "122")
+        .env("DASH_SIZE", "124")
         .env("DASH_SIGNED", "120")
         .env("DASH_LARGE", "121")
         .env("DASH_LARGE_START", "LARGE-CONTENT")
+        .env("DASH_INCIDENT", incident["id"].as_str().unwrap())
+        .env("DASH_INCIDENT_TITLE", title)
+        .env("DASH_NG_DEADLINE", ng["deadline"].as_str().unwrap())
+        .env("DASH_NG_REFERENCE", reference)
         .env("DASH_SCREENSHOTS", &shots)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -294,7 +323,11 @@ fn dashboard_in_chromium() {
         "PASS phone overview",
         "PASS phone event verified",
         "PASS phone fits 360px",
-        "PASS all 122 proofs verify in the browser",
+        "PASS incidents listed with severity, filters and breach mark",
+        "PASS incident shows the ng:authority clock with its deadline and NDPA reference",
+        "PASS regulator pack downloaded with the token",
+        "PASS phone incident fits 360px",
+        "PASS all 124 proofs verify in the browser",
         "PASS tampered inclusion proof fails",
         "PASS tampered checkpoint fails",
         "PASS wrong pinned key fails",
@@ -309,6 +342,7 @@ fn dashboard_in_chromium() {
     for shot in [
         "desktop-overview.png",
         "desktop-event.png",
+        "desktop-incident.png",
         "phone-overview.png",
         "phone-event.png",
         "tampered.png",

@@ -672,6 +672,19 @@ fn the_lifecycle_breach_clocks_review_and_pack_are_logged_and_survive_a_restart(
         String::from_utf8_lossy(&out.stderr)
     );
     let review = std::fs::read_to_string(&review_file).unwrap();
+    let r = client()
+        .get(format!(
+            "{}/v1/incidents/{id}/review?format=html",
+            server.url
+        ))
+        .bearer_auth(&auditor)
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.headers()["content-security-policy"],
+        "default-src 'none'; style-src 'unsafe-inline'",
+        "a review holds alert text: no script may run in the ledger's origin"
+    );
     assert!(
         review.contains("<html") && review.contains("The retrieval filter ignored the account id."),
         "{review}"
@@ -1088,4 +1101,228 @@ fn malformed_alertmanager_bodies_and_out_of_order_transitions_are_refused_with_n
         size,
         "nothing half-written"
     );
+}
+
+/// A generated tenant history (two AI systems, erasure requests, one
+/// completed, a breach notified on time in Nigeria and not in Kenya), and
+/// the report of each data-protection framework checked field by field.
+#[test]
+fn ndpa_popia_and_kenya_reports_are_drawn_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("aiaudit.toml");
+    std::fs::write(
+        &config,
+        "[compliance]\nerasure_target_days = 30\n[compliance.tenants.acme]\norganisation = \"Acme Lending Ltd\"\n\
+         dpo_contact = \"dpo@acme.example\"\nregistration = \"NDPC-REG-0042\"\ndata_residency = \"Lagos, Nigeria\"\n\
+         [compliance.tenants.acme.dpias]\nloan-assistant = \"DPIA-2026-004\"\n",
+    )
+    .unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let now = time::OffsetDateTime::now_utc();
+    let ts = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let mut events = Vec::new();
+    for (i, system) in ["loan-assistant", "loan-assistant", "kyc-checker"]
+        .iter()
+        .enumerate()
+    {
+        let mut e = event(&format!("ai-{i}"));
+        e["source"] = json!({"name": system});
+        e["time"] = json!(ts(now - time::Duration::hours(10)));
+        events.push(e);
+    }
+    for (i, who) in ["customer-1", "customer-2"].iter().enumerate() {
+        let mut e = event(&format!("erasure-request-{i}"));
+        e["source"] = json!({"name": "privacy-desk"});
+        e["action"] = json!("data_subject.erasure_requested");
+        e["subject"] = json!(who);
+        e["time"] = json!(ts(now - time::Duration::hours(5)));
+        events.push(e);
+    }
+    server.post_events(&events);
+    let (s, erased) = call(
+        &server,
+        &server.token,
+        "POST",
+        "/v1/erase",
+        Some(json!({"tenant": "acme", "subject": "customer-1"})),
+    );
+    assert_eq!(s, 200, "{erased}");
+    let (_, i) = call(
+        &server,
+        &server.token,
+        "POST",
+        "/v1/incidents",
+        Some(
+            json!({"tenant": "acme", "title": "Statements mailed to the wrong customers", "severity": "high",
+                    "breach": {"jurisdictions": ["ng", "ke", "za"], "aware_at": ts(now - time::Duration::hours(3))}}),
+        ),
+    );
+    let id = i["id"].as_str().unwrap();
+    let (s, _) = call(
+        &server,
+        &server.token,
+        "POST",
+        &format!("/v1/incidents/{id}/notified"),
+        Some(json!({"clock": "ng:authority", "reference": "NDPC/BR/7"})),
+    );
+    assert_eq!(s, 200);
+    server.wait_size(
+        server.get_json("/v1/info")["sequenced_size"]
+            .as_u64()
+            .unwrap(),
+    );
+
+    let report = |framework: &str| -> Value {
+        eventually("the index to catch up", 30, || {
+            let (s, r) = call(
+                &server,
+                &server.token,
+                "GET",
+                &format!("/v1/reports/compliance?tenant=acme&framework={framework}"),
+                None,
+            );
+            assert_eq!(s, 200, "{r}");
+            (r["privacy"]["erasure"]["requests"] == 2
+                && r["privacy"]["breaches"]
+                    .as_array()
+                    .is_some_and(|b| !b.is_empty()))
+            .then_some(r)
+        })
+    };
+    for (framework, code, breach_ref) in [
+        ("ndpa", "ng", "NDPA 2023 s. 40"),
+        ("popia", "za", "POPIA s. 22"),
+        ("kenya-dpa", "ke", "Data Protection Act 2019 s. 43"),
+    ] {
+        let r = report(framework);
+        let p = &r["privacy"];
+        assert_eq!(r["framework"], framework);
+        assert!(
+            p["law"]["breaches"]
+                .as_str()
+                .unwrap()
+                .starts_with(breach_ref),
+            "{p}"
+        );
+        assert_eq!(
+            (p["organisation"].as_str(), p["dpo_contact"].as_str()),
+            (Some("Acme Lending Ltd"), Some("dpo@acme.example"))
+        );
+        let systems: Vec<(String, u64, Option<String>)> = p["processing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["system"].as_str().unwrap().to_string(),
+                    s["events"].as_u64().unwrap(),
+                    s["dpia"].as_str().map(str::to_string),
+                )
+            })
+            .collect();
+        assert!(
+            systems.contains(&("loan-assistant".into(), 2, Some("DPIA-2026-004".into()))),
+            "{systems:?}"
+        );
+        assert!(
+            systems.contains(&("kyc-checker".into(), 1, None)),
+            "{systems:?}"
+        );
+        assert!(
+            systems.iter().all(|s| !s.0.starts_with("aiaudit")),
+            "the ledger's own records are not processing"
+        );
+        let e = &p["erasure"];
+        assert_eq!(
+            (
+                e["requests"].as_u64(),
+                e["completed"].as_u64(),
+                e["pending"].as_u64(),
+                e["erasures_logged"].as_u64()
+            ),
+            (Some(2), Some(1), Some(1), Some(1)),
+            "{e}"
+        );
+        let done = e["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["completed_at"].is_string())
+            .unwrap();
+        assert_eq!(done["subject_tag"], erased["subject_tag"], "{e}");
+        assert!(
+            (done["hours"].as_f64().unwrap() - 5.0).abs() < 0.2,
+            "requested 5 h before the erasure: {done}"
+        );
+        let clocks = p["breaches"][0]["clocks"].as_array().unwrap();
+        assert!(
+            clocks
+                .iter()
+                .all(|c| c["key"].as_str().unwrap().starts_with(code)),
+            "{clocks:?}"
+        );
+        let authority = clocks
+            .iter()
+            .find(|c| c["key"] == format!("{code}:authority"))
+            .unwrap();
+        let expected = if code == "ng" { "on time" } else { "pending" };
+        assert_eq!(authority["outcome"], expected, "{authority}");
+        let findings = r["findings"].to_string();
+        assert!(
+            findings.contains("kyc-checker has no DPIA reference"),
+            "{findings}"
+        );
+        assert!(
+            !findings.contains("no data protection officer"),
+            "{findings}"
+        );
+    }
+    let (_, md) = call(
+        &server,
+        &server.token,
+        "GET",
+        "/v1/reports/compliance?tenant=acme&framework=ndpa&format=md",
+        None,
+    );
+    let md = md.as_str().unwrap();
+    assert!(
+        md.contains("Annex: figures for the NDPC annual Compliance Audit Return"),
+        "{md}"
+    );
+    assert!(md.contains("| NDPC registration | NDPC-REG-0042 |"), "{md}");
+    let (s, p) = call(
+        &server,
+        &server.token,
+        "GET",
+        "/v1/reports/compliance?tenant=acme&framework=gdpr",
+        None,
+    );
+    assert_eq!((s, p["parameter"].as_str()), (400, Some("framework")));
+    // The CLI asks for the same.
+    let out = aiaudit(&[
+        "report",
+        "--url",
+        &server.url,
+        "--token",
+        &server.token,
+        "--tenant",
+        "acme",
+        "--framework",
+        "kenya-dpa",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(r["framework"], "kenya-dpa");
 }

@@ -6,6 +6,7 @@ import { verifyCheckpoint, checkWitnesses, b64decode, equal } from './verify.js'
 import { pinnedKey, pinnedPolicy } from './signin.js';
 import { lineChart } from './chart.js';
 import { h, mount, card, badge, age, errorBox, notAvailable, fields } from './ui.js';
+import { isOpen, dueSoon } from './incidents.js';
 
 const SAMPLES = 'aiaudit.samples';
 const MAX_SAMPLES = 720; // an hour at one sample every 5 s
@@ -104,7 +105,27 @@ async function alertsCard() {
   const v = violations instanceof Error ? errorBox(violations)
     : violations === null ? notAvailable('Violations')
       : h('p', {}, `${(violations.violations || []).length ? '' : 'No '}open violations`, ' ', h('a', { href: '#/violations' }, 'see all'));
-  return card('Alerts and violations now', list, v);
+  return card('Alerts and violations now', list, v, await incidentsLine());
+}
+
+/// Open incidents and the breach clocks overdue or due within 24 h, of the
+/// newest 1000 incidents (clocks run on after an incident is resolved).
+async function incidentsLine() {
+  let body;
+  try { body = await optional('/v1/incidents?limit=1000'); } catch (e) { return errorBox(e); }
+  if (body === null) return notAvailable('Incidents');
+  const all = body.incidents || [];
+  const open = all.filter(isOpen).length;
+  const clocks = all.flatMap((i) => (i.breach?.clocks || []).filter((c) => dueSoon(c)));
+  const overdue = clocks.filter((c) => c.overdue).length;
+  const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+  return h('p', { id: 'incidents-now' },
+    plural(open, 'open incident', 'open incidents'), '; ',
+    overdue ? badge(false, `${plural(clocks.length, 'breach clock', 'breach clocks')} overdue or due within 24 h (${overdue} overdue)`)
+      : clocks.length ? h('strong', {}, `${plural(clocks.length, 'breach clock', 'breach clocks')} due within 24 h`)
+        : 'no breach clock overdue or due within 24 h',
+    body.total > all.length ? ` (of the newest ${all.length} of ${body.total})` : '',
+    ' ', h('a', { href: '#/incidents' }, 'see incidents'));
 }
 
 function backupCard(info) {

@@ -25,6 +25,11 @@ pub struct ReportArgs {
     /// Period end (RFC 3339, exclusive); default: now.
     #[arg(long)]
     to: Option<String>,
+    /// The law the report is drawn up for: the EU AI Act (record keeping,
+    /// oversight), Nigeria's NDPA 2023, South Africa's POPIA or Kenya's
+    /// Data Protection Act 2019.
+    #[arg(long, default_value = "eu-ai-act", value_parser = ["eu-ai-act", "ndpa", "popia", "kenya-dpa"])]
+    framework: String,
     /// html (self-contained, with charts), json or md.
     #[arg(long, default_value = "html", value_parser = ["html", "json", "md"])]
     format: String,
@@ -37,6 +42,7 @@ fn query(args: &ReportArgs) -> Vec<(&'static str, String)> {
     let mut q = vec![
         ("tenant", args.tenant.clone()),
         ("format", args.format.clone()),
+        ("framework", args.framework.clone()),
     ];
     q.extend(args.from.clone().map(|v| ("from", v)));
     q.extend(args.to.clone().map(|v| ("to", v)));

@@ -206,6 +206,8 @@ struct FileConfig {
     webhook_url: Option<String>,
     /// `[incidents]`: business hours, jurisdictions, webhooks, detections.
     incidents: Option<aiaudit_ledger::incidents::IncidentConfig>,
+    /// `[compliance]`: DPIA references, DPO, residency, per tenant.
+    compliance: Option<aiaudit_ledger::reports::privacy::ComplianceConfig>,
 }
 
 fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
@@ -382,6 +384,7 @@ fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
         witness_policy,
         witness_quorum,
         incidents: file.incidents.take().unwrap_or_default(),
+        compliance: file.compliance.take().unwrap_or_default(),
     };
     config
         .incidents

@@ -98,6 +98,9 @@ pub struct LedgerConfig {
     /// Incidents: business hours, jurisdictions, webhooks, detections
     /// (`[incidents]`, docs/incidents.md).
     pub incidents: crate::incidents::IncidentConfig,
+    /// What reports cannot read from the log: DPIA references, DPO,
+    /// residency statements (`[compliance]`, docs/reports.md).
+    pub compliance: crate::reports::privacy::ComplianceConfig,
 }
 
 pub const DEFAULT_MAX_BATCH_EVENTS: usize = 10_000;
@@ -157,6 +160,7 @@ impl Default for LedgerConfig {
             witness_policy: None,
             witness_quorum: None,
             incidents: Default::default(),
+            compliance: Default::default(),
         }
     }
 }

@@ -1556,6 +1556,11 @@ impl Ledger {
             .map_err(|e| conflict(format!("incident {id}: {e}")))
     }
 
+    /// Every incident of `tenant` (for reports, already authorized).
+    pub(crate) fn incidents_of(&self, tenant: &str) -> Vec<Incident> {
+        self.incidents.state.list(|i| i.tenant == tenant)
+    }
+
     /// The organisation details of `tenant` for regulator packs.
     pub fn incident_tenant_config(&self, tenant: &str) -> TenantIncidentConfig {
         self.incidents.rules.tenant(tenant)

@@ -6,6 +6,7 @@
 //! violations' lifecycle folded from the log. What each section attests,
 //! and what it cannot, is in docs/reports.md.
 
+pub mod privacy;
 pub mod render;
 
 use crate::auth::Principal;
@@ -41,6 +42,8 @@ pub enum Format {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub tenant: String,
+    /// eu-ai-act (default), ndpa, popia or kenya-dpa.
+    pub framework: privacy::Framework,
     pub from_ms: i64,
     pub to_ms: i64,
     pub format: Format,
@@ -51,11 +54,11 @@ pub struct Request {
 pub fn parse_request(params: &HashMap<String, String>, now_ms: i64) -> Result<Request> {
     if let Some(name) = params
         .keys()
-        .find(|k| !["tenant", "from", "to", "format"].contains(&k.as_str()))
+        .find(|k| !["tenant", "from", "to", "format", "framework"].contains(&k.as_str()))
     {
         return Err(Error::bad_parameter(
             name,
-            "unknown parameter; a report takes tenant, from, to and format",
+            "unknown parameter; a report takes tenant, from, to, format and framework",
         ));
     }
     let get = |n: &str| params.get(n).map(|v| v.trim()).filter(|v| !v.is_empty());
@@ -93,8 +96,18 @@ pub fn parse_request(params: &HashMap<String, String>, now_ms: i64) -> Result<Re
             ))
         }
     };
+    let framework = match get("framework") {
+        None => privacy::Framework::EuAiAct,
+        Some(f) => privacy::Framework::parse(f).ok_or_else(|| {
+            Error::bad_parameter(
+                "framework",
+                format!("{f:?} is not eu-ai-act, ndpa, popia or kenya-dpa"),
+            )
+        })?,
+    };
     Ok(Request {
         tenant,
+        framework,
         from_ms,
         to_ms,
         format,
@@ -105,6 +118,8 @@ pub fn parse_request(params: &HashMap<String, String>, now_ms: i64) -> Result<Re
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// eu-ai-act, ndpa, popia or kenya-dpa.
+    pub framework: &'static str,
     pub period: PeriodInfo,
     pub tenant: String,
     pub generated_at: String,
@@ -115,6 +130,9 @@ pub struct Report {
     pub integrity: Integrity,
     pub violations: ViolationSummary,
     pub data_protection: DataProtection,
+    /// NDPA, POPIA or Kenya DPA: processing records, erasures, breaches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<privacy::Privacy>,
     pub findings: Vec<Finding>,
 }
 
@@ -442,6 +460,7 @@ pub fn findings(r: &Report) -> Vec<Finding> {
             ),
         );
     }
+    privacy::findings(r, &mut add);
     let rank = |s: &str| match s {
         "high" => 0,
         "medium" => 1,
@@ -621,7 +640,11 @@ pub fn gather(ledger: &Ledger, req: &Request, now_ms: i64) -> Result<Report> {
         count(&["agent.decision"], HIGH).map_err(internal)?,
     );
     let erasures = count(&["data.erasure"], &[]).map_err(internal)?;
+    let art12 = systems(ledger, &p, days).map_err(internal)?;
+    let privacy =
+        privacy::gather(ledger, req.framework, &p, &art12.systems, now_ms).map_err(internal)?;
     let mut report = Report {
+        framework: req.framework.as_str(),
         period: PeriodInfo {
             from_ms: req.from_ms,
             from: rfc3339(req.from_ms),
@@ -638,7 +661,7 @@ pub fn gather(ledger: &Ledger, req: &Request, now_ms: i64) -> Result<Report> {
             verifier_key: ledger.verifier.to_vkey(),
             witnesses: ledger.cosigners(&published.note),
         },
-        art12: systems(ledger, &p, days).map_err(internal)?,
+        art12,
         art19_26_retention: retention(
             configured_retention(ledger, &req.tenant),
             ledger.index.oldest_ms(&req.tenant).map_err(internal)?,
@@ -651,6 +674,7 @@ pub fn gather(ledger: &Ledger, req: &Request, now_ms: i64) -> Result<Report> {
             erasures,
             keys_destroyed: keys_destroyed(ledger, &p, erasures),
         },
+        privacy,
         findings: Vec::new(),
     };
     report.findings = findings(&report);

@@ -125,6 +125,7 @@ async fn reads_that_fail_are_unavailable_not_internal_errors() {
     // A report still counts the erasure, but cannot sum the keys it destroyed.
     let now = aiaudit_ledger::reports::now_ms();
     let req = aiaudit_ledger::reports::Request {
+        framework: aiaudit_ledger::reports::privacy::Framework::EuAiAct,
         tenant: "acme".into(),
         from_ms: now - 86_400_000,
         to_ms: now + 86_400_000,

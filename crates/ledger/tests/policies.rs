@@ -234,6 +234,7 @@ async fn a_violation_is_logged_alerted_acknowledged_and_resolved() {
     indexed(&ledger).await;
     let now = reports::now_ms();
     let req = Request {
+        framework: aiaudit_ledger::reports::privacy::Framework::EuAiAct,
         tenant: "acme".into(),
         from_ms: now - 86_400_000,
         to_ms: now + 86_400_000,

@@ -23,6 +23,7 @@ fn ev(id: &str, tenant: &str, time: &str, source: &str, action: &str, risk: Opti
 
 fn week(tenant: &str) -> Request {
     Request {
+        framework: aiaudit_ledger::reports::privacy::Framework::EuAiAct,
         tenant: tenant.to_string(),
         from_ms: aiaudit_index::parse_time_ms("2026-01-05T00:00:00Z").unwrap(),
         to_ms: aiaudit_index::parse_time_ms("2026-01-12T00:00:00Z").unwrap(),
@@ -272,6 +273,7 @@ async fn erasures_in_the_period_are_counted_with_the_keys_they_destroyed() {
     let now = reports::now_ms();
     let day = 86_400_000;
     let req = Request {
+        framework: aiaudit_ledger::reports::privacy::Framework::EuAiAct,
         tenant: "acme".into(),
         from_ms: now - day,
         to_ms: now + day,

@@ -27,7 +27,7 @@ enum Chart {
 }
 
 struct Section {
-    title: &'static str,
+    title: String,
     note: String,
     table: Table,
     chart: Option<Chart>,
@@ -57,13 +57,193 @@ fn system_name(s: &Option<String>) -> String {
     s.clone().unwrap_or_else(|| "(unnamed)".to_string())
 }
 
+/// What the report is titled after: the framework's law.
+fn framework_title(r: &Report) -> String {
+    match &r.privacy {
+        Some(p) => format!("Compliance report ({})", p.law.name),
+        None => "Compliance report".to_string(),
+    }
+}
+
+/// The sections of a data-protection framework (NDPA, POPIA, Kenya DPA),
+/// each titled with the provision it serves.
+fn privacy_sections(r: &Report, p: &super::privacy::Privacy) -> Vec<Section> {
+    let law = &p.law;
+    let e = &p.erasure;
+    let section = |title: String, note: String, table: Table| Section {
+        title,
+        note,
+        table,
+        chart: None,
+        code: vec![],
+    };
+    let mut out = vec![
+        section(
+            format!("Controller and data protection officer ({})", law.dpo),
+            format!("Supervisory authority: {}.", law.authority),
+            kv(vec![
+                ("Organisation", opt(&p.organisation, "not configured")),
+                ("Data protection officer", opt(&p.dpo_contact, "not configured")),
+                ("Registration", opt(&p.registration, "not configured")),
+            ]),
+        ),
+        section(
+            format!("Records of processing by AI systems ({})", law.processing),
+            "Each AI system (source.name) that logged events in the period, from the log; DPIA references from [compliance] in the configuration.".into(),
+            Table {
+                headers: vec!["System", "Events", "First", "Last", "Actions", "DPIA"],
+                rows: p
+                    .processing
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            system_name(&s.system),
+                            s.events.to_string(),
+                            s.first.clone(),
+                            s.last.clone(),
+                            s.actions
+                                .iter()
+                                .map(|(a, n)| format!("{a}: {n}"))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            opt(&s.dpia, "none recorded"),
+                        ]
+                    })
+                    .collect(),
+            },
+        ),
+        section(
+            format!("Erasure requests ({})", law.erasure),
+            format!(
+                "{} requests ({}) in the period: {} completed, {} pending; {} erasure records (data.erasure) logged; median {} h, longest {} h; {} beyond the {}-day target.",
+                e.requests,
+                super::privacy::ERASURE_REQUEST,
+                e.completed,
+                e.pending,
+                e.erasures_logged,
+                opt(&e.median_hours, "-"),
+                opt(&e.max_hours, "-"),
+                e.over_target,
+                e.target_days
+            ),
+            Table {
+                headers: vec!["Subject tag", "Requested", "Completed", "Hours", "Log indexes"],
+                rows: e
+                    .rows
+                    .iter()
+                    .map(|x| {
+                        vec![
+                            x.subject_tag.clone(),
+                            x.requested_at.clone(),
+                            opt(&x.completed_at, "pending"),
+                            opt(&x.hours, "-"),
+                            format!(
+                                "{}{}",
+                                x.request_index,
+                                x.erasure_index.map(|i| format!(", {i}")).unwrap_or_default()
+                            ),
+                        ]
+                    })
+                    .collect(),
+            },
+        ),
+        section(
+            format!("Personal-data breaches and notifications ({})", law.breaches),
+            format!(
+                "{} breaches marked on incidents with awareness in the period; each clock judged from the log.",
+                p.breaches.len()
+            ),
+            Table {
+                headers: vec!["Incident", "Aware", "Notify", "Provision", "Deadline", "Notified", "Outcome"],
+                rows: p
+                    .breaches
+                    .iter()
+                    .flat_map(|b| {
+                        b.clocks.iter().map(move |c| {
+                            vec![
+                                format!("{} ({}, {})", b.title, b.severity, b.incident_id),
+                                b.aware_at.clone(),
+                                c.notify.clone(),
+                                c.reference.clone(),
+                                opt(&c.deadline, "as soon as reasonably possible"),
+                                match (&c.notified_at, &c.notification_reference) {
+                                    (Some(at), Some(r)) => format!("{at} (ref. {r})"),
+                                    (Some(at), None) => at.clone(),
+                                    _ => "not yet".into(),
+                                },
+                                c.outcome.to_string(),
+                            ]
+                        })
+                    })
+                    .collect(),
+            },
+        ),
+        section(
+            format!("Cross-border transfers and residency ({})", law.transfers),
+            "Statements from [compliance] in the configuration: the log does not know where copies travel.".into(),
+            kv(vec![
+                ("Data residency", opt(&p.data_residency, "not stated")),
+                ("Cross-border transfers", opt(&p.cross_border_transfers, "not stated")),
+            ]),
+        ),
+    ];
+    if p.framework == "ndpa" {
+        let late = p
+            .breaches
+            .iter()
+            .flat_map(|b| &b.clocks)
+            .filter(|c| matches!(c.outcome, "late" | "overdue"))
+            .count();
+        out.push(section(
+            "Annex: figures for the NDPC annual Compliance Audit Return".into(),
+            "Drawn from the sections above, for the period of this report; anchored to the checkpoint under Integrity.".into(),
+            kv(vec![
+                ("Organisation", opt(&p.organisation, "not configured")),
+                ("NDPC registration", opt(&p.registration, "not configured")),
+                ("Data protection officer", opt(&p.dpo_contact, "not configured")),
+                ("AI systems processing personal data (logged)", p.processing.len().to_string()),
+                ("AI systems with a DPIA reference", p.processing.iter().filter(|s| s.dpia.is_some()).count().to_string()),
+                ("Events logged", r.art12.total_events.to_string()),
+                ("Erasure requests / completed / pending", format!("{} / {} / {}", e.requests, e.completed, e.pending)),
+                ("Personal-data breaches", p.breaches.len().to_string()),
+                ("Breach notifications late or overdue", late.to_string()),
+                ("Retention configured", r.art19_26_retention.configured.clone()),
+                ("Checkpoint (size, root)", format!("{}, {}", r.integrity.checkpoint_size, r.integrity.checkpoint_root)),
+            ]),
+        ));
+    }
+    out
+}
+
 fn sections(r: &Report) -> Vec<Section> {
+    let all = eu_sections(r);
+    let Some(p) = &r.privacy else { return all };
+    // Findings first, then the law's own sections, then retention and
+    // integrity from the common report.
+    let mut it = all.into_iter();
+    let findings = it.next();
+    let rest: Vec<Section> = it.collect();
+    let retention_title = format!("Retention of records ({})", p.law.retention);
+    let mut out: Vec<Section> = findings.into_iter().collect();
+    out.extend(privacy_sections(r, p));
+    for mut s in rest {
+        if s.title.starts_with("Art. 19") {
+            s.title = retention_title.clone();
+            out.push(s);
+        } else if s.title == "Integrity" {
+            out.push(s);
+        }
+    }
+    out
+}
+
+fn eu_sections(r: &Report) -> Vec<Section> {
     let ret = &r.art19_26_retention;
     let o = &r.art14_oversight;
     let i = &r.integrity;
     vec![
         Section {
-            title: "Findings",
+            title: "Findings".into(),
             note: if r.findings.is_empty() {
                 "Nothing to act on.".into()
             } else {
@@ -81,7 +261,7 @@ fn sections(r: &Report) -> Vec<Section> {
             code: vec![],
         },
         Section {
-            title: "Art. 12: automatic logging per AI system",
+            title: "Art. 12: automatic logging per AI system".into(),
             note: format!(
                 "{} events from {} systems (source.name) over {} days.",
                 r.art12.total_events,
@@ -114,7 +294,7 @@ fn sections(r: &Report) -> Vec<Section> {
             code: vec![],
         },
         Section {
-            title: "Art. 19 and 26: retention of logs (at least six months)",
+            title: "Art. 19 and 26: retention of logs (at least six months)".into(),
             note: ret.findings.join(" "),
             table: kv(vec![
                 ("Configured retention", format!("{} (set by: {})", ret.configured, ret.configured_by)),
@@ -128,7 +308,7 @@ fn sections(r: &Report) -> Vec<Section> {
             code: vec![],
         },
         Section {
-            title: "Art. 14: human oversight",
+            title: "Art. 14: human oversight".into(),
             note: "Review ratio: human reviews and overrides per high-risk event.".into(),
             table: kv(vec![
                 ("Human reviews (human.review)", o.reviews.to_string()),
@@ -142,7 +322,7 @@ fn sections(r: &Report) -> Vec<Section> {
             code: vec![],
         },
         Section {
-            title: "Integrity",
+            title: "Integrity".into(),
             note: "The log is an RFC 6962 Merkle tree; the checkpoint below is signed. Check it independently:".into(),
             table: kv(vec![
                 ("Checkpoint size", i.checkpoint_size.to_string()),
@@ -164,7 +344,7 @@ fn sections(r: &Report) -> Vec<Section> {
             code: i.verify.iter().cloned().chain([r.log.checkpoint.clone()]).collect(),
         },
         Section {
-            title: "Policy violations",
+            title: "Policy violations".into(),
             note: format!(
                 "{} violations in the period; {} resolutions logged.",
                 r.violations.total, r.violations.resolutions_logged
@@ -190,7 +370,7 @@ fn sections(r: &Report) -> Vec<Section> {
             code: vec![],
         },
         Section {
-            title: "Data protection",
+            title: "Data protection".into(),
             note: "Erasures are crypto-shredding: the subject's keys are destroyed, the entries stay in the log.".into(),
             table: kv(vec![
                 ("Erasures (data.erasure)", r.data_protection.erasures.to_string()),
@@ -238,7 +418,8 @@ fn md_table(t: &Table) -> String {
 
 pub fn markdown(r: &Report) -> String {
     let mut out = format!(
-        "# Compliance report: {}\n\nPeriod {} to {} ({} days), generated {} by log {} (checkpoint size {}).\n\n",
+        "# {}: {}\n\nPeriod {} to {} ({} days), generated {} by log {} (checkpoint size {}).\n\n",
+        md_cell(&framework_title(r)),
         md_cell(&r.tenant),
         r.period.from,
         r.period.to,
@@ -318,9 +499,10 @@ th{background:#f4f4f4}pre{background:#f8f8f8;padding:.5em;overflow-x:auto;white-
 pub fn html(r: &Report) -> String {
     let mut out = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>Compliance report: {tenant}</title><style>{CSS}</style></head><body>\
-         <h1>Compliance report: {tenant}</h1><p class=\"meta\">Period {from} to {to} ({days} days). \
+         <title>{title}: {tenant}</title><style>{CSS}</style></head><body>\
+         <h1>{title}: {tenant}</h1><p class=\"meta\">Period {from} to {to} ({days} days). \
          Generated {at} by log {origin} (checkpoint size {size}).</p>",
+        title = escape_html(&framework_title(r)),
         tenant = escape_html(&r.tenant),
         from = escape_html(&r.period.from),
         to = escape_html(&r.period.to),
@@ -330,7 +512,7 @@ pub fn html(r: &Report) -> String {
         size = r.log.checkpoint_size,
     );
     for s in sections(r) {
-        out.push_str(&format!("<section><h2>{}</h2>", escape_html(s.title)));
+        out.push_str(&format!("<section><h2>{}</h2>", escape_html(&s.title)));
         if !s.note.is_empty() {
             out.push_str(&format!("<p>{}</p>", escape_html(&s.note)));
         }

@@ -124,6 +124,7 @@ fn rules_come_from_policy_actors() {
 fn sample() -> Report {
     let evil = "<script>alert(1)</script>|`x`\n# h";
     let mut r = Report {
+        framework: "eu-ai-act",
         period: PeriodInfo {
             from_ms: NOW - 3 * DAY_MS,
             from: rfc3339(NOW - 3 * DAY_MS),
@@ -200,6 +201,7 @@ fn sample() -> Report {
             erasures: 1,
             keys_destroyed: Some(2),
         },
+        privacy: None,
         findings: vec![],
     };
     r.findings = findings(&r);
@@ -306,4 +308,128 @@ fn many_systems_fold_into_one_line() {
         .collect();
     let html = render::html(&r);
     assert!(html.contains("5 other systems"));
+}
+
+/// The NDPA report of [`sample`]: hostile strings in every field the
+/// privacy sections print.
+fn sample_ndpa() -> Report {
+    use super::privacy::*;
+    let evil = "<script>alert(1)</script>|`x`\n# h";
+    let mut r = sample();
+    r.framework = "ndpa";
+    r.privacy = Some(Privacy {
+        framework: "ndpa",
+        law: Framework::Ndpa.law_for_tests(),
+        organisation: Some(evil.into()),
+        dpo_contact: None,
+        registration: None,
+        processing: vec![Processing {
+            system: Some(evil.into()),
+            events: 3,
+            first: rfc3339(NOW - DAY_MS),
+            last: rfc3339(NOW),
+            actions: [("model.invoke".to_string(), 3)].into(),
+            dpia: None,
+        }],
+        erasure: Erasure {
+            requests: 2,
+            completed: 1,
+            pending: 1,
+            erasures_logged: 1,
+            target_days: 30,
+            over_target: 1,
+            median_hours: Some(5.0),
+            max_hours: Some(5.0),
+            rows: vec![ErasureRow {
+                subject_tag: evil.into(),
+                requested_at: rfc3339(NOW - DAY_MS),
+                completed_at: None,
+                hours: None,
+                request_index: 7,
+                erasure_index: None,
+            }],
+        },
+        breaches: vec![BreachRow {
+            incident_id: "i-1".into(),
+            title: evil.into(),
+            severity: "high".into(),
+            status: "resolved".into(),
+            aware_at: rfc3339(NOW - 2 * DAY_MS),
+            clocks: vec![ClockRow {
+                key: "ng:authority".into(),
+                notify: "Nigeria Data Protection Commission (NDPC)".into(),
+                reference: "NDPA 2023 s. 40(2)".into(),
+                deadline: Some(rfc3339(NOW + DAY_MS)),
+                notified_at: None,
+                notification_reference: None,
+                outcome: "late",
+            }],
+        }],
+        data_residency: None,
+        cross_border_transfers: None,
+    });
+    r.findings = super::findings(&r);
+    r
+}
+
+#[test]
+fn the_framework_parameter_is_checked() {
+    let mut q = std::collections::HashMap::new();
+    q.insert("tenant".to_string(), "acme".to_string());
+    assert_eq!(
+        parse_request(&q, NOW).unwrap().framework,
+        super::privacy::Framework::EuAiAct
+    );
+    q.insert("framework".to_string(), "kenya-dpa".to_string());
+    assert_eq!(
+        parse_request(&q, NOW).unwrap().framework,
+        super::privacy::Framework::KenyaDpa
+    );
+    q.insert("framework".to_string(), "gdpr".to_string());
+    assert_eq!(
+        parse_request(&q, NOW).unwrap_err().parameter.as_deref(),
+        Some("framework")
+    );
+}
+
+#[test]
+fn ndpa_reports_name_each_provision_and_escape_what_they_print() {
+    let r = sample_ndpa();
+    let texts: Vec<&str> = r.findings.iter().map(|f| f.text.as_str()).collect();
+    assert!(
+        texts.iter().any(|t| t.contains("no DPIA reference")),
+        "{texts:?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("no data protection officer")),
+        "{texts:?}"
+    );
+    assert!(
+        texts.iter().any(|t| t.contains("longer than 30 days")),
+        "{texts:?}"
+    );
+    assert!(texts.iter().any(|t| t.contains("is late")), "{texts:?}");
+    let md = render::markdown(&r);
+    for needle in [
+        "Compliance report (Nigeria Data Protection Act 2023",
+        "Records of processing by AI systems (NDPA 2023 s. 24",
+        "Erasure requests (NDPA 2023 s. 34",
+        "Personal-data breaches and notifications (NDPA 2023 s. 40",
+        "Cross-border transfers and residency (NDPA 2023 ss. 41-43",
+        "Retention of records (NDPA 2023 s. 24(1)",
+        "Annex: figures for the NDPC annual Compliance Audit Return",
+        "| NDPA 2023 s. 40(2) |",
+    ] {
+        assert!(md.contains(needle), "{needle} missing:\n{md}");
+    }
+    assert!(
+        !md.contains("Art. 14: human oversight"),
+        "EU sections stay out"
+    );
+    assert!(!md.contains("<script>"), "{md}");
+    let html = render::html(&r);
+    assert!(!html.contains("<script>"));
+    assert!(html.contains("&lt;script&gt;"));
 }
