@@ -682,7 +682,7 @@ fn the_lifecycle_breach_clocks_review_and_pack_are_logged_and_survive_a_restart(
         .unwrap();
     assert_eq!(
         r.headers()["content-security-policy"],
-        "default-src 'none'; style-src 'unsafe-inline'",
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
         "a review holds alert text: no script may run in the ledger's origin"
     );
     assert!(

@@ -7,8 +7,8 @@ use aiaudit_incident::{Incident, Severity, Status};
 use aiaudit_ledger::Ledger;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::Json;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -175,23 +175,6 @@ pub async fn alertmanager(
     ))
 }
 
-/// A document built from logged text (alert titles, notes): never run as
-/// script in the ledger's origin, never sniffed into something else.
-fn text(body: String, content_type: &'static str) -> Response {
-    let mut resp = body.into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
-    );
-    resp
-}
-
 /// `GET /v1/incidents/{id}/review?format=md|html`: the post-incident review.
 pub async fn review(
     State(ledger): State<Arc<Ledger>>,
@@ -211,7 +194,7 @@ pub async fn review(
         }
     };
     let doc = ledger.incident_review(&p, &id, html).await?;
-    Ok(text(
+    Ok(crate::reports::document(
         doc,
         if html {
             "text/html; charset=utf-8"
@@ -236,5 +219,8 @@ pub async fn pack(
         ));
     };
     let doc = ledger.incident_pack(&p, &id, j).await?;
-    Ok(text(doc, "text/markdown; charset=utf-8"))
+    Ok(crate::reports::document(
+        doc,
+        "text/markdown; charset=utf-8",
+    ))
 }

@@ -26,6 +26,24 @@ fn filename_part(s: &str) -> String {
         .collect()
 }
 
+/// A document built from logged data (reports, incident reviews, packs):
+/// never sniffed into another type, never running script in the ledger's
+/// origin (inline styles and `data:` images only).
+pub fn document(body: String, content_type: &'static str) -> Response {
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src data:"),
+    );
+    resp
+}
+
 /// `GET /v1/reports/compliance?tenant=&from=&to=&format=json|html|md`:
 /// for auditors and admins of the tenant.
 pub async fn compliance(
@@ -45,18 +63,8 @@ pub async fn compliance(
         Format::Markdown => (render::markdown(&report), "text/markdown; charset=utf-8"),
         Format::Html => (render::html(&report), "text/html; charset=utf-8"),
     };
-    let mut resp = body.into_response();
+    let mut resp = document(body, content_type);
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    // The page holds event data: it must never run script in the ledger's origin.
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src data:"),
-    );
     if req.format == Format::Html {
         let name = format!(
             "attachment; filename=\"aiaudit-compliance-{}-{}-{}.html\"",
