@@ -553,6 +553,33 @@ fn the_lifecycle_breach_clocks_review_and_pack_are_logged_and_survive_a_restart(
         "refused requests log nothing"
     );
 
+    // What became known later is added; marking twice is refused.
+    let (s, p) = call(
+        &server,
+        &auditor,
+        "POST",
+        &format!("/v1/incidents/{id}/breach"),
+        Some(json!({"jurisdictions": ["za"]})),
+    );
+    assert_eq!(s, 409, "{p}");
+    let added = cli_json(
+        &server,
+        &auditor,
+        &[
+            "breach",
+            &id,
+            "--detail",
+            "consequences=possible fraud against one customer",
+        ],
+    );
+    assert_eq!(
+        added["breach"]["details"]["consequences"],
+        "possible fraud against one customer"
+    );
+    assert_eq!(
+        added["breach"]["details"]["records_approx"], 1,
+        "earlier details kept"
+    );
     let n = cli_json(
         &server,
         &auditor,
@@ -639,6 +666,10 @@ fn the_lifecycle_breach_clocks_review_and_pack_are_logged_and_survive_a_restart(
         "{pack}"
     );
     assert!(pack.contains("dpo@acme.example"), "{pack}");
+    assert!(
+        pack.contains("possible fraud against one customer"),
+        "details added later: {pack}"
+    );
     assert!(pack.contains("NDPC/BR/2026/0042"), "{pack}");
     assert!(pack.contains("[TO BE COMPLETED"), "{pack}");
     let (s, p) = call(
@@ -756,11 +787,14 @@ fn the_lifecycle_breach_clocks_review_and_pack_are_logged_and_survive_a_restart(
 
     let before = server.get_json(&format!("/v1/incidents/{id}"));
     assert_eq!(before["status"], "reviewed");
+    // Raised to critical while acknowledged, it may also have been escalated
+    // (escalate at once) if the watcher ticked before it was mitigated.
     let actions: Vec<&str> = before["transitions"]
         .as_array()
         .unwrap()
         .iter()
         .map(|t| t["action"].as_str().unwrap())
+        .filter(|a| *a != "incident.escalated")
         .collect();
     assert_eq!(
         actions,
@@ -769,6 +803,7 @@ fn the_lifecycle_breach_clocks_review_and_pack_are_logged_and_survive_a_restart(
             "incident.acknowledged",
             "incident.severity_changed",
             "incident.breach",
+            "incident.breach_details",
             "incident.notified",
             "incident.note",
             "incident.note",

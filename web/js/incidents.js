@@ -144,14 +144,15 @@ function clockRow(c) {
   const notified = n
     ? [n.at, n.reference ? ` · ref ${n.reference}` : '', ' · ', n.on_time ? tag('na', 'on time') : tag('bad', 'late'), ' (log ', eventLink(n.index), ')']
     : 'not yet';
+  // data-label: the column's name, shown beside each cell where the table is stacked (phones).
   return h('tr', { 'data-clock': c.key },
     h('th', { scope: 'row', class: 'mono' }, c.key),
-    h('td', {}, c.notify),
-    h('td', { class: 'reference' }, c.reference, c.wording ? h('div', { class: 'hint' }, c.wording) : null),
-    h('td', { class: 'deadline' }, c.deadline || 'as soon as reasonably possible'),
-    h('td', {}, notified),
-    h('td', {}, c.overdue ? tag('bad', 'overdue', 'overdue') : 'no'),
-    h('td', { class: 'left' }, c.notified || c.seconds_left == null ? '–' : left(c.seconds_left)));
+    h('td', { 'data-label': 'Notify' }, c.notify),
+    h('td', { 'data-label': 'Reference', class: 'reference' }, c.reference, c.wording ? h('div', { class: 'hint' }, c.wording) : null),
+    h('td', { 'data-label': 'Deadline', class: 'deadline' }, c.deadline || 'as soon as reasonably possible'),
+    h('td', { 'data-label': 'Notified' }, notified),
+    h('td', { 'data-label': 'Overdue' }, c.overdue ? tag('bad', 'overdue', 'overdue') : 'no'),
+    h('td', { 'data-label': 'Time left', class: 'left' }, c.notified || c.seconds_left == null ? '–' : left(c.seconds_left)));
 }
 
 function breachCard(i) {

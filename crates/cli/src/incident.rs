@@ -258,7 +258,11 @@ fn breach_body(
             .unwrap_or_else(|_| json!(v));
         d.insert(k.to_string(), value);
     }
-    let mut b = json!({"high_risk": high_risk, "details": d});
+    // Only what was given: `details` alone adds to a breach already marked.
+    let mut b = json!({"details": d});
+    if high_risk {
+        b["high_risk"] = json!(true);
+    }
     if let Some(a) = aware_at {
         b["aware_at"] = json!(a);
     }

@@ -47,6 +47,7 @@ pub enum Condition {
 
 /// One duty to notify.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Obligation {
     pub recipient: Recipient,
     /// Whom, by name ("Nigeria Data Protection Commission (NDPC)").
@@ -64,6 +65,7 @@ pub struct Obligation {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Jurisdiction {
     /// Short code (`ng`), lower case.
     pub code: String,
@@ -270,6 +272,11 @@ mod tests {
         .unwrap();
         validate(&gh).unwrap();
         assert_eq!(gh.obligations[0].when, Condition::Always);
+        // A misspelt key is refused, not read as "no deadline".
+        let typo = serde_json::json!({"code": "gh", "name": "Ghana", "law": "Act 843",
+            "obligations": [{"recipient": "authority", "notify": "DPC", "within_hour": 72,
+                             "reference": "s. 31", "wording": "promptly"}]});
+        assert!(serde_json::from_value::<Jurisdiction>(typo).is_err());
         let mut bad = gh.clone();
         bad.code = "GH".into();
         assert!(validate(&bad).is_err());

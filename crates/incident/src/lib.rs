@@ -43,6 +43,8 @@ pub mod action {
     pub const ESCALATED: &str = "incident.escalated";
     pub const ALERT: &str = "incident.alert";
     pub const BREACH: &str = "incident.breach";
+    /// What became known of a breach after it was marked (reasons for delay, numbers).
+    pub const BREACH_DETAILS: &str = "incident.breach_details";
     pub const NOTIFIED: &str = "incident.notified";
     pub const BREACH_REMINDER: &str = "incident.breach_reminder";
     pub const BREACH_DEADLINE_MISSED: &str = "incident.breach_deadline_missed";
@@ -61,6 +63,7 @@ pub mod action {
         ESCALATED,
         ALERT,
         BREACH,
+        BREACH_DETAILS,
         NOTIFIED,
         BREACH_REMINDER,
         BREACH_DEADLINE_MISSED,

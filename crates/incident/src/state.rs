@@ -420,6 +420,15 @@ fn fold(inner: &mut Inner, event: &Value, index: u64) -> bool {
                 missed: Vec::new(),
             });
         }
+        action::BREACH_DETAILS => {
+            let Some(b) = &mut i.breach else { return false };
+            let Some(details) = a["details"].as_object() else {
+                return false;
+            };
+            for (k, v) in details {
+                b.details.insert(k.clone(), v.clone());
+            }
+        }
         action::NOTIFIED => {
             let Some(b) = &mut i.breach else { return false };
             let key = a["clock"].as_str().unwrap_or("").to_string();
@@ -843,6 +852,20 @@ mod tests {
         assert_eq!(c["notified"]["reference"], "NDPC/2026/001");
         assert_eq!(c["notified"]["on_time"], false);
         assert_eq!(c["overdue"], false);
+        // Details learnt later are added, the first ones kept.
+        s.apply(
+            &ev(
+                action::BREACH_DETAILS,
+                "i1",
+                "acme",
+                "2026-03-07T16:00:00Z",
+                json!({"details": {"delay_reasons": "the processor told us late"}}),
+            ),
+            9,
+        );
+        let b = s.get("i1").unwrap().breach.unwrap();
+        assert_eq!(b.details["delay_reasons"], "the processor told us late");
+        assert_eq!(b.aware_at, ms(T0));
         // A clock the breach did not start cannot be notified.
         assert!(!s.apply(
             &ev(

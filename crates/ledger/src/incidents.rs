@@ -870,12 +870,26 @@ impl Ledger {
         let b = breach_request(req)?;
         let _one = self.incidents.changes.lock().await;
         let incident = self.incident(who, id)?;
-        if incident.breach.is_some() {
-            return Err(conflict(format!(
-                "incident {id} is already marked a breach"
-            )));
-        }
         let actor = who.provenance();
+        if incident.breach.is_some() {
+            // Marked already: only what became known since may be added.
+            let only_details = req
+                .as_object()
+                .is_some_and(|o| o.keys().all(|k| k == "details"));
+            if !only_details || b.details.is_empty() {
+                return Err(conflict(format!(
+                    "incident {id} is already marked a breach; send {{\"details\": {{...}}}} alone to add what became known since"
+                )));
+            }
+            let e = event(
+                &incident.tenant,
+                action::BREACH_DETAILS,
+                (&actor, "user"),
+                json!({"incident_id": id, "details": b.details}),
+            );
+            self.append_incident_events(vec![e]).await?;
+            return self.incident(who, id);
+        }
         let e = self.breach_event(&incident.tenant, id, (&actor, "user"), b)?;
         self.append_incident_events(vec![e]).await?;
         let after = self.incident(who, id)?;

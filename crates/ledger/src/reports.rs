@@ -460,7 +460,22 @@ pub fn findings(r: &Report) -> Vec<Finding> {
             ),
         );
     }
-    privacy::findings(r, &mut add);
+    // A data-protection report shows neither the AI Act's sections nor its
+    // six-month minimum (those laws limit storage instead): only what its
+    // own sections and the integrity section explain.
+    if r.privacy.is_some() {
+        out.retain(|f| f.section == "integrity" || (f.section == "art12" && f.severity == "high"));
+    }
+    {
+        let mut add = |severity, section, text: String| {
+            out.push(Finding {
+                severity,
+                section,
+                text,
+            })
+        };
+        privacy::findings(r, &mut add);
+    }
     let rank = |s: &str| match s {
         "high" => 0,
         "medium" => 1,

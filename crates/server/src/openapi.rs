@@ -122,7 +122,7 @@ pub const ROUTES: &[Route] = &[
     Route { method: "get", path: "/v1/holds", summary: "Legal holds in force", access: Access::Read, query: &[], body: None, ok: (200, "holds"), produces: JSON },
     Route { method: "post", path: "/v1/holds", summary: "Place a legal hold: retention expiry stops for the tenant (logged)", access: Access::Admin, query: &[], body: Some("{tenant (or *), reason}"), ok: (201, "hold"), produces: JSON },
     Route { method: "delete", path: "/v1/holds/{id}", summary: "Release a legal hold (logged)", access: Access::Admin, query: &[], body: None, ok: (200, "id, released"), produces: JSON },
-    Route { method: "get", path: "/v1/reports/compliance", summary: "Compliance report of one tenant over a period (EU AI Act Art. 12, 14, 19/26; integrity, violations, erasures)", access: Access::Read,
+    Route { method: "get", path: "/v1/reports/compliance", summary: "Compliance report of one tenant over a period: EU AI Act (Art. 12, 14, 19/26), or NDPA, POPIA, Kenya DPA (processing records, erasures, breach notifications); integrity", access: Access::Read,
         query: &[("framework", "eu-ai-act (default), ndpa, popia or kenya-dpa"), ("tenant", "required: the tenant"), ("from", "period start (RFC 3339, inclusive; default: 30 days before to)"), ("to", "period end (RFC 3339, exclusive; default: now)"), ("format", "json (default), html (self-contained, with charts) or md")],
         body: None, ok: (200, "the report (docs/reports.md)"), produces: JSON },
     Route { method: "get", path: "/v1/openapi.json", summary: "This description", access: Access::Open, query: &[], body: None, ok: (200, "OpenAPI 3.1"), produces: JSON },

@@ -67,7 +67,12 @@ pub async fn compliance(
     let h = resp.headers_mut();
     if req.format == Format::Html {
         let name = format!(
-            "attachment; filename=\"aiaudit-compliance-{}-{}-{}.html\"",
+            "attachment; filename=\"aiaudit-compliance-{}{}-{}-{}.html\"",
+            // The AI Act report keeps the name it always had.
+            match req.framework {
+                aiaudit_ledger::reports::privacy::Framework::EuAiAct => String::new(),
+                f => format!("{}-", f.as_str()),
+            },
             filename_part(&req.tenant),
             date(req.from_ms),
             date(req.to_ms)

@@ -415,9 +415,11 @@ pub fn gather(
         crate::policies::SOURCE_NAME,
         aiaudit_incident::SOURCE_NAME,
     ];
+    // Applications that only log data-subject requests process nothing.
     let processing = systems
         .iter()
         .filter(|s| !own.contains(&s.system.as_deref().unwrap_or("")))
+        .filter(|s| !s.actions.keys().all(|a| a.starts_with("data_subject.")))
         .map(|s| Processing {
             system: s.system.clone(),
             events: s.events,

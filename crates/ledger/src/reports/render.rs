@@ -203,7 +203,7 @@ fn privacy_sections(r: &Report, p: &super::privacy::Privacy) -> Vec<Section> {
                 ("Data protection officer", opt(&p.dpo_contact, "not configured")),
                 ("AI systems processing personal data (logged)", p.processing.len().to_string()),
                 ("AI systems with a DPIA reference", p.processing.iter().filter(|s| s.dpia.is_some()).count().to_string()),
-                ("Events logged", r.art12.total_events.to_string()),
+                ("Events logged by those systems", p.processing.iter().map(|s| s.events).sum::<u64>().to_string()),
                 ("Erasure requests / completed / pending", format!("{} / {} / {}", e.requests, e.completed, e.pending)),
                 ("Personal-data breaches", p.breaches.len().to_string()),
                 ("Breach notifications late or overdue", late.to_string()),
@@ -228,7 +228,15 @@ fn sections(r: &Report) -> Vec<Section> {
     out.extend(privacy_sections(r, p));
     for mut s in rest {
         if s.title.starts_with("Art. 19") {
+            // These laws limit storage to what the purpose needs: the
+            // figures, not the AI Act's six-month minimum.
             s.title = retention_title.clone();
+            s.note = "Retention configured and the oldest record held; compare them with the retention schedule of each purpose.".into();
+            s.table.rows.retain(|row| {
+                row[0] == "Configured retention"
+                    || row[0] == "Oldest record held"
+                    || row[0] == "Actual retention"
+            });
             out.push(s);
         } else if s.title == "Integrity" {
             out.push(s);
