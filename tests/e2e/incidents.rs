@@ -1361,3 +1361,143 @@ fn ndpa_popia_and_kenya_reports_are_drawn_from_the_log() {
     let r: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(r["framework"], "kenya-dpa");
 }
+
+/// Breach clocks act on their own: a reminder at the configured lead time
+/// before a deadline, once; a deadline passed with no notification logged
+/// as missed, counted and sent to the escalation webhook; a notification
+/// recorded after it judged late.
+#[test]
+fn breach_clocks_remind_once_and_record_a_missed_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (slack_url, slack_bodies) = webhook(200);
+    let config = dir.path().join("aiaudit.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[incidents]\nbreach_reminders = [\"100h\"]\n\
+             [[incidents.escalation_webhooks]]\nurl = \"{slack_url}\"\nformat = \"slack\"\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let now = time::OffsetDateTime::now_utc();
+    let ts = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let open = |title: &str, aware: time::OffsetDateTime| -> String {
+        let (s, i) = call(
+            &server,
+            &server.token,
+            "POST",
+            "/v1/incidents",
+            Some(
+                json!({"tenant": "acme", "title": title, "severity": "medium",
+                        "breach": {"jurisdictions": ["ng"], "aware_at": ts(aware)}}),
+            ),
+        );
+        assert_eq!(s, 201, "{i}");
+        i["id"].as_str().unwrap().to_string()
+    };
+    let actions = |id: &str, action: &str| -> Vec<Value> {
+        server.get_json(&format!("/v1/incidents/{id}"))["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["action"] == action)
+            .cloned()
+            .collect()
+    };
+    // Known 73 hours ago: the NDPC's 72 hours are over.
+    let late = open(
+        "Backups readable by a contractor",
+        now - time::Duration::hours(73),
+    );
+    let missed = eventually("the missed deadline", 30, || {
+        let m = actions(&late, "incident.breach_deadline_missed");
+        (!m.is_empty()).then_some(m)
+    });
+    assert_eq!(missed[0]["clock"], "ng:authority");
+    assert_eq!(missed[0]["by"], "aiaudit:incidents");
+    eventually("the missed-deadline metric", 10, || {
+        (server.metric("aiaudit_breach_deadlines_missed_total{jurisdiction=\"ng\"}") == Some(1.0))
+            .then_some(())
+    });
+    // Known now: 72 hours left, inside the 100-hour lead: one reminder.
+    let fresh = open("Prompt log exposed", now);
+    let reminder = eventually("the reminder", 30, || {
+        let r = actions(&fresh, "incident.breach_reminder");
+        (!r.is_empty()).then_some(r)
+    });
+    assert_eq!(
+        (
+            reminder[0]["clock"].as_str(),
+            reminder[0]["lead_seconds"].as_u64()
+        ),
+        (Some("ng:authority"), Some(360_000))
+    );
+    let texts = eventually("both on the escalation webhook", 30, || {
+        let b = slack_bodies.lock().unwrap();
+        let t: Vec<String> = b
+            .iter()
+            .filter_map(|x| x["text"].as_str().map(str::to_string))
+            .collect();
+        (t.iter()
+            .any(|x| x.contains("deadline MISSED: ng:authority"))
+            && t.iter()
+                .any(|x| x.contains("breach notification to ng:authority due")))
+        .then_some(t)
+    });
+    assert!(texts.iter().all(|t| !t.contains(&slack_url)), "{texts:?}");
+    // Once: a third breach's reminder comes and goes, the first stays alone.
+    let third = open("Model cache copied off-site", now);
+    eventually("the third reminder", 30, || {
+        (!actions(&third, "incident.breach_reminder").is_empty()).then_some(())
+    });
+    assert_eq!(actions(&fresh, "incident.breach_reminder").len(), 1);
+    assert_eq!(actions(&late, "incident.breach_deadline_missed").len(), 1);
+    // Notified after the deadline: recorded, and judged late.
+    let (s, i) = call(
+        &server,
+        &server.token,
+        "POST",
+        &format!("/v1/incidents/{late}/notified"),
+        Some(json!({"clock": "ng:authority", "reference": "NDPC/LATE/1"})),
+    );
+    assert_eq!(s, 200, "{i}");
+    let clock = i["breach"]["clocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"] == "ng:authority")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            clock["notified"]["on_time"].as_bool(),
+            clock["overdue"].as_bool()
+        ),
+        (Some(false), Some(false)),
+        "{clock}"
+    );
+    let (_, r) = call(
+        &server,
+        &server.token,
+        "GET",
+        "/v1/reports/compliance?tenant=acme&framework=ndpa",
+        None,
+    );
+    let outcomes: Vec<&str> = r["privacy"]["breaches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["clocks"][0]["outcome"].as_str().unwrap())
+        .collect();
+    assert!(
+        outcomes.contains(&"late") && outcomes.contains(&"pending"),
+        "{outcomes:?}"
+    );
+}
