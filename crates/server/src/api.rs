@@ -701,8 +701,8 @@ async fn count_bytes(
 
 /// Counts a refused request (401, 403, or 429 of the token's own rate
 /// limit, not load shedding) against its credential, for the burst
-/// detector: the token's id, or a short hash of a credential that matched
-/// none (never the secret).
+/// detector: the token's id, `unknown` for any credential that matched
+/// none, `anonymous` without one (never the secret).
 fn note_refused(ledger: &Ledger, authorization: Option<&HeaderValue>, resp: &Response) {
     let status = resp.status().as_u16();
     let counted = match status {
@@ -720,11 +720,10 @@ fn note_refused(ledger: &Ledger, authorization: Option<&HeaderValue>, resp: &Res
         None => "anonymous".to_string(),
         Some(v) => match ledger.principal(Some(v.as_bytes())) {
             Ok(Some(p)) => format!("token:{}", p.token_id),
-            _ => {
-                use sha2::Digest;
-                let h = sha2::Sha256::digest(v.as_bytes());
-                format!("unknown:{}", hex::encode(&h[..6]))
-            }
+            // One counter for every credential that matches no token: a
+            // guesser changes the token each time, and the counters stay
+            // as few as the tokens that exist.
+            _ => "unknown".to_string(),
         },
     };
     ledger.note_refused(&credential, status);
