@@ -762,6 +762,32 @@ fn the_lifecycle_breach_clocks_review_and_pack_are_logged_and_survive_a_restart(
         anchored.contains(&format!("| {last} |")),
         "the last event's inclusion proof"
     );
+    // The same leaf and proof the log serves for that checkpoint, on the
+    // last event's own row.
+    let served = server.get_json(&format!("/v1/proof/inclusion?index={last}&size={covered}"));
+    let hex = |b64: &str| -> String {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        raw.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let row = anchored
+        .lines()
+        .find(|l| l.starts_with(&format!("| {last} |")))
+        .expect("a row for the last event");
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    assert_eq!(
+        cells[2].trim_matches('`'),
+        hex(served["leaf_hash"].as_str().unwrap()),
+        "{row}"
+    );
+    for h in served["proof"].as_array().unwrap() {
+        assert!(
+            cells[3].contains(&hex(h.as_str().unwrap())),
+            "proof hash of {last}: {row}"
+        );
+    }
     let (s, p) = call(
         &server,
         &auditor,

@@ -1424,12 +1424,28 @@ impl Ledger {
         indexes.dedup();
         indexes.truncate(1000);
         let proofs = self.prove_records(size, indexes.clone()).await?;
-        let mut proof_rows = Vec::with_capacity(indexes.len());
-        for (i, p) in indexes.iter().zip(proofs) {
-            let (_, leaf) = self.prove_record(size, *i).await?;
-            proof_rows.push(json!({"index": i, "leaf_hash": hex::encode(leaf),
-                                   "proof": p.iter().map(hex::encode).collect::<Vec<_>>()}));
-        }
+        // The leaves are stored hashes: read them, not whole proofs again.
+        let leaves = {
+            let (store, wanted) = (self.store.clone(), indexes.clone());
+            tokio::task::spawn_blocking(move || {
+                wanted
+                    .into_iter()
+                    .map(|i| store.read_node(0, i))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            })
+            .await
+            .map_err(|e| Error::internal(e.to_string()))?
+            .map_err(|e| Error::from_proof("reading the leaves", &e))?
+        };
+        let proof_rows: Vec<Value> = indexes
+            .iter()
+            .zip(proofs)
+            .zip(leaves)
+            .map(|((i, p), leaf)| {
+                json!({"index": i, "leaf_hash": hex::encode(leaf),
+                       "proof": p.iter().map(hex::encode).collect::<Vec<_>>()})
+            })
+            .collect();
         let related_events = self.related_events(&incident).await?;
         let violations: Vec<Value> = incident
             .related
