@@ -43,6 +43,54 @@ pub const FIELDS: &[&str] = &[
     "attributes",
 ];
 
+/// The position of `key` in [`FIELDS`]. A `match`, which compiles to a
+/// switch on the length and fixed-size compares, where `FIELDS.contains`
+/// and the map's own lookups called `memcmp` once per candidate key: this
+/// runs for every key of every event.
+fn field_index(key: &str) -> Option<usize> {
+    match key {
+        "id" => Some(0),
+        "time" => Some(1),
+        "tenant" => Some(2),
+        "source" => Some(3),
+        "actor" => Some(4),
+        "action" => Some(5),
+        "outcome" => Some(6),
+        "resource" => Some(7),
+        "risk_level" => Some(8),
+        "purpose" => Some(9),
+        "subject" => Some(10),
+        "ai" => Some(11),
+        "input" => Some(12),
+        "output" => Some(13),
+        "trace_id" => Some(14),
+        "span_id" => Some(15),
+        "parent_span_id" => Some(16),
+        "human_oversight" => Some(17),
+        "attributes" => Some(18),
+        _ => None,
+    }
+}
+
+/// An event's top-level members by [`FIELDS`] position, found in one pass
+/// over its keys.
+struct Top<'a>([Option<&'a Value>; FIELDS.len()]);
+
+impl<'a> Top<'a> {
+    #[inline]
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        field_index(name).and_then(|i| self.0[i])
+    }
+
+    fn required(&self, c: &mut Checker, name: &str) -> Option<&'a Value> {
+        let v = self.get(name);
+        if v.is_none() {
+            c.fail(&[name], "required field is missing");
+        }
+        v
+    }
+}
+
 pub const ACTOR_TYPES: &[&str] = &["user", "service", "agent"];
 pub const OUTCOME_STATUSES: &[&str] = &["success", "failure", "denied"];
 pub const RISK_LEVELS: &[&str] = &[
@@ -209,8 +257,20 @@ pub fn is_valid_tenant(tenant: &str) -> bool {
 
 /// Checks an event against schema v1 and returns its id, or every error found.
 pub fn validate(event: &Map<String, Value>) -> Result<String, Vec<EventError>> {
+    validate_measured(event, 1 + event.values().map(depth).max().unwrap_or(0))
+}
+
+/// [`validate`] for a caller that measured the event's nesting depth while
+/// building it (`depth`: 1 for an object of scalars, one more per level of
+/// objects or arrays), which saves a walk over every value: the Python
+/// emitter counts while it converts a dict. A wrong `depth` can only make
+/// this check differ from the ledger's, which runs [`validate`] itself.
+pub fn validate_measured(
+    event: &Map<String, Value>,
+    depth: usize,
+) -> Result<String, Vec<EventError>> {
     let mut c = Checker { errors: Vec::new() };
-    let d = 1 + event.values().map(depth).max().unwrap_or(0);
+    let d = depth;
     if d > MAX_DEPTH {
         c.fail(
             &[],
@@ -218,17 +278,19 @@ pub fn validate(event: &Map<String, Value>) -> Result<String, Vec<EventError>> {
         );
         return Err(c.errors);
     }
-    for key in event.keys() {
-        if !FIELDS.contains(&key.as_str()) {
-            c.fail(
+    let mut top = Top([None; FIELDS.len()]);
+    for (key, value) in event {
+        match field_index(key) {
+            Some(i) => top.0[i] = Some(value),
+            None => c.fail(
                 &[key],
                 "unknown field (put custom data under \"attributes\")",
-            );
+            ),
         }
     }
 
     let mut id = None;
-    if let Some(v) = c.required(event, "id", &[]) {
+    if let Some(v) = top.required(&mut c, "id") {
         if let Some(s) = c.string(v, &["id"], MAX_ID_LEN) {
             if s.chars().any(|ch| ch.is_control() || ch.is_whitespace()) {
                 c.fail(&["id"], "must not contain whitespace or control characters");
@@ -237,7 +299,7 @@ pub fn validate(event: &Map<String, Value>) -> Result<String, Vec<EventError>> {
             }
         }
     }
-    if let Some(v) = c.required(event, "time", &[]) {
+    if let Some(v) = top.required(&mut c, "time") {
         if let Some(s) = c.string(v, &["time"], 64) {
             if time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
                 .is_err()
@@ -249,7 +311,7 @@ pub fn validate(event: &Map<String, Value>) -> Result<String, Vec<EventError>> {
             }
         }
     }
-    if let Some(v) = c.required(event, "tenant", &[]) {
+    if let Some(v) = top.required(&mut c, "tenant") {
         if let Some(s) = c.string(v, &["tenant"], MAX_TENANT_LEN) {
             if !is_valid_tenant(s) {
                 c.fail(
@@ -259,7 +321,7 @@ pub fn validate(event: &Map<String, Value>) -> Result<String, Vec<EventError>> {
             }
         }
     }
-    if let Some(v) = c.required(event, "source", &[]) {
+    if let Some(v) = top.required(&mut c, "source") {
         if let Some(m) = c.object(v, &["source"]) {
             if let Some(n) = c.required(m, "name", &["source"]) {
                 c.string(n, &["source", "name"], 256);
@@ -269,7 +331,7 @@ pub fn validate(event: &Map<String, Value>) -> Result<String, Vec<EventError>> {
             }
         }
     }
-    if let Some(v) = c.required(event, "actor", &[]) {
+    if let Some(v) = top.required(&mut c, "actor") {
         if let Some(m) = c.object(v, &["actor"]) {
             if let Some(n) = c.required(m, "id", &["actor"]) {
                 c.string(n, &["actor", "id"], 256);
@@ -279,7 +341,7 @@ pub fn validate(event: &Map<String, Value>) -> Result<String, Vec<EventError>> {
             }
         }
     }
-    if let Some(v) = c.required(event, "action", &[]) {
+    if let Some(v) = top.required(&mut c, "action") {
         if let Some(s) = c.string(v, &["action"], 128) {
             if !dotted_lowercase(s) {
                 c.fail(
@@ -289,7 +351,7 @@ pub fn validate(event: &Map<String, Value>) -> Result<String, Vec<EventError>> {
             }
         }
     }
-    if let Some(v) = event.get("outcome") {
+    if let Some(v) = top.get("outcome") {
         if let Some(m) = c.object(v, &["outcome"]) {
             if let Some(s) = c.required(m, "status", &["outcome"]) {
                 c.one_of(s, &["outcome", "status"], OUTCOME_STATUSES);
@@ -299,7 +361,7 @@ pub fn validate(event: &Map<String, Value>) -> Result<String, Vec<EventError>> {
             }
         }
     }
-    if let Some(v) = event.get("resource") {
+    if let Some(v) = top.get("resource") {
         if let Some(m) = c.object(v, &["resource"]) {
             for key in ["type", "id"] {
                 if let Some(s) = m.get(key) {
@@ -308,15 +370,15 @@ pub fn validate(event: &Map<String, Value>) -> Result<String, Vec<EventError>> {
             }
         }
     }
-    if let Some(v) = event.get("risk_level") {
+    if let Some(v) = top.get("risk_level") {
         c.one_of(v, &["risk_level"], RISK_LEVELS);
     }
     for key in ["purpose", "subject"] {
-        if let Some(v) = event.get(key) {
+        if let Some(v) = top.get(key) {
             c.string(v, &[key], 1024);
         }
     }
-    if let Some(v) = event.get("ai") {
+    if let Some(v) = top.get("ai") {
         if let Some(m) = c.object(v, &["ai"]) {
             for (key, value) in m {
                 let path = ["ai", key.as_str()];
@@ -345,7 +407,7 @@ pub fn validate(event: &Map<String, Value>) -> Result<String, Vec<EventError>> {
         }
     }
     for key in ["input", "output"] {
-        if let Some(v) = event.get(key) {
+        if let Some(v) = top.get(key) {
             if let Some(m) = c.object(v, &[key]) {
                 if !m.contains_key("content") && !m.contains_key("sha256") {
                     c.fail(&[key], "expected \"content\" or \"sha256\"");
@@ -362,15 +424,15 @@ pub fn validate(event: &Map<String, Value>) -> Result<String, Vec<EventError>> {
             }
         }
     }
-    if let Some(v) = event.get("trace_id") {
+    if let Some(v) = top.get("trace_id") {
         c.hex(v, &["trace_id"], 32);
     }
     for key in ["span_id", "parent_span_id"] {
-        if let Some(v) = event.get(key) {
+        if let Some(v) = top.get(key) {
             c.hex(v, &[key], 16);
         }
     }
-    if let Some(v) = event.get("human_oversight") {
+    if let Some(v) = top.get("human_oversight") {
         if let Some(m) = c.object(v, &["human_oversight"]) {
             for key in ["reviewer", "decision"] {
                 if let Some(s) = m.get(key) {
@@ -379,7 +441,7 @@ pub fn validate(event: &Map<String, Value>) -> Result<String, Vec<EventError>> {
             }
         }
     }
-    if let Some(v) = event.get("attributes") {
+    if let Some(v) = top.get("attributes") {
         c.object(v, &["attributes"]);
     }
     match (id, c.errors.is_empty()) {
@@ -454,6 +516,17 @@ mod tests {
             ]
         );
         assert_eq!(errs[4].1, "expected non-negative integer, got string");
+    }
+
+    #[test]
+    fn field_index_is_the_position_in_fields() {
+        for (i, f) in FIELDS.iter().enumerate() {
+            assert_eq!(field_index(f), Some(i), "{f}");
+            assert_eq!(field_index(&format!("{f}x")), None, "{f}x");
+            assert_eq!(field_index(&f[..f.len() - 1]), None, "{f} shortened");
+        }
+        assert_eq!(field_index("attributes "), None);
+        assert_eq!(field_index("ID"), None);
     }
 
     #[test]

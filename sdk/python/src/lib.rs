@@ -10,6 +10,7 @@
 
 use aiaudit_emitter::{Compression, EmitError, Emitter, FullPolicy, SignatureFormat, SpoolError};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::{Map, Number, Value};
@@ -55,6 +56,17 @@ pyo3::create_exception!(
 /// Nesting deeper than this is refused while converting (the schema allows
 /// 16 levels); it also stops a dict that contains itself.
 const MAX_CONVERT_DEPTH: usize = 32;
+
+/// What converting an event measured on the way.
+#[derive(Default)]
+struct Tally {
+    /// Roughly the bytes of JSON (for the size limit without serialising
+    /// every event twice).
+    bytes: usize,
+    /// Nesting depth as the schema counts it (1: an object of scalars), so
+    /// that validation need not walk the event again.
+    depth: usize,
+}
 
 /// One step of the path to a bad value.
 enum Step {
@@ -107,94 +119,196 @@ impl Bad {
 // `emit` for 1 KiB events (docs/performance.md, "Python emitter").
 extern "C" {
     fn PyUnicode_AsUTF8AndSize(
-        unicode: *mut pyo3::ffi::PyObject,
-        size: *mut pyo3::ffi::Py_ssize_t,
+        unicode: *mut ffi::PyObject,
+        size: *mut ffi::Py_ssize_t,
     ) -> *const std::os::raw::c_char;
 }
 
-fn text(s: &Bound<'_, PyString>) -> Result<String, Bad> {
-    let mut len: pyo3::ffi::Py_ssize_t = 0;
-    // SAFETY: `s` is a live str and the GIL is held; the buffer belongs to
-    // `s` and is copied before anything else runs.
-    let ptr = unsafe { PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut len) };
+/// The UTF-8 text of a `str` (exact or subclass).
+///
+/// # Safety
+/// `s` is a live `str` and the GIL is held.
+unsafe fn text(py: Python<'_>, s: *mut ffi::PyObject) -> Result<String, Bad> {
+    let mut len: ffi::Py_ssize_t = 0;
+    let ptr = PyUnicode_AsUTF8AndSize(s, &mut len);
     if ptr.is_null() {
         // A lone surrogate: CPython raised UnicodeEncodeError; take it back.
-        let _ = PyErr::take(s.py());
+        let _ = PyErr::take(py);
         return Err(Bad::new(
             "a string that is not valid UTF-8 (lone surrogates)",
         ));
     }
-    // SAFETY: CPython returned `len` bytes of valid UTF-8 at `ptr`.
-    let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len as usize) };
-    Ok(String::from_utf8_lossy(bytes).into_owned())
+    // The `len` bytes at `ptr` are valid UTF-8: CPython encodes a str with
+    // the strict handler, which fails (above) on the one thing a str can
+    // hold that UTF-8 cannot, a lone surrogate. Checking them again cost
+    // 13 % of `emit` (docs/performance.md, "Python emitter").
+    let text =
+        std::str::from_utf8_unchecked(std::slice::from_raw_parts(ptr.cast::<u8>(), len as usize));
+    Ok(text.to_owned())
 }
 
 /// Converts a Python value into JSON, counting roughly how many bytes it
 /// will take (for the size limit without serialising every event twice).
-fn to_json(v: &Bound<'_, PyAny>, depth: usize, size: &mut usize) -> Result<Value, Bad> {
+fn to_json(v: &Bound<'_, PyAny>, depth: usize, tally: &mut Tally) -> Result<Value, Bad> {
+    // SAFETY: `v` is alive for the whole call and the GIL is held.
+    unsafe { convert(v.py(), v.as_ptr(), depth, tally) }
+}
+
+/// [`to_json`] over borrowed pointers: the exact built-in types (what
+/// events are made of) are read with the C API directly, without the
+/// reference counting and checks of pyo3's safe wrappers (each a call into
+/// CPython under the stable ABI); anything else takes [`convert_other`].
+///
+/// # Safety
+/// `v` is a live object and the GIL is held. Borrowed pointers stay valid
+/// because nothing here runs Python code: exact types and subclasses are
+/// read through C accessors that ignore overridden methods, and no Python
+/// object is allocated (so no garbage collection runs finalizers) except
+/// on the error path, which reads nothing borrowed afterwards.
+unsafe fn convert(
+    py: Python<'_>,
+    v: *mut ffi::PyObject,
+    depth: usize,
+    tally: &mut Tally,
+) -> Result<Value, Bad> {
     if depth > MAX_CONVERT_DEPTH {
         return Err(Bad::new(format!(
             "nested more than {MAX_CONVERT_DEPTH} levels deep (or contains itself)"
         )));
     }
-    *size += 8;
-    // Exact types first (the common case), subclasses after.
-    if let Ok(s) = v.cast_exact::<PyString>() {
-        let s = text(s)?;
-        *size += s.len();
+    tally.bytes += 8;
+    if ffi::PyUnicode_CheckExact(v) != 0 {
+        let s = text(py, v)?;
+        tally.bytes += s.len();
         return Ok(Value::String(s));
     }
-    if let Ok(d) = v.cast::<PyDict>() {
-        let mut map = Map::new();
-        for (k, val) in d.iter() {
-            let Ok(key) = k.cast::<PyString>() else {
-                return Err(Bad::new(format!(
-                    "keys must be strings, found a key of type {}",
-                    type_name(&k)
-                )));
-            };
-            let key = text(key)?;
-            *size += key.len();
-            match to_json(&val, depth + 1, size) {
-                Ok(value) => {
-                    map.insert(key, value);
-                }
-                Err(bad) => return Err(bad.under(Step::Key(key))),
-            }
-        }
-        return Ok(Value::Object(map));
+    if ffi::PyDict_CheckExact(v) != 0 {
+        return dict(py, v, depth, tally);
     }
-    if v.is_none() {
+    if v == ffi::Py_None() {
         return Ok(Value::Null);
     }
-    // bool before int: True is an int in Python.
-    if let Ok(b) = v.cast_exact::<PyBool>() {
-        return Ok(Value::Bool(b.is_true()));
+    if v == ffi::Py_True() {
+        return Ok(Value::Bool(true));
     }
-    if v.cast::<PyInt>().is_ok() {
-        if let Ok(i) = v.extract::<i64>() {
-            return Ok(Value::from(i));
+    if v == ffi::Py_False() {
+        return Ok(Value::Bool(false));
+    }
+    if ffi::PyLong_CheckExact(v) != 0 {
+        return int(py, v);
+    }
+    if ffi::PyFloat_CheckExact(v) != 0 {
+        return float(ffi::PyFloat_AsDouble(v));
+    }
+    if ffi::PyList_CheckExact(v) != 0 {
+        tally.depth = tally.depth.max(depth + 1);
+        let n = ffi::PyList_Size(v);
+        let mut out = Vec::with_capacity(n.max(0) as usize);
+        for i in 0..n {
+            // Borrowed, and the list cannot change while no Python code runs.
+            let item = ffi::PyList_GetItem(v, i);
+            out.push(
+                convert(py, item, depth + 1, tally)
+                    .map_err(|bad| bad.under(Step::Index(i as usize)))?,
+            );
         }
-        if let Ok(u) = v.extract::<u64>() {
+        return Ok(Value::Array(out));
+    }
+    convert_other(&Bound::from_borrowed_ptr(py, v), depth, tally)
+}
+
+/// A dict's entries, in the dict's order.
+///
+/// # Safety
+/// As [`convert`]; `d` is a dict (exact or subclass: its own storage is
+/// read, as `json.dumps` does).
+unsafe fn dict(
+    py: Python<'_>,
+    d: *mut ffi::PyObject,
+    depth: usize,
+    tally: &mut Tally,
+) -> Result<Value, Bad> {
+    tally.depth = tally.depth.max(depth + 1);
+    let mut map = Map::new();
+    let mut pos: ffi::Py_ssize_t = 0;
+    let mut k: *mut ffi::PyObject = std::ptr::null_mut();
+    let mut val: *mut ffi::PyObject = std::ptr::null_mut();
+    while ffi::PyDict_Next(d, &mut pos, &mut k, &mut val) != 0 {
+        if ffi::PyUnicode_Check(k) == 0 {
+            return Err(Bad::new(format!(
+                "keys must be strings, found a key of type {}",
+                type_name(&Bound::from_borrowed_ptr(py, k))
+            )));
+        }
+        let key = text(py, k)?;
+        tally.bytes += key.len();
+        match convert(py, val, depth + 1, tally) {
+            Ok(value) => {
+                map.insert(key, value);
+            }
+            Err(bad) => return Err(bad.under(Step::Key(key))),
+        }
+    }
+    Ok(Value::Object(map))
+}
+
+/// An int (exact or subclass, read by value) within 64 bits.
+///
+/// # Safety
+/// As [`convert`]; `v` is an int.
+unsafe fn int(py: Python<'_>, v: *mut ffi::PyObject) -> Result<Value, Bad> {
+    let mut overflow: std::os::raw::c_int = 0;
+    let i = ffi::PyLong_AsLongLongAndOverflow(v, &mut overflow);
+    if overflow == 0 {
+        return Ok(Value::from(i));
+    }
+    if overflow > 0 {
+        let u = ffi::PyLong_AsUnsignedLongLong(v);
+        if PyErr::take(py).is_none() {
             return Ok(Value::from(u));
         }
-        return Err(Bad::new(
-            "an integer outside the 64-bit range JSON readers agree on",
-        ));
+    }
+    Err(Bad::new(
+        "an integer outside the 64-bit range JSON readers agree on",
+    ))
+}
+
+fn float(x: f64) -> Result<Value, Bad> {
+    Number::from_f64(x).map(Value::Number).ok_or_else(|| {
+        Bad::new(format!(
+            "{x} is not a JSON number (NaN and infinities are not)"
+        ))
+    })
+}
+
+/// Subclasses of the JSON types (an `enum.StrEnum` member, an `IntEnum`, a
+/// dict subclass), tuples, and the error for anything else.
+///
+/// # Safety
+/// As [`convert`].
+unsafe fn convert_other(
+    v: &Bound<'_, PyAny>,
+    depth: usize,
+    tally: &mut Tally,
+) -> Result<Value, Bad> {
+    let py = v.py();
+    // bool before int: True is an int in Python (bool cannot be subclassed).
+    if let Ok(b) = v.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if v.cast::<PyString>().is_ok() {
+        let s = text(py, v.as_ptr())?;
+        tally.bytes += s.len();
+        return Ok(Value::String(s));
+    }
+    if v.cast::<PyDict>().is_ok() {
+        return dict(py, v.as_ptr(), depth, tally);
+    }
+    if v.cast::<PyInt>().is_ok() {
+        return int(py, v.as_ptr());
     }
     if let Ok(f) = v.cast::<PyFloat>() {
-        let x = f.value();
-        return Number::from_f64(x).map(Value::Number).ok_or_else(|| {
-            Bad::new(format!(
-                "{x} is not a JSON number (NaN and infinities are not)"
-            ))
-        });
-    }
-    if let Ok(s) = v.cast::<PyString>() {
-        // A str subclass (an enum.StrEnum member, say).
-        let s = text(s)?;
-        *size += s.len();
-        return Ok(Value::String(s));
+        return float(f.value());
     }
     let items: Option<Vec<Bound<'_, PyAny>>> = if let Ok(l) = v.cast::<PyList>() {
         Some(l.iter().collect())
@@ -204,9 +318,13 @@ fn to_json(v: &Bound<'_, PyAny>, depth: usize, size: &mut usize) -> Result<Value
         None
     };
     if let Some(items) = items {
+        tally.depth = tally.depth.max(depth + 1);
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            out.push(to_json(item, depth + 1, size).map_err(|bad| bad.under(Step::Index(i)))?);
+            out.push(
+                convert(py, item.as_ptr(), depth + 1, tally)
+                    .map_err(|bad| bad.under(Step::Index(i)))?,
+            );
         }
         return Ok(Value::Array(out));
     }
@@ -253,8 +371,8 @@ fn prepare(
     event: &Bound<'_, PyAny>,
     max_event_bytes: usize,
 ) -> PyResult<(Value, String)> {
-    let mut size = 0usize;
-    let value = to_json(event, 0, &mut size).map_err(|bad| {
+    let mut tally = Tally::default();
+    let value = to_json(event, 0, &mut tally).map_err(|bad| {
         let field = bad.field();
         let message = format!("{}: {}", display_path(&field), bad.detail);
         invalid(py, &field, message, vec![(field.clone(), bad.detail)])
@@ -273,7 +391,7 @@ fn prepare(
     if !map.contains_key("time") {
         map.insert("time".into(), Value::String(now_rfc3339()));
     }
-    let id = match aiaudit_event::validate(&map) {
+    let id = match aiaudit_event::schema::validate_measured(&map, tally.depth) {
         Ok(id) => id,
         Err(errors) => {
             let first = &errors[0];
@@ -296,7 +414,7 @@ fn prepare(
     };
     // The estimate is below the serialised size by at most the escapes;
     // serialise only when it could matter.
-    if size.saturating_mul(6) > max_event_bytes {
+    if tally.bytes.saturating_mul(6) > max_event_bytes {
         let exact = serde_json::to_vec(&map)
             .map(|b| b.len())
             .unwrap_or(usize::MAX);

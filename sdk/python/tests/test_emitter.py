@@ -95,6 +95,56 @@ def test_invalid_events_raise_naming_the_field_and_nothing_is_queued(bad: Dict[s
     em.close(timeout=0)
 
 
+def test_every_python_json_type_converts_as_json_would() -> None:
+    """The native conversion reads exact built-in types with the C API and
+    subclasses (enums, dict and list subclasses) by value; both must give
+    what ``json.dumps`` gives, at the edges of the integer range too."""
+    import collections
+    import enum
+
+    class Colour(str, enum.Enum):
+        RED = "red"
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    class Tags(list):  # type: ignore[type-arg]
+        pass
+
+    attributes: Dict[str, Any] = {
+        "text": "caf\u00e9 \U0001F600 \u6f22\u5b57", "empty": "", "none": None, "yes": True, "no": False,
+        "zero": 0, "neg": -(2**63), "i64max": 2**63 - 1, "u64max": 2**64 - 1, "float": 1.5, "negfloat": -0.25,
+        "list": [1, "two", [3.0, None], {"four": 4}], "tuple": (1, "b"), "tags": Tags(["x", "y"]),
+        "ordered": collections.OrderedDict([("b", 1), ("a", 2)]), "enum": Colour.RED, "level": Level.HIGH,
+        "nested": {"a": {"b": {"c": [True, {"d": "e"}]}}},
+    }
+    got = aiaudit.validate_event(event(1, attributes=attributes))["attributes"]
+    expected = json.loads(json.dumps(attributes))
+    assert got == expected
+    assert type(got["u64max"]) is int and got["u64max"] == 2**64 - 1
+    assert got["level"] == 3 and got["enum"] == "red"
+    for bad in (2**64, -(2**63) - 1):
+        with pytest.raises(InvalidEvent, match="64-bit") as caught:
+            aiaudit.validate_event(event(1, attributes={"n": bad}))
+        assert caught.value.field == "attributes.n"
+
+
+def test_nesting_is_limited_exactly_where_the_ledger_limits_it() -> None:
+    """The depth measured while converting replaces the schema's own walk:
+    16 levels pass and 17 fail, through dicts and lists alike."""
+    def nest(levels: int, use_list: bool) -> Any:
+        value: Any = 1
+        for i in range(levels):
+            value = [value] if use_list and i % 2 == 0 else {"x": value}
+        return value
+
+    for use_list in (False, True):
+        # The event, attributes and 14 more: 16 levels.
+        aiaudit.validate_event(event(1, attributes={"n": nest(14, use_list)}))
+        with pytest.raises(InvalidEvent, match="nested 17 levels deep"):
+            aiaudit.validate_event(event(1, attributes={"n": nest(15, use_list)}))
+
+
 def test_oversized_and_non_dict_events_are_refused() -> None:
     em = Emitter(url="http://127.0.0.1:9", max_event_bytes=4096)
     with pytest.raises(InvalidEvent, match="limit is 4096"):
