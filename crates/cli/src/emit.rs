@@ -8,6 +8,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 #[derive(Args, Debug)]
@@ -97,8 +98,25 @@ pub fn run(args: EmitArgs) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_secs(args.timeout);
     match emitter.flush_delivered(timeout) {
         Ok(()) => {
-            println!("sent {total} events to {}", args.url);
+            // A batch the ledger refuses (an invalid event, a tenant the
+            // token does not hold) is answered, so it counts as handled:
+            // say so, and fail, rather than report it sent.
+            let rejected = emitter.stats().rejected.load(Ordering::Relaxed);
+            let why = emitter.last_error().unwrap_or_default();
             emitter.close(Duration::from_secs(1))?;
+            if rejected > 0 {
+                let kept = match &args.spool_dir {
+                    Some(dir) => {
+                        format!(" (set aside in {})", dir.join("rejected.ndjson").display())
+                    }
+                    None => String::new(),
+                };
+                eprintln!(
+                    "aiaudit emit: the ledger refused {rejected} of {total} events{kept}: {why}"
+                );
+                return Ok(ExitCode::from(1));
+            }
+            println!("sent {total} events to {}", args.url);
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

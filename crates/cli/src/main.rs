@@ -3,6 +3,8 @@
 mod agent;
 mod backup;
 mod bench;
+#[cfg(test)]
+mod config_docs;
 mod corpus;
 mod dr;
 mod emit;
@@ -18,6 +20,7 @@ mod token;
 mod upgrade;
 mod validate;
 mod verify;
+mod version;
 mod violations;
 mod witness;
 
@@ -33,6 +36,7 @@ use std::process::ExitCode;
 #[command(
     name = "aiaudit",
     version,
+    long_version = version::LONG_VERSION.as_str(),
     about = "AI Audit Emitter: a tamper-evident audit ledger for AI systems"
 )]
 struct Cli {

@@ -158,7 +158,7 @@ pub struct ServeArgs {
 /// The config file: every option of `serve`.
 #[derive(Deserialize, Default, Debug)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
+pub(crate) struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
     origin: Option<String>,
@@ -210,7 +210,7 @@ struct FileConfig {
     compliance: Option<aiaudit_ledger::reports::privacy::ComplianceConfig>,
 }
 
-fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
+pub(crate) fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
     let mut file: FileConfig = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)

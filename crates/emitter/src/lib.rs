@@ -26,4 +26,4 @@ pub mod spool;
 pub use client::{
     Compression, EmitError, Emitter, EmitterBuilder, FullPolicy, SignatureFormat, Stats,
 };
-pub use spool::{Spool, SpoolError};
+pub use spool::{Spool, SpoolError, FORMAT_LINE as SPOOL_FORMAT_LINE};

@@ -79,7 +79,8 @@ const SEGMENT_BYTES: u64 = 8 << 20;
 const HEADER_BYTES: usize = 8;
 const FORMAT_FILE: &str = "FORMAT";
 const FORMAT_TMP: &str = "FORMAT.tmp";
-const FORMAT_LINE: &[u8] = b"aiaudit-spool 2\n";
+/// The first line of `FORMAT` this version writes.
+pub const FORMAT_LINE: &[u8] = b"aiaudit-spool 2\n";
 /// The version before records were compressed; read, and upgraded at open.
 const FORMAT_LINE_V1: &[u8] = b"aiaudit-spool 1\n";
 /// The zstd level records are stored at: zstd's default, about 300 MB/s on

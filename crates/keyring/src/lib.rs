@@ -23,7 +23,7 @@ pub use ring::{
     valid_record, KeyChoice, Keyring, KeyringStats, DEFAULT_MAX_KEY_AGE_SECS, HMAC_PREFIX,
     SUBJECT_CACHE,
 };
-pub use subject_index::INDEX_FILE;
+pub use subject_index::{INDEX_FILE, INDEX_VERSION as SUBJECT_INDEX_VERSION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

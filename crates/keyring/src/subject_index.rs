@@ -37,7 +37,7 @@ const FILE_ID: &str = "file_id";
 const ROTATION: &str = "rotation_started";
 /// Index layout version.
 const VERSION: &str = "version";
-const INDEX_VERSION: u64 = 2;
+pub const INDEX_VERSION: u64 = 2;
 /// Commits are made durable at most this often (the rest is recovered by
 /// indexing the file's tail again at open).
 const SYNC_EVERY: Duration = Duration::from_secs(1);

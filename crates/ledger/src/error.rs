@@ -63,6 +63,47 @@ impl FieldError {
     }
 }
 
+/// Every problem type the API answers with, as the slug of its URI
+/// (`urn:aiaudit:problem:<slug>`): clients may switch on them, so they only
+/// ever grow. docs/troubleshooting.md has a section for each (tests check
+/// both ways, and that no code makes an error with a slug missing here).
+pub const PROBLEM_TYPES: &[&str] = &[
+    "bad-range",
+    "body-too-large",
+    "content-erased",
+    "encryption-off",
+    "event-too-large",
+    "export-too-large",
+    "forbidden",
+    "integrity-error",
+    "internal",
+    "invalid-alertmanager-payload",
+    "invalid-body",
+    "invalid-emitter",
+    "invalid-erasure",
+    "invalid-events",
+    "invalid-hash-request",
+    "invalid-hold",
+    "invalid-incident",
+    "invalid-otlp",
+    "invalid-parameter",
+    "invalid-token-request",
+    "invalid-transition",
+    "not-found",
+    "range-not-satisfiable",
+    "rate-limited",
+    "timeout",
+    "too-many-events",
+    "too-many-records",
+    "too-much-in-flight",
+    "unauthorized",
+    "unavailable",
+    "unreadable-body",
+    "unsupported",
+    "unsupported-content-encoding",
+    "unsupported-media-type",
+];
+
 /// An error of the ledger.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{title}: {detail}")]
@@ -87,6 +128,10 @@ pub const MAX_ERRORS: usize = 1000;
 
 impl Error {
     pub fn new(kind: Kind, slug: &str, title: &str, detail: impl Into<String>) -> Self {
+        debug_assert!(
+            PROBLEM_TYPES.contains(&slug),
+            "problem type {slug:?} is not in PROBLEM_TYPES (and docs/troubleshooting.md)"
+        );
         Error {
             kind,
             slug: slug.to_string(),
@@ -262,10 +307,10 @@ mod tests {
             (e.pointer.as_str(), e.path.as_str()),
             ("/tenants", "tenants")
         );
-        let e = Error::bad_field("invalid-x", "Invalid x", "name", "too long");
+        let e = Error::bad_field("invalid-body", "Invalid body", "name", "too long");
         assert_eq!(e.errors[0].pointer, "/name");
         assert_eq!(e.detail, "name: too long");
-        assert_eq!(e.type_uri(), "urn:aiaudit:problem:invalid-x");
+        assert_eq!(e.type_uri(), "urn:aiaudit:problem:invalid-body");
         let e = Error::bad_parameter("limit", "too big");
         assert_eq!(
             (e.kind, e.parameter.as_deref()),
@@ -330,5 +375,112 @@ mod tests {
             .detail
             .starts_with("1000 error(s) in the batch, first events[0].f0: bad"));
         assert!(refuse_if_any(Vec::new()).is_ok());
+    }
+
+    /// Every Rust source file of the workspace's crates, with its text.
+    fn rust_sources() -> Vec<(std::path::PathBuf, String)> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .canonicalize()
+            .unwrap();
+        let mut files = Vec::new();
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    files.push((path, text));
+                }
+            }
+        }
+        files
+    }
+
+    /// The slugs passed as string literals where errors are made: after a
+    /// `Kind::X,` (`Error::new`), a `StatusCode::X,` (`Problem::new`) or an
+    /// opening `bad_field(`, in every crate's sources.
+    fn slugs_in_sources(sources: &[(std::path::PathBuf, String)]) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        for (path, text) in sources {
+            for (at, _) in text.match_indices('"') {
+                let before = text[..at].trim_end();
+                let made_here = before.ends_with("bad_field(")
+                    || (before.ends_with(',')
+                        && ["Kind::", "StatusCode::"].iter().any(|p| {
+                            before[..before.len() - 1]
+                                .rsplit(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                                .next()
+                                .is_some_and(|w| w.starts_with(p))
+                        }));
+                if !made_here {
+                    continue;
+                }
+                let rest = &text[at + 1..];
+                let slug = &rest[..rest.find('"').unwrap()];
+                // `(StatusCode::OK, "text/plain")` is a response, not an error.
+                if slug.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') {
+                    found.push((slug.to_string(), path.display().to_string()));
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_slug_made_in_the_code_is_a_registered_problem_type() {
+        let sources = rust_sources();
+        let found = slugs_in_sources(&sources);
+        assert!(found.len() > 50, "the scan found only {found:?}");
+        for (slug, file) in &found {
+            assert!(
+                PROBLEM_TYPES.contains(&slug.as_str()),
+                "{file} makes an error of type {slug:?}, which PROBLEM_TYPES and docs/troubleshooting.md lack"
+            );
+        }
+        // And the registry holds nothing the code no longer answers with
+        // (the registry itself, which names every slug, left out).
+        let mut all = String::new();
+        for (_, text) in &sources {
+            match text.split_once("pub const PROBLEM_TYPES") {
+                Some((before, after)) => {
+                    all.push_str(before);
+                    all.push_str(&after[after.find("];").unwrap()..]);
+                }
+                None => all.push_str(text),
+            }
+        }
+        for slug in PROBLEM_TYPES {
+            assert!(
+                all.contains(&format!("\"{slug}\"")),
+                "PROBLEM_TYPES lists {slug:?}, which no code makes any more"
+            );
+        }
+    }
+
+    #[test]
+    fn troubleshooting_has_a_section_for_each_problem_type_and_no_other() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/troubleshooting.md");
+        let doc = std::fs::read_to_string(&path).unwrap();
+        let documented: std::collections::BTreeSet<&str> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("### urn:aiaudit:problem:"))
+            .map(str::trim)
+            .collect();
+        let registered: std::collections::BTreeSet<&str> = PROBLEM_TYPES.iter().copied().collect();
+        let missing: Vec<_> = registered.difference(&documented).collect();
+        let stale: Vec<_> = documented.difference(&registered).collect();
+        assert!(
+            missing.is_empty() && stale.is_empty(),
+            "docs/troubleshooting.md: no section for {missing:?}; sections for unknown types {stale:?}"
+        );
+        assert_eq!(
+            registered.len(),
+            PROBLEM_TYPES.len(),
+            "PROBLEM_TYPES lists a slug twice"
+        );
     }
 }
