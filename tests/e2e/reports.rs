@@ -424,3 +424,167 @@ fn reports_over_a_generated_month_have_exact_numbers() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("from"));
 }
+
+/// The `compliance.*` records of a tenant, newest first, once there are
+/// `n` of `action` (polled: the schedule runs on its own clock).
+fn wait_records(server: &Server, tenant: &str, action: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = server.get_json(&format!(
+            "/v1/events?tenant={tenant}&action={action}&order=desc&limit=100"
+        ))["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if found.len() >= n {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} {action} records of {tenant} after 60 s",
+            found.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn record_event(r: &Value) -> &Value {
+    if r["event"].is_object() {
+        &r["event"]
+    } else {
+        r
+    }
+}
+
+/// Seed §9.2: each tenant is checked on a schedule; the result is logged
+/// through the engine, a high finding raises one violation (not one per
+/// check) and an incident, the full reports are archived to the backup
+/// location with their SHA-256 logged, `aiaudit report schedule` shows it
+/// all, and no caller can write a record that passes for one.
+#[test]
+fn scheduled_compliance_checks_log_raise_and_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backups");
+    let config = dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "backup_to = [{:?}]\n[retention]\nacme = \"30d\"\n[compliance]\ncheck_every = \"2s\"\narchive_every = \"4s\"\n",
+            backups.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_with(&data, &["--config", config.to_str().unwrap()]);
+    let now = OffsetDateTime::now_utc();
+    server.post_events(&[ev(
+        "sched-1".into(),
+        "acme",
+        now,
+        "loan-assistant",
+        "model.invoke",
+    )]);
+
+    // Three checks: each logged, each with the retention finding.
+    let checks = wait_records(&server, "acme", "compliance.check", 3);
+    for c in &checks {
+        let e = record_event(c);
+        assert_eq!(e["source"]["name"], "aiaudit", "{e}");
+        assert_eq!(e["actor"]["id"], "aiaudit-compliance");
+        assert_eq!(e["outcome"]["status"], "failure", "{e}");
+        let a = &e["attributes"];
+        assert_eq!(a["framework"], "eu-ai-act");
+        assert!(a["checkpoint_size"].as_u64().unwrap() >= 1, "{a}");
+        assert_eq!(a["report_sha256"].as_str().unwrap().len(), 64);
+        let high = a["high_findings"].as_array().unwrap();
+        assert!(
+            high.iter().any(|f| f["section"] == "art19_26_retention"),
+            "{a}"
+        );
+    }
+    // Consecutive periods, no gap and no overlap.
+    let ends: Vec<(i64, i64)> = checks
+        .iter()
+        .map(|c| {
+            let a = &record_event(c)["attributes"];
+            (
+                a["period_from_ms"].as_i64().unwrap(),
+                a["period_to_ms"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    for pair in ends.windows(2) {
+        assert_eq!(pair[0].0, pair[1].1, "periods {ends:?}");
+    }
+
+    // One violation for the persisting finding, however many checks.
+    let violations = server.get_json("/v1/violations?tenant=acme")["violations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let retention: Vec<&Value> = violations
+        .iter()
+        .filter(|v| v["rule"] == "compliance_check.art19_26_retention")
+        .collect();
+    assert_eq!(retention.len(), 1, "{violations:?}");
+    assert_eq!(retention[0]["severity"], "high");
+    assert_eq!(
+        server.metric(
+            "aiaudit_compliance_findings{tenant=\"acme\",framework=\"eu-ai-act\",severity=\"high\"}"
+        ),
+        Some(1.0)
+    );
+
+    // The archive: both files at the backup location, their SHA-256 logged.
+    let archived = wait_records(&server, "acme", "compliance.archived", 1);
+    let a = &record_event(&archived[0])["attributes"];
+    let files = a["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{a}");
+    for f in files {
+        let name = f["name"].as_str().unwrap();
+        assert!(
+            name.starts_with("evidence/compliance/acme/eu-ai-act-"),
+            "{name}"
+        );
+        let bytes = std::fs::read(backups.join(name)).unwrap();
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        assert_eq!(f["sha256"], digest.as_str(), "{name}");
+    }
+
+    // The CLI shows what ran and what it found.
+    let out = aiaudit(&[
+        "report",
+        "schedule",
+        "--url",
+        &server.url,
+        "--token",
+        &server.token,
+        "--tenant",
+        "acme",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.contains("acme  eu-ai-act"), "{text}");
+    assert!(
+        text.contains("HIGH art19_26_retention: retention is configured to 30 days"),
+        "{text}"
+    );
+    assert!(text.contains("archived"), "{text}");
+
+    // A caller cannot write a record that passes for the ledger's.
+    let mut forged = ev(
+        "forged-1".into(),
+        "acme",
+        now,
+        "loan-assistant",
+        "compliance.check",
+    );
+    forged["attributes"] = json!({"framework": "eu-ai-act", "findings": {"high": 0}});
+    let r = server.post(
+        "/v1/events",
+        "application/json",
+        serde_json::to_vec(&[forged]).unwrap(),
+    );
+    assert!(r.status().is_client_error(), "{}", r.status());
+    assert!(r.text().unwrap().contains("reserved"));
+}

@@ -134,17 +134,7 @@ pub fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
         if let Some(c) = &cursor {
             params.push(("cursor", c.clone()));
         }
-        let resp = client
-            .get(format!("{base}/v1/events"))
-            .bearer_auth(&args.token)
-            .query(&params)
-            .send()
-            .with_context(|| format!("GET {base}/v1/events"))?;
-        let status = resp.status();
-        let body: Value = resp.json().unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("HTTP {status}: {}", body["detail"].as_str().unwrap_or(""));
-        }
+        let body = events_page(&client, base, &args.token, &params)?;
         for e in body["events"].as_array().into_iter().flatten() {
             if args.json {
                 println!("{e}");
@@ -268,4 +258,25 @@ pub fn run_export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// One page of `GET /v1/events` with these parameters.
+pub fn events_page(
+    client: &reqwest::blocking::Client,
+    base: &str,
+    token: &str,
+    params: &[(&str, String)],
+) -> anyhow::Result<Value> {
+    let resp = client
+        .get(format!("{base}/v1/events"))
+        .bearer_auth(token)
+        .query(params)
+        .send()
+        .with_context(|| format!("GET {base}/v1/events"))?;
+    let status = resp.status();
+    let body: Value = resp.json().unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("HTTP {status}: {}", body["detail"].as_str().unwrap_or(""));
+    }
+    Ok(body)
 }

@@ -390,6 +390,10 @@ pub(crate) fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
         .incidents
         .check()
         .map_err(|e| anyhow::anyhow!("config file: {e}"))?;
+    config
+        .compliance
+        .schedule()
+        .map_err(|e| anyhow::anyhow!("config file: {e}"))?;
     if let Some(s) = &config.storage {
         if !aiaudit_store::is_postgres_url(s) {
             anyhow::bail!("--storage must be a postgres:// URL (omit it for files in the data directory), got {s:?}");

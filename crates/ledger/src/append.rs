@@ -27,8 +27,14 @@ pub const SIGNATURE_FORMAT_HEADER: &str = "aiaudit-signature-format";
 
 /// Actions only the ledger writes: an event of a caller naming one is
 /// refused, so state rebuilt from the log cannot be forged.
-pub const RESERVED_ACTION_PREFIXES: &[&str] =
-    &["policy.", "retention.", "legal_hold.", "data.", "incident."];
+pub const RESERVED_ACTION_PREFIXES: &[&str] = &[
+    "policy.",
+    "retention.",
+    "legal_hold.",
+    "data.",
+    "incident.",
+    "compliance.",
+];
 /// Source names only the ledger writes.
 pub const RESERVED_SOURCES: &[&str] = &[
     "aiaudit",

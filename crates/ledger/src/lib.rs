@@ -19,6 +19,7 @@ pub mod admission;
 pub mod append;
 pub mod auth;
 pub mod backups;
+pub mod compliance_checks;
 pub mod config;
 pub mod emitters;
 pub mod entry_format;
@@ -327,6 +328,7 @@ impl Ledger {
         backups::spawn(ledger.clone())?;
         retention::spawn(ledger.clone(), ledger.config.retention_check_interval);
         scrub::spawn(ledger.clone(), ledger.config.scrub_interval);
+        compliance_checks::spawn(ledger.clone())?;
         Ok(ledger)
     }
 

@@ -65,6 +65,53 @@ pub struct IncidentMetrics {
     pub refused_requests: Counter,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ComplianceLabels {
+    pub tenant: String,
+    pub framework: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ComplianceFindingLabels {
+    pub tenant: String,
+    pub framework: String,
+    pub severity: String,
+}
+
+/// Scheduled compliance checks (docs/reports.md, "Scheduled checks").
+pub struct ComplianceMetrics {
+    /// Findings of each tenant's last check, by severity.
+    pub findings: Family<ComplianceFindingLabels, Gauge>,
+    /// When each tenant's last check ended its period (unix seconds).
+    pub last_check: Family<ComplianceLabels, Gauge>,
+    pub checks: Counter,
+    pub archives: Counter,
+    /// Checks or archives that could not be completed (logged as errors).
+    pub failed: Counter,
+}
+
+impl ComplianceMetrics {
+    /// `tenant` is a label already ([`Metrics::tenant_label`]).
+    pub fn set_findings(&self, tenant: &str, framework: &str, severity: &str, n: i64) {
+        self.findings
+            .get_or_create(&ComplianceFindingLabels {
+                tenant: tenant.into(),
+                framework: framework.into(),
+                severity: severity.into(),
+            })
+            .set(n);
+    }
+
+    pub fn set_last_check(&self, tenant: &str, framework: &str, unix: i64) {
+        self.last_check
+            .get_or_create(&ComplianceLabels {
+                tenant: tenant.into(),
+                framework: framework.into(),
+            })
+            .set(unix);
+    }
+}
+
 /// Seconds to minutes to days: 10 s .. about 2 weeks.
 fn response_buckets() -> impl Iterator<Item = f64> {
     exponential_buckets(10.0, 2.5, 14)
@@ -101,6 +148,7 @@ pub struct Metrics {
     /// Violations resolved through the lifecycle API, by severity.
     pub violations_resolved: Family<SeverityLabel, Counter>,
     pub incidents: IncidentMetrics,
+    pub compliance: ComplianceMetrics,
     /// Logged events the policy engine never saw because its queue was full.
     pub policy_events_dropped: Counter,
     /// Changes to the policy file that did not load (the previous rules stay).
@@ -264,6 +312,38 @@ impl Metrics {
             "aiaudit_refused_requests",
             "Requests refused with 401, 403 or 429 (the burst detector's input)",
             incidents.refused_requests.clone(),
+        );
+        let compliance = ComplianceMetrics {
+            findings: Family::default(),
+            last_check: Family::default(),
+            checks: Counter::default(),
+            archives: Counter::default(),
+            failed: Counter::default(),
+        };
+        r.register(
+            "aiaudit_compliance_findings",
+            "Findings of each tenant's last scheduled compliance check, by framework and severity",
+            compliance.findings.clone(),
+        );
+        r.register(
+            "aiaudit_compliance_last_check_timestamp_seconds",
+            "End of the period of each tenant's last scheduled compliance check (unix time)",
+            compliance.last_check.clone(),
+        );
+        r.register(
+            "aiaudit_compliance_checks",
+            "Scheduled compliance checks logged",
+            compliance.checks.clone(),
+        );
+        r.register(
+            "aiaudit_compliance_archives",
+            "Compliance report archives written to the backup locations",
+            compliance.archives.clone(),
+        );
+        r.register(
+            "aiaudit_compliance_failures",
+            "Scheduled compliance checks or archives that failed",
+            compliance.failed.clone(),
         );
         let policy_events_dropped = Counter::default();
         r.register(
@@ -527,6 +607,7 @@ impl Metrics {
             violations,
             violations_resolved,
             incidents,
+            compliance,
             policy_events_dropped,
             policy_reload_failures,
             verification_failures,

@@ -297,6 +297,12 @@ async fn append(ledger: &Arc<Ledger>, events: Vec<Value>) -> Result<Vec<u64>> {
     Ok(appended.iter().map(|a| a.index).collect())
 }
 
+/// Logs violations found outside the rule engine (scheduled compliance
+/// checks), counted and turned into incidents like the engine's own.
+pub(crate) async fn raise(ledger: &Arc<Ledger>, found: Vec<Violation>) {
+    record(ledger, found, None).await;
+}
+
 /// Logs, counts and alerts violations. Appending is retried: a violation
 /// must not be lost to a momentarily full disk.
 async fn record(

@@ -122,6 +122,14 @@ pub struct Law {
 pub struct ComplianceConfig {
     /// An erasure request older than this is flagged.
     pub erasure_target_days: u32,
+    /// How often each tenant's compliance is checked and the result logged
+    /// (`compliance.check`), e.g. "1d"; "0s" turns the checks off.
+    pub check_every: String,
+    /// The frameworks each scheduled check reports on.
+    pub check_frameworks: Vec<String>,
+    /// How often the full reports (JSON and HTML) are archived to the
+    /// backup locations as evidence (`compliance.archived`); "0s": never.
+    pub archive_every: String,
     pub tenants: BTreeMap<String, TenantCompliance>,
 }
 
@@ -129,9 +137,46 @@ impl Default for ComplianceConfig {
     fn default() -> Self {
         ComplianceConfig {
             erasure_target_days: 30,
+            check_every: "1d".into(),
+            check_frameworks: vec![Framework::EuAiAct.as_str().into()],
+            archive_every: "30d".into(),
             tenants: BTreeMap::new(),
         }
     }
+}
+
+impl ComplianceConfig {
+    /// The schedule, checked at start (a misspelt framework or duration
+    /// stops the server rather than silently never checking).
+    pub fn schedule(&self) -> std::result::Result<Schedule, String> {
+        let secs = |name: &str, v: &str| {
+            crate::auth::parse_duration_secs(v).ok_or_else(|| {
+                format!("compliance.{name}: {v:?} is not a duration such as 1d or 12h")
+            })
+        };
+        let frameworks = self
+            .check_frameworks
+            .iter()
+            .map(|f| {
+                Framework::parse(f).ok_or_else(|| {
+                    format!("compliance.check_frameworks: {f:?} is not eu-ai-act, ndpa, popia or kenya-dpa")
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Schedule {
+            check_every_secs: secs("check_every", &self.check_every)?,
+            archive_every_secs: secs("archive_every", &self.archive_every)?,
+            frameworks,
+        })
+    }
+}
+
+/// When scheduled compliance checks run (0: off).
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub check_every_secs: u64,
+    pub archive_every_secs: u64,
+    pub frameworks: Vec<Framework>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
