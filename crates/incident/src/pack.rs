@@ -311,19 +311,39 @@ pub fn markdown(input: &PackInput) -> Result<String, PackError> {
             bullets(&others)
         ));
     }
-    let indexes: Vec<String> = i
-        .transitions
-        .iter()
-        .filter_map(|s| s["index"].as_u64())
-        .map(|n| n.to_string())
-        .collect();
-    out.push_str(&format!(
-        "## Anchoring\n\nEvery figure above is taken from the audit log: the incident's \
-         events (log index {}) are covered by this signed checkpoint.\n\n",
-        indexes.join(", ")
+    out.push_str(&anchoring(
+        i.transitions.iter().filter_map(|s| s["index"].as_u64()),
+        input.checkpoint_note,
     ));
     out.push_str(&md_code_block(input.checkpoint_note));
     Ok(out)
+}
+
+/// The anchoring paragraph: which of the incident's events the checkpoint
+/// covers, and which were logged after it (a pack asked for right after a
+/// change must not claim a checkpoint covers what it does not).
+fn anchoring(indexes: impl Iterator<Item = u64>, checkpoint_note: &str) -> String {
+    let size = checkpoint_note
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let (covered, later): (Vec<u64>, Vec<u64>) = indexes.partition(|&n| n < size);
+    let list = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+    let mut text = format!(
+        "## Anchoring\n\nEvery figure above is taken from the audit log: the incident's \
+         events at log index {} are covered by this signed checkpoint (size {size}).",
+        list(&covered)
+    );
+    if !later.is_empty() {
+        text.push_str(&format!(
+            " Those at index {} were logged after it: draw the pack again once a newer \
+             checkpoint covers them.",
+            list(&later)
+        ));
+    }
+    text.push_str("\n\n");
+    text
 }
 
 fn header(input: &PackInput, b: &Breach, clocks: &[&Clock]) -> String {
@@ -637,6 +657,22 @@ fn controller_notification(input: &PackInput, b: &Breach, clocks: &[&Clock]) -> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn anchoring_names_the_events_a_checkpoint_does_not_cover() {
+        let note = "aiaudit.local/log\n4\nROOT=\n\n\u{2014} aiaudit.local/log SIG\n";
+        let text = super::anchoring([1u64, 3, 4, 8].into_iter(), note);
+        assert!(
+            text.contains("at log index 1, 3 are covered by this signed checkpoint (size 4)."),
+            "{text}"
+        );
+        assert!(
+            text.contains("Those at index 4, 8 were logged after it"),
+            "{text}"
+        );
+        let all = super::anchoring([0u64, 2].into_iter(), note);
+        assert!(!all.contains("after it"), "{all}");
+    }
+
     use super::*;
     use crate::breach::builtin;
     use crate::review::fixture::{incident, ms, Shape, CHECKPOINT, NOW};
