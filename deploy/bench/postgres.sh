@@ -23,7 +23,7 @@ EXTRA=("$@")
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN="$ROOT/target/release/aiaudit"
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort | tail -1)
+PGBIN=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -1)
 WORK=$(mktemp -d)
 PGPORT=${PGPORT:-55432}
 URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"

@@ -15,6 +15,7 @@ mod encryption;
 mod incidents;
 mod interop;
 mod keyring_crash;
+mod kubernetes;
 mod labs;
 mod large_events;
 mod ledger;

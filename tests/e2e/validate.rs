@@ -118,3 +118,85 @@ fn validate_reports_each_check_and_fails_on_what_matters() {
     assert!(!ok);
     assert_eq!(status_of(&v, "configuration"), "fail");
 }
+
+/// `validate --url` alone (what a deployment script runs): only the ledger
+/// is checked, with the security probes, the compliance settings, the entry
+/// format and a performance smoke test; a pinned verifier key catches a
+/// server that is another log.
+#[test]
+fn validate_of_a_url_alone_probes_security_settings_and_speed() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies.toml");
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/policies/example.toml"),
+        &policies,
+    )
+    .unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &[
+            "--retention",
+            "*=400d",
+            "--policy-file",
+            policies.to_str().unwrap(),
+        ],
+    );
+    server.post_events(&[event("u1"), event("u2"), event("u3")]);
+    server.wait_size(3);
+    let vkey = server.get_json("/v1/info")["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(["validate", "--json", "--url", &server.url])
+            .args(extra)
+            .env_remove("AIAUDIT_DATA_DIR")
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        assert_eq!(out.status.success(), v["ok"].as_bool().unwrap(), "{v}");
+        v
+    };
+    let v = run(&["--token", &server.token, "--verifier-key", &vkey]);
+    assert_eq!(v["ok"], true, "{v}");
+    // Nothing about this machine's files: there is no data dir here.
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert!(
+        !names.contains(&"signing key") && !names.contains(&"disk space"),
+        "{v}"
+    );
+    for check in [
+        "security: anonymous append",
+        "security: anonymous token list",
+        "security: anonymous search",
+        "security: transport",
+        "security: content sealed at rest",
+        "entry format",
+        "performance smoke",
+        "checkpoint",
+    ] {
+        assert_eq!(status_of(&v, check), "ok", "{check}: {v}");
+    }
+    // Retention and policies are set, scheduled checks are on by default.
+    assert_eq!(status_of(&v, "compliance settings"), "ok", "{v}");
+    // Without a token the settings are not shown: a warning, not a pass.
+    let v = run(&["--verifier-key", &vkey]);
+    assert_eq!(status_of(&v, "compliance settings"), "warn", "{v}");
+    // A smoke limit no request can meet fails.
+    let v = run(&["--smoke-max-p95-ms", "0", "--smoke-requests", "2"]);
+    assert_eq!(v["ok"], false);
+    assert_eq!(status_of(&v, "performance smoke"), "fail", "{v}");
+    // Another log's key: the checkpoint is not signed by it.
+    let other = aiaudit_tlog::Signer::from_seed("aiaudit.local/log", [7; 32]).unwrap();
+    let v = run(&["--verifier-key", &other.verifier().to_vkey()]);
+    assert_eq!(v["ok"], false);
+    assert_eq!(status_of(&v, "checkpoint"), "fail", "{v}");
+}

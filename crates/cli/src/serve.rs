@@ -558,7 +558,10 @@ pub async fn shutdown_signal() {
 
 /// The configuration `serve` would run with from this config file (and the
 /// environment), without starting anything: for `aiaudit validate`.
-pub fn load_config(config: Option<&std::path::Path>) -> anyhow::Result<LedgerConfig> {
+pub fn load_config(
+    config: Option<&std::path::Path>,
+    data_dir: Option<&std::path::Path>,
+) -> anyhow::Result<LedgerConfig> {
     #[derive(clap::Parser)]
     struct Only {
         #[command(flatten)]
@@ -568,6 +571,10 @@ pub fn load_config(config: Option<&std::path::Path>) -> anyhow::Result<LedgerCon
     if let Some(c) = config {
         argv.push("--config".into());
         argv.push(c.display().to_string());
+    }
+    if let Some(d) = data_dir {
+        argv.push("--data-dir".into());
+        argv.push(d.display().to_string());
     }
     let only = <Only as clap::Parser>::try_parse_from(argv)?;
     Ok(merge(only.serve)?.0)

@@ -14,6 +14,11 @@ pub struct ValidateArgs {
     /// The config file `serve` runs with (the environment applies too, as for serve).
     #[arg(long, env = "AIAUDIT_CONFIG")]
     config: Option<PathBuf>,
+    /// The data directory to check (keys, modes, disk), as serve's
+    /// --data-dir. With --url and neither this nor --config, only the
+    /// ledger at --url is checked.
+    #[arg(long, env = "AIAUDIT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// The running ledger, for health, metrics, checkpoint, backups and clock checks.
     #[arg(long)]
     url: Option<String>,
@@ -24,6 +29,19 @@ pub struct ValidateArgs {
     /// A checkpoint saved by an earlier run: the live one must be consistent with it (it is then updated).
     #[arg(long)]
     checkpoint_file: Option<PathBuf>,
+    /// The log's verifier key (a vkey, or a file holding one) the checkpoint
+    /// must be signed by. Default: the data directory's log.vkey, else what
+    /// the ledger announces at /v1/info (which a wrong server would fake).
+    #[arg(long)]
+    verifier_key: Option<String>,
+    /// Performance smoke test: this many rounds of reads (checkpoint, info,
+    /// a consistency proof, a tile); 0 skips it.
+    #[arg(long, default_value_t = 20)]
+    smoke_requests: u32,
+    /// The smoke test fails when its p95 latency exceeds this, in ms (the
+    /// seed's scale-up trigger).
+    #[arg(long, default_value_t = 400)]
+    smoke_max_p95_ms: u64,
     /// Rotation policy: the master key's longest life, e.g. 365d.
     #[arg(long, default_value = "365d")]
     master_key_max_age: String,
@@ -81,7 +99,18 @@ impl Report {
 
 pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let mut r = Report(Vec::new());
-    let config = match crate::serve::load_config(args.config.as_deref()) {
+    // Only the ledger at --url: this machine's serve settings (data
+    // directory, keys, disk, TLS files) are another machine's business.
+    let remote_only = args.config.is_none() && args.data_dir.is_none() && args.url.is_some();
+    let config = match crate::serve::load_config(args.config.as_deref(), args.data_dir.as_deref()) {
+        _ if remote_only => {
+            r.add(
+                "configuration",
+                Level::Ok,
+                "no --config: checking the ledger at --url",
+            );
+            None
+        }
         Ok(c) => {
             r.add("configuration", Level::Ok, "parses; every option known");
             Some(c)
@@ -168,7 +197,11 @@ fn check_files(r: &mut Report, c: &aiaudit_ledger::LedgerConfig, args: &Validate
         )
     };
     let mut files = vec![
-        ("signing key", d.join("log.key"), true),
+        (
+            "signing key",
+            d.join("log.key"),
+            std::env::var(aiaudit_ledger::keys::LOG_KEY_ENV).is_err(),
+        ),
         ("keyring", d.join("keyring"), false),
         ("token registry", d.join("tokens.json"), false),
         ("admin token", d.join("admin.token"), false),
@@ -465,9 +498,15 @@ fn check_live(
         .and_then(|i| i.json())
         .unwrap_or(Value::Null);
     // The checkpoint: signed by the key we trust, consistent with the last one seen.
-    let vkey_text = config
-        .and_then(|c| std::fs::read_to_string(c.data_dir.join("log.vkey")).ok())
-        .or_else(|| info["verifier_key"].as_str().map(str::to_string));
+    let vkey_text = match &args.verifier_key {
+        Some(k) if Path::new(k).is_file() => Some(
+            std::fs::read_to_string(k).with_context(|| format!("reading --verifier-key {k}"))?,
+        ),
+        Some(k) => Some(k.clone()),
+        None => config
+            .and_then(|c| std::fs::read_to_string(c.data_dir.join("log.vkey")).ok())
+            .or_else(|| info["verifier_key"].as_str().map(str::to_string)),
+    };
     match (vkey_text, get("/checkpoint").and_then(|c| c.text())) {
         (Some(vkey), Ok(note)) => match check_checkpoint(
             &client,
@@ -492,6 +531,11 @@ fn check_live(
         info["size"].as_u64().unwrap_or(0),
     );
     r.add("checkpoint age", level, detail);
+    check_security(r, &client, base, &info);
+    check_settings(r, &info);
+    if args.smoke_requests > 0 {
+        check_smoke(r, &get, &info, args);
+    }
     // Backups: fresh and verified, per location.
     let backup = &info["backup"];
     if backup.is_null() && !info.is_null() {
@@ -545,6 +589,173 @@ fn check_live(
         }
     }
     Ok(())
+}
+
+/// What a stranger can do: nothing but the public reads. Probed, not read
+/// from the settings, so a proxy in front that strips or adds
+/// authentication is caught too.
+fn check_security(r: &mut Report, client: &reqwest::blocking::Client, base: &str, info: &Value) {
+    let anonymous = [
+        (
+            "append",
+            client.post(format!("{base}/v1/events")).json(&json!([])),
+        ),
+        ("token list", client.get(format!("{base}/v1/tokens"))),
+        ("search", client.get(format!("{base}/v1/events?limit=1"))),
+    ];
+    for (what, req) in anonymous {
+        let name = format!("security: anonymous {what}");
+        match req.send().map(|resp| resp.status()) {
+            Ok(s) if s == 401 || s == 403 => r.add(&name, Level::Ok, format!("refused ({s})")),
+            Ok(s) => r.add(&name, Level::Fail, format!("answered {s} without a token")),
+            Err(e) => r.add(&name, Level::Fail, format!("unreachable: {e}")),
+        }
+    }
+    let loopback = reqwest::Url::parse(base).ok().is_some_and(|u| {
+        matches!(
+            u.host_str(),
+            Some("localhost" | "127.0.0.1" | "[::1]" | "::1")
+        )
+    });
+    if base.starts_with("https://") {
+        r.add("security: transport", Level::Ok, "HTTPS");
+    } else if loopback {
+        r.add("security: transport", Level::Ok, "plain HTTP on loopback");
+    } else {
+        r.add(
+            "security: transport",
+            Level::Warn,
+            "plain HTTP beyond loopback: tokens and events cross the network in clear (--tls-cert)",
+        );
+    }
+    match info["encryption"].as_bool() {
+        Some(true) => r.add(
+            "security: content sealed at rest",
+            Level::Ok,
+            "encryption on",
+        ),
+        Some(false) => r.add(
+            "security: content sealed at rest",
+            Level::Warn,
+            "encryption off: event content is stored in clear and cannot be crypto-shredded",
+        ),
+        None => {}
+    }
+}
+
+/// Compliance settings and the entry format, from /v1/info (the settings
+/// are shown to an admin of every tenant only).
+fn check_settings(r: &mut Report, info: &Value) {
+    match info["entry_format"].as_u64() {
+        Some(3) => r.add(
+            "entry format",
+            Level::Ok,
+            "writes format 3 (the upgrade is finalized: builds before 0.3 cannot read new entries)",
+        ),
+        Some(f) => r.add(
+            "entry format",
+            Level::Ok,
+            format!("writes format {f}: the previous build can still read the log (rollback safe)"),
+        ),
+        None => {}
+    }
+    let settings = &info["settings"];
+    if settings.is_null() {
+        if !info.is_null() {
+            r.add(
+                "compliance settings",
+                Level::Warn,
+                "shown to admins of every tenant only: give --token to check them",
+            );
+        }
+        return;
+    }
+    let mut missing = Vec::new();
+    if settings["retention_days"]
+        .as_object()
+        .is_none_or(|m| m.is_empty())
+    {
+        missing.push("no retention period (events are kept forever; set retention per tenant)");
+    }
+    if settings["policies"] != true {
+        missing.push("no policy file (violations are not detected)");
+    }
+    if matches!(
+        settings["compliance_check_every"].as_str(),
+        None | Some("0" | "0s" | "off")
+    ) {
+        missing.push("scheduled compliance checks are off");
+    }
+    if missing.is_empty() {
+        r.add(
+            "compliance settings",
+            Level::Ok,
+            "retention, policies and scheduled compliance checks configured",
+        );
+    } else {
+        r.add("compliance settings", Level::Warn, missing.join("; "));
+    }
+}
+
+/// A read-only performance smoke test: rounds of the reads auditors and
+/// monitors make, timed one by one.
+fn check_smoke(
+    r: &mut Report,
+    get: &dyn Fn(&str) -> reqwest::Result<reqwest::blocking::Response>,
+    info: &Value,
+    args: &ValidateArgs,
+) {
+    let size = info["size"].as_u64().unwrap_or(0);
+    let mut paths = vec!["/checkpoint".to_string(), "/v1/info".to_string()];
+    if size >= 2 {
+        paths.push(format!(
+            "/v1/proof/consistency?old={}&size={size}",
+            size / 2
+        ));
+    }
+    if size >= 256 {
+        paths.push("/tile/0/000".to_string());
+    } else if size >= 1 {
+        paths.push(format!("/tile/0/000.p/{size}"));
+    }
+    let mut took = Vec::new();
+    for _ in 0..args.smoke_requests {
+        for p in &paths {
+            let start = std::time::Instant::now();
+            match get(p) {
+                Ok(resp) if resp.status().is_success() => {
+                    let _ = resp.bytes();
+                    took.push(start.elapsed());
+                }
+                Ok(resp) => {
+                    r.add(
+                        "performance smoke",
+                        Level::Fail,
+                        format!("{p}: {}", resp.status()),
+                    );
+                    return;
+                }
+                Err(e) => {
+                    r.add("performance smoke", Level::Fail, format!("{p}: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+    took.sort();
+    let p95 = took[(took.len() * 95).div_ceil(100).saturating_sub(1)];
+    let detail = format!(
+        "{} reads, p95 {:.1} ms (limit {} ms)",
+        took.len(),
+        p95.as_secs_f64() * 1000.0,
+        args.smoke_max_p95_ms
+    );
+    let level = if p95 > Duration::from_millis(args.smoke_max_p95_ms) {
+        Level::Fail
+    } else {
+        Level::Ok
+    };
+    r.add("performance smoke", level, detail);
 }
 
 fn httpdate(s: &str) -> Option<time::OffsetDateTime> {

@@ -13,9 +13,64 @@ use std::path::Path;
 pub const KEY_FILE: &str = "log.key";
 pub const VKEY_FILE: &str = "log.vkey";
 
-/// Loads the signing key, or creates one for `origin` on first start.
-/// A different `origin` than the stored one is refused: a log's identity never changes.
+/// The signing key given in the environment instead of `<data-dir>/log.key`
+/// (a signed-note private key string): how a container platform hands a
+/// Secret to every node of a shared log without a file whose mode it
+/// cannot make 0600 (Kubernetes adds group read to Secret files under an
+/// `fsGroup`).
+pub const LOG_KEY_ENV: &str = "AIAUDIT_LOG_KEY";
+
+/// Loads the signing key (`AIAUDIT_LOG_KEY`, else `log.key`), or creates
+/// one for `origin` on first start. A different `origin` than the stored
+/// one is refused: a log's identity never changes.
 pub fn load_or_create(dir: &Path, origin: Option<&str>) -> anyhow::Result<Signer> {
+    let from_env = std::env::var(LOG_KEY_ENV)
+        .ok()
+        .filter(|k| !k.trim().is_empty());
+    match from_env {
+        Some(key) => load_given(dir, origin, &key),
+        None => load_or_create_file(dir, origin),
+    }
+}
+
+/// The key from the environment. A `log.key` in the data directory must be
+/// the same key: two identities for one data directory is a mistake to stop
+/// at, not to settle silently.
+fn load_given(dir: &Path, origin: Option<&str>, key: &str) -> anyhow::Result<Signer> {
+    let signer = Signer::parse(key.trim())
+        .map_err(|e| anyhow::anyhow!("{LOG_KEY_ENV} holds no valid signing key: {e}"))?;
+    check_origin(&signer, origin, LOG_KEY_ENV)?;
+    let path = dir.join(KEY_FILE);
+    if path.exists() {
+        let on_disk = load_or_create_file(dir, None)?;
+        if on_disk.to_skey() != signer.to_skey() {
+            bail!(
+                "{LOG_KEY_ENV} and {} hold different keys: remove one (a log has one identity)",
+                path.display()
+            );
+        }
+    }
+    let vkey = dir.join(VKEY_FILE);
+    if !vkey.exists() {
+        fs::write(&vkey, format!("{}\n", signer.verifier().to_vkey()))?;
+    }
+    Ok(signer)
+}
+
+fn check_origin(signer: &Signer, origin: Option<&str>, holder: &str) -> anyhow::Result<()> {
+    if let Some(origin) = origin {
+        if origin != signer.name() {
+            bail!(
+                "{holder} holds the key of the log {:?}; --origin {:?} differs (a log's origin cannot change)",
+                signer.name(),
+                origin
+            );
+        }
+    }
+    Ok(())
+}
+
+fn load_or_create_file(dir: &Path, origin: Option<&str>) -> anyhow::Result<Signer> {
     let path = dir.join(KEY_FILE);
     if path.exists() {
         check_private(&path)?;
@@ -23,15 +78,7 @@ pub fn load_or_create(dir: &Path, origin: Option<&str>) -> anyhow::Result<Signer
             fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let signer = Signer::parse(text.trim())
             .with_context(|| format!("{} holds no valid signing key", path.display()))?;
-        if let Some(origin) = origin {
-            if origin != signer.name() {
-                bail!(
-                    "the data directory holds the log {:?}; --origin {:?} differs (a log's origin cannot change)",
-                    signer.name(),
-                    origin
-                );
-            }
-        }
+        check_origin(&signer, origin, "the data directory")?;
         return Ok(signer);
     }
     let origin = origin.unwrap_or(DEFAULT_ORIGIN);
@@ -143,9 +190,16 @@ pub const MASTER_KEY_FILE: &str = "master.key";
 /// On a shared backend the keyring lives with the log, so every node seals
 /// and opens with the same keys; a keyring file left in the data directory
 /// (a node that ran before the keyring was shared) is moved into it first.
+///
+/// `joining`: this node came with the identity of an existing log (its key
+/// from `AIAUDIT_LOG_KEY` or a copied `log.key`). On a shared log such a node
+/// never makes a master key of its own, even while the keyring is still
+/// empty: the other nodes would seal with theirs, and each would then
+/// refuse the others' data keys.
 pub fn open_keyring(
     config: &crate::LedgerConfig,
     store: &dyn aiaudit_store::Storage,
+    joining: bool,
 ) -> anyhow::Result<aiaudit_keyring::Keyring> {
     use aiaudit_keyring::master::{MASTER_KEY_ENV, PREVIOUS_MASTER_KEY_ENV};
     use aiaudit_keyring::{Keyring, LocalMasterKey, MasterKeySource, KEYRING_FILE};
@@ -153,7 +207,7 @@ pub fn open_keyring(
     let local_ring = config.data_dir.join(KEYRING_FILE);
     let ring_exists = local_ring.exists()
         || match &shared {
-            Some(records) => records.count()? > 0,
+            Some(records) => joining || records.count()? > 0,
             None => false,
         };
     let source = match std::env::var(MASTER_KEY_ENV) {
@@ -172,6 +226,10 @@ pub fn open_keyring(
     };
     let (provider, created) =
         LocalMasterKey::load(source.clone(), !ring_exists).with_context(|| match &source {
+            MasterKeySource::File(p) if shared.is_some() && joining => format!(
+                "loading the master key {}: this node joins an existing shared log (it was given the log's key), so it needs that log's master key ({MASTER_KEY_ENV}, --master-key-file, or a copy of the first node's master.key)",
+                p.display()
+            ),
             MasterKeySource::File(p) if ring_exists => format!(
                 "loading the master key {} (the keyring {} needs the key that wrapped it)",
                 p.display(),
@@ -407,6 +465,29 @@ mod tests {
         assert!(load_or_create(dir.path(), None).is_err());
         // And a new key file is never written over an existing one.
         assert!(write_new_key_file(&dir.path().join(KEY_FILE), &made).is_err());
+    }
+
+    #[test]
+    fn a_key_given_in_the_environment_is_the_logs_and_must_agree_with_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let given = generate("example.com/log").unwrap();
+        let skey = given.to_skey();
+        let loaded = load_given(dir.path(), Some("example.com/log"), &skey).unwrap();
+        assert_eq!(loaded.verifier().to_vkey(), given.verifier().to_vkey());
+        // No private key file is written; the public one is, for tools.
+        assert!(!dir.path().join(KEY_FILE).exists());
+        let vkey = fs::read_to_string(dir.path().join(VKEY_FILE)).unwrap();
+        assert_eq!(vkey.trim(), given.verifier().to_vkey());
+        // Another origin, a malformed key, a different key file: refused.
+        let e = load_given(dir.path(), Some("other.example/log"), &skey).unwrap_err();
+        assert!(e.to_string().contains("cannot change"), "{e}");
+        assert!(load_given(dir.path(), None, "not a key").is_err());
+        let other = generate("example.com/log").unwrap();
+        write_new_key_file(&dir.path().join(KEY_FILE), &other).unwrap();
+        let e = load_given(dir.path(), None, &skey).unwrap_err();
+        assert!(e.to_string().contains("different keys"), "{e}");
+        // The same key in both places is fine.
+        assert!(load_given(dir.path(), None, &other.to_skey()).is_ok());
     }
 
     #[test]

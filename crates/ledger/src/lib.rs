@@ -142,6 +142,9 @@ pub async fn start_with_storage(
         tokio::task::spawn_blocking(move || entry_format::decide(&dir, &*store, chosen)).await??
     };
     tracing::info!(entry_format, "sealed entry format");
+    // A node that brings the log's key joins a log someone else created.
+    let joining = std::env::var(keys::LOG_KEY_ENV).is_ok_and(|k| !k.trim().is_empty())
+        || config.data_dir.join(keys::KEY_FILE).exists();
     let signer = Arc::new(keys::load_or_create(
         &config.data_dir,
         config.origin.as_deref(),
@@ -164,7 +167,10 @@ pub async fn start_with_storage(
         emitters::Emitters::open(&config.data_dir, store.shared().then(|| store.clone()))?;
     let keyring = {
         let (config, store) = (config.clone(), store.clone());
-        Arc::new(tokio::task::spawn_blocking(move || keys::open_keyring(&config, &*store)).await??)
+        Arc::new(
+            tokio::task::spawn_blocking(move || keys::open_keyring(&config, &*store, joining))
+                .await??,
+        )
     };
     keyring.set_max_key_age(config.data_key_max_age);
     let destroyed_keys = keyring.stats().destroyed_keys as u64;

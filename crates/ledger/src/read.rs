@@ -562,6 +562,10 @@ impl Ledger {
             "checkpoint_age_seconds": latest.at.elapsed().as_secs_f64(),
             "publish_interval_ms": self.config.publish_interval.as_millis() as u64,
             "encryption": self.config.encryption,
+            // What this node writes: a deployment checks it before switching
+            // traffic (an older build must still read the log until the
+            // upgrade is finalized).
+            "entry_format": self.entry_format,
             "storage": {
                 "backend": self.store.backend(),
                 // On a shared log: whether this node integrates and publishes.
@@ -587,6 +591,7 @@ impl Ledger {
         }
         if who.is_some_and(Principal::is_global_admin) {
             info["backup"] = self.backup_status.to_json(&self.config.backup);
+            info["settings"] = self.settings();
         }
         if let Some(w) = &self.witnessing {
             // Witness URLs and keys are in the public policy; errors may
@@ -611,6 +616,29 @@ impl Ledger {
                 .collect();
         }
         info
+    }
+
+    /// The settings `aiaudit validate` checks before and after a deployment
+    /// (security and compliance): names and durations, never secrets.
+    fn settings(&self) -> Value {
+        let c = &self.config;
+        json!({
+            "tls": c.tls_cert.is_some(),
+            "mutual_tls": c.tls_client_ca.is_some(),
+            "public_reads": c.public_reads,
+            "require_signed_tenants": c.require_signed_tenants,
+            "rate_limit_events_per_sec": c.rate_limit_events_per_sec,
+            "sensitive_fields": c.sensitive_fields.len(),
+            "retention_days": c
+                .retention
+                .iter()
+                .map(|(tenant, d)| (tenant.clone(), json!(d.as_secs() / 86_400)))
+                .collect::<serde_json::Map<_, _>>(),
+            "policies": c.policy_file.is_some(),
+            "witness_policy": c.witness_policy.is_some(),
+            "compliance_check_every": c.compliance.check_every,
+            "compliance_frameworks": c.compliance.check_frameworks,
+        })
     }
 
     /// Whether this node should take traffic: storage writable, checkpoints
