@@ -77,9 +77,11 @@ pub fn run(args: DrArgs) -> anyhow::Result<ExitCode> {
     let rto = report["rto_seconds"].as_f64();
     let rpo = report["rpo_seconds"].as_f64();
     let rto_ok = rto.is_some_and(|r| r <= rto_objective.as_secs_f64());
+    // Offline and with no creation time in the backup there is nothing to
+    // hold against the objective; otherwise the backup's age is.
     let rpo_ok = match (&args.url, rpo) {
-        (None, _) => true,
-        (Some(_), r) => r.is_some_and(|r| r <= rpo_objective.as_secs_f64()),
+        (None, None) => true,
+        (_, r) => r.is_some_and(|r| r <= rpo_objective.as_secs_f64()),
     };
     report["rto_objective_seconds"] = json!(rto_objective.as_secs());
     report["rpo_objective_seconds"] = json!(rpo_objective.as_secs());
@@ -233,24 +235,27 @@ fn compare_with_live(
     backup_created: Option<String>,
     report: &mut Value,
 ) -> anyhow::Result<()> {
+    // What a restore from this backup would lose, in time: everything
+    // logged since it was taken. With the live log gone (a lost region)
+    // that is all there is to measure; with it, also the events behind.
+    let rpo_seconds = backup_created
+        .as_deref()
+        .and_then(|c| {
+            time::OffsetDateTime::parse(c, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .map(|t| {
+            (time::OffsetDateTime::now_utc() - t)
+                .as_seconds_f64()
+                .max(0.0)
+        });
+    report["rpo_seconds"] = json!(rpo_seconds);
     if let (Some((cp, _, url)), Some(root)) = (live, decode_root(&restored.root)) {
         let behind = cp.size.saturating_sub(restored.size);
         let consistent = crate::ledger_client(url, None)?
             .is_prefix((restored.size, &root), (cp.size, &cp.root))?;
-        let rpo_seconds = backup_created
-            .as_deref()
-            .and_then(|c| {
-                time::OffsetDateTime::parse(c, &time::format_description::well_known::Rfc3339).ok()
-            })
-            .map(|t| {
-                (time::OffsetDateTime::now_utc() - t)
-                    .as_seconds_f64()
-                    .max(0.0)
-            });
         report["live"] =
             json!({"size": cp.size, "events_behind": behind, "consistent": consistent});
         report["rpo_events"] = json!(behind);
-        report["rpo_seconds"] = json!(rpo_seconds);
         if !consistent {
             bail!("the restored log is not a prefix of the live log (consistency proof fails)");
         }
@@ -362,8 +367,15 @@ fn print_text(r: &Value) {
             if r["rpo_met"] == true { "met" } else { "MISSED" },
             r["live"]["consistent"]
         );
+    } else if r["rpo_seconds"].is_number() {
+        println!(
+            "  RPO: at most {} lost (the backup's age; no --url of a live ledger to count events) (objective {} s, {})",
+            f(&r["rpo_seconds"]),
+            r["rpo_objective_seconds"],
+            if r["rpo_met"] == true { "met" } else { "MISSED" },
+        );
     } else {
-        println!("  RPO: not measured (no --url of a live ledger)");
+        println!("  RPO: not measured (no --url of a live ledger, no creation time in the backup)");
     }
     if r["content_checked"] != true {
         println!("  content: not checked (no --master-key-file); integrity needs no key");

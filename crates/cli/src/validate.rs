@@ -465,8 +465,15 @@ fn check_live(
             Err(e) => r.add(path, Level::Fail, format!("unreachable: {e}")),
         }
     }
-    match get("/metrics").and_then(|m| m.text()) {
-        Ok(text) if text.contains("aiaudit_tree_size") => {
+    let metrics = get("/metrics").and_then(|m| {
+        let status = m.status();
+        m.text().map(|t| (status, t))
+    });
+    match metrics {
+        Ok((status, _)) if !status.is_success() => {
+            r.add("/metrics", Level::Fail, format!("answered {status}"))
+        }
+        Ok((_, text)) if text.contains("aiaudit_tree_size") => {
             r.add("/metrics", Level::Ok, "Prometheus metrics served")
         }
         Ok(_) => r.add("/metrics", Level::Fail, "no aiaudit metrics in the answer"),
@@ -507,7 +514,16 @@ fn check_live(
             .and_then(|c| std::fs::read_to_string(c.data_dir.join("log.vkey")).ok())
             .or_else(|| info["verifier_key"].as_str().map(str::to_string)),
     };
-    match (vkey_text, get("/checkpoint").and_then(|c| c.text())) {
+    // An error answer is reported as such, not read as a malformed note.
+    let note = get("/checkpoint").map(|c| match c.status() {
+        s if s.is_success() => c.text().map_err(|e| e.to_string()),
+        s => Err(format!("/checkpoint answered {s}")),
+    });
+    let note = match note {
+        Ok(n) => n,
+        Err(e) => Err(e.to_string()),
+    };
+    match (vkey_text, note) {
         (Some(vkey), Ok(note)) => match check_checkpoint(
             &client,
             base,
