@@ -539,7 +539,7 @@ fn check_live(
             Level::Warn,
             "no verifier key known (no data dir, no /v1/info)",
         ),
-        (_, Err(e)) => r.add("checkpoint", Level::Fail, format!("{e}")),
+        (_, Err(e)) => r.add("checkpoint", Level::Fail, e),
     }
     let (level, detail) = checkpoint_age(
         info["checkpoint_age_seconds"].as_f64().unwrap_or(0.0),
