@@ -55,7 +55,7 @@ fn kind<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} {name}"))
 }
 
-const MULTI_NODE: [&str; 7] = [
+const MULTI_NODE: [&str; 8] = [
     "deploy/kubernetes/postgres/config.yaml",
     "deploy/kubernetes/postgres/deployment-blue.yaml",
     "deploy/kubernetes/postgres/deployment-green.yaml",
@@ -63,6 +63,7 @@ const MULTI_NODE: [&str; 7] = [
     "deploy/kubernetes/postgres/pdb.yaml",
     "deploy/kubernetes/postgres/hpa.yaml",
     "deploy/kubernetes/postgres/networkpolicy.yaml",
+    "deploy/kubernetes/postgres/cronjob-validate.yaml",
 ];
 
 #[test]
@@ -83,7 +84,7 @@ fn manifests_validate_against_the_kubernetes_schemas() {
     assert!(out.status.success(), "{text}");
     // Each manifest was checked (only the Prometheus Operator's
     // ServiceMonitor has no schema there).
-    assert_eq!(text.matches(" passed for resource ").count(), 14, "{text}");
+    assert_eq!(text.matches(" passed for resource ").count(), 15, "{text}");
     // And the check bites: a misspelt field of the autoscaler is refused.
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("hpa.yaml");
@@ -204,6 +205,16 @@ fn the_multi_node_manifests_carry_the_seeds_scaling_policy() {
     assert_eq!(
         np["spec"]["ingress"][0]["ports"],
         json!([{"protocol": "TCP", "port": 7381}])
+    );
+
+    // The daily checks run with the admin token and the pinned key.
+    let job = kind(&docs, "CronJob", "aiaudit-daily-validate");
+    let c = &job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["args"][0], "validate");
+    assert_eq!(c["env"][0]["name"], "AIAUDIT_TOKEN");
+    assert_eq!(
+        c["env"][0]["valueFrom"]["secretKeyRef"]["key"],
+        "admin-token"
     );
 
     // The ledger's config in the ConfigMap is one `serve` takes.
@@ -546,7 +557,10 @@ fn losing_a_region_is_recovered_from_the_other_regions_backups_within_the_seeds_
         let batch: Vec<Value> = (0..40).map(|i| event(&format!("r{n}-{i}"))).collect();
         node.post_events(&batch);
     }
-    nodes[0].wait_size(120);
+    // Each node serves the checkpoint it last read from the database.
+    for n in &nodes {
+        n.wait_size(120);
+    }
     // A backup to the other region, as the schedule takes them (its timing
     // is backup.rs's to test; here the size must be known).
     let out = Command::new(BIN)
@@ -563,7 +577,9 @@ fn losing_a_region_is_recovered_from_the_other_regions_backups_within_the_seeds_
     );
     // Events logged after the backup: what a restore from it would lose.
     nodes[1].post_events(&[event("after-backup-1"), event("after-backup-2")]);
-    nodes[1].wait_size(122);
+    for n in &nodes {
+        n.wait_size(122);
+    }
 
     let drill = |live: Option<&str>, vkey: &str| {
         let mut cmd = Command::new(BIN);
