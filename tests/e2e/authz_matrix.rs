@@ -304,6 +304,13 @@ fn rows(blob: &str) -> Vec<Row> {
         ),
         r(
             "post",
+            "/v1/erase/preview",
+            "/v1/erase/preview",
+            Some(json!({"tenant": "acme", "subject": "s"})),
+            admin_acme(200),
+        ),
+        r(
+            "post",
             "/v1/hash",
             "/v1/hash",
             Some(json!({"tenant": "acme", "value": "v"})),

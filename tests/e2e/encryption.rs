@@ -105,6 +105,60 @@ fn content_is_sealed_erasure_shreds_it_and_the_log_still_verifies() {
     assert_eq!(report["keys_destroyed"], 1);
     let erasure_index = report["erasure_event"]["index"].as_u64().unwrap();
 
+    // The same subject again, or a typo: no live keys. Said, and without a
+    // terminal to confirm on, refused unless --yes: nothing logged.
+    let erase = |subject: &str, extra: &[&str]| {
+        let mut args = vec![
+            "erase",
+            "--url",
+            &server.url,
+            "--token",
+            &server.token,
+            "--tenant",
+            "acme",
+            "--subject",
+            subject,
+        ];
+        args.extend_from_slice(extra);
+        aiaudit(&args)
+    };
+    let size_before = server.get_json("/v1/info")["sequenced_size"].clone();
+    for subject in [SUBJECT, "alice-typo"] {
+        let out = erase(subject, &[]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{said}");
+        assert!(
+            said.contains("has no live keys in tenant \"acme\""),
+            "{said}"
+        );
+        assert!(said.contains("nothing erased or logged"), "{said}");
+    }
+    assert_eq!(server.get_json("/v1/info")["sequenced_size"], size_before);
+    // A preview says what an erasure would do and does nothing.
+    let out = erase("subject-bob", &["--dry-run"]);
+    assert!(out.status.success());
+    let preview: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(preview["live_keys"], 1, "{preview}");
+    let out = erase(SUBJECT, &["--dry-run"]);
+    let preview: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(
+        (
+            preview["live_keys"].clone(),
+            preview["destroyed_keys"].clone()
+        ),
+        (json!(0), json!(1))
+    );
+    assert_eq!(server.get_json("/v1/info")["sequenced_size"], size_before);
+    // With --yes the request is logged all the same (0 keys destroyed).
+    let out = erase("alice-typo", &["--yes"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logged: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(logged["keys_destroyed"], 0);
+
     for i in [0, 3] {
         let e = server.get_json(&format!("/v1/events/{i}"));
         assert_eq!(e["content"], "erased", "{e}");

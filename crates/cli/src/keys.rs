@@ -102,10 +102,63 @@ pub struct EraseArgs {
     /// The data subject (the events' `subject` field).
     #[arg(long)]
     subject: String,
+    /// Log the erasure even when the subject has no live keys (no sealed
+    /// event names it: often a typo or the wrong tenant), without asking.
+    #[arg(long)]
+    yes: bool,
+    /// Only say what the erasure would destroy; change and log nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// Crypto-shredding: destroys the subject's data keys; the erasure is logged.
+/// A subject with no live keys is most often a typo or the wrong tenant,
+/// and an erasure once logged stays in the log: that case is said and
+/// confirmed first (a prompt on a terminal, `--yes` elsewhere).
 pub fn run_erase(args: EraseArgs) -> anyhow::Result<ExitCode> {
+    let who = json!({"tenant": args.tenant, "subject": args.subject});
+    let preview = args.remote.call(
+        reqwest::Method::POST,
+        "/v1/erase/preview",
+        Some(who.clone()),
+    );
+    match &preview {
+        Ok(p) => {
+            let (live, destroyed) = (p["live_keys"].as_u64(), p["destroyed_keys"].as_u64());
+            let (live, destroyed) = (live.unwrap_or(0), destroyed.unwrap_or(0));
+            if args.dry_run {
+                println!("{p}");
+                eprintln!(
+                    "would destroy {live} key(s) of this subject in tenant {:?} ({destroyed} already destroyed); nothing changed",
+                    args.tenant
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            if live == 0 {
+                eprintln!(
+                    "aiaudit: warning: this subject has no live keys in tenant {:?} ({destroyed} destroyed earlier): no sealed event of it is stored there. A typo, or another tenant? Erasing logs the request anyway, and the record stays in the log.",
+                    args.tenant
+                );
+                if !args.yes && !confirm("Log the erasure anyway?")? {
+                    eprintln!("aiaudit: nothing erased or logged (--yes logs it without asking)");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        // A ledger from before the preview: erase as it always did.
+        Err(e)
+            if e.to_string().starts_with("HTTP 404") || e.to_string().starts_with("HTTP 405") =>
+        {
+            if args.dry_run {
+                anyhow::bail!(
+                    "this ledger cannot preview an erasure (it predates /v1/erase/preview)"
+                );
+            }
+        }
+        Err(_) => {
+            preview?;
+        }
+    }
     let body = args.remote.call(
         reqwest::Method::POST,
         "/v1/erase",
@@ -117,6 +170,19 @@ pub fn run_erase(args: EraseArgs) -> anyhow::Result<ExitCode> {
     );
     println!("{body}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks on the terminal; no terminal means no.
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
 #[derive(Args, Debug)]

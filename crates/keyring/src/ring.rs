@@ -712,6 +712,28 @@ impl Keyring {
         Ok((destroyed, Some(tag_string(&tag))))
     }
 
+    /// How many keys of `subject` are live and how many already destroyed,
+    /// changing nothing (what an erasure would destroy, for a preview).
+    pub fn subject_keys(&self, tenant: &str, subject: &str) -> Result<(usize, usize)> {
+        let mut state = self.lock();
+        self.pull(&mut state)?;
+        let Some(tag) = state.tag(tenant, subject) else {
+            return Ok((0, 0));
+        };
+        let (mut live, mut destroyed) = (0, 0);
+        for (number, r) in self.records.subject_records(tenant, &tag)? {
+            let (meta, _) = decode(&r).ok_or_else(|| self.corrupt(number))?;
+            if meta.kind == SUBJECT_KEY && meta.tenant == tenant && meta.tag == tag {
+                if meta.live {
+                    live += 1;
+                } else {
+                    destroyed += 1;
+                }
+            }
+        }
+        Ok((live, destroyed))
+    }
+
     /// Crypto-shredding: each record's wrapped key is overwritten with zeros
     /// in place, durably, then forgotten here.
     fn destroy(&self, state: &mut State, doomed: Vec<(u64, Meta)>) -> Result<usize> {
@@ -1111,7 +1133,16 @@ mod tests {
         assert_ne!(first.key_id, second.key_id);
         let bob = ring.choose(&[("a", Some("bob"))]).unwrap()[0].clone();
         let before = fs::read(dir.path().join(KEYRING_FILE)).unwrap();
+        // A preview counts what an erasure would destroy, and changes nothing.
+        assert_eq!(ring.subject_keys("a", "alice").unwrap(), (2, 0));
+        assert_eq!(ring.subject_keys("a", "nobody").unwrap(), (0, 0));
+        assert_eq!(
+            ring.subject_keys("no-such-tenant", "alice").unwrap(),
+            (0, 0)
+        );
+        assert_eq!(fs::read(dir.path().join(KEYRING_FILE)).unwrap(), before);
         let (n, tag) = ring.erase("a", "alice").unwrap();
+        assert_eq!(ring.subject_keys("a", "alice").unwrap(), (0, 2));
         assert_eq!(n, 2);
         assert_eq!(tag, first.subject_tag);
         assert_eq!(ring.key(first.key_id), None);

@@ -331,6 +331,33 @@ impl Ledger {
         Ok((destroyed, tag, id, index))
     }
 
+    /// What [`Ledger::erase`] would do, without doing it or logging
+    /// anything: the subject's live and already destroyed keys. The same
+    /// checks as an erasure (an admin of the tenant, encryption on).
+    pub async fn erase_preview(
+        self: &Arc<Self>,
+        who: &Principal,
+        tenant: &str,
+        subject: &str,
+    ) -> Result<(usize, usize)> {
+        require_admin(who)?;
+        if !aiaudit_event::is_valid_tenant(tenant) {
+            return Err(not_a_tenant(
+                "invalid-erasure",
+                "Invalid erasure request",
+                "tenant",
+            ));
+        }
+        if !who.can_administer(tenant) {
+            return Err(Error::forbidden(format!(
+                "this token may not erase data of tenant {tenant:?}"
+            )));
+        }
+        let ring = self.keyring.clone();
+        let (t, s) = (tenant.to_string(), subject.to_string());
+        keyring_op(move || ring.subject_keys(&t, &s)).await
+    }
+
     /// The HMAC a sensitive field or a subject tag holds for `value`, so a
     /// reader of the tenant can search for it. Read-only: a tenant without
     /// a salt gets none made for it (none of its values was ever tagged).

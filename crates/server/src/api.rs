@@ -58,6 +58,7 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
         .route("/v1/keys/keyring", get(crate::keys_api::keyring_file))
         .route("/v1/blobs/{id}", get(crate::keys_api::stored_blob))
         .route("/v1/erase", post(crate::keys_api::erase))
+        .route("/v1/erase/preview", post(crate::keys_api::erase_preview))
         .route("/v1/hash", post(crate::keys_api::hash))
         .route("/v1/violations", get(crate::policies::list))
         .route(

@@ -114,6 +114,32 @@ pub async fn erase(
     })))
 }
 
+/// `POST /v1/erase/preview` `{"tenant", "subject"}` (an admin of the
+/// tenant): the keys an erasure would destroy, changing and logging
+/// nothing. A POST so the subject stays out of URLs and access logs.
+pub async fn erase_preview(
+    State(ledger): State<Arc<Ledger>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let who = require(&ledger, &headers)?;
+    if !who.is_admin() {
+        return Err(Problem(aiaudit_ledger::Error::forbidden(
+            "erasure needs an admin token",
+        )));
+    }
+    let req = read_json_body(body).await?;
+    let (slug, title) = ("invalid-erasure", "Invalid erasure request");
+    let tenant = string_field(&req, "tenant", slug, title)?;
+    let subject = string_field(&req, "subject", slug, title)?;
+    let (live, destroyed) = ledger.erase_preview(&who, &tenant, &subject).await?;
+    Ok(Json(json!({
+        "tenant": tenant,
+        "live_keys": live,
+        "destroyed_keys": destroyed,
+    })))
+}
+
 /// `POST /v1/hash` `{"tenant", "value"}`: the HMAC a sensitive field or a
 /// subject tag would hold for `value`, so an auditor can search for it.
 pub async fn hash(
