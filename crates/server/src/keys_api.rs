@@ -88,14 +88,13 @@ fn string_field(req: &Value, name: &str, slug: &str, title: &str) -> ApiResult<S
     }
 }
 
-/// `POST /v1/erase` `{"tenant", "subject"}` (an admin of the tenant):
-/// destroys the subject's data keys and logs the erasure.
-pub async fn erase(
-    State(ledger): State<Arc<Ledger>>,
-    headers: HeaderMap,
+/// The admin and the `{"tenant", "subject"}` of an erasure or its preview.
+async fn erasure_request(
+    ledger: &Ledger,
+    headers: &HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
-    let who = require(&ledger, &headers)?;
+) -> ApiResult<(aiaudit_ledger::auth::Principal, String, String)> {
+    let who = require(ledger, headers)?;
     if !who.is_admin() {
         return Err(Problem(aiaudit_ledger::Error::forbidden(
             "erasure needs an admin token",
@@ -105,6 +104,17 @@ pub async fn erase(
     let (slug, title) = ("invalid-erasure", "Invalid erasure request");
     let tenant = string_field(&req, "tenant", slug, title)?;
     let subject = string_field(&req, "subject", slug, title)?;
+    Ok((who, tenant, subject))
+}
+
+/// `POST /v1/erase` `{"tenant", "subject"}` (an admin of the tenant):
+/// destroys the subject's data keys and logs the erasure.
+pub async fn erase(
+    State(ledger): State<Arc<Ledger>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let (who, tenant, subject) = erasure_request(&ledger, &headers, body).await?;
     let (destroyed, tag, id, index) = ledger.erase(&who, &tenant, &subject).await?;
     Ok(Json(json!({
         "tenant": tenant,
@@ -122,16 +132,7 @@ pub async fn erase_preview(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    let who = require(&ledger, &headers)?;
-    if !who.is_admin() {
-        return Err(Problem(aiaudit_ledger::Error::forbidden(
-            "erasure needs an admin token",
-        )));
-    }
-    let req = read_json_body(body).await?;
-    let (slug, title) = ("invalid-erasure", "Invalid erasure request");
-    let tenant = string_field(&req, "tenant", slug, title)?;
-    let subject = string_field(&req, "subject", slug, title)?;
+    let (who, tenant, subject) = erasure_request(&ledger, &headers, body).await?;
     let (live, destroyed) = ledger.erase_preview(&who, &tenant, &subject).await?;
     Ok(Json(json!({
         "tenant": tenant,
