@@ -225,10 +225,22 @@ async function desktop(browser) {
   check(bytes[0] === 0x1f && bytes[1] === 0x8b && bytes.length > 100, 'export is a gzip bundle');
   pass('export downloaded');
 
+  // A tenant with no events in the period: the report's high finding is
+  // on the page (it used to say "No findings" whatever the report held).
+  await page.click('nav a[href="#/reports"]');
+  await page.fill('input[name=tenant]', 'nobody');
+  await page.click('form button[type=submit]');
+  await page.locator('#report-download').waitFor({ timeout: T });
+  const findings = await text(page, 'main [role=status]');
+  check(/high: no events were logged for tenant nobody/.test(findings), `report findings shown: ${findings}`);
+  pass('report findings shown');
+
   await page.click('nav a[href="#/violations"]');
   await page.locator('main h1').waitFor({ timeout: T });
   await shot(page, 'desktop-violations.png');
-  // Leave the page on the event, to reload it offline.
+  // Leave the page on the event (back past violations, reports and
+  // exports), to reload it offline.
+  await page.goBack();
   await page.goBack();
   await page.goBack();
   await page.locator('#proof-verdict').waitFor({ timeout: T });

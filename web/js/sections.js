@@ -43,7 +43,8 @@ export async function reports({ params }) {
     status.replaceChildren('Building the report…');
     try {
       q.set('format', 'json');
-      const summary = await request(`/v1/reports/compliance?${q}`);
+      // request() answers { body, cachedAt }: the report is the body.
+      const summary = (await request(`/v1/reports/compliance?${q}`)).body;
       q.set('format', format);
       const res = await request(`/v1/reports/compliance?${q}`, { raw: true });
       const url = URL.createObjectURL(await res.blob());

@@ -161,8 +161,12 @@ pub struct LogInfo {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Art12 {
+    /// The AI systems' events (the ledger's own records not included).
     pub total_events: u64,
     pub systems: Vec<System>,
+    /// The ledger's own records in the period, per source (violations,
+    /// erasures, incidents, compliance checks): not AI systems.
+    pub ledger_records: std::collections::BTreeMap<String, u64>,
 }
 
 /// One AI system (`source.name`) in the period.
@@ -381,15 +385,9 @@ pub fn findings(r: &Report) -> Vec<Finding> {
             ),
         );
     }
-    // The ledger's own records (violations, incidents, erasures) come when there is
-    // something to record: gaps in them say nothing.
-    let own = |s: &System| {
-        matches!(
-            s.system.as_deref(),
-            Some("aiaudit" | crate::policies::SOURCE_NAME | aiaudit_incident::SOURCE_NAME)
-        )
-    };
-    for s in r.art12.systems.iter().filter(|s| !own(s)) {
+    // (The ledger's own records are not among the systems: gaps in them,
+    // which come when there is something to record, say nothing.)
+    for s in &r.art12.systems {
         if s.days_with_events < s.days_in_period {
             add(
                 "info",
@@ -504,6 +502,18 @@ fn systems(ledger: &Ledger, p: &Period, days: u64) -> Result<Art12, aiaudit_inde
     let sources = ledger.index.sources(p)?;
     let daily = ledger.index.daily_by_source(p)?;
     let actions = ledger.index.actions_by_source(p)?;
+    // The ledger's own records (erasures, violations, incidents, checks)
+    // are not an AI system's; their sources are reserved, so no caller's
+    // events hide among them.
+    let (own, sources): (Vec<_>, Vec<_>) = sources.into_iter().partition(|s| {
+        s.source
+            .as_deref()
+            .is_some_and(|n| crate::append::RESERVED_SOURCES.contains(&n))
+    });
+    let ledger_records = own
+        .into_iter()
+        .map(|s| (s.source.unwrap_or_default(), s.events))
+        .collect();
     let systems: Vec<System> = sources
         .into_iter()
         .map(|s| System {
@@ -524,6 +534,7 @@ fn systems(ledger: &Ledger, p: &Period, days: u64) -> Result<Art12, aiaudit_inde
     Ok(Art12 {
         total_events: systems.iter().map(|s| s.events).sum(),
         systems,
+        ledger_records,
     })
 }
 

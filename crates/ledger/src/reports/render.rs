@@ -271,10 +271,11 @@ fn eu_sections(r: &Report) -> Vec<Section> {
         Section {
             title: "Art. 12: automatic logging per AI system".into(),
             note: format!(
-                "{} events from {} systems (source.name) over {} days.",
+                "{} events from {} systems (source.name) over {} days.{}",
                 r.art12.total_events,
                 r.art12.systems.len(),
-                r.period.days
+                r.period.days,
+                ledger_records_note(&r.art12.ledger_records)
             ),
             table: Table {
                 headers: vec!["System", "Events", "First", "Last", "Days with events", "Actions"],
@@ -699,4 +700,16 @@ fn rules_svg(r: &Report) -> Result<String, String> {
         root.present().map_err(|e| err(&e))?;
     }
     Ok(svg)
+}
+
+/// The ledger's own records, named apart from the AI systems.
+fn ledger_records_note(records: &std::collections::BTreeMap<String, u64>) -> String {
+    if records.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = records.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    format!(
+        " Besides them, the ledger's own records (not AI systems): {}.",
+        list.join(", ")
+    )
 }

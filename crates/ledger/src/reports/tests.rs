@@ -143,6 +143,7 @@ fn sample() -> Report {
         },
         art12: Art12 {
             total_events: 9,
+            ledger_records: [("aiaudit-policy".to_string(), 2)].into(),
             systems: vec![
                 System {
                     system: Some(evil.into()),
@@ -281,6 +282,7 @@ fn empty_reports_render_without_charts() {
     r.art12 = Art12 {
         total_events: 0,
         systems: vec![],
+        ledger_records: Default::default(),
     };
     r.violations = ViolationSummary {
         total: 0,
