@@ -35,7 +35,7 @@ fn config_path() -> &'static PathBuf {
 fuzz_target!(|data: &[u8]| {
     let path = config_path();
     std::fs::write(path, data).expect("writing the config file");
-    let Ok(config) = serve::load_config(Some(path)) else {
+    let Ok(config) = serve::load_config(Some(path), None) else {
         return;
     };
     assert!(!config.publish_interval.is_zero());
