@@ -116,6 +116,18 @@ k8s_switch() {
 
 k8s_retire() { k scale "deployment/aiaudit-$1" --replicas=0 >&2; }
 
+# Before traffic goes back to a slot `finish` emptied: as many pods as the
+# live slot has, all ready.
+k8s_ready_slot() {
+  local slot=$1 replicas
+  replicas=$(k8s_replicas "$(other "$slot")")
+  [ "$replicas" -ge 3 ] || replicas=3
+  if [ "$(k8s_replicas "$slot")" -lt "$replicas" ]; then
+    k scale "deployment/aiaudit-$slot" --replicas="$replicas" >&2
+  fi
+  k rollout status "deployment/aiaudit-$slot" --timeout=15m >&2
+}
+
 # ---- platform: local (two running ledgers behind a proxy) ------------------
 
 local_active() { tr -d '[:space:]' < "${AIAUDIT_BG_SWITCH_FILE:?}"; }
@@ -160,6 +172,17 @@ url_of() {
   fi
 }
 retire() { if [ "$PLATFORM" = local ]; then say "local: stop the $1 ledger yourself"; else k8s_retire "$1"; fi; }
+ready_slot() { if [ "$PLATFORM" = local ]; then local_deploy "$1"; else k8s_ready_slot "$1"; fi; }
+
+# The Service's address as it routes now. A port-forward stays on the pod it
+# picked when it started, so after a switch it is opened again (and reaches
+# a pod of the slot the selector now names).
+service_url_now() {
+  if [ "$PLATFORM" = kubernetes ] && [ -z "${AIAUDIT_BG_SERVICE_URL:-}" ]; then
+    cleanup
+  fi
+  url_of aiaudit
+}
 
 # ---- the decisions -----------------------------------------------------------
 
@@ -192,7 +215,7 @@ cmd_deploy() {
   elif [ ! -s "$STATE/log.vkey" ]; then
     # First use: trust what the live Service announces (over verified TLS),
     # and keep it for every later deployment.
-    curl "${CURL_TLS[@]}" -fs "$service_url/v1/info" \
+    { curl "${CURL_TLS[@]}" -fs "$service_url/v1/info" || true; } \
       | sed -n 's/.*"verifier_key":"\([^"]*\)".*/\1/p' > "$STATE/log.vkey"
     [ -s "$STATE/log.vkey" ] || die "could not read the log's verifier key from $service_url/v1/info"
     say "trusting the live log's key $(cut -d+ -f1-2 "$STATE/log.vkey") (kept in $STATE/log.vkey)"
@@ -209,9 +232,11 @@ cmd_deploy() {
   fi
 
   switch_to "$idle"
+  service_url=$(service_url_now)
   if ! validate "the Service after the switch" "$service_url"; then
     say "ROLLING BACK to $live"
     switch_to "$live"
+    service_url=$(service_url_now)
     validate "the Service after the rollback" "$service_url" || say "the rollback's validation failed too: page the on-call"
     exit 1
   fi
@@ -219,10 +244,17 @@ cmd_deploy() {
 }
 
 cmd_rollback() {
-  local live
+  local live back url
   live=$(active)
-  switch_to "$(other "$live")"
-  validate "the Service after the rollback" "$(url_of aiaudit)"
+  back=$(other "$live")
+  ready_slot "$back"
+  switch_to "$back"
+  url=$(service_url_now)
+  if ! validate "the Service after the rollback" "$url"; then
+    say "the $back slot fails validation: switching back to $live"
+    switch_to "$live"
+    exit 1
+  fi
 }
 
 cmd_finish() {

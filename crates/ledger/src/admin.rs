@@ -353,6 +353,14 @@ impl Ledger {
                 "this token may not erase data of tenant {tenant:?}"
             )));
         }
+        if !self.config.encryption {
+            return Err(Error::new(
+                Kind::Conflict,
+                "encryption-off",
+                "Erasure needs encryption at rest",
+                "this ledger stores content in the clear (encryption = false): nothing can be crypto-shredded",
+            ));
+        }
         let ring = self.keyring.clone();
         let (t, s) = (tenant.to_string(), subject.to_string());
         keyring_op(move || ring.subject_keys(&t, &s)).await

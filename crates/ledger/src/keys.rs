@@ -50,9 +50,12 @@ fn load_given(dir: &Path, origin: Option<&str>, key: &str) -> anyhow::Result<Sig
             );
         }
     }
+    // The public key beside it is the given key's, whatever was there:
+    // tools (validate, verify) trust this file.
     let vkey = dir.join(VKEY_FILE);
-    if !vkey.exists() {
-        fs::write(&vkey, format!("{}\n", signer.verifier().to_vkey()))?;
+    let wanted = format!("{}\n", signer.verifier().to_vkey());
+    if fs::read_to_string(&vkey).ok().as_deref() != Some(wanted.as_str()) {
+        fs::write(&vkey, wanted)?;
     }
     Ok(signer)
 }
@@ -476,6 +479,11 @@ mod tests {
         assert_eq!(loaded.verifier().to_vkey(), given.verifier().to_vkey());
         // No private key file is written; the public one is, for tools.
         assert!(!dir.path().join(KEY_FILE).exists());
+        let vkey = fs::read_to_string(dir.path().join(VKEY_FILE)).unwrap();
+        assert_eq!(vkey.trim(), given.verifier().to_vkey());
+        // A stale public key file beside it is replaced.
+        fs::write(dir.path().join(VKEY_FILE), "another log+00000000+AAAA\n").unwrap();
+        load_given(dir.path(), None, &skey).unwrap();
         let vkey = fs::read_to_string(dir.path().join(VKEY_FILE)).unwrap();
         assert_eq!(vkey.trim(), given.verifier().to_vkey());
         // Another origin, a malformed key, a different key file: refused.

@@ -142,9 +142,11 @@ pub async fn start_with_storage(
         tokio::task::spawn_blocking(move || entry_format::decide(&dir, &*store, chosen)).await??
     };
     tracing::info!(entry_format, "sealed entry format");
-    // A node that brings the log's key joins a log someone else created.
-    let joining = std::env::var(keys::LOG_KEY_ENV).is_ok_and(|k| !k.trim().is_empty())
-        || config.data_dir.join(keys::KEY_FILE).exists();
+    // A node that brings the log's key joins a log someone else created
+    // (and, sealing content, needs that log's master key).
+    let joining = config.encryption
+        && (std::env::var(keys::LOG_KEY_ENV).is_ok_and(|k| !k.trim().is_empty())
+            || config.data_dir.join(keys::KEY_FILE).exists());
     let signer = Arc::new(keys::load_or_create(
         &config.data_dir,
         config.origin.as_deref(),
