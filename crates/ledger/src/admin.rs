@@ -287,24 +287,7 @@ impl Ledger {
         tenant: &str,
         subject: &str,
     ) -> Result<(usize, String, String, u64)> {
-        require_admin(who)?;
-        let (slug, title) = ("invalid-erasure", "Invalid erasure request");
-        if !aiaudit_event::is_valid_tenant(tenant) {
-            return Err(not_a_tenant(slug, title, "tenant"));
-        }
-        if !who.can_administer(tenant) {
-            return Err(Error::forbidden(format!(
-                "this token may not erase data of tenant {tenant:?}"
-            )));
-        }
-        if !self.config.encryption {
-            return Err(Error::new(
-                Kind::Conflict,
-                "encryption-off",
-                "Erasure needs encryption at rest",
-                "this ledger stores content in the clear (encryption = false): nothing can be crypto-shredded",
-            ));
-        }
+        self.erasure_allowed(who, tenant)?;
         let ring = self.keyring.clone();
         let (t, s) = (tenant.to_string(), subject.to_string());
         let (destroyed, tag) = keyring_op(move || ring.erase(&t, &s))
@@ -331,22 +314,13 @@ impl Ledger {
         Ok((destroyed, tag, id, index))
     }
 
-    /// What [`Ledger::erase`] would do, without doing it or logging
-    /// anything: the subject's live and already destroyed keys. The same
-    /// checks as an erasure (an admin of the tenant, encryption on).
-    pub async fn erase_preview(
-        self: &Arc<Self>,
-        who: &Principal,
-        tenant: &str,
-        subject: &str,
-    ) -> Result<(usize, usize)> {
+    /// Who may erase (an admin of the tenant) and whether anything can be
+    /// (content sealed at rest): the checks of an erasure and its preview.
+    fn erasure_allowed(&self, who: &Principal, tenant: &str) -> Result<()> {
         require_admin(who)?;
+        let (slug, title) = ("invalid-erasure", "Invalid erasure request");
         if !aiaudit_event::is_valid_tenant(tenant) {
-            return Err(not_a_tenant(
-                "invalid-erasure",
-                "Invalid erasure request",
-                "tenant",
-            ));
+            return Err(not_a_tenant(slug, title, "tenant"));
         }
         if !who.can_administer(tenant) {
             return Err(Error::forbidden(format!(
@@ -361,6 +335,19 @@ impl Ledger {
                 "this ledger stores content in the clear (encryption = false): nothing can be crypto-shredded",
             ));
         }
+        Ok(())
+    }
+
+    /// What [`Ledger::erase`] would do, without doing it or logging
+    /// anything: the subject's live and already destroyed keys. The same
+    /// checks as an erasure (an admin of the tenant, encryption on).
+    pub async fn erase_preview(
+        self: &Arc<Self>,
+        who: &Principal,
+        tenant: &str,
+        subject: &str,
+    ) -> Result<(usize, usize)> {
+        self.erasure_allowed(who, tenant)?;
         let ring = self.keyring.clone();
         let (t, s) = (tenant.to_string(), subject.to_string());
         keyring_op(move || ring.subject_keys(&t, &s)).await
