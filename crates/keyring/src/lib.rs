@@ -10,6 +10,7 @@
 //! tags, which never rotates (so searching by HMAC keeps working).
 
 pub mod master;
+mod random;
 pub mod records;
 mod ring;
 mod subject_index;
@@ -23,7 +24,7 @@ pub use ring::{
     valid_record, KeyChoice, Keyring, KeyringStats, DEFAULT_MAX_KEY_AGE_SECS, HMAC_PREFIX,
     SUBJECT_CACHE,
 };
-pub use subject_index::{INDEX_FILE, INDEX_VERSION as SUBJECT_INDEX_VERSION};
+pub use subject_index::{INDEX_DIR, INDEX_VERSION as SUBJECT_INDEX_VERSION, OLD_INDEX_FILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -193,7 +193,7 @@ impl KeyProvider for LocalMasterKey {
     fn wrap(&self, key: &[u8; 32], aad: &[u8]) -> Result<Wrapped> {
         let keys = self.keys.read().expect("master key lock");
         let mut nonce = [0u8; 24];
-        getrandom::getrandom(&mut nonce).map_err(|e| Error::Key(format!("no randomness: {e}")))?;
+        crate::random::fill(&mut nonce)?;
         let ct = cipher(&keys.current)
             .encrypt(XNonce::from_slice(&nonce), Payload { msg: key, aad })
             .map_err(|_| Error::Key("wrapping failed".into()))?;

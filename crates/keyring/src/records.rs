@@ -205,18 +205,17 @@ pub fn parse_image(
 /// open; zero in files written before the index existed), which ties the
 /// subject index to its file.
 const FILE_ID_AT: usize = 32;
-/// Records indexed per transaction when the index catches up at open.
+/// Records indexed per write when the index catches up at open.
 const CATCH_UP_CHUNK: u64 = 65_536;
-/// Records held in [`Tail`] before they are indexed in one transaction.
-const TAIL_MAX: usize = 32_768;
+/// Records held in [`Tail`] before they are indexed in one write.
+const TAIL_MAX: usize = 8_192;
 /// The longest records wait in [`Tail`] (checked at each append).
 const TAIL_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Records durable in the file but not yet in the index. They are indexed
-/// together, in one transaction of sorted keys, once there are [`TAIL_MAX`]
-/// of them or [`TAIL_AGE`] passed: one index commit per many ingest batches
-/// rather than one each (each commit rewrites a leaf page per new subject,
-/// which at millions of subjects cost more than the ingest itself).
+/// together, in one sorted run, once there are [`TAIL_MAX`] of them or
+/// [`TAIL_AGE`] passed: one index write (a few fsyncs) per many ingest
+/// batches rather than one each.
 /// Lookups read the tail as well as the index; a crash loses only the tail,
 /// which the next open indexes again from the file.
 #[derive(Default)]
@@ -227,6 +226,12 @@ struct Tail {
     /// Subject-key records in the tail, by tag.
     subjects: std::collections::HashMap<[u8; 32], Vec<u64>>,
     since: Option<std::time::Instant>,
+    /// What lookups since the last flush read from the index, by tag: the
+    /// flush extends these lists without reading them again (a new subject
+    /// is looked up just before its key is made).
+    known: crate::subject_index::Known,
+    /// Flushes so far: a lookup that raced a flush does not fill `known`.
+    flushes: u64,
 }
 
 impl Tail {
@@ -260,7 +265,7 @@ impl Tail {
 }
 
 /// The keyring file in a data directory (mode 0600): records appended with
-/// one fsync per batch, rewritten in place; and its index (`keyring.idx`),
+/// one fsync per batch, rewritten in place; and its index (`keyring.index/`),
 /// so that opening it and finding a subject's keys never read every record.
 pub struct FileRecords {
     path: PathBuf,
@@ -319,13 +324,9 @@ impl FileRecords {
             file.sync_all()?;
             id = u64::from_be_bytes(bytes);
         }
-        let (index, mut indexed) = crate::subject_index::SubjectIndex::open(dir, id)?;
         let whole = (file.metadata()?.len() - HEADER_LEN) / RECORD_LEN as u64;
-        if indexed > whole {
-            // The index knows records the file lacks: not this file's index.
-            index.reset(id)?;
-            indexed = 0;
-        }
+        // An index that knows records the file lacks is not this file's.
+        let (index, indexed) = crate::subject_index::SubjectIndex::open(dir, id, whole)?;
         // Index the tail the index has not durably seen.
         let mut count = indexed;
         'tail: while count < whole {
@@ -342,7 +343,7 @@ impl FileRecords {
                 }
                 records.push(r);
             }
-            index.add(count, &records, true)?;
+            index.add(count, &records, &Default::default())?;
             count += records.len() as u64;
             if torn {
                 let last = count + 1 == whole;
@@ -385,10 +386,12 @@ impl FileRecords {
         if tail.records.is_empty() {
             return Ok(());
         }
-        self.index.add(tail.from, &tail.records, false)?;
+        self.index.add(tail.from, &tail.records, &tail.known)?;
         tail.from += tail.records.len() as u64;
         tail.records.clear();
         tail.subjects.clear();
+        tail.known.clear();
+        tail.flushes += 1;
         tail.since = None;
         Ok(())
     }
@@ -545,15 +548,16 @@ impl RecordStore for FileRecords {
 
     fn subject_records(&self, tenant: &str, tag: &[u8; 32]) -> Result<Vec<(u64, Record)>> {
         let mut out = Vec::new();
+        let flushes = self.tail.lock().expect("keyring tail lock").flushes;
         let mut numbers = self.index.subject_numbers(tag)?;
-        if let Some(more) = self
-            .tail
-            .lock()
-            .expect("keyring tail lock")
-            .subjects
-            .get(tag)
         {
-            numbers.extend(more);
+            let mut tail = self.tail.lock().expect("keyring tail lock");
+            if tail.flushes == flushes {
+                tail.known.remember(tag, &numbers);
+            }
+            if let Some(more) = tail.subjects.get(tag) {
+                numbers.extend(more);
+            }
         }
         numbers.sort_unstable();
         numbers.dedup();

@@ -198,7 +198,7 @@ fn tag_string(tag: &[u8; 32]) -> String {
 
 fn random32() -> Result<[u8; 32]> {
     let mut k = [0u8; 32];
-    getrandom::getrandom(&mut k).map_err(|e| Error::Key(format!("no randomness: {e}")))?;
+    crate::random::fill(&mut k)?;
     Ok(k)
 }
 
@@ -1403,9 +1403,10 @@ mod tests {
     }
 
     /// A keyring file as versions before the index wrote it: no id in the
-    /// header, no `keyring.idx`.
+    /// header, no index (or layout 2's `keyring.idx`, which is dropped).
     fn make_pre_index(dir: &Path) {
-        fs::remove_file(dir.join(crate::INDEX_FILE)).unwrap();
+        fs::remove_dir_all(dir.join(crate::INDEX_DIR)).unwrap();
+        fs::write(dir.join(crate::OLD_INDEX_FILE), b"redb layout 2").unwrap();
         let path = dir.join(KEYRING_FILE);
         let mut bytes = fs::read(&path).unwrap();
         bytes[32..40].fill(0);
@@ -1447,11 +1448,56 @@ mod tests {
         assert_eq!(again.erase("u", "subject-0").unwrap().0, 1);
         assert_eq!(again.key(before[8].key_id), None);
         assert_eq!(again.key(before[9].key_id), Some(before[9].key));
-        let mode = fs::metadata(dir.path().join(crate::INDEX_FILE))
+        assert!(!dir.path().join(crate::OLD_INDEX_FILE).exists());
+        let mode = fs::metadata(dir.path().join(crate::INDEX_DIR))
             .unwrap()
             .permissions()
             .mode();
-        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        fs::create_dir_all(to).unwrap();
+        for entry in fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn an_index_left_from_before_a_rollback_is_built_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let saved = tempfile::tempdir().unwrap();
+        let ring = open(dir.path());
+        ring.choose(&[("t", Some("a")), ("t", Some("b"))]).unwrap();
+        drop(ring);
+        copy_dir(
+            &dir.path().join(crate::INDEX_DIR),
+            &saved.path().join(crate::INDEX_DIR),
+        );
+        // What a build writing layout 2 did after a rollback: an erasure
+        // and a new key, which this index never saw.
+        let ring = open(dir.path());
+        assert_eq!(ring.erase("t", "a").unwrap().0, 1);
+        ring.choose(&[("t", Some("c"))]).unwrap();
+        let stats = ring.stats();
+        drop(ring);
+        fs::remove_dir_all(dir.path().join(crate::INDEX_DIR)).unwrap();
+        copy_dir(
+            &saved.path().join(crate::INDEX_DIR),
+            &dir.path().join(crate::INDEX_DIR),
+        );
+        fs::write(dir.path().join(crate::OLD_INDEX_FILE), b"redb layout 2").unwrap();
+
+        let again = open(dir.path());
+        assert_eq!(again.stats(), stats, "counts include the erasure");
+        assert!(!dir.path().join(crate::OLD_INDEX_FILE).exists());
+        assert_eq!(again.erase("t", "c").unwrap().0, 1);
     }
 
     #[test]
@@ -1472,11 +1518,11 @@ mod tests {
             .unwrap()[0]
             .clone();
         drop((a, b));
-        fs::copy(
-            one.path().join(crate::INDEX_FILE),
-            two.path().join(crate::INDEX_FILE),
-        )
-        .unwrap();
+        fs::remove_dir_all(two.path().join(crate::INDEX_DIR)).unwrap();
+        copy_dir(
+            &one.path().join(crate::INDEX_DIR),
+            &two.path().join(crate::INDEX_DIR),
+        );
         let b = open(two.path());
         assert_eq!(b.stats().subject_keys, 3);
         assert_eq!(b.erase("t", "carol").unwrap().0, 1);

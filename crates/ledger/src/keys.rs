@@ -309,9 +309,14 @@ pub fn move_into_shared(
 ) -> anyhow::Result<usize> {
     let records = copy_into_shared(file, shared)?;
     fs::remove_file(file).with_context(|| format!("removing {}", file.display()))?;
-    if let Some(index) = file.parent().map(|d| d.join(aiaudit_keyring::INDEX_FILE)) {
+    if let Some(dir) = file.parent() {
+        let old = dir.join(aiaudit_keyring::OLD_INDEX_FILE);
+        if old.exists() {
+            fs::remove_file(&old).with_context(|| format!("removing {}", old.display()))?;
+        }
+        let index = dir.join(aiaudit_keyring::INDEX_DIR);
         if index.exists() {
-            fs::remove_file(&index).with_context(|| format!("removing {}", index.display()))?;
+            fs::remove_dir_all(&index).with_context(|| format!("removing {}", index.display()))?;
         }
     }
     if let Some(dir) = file.parent() {
