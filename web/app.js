@@ -4,7 +4,8 @@ import { signIn, settings } from './js/signin.js';
 import { overview } from './js/overview.js';
 import { events } from './js/events.js';
 import { eventDetail } from './js/event.js';
-import { violations, reports, exports } from './js/sections.js';
+import { reports, exports } from './js/sections.js';
+import { violations } from './js/violations.js';
 import { incidents } from './js/incidents.js';
 
 const views = { overview, events, event: eventDetail, violations, incidents, reports, exports, settings };
@@ -27,12 +28,18 @@ onFreshness((state) => {
   el.textContent = `Offline: showing data saved ${state.toLocaleString()}. It may be out of date.`;
 });
 
+// Each route has a number: a view that finishes after a newer route began
+// is stopped at once, so no poller outlives its page.
+let current = 0;
+
 async function route() {
+  const mine = ++current;
   if (cleanup) { cleanup(); cleanup = null; }
   const nav = document.getElementById('nav');
   if (!session.token) {
     nav.hidden = true;
-    return signIn(() => { location.hash = '#/overview'; route(); });
+    // Signed in: one route to the overview (setting the hash routes by itself).
+    return signIn(() => { if (location.hash === '#/overview') route(); else location.hash = '#/overview'; });
   }
   nav.hidden = false;
   const [path, query = ''] = location.hash.replace(/^#\/?/, '').split('?');
@@ -43,7 +50,9 @@ async function route() {
     else a.removeAttribute('aria-current');
   }
   document.getElementById('offline').hidden = true;
-  cleanup = (await view({ arg, params: new URLSearchParams(query), rerender: route })) || null;
+  const done = (await view({ arg, params: new URLSearchParams(query), rerender: route })) || null;
+  if (mine !== current) { if (done) done(); return; }
+  cleanup = done;
   // After a route change, keyboard and screen-reader users start at the content.
   if (document.activeElement === document.body || document.activeElement?.closest('nav')) {
     document.getElementById('main').focus({ preventScroll: true });

@@ -14,12 +14,12 @@ const EPOCH_KEY = '/__aiaudit/erasure-epoch';
 const SHELL_FILES = [
   '/', '/app.js', '/app.css', '/manifest.webmanifest', '/icon.svg', '/icon-192.png',
   '/js/api.js', '/js/ui.js', '/js/verify.js', '/js/signin.js', '/js/overview.js',
-  '/js/chart.js', '/js/events.js', '/js/event.js', '/js/sections.js', '/js/incidents.js',
+  '/js/chart.js', '/js/events.js', '/js/event.js', '/js/sections.js', '/js/incidents.js', '/js/violations.js',
   '/vendor/uplot/uPlot.iife.min.js', '/vendor/uplot/uPlot.min.css',
 ];
 // Data worth keeping for offline reading; exports, metrics, incident
 // reviews and packs are not (the list and each incident are).
-const DATA_PATHS = [/^\/v1\/info$/, /^\/v1\/events/, /^\/checkpoint$/, /^\/v1\/violations/, /^\/v1\/reports/, /^\/readyz$/,
+const DATA_PATHS = [/^\/v1\/info$/, /^\/v1\/stats$/, /^\/v1\/events/, /^\/checkpoint$/, /^\/v1\/violations/, /^\/v1\/reports/, /^\/readyz$/,
   /^\/v1\/incidents(\/[^/]+)?$/];
 
 self.addEventListener('install', (e) => {
@@ -83,8 +83,21 @@ async function followErasures(res) {
   }
 }
 
+/// Where an answer is saved: its URL, except that a chart's window moves
+/// with the clock, so the latest counts of each shape are kept whatever
+/// their from and to.
+function cacheKey(req) {
+  const url = new URL(req.url);
+  if (url.pathname === '/v1/stats') {
+    url.searchParams.delete('from');
+    url.searchParams.delete('to');
+  }
+  return url.href;
+}
+
 async function data(req) {
   const name = await cacheName(req);
+  const key = cacheKey(req);
   try {
     const res = await fetch(req);
     await followErasures(res);
@@ -93,11 +106,11 @@ async function data(req) {
       const body = await res.clone().arrayBuffer();
       const headers = new Headers(res.headers);
       headers.set('x-aiaudit-cached-at', String(Date.now()));
-      await (await caches.open(name)).put(req.url, new Response(body, { status: res.status, headers }));
+      await (await caches.open(name)).put(key, new Response(body, { status: res.status, headers }));
     }
     return res;
   } catch {
-    const hit = await caches.match(req.url, { cacheName: name });
+    const hit = await caches.match(key, { cacheName: name });
     if (hit) return hit;
     return new Response(JSON.stringify({ title: 'offline', status: 503, detail: 'the ledger cannot be reached and this view was not saved' }),
       { status: 503, headers: { 'content-type': 'application/problem+json', 'x-aiaudit-offline': '1' } });

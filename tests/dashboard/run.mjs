@@ -3,12 +3,13 @@
 // passes DASH_URL, DASH_TOKEN, DASH_VKEY, DASH_SIZE, DASH_SCREENSHOTS, and
 // stops the ledger when this script prints STOP_SERVER (then answers on
 // stdin). Prints "PASS <step>" per step; exits non-zero on the first failure.
-import { chromium } from 'playwright-core';
 import { generateKeyPairSync, createHash } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
+import { chromium } from 'playwright-core';
+import { T, FLAGS, pass, check, watch, text, fits360, run } from './common.mjs';
 
 const URL_ = process.env.DASH_URL;
 const TOKEN = process.env.DASH_TOKEN;
@@ -20,31 +21,7 @@ const INCIDENT = process.env.DASH_INCIDENT;
 const INCIDENT_TITLE = process.env.DASH_INCIDENT_TITLE;
 const NG_DEADLINE = process.env.DASH_NG_DEADLINE;
 const NG_REFERENCE = process.env.DASH_NG_REFERENCE;
-const T = 20000;
-// Flags that work on the CI machines (no sandbox as root, no background network).
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync'];
-
-const pass = (step) => console.log(`PASS ${step}`);
-function check(cond, what) {
-  if (!cond) throw new Error(`FAILED: ${what}`);
-}
-
-const scriptErrors = [];
-const trail = []; // everything the pages said, printed when a step fails
-function watch(page, label) {
-  page.on('console', (m) => trail.push(`${label} console.${m.type()}: ${m.text()}`));
-  page.on('requestfailed', (r) => trail.push(`${label} request failed: ${r.url()} ${r.failure()?.errorText}`));
-  page.on('response', (r) => { if (r.status() >= 400) trail.push(`${label} ${r.status()} ${r.url()}`); });
-  page.on('pageerror', (e) => scriptErrors.push(`${label}: ${e.message}`));
-  page.on('console', (m) => {
-    // Refused connections (offline) and 404s (optional endpoints) are expected resource errors.
-    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) scriptErrors.push(`${label}: ${m.text()}`);
-  });
-}
-
 const shot = (page, name) => page.screenshot({ path: join(SHOTS, name), fullPage: true });
-const text = (page, sel) => page.locator(sel).first().innerText({ timeout: T });
 
 async function signIn(page, label) {
   await page.goto(`${URL_}/`);
@@ -251,11 +228,6 @@ async function desktop(browser) {
   return { ctx, page };
 }
 
-async function fits360(page, what) {
-  const w = await page.evaluate(() => document.documentElement.scrollWidth);
-  check(w <= 360, `${what} is ${w}px wide at 360`);
-}
-
 async function phone(browser) {
   const ctx = await browser.newContext({ viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
   const page = await ctx.newPage();
@@ -388,6 +360,12 @@ async function offline(view, label) {
   await page.locator('#tree-size').waitFor({ timeout: T });
   check((await text(page, '#tree-size')) === SIZE, 'cached overview');
   check(await page.locator('#offline').isVisible(), 'offline banner on overview');
+  // Saved answers look saved: greyed cards that say their age, no live
+  // green, and no tamper alarm from answers of different ages.
+  await page.waitForFunction(() => document.querySelector('#activity.stale .saved-at') !== null, null, { timeout: T });
+  check((await text(page, '#readiness')).includes('when saved'), 'readiness is not shown as live');
+  check((await page.locator('.card.stale').count()) >= 3, 'the live-status cards are greyed');
+  check((await page.locator('#cp-agreement .badge.bad').count()) === 0, 'no tamper alarm from saved answers');
   await shot(page, `${label}-offline.png`);
   if (label === 'desktop') {
     // Seen online (the ledger serves violations): offline it shows what was cached.
@@ -447,29 +425,16 @@ async function savedDataBoundToToken(browser) {
   await ctx.close();
 }
 
-async function main() {
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: FLAGS });
-  try {
-    const d = await desktop(browser);
-    const p = await phone(browser);
-    await tampering(browser);
-    await savedDataBoundToToken(browser);
-    await installable();
-    console.log('STOP_SERVER');
-    const rl = createInterface({ input: process.stdin });
-    await new Promise((resolve) => rl.once('line', resolve));
-    rl.close();
-    await offline(d, 'desktop');
-    await offline(p, 'phone');
-    check(scriptErrors.length === 0, `script errors or CSP violations:\n${scriptErrors.join('\n')}`);
-    pass('no console errors');
-  } finally {
-    await browser.close();
-  }
-}
-
-main().catch((e) => {
-  console.error(trail.slice(-40).join('\n'));
-  console.error(e.stack || String(e));
-  process.exit(1);
+run(async (browser) => {
+  const d = await desktop(browser);
+  const p = await phone(browser);
+  await tampering(browser);
+  await savedDataBoundToToken(browser);
+  await installable();
+  console.log('STOP_SERVER');
+  const rl = createInterface({ input: process.stdin });
+  await new Promise((resolve) => rl.once('line', resolve));
+  rl.close();
+  await offline(d, 'desktop');
+  await offline(p, 'phone');
 });

@@ -316,6 +316,7 @@ fn rows(blob: &str) -> Vec<Row> {
             Some(json!({"tenant": "acme", "value": "v"})),
             READ_ACME,
         ),
+        r("get", "/v1/stats", "/v1/stats?tenant=acme", None, READ_ACME),
         r(
             "get",
             "/v1/violations",

@@ -28,6 +28,7 @@ const SHELL: &[&str] = &[
     "/js/event.js",
     "/js/sections.js",
     "/js/incidents.js",
+    "/js/violations.js",
     "/vendor/uplot/uPlot.iife.min.js",
     "/vendor/uplot/uPlot.min.css",
 ];
@@ -109,7 +110,8 @@ fn dashboard_assets_are_served_without_a_token_with_strict_headers() {
 }
 
 /// The browser's verifier module against the Go reference vectors, under
-/// Node's WebCrypto (tests/dashboard/verify.test.mjs).
+/// Node's WebCrypto (tests/dashboard/verify.test.mjs), and the app's pure
+/// pieces (tests/dashboard/ui.test.mjs).
 #[test]
 fn dashboard_verifier_matches_reference_vectors() {
     let node = Command::new("node").arg("--version").output();
@@ -121,6 +123,7 @@ fn dashboard_verifier_matches_reference_vectors() {
     let out = Command::new("node")
         .arg("--test")
         .arg(root().join("tests/dashboard/verify.test.mjs"))
+        .arg(root().join("tests/dashboard/ui.test.mjs"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -130,7 +133,7 @@ fn dashboard_verifier_matches_reference_vectors() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("# pass 7") && text.contains("# fail 0"),
+        text.contains("# pass 13") && text.contains("# fail 0"),
         "{text}"
     );
 }
@@ -349,5 +352,89 @@ fn dashboard_in_chromium() {
         "desktop-offline.png",
     ] {
         assert!(shots.join(shot).exists(), "{shot}");
+    }
+}
+
+/// Violation triage and the overview's server-side history
+/// (tests/dashboard/triage.mjs): a ledger whose policy finds 57 high and 4
+/// medium violations among events of the last minutes.
+#[test]
+fn dashboard_triage_in_chromium() {
+    if !browser_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, format!("{DEEPSEEK_RULE}{TOKEN_BUDGET_RULE}")).unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &["--policy-file", rules.to_str().unwrap()],
+    );
+    let (high, medium, plain) = (57, 4, 9);
+    let now = time::OffsetDateTime::now_utc() - time::Duration::minutes(2);
+    let at = now
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let events: Vec<Value> = (0..high + medium + plain)
+        .map(|i| {
+            let mut e = dashboard_event(i);
+            e["time"] = json!(at);
+            if i < high {
+                e["ai"]["gen_ai.provider.name"] = json!("deepseek");
+            } else if i < high + medium {
+                e["ai"]["gen_ai.usage.input_tokens"] = json!(5000);
+            }
+            e
+        })
+        .collect();
+    server.post_events(&events);
+    // Every violation logged and indexed: the events plus one per violation.
+    let total = (2 * (high + medium) + plain) as u64;
+    server.wait_size(total);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server.get_json("/v1/info")["index"]["indexed_size"].as_u64() < Some(total)
+        || server.get_json("/v1/violations?limit=1")["total"] != high + medium
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "violations never indexed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let info = server.get_json("/v1/info");
+    // Apart from dashboard_in_chromium's, which it empties.
+    let shots = root().join("target/triage-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new("node")
+        .arg(root().join("tests/dashboard/triage.mjs"))
+        .env("DASH_URL", &server.url)
+        .env("DASH_TOKEN", &server.token)
+        .env("DASH_VKEY", info["verifier_key"].as_str().unwrap())
+        .env("DASH_HIGH", high.to_string())
+        .env("DASH_MEDIUM", medium.to_string())
+        .env("DASH_SENT", (high + medium + plain).to_string())
+        .env("DASH_SCREENSHOTS", &shots)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("running node");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(out.status.success(), "triage.mjs failed: {}", out.status);
+    for step in [
+        "PASS sign-in routes once",
+        "PASS one poller, stopped on leaving the overview",
+        "PASS overview: open violations counted, history from the server over a chosen range, UTC or local",
+        "PASS events: the total from the server, fixed values as selects",
+        "PASS events: drill-down from a field to the events that share it",
+        "PASS events: a saved search",
+        "PASS events: the rows shown download as CSV",
+        "PASS violations: counts by status and severity, paged to the end",
+        "PASS violations: a facet filters, kept in the URL",
+        "PASS violations: bulk acknowledge and resolve with a comment, each logged",
+        "PASS phone: triage and overview fit 360px",
+        "PASS no console errors",
+    ] {
+        assert!(text.contains(step), "missing {step:?} in:\n{text}");
     }
 }

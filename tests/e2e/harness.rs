@@ -227,6 +227,37 @@ fn unsafe_sigterm(pid: u32) {
         .status();
 }
 
+/// A policy rule: a model call to the "deepseek" provider is a high violation.
+pub const DEEPSEEK_RULE: &str = r#"
+[[rule]]
+id = "disallowed-provider"
+description = "A model call went to an unapproved provider"
+severity = "high"
+condition = 'ai["gen_ai.provider.name"] == "deepseek"'
+"#;
+
+/// A policy rule: more than 1,000 input tokens is a medium violation.
+pub const TOKEN_BUDGET_RULE: &str = r#"
+[[rule]]
+id = "token-budget"
+description = "Too many tokens"
+severity = "medium"
+condition = '"gen_ai.usage.input_tokens" in ai && ai["gen_ai.usage.input_tokens"] > 1000'
+"#;
+
+/// GET `path` with `token`: the status and the JSON body (null if none).
+pub fn get_as(server: &Server, token: &str, path: &str) -> (u16, serde_json::Value) {
+    let r = client()
+        .get(format!("{}{path}", server.url))
+        .bearer_auth(token)
+        .send()
+        .unwrap();
+    (
+        r.status().as_u16(),
+        r.json().unwrap_or(serde_json::Value::Null),
+    )
+}
+
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))

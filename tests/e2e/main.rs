@@ -33,6 +33,7 @@ mod search;
 mod shutdown;
 mod signatures;
 mod slow_link;
+mod stats;
 mod tls;
 mod trust;
 mod typescript_sdk;

@@ -9,21 +9,8 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const RULES: &str = r#"
-[[rule]]
-id = "disallowed-provider"
-description = "A model call went to an unapproved provider"
-severity = "high"
-condition = 'ai["gen_ai.provider.name"] == "deepseek"'
-"#;
-
-const MORE_RULES: &str = r#"
-[[rule]]
-id = "token-budget"
-description = "Too many tokens"
-severity = "medium"
-condition = '"gen_ai.usage.input_tokens" in ai && ai["gen_ai.usage.input_tokens"] > 1000'
-"#;
+const RULES: &str = DEEPSEEK_RULE;
+const MORE_RULES: &str = TOKEN_BUDGET_RULE;
 
 /// A webhook receiver: records every request body, answers 200.
 fn webhook() -> (String, Arc<Mutex<Vec<String>>>) {
@@ -307,7 +294,28 @@ fn violations_page_with_a_cursor_and_filter_by_severity() {
     assert!(seen.windows(2).all(|w| w[0] > w[1]), "{seen:?}");
     let medium = server.get_json("/v1/violations?severity=medium");
     assert_eq!(medium["total"], 2);
-    for (q, field) in [("severity=urgent", "severity"), ("cursor=abc", "cursor")] {
+    // Facets: each count applies every filter but its own.
+    let sum = |v: &Value| {
+        v.as_object()
+            .unwrap()
+            .values()
+            .map(|n| n.as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!(medium["counts"]["severity"]["medium"], 2, "{medium}");
+    assert_eq!(sum(&medium["counts"]["severity"]), 7, "{medium}");
+    assert_eq!(sum(&medium["counts"]["status"]), 2, "{medium}");
+    assert_eq!(medium["counts"]["status"]["open"], 2, "{medium}");
+    let none = server.get_json("/v1/violations?severity=medium&source=no-such-source");
+    assert_eq!(
+        (none["total"].clone(), sum(&none["counts"]["severity"])),
+        (json!(0), 0)
+    );
+    for (q, field) in [
+        ("severity=urgent", "severity"),
+        ("cursor=abc", "cursor"),
+        ("sources=x", "sources"),
+    ] {
         let r = server.get(&format!("/v1/violations?{q}"));
         assert_eq!(r.status(), 400, "{q}");
         let body: Value = r.json().unwrap();

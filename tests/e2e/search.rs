@@ -24,21 +24,23 @@ pub fn forensic_event(i: usize) -> Value {
 }
 
 pub fn search(server: &Server, token: &str, query: &str) -> (u16, Value) {
-    let r = client()
-        .get(format!("{}/v1/events?{query}", server.url))
-        .bearer_auth(token)
-        .send()
-        .unwrap();
-    (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+    get_as(server, token, &format!("/v1/events?{query}"))
 }
 
 /// Every index a query returns, following cursors to the end.
 pub fn all_indexes(server: &Server, token: &str, query: &str) -> Vec<u64> {
     let mut out = Vec::new();
-    let mut cursor = String::new();
+    // The first page also asks for the total, which must match the pages.
+    let mut cursor = "&count=true".to_string();
+    let mut total = None;
     loop {
         let (status, body) = search(server, token, &format!("{query}&limit=7{cursor}"));
         assert_eq!(status, 200, "{body}");
+        if total.is_none() {
+            total = Some(body["total"].as_u64().expect("a total with count=true"));
+        } else {
+            assert!(body.get("total").is_none(), "a total only when asked");
+        }
         out.extend(
             body["events"]
                 .as_array()
@@ -48,7 +50,10 @@ pub fn all_indexes(server: &Server, token: &str, query: &str) -> Vec<u64> {
         );
         match body["next_cursor"].as_str() {
             Some(c) => cursor = format!("&cursor={c}"),
-            None => return out,
+            None => {
+                assert_eq!(total, Some(out.len() as u64), "{query}");
+                return out;
+            }
         }
     }
 }
@@ -152,6 +157,7 @@ fn search_filters_pages_and_rebuilds_from_the_log() {
     let (status, body) = search(&server, &t, "tenant=acme&modle=x");
     assert_eq!((status, body["parameter"].as_str()), (400, Some("modle")));
     assert_eq!(search(&server, &t, "from=yesterday").1["parameter"], "from");
+    assert_eq!(search(&server, &t, "count=maybe").1["parameter"], "count");
 
     // The CLI: JSON lines, and a table.
     let out = aiaudit(&[

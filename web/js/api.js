@@ -77,3 +77,23 @@ export async function optional(path) {
     throw e;
   }
 }
+
+/// POSTs `body` as JSON with the token; the answer's JSON, or an ApiError
+/// (offline: nothing was sent, so nothing changed).
+export async function post(path, body, { token = session.token } = {}) {
+  let res;
+  try {
+    res = await fetch(path, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      cache: 'no-store',
+    });
+  } catch {
+    throw new ApiError(0, { title: 'offline', detail: 'the ledger cannot be reached; nothing was changed' });
+  }
+  let out = null;
+  try { out = await res.json(); } catch { /* not JSON */ }
+  if (!res.ok) throw new ApiError(res.status, out);
+  return out;
+}

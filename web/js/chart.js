@@ -22,16 +22,19 @@ function load() {
 }
 
 /// Draws (or redraws) a time series chart into `el`.
-/// `series`: [{label, color, values}], `times`: seconds since the epoch.
-export async function lineChart(el, title, times, series) {
+/// `series`: [{label, color, values}], `times`: seconds since the epoch;
+/// `utc`: label the time axis in UTC instead of the browser's zone.
+export async function lineChart(el, title, times, series, { utc = false } = {}) {
   const uPlot = await load();
   el.replaceChildren();
   const width = Math.max(260, el.clientWidth || 320);
   const opts = {
     title, width, height: 180,
+    ...(utc ? { tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC') } : {}),
     scales: { x: { time: true } },
     axes: [{}, { size: 50 }],
-    series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, points: { show: false } }))],
+    // Dashes as well as colours: colour is never the only signal.
+    series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, dash: s.dash, points: { show: false } }))],
   };
   const plot = new uPlot(opts, [times, ...series.map((s) => s.values)], el);
   // Charts are pictures to a screen reader: the summary next to them carries the numbers.

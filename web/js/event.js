@@ -14,8 +14,28 @@ function verificationCard(result) {
   return card('Proof (checked in this browser)', verdict, list);
 }
 
+/// The search filter each flattened field drills down to.
+export const DRILL = {
+  tenant: 'tenant', 'actor.id': 'actor', action: 'action', 'source.name': 'source', trace_id: 'trace_id',
+  subject: 'subject', 'ai.gen_ai.conversation.id': 'conversation_id', 'ai.gen_ai.request.model': 'model',
+  'ai.gen_ai.provider.name': 'provider', 'outcome.status': 'outcome', risk_level: 'risk',
+};
+
+/// From a field of an event to the events that share it, in its tenant.
+export function drillTo(tenant) {
+  return (key, value) => {
+    const filter = DRILL[key];
+    if (!filter || value === '' || value == null) return null;
+    const q = new URLSearchParams();
+    if (filter !== 'tenant' && tenant) q.set('tenant', tenant);
+    q.set(filter, String(value));
+    return `#/events?${q}`;
+  };
+}
+
 function decodedCard(ev, decoded) {
-  if (!decoded) return card('Fields', fields(flatten(ev.event)));
+  const tenant = decoded?.event?.tenant ?? ev.event?.tenant ?? ev.tenant;
+  if (!decoded) return card('Fields', fields(flatten(ev.event), drillTo(tenant)));
   const note = decoded.whole
     ? 'Decoded from the logged entry bytes (covered by the proof above).'
     : decoded.blobs?.length
@@ -26,7 +46,8 @@ function decodedCard(ev, decoded) {
   const differs = Object.keys(fromEntry).filter((k) => k in fromServer && JSON.stringify(fromServer[k]) !== JSON.stringify(fromEntry[k]));
   return card('Fields', h('p', { class: 'hint' }, note),
     differs.length ? h('p', {}, badge(false, `the server's decoded event differs from the entry in: ${differs.join(', ')}`)) : null,
-    fields(fromEntry),
+    h('p', { class: 'hint' }, 'Linked values lead to the events that share them (same tenant).'),
+    fields(fromEntry, drillTo(tenant)),
     decoded.redacted?.length ? h('p', { class: 'hint' }, `Stored as HMACs: ${decoded.redacted.join(', ')}`) : null);
 }
 

@@ -1,27 +1,9 @@
-// Violations, compliance reports and exports. The first two are served by
-// endpoints other work adds; until a ledger has them they say so.
-import { optional, request } from './api.js';
-import { h, mount, card, errorBox, notAvailable, fields } from './ui.js';
+// Compliance reports and exports. A ledger without the reports endpoint
+// says so.
+import { request } from './api.js';
+import { h, mount, card, errorBox, notAvailable } from './ui.js';
 import { filterFields, formParams } from './events.js';
 
-function table(items) {
-  if (!items.length) return h('p', { class: 'muted' }, 'None.');
-  return h('ul', { class: 'records' }, items.map((it) => {
-    const link = it.index != null ? h('a', { href: `#/event/${it.index}` }, `event #${it.index}`) : null;
-    return h('li', {}, link, fields(it));
-  }));
-}
-
-async function listing(title, path, key) {
-  mount(h('h1', {}, title), h('p', { class: 'muted', role: 'status' }, 'Loading…'));
-  let body;
-  try { body = await optional(path); } catch (e) { mount(h('h1', {}, title), errorBox(e)); return; }
-  if (body === null) { mount(h('h1', {}, title), notAvailable(title)); return; }
-  const items = Array.isArray(body) ? body : body[key] || [];
-  mount(h('h1', {}, title), card(`${items.length} ${title.toLowerCase()}`, table(items)));
-}
-
-export const violations = () => listing('Violations', '/v1/violations', 'violations');
 /** Compliance report: a summary on screen, the full report (HTML, Markdown or JSON) to download. */
 export async function reports({ params }) {
   const status = h('div', { role: 'status', 'aria-live': 'polite' });

@@ -45,11 +45,14 @@ export function age(seconds) {
   return `${(seconds / 3600).toFixed(1)} h`;
 }
 
-/// A definition list of key/value pairs; nested values as JSON.
-export function fields(obj) {
+/// A definition list of key/value pairs; nested values as JSON. `linkFor`
+/// (key, value) may give an href for a value (a drill-down).
+export function fields(obj, linkFor = () => null) {
   const dl = h('dl', { class: 'fields' });
   for (const [k, v] of Object.entries(obj || {})) {
-    dl.append(h('dt', {}, k), h('dd', {}, typeof v === 'object' && v !== null ? h('pre', {}, JSON.stringify(v, null, 2)) : String(v)));
+    const shown = typeof v === 'object' && v !== null ? h('pre', {}, JSON.stringify(v, null, 2)) : String(v);
+    const href = typeof v === 'object' ? null : linkFor(k, v);
+    dl.append(h('dt', {}, k), h('dd', {}, href ? h('a', { href, class: 'drill', title: `Events with this ${k}` }, shown) : shown));
   }
   return dl;
 }
@@ -62,4 +65,34 @@ export function flatten(obj, prefix = '', out = {}) {
     else out[key] = Array.isArray(v) ? JSON.stringify(v) : v;
   }
   return out;
+}
+
+// Times are shown in the browser's zone or in UTC, as the user chose
+// (Overview, "Times in"); kept on this device.
+const ZONE = 'aiaudit.tz';
+export const zone = {
+  get utc() { return localStorage.getItem(ZONE) === 'utc'; },
+  set utc(v) { localStorage.setItem(ZONE, v ? 'utc' : 'local'); },
+};
+
+/// An RFC 3339 time for people: one precision (seconds), the chosen zone named.
+export function when(iso) {
+  const d = new Date(iso);
+  if (iso == null || Number.isNaN(d.getTime())) return iso ?? '–';
+  const opts = { year: 'numeric', month: 'short', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' };
+  if (zone.utc) opts.timeZone = 'UTC';
+  return `${d.toLocaleString(undefined, opts)}${zone.utc ? ' UTC' : ''}`;
+}
+
+/// How long ago a cached answer was saved, for "saved … ago".
+export function savedAgo(date) {
+  return age((Date.now() - date.getTime()) / 1000);
+}
+
+/// Marks a card that shows a saved answer (offline): greyed, and saying how old.
+export function staleIf(el, cachedAt) {
+  if (!cachedAt) return el;
+  el.classList.add('stale');
+  el.append(h('p', { class: 'saved-at' }, `Saved ${savedAgo(cachedAt)} ago: not live.`));
+  return el;
 }

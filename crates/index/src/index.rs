@@ -2,7 +2,7 @@
 
 use crate::{
     DaySource, Page, Period, PgSearchIndex, Query, Result, SearchIndex, SourceAction,
-    SourceSummary, Tally,
+    SourceSummary, StatKey, Tally,
 };
 
 /// A node's own SQLite file, or the PostgreSQL index that every node of a
@@ -52,6 +52,11 @@ impl Index {
     /// Retention: drops the rows of `tenant` with an event time before `cutoff_ms`.
     pub fn delete_before(&self, tenant: &str, cutoff_ms: i64) -> Result<u64> {
         delegate!(self, i => i.delete_before(tenant, cutoff_ms))
+    }
+
+    /// Counts of the events matching `q` over time (`q.from_ms` required).
+    pub fn stats(&self, q: &Query, step_ms: i64) -> Result<Vec<Tally<StatKey>>> {
+        delegate!(self, i => i.stats(q, step_ms))
     }
 
     pub fn sources(&self, p: &Period) -> Result<Vec<SourceSummary>> {

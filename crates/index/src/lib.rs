@@ -1168,6 +1168,25 @@ impl SearchIndex {
 
     /// How many events match `q` (limit and cursor ignored), for reports.
     pub fn count(&self, q: &Query) -> Result<u64> {
+        let mut count = 0;
+        self.over_units(q, "SELECT count(*) FROM events WHERE", "", |r| {
+            count += r.get::<_, i64>(0)? as u64;
+            Ok(())
+        })?;
+        Ok(count)
+    }
+
+    /// Runs `select` (a `SELECT … FROM events WHERE` to which the unit's
+    /// rows and `q`'s condition are added, then `tail`) over every unit `q`
+    /// reaches, in one snapshot, handing each result row to `f`. Limit and
+    /// cursor are ignored.
+    fn over_units(
+        &self,
+        q: &Query,
+        select: &str,
+        tail: &str,
+        mut f: impl FnMut(&rusqlite::Row<'_>) -> Result<()>,
+    ) -> Result<()> {
         let q = Query {
             after: None,
             ..q.clone()
@@ -1176,11 +1195,10 @@ impl SearchIndex {
         let terms = q.terms();
         let c = self.reader();
         let snapshot = c.unchecked_transaction()?;
-        let mut count = 0;
         for unit in self.units(&snapshot, &q, !terms.is_empty())? {
             let (sql, first): (String, Vec<Box<dyn ToSql>>) = match unit {
                 Unit::Rows(lo, hi) => (
-                    format!("SELECT count(*) FROM events WHERE idx >= ? AND idx < ? AND {clause}"),
+                    format!("{select} idx >= ? AND idx < ? AND {clause} {tail}"),
                     vec![Box::new(lo as i64), Box::new(hi as i64)],
                 ),
                 Unit::Block(b) => {
@@ -1189,18 +1207,66 @@ impl SearchIndex {
                         continue;
                     }
                     (
-                        format!("SELECT count(*) FROM events WHERE idx IN rarray(?) AND {clause}"),
+                        format!("{select} idx IN rarray(?) AND {clause} {tail}"),
                         vec![Box::new(array(&ids))],
                     )
                 }
             };
             let p = first.iter().chain(&params).map(|x| x.as_ref());
-            let n: i64 = snapshot
-                .prepare_cached(&sql)?
-                .query_row(params_from_iter(p), |r| r.get(0))?;
-            count += n as u64;
+            let mut stmt = snapshot.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params_from_iter(p))?;
+            while let Some(r) = rows.next()? {
+                f(r)?;
+            }
         }
-        Ok(count)
+        Ok(())
+    }
+}
+
+/// Counts over time (`GET /v1/stats`): the events matching a query (its
+/// filters and time window; `from_ms` is required) in buckets of `step_ms`
+/// counted from `from_ms`, per tenant, source and outcome status.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StatKey {
+    /// The bucket: `(time_ms - from_ms) / step_ms`.
+    pub bucket: u64,
+    pub tenant: String,
+    pub source: Option<String>,
+    /// `outcome.status` (`success`, `failure`, `denied`), if the event has one.
+    pub outcome: Option<String>,
+}
+
+impl SearchIndex {
+    /// Counts of the events matching `q` by [`StatKey`], in key order.
+    pub fn stats(&self, q: &Query, step_ms: i64) -> Result<Vec<Tally<StatKey>>> {
+        let (from, step) = stat_bounds(q, step_ms)?;
+        let mut by: BTreeMap<StatKey, u64> = BTreeMap::new();
+        // The bucket's bounds are this code's own integers, not the caller's text.
+        let select = format!(
+            "SELECT (time_ms - {from}) / {step}, tenant, source, outcome, count(*) FROM events WHERE"
+        );
+        self.over_units(q, &select, "GROUP BY 1, 2, 3, 4", |r| {
+            let key = StatKey {
+                bucket: r.get::<_, i64>(0)? as u64,
+                tenant: r.get(1)?,
+                source: r.get(2)?,
+                outcome: r.get(3)?,
+            };
+            *by.entry(key).or_default() += r.get::<_, i64>(4)? as u64;
+            Ok(())
+        })?;
+        Ok(tallies(by))
+    }
+}
+
+/// The start and step of a stats query, checked: buckets need a start and
+/// a positive step.
+pub(crate) fn stat_bounds(q: &Query, step_ms: i64) -> Result<(i64, i64)> {
+    match q.from_ms {
+        Some(from) if step_ms > 0 => Ok((from, step_ms)),
+        _ => Err(Error::Invalid(
+            "stats need a start time and a positive step".into(),
+        )),
     }
 }
 

@@ -31,8 +31,8 @@
 //! tokio-postgres, so methods may be called from any thread.
 
 use crate::{
-    with_fields, Error, Order, Page, Period, Query, Result, Row, SourceSummary, Tally, ACTION,
-    FILTERS, MAX_LIMIT, RISK,
+    with_fields, Error, Order, Page, Period, Query, Result, Row, SourceSummary, StatKey, Tally,
+    ACTION, FILTERS, MAX_LIMIT, RISK,
 };
 use crate::{DaySource, SourceAction};
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -280,6 +280,35 @@ impl PgSearchIndex {
             let p: Vec<&(dyn ToSql + Sync)> = params.iter().map(as_param).collect();
             let n: i64 = c.query_one(&sql, &p).await?.get(0);
             Ok(n as u64)
+        })
+    }
+
+    /// Counts of the events matching `q` over time, as
+    /// [`SearchIndex::stats`](crate::SearchIndex::stats).
+    pub fn stats(&self, q: &Query, step_ms: i64) -> Result<Vec<Tally<StatKey>>> {
+        let (from, step) = crate::stat_bounds(q, step_ms)?;
+        let q = Query {
+            after: None,
+            ..q.clone()
+        };
+        let (clause, params) = where_clause(&q);
+        let sql = format!(
+            "SELECT (time_ms - {from}) / {step}, tenant, source, outcome, count(*)
+             FROM aiaudit_search WHERE {clause} GROUP BY 1, 2, 3, 4"
+        );
+        self.run(READ_TIMEOUT, move |c| async move {
+            let p: Vec<&(dyn ToSql + Sync)> = params.iter().map(as_param).collect();
+            let mut by: BTreeMap<StatKey, u64> = BTreeMap::new();
+            for r in c.query(&sql, &p).await? {
+                let key = StatKey {
+                    bucket: r.try_get::<_, i64>(0)? as u64,
+                    tenant: text(&r, 1)?,
+                    source: opt_text(&r, 2)?,
+                    outcome: opt_text(&r, 3)?,
+                };
+                *by.entry(key).or_default() += r.try_get::<_, i64>(4)? as u64;
+            }
+            Ok(crate::tallies(by))
         })
     }
 

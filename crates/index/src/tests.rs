@@ -956,3 +956,72 @@ fn time_windows_reach_the_edges_of_blocks() {
         }
     }
 }
+
+// ---- counts over time --------------------------------------------------------
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Stats agree with a brute-force pass: every matching row counted once,
+    /// in the bucket its event time falls in, whatever the scope and filters.
+    #[test]
+    fn stats_agree_with_a_brute_force_scan(
+        events in proptest::collection::vec(gen(), 1..300),
+        bits in 4..7u32,
+        scope in 0..4usize,
+        source in proptest::option::of(0..2usize),
+        failed_only in any::<bool>(),
+        from_minute in 0..600u32,
+        length in 1..700u32,
+        step_minutes in 1..120i64,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let index = SearchIndex::open_with(&dir.path().join(INDEX_FILE), bits).unwrap();
+        let entries: Vec<Vec<u8>> = events.iter().enumerate().map(|(i, g)| entry(i, g)).collect();
+        let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+        index.add(0, &refs).unwrap();
+        let from_ms = minute_ms(from_minute);
+        let q = Query {
+            tenants: match scope {
+                0 => None,
+                1 => Some(vec![TENANTS[0].to_string()]),
+                2 => Some(vec![TENANTS[1].to_string(), TENANTS[2].to_string()]),
+                _ => Some(vec![]),
+            },
+            source: source.map(|s| APP_SOURCES[s].to_string()),
+            outcome: failed_only.then(|| "failure".to_string()),
+            from_ms: Some(from_ms),
+            to_ms: Some(from_ms + length as i64 * 60_000),
+            ..Query::default()
+        };
+        let step_ms = step_minutes * 60_000;
+        let mut want: BTreeMap<StatKey, u64> = BTreeMap::new();
+        for (i, e) in refs.iter().enumerate() {
+            let r = row_from_entry(i as u64, e).unwrap();
+            if matches(&r, &q) {
+                let key = StatKey {
+                    bucket: ((r.time_ms.unwrap() - from_ms) / step_ms) as u64,
+                    tenant: r.tenant.clone(),
+                    source: r.source.clone(),
+                    outcome: r.outcome.clone(),
+                };
+                *want.entry(key).or_default() += 1;
+            }
+        }
+        prop_assert_eq!(index.stats(&q, step_ms).unwrap(), tallies(want));
+    }
+}
+
+#[test]
+fn stats_need_a_start_and_a_positive_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = SearchIndex::open(&dir.path().join(INDEX_FILE)).unwrap();
+    let q = Query::default();
+    assert!(index.stats(&q, 60_000).is_err());
+    let q = Query {
+        from_ms: Some(0),
+        ..Query::default()
+    };
+    assert!(index.stats(&q, 0).is_err());
+    assert!(index.stats(&q, 60_000).unwrap().is_empty());
+}

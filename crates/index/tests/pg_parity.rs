@@ -198,6 +198,33 @@ impl Both {
                 self.pg.oldest_ms(tenant).unwrap()
             );
         }
+        // Counts over time: every scope, with and without a source, steps
+        // that do and do not divide the window.
+        let mut counted = 0;
+        for tenants in [
+            None,
+            Some(vec!["acme".to_string()]),
+            Some(vec!["globex".to_string(), "t.4".to_string()]),
+            Some(vec![]),
+        ] {
+            for source in [None, Some("Ünïcode".to_string())] {
+                for (from, days, step_ms) in
+                    [(0, 60, DAY_MS), (3, 2, 3_600_000), (-10, 15, 7_000_000)]
+                {
+                    let q = Query {
+                        tenants: tenants.clone(),
+                        source: source.clone(),
+                        from_ms: Some(EPOCH_MS + from * DAY_MS + 900_000),
+                        to_ms: Some(EPOCH_MS + (from + days) * DAY_MS),
+                        ..Query::default()
+                    };
+                    let f = self.file.stats(&q, step_ms).unwrap();
+                    assert_eq!(f, self.pg.stats(&q, step_ms).unwrap(), "{q:?} {step_ms}");
+                    counted += f.iter().map(|t| t.count).sum::<u64>();
+                }
+            }
+        }
+        assert!(counted > 0, "the stats compared are not all empty");
     }
 
     /// Every query shape; asserts that the shapes are not all trivially empty.

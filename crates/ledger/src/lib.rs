@@ -38,6 +38,7 @@ pub mod scrub;
 pub mod sealing;
 pub mod search;
 pub mod sequencer;
+pub mod stats;
 pub mod witnessing;
 
 pub use append::{Accepted, Batch, BatchSignature, SignatureFormat};

@@ -316,6 +316,17 @@ impl Ledger {
         })
     }
 
+    /// How many events match `q` (its limit and cursor ignored) that `who`
+    /// may read: the total a result page is part of.
+    pub async fn count(self: &Arc<Self>, who: &Principal, mut q: Query) -> Result<u64> {
+        scope(self, who, &mut q)?;
+        let l = self.clone();
+        tokio::task::spawn_blocking(move || l.index.count(&q))
+            .await
+            .map_err(|e| Error::internal(e.to_string()))?
+            .map_err(Error::from)
+    }
+
     /// Every event matching `q` that `who` may read, as an export bundle
     /// (`aiaudit-bundle 1`, or `2` with blobs; tar.gz): each with its inclusion proof against
     /// the latest checkpoint, and its opening when the content can be read.

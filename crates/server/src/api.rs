@@ -60,6 +60,7 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
         .route("/v1/erase", post(crate::keys_api::erase))
         .route("/v1/erase/preview", post(crate::keys_api::erase_preview))
         .route("/v1/hash", post(crate::keys_api::hash))
+        .route("/v1/stats", get(crate::stats::stats))
         .route("/v1/violations", get(crate::policies::list))
         .route(
             "/v1/violations/{id}",

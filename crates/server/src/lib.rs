@@ -22,6 +22,7 @@ pub mod problem;
 pub mod reports;
 pub mod retention;
 pub mod search;
+pub mod stats;
 pub mod tls;
 
 pub use aiaudit_ledger::{self as ledger, Ledger, LedgerConfig};

@@ -68,18 +68,22 @@ const PAGING: &[(&str, &str)] = &[
     ("subject", "subject tag (hmac-sha256:…, see POST /v1/hash)"),
     ("from", "event time from (RFC 3339, inclusive)"),
     ("to", "event time to (RFC 3339, exclusive)"),
+    (
+        "count",
+        "true: the answer says how many events match in all (total)",
+    ),
     ("limit", "page size, 1..1000 (default 100)"),
     ("cursor", "next_cursor of the previous page"),
     ("order", "desc (default, newest first) or asc"),
 ];
-/// The search filters alone (exports take every match, no paging).
-const FILTERS: &[(&str, &str)] = PAGING.split_at(PAGING.len() - 3).0;
+/// The search filters alone (exports take every match, no paging or count).
+const FILTERS: &[(&str, &str)] = PAGING.split_at(PAGING.len() - 4).0;
 
 pub const ROUTES: &[Route] = &[
     Route { method: "post", path: "/v1/events", summary: "Append a batch of events (all or nothing); acknowledged once fsync'd", access: Access::Append,
         query: &[("wait", "\"checkpoint\": answer once a signed checkpoint covers the batch, with inclusion proofs"), ("acks", "\"summary\": only the counts acknowledged and duplicates, not an entry per event (metered links)")],
         body: Some("a JSON array of events (schema at /v1/schema/event), or NDJSON; Content-Encoding zstd or gzip accepted"), ok: (200, "per event: id, index, leaf_hash, duplicate (acks=summary: acknowledged, duplicates)"), produces: JSON },
-    Route { method: "get", path: "/v1/events", summary: "Search events (cursor pagination)", access: Access::Read, query: PAGING, body: None, ok: (200, "events, next_cursor"), produces: JSON },
+    Route { method: "get", path: "/v1/events", summary: "Search events (cursor pagination)", access: Access::Read, query: PAGING, body: None, ok: (200, "events, next_cursor, total (with count=true)"), produces: JSON },
     Route { method: "get", path: "/v1/events/{index}", summary: "One event by log index, decrypted for readers of its tenant", access: Access::Read,
         query: &[("proof", "true: add the inclusion proof, checkpoint and opening"), ("blobs", "include (default: large members read and checked against their commitments) or omit (listed in blobs)")], body: None, ok: (200, "index, leaf_hash, entry, content, event, blobs, proof"), produces: JSON },
     Route { method: "get", path: "/v1/events/{index}/blobs/{n}", summary: "An event's out-of-line member n (its canonical JSON), whole or one Range: bytes=a-b", access: Access::Read,
@@ -107,7 +111,8 @@ pub const ROUTES: &[Route] = &[
     Route { method: "post", path: "/v1/erase", summary: "Crypto-shred a data subject; the erasure is logged", access: Access::Admin, query: &[], body: Some("{tenant, subject}"), ok: (200, "keys_destroyed, subject_tag, erasure_event"), produces: JSON },
     Route { method: "post", path: "/v1/erase/preview", summary: "What an erasure would destroy: the subject's live and destroyed keys; changes and logs nothing", access: Access::Admin, query: &[], body: Some("{tenant, subject}"), ok: (200, "tenant, live_keys, destroyed_keys"), produces: JSON },
     Route { method: "post", path: "/v1/hash", summary: "HMAC of a known value under the tenant's salt", access: Access::Read, query: &[], body: Some("{tenant, value}"), ok: (200, "hmac"), produces: JSON },
-    Route { method: "get", path: "/v1/violations", summary: "Policy violations with their status", access: Access::Read, query: &[("tenant", "tenant"), ("status", "open, acknowledged or resolved"), ("rule", "rule id"), ("severity", "info, low, medium, high or critical"), ("limit", "most to return (1-1000, default 100)"), ("cursor", "next_cursor of the previous page")], body: None, ok: (200, "violations"), produces: JSON },
+    Route { method: "get", path: "/v1/stats", summary: "Counts over time for charts: events, failures, denials and violations by severity per bucket, with totals per tenant and per source", access: Access::Read, query: &[("from", "window start (RFC 3339, inclusive; default: an hour before to)"), ("to", "window end (RFC 3339, exclusive; default: now)"), ("step", "bucket length: seconds or 30s, 5m, 1h, 1d (default: at most 120 buckets); at most 1440 buckets"), ("tenant", "one tenant"), ("source", "one source.name")], body: None, ok: (200, "buckets, totals, tenants, sources"), produces: JSON },
+    Route { method: "get", path: "/v1/violations", summary: "Policy violations with their status", access: Access::Read, query: &[("tenant", "tenant"), ("status", "open, acknowledged or resolved"), ("rule", "rule id"), ("severity", "info, low, medium, high or critical"), ("source", "the violating event's source.name"), ("limit", "most to return (1-1000, default 100)"), ("cursor", "next_cursor of the previous page")], body: None, ok: (200, "violations, total, next_cursor, counts (status, severity)"), produces: JSON },
     Route { method: "get", path: "/v1/violations/{id}", summary: "One violation", access: Access::Read, query: &[], body: None, ok: (200, "violation"), produces: JSON },
     Route { method: "post", path: "/v1/violations/{id}", summary: "Acknowledge or resolve a violation (logged)", access: Access::Read, query: &[], body: Some("{status: acknowledged|resolved, note}"), ok: (200, "violation"), produces: JSON },
     Route { method: "get", path: "/v1/incidents", summary: "Incidents with their status, deadlines and breach clocks", access: Access::Read, query: &[("tenant", "tenant"), ("status", "open, acknowledged, mitigated, resolved, reviewed or reopened"), ("severity", "critical, high, medium or low"), ("limit", "most to return (1-1000, default 100)"), ("cursor", "next_cursor of the previous page")], body: None, ok: (200, "incidents, total, next_cursor"), produces: JSON },

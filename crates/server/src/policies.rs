@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 type ApiResult<T> = Result<T, Problem>;
@@ -25,7 +25,9 @@ pub async fn list(
     let list = ListParams::parse(
         &p,
         &params,
-        &["tenant", "status", "rule", "severity", "limit", "cursor"],
+        &[
+            "tenant", "status", "rule", "severity", "source", "limit", "cursor",
+        ],
     )?;
     let get = |n: &str| list.get(n);
     let status = get("status")
@@ -45,18 +47,45 @@ pub async fn list(
             format!("{s:?} is not one of {}", SEVERITIES.join(", ")),
         ));
     }
-    let mut records = ledger.violations(&p, |r| {
+    let source = |r: &Record| get("source").is_none_or(|s| r.attributes["source"] == s.as_str());
+    let status_ok = |r: &Record| status.is_none_or(|s| s == r.status);
+    let severity_ok =
+        |r: &Record| get("severity").is_none_or(|s| r.attributes["severity"] == s.as_str());
+    let base = ledger.violations(&p, |r| {
         get("tenant").is_none_or(|t| *t == r.tenant)
-            && status.is_none_or(|s| s == r.status)
             && get("rule").is_none_or(|x| x == r.rule())
-            && get("severity").is_none_or(|s| r.attributes["severity"] == s.as_str())
+            && source(r)
     })?;
+    // Facet counts: each over every other filter, so a triage page can
+    // show how many each status and severity choice would list.
+    let mut by_status: BTreeMap<&str, u64> = ["open", "acknowledged", "resolved"]
+        .into_iter()
+        .map(|s| (s, 0))
+        .collect();
+    let mut by_severity: BTreeMap<String, u64> =
+        SEVERITIES.into_iter().map(|s| (s.to_string(), 0)).collect();
+    for r in &base {
+        if severity_ok(r) {
+            *by_status.entry(r.status.as_str()).or_default() += 1;
+        }
+        if status_ok(r) {
+            let s = r.attributes["severity"].as_str().unwrap_or("unknown");
+            *by_severity.entry(s.to_string()).or_default() += 1;
+        }
+    }
+    let mut records: Vec<Record> = base
+        .into_iter()
+        .filter(|r| status_ok(r) && severity_ok(r))
+        .collect();
     records.sort_by_key(|r| std::cmp::Reverse(r.index));
     let (page, total, next) = list.page(&records, |r: &Record| r.index);
     let out: Vec<Value> = page.iter().map(|r| r.to_json()).collect();
-    Ok(Json(
-        json!({"violations": out, "total": total, "next_cursor": next}),
-    ))
+    Ok(Json(json!({
+        "violations": out,
+        "total": total,
+        "next_cursor": next,
+        "counts": {"status": by_status, "severity": by_severity},
+    })))
 }
 
 /// `GET /v1/violations/{id}`.

@@ -22,15 +22,36 @@ pub async fn search(
     UrlQuery(params): UrlQuery<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let q = parse_query(&params, &[])?;
+    let q = parse_query(&params, &["count"])?;
+    let count = match params.get("count").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(v) => {
+            return Err(Problem::bad_parameter(
+                "count",
+                format!("{v:?} is not true or false"),
+            ))
+        }
+    };
     let who = require(&ledger, &headers)?;
-    let found = ledger.search(&who, q).await?;
-    Ok(Json(json!({
+    let found = ledger.search(&who, q.clone()).await?;
+    // Counted after the page is read: the total never misses an event the
+    // page shows (it may include a few indexed in between).
+    let total = if count {
+        Some(ledger.count(&who, q).await?)
+    } else {
+        None
+    };
+    let mut out = json!({
         "events": found.events,
         "next_cursor": found.next_cursor,
         "indexed_size": found.indexed_size,
         "index_lag_events": found.index_lag_events,
-    })))
+    });
+    if let Some(n) = total {
+        out["total"] = json!(n);
+    }
+    Ok(Json(out))
 }
 
 /// `GET /v1/export?<search filters>`: the matching events as an export

@@ -1,0 +1,215 @@
+// Violation triage and the overview's history in a real headless Chromium,
+// driven by playwright-core. Run by tests/e2e/dashboard.rs
+// (dashboard_triage_in_chromium), which starts a ledger whose policy made
+// DASH_HIGH high and DASH_MEDIUM medium violations among the DASH_SENT events it was sent (all of the
+// last minutes), and passes DASH_URL, DASH_TOKEN, DASH_VKEY and
+// DASH_SCREENSHOTS. Prints "PASS
+// <step>" per step; exits non-zero on the first failure.
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { T, pass, check, watch, text, fits360, run } from './common.mjs';
+
+const URL_ = process.env.DASH_URL;
+const TOKEN = process.env.DASH_TOKEN;
+const VKEY = process.env.DASH_VKEY;
+const HIGH = Number(process.env.DASH_HIGH);
+const MEDIUM = Number(process.env.DASH_MEDIUM);
+const SENT = Number(process.env.DASH_SENT);
+const SHOTS = process.env.DASH_SCREENSHOTS;
+const waitText = (page, sel, re) => page.waitForFunction(([s, r]) => new RegExp(r).test(document.querySelector(s)?.innerText || ''),
+  [sel, re.source], { timeout: T });
+const shot = (page, name) => page.screenshot({ path: join(SHOTS, name), fullPage: true });
+/// How many events the ledger's search finds from two hours ago on (every
+/// event of this test; the ledger's own records, such as violations and
+/// the incidents they open, included), with `filter`.
+const searched = async (page, filter = '') =>
+  (await api(page, `/v1/events?from=${new Date(Date.now() - 7200e3).toISOString()}&count=true&limit=1${filter}`)).total;
+const api = (page, path) => page.evaluate(async ([p, t]) => (await fetch(p, { headers: { authorization: `Bearer ${t}` } })).json(), [path, TOKEN]);
+
+/// Signing in lands on the overview once: one request for the counts, not
+/// two (the router used to run twice, leaving a second poller behind).
+async function signInOnce(browser) {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, serviceWorkers: 'block' });
+  const page = await ctx.newPage();
+  watch(page, 'sign-in');
+  const stats = [];
+  page.on('request', (r) => { if (new URL(r.url()).pathname === '/v1/stats') stats.push(r.url()); });
+  await page.clock.install();
+  await page.goto(`${URL_}/`);
+  await page.locator('#token').waitFor({ timeout: T });
+  await page.fill('#token', TOKEN);
+  await page.fill('#vkey', VKEY);
+  await page.click('form button[type=submit]');
+  await page.locator('#activity-events').waitFor({ timeout: T });
+  check(stats.length === 1, `one stats request after sign-in, saw ${stats.length}`);
+  pass('sign-in routes once');
+
+  // The overview refreshes its counts every 30 s while it is shown, and
+  // stops when the user leaves it.
+  await page.clock.fastForward(31_000);
+  await page.waitForFunction(() => true);
+  await page.waitForTimeout(0);
+  const deadline = Date.now() + T;
+  while (stats.length < 2 && Date.now() < deadline) await page.waitForTimeout(50);
+  check(stats.length === 2, `the overview refreshed once in 31 s, saw ${stats.length - 1}`);
+  await page.click('nav a[href="#/events"]');
+  await page.locator('#results li').first().waitFor({ timeout: T });
+  const before = stats.length;
+  await page.clock.fastForward(120_000);
+  await page.waitForTimeout(300);
+  check(stats.length === before, `no stats request after leaving the overview, saw ${stats.length - before}`);
+  pass('one poller, stopped on leaving the overview');
+  await ctx.close();
+}
+
+async function signedIn(browser, viewport) {
+  const ctx = await browser.newContext({ viewport, ...(viewport.width < 400 ? { isMobile: true, hasTouch: true } : {}) });
+  const page = await ctx.newPage();
+  watch(page, `${viewport.width}px`);
+  await page.addInitScript(([token, vkey]) => {
+    sessionStorage.setItem('aiaudit.token', token);
+    if (!localStorage.getItem('aiaudit.vkey')) localStorage.setItem('aiaudit.vkey', vkey);
+  }, [TOKEN, VKEY]);
+  return { ctx, page };
+}
+
+async function overview(page) {
+  await page.goto(`${URL_}/#/overview`);
+  const EVENTS = await searched(page);
+  await waitText(page, '#open-violations', new RegExp(`^${HIGH + MEDIUM}$`));
+  await waitText(page, '#activity-events', new RegExp(`^${EVENTS} events$`));
+  await page.locator('#activity-chart canvas').first().waitFor({ timeout: T });
+  const summary = await text(page, '#activity-summary');
+  check(summary.includes(`${HIGH + MEDIUM} violations (${HIGH} high or critical)`), `violations summed by severity: ${summary}`);
+  // Another range: the URL keeps it, the counts are the server's.
+  await page.selectOption('#range', '24h');
+  await page.waitForFunction(() => location.hash === '#/overview?range=24h', null, { timeout: T });
+  await waitText(page, '#activity-summary', /^Last 24 hours/);
+  check((await text(page, '#activity-events')) === `${EVENTS} events`, 'the same events over 24 hours');
+  // Times in UTC when asked, remembered on this device.
+  await page.selectOption('#tz', 'utc');
+  await waitText(page, '#activity-summary', /UTC/);
+  check(await page.evaluate(() => localStorage.getItem('aiaudit.tz')) === 'utc', 'zone remembered');
+  await page.selectOption('#tz', 'local');
+  await page.waitForFunction(() => !/UTC/.test(document.querySelector('#activity-summary')?.innerText || 'UTC'), null, { timeout: T });
+  pass('overview: open violations counted, history from the server over a chosen range, UTC or local');
+}
+
+/// The events page: the server's total, selects for fixed values, a
+/// drill-down from an event's field, a saved search, CSV of the rows.
+async function events(page) {
+  await page.goto(`${URL_}/#/events`);
+  const EVENTS = await searched(page);
+  const FAILED = await searched(page, '&outcome=failure');
+  await waitText(page, '#events-status', new RegExp(`^50 of ${EVENTS} events shown$`));
+  check(await page.evaluate(() => document.querySelector('#f-outcome').tagName) === 'SELECT', 'outcome is a select');
+  check(await page.evaluate(() => document.querySelector('#f-risk').tagName) === 'SELECT', 'risk is a select');
+  await page.selectOption('#f-outcome', 'failure');
+  await page.click('form[role=search] button[type=submit]');
+  // The violations are the ledger's own events with outcome failure.
+  check(FAILED >= HIGH + MEDIUM, `every violation is a failure: ${FAILED}`);
+  await waitText(page, '#events-status', new RegExp(`^50 of ${FAILED} events shown$`));
+  check(await page.evaluate(() => document.querySelector('#filters summary').innerText) === 'Filters (1 set)', 'the summary counts the filters set');
+  pass('events: the total from the server, fixed values as selects');
+
+  // Drill down: from the actor of event 0 to every event of that actor.
+  await page.goto(`${URL_}/#/event/0`);
+  await page.locator('#proof-verdict').waitFor({ timeout: T });
+  await page.click('a.drill:text-is("agent-0")');
+  await page.waitForFunction(() => location.hash === '#/events?tenant=acme&actor=agent-0', null, { timeout: T });
+  const agent0 = Math.ceil(SENT / 3);
+  await waitText(page, '#events-status', new RegExp(`^${agent0} events$`));
+  pass('events: drill-down from a field to the events that share it');
+
+  // Saved on this device, and found again.
+  await page.fill('#save-name', 'agent zero');
+  await page.click('#save-search');
+  await page.goto(`${URL_}/#/events`);
+  await page.locator('#saved option[value="agent zero"]').waitFor({ state: 'attached', timeout: T });
+  await page.selectOption('#saved', 'agent zero');
+  await page.waitForFunction(() => location.hash === '#/events?tenant=acme&actor=agent-0', null, { timeout: T });
+  await waitText(page, '#events-status', new RegExp(`^${agent0} events$`));
+  pass('events: a saved search');
+
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-csv')]);
+  const csv = readFileSync(await download.path(), 'utf8').trimEnd().split('\r\n');
+  check(csv[0].startsWith('index,time,tenant,actor,action'), `CSV header: ${csv[0]}`);
+  check(csv.length === agent0 + 1 && csv.slice(1).every((l) => l.includes(',acme,agent-0,')), `CSV rows: ${csv.length}`);
+  pass('events: the rows shown download as CSV');
+}
+
+async function triage(page) {
+  await page.goto(`${URL_}/#/violations?status=open`);
+  await waitText(page, '#violations-status', new RegExp(`^50 of ${HIGH + MEDIUM} violations shown$`));
+  check((await text(page, '[data-facet="severity:high"]')).endsWith(String(HIGH)), 'high count');
+  check((await text(page, '[data-facet="severity:medium"]')).endsWith(String(MEDIUM)), 'medium count');
+  check((await text(page, '[data-facet="status:open"]')).endsWith(String(HIGH + MEDIUM)), 'open count');
+  // Paging: the rest on "Load more", then no button.
+  await page.click('#more');
+  await waitText(page, '#violations-status', new RegExp(`^${HIGH + MEDIUM} of ${HIGH + MEDIUM} violations shown$`));
+  check(await page.locator('#more').isHidden(), 'no "Load more" after the last page');
+  check((await page.locator('#violations tbody tr').count()) === HIGH + MEDIUM, 'every row shown once');
+  pass('violations: counts by status and severity, paged to the end');
+
+  // Filter by a facet: the medium ones only.
+  await page.click('[data-facet="severity:medium"]');
+  await waitText(page, '#violations-status', new RegExp(`^${MEDIUM} of ${MEDIUM} violations shown$`));
+  const rows = await page.locator('#violations tbody tr').allInnerTexts();
+  check(rows.every((r) => r.includes('medium') && r.includes('token-budget')), `medium rows only: ${rows}`);
+  check(await page.evaluate(() => document.querySelector('#v-severity').value) === 'medium', 'the filter shows the facet chosen');
+  pass('violations: a facet filters, kept in the URL');
+
+  // Bulk: resolving needs a comment; acknowledging works with or without.
+  await page.click('#select-page');
+  await page.click('#resolve');
+  await waitText(page, '#bulk-result', /comment is required/);
+  await page.fill('#v-note', 'budget raised for the pilot');
+  await page.click('#acknowledge');
+  await waitText(page, '#bulk-result', new RegExp(`^${MEDIUM} acknowledged\\.`));
+  // Still filtered as open: the acknowledged ones left the list.
+  await waitText(page, '#violations-status', /^0 of 0 violations shown$/);
+  const acked = await api(page, '/v1/violations?status=acknowledged');
+  check(acked.total === MEDIUM, `acknowledged on the ledger: ${acked.total}`);
+  check(acked.violations.every((v) => v.history.some((h) => h.note === 'budget raised for the pilot')), 'the comment is kept');
+  const logged = await api(page, '/v1/events?action=policy.violation.acknowledged');
+  check(logged.events.length === MEDIUM, `each change is logged: ${logged.events.length}`);
+  // And resolve them, with a comment.
+  await page.goto(`${URL_}/#/violations?status=acknowledged`);
+  await waitText(page, '#violations-status', new RegExp(`^${MEDIUM} of ${MEDIUM} violations shown$`));
+  await page.click('#select-page');
+  await page.fill('#v-note', 'closed after review');
+  await page.click('#resolve');
+  await waitText(page, '#bulk-result', new RegExp(`^${MEDIUM} resolved\\.`));
+  const resolved = await api(page, '/v1/violations?status=resolved');
+  check(resolved.total === MEDIUM, `resolved on the ledger: ${resolved.total}`);
+  pass('violations: bulk acknowledge and resolve with a comment, each logged');
+}
+
+run(async (browser) => {
+  await signInOnce(browser);
+  const desktop = await signedIn(browser, { width: 1280, height: 800 });
+  await overview(desktop.page);
+  await shot(desktop.page, 'desktop-overview-history.png');
+  await events(desktop.page);
+  await triage(desktop.page);
+  await desktop.page.goto(`${URL_}/#/violations`);
+  await desktop.page.locator('#violations tbody tr').first().waitFor({ timeout: T });
+  await shot(desktop.page, 'desktop-triage.png');
+  await desktop.ctx.close();
+
+  const phone = await signedIn(browser, { width: 360, height: 740 });
+  await phone.page.goto(`${URL_}/#/violations`);
+  await phone.page.locator('#violations tbody tr').first().waitFor({ timeout: T });
+  await fits360(phone.page, 'violations');
+  await shot(phone.page, 'phone-triage.png');
+  await phone.page.goto(`${URL_}/#/events`);
+  await phone.page.locator('#results li').first().waitFor({ timeout: T });
+  check(!(await phone.page.evaluate(() => document.querySelector('#filters').open)), 'filters folded on a phone');
+  await fits360(phone.page, 'events');
+  await phone.page.goto(`${URL_}/#/overview`);
+  await phone.page.locator('#activity-chart canvas').first().waitFor({ timeout: T });
+  await fits360(phone.page, 'overview');
+  await shot(phone.page, 'phone-overview-history.png');
+  await phone.ctx.close();
+  pass('phone: triage and overview fit 360px');
+});
