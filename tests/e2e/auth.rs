@@ -40,7 +40,7 @@ fn tenant_event(id: &str, tenant: &str) -> Value {
 #[test]
 fn tokens_roles_and_tenant_isolation() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = Server::start_with(dir.path(), NO_ACCESS_LOG);
     assert!(server.token.starts_with("aat_"));
     let c = client();
     let url = |p: &str| format!("{}{p}", server.url);

@@ -316,6 +316,13 @@ fn rows(blob: &str) -> Vec<Row> {
             Some(json!({"tenant": "acme", "value": "v"})),
             READ_ACME,
         ),
+        r(
+            "get",
+            "/v1/events/{index}/access",
+            "/v1/events/0/access",
+            None,
+            READ_ACME,
+        ),
         r("get", "/v1/stats", "/v1/stats?tenant=acme", None, READ_ACME),
         r(
             "get",

@@ -47,7 +47,7 @@ fn disk_full_answers_503_and_recovers() {
     }
     let _mount = Mount(mnt.clone());
     let data = mnt.join("data");
-    let server = Server::start(&data);
+    let server = Server::start_with(&data, NO_ACCESS_LOG);
 
     // Leave a little room, then write until the disk is full.
     let filler = mnt.join("filler");
@@ -165,10 +165,10 @@ fn disk_full_answers_503_and_recovers() {
         if covered < acked.len() as u64 {
             break;
         }
-        server = Server::start(&data);
+        server = Server::start_with(&data, NO_ACCESS_LOG);
     }
     let total = acked.len() as u64;
-    let server = Server::start(&data);
+    let server = Server::start_with(&data, NO_ACCESS_LOG);
     server.wait_size(total);
     let mut by_index = acked.clone();
     by_index.sort_by_key(|a| a.1);

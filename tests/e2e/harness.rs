@@ -227,6 +227,11 @@ fn unsafe_sigterm(pid: u32) {
         .status();
 }
 
+/// For tests that count the log's entries exactly and read as they go:
+/// without it, the ledger logs their reads too (`trail.access`, on by
+/// default; tests/e2e/access.rs tests it).
+pub const NO_ACCESS_LOG: &[&str] = &["--access-log", "false"];
+
 /// A policy rule: a model call to the "deepseek" provider is a high violation.
 pub const DEEPSEEK_RULE: &str = r#"
 [[rule]]

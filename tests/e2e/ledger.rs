@@ -26,7 +26,7 @@ fn checkpoint(server: &Server, verifier: &Verifier) -> Checkpoint {
 #[test]
 fn ingest_reads_and_proofs() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = Server::start_with(dir.path(), NO_ACCESS_LOG);
     let info = server.get_json("/v1/info");
     assert_eq!(info["origin"], "aiaudit.local/log");
     assert_eq!(info["size"], 0);
@@ -191,7 +191,7 @@ fn ingest_reads_and_proofs() {
 
     // A restart keeps the key, the origin and the tree.
     server.stop();
-    let server = Server::start(dir.path());
+    let server = Server::start_with(dir.path(), NO_ACCESS_LOG);
     let info2 = server.get_json("/v1/info");
     assert_eq!(info2["verifier_key"], info["verifier_key"]);
     assert_eq!(info2["size"], now.size);

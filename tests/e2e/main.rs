@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod access;
 mod auth;
 mod authz_matrix;
 mod backup;

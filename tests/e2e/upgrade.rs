@@ -42,7 +42,7 @@ fn a_log_keeps_format_2_until_finalized_and_a_new_log_starts_at_3() {
     let d = data.to_str().unwrap();
 
     // A log written as an older build writes it (format 2, no gate).
-    let server = Server::start_with(&data, &["--entry-format", "2"]);
+    let server = Server::start_with(&data, &["--entry-format", "2", "--access-log", "false"]);
     post(&server, &["a", "b"]);
     server.wait_size(2);
     assert_eq!(versions(&server, 2), [2, 2]);
@@ -54,7 +54,7 @@ fn a_log_keeps_format_2_until_finalized_and_a_new_log_starts_at_3() {
     assert!(upgrade(&["status", "--data-dir", d]).contains("not finalized"));
 
     // This build on it without flags: still format 2 (a rollback stays possible).
-    let server = Server::start(&data);
+    let server = Server::start_with(&data, NO_ACCESS_LOG);
     post(&server, &["c"]);
     server.wait_size(3);
     assert_eq!(versions(&server, 3), [2, 2, 2]);
@@ -69,7 +69,7 @@ fn a_log_keeps_format_2_until_finalized_and_a_new_log_starts_at_3() {
             .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
-    let server = Server::start(&data);
+    let server = Server::start_with(&data, NO_ACCESS_LOG);
     post(&server, &["d"]);
     server.wait_size(4);
     assert_eq!(versions(&server, 4), [2, 2, 2, 3]);
@@ -80,7 +80,7 @@ fn a_log_keeps_format_2_until_finalized_and_a_new_log_starts_at_3() {
     // A log whose last entry is format 3 but whose gate is gone (a restored
     // backup) stays at format 3 and records it again.
     std::fs::remove_file(data.join("entry-format")).unwrap();
-    let server = Server::start(&data);
+    let server = Server::start_with(&data, NO_ACCESS_LOG);
     post(&server, &["d2"]);
     server.wait_size(5);
     assert_eq!(versions(&server, 5), [2, 2, 2, 3, 3]);
@@ -92,7 +92,7 @@ fn a_log_keeps_format_2_until_finalized_and_a_new_log_starts_at_3() {
 
     // A new log writes format 3 at once and records it.
     let fresh = dir.path().join("fresh");
-    let server = Server::start(&fresh);
+    let server = Server::start_with(&fresh, NO_ACCESS_LOG);
     post(&server, &["e"]);
     server.wait_size(1);
     assert_eq!(versions(&server, 1), [3]);
@@ -107,7 +107,7 @@ fn a_log_keeps_format_2_until_finalized_and_a_new_log_starts_at_3() {
 fn a_gate_newer_than_this_build_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    Server::start(&data).stop();
+    Server::start_with(&data, NO_ACCESS_LOG).stop();
     std::fs::write(data.join("entry-format"), "4\n").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_aiaudit"))
         .args([
@@ -144,12 +144,22 @@ fn nodes_on_postgres_share_the_gate() {
     let node = dir.path().join("node0");
     let url = pg.url.as_str();
     // A shared log written with format 2 (as older nodes would).
-    let server = Server::start_with(&node, &["--storage", url, "--entry-format", "2"]);
+    let server = Server::start_with(
+        &node,
+        &[
+            "--storage",
+            url,
+            "--entry-format",
+            "2",
+            "--access-log",
+            "false",
+        ],
+    );
     post(&server, &["a"]);
     server.wait_size(1);
     server.stop();
     assert!(upgrade(&["status", "--storage", url]).contains("not finalized"));
-    let server = Server::start_with(&node, &["--storage", url]);
+    let server = Server::start_with(&node, &["--storage", url, "--access-log", "false"]);
     post(&server, &["b"]);
     server.wait_size(2);
     assert_eq!(versions(&server, 2), [2, 2]);
@@ -158,7 +168,7 @@ fn nodes_on_postgres_share_the_gate() {
     assert!(upgrade(&["status", "--storage", url]).contains("entry format 3: finalized"));
     // The gate is in the database: no file in the node's directory.
     assert!(!node.join("entry-format").exists());
-    let server = Server::start_with(&node, &["--storage", url]);
+    let server = Server::start_with(&node, &["--storage", url, "--access-log", "false"]);
     post(&server, &["c"]);
     server.wait_size(3);
     assert_eq!(versions(&server, 3), [2, 2, 3]);

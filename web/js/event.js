@@ -3,7 +3,7 @@
 import { get, request } from './api.js';
 import { verifyEvent, verifyBlob } from './verify.js';
 import { pinnedKey } from './signin.js';
-import { h, mount, card, badge, errorBox, flatten, fields } from './ui.js';
+import { h, mount, card, badge, errorBox, flatten, fields, when } from './ui.js';
 
 function verificationCard(result) {
   const list = h('ol', { class: 'steps' }, result.steps.map((s) =>
@@ -96,6 +96,30 @@ function signatureCard(ev) {
     h('details', {}, h('summary', {}, 'Signature details'), h('pre', {}, JSON.stringify(s.signature, null, 2))));
 }
 
+/// Who accessed this event: the ledger's own trail.access records that list
+/// it (reads of its content, search pages, exports), loaded after the rest.
+function accessCard(index) {
+  const body = h('div', { id: 'access' }, h('p', { class: 'muted', role: 'status' }, 'Loading…'));
+  (async () => {
+    let got;
+    try { got = await get(`/v1/events/${index}/access`); } catch (e) {
+      body.replaceChildren(e.status === 404 ? h('p', { class: 'muted' }, 'Not available on this ledger.') : errorBox(e));
+      return;
+    }
+    const rows = got.accesses || [];
+    body.replaceChildren(
+      h('p', { class: 'hint' }, `Logged by the ledger (trail.access), newest first; accesses of the last second may not be logged yet.${got.complete ? '' : ` Only the newest ${got.scanned} access records of the tenant were read.`}`),
+      rows.length ? h('div', { class: 'table-wrap' }, h('table', { id: 'access-table' },
+        h('thead', {}, h('tr', {}, ['Reader', 'Role', 'Access', 'Requests', 'Last', 'Record'].map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', {}, rows.map((a) => h('tr', {},
+          h('td', {}, a.reader), h('td', {}, a.role), h('td', {}, a.kind), h('td', {}, String(a.requests)),
+          h('td', {}, h('time', { datetime: a.last, title: a.last }, when(a.last))),
+          h('td', {}, h('a', { href: `#/event/${a.record}` }, `#${a.record}`)))))))
+        : h('p', { class: 'muted' }, 'No access logged yet.'));
+  })();
+  return card('Who accessed this event', body);
+}
+
 export async function eventDetail({ arg }) {
   const index = Number(arg);
   mount(h('h1', {}, `Event #${index}`), h('p', { class: 'muted', role: 'status' }, 'Loading and verifying…'));
@@ -114,5 +138,6 @@ export async function eventDetail({ arg }) {
     verificationCard(result),
     decodedCard(ev, result.decoded),
     blobsCard(index, result.decoded),
-    signatureCard(ev));
+    signatureCard(ev),
+    accessCard(index));
 }

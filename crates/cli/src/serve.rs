@@ -91,6 +91,10 @@ pub struct ServeArgs {
     /// Seal event content at rest (entry format v3, or v2 before the upgrade is finalized) [default: true]
     #[arg(long, env = "AIAUDIT_ENCRYPTION")]
     encryption: Option<bool>,
+    /// Log every read of content, search, export and report by a token as
+    /// a trail.access record (docs/security.md) [default: true]
+    #[arg(long, env = "AIAUDIT_ACCESS_LOG")]
+    access_log: Option<bool>,
     /// Sealed entry format to write: 2 keeps older builds able to read the log
     /// (roll back); 3 finalizes the upgrade. Default: the log's upgrade gate
     /// (3 on a new log; see `aiaudit upgrade`).
@@ -177,6 +181,7 @@ pub(crate) struct FileConfig {
     tls_client_ca: Option<PathBuf>,
     log_format: Option<String>,
     encryption: Option<bool>,
+    access_log: Option<bool>,
     entry_format: Option<u8>,
     compress_content: Option<bool>,
     max_event_bytes: Option<usize>,
@@ -344,6 +349,7 @@ pub(crate) fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
             args.require_signed_tenants
         },
         encryption: args.encryption.or(file.encryption).unwrap_or(d.encryption),
+        access_log: args.access_log.or(file.access_log).unwrap_or(d.access_log),
         entry_format: args.entry_format.or(file.entry_format),
         compress_content: args
             .compress_content

@@ -34,12 +34,14 @@ pub const RESERVED_ACTION_PREFIXES: &[&str] = &[
     "data.",
     "incident.",
     "compliance.",
+    "trail.",
 ];
 /// Source names only the ledger writes.
 pub const RESERVED_SOURCES: &[&str] = &[
     "aiaudit",
     crate::policies::SOURCE_NAME,
     aiaudit_incident::SOURCE_NAME,
+    crate::access::SOURCE_NAME,
 ];
 
 /// A batch of events as a caller sent it.

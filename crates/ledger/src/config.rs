@@ -39,6 +39,9 @@ pub struct LedgerConfig {
     pub tls_client_ca: Option<PathBuf>,
     /// Seal event content at rest (entry format v2 or v3). On by default.
     pub encryption: bool,
+    /// Log every read of content, search, export and report by a token as
+    /// `trail.access` records (docs/security.md). On by default.
+    pub access_log: bool,
     /// The sealed entry format to write: `None` follows the log's upgrade
     /// gate (v3 on a new log, v2 until `aiaudit upgrade finalize` on an
     /// older one); `Some(2)` keeps writing v2 (a blue-green upgrade while
@@ -138,6 +141,7 @@ impl Default for LedgerConfig {
             tls_key: None,
             tls_client_ca: None,
             encryption: true,
+            access_log: true,
             entry_format: None,
             compress_content: true,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,

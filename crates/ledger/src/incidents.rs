@@ -1386,6 +1386,19 @@ impl Ledger {
         }
     }
 
+    /// Notes a review or a regulator's pack of an incident as an access.
+    fn note_incident_document(&self, who: &Principal, tenant: &str, id: &str, document: &str) {
+        self.note_access(
+            who,
+            crate::access::Access {
+                tenant: tenant.to_string(),
+                kind: crate::access::Kind::Incident,
+                indexes: Vec::new(),
+                detail: Some(serde_json::json!({"incident": id, "document": document})),
+            },
+        );
+    }
+
     /// The post-incident review (markdown or HTML), straight from the log:
     /// the incident's events, related events (by trace and conversation id
     /// and index, within its tenant), related violations, and the checkpoint
@@ -1397,6 +1410,7 @@ impl Ledger {
         html: bool,
     ) -> Result<String> {
         let incident = self.incident(who, id)?;
+        self.note_incident_document(who, &incident.tenant, id, "review");
         // A checkpoint that covers every event of the incident (the next
         // one, if the newest was published before the last event).
         let last = incident
@@ -1550,6 +1564,7 @@ impl Ledger {
         jurisdiction: &str,
     ) -> Result<String> {
         let incident = self.incident(who, id)?;
+        self.note_incident_document(who, &incident.tenant, id, jurisdiction);
         let j = self
             .incidents
             .rules

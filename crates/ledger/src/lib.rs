@@ -14,6 +14,7 @@
 // Errors are returned on the cold path only; boxing them buys nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod access;
 mod admin;
 pub mod admission;
 pub mod append;
@@ -97,6 +98,8 @@ pub struct Ledger {
     witnessing: Option<Arc<witnessing::Witnessing>>,
     /// Incidents, their deadlines and breach clocks.
     incidents: Arc<incidents::IncidentService>,
+    /// Reads noted and not yet logged (`trail.access`).
+    access: access::AccessLog,
 }
 
 /// Opens the data directory (recovering it after a crash), loads or creates
@@ -281,6 +284,7 @@ pub async fn start_with_storage(
         policies: policy_service,
         incidents: incident_service,
         erasure_epoch: std::sync::atomic::AtomicU64::new(destroyed_keys),
+        access: Default::default(),
     });
     if let Some(feed) = policy_feed {
         policies::spawn(ledger.clone(), feed);
@@ -338,12 +342,15 @@ impl Ledger {
         retention::spawn(ledger.clone(), ledger.config.retention_check_interval);
         scrub::spawn(ledger.clone(), ledger.config.scrub_interval);
         compliance_checks::spawn(ledger.clone())?;
+        access::spawn(ledger.clone());
         Ok(ledger)
     }
 
     /// After the last request: publishes a last checkpoint and makes the
     /// derived indexes durable, so the next start has nothing to rebuild.
-    pub async fn shutdown(&self) -> anyhow::Result<()> {
+    pub async fn shutdown(self: &Arc<Self>) -> anyhow::Result<()> {
+        // The last reads are logged before the last checkpoint.
+        self.flush_access().await;
         let (store, signer) = (self.store.clone(), self.signer.clone());
         tokio::task::spawn_blocking(move || {
             if store.is_publisher() {

@@ -156,6 +156,8 @@ pub struct Metrics {
     pub verification_failures: Counter,
     /// Blobs (out-of-line content) written, and their bytes of content.
     pub blobs_written: Counter,
+    /// `trail.access` records appended (each merges a second of one reader's accesses).
+    pub access_records: Counter,
     pub blob_bytes_written: Counter,
     /// Reads that found a blob missing or not matching its commitment.
     pub blob_integrity_failures: Counter,
@@ -358,6 +360,12 @@ impl Metrics {
             policy_reload_failures.clone(),
         );
         let verification_failures = Counter::default();
+        let access_records = Counter::default();
+        r.register(
+            "aiaudit_access_records",
+            "trail.access records the ledger appended: reads, searches, exports and reports by tokens, merged per second",
+            access_records.clone(),
+        );
         let blobs_written = Counter::default();
         r.register(
             "aiaudit_blobs_written",
@@ -612,6 +620,7 @@ impl Metrics {
             policy_reload_failures,
             verification_failures,
             blobs_written,
+            access_records,
             blob_bytes_written,
             blob_integrity_failures,
             scrubbed_size,

@@ -39,6 +39,15 @@ fn entry_for_reader(
     reader: &Principal,
     index: u64,
 ) -> Result<Vec<u8>> {
+    entry_and_tenant_for_reader(store, reader, index).map(|(entry, _)| entry)
+}
+
+/// [`entry_for_reader`], with the entry's tenant.
+pub(crate) fn entry_and_tenant_for_reader(
+    store: &dyn aiaudit_store::Storage,
+    reader: &Principal,
+    index: u64,
+) -> Result<(Vec<u8>, String)> {
     let entry = store.read_entry(index).map_err(|e| Error::from_store(&e))?;
     let tenant = aiaudit_event::envelope::decode_stored(&entry)
         .map(|s| s.tenant().to_string())
@@ -48,7 +57,7 @@ fn entry_for_reader(
             "this token may not read events of tenant {tenant:?}"
         )));
     }
-    Ok(entry)
+    Ok((entry, tenant))
 }
 
 fn b64(h: &Hash) -> String {
@@ -85,6 +94,8 @@ pub struct BlobBytes {
     pub bytes: Vec<u8>,
     pub total: u64,
     pub range: Option<(u64, u64)>,
+    /// The event's tenant (for the access record).
+    pub tenant: String,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -374,6 +385,15 @@ impl Ledger {
             Ok((entry, leaf, proof, readable))
         })
         .await?;
+        self.note_access(
+            who,
+            crate::access::Access {
+                tenant: readable.stored.tenant().to_string(),
+                kind: crate::access::Kind::EventRead,
+                indexes: vec![index],
+                detail: None,
+            },
+        );
         let mut out = json!({
             "index": index,
             "leaf_hash": b64(&leaf),
@@ -453,7 +473,7 @@ impl Ledger {
         let keyring = self.keyring.clone();
         let reader = who.clone();
         let metrics = self.metrics.clone();
-        blocking(move || {
+        let out = blocking(move || {
             let entry = store.read_entry(index).map_err(|e| Error::from_store(&e))?;
             let stored = aiaudit_event::envelope::decode_stored(&entry)
                 .map_err(|e| Error::internal(format!("entry {index} cannot be read: {e}")))?;
@@ -491,6 +511,7 @@ impl Ledger {
             let opened = sealed
                 .open(&key)
                 .map_err(|e| Error::internal(format!("entry {index} cannot be read: {e}")))?;
+            let opened_tenant = stored.tenant().to_string();
             let Some((first, last)) = range else {
                 let slot = opened.blobs.get(n).ok_or_else(|| {
                     Error::internal(format!("entry {index}: its opening lacks blob {n}"))
@@ -501,6 +522,7 @@ impl Ledger {
                     bytes,
                     total,
                     range: None,
+                    tenant: opened_tenant,
                 });
             };
             let last = last.unwrap_or(total.saturating_sub(1)).min(total.saturating_sub(1));
@@ -541,9 +563,20 @@ impl Ledger {
                 bytes,
                 total,
                 range: Some((first, last)),
+                tenant: opened_tenant,
             })
         })
-        .await
+        .await?;
+        self.note_access(
+            who,
+            crate::access::Access {
+                tenant: out.tenant.clone(),
+                kind: crate::access::Kind::BlobRead,
+                indexes: vec![index],
+                detail: Some(json!({"blob": n})),
+            },
+        );
+        Ok(out)
     }
 
     /// The log's identity, size and health; backup locations and their

@@ -130,6 +130,8 @@ pub struct Report {
     pub integrity: Integrity,
     pub violations: ViolationSummary,
     pub data_protection: DataProtection,
+    /// Who read the tenant's records in the period (`trail.access`).
+    pub access: AccessSummary,
     /// NDPA, POPIA or Kenya DPA: processing records, erasures, breaches.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub privacy: Option<privacy::Privacy>,
@@ -243,6 +245,38 @@ pub struct ViolationSummary {
     pub rules: Vec<RuleStat>,
     /// `policy.violation.resolved` events logged in the period.
     pub resolutions_logged: u64,
+}
+
+/// Access to the trail in the period: the `trail.access` records the
+/// ledger logged for this tenant, per reader (each merges up to a second of
+/// that reader's reads, searches, exports and reports).
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessSummary {
+    pub records: u64,
+    pub readers: Vec<ReaderAccess>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReaderAccess {
+    /// `token:<id>` or `cert:<name>`.
+    pub reader: String,
+    pub records: u64,
+}
+
+fn access(ledger: &Ledger, p: &Period) -> aiaudit_index::Result<AccessSummary> {
+    let readers: Vec<ReaderAccess> = ledger
+        .index
+        .actors_of(p, crate::access::ACCESS)?
+        .into_iter()
+        .map(|t| ReaderAccess {
+            reader: t.key.unwrap_or_default(),
+            records: t.count,
+        })
+        .collect();
+    Ok(AccessSummary {
+        records: readers.iter().map(|r| r.records).sum(),
+        readers,
+    })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -700,6 +734,7 @@ pub fn gather(ledger: &Ledger, req: &Request, now_ms: i64) -> Result<Report> {
             erasures,
             keys_destroyed: keys_destroyed(ledger, &p, erasures),
         },
+        access: access(ledger, &p).map_err(internal)?,
         privacy,
         findings: Vec::new(),
     };
@@ -724,6 +759,19 @@ impl Ledger {
         }
         let l = self.clone();
         let tenant = req.tenant.clone();
+        self.note_access(
+            who,
+            crate::access::Access {
+                tenant: tenant.clone(),
+                kind: crate::access::Kind::Report,
+                indexes: Vec::new(),
+                detail: Some(serde_json::json!({
+                    "framework": req.framework.as_str(),
+                    "from": rfc3339(req.from_ms),
+                    "to": rfc3339(req.to_ms),
+                })),
+            },
+        );
         let report = tokio::task::spawn_blocking(move || gather(&l, &req, now_ms))
             .await
             .map_err(|e| Error::internal(e.to_string()))??;

@@ -259,6 +259,8 @@ impl Ledger {
     /// One page of the events matching `q` that `who` may read.
     pub async fn search(self: &Arc<Self>, who: &Principal, mut q: Query) -> Result<Found> {
         scope(self, who, &mut q)?;
+        let asked = crate::access::query_detail(&q);
+        let fallback = q.tenant.clone();
         let l = self.clone();
         let (page, events) = tokio::task::spawn_blocking(move || {
             let page = l.index.query(&q)?;
@@ -307,6 +309,19 @@ impl Ledger {
         })
         .await
         .map_err(|e| Error::internal(e.to_string()))??;
+        let shown: Vec<(String, u64)> = page
+            .rows
+            .iter()
+            .map(|r| (r.tenant.clone(), r.index))
+            .collect();
+        crate::access::note_rows(
+            self,
+            who,
+            crate::access::Kind::Search,
+            fallback,
+            &shown,
+            asked,
+        );
         let indexed = self.indexed.load(Ordering::Acquire);
         Ok(Found {
             events,
@@ -342,9 +357,20 @@ impl Ledger {
         // verifies under a witness policy too.
         let published = self.served_checkpoint();
         let l = self.clone();
-        let bytes = tokio::task::spawn_blocking(move || build_export(&l, q, &published, filters))
-            .await
-            .map_err(|e| Error::internal(e.to_string()))??;
+        let asked = crate::access::query_detail(&q);
+        let fallback = q.tenant.clone();
+        let (bytes, exported) =
+            tokio::task::spawn_blocking(move || build_export(&l, q, &published, filters))
+                .await
+                .map_err(|e| Error::internal(e.to_string()))??;
+        crate::access::note_rows(
+            self,
+            who,
+            crate::access::Kind::Export,
+            fallback,
+            &exported,
+            asked,
+        );
         tracing::info!(token_id = %who.token_id, bytes = bytes.len(), "export bundle built");
         Ok(bytes)
     }
@@ -356,12 +382,16 @@ pub const MAX_EXPORT_EVENTS: usize = 200_000;
 /// built in memory before it is answered.
 pub const MAX_EXPORT_BLOB_BYTES: usize = 128 << 20;
 
+/// A bundle's bytes, and the (tenant, index) of every event it holds.
+type Exported = (Vec<u8>, Vec<(String, u64)>);
+
 fn build_export(
     ledger: &Ledger,
     mut q: Query,
     published: &crate::Published,
     filters: Value,
-) -> Result<Vec<u8>> {
+) -> Result<Exported> {
+    let mut exported = Vec::new();
     let internal = |e: &dyn std::fmt::Display| Error::internal(e.to_string());
     let size = published.checkpoint.size;
     q.order = Order::Asc;
@@ -433,11 +463,13 @@ fn build_export(
                     blobs: readable.blob_contents,
                 })
                 .map_err(|e| internal(&e))?;
+            exported.push((row.tenant.clone(), row.index));
         }
         match page.next {
             Some(n) => q.after = Some(n),
             None => break,
         }
     }
-    writer.finish().map_err(|e| internal(&e))
+    let bytes = writer.finish().map_err(|e| internal(&e))?;
+    Ok((bytes, exported))
 }

@@ -35,6 +35,7 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
         .route("/v1/events/{index}", get(event_by_index))
         .route("/v1/events/{index}/blobs/{n}", get(event_blob))
         .route("/v1/events/{index}/tlog-proof", get(event_tlog_proof))
+        .route("/v1/events/{index}/access", get(event_access))
         .route("/v1/export", get(crate::search::export))
         .route(
             "/v1/logs",
@@ -466,6 +467,20 @@ async fn event_tlog_proof(
         proof,
     )
         .into_response())
+}
+
+/// `GET /v1/events/{index}/access`: who read the event (the ledger's
+/// `trail.access` records that list it), newest first.
+async fn event_access(
+    State(ledger): State<Arc<Ledger>>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let who = require(&ledger, &headers)?;
+    let index: u64 = raw
+        .parse()
+        .map_err(|_| Problem::bad_parameter("index", format!("{raw:?} is not a log index")))?;
+    Ok(Json(ledger.accesses_of(&who, index).await?))
 }
 
 /// `GET /v1/events/{index}/blobs/{n}`: the canonical JSON of an event's

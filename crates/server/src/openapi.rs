@@ -88,6 +88,7 @@ pub const ROUTES: &[Route] = &[
         query: &[("proof", "true: add the inclusion proof, checkpoint and opening"), ("blobs", "include (default: large members read and checked against their commitments) or omit (listed in blobs)")], body: None, ok: (200, "index, leaf_hash, entry, content, event, blobs, proof"), produces: JSON },
     Route { method: "get", path: "/v1/events/{index}/blobs/{n}", summary: "An event's out-of-line member n (its canonical JSON), whole or one Range: bytes=a-b", access: Access::Read,
         query: &[], body: None, ok: (200, "the member's canonical JSON (206 for a range)"), produces: JSON },
+    Route { method: "get", path: "/v1/events/{index}/access", summary: "Who accessed the event: the ledger's trail.access records that list it (reads of its content, search pages, exports), newest first", access: Access::Read, query: &[], body: None, ok: (200, "index, tenant, accesses, scanned, complete"), produces: JSON },
     Route { method: "get", path: "/v1/events/{index}/tlog-proof", summary: "A C2SP tlog-proof of one event (entry as extra data, inclusion proof, the cosigned checkpoint), verifiable offline", access: Access::Read,
         query: &[], body: None, ok: (200, "c2sp.org/tlog-proof@v1"), produces: "text/plain" },
     Route { method: "get", path: "/v1/export", summary: "Export matching events with proofs as a bundle that verifies offline", access: Access::Read, query: FILTERS, body: None, ok: (200, "aiaudit-bundle 1, or 2 with blobs (tar.gz)"), produces: "application/gzip" },

@@ -238,7 +238,7 @@ fn sections(r: &Report) -> Vec<Section> {
                     || row[0] == "Actual retention"
             });
             out.push(s);
-        } else if s.title == "Integrity" {
+        } else if s.title == "Integrity" || s.title == ACCESS_TITLE {
             out.push(s);
         }
     }
@@ -388,8 +388,33 @@ fn eu_sections(r: &Report) -> Vec<Section> {
             chart: None,
             code: vec![],
         },
+        access_section(r),
     ]
 }
+
+/// Who read the tenant's records: the ledger's own `trail.access` records.
+fn access_section(r: &Report) -> Section {
+    Section {
+        title: ACCESS_TITLE.into(),
+        note: format!(
+            "{} access records in the period (trail.access, logged by the ledger for every read of content, search, export, report and incident document by a token; each merges up to a second of one reader's accesses).",
+            r.access.records
+        ),
+        table: Table {
+            headers: vec!["Reader", "Access records"],
+            rows: r
+                .access
+                .readers
+                .iter()
+                .map(|a| vec![a.reader.clone(), a.records.to_string()])
+                .collect(),
+        },
+        chart: None,
+        code: vec![],
+    }
+}
+
+const ACCESS_TITLE: &str = "Access to the trail";
 
 // ---- Markdown ---------------------------------------------------------------
 

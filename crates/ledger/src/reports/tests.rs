@@ -202,6 +202,13 @@ fn sample() -> Report {
             erasures: 1,
             keys_destroyed: Some(2),
         },
+        access: AccessSummary {
+            records: 3,
+            readers: vec![ReaderAccess {
+                reader: format!("token:{evil}"),
+                records: 3,
+            }],
+        },
         privacy: None,
         findings: vec![],
     };
