@@ -1,14 +1,16 @@
 // The dashboard's entry point: service worker, sign-in gate, hash router.
 import { session, onFreshness } from './js/api.js';
+import { setRoute } from './js/ui.js';
 import { signIn, settings } from './js/signin.js';
 import { overview } from './js/overview.js';
 import { events } from './js/events.js';
 import { eventDetail } from './js/event.js';
 import { reports, exports } from './js/sections.js';
 import { violations } from './js/violations.js';
+import { admin } from './js/admin.js';
 import { incidents } from './js/incidents.js';
 
-const views = { overview, events, event: eventDetail, violations, incidents, reports, exports, settings };
+const views = { overview, events, event: eventDetail, violations, incidents, reports, exports, admin, settings };
 let cleanup = null;
 
 if ('serviceWorker' in navigator) {
@@ -29,11 +31,13 @@ onFreshness((state) => {
 });
 
 // Each route has a number: a view that finishes after a newer route began
-// is stopped at once, so no poller outlives its page.
+// is stopped at once, so no poller outlives its page, and draws nothing
+// over the newer page (ui.js viewMount).
 let current = 0;
 
 async function route() {
   const mine = ++current;
+  setRoute(mine);
   if (cleanup) { cleanup(); cleanup = null; }
   const nav = document.getElementById('nav');
   if (!session.token) {

@@ -14,7 +14,7 @@ const EPOCH_KEY = '/__aiaudit/erasure-epoch';
 const SHELL_FILES = [
   '/', '/app.js', '/app.css', '/manifest.webmanifest', '/icon.svg', '/icon-192.png',
   '/js/api.js', '/js/ui.js', '/js/verify.js', '/js/signin.js', '/js/overview.js',
-  '/js/chart.js', '/js/events.js', '/js/event.js', '/js/sections.js', '/js/incidents.js', '/js/violations.js',
+  '/js/chart.js', '/js/events.js', '/js/event.js', '/js/sections.js', '/js/incidents.js', '/js/violations.js', '/js/admin.js',
   '/vendor/uplot/uPlot.iife.min.js', '/vendor/uplot/uPlot.min.css',
 ];
 // Data worth keeping for offline reading; exports, metrics, incident

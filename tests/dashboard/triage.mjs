@@ -7,6 +7,7 @@
 // <step>" per step; exits non-zero on the first failure.
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
+import { generateKeyPairSync, createHash } from 'node:crypto';
 import { T, pass, check, watch, text, fits360, run } from './common.mjs';
 
 const URL_ = process.env.DASH_URL;
@@ -16,8 +17,15 @@ const HIGH = Number(process.env.DASH_HIGH);
 const MEDIUM = Number(process.env.DASH_MEDIUM);
 const SENT = Number(process.env.DASH_SENT);
 const SHOTS = process.env.DASH_SCREENSHOTS;
-const waitText = (page, sel, re) => page.waitForFunction(([s, r]) => new RegExp(r).test(document.querySelector(s)?.innerText || ''),
-  [sel, re.source], { timeout: T });
+/// Waits until `sel`'s text matches `re`; on a timeout, says what it read.
+async function waitText(page, sel, re) {
+  try {
+    await page.waitForFunction(([s, r]) => new RegExp(r).test(document.querySelector(s)?.innerText || ''), [sel, re.source], { timeout: T });
+  } catch (e) {
+    const seen = await page.evaluate((s) => document.querySelector(s)?.innerText ?? '(no such element)', sel);
+    throw new Error(`${sel} never matched ${re} (it reads ${JSON.stringify(seen)}; at ${page.url()}): ${e.message}`);
+  }
+}
 const shot = (page, name) => page.screenshot({ path: join(SHOTS, name), fullPage: true });
 /// How many events the ledger's search finds from two hours ago on (every
 /// event of this test; the ledger's own records, such as violations and
@@ -197,6 +205,59 @@ async function triage(page) {
   pass('event page: who accessed it');
 }
 
+/// A new Ed25519 verifier key for `name` (note format: name+keyid+key).
+function newVkey(name) {
+  const { publicKey } = generateKeyPairSync('ed25519');
+  const raw = Buffer.concat([Buffer.from([1]), Buffer.from(publicKey.export({ format: 'jwk' }).x, 'base64url')]);
+  const id = createHash('sha256').update(Buffer.concat([Buffer.from(name), Buffer.from([0x0a]), raw])).digest().subarray(0, 4);
+  return `${name}+${id.toString('hex')}+${raw.toString('base64')}`;
+}
+
+/// Tokens and emitters for an admin: a token created (its secret shown
+/// once) works, then is revoked and stops working; an emitter registered.
+async function tokensAndEmitters(page) {
+  const status = (token) => page.evaluate(async (t) => (await fetch('/v1/events?limit=1', { headers: { authorization: `Bearer ${t}` } })).status, token);
+  await page.goto(`${URL_}/#/admin`);
+  await page.locator('#tokens tbody tr').first().waitFor({ timeout: T });
+  await page.selectOption('#t-role', 'auditor');
+  await page.fill('#t-tenants', 'acme');
+  await page.selectOption('#t-expires', '7d');
+  await page.click('#create-token');
+  await page.waitForFunction(() => (document.querySelector('#new-token')?.value || '').startsWith('aat_'), null, { timeout: T });
+  const secret = await page.evaluate(() => document.querySelector('#new-token').value);
+  const id = (await text(page, '#token-created strong')).split(' ')[1];
+  check(await status(secret) === 200, 'the new token reads');
+  const row = `#tokens tr[data-token="${id}"]`;
+  await page.locator(row).waitFor({ timeout: T });
+  check((await text(page, `${row} .state`)) === 'active', 'listed as active');
+  check((await text(page, row)).includes('auditor') && (await text(page, row)).includes('acme'), 'with its role and tenant');
+  // Revoking takes two clicks.
+  await page.click(`${row} [data-revoke]`);
+  check(await status(secret) === 200, 'one click revokes nothing');
+  await page.click(`${row} [data-revoke]`);
+  await page.waitForFunction((sel) => document.querySelector(sel)?.innerText === 'revoked', `${row} .state`, { timeout: T });
+  check(await status(secret) === 401, 'a revoked token is refused');
+  // Shown once: gone from the page once it is left.
+  await page.goto(`${URL_}/#/overview`);
+  await page.goto(`${URL_}/#/admin`);
+  await page.locator(row).waitFor({ timeout: T });
+  check(!(await page.content()).includes(secret), 'the secret is not shown again');
+
+  const vkey = newVkey('edge-ui');
+  await page.fill('#e-name', 'edge-ui');
+  await page.fill('#e-key', vkey);
+  await page.fill('#e-tenants', 'acme');
+  await page.click('#register-emitter');
+  await page.locator('#emitters tr[data-emitter="edge-ui"]').waitFor({ timeout: T });
+  check((await text(page, '#emitters tr[data-emitter="edge-ui"]')).includes(vkey), 'the key is listed');
+  // A bad key is refused, named.
+  await page.fill('#e-name', 'bad');
+  await page.fill('#e-key', 'not-a-key');
+  await page.click('#register-emitter');
+  await page.locator('#emitter-registered .error').waitFor({ timeout: T });
+  pass('tokens and emitters: create (shown once), revoke, register');
+}
+
 run(async (browser) => {
   await signInOnce(browser);
   const desktop = await signedIn(browser, { width: 1280, height: 800 });
@@ -204,6 +265,7 @@ run(async (browser) => {
   await shot(desktop.page, 'desktop-overview-history.png');
   await events(desktop.page);
   await triage(desktop.page);
+  await tokensAndEmitters(desktop.page);
   await desktop.page.goto(`${URL_}/#/violations`);
   await desktop.page.locator('#violations tbody tr').first().waitFor({ timeout: T });
   await shot(desktop.page, 'desktop-triage.png');
@@ -218,10 +280,13 @@ run(async (browser) => {
   await phone.page.locator('#results li').first().waitFor({ timeout: T });
   check(!(await phone.page.evaluate(() => document.querySelector('#filters').open)), 'filters folded on a phone');
   await fits360(phone.page, 'events');
+  await phone.page.goto(`${URL_}/#/admin`);
+  await phone.page.locator('#tokens tbody tr').first().waitFor({ timeout: T });
+  await fits360(phone.page, 'tokens');
   await phone.page.goto(`${URL_}/#/overview`);
   await phone.page.locator('#activity-chart canvas').first().waitFor({ timeout: T });
   await fits360(phone.page, 'overview');
   await shot(phone.page, 'phone-overview-history.png');
   await phone.ctx.close();
-  pass('phone: triage and overview fit 360px');
+  pass('phone: triage, events, tokens and overview fit 360px');
 });

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { csvCell, toCsv, toNdjson, COLUMNS } from '../../web/js/events.js';
 import { windowOf, columns, agreement, RANGES } from '../../web/js/overview.js';
 import { nextStatuses } from '../../web/js/violations.js';
+import { tenantList } from '../../web/js/admin.js';
 
 test('CSV cells are quoted as RFC 4180 says and formulas are defused', () => {
   assert.equal(csvCell('plain'), 'plain');
@@ -63,4 +64,10 @@ test('a violation moves forward only', () => {
   assert.deepEqual(nextStatuses('open'), ['acknowledged', 'resolved']);
   assert.deepEqual(nextStatuses('acknowledged'), ['resolved']);
   assert.deepEqual(nextStatuses('resolved'), []);
+});
+
+test('tenants are typed as a list separated by commas or spaces', () => {
+  assert.deepEqual(tenantList(' acme, globex  initech,,'), ['acme', 'globex', 'initech']);
+  assert.deepEqual(tenantList('*'), ['*']);
+  assert.deepEqual(tenantList('  '), []);
 });

@@ -29,6 +29,7 @@ const SHELL: &[&str] = &[
     "/js/sections.js",
     "/js/incidents.js",
     "/js/violations.js",
+    "/js/admin.js",
     "/vendor/uplot/uPlot.iife.min.js",
     "/vendor/uplot/uPlot.min.css",
 ];
@@ -133,7 +134,7 @@ fn dashboard_verifier_matches_reference_vectors() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("# pass 13") && text.contains("# fail 0"),
+        text.contains("# pass 14") && text.contains("# fail 0"),
         "{text}"
     );
 }
@@ -435,7 +436,8 @@ fn dashboard_triage_in_chromium() {
         "PASS violations: a facet filters, kept in the URL",
         "PASS violations: bulk acknowledge and resolve with a comment, each logged",
         "PASS event page: who accessed it",
-        "PASS phone: triage and overview fit 360px",
+        "PASS tokens and emitters: create (shown once), revoke, register",
+        "PASS phone: triage, events, tokens and overview fit 360px",
         "PASS no console errors",
     ] {
         assert!(text.contains(step), "missing {step:?} in:\n{text}");

@@ -78,17 +78,14 @@ export async function optional(path) {
   }
 }
 
-/// POSTs `body` as JSON with the token; the answer's JSON, or an ApiError
-/// (offline: nothing was sent, so nothing changed).
-export async function post(path, body, { token = session.token } = {}) {
+/// Sends `body` as JSON (if any) with the token; the answer's JSON, or an
+/// ApiError (offline: nothing was sent, so nothing changed).
+async function send(method, path, body, token) {
   let res;
+  const headers = { authorization: `Bearer ${token}` };
+  if (body !== undefined) headers['content-type'] = 'application/json';
   try {
-    res = await fetch(path, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-      cache: 'no-store',
-    });
+    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store' });
   } catch {
     throw new ApiError(0, { title: 'offline', detail: 'the ledger cannot be reached; nothing was changed' });
   }
@@ -97,3 +94,6 @@ export async function post(path, body, { token = session.token } = {}) {
   if (!res.ok) throw new ApiError(res.status, out);
   return out;
 }
+
+export const post = (path, body, { token = session.token } = {}) => send('POST', path, body, token);
+export const del = (path, { token = session.token } = {}) => send('DELETE', path, undefined, token);

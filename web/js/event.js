@@ -3,7 +3,7 @@
 import { get, request } from './api.js';
 import { verifyEvent, verifyBlob } from './verify.js';
 import { pinnedKey } from './signin.js';
-import { h, mount, card, badge, errorBox, flatten, fields, when } from './ui.js';
+import { h, viewMount, card, badge, errorBox, flatten, fields, when } from './ui.js';
 
 function verificationCard(result) {
   const list = h('ol', { class: 'steps' }, result.steps.map((s) =>
@@ -121,6 +121,7 @@ function accessCard(index) {
 }
 
 export async function eventDetail({ arg }) {
+  const mount = viewMount();
   const index = Number(arg);
   mount(h('h1', {}, `Event #${index}`), h('p', { class: 'muted', role: 'status' }, 'Loading and verifying…'));
   let ev;

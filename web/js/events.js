@@ -5,7 +5,7 @@
 // the server's; searches can be saved on this device; the rows loaded can
 // be downloaded as CSV or NDJSON.
 import { get } from './api.js';
-import { h, mount, errorBox, when } from './ui.js';
+import { h, viewMount, errorBox, when } from './ui.js';
 
 export const FILTERS = [
   ['tenant', 'Tenant'], ['actor', 'Actor'], ['action', 'Action'], ['model', 'Model'],
@@ -128,6 +128,7 @@ function savedCard(params, rerender) {
 }
 
 export async function events({ params, rerender }) {
+  const mount = viewMount();
   const order = h('select', { id: 'f-order', name: 'order' },
     h('option', { value: 'desc' }, 'newest first'), h('option', { value: 'asc' }, 'oldest first'));
   order.value = params.get('order') || 'desc';

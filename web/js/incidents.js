@@ -4,7 +4,7 @@
 // (a plain link could not carry it) and offered as files. Read-only: every
 // change goes through the API or `aiaudit incident`.
 import { optional, request } from './api.js';
-import { h, mount, card, errorBox, notAvailable } from './ui.js';
+import { h, viewMount, card, errorBox, notAvailable } from './ui.js';
 import { formParams } from './events.js';
 
 const STATUSES = ['open', 'acknowledged', 'mitigated', 'resolved', 'reviewed', 'reopened'];
@@ -65,6 +65,7 @@ function select(id, name, label, values, value) {
 }
 
 async function list(params) {
+  const mount = viewMount();
   const form = h('form', { class: 'card filters', role: 'search', 'aria-label': 'Filter incidents' },
     h('div', { class: 'filter-grid' },
       select('i-status', 'status', 'Status', STATUSES, params.get('status')),
@@ -228,6 +229,7 @@ function documentsCard(i) {
 }
 
 async function detail(arg) {
+  const mount = viewMount();
   let id = arg;
   try { id = decodeURIComponent(arg); } catch { /* shown as typed */ }
   mount(h('h1', {}, 'Incident'), h('p', { class: 'muted', role: 'status' }, 'Loading…'));

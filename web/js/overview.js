@@ -7,7 +7,7 @@ import { request, optional, ApiError } from './api.js';
 import { verifyCheckpoint, checkWitnesses, b64decode, equal } from './verify.js';
 import { pinnedKey, pinnedPolicy } from './signin.js';
 import { lineChart } from './chart.js';
-import { h, mount, card, badge, age, errorBox, notAvailable, fields, zone, when, staleIf, savedAgo } from './ui.js';
+import { h, viewMount, card, badge, age, errorBox, notAvailable, fields, zone, when, staleIf, savedAgo } from './ui.js';
 import { isOpen, dueSoon } from './incidents.js';
 
 /// The ranges offered, in seconds, and the bucket each is counted in (at
@@ -198,6 +198,7 @@ function activityCard(range, rerender) {
 }
 
 export async function overview({ params, rerender }) {
+  const mount = viewMount();
   const range = RANGES[params.get('range')] ? params.get('range') : '1h';
   let info = null, infoAt = null, infoErr = null;
   try { ({ body: info, cachedAt: infoAt } = await request('/v1/info')); } catch (e) { infoErr = e; }

@@ -1,11 +1,12 @@
 // Compliance reports and exports. A ledger without the reports endpoint
 // says so.
 import { request } from './api.js';
-import { h, mount, card, errorBox, notAvailable } from './ui.js';
+import { h, viewMount, card, errorBox, notAvailable } from './ui.js';
 import { filterFields, formParams } from './events.js';
 
 /** Compliance report: a summary on screen, the full report (HTML, Markdown or JSON) to download. */
 export async function reports({ params }) {
+  const mount = viewMount();
   const status = h('div', { role: 'status', 'aria-live': 'polite' });
   const input = (name, label, type = 'text', value = '') =>
     h('label', {}, label, h('input', { name, type, value, required: name === 'tenant' ? '' : null }));
@@ -45,6 +46,7 @@ export async function reports({ params }) {
 }
 
 export async function exports({ params }) {
+  const mount = viewMount();
   const status = h('div', { role: 'status', 'aria-live': 'polite' });
   const form = h('form', { class: 'card filters', 'aria-label': 'Export' },
     h('p', { class: 'hint' }, 'An export bundle holds every matching event with its inclusion proof and the signed checkpoint; check it offline with aiaudit verify --bundle.'),

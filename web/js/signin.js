@@ -3,7 +3,7 @@
 // claim is only offered as a starting point.
 import { session, request, get, ApiError } from './api.js';
 import { parseVerifierKey, parsePolicy } from './verify.js';
-import { h, mount, card, errorBox } from './ui.js';
+import { h, viewMount, card, errorBox } from './ui.js';
 
 const VKEY = 'aiaudit.vkey';
 let parsed = null;
@@ -47,6 +47,7 @@ async function pin(text) {
 }
 
 export async function signIn(done) {
+  const mount = viewMount();
   const status = h('div', { role: 'status', 'aria-live': 'polite' });
   const form = h('form', { class: 'card signin', 'aria-labelledby': 'signin-title' },
     h('h1', { id: 'signin-title' }, 'Sign in'),
@@ -82,6 +83,7 @@ export async function signIn(done) {
 }
 
 export async function settings({ rerender }) {
+  const mount = viewMount();
   const status = h('div', { role: 'status', 'aria-live': 'polite' });
   const form = h('form', { class: 'card' }, h('h1', {}, 'Pinned key'), ...keyField(pinnedText()),
     h('button', { type: 'submit' }, 'Pin this key'), status);

@@ -17,6 +17,16 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+// The route being drawn (set by the router). A view takes its mount at its
+// start, before any await: once a newer route began, that view's late
+// answers draw nothing over the newer page.
+let routeNumber = 0;
+export function setRoute(n) { routeNumber = n; }
+export function viewMount() {
+  const mine = routeNumber;
+  return (...children) => (mine === routeNumber ? mount(...children) : document.getElementById('main'));
+}
+
 export function mount(...children) {
   const main = document.getElementById('main');
   main.replaceChildren(...children.filter((c) => c != null && c !== false));

@@ -2,7 +2,7 @@
 // severity, a table paged 50 at a time, and acknowledge/resolve with a
 // comment for one violation or many (each change is logged by the ledger).
 import { get, post } from './api.js';
-import { h, mount, errorBox, when } from './ui.js';
+import { h, viewMount, errorBox, when } from './ui.js';
 
 export const STATUSES = ['open', 'acknowledged', 'resolved'];
 export const SEVERITIES = ['critical', 'high', 'medium', 'low', 'info'];
@@ -63,6 +63,7 @@ function facet(label, counts, name, params, order) {
 }
 
 export async function violations({ params }) {
+  const mount = viewMount();
   const form = h('form', { class: 'card filters', role: 'search', 'aria-label': 'Filter violations' },
     h('div', { class: 'filter-grid' },
       select('v-status', 'status', 'Status', STATUSES, params.get('status'), 'any status'),

@@ -61,6 +61,7 @@ const ASSETS: &[Asset] = &[
     asset!("/js/sections.js", "js/sections.js", JS),
     asset!("/js/incidents.js", "js/incidents.js", JS),
     asset!("/js/violations.js", "js/violations.js", JS),
+    asset!("/js/admin.js", "js/admin.js", JS),
     asset!(
         "/vendor/uplot/uPlot.iife.min.js",
         "vendor/uplot/uPlot.iife.min.js",
