@@ -286,23 +286,56 @@ impl Ledger {
         self.access.note(who, access, crate::reports::now_ms());
     }
 
-    /// Appends every access noted so far as `trail.access` events.
+    /// Appends every access noted so far as `trail.access` events, in
+    /// batches of at most [`APPEND_CHUNK`]. A batch that fails for a
+    /// passing reason (storage unavailable, disk full) is kept for the next
+    /// try; one the ledger refuses as invalid would fail forever, so it is
+    /// dropped, loudly.
     pub async fn flush_access(self: &Arc<Self>) {
         let pending = self.access.take();
         if pending.is_empty() {
             return;
         }
-        match self.append_own(events(&pending)).await {
-            Ok(done) => {
-                self.metrics.access_records.inc_by(done.len() as u64);
+        let keys: Vec<_> = pending.keys().cloned().collect();
+        let mut kept = Pending::new();
+        for chunk in keys.chunks(APPEND_CHUNK) {
+            let part: Pending = chunk
+                .iter()
+                .filter_map(|k| pending.get(k).map(|m| (k.clone(), m.clone())))
+                .collect();
+            match self.append_own(events(&part)).await {
+                Ok(done) => {
+                    self.metrics.access_records.inc_by(done.len() as u64);
+                }
+                Err(e) if e.kind == crate::error::Kind::Invalid => {
+                    // One at a time: only the records refused are dropped.
+                    for (key, m) in part {
+                        let one = Pending::from([(key, m)]);
+                        match self.append_own(events(&one)).await {
+                            Ok(_) => {
+                                self.metrics.access_records.inc();
+                            }
+                            Err(e) if e.kind == crate::error::Kind::Invalid => {
+                                tracing::error!(error = %e.detail, "an access record refused as invalid; dropped");
+                            }
+                            Err(_) => kept.extend(one),
+                        };
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e.detail, records = part.len(), "appending access records failed; kept for the next try");
+                    kept.extend(part);
+                }
             }
-            Err(e) => {
-                tracing::warn!(error = %e.detail, records = pending.len(), "appending access records failed; kept for the next try");
-                self.access.put_back(pending);
-            }
+        }
+        if !kept.is_empty() {
+            self.access.put_back(kept);
         }
     }
 }
+
+/// Access records appended per batch at most.
+const APPEND_CHUNK: usize = 500;
 
 /// Access records read at most to answer who accessed one event.
 pub const SCAN_LIMIT: usize = 10_000;
