@@ -9,7 +9,7 @@ import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { chromium } from 'playwright-core';
-import { T, FLAGS, pass, check, watch, text, fits360, run } from './common.mjs';
+import { T, FLAGS, pass, check, watch, text, fits360, axe, touchTargets, run } from './common.mjs';
 
 const URL_ = process.env.DASH_URL;
 const TOKEN = process.env.DASH_TOKEN;
@@ -126,6 +126,8 @@ async function incidents(page) {
   check(await page.locator('#timeline a[href="#/event/122"]').count() === 1, 'opening linked to event 122');
   check(await page.locator('#timeline a[href="#/event/123"]').count() === 1, 'breach linked to event 123');
   await shot(page, 'desktop-incident.png');
+  await axe(page, 'desktop incident');
+  await touchTargets(page, 'desktop incident');
   pass('incident shows the ng:authority clock with its deadline and NDPA reference');
 
   await page.click('#pack-ng');
@@ -242,8 +244,10 @@ async function phone(browser) {
   await page.click(`#incidents a[href="#/incidents/${INCIDENT}"]`, { timeout: T });
   await page.locator('#clocks tr[data-clock="ng:authority"]').waitFor({ timeout: T });
   await fits360(page, 'incident');
+  await axe(page, 'phone incident');
+  await touchTargets(page, 'phone incident');
   await shot(page, 'phone-incident.png');
-  pass('phone incident fits 360px');
+  pass('phone incident fits 360px, accessible');
   await page.click('nav a[href="#/events"]');
   await page.locator('#results li').first().waitFor({ timeout: T });
   await fits360(page, 'events');

@@ -8,7 +8,7 @@
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { generateKeyPairSync, createHash } from 'node:crypto';
-import { T, pass, check, watch, text, fits360, run } from './common.mjs';
+import { T, pass, check, watch, text, fits360, axe, touchTargets, run } from './common.mjs';
 
 const URL_ = process.env.DASH_URL;
 const TOKEN = process.env.DASH_TOKEN;
@@ -258,6 +258,77 @@ async function tokensAndEmitters(page) {
   pass('tokens and emitters: create (shown once), revoke, register');
 }
 
+// Every page, as it looks once loaded: what shows it is loaded, and what to
+// do first (a report is built, so its findings are checked too).
+const PAGES = [
+  ['overview', '#activity-chart canvas'],
+  ['events', '#results li'],
+  ['event/0', '#proof-verdict'],
+  ['violations', '#violations tbody tr'],
+  ['incidents', '#incidents'],
+  ['reports', 'form', async (page) => {
+    await page.fill('input[name=tenant]', 'acme');
+    await page.locator('form button[type=submit]').click();
+    await page.locator('#report-download').waitFor({ timeout: T });
+  }],
+  ['exports', 'form'],
+  ['admin', '#tokens tbody tr'],
+  ['settings', '#signout'],
+];
+
+/// Each page at one width: no serious or critical axe-core violation,
+/// touch targets of 44px, and (on a phone) no sideways scrolling. The
+/// sign-in page is checked in a context without a token.
+async function everyPage(browser, viewport, label) {
+  const fresh = await browser.newContext({ viewport, ...(viewport.width < 400 ? { isMobile: true, hasTouch: true } : {}) });
+  const signin = await fresh.newPage();
+  watch(signin, `${label} sign-in`);
+  await signin.goto(`${URL_}/`);
+  await signin.locator('#token').waitFor({ timeout: T });
+  await axe(signin, `${label} sign-in`);
+  await touchTargets(signin, `${label} sign-in`);
+  if (viewport.width <= 360) await fits360(signin, 'sign-in');
+  await signin.screenshot({ path: join(SHOTS, `${label}-signin.png`) });
+  await fresh.close();
+
+  const { ctx, page } = await signedIn(browser, viewport);
+  for (const [route, ready, act] of PAGES) {
+    await page.goto(`${URL_}/#/${route}`);
+    await page.locator(ready).first().waitFor({ timeout: T });
+    await page.waitForFunction(() => !document.querySelector('main').innerText.includes('Loading…'), null, { timeout: T });
+    if (act) await act(page);
+    const what = `${label} #/${route}`;
+    await axe(page, what);
+    await touchTargets(page, what);
+    if (viewport.width <= 360) await fits360(page, `#/${route}`);
+    await page.screenshot({ path: join(SHOTS, `${label}-${route.replace('/', '-')}.png`) });
+  }
+  await ctx.close();
+  pass(`every page at ${viewport.width}px: no serious or critical axe-core violation, touch targets of 44px${viewport.width <= 360 ? ', no sideways scrolling' : ''}`);
+}
+
+/// The HTML compliance report as a phone shows it: one column, its tables
+/// and chart within the screen, and accessible.
+async function reportOnAPhone(browser) {
+  const ctx = await browser.newContext({ viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true });
+  const page = await ctx.newPage();
+  watch(page, 'report');
+  await page.goto(`${URL_}/icon.svg`);
+  const html = await page.evaluate(async (t) => (await fetch('/v1/reports/compliance?tenant=acme&format=html',
+    { headers: { authorization: `Bearer ${t}` } })).text(), TOKEN);
+  check(html.startsWith('<!DOCTYPE html>') && html.includes('<svg'), 'an HTML report with its charts');
+  // As a downloaded file opens: no origin, none of the ledger's headers.
+  await page.goto('about:blank');
+  await page.setContent(html);
+  await fits360(page, 'the HTML compliance report');
+  const chart = await page.evaluate(() => document.querySelector('svg').getBoundingClientRect().width);
+  check(chart > 300 && chart <= 360, `the daily chart spans the phone's width (${chart}px)`);
+  await axe(page, 'the HTML compliance report');
+  await page.screenshot({ path: join(SHOTS, 'phone-report.png'), fullPage: true });
+  await ctx.close();
+  pass('the HTML compliance report fits 360px');
+}
+
 run(async (browser) => {
   await signInOnce(browser);
   const desktop = await signedIn(browser, { width: 1280, height: 800 });
@@ -275,6 +346,7 @@ run(async (browser) => {
   await phone.page.goto(`${URL_}/#/violations`);
   await phone.page.locator('#violations tbody tr').first().waitFor({ timeout: T });
   await fits360(phone.page, 'violations');
+  check(!(await phone.page.evaluate(() => document.querySelector('#v-filters').open)), 'violation filters folded on a phone');
   await shot(phone.page, 'phone-triage.png');
   await phone.page.goto(`${URL_}/#/events`);
   await phone.page.locator('#results li').first().waitFor({ timeout: T });
@@ -289,4 +361,7 @@ run(async (browser) => {
   await shot(phone.page, 'phone-overview-history.png');
   await phone.ctx.close();
   pass('phone: triage, events, tokens and overview fit 360px');
+  await reportOnAPhone(browser);
+  await everyPage(browser, { width: 1280, height: 800 }, 'desktop');
+  await everyPage(browser, { width: 360, height: 740 }, 'phone');
 });

@@ -188,9 +188,10 @@ fn emit_signed(server: &Server, dir: &Path) {
 /// Whether the browser test can run here; under CI it must.
 fn browser_available() -> bool {
     let chromium = Path::new("/usr/bin/chromium").exists();
-    let playwright = root()
-        .join("tests/dashboard/node_modules/playwright-core")
-        .exists();
+    let modules = root().join("tests/dashboard/node_modules");
+    let playwright = ["playwright-core", "axe-core"]
+        .iter()
+        .all(|m| modules.join(m).exists());
     let node = Command::new("node")
         .arg("--version")
         .output()
@@ -200,7 +201,7 @@ fn browser_available() -> bool {
     }
     assert!(
         std::env::var_os("CI").is_none(),
-        "CI needs chromium, node and playwright-core: \
+        "CI needs chromium, node, playwright-core and axe-core: \
          apt-get install chromium && npm ci --prefix tests/dashboard"
     );
     skipped("needs /usr/bin/chromium, node and tests/dashboard/node_modules (npm ci --prefix tests/dashboard)");
@@ -332,7 +333,7 @@ fn dashboard_in_chromium() {
         "PASS incidents listed with severity, filters and breach mark",
         "PASS incident shows the ng:authority clock with its deadline and NDPA reference",
         "PASS regulator pack downloaded with the token",
-        "PASS phone incident fits 360px",
+        "PASS phone incident fits 360px, accessible",
         "PASS all 124 proofs verify in the browser",
         "PASS tampered inclusion proof fails",
         "PASS tampered checkpoint fails",
@@ -438,6 +439,9 @@ fn dashboard_triage_in_chromium() {
         "PASS event page: who accessed it",
         "PASS tokens and emitters: create (shown once), revoke, register",
         "PASS phone: triage, events, tokens and overview fit 360px",
+        "PASS the HTML compliance report fits 360px",
+        "PASS every page at 1280px: no serious or critical axe-core violation, touch targets of 44px",
+        "PASS every page at 360px: no serious or critical axe-core violation, touch targets of 44px, no sideways scrolling",
         "PASS no console errors",
     ] {
         assert!(text.contains(step), "missing {step:?} in:\n{text}");

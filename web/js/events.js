@@ -5,7 +5,7 @@
 // the server's; searches can be saved on this device; the rows loaded can
 // be downloaded as CSV or NDJSON.
 import { get } from './api.js';
-import { h, viewMount, errorBox, when } from './ui.js';
+import { h, viewMount, errorBox, when, filtersFold } from './ui.js';
 
 export const FILTERS = [
   ['tenant', 'Tenant'], ['actor', 'Actor'], ['action', 'Action'], ['model', 'Model'],
@@ -133,8 +133,6 @@ export async function events({ params, rerender }) {
     h('option', { value: 'desc' }, 'newest first'), h('option', { value: 'asc' }, 'oldest first'));
   order.value = params.get('order') || 'desc';
   const set = [...params.keys()].filter((k) => k !== 'order').length;
-  // Open on wide screens; on a phone the results come first.
-  const wide = window.matchMedia('(min-width: 600px)').matches;
   const form = h('form', { class: 'filters', role: 'search', 'aria-label': 'Search events' },
     h('div', { class: 'filter-grid' }, ...filterFields(params),
       h('div', { class: 'field' }, h('label', { for: 'f-order' }, 'Order'), order)),
@@ -144,8 +142,7 @@ export async function events({ params, rerender }) {
     e.preventDefault();
     location.hash = `#/events?${formParams(form)}`;
   });
-  const filters = h('details', { class: 'card', id: 'filters', open: wide || null },
-    h('summary', {}, set ? `Filters (${set} set)` : 'Filters'), form, savedCard(params, rerender));
+  const filters = filtersFold('filters', set, form, savedCard(params, rerender));
   const list = h('ol', { class: 'events', id: 'results', 'aria-label': 'Matching events' });
   const status = h('p', { role: 'status', 'aria-live': 'polite', class: 'muted', id: 'events-status' });
   const more = h('button', { type: 'button', class: 'secondary', id: 'more', hidden: true }, 'Load more');

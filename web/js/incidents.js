@@ -4,7 +4,7 @@
 // (a plain link could not carry it) and offered as files. Read-only: every
 // change goes through the API or `aiaudit incident`.
 import { optional, request } from './api.js';
-import { h, viewMount, card, errorBox, notAvailable } from './ui.js';
+import { h, viewMount, card, errorBox, notAvailable, filtersFold } from './ui.js';
 import { formParams } from './events.js';
 
 const STATUSES = ['open', 'acknowledged', 'mitigated', 'resolved', 'reviewed', 'reopened'];
@@ -66,7 +66,7 @@ function select(id, name, label, values, value) {
 
 async function list(params) {
   const mount = viewMount();
-  const form = h('form', { class: 'card filters', role: 'search', 'aria-label': 'Filter incidents' },
+  const form = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter incidents' },
     h('div', { class: 'filter-grid' },
       select('i-status', 'status', 'Status', STATUSES, params.get('status')),
       select('i-severity', 'severity', 'Severity', SEVERITIES, params.get('severity')),
@@ -80,7 +80,8 @@ async function list(params) {
   const items = h('ol', { class: 'incidents', id: 'incidents', 'aria-label': 'Incidents, newest first' });
   const status = h('p', { role: 'status', 'aria-live': 'polite', class: 'muted' }, 'Loading…');
   const more = h('button', { type: 'button', class: 'secondary', id: 'more-incidents', hidden: true }, 'Load more');
-  mount(h('h1', {}, 'Incidents'), form, status, items, more);
+  const set = ['status', 'severity', 'tenant'].filter((k) => params.get(k)).length;
+  mount(h('h1', {}, 'Incidents'), filtersFold('i-filters', set, form), status, items, more);
 
   const query = new URLSearchParams();
   for (const k of ['tenant', 'status', 'severity']) if (params.get(k)) query.set(k, params.get(k));

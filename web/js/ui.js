@@ -106,3 +106,11 @@ export function staleIf(el, cachedAt) {
   el.append(h('p', { class: 'saved-at' }, `Saved ${savedAgo(cachedAt)} ago: not live.`));
   return el;
 }
+
+/// Filters in a fold: open on wide screens, closed on a phone (where the
+/// results come first); the summary says how many are set.
+export function filtersFold(id, set, ...content) {
+  const wide = window.matchMedia('(min-width: 600px)').matches;
+  return h('details', { class: 'card', id, open: wide || null },
+    h('summary', {}, set ? `Filters (${set} set)` : 'Filters'), ...content);
+}

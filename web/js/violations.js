@@ -2,7 +2,7 @@
 // severity, a table paged 50 at a time, and acknowledge/resolve with a
 // comment for one violation or many (each change is logged by the ledger).
 import { get, post } from './api.js';
-import { h, viewMount, errorBox, when } from './ui.js';
+import { h, viewMount, errorBox, when, filtersFold } from './ui.js';
 
 export const STATUSES = ['open', 'acknowledged', 'resolved'];
 export const SEVERITIES = ['critical', 'high', 'medium', 'low', 'info'];
@@ -36,7 +36,8 @@ function row(v, selected) {
   box.addEventListener('change', () => { if (box.checked) selected.add(v.id); else selected.delete(v.id); });
   const event = v.event_index != null ? h('a', { href: `#/event/${v.event_index}` }, `#${v.event_index}`) : '–';
   return h('tr', { 'data-id': v.id, 'data-status': v.status },
-    h('td', { 'data-label': 'Select' }, box),
+    // The label around the box is the 44px target a finger hits.
+    h('td', { 'data-label': 'Select' }, h('label', { class: 'pick' }, box)),
     h('td', { 'data-label': 'Severity' }, severityTag(v.severity)),
     h('td', { 'data-label': 'Rule' }, h('span', { title: v.description || '' }, v.rule || '–')),
     h('td', { 'data-label': 'Tenant' }, v.tenant),
@@ -64,7 +65,7 @@ function facet(label, counts, name, params, order) {
 
 export async function violations({ params }) {
   const mount = viewMount();
-  const form = h('form', { class: 'card filters', role: 'search', 'aria-label': 'Filter violations' },
+  const form = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter violations' },
     h('div', { class: 'filter-grid' },
       select('v-status', 'status', 'Status', STATUSES, params.get('status'), 'any status'),
       select('v-severity', 'severity', 'Severity', SEVERITIES, params.get('severity'), 'any severity'),
@@ -122,7 +123,8 @@ export async function violations({ params }) {
       } }, 'Select all shown')),
     outcome);
 
-  mount(h('h1', {}, 'Violations'), form, facets, status, bulk, table, more);
+  const set = ['status', 'severity', 'tenant', 'rule', 'source'].filter((k) => params.get(k)).length;
+  mount(h('h1', {}, 'Violations'), filtersFold('v-filters', set, form), facets, status, bulk, table, more);
 
   let cursor = null, shown = 0, busy = false;
   const page = async (first) => {

@@ -528,3 +528,30 @@ fn rand_fraction() -> f64 {
     // The low bits of a UUIDv7 are random.
     (uuid::Uuid::now_v7().as_u128() % 1_000_000) as f64 / 1_000_000.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiaudit_policy::{Engine, Policies};
+    use std::sync::Arc;
+
+    /// `aiaudit bench` under the shipped example policy: the README runs
+    /// it, and a violation per event would drown a real one.
+    #[test]
+    fn bench_events_break_no_rule_of_the_example_policy() {
+        let example = include_str!("../../../deploy/policies/example.toml");
+        for content in ["prose", "pad", "ai"] {
+            let mut engine = Engine::new(Arc::new(Policies::parse(example).unwrap()));
+            let body = make_template(20, 1024, content, true, 1).instantiate();
+            let events: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+            assert_eq!(events.len(), 20);
+            let fired: Vec<String> = events
+                .iter()
+                .enumerate()
+                .flat_map(|(i, e)| engine.observe(e, i as u64, 0))
+                .map(|v| v.rule)
+                .collect();
+            assert!(fired.is_empty(), "{content}: {fired:?}");
+        }
+    }
+}

@@ -504,7 +504,9 @@ fn html_table(t: &Table) -> String {
     if t.rows.is_empty() {
         return String::new();
     }
-    let mut out = String::from("<table>");
+    // The wrapper scrolls a table too wide for a phone, not the page; it
+    // takes the keyboard focus so that it can be scrolled without a mouse.
+    let mut out = String::from("<div class=\"table\" tabindex=\"0\"><table>");
     if t.headers.iter().any(|h| !h.is_empty()) {
         out.push_str("<thead><tr>");
         for h in &t.headers {
@@ -520,19 +522,22 @@ fn html_table(t: &Table) -> String {
         }
         out.push_str("</tr>");
     }
-    out.push_str("</tbody></table>");
+    out.push_str("</tbody></table></div>");
     out
 }
 
-const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;color:#222}\
+const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;color:#222;overflow-wrap:anywhere}\
 h1{font-size:1.6em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ccc}\
-table{border-collapse:collapse;margin:.5em 0;width:100%}td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}\
-th{background:#f4f4f4}pre{background:#f8f8f8;padding:.5em;overflow-x:auto;white-space:pre-wrap;word-break:break-all}\
-.meta{color:#555}figure{margin:1em 0}svg{max-width:100%;height:auto}";
+.table{overflow-x:auto}table{border-collapse:collapse;margin:.5em 0;width:100%}\
+td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}\
+th{background:#f4f4f4;overflow-wrap:normal}pre{background:#f8f8f8;padding:.5em;overflow-x:auto;white-space:pre-wrap;word-break:break-all}\
+.meta{color:#555}figure{margin:1em 0}svg{width:100%;height:auto}\
+@media (max-width:600px){body{margin:1em auto;padding:0 .5em}h1{font-size:1.3em}td,th{padding:3px 4px;font-size:.85em}}";
 
 pub fn html(r: &Report) -> String {
     let mut out = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <title>{title}: {tenant}</title><style>{CSS}</style></head><body>\
          <h1>{title}: {tenant}</h1><p class=\"meta\">Period {from} to {to} ({days} days). \
          Generated {at} by log {origin} (checkpoint size {size}).</p>",
@@ -616,10 +621,23 @@ fn chart_svg(r: &Report, chart: Chart) -> String {
     })
 }
 
+/// The days the daily chart spans: from the first day any system logged to
+/// the end of the period, at least two days wide. Drawing the whole period
+/// would squeeze a young log's lines into the right-hand corner.
+pub(super) fn charted_days(lines: &[(String, Vec<u64>)], days: u64) -> (u32, u32) {
+    let last = u32::try_from(days.max(2) - 1).unwrap_or(u32::MAX);
+    let first = lines
+        .iter()
+        .filter_map(|(_, v)| v.iter().position(|n| *n > 0))
+        .min()
+        .unwrap_or(0);
+    (u32::try_from(first).unwrap_or(0).min(last - 1), last)
+}
+
 fn daily_svg(r: &Report) -> Result<String, String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
     let lines = daily_lines(r);
-    let last_day = (r.period.days.max(2) - 1) as u32;
+    let (first_day, last_day) = charted_days(&lines, r.period.days);
     let max = lines
         .iter()
         .flat_map(|(_, v)| v.iter())
@@ -637,26 +655,39 @@ fn daily_svg(r: &Report) -> Result<String, String> {
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(56)
-            .build_cartesian_2d(0u32..last_day, 0u64..max + max / 10 + 1)
+            .build_cartesian_2d(first_day..last_day, 0u64..max + max / 10 + 1)
             .map_err(|e| err(&e))?;
         let day_label = |d: &u32| {
             let s = date(from_ms.saturating_add(i64::from(*d) * DAY_MS));
             s.get(5..).unwrap_or(&s).to_string()
         };
+        let x_desc = if first_day > 0 {
+            format!("day (UTC); no events before {}", day_label(&first_day))
+        } else {
+            "day (UTC)".to_string()
+        };
         chart
             .configure_mesh()
-            .x_desc("day (UTC)")
+            .x_desc(x_desc)
             .y_desc("events")
             .x_label_formatter(&day_label)
             .draw()
             .map_err(|e| err(&e))?;
         for (i, (name, values)) in lines.iter().enumerate() {
             let color = Palette99::pick(i);
+            let points = || {
+                values
+                    .iter()
+                    .enumerate()
+                    .skip(first_day as usize)
+                    .map(|(d, n)| (d as u32, *n))
+            };
+            // Dots as well as lines: a system seen on one day only has no line.
             chart
-                .draw_series(LineSeries::new(
-                    values.iter().enumerate().map(|(d, n)| (d as u32, *n)),
-                    color.stroke_width(2),
-                ))
+                .draw_series(points().map(|p| Circle::new(p, 3, color.filled())))
+                .map_err(|e| err(&e))?;
+            chart
+                .draw_series(LineSeries::new(points(), color.stroke_width(2)))
                 .map_err(|e| err(&e))?
                 .label(name.as_str())
                 .legend(move |(x, y)| {

@@ -442,3 +442,36 @@ fn ndpa_reports_name_each_provision_and_escape_what_they_print() {
     assert!(!html.contains("<script>"));
     assert!(html.contains("&lt;script&gt;"));
 }
+
+#[test]
+fn the_daily_chart_starts_at_the_first_day_with_events() {
+    let line = |v: Vec<u64>| ("s".to_string(), v);
+    let mut young = vec![0; 30];
+    young[27] = 4;
+    young[29] = 1;
+    assert_eq!(render::charted_days(&[line(young)], 30), (27, 29));
+    let mut last_only = vec![0; 30];
+    last_only[29] = 9;
+    assert_eq!(
+        render::charted_days(&[line(last_only), line(vec![0; 30])], 30),
+        (28, 29),
+        "at least two days wide"
+    );
+    assert_eq!(render::charted_days(&[line(vec![5, 0, 0])], 3), (0, 2));
+    assert_eq!(render::charted_days(&[line(vec![5])], 1), (0, 1));
+
+    let mut r = sample();
+    r.period.days = 30;
+    r.period.from_ms = NOW - 30 * DAY_MS;
+    for s in &mut r.art12.systems {
+        s.per_day = vec![0; 30];
+        s.per_day[28] = 2;
+    }
+    let html = render::html(&r);
+    assert!(
+        html.contains("no events before"),
+        "the axis says where it starts"
+    );
+    assert!(html.contains("name=\"viewport\" content=\"width=device-width"));
+    assert!(html.contains("<div class=\"table\" tabindex=\"0\"><table>"));
+}
