@@ -185,6 +185,16 @@ fn emit_signed(server: &Server, dir: &Path) {
     ]);
 }
 
+/// The screenshots docs/dashboard.md shows (`](screenshots/<name>)`).
+fn documented_screenshots() -> Vec<String> {
+    let doc = std::fs::read_to_string(root().join("docs/dashboard.md")).unwrap();
+    doc.split("](screenshots/")
+        .skip(1)
+        .filter_map(|s| s.split_once(')'))
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
 /// Whether the browser test can run here; under CI it must.
 fn browser_available() -> bool {
     let chromium = Path::new("/usr/bin/chromium").exists();
@@ -445,5 +455,18 @@ fn dashboard_triage_in_chromium() {
         "PASS no console errors",
     ] {
         assert!(text.contains(step), "missing {step:?} in:\n{text}");
+    }
+    // docs/dashboard.md shows screenshots this test takes, by the same names
+    // (tests/dashboard/screenshots.sh copies them into docs/screenshots/).
+    let documented = documented_screenshots();
+    assert!(documented.len() >= 6, "{documented:?}");
+    for name in &documented {
+        assert!(shots.join(name).exists(), "the test took no {name}");
+        // (Not while screenshots.sh refreshes them.)
+        let refreshing = std::env::var_os("AIAUDIT_REFRESH_SCREENSHOTS").is_some();
+        assert!(
+            refreshing || root().join("docs/screenshots").join(name).exists(),
+            "docs/screenshots/{name} is missing: run tests/dashboard/screenshots.sh"
+        );
     }
 }
