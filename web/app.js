@@ -63,5 +63,11 @@ async function route() {
   }
 }
 
+// The skip link moves the focus without touching the hash, which is the router's.
+document.querySelector('.skip').addEventListener('click', (e) => {
+  e.preventDefault();
+  document.getElementById('main').focus();
+});
+
 window.addEventListener('hashchange', route);
 route();

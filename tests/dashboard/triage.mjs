@@ -208,6 +208,45 @@ async function triage(page) {
   pass('event page: who accessed it');
 }
 
+/// Presses `key` until the focused element passes `test` (at most `max` times).
+async function pressUntil(page, key, test, what, max = 150) {
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press(key);
+    if (await page.evaluate(test)) return;
+  }
+  throw new Error(`FAILED: ${key} never reached ${what}`);
+}
+
+/// The keyboard alone: the skip link, the navigation, and a violation
+/// acknowledged (selected with Space, a comment typed, Enter on the button).
+async function keyboard(page) {
+  await page.goto(`${URL_}/#/overview`);
+  await page.locator('#activity-chart canvas').first().waitFor({ timeout: T });
+  // The router put the focus on the content; the skip link is before the navigation.
+  await page.waitForFunction(() => document.activeElement.id === 'main', null, { timeout: T });
+  await pressUntil(page, 'Shift+Tab', () => document.activeElement.classList.contains('skip'), 'the skip link', 12);
+  await page.keyboard.press('Enter');
+  check(await page.evaluate(() => document.activeElement.id === 'main' && location.hash === '#/overview'),
+    'the skip link moves the focus to the content and leaves the route alone');
+  await pressUntil(page, 'Shift+Tab', () => document.activeElement.getAttribute('href') === '#/violations', 'the Violations link', 12);
+  await page.keyboard.press('Enter');
+  await page.locator('#violations tbody tr').first().waitFor({ timeout: T });
+  await page.waitForFunction(() => document.activeElement.id === 'main', null, { timeout: T });
+  await pressUntil(page, 'Tab', () => document.activeElement.matches('#violations input[type=checkbox]:not(:disabled)'), 'a row to select');
+  const id = await page.evaluate(() => document.activeElement.value);
+  await page.keyboard.press('Space');
+  check(await page.evaluate(() => document.activeElement.checked), 'Space selects the row');
+  await pressUntil(page, 'Shift+Tab', () => document.activeElement.id === 'v-note', 'the comment');
+  await page.keyboard.type('seen, keyboard only');
+  await page.keyboard.press('Tab');
+  check(await page.evaluate(() => document.activeElement.id === 'acknowledge'), 'Tab from the comment reaches Acknowledge');
+  await page.keyboard.press('Enter');
+  await waitText(page, '#bulk-result', /^1 acknowledged\./);
+  const acked = await api(page, '/v1/violations?status=acknowledged');
+  check(acked.violations.some((v) => v.id === id && v.history.some((h) => h.note === 'seen, keyboard only')), 'acknowledged on the ledger');
+  pass('keyboard only: skip link, navigation, select, comment and acknowledge');
+}
+
 /// A new Ed25519 verifier key for `name` (note format: name+keyid+key).
 function newVkey(name) {
   const { publicKey } = generateKeyPairSync('ed25519');
@@ -343,6 +382,7 @@ run(async (browser) => {
   await shot(desktop.page, 'desktop-overview-history.png');
   await events(desktop.page);
   await triage(desktop.page);
+  await keyboard(desktop.page);
   await tokensAndEmitters(desktop.page);
   await desktop.page.goto(`${URL_}/#/violations`);
   await desktop.page.locator('#violations tbody tr').first().waitFor({ timeout: T });

@@ -78,8 +78,18 @@ fn dashboard_assets_are_served_without_a_token_with_strict_headers() {
             .unwrap();
         assert_eq!(again.status(), 304, "{path}");
     }
+    // The service worker is fetched on the first load too.
+    gzipped_total += client()
+        .get(format!("{}/sw.js", server.url))
+        .header("accept-encoding", "gzip")
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap()
+        .len();
     println!("first-load shell, gzip: {gzipped_total} bytes");
-    assert!(gzipped_total < 200 * 1024, "{gzipped_total} bytes");
+    // The budget of docs/dashboard.md: under 100 KB compressed.
+    assert!(gzipped_total < 100_000, "{gzipped_total} bytes");
 
     let sw = client()
         .get(format!("{}/sw.js", server.url))
@@ -447,6 +457,7 @@ fn dashboard_triage_in_chromium() {
         "PASS violations: a facet filters, kept in the URL",
         "PASS violations: bulk acknowledge and resolve with a comment, each logged",
         "PASS event page: who accessed it",
+        "PASS keyboard only: skip link, navigation, select, comment and acknowledge",
         "PASS tokens and emitters: create (shown once), revoke, register",
         "PASS phone: triage, events, tokens and overview fit 360px",
         "PASS the HTML compliance report fits 360px",
