@@ -1,6 +1,6 @@
 // The dashboard's entry point: service worker, sign-in gate, hash router.
 import { session, onFreshness } from './js/api.js';
-import { setRoute } from './js/ui.js';
+import { nextRoute, isCurrentRoute } from './js/ui.js';
 import { signIn, settings } from './js/signin.js';
 import { overview } from './js/overview.js';
 import { events } from './js/events.js';
@@ -33,11 +33,8 @@ onFreshness((state) => {
 // Each route has a number: a view that finishes after a newer route began
 // is stopped at once, so no poller outlives its page, and draws nothing
 // over the newer page (ui.js viewMount).
-let current = 0;
-
 async function route() {
-  const mine = ++current;
-  setRoute(mine);
+  const mine = nextRoute();
   if (cleanup) { cleanup(); cleanup = null; }
   const nav = document.getElementById('nav');
   if (!session.token) {
@@ -55,7 +52,7 @@ async function route() {
   }
   document.getElementById('offline').hidden = true;
   const done = (await view({ arg, params: new URLSearchParams(query), rerender: route })) || null;
-  if (mine !== current) { if (done) done(); return; }
+  if (!isCurrentRoute(mine)) { if (done) done(); return; }
   cleanup = done;
   // After a route change, keyboard and screen-reader users start at the content.
   if (document.activeElement === document.body || document.activeElement?.closest('nav')) {

@@ -37,12 +37,22 @@ done
 # Wait until every entry is indexed.
 while :; do
   INFO=$(curl -sf 127.0.0.1:$PORT/v1/info)
-  SIZE=$(echo "$INFO" | python3 -c 'import json,sys; i=json.load(sys.stdin); print(i["tree_size"], i["index"]["indexed_size"])')
+  SIZE=$(echo "$INFO" | python3 -c 'import json,sys; i=json.load(sys.stdin); print(i["size"], i["index"]["indexed_size"])')
   set -- $SIZE
   [ "$1" -gt "$N" ] && [ "$1" = "$2" ] && break
   sleep 1
 done
 echo "log size $1, indexed $2"
+# /v1/stats over the last hour: whole minutes (as the dashboard asks), then
+# a start off the minute (every row counted).
+for OFF in 0 7; do
+  END=$(( ($(date +%s) / 60 + 1) * 60 ))
+  FROM=$(date -u -d @$((END - 3600 + OFF)) +%Y-%m-%dT%H:%M:%SZ); TO=$(date -u -d @$END +%Y-%m-%dT%H:%M:%SZ)
+  for i in 1 2 3; do
+    curl -sf -o /dev/null -w "stats, start off the minute by ${OFF}s: %{time_total} s\n" \
+      -H "Authorization: Bearer $TOKEN" "127.0.0.1:$PORT/v1/stats?from=$FROM&to=$TO&step=60"
+  done
+done
 VKEY=$(cat $D/log.vkey)
 DASH_URL=http://127.0.0.1:$PORT DASH_TOKEN=$TOKEN DASH_VKEY=$VKEY DASH_EVENT=$((N / 2)) \
   node tests/dashboard/budget.mjs

@@ -74,12 +74,7 @@ fn a_tenant_scoped_admin_is_not_a_global_admin() {
         assert_eq!(r.status(), 403, "POST {path} {body}");
         assert_eq!(r.headers()["content-type"], "application/problem+json");
     }
-    let r = client()
-        .get(format!("{}/v1/keys/keyring", server.url))
-        .bearer_auth(&scoped)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 403);
+    assert_eq!(get_as(&server, &scoped, "/v1/keys/keyring").0, 403);
     // Within its tenant it works, and what it mints is no wider than itself.
     let r = post_as(
         &server,
@@ -89,13 +84,7 @@ fn a_tenant_scoped_admin_is_not_a_global_admin() {
     );
     assert_eq!(r.status(), 201);
     // It sees only the tokens of its scope.
-    let listed: Value = client()
-        .get(format!("{}/v1/tokens", server.url))
-        .bearer_auth(&scoped)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let (_, listed) = get_as(&server, &scoped, "/v1/tokens");
     let tokens = listed["tokens"].as_array().unwrap();
     assert!(!tokens.is_empty());
     assert!(

@@ -129,11 +129,10 @@ async function incidentsLine() {
   const open = all.filter(isOpen).length;
   const clocks = all.flatMap((i) => (i.breach?.clocks || []).filter((c) => dueSoon(c)));
   const overdue = clocks.filter((c) => c.overdue).length;
-  const plural2 = (n, one, many) => `${n} ${n === 1 ? one : many}`;
   return h('p', { id: 'incidents-now' },
-    plural2(open, 'open incident', 'open incidents'), '; ',
-    overdue ? badge(false, `${plural2(clocks.length, 'breach clock', 'breach clocks')} overdue or due within 24 h (${overdue} overdue)`)
-      : clocks.length ? h('strong', {}, `${plural2(clocks.length, 'breach clock', 'breach clocks')} due within 24 h`)
+    plural(open, 'open incident', 'open incidents'), '; ',
+    overdue ? badge(false, `${plural(clocks.length, 'breach clock', 'breach clocks')} overdue or due within 24 h (${overdue} overdue)`)
+      : clocks.length ? h('strong', {}, `${plural(clocks.length, 'breach clock', 'breach clocks')} due within 24 h`)
         : 'no breach clock overdue or due within 24 h',
     body.total > all.length ? ` (of the newest ${all.length} of ${body.total})` : '',
     ' ', h('a', { href: '#/incidents' }, 'see incidents'));

@@ -21,7 +21,9 @@ export function h(tag, attrs = {}, ...children) {
 // start, before any await: once a newer route began, that view's late
 // answers draw nothing over the newer page.
 let routeNumber = 0;
-export function setRoute(n) { routeNumber = n; }
+/// Starts a route: its number, which later routes make stale.
+export function nextRoute() { routeNumber += 1; return routeNumber; }
+export function isCurrentRoute(n) { return n === routeNumber; }
 export function viewMount() {
   const mine = routeNumber;
   return (...children) => (mine === routeNumber ? mount(...children) : document.getElementById('main'));

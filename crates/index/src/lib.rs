@@ -28,7 +28,7 @@ use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension, ToSql
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -425,6 +425,15 @@ pub struct Query {
 }
 
 impl Query {
+    /// The exact-match filters that are set, by their query parameter
+    /// names (`tenant`, `actor`, ..., `conversation_id`).
+    pub fn named_filters(&self) -> impl Iterator<Item = (&'static str, &str)> + '_ {
+        FILTERS
+            .iter()
+            .zip(self.filters())
+            .filter_map(|(name, v)| v.as_deref().map(|v| (*name, v)))
+    }
+
     /// The exact-match filters, in `FILTERS` order.
     fn filters(&self) -> [&Option<String>; 11] {
         [
@@ -492,7 +501,55 @@ CREATE TABLE IF NOT EXISTS events (
   provider TEXT, model TEXT, risk TEXT, subject TEXT, trace_id TEXT, conversation_id TEXT);
 CREATE TABLE IF NOT EXISTS blocks (block INTEGER PRIMARY KEY, min_ms INTEGER, max_ms INTEGER);
 CREATE TABLE IF NOT EXISTS postings (id INTEGER PRIMARY KEY, keys BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS minutes (
+  time_ms INTEGER NOT NULL, tenant TEXT NOT NULL, source TEXT, outcome TEXT, n INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS minutes_key ON minutes(time_ms, tenant, source, outcome);
 ";
+
+/// Counts over time read whole minutes from the `minutes` table: how many
+/// events each minute (the start of the minute, in ms) holds per tenant,
+/// source and outcome, kept as rows are added and deleted. Its columns are
+/// named as in `events`, so one `where_clause` serves both.
+const MINUTE_MS: i64 = 60_000;
+
+/// The start of the minute `ms` falls in (before 1970 too).
+fn minute_of(ms: i64) -> i64 {
+    ms.div_euclid(MINUTE_MS) * MINUTE_MS
+}
+
+/// Fills `minutes` from the rows already indexed: for an index made before
+/// the table existed.
+const MINUTES_FROM_EVENTS: &str = "
+INSERT INTO minutes(time_ms, tenant, source, outcome, n)
+SELECT time_ms - ((time_ms % 60000) + 60000) % 60000, tenant, source, outcome, count(*)
+FROM events WHERE time_ms IS NOT NULL GROUP BY 1, 2, 3, 4;
+";
+
+/// A minute of one tenant, source and outcome.
+type MinuteKey = (i64, String, Option<String>, Option<String>);
+
+/// Adds `counts` (negative to take away) to the `minutes` table.
+fn count_minutes(c: &Connection, counts: &HashMap<MinuteKey, i64>) -> Result<()> {
+    let mut update = c.prepare_cached(
+        "UPDATE minutes SET n = n + ?5 WHERE time_ms = ?1 AND tenant = ?2 AND source IS ?3 AND outcome IS ?4",
+    )?;
+    let mut insert = c.prepare_cached(
+        "INSERT INTO minutes(time_ms, tenant, source, outcome, n) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut emptied = false;
+    for ((minute, tenant, source, outcome), n) in counts {
+        let p = rusqlite::params![minute, tenant, source, outcome, n];
+        if update.execute(p)? == 0 {
+            insert.execute(p)?;
+        }
+        emptied |= *n < 0;
+    }
+    if emptied {
+        c.prepare_cached("DELETE FROM minutes WHERE n <= 0")?
+            .execute([])?;
+    }
+    Ok(())
+}
 
 /// A block's postings of one filter are spread over 2^6 rows by the top bits
 /// of their keys: about 200 rows per block instead of one per distinct value
@@ -827,7 +884,15 @@ impl SearchIndex {
         }
         let bits = {
             let tx = writer.transaction()?;
+            let had_minutes: bool = tx.query_row(
+                "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = 'minutes'",
+                [],
+                |r| r.get(0),
+            )?;
             tx.execute_batch(SCHEMA)?;
+            if !had_minutes {
+                tx.execute_batch(MINUTES_FROM_EVENTS)?;
+            }
             if meta(&tx, "version")?.is_none() {
                 tx.execute(
                     "INSERT INTO meta(key, value) VALUES ('version', ?1), ('indexed_size', 0), ('block_bits', ?2)",
@@ -897,6 +962,7 @@ impl SearchIndex {
                 "INSERT INTO events({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"
             ))?;
             let mask = (1u64 << bits) - 1;
+            let mut minutes: HashMap<MinuteKey, i64> = HashMap::new();
             for (i, entry) in entries.iter().enumerate() {
                 let index = start + i as u64;
                 with_fields(entry, |f| -> Result<()> {
@@ -920,6 +986,15 @@ impl SearchIndex {
                         conversation
                     ])?;
                     tail.push((index & mask) as u16, f.time_ms, &f.filters);
+                    if let Some(t) = f.time_ms {
+                        let key = (
+                            minute_of(t),
+                            tenant.unwrap_or_default().to_string(),
+                            source.map(str::to_string),
+                            outcome.map(str::to_string),
+                        );
+                        *minutes.entry(key).or_default() += 1;
+                    }
                     Ok(())
                 })?;
                 if index & mask == mask {
@@ -927,6 +1002,7 @@ impl SearchIndex {
                     tail.next_block();
                 }
             }
+            count_minutes(&tx, &minutes)?;
         }
         let end = start + entries.len() as u64;
         tx.execute(
@@ -1130,12 +1206,24 @@ impl SearchIndex {
             .query_map([cutoff_ms], |r| r.get(0))?
             .collect::<std::result::Result<_, _>>()?;
         let key = key64(tenant);
-        let delete = |lo: u64, hi: u64| -> Result<u64> {
+        // What leaves the minutes' counts with the rows.
+        let mut gone: HashMap<MinuteKey, i64> = HashMap::new();
+        let mut delete = |lo: u64, hi: u64| -> Result<u64> {
+            let which = rusqlite::params![lo as i64, hi as i64, tenant, cutoff_ms];
+            let mut counted = tx.prepare_cached(
+                "SELECT time_ms - ((time_ms % 60000) + 60000) % 60000, source, outcome, count(*) FROM events
+                 WHERE idx >= ?1 AND idx < ?2 AND tenant = ?3 AND time_ms < ?4 GROUP BY 1, 2, 3",
+            )?;
+            let mut rows = counted.query(which)?;
+            while let Some(r) = rows.next()? {
+                let key = (r.get(0)?, tenant.to_string(), r.get(1)?, r.get(2)?);
+                *gone.entry(key).or_default() -= r.get::<_, i64>(3)?;
+            }
             let n = tx
                 .prepare_cached(
                     "DELETE FROM events WHERE idx >= ?1 AND idx < ?2 AND tenant = ?3 AND time_ms < ?4",
                 )?
-                .execute(rusqlite::params![lo as i64, hi as i64, tenant, cutoff_ms])?;
+                .execute(which)?;
             Ok(n as u64)
         };
         let mut deleted = 0;
@@ -1162,6 +1250,7 @@ impl SearchIndex {
             w.tail = None;
             deleted += n;
         }
+        count_minutes(&tx, &gone)?;
         tx.commit()?;
         Ok(deleted)
     }
@@ -1241,11 +1330,7 @@ impl SearchIndex {
     pub fn stats(&self, q: &Query, step_ms: i64) -> Result<Vec<Tally<StatKey>>> {
         let (from, step) = stat_bounds(q, step_ms)?;
         let mut by: BTreeMap<StatKey, u64> = BTreeMap::new();
-        // The bucket's bounds are this code's own integers, not the caller's text.
-        let select = format!(
-            "SELECT (time_ms - {from}) / {step}, tenant, source, outcome, count(*) FROM events WHERE"
-        );
-        self.over_units(q, &select, "GROUP BY 1, 2, 3, 4", |r| {
+        let mut add = |r: &rusqlite::Row<'_>| -> Result<()> {
             let key = StatKey {
                 bucket: r.get::<_, i64>(0)? as u64,
                 tenant: r.get(1)?,
@@ -1254,9 +1339,65 @@ impl SearchIndex {
             };
             *by.entry(key).or_default() += r.get::<_, i64>(4)? as u64;
             Ok(())
-        })?;
+        };
+        // The bucket's bounds are this code's own integers, not the caller's text.
+        let bucket = format!("(time_ms - {from}) / {step}");
+        let rows = format!("SELECT {bucket}, tenant, source, outcome, count(*) FROM events WHERE");
+        let Some((whole, rest)) = by_minutes(q, from, step) else {
+            self.over_units(q, &rows, "GROUP BY 1, 2, 3, 4", add)?;
+            return Ok(tallies(by));
+        };
+        let (clause, params) = where_clause(&whole);
+        let sql = format!(
+            "SELECT {bucket}, tenant, source, outcome, sum(n) FROM minutes WHERE {clause} GROUP BY 1, 2, 3, 4"
+        );
+        {
+            let c = self.reader();
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut found = stmt.query(params_from_iter(params.iter().map(|p| p.as_ref())))?;
+            while let Some(r) = found.next()? {
+                add(r)?;
+            }
+        }
+        if let Some(rest) = rest {
+            self.over_units(&rest, &rows, "GROUP BY 1, 2, 3, 4", add)?;
+        }
         Ok(tallies(by))
     }
+}
+
+/// A stats query split into what the `minutes` table answers (the whole
+/// minutes of the window) and what is left (the part of the window's last
+/// minute before its end), or `None` when the table cannot answer: a start
+/// or a step that is not whole minutes (a minute would span two buckets), or
+/// a filter the table does not keep.
+fn by_minutes(q: &Query, from: i64, step: i64) -> Option<(Query, Option<Query>)> {
+    let kept = Query {
+        tenants: q.tenants.clone(),
+        tenant: q.tenant.clone(),
+        source: q.source.clone(),
+        outcome: q.outcome.clone(),
+        from_ms: q.from_ms,
+        to_ms: q.to_ms,
+        ..Query::default()
+    };
+    let only_kept = q.named_filters().count() == kept.named_filters().count();
+    if from % MINUTE_MS != 0 || step % MINUTE_MS != 0 || !only_kept || q.after.is_some() {
+        return None;
+    }
+    let Some(to) = q.to_ms else {
+        return Some((kept, None));
+    };
+    let whole_to = minute_of(to).max(from);
+    let rest = (whole_to < to).then(|| Query {
+        from_ms: Some(whole_to),
+        ..kept.clone()
+    });
+    let whole = Query {
+        to_ms: Some(whole_to),
+        ..kept
+    };
+    Some((whole, rest))
 }
 
 /// The start and step of a stats query, checked: buckets need a start and

@@ -974,13 +974,35 @@ proptest! {
         from_minute in 0..600u32,
         length in 1..700u32,
         step_minutes in 1..120i64,
+        // Off whole minutes: the start (no minute counts then) or the end
+        // (its last minute counted from the rows).
+        from_off in prop_oneof![3 => Just(0i64), 1 => 1..60_000i64],
+        to_off in prop_oneof![1 => Just(0i64), 1 => 1..60_000i64],
+        // Retention first: one tenant's rows before this minute dropped.
+        retained in proptest::option::of((0..3usize, 0..700u32)),
+        reopened in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let index = SearchIndex::open_with(&dir.path().join(INDEX_FILE), bits).unwrap();
+        let path = dir.path().join(INDEX_FILE);
+        let mut index = SearchIndex::open_with(&path, bits).unwrap();
         let entries: Vec<Vec<u8>> = events.iter().enumerate().map(|(i, g)| entry(i, g)).collect();
         let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
-        index.add(0, &refs).unwrap();
-        let from_ms = minute_ms(from_minute);
+        // In two batches, so that minutes are counted across transactions.
+        let half = refs.len() / 2;
+        index.add(0, &refs[..half]).unwrap();
+        index.add(half as u64, &refs[half..]).unwrap();
+        if let Some((t, cutoff)) = retained {
+            index.delete_before(TENANTS[t], minute_ms(cutoff)).unwrap();
+        }
+        if reopened {
+            // An index from before the minutes table: they are counted anew.
+            drop(index);
+            let c = rusqlite::Connection::open(&path).unwrap();
+            c.execute_batch("DROP TABLE minutes").unwrap();
+            drop(c);
+            index = SearchIndex::open_with(&path, bits).unwrap();
+        }
+        let from_ms = minute_ms(from_minute) + from_off;
         let q = Query {
             tenants: match scope {
                 0 => None,
@@ -991,14 +1013,17 @@ proptest! {
             source: source.map(|s| APP_SOURCES[s].to_string()),
             outcome: failed_only.then(|| "failure".to_string()),
             from_ms: Some(from_ms),
-            to_ms: Some(from_ms + length as i64 * 60_000),
+            to_ms: Some(from_ms + length as i64 * 60_000 + to_off),
             ..Query::default()
         };
         let step_ms = step_minutes * 60_000;
         let mut want: BTreeMap<StatKey, u64> = BTreeMap::new();
         for (i, e) in refs.iter().enumerate() {
             let r = row_from_entry(i as u64, e).unwrap();
-            if matches(&r, &q) {
+            let dropped = retained.is_some_and(|(t, cutoff)| {
+                r.tenant == TENANTS[t] && r.time_ms.is_some_and(|ms| ms < minute_ms(cutoff))
+            });
+            if matches(&r, &q) && !dropped {
                 let key = StatKey {
                     bucket: ((r.time_ms.unwrap() - from_ms) / step_ms) as u64,
                     tenant: r.tenant.clone(),

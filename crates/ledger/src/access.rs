@@ -205,28 +205,15 @@ fn events(pending: &Pending) -> Vec<Value> {
 /// the clear is personal data, so only that one was given is kept.
 pub fn query_detail(q: &Query) -> Value {
     let mut out = serde_json::Map::new();
-    let mut put = |name: &str, v: &Option<String>| {
-        if let Some(v) = v {
-            out.insert(name.into(), json!(v));
-        }
-    };
-    put("tenant", &q.tenant);
-    put("actor", &q.actor);
-    put("action", &q.action);
-    put("outcome", &q.outcome);
-    put("source", &q.source);
-    put("provider", &q.provider);
-    put("model", &q.model);
-    put("risk", &q.risk);
-    put("trace_id", &q.trace_id);
-    put("conversation_id", &q.conversation_id);
-    if let Some(s) = &q.subject {
-        let kept = if s.starts_with(aiaudit_keyring::HMAC_PREFIX) {
-            s.clone()
+    for (name, value) in q.named_filters() {
+        // A subject in the clear is not written into the log; its keyed
+        // hash (the form the index holds) is.
+        let kept = if name != "subject" || value.starts_with(aiaudit_keyring::HMAC_PREFIX) {
+            value
         } else {
-            "(given)".into()
+            "(given)"
         };
-        out.insert("subject".into(), json!(kept));
+        out.insert(name.into(), json!(kept));
     }
     for (name, ms) in [("from", q.from_ms), ("to", q.to_ms)] {
         if let Some(ms) = ms {
@@ -236,44 +223,53 @@ pub fn query_detail(q: &Query) -> Value {
     Value::Object(out)
 }
 
-/// Notes a search page or an export: one access per tenant of the rows
-/// served; with no rows, under the tenant asked for (or the ledger's own
-/// when the search spanned tenants).
-pub fn note_rows(
-    ledger: &Ledger,
-    who: &Principal,
-    kind: Kind,
+/// What a search or an export asked, as its access records will say: taken
+/// from the query once it is scoped to the reader's tenants.
+pub struct Asked {
+    filters: Value,
     tenant: Option<String>,
-    rows: &[(String, u64)],
-    asked: Value,
-) {
-    let mut by: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-    for (t, i) in rows {
-        by.entry(t.as_str()).or_default().push(*i);
+}
+
+impl Asked {
+    pub fn of(q: &Query) -> Asked {
+        Asked {
+            filters: query_detail(q),
+            tenant: q.tenant.clone(),
+        }
     }
-    if by.is_empty() {
-        let t = tenant.unwrap_or_else(|| crate::incidents::LEDGER_TENANT.to_string());
-        ledger.note_access(
-            who,
-            Access {
+
+    /// Notes the rows served (tenant, index): one access per tenant of the
+    /// rows; with no rows, under the tenant asked for (or the ledger's own
+    /// when the search spanned tenants).
+    pub fn note_rows(self, ledger: &Ledger, who: &Principal, kind: Kind, rows: &[(String, u64)]) {
+        let mut by: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+        for (t, i) in rows {
+            by.entry(t.as_str()).or_default().push(*i);
+        }
+        if by.is_empty() {
+            let t = self
+                .tenant
+                .unwrap_or_else(|| crate::incidents::LEDGER_TENANT.to_string());
+            let access = Access {
                 tenant: t,
                 kind,
                 indexes: Vec::new(),
-                detail: Some(asked),
-            },
-        );
-        return;
-    }
-    for (t, indexes) in by {
-        ledger.note_access(
-            who,
-            Access {
-                tenant: t.to_string(),
-                kind,
-                indexes,
-                detail: Some(asked.clone()),
-            },
-        );
+                detail: Some(self.filters),
+            };
+            ledger.note_access(who, access);
+            return;
+        }
+        for (t, indexes) in by {
+            ledger.note_access(
+                who,
+                Access {
+                    tenant: t.to_string(),
+                    kind,
+                    indexes,
+                    detail: Some(self.filters.clone()),
+                },
+            );
+        }
     }
 }
 

@@ -259,8 +259,7 @@ impl Ledger {
     /// One page of the events matching `q` that `who` may read.
     pub async fn search(self: &Arc<Self>, who: &Principal, mut q: Query) -> Result<Found> {
         scope(self, who, &mut q)?;
-        let asked = crate::access::query_detail(&q);
-        let fallback = q.tenant.clone();
+        let asked = crate::access::Asked::of(&q);
         let l = self.clone();
         let (page, events) = tokio::task::spawn_blocking(move || {
             let page = l.index.query(&q)?;
@@ -314,14 +313,7 @@ impl Ledger {
             .iter()
             .map(|r| (r.tenant.clone(), r.index))
             .collect();
-        crate::access::note_rows(
-            self,
-            who,
-            crate::access::Kind::Search,
-            fallback,
-            &shown,
-            asked,
-        );
+        asked.note_rows(self, who, crate::access::Kind::Search, &shown);
         let indexed = self.indexed.load(Ordering::Acquire);
         Ok(Found {
             events,
@@ -357,20 +349,12 @@ impl Ledger {
         // verifies under a witness policy too.
         let published = self.served_checkpoint();
         let l = self.clone();
-        let asked = crate::access::query_detail(&q);
-        let fallback = q.tenant.clone();
+        let asked = crate::access::Asked::of(&q);
         let (bytes, exported) =
             tokio::task::spawn_blocking(move || build_export(&l, q, &published, filters))
                 .await
                 .map_err(|e| Error::internal(e.to_string()))??;
-        crate::access::note_rows(
-            self,
-            who,
-            crate::access::Kind::Export,
-            fallback,
-            &exported,
-            asked,
-        );
+        asked.note_rows(self, who, crate::access::Kind::Export, &exported);
         tracing::info!(token_id = %who.token_id, bytes = bytes.len(), "export bundle built");
         Ok(bytes)
     }

@@ -85,6 +85,13 @@ impl Counts {
     }
 }
 
+/// Counts as JSON with what they count (a bucket's start, a tenant, a source).
+fn labelled(c: &Counts, name: &str, value: Value) -> Value {
+    let mut o = c.to_json();
+    o.insert(name.into(), value);
+    Value::Object(o)
+}
+
 /// Folds index tallies and violation records into the answer's shape: every
 /// bucket of the window (empty ones too, so a chart needs no gap filling),
 /// totals, and the counts per tenant and per source.
@@ -132,29 +139,17 @@ pub fn fold(req: &StatsRequest, tallies: &[Tally<StatKey>], violations: &[Record
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let mut o = c.to_json();
-            o.insert(
-                "start".into(),
-                json!(rfc3339(req.from_ms + i as i64 * req.step_ms)),
-            );
-            Value::Object(o)
+            let start = rfc3339(req.from_ms + i as i64 * req.step_ms);
+            labelled(c, "start", json!(start))
         })
         .collect();
     let tenants: Vec<Value> = tenants
         .into_iter()
-        .map(|(t, c)| {
-            let mut o = c.to_json();
-            o.insert("tenant".into(), json!(t));
-            Value::Object(o)
-        })
+        .map(|(t, c)| labelled(&c, "tenant", json!(t)))
         .collect();
     let sources: Vec<Value> = sources
         .into_iter()
-        .map(|(s, c)| {
-            let mut o = c.to_json();
-            o.insert("source".into(), json!(s));
-            Value::Object(o)
-        })
+        .map(|(s, c)| labelled(&c, "source", json!(s)))
         .collect();
     json!({
         "from": rfc3339(req.from_ms),
