@@ -100,7 +100,27 @@ enum Command {
     Witness(witness::WitnessArgs),
 }
 
+/// mimalloc's `mi_option_purge_delay`, by its place in `mi_option_e` (the
+/// same in its versions 2 and 3).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+/// Freed memory goes back to the system 100 ms after it was freed, not
+/// mimalloc's 1 s. With arenas committed as used (.cargo/config.toml) this
+/// cut the ledger's peak RSS by a third at the same ingest rate; 0 ms cut
+/// more and cost 15 % of ingest (docs/performance.md, "Data subjects at
+/// scale").
+const PURGE_DELAY_MS: std::os::raw::c_long = 100;
+
+/// Sets the purge delay, unless `MIMALLOC_PURGE_DELAY` chooses otherwise.
+fn return_freed_memory() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    // SAFETY: a plain setter of an integer option, read at each purge.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
+}
+
 fn main() -> ExitCode {
+    return_freed_memory();
     let cli = Cli::parse();
     if let Some(path) = &cli.ca_cert {
         match std::fs::read(path) {
