@@ -22,8 +22,12 @@ impl Server {
         Server::start_with(data_dir, &[])
     }
 
+    /// Starts on a port the server picks itself (`--listen 127.0.0.1:0`) and
+    /// reads back from its "serving" line: a port chosen here and bound later
+    /// can be taken in between by another test's server, whose `/healthz`
+    /// would then pass for this one's.
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
-        Server::start_on(data_dir, free_port(), extra)
+        Server::start_on(data_dir, 0, extra)
     }
 
     pub fn start_on(data_dir: &Path, port: u16, extra: &[&str]) -> Server {
@@ -45,12 +49,13 @@ impl Server {
             .args(extra)
             .env("AIAUDIT_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("starting aiaudit serve");
+        let (child, url) = listening(child, "aiaudit: serving log ");
         let mut server = Server {
             child,
-            url: format!("http://{listen}"),
+            url,
             token: String::new(),
         };
         server.wait_ready();
@@ -299,6 +304,43 @@ pub fn stdout(o: &Output) -> String {
 }
 
 /// The admin token a ledger wrote into its data directory on first start.
+/// Waits for the line (starting `announce`, then the URL) in which a
+/// server says where it listens, and returns that URL. The child's stderr
+/// keeps being copied to the test's, so a failing test shows it.
+///
+/// Panics if the child exits first: its port was taken, or it refused its
+/// flags; either way the test must not go on against whatever answers there.
+fn listening(mut child: Child, announce: &str) -> (Child, String) {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let announce = announce.to_string();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("{line}");
+            if let Some(rest) = line.strip_prefix(&announce) {
+                let url = rest
+                    .split_whitespace()
+                    .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+                    .map(|w| w.trim_end_matches(',').to_string());
+                if let (Some(url), Some(tx)) = (url, tx.take()) {
+                    let _ = tx.send(url);
+                }
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(url) => (child, url),
+        Err(_) => {
+            let status = child.try_wait().ok().flatten();
+            let _ = child.kill();
+            panic!("the server never said where it listens (exit status {status:?}; stderr above)")
+        }
+    }
+}
+
 pub fn admin_token(data_dir: &Path) -> String {
     std::fs::read_to_string(data_dir.join("admin.token"))
         .map(|t| t.trim().to_string())
@@ -318,10 +360,9 @@ pub fn start_agent(ledger_url: &str, token: &str, spool: &Path) -> Server {
     start_agent_with(ledger_url, token, spool, &[])
 }
 
-/// A running `aiaudit agent` with extra flags.
+/// A running `aiaudit agent` with extra flags, on a port it picks itself.
 pub fn start_agent_with(ledger_url: &str, token: &str, spool: &Path, extra: &[&str]) -> Server {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = "127.0.0.1:0";
     let child = Command::new(BIN)
         .args([
             "agent",
@@ -330,19 +371,20 @@ pub fn start_agent_with(ledger_url: &str, token: &str, spool: &Path, extra: &[&s
             "--token",
             token,
             "--listen",
-            &listen,
+            listen,
             "--spool-dir",
         ])
         .arg(spool)
         .args(extra)
         .env("AIAUDIT_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("starting aiaudit agent");
+    let (child, url) = listening(child, "aiaudit agent: listening on ");
     let mut agent = Server {
         child,
-        url: format!("http://{listen}"),
+        url,
         token: String::new(),
     };
     agent.wait_ready();
@@ -477,4 +519,21 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(e.path(), target).unwrap();
         }
     }
+}
+
+#[test]
+fn a_server_whose_port_is_taken_is_never_mistaken_for_the_one_there() {
+    // The flake this guards against: a port picked for one test's ledger was
+    // bound first by another's, whose /healthz then passed for both.
+    let dir = tempfile::tempdir().unwrap();
+    let first = Server::start(&dir.path().join("first"));
+    let port: u16 = first.url.rsplit(':').next().unwrap().parse().unwrap();
+    let second = dir.path().join("second");
+    let started = std::panic::catch_unwind(|| Server::start_on(&second, port, &[]));
+    assert!(
+        started.is_err(),
+        "a second ledger on a taken port was taken for ready"
+    );
+    // The first one is still the one answering.
+    assert!(first.get("/healthz").status().is_success());
 }

@@ -551,7 +551,7 @@ fn losing_a_region_is_recovered_from_the_other_regions_backups_within_the_seeds_
             if i > 0 {
                 copy_dir(&first, &dir);
             }
-            Server::start_env(&dir, free_port(), &args, &moto.env())
+            Server::start_env(&dir, 0, &args, &moto.env())
         })
         .collect();
     for (n, node) in nodes.iter().enumerate() {

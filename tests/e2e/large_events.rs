@@ -646,7 +646,7 @@ fn blobs_can_live_in_s3_compatible_object_storage() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let store = "s3://audit-blobs/ledger-1";
-    let server = Server::start_env(&data, free_port(), &["--blob-store", store], &env);
+    let server = Server::start_env(&data, 0, &["--blob-store", store], &env);
     let big = large_event("in-s3", &prose(3 << 20, 60));
     server.post_events(std::slice::from_ref(&big));
     server.wait_size(1);
@@ -667,7 +667,7 @@ fn blobs_can_live_in_s3_compatible_object_storage() {
          b[100] ^= 1\n\
          s3.put_object(Bucket='audit-blobs', Key=k, Body=bytes(b))",
     );
-    let again = Server::start_env(&data, free_port(), &["--blob-store", store], &env);
+    let again = Server::start_env(&data, 0, &["--blob-store", store], &env);
     assert_eq!(again.get("/v1/events/0").status(), 500);
     assert_eq!(verify(&["--blob-store", store])["ok"], false);
 }
