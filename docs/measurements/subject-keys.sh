@@ -13,7 +13,7 @@
 # once measured (10 M events need about 11 GB of disk).
 set -euo pipefail
 N=$1; shift
-BIN=./target/release/aiaudit
+BIN=${BIN:-./target/release/aiaudit}
 for SUBJECTS in none distinct; do
   D=/tmp/subjects-$SUBJECTS; rm -rf $D
   $BIN serve --data-dir $D --listen 127.0.0.1:7399 "$@" >/tmp/serve-subjects-$SUBJECTS.log 2>&1 &

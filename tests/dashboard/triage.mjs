@@ -54,8 +54,17 @@ async function signInOnce(browser) {
   await page.locator('#token').waitFor({ timeout: T });
   await page.fill('#token', TOKEN);
   await page.fill('#vkey', VKEY);
+  const answers = [];
+  page.on('response', (r) => answers.push(`${r.status()} ${new URL(r.url()).pathname}`));
   await page.click('form button[type=submit]');
-  await page.locator('#activity-events').waitFor({ timeout: T });
+  try {
+    await page.locator('#activity-events').waitFor({ timeout: T });
+  } catch (e) {
+    // Say what the page showed instead, and what the ledger answered.
+    const shown = await page.evaluate(() => document.querySelector('main')?.innerText ?? document.body.innerText);
+    console.log(`after sign-in the page showed:\n${shown.slice(0, 1500)}\nanswers: ${answers.join(', ')}`);
+    throw e;
+  }
   check(stats.length === 1, `one stats request after sign-in, saw ${stats.length}`);
   pass('sign-in routes once');
 
