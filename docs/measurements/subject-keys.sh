@@ -10,11 +10,12 @@
 # the end), the keyring's bytes per key, the time to open a subject's key
 # for a read (GET of the first event, whose key has left the cache) and to
 # erase a subject, and the restart time. Each data directory is removed
-# once measured (10 M events need about 11 GB of disk).
+# once measured (10 M events need about 11 GB of disk). LOADS picks the
+# loads (default "none distinct"), BIN the binary (default the release build).
 set -euo pipefail
 N=$1; shift
 BIN=${BIN:-./target/release/aiaudit}
-for SUBJECTS in none distinct; do
+for SUBJECTS in ${LOADS:-none distinct}; do
   D=/tmp/subjects-$SUBJECTS; rm -rf $D
   $BIN serve --data-dir $D --listen 127.0.0.1:7399 "$@" >/tmp/serve-subjects-$SUBJECTS.log 2>&1 &
   PID=$!
@@ -32,8 +33,9 @@ for SUBJECTS in none distinct; do
     -H 'content-type: application/json' -d '{"tenant":"bench","subject":"first-subject"}')
   KEYS=$(curl -s 127.0.0.1:7399/v1/keys -H "Authorization: Bearer $TOKEN" | tr -d '\n')
   kill -TERM $PID; wait $PID || true
-  KEYRING=$(stat -c %s $D/keyring)
-  INDEX=$(du -sb $D/keyring.index | cut -f1)
+  # On PostgreSQL (--storage) the keyring is a table: no local file.
+  KEYRING=$(stat -c %s $D/keyring 2>/dev/null || echo 0)
+  INDEX=$(du -sb $D/keyring.index 2>/dev/null | cut -f1 || echo 0)
   START=$(date +%s.%N)
   $BIN serve --data-dir $D --listen 127.0.0.1:7399 "$@" >/tmp/serve-subjects-$SUBJECTS-2.log 2>&1 &
   PID=$!

@@ -124,6 +124,16 @@ pub trait RecordStore: Send + Sync {
             .filter(|(_, r)| record_subject(r) == Some((tenant.as_bytes(), *tag)))
             .collect())
     }
+    /// [`RecordStore::subject_records`] of several (tenant, tag) at once,
+    /// in no particular order: an ingest batch naming a hundred new subjects
+    /// asks a shared store once, not a hundred times.
+    fn subjects_records(&self, wanted: &[(&str, [u8; 32])]) -> Result<Vec<(u64, Record)>> {
+        let mut out = Vec::new();
+        for (tenant, tag) in wanted {
+            out.extend(self.subject_records(tenant, tag)?);
+        }
+        Ok(out)
+    }
     /// Up to `max` records from number `from` on: passes over the whole
     /// keyring (rotation, retention) in bounded memory.
     fn scan(&self, from: u64, max: usize) -> Result<Vec<(u64, Record)>> {

@@ -84,6 +84,9 @@ impl Default for State {
 /// A data key and its record number.
 type NumberedKey = (u64, [u8; 32]);
 
+/// Stored records of subjects, by (tenant, tag).
+type StoredBySubject<'a> = HashMap<(&'a [u8], [u8; 32]), Vec<(u64, Record)>>;
+
 /// The key an event is sealed under, and its subject's tag if it names one.
 #[derive(Debug, Clone)]
 pub struct KeyChoice {
@@ -421,6 +424,7 @@ impl Keyring {
                     ring.create(state, new, SALT, tenant, [0; 32])?;
                 }
             }
+            let mut stored = ring.stored_subject_records(state, wants, fresh)?;
             let mut chosen = Vec::with_capacity(wants.len());
             // Subjects named twice in one batch share the key made for the first.
             let mut made: HashMap<(&str, [u8; 32]), NumberedKey> = HashMap::new();
@@ -441,7 +445,15 @@ impl Keyring {
                         let tag = state.tag(tenant, s).expect("salt created above");
                         let found = match made.get(&(*tenant, tag)) {
                             Some(m) => Some(*m),
-                            None => ring.current_subject_key(state, tenant, tag, fresh)?,
+                            None => match state.cached_subject_key(tenant, tag, fresh) {
+                                Some(cached) => Some(cached),
+                                None => {
+                                    let records = stored
+                                        .remove(&(tenant.as_bytes(), tag))
+                                        .unwrap_or_default();
+                                    ring.newest_subject_key(state, tenant, tag, fresh, records)?
+                                }
+                            },
                         };
                         let (number, key) = match found {
                             Some(f) => f,
@@ -505,8 +517,74 @@ impl Keyring {
         if let Some(found) = state.cached_subject_key(tenant, tag, fresh_after) {
             return Ok(Some(found));
         }
+        let records = self.records.subject_records(tenant, &tag)?;
+        self.newest_subject_key(state, tenant, tag, fresh_after, records)
+    }
+
+    /// The stored records of every subject in `wants` whose current key is
+    /// not cached, read from the store at once, by (tenant, tag).
+    fn stored_subject_records<'w>(
+        &self,
+        state: &mut State,
+        wants: &[(&'w str, Option<&str>)],
+        fresh_after: u64,
+    ) -> Result<StoredBySubject<'w>> {
+        let mut missing: Vec<(&'w str, [u8; 32])> = Vec::new();
+        let mut asked: StoredBySubject<'w> = HashMap::new();
+        for (tenant, subject) in wants {
+            let Some(subject) = subject else { continue };
+            let Some(tag) = state.tag(tenant, subject) else {
+                continue;
+            };
+            if state.cached_subject_key(tenant, tag, fresh_after).is_none()
+                && asked.insert((tenant.as_bytes(), tag), Vec::new()).is_none()
+            {
+                missing.push((*tenant, tag));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(asked);
+        }
+        let mut found = self.records.subjects_records(&missing)?;
+        found.sort_by_key(|(number, _)| *number);
+        // Which subject asked for has this tag (tags differ per tenant, so
+        // the tenant is compared only to be sure).
+        let by_tag: HashMap<[u8; 32], Vec<&'w str>> =
+            missing.iter().fold(HashMap::new(), |mut m, (t, tag)| {
+                m.entry(*tag).or_default().push(*t);
+                m
+            });
+        for (number, r) in found {
+            let Some((tenant, tag)) = crate::records::record_subject(&r) else {
+                continue;
+            };
+            // The store's index is a hint: a record of a subject not asked
+            // for is ignored (and the caller checks each record again).
+            let Some(t) = by_tag
+                .get(&tag)
+                .and_then(|ts| ts.iter().find(|t| t.as_bytes() == tenant))
+            else {
+                continue;
+            };
+            if let Some(held) = asked.get_mut(&(t.as_bytes(), tag)) {
+                held.push((number, r));
+            }
+        }
+        Ok(asked)
+    }
+
+    /// The newest live subject key of (tenant, tag) among its stored
+    /// `records`, if created at or after `fresh_after` (and cached).
+    fn newest_subject_key(
+        &self,
+        state: &mut State,
+        tenant: &str,
+        tag: [u8; 32],
+        fresh_after: u64,
+        records: Vec<(u64, Record)>,
+    ) -> Result<Option<(u64, [u8; 32])>> {
         let mut newest = None;
-        for (number, r) in self.records.subject_records(tenant, &tag)? {
+        for (number, r) in records {
             // The store's index is a hint: the record itself must say so.
             let (meta, wrapped) = decode(&r).ok_or_else(|| self.corrupt(number))?;
             if meta.live && meta.kind == SUBJECT_KEY && meta.tenant == tenant && meta.tag == tag {
@@ -1311,12 +1389,86 @@ mod tests {
         }
     }
 
+    /// A shared store that counts how it is asked for subjects' records.
+    #[derive(Default)]
+    struct CountedRecords {
+        inner: Arc<SharedRecords>,
+        one_by_one: std::sync::atomic::AtomicUsize,
+        batched: std::sync::atomic::AtomicUsize,
+    }
+
+    impl RecordStore for Arc<CountedRecords> {
+        fn load(&self) -> Result<(Vec<Record>, u64)> {
+            self.inner.load()
+        }
+        fn append(&self, at: u64, records: &[Record]) -> Result<bool> {
+            self.inner.append(at, records)
+        }
+        fn overwrite(&self, records: &[(u64, Record)]) -> Result<()> {
+            self.inner.overwrite(records)
+        }
+        fn changes(&self, mark: u64) -> Result<(Vec<(u64, Record)>, u64)> {
+            self.inner.changes(mark)
+        }
+        fn shared(&self) -> bool {
+            true
+        }
+        fn describe(&self) -> String {
+            "the counted test store".into()
+        }
+        fn subject_records(&self, tenant: &str, tag: &[u8; 32]) -> Result<Vec<(u64, Record)>> {
+            self.one_by_one
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.subject_records(tenant, tag)
+        }
+        fn subjects_records(&self, wanted: &[(&str, [u8; 32])]) -> Result<Vec<(u64, Record)>> {
+            self.batched
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut out = Vec::new();
+            for (tenant, tag) in wanted {
+                out.extend(self.inner.subject_records(tenant, tag)?);
+            }
+            Ok(out)
+        }
+    }
+
+    #[test]
+    fn a_batch_of_subjects_asks_the_store_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = master_in(dir.path());
+        let store = Arc::new(CountedRecords::default());
+        let a = Keyring::open_with(Box::new(store.clone()), m.clone()).unwrap();
+        let names: Vec<String> = (0..100).map(|i| format!("s{i}")).collect();
+        let wants: Vec<(&str, Option<&str>)> =
+            names.iter().map(|n| ("t", Some(n.as_str()))).collect();
+        let made = a.choose(&wants).unwrap();
+        // Another node sees half of them again, and half new ones.
+        let b = Keyring::open_with(Box::new(store.clone()), m).unwrap();
+        let more: Vec<String> = (50..150).map(|i| format!("s{i}")).collect();
+        let wants: Vec<(&str, Option<&str>)> =
+            more.iter().map(|n| ("t", Some(n.as_str()))).collect();
+        let seen = b.choose(&wants).unwrap();
+        for i in 0..50 {
+            assert_eq!(seen[i].key_id, made[50 + i].key_id, "found, not made again");
+        }
+        assert_eq!(
+            store.one_by_one.load(std::sync::atomic::Ordering::SeqCst),
+            0
+        );
+        assert_eq!(store.batched.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(b.stats().subject_keys, 150);
+    }
+
+    /// A master key made in `dir`.
+    fn master_in(dir: &Path) -> Arc<dyn KeyProvider> {
+        let (m, _) =
+            LocalMasterKey::load(MasterKeySource::File(dir.join("master.key")), true).unwrap();
+        Arc::new(m)
+    }
+
     fn two_nodes() -> (tempfile::TempDir, Arc<SharedRecords>, Keyring, Keyring) {
         let dir = tempfile::tempdir().unwrap();
-        let (m, _) =
-            LocalMasterKey::load(MasterKeySource::File(dir.path().join("master.key")), true)
-                .unwrap();
-        let m: Arc<dyn KeyProvider> = Arc::new(m);
+        let m = master_in(dir.path());
         let shared = Arc::new(SharedRecords::default());
         let a = Keyring::open_with(Box::new(shared.clone()), m.clone()).unwrap();
         let b = Keyring::open_with(Box::new(shared.clone()), m).unwrap();

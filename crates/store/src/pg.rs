@@ -1445,6 +1445,17 @@ fn to_numbered(
         .collect()
 }
 
+/// What the subject index holds of a subject-key record: its bytes 24..121,
+/// the tenant's length, the tenant (zero padded to 64 bytes), the tag.
+fn subject_key(tenant: &str, tag: &[u8; 32]) -> Vec<u8> {
+    let mut key = vec![0u8; 97];
+    key[0] = tenant.len() as u8;
+    let len = tenant.len().min(64);
+    key[1..1 + len].copy_from_slice(&tenant.as_bytes()[..len]);
+    key[65..].copy_from_slice(tag);
+    key
+}
+
 /// A query parameter owned by the query's future.
 type OwnedParam = Box<dyn tokio_postgres::types::ToSql + Sync + Send>;
 
@@ -1719,18 +1730,30 @@ impl aiaudit_keyring::RecordStore for PgKeyRecords {
         tenant: &str,
         tag: &[u8; 32],
     ) -> aiaudit_keyring::Result<Vec<(u64, aiaudit_keyring::Record)>> {
-        // Bytes 24..121 of the record: tenant length, tenant (zero padded to
-        // 64 bytes), tag.
-        let mut key = vec![0u8; 97];
-        key[0] = tenant.len() as u8;
-        let len = tenant.len().min(64);
-        key[1..1 + len].copy_from_slice(&tenant.as_bytes()[..len]);
-        key[65..].copy_from_slice(tag);
+        let key = subject_key(tenant, tag);
         self.numbered(
             "SELECT number, record FROM aiaudit_keyring \
              WHERE get_byte(record, 5) = 2 AND substring(record FROM 25 FOR 97) = $1 \
              ORDER BY number",
             vec![Box::new(key)],
+        )
+    }
+
+    fn subjects_records(
+        &self,
+        wanted: &[(&str, [u8; 32])],
+    ) -> aiaudit_keyring::Result<Vec<(u64, aiaudit_keyring::Record)>> {
+        // One round trip for a whole batch; the expression index answers
+        // `= ANY` as it answers `=`.
+        let keys: Vec<Vec<u8>> = wanted
+            .iter()
+            .map(|(tenant, tag)| subject_key(tenant, tag))
+            .collect();
+        self.numbered(
+            "SELECT number, record FROM aiaudit_keyring \
+             WHERE get_byte(record, 5) = 2 AND substring(record FROM 25 FOR 97) = ANY($1::bytea[]) \
+             ORDER BY number",
+            vec![Box::new(keys)],
         )
     }
 

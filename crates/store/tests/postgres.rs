@@ -691,3 +691,61 @@ fn blobs_round_trip_in_parts() {
     store.remove_blob(&id).unwrap();
     assert_eq!(store.blob_len(&id).unwrap(), None);
 }
+
+#[test]
+fn subject_keys_of_a_whole_batch_are_found_in_one_query() {
+    use aiaudit_keyring::{Keyring, LocalMasterKey, MasterKeySource, RecordStore};
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let store = open(&pg);
+    let dir = tempfile::tempdir().unwrap();
+    let (master, _) =
+        LocalMasterKey::load(MasterKeySource::File(dir.path().join("master.key")), true).unwrap();
+    let master: std::sync::Arc<dyn aiaudit_keyring::KeyProvider> = std::sync::Arc::new(master);
+    let a = Keyring::open_with(Box::new(store.key_records()), master.clone()).unwrap();
+    let first = a
+        .choose(&[
+            ("t", Some("alice")),
+            ("t", Some("bob")),
+            ("u", Some("alice")),
+        ])
+        .unwrap();
+    // A second node, nothing cached: it must find the three keys, not make
+    // new ones, and make one for the subject never seen.
+    let b = Keyring::open_with(Box::new(store.key_records()), master).unwrap();
+    let second = b
+        .choose(&[
+            ("u", Some("alice")),
+            ("t", Some("carol")),
+            ("t", Some("alice")),
+            ("t", Some("bob")),
+        ])
+        .unwrap();
+    assert_eq!(second[0].key_id, first[2].key_id);
+    assert_eq!(second[2].key_id, first[0].key_id);
+    assert_eq!(second[3].key_id, first[1].key_id);
+    assert_eq!(second[2].key, first[0].key);
+    assert!(![first[0].key_id, first[1].key_id, first[2].key_id].contains(&second[1].key_id));
+    // The store's batch read returns exactly the records asked for.
+    let records = store.key_records();
+    let tag = |s: &Option<String>| -> [u8; 32] {
+        let hex = s.as_deref().unwrap().trim_start_matches("hmac-sha256:");
+        let bytes: Vec<u8> = (0..32)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        bytes.try_into().unwrap()
+    };
+    let found = records
+        .subjects_records(&[
+            ("t", tag(&first[0].subject_tag)),
+            ("u", tag(&first[2].subject_tag)),
+        ])
+        .unwrap();
+    let mut numbers: Vec<u64> = found.iter().map(|(n, _)| *n).collect();
+    numbers.sort();
+    let mut expected = vec![first[0].key_id, first[2].key_id];
+    expected.sort();
+    assert_eq!(numbers, expected);
+    assert!(records.subjects_records(&[]).unwrap().is_empty());
+}
