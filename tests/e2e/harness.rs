@@ -303,7 +303,6 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// The admin token a ledger wrote into its data directory on first start.
 /// Waits for the line (starting `announce`, then the URL) in which a
 /// server says where it listens, and returns that URL. The child's stderr
 /// keeps being copied to the test's, so a failing test shows it.
@@ -341,6 +340,7 @@ fn listening(mut child: Child, announce: &str) -> (Child, String) {
     }
 }
 
+/// The admin token a ledger wrote into its data directory on first start.
 pub fn admin_token(data_dir: &Path) -> String {
     std::fs::read_to_string(data_dir.join("admin.token"))
         .map(|t| t.trim().to_string())
