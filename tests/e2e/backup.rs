@@ -343,6 +343,66 @@ impl Moto {
 }
 
 #[test]
+fn the_keyring_is_served_whole_or_by_byte_range_for_copies_in_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    // Events naming subjects: a key each.
+    let events: Vec<Value> = (0..40)
+        .map(|i| {
+            let mut e = event(&format!("k{i}"));
+            e["subject"] = Value::from(format!("subject-{i}"));
+            e
+        })
+        .collect();
+    server.post_events(&events);
+    server.wait_size(40);
+    let file = std::fs::read(data.join("keyring")).unwrap();
+    let total = file.len();
+    assert!(total > 64 + 40 * 256, "{total}");
+
+    let whole = server.get("/v1/keys/keyring");
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+    assert_eq!(
+        whole.headers()["content-length"],
+        total.to_string().as_str()
+    );
+    assert_eq!(whole.bytes().unwrap().to_vec(), file);
+
+    let range = |spec: &str| {
+        server
+            .authorized(client().get(format!("{}/v1/keys/keyring", server.url)))
+            .header("Range", spec)
+            .send()
+            .unwrap()
+    };
+    // A range across the header's end and into the second record.
+    let part = range("bytes=60-400");
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 60-400/{total}").as_str()
+    );
+    assert_eq!(part.bytes().unwrap().to_vec(), file[60..=400]);
+    // Open-ended and past the end: up to the end.
+    let tail = range(&format!("bytes={}-", total - 10));
+    assert_eq!(tail.status(), 206);
+    assert_eq!(tail.bytes().unwrap().to_vec(), file[total - 10..]);
+    let tail = range(&format!("bytes={}-{}", total - 3, total + 1000));
+    assert_eq!(tail.bytes().unwrap().to_vec(), file[total - 3..]);
+    // Nothing there: 416 naming the length, as a problem document.
+    let none = range(&format!("bytes={total}-"));
+    assert_eq!(none.status(), 416);
+    assert_eq!(
+        none.headers()["content-range"],
+        format!("bytes */{total}").as_str()
+    );
+    assert_eq!(none.headers()["content-type"], "application/problem+json");
+    assert_eq!(range("bytes=x-").status(), 416);
+}
+
+#[test]
 fn backs_up_to_a_directory_and_s3_at_once_and_verifies_each() {
     let Some(moto) = Moto::start() else { return };
     moto.boto3("s3.create_bucket(Bucket='audit-backups')");
@@ -396,6 +456,13 @@ fn backs_up_to_a_directory_and_s3_at_once_and_verifies_each() {
     assert!(ok, "{r}");
     let (size, root) = verify_data_dir(&restored, &vkey);
     assert_eq!((size, root.as_str()), (900, r["root"].as_str().unwrap()));
+    // The keyring went up as a multipart upload and came back whole.
+    let keyring = std::fs::read(restored.join("keyring")).unwrap();
+    assert!(keyring.starts_with(b"aiaudit-keyring 1\n"));
+    assert_eq!(
+        keyring,
+        std::fs::read(Path::new(local).join(&incr_id).join("keyring")).unwrap()
+    );
 
     // Tamper with the S3 copy: that destination fails, naming the object; the directory still verifies.
     moto.boto3(&format!(

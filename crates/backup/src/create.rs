@@ -63,7 +63,8 @@ pub async fn create<S: LogSource>(
     let verifier = Verifier::parse(vkey_text.trim()).context("the log's verifier key")?;
     let body = open_note(&note, &verifier).context("the log's checkpoint signature")?;
     let checkpoint = Checkpoint::parse_body(body).context("the log's checkpoint")?;
-    let keyring = source.keyring().await.context("reading the keyring")?;
+    // Taken after the checkpoint: every key its entries were sealed under is in it.
+    let keyring_len = source.keyring_len().await.context("reading the keyring")?;
     let kind = if incremental {
         Kind::Incremental
     } else {
@@ -73,18 +74,13 @@ pub async fn create<S: LogSource>(
 
     let mut writers = Vec::new();
     for loc in locations {
-        let w = Writer::start(
-            loc,
-            &id,
-            kind,
-            &checkpoint,
-            &note,
-            &vkey_text,
-            keyring.as_deref(),
-        )
-        .await
-        .with_context(|| format!("{loc}"));
+        let w = Writer::start(loc, &id, kind, &checkpoint, &note, &vkey_text)
+            .await
+            .with_context(|| format!("{loc}"));
         writers.push(w);
+    }
+    if let Some(len) = keyring_len {
+        copy_keyring(source, len, &mut writers).await?;
     }
     let from = writers
         .iter()
@@ -102,6 +98,93 @@ pub async fn create<S: LogSource>(
         });
     }
     Ok(out)
+}
+
+/// Bytes of the keyring asked of the source at a time.
+const KEYRING_PIECE: u64 = 4 << 20;
+
+/// Copies the first `len` bytes of the source's keyring into every writer,
+/// a piece at a time (a keyring of ten million subjects is 2.5 GB). A
+/// location that fails is dropped from the backup; a source that fails
+/// fails it everywhere.
+async fn copy_keyring<S: LogSource>(
+    source: &S,
+    len: u64,
+    writers: &mut [anyhow::Result<Writer>],
+) -> anyhow::Result<()> {
+    let mut files = Vec::with_capacity(writers.len());
+    for slot in writers.iter_mut() {
+        let file = match slot {
+            Ok(w) => {
+                let rel = layout::path(&w.manifest.id, layout::KEYRING);
+                match w.location.writer(&rel).await {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        let at = w.location.to_string();
+                        *slot = Err(e.context(at));
+                        None
+                    }
+                }
+            }
+            Err(_) => None,
+        };
+        files.push(file);
+    }
+    let mut at = 0;
+    while at < len {
+        let n = KEYRING_PIECE.min(len - at);
+        let piece = source.keyring_range(at, n).await.and_then(|p| {
+            if p.len() as u64 == n {
+                Ok(p)
+            } else {
+                bail!(
+                    "the source gave {} bytes of the keyring from {at}, not {n}",
+                    p.len()
+                )
+            }
+        });
+        let piece = match piece {
+            Ok(p) => p,
+            Err(e) => {
+                for f in files.into_iter().flatten() {
+                    f.abort().await;
+                }
+                return Err(e.context("reading the keyring"));
+            }
+        };
+        for (slot, file) in writers.iter_mut().zip(files.iter_mut()) {
+            let Some(f) = file else { continue };
+            if let Err(e) = f.write(piece.clone()).await {
+                if let Ok(w) = slot {
+                    let at = w.location.to_string();
+                    *slot = Err(e.context(at));
+                }
+                if let Some(f) = file.take() {
+                    f.abort().await;
+                }
+            }
+        }
+        at += n;
+    }
+    for (slot, file) in writers.iter_mut().zip(files) {
+        let (Ok(w), Some(f)) = (slot.as_mut(), file) else {
+            continue;
+        };
+        match f.finish().await {
+            Ok((bytes, sha256)) => w.manifest.files.push(FileEntry {
+                name: layout::KEYRING.to_string(),
+                bytes,
+                sha256,
+                from: None,
+                count: None,
+            }),
+            Err(e) => {
+                let at = w.location.to_string();
+                *slot = Err(e.context(at));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Streams tiles `[from, size)` from the source into every writer that
@@ -228,7 +311,6 @@ impl Writer {
         checkpoint: &Checkpoint,
         note: &str,
         vkey: &str,
-        keyring: Option<&[u8]>,
     ) -> anyhow::Result<Writer> {
         let existing = location.manifests().await?;
         if existing.iter().any(|m| m.id == id) {
@@ -284,9 +366,6 @@ impl Writer {
             None,
         )
         .await?;
-        if let Some(k) = keyring {
-            w.put(layout::KEYRING, k.to_vec(), None).await?;
-        }
         Ok(w)
     }
 

@@ -55,8 +55,17 @@ pub trait LogSource: Sync {
     /// entry lists (docs/format.md, "Blobs").
     fn blob(&self, id: &aiaudit_tlog::Hash)
         -> impl Future<Output = anyhow::Result<Vec<u8>>> + Send;
-    /// The encryption keyring file, if the log has one (`None` when there is none).
-    fn keyring(&self) -> impl Future<Output = anyhow::Result<Option<Vec<u8>>>> + Send;
+    /// The length in bytes of the encryption keyring file now, if the log
+    /// has one (`None` when there is none). It only ever grows.
+    fn keyring_len(&self) -> impl Future<Output = anyhow::Result<Option<u64>>> + Send;
+    /// Bytes `[offset, offset + len)` of the keyring file, within a length
+    /// [`LogSource::keyring_len`] gave: a keyring of millions of subjects
+    /// is copied a piece at a time.
+    fn keyring_range(
+        &self,
+        offset: u64,
+        len: u64,
+    ) -> impl Future<Output = anyhow::Result<Vec<u8>>> + Send;
 }
 
 /// Progress of a long operation, e.g. a progress bar. All methods default to nothing.

@@ -6,10 +6,10 @@ use anyhow::{bail, Context};
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, PutPayload};
+use object_store::{ObjectStore, PutPayload, WriteMultipart};
 use std::fmt;
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -96,6 +96,85 @@ impl Location {
                     .with_context(|| format!("{self}: writing {rel}"))
             }
         }
+    }
+
+    /// Starts storing a file too large to hold in memory (the keyring of
+    /// millions of subjects), written a piece at a time: in a directory to
+    /// a temp file (mode 0600) renamed into place by [`FileWriter::finish`],
+    /// on S3 as a multipart upload. Until it finishes, the file is not there.
+    pub async fn writer(&self, rel: &str) -> anyhow::Result<FileWriter> {
+        let sink = match self {
+            Location::Dir(root) => {
+                let path = root.join(rel);
+                let dir = path
+                    .parent()
+                    .with_context(|| format!("{} has no parent directory", path.display()))?
+                    .to_path_buf();
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                let tmp = dir.join(format!(".{name}.tmp"));
+                let (tmp2, dir2) = (tmp.clone(), dir.clone());
+                let file = tokio::task::spawn_blocking(move || -> std::io::Result<File> {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    fs::create_dir_all(&dir2)?;
+                    fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&tmp2)
+                })
+                .await
+                .context("writer thread")?
+                .with_context(|| format!("creating {}", tmp.display()))?;
+                Sink::Dir {
+                    file: Some(file),
+                    tmp,
+                    path,
+                    dir,
+                }
+            }
+            Location::S3 { store, prefix, .. } => {
+                let path = Self::object_path(prefix, rel);
+                let upload = store
+                    .put_multipart(&path)
+                    .await
+                    .with_context(|| format!("{self}: starting {rel}"))?;
+                Sink::S3(WriteMultipart::new(upload))
+            }
+        };
+        Ok(FileWriter {
+            at: format!("{self}/{rel}"),
+            sink,
+            hash: ring::digest::Context::new(&ring::digest::SHA256),
+            bytes: 0,
+        })
+    }
+
+    /// Opens a file to read a piece at a time; `None` when it does not exist.
+    pub async fn reader(&self, rel: &str) -> anyhow::Result<Option<FileReader>> {
+        let at = format!("{self}/{rel}");
+        let source = match self {
+            Location::Dir(root) => {
+                let path = root.join(rel);
+                match tokio::task::spawn_blocking(move || File::open(path))
+                    .await
+                    .context("reader thread")?
+                {
+                    Ok(f) => Source::Dir(Some(f)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(e).with_context(|| format!("reading {at}")),
+                }
+            }
+            Location::S3 { store, prefix, .. } => {
+                let path = Self::object_path(prefix, rel);
+                match store.get(&path).await {
+                    Ok(r) => Source::S3(r.into_stream()),
+                    Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                    Err(e) => return Err(e).with_context(|| format!("reading {at}")),
+                }
+            }
+        };
+        Ok(Some(FileReader { at, source }))
     }
 
     /// Reads a file; `None` when it does not exist.
@@ -232,6 +311,158 @@ impl Location {
             out.push(m);
         }
         Ok(out)
+    }
+}
+
+/// How much a piece read from a directory holds.
+const READ_PIECE: usize = 4 << 20;
+
+/// A file being stored a piece at a time (see [`Location::writer`]). Drop
+/// it without [`FileWriter::finish`] and nothing is stored (S3 keeps the
+/// parts of an unfinished upload until the bucket's lifecycle rules clear
+/// them: call [`FileWriter::abort`]).
+pub struct FileWriter {
+    at: String,
+    sink: Sink,
+    hash: ring::digest::Context,
+    bytes: u64,
+}
+
+enum Sink {
+    Dir {
+        file: Option<File>,
+        tmp: PathBuf,
+        path: PathBuf,
+        dir: PathBuf,
+    },
+    S3(WriteMultipart),
+}
+
+impl FileWriter {
+    /// Appends `bytes`.
+    pub async fn write(&mut self, bytes: Vec<u8>) -> anyhow::Result<()> {
+        self.hash.update(&bytes);
+        self.bytes += bytes.len() as u64;
+        match &mut self.sink {
+            Sink::Dir { file, .. } => {
+                let mut f = file.take().context("an earlier write failed")?;
+                let (f, wrote) = tokio::task::spawn_blocking(move || {
+                    let wrote = f.write_all(&bytes);
+                    (f, wrote)
+                })
+                .await
+                .context("writer thread")?;
+                wrote.with_context(|| format!("writing {}", self.at))?;
+                *file = Some(f);
+            }
+            Sink::S3(upload) => {
+                // At most a few parts in flight: memory stays bounded.
+                upload
+                    .wait_for_capacity(2)
+                    .await
+                    .with_context(|| format!("writing {}", self.at))?;
+                upload.write(&bytes);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the file durable and visible; returns its length and SHA-256 (hex).
+    pub async fn finish(self) -> anyhow::Result<(u64, String)> {
+        let digest = hex::encode(self.hash.finish());
+        let at = self.at;
+        match self.sink {
+            Sink::Dir {
+                file,
+                tmp,
+                path,
+                dir,
+            } => {
+                let f = file.context("an earlier write failed")?;
+                tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                    f.sync_all()?;
+                    fs::rename(&tmp, &path)?;
+                    File::open(&dir)?.sync_all()
+                })
+                .await
+                .context("writer thread")?
+                .with_context(|| format!("writing {at}"))?;
+            }
+            Sink::S3(upload) => {
+                upload
+                    .finish()
+                    .await
+                    .with_context(|| format!("writing {at}"))?;
+            }
+        }
+        Ok((self.bytes, digest))
+    }
+
+    /// Gives up: the temp file is removed, the upload aborted.
+    pub async fn abort(self) {
+        match self.sink {
+            Sink::Dir { tmp, .. } => {
+                let _ = tokio::task::spawn_blocking(move || fs::remove_file(tmp)).await;
+            }
+            Sink::S3(upload) => {
+                let _ = upload.abort().await;
+            }
+        }
+    }
+}
+
+/// A file read a piece at a time (see [`Location::reader`]).
+pub struct FileReader {
+    at: String,
+    source: Source,
+}
+
+enum Source {
+    Dir(Option<File>),
+    S3(futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>),
+}
+
+impl FileReader {
+    /// The next piece, `None` at the end.
+    pub async fn next(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
+        match &mut self.source {
+            Source::Dir(file) => {
+                let Some(mut f) = file.take() else {
+                    return Ok(None);
+                };
+                let (f, read) = tokio::task::spawn_blocking(move || {
+                    let mut buf = vec![0u8; READ_PIECE];
+                    let mut n = 0;
+                    let read = loop {
+                        match f.read(&mut buf[n..]) {
+                            Ok(0) => break Ok(n),
+                            Ok(k) => {
+                                n += k;
+                                if n == buf.len() {
+                                    break Ok(n);
+                                }
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(e) => break Err(e),
+                        }
+                    };
+                    buf.truncate(n);
+                    (f, read.map(|_| buf))
+                })
+                .await
+                .context("reader thread")?;
+                let buf = read.with_context(|| format!("reading {}", self.at))?;
+                if buf.is_empty() {
+                    return Ok(None);
+                }
+                *file = Some(f);
+                Ok(Some(buf))
+            }
+            Source::S3(stream) => match stream.try_next().await {
+                Ok(piece) => Ok(piece.map(|b| b.to_vec())),
+                Err(e) => Err(e).with_context(|| format!("reading {}", self.at)),
+            },
+        }
     }
 }
 

@@ -99,8 +99,8 @@ async fn restore_into(
         format!("{}\n", verified.vkey).as_bytes(),
         0o644,
     )?;
-    if let Some(k) = &verified.keyring {
-        write_file(data_dir, "keyring", k, 0o600)?;
+    if let Some(id) = &verified.keyring {
+        copy_keyring(location, chain, id, data_dir).await?;
     }
     if let Some(s) = signer {
         write_file(
@@ -123,6 +123,42 @@ async fn restore_into(
         blobs,
         blob_bytes,
     })
+}
+
+/// Copies the keyring of backup `id` into the data directory a piece at a
+/// time (mode 0600, fsync'd, renamed into place only once its length and
+/// SHA-256 match the manifest again: it is read anew, not trusted from the
+/// walk).
+async fn copy_keyring(
+    location: &Location,
+    chain: &crate::verify::Chain,
+    id: &str,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
+    let m = chain
+        .manifests
+        .iter()
+        .find(|m| m.id == id)
+        .context("the keyring's backup left the chain")?;
+    let tmp = data_dir.join(".keyring.tmp");
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    let mut each = |piece: &[u8]| -> anyhow::Result<()> {
+        file.write_all(piece)
+            .with_context(|| format!("writing {}", tmp.display()))
+    };
+    crate::verify::stream_checked(location, m, crate::layout::KEYRING, &mut each).await?;
+    file.sync_all()
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, data_dir.join("keyring"))
+        .with_context(|| format!("writing {}", data_dir.join("keyring").display()))?;
+    fs::File::open(data_dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", data_dir.display()))
 }
 
 /// The new data directory, receiving what the walk checked.

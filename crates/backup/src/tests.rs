@@ -22,6 +22,10 @@ struct MemLog {
     signer: Signer,
     /// Sign a wrong root (a lying or broken log).
     lie: bool,
+    /// The keyring file's bytes.
+    keyring: Mutex<Vec<u8>>,
+    /// New keys arrive each time the keyring's length is asked.
+    keys_keep_coming: bool,
 }
 
 impl MemLog {
@@ -31,6 +35,8 @@ impl MemLog {
             blobs: Mutex::new(HashMap::new()),
             signer: Signer::from_seed(ORIGIN, [7; 32]).unwrap(),
             lie: false,
+            keyring: Mutex::new(b"wrapped keys".to_vec()),
+            keys_keep_coming: false,
         };
         log.add(n);
         log
@@ -151,8 +157,18 @@ impl LogSource for MemLog {
             .ok_or_else(|| anyhow::anyhow!("no blob {}", aiaudit_store::blob_name(id)))
     }
 
-    async fn keyring(&self) -> anyhow::Result<Option<Vec<u8>>> {
-        Ok(Some(b"wrapped keys".to_vec()))
+    async fn keyring_len(&self) -> anyhow::Result<Option<u64>> {
+        let mut k = self.keyring.lock().unwrap();
+        let len = k.len() as u64;
+        if self.keys_keep_coming {
+            k.extend_from_slice(b"a key made after the backup began");
+        }
+        Ok(Some(len))
+    }
+
+    async fn keyring_range(&self, offset: u64, len: u64) -> anyhow::Result<Vec<u8>> {
+        let k = self.keyring.lock().unwrap();
+        Ok(k[offset as usize..(offset + len) as usize].to_vec())
     }
 }
 
@@ -607,4 +623,58 @@ async fn the_restore_audit_checks_the_blobs() {
         err.contains(&format!("at index 5: blob {name} (at /input) is missing")),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_keyring_of_many_pieces_is_copied_checked_and_restored_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let loc = dir_location(&tmp.path().join("b"));
+    let mut log = MemLog::new(300);
+    // Three pieces of the copy (4 MiB each) and a bit; every byte differs
+    // from its neighbours so a piece out of place shows.
+    let big: Vec<u8> = (0..9u64 * 1024 * 1024 + 4321)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    *log.keyring.lock().unwrap() = big.clone();
+    log.keys_keep_coming = true;
+    let full = backup(&log, &loc, false).await;
+    let file = tmp.path().join("b").join(&full.id).join(layout::KEYRING);
+    // The keyring as it was when the backup began, not what came after.
+    assert_eq!(std::fs::read(&file).unwrap(), big);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let v = verify(&loc, None, None, &Quiet).await.unwrap();
+    assert_eq!(v.keyring.as_deref(), Some(full.id.as_str()));
+
+    let data = tmp.path().join("data");
+    let r = restore(&loc, None, &data, None, None, &Quiet)
+        .await
+        .unwrap();
+    assert!(r.keyring_written);
+    assert_eq!(std::fs::read(data.join("keyring")).unwrap(), big);
+    assert!(!data.join(".keyring.tmp").exists());
+
+    // A byte changed deep inside, or the file cut short, fails verification
+    // and restore, naming the keyring.
+    let saved = std::fs::read(&file).unwrap();
+    flip_byte(&file, 6 * 1024 * 1024 + 7);
+    for err in [
+        verify(&loc, None, None, &Quiet).await.unwrap_err(),
+        restore(&loc, None, &tmp.path().join("data2"), None, None, &Quiet)
+            .await
+            .unwrap_err(),
+    ] {
+        let msg = format!("{err:#}");
+        assert!(msg.contains("keyring") && msg.contains("SHA-256"), "{msg}");
+    }
+    assert!(!tmp.path().join("data2").join("keyring").exists());
+    std::fs::write(&file, &saved[..saved.len() - 1]).unwrap();
+    let msg = format!("{:#}", verify(&loc, None, None, &Quiet).await.unwrap_err());
+    assert!(msg.contains("keyring") && msg.contains("bytes"), "{msg}");
+    std::fs::write(&file, [&saved[..], b"x"].concat()).unwrap();
+    let msg = format!("{:#}", verify(&loc, None, None, &Quiet).await.unwrap_err());
+    assert!(msg.contains("keyring") && msg.contains("bytes"), "{msg}");
 }

@@ -38,8 +38,10 @@ pub struct Verified {
     /// Blob files checked against the entries that list them.
     pub blobs: usize,
     pub blob_bytes: u64,
-    /// The encryption keyring of the last backup, if it holds one.
-    pub keyring: Option<Vec<u8>>,
+    /// The backup (the last of the chain) whose encryption keyring, checked
+    /// against its manifest, restores, if it holds one. Not read into
+    /// memory: it may be gigabytes.
+    pub keyring: Option<String>,
 }
 
 /// Receives what a walk checked, in log order: the blobs a segment's
@@ -127,10 +129,14 @@ pub(crate) async fn walk(
         // The blobs of this backup checked so far: id -> their stored SHA-256.
         let mut blobs: HashMap<Hash, Hash> = HashMap::new();
         for f in m.small_files() {
-            let b = read_checked(location, m, &f.name).await?;
-            // The keyring grows with key rotations: the newest backup's is the one to restore.
-            if f.name == layout::KEYRING && m.id == last.id {
-                keyring = Some(b);
+            if f.name == layout::KEYRING {
+                stream_checked(location, m, &f.name, &mut |_| Ok(())).await?;
+                // It grows with new keys: the newest backup's is the one to restore.
+                if m.id == last.id {
+                    keyring = Some(m.id.clone());
+                }
+            } else {
+                read_checked(location, m, &f.name).await?;
             }
             files += 1;
             bytes += f.bytes;
@@ -283,6 +289,49 @@ async fn check_checkpoint(
 }
 
 /// A file of backup `m`, checked against the manifest's length and SHA-256.
+/// Reads file `name` of backup `m` a piece at a time, handing each piece to
+/// `each`, and checks its length and SHA-256 against the manifest at the
+/// end: whatever `each` did with the pieces counts only if this returns Ok.
+pub(crate) async fn stream_checked(
+    location: &Location,
+    m: &Manifest,
+    name: &str,
+    each: &mut (dyn FnMut(&[u8]) -> anyhow::Result<()> + Send),
+) -> anyhow::Result<()> {
+    let at = format!("{location}/{}/{name}", m.id);
+    let entry: &FileEntry = m
+        .file(name)
+        .with_context(|| format!("{at}: not listed in the manifest"))?;
+    let mut reader = location
+        .reader(&layout::path(&m.id, name))
+        .await?
+        .with_context(|| format!("{at}: missing"))?;
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut len = 0u64;
+    while let Some(piece) = reader.next().await? {
+        len += piece.len() as u64;
+        if len > entry.bytes {
+            bail!(
+                "{at}: more than the {} bytes the manifest says",
+                entry.bytes
+            );
+        }
+        hash.update(&piece);
+        each(&piece)?;
+    }
+    if len != entry.bytes {
+        bail!("{at}: {len} bytes, the manifest says {}", entry.bytes);
+    }
+    let sha = hex::encode(hash.finish());
+    if sha != entry.sha256 {
+        bail!(
+            "{at}: SHA-256 {sha} differs from the manifest's {}",
+            entry.sha256
+        );
+    }
+    Ok(())
+}
+
 async fn read_checked(location: &Location, m: &Manifest, name: &str) -> anyhow::Result<Vec<u8>> {
     let at = format!("{location}/{}/{name}", m.id);
     let entry: &FileEntry = m

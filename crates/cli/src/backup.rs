@@ -393,9 +393,24 @@ impl LogSource for HttpSource {
         self.call(move |c| c.stored_blob(&name)).await
     }
 
-    async fn keyring(&self) -> anyhow::Result<Option<Vec<u8>>> {
+    async fn keyring_len(&self) -> anyhow::Result<Option<u64>> {
         // Only ledgers with encryption at rest serve it; 404 means there is none.
-        self.call(|c| c.keyring()).await
+        let first = self.call(|c| c.keyring_range(0, 1)).await?;
+        Ok(first.map(|(_, total)| total))
+    }
+
+    async fn keyring_range(&self, offset: u64, len: u64) -> anyhow::Result<Vec<u8>> {
+        let (bytes, _) = self
+            .call(move |c| c.keyring_range(offset, len))
+            .await?
+            .context("the ledger no longer serves its keyring")?;
+        if bytes.len() as u64 != len {
+            anyhow::bail!(
+                "the ledger sent {} bytes of the keyring from {offset}, not {len}",
+                bytes.len()
+            );
+        }
+        Ok(bytes)
     }
 }
 

@@ -168,19 +168,42 @@ impl Client {
             .to_vec())
     }
 
-    /// The encryption keyring (wrapped keys only) for backups, `None` when
-    /// the ledger has none (404). Needs an admin token of every tenant.
-    pub fn keyring(&self) -> Result<Option<Vec<u8>>> {
-        let url = format!("{}/v1/keys/keyring", self.base);
-        match self.get("/v1/keys/keyring") {
-            Ok(resp) => Ok(Some(
-                resp.bytes()
-                    .map_err(|source| Error::Http { url, source })?
-                    .to_vec(),
-            )),
-            Err(Error::Status { status: 404, .. }) => Ok(None),
-            Err(e) => Err(e),
+    /// Bytes `[offset, offset + len)` of the encryption keyring (wrapped
+    /// keys only) and the keyring's whole length now, for backups that copy
+    /// it a piece at a time; `None` when the ledger has none (404). Needs an
+    /// admin token of every tenant. `len` must be at least 1.
+    pub fn keyring_range(&self, offset: u64, len: u64) -> Result<Option<(Vec<u8>, u64)>> {
+        let path = "/v1/keys/keyring";
+        let url = format!("{}{path}", self.base);
+        let last = offset + len.max(1) - 1;
+        let sent = self
+            .http
+            .get(&url)
+            .header(reqwest::header::RANGE, format!("bytes={offset}-{last}"))
+            .send()
+            .map_err(|source| Error::Http {
+                url: url.clone(),
+                source,
+            })?;
+        let status = sent.status().as_u16();
+        if status == 404 {
+            return Ok(None);
         }
+        if status != 206 {
+            return Err(Error::Status { url, status });
+        }
+        let total = sent
+            .headers()
+            .get(reqwest::header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit_once('/'))
+            .and_then(|(_, total)| total.parse::<u64>().ok())
+            .ok_or_else(|| Error::Invalid(format!("{url}: a 206 answer without a whole length")))?;
+        let bytes = sent
+            .bytes()
+            .map_err(|source| Error::Http { url, source })?
+            .to_vec();
+        Ok(Some((bytes, total)))
     }
 
     /// A blob's stored bytes (`GET /v1/blobs/{id}`, admins of every tenant).

@@ -95,6 +95,13 @@ pub trait RecordStore: Send + Sync {
         let (records, _) = self.load()?;
         Ok(file_image(&records))
     }
+    /// The 64-byte header of the keyring file image (a file keeps its own,
+    /// with the id its index knows it by).
+    fn image_header(&self) -> Result<[u8; HEADER_LEN as usize]> {
+        let mut header = [0u8; HEADER_LEN as usize];
+        header[..HEADER.len()].copy_from_slice(HEADER);
+        Ok(header)
+    }
     /// How many records there are (the next record's number).
     fn count(&self) -> Result<u64> {
         Ok(self.load()?.0.len() as u64)
@@ -526,6 +533,13 @@ impl RecordStore for FileRecords {
 
     fn count(&self) -> Result<u64> {
         Ok(self.count.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    fn image_header(&self) -> Result<[u8; HEADER_LEN as usize]> {
+        let file = self.file.lock().expect("keyring file lock");
+        let mut header = [0u8; HEADER_LEN as usize];
+        file.read_exact_at(&mut header, 0)?;
+        Ok(header)
     }
 
     fn get(&self, number: u64) -> Result<Option<Record>> {

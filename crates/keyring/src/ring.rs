@@ -12,7 +12,7 @@
 
 use crate::master::{KeyProvider, Wrapped};
 use crate::records::{
-    FileRecords, Record, RecordStore, SubjectCounts, KIND_SALT as SALT,
+    FileRecords, Record, RecordStore, SubjectCounts, HEADER_LEN, KIND_SALT as SALT,
     KIND_SUBJECT_KEY as SUBJECT_KEY, KIND_TENANT_KEY as TENANT_KEY, RECORD_LEN as RECORD,
 };
 use crate::{Error, Result};
@@ -984,11 +984,60 @@ impl Keyring {
     }
 
     /// The keyring in the keyring file format (wrapped keys only: useless
-    /// without the master key), for backups.
+    /// without the master key), whole: for small keyrings. Backups copy it
+    /// in pieces with [`Keyring::image_range`].
     pub fn snapshot(&self) -> Result<Vec<u8>> {
         // Not under the keyring's lock: the store's snapshot is consistent
         // by itself, and a large keyring would stall ingest while it is read.
         self.records.snapshot()
+    }
+
+    /// The length in bytes of the keyring's file image now (its header and
+    /// every record). A backup takes it once, then copies that many bytes
+    /// with [`Keyring::image_range`]: records added meanwhile are not its
+    /// business, and the length never shrinks.
+    pub fn image_len(&self) -> Result<u64> {
+        Ok(HEADER_LEN + self.records.count()? * RECORD as u64)
+    }
+
+    /// Bytes `[offset, offset + len)` of the keyring's file image (wrapped
+    /// keys only: useless without the master key), so that a keyring of
+    /// millions of subjects is copied a piece at a time, never held whole.
+    /// Records are read whole, each as it was before or after an overwrite
+    /// (an erasure, a re-wrap), never half of each. Not under the keyring's
+    /// lock: a backup must not stall ingest.
+    pub fn image_range(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let end = offset
+            .checked_add(len)
+            .filter(|&end| end <= self.image_len().unwrap_or(0))
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "bytes {offset}..+{len} are past the end of the keyring's image"
+                ))
+            })?;
+        let mut out = Vec::with_capacity(len as usize);
+        if offset < HEADER_LEN {
+            let header = self.records.image_header()?;
+            out.extend_from_slice(&header[offset as usize..end.min(HEADER_LEN) as usize]);
+        }
+        if end > HEADER_LEN {
+            let first = offset.max(HEADER_LEN) - HEADER_LEN;
+            let last = end - HEADER_LEN;
+            let (from, to) = (first / RECORD as u64, last.div_ceil(RECORD as u64));
+            let records = self.records.scan(from, (to - from) as usize)?;
+            let contiguous = records.len() as u64 == to - from
+                && records.iter().zip(from..).all(|((n, _), want)| *n == want);
+            if !contiguous {
+                return Err(Error::Corrupt(format!(
+                    "{}: records {from}..{to} are not all there",
+                    self.records.describe()
+                )));
+            }
+            let skip = (first - from * RECORD as u64) as usize;
+            let bytes = records.iter().flat_map(|(_, r)| r.iter().copied());
+            out.extend(bytes.skip(skip).take((last - first) as usize));
+        }
+        Ok(out)
     }
 
     /// Makes a new live record (not yet written: see [`Keyring::add_durably`]).
@@ -1199,6 +1248,42 @@ mod tests {
         assert_eq!((d[0].key_id, d[0].key), (c[1].key_id, c[1].key));
         assert_eq!(d[1].key, c[2].key);
         assert_eq!(again.key(c[0].key_id), Some(c[0].key));
+    }
+
+    #[test]
+    fn the_image_is_copied_in_pieces_that_are_the_file_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = open(dir.path());
+        let subjects: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
+        let wants: Vec<(&str, Option<&str>)> =
+            subjects.iter().map(|s| ("t", Some(s.as_str()))).collect();
+        ring.choose(&wants).unwrap();
+        ring.erase("t", "s7").unwrap();
+        let file = fs::read(dir.path().join(KEYRING_FILE)).unwrap();
+        let len = ring.image_len().unwrap();
+        assert_eq!(len, file.len() as u64);
+        // Pieces that start and end inside the header and inside records.
+        for piece in [1, 7, 64, 100, 256, 1000] {
+            let mut copy = Vec::new();
+            let mut at = 0;
+            while at < len {
+                let n = piece.min(len - at);
+                copy.extend(ring.image_range(at, n).unwrap());
+                at += n;
+            }
+            assert_eq!(copy, file, "pieces of {piece} bytes");
+        }
+        assert!(ring.image_range(len - 1, 2).is_err());
+        assert!(ring.image_range(u64::MAX, 2).is_err());
+        assert!(ring.image_range(len, 0).unwrap().is_empty());
+        // A store without a file of its own gives the same records.
+        let (_dir, _shared, a, _b) = two_nodes();
+        a.choose(&wants).unwrap();
+        let whole = a.snapshot().unwrap();
+        let len = a.image_len().unwrap();
+        assert_eq!(len, whole.len() as u64);
+        assert_eq!(a.image_range(0, len).unwrap(), whole);
+        assert_eq!(a.image_range(70, 300).unwrap(), whole[70..370]);
     }
 
     #[test]

@@ -237,11 +237,18 @@ impl Ledger {
         Ok((rewrapped, self.key_counts()))
     }
 
-    /// The keyring (wrapped keys, useless without the master key) for backups.
-    pub async fn keyring_snapshot(&self, who: &Principal) -> Result<Vec<u8>> {
+    /// The keyring's file image (wrapped keys, useless without the master
+    /// key) for backups, with its length fixed now: read it in pieces with
+    /// [`KeyringImage::read`], so a keyring of millions of subjects is never
+    /// held in memory whole.
+    pub async fn keyring_image(&self, who: &Principal) -> Result<KeyringImage> {
         require_global_admin(who)?;
         let ring = self.keyring.clone();
-        keyring_op(move || ring.snapshot()).await
+        let len = keyring_op(move || ring.image_len()).await?;
+        Ok(KeyringImage {
+            ring: self.keyring.clone(),
+            len,
+        })
     }
 
     /// A blob's stored (sealed) bytes, for backups: the operator's, like the
@@ -374,5 +381,37 @@ impl Ledger {
                 "tenant {tenant:?} has no HMAC salt yet: no value of it was ever tagged"
             ))
         })
+    }
+}
+
+/// The keyring's file image as it was when [`Ledger::keyring_image`] was
+/// asked (records added since are past its length), read in pieces.
+#[derive(Clone)]
+pub struct KeyringImage {
+    ring: Arc<aiaudit_keyring::Keyring>,
+    len: u64,
+}
+
+impl KeyringImage {
+    /// Its length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Never: the image holds its header at least.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes `[offset, offset + len)`, which must lie within [`KeyringImage::len`].
+    pub async fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
+        if offset.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(Error::internal(format!(
+                "bytes {offset}..+{len} of a keyring image of {} bytes",
+                self.len
+            )));
+        }
+        let ring = self.ring.clone();
+        keyring_op(move || ring.image_range(offset, len)).await
     }
 }

@@ -123,11 +123,15 @@ impl LogSource for LocalSource {
         })
         .await??)
     }
-    async fn keyring(&self) -> anyhow::Result<Option<Vec<u8>>> {
+    async fn keyring_len(&self) -> anyhow::Result<Option<u64>> {
         let ring = self.0.keyring.clone();
         Ok(Some(
-            tokio::task::spawn_blocking(move || ring.snapshot()).await??,
+            tokio::task::spawn_blocking(move || ring.image_len()).await??,
         ))
+    }
+    async fn keyring_range(&self, offset: u64, len: u64) -> anyhow::Result<Vec<u8>> {
+        let ring = self.0.keyring.clone();
+        Ok(tokio::task::spawn_blocking(move || ring.image_range(offset, len)).await??)
     }
 }
 

@@ -42,6 +42,7 @@ pub mod sequencer;
 pub mod stats;
 pub mod witnessing;
 
+pub use admin::KeyringImage;
 pub use append::{Accepted, Batch, BatchSignature, SignatureFormat};
 pub use auth::{Principal, Role};
 pub use config::LedgerConfig;

@@ -303,7 +303,9 @@ async fn rotating_data_and_master_keys_keeps_sealed_content_readable() {
     }
 
     // The snapshot is the keyring file as it stands: wrapped keys only.
-    let snapshot = ledger.keyring_snapshot(&root()).await.unwrap();
+    let image = ledger.keyring_image(&root()).await.unwrap();
+    let snapshot = image.read(0, image.len()).await.unwrap();
+    assert!(image.read(1, image.len()).await.is_err());
     assert_eq!(
         snapshot,
         std::fs::read(dir.path().join(aiaudit_keyring::KEYRING_FILE)).unwrap()

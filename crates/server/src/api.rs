@@ -522,7 +522,7 @@ async fn event_blob(
 }
 
 /// One `bytes=first-[last]` range (suffix and multiple ranges are refused).
-fn parse_range(v: &str) -> Result<(u64, Option<u64>), Problem> {
+pub(crate) fn parse_range(v: &str) -> Result<(u64, Option<u64>), Problem> {
     let bad = || {
         Problem::new(
             StatusCode::RANGE_NOT_SATISFIABLE,

@@ -7,7 +7,7 @@ use crate::problem::Problem;
 use aiaudit_ledger::Ledger;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -44,19 +44,78 @@ pub async fn info(State(ledger): State<Arc<Ledger>>, headers: HeaderMap) -> ApiR
     ))
 }
 
+/// Bytes of the keyring read at a time while it is sent: 16,384 records.
+const KEYRING_PIECE: u64 = 4 << 20;
+
 /// `GET /v1/keys/keyring`: the keyring file (wrapped keys, useless without
-/// the master key) for backups.
+/// the master key) for backups, whole or the one byte range a `Range:
+/// bytes=a-b` header asks for (206, with its `Content-Range` giving the
+/// whole length). Its length is fixed when the request arrives; it is read
+/// and sent a piece at a time, so millions of subjects' keys are never held
+/// in memory.
 pub async fn keyring_file(
     State(ledger): State<Arc<Ledger>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let who = require(&ledger, &headers)?;
-    let bytes = ledger.keyring_snapshot(&who).await?;
-    let mut resp = bytes.into_response();
-    resp.headers_mut().insert(
+    let range = match headers.get(header::RANGE) {
+        None => None,
+        Some(v) => Some(crate::api::parse_range(v.to_str().unwrap_or(""))?),
+    };
+    let image = ledger.keyring_image(&who).await?;
+    let total = image.len();
+    let (first, end) = match range {
+        None => (0, total),
+        Some((first, last)) => {
+            let last = last.unwrap_or(u64::MAX).min(total.saturating_sub(1));
+            if first >= total || first > last {
+                let mut resp = Problem::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "range-not-satisfiable",
+                    "Range not satisfiable",
+                    format!("the keyring holds {total} bytes"),
+                )
+                .into_response();
+                resp.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("bytes */{total}")).expect("ASCII"),
+                );
+                return Ok(resp);
+            }
+            (first, last + 1)
+        }
+    };
+    let pieces = futures::stream::try_unfold(first, move |at| {
+        let image = image.clone();
+        async move {
+            if at >= end {
+                return Ok(None);
+            }
+            let n = (end - at).min(KEYRING_PIECE);
+            // A failed read cuts the body short of its Content-Length: the
+            // client sees an error, never a shorter keyring.
+            let bytes = image
+                .read(at, n)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            Ok::<_, std::io::Error>(Some((bytes, at + n)))
+        }
+    });
+    let mut resp = Body::from_stream(pieces).into_response();
+    let h = resp.headers_mut();
+    h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - first));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if range.is_some() {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        resp.headers_mut().insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes {first}-{}/{total}", end - 1)).expect("ASCII"),
+        );
+    }
     Ok(resp)
 }
 
