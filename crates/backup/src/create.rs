@@ -131,7 +131,7 @@ async fn copy_keyring<S: LogSource>(
         files.push(file);
     }
     let mut at = 0;
-    while at < len {
+    while at < len && files.iter().any(Option::is_some) {
         let n = KEYRING_PIECE.min(len - at);
         let piece = source.keyring_range(at, n).await.and_then(|p| {
             if p.len() as u64 == n {

@@ -116,10 +116,14 @@ impl Location {
                 let file = tokio::task::spawn_blocking(move || -> std::io::Result<File> {
                     use std::os::unix::fs::OpenOptionsExt;
                     fs::create_dir_all(&dir2)?;
+                    // Anew, so that the mode holds: never a leftover's.
+                    match fs::remove_file(&tmp2) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                        _ => {}
+                    }
                     fs::OpenOptions::new()
                         .write(true)
-                        .create(true)
-                        .truncate(true)
+                        .create_new(true)
                         .mode(0o600)
                         .open(&tmp2)
                 })
@@ -367,7 +371,9 @@ impl FileWriter {
         Ok(())
     }
 
-    /// Makes the file durable and visible; returns its length and SHA-256 (hex).
+    /// Makes the file durable and visible; returns its length and SHA-256
+    /// (hex). When it fails, nothing is left behind: the temp file is
+    /// removed, the upload aborted.
     pub async fn finish(self) -> anyhow::Result<(u64, String)> {
         let digest = hex::encode(self.hash.finish());
         let at = self.at;
@@ -378,17 +384,31 @@ impl FileWriter {
                 path,
                 dir,
             } => {
-                let f = file.context("an earlier write failed")?;
+                let Some(f) = file else {
+                    let _ = tokio::task::spawn_blocking(move || fs::remove_file(tmp)).await;
+                    bail!("writing {at}: an earlier write failed");
+                };
                 tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                    f.sync_all()?;
-                    fs::rename(&tmp, &path)?;
-                    File::open(&dir)?.sync_all()
+                    let done = f
+                        .sync_all()
+                        .and_then(|()| fs::rename(&tmp, &path))
+                        .and_then(|()| File::open(&dir)?.sync_all());
+                    if done.is_err() {
+                        let _ = fs::remove_file(&tmp);
+                    }
+                    done
                 })
                 .await
                 .context("writer thread")?
                 .with_context(|| format!("writing {at}"))?;
             }
-            Sink::S3(upload) => {
+            Sink::S3(mut upload) => {
+                // WriteMultipart::finish gives up on a failed part without
+                // aborting the upload: wait for the parts here first.
+                if let Err(e) = upload.wait_for_capacity(0).await {
+                    let _ = upload.abort().await;
+                    return Err(e).with_context(|| format!("writing {at}"));
+                }
                 upload
                     .finish()
                     .await

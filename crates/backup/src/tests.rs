@@ -26,6 +26,8 @@ struct MemLog {
     keyring: Mutex<Vec<u8>>,
     /// New keys arrive each time the keyring's length is asked.
     keys_keep_coming: bool,
+    /// Reading the keyring from this offset on fails.
+    keyring_breaks_at: Option<u64>,
 }
 
 impl MemLog {
@@ -37,6 +39,7 @@ impl MemLog {
             lie: false,
             keyring: Mutex::new(b"wrapped keys".to_vec()),
             keys_keep_coming: false,
+            keyring_breaks_at: None,
         };
         log.add(n);
         log
@@ -167,6 +170,9 @@ impl LogSource for MemLog {
     }
 
     async fn keyring_range(&self, offset: u64, len: u64) -> anyhow::Result<Vec<u8>> {
+        if self.keyring_breaks_at.is_some_and(|at| offset >= at) {
+            anyhow::bail!("the disk under the keyring failed");
+        }
         let k = self.keyring.lock().unwrap();
         Ok(k[offset as usize..(offset + len) as usize].to_vec())
     }
@@ -677,4 +683,27 @@ async fn a_keyring_of_many_pieces_is_copied_checked_and_restored_whole() {
     std::fs::write(&file, [&saved[..], b"x"].concat()).unwrap();
     let msg = format!("{:#}", verify(&loc, None, None, &Quiet).await.unwrap_err());
     assert!(msg.contains("keyring") && msg.contains("bytes"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_keyring_that_cannot_be_read_to_its_end_leaves_no_backup_and_no_temp_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("b");
+    let loc = dir_location(&root);
+    let mut log = MemLog::new(10);
+    *log.keyring.lock().unwrap() = vec![7u8; 9 * 1024 * 1024];
+    log.keyring_breaks_at = Some(4 * 1024 * 1024);
+    let err = create(&log, std::slice::from_ref(&loc), false, None, &Quiet)
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("keyring"), "{err:#}");
+    assert!(loc.backup_ids().await.unwrap().is_empty());
+    // Whatever the backup had written, no piece of a keyring is left.
+    let mut left = Vec::new();
+    for dir in std::fs::read_dir(&root).unwrap() {
+        for f in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            left.push(f.unwrap().file_name().to_string_lossy().into_owned());
+        }
+    }
+    assert!(left.iter().all(|f| !f.contains("keyring")), "{left:?}");
 }

@@ -288,7 +288,6 @@ async fn check_checkpoint(
     Ok(cp)
 }
 
-/// A file of backup `m`, checked against the manifest's length and SHA-256.
 /// Reads file `name` of backup `m` a piece at a time, handing each piece to
 /// `each`, and checks its length and SHA-256 against the manifest at the
 /// end: whatever `each` did with the pieces counts only if this returns Ok.
@@ -332,6 +331,7 @@ pub(crate) async fn stream_checked(
     Ok(())
 }
 
+/// A file of backup `m`, checked against the manifest's length and SHA-256.
 async fn read_checked(location: &Location, m: &Manifest, name: &str) -> anyhow::Result<Vec<u8>> {
     let at = format!("{location}/{}/{name}", m.id);
     let entry: &FileEntry = m

@@ -175,7 +175,9 @@ impl Client {
     pub fn keyring_range(&self, offset: u64, len: u64) -> Result<Option<(Vec<u8>, u64)>> {
         let path = "/v1/keys/keyring";
         let url = format!("{}{path}", self.base);
-        let last = offset + len.max(1) - 1;
+        let last = offset
+            .checked_add(len.max(1) - 1)
+            .ok_or_else(|| Error::Invalid(format!("bytes {offset}..+{len} of the keyring")))?;
         let sent = self
             .http
             .get(&url)
@@ -189,16 +191,38 @@ impl Client {
         if status == 404 {
             return Ok(None);
         }
+        if status == 200 {
+            return Err(Error::Invalid(format!(
+                "{url} ignored a byte range: that ledger is older than this aiaudit, upgrade it to back up its keyring"
+            )));
+        }
         if status != 206 {
             return Err(Error::Status { url, status });
         }
-        let total = sent
+        // `bytes first-last/total`: the range asked for (or its part up to
+        // the end), never other bytes of the same length.
+        let range = sent
             .headers()
             .get(reqwest::header::CONTENT_RANGE)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit_once('/'))
-            .and_then(|(_, total)| total.parse::<u64>().ok())
-            .ok_or_else(|| Error::Invalid(format!("{url}: a 206 answer without a whole length")))?;
+            .and_then(|v| v.strip_prefix("bytes "))
+            .and_then(|v| v.split_once('/'))
+            .and_then(|(span, total)| {
+                let (first, end) = span.split_once('-')?;
+                Some((
+                    first.parse::<u64>().ok()?,
+                    end.parse::<u64>().ok()?,
+                    total.parse::<u64>().ok()?,
+                ))
+            });
+        let total = match range {
+            Some((first, end, total)) if first == offset && end <= last && end < total => total,
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "{url}: a 206 answer whose Content-Range is not the bytes {offset}-{last} asked for"
+                )))
+            }
+        };
         let bytes = sent
             .bytes()
             .map_err(|source| Error::Http { url, source })?

@@ -28,8 +28,12 @@ const DESTROYED: u8 = 2;
 const MAX_TENANT: usize = 64;
 /// Prefix of HMAC values (sensitive fields, subject tags).
 pub const HMAC_PREFIX: &str = "hmac-sha256:";
-/// Subject keys kept unwrapped in memory (about 200 bytes each).
-pub const SUBJECT_CACHE: usize = 65_536;
+/// Subject keys kept unwrapped in memory, and as many subjects' newest key
+/// numbers. 65,536 of them held about 17 MiB (measured), more than ten
+/// million subjects' ingest could spare. A subject's key that left the
+/// cache is read back in about a millisecond (docs/performance.md, "Data
+/// subjects at scale").
+pub const SUBJECT_CACHE: usize = 16_384;
 /// Records read or rewritten at a time by passes over the whole keyring.
 const PASS_CHUNK: usize = 16_384;
 
@@ -1007,9 +1011,10 @@ impl Keyring {
     /// (an erasure, a re-wrap), never half of each. Not under the keyring's
     /// lock: a backup must not stall ingest.
     pub fn image_range(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let have = self.image_len()?;
         let end = offset
             .checked_add(len)
-            .filter(|&end| end <= self.image_len().unwrap_or(0))
+            .filter(|&end| end <= have)
             .ok_or_else(|| {
                 Error::Invalid(format!(
                     "bytes {offset}..+{len} are past the end of the keyring's image"

@@ -58,11 +58,12 @@ pub async fn keyring_file(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let who = require(&ledger, &headers)?;
+    // Who may comes first: a bad range from anyone else is a 403.
+    let image = ledger.keyring_image(&who).await?;
     let range = match headers.get(header::RANGE) {
         None => None,
         Some(v) => Some(crate::api::parse_range(v.to_str().unwrap_or(""))?),
     };
-    let image = ledger.keyring_image(&who).await?;
     let total = image.len();
     let (first, end) = match range {
         None => (0, total),
