@@ -29,6 +29,18 @@ impl Remote {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
+        self.call_waiting(method, path, body, None)
+    }
+
+    /// [`Remote::call`], waiting up to `wait` (instead of the client's
+    /// minute) for an answer.
+    fn call_waiting(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        wait: Option<std::time::Duration>,
+    ) -> anyhow::Result<Value> {
         let token = self
             .token
             .as_deref()
@@ -39,6 +51,9 @@ impl Remote {
             .bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
+        }
+        if let Some(wait) = wait {
+            req = req.timeout(wait);
         }
         let resp = req
             .send()
@@ -72,14 +87,23 @@ enum KeysCommand {
 
 pub fn run_keys(args: KeysArgs) -> anyhow::Result<ExitCode> {
     let r = &args.remote;
+    // A rotation is a pass over every key: minutes at millions of data
+    // subjects. It goes on in the ledger if this command is stopped, and
+    // running the command again finishes it.
+    let rotation = Some(std::time::Duration::from_secs(6 * 3600));
     let body = match args.command {
         KeysCommand::Rotate => {
-            let b = r.call(reqwest::Method::POST, "/v1/keys/rotate", None)?;
+            let b = r.call_waiting(reqwest::Method::POST, "/v1/keys/rotate", None, rotation)?;
             eprintln!("rotated {} data key(s)", b["rotated"]);
             b
         }
         KeysCommand::RotateMaster => {
-            let b = r.call(reqwest::Method::POST, "/v1/keys/rotate-master", None)?;
+            let b = r.call_waiting(
+                reqwest::Method::POST,
+                "/v1/keys/rotate-master",
+                None,
+                rotation,
+            )?;
             eprintln!(
                 "re-wrapped {} key(s) under a new master key",
                 b["rewrapped"]

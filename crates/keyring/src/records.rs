@@ -18,7 +18,8 @@ pub const RECORD_LEN: usize = 256;
 /// The keyring file's name in the data directory.
 pub const KEYRING_FILE: &str = "keyring";
 pub(crate) const HEADER: &[u8] = b"aiaudit-keyring 1\n";
-pub(crate) const HEADER_LEN: u64 = 64;
+/// The keyring file's header: bytes before record 0.
+pub const HEADER_LEN: u64 = 64;
 
 /// One keyring record.
 pub type Record = [u8; RECORD_LEN];
@@ -76,6 +77,23 @@ pub trait RecordStore: Send + Sync {
     /// and returns false when the store no longer holds exactly `at` records
     /// (another node appended first).
     fn append(&self, at: u64, records: &[Record]) -> Result<bool>;
+    /// Appends every record `next` yields, a chunk at a time until it
+    /// yields None, as numbers `at, at + 1, …`, in one durable step: all of
+    /// them or none (an error from `next` writes nothing). False when the
+    /// store no longer holds exactly `at` records. A whole keyring file is
+    /// copied into a shared store this way, never held in memory whole;
+    /// this default, for small stores, collects the chunks first.
+    fn append_streamed(
+        &self,
+        at: u64,
+        next: &mut dyn FnMut() -> Result<Option<Vec<Record>>>,
+    ) -> Result<bool> {
+        let mut all = Vec::new();
+        while let Some(chunk) = next()? {
+            all.extend(chunk);
+        }
+        self.append(at, &all)
+    }
     /// Durably overwrites records in place (crypto-shredding, re-wrapping).
     fn overwrite(&self, records: &[(u64, Record)]) -> Result<()>;
     /// Records appended or overwritten since `mark`, with their numbers,

@@ -267,38 +267,128 @@ pub fn open_keyring(
 /// one is empty, accepted when the shared one already starts with the same
 /// records. Anything else is refused: entries name keys by record number,
 /// so two different keyrings cannot be merged. Returns the record count.
+/// The file is read 16,384 records (4 MiB) at a time and appended in one
+/// transaction: ten million subjects' keys (2.5 GB) are never held in
+/// memory, and a copy cut short leaves nothing.
 pub fn copy_into_shared(
     file: &Path,
     shared: &dyn aiaudit_keyring::RecordStore,
 ) -> anyhow::Result<usize> {
-    let bytes = fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let mine = aiaudit_keyring::records::parse_image(
-        &bytes,
-        &file.display().to_string(),
-        true,
-        aiaudit_keyring::valid_record,
-    )?;
-    let (theirs, _) = shared.load()?;
-    if theirs.is_empty() && !mine.is_empty() {
-        if !shared.append(0, &mine)? {
+    copy_in_chunks(file, shared, 16_384)
+}
+
+fn copy_in_chunks(
+    file: &Path,
+    shared: &dyn aiaudit_keyring::RecordStore,
+    chunk: u64,
+) -> anyhow::Result<usize> {
+    let mut mine = FileChunks::open(file, chunk)?;
+    let theirs = shared.count()?;
+    if theirs == 0 {
+        let mut next = || mine.next();
+        if !shared.append_streamed(0, &mut next)? {
             bail!(
                 "another node added keys to {} while {} was being copied into it; run it again",
                 shared.describe(),
                 file.display()
             );
         }
-    } else if theirs.len() < mine.len() || theirs[..mine.len()] != mine[..] {
-        bail!(
-            "{} holds {} keyring records that differ from {} ({} records): \
+        return Ok(mine.read as usize);
+    }
+    let differ = |mine: u64| {
+        anyhow::anyhow!(
+            "{} holds {mine} or more keyring records that differ from {} ({theirs} records): \
              content sealed under them would not open on other nodes; \
              see docs/scaling.md (one keyring per log)",
             file.display(),
-            mine.len(),
             shared.describe(),
-            theirs.len()
-        );
+        )
+    };
+    loop {
+        let from = mine.read;
+        let Some(records) = mine.next()? else { break };
+        if from + records.len() as u64 > theirs {
+            return Err(differ(from + records.len() as u64));
+        }
+        let held = shared.scan(from, records.len())?;
+        let same = held.len() == records.len()
+            && held
+                .iter()
+                .zip(&records)
+                .zip(from..)
+                .all(|(((number, a), b), want)| *number == want && a == b);
+        if !same {
+            return Err(differ(mine.read));
+        }
     }
-    Ok(mine.len())
+    Ok(mine.read as usize)
+}
+
+/// A keyring file's records, a chunk at a time: checked (a torn last
+/// record, whose append never returned, is left out; any other damage is
+/// an error).
+struct FileChunks {
+    file: fs::File,
+    what: String,
+    /// Whole records in the file, and how many were handed out.
+    whole: u64,
+    read: u64,
+    chunk: u64,
+    done: bool,
+}
+
+impl FileChunks {
+    fn open(path: &Path, chunk: u64) -> anyhow::Result<FileChunks> {
+        use std::os::unix::fs::FileExt;
+        let what = path.display().to_string();
+        let file = fs::File::open(path).with_context(|| format!("reading {what}"))?;
+        let len = file.metadata()?.len();
+        let header_len = aiaudit_keyring::records::HEADER_LEN;
+        let mut header = vec![0u8; header_len.min(len) as usize];
+        file.read_exact_at(&mut header, 0)
+            .with_context(|| format!("reading {what}"))?;
+        // The header alone: is this a keyring file at all?
+        aiaudit_keyring::records::parse_image(&header, &what, true, aiaudit_keyring::valid_record)?;
+        Ok(FileChunks {
+            file,
+            what,
+            whole: len.saturating_sub(header_len) / aiaudit_keyring::RECORD_LEN as u64,
+            read: 0,
+            chunk,
+            done: false,
+        })
+    }
+
+    fn next(&mut self) -> aiaudit_keyring::Result<Option<Vec<aiaudit_keyring::Record>>> {
+        use aiaudit_keyring::RECORD_LEN;
+        use std::os::unix::fs::FileExt;
+        if self.done || self.read == self.whole {
+            return Ok(None);
+        }
+        let n = self.chunk.min(self.whole - self.read);
+        let mut bytes = vec![0u8; n as usize * RECORD_LEN];
+        self.file.read_exact_at(
+            &mut bytes,
+            aiaudit_keyring::records::HEADER_LEN + self.read * RECORD_LEN as u64,
+        )?;
+        let mut records = Vec::with_capacity(n as usize);
+        for r in bytes.chunks(RECORD_LEN) {
+            let r: aiaudit_keyring::Record = r.try_into().expect("whole records");
+            let number = self.read + records.len() as u64;
+            if aiaudit_keyring::valid_record(&r) {
+                records.push(r);
+            } else if number + 1 == self.whole {
+                self.done = true;
+            } else {
+                return Err(aiaudit_keyring::Error::Corrupt(format!(
+                    "record {number} of {} fails its checksum",
+                    self.what
+                )));
+            }
+        }
+        self.read += records.len() as u64;
+        Ok((!records.is_empty()).then_some(records))
+    }
 }
 
 /// [`copy_into_shared`], then the file is removed: a copy of wrapped keys
@@ -424,6 +514,44 @@ mod tests {
         let extra = shared.load().unwrap().0[0];
         shared.records.lock().unwrap().push(extra);
         assert_eq!(copy_into_shared(&file, &shared).unwrap(), 4);
+    }
+
+    #[test]
+    fn a_keyring_file_is_copied_in_chunks_and_checked_record_by_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let tenants: Vec<String> = (0..9).map(|i| format!("t{i}")).collect();
+        let names: Vec<&str> = tenants.iter().map(String::as_str).collect();
+        let file = keyring_file(dir.path(), &names);
+        let whole = Shared::default();
+        assert_eq!(copy_in_chunks(&file, &whole, 1000).unwrap(), 18);
+        let by_fours = Shared::default();
+        assert_eq!(copy_in_chunks(&file, &by_fours, 4).unwrap(), 18);
+        assert_eq!(by_fours.load().unwrap().0, whole.load().unwrap().0);
+        // Compared chunk by chunk against what the shared keyring holds.
+        assert_eq!(copy_in_chunks(&file, &by_fours, 4).unwrap(), 18);
+        by_fours.records.lock().unwrap()[13][100] ^= 1;
+        let e = copy_in_chunks(&file, &by_fours, 4).unwrap_err();
+        assert!(e.to_string().contains("differ"), "{e}");
+        // A shared keyring holding only the first records is not this one.
+        let part = Shared::default();
+        let first: Vec<Record> = whole.load().unwrap().0[..7].to_vec();
+        part.records.lock().unwrap().extend(first);
+        let e = copy_in_chunks(&file, &part, 4).unwrap_err();
+        assert!(e.to_string().contains("differ"), "{e}");
+        // A damaged record in the middle copies nothing at all; a torn
+        // last one is left out.
+        let mut bytes = fs::read(&file).unwrap();
+        bytes[64 + 9 * 256 + 30] ^= 1;
+        fs::write(&file, &bytes).unwrap();
+        let empty = Shared::default();
+        let e = copy_in_chunks(&file, &empty, 4).unwrap_err();
+        assert!(e.to_string().contains("record 9"), "{e}");
+        assert!(empty.load().unwrap().0.is_empty());
+        bytes[64 + 9 * 256 + 30] ^= 1;
+        let last = bytes.len() - 100;
+        bytes[last] ^= 1;
+        fs::write(&file, &bytes).unwrap();
+        assert_eq!(copy_in_chunks(&file, &empty, 4).unwrap(), 17);
     }
 
     #[test]

@@ -746,13 +746,24 @@ fn note_refused(ledger: &Ledger, authorization: Option<&HeaderValue>, resp: &Res
     ledger.note_refused(&credential, status);
 }
 
+/// Routes whose work grows with the keyring (a pass over every data
+/// subject's key: minutes at ten million subjects). They are for an admin
+/// of all tenants only, and the work goes on in the ledger whatever the
+/// connection does, so the deadline does not cut them: the admin's client
+/// waits for the answer.
+const LONG_ROUTES: [&str; 2] = ["/v1/keys/rotate", "/v1/keys/rotate-master"];
+
 /// Ends any request that takes longer than `limit` with a 503 problem
-/// (a slow or stalled client must not hold a connection for ever).
+/// (a slow or stalled client must not hold a connection for ever), the
+/// [`LONG_ROUTES`] aside.
 pub async fn deadline(
     limit: std::time::Duration,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    if req.method() == axum::http::Method::POST && LONG_ROUTES.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => {
@@ -780,3 +791,6 @@ async fn metrics(State(ledger): State<Arc<Ledger>>, headers: HeaderMap) -> ApiRe
     )
         .into_response())
 }
+
+#[cfg(test)]
+mod deadline_tests;

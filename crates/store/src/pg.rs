@@ -1416,6 +1416,37 @@ pub struct PgKeyRecords {
 /// A keyring record as read: its number and bytes.
 type NumberedBytes = (i64, Vec<u8>);
 
+/// Inserts keyring records: `$1` their numbers, `$2` their bytes.
+const KEYRING_INSERT: &str = "INSERT INTO aiaudit_keyring (number, record, version) \
+     SELECT n, r, nextval('aiaudit_keyring_versions') \
+     FROM unnest($1::int8[], $2::bytea[]) AS u(n, r) ORDER BY n";
+
+/// How many keyring records there are, in a transaction holding the
+/// keyring's lock. The primary key answers this without counting every row.
+async fn keyring_count(tx: &deadpool_postgres::Transaction<'_>) -> Result<u64> {
+    let row = tx
+        .query_one(
+            &tx.prepare_cached("SELECT coalesce(max(number) + 1, 0) FROM aiaudit_keyring")
+                .await?,
+            &[],
+        )
+        .await?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+/// Counts `n` new live subject keys, in the transaction that inserts them.
+async fn add_live_subjects(tx: &deadpool_postgres::Transaction<'_>, n: i64) -> Result<()> {
+    if n > 0 {
+        tx.execute(
+            &tx.prepare_cached("UPDATE aiaudit_keyring_counts SET live = live + $1 WHERE id = 1")
+                .await?,
+            &[&n],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 fn keyring_err(e: Error) -> aiaudit_keyring::Error {
     aiaudit_keyring::Error::Key(format!("the shared keyring in PostgreSQL: {e}"))
 }
@@ -1544,42 +1575,116 @@ impl aiaudit_keyring::RecordStore for PgKeyRecords {
             let mut c = pool.get().await?;
             let tx = c.transaction().await?;
             xact_lock(&tx, KEYRING_LOCK).await?;
-            // The primary key answers this without counting every row.
-            let count: i64 = tx
-                .query_one(
-                    &tx.prepare_cached("SELECT coalesce(max(number) + 1, 0) FROM aiaudit_keyring")
-                        .await?,
-                    &[],
-                )
-                .await?
-                .get(0);
-            if count as u64 != at {
+            if keyring_count(&tx).await? != at {
                 return Ok(false);
             }
             let numbers: Vec<i64> = (0..records.len() as i64).map(|i| at as i64 + i).collect();
             tx.execute(
-                &tx.prepare_cached(
-                    "INSERT INTO aiaudit_keyring (number, record, version) \
-                     SELECT n, r, nextval('aiaudit_keyring_versions') \
-                     FROM unnest($1::int8[], $2::bytea[]) AS u(n, r) ORDER BY n",
-                )
-                .await?,
+                &tx.prepare_cached(KEYRING_INSERT).await?,
                 &[&numbers, &records],
             )
             .await?;
-            if subjects > 0 {
-                tx.execute(
-                    &tx.prepare_cached(
-                        "UPDATE aiaudit_keyring_counts SET live = live + $1 WHERE id = 1",
-                    )
-                    .await?,
-                    &[&subjects],
-                )
-                .await?;
-            }
+            add_live_subjects(&tx, subjects).await?;
             tx.commit().await?;
             Ok(true)
         })
+    }
+
+    fn append_streamed(
+        &self,
+        at: u64,
+        next: &mut dyn FnMut() -> aiaudit_keyring::Result<Option<Vec<aiaudit_keyring::Record>>>,
+    ) -> aiaudit_keyring::Result<bool> {
+        // One transaction, fed a chunk at a time from this thread: a
+        // keyring of millions of subjects is never held whole, and a copy
+        // that fails midway leaves nothing.
+        enum Piece {
+            Records(Vec<Vec<u8>>, i64),
+            End,
+        }
+        let (feed, mut pieces) = tokio::sync::mpsc::channel::<Piece>(2);
+        let pool = self.pool.clone();
+        let (done, outcome) = std::sync::mpsc::sync_channel(1);
+        self.rt.spawn(async move {
+            let result: Result<bool> = async {
+                let timed = |what: &'static str| {
+                    move |_: tokio::time::error::Elapsed| {
+                        Error::Database(format!(
+                            "PostgreSQL did not answer {what} within {QUERY_TIMEOUT:?}"
+                        ))
+                    }
+                };
+                let mut c = tokio::time::timeout(QUERY_TIMEOUT, pool.get())
+                    .await
+                    .map_err(timed("a connection"))??;
+                let tx = c.transaction().await?;
+                xact_lock(&tx, KEYRING_LOCK).await?;
+                if keyring_count(&tx).await? != at {
+                    return Ok(false);
+                }
+                let insert = tx.prepare_cached(KEYRING_INSERT).await?;
+                let (mut number, mut subjects) = (at as i64, 0i64);
+                loop {
+                    match pieces.recv().await {
+                        Some(Piece::Records(records, s)) => {
+                            let numbers: Vec<i64> =
+                                (0..records.len() as i64).map(|i| number + i).collect();
+                            tokio::time::timeout(
+                                QUERY_TIMEOUT,
+                                tx.execute(&insert, &[&numbers, &records]),
+                            )
+                            .await
+                            .map_err(timed("an insert"))??;
+                            number += records.len() as i64;
+                            subjects += s;
+                        }
+                        Some(Piece::End) => break,
+                        // The feeder failed: roll back.
+                        None => {
+                            return Err(Error::Database(
+                                "the keyring copy was given up midway".into(),
+                            ))
+                        }
+                    }
+                }
+                add_live_subjects(&tx, subjects).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+            .await;
+            let _ = done.send(result);
+        });
+        let fed = loop {
+            match next() {
+                Ok(Some(chunk)) => {
+                    let subjects = chunk
+                        .iter()
+                        .filter(|r| {
+                            aiaudit_keyring::record_kind(r) == aiaudit_keyring::KIND_SUBJECT_KEY
+                        })
+                        .count() as i64;
+                    let bytes = chunk.iter().map(|r| r.to_vec()).collect();
+                    // A closed channel: the transaction ended early (its
+                    // outcome says why).
+                    if feed.blocking_send(Piece::Records(bytes, subjects)).is_err() {
+                        break Ok(());
+                    }
+                }
+                Ok(None) => {
+                    let _ = feed.blocking_send(Piece::End);
+                    break Ok(());
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        drop(feed);
+        let outcome = outcome
+            .recv()
+            .map_err(|_| Error::Database("the PostgreSQL task stopped".into()))
+            .and_then(|r| r)
+            .map_err(keyring_err);
+        fed?;
+        outcome
     }
 
     fn overwrite(&self, records: &[(u64, aiaudit_keyring::Record)]) -> aiaudit_keyring::Result<()> {

@@ -692,17 +692,24 @@ fn blobs_round_trip_in_parts() {
     assert_eq!(store.blob_len(&id).unwrap(), None);
 }
 
+/// A new master key in `dir`.
+fn master_key_in(dir: &std::path::Path) -> aiaudit_keyring::LocalMasterKey {
+    use aiaudit_keyring::{LocalMasterKey, MasterKeySource};
+    let (master, _) =
+        LocalMasterKey::load(MasterKeySource::File(dir.join("master.key")), true).unwrap();
+    master
+}
+
 #[test]
 fn subject_keys_of_a_whole_batch_are_found_in_one_query() {
-    use aiaudit_keyring::{Keyring, LocalMasterKey, MasterKeySource, RecordStore};
+    use aiaudit_keyring::{Keyring, RecordStore};
     let Some(pg) = TempPostgres::start() else {
         return;
     };
     let store = open(&pg);
     let dir = tempfile::tempdir().unwrap();
-    let (master, _) =
-        LocalMasterKey::load(MasterKeySource::File(dir.path().join("master.key")), true).unwrap();
-    let master: std::sync::Arc<dyn aiaudit_keyring::KeyProvider> = std::sync::Arc::new(master);
+    let master: std::sync::Arc<dyn aiaudit_keyring::KeyProvider> =
+        std::sync::Arc::new(master_key_in(dir.path()));
     let a = Keyring::open_with(Box::new(store.key_records()), master.clone()).unwrap();
     let first = a
         .choose(&[
@@ -748,4 +755,53 @@ fn subject_keys_of_a_whole_batch_are_found_in_one_query() {
     expected.sort();
     assert_eq!(numbers, expected);
     assert!(records.subjects_records(&[]).unwrap().is_empty());
+}
+
+#[test]
+fn a_keyring_is_appended_in_chunks_in_one_transaction_or_not_at_all() {
+    use aiaudit_keyring::{Keyring, Record, RecordStore};
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let store = open(&pg);
+    // Real records: a keyring file with a tenant and eight subjects.
+    let dir = tempfile::tempdir().unwrap();
+    let ring = Keyring::open(dir.path(), std::sync::Arc::new(master_key_in(dir.path()))).unwrap();
+    let subjects: Vec<String> = (0..8).map(|i| format!("s{i}")).collect();
+    let wants: Vec<(&str, Option<&str>)> =
+        subjects.iter().map(|s| ("t", Some(s.as_str()))).collect();
+    ring.choose(&wants).unwrap();
+    let image = std::fs::read(dir.path().join(aiaudit_keyring::KEYRING_FILE)).unwrap();
+    let records: Vec<Record> =
+        aiaudit_keyring::records::parse_image(&image, "test", false, |_| true).unwrap();
+    assert_eq!(records.len(), 9);
+    let chunks = |fail_after: Option<usize>| {
+        let mut at = 0;
+        let records = records.clone();
+        move || -> aiaudit_keyring::Result<Option<Vec<Record>>> {
+            if fail_after.is_some_and(|n| at >= n) {
+                return Err(aiaudit_keyring::Error::Corrupt("the file went bad".into()));
+            }
+            let next = records[at..].iter().take(3).copied().collect::<Vec<_>>();
+            at += next.len();
+            Ok((!next.is_empty()).then_some(next))
+        }
+    };
+    let shared = store.key_records();
+    // Not where the table ends: refused, nothing written.
+    assert!(!shared.append_streamed(5, &mut chunks(None)).unwrap());
+    // The feeder fails after two chunks went in: the transaction rolls back.
+    assert!(shared.append_streamed(0, &mut chunks(Some(6))).is_err());
+    assert_eq!(shared.count().unwrap(), 0);
+    assert_eq!(shared.subject_counts().unwrap().live, 0);
+    // Whole, in three chunks.
+    assert!(shared.append_streamed(0, &mut chunks(None)).unwrap());
+    let held: Vec<Record> = shared
+        .scan(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(held, records);
+    assert_eq!(shared.subject_counts().unwrap().live, 8);
 }
