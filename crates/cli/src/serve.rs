@@ -48,7 +48,7 @@ pub struct ServeArgs {
     /// Events per second each token may append; 0 for no limit [default: 500000]
     #[arg(long, env = "AIAUDIT_RATE_LIMIT_EVENTS_PER_SEC")]
     rate_limit_events_per_sec: Option<u64>,
-    /// Longest a request may take, in seconds [default: 60]
+    /// Longest a request may take, in seconds; key rotations (a pass over every key) aside [default: 60]
     #[arg(long, env = "AIAUDIT_REQUEST_TIMEOUT_SECS")]
     request_timeout_secs: Option<u64>,
     /// PEM certificate chain: serve HTTPS (with --tls-key); reloaded on SIGHUP.
