@@ -987,15 +987,6 @@ impl Keyring {
         s
     }
 
-    /// The keyring in the keyring file format (wrapped keys only: useless
-    /// without the master key), whole: for small keyrings. Backups copy it
-    /// in pieces with [`Keyring::image_range`].
-    pub fn snapshot(&self) -> Result<Vec<u8>> {
-        // Not under the keyring's lock: the store's snapshot is consistent
-        // by itself, and a large keyring would stall ingest while it is read.
-        self.records.snapshot()
-    }
-
     /// The length in bytes of the keyring's file image now (its header and
     /// every record). A backup takes it once, then copies that many bytes
     /// with [`Keyring::image_range`]: records added meanwhile are not its
@@ -1284,7 +1275,7 @@ mod tests {
         // A store without a file of its own gives the same records.
         let (_dir, _shared, a, _b) = two_nodes();
         a.choose(&wants).unwrap();
-        let whole = a.snapshot().unwrap();
+        let whole = a.records.snapshot().unwrap();
         let len = a.image_len().unwrap();
         assert_eq!(len, whole.len() as u64);
         assert_eq!(a.image_range(0, len).unwrap(), whole);
@@ -1630,7 +1621,7 @@ mod tests {
         assert!(matches!(a.rotate_master(), Err(Error::Unsupported(_))));
         // The snapshot is a keyring file that opens like one.
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(KEYRING_FILE), a.snapshot().unwrap()).unwrap();
+        fs::write(dir.path().join(KEYRING_FILE), a.records.snapshot().unwrap()).unwrap();
         fs::set_permissions(
             dir.path().join(KEYRING_FILE),
             fs::Permissions::from_mode(0o600),
