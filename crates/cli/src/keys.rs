@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use std::process::ExitCode;
 
 /// Where the ledger is and who asks.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct Remote {
     /// Base URL of the ledger.
     #[arg(
@@ -93,17 +93,21 @@ pub fn run_keys(args: KeysArgs) -> anyhow::Result<ExitCode> {
     let rotation = Some(std::time::Duration::from_secs(6 * 3600));
     let body = match args.command {
         KeysCommand::Rotate => {
+            let bar = PassBar::watch(r, "rotate");
             let b = r.call_waiting(reqwest::Method::POST, "/v1/keys/rotate", None, rotation)?;
+            drop(bar);
             eprintln!("rotated {} data key(s)", b["rotated"]);
             b
         }
         KeysCommand::RotateMaster => {
+            let bar = PassBar::watch(r, "rotate-master");
             let b = r.call_waiting(
                 reqwest::Method::POST,
                 "/v1/keys/rotate-master",
                 None,
                 rotation,
             )?;
+            drop(bar);
             eprintln!(
                 "re-wrapped {} key(s) under a new master key",
                 b["rewrapped"]
@@ -114,6 +118,68 @@ pub fn run_keys(args: KeysArgs) -> anyhow::Result<ExitCode> {
     };
     println!("{body}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar on a terminal for a pass over the keyring, from
+/// `/v1/keys`'s `in_progress`, read once a second until dropped.
+struct PassBar {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PassBar {
+    fn watch(remote: &Remote, operation: &'static str) -> PassBar {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return PassBar {
+                stop: None,
+                thread: None,
+            };
+        }
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let remote = remote.clone();
+        let thread = std::thread::spawn(move || {
+            let bar = indicatif::ProgressBar::hidden();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {human_pos}/{human_len} records, {eta} left",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_message(operation);
+            loop {
+                if let Ok(b) = remote.call(reqwest::Method::GET, "/v1/keys", None) {
+                    let p = &b["keys"]["in_progress"];
+                    if p["operation"] == operation {
+                        if bar.is_hidden() {
+                            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                        }
+                        bar.set_length(p["records"].as_u64().unwrap_or(0));
+                        bar.set_position(p["records_done"].as_u64().unwrap_or(0));
+                    }
+                }
+                match stopped.recv_timeout(std::time::Duration::from_secs(1)) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                    _ => break,
+                }
+            }
+            bar.finish_and_clear();
+        });
+        PassBar {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for PassBar {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 #[derive(Args, Debug)]

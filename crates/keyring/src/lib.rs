@@ -21,8 +21,8 @@ pub use records::{
     KEYRING_FILE, KIND_SALT, KIND_SUBJECT_KEY, KIND_TENANT_KEY, RECORD_LEN, TAG_AT,
 };
 pub use ring::{
-    valid_record, KeyChoice, Keyring, KeyringStats, DEFAULT_MAX_KEY_AGE_SECS, HMAC_PREFIX,
-    SUBJECT_CACHE,
+    valid_record, KeyChoice, Keyring, KeyringStats, PassProgress, DEFAULT_MAX_KEY_AGE_SECS,
+    HMAC_PREFIX, SUBJECT_CACHE,
 };
 pub use subject_index::{INDEX_DIR, INDEX_VERSION as SUBJECT_INDEX_VERSION, OLD_INDEX_FILE};
 

@@ -56,8 +56,10 @@ struct State {
     tenant_current: HashMap<String, u64>,
     /// Live subject keys recently used: record number to (meta, key).
     subject_keys: LruCache<u64, (Meta, [u8; 32])>,
-    /// The newest subject key of (tenant, tag) recently looked up.
-    subject_current: LruCache<(String, [u8; 32]), u64>,
+    /// The newest subject key of a tag recently looked up. By tag alone, so
+    /// that a lookup allocates nothing: tags are HMACs under each tenant's
+    /// own salt, and the record it names is checked for the tenant too.
+    subject_current: LruCache<[u8; 32], u64>,
     /// How many records exist: the next record's number.
     count: u64,
     subjects: SubjectCounts,
@@ -106,6 +108,22 @@ pub struct KeyringStats {
     pub subject_keys: usize,
     pub destroyed_keys: usize,
     pub tenants: usize,
+    /// The pass over every record under way, if one is (at ten million
+    /// subjects a rotation takes minutes: operators watch it here).
+    pub pass: Option<PassProgress>,
+}
+
+/// How far a pass over the whole keyring has got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassProgress {
+    /// `rotate` (new data keys), `rotate-master` (re-wrapping every
+    /// record) or `expire` (retention destroying old keys).
+    pub operation: &'static str,
+    /// Unix seconds.
+    pub started: u64,
+    /// Records gone over, of `records` (those that existed when it began).
+    pub records_done: u64,
+    pub records: u64,
 }
 
 pub struct Keyring {
@@ -117,6 +135,9 @@ pub struct Keyring {
     max_key_age_secs: std::sync::atomic::AtomicU64,
     /// When a shared store's subject key counts were last read.
     counted_at: Mutex<Option<std::time::Instant>>,
+    /// The pass under way (its own number, so that only it clears it).
+    pass: Mutex<Option<(u64, PassProgress)>>,
+    passes: std::sync::atomic::AtomicU64,
 }
 
 /// How often a shared store's subject key counts are read again.
@@ -200,7 +221,13 @@ fn hmac_raw(salt: &[u8; 32], value: &[u8]) -> [u8; 32] {
 }
 
 fn tag_string(tag: &[u8; 32]) -> String {
-    format!("{HMAC_PREFIX}{}", hex::encode(tag))
+    // One allocation: every event naming a subject carries its tag.
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(tag, &mut hex).expect("64 hex digits for 32 bytes");
+    let mut s = String::with_capacity(HMAC_PREFIX.len() + hex.len());
+    s.push_str(HMAC_PREFIX);
+    s.push_str(std::str::from_utf8(&hex).expect("hex is ASCII"));
+    s
 }
 
 fn random32() -> Result<[u8; 32]> {
@@ -230,6 +257,8 @@ impl Keyring {
             state: Mutex::new(State::default()),
             max_key_age_secs: std::sync::atomic::AtomicU64::new(DEFAULT_MAX_KEY_AGE_SECS),
             counted_at: Mutex::new(Some(std::time::Instant::now())),
+            pass: Mutex::new(None),
+            passes: std::sync::atomic::AtomicU64::new(0),
         };
         {
             let mut state = ring.lock();
@@ -428,11 +457,20 @@ impl Keyring {
                     ring.create(state, new, SALT, tenant, [0; 32])?;
                 }
             }
-            let mut stored = ring.stored_subject_records(state, wants, fresh)?;
+            // Each subject's tag once (an HMAC each).
+            let tagged: Vec<(&str, Option<[u8; 32]>)> = wants
+                .iter()
+                .map(|(tenant, subject)| {
+                    let tag = subject.map(|s| state.tag(tenant, s).expect("salt created above"));
+                    (*tenant, tag)
+                })
+                .collect();
+            let mut stored = ring.stored_subject_records(state, &tagged, fresh)?;
             let mut chosen = Vec::with_capacity(wants.len());
             // Subjects named twice in one batch share the key made for the first.
-            let mut made: HashMap<(&str, [u8; 32]), NumberedKey> = HashMap::new();
-            for (tenant, subject) in wants {
+            let mut made: HashMap<(&str, [u8; 32]), NumberedKey> =
+                HashMap::with_capacity(wants.len());
+            for (tenant, subject) in &tagged {
                 let choice = match subject {
                     None => {
                         let number = match state.current(tenant, fresh) {
@@ -445,8 +483,8 @@ impl Keyring {
                             subject_tag: None,
                         }
                     }
-                    Some(s) => {
-                        let tag = state.tag(tenant, s).expect("salt created above");
+                    Some(tag) => {
+                        let tag = *tag;
                         let found = match made.get(&(*tenant, tag)) {
                             Some(m) => Some(*m),
                             None => match state.cached_subject_key(tenant, tag, fresh) {
@@ -530,16 +568,13 @@ impl Keyring {
     fn stored_subject_records<'w>(
         &self,
         state: &mut State,
-        wants: &[(&'w str, Option<&str>)],
+        tagged: &[(&'w str, Option<[u8; 32]>)],
         fresh_after: u64,
     ) -> Result<StoredBySubject<'w>> {
-        let mut missing: Vec<(&'w str, [u8; 32])> = Vec::new();
-        let mut asked: StoredBySubject<'w> = HashMap::new();
-        for (tenant, subject) in wants {
-            let Some(subject) = subject else { continue };
-            let Some(tag) = state.tag(tenant, subject) else {
-                continue;
-            };
+        let mut missing: Vec<(&'w str, [u8; 32])> = Vec::with_capacity(tagged.len());
+        let mut asked: StoredBySubject<'w> = HashMap::with_capacity(tagged.len());
+        for (tenant, tag) in tagged {
+            let Some(tag) = *tag else { continue };
             if state.cached_subject_key(tenant, tag, fresh_after).is_none()
                 && asked.insert((tenant.as_bytes(), tag), Vec::new()).is_none()
             {
@@ -650,6 +685,7 @@ impl Keyring {
             self.destroy(&mut state, held)?
         };
         destroyed += self.pass(
+            "expire",
             |chunk| {
                 Ok(chunk
                     .into_iter()
@@ -666,13 +702,16 @@ impl Keyring {
     /// appended meanwhile (by `act` too) are not part of the pass.
     fn pass(
         &self,
+        operation: &'static str,
         pick: impl Fn(Vec<(u64, Meta)>) -> Result<Vec<(u64, Meta)>>,
         act: impl Fn(Vec<(u64, Meta)>) -> Result<usize>,
     ) -> Result<usize> {
         let mut from = 0;
         let mut done = 0;
         let end = self.lock().count;
+        let shown = PassShown::new(self, operation, end);
         loop {
+            shown.at(from);
             let max = PASS_CHUNK.min(end.saturating_sub(from) as usize);
             let chunk = if max == 0 {
                 Vec::new()
@@ -877,6 +916,7 @@ impl Keyring {
             Ok(todo.len())
         })?;
         let subjects = self.pass(
+            "rotate",
             |chunk| {
                 Ok(chunk
                     .into_iter()
@@ -927,6 +967,7 @@ impl Keyring {
     fn rewrap_all(&self) -> Result<usize> {
         let current = self.provider.current_id();
         let count = self.pass(
+            "rotate-master",
             |chunk| {
                 Ok(chunk
                     .into_iter()
@@ -970,11 +1011,13 @@ impl Keyring {
     }
 
     pub fn stats(&self) -> KeyringStats {
+        let pass = ring_pass(self).as_ref().map(|(_, p)| p.clone());
         let state = self.lock();
         let mut s = KeyringStats {
             tenants: state.salts.len(),
             subject_keys: state.subjects.live as usize,
             destroyed_keys: state.subjects.destroyed as usize,
+            pass,
             ..Default::default()
         };
         for m in state.tenant_records.values() {
@@ -1076,6 +1119,51 @@ impl Keyring {
     }
 }
 
+/// Shows a pass in [`Keyring::stats`] while it runs, however it ends.
+struct PassShown<'a> {
+    ring: &'a Keyring,
+    id: u64,
+}
+
+impl<'a> PassShown<'a> {
+    fn new(ring: &'a Keyring, operation: &'static str, records: u64) -> PassShown<'a> {
+        let id = ring
+            .passes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *ring.pass.lock().expect("pass lock") = Some((
+            id,
+            PassProgress {
+                operation,
+                started: now(),
+                records_done: 0,
+                records,
+            },
+        ));
+        PassShown { ring, id }
+    }
+
+    fn at(&self, records_done: u64) {
+        if let Some((id, p)) = ring_pass(self.ring).as_mut() {
+            if *id == self.id {
+                p.records_done = records_done.min(p.records);
+            }
+        }
+    }
+}
+
+fn ring_pass(ring: &Keyring) -> std::sync::MutexGuard<'_, Option<(u64, PassProgress)>> {
+    ring.pass.lock().expect("pass lock")
+}
+
+impl Drop for PassShown<'_> {
+    fn drop(&mut self) {
+        let mut held = ring_pass(self.ring);
+        if held.as_ref().is_some_and(|(id, _)| *id == self.id) {
+            *held = None;
+        }
+    }
+}
+
 /// Whether `r` is a well-formed keyring record (its checksum holds).
 pub fn valid_record(r: &Record) -> bool {
     decode(r).is_some()
@@ -1096,22 +1184,20 @@ impl State {
     }
 
     fn remember_subject_key(&mut self, number: u64, meta: Meta, key: [u8; 32]) {
-        let id = (meta.tenant.clone(), meta.tag);
         let newer = self
             .subject_current
-            .peek(&id)
+            .peek(&meta.tag)
             .is_none_or(|held| *held <= number);
         if newer {
-            self.subject_current.insert(id, number);
+            self.subject_current.insert(meta.tag, number);
         }
         self.subject_keys.insert(number, (meta, key));
     }
 
     fn forget_subject_key(&mut self, number: u64) {
         if let Some((m, _)) = self.subject_keys.remove(&number) {
-            let id = (m.tenant, m.tag);
-            if self.subject_current.peek(&id) == Some(&number) {
-                self.subject_current.remove(&id);
+            if self.subject_current.peek(&m.tag) == Some(&number) {
+                self.subject_current.remove(&m.tag);
             }
         }
     }
@@ -1123,9 +1209,9 @@ impl State {
         tag: [u8; 32],
         fresh_after: u64,
     ) -> Option<(u64, [u8; 32])> {
-        let number = *self.subject_current.get(&(tenant.to_string(), tag))?;
+        let number = *self.subject_current.get(&tag)?;
         let (m, key) = self.subject_keys.get(&number)?;
-        (m.live && m.created >= fresh_after).then_some((number, *key))
+        (m.live && m.tenant == tenant && m.created >= fresh_after).then_some((number, *key))
     }
 
     /// Tenant record `number` was destroyed: its secret is forgotten, and it
@@ -1319,6 +1405,38 @@ mod tests {
         let fresh = again.choose(&[("a", Some("alice"))]).unwrap()[0].clone();
         assert!(fresh.key_id > bob.key_id);
         assert_eq!(again.stats().destroyed_keys, 2);
+    }
+
+    /// `stats` shows a pass over every record while it runs, however it
+    /// ends, and nothing once it has.
+    #[test]
+    fn a_pass_over_the_keyring_is_shown_while_it_runs_and_only_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = open(dir.path());
+        ring.choose(&[("t", Some("a")), ("t", Some("b"))]).unwrap();
+        assert_eq!(ring.stats().pass, None);
+        let seen = std::sync::Mutex::new(Vec::new());
+        ring.pass("rotate", Ok, |found| {
+            seen.lock().unwrap().push(ring.stats().pass);
+            Ok(found.len())
+        })
+        .unwrap();
+        let seen = seen.into_inner().unwrap();
+        let records = ring.lock().count;
+        assert_eq!(
+            seen,
+            [Some(PassProgress {
+                operation: "rotate",
+                started: seen[0].as_ref().map_or(0, |p| p.started),
+                records_done: 0,
+                records,
+            })]
+        );
+        assert!(seen[0].as_ref().unwrap().started > 0);
+        assert_eq!(ring.stats().pass, None);
+        let failed = ring.pass("expire", |_| Err(Error::Key("no".into())), |_| Ok(0));
+        assert!(failed.is_err());
+        assert_eq!(ring.stats().pass, None, "a pass that failed is not shown");
     }
 
     #[test]

@@ -46,14 +46,26 @@ const DESTROYED: &str = "subject_keys_destroyed";
 /// The keyring file's id (header bytes 32..40) the index was built from.
 const FILE_ID: &str = "file_id";
 const ROTATION: &str = "rotation_started";
-/// Index layout version.
+/// Index layout version. 4: layout 3's keys in smaller tables (below); an
+/// index of another version is rebuilt from the keyring file at open, since
+/// a tree keeps the table sizes it was created with.
 const VERSION: &str = "version";
-pub const INDEX_VERSION: u64 = 3;
+pub const INDEX_VERSION: u64 = 4;
 /// Block cache: it must not grow with the number of subjects.
 const CACHE_BYTES: u64 = 8 << 20;
 /// The memtable's limit. Writes bypass it (they are ingested as sorted
 /// runs); the limit only keeps the default of 64 MiB from ever applying.
 const MEMTABLE_BYTES: u64 = 4 << 20;
+
+/// Tables of the tree's levels. New subjects' keys are random, so every
+/// merge of level 0 into level 1 rewrites all of level 1: with the default
+/// 64 MiB tables (a 256 MiB level 1) that rewrote up to 256 MiB for every
+/// few hundred KiB indexed. With 2 MiB tables and 8 runs in level 0 before
+/// a merge, level 1 is 16 MiB and the deeper levels take one table at a
+/// time; the merging thread then used a third of the CPU it did, and ingest
+/// of new subjects rose 17 % at 2 M subjects (docs/performance.md).
+const TABLE_BYTES: u64 = 2 << 20;
+const LEVEL0_RUNS: u8 = 8;
 
 /// The directory beside the keyring file.
 pub const INDEX_DIR: &str = "keyring.index";
@@ -146,6 +158,11 @@ fn open_db(path: &Path) -> fjall::Result<(Database, Keyspace)> {
             // outgrew the cache: 8x slower from 800,000 subjects on.
             .filter_block_partitioning_policy(PartitioningPolicy::all(true))
             .index_block_partitioning_policy(PartitioningPolicy::all(true))
+            .compaction_strategy(std::sync::Arc::new(
+                fjall::compaction::Leveled::default()
+                    .with_table_target_size(TABLE_BYTES)
+                    .with_l0_threshold(LEVEL0_RUNS),
+            ))
     })?;
     Ok((db, keys))
 }
@@ -197,6 +214,12 @@ impl SubjectIndex {
                         if id == file_id && n <= records =>
                     {
                         Some((index, n))
+                    }
+                    (_, _, Ok(Some(v))) if v != INDEX_VERSION => {
+                        tracing::info!(
+                            "the keyring index moves from layout {v} to {INDEX_VERSION}: building it from the keyring file"
+                        );
+                        None
                     }
                     _ => None,
                 }
@@ -426,6 +449,40 @@ mod tests {
         assert_eq!(indexed, 2);
         assert_eq!(index.subject_numbers(&[7; 32]).unwrap(), [1]);
         assert_eq!(index.counts().unwrap().live, 1);
+    }
+
+    /// An index of an earlier layout (3: the same keys in the tree's default
+    /// 64 MiB tables) is made anew in this layout, then kept.
+    #[test]
+    fn an_index_of_an_earlier_layout_is_rebuilt_in_this_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (index, _) = SubjectIndex::open(dir.path(), 1, 2).unwrap();
+        index
+            .add(
+                0,
+                &[record(KIND_TENANT_KEY, 0), record(KIND_SUBJECT_KEY, 7)],
+                &Known::default(),
+            )
+            .unwrap();
+        let mut writes = Writes::new();
+        writes.insert(meta_key(VERSION), 3u64.to_be_bytes().to_vec());
+        index.ingest(writes).unwrap();
+        drop(index);
+        let (index, indexed) = SubjectIndex::open(dir.path(), 1, 2).unwrap();
+        assert_eq!(indexed, 0, "a layout-3 index is not kept");
+        assert!(index.subject_numbers(&[7; 32]).unwrap().is_empty());
+        assert_eq!(index.get(VERSION).unwrap(), Some(INDEX_VERSION));
+        index
+            .add(
+                0,
+                &[record(KIND_TENANT_KEY, 0), record(KIND_SUBJECT_KEY, 7)],
+                &Known::default(),
+            )
+            .unwrap();
+        drop(index);
+        let (index, indexed) = SubjectIndex::open(dir.path(), 1, 2).unwrap();
+        assert_eq!(indexed, 2);
+        assert_eq!(index.subject_numbers(&[7; 32]).unwrap(), [1]);
     }
 
     /// A flush extends the list a lookup read; a list it was not given is

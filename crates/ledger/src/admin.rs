@@ -211,8 +211,13 @@ impl Ledger {
 
     fn key_counts(&self) -> Value {
         let s = self.keyring.stats();
-        json!({"tenants": s.tenants, "tenant_keys": s.tenant_keys,
-               "subject_keys": s.subject_keys, "destroyed_keys": s.destroyed_keys})
+        let mut counts = json!({"tenants": s.tenants, "tenant_keys": s.tenant_keys,
+               "subject_keys": s.subject_keys, "destroyed_keys": s.destroyed_keys});
+        if let Some(p) = s.pass {
+            counts["in_progress"] = json!({"operation": p.operation, "started": p.started,
+                "records_done": p.records_done, "records": p.records});
+        }
+        counts
     }
 
     /// New data keys for every tenant and subject; returns how many, and the counts.
