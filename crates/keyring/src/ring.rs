@@ -29,11 +29,11 @@ const MAX_TENANT: usize = 64;
 /// Prefix of HMAC values (sensitive fields, subject tags).
 pub const HMAC_PREFIX: &str = "hmac-sha256:";
 /// Subject keys kept unwrapped in memory, and as many subjects' newest key
-/// numbers. 65,536 of them held about 17 MiB (measured), more than ten
-/// million subjects' ingest could spare. A subject's key that left the
-/// cache is read back in about a millisecond (docs/performance.md, "Data
-/// subjects at scale").
-pub const SUBJECT_CACHE: usize = 16_384;
+/// numbers: about 350 bytes each (49,152 more held about 17 MiB, measured), and
+/// ten million subjects' ingest peaks within a few MiB of its 200 MiB
+/// budget. A subject's key that left the cache is read back from the index
+/// and the keyring file (docs/performance.md, "Data subjects at scale").
+pub const SUBJECT_CACHE: usize = 8_192;
 /// Records read or rewritten at a time by passes over the whole keyring.
 const PASS_CHUNK: usize = 16_384;
 
