@@ -18,8 +18,6 @@
 
 use crate::envelope::DataKey;
 use aiaudit_tlog::Hash;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use ring::digest::{Context, SHA256};
 
 /// The magic at the start of every stored blob.
@@ -153,7 +151,6 @@ pub fn seal<E>(
     let mut stored = Context::new(&SHA256);
     stored.update(&head);
     out(&head)?;
-    let cipher = XChaCha20Poly1305::new(key.key.into());
     let mut compressor = if compress {
         zstd::bulk::Compressor::new(ZSTD_LEVEL).ok()
     } else {
@@ -167,15 +164,13 @@ pub fn seal<E>(
             .and_then(|c| c.compress(plain).ok())
             .filter(|c| c.len() < plain.len());
         let flags = if packed.is_some() { CHUNK_ZSTD } else { 0 };
-        let ct = cipher
-            .encrypt(
-                XNonce::from_slice(&nonce(&nonce_prefix, i)),
-                Payload {
-                    msg: packed.as_deref().unwrap_or(plain),
-                    aad: &chunk_aad(&head, id, i, flags),
-                },
-            )
-            .expect("XChaCha20-Poly1305 seals any length this small");
+        let ct = aiaudit_xchacha::seal(
+            key.key,
+            &nonce(&nonce_prefix, i),
+            &chunk_aad(&head, id, i, flags),
+            packed.as_deref().unwrap_or(plain),
+        )
+        .expect("XChaCha20-Poly1305 seals any length this small");
         let mut frame = Vec::with_capacity(5 + ct.len());
         frame.push(flags);
         frame.extend_from_slice(&(ct.len() as u32).to_be_bytes());
@@ -204,7 +199,7 @@ pub struct Opener<'a, S: Source + ?Sized> {
     id: Hash,
     head: [u8; HEADER_LEN],
     pub header: Header,
-    cipher: XChaCha20Poly1305,
+    key: [u8; 32],
     /// Where the next chunk's frame starts, and its number.
     at: u64,
     next: u32,
@@ -245,7 +240,7 @@ impl<'a, S: Source + ?Sized> Opener<'a, S> {
             id: *id,
             head: header.to_bytes(),
             header,
-            cipher: XChaCha20Poly1305::new(key.key.into()),
+            key: *key.key,
             at: HEADER_LEN as u64,
             next: 0,
         })
@@ -269,16 +264,13 @@ impl<'a, S: Source + ?Sized> Opener<'a, S> {
             return Err(corrupt(format!("chunk {i} has a bad frame")));
         }
         let ct = self.source.read(self.at + 5, len).map_err(io)?;
-        let packed = self
-            .cipher
-            .decrypt(
-                XNonce::from_slice(&nonce(&self.header.nonce_prefix, i)),
-                Payload {
-                    msg: &ct,
-                    aad: &chunk_aad(&self.head, &self.id, i, flags),
-                },
-            )
-            .map_err(|_| corrupt(format!("chunk {i} does not decrypt under its data key")))?;
+        let packed = aiaudit_xchacha::open(
+            &self.key,
+            &nonce(&self.header.nonce_prefix, i),
+            &chunk_aad(&self.head, &self.id, i, flags),
+            &ct,
+        )
+        .map_err(|_| corrupt(format!("chunk {i} does not decrypt under its data key")))?;
         let plain = if flags & CHUNK_ZSTD != 0 {
             zstd::bulk::decompress(&packed, want)
                 .map_err(|_| corrupt(format!("chunk {i} is not a zstd frame")))?

@@ -21,8 +21,6 @@ use crate::canonical::write_canonical;
 use crate::{signature::EventSignature, CheckedEvent, EventError, PreparedEvent};
 use aiaudit_tlog::{record_hash, Hash, MAX_ENTRY_SIZE};
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde_json::{Map, Value};
 
 /// The entry format version of sealed entries.
@@ -133,15 +131,8 @@ pub fn seal(
     }
     opening.extend_from_slice(b",\"v\":1}");
     let commitment = sha256(&opening);
-    let cipher = XChaCha20Poly1305::new(key.key.into());
-    let ct = cipher
-        .encrypt(
-            XNonce::from_slice(nonce),
-            Payload {
-                msg: &opening,
-                aad: &aad(key.id),
-            },
-        )
+    let nonce: &[u8; 24] = nonce.try_into().expect("24-byte nonce");
+    let ct = aiaudit_xchacha::seal(key.key, nonce, &aad(key.id), &opening)
         .map_err(|_| vec![EventError::new("", "encryption failed")])?;
 
     let index = clear_index(checked, subject_tag);
@@ -339,15 +330,7 @@ impl Sealed {
             let opening = crate::sealed_v3::decrypt(v3, &self.nonce, &self.ct, key)?;
             return self.check_opening(opening);
         }
-        let cipher = XChaCha20Poly1305::new(key.into());
-        let opening = cipher
-            .decrypt(
-                XNonce::from_slice(&self.nonce),
-                Payload {
-                    msg: &self.ct,
-                    aad: &aad(self.key),
-                },
-            )
+        let opening = aiaudit_xchacha::open(key, &self.nonce, &aad(self.key), &self.ct)
             .map_err(|_| err("/sealed/ct", "does not decrypt under its data key"))?;
         self.check_opening(opening)
     }

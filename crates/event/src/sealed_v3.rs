@@ -23,8 +23,6 @@ use crate::signature::EventSignature;
 use crate::{CheckedEvent, EventError, PreparedEvent};
 use aiaudit_tlog::{record_hash, Hash, MAX_ENTRY_SIZE};
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde_json::{Map, Value};
 use std::cell::RefCell;
 
@@ -591,17 +589,15 @@ pub fn seal(
         entry.extend_from_slice(&r.commitment);
         entry.extend_from_slice(&r.stored);
     }
-    let cipher = XChaCha20Poly1305::new(key.key.into());
-    let ct = cipher
-        .encrypt(
-            XNonce::from_slice(nonce),
-            Payload {
-                msg: plain,
-                aad: &entry,
-            },
-        )
+    // The ciphertext goes straight after the bytes it is bound to.
+    let header_len = entry.len();
+    entry.reserve(plain.len() + aiaudit_xchacha::TAG_LEN);
+    entry.extend_from_slice(plain);
+    let (header, body) = entry.split_at_mut(header_len);
+    let nonce: &[u8; 24] = nonce.try_into().expect("24-byte nonce");
+    let tag = aiaudit_xchacha::seal_in_place(key.key, nonce, header, body)
         .map_err(|_| vec![err("", "encryption failed")])?;
-    entry.extend_from_slice(&ct);
+    entry.extend_from_slice(&tag);
     if entry.len() > MAX_ENTRY_SIZE {
         return Err(vec![err(
             "",
@@ -656,15 +652,7 @@ pub(crate) fn decrypt(
     ct: &[u8],
     key: &[u8; 32],
 ) -> Result<Vec<u8>, EventError> {
-    let cipher = XChaCha20Poly1305::new(key.into());
-    let plain = cipher
-        .decrypt(
-            XNonce::from_slice(nonce),
-            Payload {
-                msg: ct,
-                aad: &v3.header,
-            },
-        )
+    let plain = aiaudit_xchacha::open(key, nonce, &v3.header, ct)
         .map_err(|_| err("/sealed/ct", "does not decrypt under its data key"))?;
     if v3.flags & FLAG_ZSTD != 0 {
         decompress(&plain)

@@ -7,8 +7,6 @@
 
 use crate::{Error, Result};
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -181,10 +179,6 @@ impl LocalMasterKey {
     }
 }
 
-fn cipher(key: &[u8; 32]) -> XChaCha20Poly1305 {
-    XChaCha20Poly1305::new(key.into())
-}
-
 impl KeyProvider for LocalMasterKey {
     fn current_id(&self) -> [u8; 8] {
         master_key_id(&self.keys.read().expect("master key lock").current)
@@ -194,8 +188,7 @@ impl KeyProvider for LocalMasterKey {
         let keys = self.keys.read().expect("master key lock");
         let mut nonce = [0u8; 24];
         crate::random::fill(&mut nonce)?;
-        let ct = cipher(&keys.current)
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: key, aad })
+        let ct = aiaudit_xchacha::seal(&keys.current, &nonce, aad, key)
             .map_err(|_| Error::Key("wrapping failed".into()))?;
         Ok(Wrapped {
             master: master_key_id(&keys.current),
@@ -216,14 +209,7 @@ impl KeyProvider for LocalMasterKey {
                     hex::encode(wrapped.master)
                 ))
             })?;
-        let plain = cipher(&master)
-            .decrypt(
-                XNonce::from_slice(&wrapped.nonce),
-                Payload {
-                    msg: &wrapped.ct,
-                    aad,
-                },
-            )
+        let plain = aiaudit_xchacha::open(&master, &wrapped.nonce, aad, &wrapped.ct)
             .map_err(|_| Error::Key("a wrapped data key does not unwrap (tampered?)".into()))?;
         Ok(plain.try_into().expect("a data key is 32 bytes"))
     }

@@ -523,10 +523,17 @@ impl Keyring {
     }
 
     /// Like [`Keyring::choose`] when every key is known already; never
-    /// writes and never reads the store (it runs on async workers).
+    /// writes, never reads the store and never waits (it runs on async
+    /// workers). None also when the keyring is busy: a [`Keyring::choose`]
+    /// holds it while new keys are made durable, and an async worker
+    /// waiting out that fsync would leave its core idle.
     pub fn lookup(&self, wants: &[(&str, Option<&str>)]) -> Option<Vec<KeyChoice>> {
         let fresh = self.fresh_after();
-        let mut state = self.lock();
+        let mut state = match self.state.try_lock() {
+            Ok(state) => state,
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+            Err(std::sync::TryLockError::Poisoned(_)) => self.lock(),
+        };
         wants
             .iter()
             .map(|(tenant, subject)| match subject {
