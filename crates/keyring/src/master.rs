@@ -73,6 +73,19 @@ pub enum MasterKeySource {
 struct Keys {
     current: [u8; 32],
     previous: Option<[u8; 32]>,
+    /// `master_key_id(current)`, named in every record it wraps: a hash
+    /// per wrap or unwrap saved.
+    current_id: [u8; 8],
+}
+
+impl Keys {
+    fn new(current: [u8; 32], previous: Option<[u8; 32]>) -> Keys {
+        Keys {
+            current,
+            previous,
+            current_id: master_key_id(&current),
+        }
+    }
 }
 
 /// The built-in master key provider.
@@ -130,13 +143,13 @@ impl LocalMasterKey {
     pub fn load(source: MasterKeySource, create: bool) -> Result<(LocalMasterKey, bool)> {
         let mut created = false;
         let keys = match &source {
-            MasterKeySource::Env { current, previous } => Keys {
-                current: decode_key(current, MASTER_KEY_ENV)?,
-                previous: previous
+            MasterKeySource::Env { current, previous } => Keys::new(
+                decode_key(current, MASTER_KEY_ENV)?,
+                previous
                     .as_deref()
                     .map(|p| decode_key(p, PREVIOUS_MASTER_KEY_ENV))
                     .transpose()?,
-            },
+            ),
             MasterKeySource::File(path) => {
                 if !path.exists() {
                     if !create {
@@ -148,15 +161,9 @@ impl LocalMasterKey {
                 let stored = read_key_file(path)?;
                 let next = next_path(path);
                 if next.exists() {
-                    Keys {
-                        current: read_key_file(&next)?,
-                        previous: Some(stored),
-                    }
+                    Keys::new(read_key_file(&next)?, Some(stored))
                 } else {
-                    Keys {
-                        current: stored,
-                        previous: None,
-                    }
+                    Keys::new(stored, None)
                 }
             }
         };
@@ -181,7 +188,7 @@ impl LocalMasterKey {
 
 impl KeyProvider for LocalMasterKey {
     fn current_id(&self) -> [u8; 8] {
-        master_key_id(&self.keys.read().expect("master key lock").current)
+        self.keys.read().expect("master key lock").current_id
     }
 
     fn wrap(&self, key: &[u8; 32], aad: &[u8]) -> Result<Wrapped> {
@@ -191,7 +198,7 @@ impl KeyProvider for LocalMasterKey {
         let ct = aiaudit_xchacha::seal(&keys.current, &nonce, aad, key)
             .map_err(|_| Error::Key("wrapping failed".into()))?;
         Ok(Wrapped {
-            master: master_key_id(&keys.current),
+            master: keys.current_id,
             nonce,
             ct: ct.try_into().expect("32-byte key + 16-byte tag"),
         })
@@ -199,16 +206,17 @@ impl KeyProvider for LocalMasterKey {
 
     fn unwrap(&self, wrapped: &Wrapped, aad: &[u8]) -> Result<[u8; 32]> {
         let keys = self.keys.read().expect("master key lock");
-        let master = [Some(keys.current), keys.previous]
-            .into_iter()
-            .flatten()
-            .find(|k| master_key_id(k) == wrapped.master)
-            .ok_or_else(|| {
-                Error::Key(format!(
-                    "a data key is wrapped by master key {} which is not loaded",
-                    hex::encode(wrapped.master)
-                ))
-            })?;
+        let master = if wrapped.master == keys.current_id {
+            Some(keys.current)
+        } else {
+            keys.previous.filter(|k| master_key_id(k) == wrapped.master)
+        };
+        let master = master.ok_or_else(|| {
+            Error::Key(format!(
+                "a data key is wrapped by master key {} which is not loaded",
+                hex::encode(wrapped.master)
+            ))
+        })?;
         let plain = aiaudit_xchacha::open(&master, &wrapped.nonce, aad, &wrapped.ct)
             .map_err(|_| Error::Key("a wrapped data key does not unwrap (tampered?)".into()))?;
         Ok(plain.try_into().expect("a data key is 32 bytes"))
@@ -227,8 +235,7 @@ impl KeyProvider for LocalMasterKey {
         }
         let new = random_key()?;
         write_key_file(&next_path(path), &new)?;
-        keys.previous = Some(keys.current);
-        keys.current = new;
+        *keys = Keys::new(new, Some(keys.current));
         Ok(())
     }
 

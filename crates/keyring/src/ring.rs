@@ -1145,7 +1145,7 @@ impl<'a> PassShown<'a> {
         let id = ring
             .passes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        *ring.pass.lock().expect("pass lock") = Some((
+        *ring_pass(ring) = Some((
             id,
             PassProgress {
                 operation,
@@ -1305,7 +1305,7 @@ impl State {
     fn current(&self, tenant: &str, fresh_after: u64) -> Option<u64> {
         let n = *self.tenant_current.get(tenant)?;
         let m = &self.tenant_records[&n];
-        (m.live && m.created >= fresh_after).then_some(n)
+        (m.live && m.tenant == tenant && m.created >= fresh_after).then_some(n)
     }
 }
 
@@ -1381,6 +1381,20 @@ mod tests {
         assert_eq!(len, whole.len() as u64);
         assert_eq!(a.image_range(0, len).unwrap(), whole);
         assert_eq!(a.image_range(70, 300).unwrap(), whole[70..370]);
+    }
+
+    /// The subject-key cache is keyed by tag alone. Tags differ per tenant
+    /// (each has its own salt), but a tag that came up under another tenant
+    /// must still not hand out this tenant's key.
+    #[test]
+    fn a_cached_subject_key_is_never_handed_to_another_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = open(dir.path());
+        ring.choose(&[("a", Some("alice")), ("b", None)]).unwrap();
+        let mut state = ring.lock();
+        let tag = state.tag("a", "alice").unwrap();
+        assert!(state.cached_subject_key("a", tag, 0).is_some());
+        assert_eq!(state.cached_subject_key("b", tag, 0), None);
     }
 
     #[test]
