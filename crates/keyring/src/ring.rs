@@ -532,7 +532,9 @@ impl Keyring {
         let mut state = match self.state.try_lock() {
             Ok(state) => state,
             Err(std::sync::TryLockError::WouldBlock) => return None,
-            Err(std::sync::TryLockError::Poisoned(_)) => self.lock(),
+            // As `lock` does. (Locking again here, with the poisoned guard
+            // still alive in the match, would deadlock.)
+            Err(std::sync::TryLockError::Poisoned(e)) => panic!("keyring lock: {e}"),
         };
         wants
             .iter()

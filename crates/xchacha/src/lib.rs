@@ -69,29 +69,6 @@ pub fn seal_in_place(
     Ok(tag.as_ref().try_into().expect("16-byte tag"))
 }
 
-/// Encrypts `msg`, appending ciphertext and tag to `out`.
-pub fn seal_append(
-    key: &[u8; KEY_LEN],
-    nonce: &[u8; NONCE_LEN],
-    aad: &[u8],
-    msg: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), Error> {
-    let start = out.len();
-    out.reserve(msg.len() + TAG_LEN);
-    out.extend_from_slice(msg);
-    match seal_in_place(key, nonce, aad, &mut out[start..]) {
-        Ok(tag) => {
-            out.extend_from_slice(&tag);
-            Ok(())
-        }
-        Err(e) => {
-            out.truncate(start);
-            Err(e)
-        }
-    }
-}
-
 /// The ciphertext and tag of `msg`.
 pub fn seal(
     key: &[u8; KEY_LEN],
@@ -100,7 +77,9 @@ pub fn seal(
     msg: &[u8],
 ) -> Result<Vec<u8>, Error> {
     let mut out = Vec::with_capacity(msg.len() + TAG_LEN);
-    seal_append(key, nonce, aad, msg, &mut out)?;
+    out.extend_from_slice(msg);
+    let tag = seal_in_place(key, nonce, aad, &mut out)?;
+    out.extend_from_slice(&tag);
     Ok(out)
 }
 
@@ -150,9 +129,10 @@ mod tests {
             let ours = seal(&key, &nonce, &aad, &msg).unwrap();
             prop_assert_eq!(&ours, &reference(&key, &nonce, &aad, &msg));
             prop_assert_eq!(open(&key, &nonce, &aad, &ours).unwrap(), msg.clone());
-            let mut appended = b"head".to_vec();
-            seal_append(&key, &nonce, &aad, &msg, &mut appended).unwrap();
-            prop_assert_eq!(&appended[4..], &ours[..]);
+            let mut in_place = msg.clone();
+            let tag = seal_in_place(&key, &nonce, &aad, &mut in_place).unwrap();
+            prop_assert_eq!(&in_place[..], &ours[..msg.len()]);
+            prop_assert_eq!(&tag[..], &ours[msg.len()..]);
         }
     }
 
