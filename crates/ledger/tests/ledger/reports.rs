@@ -1,11 +1,9 @@
 //! Compliance reports built by the engine from a small known set of
 //! events: every section's numbers, findings, scope and rendering.
 
-mod common;
-
+use crate::common::*;
 use aiaudit_ledger::reports::{self, render, Format, Request};
 use aiaudit_ledger::{Kind, Ledger, LedgerConfig, Role};
-use common::*;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,11 +1,9 @@
 //! Forensic search and export bundles: parameters, scopes, filters, pages,
 //! and bundles that the offline checker accepts.
 
-mod common;
-
+use crate::common::*;
 use aiaudit_ledger::search::{parse_query, Found};
 use aiaudit_ledger::{Kind, Ledger, LedgerConfig, Principal, Role};
-use common::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;

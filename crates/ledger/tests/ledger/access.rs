@@ -2,11 +2,9 @@
 //! batches, and a record the ledger refuses is dropped alone, not retried
 //! forever with every record after it.
 
-mod common;
-
+use crate::common::*;
 use aiaudit_ledger::access::{Access, Kind};
 use aiaudit_ledger::{LedgerConfig, Role};
-use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_access_record_is_dropped_alone() {

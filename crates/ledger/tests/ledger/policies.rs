@@ -2,12 +2,10 @@
 //! alert), its lifecycle is logged too, and the state is rebuilt from the
 //! log after a restart.
 
-mod common;
-
+use crate::common::*;
 use aiaudit_ledger::policies::{Record, Status};
 use aiaudit_ledger::reports::{self, Format, Request};
 use aiaudit_ledger::{Kind, Ledger, LedgerConfig, Principal, Role};
-use common::*;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::atomic::Ordering::SeqCst;

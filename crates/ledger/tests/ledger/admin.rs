@@ -1,14 +1,12 @@
 //! What admins do: tokens, emitters, keys and erasure, each within the
 //! caller's scope; and the HMAC readers search sealed values by.
 
-mod common;
-
+use crate::common::*;
 use aiaudit_ledger::search::parse_query;
 use aiaudit_ledger::{Kind, LedgerConfig, Role};
 use aiaudit_tlog::Signer;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use common::*;
 use serde_json::json;
 use std::collections::HashMap;
 

@@ -2,12 +2,10 @@
 //! the emitter's tenants, required where configured; and emitters that
 //! authenticate by client certificate.
 
-mod common;
-
+use crate::common::*;
 use aiaudit_event::signature::sign_batch;
 use aiaudit_ledger::{Batch, BatchSignature, Kind, Ledger, LedgerConfig, Role, SignatureFormat};
 use aiaudit_tlog::Signer;
-use common::*;
 use serde_json::{json, Value};
 use std::sync::Arc;
 

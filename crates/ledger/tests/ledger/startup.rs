@@ -2,10 +2,8 @@
 //! keys; secrets others could read stop the start; the rest of an exposed
 //! data directory is narrowed.
 
-mod common;
-
+use crate::common::*;
 use aiaudit_ledger::{Kind, Ledger, LedgerConfig, Role};
-use common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 

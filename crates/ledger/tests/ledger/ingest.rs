@@ -2,10 +2,8 @@
 //! validation, reserved names, duplicates, batch size and redaction of
 //! sensitive fields.
 
-mod common;
-
+use crate::common::*;
 use aiaudit_ledger::{Kind, LedgerConfig, Role};
-use common::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

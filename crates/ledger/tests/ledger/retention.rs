@@ -1,12 +1,10 @@
 //! Retention expiry and the legal holds that suspend it. Expiry destroys
 //! data keys and drops index rows; the log itself, and its proofs, stay.
 
-mod common;
-
+use crate::common::*;
 use aiaudit_ledger::retention::{expire_tenant, retention_of};
 use aiaudit_ledger::search::parse_query;
 use aiaudit_ledger::{Kind, Ledger, LedgerConfig, Role};
-use common::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;

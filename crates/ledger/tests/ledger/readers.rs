@@ -1,11 +1,9 @@
 //! The readers: tiles and entry bundles, one event with and without its
 //! proof, inclusion and consistency proofs, status, readiness and metrics.
 
-mod common;
-
+use crate::common::*;
 use aiaudit_ledger::{Error, Kind, LedgerConfig, Role};
 use aiaudit_tlog::{check_record, check_tree, node_hash, open_note, record_hash, Checkpoint};
-use common::*;
 use serde_json::Value;
 use std::time::Duration;
 

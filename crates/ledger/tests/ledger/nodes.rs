@@ -3,12 +3,10 @@
 //! database, tokens, emitters, holds and keys made on one node hold on the
 //! other, and only the publisher publishes.
 
-mod common;
-
+use crate::common::node::{Database, Node};
+use crate::common::*;
 use aiaudit_ledger::{start_with_storage, Kind, Ledger, LedgerConfig, Role};
 use aiaudit_store::{FsStore, Storage};
-use common::node::{Database, Node};
-use common::*;
 use serde_json::json;
 use std::sync::Arc;
 

@@ -2,13 +2,11 @@
 //! acknowledged, reads that fail are transient (retry), checkpoints wait
 //! until the tree can be written, and everything goes on once the fault clears.
 
-mod common;
-
+use crate::common::node::Node;
+use crate::common::*;
 use aiaudit_ledger::search::parse_query;
 use aiaudit_ledger::{start_with_storage, Kind, Ledger, LedgerConfig, Role};
 use aiaudit_store::{Faults, FaultyStore, FsStore, Storage};
-use common::node::Node;
-use common::*;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
