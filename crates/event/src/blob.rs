@@ -199,7 +199,8 @@ pub struct Opener<'a, S: Source + ?Sized> {
     id: Hash,
     head: [u8; HEADER_LEN],
     pub header: Header,
-    key: [u8; 32],
+    /// A copy of the data key, wiped when the opener is dropped.
+    key: zeroize::Zeroizing<[u8; 32]>,
     /// Where the next chunk's frame starts, and its number.
     at: u64,
     next: u32,
@@ -240,7 +241,7 @@ impl<'a, S: Source + ?Sized> Opener<'a, S> {
             id: *id,
             head: header.to_bytes(),
             header,
-            key: *key.key,
+            key: zeroize::Zeroizing::new(*key.key),
             at: HEADER_LEN as u64,
             next: 0,
         })

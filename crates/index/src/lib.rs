@@ -779,8 +779,10 @@ fn connect(path: &Path, write: bool) -> Result<Connection> {
     c.pragma_update(None, "journal_mode", "WAL")?;
     c.pragma_update(None, "synchronous", "NORMAL")?;
     // The writer appends (rows, then a block's postings) and reads back at
-    // most a block: it needs no large cache any more. Readers need little.
-    c.pragma_update(None, "cache_size", if write { -32_768 } else { -16_384 })?;
+    // most a block (8,192 rows): 8 MiB holds that several times over, and a
+    // larger cache only fills with pages it will not touch again (it grew
+    // the ledger's memory with the log). Readers need little.
+    c.pragma_update(None, "cache_size", if write { -8_192 } else { -16_384 })?;
     // Queries pass a block's candidate rows as one array parameter.
     rusqlite::vtab::array::load_module(&c)?;
     c.set_prepared_statement_cache_capacity(64);
