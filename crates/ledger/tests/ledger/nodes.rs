@@ -124,7 +124,14 @@ async fn two_nodes_share_registries_keys_and_checkpoints() {
     // The log: B appends, A publishes, B serves A's checkpoint.
     let ix = append(&b, vec![event("e2", "acme"), event("g1", "globex")]).await;
     let cp = b.await_checkpoint(ix[1] + 1).await.unwrap();
-    assert_eq!(cp.note, a.latest().note);
+    // A saves a checkpoint before its own `latest` shows it, so B may serve
+    // it first: wait for A to show it too (nothing else is appended here).
+    let held = eventually("A to show the checkpoint B served", || async {
+        let held = a.latest();
+        (held.checkpoint.size >= cp.checkpoint.size).then_some(held)
+    })
+    .await;
+    assert_eq!(cp.note, held.note);
     let status = b.status(None);
     assert_eq!(
         status["storage"],
