@@ -7,10 +7,17 @@
 # Prints the load, events/s, p99 (ms), the machine's idle and iowait shares
 # while the bench ran, the server's peak RSS (KiB) and its CPU per event
 # (user + system, µs), then the server's CPU ticks by thread name. CONC sets
-# the bench's connections (default 8).
+# the bench's connections (default 8). SLOWSYNC_US=4000 runs the server with
+# every fsync and fdatasync 4 ms slower (slowsync.c beside this script,
+# built with gcc), as on a disk whose cache flush is slow.
 set -euo pipefail
 B=$1; L=$2; N=$3; D=/tmp/idle-$L; rm -rf $D
-$B serve --data-dir $D --listen 127.0.0.1:7398 > /tmp/idle-$L.log 2>&1 & PID=$!
+PRELOAD=
+if [ -n "${SLOWSYNC_US:-}" ]; then
+  gcc -shared -fPIC -O2 -o /tmp/slowsync.so "$(dirname "$0")/slowsync.c" -ldl
+  PRELOAD=/tmp/slowsync.so
+fi
+LD_PRELOAD=$PRELOAD $B serve --data-dir $D --listen 127.0.0.1:7398 > /tmp/idle-$L.log 2>&1 & PID=$!
 for i in $(seq 100); do curl -sf 127.0.0.1:7398/v1/info >/dev/null && break; sleep 0.1; done
 TOKEN=$(cat $D/admin.token)
 HZ=$(getconf CLK_TCK)

@@ -77,6 +77,17 @@ pub trait RecordStore: Send + Sync {
     /// and returns false when the store no longer holds exactly `at` records
     /// (another node appended first).
     fn append(&self, at: u64, records: &[Record]) -> Result<bool>;
+    /// Like [`RecordStore::append`], except that the records need only be
+    /// durable once [`RecordStore::sync`] returns: a store that flushes
+    /// (a file) lets appenders share one flush, made outside the keyring's
+    /// lock. By default the records are durable at once.
+    fn append_deferred(&self, at: u64, records: &[Record]) -> Result<bool> {
+        self.append(at, records)
+    }
+    /// Makes every record appended so far durable.
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
     /// Appends every record `next` yields, a chunk at a time until it
     /// yields None, as numbers `at, at + 1, …`, in one durable step: all of
     /// them or none (an error from `next` writes nothing). False when the
@@ -307,6 +318,12 @@ pub struct FileRecords {
     file: Mutex<File>,
     /// Records in the file (whole, checked ones).
     count: std::sync::atomic::AtomicU64,
+    /// Records known durable: only those are indexed (an index naming
+    /// records the file lost would be rebuilt whole at the next open).
+    synced: std::sync::atomic::AtomicU64,
+    /// The same file, for flushes made without holding `file`'s lock
+    /// (appends and reads go on meanwhile).
+    sync_handle: File,
     index: crate::subject_index::SubjectIndex,
     tail: Mutex<Tail>,
 }
@@ -398,12 +415,16 @@ impl FileRecords {
                 "the keyring file ends in a record torn by a crash: cut away"
             );
             file.set_len(keep)?;
-            file.sync_all()?;
         }
+        // Records a killed process appended but never flushed may still be
+        // in the page cache only: flushed now, before any key is used again.
+        file.sync_all()?;
         Ok(FileRecords {
             path,
+            sync_handle: file.try_clone()?,
             file: Mutex::new(file),
             count: std::sync::atomic::AtomicU64::new(count),
+            synced: std::sync::atomic::AtomicU64::new(count),
             index,
             tail: Mutex::new(Tail {
                 from: count,
@@ -416,18 +437,24 @@ impl FileRecords {
         &self.path
     }
 
-    /// Indexes the tail's records in one transaction.
+    /// Indexes the tail's durable records in one transaction.
     fn flush(&self, tail: &mut Tail) -> Result<()> {
-        if tail.records.is_empty() {
+        let synced = self.synced.load(std::sync::atomic::Ordering::SeqCst);
+        let n = (synced.saturating_sub(tail.from) as usize).min(tail.records.len());
+        if n == 0 {
             return Ok(());
         }
-        self.index.add(tail.from, &tail.records, &tail.known)?;
-        tail.from += tail.records.len() as u64;
-        tail.records.clear();
+        self.index.add(tail.from, &tail.records[..n], &tail.known)?;
+        tail.from += n as u64;
+        tail.records.drain(..n);
         tail.subjects.clear();
+        let (from, rest) = (tail.from, tail.records.clone());
+        for (number, r) in (from..).zip(&rest) {
+            tail.note(number, r);
+        }
         tail.known.clear();
         tail.flushes += 1;
-        tail.since = None;
+        tail.since = (!tail.records.is_empty()).then(std::time::Instant::now);
         Ok(())
     }
 
@@ -477,30 +504,46 @@ impl RecordStore for FileRecords {
     }
 
     fn append(&self, at: u64, records: &[Record]) -> Result<bool> {
+        let appended = self.append_deferred(at, records)?;
+        self.sync()?;
+        Ok(appended)
+    }
+
+    fn append_deferred(&self, at: u64, records: &[Record]) -> Result<bool> {
         {
             // Only this process writes the file, so `at` is right by
             // construction; bytes past it are what a failed append left.
             let file = self.file.lock().expect("keyring file lock");
+            // Records of a failed append written over are not durable.
+            self.synced
+                .fetch_min(at, std::sync::atomic::Ordering::SeqCst);
             let bytes: Vec<u8> = records.iter().flatten().copied().collect();
             let end = offset(at) + bytes.len() as u64;
             file.write_all_at(&bytes, offset(at))?;
             if file.metadata()?.len() > end {
                 file.set_len(end)?;
             }
-            file.sync_data()?;
             self.count.store(
                 at + records.len() as u64,
                 std::sync::atomic::Ordering::SeqCst,
             );
         }
-        // The records are durable: the index follows, in a while (a crash
-        // before its commit is made good at the next open).
+        // Once durable, the index follows, in a while (a crash before its
+        // commit is made good at the next open).
         let mut tail = self.tail.lock().expect("keyring tail lock");
         tail.push(at, records);
         if tail.due() {
             self.flush(&mut tail)?;
         }
         Ok(true)
+    }
+
+    fn sync(&self) -> Result<()> {
+        let written = self.count.load(std::sync::atomic::Ordering::SeqCst);
+        self.sync_handle.sync_data()?;
+        self.synced
+            .fetch_max(written, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 
     fn overwrite(&self, records: &[(u64, Record)]) -> Result<()> {
@@ -655,6 +698,10 @@ impl RecordStore for FileRecords {
 impl Drop for FileRecords {
     fn drop(&mut self) {
         // Saves the next open re-reading the tail; losing it loses nothing.
+        if let Err(e) = self.sync() {
+            tracing::warn!(error = %e, "flushing the keyring file at close");
+            return;
+        }
         if let Ok(mut tail) = self.tail.lock() {
             let tail = &mut *tail;
             let mut taken = std::mem::take(tail);

@@ -142,6 +142,17 @@ pub struct Keyring {
     /// The pass under way (its own number, so that only it clears it).
     pass: Mutex<Option<(u64, PassProgress)>>,
     passes: std::sync::atomic::AtomicU64,
+    /// Every record numbered below this is durable. Keys are handed out
+    /// only once it passes them: records are appended under the lock and
+    /// flushed after it is released, one flush serving every append made
+    /// before it began.
+    durable: std::sync::atomic::AtomicU64,
+    /// Held through a flush, so that appenders queue for the next one.
+    flushing: Mutex<()>,
+    /// A flush failed: what it covered may be lost whatever a later one
+    /// says (the kernel forgets the failure), so no new key is handed out
+    /// until the keyring is opened again.
+    flush_failed: std::sync::atomic::AtomicBool,
 }
 
 /// How often a shared store's subject key counts are read again.
@@ -263,10 +274,16 @@ impl Keyring {
             counted_at: Mutex::new(Some(std::time::Instant::now())),
             pass: Mutex::new(None),
             passes: std::sync::atomic::AtomicU64::new(0),
+            durable: std::sync::atomic::AtomicU64::new(0),
+            flushing: Mutex::new(()),
+            flush_failed: std::sync::atomic::AtomicBool::new(false),
         };
         {
             let mut state = ring.lock();
             ring.reload(&mut state)?;
+            // A store flushes what it holds when it is opened.
+            ring.durable
+                .store(state.count, std::sync::atomic::Ordering::SeqCst);
         }
         if ring.provider.rotating() {
             ring.rewrap_all()?;
@@ -425,11 +442,18 @@ impl Keyring {
             let planned = plan(self, &mut state, &mut new);
             let appended = match &planned {
                 Ok(_) if new.is_empty() => Ok(true),
-                Ok(_) => self.records.append(before, &new),
+                Ok(_) => self.records.append_deferred(before, &new),
                 Err(_) => Ok(false),
             };
             match appended {
-                Ok(true) => return planned,
+                Ok(true) => {
+                    // Keys made by this plan, or by another whose flush is
+                    // under way, are durable before they are returned.
+                    let upto = state.count;
+                    drop(state);
+                    self.make_durable(upto)?;
+                    return planned;
+                }
                 Ok(false) => {
                     // Nothing may be sealed under a key that is not durable.
                     state.forget_from(before, &new);
@@ -445,6 +469,37 @@ impl Keyring {
             "could not add keys to {}: other nodes kept adding first",
             self.records.describe()
         )))
+    }
+
+    /// Returns once every record numbered below `upto` is durable, flushing
+    /// the store unless a flush begun since they were appended did.
+    fn make_durable(&self, upto: u64) -> Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.durable.load(SeqCst) >= upto {
+            return Ok(());
+        }
+        let _flushing = self.flushing.lock().expect("keyring flush lock");
+        if self.flush_failed.load(SeqCst) {
+            return Err(Error::Key(format!(
+                "{} could not be flushed earlier: open the keyring again",
+                self.records.describe()
+            )));
+        }
+        if self.durable.load(SeqCst) >= upto {
+            return Ok(());
+        }
+        // Everything appended so far: at least `upto` records.
+        let written = self.lock().count.max(upto);
+        if let Err(e) = self.records.sync() {
+            self.flush_failed.store(true, SeqCst);
+            tracing::error!(
+                error = %e,
+                "flushing the keyring failed: no new data key until the ledger is restarted"
+            );
+            return Err(e);
+        }
+        self.durable.fetch_max(written, SeqCst);
+        Ok(())
     }
 
     /// Picks (creating as needed, durably, before returning) the data key for
@@ -536,6 +591,11 @@ impl Keyring {
             // still alive in the match, would deadlock.)
             Err(std::sync::TryLockError::Poisoned(e)) => panic!("keyring lock: {e}"),
         };
+        // Keys whose records are not durable yet are for `choose`, which
+        // waits for them.
+        if self.durable.load(std::sync::atomic::Ordering::SeqCst) < state.count {
+            return None;
+        }
         wants
             .iter()
             .map(|(tenant, subject)| match subject {
@@ -1687,6 +1747,132 @@ mod tests {
         );
         assert_eq!(store.batched.load(std::sync::atomic::Ordering::SeqCst), 2);
         assert_eq!(b.stats().subject_keys, 150);
+    }
+
+    /// The keyring file, with what has been made durable of it tracked
+    /// apart, flushes slowed down and failed on request.
+    struct Flushed {
+        inner: FileRecords,
+        written: std::sync::atomic::AtomicU64,
+        durable: std::sync::atomic::AtomicU64,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    impl Flushed {
+        fn open(dir: &Path) -> Arc<Flushed> {
+            let inner = FileRecords::open(dir, |r| decode(r).is_some()).unwrap();
+            let n = inner.count().unwrap();
+            Arc::new(Flushed {
+                inner,
+                written: n.into(),
+                durable: n.into(),
+                fail: false.into(),
+            })
+        }
+    }
+
+    impl RecordStore for Arc<Flushed> {
+        fn load(&self) -> Result<(Vec<Record>, u64)> {
+            self.inner.load()
+        }
+        fn append(&self, at: u64, records: &[Record]) -> Result<bool> {
+            self.append_deferred(at, records)?;
+            self.sync()?;
+            Ok(true)
+        }
+        fn append_deferred(&self, at: u64, records: &[Record]) -> Result<bool> {
+            let done = self.inner.append_deferred(at, records)?;
+            self.written.store(
+                at + records.len() as u64,
+                std::sync::atomic::Ordering::SeqCst,
+            );
+            Ok(done)
+        }
+        fn sync(&self) -> Result<()> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let written = self.written.load(SeqCst);
+            // A slow disk: a wide window for a key to be used too early.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            if self.fail.load(SeqCst) {
+                return Err(Error::Io(std::io::Error::other("injected flush failure")));
+            }
+            self.inner.sync()?;
+            self.durable.fetch_max(written, SeqCst);
+            Ok(())
+        }
+        fn overwrite(&self, records: &[(u64, Record)]) -> Result<()> {
+            self.inner.overwrite(records)
+        }
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+        fn count(&self) -> Result<u64> {
+            self.inner.count()
+        }
+        fn get(&self, number: u64) -> Result<Option<Record>> {
+            self.inner.get(number)
+        }
+    }
+
+    /// Records are flushed outside the keyring's lock, so a batch can find
+    /// a key another batch made whose flush is still under way: no key is
+    /// returned before its record is durable, whoever made it.
+    #[test]
+    fn no_key_is_handed_out_before_its_record_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Flushed::open(dir.path());
+        let ring = Keyring::open_with(Box::new(store.clone()), master_in(dir.path())).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let (ring, store) = (&ring, &store);
+                s.spawn(move || {
+                    for i in 0..40u64 {
+                        // Subjects the threads share, and one new each time.
+                        // Every other batch only names subjects that may
+                        // have keys already (found without a write).
+                        let mut names = vec![format!("shared-{i}"), format!("shared-{}", i + 1)];
+                        if i % 2 == 0 {
+                            names.push(format!("own-{t}-{i}"));
+                        }
+                        let mut wants: Vec<(&str, Option<&str>)> =
+                            names.iter().map(|n| ("t", Some(n.as_str()))).collect();
+                        wants.push(("t", None));
+                        for chosen in ring.choose(&wants).unwrap() {
+                            let durable = store.durable.load(std::sync::atomic::Ordering::SeqCst);
+                            assert!(
+                                chosen.key_id < durable,
+                                "key {} handed out with {durable} records durable",
+                                chosen.key_id
+                            );
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(ring.stats().subject_keys, 41 + 4 * 20);
+    }
+
+    /// After a failed flush no new key is handed out (what it covered may be
+    /// lost even if a later flush succeeds); opening the keyring again
+    /// flushes the file and goes on.
+    #[test]
+    fn after_a_failed_flush_no_new_key_is_handed_out_until_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Flushed::open(dir.path());
+        let ring = Keyring::open_with(Box::new(store.clone()), master_in(dir.path())).unwrap();
+        let first = ring.choose(&[("t", Some("a"))]).unwrap();
+        store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(ring.choose(&[("t", Some("b"))]).is_err());
+        store.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        let again = ring.choose(&[("t", Some("c"))]);
+        assert!(again.is_err(), "a flush after a failed one is not trusted");
+        assert!(ring.lookup(&[("t", Some("b"))]).is_none());
+        drop(ring);
+        let store = Flushed::open(dir.path());
+        let ring = Keyring::open_with(Box::new(store.clone()), master_in(dir.path())).unwrap();
+        let seen = ring.choose(&[("t", Some("a")), ("t", Some("c"))]).unwrap();
+        assert_eq!(seen[0].key_id, first[0].key_id);
+        assert!(seen[1].key_id < store.durable.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     /// A master key made in `dir`.
