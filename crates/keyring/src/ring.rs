@@ -471,6 +471,12 @@ impl Keyring {
         )))
     }
 
+    /// Whether a flush of the store failed: no new key is made until the
+    /// keyring is opened again (readiness reports it).
+    pub fn flush_failed(&self) -> bool {
+        self.flush_failed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Returns once every record numbered below `upto` is durable, flushing
     /// the store unless a flush begun since they were appended did.
     fn make_durable(&self, upto: u64) -> Result<()> {
@@ -1861,8 +1867,10 @@ mod tests {
         let store = Flushed::open(dir.path());
         let ring = Keyring::open_with(Box::new(store.clone()), master_in(dir.path())).unwrap();
         let first = ring.choose(&[("t", Some("a"))]).unwrap();
+        assert!(!ring.flush_failed());
         store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
         assert!(ring.choose(&[("t", Some("b"))]).is_err());
+        assert!(ring.flush_failed());
         store.fail.store(false, std::sync::atomic::Ordering::SeqCst);
         let again = ring.choose(&[("t", Some("c"))]);
         assert!(again.is_err(), "a flush after a failed one is not trusted");
@@ -1870,6 +1878,7 @@ mod tests {
         drop(ring);
         let store = Flushed::open(dir.path());
         let ring = Keyring::open_with(Box::new(store.clone()), master_in(dir.path())).unwrap();
+        assert!(!ring.flush_failed());
         let seen = ring.choose(&[("t", Some("a")), ("t", Some("c"))]).unwrap();
         assert_eq!(seen[0].key_id, first[0].key_id);
         assert!(seen[1].key_id < store.durable.load(std::sync::atomic::Ordering::SeqCst));

@@ -709,7 +709,10 @@ impl Ledger {
             .size()
             .saturating_sub(self.indexed.load(Ordering::Acquire));
         let index_ok = index_lag <= self.config.max_index_lag_events;
-        let ready = writable && !stale && index_ok;
+        // After a failed flush of the keyring no new data key is made
+        // until a restart: events naming a new subject would all fail.
+        let keyring_flushes = !self.keyring.flush_failed();
+        let ready = writable && !stale && index_ok && keyring_flushes;
         // Keys are loaded and recovery has finished before the server listens at all.
         Readiness {
             ready,
@@ -722,6 +725,7 @@ impl Ledger {
                 "checkpoints_keep_up": !stale,
                 "index_lag_events": index_lag,
                 "index_keeps_up": index_ok,
+                "keyring_flushes": keyring_flushes,
             }),
         }
     }

@@ -186,6 +186,7 @@ async fn an_entry_gets_its_proof_only_once_a_checkpoint_covers_it() {
     assert_eq!(r.checks["unpublished_entries"], 3);
     assert_eq!(r.checks["storage_writable"], true);
     assert_eq!(r.checks["checkpoints_keep_up"], true);
+    assert_eq!(r.checks["keyring_flushes"], true);
 
     // A checkpoint that never comes is unavailable after checkpoint_wait.
     let e = ledger.await_checkpoint(1000).await.unwrap_err();
