@@ -286,17 +286,23 @@ impl Tail {
         if at < end {
             // The records of an append that failed are replaced.
             self.records.truncate(at.saturating_sub(self.from) as usize);
-            let from = self.from;
-            self.subjects.clear();
-            for (n, r) in (from..).zip(self.records.clone()) {
-                self.note(n, &r);
-            }
+            self.renote();
         }
         for (n, r) in (at..).zip(records) {
             self.records.push(*r);
             self.note(n, r);
         }
         self.since.get_or_insert_with(std::time::Instant::now);
+    }
+
+    /// Rebuilds `subjects` from the records held (after some were dropped).
+    fn renote(&mut self) {
+        self.subjects.clear();
+        let from = self.from;
+        for (n, r) in (from..).zip(std::mem::take(&mut self.records)) {
+            self.note(n, &r);
+            self.records.push(r);
+        }
     }
 
     fn note(&mut self, number: u64, r: &Record) {
@@ -447,11 +453,7 @@ impl FileRecords {
         self.index.add(tail.from, &tail.records[..n], &tail.known)?;
         tail.from += n as u64;
         tail.records.drain(..n);
-        tail.subjects.clear();
-        let (from, rest) = (tail.from, tail.records.clone());
-        for (number, r) in (from..).zip(&rest) {
-            tail.note(number, r);
-        }
+        tail.renote();
         tail.known.clear();
         tail.flushes += 1;
         tail.since = (!tail.records.is_empty()).then(std::time::Instant::now);
