@@ -9,6 +9,8 @@
 //! Each tenant also has an HMAC salt, used for sensitive fields and subject
 //! tags, which never rotates (so searching by HMAC keeps working).
 
+#[cfg(feature = "fault-injection")]
+pub mod io_faults;
 pub mod master;
 mod random;
 pub mod records;

@@ -542,6 +542,10 @@ impl RecordStore for FileRecords {
 
     fn sync(&self) -> Result<()> {
         let written = self.count.load(std::sync::atomic::Ordering::SeqCst);
+        #[cfg(feature = "fault-injection")]
+        if crate::io_faults::sync_fails(&self.path) {
+            return Err(std::io::Error::other("injected fault: flushing the keyring file").into());
+        }
         self.sync_handle.sync_data()?;
         self.synced
             .fetch_max(written, std::sync::atomic::Ordering::SeqCst);

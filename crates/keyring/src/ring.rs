@@ -347,6 +347,10 @@ impl Keyring {
         }
         let (mut changes, mark) = self.records.changes(state.mark)?;
         changes.sort_by_key(|(n, _)| *n);
+        // Records other nodes appended are committed: when every record
+        // held before was durable, so is every record held after, and the
+        // lock-free lookup may go on using the keys already cached.
+        let held_durable = self.durable.load(std::sync::atomic::Ordering::SeqCst) >= state.count;
         for (number, r) in &changes {
             let (meta, wrapped) = decode(r).ok_or_else(|| self.corrupt(*number))?;
             let number = *number;
@@ -395,6 +399,10 @@ impl Keyring {
             }
         }
         state.mark = mark;
+        if held_durable {
+            self.durable
+                .fetch_max(state.count, std::sync::atomic::Ordering::SeqCst);
+        }
         Ok(())
     }
 
@@ -1915,6 +1923,21 @@ mod tests {
         let later = b.choose(&[("u", None)]).unwrap()[0].clone();
         assert_eq!(a.key(later.key_id), Some(later.key));
         assert_eq!(a.key(later.key_id + 100), None);
+    }
+
+    #[test]
+    fn keys_pulled_from_other_nodes_leave_the_lookup_lock_free() {
+        let (_dir, _shared, a, b) = two_nodes();
+        let wants = [("t", None), ("t", Some("alice"))];
+        let from_b = b.choose(&wants).unwrap();
+        assert!(b.lookup(&wants).is_some());
+        // Another node's records are committed when pulled: b's keys stay
+        // usable without a trip through `choose`.
+        a.choose(&[("u", None), ("u", Some("bob"))]).unwrap();
+        b.refresh().unwrap();
+        let found = b.lookup(&wants).expect("cached keys after a refresh");
+        assert_eq!(found[1].key, from_b[1].key);
+        assert!(b.lookup(&[("u", None)]).is_some());
     }
 
     #[test]

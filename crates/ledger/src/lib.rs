@@ -419,6 +419,9 @@ impl Ledger {
                 .lease_remaining
                 .set(lease.remaining_ms() as f64 / 1000.0);
         }
+        self.metrics
+            .keyring_flush_failed
+            .set(self.keyring.flush_failed() as i64);
         self.metrics.fenced_writes.inner().store(
             self.store.fenced_writes(),
             std::sync::atomic::Ordering::Relaxed,

@@ -178,6 +178,8 @@ pub struct Metrics {
     backup_max_age_seconds: Family<LocationLabel, FloatGauge>,
     backup_last_success: Family<LocationLabel, Gauge>,
     backup_failures: Family<LocationLabel, Counter>,
+    /// 1 after a flush of the keyring failed: no new data key until restart.
+    pub keyring_flush_failed: Gauge,
     /// Entries durable in the log but not yet in the search index.
     pub index_lag: Gauge,
     pub indexed_size: Gauge,
@@ -467,6 +469,12 @@ impl Metrics {
             "Backup attempts that failed, by location",
             backup_failures.clone(),
         );
+        let keyring_flush_failed = Gauge::default();
+        r.register(
+            "aiaudit_keyring_flush_failed",
+            "1 after a flush of the keyring failed: events naming a new data subject are refused until the ledger restarts",
+            keyring_flush_failed.clone(),
+        );
         let index_lag = Gauge::default();
         r.register(
             "aiaudit_index_lag_events",
@@ -636,6 +644,7 @@ impl Metrics {
             backup_max_age_seconds,
             backup_last_success,
             backup_failures,
+            keyring_flush_failed,
             index_lag,
             indexed_size,
             tree_size,
