@@ -62,6 +62,24 @@ pub struct SubjectCounts {
     pub destroyed: u64,
 }
 
+/// What the subject index takes of a record: the tag of a subject key
+/// (None for the tenants' records) and whether it is live. The records not
+/// indexed yet are held in memory in this form, an eighth of their size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Noted {
+    pub(crate) subject: Option<[u8; 32]>,
+    pub(crate) live: bool,
+}
+
+impl Noted {
+    pub(crate) fn of(r: &Record) -> Noted {
+        Noted {
+            subject: record_subject(r).map(|(_, tag)| tag),
+            live: record_live(r),
+        }
+    }
+}
+
 /// Durable storage of keyring records.
 ///
 /// A keyring only ever holds its tenants' records (salts and tenant keys: a
@@ -253,8 +271,12 @@ pub fn parse_image(
 const FILE_ID_AT: usize = 32;
 /// Records indexed per write when the index catches up at open.
 const CATCH_UP_CHUNK: u64 = 65_536;
-/// Records held in [`Tail`] before they are indexed in one write.
-const TAIL_MAX: usize = 8_192;
+/// Records held in [`Tail`] before they are indexed in one write. Each
+/// write is a sorted run the index merges later, and every merge into the
+/// tree's first level rewrites all of it (new subjects' keys are random):
+/// with 32,768 rather than 8,192 the merging thread used a quarter of the
+/// CPU per new subject (docs/performance.md, session 26).
+pub(crate) const TAIL_MAX: usize = 32_768;
 /// The longest records wait in [`Tail`] (checked at each append).
 const TAIL_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -268,9 +290,13 @@ const TAIL_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 struct Tail {
     /// The first record number not in the index.
     from: u64,
-    records: Vec<Record>,
-    /// Subject-key records in the tail, by tag.
-    subjects: std::collections::HashMap<[u8; 32], Vec<u64>>,
+    records: Vec<Noted>,
+    /// Subject-key records in the tail by the first 8 bytes of their tag
+    /// (a hint, like the index: callers check each record): the first
+    /// record of each, and in `more` any later ones (a key rotated while
+    /// the first waits here; rare).
+    subjects: std::collections::HashMap<u64, u64>,
+    more: std::collections::HashMap<u64, Vec<u64>>,
     since: Option<std::time::Instant>,
     /// What lookups since the last flush read from the index, by tag: the
     /// flush extends these lists without reading them again (a new subject
@@ -289,8 +315,9 @@ impl Tail {
             self.renote();
         }
         for (n, r) in (at..).zip(records) {
-            self.records.push(*r);
-            self.note(n, r);
+            let r = Noted::of(r);
+            self.records.push(r);
+            self.note(n, &r);
         }
         self.since.get_or_insert_with(std::time::Instant::now);
     }
@@ -298,6 +325,7 @@ impl Tail {
     /// Rebuilds `subjects` from the records held (after some were dropped).
     fn renote(&mut self) {
         self.subjects.clear();
+        self.more.clear();
         let from = self.from;
         for (n, r) in (from..).zip(std::mem::take(&mut self.records)) {
             self.note(n, &r);
@@ -305,10 +333,29 @@ impl Tail {
         }
     }
 
-    fn note(&mut self, number: u64, r: &Record) {
-        if let Some((_, tag)) = record_subject(r) {
-            self.subjects.entry(tag).or_default().push(number);
+    fn note(&mut self, number: u64, r: &Noted) {
+        if let Some(tag) = r.subject {
+            let prefix = crate::subject_index::tag_prefix(&tag);
+            match self.subjects.entry(prefix) {
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(number);
+                }
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    self.more.entry(prefix).or_default().push(number)
+                }
+            }
         }
+    }
+
+    /// Numbers of the tail's records whose tag starts as `tag` does.
+    fn subject_numbers(&self, tag: &[u8; 32]) -> impl Iterator<Item = u64> + '_ {
+        let prefix = crate::subject_index::tag_prefix(tag);
+        let more = self.more.get(&prefix).map(Vec::as_slice).unwrap_or(&[]);
+        self.subjects
+            .get(&prefix)
+            .copied()
+            .into_iter()
+            .chain(more.iter().copied())
     }
 
     fn due(&self) -> bool {
@@ -399,7 +446,7 @@ impl FileRecords {
                     torn = true;
                     break;
                 }
-                records.push(r);
+                records.push(Noted::of(&r));
             }
             index.add(count, &records, &Default::default())?;
             count += records.len() as u64;
@@ -573,7 +620,7 @@ impl RecordStore for FileRecords {
         for ((number, r), _) in records.iter().zip(&changes) {
             if *number >= from {
                 if let Some(held) = tail.records.get_mut((number - from) as usize) {
-                    *held = *r;
+                    *held = Noted::of(r);
                 }
             }
         }
@@ -625,7 +672,7 @@ impl RecordStore for FileRecords {
             numbers.extend(
                 (tail.from..)
                     .zip(&tail.records)
-                    .filter(|(_, r)| record_kind(r) != KIND_SUBJECT_KEY)
+                    .filter(|(_, r)| r.subject.is_none())
                     .map(|(n, _)| n),
             );
         }
@@ -646,9 +693,7 @@ impl RecordStore for FileRecords {
             if tail.flushes == flushes {
                 tail.known.remember(tag, &numbers);
             }
-            if let Some(more) = tail.subjects.get(tag) {
-                numbers.extend(more);
-            }
+            numbers.extend(tail.subject_numbers(tag));
         }
         numbers.sort_unstable();
         numbers.dedup();
@@ -678,12 +723,8 @@ impl RecordStore for FileRecords {
     fn subject_counts(&self) -> Result<SubjectCounts> {
         let mut counts = self.index.counts()?;
         let tail = self.tail.lock().expect("keyring tail lock");
-        for r in tail
-            .records
-            .iter()
-            .filter(|r| record_kind(r) == KIND_SUBJECT_KEY)
-        {
-            if record_live(r) {
+        for r in tail.records.iter().filter(|r| r.subject.is_some()) {
+            if r.live {
                 counts.live += 1;
             } else {
                 counts.destroyed += 1;

@@ -16,7 +16,7 @@
 //! are durable, and records past what it has durably indexed are indexed
 //! again at open, so a crash between the two loses nothing.
 
-use crate::records::{record_kind, record_live, record_subject, Record, SubjectCounts};
+use crate::records::{record_kind, record_live, Noted, Record, SubjectCounts};
 use crate::{Error, Result};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use std::path::Path;
@@ -73,25 +73,52 @@ pub const INDEX_DIR: &str = "keyring.index";
 pub const OLD_INDEX_FILE: &str = "keyring.idx";
 
 /// Lists of record numbers read from the index since its last write, by
-/// index key, so that the next write need not read them again.
+/// the first 8 bytes of the tag (the index key's), so that the next write
+/// need not read them again.
 #[derive(Default)]
-pub(crate) struct Known(std::collections::HashMap<[u8; 9], Vec<u64>>);
+pub(crate) struct Known {
+    /// Tags the index held nothing for: new subjects, nearly every lookup
+    /// of a write's worth (8 bytes each rather than a list each).
+    none: std::collections::HashSet<u64>,
+    lists: std::collections::HashMap<u64, Vec<u64>>,
+}
 
 /// Lookups remembered between two writes at most (a log read heavily
-/// between appends would otherwise grow the map).
-const KNOWN_MAX: usize = 16_384;
+/// between appends would otherwise grow the maps): twice the records a
+/// write takes, so that a write of new subjects reads none of them again.
+const KNOWN_MAX: usize = 2 * crate::records::TAIL_MAX;
 
 impl Known {
     pub(crate) fn remember(&mut self, tag: &[u8; 32], numbers: &[u64]) {
-        if self.0.len() < KNOWN_MAX {
-            self.0.insert(subject_key(tag), numbers.to_vec());
+        if self.none.len() + self.lists.len() >= KNOWN_MAX {
+            return;
+        }
+        let prefix = tag_prefix(tag);
+        if numbers.is_empty() {
+            self.none.insert(prefix);
+        } else {
+            self.lists.insert(prefix, numbers.to_vec());
         }
     }
 
-    pub(crate) fn clear(&mut self) {
-        self.0.clear();
-        self.0.shrink_to(1024);
+    fn get(&self, prefix: u64) -> Option<&[u64]> {
+        if self.none.contains(&prefix) {
+            return Some(&[]);
+        }
+        self.lists.get(&prefix).map(Vec::as_slice)
     }
+
+    pub(crate) fn clear(&mut self) {
+        // The set keeps its room (8 bytes a tag) for the next write's lookups.
+        self.none.clear();
+        self.lists.clear();
+        self.lists.shrink_to(1024);
+    }
+}
+
+/// The first 8 bytes of a tag: what the index keys a subject by.
+pub(crate) fn tag_prefix(tag: &[u8; 32]) -> u64 {
+    u64::from_be_bytes(tag[..8].try_into().expect("8 bytes"))
 }
 
 pub(crate) struct SubjectIndex {
@@ -266,25 +293,28 @@ impl SubjectIndex {
     /// Indexes records `at, at + 1, …` (already durable in the file),
     /// durably, in one sorted run with the new `indexed` mark. `known` holds
     /// lists read from the index since its last write (the rest are read).
-    pub(crate) fn add(&self, at: u64, records: &[Record], known: &Known) -> Result<()> {
+    pub(crate) fn add(&self, at: u64, records: &[Noted], known: &Known) -> Result<()> {
         let mut counts = self.counts.lock().expect("index lock");
         let mut next = *counts;
-        let mut writes = Writes::new();
-        let mut lists: std::collections::HashMap<[u8; 9], Vec<u8>> = Default::default();
+        // One entry per subject (its list of numbers) and per tenant record,
+        // sorted by key for the run: fixed-size keys, one allocation each.
+        let mut lists: std::collections::HashMap<u64, Vec<u8>> =
+            std::collections::HashMap::with_capacity(records.len());
+        let mut tenants = Vec::new();
         for (number, r) in (at..).zip(records) {
-            match record_subject(r) {
-                Some((_, tag)) => {
-                    let key = subject_key(&tag);
-                    let list = match lists.entry(key) {
+            match r.subject {
+                Some(tag) => {
+                    let prefix = tag_prefix(&tag);
+                    let list = match lists.entry(prefix) {
                         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                         std::collections::hash_map::Entry::Vacant(e) => {
-                            let held = match known.0.get(&key) {
+                            let held = match known.get(prefix) {
                                 Some(numbers) => {
                                     numbers.iter().flat_map(|n| n.to_be_bytes()).collect()
                                 }
                                 None => self
                                     .keys
-                                    .get(key)
+                                    .get(subject_key(&tag))
                                     .map_err(idx_err)?
                                     .map(|v| v.to_vec())
                                     .unwrap_or_default(),
@@ -296,27 +326,41 @@ impl SubjectIndex {
                     if !list.chunks(8).any(|n| n == number.to_be_bytes()) {
                         list.extend_from_slice(&number.to_be_bytes());
                     }
-                    if record_live(r) {
+                    if r.live {
                         next.live += 1;
                     } else {
                         next.destroyed += 1;
                     }
                 }
-                None => {
-                    writes.insert(tenant_key(number).to_vec(), Vec::new());
-                }
+                None => tenants.push(tenant_key(number)),
             }
         }
-        for (key, list) in lists {
-            writes.insert(key.to_vec(), list);
-        }
-        writes.insert(meta_key(LIVE), next.live.to_be_bytes().to_vec());
-        writes.insert(meta_key(DESTROYED), next.destroyed.to_be_bytes().to_vec());
-        writes.insert(
+        let mut run: Vec<([u8; 9], Vec<u8>)> = lists
+            .into_iter()
+            .map(|(prefix, list)| {
+                let mut key = [SUBJECT; 9];
+                key[1..].copy_from_slice(&prefix.to_be_bytes());
+                (key, list)
+            })
+            .chain(tenants.into_iter().map(|key| (key, Vec::new())))
+            .collect();
+        run.sort_unstable_by_key(|a| a.0);
+        let mut meta = Writes::new();
+        meta.insert(meta_key(LIVE), next.live.to_be_bytes().to_vec());
+        meta.insert(meta_key(DESTROYED), next.destroyed.to_be_bytes().to_vec());
+        meta.insert(
             meta_key(INDEXED),
             (at + records.len() as u64).to_be_bytes().to_vec(),
         );
-        self.ingest(writes)?;
+        // Counters sort first (`M` < `S` < `T`): one run in key order.
+        let mut ingestion = self.keys.start_ingestion().map_err(idx_err)?;
+        for (key, value) in meta {
+            ingestion.write(key, value).map_err(idx_err)?;
+        }
+        for (key, value) in run {
+            ingestion.write(&key[..], value).map_err(idx_err)?;
+        }
+        ingestion.finish().map_err(idx_err)?;
         *counts = next;
         Ok(())
     }
@@ -409,6 +453,10 @@ mod tests {
         r
     }
 
+    fn noted(records: &[Record]) -> Vec<Noted> {
+        records.iter().map(Noted::of).collect()
+    }
+
     /// What opening says it has indexed, across reopenings: the index is
     /// kept (never silently emptied by something replayed at open), and made
     /// anew for another file.
@@ -423,8 +471,12 @@ mod tests {
         ];
         let (index, indexed) = SubjectIndex::open(dir.path(), 1, 4).unwrap();
         assert_eq!(indexed, 0);
-        index.add(0, &records[..2], &Known::default()).unwrap();
-        index.add(2, &records[2..], &Known::default()).unwrap();
+        index
+            .add(0, &noted(&records[..2]), &Known::default())
+            .unwrap();
+        index
+            .add(2, &noted(&records[2..]), &Known::default())
+            .unwrap();
         drop(index);
         for _ in 0..2 {
             let (index, indexed) = SubjectIndex::open(dir.path(), 1, 4).unwrap();
@@ -438,12 +490,16 @@ mod tests {
         let (index, indexed) = SubjectIndex::open(dir.path(), 1, 3).unwrap();
         assert_eq!(indexed, 0);
         assert!(index.subject_numbers(&[7; 32]).unwrap().is_empty());
-        index.add(0, &records[..1], &Known::default()).unwrap();
+        index
+            .add(0, &noted(&records[..1]), &Known::default())
+            .unwrap();
         drop(index);
         // Another file id, then the same id again: made anew once, kept after.
         let (index, indexed) = SubjectIndex::open(dir.path(), 2, 1).unwrap();
         assert_eq!(indexed, 0);
-        index.add(0, &records[..2], &Known::default()).unwrap();
+        index
+            .add(0, &noted(&records[..2]), &Known::default())
+            .unwrap();
         drop(index);
         let (index, indexed) = SubjectIndex::open(dir.path(), 2, 2).unwrap();
         assert_eq!(indexed, 2);
@@ -460,7 +516,7 @@ mod tests {
         index
             .add(
                 0,
-                &[record(KIND_TENANT_KEY, 0), record(KIND_SUBJECT_KEY, 7)],
+                &noted(&[record(KIND_TENANT_KEY, 0), record(KIND_SUBJECT_KEY, 7)]),
                 &Known::default(),
             )
             .unwrap();
@@ -475,7 +531,7 @@ mod tests {
         index
             .add(
                 0,
-                &[record(KIND_TENANT_KEY, 0), record(KIND_SUBJECT_KEY, 7)],
+                &noted(&[record(KIND_TENANT_KEY, 0), record(KIND_SUBJECT_KEY, 7)]),
                 &Known::default(),
             )
             .unwrap();
@@ -492,15 +548,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (index, _) = SubjectIndex::open(dir.path(), 1, 0).unwrap();
         index
-            .add(0, &[record(KIND_SUBJECT_KEY, 5)], &Known::default())
+            .add(0, &noted(&[record(KIND_SUBJECT_KEY, 5)]), &Known::default())
             .unwrap();
         let mut known = Known::default();
         known.remember(&[5; 32], &index.subject_numbers(&[5; 32]).unwrap());
         index
-            .add(1, &[record(KIND_SUBJECT_KEY, 5)], &known)
+            .add(1, &noted(&[record(KIND_SUBJECT_KEY, 5)]), &known)
             .unwrap();
         index
-            .add(2, &[record(KIND_SUBJECT_KEY, 5)], &Known::default())
+            .add(2, &noted(&[record(KIND_SUBJECT_KEY, 5)]), &Known::default())
             .unwrap();
         assert_eq!(index.subject_numbers(&[5; 32]).unwrap(), [0, 1, 2]);
     }
