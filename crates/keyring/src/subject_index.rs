@@ -201,8 +201,11 @@ impl SubjectIndex {
     /// Writes `writes` as one new sorted run of the tree, durably, without
     /// the tree's journal: the keyring file already is the log these are
     /// derived from, and a journal would be replayed (up to 64 MB of it)
-    /// at every open.
-    fn ingest(&self, writes: Writes) -> Result<()> {
+    /// at every open. The pairs must come in key order.
+    fn ingest<K: Into<fjall::UserKey>, V: Into<fjall::UserValue>>(
+        &self,
+        writes: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<()> {
         let mut ingestion = self.keys.start_ingestion().map_err(idx_err)?;
         for (key, value) in writes {
             ingestion.write(key, value).map_err(idx_err)?;
@@ -353,14 +356,14 @@ impl SubjectIndex {
             (at + records.len() as u64).to_be_bytes().to_vec(),
         );
         // Counters sort first (`M` < `S` < `T`): one run in key order.
-        let mut ingestion = self.keys.start_ingestion().map_err(idx_err)?;
-        for (key, value) in meta {
-            ingestion.write(key, value).map_err(idx_err)?;
-        }
-        for (key, value) in run {
-            ingestion.write(&key[..], value).map_err(idx_err)?;
-        }
-        ingestion.finish().map_err(idx_err)?;
+        self.ingest(
+            meta.into_iter()
+                .map(|(key, value)| (fjall::Slice::from(key), value))
+                .chain(
+                    run.into_iter()
+                        .map(|(key, value)| (fjall::Slice::from(&key[..]), value)),
+                ),
+        )?;
         *counts = next;
         Ok(())
     }

@@ -178,7 +178,7 @@ pub struct Metrics {
     backup_max_age_seconds: Family<LocationLabel, FloatGauge>,
     backup_last_success: Family<LocationLabel, Gauge>,
     backup_failures: Family<LocationLabel, Counter>,
-    /// 1 after a flush of the keyring failed: no new data key until restart.
+    /// 1 after a flush of the keyring failed: no data key is used until restart.
     pub keyring_flush_failed: Gauge,
     /// Entries durable in the log but not yet in the search index.
     pub index_lag: Gauge,
@@ -472,7 +472,7 @@ impl Metrics {
         let keyring_flush_failed = Gauge::default();
         r.register(
             "aiaudit_keyring_flush_failed",
-            "1 after a flush of the keyring failed: events naming a new data subject are refused until the ledger restarts",
+            "1 after a flush of the keyring failed: every sealed event is refused until the ledger restarts",
             keyring_flush_failed.clone(),
         );
         let index_lag = Gauge::default();

@@ -709,8 +709,8 @@ impl Ledger {
             .size()
             .saturating_sub(self.indexed.load(Ordering::Acquire));
         let index_ok = index_lag <= self.config.max_index_lag_events;
-        // After a failed flush of the keyring no new data key is made
-        // until a restart: events naming a new subject would all fail.
+        // After a failed flush of the keyring no data key is used until a
+        // restart: every sealed event would fail.
         let keyring_flushes = !self.keyring.flush_failed();
         let ready = writable && !stale && index_ok && keyring_flushes;
         // Keys are loaded and recovery has finished before the server listens at all.
