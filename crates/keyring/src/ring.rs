@@ -672,6 +672,10 @@ impl Keyring {
             return Ok(asked);
         }
         let mut found = self.records.subjects_records(&missing)?;
+        if found.is_empty() {
+            // New subjects, all of them: no map of who asked to build.
+            return Ok(asked);
+        }
         found.sort_by_key(|(number, _)| *number);
         // Which subject asked for has this tag (tags differ per tenant, so
         // the tenant is compared only to be sure).

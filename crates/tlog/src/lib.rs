@@ -64,7 +64,9 @@ pub use tile::{
     TILE_HEIGHT, TILE_WIDTH,
 };
 pub use tlog_proof::{TlogProof, TLOG_PROOF_HEADER};
-pub use verify::{audit_log, check_stored_levels, AuditReport, Problem, TileReader, MAX_PROBLEMS};
+pub use verify::{
+    audit_log, check_stored_levels, AuditReport, EntryVisitor, Problem, TileReader, MAX_PROBLEMS,
+};
 pub use witness::{
     parse_tlog_size, AddCheckpoint, MAX_CONSISTENCY_PROOF_LINES, TLOG_SIZE_CONTENT_TYPE,
 };
