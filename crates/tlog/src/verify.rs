@@ -27,8 +27,10 @@ pub trait TileReader {
     }
 }
 
-/// Called once for every entry of every entry bundle that decodes, from
-/// any of the audit's threads and in no particular order.
+/// Called once for every entry of every entry bundle the audit reads and
+/// decodes, from any of its threads and in no particular order, and never
+/// after [`audit_log`] returns. An audit that stops early (at
+/// [`MAX_PROBLEMS`]) reads, and shows, only part of the log.
 pub type EntryVisitor = std::sync::Arc<dyn Fn(u64, &[u8]) + Send + Sync>;
 
 impl<T: TileReader + ?Sized> TileReader for &mut T {
@@ -304,6 +306,11 @@ pub fn audit_log(
         progress(builder.size());
     }
 
+    // A window still being hashed when the audit stopped early: its
+    // workers call the visitor, which must be done when this returns.
+    if let Some(hashing) = hashing.take() {
+        hashing.finish();
+    }
     if completed && audit.report.problems.is_empty() && builder.root() != *root {
         audit.problem(size, "root mismatch".to_string());
     }
@@ -985,6 +992,53 @@ mod tests {
             seen == expected,
             "an entry shown twice, at the wrong index or not at all"
         );
+    }
+
+    #[test]
+    fn an_audit_stopped_early_has_shown_every_entry_it_read_when_it_returns() {
+        // Four whole bundles changed (1,024 problems, past MAX_PROBLEMS)
+        // in a window checked while the next, of 32 bundles, is being hashed
+        // on worker threads when the audit stops.
+        let size = 256 * 100;
+        let logged = entries(size, "entry");
+        let (mut tiles, root) = build(&logged);
+        for b in 16..20u64 {
+            let lo = (b * TILE_WIDTH) as usize;
+            let changed: Vec<Vec<u8>> = (lo..lo + 256)
+                .map(|i| format!("evil {i}").into_bytes())
+                .collect();
+            let bundle = encode_entry_bundle(changed.iter().map(Vec::as_slice)).unwrap();
+            tiles.files.insert(format!("tile/entries/{b:03}"), bundle);
+        }
+        let mut reader = Visited {
+            tiles,
+            seen: Default::default(),
+        };
+        let r = audit_log(size, &root, &mut reader, None, |_| {});
+        assert!(r.problems.len() >= MAX_PROBLEMS);
+        let mut seen: Vec<u64> = reader
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(i, _)| *i)
+            .collect();
+        seen.sort();
+        let read: Vec<u64> = reader
+            .tiles
+            .reads
+            .iter()
+            .filter_map(|p| p.strip_prefix("tile/entries/"))
+            .map(|b| b.parse::<u64>().unwrap())
+            .flat_map(|b| b * TILE_WIDTH..(b + 1) * TILE_WIDTH)
+            .collect();
+        assert!(read.len() < size as usize, "the audit should stop early");
+        assert_eq!(
+            seen.len(),
+            read.len(),
+            "entries read but not shown before the audit returned"
+        );
+        assert_eq!(seen, read);
     }
 
     #[test]
