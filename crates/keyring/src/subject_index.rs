@@ -135,8 +135,13 @@ fn idx_err(e: impl std::fmt::Display) -> Error {
 
 /// The index key of a subject's records.
 fn subject_key(tag: &[u8; 32]) -> [u8; 9] {
+    subject_key_of(tag_prefix(tag))
+}
+
+/// The index key of the subjects whose tags start with `prefix`.
+fn subject_key_of(prefix: u64) -> [u8; 9] {
     let mut key = [SUBJECT; 9];
-    key[1..].copy_from_slice(&tag[..8]);
+    key[1..].copy_from_slice(&prefix.to_be_bytes());
     key
 }
 
@@ -340,11 +345,7 @@ impl SubjectIndex {
         }
         let mut run: Vec<([u8; 9], Vec<u8>)> = lists
             .into_iter()
-            .map(|(prefix, list)| {
-                let mut key = [SUBJECT; 9];
-                key[1..].copy_from_slice(&prefix.to_be_bytes());
-                (key, list)
-            })
+            .map(|(prefix, list)| (subject_key_of(prefix), list))
             .chain(tenants.into_iter().map(|key| (key, Vec::new())))
             .collect();
         run.sort_unstable_by_key(|a| a.0);

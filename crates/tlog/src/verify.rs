@@ -219,21 +219,15 @@ pub fn audit_log(
             let in_flight = match hashing.take() {
                 Some(h) => h,
                 None => {
-                    let raw = audit.read_raw(read_to, bundles.min(read_to + window));
-                    let first = read_to;
-                    read_to += raw.len() as u64;
+                    let (first, raw) = audit.read_window(&mut read_to, bundles, window);
                     Hashing::start(first, raw, &visitor)
                 }
             };
             // The next window is read while the cores hash this one.
             let next =
-                (read_to < bundles).then(|| audit.read_raw(read_to, bundles.min(read_to + window)));
+                (read_to < bundles).then(|| audit.read_window(&mut read_to, bundles, window));
             ahead = in_flight.finish();
-            if let Some(raw) = next {
-                let first = read_to;
-                read_to += raw.len() as u64;
-                hashing = Some(Hashing::start(first, raw, &visitor));
-            }
+            hashing = next.map(|(first, raw)| Hashing::start(first, raw, &visitor));
         }
         let start = b * TILE_WIDTH;
         let width = (size - start).min(TILE_WIDTH) as usize;
@@ -488,6 +482,21 @@ impl<R: TileReader> Auditor<'_, R> {
     /// Reads the entry bundles `first..end` (one reader, in order; fewer
     /// past [`AHEAD_BYTES`]). Problems are reported later, bundle by bundle,
     /// by [`Self::check_bundle`].
+    /// Reads up to `window` entry bundles from `*read_to` (short of
+    /// `bundles`) and moves `*read_to` past them. Returns the first one's
+    /// index and what was read.
+    fn read_window(
+        &mut self,
+        read_to: &mut u64,
+        bundles: u64,
+        window: u64,
+    ) -> (u64, Vec<Result<Vec<u8>>>) {
+        let first = *read_to;
+        let raw = self.read_raw(first, bundles.min(first + window));
+        *read_to += raw.len() as u64;
+        (first, raw)
+    }
+
     fn read_raw(&mut self, first: u64, end: u64) -> Vec<Result<Vec<u8>>> {
         let mut raw = Vec::new();
         let mut bytes = 0;
