@@ -17,6 +17,10 @@ fn main() {
     let dir = std::path::Path::new(&dir);
     let (m, _) = LocalMasterKey::load(MasterKeySource::File(dir.join("master.key")), true).unwrap();
     let ring = Keyring::open(dir, Arc::new(m)).unwrap();
+    // `families` as the third argument: keys derived from subject key
+    // families, members noted as the ledger notes them.
+    let families = std::env::args().nth(3).as_deref() == Some("families");
+    ring.set_families(families).unwrap();
     let start = Instant::now();
     let mut last = Instant::now();
     for round in 0..n / 100 {
@@ -25,7 +29,12 @@ fn main() {
             .collect();
         let wants: Vec<(&str, Option<&str>)> =
             subjects.iter().map(|s| ("t", Some(s.as_str()))).collect();
-        ring.choose(&wants).unwrap();
+        let chosen = ring.choose(&wants).unwrap();
+        if families {
+            let members = chosen.iter().filter_map(|c| Some((c.key_id, c.member?)));
+            ring.note_members(members, ((round + 1) * 100) as u64)
+                .unwrap();
+        }
         if (round + 1) % 1000 == 0 {
             println!(
                 "{} subjects: {:.2} us/subject over the last 100k",

@@ -28,6 +28,15 @@ pub type Record = [u8; RECORD_LEN];
 pub const KIND_TENANT_KEY: u8 = 1;
 pub const KIND_SUBJECT_KEY: u8 = 2;
 pub const KIND_SALT: u8 = 3;
+/// A subject key family's key (see `crate::family`): found by its tag like
+/// a subject key, the tag naming (tenant, bucket); never counted as one.
+pub const KIND_FAMILY: u8 = 4;
+/// A key derived from a family, stored on its own when the family was
+/// destroyed by an erasure of another of its subjects (bytes
+/// [`DERIVED_FROM_AT`].. name the family). Counted as a subject key.
+pub const KIND_DERIVED_KEY: u8 = 5;
+/// Where a derived key's record names its family's record (u64 BE).
+pub const DERIVED_FROM_AT: usize = 193;
 /// Where a record's tag (a subject key's HMAC of the subject) sits.
 pub const TAG_AT: usize = 89;
 const TENANT_LEN_AT: usize = 24;
@@ -43,10 +52,23 @@ pub fn record_kind(r: &Record) -> u8 {
     r[5]
 }
 
-/// The tenant and tag of a subject-key record; None for other kinds.
+/// Whether records of `kind` are found by (tenant, tag): subject keys,
+/// families and derived keys. The rest (salts, tenant keys) are the
+/// tenants' records, held in memory.
+pub fn kind_has_tag(kind: u8) -> bool {
+    matches!(kind, KIND_SUBJECT_KEY | KIND_FAMILY | KIND_DERIVED_KEY)
+}
+
+/// Whether records of `kind` count as subject keys (in stats and metrics).
+pub fn kind_is_subject_key(kind: u8) -> bool {
+    matches!(kind, KIND_SUBJECT_KEY | KIND_DERIVED_KEY)
+}
+
+/// The tenant and tag of a record found by tag (a subject key, family or
+/// derived key); None for the tenants' records.
 pub fn record_subject(r: &Record) -> Option<(&[u8], [u8; 32])> {
     let len = r[TENANT_LEN_AT] as usize;
-    if record_kind(r) != KIND_SUBJECT_KEY || len > MAX_TENANT {
+    if !kind_has_tag(record_kind(r)) || len > MAX_TENANT {
         return None;
     }
     let tenant = &r[TENANT_LEN_AT + 1..TENANT_LEN_AT + 1 + len];
@@ -69,6 +91,8 @@ pub struct SubjectCounts {
 pub(crate) struct Noted {
     pub(crate) subject: Option<[u8; 32]>,
     pub(crate) live: bool,
+    /// Counted as a subject key.
+    pub(crate) counted: bool,
 }
 
 impl Noted {
@@ -76,6 +100,7 @@ impl Noted {
         Noted {
             subject: record_subject(r).map(|(_, tag)| tag),
             live: record_live(r),
+            counted: kind_is_subject_key(record_kind(r)),
         }
     }
 }
@@ -164,7 +189,7 @@ pub trait RecordStore: Send + Sync {
         let numbered = (0..).zip(records);
         Ok((
             numbered
-                .filter(|(_, r)| record_kind(r) != KIND_SUBJECT_KEY)
+                .filter(|(_, r)| !kind_has_tag(record_kind(r)))
                 .collect(),
             mark,
         ))
@@ -210,7 +235,7 @@ pub trait RecordStore: Send + Sync {
         let mut c = SubjectCounts::default();
         for r in records
             .iter()
-            .filter(|r| record_kind(r) == KIND_SUBJECT_KEY)
+            .filter(|r| kind_is_subject_key(record_kind(r)))
         {
             if record_live(r) {
                 c.live += 1;
@@ -723,7 +748,7 @@ impl RecordStore for FileRecords {
     fn subject_counts(&self) -> Result<SubjectCounts> {
         let mut counts = self.index.counts()?;
         let tail = self.tail.lock().expect("keyring tail lock");
-        for r in tail.records.iter().filter(|r| r.subject.is_some()) {
+        for r in tail.records.iter().filter(|r| r.counted) {
             if r.live {
                 counts.live += 1;
             } else {

@@ -11,9 +11,13 @@
 //! a cache of [`SUBJECT_CACHE`] entries.
 
 use crate::master::{KeyProvider, Wrapped};
+use crate::family::{bucket, family_tag, FamilyKey};
+use crate::members::MemberIndex;
 use crate::records::{
-    FileRecords, Record, RecordStore, SubjectCounts, HEADER_LEN, KIND_SALT as SALT,
-    KIND_SUBJECT_KEY as SUBJECT_KEY, KIND_TENANT_KEY as TENANT_KEY, RECORD_LEN as RECORD,
+    kind_has_tag, kind_is_subject_key, FileRecords, Record, RecordStore, SubjectCounts,
+    DERIVED_FROM_AT, HEADER_LEN, KIND_DERIVED_KEY as DERIVED, KIND_FAMILY as FAMILY,
+    KIND_SALT as SALT, KIND_SUBJECT_KEY as SUBJECT_KEY, KIND_TENANT_KEY as TENANT_KEY,
+    RECORD_LEN as RECORD,
 };
 use crate::{Error, Result};
 use hashlink::LruCache;
@@ -49,6 +53,8 @@ struct Meta {
     tenant: String,
     tag: [u8; 32],
     master: [u8; 8],
+    /// A derived key's family (its record number); 0 for other kinds.
+    from: u64,
 }
 
 struct State {
@@ -72,6 +78,11 @@ struct State {
     epoch: u64,
     /// Where [`RecordStore::changes`] continues from.
     mark: u64,
+    /// Families an erasure under way is about to destroy: no new event is
+    /// sealed under them (the next one of their bucket gets a new family).
+    retired: std::collections::HashSet<u64>,
+    /// Family keys ready to derive from, by record number.
+    family_keys: LruCache<u64, FamilyKey>,
 }
 
 impl Default for State {
@@ -87,6 +98,8 @@ impl Default for State {
             subjects: SubjectCounts::default(),
             epoch: 0,
             mark: 0,
+            retired: std::collections::HashSet::new(),
+            family_keys: LruCache::new(FAMILY_CACHE),
         }
     }
 }
@@ -97,12 +110,20 @@ type NumberedKey = (u64, [u8; 32]);
 /// Stored records of subjects, by (tenant, tag).
 type StoredBySubject<'a> = HashMap<(&'a [u8], [u8; 32]), Vec<(u64, Record)>>;
 
+/// Family keys held ready to derive from: all of one tenant's 4,096
+/// buckets, about 0.5 KiB each.
+const FAMILY_CACHE: usize = 4_096;
+
 /// The key an event is sealed under, and its subject's tag if it names one.
 #[derive(Debug, Clone)]
 pub struct KeyChoice {
     pub key_id: u64,
     pub key: [u8; 32],
     pub subject_tag: Option<String>,
+    /// The subject's tag when the key is derived from a family (`key_id`
+    /// is the family's): once the event is logged, the ledger notes the
+    /// pair with [`Keyring::note_members`].
+    pub member: Option<[u8; 32]>,
 }
 
 /// Counts for `/v1/info` and metrics.
@@ -153,6 +174,11 @@ pub struct Keyring {
     /// says (the kernel forgets the failure), so no new key is handed out
     /// until the keyring is opened again.
     flush_failed: std::sync::atomic::AtomicBool,
+    /// Which subjects belong to which family (a keyring file's; None for a
+    /// shared store, which makes no families).
+    members: Option<MemberIndex>,
+    /// New subjects' keys are derived from families (see `crate::family`).
+    families: std::sync::atomic::AtomicBool,
 }
 
 /// How often a shared store's subject key counts are read again.
@@ -171,9 +197,10 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// What the wrap binds a data key to: its record number and identity.
+/// What the wrap binds a data key to: its record number and identity (and
+/// a derived key's family).
 fn aad(number: u64, m: &Meta) -> Vec<u8> {
-    let mut a = Vec::with_capacity(128);
+    let mut a = Vec::with_capacity(136);
     a.extend_from_slice(b"aiaudit keyring record ");
     a.extend_from_slice(&number.to_be_bytes());
     a.push(m.kind);
@@ -181,6 +208,9 @@ fn aad(number: u64, m: &Meta) -> Vec<u8> {
     a.push(m.tenant.len() as u8);
     a.extend_from_slice(m.tenant.as_bytes());
     a.extend_from_slice(&m.tag);
+    if m.kind == DERIVED {
+        a.extend_from_slice(&m.from.to_be_bytes());
+    }
     a
 }
 
@@ -197,6 +227,9 @@ fn encode(m: &Meta, wrapped: Option<&Wrapped>) -> Record {
     if let Some(w) = wrapped {
         r[121..145].copy_from_slice(&w.nonce);
         r[145..193].copy_from_slice(&w.ct);
+    }
+    if m.kind == DERIVED {
+        r[DERIVED_FROM_AT..DERIVED_FROM_AT + 8].copy_from_slice(&m.from.to_be_bytes());
     }
     let crc = crc32fast::hash(&r[..252]);
     r[252..].copy_from_slice(&crc.to_be_bytes());
@@ -218,6 +251,11 @@ fn decode(r: &[u8]) -> Option<(Meta, Wrapped)> {
         master: r[16..24].try_into().ok()?,
         tenant: String::from_utf8(r[25..25 + tenant_len].to_vec()).ok()?,
         tag: r[89..121].try_into().ok()?,
+        from: if r[5] == DERIVED {
+            u64::from_be_bytes(r[DERIVED_FROM_AT..DERIVED_FROM_AT + 8].try_into().ok()?)
+        } else {
+            0
+        },
     };
     let wrapped = Wrapped {
         master: meta.master,
@@ -257,7 +295,8 @@ impl Keyring {
     /// key rotation cut short.
     pub fn open(dir: &Path, provider: Arc<dyn KeyProvider>) -> Result<Keyring> {
         let records = FileRecords::open(dir, |r| decode(r).is_some())?;
-        Keyring::open_with(Box::new(records), provider)
+        let members = MemberIndex::open(dir)?;
+        Keyring::open_from(Box::new(records), provider, Some(members))
     }
 
     /// Opens the keyring kept in `records` (the keyring file, or a store the
@@ -266,7 +305,17 @@ impl Keyring {
         records: Box<dyn RecordStore>,
         provider: Arc<dyn KeyProvider>,
     ) -> Result<Keyring> {
+        Keyring::open_from(records, provider, None)
+    }
+
+    fn open_from(
+        records: Box<dyn RecordStore>,
+        provider: Arc<dyn KeyProvider>,
+        members: Option<MemberIndex>,
+    ) -> Result<Keyring> {
         let ring = Keyring {
+            members,
+            families: std::sync::atomic::AtomicBool::new(false),
             records,
             provider,
             state: Mutex::new(State::default()),
@@ -325,7 +374,7 @@ impl Keyring {
         };
         for (number, r) in &records {
             let (meta, wrapped) = decode(r).ok_or_else(|| self.corrupt(*number))?;
-            if meta.kind == SUBJECT_KEY {
+            if kind_has_tag(meta.kind) {
                 continue;
             }
             if meta.live {
@@ -362,10 +411,12 @@ impl Keyring {
             if new {
                 state.count += 1;
             }
-            if meta.kind == SUBJECT_KEY {
+            if kind_has_tag(meta.kind) {
+                let counted = kind_is_subject_key(meta.kind);
                 match (new, meta.live) {
-                    (true, true) => state.subjects.live += 1,
-                    (true, false) => state.subjects.destroyed += 1,
+                    (true, true) if counted => state.subjects.live += 1,
+                    (true, false) if counted => state.subjects.destroyed += 1,
+                    (true, _) => {}
                     (false, false) => {
                         // Counted by the node that destroyed it; the counts
                         // are re-read now and then (see `refresh`).
@@ -524,6 +575,7 @@ impl Keyring {
             return Ok(found);
         }
         let fresh = self.fresh_after();
+        let kind = self.subject_kind();
         self.add_durably(|ring, state, new| {
             for (tenant, _) in wants {
                 if !state.salts.contains_key(*tenant) {
@@ -531,20 +583,26 @@ impl Keyring {
                 }
             }
             // Each subject's tag once (an HMAC each).
-            let tagged: Vec<(&str, Option<[u8; 32]>)> = wants
+            let subjects: Vec<Option<[u8; 32]>> = wants
                 .iter()
                 .map(|(tenant, subject)| {
-                    let tag = subject.map(|s| state.tag(tenant, s).expect("salt created above"));
-                    (*tenant, tag)
+                    subject.map(|s| state.tag(tenant, s).expect("salt created above"))
                 })
                 .collect();
-            let mut stored = ring.stored_subject_records(state, &tagged, fresh)?;
+            // What is looked up and made: the subject's own key, or its
+            // family's.
+            let tagged: Vec<(&str, Option<[u8; 32]>)> = wants
+                .iter()
+                .zip(&subjects)
+                .map(|((tenant, _), tag)| (*tenant, tag.map(|t| ring.key_tag(tenant, &t, kind))))
+                .collect();
+            let mut stored = ring.stored_subject_records(state, &tagged, fresh, kind)?;
             let mut chosen = Vec::with_capacity(wants.len());
             // Subjects named twice in one batch share the key made for the first.
             let mut made: HashMap<(&str, [u8; 32]), NumberedKey> =
                 HashMap::with_capacity(wants.len());
-            for (tenant, subject) in &tagged {
-                let choice = match subject {
+            for ((tenant, looked_up), subject) in tagged.iter().zip(&subjects) {
+                let choice = match looked_up {
                     None => {
                         let number = match state.current(tenant, fresh) {
                             Some(n) => n,
@@ -554,35 +612,35 @@ impl Keyring {
                             key_id: number,
                             key: state.secrets[&number],
                             subject_tag: None,
+                            member: None,
                         }
                     }
                     Some(tag) => {
                         let tag = *tag;
                         let found = match made.get(&(*tenant, tag)) {
                             Some(m) => Some(*m),
-                            None => match state.cached_subject_key(tenant, tag, fresh) {
+                            None => match state.cached_subject_key(tenant, tag, fresh, kind) {
                                 Some(cached) => Some(cached),
                                 None => {
                                     let records = stored
                                         .remove(&(tenant.as_bytes(), tag))
                                         .unwrap_or_default();
-                                    ring.newest_subject_key(state, tenant, tag, fresh, records)?
+                                    ring.newest_subject_key(
+                                        state, tenant, tag, fresh, records, kind,
+                                    )?
                                 }
                             },
                         };
                         let (number, key) = match found {
                             Some(f) => f,
                             None => {
-                                let made_now = ring.create(state, new, SUBJECT_KEY, tenant, tag)?;
+                                let made_now = ring.create(state, new, kind, tenant, tag)?;
                                 made.insert((*tenant, tag), made_now);
                                 made_now
                             }
                         };
-                        KeyChoice {
-                            key_id: number,
-                            key,
-                            subject_tag: Some(tag_string(&tag)),
-                        }
+                        let subject = subject.expect("a subject's key or family");
+                        state.subject_choice(number, key, tenant, subject, kind)
                     }
                 };
                 chosen.push(choice);
@@ -598,6 +656,7 @@ impl Keyring {
     /// waiting out that fsync would leave its core idle.
     pub fn lookup(&self, wants: &[(&str, Option<&str>)]) -> Option<Vec<KeyChoice>> {
         let fresh = self.fresh_after();
+        let kind = self.subject_kind();
         let mut state = match self.state.try_lock() {
             Ok(state) => state,
             Err(std::sync::TryLockError::WouldBlock) => return None,
@@ -619,16 +678,14 @@ impl Keyring {
                         key_id: number,
                         key: *state.secrets.get(&number)?,
                         subject_tag: None,
+                        member: None,
                     })
                 }
                 Some(s) => {
                     let tag = state.tag(tenant, s)?;
-                    let (number, key) = state.cached_subject_key(tenant, tag, fresh)?;
-                    Some(KeyChoice {
-                        key_id: number,
-                        key,
-                        subject_tag: Some(tag_string(&tag)),
-                    })
+                    let looked_up = self.key_tag(tenant, &tag, kind);
+                    let (number, key) = state.cached_subject_key(tenant, looked_up, fresh, kind)?;
+                    Some(state.subject_choice(number, key, tenant, tag, kind))
                 }
             })
             .collect()
@@ -642,12 +699,13 @@ impl Keyring {
         tenant: &str,
         tag: [u8; 32],
         fresh_after: u64,
+        kind: u8,
     ) -> Result<Option<(u64, [u8; 32])>> {
-        if let Some(found) = state.cached_subject_key(tenant, tag, fresh_after) {
+        if let Some(found) = state.cached_subject_key(tenant, tag, fresh_after, kind) {
             return Ok(Some(found));
         }
         let records = self.records.subject_records(tenant, &tag)?;
-        self.newest_subject_key(state, tenant, tag, fresh_after, records)
+        self.newest_subject_key(state, tenant, tag, fresh_after, records, kind)
     }
 
     /// The stored records of every subject in `wants` whose current key is
@@ -657,12 +715,13 @@ impl Keyring {
         state: &mut State,
         tagged: &[(&'w str, Option<[u8; 32]>)],
         fresh_after: u64,
+        kind: u8,
     ) -> Result<StoredBySubject<'w>> {
         let mut missing: Vec<(&'w str, [u8; 32])> = Vec::with_capacity(tagged.len());
         let mut asked: StoredBySubject<'w> = HashMap::with_capacity(tagged.len());
         for (tenant, tag) in tagged {
             let Some(tag) = *tag else { continue };
-            if state.cached_subject_key(tenant, tag, fresh_after).is_none()
+            if state.cached_subject_key(tenant, tag, fresh_after, kind).is_none()
                 && asked.insert((tenant.as_bytes(), tag), Vec::new()).is_none()
             {
                 missing.push((*tenant, tag));
@@ -712,12 +771,18 @@ impl Keyring {
         tag: [u8; 32],
         fresh_after: u64,
         records: Vec<(u64, Record)>,
+        kind: u8,
     ) -> Result<Option<(u64, [u8; 32])>> {
         let mut newest = None;
         for (number, r) in records {
             // The store's index is a hint: the record itself must say so.
             let (meta, wrapped) = decode(&r).ok_or_else(|| self.corrupt(number))?;
-            if meta.live && meta.kind == SUBJECT_KEY && meta.tenant == tenant && meta.tag == tag {
+            if meta.live
+                && meta.kind == kind
+                && meta.tenant == tenant
+                && meta.tag == tag
+                && !state.retired.contains(&number)
+            {
                 newest = Some((number, meta, wrapped));
             }
         }
@@ -784,7 +849,7 @@ impl Keyring {
             |chunk| {
                 Ok(chunk
                     .into_iter()
-                    .filter(|(_, m)| m.kind == SUBJECT_KEY && m.live && doomed(m))
+                    .filter(|(_, m)| kind_has_tag(m.kind) && m.live && doomed(m))
                     .collect())
             },
             |found| self.destroy(&mut self.lock(), found),
@@ -856,7 +921,7 @@ impl Keyring {
             tracing::error!(key_id = id, "a keyring record fails its checksum");
             return None;
         };
-        if !meta.live || meta.kind == SALT {
+        if !meta.live || meta.kind == SALT || meta.kind == FAMILY {
             return None;
         }
         let key = match self.provider.unwrap(&wrapped, &aad(id, &meta)) {
@@ -871,6 +936,98 @@ impl Keyring {
             state.remember_subject_key(id, meta, key);
         }
         Some(key)
+    }
+
+    /// The data key of an entry sealed under key `id` naming subject
+    /// `subject_tag` (`hmac-sha256:…`, as the entry carries it): for a
+    /// family, the subject's key derived from it, or once the family is
+    /// destroyed, the subject's own record of it (none: erased).
+    pub fn key_for(&self, id: u64, subject_tag: Option<&str>) -> Option<[u8; 32]> {
+        let family = {
+            let mut state = self.lock();
+            match state.subject_keys.get(&id) {
+                Some((m, _)) if m.kind == FAMILY => {
+                    let tenant = m.tenant.clone();
+                    Some(state.family_key(id).map(|f| (tenant, f)))
+                }
+                _ => None,
+            }
+        };
+        let (tenant, family) = match family {
+            Some(Some((tenant, family))) => (tenant, Some(family)),
+            // Another kind: what `key` answers.
+            None if !self.is_family(id) => return self.key(id),
+            _ => match self.read_family(id) {
+                Ok(Some(read)) => read,
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::error!(error = %e, key_id = id, "reading a family key");
+                    return None;
+                }
+            },
+        };
+        let tag = crate::family::parse_tag(subject_tag?)?;
+        match family {
+            Some(f) => Some(f.derive(id, &tenant, &tag)),
+            None => match self.derived_record(id, &tenant, &tag) {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::error!(error = %e, key_id = id, "reading a derived key");
+                    None
+                }
+            },
+        }
+    }
+
+    /// Whether record `id` is a family's (read from the store when not held).
+    fn is_family(&self, id: u64) -> bool {
+        if let Some((m, _)) = self.lock().subject_keys.peek(&id) {
+            return m.kind == FAMILY;
+        }
+        if self.lock().tenant_records.contains_key(&id) {
+            return false;
+        }
+        matches!(self.records.get(id), Ok(Some(r)) if crate::records::record_kind(&r) == FAMILY)
+    }
+
+    /// Family record `id`: its tenant, and its key unless destroyed (None
+    /// when the record is not a family).
+    fn read_family(&self, id: u64) -> Result<Option<(String, Option<FamilyKey>)>> {
+        let (epoch, retired) = {
+            let state = self.lock();
+            (state.epoch, state.retired.contains(&id))
+        };
+        let Some(r) = self.records.get(id)? else {
+            return Ok(None);
+        };
+        let (meta, wrapped) = decode(&r).ok_or_else(|| self.corrupt(id))?;
+        if meta.kind != FAMILY {
+            return Ok(None);
+        }
+        if !meta.live {
+            return Ok(Some((meta.tenant, None)));
+        }
+        let secret = self.provider.unwrap(&wrapped, &aad(id, &meta))?;
+        let tenant = meta.tenant.clone();
+        let mut state = self.lock();
+        if state.epoch == epoch && !retired {
+            state.remember_subject_key(id, meta, secret);
+        }
+        let family = state
+            .family_key(id)
+            .unwrap_or_else(|| FamilyKey::new(&secret));
+        Ok(Some((tenant, Some(family))))
+    }
+
+    /// The live record of the key `tag` had in destroyed family `family`.
+    fn derived_record(&self, family: u64, tenant: &str, tag: &[u8; 32]) -> Result<Option<[u8; 32]>> {
+        for (number, r) in self.records.subject_records(tenant, tag)? {
+            let (meta, wrapped) = decode(&r).ok_or_else(|| self.corrupt(number))?;
+            if meta.kind == DERIVED && meta.live && meta.from == family && meta.tag == *tag {
+                return Ok(Some(self.provider.unwrap(&wrapped, &aad(number, &meta))?));
+            }
+        }
+        Ok(None)
     }
 
     /// Whether key `id` existed and was destroyed (erased content).
@@ -910,6 +1067,10 @@ impl Keyring {
 
     /// Crypto-shredding: destroys every key (current and rotated) of the
     /// subject. Returns how many keys were destroyed and the subject's tag.
+    ///
+    /// A family the subject belongs to is destroyed too, once every other
+    /// member's key has a record of its own. Its members must be noted up to
+    /// the end of the log: see [`Keyring::retire_families`] for the order.
     pub fn erase(&self, tenant: &str, subject: &str) -> Result<(usize, Option<String>)> {
         let mut state = self.lock();
         // Keys other nodes made for this subject are destroyed too.
@@ -920,12 +1081,179 @@ impl Keyring {
         let mut doomed = Vec::new();
         for (number, r) in self.records.subject_records(tenant, &tag)? {
             let (meta, _) = decode(&r).ok_or_else(|| self.corrupt(number))?;
-            if meta.live && meta.kind == SUBJECT_KEY && meta.tenant == tenant && meta.tag == tag {
+            if meta.live
+                && kind_is_subject_key(meta.kind)
+                && meta.tenant == tenant
+                && meta.tag == tag
+            {
                 doomed.push((number, meta));
             }
         }
+        let mut keep: Vec<(u64, [u8; 32], [u8; 32])> = Vec::new();
+        let families = match &self.members {
+            Some(_) => self.families_of(&mut state, tenant, &tag)?,
+            None => Vec::new(),
+        };
+        for (number, meta, secret) in families {
+            let members = self.members.as_ref().expect("families only with members");
+            if !members.contains(number, &tag)? {
+                continue;
+            }
+            // From now on, no new event is sealed under it.
+            state.retire(number, &meta.tag);
+            let family = FamilyKey::new(&secret);
+            for other in members.members(number)? {
+                if other != tag && !self.has_derived_record(number, tenant, &other)? {
+                    keep.push((number, other, family.derive(number, tenant, &other)));
+                }
+            }
+            doomed.push((number, meta));
+        }
+        drop(state);
+        if !keep.is_empty() {
+            // Durable before the family goes: a crash in between leaves both,
+            // and the erasure, asked again, finds the records made.
+            self.add_durably(|ring, state, new| {
+                for (family, other, key) in &keep {
+                    ring.create_with(state, new, DERIVED, tenant, *other, *key, *family)?;
+                }
+                Ok(())
+            })?;
+        }
+        let mut state = self.lock();
         let destroyed = self.destroy(&mut state, doomed)?;
         Ok((destroyed, Some(tag_string(&tag))))
+    }
+
+    /// The live families of the bucket `tag` falls in (every period's),
+    /// with their keys.
+    fn families_of(
+        &self,
+        state: &mut State,
+        tenant: &str,
+        tag: &[u8; 32],
+    ) -> Result<Vec<(u64, Meta, [u8; 32])>> {
+        let ft = family_tag(tenant, bucket(tag));
+        let mut out = Vec::new();
+        for (number, r) in self.records.subject_records(tenant, &ft)? {
+            let (meta, wrapped) = decode(&r).ok_or_else(|| self.corrupt(number))?;
+            if meta.live && meta.kind == FAMILY && meta.tenant == tenant && meta.tag == ft {
+                let secret = match state.subject_keys.peek(&number) {
+                    Some((_, k)) => *k,
+                    None => self.provider.unwrap(&wrapped, &aad(number, &meta))?,
+                };
+                out.push((number, meta, secret));
+            }
+        }
+        Ok(out)
+    }
+
+    fn has_derived_record(&self, family: u64, tenant: &str, tag: &[u8; 32]) -> Result<bool> {
+        for (number, r) in self.records.subject_records(tenant, tag)? {
+            let (meta, _) = decode(&r).ok_or_else(|| self.corrupt(number))?;
+            if meta.kind == DERIVED && meta.live && meta.from == family && meta.tag == *tag {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// First step of an erasure when families are on: no new event of the
+    /// subject's bucket is sealed under its families from now on (the next
+    /// gets a new family). The caller then waits until every event sealed
+    /// under them before this is logged and its member noted, and calls
+    /// [`Keyring::erase`]. Returns the families retired.
+    pub fn retire_families(&self, tenant: &str, subject: &str) -> Result<Vec<u64>> {
+        let mut state = self.lock();
+        self.pull(&mut state)?;
+        let Some(tag) = state.tag(tenant, subject) else {
+            return Ok(Vec::new());
+        };
+        let numbers: Vec<u64> = self
+            .families_of(&mut state, tenant, &tag)?
+            .into_iter()
+            .map(|(n, _, _)| n)
+            .collect();
+        let ft = family_tag(tenant, bucket(&tag));
+        for n in &numbers {
+            state.retire(*n, &ft);
+        }
+        Ok(numbers)
+    }
+
+    /// Notes which subjects have events sealed under which families (the
+    /// pairs [`KeyChoice::member`] gave), for log entries up to `upto`
+    /// (exclusive). Once noted up to the end of the log, an erasure can
+    /// keep every other member's key.
+    pub fn note_members(
+        &self,
+        members: impl IntoIterator<Item = (u64, [u8; 32])>,
+        upto: u64,
+    ) -> Result<()> {
+        match &self.members {
+            Some(m) => m.note(members, upto),
+            None => Ok(()),
+        }
+    }
+
+    /// Log entries `0..members_upto()` have had their members noted (some
+    /// only in memory).
+    pub fn members_upto(&self) -> u64 {
+        self.members.as_ref().map_or(0, MemberIndex::upto)
+    }
+
+    /// Where noting members starts again after a restart: entries
+    /// `0..members_durable_upto()` are noted durably.
+    pub fn members_durable_upto(&self) -> u64 {
+        self.members.as_ref().map_or(0, MemberIndex::durable_upto)
+    }
+
+    /// Writes the members held in memory (at shutdown, so that a restart
+    /// notes fewer entries again).
+    pub fn flush_members(&self) -> Result<()> {
+        match &self.members {
+            Some(m) => m.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether key `id` is a family's, whose members are noted.
+    pub fn is_family_key(&self, id: u64) -> bool {
+        self.members.is_some() && self.is_family(id)
+    }
+
+    /// Derive new subjects' keys from families (`true`) or give each
+    /// subject a random key of its own. Only a keyring file keeps families:
+    /// a store shared by several nodes refuses (each node would have to see
+    /// every other's members before an erasure).
+    pub fn set_families(&self, on: bool) -> Result<()> {
+        if on && self.members.is_none() {
+            return Err(Error::Unsupported(format!(
+                "{} is shared by several nodes: subject key families need a keyring file",
+                self.records.describe()
+            )));
+        }
+        self.families
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The kind of key a new subject's events are sealed under.
+    fn subject_kind(&self) -> u8 {
+        if self.families.load(std::sync::atomic::Ordering::Relaxed) {
+            FAMILY
+        } else {
+            SUBJECT_KEY
+        }
+    }
+
+    /// The tag the key of `kind` for a subject tagged `tag` is found by.
+    fn key_tag(&self, tenant: &str, tag: &[u8; 32], kind: u8) -> [u8; 32] {
+        if kind == FAMILY {
+            family_tag(tenant, bucket(tag))
+        } else {
+            *tag
+        }
     }
 
     /// How many keys of `subject` are live and how many already destroyed,
@@ -939,11 +1267,19 @@ impl Keyring {
         let (mut live, mut destroyed) = (0, 0);
         for (number, r) in self.records.subject_records(tenant, &tag)? {
             let (meta, _) = decode(&r).ok_or_else(|| self.corrupt(number))?;
-            if meta.kind == SUBJECT_KEY && meta.tenant == tenant && meta.tag == tag {
+            if kind_is_subject_key(meta.kind) && meta.tenant == tenant && meta.tag == tag {
                 if meta.live {
                     live += 1;
                 } else {
                     destroyed += 1;
+                }
+            }
+        }
+        // The live families it belongs to, each destroyed with it.
+        if let Some(members) = &self.members {
+            for (number, _, _) in self.families_of(&mut state, tenant, &tag)? {
+                if members.contains(number, &tag)? {
+                    live += 1;
                 }
             }
         }
@@ -964,15 +1300,17 @@ impl Keyring {
         // Whatever happens to the write, nothing cached may outlive it.
         state.epoch += 1;
         for (number, m) in &doomed {
-            if m.kind == SUBJECT_KEY {
+            if kind_has_tag(m.kind) {
                 state.forget_subject_key(*number);
             }
         }
         self.records.overwrite(&writes)?;
         for (number, m) in &doomed {
-            if m.kind == SUBJECT_KEY {
+            if kind_is_subject_key(m.kind) {
                 state.subjects.live = state.subjects.live.saturating_sub(1);
                 state.subjects.destroyed += 1;
+            } else if m.kind == FAMILY {
+                state.retired.remove(number);
             } else {
                 state.destroyed_tenant_record(*number);
             }
@@ -1015,23 +1353,28 @@ impl Keyring {
             |chunk| {
                 Ok(chunk
                     .into_iter()
-                    .filter(|(_, m)| m.kind == SUBJECT_KEY && m.live && m.created <= since)
+                    .filter(|(_, m)| {
+                        matches!(m.kind, SUBJECT_KEY | FAMILY) && m.live && m.created <= since
+                    })
                     .collect())
             },
             |found| {
-                let mut tags: Vec<(String, [u8; 32])> =
-                    found.into_iter().map(|(_, m)| (m.tenant, m.tag)).collect();
+                let mut tags: Vec<(String, [u8; 32], u8)> = found
+                    .into_iter()
+                    .map(|(_, m)| (m.tenant, m.tag, m.kind))
+                    .collect();
                 tags.sort();
                 tags.dedup();
                 self.add_durably(|ring, state, new| {
                     let mut made = 0;
-                    for (tenant, tag) in &tags {
-                        // Only a subject with no key younger than the rotation.
+                    for (tenant, tag, kind) in &tags {
+                        // Only a subject (or family) with no key younger
+                        // than the rotation.
                         if ring
-                            .current_subject_key(state, tenant, *tag, since + 1)?
+                            .current_subject_key(state, tenant, *tag, since + 1, *kind)?
                             .is_none()
                         {
-                            ring.create(state, new, SUBJECT_KEY, tenant, *tag)?;
+                            ring.create(state, new, *kind, tenant, *tag)?;
                             made += 1;
                         }
                     }
@@ -1188,6 +1531,23 @@ impl Keyring {
                 "tenant {tenant:?} must be 1 to {MAX_TENANT} bytes"
             )));
         }
+        let secret = random32()?;
+        self.create_with(state, new, kind, tenant, tag, secret, 0)
+    }
+
+    /// Makes a new live record of `secret` (a derived key's comes from its
+    /// family `from`; the others are random).
+    #[allow(clippy::too_many_arguments)]
+    fn create_with(
+        &self,
+        state: &mut State,
+        new: &mut Vec<Record>,
+        kind: u8,
+        tenant: &str,
+        tag: [u8; 32],
+        secret: [u8; 32],
+        from: u64,
+    ) -> Result<(u64, [u8; 32])> {
         let number = state.count;
         let mut meta = Meta {
             kind,
@@ -1196,15 +1556,20 @@ impl Keyring {
             tenant: tenant.to_string(),
             tag,
             master: [0; 8],
+            from,
         };
-        let secret = random32()?;
         let wrapped = self.provider.wrap(&secret, &aad(number, &meta))?;
         meta.master = wrapped.master;
         new.push(encode(&meta, Some(&wrapped)));
         state.count += 1;
-        if kind == SUBJECT_KEY {
-            state.subjects.live += 1;
-            state.remember_subject_key(number, meta, secret);
+        if kind_has_tag(kind) {
+            if kind_is_subject_key(kind) {
+                state.subjects.live += 1;
+            }
+            if kind != DERIVED {
+                // (A derived key is read back only once its family is gone.)
+                state.remember_subject_key(number, meta, secret);
+            }
         } else {
             state.secrets.insert(number, secret);
             state.index(number, &meta);
@@ -1275,7 +1640,10 @@ impl State {
                 self.secrets.get(&id).copied()
             });
         }
-        self.subject_keys.get(&id).map(|(_, k)| Some(*k))
+        // A family's key seals nothing itself: see `Keyring::key_for`.
+        self.subject_keys
+            .get(&id)
+            .map(|(m, k)| (m.kind != FAMILY).then_some(*k))
     }
 
     fn remember_subject_key(&mut self, number: u64, meta: Meta, key: [u8; 32]) {
@@ -1289,7 +1657,30 @@ impl State {
         self.subject_keys.insert(number, (meta, key));
     }
 
+    /// Family `number` (tagged `ft`) seals no new event.
+    fn retire(&mut self, number: u64, ft: &[u8; 32]) {
+        self.retired.insert(number);
+        if self.subject_current.peek(ft) == Some(&number) {
+            self.subject_current.remove(ft);
+        }
+    }
+
+    /// Family `id`'s key ready to derive from, if its key is held.
+    fn family_key(&mut self, id: u64) -> Option<FamilyKey> {
+        if let Some(f) = self.family_keys.get(&id) {
+            return Some(f.clone());
+        }
+        let (m, secret) = self.subject_keys.get(&id)?;
+        if m.kind != FAMILY || !m.live {
+            return None;
+        }
+        let f = FamilyKey::new(secret);
+        self.family_keys.insert(id, f.clone());
+        Some(f)
+    }
+
     fn forget_subject_key(&mut self, number: u64) {
+        self.family_keys.remove(&number);
         if let Some((m, _)) = self.subject_keys.remove(&number) {
             if self.subject_current.peek(&m.tag) == Some(&number) {
                 self.subject_current.remove(&m.tag);
@@ -1297,16 +1688,56 @@ impl State {
         }
     }
 
-    /// The cached newest key of (tenant, tag), if it is fresh enough.
+    /// The cached newest key of `kind` (a subject key or a family) of
+    /// (tenant, tag), if it is fresh enough.
     fn cached_subject_key(
         &mut self,
         tenant: &str,
         tag: [u8; 32],
         fresh_after: u64,
+        kind: u8,
     ) -> Option<(u64, [u8; 32])> {
         let number = *self.subject_current.get(&tag)?;
+        if self.retired.contains(&number) {
+            return None;
+        }
         let (m, key) = self.subject_keys.get(&number)?;
-        (m.live && m.tenant == tenant && m.created >= fresh_after).then_some((number, *key))
+        (m.live && m.kind == kind && m.tenant == tenant && m.created >= fresh_after)
+            .then_some((number, *key))
+    }
+
+    /// What an event of `subject` is sealed under, given the key found for
+    /// it: that key, or when it is a family's, the key derived from it.
+    fn subject_choice(
+        &mut self,
+        number: u64,
+        key: [u8; 32],
+        tenant: &str,
+        subject: [u8; 32],
+        kind: u8,
+    ) -> KeyChoice {
+        if kind != FAMILY {
+            return KeyChoice {
+                key_id: number,
+                key,
+                subject_tag: Some(tag_string(&subject)),
+                member: None,
+            };
+        }
+        let family = match self.family_keys.get(&number) {
+            Some(f) => f.clone(),
+            None => {
+                let f = FamilyKey::new(&key);
+                self.family_keys.insert(number, f.clone());
+                f
+            }
+        };
+        KeyChoice {
+            key_id: number,
+            key: family.derive(number, tenant, &subject),
+            subject_tag: Some(tag_string(&subject)),
+            member: Some(subject),
+        }
     }
 
     /// Tenant record `number` was destroyed: its secret is forgotten, and it
@@ -1325,7 +1756,7 @@ impl State {
     fn forget_from(&mut self, from: u64, unwritten: &[Record]) {
         let subjects = unwritten
             .iter()
-            .filter(|r| crate::records::record_kind(r) == SUBJECT_KEY)
+            .filter(|r| kind_is_subject_key(crate::records::record_kind(r)))
             .count();
         self.subjects.live = self.subjects.live.saturating_sub(subjects as u64);
         let dropped: Vec<u64> = self
@@ -1473,8 +1904,8 @@ mod tests {
         ring.choose(&[("a", Some("alice")), ("b", None)]).unwrap();
         let mut state = ring.lock();
         let tag = state.tag("a", "alice").unwrap();
-        assert!(state.cached_subject_key("a", tag, 0).is_some());
-        assert_eq!(state.cached_subject_key("b", tag, 0), None);
+        assert!(state.cached_subject_key("a", tag, 0, SUBJECT_KEY).is_some());
+        assert_eq!(state.cached_subject_key("b", tag, 0, SUBJECT_KEY), None);
     }
 
     #[test]
@@ -2232,5 +2663,197 @@ mod tests {
         drop(ring);
         let ring = open(dir.path());
         assert_eq!(ring.stats().destroyed_keys, 2);
+    }
+
+    fn with_families(dir: &Path) -> Keyring {
+        let ring = open(dir);
+        ring.set_families(true).unwrap();
+        ring
+    }
+
+    /// `n` subjects of tenant `t` whose tags share one bucket.
+    fn bucket_mates(ring: &Keyring, n: usize) -> Vec<String> {
+        let bucket_of = |s: &str| {
+            let tag = ring.hmac("t", s.as_bytes()).unwrap();
+            crate::family::bucket(&crate::family::parse_tag(&tag).unwrap())
+        };
+        let want = bucket_of("s0");
+        (0..)
+            .map(|i| format!("s{i}"))
+            .filter(|s| bucket_of(s) == want)
+            .take(n)
+            .collect()
+    }
+
+    fn key_of(ring: &Keyring, c: &KeyChoice) -> Option<[u8; 32]> {
+        ring.key_for(c.key_id, c.subject_tag.as_deref())
+    }
+
+    #[test]
+    fn family_keys_are_derived_per_subject_and_make_no_record_per_subject() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = with_families(dir.path());
+        let names: Vec<String> = (0..300).map(|i| format!("user-{i}")).collect();
+        let wants: Vec<(&str, Option<&str>)> =
+            names.iter().map(|s| ("t", Some(s.as_str()))).collect();
+        let c = ring.choose(&wants).unwrap();
+        let records = ring.lock().count;
+        let buckets: std::collections::HashSet<u64> = c.iter().map(|c| c.key_id).collect();
+        // The salt and one family per bucket used: no record per subject.
+        assert_eq!(records, 1 + buckets.len() as u64);
+        assert!(buckets.len() < 300, "300 subjects in 4,096 buckets share some");
+        let keys: std::collections::HashSet<[u8; 32]> = c.iter().map(|c| c.key).collect();
+        assert_eq!(keys.len(), 300, "a key per subject");
+        for choice in &c {
+            assert_eq!(choice.member, crate::family::parse_tag(choice.subject_tag.as_deref().unwrap()));
+            assert_eq!(key_of(&ring, choice), Some(choice.key));
+            // A family's own key opens nothing.
+            assert_eq!(ring.key(choice.key_id), None);
+            assert_eq!(ring.key_for(choice.key_id, None), None);
+        }
+        // The same subject again: the same key, from the lock-free lookup too.
+        let again = ring.choose(&wants[..1]).unwrap();
+        assert_eq!((again[0].key_id, again[0].key), (c[0].key_id, c[0].key));
+        let looked = ring.lookup(&wants[..1]).unwrap();
+        assert_eq!(looked[0].key, c[0].key);
+        assert_eq!(ring.stats().subject_keys, 0, "families are not subject keys");
+        drop(ring);
+        // Nothing cached: derived again from the stored family.
+        let ring = open(dir.path());
+        for choice in &c {
+            assert_eq!(key_of(&ring, choice), Some(choice.key));
+        }
+        // Families off again: the subjects' events stay readable, and a new
+        // subject gets a key of its own.
+        let own = ring.choose(&[("t", Some("newcomer"))]).unwrap();
+        assert_eq!(own[0].member, None);
+        assert_eq!(ring.key(own[0].key_id), Some(own[0].key));
+    }
+
+    #[test]
+    fn erasing_a_member_destroys_its_family_and_keeps_every_other_members_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = with_families(dir.path());
+        let mates = bucket_mates(&ring, 3);
+        let wants: Vec<(&str, Option<&str>)> =
+            mates.iter().map(|s| ("t", Some(s.as_str()))).collect();
+        let c = ring.choose(&wants).unwrap();
+        let family = c[0].key_id;
+        assert!(c.iter().all(|c| c.key_id == family));
+        ring.note_members(c.iter().map(|c| (c.key_id, c.member.unwrap())), 3)
+            .unwrap();
+        let (destroyed, tag) = ring.erase("t", &mates[0]).unwrap();
+        assert_eq!(tag.as_deref(), c[0].subject_tag.as_deref());
+        assert_eq!(destroyed, 1, "the family");
+        assert_eq!(key_of(&ring, &c[0]), None);
+        assert_eq!(key_of(&ring, &c[1]), Some(c[1].key));
+        assert_eq!(key_of(&ring, &c[2]), Some(c[2].key));
+        // The family's wrapped key is zeroed on disk.
+        let file = fs::read(dir.path().join(KEYRING_FILE)).unwrap();
+        let at = offset(family) as usize;
+        assert_eq!(file[at + 4], DESTROYED);
+        assert!(file[at + 121..at + 193].iter().all(|b| *b == 0));
+        assert_eq!(ring.stats().subject_keys, 2, "two keys kept on their own");
+        // Later events of the bucket get a new family.
+        let later = ring.choose(&wants[1..2]).unwrap();
+        assert_ne!(later[0].key_id, family);
+        assert_ne!(later[0].key, c[1].key);
+        drop(ring);
+        let ring = open(dir.path());
+        assert_eq!(key_of(&ring, &c[0]), None);
+        assert_eq!(key_of(&ring, &c[1]), Some(c[1].key));
+        assert_eq!(key_of(&ring, &later[0]), Some(later[0].key));
+        // Erasing a member whose key was kept destroys that record.
+        ring.note_members([(later[0].key_id, later[0].member.unwrap())], 4)
+            .unwrap();
+        assert_eq!(ring.subject_keys("t", &mates[1]).unwrap(), (2, 0));
+        assert_eq!(ring.erase("t", &mates[1]).unwrap().0, 2);
+        assert_eq!(key_of(&ring, &c[1]), None);
+        assert_eq!(key_of(&ring, &later[0]), None);
+        assert_eq!(key_of(&ring, &c[2]), Some(c[2].key));
+        assert_eq!(ring.subject_keys("t", &mates[1]).unwrap(), (0, 1));
+    }
+
+    #[test]
+    fn an_erasure_leaves_families_the_subject_is_not_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = with_families(dir.path());
+        let mates = bucket_mates(&ring, 2);
+        let c = ring.choose(&[("t", Some(mates[0].as_str()))]).unwrap();
+        ring.note_members([(c[0].key_id, c[0].member.unwrap())], 1)
+            .unwrap();
+        // mates[1] has no events (none noted): nothing of mates[0]'s goes.
+        assert_eq!(ring.erase("t", &mates[1]).unwrap().0, 0);
+        assert_eq!(key_of(&ring, &c[0]), Some(c[0].key));
+    }
+
+    #[test]
+    fn an_erasure_cut_short_after_keeping_keys_finishes_when_asked_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = with_families(dir.path());
+        let mates = bucket_mates(&ring, 2);
+        let wants: Vec<(&str, Option<&str>)> =
+            mates.iter().map(|s| ("t", Some(s.as_str()))).collect();
+        let c = ring.choose(&wants).unwrap();
+        ring.note_members(c.iter().map(|c| (c.key_id, c.member.unwrap())), 2)
+            .unwrap();
+        // The keys kept, as the first step of the erasure writes them, and
+        // then the process dies before the family is destroyed.
+        let family = c[0].key_id;
+        let tag1 = c[1].member.unwrap();
+        let key1 = c[1].key;
+        ring.add_durably(|ring, state, new| {
+            ring.create_with(state, new, DERIVED, "t", tag1, key1, family)
+        })
+        .unwrap();
+        drop(ring);
+        let ring = with_families(dir.path());
+        // As the ledger does at start: members noted again from the log.
+        ring.note_members(c.iter().map(|c| (c.key_id, c.member.unwrap())), 2)
+            .unwrap();
+        assert_eq!(key_of(&ring, &c[0]), Some(c[0].key), "not erased yet");
+        assert_eq!(ring.erase("t", &mates[0]).unwrap().0, 1);
+        assert_eq!(key_of(&ring, &c[0]), None);
+        assert_eq!(key_of(&ring, &c[1]), Some(c[1].key));
+        // The key kept before is not kept twice.
+        assert_eq!(ring.stats().subject_keys, 1);
+    }
+
+    #[test]
+    fn retired_families_seal_nothing_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = with_families(dir.path());
+        let mates = bucket_mates(&ring, 2);
+        let first = ring.choose(&[("t", Some(mates[0].as_str()))]).unwrap();
+        let retired = ring.retire_families("t", &mates[0]).unwrap();
+        assert_eq!(retired, vec![first[0].key_id]);
+        let next = ring.choose(&[("t", Some(mates[1].as_str()))]).unwrap();
+        assert_ne!(next[0].key_id, first[0].key_id);
+        assert!(ring.lookup(&[("t", Some(mates[0].as_str()))]).is_none_or(|c| c[0].key_id != first[0].key_id));
+        // Still opens what it sealed.
+        assert_eq!(key_of(&ring, &first[0]), Some(first[0].key));
+    }
+
+    #[test]
+    fn families_rotate_and_expire_like_subject_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = with_families(dir.path());
+        let old = ring.choose(&[("t", Some("alice"))]).unwrap();
+        ring.records
+            .set_rotation_started(Some(now() + 1))
+            .unwrap();
+        ring.rotate().unwrap();
+        let new = ring.choose(&[("t", Some("alice"))]).unwrap();
+        assert_ne!(new[0].key_id, old[0].key_id, "a new family");
+        assert_eq!(key_of(&ring, &old[0]), Some(old[0].key));
+        ring.expire("t", now() + 10).unwrap();
+        assert_eq!(key_of(&ring, &old[0]), None);
+        assert_eq!(key_of(&ring, &new[0]), None);
+    }
+
+    #[test]
+    fn a_shared_store_keeps_no_families() {
+        let (_dir, _shared, a, _b) = two_nodes();
+        assert!(matches!(a.set_families(true), Err(Error::Unsupported(_))));
     }
 }

@@ -334,7 +334,8 @@ impl SubjectIndex {
                     if !list.chunks(8).any(|n| n == number.to_be_bytes()) {
                         list.extend_from_slice(&number.to_be_bytes());
                     }
-                    if r.live {
+                    if !r.counted {
+                    } else if r.live {
                         next.live += 1;
                     } else {
                         next.destroyed += 1;
@@ -375,7 +376,7 @@ impl SubjectIndex {
         let destroyed = changes
             .iter()
             .filter(|(old, new)| {
-                record_kind(old) == crate::records::KIND_SUBJECT_KEY
+                crate::records::kind_is_subject_key(record_kind(old))
                     && record_live(old)
                     && !record_live(new)
             })
