@@ -35,6 +35,7 @@ mod shutdown;
 mod signatures;
 mod slow_link;
 mod stats;
+mod subject_families;
 mod tls;
 mod trust;
 mod typescript_sdk;

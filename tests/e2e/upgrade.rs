@@ -62,7 +62,7 @@ fn a_log_keeps_format_2_until_finalized_and_a_new_log_starts_at_3() {
 
     // Finalized: format 3 from the next start, and old entries still read.
     assert!(upgrade(&["finalize", "--data-dir", d]).contains("finalized"));
-    assert!(upgrade(&["status", "--data-dir", d]).contains("entry format 3: finalized"));
+    assert!(upgrade(&["status", "--data-dir", d]).contains("entry format 4: finalized"));
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(data.join("entry-format"))
             .unwrap()
@@ -90,7 +90,8 @@ fn a_log_keeps_format_2_until_finalized_and_a_new_log_starts_at_3() {
         "3\n"
     );
 
-    // A new log writes format 3 at once and records it.
+    // A new log writes format 3 entries at once and records gate 4 (subject
+    // key families).
     let fresh = dir.path().join("fresh");
     let server = Server::start_with(&fresh, NO_ACCESS_LOG);
     post(&server, &["e"]);
@@ -99,7 +100,7 @@ fn a_log_keeps_format_2_until_finalized_and_a_new_log_starts_at_3() {
     server.stop();
     assert_eq!(
         std::fs::read_to_string(fresh.join("entry-format")).unwrap(),
-        "3\n"
+        "4\n"
     );
 }
 
@@ -108,7 +109,7 @@ fn a_gate_newer_than_this_build_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     Server::start_with(&data, NO_ACCESS_LOG).stop();
-    std::fs::write(data.join("entry-format"), "4\n").unwrap();
+    std::fs::write(data.join("entry-format"), "5\n").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_aiaudit"))
         .args([
             "serve",
@@ -132,7 +133,7 @@ fn a_gate_newer_than_this_build_refuses_to_start() {
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("entry format 4"), "{err}");
+    assert!(err.contains("entry format 5"), "{err}");
 }
 
 #[test]
@@ -165,7 +166,7 @@ fn nodes_on_postgres_share_the_gate() {
     assert_eq!(versions(&server, 2), [2, 2]);
     server.stop();
     upgrade(&["finalize", "--storage", url]);
-    assert!(upgrade(&["status", "--storage", url]).contains("entry format 3: finalized"));
+    assert!(upgrade(&["status", "--storage", url]).contains("entry format 4: finalized"));
     // The gate is in the database: no file in the node's directory.
     assert!(!node.join("entry-format").exists());
     let server = Server::start_with(&node, &["--storage", url, "--access-log", "false"]);

@@ -34,6 +34,11 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     }
     let source = LogReader::open(&args.from)
         .with_context(|| format!("opening data directory {}", args.from.display()))?;
+    // Before anything is copied.
+    let ring = args.from.join(aiaudit_keyring::KEYRING_FILE);
+    if ring.exists() {
+        aiaudit_ledger::keys::check_shareable(&ring)?;
+    }
     let note = source
         .checkpoint()?
         .context("the data directory has no signed checkpoint: start and stop the ledger once")?;

@@ -95,14 +95,20 @@ pub struct ServeArgs {
     /// a trail.access record (docs/security.md) [default: true]
     #[arg(long, env = "AIAUDIT_ACCESS_LOG")]
     access_log: Option<bool>,
-    /// Sealed entry format to write: 2 keeps older builds able to read the log
-    /// (roll back); 3 finalizes the upgrade. Default: the log's upgrade gate
-    /// (3 on a new log; see `aiaudit upgrade`).
-    #[arg(long, env = "AIAUDIT_ENTRY_FORMAT", value_parser = clap::value_parser!(u8).range(2..=3))]
+    /// Sealed entry format to write: 2 keeps builds before v3 able to read the
+    /// log (roll back); 3 keeps builds before subject key families able to;
+    /// 4 finalizes the upgrade. Default: the log's upgrade gate (4 on a new
+    /// log; see `aiaudit upgrade`).
+    #[arg(long, env = "AIAUDIT_ENTRY_FORMAT", value_parser = clap::value_parser!(u8).range(2..=4))]
     entry_format: Option<u8>,
     /// Compress sealed content (zstd) before encryption [default: true]
     #[arg(long, env = "AIAUDIT_COMPRESS_CONTENT")]
     compress_content: Option<bool>,
+    /// Derive data subjects' keys from subject key families (entry format 4,
+    /// embedded storage): a new subject writes nothing to the keyring
+    /// [default: true]
+    #[arg(long, env = "AIAUDIT_SUBJECT_KEY_FAMILIES")]
+    subject_key_families: Option<bool>,
     /// Largest event taken, in bytes of canonical JSON (413 above) [default: 16 MiB]
     #[arg(long, env = "AIAUDIT_MAX_EVENT_BYTES")]
     max_event_bytes: Option<usize>,
@@ -184,6 +190,7 @@ pub(crate) struct FileConfig {
     access_log: Option<bool>,
     entry_format: Option<u8>,
     compress_content: Option<bool>,
+    subject_key_families: Option<bool>,
     max_event_bytes: Option<usize>,
     blob_threshold: Option<usize>,
     blob_fields: Option<Vec<String>>,
@@ -355,6 +362,10 @@ pub(crate) fn merge(args: ServeArgs) -> anyhow::Result<(LedgerConfig, String)> {
             .compress_content
             .or(file.compress_content)
             .unwrap_or(d.compress_content),
+        subject_key_families: args
+            .subject_key_families
+            .or(file.subject_key_families)
+            .unwrap_or(d.subject_key_families),
         max_event_bytes: args
             .max_event_bytes
             .or(file.max_event_bytes)

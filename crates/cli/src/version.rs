@@ -10,10 +10,11 @@ fn long_version() -> String {
     format!(
         "{version}\n\
          entries: writes sealed v{sealed_v3} (v{sealed_v2} with --entry-format 2) and plain v{plain}; reads v1, v2, v3\n\
+         entry-format gate: up to {gate} (4: subject keys from families)\n\
          data directory: {fs}\n\
          search index: SQLite v{index}, PostgreSQL v{pg_index}\n\
          PostgreSQL schema: v{pg_schema} (migrates older schemas up at start; refuses newer ones)\n\
-         subject-key index: v{subject_index}\n\
+         subject-key index: v{subject_index}; member index: v{members}\n\
          backups: writes {backup_2} (with blobs) or {backup_1}; reads both\n\
          bundles: writes {bundle_2} (with blobs) or {bundle_1}; reads both\n\
          emitter spool: {spool} (reads and upgrades aiaudit-spool 1)\n\
@@ -21,12 +22,14 @@ fn long_version() -> String {
         version = env!("CARGO_PKG_VERSION"),
         sealed_v3 = aiaudit_event::sealed_v3::VERSION_BYTE,
         sealed_v2 = aiaudit_event::envelope::SEALED_ENTRY_VERSION,
+        gate = aiaudit_ledger::entry_format::LATEST,
         plain = aiaudit_event::ENTRY_VERSION,
         fs = aiaudit_store::FORMAT_LINE,
         index = aiaudit_index::INDEX_VERSION,
         pg_index = aiaudit_index::PG_INDEX_VERSION,
         pg_schema = aiaudit_store::PG_SCHEMA_VERSION,
         subject_index = aiaudit_keyring::SUBJECT_INDEX_VERSION,
+        members = aiaudit_keyring::MEMBERS_VERSION,
         backup_1 = aiaudit_backup::layout::FORMAT,
         backup_2 = aiaudit_backup::layout::FORMAT_2,
         bundle_1 = aiaudit_bundle::FORMAT,

@@ -115,10 +115,7 @@ mod tests {
         assert_ne!(base, k.derive(5, "acme", &[2; 32]));
         assert_ne!(base, FamilyKey::new(&[8; 32]).derive(5, "acme", &[1; 32]));
         // The tenant's length is bound too: ("ab", tag) never meets ("a", …).
-        assert_ne!(
-            k.derive(5, "ab", &[1; 32]),
-            k.derive(5, "a", &[b'b'; 32]),
-        );
+        assert_ne!(k.derive(5, "ab", &[1; 32]), k.derive(5, "a", &[b'b'; 32]),);
     }
 
     #[test]

@@ -9,9 +9,9 @@
 //! Each tenant also has an HMAC salt, used for sensitive fields and subject
 //! tags, which never rotates (so searching by HMAC keeps working).
 
+pub mod family;
 #[cfg(feature = "fault-injection")]
 pub mod io_faults;
-pub mod family;
 pub mod master;
 mod members;
 mod random;
@@ -20,12 +20,12 @@ mod ring;
 mod subject_index;
 
 pub use master::{KeyProvider, LocalMasterKey, MasterKeySource, Wrapped};
+pub use members::{MEMBERS_DIR, MEMBERS_VERSION};
 pub use records::{
     record_kind, record_live, record_subject, FileRecords, Record, RecordStore, SubjectCounts,
     KEYRING_FILE, KIND_DERIVED_KEY, KIND_FAMILY, KIND_SALT, KIND_SUBJECT_KEY, KIND_TENANT_KEY,
     RECORD_LEN, TAG_AT,
 };
-pub use members::{MEMBERS_DIR, MEMBERS_VERSION};
 pub use ring::{
     valid_record, KeyChoice, Keyring, KeyringStats, PassProgress, DEFAULT_MAX_KEY_AGE_SECS,
     HMAC_PREFIX, SUBJECT_CACHE,

@@ -3,10 +3,12 @@
 //! family, so that an erasure can keep every other member's key before it
 //! destroys a family (see `crate::family`).
 //!
-//! Derived data, like the search index: the log is the truth (each entry
-//! names its key id and its subject's tag in the clear). Members are noted
-//! as entries are logged, held in memory and written as one sorted run at a
-//! time with the log index they are complete up to ([`MemberIndex::durable_upto`]);
+//! A member is noted when the keyring hands out its key, under the lock an
+//! erasure takes to retire the family: so every event sealed under a family
+//! has its member noted before the family can be destroyed. Members are held
+//! in memory and written as one sorted run at a time, with the log size the
+//! ledger last said is covered ([`MemberIndex::durable_upto`]). The log is the
+//! truth (each entry names its key id and its subject's tag in the clear):
 //! after a crash, the ledger notes the entries from that index on again.
 
 use crate::{Error, Result};
@@ -137,7 +139,9 @@ impl MemberIndex {
     fn meta(&self, name: &str) -> Result<Option<u64>> {
         match self.keys.get(meta_key(name)).map_err(idx_err)? {
             Some(v) => Ok(Some(u64::from_be_bytes(
-                v[..].try_into().map_err(|_| idx_err("a counter of the wrong size"))?,
+                v[..]
+                    .try_into()
+                    .map_err(|_| idx_err("a counter of the wrong size"))?,
             ))),
             None => Ok(None),
         }
@@ -151,31 +155,41 @@ impl MemberIndex {
         ingestion.finish().map_err(idx_err)
     }
 
-    /// Entries `0..upto` are noted (some perhaps only in memory).
-    pub(crate) fn upto(&self) -> u64 {
-        self.pending.lock().expect("members lock").upto
-    }
-
     /// Entries `0..durable_upto` are noted in the tree: where noting starts
     /// again after a restart.
     pub(crate) fn durable_upto(&self) -> u64 {
         self.pending.lock().expect("members lock").durable
     }
 
-    /// Notes `members` (family, subject tag) of entries up to `upto`
-    /// (exclusive), writing a run once enough are held.
-    pub(crate) fn note(
-        &self,
-        members: impl IntoIterator<Item = (u64, [u8; 32])>,
-        upto: u64,
-    ) -> Result<()> {
+    /// Notes `members` (family, subject tag), writing a run once enough
+    /// are held.
+    pub(crate) fn note(&self, members: impl IntoIterator<Item = (u64, [u8; 32])>) -> Result<()> {
         let mut p = self.pending.lock().expect("members lock");
         p.members.extend(members);
-        p.upto = p.upto.max(upto);
         if p.members.len() >= RUN_MEMBERS {
             self.write(&mut p)?;
         }
         Ok(())
+    }
+
+    /// Notes `members` without writing: false (nothing noted) once a run's
+    /// worth is held, for the caller to note them with [`MemberIndex::note`]
+    /// where it may wait for a write.
+    pub(crate) fn note_held(&self, members: impl IntoIterator<Item = (u64, [u8; 32])>) -> bool {
+        let mut p = self.pending.lock().expect("members lock");
+        if p.members.len() >= RUN_MEMBERS {
+            return false;
+        }
+        p.members.extend(members);
+        true
+    }
+
+    /// Every entry of the log below `upto` has its member noted (the ledger
+    /// says so of its log's size: each of those entries was sealed under a
+    /// key handed out, and so noted, before).
+    pub(crate) fn cover(&self, upto: u64) {
+        let mut p = self.pending.lock().expect("members lock");
+        p.upto = p.upto.max(upto);
     }
 
     /// Writes what is held as one durable run.
@@ -218,10 +232,9 @@ impl MemberIndex {
                 return Ok(true);
             }
         }
-        Ok(self
-            .keys
+        self.keys
             .contains_key(member_key(family, tag))
-            .map_err(idx_err)?)
+            .map_err(idx_err)
     }
 
     /// Every member of `family`, each once, in tag order.
@@ -268,16 +281,18 @@ mod tests {
     fn members_are_found_in_memory_and_after_a_run_and_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let idx = MemberIndex::open(dir.path()).unwrap();
-        assert_eq!((idx.upto(), idx.durable_upto()), (0, 0));
-        idx.note([(3, [1; 32]), (3, [2; 32]), (4, [1; 32])], 10)
+        assert_eq!(idx.durable_upto(), 0);
+        idx.note([(3, [1; 32]), (3, [2; 32]), (4, [1; 32])])
             .unwrap();
+        idx.cover(10);
         assert_eq!(idx.members(3).unwrap(), vec![[1; 32], [2; 32]]);
         assert!(idx.contains(4, &[1; 32]).unwrap());
         assert!(!idx.contains(4, &[2; 32]).unwrap());
-        assert_eq!((idx.upto(), idx.durable_upto()), (10, 0));
+        assert_eq!(idx.durable_upto(), 0);
         idx.flush().unwrap();
         assert_eq!(idx.durable_upto(), 10);
-        idx.note([(3, [2; 32]), (3, [0; 32])], 12).unwrap();
+        idx.note([(3, [2; 32]), (3, [0; 32])]).unwrap();
+        idx.cover(12);
         // Once each, from the tree and memory together.
         assert_eq!(idx.members(3).unwrap(), vec![[0; 32], [1; 32], [2; 32]]);
         // A crash: what was only in memory is gone, noted again from entry 10.
@@ -288,7 +303,7 @@ mod tests {
         }
         drop(idx);
         let idx = MemberIndex::open(dir.path()).unwrap();
-        assert_eq!((idx.upto(), idx.durable_upto()), (10, 10));
+        assert_eq!(idx.durable_upto(), 10);
         assert_eq!(idx.members(3).unwrap(), vec![[1; 32], [2; 32]]);
         assert_eq!(idx.members(5).unwrap(), Vec::<[u8; 32]>::new());
     }
@@ -297,7 +312,8 @@ mod tests {
     fn an_index_of_another_layout_is_made_anew() {
         let dir = tempfile::tempdir().unwrap();
         let idx = MemberIndex::open(dir.path()).unwrap();
-        idx.note([(3, [1; 32])], 5).unwrap();
+        idx.note([(3, [1; 32])]).unwrap();
+        idx.cover(5);
         idx.flush().unwrap();
         idx.write_meta(VERSION, MEMBERS_VERSION + 1).unwrap();
         drop(idx);

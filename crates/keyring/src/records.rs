@@ -29,7 +29,7 @@ pub const KIND_TENANT_KEY: u8 = 1;
 pub const KIND_SUBJECT_KEY: u8 = 2;
 pub const KIND_SALT: u8 = 3;
 /// A subject key family's key (see `crate::family`): found by its tag like
-/// a subject key, the tag naming (tenant, bucket); never counted as one.
+/// a subject key, the tag naming (tenant, bucket); counted as one.
 pub const KIND_FAMILY: u8 = 4;
 /// A key derived from a family, stored on its own when the family was
 /// destroyed by an erasure of another of its subjects (bytes
@@ -59,9 +59,10 @@ pub fn kind_has_tag(kind: u8) -> bool {
     matches!(kind, KIND_SUBJECT_KEY | KIND_FAMILY | KIND_DERIVED_KEY)
 }
 
-/// Whether records of `kind` count as subject keys (in stats and metrics).
+/// Whether records of `kind` count as subject keys (in stats and metrics):
+/// every key that seals subjects' content, a family's too.
 pub fn kind_is_subject_key(kind: u8) -> bool {
-    matches!(kind, KIND_SUBJECT_KEY | KIND_DERIVED_KEY)
+    kind_has_tag(kind)
 }
 
 /// The tenant and tag of a record found by tag (a subject key, family or

@@ -10,8 +10,8 @@
 //! read from the store by number or by (tenant, tag) when needed and kept in
 //! a cache of [`SUBJECT_CACHE`] entries.
 
-use crate::master::{KeyProvider, Wrapped};
 use crate::family::{bucket, family_tag, FamilyKey};
+use crate::master::{KeyProvider, Wrapped};
 use crate::members::MemberIndex;
 use crate::records::{
     kind_has_tag, kind_is_subject_key, FileRecords, Record, RecordStore, SubjectCounts,
@@ -120,10 +120,6 @@ pub struct KeyChoice {
     pub key_id: u64,
     pub key: [u8; 32],
     pub subject_tag: Option<String>,
-    /// The subject's tag when the key is derived from a family (`key_id`
-    /// is the family's): once the event is logged, the ledger notes the
-    /// pair with [`Keyring::note_members`].
-    pub member: Option<[u8; 32]>,
 }
 
 /// Counts for `/v1/info` and metrics.
@@ -281,6 +277,14 @@ fn tag_string(tag: &[u8; 32]) -> String {
     s.push_str(HMAC_PREFIX);
     s.push_str(std::str::from_utf8(&hex).expect("hex is ASCII"));
     s
+}
+
+/// (family, subject tag) of keys chosen from families.
+fn family_members(chosen: &[KeyChoice]) -> impl Iterator<Item = (u64, [u8; 32])> + '_ {
+    chosen.iter().filter_map(|c| {
+        let tag = crate::family::parse_tag(c.subject_tag.as_deref()?)?;
+        Some((c.key_id, tag))
+    })
 }
 
 fn random32() -> Result<[u8; 32]> {
@@ -612,7 +616,6 @@ impl Keyring {
                             key_id: number,
                             key: state.secrets[&number],
                             subject_tag: None,
-                            member: None,
                         }
                     }
                     Some(tag) => {
@@ -645,8 +648,21 @@ impl Keyring {
                 };
                 chosen.push(choice);
             }
+            ring.note_handed_out(kind, &chosen)?;
             Ok(chosen)
         })
+    }
+
+    /// Notes the members of the families `chosen` keys come from. Called
+    /// under the keyring's lock, before the keys are handed out: an erasure
+    /// retires a family under the same lock, so every key it ever gave has
+    /// its member noted by then (a key whose event is never logged only
+    /// makes one member too many).
+    fn note_handed_out(&self, kind: u8, chosen: &[KeyChoice]) -> Result<()> {
+        let (FAMILY, Some(members)) = (kind, &self.members) else {
+            return Ok(());
+        };
+        members.note(family_members(chosen))
     }
 
     /// Like [`Keyring::choose`] when every key is known already; never
@@ -669,7 +685,7 @@ impl Keyring {
         if self.durable.load(std::sync::atomic::Ordering::SeqCst) < state.count {
             return None;
         }
-        wants
+        let chosen: Vec<KeyChoice> = wants
             .iter()
             .map(|(tenant, subject)| match subject {
                 None => {
@@ -678,7 +694,6 @@ impl Keyring {
                         key_id: number,
                         key: *state.secrets.get(&number)?,
                         subject_tag: None,
-                        member: None,
                     })
                 }
                 Some(s) => {
@@ -688,7 +703,15 @@ impl Keyring {
                     Some(state.subject_choice(number, key, tenant, tag, kind))
                 }
             })
-            .collect()
+            .collect::<Option<_>>()?;
+        // Still under the lock (see `note_handed_out`). Never a write here:
+        // once a run's worth of members is held, `choose` notes them.
+        if let (FAMILY, Some(members)) = (kind, &self.members) {
+            if !members.note_held(family_members(&chosen)) {
+                return None;
+            }
+        }
+        Some(chosen)
     }
 
     /// The newest live subject key of (tenant, tag) created at or after
@@ -721,7 +744,9 @@ impl Keyring {
         let mut asked: StoredBySubject<'w> = HashMap::with_capacity(tagged.len());
         for (tenant, tag) in tagged {
             let Some(tag) = *tag else { continue };
-            if state.cached_subject_key(tenant, tag, fresh_after, kind).is_none()
+            if state
+                .cached_subject_key(tenant, tag, fresh_after, kind)
+                .is_none()
                 && asked.insert((tenant.as_bytes(), tag), Vec::new()).is_none()
             {
                 missing.push((*tenant, tag));
@@ -1020,7 +1045,12 @@ impl Keyring {
     }
 
     /// The live record of the key `tag` had in destroyed family `family`.
-    fn derived_record(&self, family: u64, tenant: &str, tag: &[u8; 32]) -> Result<Option<[u8; 32]>> {
+    fn derived_record(
+        &self,
+        family: u64,
+        tenant: &str,
+        tag: &[u8; 32],
+    ) -> Result<Option<[u8; 32]>> {
         for (number, r) in self.records.subject_records(tenant, tag)? {
             let (meta, wrapped) = decode(&r).ok_or_else(|| self.corrupt(number))?;
             if meta.kind == DERIVED && meta.live && meta.from == family && meta.tag == *tag {
@@ -1070,7 +1100,9 @@ impl Keyring {
     ///
     /// A family the subject belongs to is destroyed too, once every other
     /// member's key has a record of its own. Its members must be noted up to
-    /// the end of the log: see [`Keyring::retire_families`] for the order.
+    /// Members are noted as their keys are handed out; after a restart, the
+    /// ledger notes again the entries logged since
+    /// [`Keyring::members_durable_upto`] before it takes requests.
     pub fn erase(&self, tenant: &str, subject: &str) -> Result<(usize, Option<String>)> {
         let mut state = self.lock();
         // Keys other nodes made for this subject are destroyed too.
@@ -1158,48 +1190,36 @@ impl Keyring {
         Ok(false)
     }
 
-    /// First step of an erasure when families are on: no new event of the
-    /// subject's bucket is sealed under its families from now on (the next
-    /// gets a new family). The caller then waits until every event sealed
-    /// under them before this is logged and its member noted, and calls
-    /// [`Keyring::erase`]. Returns the families retired.
-    pub fn retire_families(&self, tenant: &str, subject: &str) -> Result<Vec<u64>> {
-        let mut state = self.lock();
-        self.pull(&mut state)?;
-        let Some(tag) = state.tag(tenant, subject) else {
-            return Ok(Vec::new());
+    /// Notes that subjects (tags) have events sealed under families (key
+    /// ids): what the ledger does for the entries logged since
+    /// [`Keyring::members_durable_upto`] when it starts (keys handed out
+    /// since were noted as they were, but only in memory). Pairs whose key
+    /// is not a family's are ignored.
+    pub fn note_members(&self, members: &[(u64, &str)]) -> Result<()> {
+        let Some(index) = &self.members else {
+            return Ok(());
         };
-        let numbers: Vec<u64> = self
-            .families_of(&mut state, tenant, &tag)?
-            .into_iter()
-            .map(|(n, _, _)| n)
-            .collect();
-        let ft = family_tag(tenant, bucket(&tag));
-        for n in &numbers {
-            state.retire(*n, &ft);
+        let mut noted = Vec::with_capacity(members.len());
+        // Few distinct keys among many entries: each record read once.
+        let mut families: HashMap<u64, bool> = HashMap::new();
+        for (id, tag) in members {
+            if let Some(tag) = crate::family::parse_tag(tag) {
+                if *families.entry(*id).or_insert_with(|| self.is_family(*id)) {
+                    noted.push((*id, tag));
+                }
+            }
         }
-        Ok(numbers)
+        index.note(noted)
     }
 
-    /// Notes which subjects have events sealed under which families (the
-    /// pairs [`KeyChoice::member`] gave), for log entries up to `upto`
-    /// (exclusive). Once noted up to the end of the log, an erasure can
-    /// keep every other member's key.
-    pub fn note_members(
-        &self,
-        members: impl IntoIterator<Item = (u64, [u8; 32])>,
-        upto: u64,
-    ) -> Result<()> {
-        match &self.members {
-            Some(m) => m.note(members, upto),
-            None => Ok(()),
+    /// Every log entry below `log_size` was sealed under a key handed out
+    /// (and so its member noted) before now: the ledger says so of its
+    /// log's size from time to time, and a restart notes entries again from
+    /// the last size said before members were written.
+    pub fn members_cover(&self, log_size: u64) {
+        if let Some(index) = &self.members {
+            index.cover(log_size);
         }
-    }
-
-    /// Log entries `0..members_upto()` have had their members noted (some
-    /// only in memory).
-    pub fn members_upto(&self) -> u64 {
-        self.members.as_ref().map_or(0, MemberIndex::upto)
     }
 
     /// Where noting members starts again after a restart: entries
@@ -1275,11 +1295,17 @@ impl Keyring {
                 }
             }
         }
-        // The live families it belongs to, each destroyed with it.
+        // The families it belongs to (live ones are destroyed with it).
         if let Some(members) = &self.members {
-            for (number, _, _) in self.families_of(&mut state, tenant, &tag)? {
-                if members.contains(number, &tag)? {
-                    live += 1;
+            let ft = family_tag(tenant, bucket(&tag));
+            for (number, r) in self.records.subject_records(tenant, &ft)? {
+                let (meta, _) = decode(&r).ok_or_else(|| self.corrupt(number))?;
+                if meta.kind == FAMILY && meta.tag == ft && members.contains(number, &tag)? {
+                    if meta.live {
+                        live += 1;
+                    } else {
+                        destroyed += 1;
+                    }
                 }
             }
         }
@@ -1309,7 +1335,6 @@ impl Keyring {
             if kind_is_subject_key(m.kind) {
                 state.subjects.live = state.subjects.live.saturating_sub(1);
                 state.subjects.destroyed += 1;
-            } else if m.kind == FAMILY {
                 state.retired.remove(number);
             } else {
                 state.destroyed_tenant_record(*number);
@@ -1721,7 +1746,6 @@ impl State {
                 key_id: number,
                 key,
                 subject_tag: Some(tag_string(&subject)),
-                member: None,
             };
         }
         let family = match self.family_keys.get(&number) {
@@ -1736,7 +1760,6 @@ impl State {
             key_id: number,
             key: family.derive(number, tenant, &subject),
             subject_tag: Some(tag_string(&subject)),
-            member: Some(subject),
         }
     }
 
@@ -2701,11 +2724,13 @@ mod tests {
         let buckets: std::collections::HashSet<u64> = c.iter().map(|c| c.key_id).collect();
         // The salt and one family per bucket used: no record per subject.
         assert_eq!(records, 1 + buckets.len() as u64);
-        assert!(buckets.len() < 300, "300 subjects in 4,096 buckets share some");
+        assert!(
+            buckets.len() < 300,
+            "300 subjects in 4,096 buckets share some"
+        );
         let keys: std::collections::HashSet<[u8; 32]> = c.iter().map(|c| c.key).collect();
         assert_eq!(keys.len(), 300, "a key per subject");
         for choice in &c {
-            assert_eq!(choice.member, crate::family::parse_tag(choice.subject_tag.as_deref().unwrap()));
             assert_eq!(key_of(&ring, choice), Some(choice.key));
             // A family's own key opens nothing.
             assert_eq!(ring.key(choice.key_id), None);
@@ -2716,7 +2741,7 @@ mod tests {
         assert_eq!((again[0].key_id, again[0].key), (c[0].key_id, c[0].key));
         let looked = ring.lookup(&wants[..1]).unwrap();
         assert_eq!(looked[0].key, c[0].key);
-        assert_eq!(ring.stats().subject_keys, 0, "families are not subject keys");
+        assert_eq!(ring.stats().subject_keys, buckets.len(), "a key per family");
         drop(ring);
         // Nothing cached: derived again from the stored family.
         let ring = open(dir.path());
@@ -2726,7 +2751,7 @@ mod tests {
         // Families off again: the subjects' events stay readable, and a new
         // subject gets a key of its own.
         let own = ring.choose(&[("t", Some("newcomer"))]).unwrap();
-        assert_eq!(own[0].member, None);
+        assert!(ring.key(own[0].key_id).is_some());
         assert_eq!(ring.key(own[0].key_id), Some(own[0].key));
     }
 
@@ -2740,8 +2765,6 @@ mod tests {
         let c = ring.choose(&wants).unwrap();
         let family = c[0].key_id;
         assert!(c.iter().all(|c| c.key_id == family));
-        ring.note_members(c.iter().map(|c| (c.key_id, c.member.unwrap())), 3)
-            .unwrap();
         let (destroyed, tag) = ring.erase("t", &mates[0]).unwrap();
         assert_eq!(tag.as_deref(), c[0].subject_tag.as_deref());
         assert_eq!(destroyed, 1, "the family");
@@ -2753,7 +2776,12 @@ mod tests {
         let at = offset(family) as usize;
         assert_eq!(file[at + 4], DESTROYED);
         assert!(file[at + 121..at + 193].iter().all(|b| *b == 0));
-        assert_eq!(ring.stats().subject_keys, 2, "two keys kept on their own");
+        let stats = ring.stats();
+        assert_eq!(
+            (stats.subject_keys, stats.destroyed_keys),
+            (2, 1),
+            "two keys kept on their own, the family destroyed"
+        );
         // Later events of the bucket get a new family.
         let later = ring.choose(&wants[1..2]).unwrap();
         assert_ne!(later[0].key_id, family);
@@ -2764,14 +2792,14 @@ mod tests {
         assert_eq!(key_of(&ring, &c[1]), Some(c[1].key));
         assert_eq!(key_of(&ring, &later[0]), Some(later[0].key));
         // Erasing a member whose key was kept destroys that record.
-        ring.note_members([(later[0].key_id, later[0].member.unwrap())], 4)
-            .unwrap();
-        assert_eq!(ring.subject_keys("t", &mates[1]).unwrap(), (2, 0));
+        // Live: its key kept on its own and the bucket's new family; destroyed:
+        // the first family.
+        assert_eq!(ring.subject_keys("t", &mates[1]).unwrap(), (2, 1));
         assert_eq!(ring.erase("t", &mates[1]).unwrap().0, 2);
         assert_eq!(key_of(&ring, &c[1]), None);
         assert_eq!(key_of(&ring, &later[0]), None);
         assert_eq!(key_of(&ring, &c[2]), Some(c[2].key));
-        assert_eq!(ring.subject_keys("t", &mates[1]).unwrap(), (0, 1));
+        assert_eq!(ring.subject_keys("t", &mates[1]).unwrap(), (0, 3));
     }
 
     #[test]
@@ -2780,8 +2808,6 @@ mod tests {
         let ring = with_families(dir.path());
         let mates = bucket_mates(&ring, 2);
         let c = ring.choose(&[("t", Some(mates[0].as_str()))]).unwrap();
-        ring.note_members([(c[0].key_id, c[0].member.unwrap())], 1)
-            .unwrap();
         // mates[1] has no events (none noted): nothing of mates[0]'s goes.
         assert_eq!(ring.erase("t", &mates[1]).unwrap().0, 0);
         assert_eq!(key_of(&ring, &c[0]), Some(c[0].key));
@@ -2795,12 +2821,10 @@ mod tests {
         let wants: Vec<(&str, Option<&str>)> =
             mates.iter().map(|s| ("t", Some(s.as_str()))).collect();
         let c = ring.choose(&wants).unwrap();
-        ring.note_members(c.iter().map(|c| (c.key_id, c.member.unwrap())), 2)
-            .unwrap();
         // The keys kept, as the first step of the erasure writes them, and
         // then the process dies before the family is destroyed.
         let family = c[0].key_id;
-        let tag1 = c[1].member.unwrap();
+        let tag1 = crate::family::parse_tag(c[1].subject_tag.as_deref().unwrap()).unwrap();
         let key1 = c[1].key;
         ring.add_durably(|ring, state, new| {
             ring.create_with(state, new, DERIVED, "t", tag1, key1, family)
@@ -2809,29 +2833,18 @@ mod tests {
         drop(ring);
         let ring = with_families(dir.path());
         // As the ledger does at start: members noted again from the log.
-        ring.note_members(c.iter().map(|c| (c.key_id, c.member.unwrap())), 2)
-            .unwrap();
+        let logged: Vec<(u64, &str)> = c
+            .iter()
+            .map(|c| (c.key_id, c.subject_tag.as_deref().unwrap()))
+            .collect();
+        ring.note_members(&logged).unwrap();
         assert_eq!(key_of(&ring, &c[0]), Some(c[0].key), "not erased yet");
         assert_eq!(ring.erase("t", &mates[0]).unwrap().0, 1);
         assert_eq!(key_of(&ring, &c[0]), None);
         assert_eq!(key_of(&ring, &c[1]), Some(c[1].key));
         // The key kept before is not kept twice.
         assert_eq!(ring.stats().subject_keys, 1);
-    }
-
-    #[test]
-    fn retired_families_seal_nothing_new() {
-        let dir = tempfile::tempdir().unwrap();
-        let ring = with_families(dir.path());
-        let mates = bucket_mates(&ring, 2);
-        let first = ring.choose(&[("t", Some(mates[0].as_str()))]).unwrap();
-        let retired = ring.retire_families("t", &mates[0]).unwrap();
-        assert_eq!(retired, vec![first[0].key_id]);
-        let next = ring.choose(&[("t", Some(mates[1].as_str()))]).unwrap();
-        assert_ne!(next[0].key_id, first[0].key_id);
-        assert!(ring.lookup(&[("t", Some(mates[0].as_str()))]).is_none_or(|c| c[0].key_id != first[0].key_id));
-        // Still opens what it sealed.
-        assert_eq!(key_of(&ring, &first[0]), Some(first[0].key));
+        assert_eq!(ring.stats().destroyed_keys, 1);
     }
 
     #[test]
@@ -2839,9 +2852,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ring = with_families(dir.path());
         let old = ring.choose(&[("t", Some("alice"))]).unwrap();
-        ring.records
-            .set_rotation_started(Some(now() + 1))
-            .unwrap();
+        ring.records.set_rotation_started(Some(now() + 1)).unwrap();
         ring.rotate().unwrap();
         let new = ring.choose(&[("t", Some("alice"))]).unwrap();
         assert_ne!(new[0].key_id, old[0].key_id, "a new family");

@@ -142,6 +142,7 @@ impl Ledger {
             crate::sealing::encode_keeping_events(self, events, checked, sigs, &appended_by)
                 .await?;
         let appended = self.sequencer.append(encoded.entries).await?;
+        self.keyring.members_cover(self.store.size());
         // Durable from here on: the policy engine may see them (never waited for).
         self.policies
             .observe(&self.metrics, encoded.events, &appended);
@@ -173,7 +174,9 @@ impl Ledger {
         let encoded =
             crate::sealing::encode_keeping_events(self, events, checked, None, LEDGER_PRINCIPAL)
                 .await?;
-        self.sequencer.append(encoded.entries).await
+        let appended = self.sequencer.append(encoded.entries).await?;
+        self.keyring.members_cover(self.store.size());
+        Ok(appended)
     }
 
     /// Validates a signed batch and checks the signature against the

@@ -49,6 +49,11 @@ pub struct LedgerConfig {
     pub entry_format: Option<u8>,
     /// Compress sealed content (zstd) before encryption, in format v3. On by default.
     pub compress_content: bool,
+    /// Derive data subjects' keys from subject key families (entry format
+    /// 4, a keyring file only) rather than give each subject a random key
+    /// of its own: a new subject then writes nothing to the keyring. On by
+    /// default; off makes each new subject a key record again.
+    pub subject_key_families: bool,
     /// The largest event taken, in bytes of its canonical JSON (413 above).
     pub max_event_bytes: usize,
     /// Event members whose canonical JSON reaches this many bytes are
@@ -144,6 +149,7 @@ impl Default for LedgerConfig {
             access_log: true,
             entry_format: None,
             compress_content: true,
+            subject_key_families: true,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             blob_threshold: DEFAULT_BLOB_THRESHOLD,
             blob_fields: Vec::new(),

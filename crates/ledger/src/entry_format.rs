@@ -4,9 +4,15 @@
 //! still serve (several nodes mid-upgrade) or may have to serve again (a
 //! rollback): they cannot read v3. So a log records the newest format its
 //! nodes may write, and only an operator raises it (`aiaudit upgrade
-//! finalize`, or `--entry-format 3`). A new log starts at v3: there is
-//! nothing older to roll back to. The record is a file in the data
-//! directory, or a document in the shared database.
+//! finalize`, or `--entry-format 3|4`). A new log starts at the latest:
+//! there is nothing older to roll back to. The record is a file in the
+//! data directory, or a document in the shared database.
+//!
+//! Format 4 is format 3's entries sealed under subject keys derived from
+//! families (`aiaudit_keyring::family`): the entries' bytes are v3's, but a
+//! build that knows no families can neither open a subject's events nor
+//! erase a subject, so it must not serve the log (it refuses a gate newer
+//! than it knows).
 
 use aiaudit_store::Storage;
 use anyhow::{bail, Context};
@@ -15,7 +21,9 @@ use std::path::Path;
 /// The gate's name: a file in the data directory, or a shared document.
 pub const GATE: &str = "entry-format";
 /// The newest sealed format this build writes.
-pub const LATEST: u8 = 3;
+pub const LATEST: u8 = 4;
+/// Entries in format v3, each subject's key a random key of its own.
+pub const V3: u8 = 3;
 /// The format logs written by builds before v3 keep until finalized.
 pub const PREVIOUS: u8 = 2;
 
@@ -100,14 +108,18 @@ pub fn decide(data_dir: &Path, store: &dyn Storage, chosen: Option<u8>) -> anyho
     let home = Home::of(data_dir, store);
     match chosen {
         Some(PREVIOUS) => Ok(PREVIOUS),
+        // Never below what the gate already allows.
+        Some(V3) => raise_gate(home, V3),
         Some(LATEST) => raise_gate(home, LATEST),
-        Some(other) => bail!("entry format {other} is not one this build writes (2 or 3)"),
+        Some(other) => bail!("entry format {other} is not one this build writes (2, 3 or 4)"),
         None => match read_gate(home)? {
             Some(v) => Ok(v),
-            // A new log, or one whose last entry is already format 3 (a
-            // restored backup, a lost gate file): no older build can serve
-            // it, so nothing is kept by staying at format 2.
-            None if store.size() == 0 || last_is_latest(store)? => raise_gate(home, LATEST),
+            // A new log: nothing older to roll back to.
+            None if store.size() == 0 => raise_gate(home, LATEST),
+            // One whose last entry is already format 3 (a restored backup, a
+            // lost gate file): no build before v3 can serve it, so nothing
+            // is kept by staying at format 2.
+            None if last_is_latest(store)? => raise_gate(home, V3),
             None => Ok(PREVIOUS),
         },
     }

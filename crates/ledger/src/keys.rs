@@ -186,6 +186,57 @@ pub fn write_new_key_file(path: &Path, signer: &Signer) -> anyhow::Result<()> {
 /// `AIAUDIT_MASTER_KEY` is given.
 pub const MASTER_KEY_FILE: &str = "master.key";
 
+/// Subject key families on a keyring file: the members of entries logged
+/// since the member index was last written are noted again (keys handed out
+/// since were noted only in memory), then new subjects' keys come from
+/// families if `on`. Before any request, so that no erasure can miss a
+/// member. Done whether or not families are on now: a log may hold events
+/// sealed under families from when they were.
+pub fn start_families(
+    keyring: &aiaudit_keyring::Keyring,
+    store: &dyn aiaudit_store::Storage,
+    on: bool,
+) -> anyhow::Result<()> {
+    let size = store.size();
+    let from = keyring.members_durable_upto().min(size);
+    let started = std::time::Instant::now();
+    let mut noted = 0u64;
+    let mut at = from;
+    while at < size {
+        let end = size.min(at + 4_096);
+        let mut pairs: Vec<(u64, String)> = Vec::new();
+        for index in at..end {
+            let bytes = store.read_entry(index)?;
+            let Ok(stored) = aiaudit_event::envelope::decode_stored(&bytes) else {
+                // `aiaudit verify` reports it; it holds no member to note.
+                continue;
+            };
+            if let (Some(sealed), Some(tag)) =
+                (&stored.sealed, crate::sealing::subject_tag(&stored))
+            {
+                pairs.push((sealed.key, tag.to_string()));
+            }
+        }
+        let borrowed: Vec<(u64, &str)> = pairs.iter().map(|(k, t)| (*k, t.as_str())).collect();
+        keyring.note_members(&borrowed)?;
+        noted += borrowed.len() as u64;
+        at = end;
+    }
+    keyring.members_cover(size);
+    if size > from {
+        // Written now: a crash right after start notes nothing twice.
+        keyring.flush_members()?;
+        tracing::info!(
+            entries = size - from,
+            subjects = noted,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "keyring members noted again from the log"
+        );
+    }
+    keyring.set_families(on)?;
+    Ok(())
+}
+
 /// Loads the master key (environment, else file) and opens the keyring.
 /// A missing master key file is generated only for a keyring that does not
 /// exist yet: otherwise its keys would be wrapped by a key that is gone.
@@ -270,6 +321,26 @@ pub fn open_keyring(
 /// The file is read 16,384 records (4 MiB) at a time and appended in one
 /// transaction: ten million subjects' keys (2.5 GB) are never held in
 /// memory, and a copy cut short leaves nothing.
+/// Refuses a keyring file holding a live subject key family: nodes sharing
+/// a keyring keep no member index, so an erasure there could not keep a
+/// family's other members' keys (docs/scaling.md).
+pub fn check_shareable(file: &Path) -> anyhow::Result<()> {
+    let mut chunks = FileChunks::open(file, 16_384)?;
+    while let Some(records) = chunks.next()? {
+        if records.iter().any(|r| {
+            aiaudit_keyring::record_kind(r) == aiaudit_keyring::KIND_FAMILY
+                && aiaudit_keyring::record_live(r)
+        }) {
+            bail!(
+                "{} derives subjects' keys from subject key families, which a keyring shared by \
+                 several nodes cannot erase from yet; see docs/scaling.md (subject key families)",
+                file.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn copy_into_shared(
     file: &Path,
     shared: &dyn aiaudit_keyring::RecordStore,

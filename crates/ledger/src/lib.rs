@@ -180,6 +180,12 @@ pub async fn start_with_storage(
         )
     };
     keyring.set_max_key_age(config.data_key_max_age);
+    if !keyring.shared() {
+        let families = entry_format >= entry_format::LATEST && config.subject_key_families;
+        let (keyring, store) = (keyring.clone(), store.clone());
+        tokio::task::spawn_blocking(move || keys::start_families(&keyring, &*store, families))
+            .await??;
+    }
     let destroyed_keys = keyring.stats().destroyed_keys as u64;
     if keyring.shared() {
         keys::spawn_keyring_refresh(keyring.clone());

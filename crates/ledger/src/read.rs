@@ -405,6 +405,11 @@ impl Ledger {
         if let Some(by) = &readable.stored.appended_by {
             out["appended_by"] = json!(by);
         }
+        if let Some(sealed) = &readable.stored.sealed {
+            // The data key (or subject key family) it is sealed under: what
+            // an erasure or retention destroys.
+            out["key_id"] = json!(sealed.key);
+        }
         if !readable.redacted.is_empty() {
             out["redacted"] = json!(readable.redacted);
         }
@@ -492,7 +497,8 @@ impl Ledger {
                 )));
             };
             let sealed = sealed.expect("v3 entries are sealed");
-            let Some(key) = keyring.key(sealed.key) else {
+            let Some(key) = keyring.key_for(sealed.key, crate::sealing::subject_tag(&stored))
+            else {
                 return Err(Error::new(
                     crate::error::Kind::Gone,
                     "content-erased",

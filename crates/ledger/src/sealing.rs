@@ -72,7 +72,7 @@ pub(crate) async fn encode_keeping_events(
         let entries = finish_plain(checked, sigs.as_deref(), appended_by)?;
         return Ok(no_blobs(entries, events));
     }
-    let v3 = ledger.entry_format == 3;
+    let v3 = ledger.entry_format >= crate::entry_format::V3;
     let mut taken: Vec<Vec<(String, Value)>> = vec![Vec::new(); events.len()];
     if v3 {
         for (i, event) in events.iter_mut().enumerate() {
@@ -584,7 +584,7 @@ pub fn open_entry(
         });
     }
     let sealed = stored.sealed.as_ref().expect("v2 entries are sealed");
-    match keyring.key(sealed.key) {
+    match keyring.key_for(sealed.key, subject_tag(&stored)) {
         Some(key) => {
             let opened = sealed
                 .open(&key)
@@ -657,6 +657,12 @@ pub fn read_blob(
         .ok_or_else(|| OpenError::Blob(format!("blob {name} (at {}) is missing", r.pointer)))?;
     aiaudit_event::blob::open_verified(&source, len, &r.stored, &r.commitment, salt, key, r.size)
         .map_err(|e| OpenError::Blob(e.to_string()))
+}
+
+/// The subject tag a stored entry carries in the clear (a key derived from a
+/// family is found with it).
+pub(crate) fn subject_tag(stored: &aiaudit_event::envelope::Stored) -> Option<&str> {
+    stored.index.get("subject").and_then(Value::as_str)
 }
 
 #[cfg(test)]
