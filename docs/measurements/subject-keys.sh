@@ -37,6 +37,8 @@ for SUBJECTS in ${LOADS:-none distinct}; do
   KEYRING=$(stat -c %s $D/keyring 2>/dev/null || echo 0)
   # Allocated bytes: the tree's journal file is 64 MiB long but sparse (unused).
   INDEX=$(du -sB1 $D/keyring.index 2>/dev/null | cut -f1 || echo 0)
+  # Subject key families' members (derived from the log; see docs/format.md).
+  MEMBERS=$(du -sB1 $D/keyring.members 2>/dev/null | cut -f1 || echo 0)
   START=$(date +%s.%N)
   $BIN serve --data-dir $D --listen 127.0.0.1:7399 "$@" >/tmp/serve-subjects-$SUBJECTS-2.log 2>&1 &
   PID=$!
@@ -45,5 +47,5 @@ for SUBJECTS in ${LOADS:-none distinct}; do
   HWM2=$(awk '/^VmHWM/{print $2}' /proc/$PID/status)
   kill -TERM $PID; wait $PID || true
   rm -rf $D
-  echo "{\"subjects\":\"$SUBJECTS\",\"vmhwm_kib\":$HWM,\"vmrss_end_kib\":$RSS,\"read_first_s\":$READ,\"erase_s\":$ERASE,\"keyring_bytes\":$KEYRING,\"keyring_index_bytes\":$INDEX,\"restart_ready_s\":$READY,\"restart_vmhwm_kib\":$HWM2,\"keys\":$KEYS}"
+  echo "{\"subjects\":\"$SUBJECTS\",\"vmhwm_kib\":$HWM,\"vmrss_end_kib\":$RSS,\"read_first_s\":$READ,\"erase_s\":$ERASE,\"keyring_bytes\":$KEYRING,\"keyring_index_bytes\":$INDEX,\"keyring_members_bytes\":$MEMBERS,\"restart_ready_s\":$READY,\"restart_vmhwm_kib\":$HWM2,\"keys\":$KEYS}"
 done

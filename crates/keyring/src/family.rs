@@ -143,8 +143,16 @@ mod tests {
         assert_eq!(got.to_vec(), okm);
         assert_eq!(
             hex::encode(got),
-            hex::encode(&okm),
+            "0645a7ae8f6405343e2a98e2833e1c9c06df7ca2839328d368109a3f407bd62e",
             "the vector in docs/format.md"
+        );
+    }
+
+    #[test]
+    fn the_family_tag_is_as_documented() {
+        assert_eq!(
+            hex::encode(family_tag("acme", 0x123)),
+            "d2afa5f6474452faa1bf2441d5b3c175a6fa6fcefbbbb58b3bb02cff73ae392e"
         );
     }
 

@@ -34,6 +34,7 @@ pub const MEMBERS_VERSION: u64 = 1;
 const RUN_MEMBERS: usize = 32_768;
 const CACHE_BYTES: u64 = 4 << 20;
 const TABLE_BYTES: u64 = 2 << 20;
+const LEVEL0_RUNS: u8 = 8;
 
 fn idx_err(e: impl std::fmt::Display) -> Error {
     Error::Corrupt(format!("keyring member index {MEMBERS_DIR}: {e}"))
@@ -116,12 +117,18 @@ impl MemberIndex {
             .map_err(idx_err)?;
         let keys = db
             .keyspace(KEYSPACE, || {
-                use fjall::config::PartitioningPolicy;
+                use fjall::config::{FilterPolicy, FilterPolicyEntry, PartitioningPolicy};
                 KeyspaceCreateOptions::default()
-                    .filter_block_partitioning_policy(PartitioningPolicy::all(true))
+                    // Read by erasures only (a prefix scan, a point read or
+                    // two): no Bloom filters to build for every member.
+                    .filter_policy(FilterPolicy::all(FilterPolicyEntry::None))
                     .index_block_partitioning_policy(PartitioningPolicy::all(true))
+                    // As the keyring index (members arrive at random places
+                    // too): small tables, 8 runs before a merge.
                     .compaction_strategy(std::sync::Arc::new(
-                        fjall::compaction::Leveled::default().with_table_target_size(TABLE_BYTES),
+                        fjall::compaction::Leveled::default()
+                            .with_table_target_size(TABLE_BYTES)
+                            .with_l0_threshold(LEVEL0_RUNS),
                     ))
             })
             .map_err(idx_err)?;
@@ -190,6 +197,15 @@ impl MemberIndex {
     pub(crate) fn cover(&self, upto: u64) {
         let mut p = self.pending.lock().expect("members lock");
         p.upto = p.upto.max(upto);
+    }
+
+    /// Writes a run when there is anything a restart would note again.
+    pub(crate) fn write_if_behind(&self) -> Result<()> {
+        let mut p = self.pending.lock().expect("members lock");
+        if p.upto > p.durable || !p.members.is_empty() {
+            self.write(&mut p)?;
+        }
+        Ok(())
     }
 
     /// Writes what is held as one durable run.

@@ -175,6 +175,14 @@ pub struct Keyring {
     members: Option<MemberIndex>,
     /// New subjects' keys are derived from families (see `crate::family`).
     families: std::sync::atomic::AtomicBool,
+    /// Held through an erasure or a retention pass: each decides which keys
+    /// to keep before it destroys a family, and another destroying meanwhile
+    /// could have it keep a key just destroyed (an erased subject's).
+    destroying: Mutex<()>,
+    /// False while the members of entries logged since the member index was
+    /// last written are noted again (see [`Keyring::set_members_ready`]):
+    /// no erasure until then.
+    members_ready: std::sync::atomic::AtomicBool,
 }
 
 /// How often a shared store's subject key counts are read again.
@@ -320,6 +328,8 @@ impl Keyring {
         let ring = Keyring {
             members,
             families: std::sync::atomic::AtomicBool::new(false),
+            destroying: Mutex::new(()),
+            members_ready: std::sync::atomic::AtomicBool::new(true),
             records,
             provider,
             state: Mutex::new(State::default()),
@@ -857,6 +867,7 @@ impl Keyring {
     /// Returns how many were destroyed. Subject keys are found by one pass
     /// over the store in bounded chunks.
     pub fn expire(&self, tenant: &str, created_before: u64) -> Result<usize> {
+        let _destroying = self.destroying.lock().expect("keyring destroying lock");
         let doomed = |m: &Meta| m.kind != SALT && m.tenant == tenant && m.created < created_before;
         let mut destroyed = {
             let mut state = self.lock();
@@ -1104,6 +1115,12 @@ impl Keyring {
     /// ledger notes again the entries logged since
     /// [`Keyring::members_durable_upto`] before it takes requests.
     pub fn erase(&self, tenant: &str, subject: &str) -> Result<(usize, Option<String>)> {
+        if !self.members_ready() {
+            return Err(Error::Key(
+                "the keyring is still noting subject key family members from the log: try the erasure again in a moment".into(),
+            ));
+        }
+        let _destroying = self.destroying.lock().expect("keyring destroying lock");
         let mut state = self.lock();
         // Keys other nodes made for this subject are destroyed too.
         self.pull(&mut state)?;
@@ -1121,7 +1138,8 @@ impl Keyring {
                 doomed.push((number, meta));
             }
         }
-        let mut keep: Vec<(u64, [u8; 32], [u8; 32])> = Vec::new();
+        // (family, its creation time, member tag, member key)
+        let mut keep: Vec<(u64, u64, [u8; 32], [u8; 32])> = Vec::new();
         let families = match &self.members {
             Some(_) => self.families_of(&mut state, tenant, &tag)?,
             None => Vec::new(),
@@ -1136,7 +1154,8 @@ impl Keyring {
             let family = FamilyKey::new(&secret);
             for other in members.members(number)? {
                 if other != tag && !self.has_derived_record(number, tenant, &other)? {
-                    keep.push((number, other, family.derive(number, tenant, &other)));
+                    let key = family.derive(number, tenant, &other);
+                    keep.push((number, meta.created, other, key));
                 }
             }
             doomed.push((number, meta));
@@ -1146,8 +1165,9 @@ impl Keyring {
             // Durable before the family goes: a crash in between leaves both,
             // and the erasure, asked again, finds the records made.
             self.add_durably(|ring, state, new| {
-                for (family, other, key) in &keep {
-                    ring.create_with(state, new, DERIVED, tenant, *other, *key, *family)?;
+                for (family, created, other, key) in &keep {
+                    let from = Some((*family, *created));
+                    ring.create_with(state, new, DERIVED, tenant, *other, *key, from)?;
                 }
                 Ok(())
             })?;
@@ -1216,8 +1236,11 @@ impl Keyring {
     /// (and so its member noted) before now: the ledger says so of its
     /// log's size from time to time, and a restart notes entries again from
     /// the last size said before members were written.
+    ///
+    /// Ignored while members are being noted again (the index must not say
+    /// it holds entries it has not been shown yet).
     pub fn members_cover(&self, log_size: u64) {
-        if let Some(index) = &self.members {
+        if let (Some(index), true) = (&self.members, self.members_ready()) {
             index.cover(log_size);
         }
     }
@@ -1233,6 +1256,28 @@ impl Keyring {
     pub fn flush_members(&self) -> Result<()> {
         match &self.members {
             Some(m) => m.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether every member of every family is noted (false while the
+    /// ledger notes again, at start, the entries logged since the member
+    /// index was last written; erasures wait for it).
+    pub fn members_ready(&self) -> bool {
+        self.members_ready.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// See [`Keyring::members_ready`].
+    pub fn set_members_ready(&self, ready: bool) {
+        self.members_ready
+            .store(ready, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Writes the member index if the log grew since it was last written
+    /// (what a restart would note again), or members wait in memory.
+    pub fn write_members_if_behind(&self) -> Result<()> {
+        match &self.members {
+            Some(m) => m.write_if_behind(),
             None => Ok(()),
         }
     }
@@ -1557,11 +1602,13 @@ impl Keyring {
             )));
         }
         let secret = random32()?;
-        self.create_with(state, new, kind, tenant, tag, secret, 0)
+        self.create_with(state, new, kind, tenant, tag, secret, None)
     }
 
-    /// Makes a new live record of `secret` (a derived key's comes from its
-    /// family `from`; the others are random).
+    /// Makes a new live record of `secret`. A derived key's comes `from` its
+    /// family (number, creation time), whose creation time it takes: what
+    /// retention goes by is when the key began sealing, and a family's
+    /// members' keys began with it.
     #[allow(clippy::too_many_arguments)]
     fn create_with(
         &self,
@@ -1571,13 +1618,14 @@ impl Keyring {
         tenant: &str,
         tag: [u8; 32],
         secret: [u8; 32],
-        from: u64,
+        from: Option<(u64, u64)>,
     ) -> Result<(u64, [u8; 32])> {
         let number = state.count;
+        let (from, created) = from.unwrap_or((0, now()));
         let mut meta = Meta {
             kind,
             live: true,
-            created: now(),
+            created,
             tenant: tenant.to_string(),
             tag,
             master: [0; 8],
@@ -2803,6 +2851,37 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_key_is_as_old_as_its_family_for_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = with_families(dir.path());
+        let mates = bucket_mates(&ring, 2);
+        let wants: Vec<(&str, Option<&str>)> =
+            mates.iter().map(|s| ("t", Some(s.as_str()))).collect();
+        let c = ring.choose(&wants).unwrap();
+        let family_created = {
+            let r = ring.records.get(c[0].key_id).unwrap().unwrap();
+            decode(&r).unwrap().0.created
+        };
+        // The erasure comes in a later second than the family was made.
+        while now() <= family_created {
+            std::thread::yield_now();
+        }
+        ring.erase("t", &mates[0]).unwrap();
+        let tag1 = crate::family::parse_tag(c[1].subject_tag.as_deref().unwrap()).unwrap();
+        let kept = ring.records.subject_records("t", &tag1).unwrap();
+        let (meta, _) = decode(&kept[0].1).unwrap();
+        assert_eq!((meta.kind, meta.from), (DERIVED, c[0].key_id));
+        assert_eq!(meta.created, family_created);
+        // So retention that takes the family's period takes the kept key.
+        assert_eq!(
+            ring.expire("t", family_created + 1).unwrap(),
+            2,
+            "the tenant key and the kept key"
+        );
+        assert_eq!(key_of(&ring, &c[1]), None);
+    }
+
+    #[test]
     fn an_erasure_leaves_families_the_subject_is_not_in() {
         let dir = tempfile::tempdir().unwrap();
         let ring = with_families(dir.path());
@@ -2827,7 +2906,7 @@ mod tests {
         let tag1 = crate::family::parse_tag(c[1].subject_tag.as_deref().unwrap()).unwrap();
         let key1 = c[1].key;
         ring.add_durably(|ring, state, new| {
-            ring.create_with(state, new, DERIVED, "t", tag1, key1, family)
+            ring.create_with(state, new, DERIVED, "t", tag1, key1, Some((family, now())))
         })
         .unwrap();
         drop(ring);

@@ -300,6 +300,7 @@ impl Ledger {
         subject: &str,
     ) -> Result<(usize, String, String, u64)> {
         self.erasure_allowed(who, tenant)?;
+        self.members_noted().await?;
         let ring = self.keyring.clone();
         let (t, s) = (tenant.to_string(), subject.to_string());
         let (destroyed, tag) = keyring_op(move || ring.erase(&t, &s))
@@ -328,6 +329,29 @@ impl Ledger {
 
     /// Who may erase (an admin of the tenant) and whether anything can be
     /// (content sealed at rest): the checks of an erasure and its preview.
+    /// Waits (up to 30 s, then 503) while the keyring notes again, after a
+    /// start, which subjects belong to which key family: an erasure before
+    /// that could miss some. A restart after a crash notes a few seconds of
+    /// entries at most; after a restore from backup, the whole log.
+    async fn members_noted(&self) -> Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !self.keyring.members_ready() {
+            if std::time::Instant::now() >= deadline {
+                return Err(Self::members_not_noted());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    fn members_not_noted() -> Error {
+        let mut e = Error::unavailable(
+            "the keyring is noting subject key family members from the log after a start; erasures resume once it is done",
+        );
+        e.retry_after = Some(5);
+        e
+    }
+
     fn erasure_allowed(&self, who: &Principal, tenant: &str) -> Result<()> {
         require_admin(who)?;
         let (slug, title) = ("invalid-erasure", "Invalid erasure request");
@@ -360,6 +384,7 @@ impl Ledger {
         subject: &str,
     ) -> Result<(usize, usize)> {
         self.erasure_allowed(who, tenant)?;
+        self.members_noted().await?;
         let ring = self.keyring.clone();
         let (t, s) = (tenant.to_string(), subject.to_string());
         keyring_op(move || ring.subject_keys(&t, &s)).await

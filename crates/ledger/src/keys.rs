@@ -9,6 +9,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::sync::Arc;
 
 pub const KEY_FILE: &str = "log.key";
 pub const VKEY_FILE: &str = "log.vkey";
@@ -186,20 +187,68 @@ pub fn write_new_key_file(path: &Path, signer: &Signer) -> anyhow::Result<()> {
 /// `AIAUDIT_MASTER_KEY` is given.
 pub const MASTER_KEY_FILE: &str = "master.key";
 
-/// Subject key families on a keyring file: the members of entries logged
-/// since the member index was last written are noted again (keys handed out
-/// since were noted only in memory), then new subjects' keys come from
-/// families if `on`. Before any request, so that no erasure can miss a
-/// member. Done whether or not families are on now: a log may hold events
-/// sealed under families from when they were.
+/// Subject key families on a keyring file: new subjects' keys come from
+/// families if `on`, and the members of entries logged since the member
+/// index was last written are noted again in the background (keys handed
+/// out since were noted only in memory). Erasures wait until that is done
+/// ([`aiaudit_keyring::Keyring::members_ready`]); nothing else does, so a
+/// restart after a crash stays fast. Done whether or not families are on
+/// now: a log may hold events sealed under families from when they were.
+/// The member index is then written every [`MEMBERS_EVERY`] when behind.
 pub fn start_families(
-    keyring: &aiaudit_keyring::Keyring,
-    store: &dyn aiaudit_store::Storage,
+    keyring: &Arc<aiaudit_keyring::Keyring>,
+    store: &Arc<dyn aiaudit_store::Storage>,
     on: bool,
 ) -> anyhow::Result<()> {
+    keyring.set_families(on)?;
     let size = store.size();
     let from = keyring.members_durable_upto().min(size);
-    let started = std::time::Instant::now();
+    keyring.set_members_ready(from == size);
+    let (ring, log) = (keyring.clone(), store.clone());
+    std::thread::Builder::new()
+        .name("members".into())
+        .spawn(move || {
+            if from < size {
+                let started = std::time::Instant::now();
+                match note_members_again(&ring, &*log, from, size) {
+                    Ok(noted) => {
+                        tracing::info!(
+                            entries = size - from,
+                            subjects = noted,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "keyring members noted again from the log"
+                        );
+                    }
+                    Err(e) => {
+                        // Erasures stay refused (they would miss members):
+                        // a restart tries again.
+                        tracing::error!(error = %e, "noting keyring members from the log failed: erasures are refused until a restart");
+                        return;
+                    }
+                }
+            }
+            loop {
+                std::thread::sleep(MEMBERS_EVERY);
+                if let Err(e) = ring.write_members_if_behind() {
+                    tracing::warn!(error = %e, "writing the keyring's member index");
+                }
+            }
+        })
+        .context("starting the member index thread")?;
+    Ok(())
+}
+
+/// How often the member index is written when the log grew: a restart
+/// after a crash notes again at most this long's entries.
+pub const MEMBERS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Notes the family members of entries `from..size`; returns how many.
+fn note_members_again(
+    keyring: &aiaudit_keyring::Keyring,
+    store: &dyn aiaudit_store::Storage,
+    from: u64,
+    size: u64,
+) -> anyhow::Result<u64> {
     let mut noted = 0u64;
     let mut at = from;
     while at < size {
@@ -222,19 +271,12 @@ pub fn start_families(
         noted += borrowed.len() as u64;
         at = end;
     }
+    // Every member noted: erasures may go on, and the index may say so.
+    keyring.set_members_ready(true);
     keyring.members_cover(size);
-    if size > from {
-        // Written now: a crash right after start notes nothing twice.
-        keyring.flush_members()?;
-        tracing::info!(
-            entries = size - from,
-            subjects = noted,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "keyring members noted again from the log"
-        );
-    }
-    keyring.set_families(on)?;
-    Ok(())
+    // Written now: a crash right after notes nothing twice.
+    keyring.flush_members()?;
+    Ok(noted)
 }
 
 /// Loads the master key (environment, else file) and opens the keyring.
@@ -345,6 +387,7 @@ pub fn copy_into_shared(
     file: &Path,
     shared: &dyn aiaudit_keyring::RecordStore,
 ) -> anyhow::Result<usize> {
+    check_shareable(file)?;
     copy_in_chunks(file, shared, 16_384)
 }
 

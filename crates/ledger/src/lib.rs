@@ -182,9 +182,7 @@ pub async fn start_with_storage(
     keyring.set_max_key_age(config.data_key_max_age);
     if !keyring.shared() {
         let families = entry_format >= entry_format::LATEST && config.subject_key_families;
-        let (keyring, store) = (keyring.clone(), store.clone());
-        tokio::task::spawn_blocking(move || keys::start_families(&keyring, &*store, families))
-            .await??;
+        keys::start_families(&keyring, &store, families)?;
     }
     let destroyed_keys = keyring.stats().destroyed_keys as u64;
     if keyring.shared() {
@@ -358,12 +356,18 @@ impl Ledger {
     pub async fn shutdown(self: &Arc<Self>) -> anyhow::Result<()> {
         // The last reads are logged before the last checkpoint.
         self.flush_access().await;
-        let (store, signer) = (self.store.clone(), self.signer.clone());
+        let (store, signer, keyring) = (
+            self.store.clone(),
+            self.signer.clone(),
+            self.keyring.clone(),
+        );
         tokio::task::spawn_blocking(move || {
             if store.is_publisher() {
                 publisher::publish(&*store, &signer)?;
             }
             store.sync()?;
+            // The next start notes no entry's members again.
+            keyring.write_members_if_behind()?;
             // Another node of a shared log takes over at once.
             store.step_down()?;
             Ok::<_, anyhow::Error>(())
