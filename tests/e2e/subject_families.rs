@@ -55,6 +55,16 @@ fn erase(server: &Server, subject: &str) -> Value {
     r.json().unwrap()
 }
 
+/// The indexes an append's answer gives its events.
+fn indexes(answer: &Value) -> Vec<u64> {
+    answer["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect()
+}
+
 fn content(server: &Server, index: u64) -> Value {
     server.get_json_when_ready(&format!("/v1/events/{index}"))
 }
@@ -71,13 +81,7 @@ fn erasing_one_member_after_a_kill_keeps_every_other_members_content() {
         .enumerate()
         .map(|(i, s)| subject_event(&format!("m{i}"), s))
         .collect();
-    let answer = server.post_events(&events);
-    let indexes: Vec<u64> = answer["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["index"].as_u64().unwrap())
-        .collect();
+    let indexes = indexes(&server.post_events(&events));
     // Sealed under one family: one key id for the three.
     let keys: Vec<Value> = indexes
         .iter()
@@ -124,16 +128,10 @@ fn erasing_one_member_after_a_kill_keeps_every_other_members_content() {
     // A member index lost (as after a restore from backup, which carries
     // none): noted again from the whole log before an erasure goes on.
     let server = Server::start_with(&data, NO_ACCESS_LOG);
-    let pair = server.post_events(&[
+    let pair = indexes(&server.post_events(&[
         subject_event("p3", &mates[3]),
         subject_event("p4", &mates[4]),
-    ]);
-    let pair: Vec<u64> = pair["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["index"].as_u64().unwrap())
-        .collect();
+    ]));
     assert_eq!(
         content(&server, pair[0])["key_id"],
         content(&server, pair[1])["key_id"]

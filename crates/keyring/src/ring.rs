@@ -2756,6 +2756,17 @@ mod tests {
             .collect()
     }
 
+    /// Keys for events of every one of `subjects` (tenant `t`), in one batch.
+    fn choose_all<'a>(
+        ring: &Keyring,
+        subjects: &'a [String],
+    ) -> (Vec<(&'static str, Option<&'a str>)>, Vec<KeyChoice>) {
+        let wants: Vec<(&str, Option<&str>)> =
+            subjects.iter().map(|s| ("t", Some(s.as_str()))).collect();
+        let chosen = ring.choose(&wants).unwrap();
+        (wants, chosen)
+    }
+
     fn key_of(ring: &Keyring, c: &KeyChoice) -> Option<[u8; 32]> {
         ring.key_for(c.key_id, c.subject_tag.as_deref())
     }
@@ -2808,9 +2819,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ring = with_families(dir.path());
         let mates = bucket_mates(&ring, 3);
-        let wants: Vec<(&str, Option<&str>)> =
-            mates.iter().map(|s| ("t", Some(s.as_str()))).collect();
-        let c = ring.choose(&wants).unwrap();
+        let (wants, c) = choose_all(&ring, &mates);
         let family = c[0].key_id;
         assert!(c.iter().all(|c| c.key_id == family));
         let (destroyed, tag) = ring.erase("t", &mates[0]).unwrap();
@@ -2855,9 +2864,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ring = with_families(dir.path());
         let mates = bucket_mates(&ring, 2);
-        let wants: Vec<(&str, Option<&str>)> =
-            mates.iter().map(|s| ("t", Some(s.as_str()))).collect();
-        let c = ring.choose(&wants).unwrap();
+        let (_, c) = choose_all(&ring, &mates);
         let family_created = {
             let r = ring.records.get(c[0].key_id).unwrap().unwrap();
             decode(&r).unwrap().0.created
@@ -2897,9 +2904,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ring = with_families(dir.path());
         let mates = bucket_mates(&ring, 2);
-        let wants: Vec<(&str, Option<&str>)> =
-            mates.iter().map(|s| ("t", Some(s.as_str()))).collect();
-        let c = ring.choose(&wants).unwrap();
+        let (_, c) = choose_all(&ring, &mates);
         // The keys kept, as the first step of the erasure writes them, and
         // then the process dies before the family is destroyed.
         let family = c[0].key_id;
