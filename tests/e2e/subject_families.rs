@@ -56,7 +56,7 @@ fn erase(server: &Server, subject: &str) -> Value {
 }
 
 /// The indexes an append's answer gives its events.
-fn indexes(answer: &Value) -> Vec<u64> {
+fn indexes_of(answer: &Value) -> Vec<u64> {
     answer["events"]
         .as_array()
         .unwrap()
@@ -81,7 +81,7 @@ fn erasing_one_member_after_a_kill_keeps_every_other_members_content() {
         .enumerate()
         .map(|(i, s)| subject_event(&format!("m{i}"), s))
         .collect();
-    let indexes = indexes(&server.post_events(&events));
+    let indexes = indexes_of(&server.post_events(&events));
     // Sealed under one family: one key id for the three.
     let keys: Vec<Value> = indexes
         .iter()
@@ -128,7 +128,7 @@ fn erasing_one_member_after_a_kill_keeps_every_other_members_content() {
     // A member index lost (as after a restore from backup, which carries
     // none): noted again from the whole log before an erasure goes on.
     let server = Server::start_with(&data, NO_ACCESS_LOG);
-    let pair = indexes(&server.post_events(&[
+    let pair = indexes_of(&server.post_events(&[
         subject_event("p3", &mates[3]),
         subject_event("p4", &mates[4]),
     ]));
