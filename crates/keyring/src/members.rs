@@ -183,6 +183,10 @@ impl MemberIndex {
     /// worth is held, for the caller to note them with [`MemberIndex::note`]
     /// where it may wait for a write.
     pub(crate) fn note_held(&self, members: impl IntoIterator<Item = (u64, [u8; 32])>) -> bool {
+        let mut members = members.into_iter().peekable();
+        if members.peek().is_none() {
+            return true;
+        }
         let mut p = self.pending.lock().expect("members lock");
         if p.members.len() >= RUN_MEMBERS {
             return false;
@@ -258,7 +262,16 @@ impl MemberIndex {
         let mut prefix = [0u8; 9];
         prefix[0] = MEMBER;
         prefix[1..].copy_from_slice(&family.to_be_bytes());
-        let mut tags = Vec::new();
+        // Held through the scan: a write moving held members into the tree
+        // between the scan and the look at what is held would hide them
+        // from both.
+        let p = self.pending.lock().expect("members lock");
+        let mut tags: Vec<[u8; 32]> = p
+            .members
+            .iter()
+            .filter(|(f, _)| *f == family)
+            .map(|(_, t)| *t)
+            .collect();
         for item in self.keys.prefix(prefix) {
             let (key, _) = item.into_inner().map_err(idx_err)?;
             let tag: [u8; 32] = key[9..]
@@ -266,13 +279,7 @@ impl MemberIndex {
                 .map_err(|_| idx_err("a member key of the wrong size"))?;
             tags.push(tag);
         }
-        let p = self.pending.lock().expect("members lock");
-        tags.extend(
-            p.members
-                .iter()
-                .filter(|(f, _)| *f == family)
-                .map(|(_, t)| *t),
-        );
+        drop(p);
         tags.sort_unstable();
         tags.dedup();
         Ok(tags)
@@ -322,6 +329,30 @@ mod tests {
         assert_eq!(idx.durable_upto(), 10);
         assert_eq!(idx.members(3).unwrap(), vec![[1; 32], [2; 32]]);
         assert_eq!(idx.members(5).unwrap(), Vec::<[u8; 32]>::new());
+    }
+
+    #[test]
+    fn a_write_never_hides_held_members_from_a_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = std::sync::Arc::new(MemberIndex::open(dir.path()).unwrap());
+        let writer = {
+            let idx = idx.clone();
+            std::thread::spawn(move || {
+                for i in 0..200u8 {
+                    idx.note([(7, [i; 32])]).unwrap();
+                    idx.flush().unwrap();
+                }
+            })
+        };
+        // Every reader sees at least what was noted before it began.
+        let mut seen = 0;
+        while !writer.is_finished() {
+            let now = idx.members(7).unwrap().len();
+            assert!(now >= seen, "{now} members after {seen}");
+            seen = now;
+        }
+        writer.join().unwrap();
+        assert_eq!(idx.members(7).unwrap().len(), 200);
     }
 
     #[test]

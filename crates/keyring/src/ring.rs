@@ -1144,36 +1144,61 @@ impl Keyring {
             Some(_) => self.families_of(&mut state, tenant, &tag)?,
             None => Vec::new(),
         };
-        for (number, meta, secret) in families {
-            let members = self.members.as_ref().expect("families only with members");
-            if !members.contains(number, &tag)? {
-                continue;
-            }
-            // From now on, no new event is sealed under it.
-            state.retire(number, &meta.tag);
-            let family = FamilyKey::new(&secret);
-            for other in members.members(number)? {
-                if other != tag && !self.has_derived_record(number, tenant, &other)? {
-                    let key = family.derive(number, tenant, &other);
-                    keep.push((number, meta.created, other, key));
+        let mut retired = Vec::new();
+        let planned = (|| -> Result<()> {
+            for (number, meta, secret) in families {
+                let members = self.members.as_ref().expect("families only with members");
+                if !members.contains(number, &tag)? {
+                    continue;
                 }
+                // From now on, no new event is sealed under it.
+                state.retire(number, &meta.tag);
+                retired.push(number);
+                let family = FamilyKey::new(&secret);
+                for other in members.members(number)? {
+                    if other != tag && !self.has_derived_record(number, tenant, &other)? {
+                        let key = family.derive(number, tenant, &other);
+                        keep.push((number, meta.created, other, key));
+                    }
+                }
+                doomed.push((number, meta));
             }
-            doomed.push((number, meta));
+            Ok(())
+        })();
+        if let Err(e) = planned {
+            state.unretire(&retired);
+            return Err(e);
         }
         drop(state);
-        if !keep.is_empty() {
-            // Durable before the family goes: a crash in between leaves both,
-            // and the erasure, asked again, finds the records made.
-            self.add_durably(|ring, state, new| {
-                for (family, created, other, key) in &keep {
-                    let from = Some((*family, *created));
-                    ring.create_with(state, new, DERIVED, tenant, *other, *key, from)?;
-                }
-                Ok(())
-            })?;
-        }
-        let mut state = self.lock();
-        let destroyed = self.destroy(&mut state, doomed)?;
+        let done = (|| -> Result<usize> {
+            if !keep.is_empty() {
+                // Durable before the family goes: a crash in between leaves
+                // both, and the erasure, asked again, finds the records made.
+                self.add_durably(|ring, state, new| {
+                    for (family, created, other, key) in &keep {
+                        let from = Some((*family, *created));
+                        ring.create_with(state, new, DERIVED, tenant, *other, *key, from)?;
+                    }
+                    Ok(())
+                })?;
+            }
+            // Every kept key durable, also those an erasure cut short wrote
+            // (found again above): after a failed flush this refuses, as
+            // adding keys does, rather than destroy a family whose members'
+            // keys may be lost.
+            let count = self.lock().count;
+            self.make_durable(count)?;
+            self.destroy(&mut self.lock(), doomed)
+        })();
+        let destroyed = match done {
+            Ok(n) => n,
+            Err(e) => {
+                // Not erased: the families seal again (one that was zeroed
+                // after all is found destroyed when next read).
+                self.lock().unretire(&retired);
+                return Err(e);
+            }
+        };
         Ok((destroyed, Some(tag_string(&tag))))
     }
 
@@ -1730,6 +1755,13 @@ impl State {
         self.subject_keys.insert(number, (meta, key));
     }
 
+    /// An erasure that failed gives its families back.
+    fn unretire(&mut self, numbers: &[u64]) {
+        for n in numbers {
+            self.retired.remove(n);
+        }
+    }
+
     /// Family `number` (tagged `ft`) seals no new event.
     fn retire(&mut self, number: u64, ft: &[u8; 32]) {
         self.retired.insert(number);
@@ -1775,7 +1807,7 @@ impl State {
             return None;
         }
         let (m, key) = self.subject_keys.get(&number)?;
-        (m.live && m.kind == kind && m.tenant == tenant && m.created >= fresh_after)
+        (m.live && m.kind == kind && m.tag == tag && m.tenant == tenant && m.created >= fresh_after)
             .then_some((number, *key))
     }
 
@@ -1838,6 +1870,26 @@ impl State {
             .collect();
         for n in dropped {
             self.forget_subject_key(n);
+        }
+        // Also what was cached of them after they left the key cache: their
+        // numbers go to the next records.
+        let stale: Vec<u64> = self
+            .family_keys
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| *n >= from)
+            .collect();
+        for n in stale {
+            self.family_keys.remove(&n);
+        }
+        let stale: Vec<[u8; 32]> = self
+            .subject_current
+            .iter()
+            .filter(|(_, n)| **n >= from)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in stale {
+            self.subject_current.remove(&t);
         }
         self.tenant_records.retain(|n, _| *n < from);
         self.secrets.retain(|n, _| *n < from);

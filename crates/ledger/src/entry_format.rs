@@ -118,8 +118,15 @@ pub fn decide(data_dir: &Path, store: &dyn Storage, chosen: Option<u8>) -> anyho
             None if store.size() == 0 => raise_gate(home, LATEST),
             // One whose last entry is already format 3 (a restored backup, a
             // lost gate file): no build before v3 can serve it, so nothing
-            // is kept by staying at format 2.
-            None if last_is_latest(store)? => raise_gate(home, V3),
+            // is kept by staying at format 2. Gate 4 if its keyring holds a
+            // family: a build without families must not serve it.
+            None if last_is_latest(store)? => {
+                let ring = data_dir.join(aiaudit_keyring::KEYRING_FILE);
+                let families = matches!(home, Home::Dir(_))
+                    && ring.exists()
+                    && crate::keys::holds_families(&ring)?;
+                raise_gate(home, if families { LATEST } else { V3 })
+            }
             None => Ok(PREVIOUS),
         },
     }

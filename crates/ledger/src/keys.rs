@@ -204,13 +204,16 @@ pub fn start_families(
     let size = store.size();
     let from = keyring.members_durable_upto().min(size);
     keyring.set_members_ready(from == size);
-    let (ring, log) = (keyring.clone(), store.clone());
+    // Weak: the thread must not keep the keyring (and its member index,
+    // written when dropped) alive past the ledger.
+    let (ring, log) = (Arc::downgrade(keyring), store.clone());
     std::thread::Builder::new()
         .name("members".into())
         .spawn(move || {
             if from < size {
+                let Some(keyring) = ring.upgrade() else { return };
                 let started = std::time::Instant::now();
-                match note_members_again(&ring, &*log, from, size) {
+                match note_members_again(&keyring, &*log, from, size) {
                     Ok(noted) => {
                         tracing::info!(
                             entries = size - from,
@@ -227,9 +230,11 @@ pub fn start_families(
                     }
                 }
             }
+            drop(log);
             loop {
                 std::thread::sleep(MEMBERS_EVERY);
-                if let Err(e) = ring.write_members_if_behind() {
+                let Some(keyring) = ring.upgrade() else { return };
+                if let Err(e) = keyring.write_members_if_behind() {
                     tracing::warn!(error = %e, "writing the keyring's member index");
                 }
             }
@@ -381,6 +386,23 @@ pub fn check_shareable(file: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether a keyring file holds a family or a key kept from one (any state):
+/// only builds with subject key families can serve its log.
+pub fn holds_families(file: &Path) -> anyhow::Result<bool> {
+    let mut chunks = FileChunks::open(file, 16_384)?;
+    while let Some(records) = chunks.next()? {
+        if records.iter().any(|r| {
+            matches!(
+                aiaudit_keyring::record_kind(r),
+                aiaudit_keyring::KIND_FAMILY | aiaudit_keyring::KIND_DERIVED_KEY
+            )
+        }) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 pub fn copy_into_shared(
