@@ -48,6 +48,16 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Creates directory `path` (if missing) readable by its owner only, like
+/// the rest of the data directory, whatever the umask.
+pub(crate) fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses a file holding keys that other users may read.
 pub(crate) fn check_private(path: &std::path::Path, mode: u32) -> Result<()> {
     if mode & 0o077 != 0 {

@@ -102,14 +102,7 @@ impl MemberIndex {
     }
 
     fn open_at(path: &Path) -> Result<MemberIndex> {
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            match std::fs::DirBuilder::new().mode(0o700).create(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        crate::create_private_dir(path)?;
         let db = Database::builder(path)
             .cache_size(CACHE_BYTES)
             .worker_threads(1)

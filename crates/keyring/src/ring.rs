@@ -287,6 +287,12 @@ fn tag_string(tag: &[u8; 32]) -> String {
     s
 }
 
+/// The record numbers at or past `from` among `numbers` (collected, so that
+/// the cache they come from can then be changed).
+fn numbers_from(numbers: impl Iterator<Item = u64>, from: u64) -> Vec<u64> {
+    numbers.filter(|n| *n >= from).collect()
+}
+
 /// (family, subject tag) of keys chosen from families.
 fn family_members(chosen: &[KeyChoice]) -> impl Iterator<Item = (u64, [u8; 32])> + '_ {
     chosen.iter().filter_map(|c| {
@@ -1862,24 +1868,12 @@ impl State {
             .filter(|r| kind_is_subject_key(crate::records::record_kind(r)))
             .count();
         self.subjects.live = self.subjects.live.saturating_sub(subjects as u64);
-        let dropped: Vec<u64> = self
-            .subject_keys
-            .iter()
-            .map(|(n, _)| *n)
-            .filter(|n| *n >= from)
-            .collect();
-        for n in dropped {
+        for n in numbers_from(self.subject_keys.iter().map(|(n, _)| *n), from) {
             self.forget_subject_key(n);
         }
         // Also what was cached of them after they left the key cache: their
         // numbers go to the next records.
-        let stale: Vec<u64> = self
-            .family_keys
-            .iter()
-            .map(|(n, _)| *n)
-            .filter(|n| *n >= from)
-            .collect();
-        for n in stale {
+        for n in numbers_from(self.family_keys.iter().map(|(n, _)| *n), from) {
             self.family_keys.remove(&n);
         }
         let stale: Vec<[u8; 32]> = self

@@ -164,15 +164,7 @@ fn be(bytes: &[u8]) -> Result<u64> {
 }
 
 fn open_db(path: &Path) -> fjall::Result<(Database, Keyspace)> {
-    // Private like the rest of the data directory, whatever the umask.
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        match std::fs::DirBuilder::new().mode(0o700).create(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    crate::create_private_dir(path)?;
     let db = Database::builder(path)
         .cache_size(CACHE_BYTES)
         // Merging runs in one background thread: the machines this runs on
