@@ -13,7 +13,7 @@ D=/tmp/bench-$LABEL; rm -rf $D
 $BIN serve --data-dir $D --listen 127.0.0.1:7399 "$@" >/tmp/serve-$LABEL.log 2>&1 &
 PID=$!
 for i in $(seq 100); do curl -sf 127.0.0.1:7399/v1/info >/dev/null && break; sleep 0.1; done
-./target/release/aiaudit bench --url http://127.0.0.1:7399 --token "$(cat $D/admin.token)" --events $N --batch 100 --concurrency 8 --size 1024 --content prose --json
+./target/release/aiaudit bench --url http://127.0.0.1:7399 --token "$(cat $D/admin.token)" --events $N --batch 100 --concurrency 8 --size ${SIZE:-1024} --content ${CONTENT:-prose} --json
 # let the index catch up, then stop cleanly so every derived file is written
 for i in $(seq 600); do
   s=$(curl -sf -H "Authorization: Bearer $(cat $D/admin.token)" 127.0.0.1:7399/metrics | awk '/^aiaudit_indexed_size /{print $2}')
@@ -21,4 +21,6 @@ for i in $(seq 600); do
 RSS=$(ps -o rss= -p $PID)
 kill -TERM $PID; wait $PID || true
 echo "{\"label\":\"$LABEL\",\"rss_kib\":$RSS,\"bytes\":{"
-( cd $D; for f in log/entries log/leaves log/levels ids.redb search.sqlite; do printf '"%s":%s,' $f $(stat -c %s $f); done; printf '"total":%s}}\n' $(du -sb . | cut -f1) )
+# total: apparent sizes (fjall's journals beside the keyring are sparse
+# files of 64 MiB); allocated: the blocks the directory really takes.
+( cd $D; for f in log/entries log/leaves log/levels ids.redb search.sqlite; do printf '"%s":%s,' $f $(stat -c %s $f); done; printf '"total":%s,"allocated":%s}}\n' $(du -sb . | cut -f1) $(du -s --block-size=1 . | cut -f1) )

@@ -501,7 +501,7 @@ fn blue_green_switches_only_after_validation_and_rolls_back_on_failure() {
         said.contains("the Service after the switch: passed"),
         "{said}"
     );
-    assert!(said.contains("writes format 4"), "{said}");
+    assert!(said.contains("writes format 5"), "{said}");
     assert_eq!(slot(), "green");
     let more: Vec<Value> = (50..60).map(|i| event(&format!("bg-{i}"))).collect();
     let answer: Value = client()

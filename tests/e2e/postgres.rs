@@ -501,7 +501,7 @@ fn migrate_moves_an_embedded_log_with_the_same_tree() {
     // subject key family to refuse).
     let e = node.get_json_when_ready("/v1/events/300");
     assert_eq!(e["entry_version"], 3, "{e}");
-    assert!(stdout(&out).contains("entry format: 4"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("entry format: 5"), "{}", stdout(&out));
 }
 
 #[test]

@@ -73,7 +73,9 @@ fn content(server: &Server, index: u64) -> Value {
 fn erasing_one_member_after_a_kill_keeps_every_other_members_content() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start_with(&data, NO_ACCESS_LOG);
+    // Gate 4: families without the openings dictionary, so that the lost
+    // gate below can only come back from the keyring's families.
+    let server = Server::start_with(&data, &["--entry-format", "4", "--access-log", "false"]);
     server.post_events(&[event("salt")]);
     let mates = bucket_mates(&server, 5);
     let events: Vec<Value> = mates[..3]

@@ -6,6 +6,7 @@
 //! docs/measurements/upgrade-rollback.sh.)
 
 use crate::harness::*;
+use aiaudit_event::sealed_v3::{FLAG_DICTIONARY, FLAG_ZSTD};
 use aiaudit_testpg::TempPostgres;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,7 +63,7 @@ fn a_log_keeps_format_2_until_finalized_and_a_new_log_starts_at_3() {
 
     // Finalized: format 3 from the next start, and old entries still read.
     assert!(upgrade(&["finalize", "--data-dir", d]).contains("finalized"));
-    assert!(upgrade(&["status", "--data-dir", d]).contains("entry format 4: finalized"));
+    assert!(upgrade(&["status", "--data-dir", d]).contains("entry format 5: finalized"));
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(data.join("entry-format"))
             .unwrap()
@@ -77,8 +78,9 @@ fn a_log_keeps_format_2_until_finalized_and_a_new_log_starts_at_3() {
     let out = aiaudit(&["verify", "--data-dir", d]);
     assert!(out.status.success(), "{}", stdout(&out));
 
-    // A log whose last entry is format 3 but whose gate is gone (a restored
-    // backup) stays at format 3 and records it again.
+    // Its gate gone (a restored backup): the last entry was compressed with
+    // the openings dictionary, so the gate comes back at 5, never lower.
+    assert_eq!(flags(&data, 3), FLAG_ZSTD | FLAG_DICTIONARY);
     std::fs::remove_file(data.join("entry-format")).unwrap();
     let server = Server::start_with(&data, NO_ACCESS_LOG);
     post(&server, &["d2"]);
@@ -87,11 +89,26 @@ fn a_log_keeps_format_2_until_finalized_and_a_new_log_starts_at_3() {
     server.stop();
     assert_eq!(
         std::fs::read_to_string(data.join("entry-format")).unwrap(),
+        "5\n"
+    );
+
+    // A log written at gate 3 whose gate is gone stays at format 3 and
+    // records it again (no dictionary, no families).
+    let at3 = dir.path().join("at3");
+    let server = Server::start_with(&at3, &["--entry-format", "3", "--access-log", "false"]);
+    post(&server, &["f"]);
+    server.wait_size(1);
+    server.stop();
+    assert_eq!(flags(&at3, 0) & FLAG_DICTIONARY, 0);
+    std::fs::remove_file(at3.join("entry-format")).unwrap();
+    Server::start_with(&at3, NO_ACCESS_LOG).stop();
+    assert_eq!(
+        std::fs::read_to_string(at3.join("entry-format")).unwrap(),
         "3\n"
     );
 
-    // A new log writes format 3 entries at once and records gate 4 (subject
-    // key families).
+    // A new log writes format 3 entries at once and records gate 5 (subject
+    // key families, the openings dictionary).
     let fresh = dir.path().join("fresh");
     let server = Server::start_with(&fresh, NO_ACCESS_LOG);
     post(&server, &["e"]);
@@ -100,8 +117,17 @@ fn a_log_keeps_format_2_until_finalized_and_a_new_log_starts_at_3() {
     server.stop();
     assert_eq!(
         std::fs::read_to_string(fresh.join("entry-format")).unwrap(),
-        "4\n"
+        "5\n"
     );
+    assert_eq!(flags(&fresh, 0), FLAG_ZSTD | FLAG_DICTIONARY);
+}
+
+/// The flags byte of entry `index` of a stopped log (docs/format.md, v3).
+fn flags(data: &std::path::Path, index: u64) -> u8 {
+    let (store, _) = aiaudit_store::FsStore::open(data).unwrap();
+    let entry = aiaudit_store::Storage::read_entry(&store, index).unwrap();
+    assert_eq!(entry[0], 3, "entry {index} is v3");
+    entry[1]
 }
 
 #[test]
@@ -109,7 +135,8 @@ fn a_gate_newer_than_this_build_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     Server::start_with(&data, NO_ACCESS_LOG).stop();
-    std::fs::write(data.join("entry-format"), "5\n").unwrap();
+    let newer = aiaudit_ledger::entry_format::LATEST + 1;
+    std::fs::write(data.join("entry-format"), format!("{newer}\n")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_aiaudit"))
         .args([
             "serve",
@@ -133,7 +160,7 @@ fn a_gate_newer_than_this_build_refuses_to_start() {
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("entry format 5"), "{err}");
+    assert!(err.contains(&format!("entry format {newer}")), "{err}");
 }
 
 #[test]
@@ -166,7 +193,7 @@ fn nodes_on_postgres_share_the_gate() {
     assert_eq!(versions(&server, 2), [2, 2]);
     server.stop();
     upgrade(&["finalize", "--storage", url]);
-    assert!(upgrade(&["status", "--storage", url]).contains("entry format 4: finalized"));
+    assert!(upgrade(&["status", "--storage", url]).contains("entry format 5: finalized"));
     // The gate is in the database: no file in the node's directory.
     assert!(!node.join("entry-format").exists());
     let server = Server::start_with(&node, &["--storage", url, "--access-log", "false"]);

@@ -33,6 +33,17 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 NESTED = ("source", "actor", "outcome", "ai")
 BLOB_HEADER_LEN = 44  # "AIB1", key u64, size u64, chunk size u32, chunk count u32, nonce prefix [16]
 MAX_CHUNK = 4 << 20
+# Flags bit 1 (only with bit 0): the zstd frame was made with this
+# dictionary, which the frame does not name; docs/format.md gives its SHA-256.
+OPENINGS_DICTIONARY = ROOT / "crates/event/dictionaries/openings-1.zdict"
+OPENINGS_DICTIONARY_SHA256 = "5d34f9797fc4c28a31b0f4f061ea8158fa4d5008fd58be56fe404b981e0b22dc"
+
+
+def openings_dictionary():
+    data = OPENINGS_DICTIONARY.read_bytes()
+    if hashlib.sha256(data).hexdigest() != OPENINGS_DICTIONARY_SHA256:
+        raise ValueError("the openings dictionary is not the documented one")
+    return zstandard.ZstdCompressionDict(data)
 
 
 class Bytes:
@@ -67,7 +78,7 @@ def parse(entry):
     if r.u8() != 3:
         raise ValueError("not a v3 entry")
     flags = r.u8()
-    if flags & ~1:
+    if flags & ~3 or flags == 2:
         raise ValueError("unknown flags")
     appended_by = r.take(r.u16()).decode()
     index = json.loads(r.take(r.u16()))
@@ -157,7 +168,9 @@ def open_with_key(entry, key):
     ct = entry[header["header_len"]:]
     plain = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
         ct, entry[:header["header_len"]], header["nonce"], key)
-    if header["flags"] & 1:
+    if header["flags"] & 2:
+        plain = zstandard.ZstdDecompressor(dict_data=openings_dictionary()).decompress(plain)
+    elif header["flags"] & 1:
         plain = zstandard.ZstdDecompressor().decompress(plain)
     return header, plain
 
@@ -233,6 +246,7 @@ def vectors():
         assert header["key_id"] == doc["key_id"], f"{name}: key id"
         assert header["appended_by"] == doc["appended_by"], f"{name}: appended_by"
         assert bool(header["flags"] & 1) == v["compressed"], f"{name}: compression flag"
+        assert bool(header["flags"] & 2) == ("dictionary" in v), f"{name}: dictionary flag"
         assert opening.hex() == v["opening_hex"], f"{name}: opening"
         assert hashlib.sha256(b"\0" + entry).hexdigest() == v["leaf_hash_hex"], f"{name}: leaf hash"
         assert header["index"]["subject"] == doc["subject_tag"], f"{name}: subject tag"

@@ -101,7 +101,7 @@ impl MemLog {
                 appended_by: None,
                 redacted: &[],
                 subject_tag: None,
-                compress: true,
+                compress: aiaudit_event::sealed_v3::Compression::Zstd,
                 blobs: &[blob],
             },
             key,

@@ -827,7 +827,7 @@ fn seal_v3(
             appended_by: Some("token:0a1b"),
             redacted: &[],
             subject_tag: Some("hmac-sha256:00ff"),
-            compress: false,
+            compress: aiaudit_event::sealed_v3::Compression::Off,
             blobs,
         },
         DataKey {

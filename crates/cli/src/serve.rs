@@ -97,11 +97,13 @@ pub struct ServeArgs {
     access_log: Option<bool>,
     /// Sealed entry format to write: 2 keeps builds before v3 able to read the
     /// log (roll back); 3 keeps builds before subject key families able to;
-    /// 4 finalizes the upgrade. Default: the log's upgrade gate (4 on a new
-    /// log; see `aiaudit upgrade`).
-    #[arg(long, env = "AIAUDIT_ENTRY_FORMAT", value_parser = clap::value_parser!(u8).range(2..=4))]
+    /// 4 keeps builds before the openings dictionary able to; 5 finalizes
+    /// the upgrade. Default: the log's upgrade gate (5 on a new log; see
+    /// `aiaudit upgrade`).
+    #[arg(long, env = "AIAUDIT_ENTRY_FORMAT", value_parser = clap::value_parser!(u8).range(2..=5))]
     entry_format: Option<u8>,
-    /// Compress sealed content (zstd) before encryption [default: true]
+    /// Compress sealed content (zstd; with the openings dictionary from
+    /// entry format 5) before encryption [default: true]
     #[arg(long, env = "AIAUDIT_COMPRESS_CONTENT")]
     compress_content: Option<bool>,
     /// Derive data subjects' keys from subject key families (entry format 4,

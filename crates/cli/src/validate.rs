@@ -663,15 +663,15 @@ fn check_security(r: &mut Report, client: &reqwest::blocking::Client, base: &str
 /// are shown to an admin of every tenant only).
 fn check_settings(r: &mut Report, info: &Value) {
     match info["entry_format"].as_u64() {
-        Some(4) => r.add(
+        Some(5) => r.add(
             "entry format",
             Level::Ok,
-            "writes format 4 (the upgrade is finalized: builds without subject key families cannot serve the log)",
+            "writes format 5 (the upgrade is finalized: builds without the openings dictionary cannot serve the log)",
         ),
-        Some(3) => r.add(
+        Some(f @ (3 | 4)) => r.add(
             "entry format",
             Level::Ok,
-            "writes format 3: builds since 0.3 can still serve the log; `aiaudit upgrade finalize` moves it to format 4",
+            format!("writes format {f}: builds that write format {f} can still serve the log; `aiaudit upgrade finalize` moves it to format 5"),
         ),
         Some(f) => r.add(
             "entry format",

@@ -320,7 +320,7 @@ mod tests {
             appended_by: None,
             redacted: &[],
             subject_tag: None,
-            compress: true,
+            compress: sealed_v3::Compression::ZstdDictionary,
             blobs: &[],
         };
         let v3 = sealed_v3::seal(&input, key, &random);

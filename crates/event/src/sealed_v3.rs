@@ -30,6 +30,14 @@ use std::cell::RefCell;
 pub const VERSION_BYTE: u8 = 3;
 /// Flag bit: the ciphertext seals a zstd frame of the opening.
 pub const FLAG_ZSTD: u8 = 1;
+/// Flag bit, only with [`FLAG_ZSTD`]: the frame was compressed with the
+/// openings dictionary [`OPENINGS_DICTIONARY`] (the frame does not name it).
+pub const FLAG_DICTIONARY: u8 = 2;
+/// The zstd dictionary of openings (docs/format.md, "The openings
+/// dictionary"): 4,096 bytes, SHA-256 `5d34f979…0b22dc`. Entries sealed with
+/// it need these exact bytes to open, so they never change; a better
+/// dictionary would be another flag.
+pub const OPENINGS_DICTIONARY: &[u8] = include_bytes!("../dictionaries/openings-1.zdict");
 /// The most an opening may decompress to: an event's largest size plus room.
 pub const MAX_OPENING: usize = 17 << 20;
 const SALT_LEN: usize = 32;
@@ -122,7 +130,7 @@ pub fn parse(entry: &[u8]) -> Result<Parsed<'_>, EventError> {
         return Err(err("/v", "not a v3 entry"));
     }
     let flags = r.take(1, "/flags")?[0];
-    if flags & !FLAG_ZSTD != 0 {
+    if flags & !(FLAG_ZSTD | FLAG_DICTIONARY) != 0 || flags == FLAG_DICTIONARY {
         return Err(err("/flags", format!("unknown flags {flags:#04x}")));
     }
     let appended_by = r.text("/appended_by")?;
@@ -462,28 +470,67 @@ pub fn put_member(
     Ok(())
 }
 
-thread_local! {
-    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+/// How [`seal`] may compress an opening (kept only when it gets smaller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Off,
+    /// zstd on its own: every build that reads v3 opens it.
+    Zstd,
+    /// zstd with [`OPENINGS_DICTIONARY`]: about 40 % less CPU on 1 KiB
+    /// openings (no entropy tables built per frame) and smaller, but only
+    /// builds that know the dictionary open it (entry-format gate 5).
+    ZstdDictionary,
 }
 
-fn compress(opening: &[u8]) -> Option<Vec<u8>> {
-    COMPRESSOR.with(|c| {
-        let mut slot = c.borrow_mut();
+type Compressors = [Option<zstd::bulk::Compressor<'static>>; 2];
+
+thread_local! {
+    static COMPRESSORS: RefCell<Compressors> = const { RefCell::new([None, None]) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+fn compress(opening: &[u8], dictionary: bool) -> Option<Vec<u8>> {
+    COMPRESSORS.with(|c| {
+        let mut slots = c.borrow_mut();
+        let slot = &mut slots[usize::from(dictionary)];
         if slot.is_none() {
-            *slot = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok();
+            *slot = if dictionary {
+                zstd::bulk::Compressor::with_dictionary(ZSTD_LEVEL, OPENINGS_DICTIONARY)
+                    .and_then(|mut c| {
+                        // The flag names the dictionary: four bytes saved per entry.
+                        c.set_parameter(zstd::stream::raw::CParameter::DictIdFlag(false))?;
+                        Ok(c)
+                    })
+                    .ok()
+            } else {
+                zstd::bulk::Compressor::new(ZSTD_LEVEL).ok()
+            };
         }
         slot.as_mut()?.compress(opening).ok()
     })
 }
 
-fn decompress(frame: &[u8]) -> Result<Vec<u8>, EventError> {
+fn decompress(frame: &[u8], dictionary: bool) -> Result<Vec<u8>, EventError> {
     let bad = |d: &str| err("/sealed/ct", format!("the compressed opening {d}"));
     let size = match zstd::zstd_safe::get_frame_content_size(frame) {
         Ok(Some(n)) if n as usize <= MAX_OPENING => n as usize,
         Ok(Some(_)) => return Err(bad("is larger than any event")),
         _ => return Err(bad("does not state its size")),
     };
-    let out = zstd::bulk::decompress(frame, size).map_err(|_| bad("is not a zstd frame"))?;
+    let out = if dictionary {
+        DECOMPRESSOR.with(|d| {
+            let mut slot = d.borrow_mut();
+            if slot.is_none() {
+                *slot = zstd::bulk::Decompressor::with_dictionary(OPENINGS_DICTIONARY).ok();
+            }
+            slot.as_mut()
+                .ok_or_else(|| bad("needs a dictionary that would not load"))?
+                .decompress(frame, size)
+                .map_err(|_| bad("is not a zstd frame made with the openings dictionary"))
+        })?
+    } else {
+        zstd::bulk::decompress(frame, size).map_err(|_| bad("is not a zstd frame"))?
+    };
     if out.len() != size {
         return Err(bad("is not the size it states"));
     }
@@ -498,8 +545,8 @@ pub struct SealInput<'a> {
     pub appended_by: Option<&'a str>,
     pub redacted: &'a [String],
     pub subject_tag: Option<&'a str>,
-    /// Try compressing the opening (kept only when it is smaller).
-    pub compress: bool,
+    /// How to try compressing the opening (kept only when it is smaller).
+    pub compress: Compression,
     /// Members already stored out of line (and absent from `event`), in
     /// the order the entry lists them.
     pub blobs: &'a [SealedBlob],
@@ -543,13 +590,16 @@ pub fn seal(
     let commitment = sha256(&opening);
 
     let mut flags = 0u8;
-    let compressed = if input.compress {
-        compress(&opening).filter(|c| c.len() < opening.len())
-    } else {
-        None
+    let dictionary = input.compress == Compression::ZstdDictionary;
+    let compressed = match input.compress {
+        Compression::Off => None,
+        _ => compress(&opening, dictionary).filter(|c| c.len() < opening.len()),
     };
     if compressed.is_some() {
         flags |= FLAG_ZSTD;
+        if dictionary {
+            flags |= FLAG_DICTIONARY;
+        }
     }
 
     let index = clear_index(input.checked, input.subject_tag);
@@ -655,7 +705,7 @@ pub(crate) fn decrypt(
     let plain = aiaudit_xchacha::open(key, nonce, &v3.header, ct)
         .map_err(|_| err("/sealed/ct", "does not decrypt under its data key"))?;
     if v3.flags & FLAG_ZSTD != 0 {
-        decompress(&plain)
+        decompress(&plain, v3.flags & FLAG_DICTIONARY != 0)
     } else {
         Ok(plain)
     }
@@ -768,7 +818,7 @@ mod tests {
             "input": {"content": content}, "outcome": {"status": "success", "reason": "why"}})
     }
 
-    fn sealed(e: &Value, compress: bool, who: Option<&str>) -> PreparedEvent {
+    fn sealed(e: &Value, compress: Compression, who: Option<&str>) -> PreparedEvent {
         let checked = crate::check(e).unwrap();
         seal(
             &SealInput {
@@ -789,11 +839,12 @@ mod tests {
 
     #[test]
     fn seals_opens_and_restores_the_exact_event() {
-        for compress in [false, true] {
+        use Compression::*;
+        for (compress, flags) in [(Off, 0), (Zstd, FLAG_ZSTD), (ZstdDictionary, 3)] {
             let e = event(&"the model said something long ".repeat(20));
             let p = sealed(&e, compress, Some("token:t1"));
             assert_eq!(p.entry[0], VERSION_BYTE);
-            assert_eq!(p.entry[1] & FLAG_ZSTD != 0, compress);
+            assert_eq!(p.entry[1], flags);
             let stored = decode_stored(&p.entry).unwrap();
             assert_eq!(stored.version, 3);
             assert_eq!(stored.appended_by.as_deref(), Some("token:t1"));
@@ -819,14 +870,55 @@ mod tests {
     #[test]
     fn compression_shrinks_repetitive_content() {
         let e = event(&"the model said something long ".repeat(20));
-        let plain = sealed(&e, false, None).entry.len();
-        let small = sealed(&e, true, None).entry.len();
+        let plain = sealed(&e, Compression::Off, None).entry.len();
+        let small = sealed(&e, Compression::Zstd, None).entry.len();
         assert!(small * 2 < plain, "{small} vs {plain}");
     }
 
     #[test]
+    fn the_dictionary_makes_small_openings_smaller() {
+        // English the dictionary never saw (it learnt from docs/).
+        let text = "Please summarise the customer's complaint about the late delivery \
+            and suggest a refund amount that follows the published policy for orders \
+            over fifty dollars; mention the tracking number and apologise once.";
+        let e = event(text);
+        let alone = sealed(&e, Compression::Zstd, None).entry.len();
+        let with = sealed(&e, Compression::ZstdDictionary, None).entry.len();
+        assert!(
+            with < alone,
+            "{with} with the dictionary vs {alone} without"
+        );
+    }
+
+    #[test]
+    fn a_dictionary_flag_without_zstd_is_refused() {
+        let mut p = sealed(&event("short"), Compression::ZstdDictionary, None).entry;
+        assert_eq!(p[1], FLAG_ZSTD | FLAG_DICTIONARY);
+        p[1] = FLAG_DICTIONARY;
+        let e = decode_stored(&p).map(|_| ()).expect_err("refused");
+        assert!(format!("{e:?}").contains("unknown flags"), "{e:?}");
+    }
+
+    #[test]
+    fn a_frame_needs_the_dictionary_it_was_made_with() {
+        let opening = format!(
+            "{{\"event\":{{\"input\":\"{}\"}},\"v\":3}}",
+            "tool call ".repeat(30)
+        );
+        let with = compress(opening.as_bytes(), true).unwrap();
+        let without = compress(opening.as_bytes(), false).unwrap();
+        assert_eq!(decompress(&with, true).unwrap(), opening.as_bytes());
+        assert_eq!(decompress(&without, false).unwrap(), opening.as_bytes());
+        assert!(decompress(&with, false).is_err());
+    }
+
+    #[test]
     fn any_changed_byte_fails_to_open() {
-        let p = sealed(&event("short"), true, Some("token:t1"));
+        let p = sealed(
+            &event("short"),
+            Compression::ZstdDictionary,
+            Some("token:t1"),
+        );
         for i in 0..p.entry.len() {
             let mut bad = p.entry.clone();
             bad[i] ^= 0x20;
@@ -853,7 +945,7 @@ mod tests {
 
     #[test]
     fn refuses_truncated_and_unknown_entries() {
-        let p = sealed(&event("short"), false, None);
+        let p = sealed(&event("short"), Compression::Off, None);
         let header = parse(&p.entry).unwrap().header_len;
         for n in 0..header + 16 {
             assert!(parse(&p.entry[..n]).is_err(), "{n} bytes parsed");
@@ -1003,7 +1095,7 @@ mod tests {
                 appended_by: None,
                 redacted: &[],
                 subject_tag: None,
-                compress: false,
+                compress: Compression::Off,
                 blobs: std::slice::from_ref(&blob),
             },
             DataKey { id: 9, key: &KEY },

@@ -9,7 +9,8 @@
 use aiaudit_event::blob;
 use aiaudit_event::envelope::{decode_stored, DataKey, SEAL_RANDOM_LEN};
 use aiaudit_event::sealed_v3::{
-    plan_blobs, put_member, seal, take_member, BlobRef, SealInput, SealedBlob,
+    plan_blobs, put_member, seal, take_member, BlobRef, Compression, SealInput, SealedBlob,
+    FLAG_DICTIONARY, FLAG_ZSTD,
 };
 use serde_json::{json, Map, Value};
 
@@ -23,7 +24,7 @@ const THRESHOLD: usize = 16 << 10;
 
 struct Case {
     name: &'static str,
-    compress: bool,
+    compress: Compression,
     event: Value,
     /// `blob_fields`: members stored out of line whatever their size (the
     /// blob vectors' content is a few KB, under the threshold, to keep the
@@ -55,25 +56,31 @@ fn cases() -> Vec<Case> {
     vec![
         Case {
             name: "uncompressed",
-            compress: false,
+            compress: Compression::Off,
             event: event("Is applicant 42 eligible? Ọ̀rọ̀ ní èdè Yorùbá."),
             blob_fields: &[],
         },
         Case {
             name: "compressed",
-            compress: true,
+            compress: Compression::Zstd,
             event: event(&"The applicant's income covers the repayments. ".repeat(12)),
             blob_fields: &[],
         },
         Case {
+            name: "compressed with the openings dictionary",
+            compress: Compression::ZstdDictionary,
+            event: event("Summarise the applicant's file and say whether the income covers the repayments; Ọ̀rọ̀ ní èdè Yorùbá."),
+            blob_fields: &[],
+        },
+        Case {
             name: "blob",
-            compress: false,
+            compress: Compression::Off,
             event: event(&conversation),
             blob_fields: &["/input/content"],
         },
         Case {
             name: "blob, compressed",
-            compress: true,
+            compress: Compression::Zstd,
             event: repetitive,
             blob_fields: &["/input/content"],
         },
@@ -155,7 +162,8 @@ fn build() -> Value {
             let fields: Vec<String> = case.blob_fields.iter().map(|f| f.to_string()).collect();
             let plan = plan_blobs(&rest, checked.canonical.len(), THRESHOLD, &fields);
             assert_eq!(plan, fields, "{}: the planned blobs", case.name);
-            let (blobs, recorded) = seal_blobs(&mut rest, &plan, case.compress);
+            let compressed = case.compress != Compression::Off;
+            let (blobs, recorded) = seal_blobs(&mut rest, &plan, compressed);
             let p = seal(
                 &SealInput {
                     event: &rest,
@@ -182,7 +190,7 @@ fn build() -> Value {
                 .unwrap();
             let mut v = json!({
                 "name": case.name,
-                "compressed": case.compress,
+                "compressed": compressed,
                 "event": case.event,
                 "event_canonical": String::from_utf8(checked.canonical).unwrap(),
                 "entry_hex": hex::encode(&p.entry),
@@ -192,11 +200,14 @@ fn build() -> Value {
             if !recorded.is_empty() {
                 v["blobs"] = Value::Array(recorded);
             }
+            if case.compress == Compression::ZstdDictionary {
+                v["dictionary"] = json!("openings-1");
+            }
             v
         })
         .collect();
     json!({
-        "description": "aiaudit entry format v3 and its blobs (docs/format.md). random_hex = nonce (24 bytes) then salt (32 bytes), the same for every vector. A vector with blobs lists, per blob in the entry's order: its pointer, size (bytes of the member's canonical JSON), salt, chunk nonce prefix, id (the commitment SHA-256(salt || content)), stored bytes and their SHA-256; its event is whole, the blob content put back.",
+        "description": "aiaudit entry format v3 and its blobs (docs/format.md). random_hex = nonce (24 bytes) then salt (32 bytes), the same for every vector. A vector with blobs lists, per blob in the entry's order: its pointer, size (bytes of the member's canonical JSON), salt, chunk nonce prefix, id (the commitment SHA-256(salt || content)), stored bytes and their SHA-256; its event is whole, the blob content put back. A vector with \"dictionary\": \"openings-1\" was compressed with the openings dictionary (flags 0x03; crates/event/dictionaries/openings-1.zdict).",
         "key_hex": hex::encode(KEY),
         "key_id": KEY_ID,
         "random_hex": hex::encode(random),
@@ -306,7 +317,9 @@ fn v3_vectors_match_the_documented_file() {
             assert_eq!(got, want, "the {} vector changed", want["name"]);
         } else {
             let entry = hex_field(want, "entry_hex");
-            assert_eq!(entry[1] & 1, 1, "the {} vector is compressed", want["name"]);
+            let dictionary = want["dictionary"] == "openings-1";
+            let flags = FLAG_ZSTD | if dictionary { FLAG_DICTIONARY } else { 0 };
+            assert_eq!(entry[1], flags, "the {} vector's flags", want["name"]);
             assert_eq!(got["opening_hex"], want["opening_hex"]);
             assert_eq!(got["event"], want["event"]);
             // All of a blob but its stored bytes is pinned: they hold zstd output.

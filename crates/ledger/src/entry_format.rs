@@ -13,6 +13,10 @@
 //! build that knows no families can neither open a subject's events nor
 //! erase a subject, so it must not serve the log (it refuses a gate newer
 //! than it knows).
+//!
+//! Format 5 is format 4 whose openings may be compressed with the built-in
+//! openings dictionary (`aiaudit_event::sealed_v3::OPENINGS_DICTIONARY`,
+//! flags 0x03): a build without the dictionary cannot open those entries.
 
 use aiaudit_store::Storage;
 use anyhow::{bail, Context};
@@ -21,7 +25,11 @@ use std::path::Path;
 /// The gate's name: a file in the data directory, or a shared document.
 pub const GATE: &str = "entry-format";
 /// The newest sealed format this build writes.
-pub const LATEST: u8 = 4;
+pub const LATEST: u8 = 5;
+/// Openings compressed with the openings dictionary.
+pub const DICTIONARY: u8 = 5;
+/// Subjects' keys derived from subject key families.
+pub const FAMILIES: u8 = 4;
 /// Entries in format v3, each subject's key a random key of its own.
 pub const V3: u8 = 3;
 /// The format logs written by builds before v3 keep until finalized.
@@ -109,33 +117,55 @@ pub fn decide(data_dir: &Path, store: &dyn Storage, chosen: Option<u8>) -> anyho
     match chosen {
         Some(PREVIOUS) => Ok(PREVIOUS),
         // Never below what the gate already allows.
-        Some(V3) => raise_gate(home, V3),
-        Some(LATEST) => raise_gate(home, LATEST),
-        Some(other) => bail!("entry format {other} is not one this build writes (2, 3 or 4)"),
+        Some(f @ V3..=LATEST) => raise_gate(home, f),
+        Some(other) => bail!("entry format {other} is not one this build writes (2, 3, 4 or 5)"),
         None => match read_gate(home)? {
             Some(v) => Ok(v),
             // A new log: nothing older to roll back to.
             None if store.size() == 0 => raise_gate(home, LATEST),
             // One whose last entry is already format 3 (a restored backup, a
             // lost gate file): no build before v3 can serve it, so nothing
-            // is kept by staying at format 2. Gate 4 if its keyring holds a
-            // family: a build without families must not serve it.
-            None if last_is_latest(store)? => {
+            // is kept by staying at format 2. Gate 5 if its last entry used
+            // the openings dictionary, 4 if its keyring holds a family: a
+            // build without them must not serve it. (An entry before the
+            // last could still use the dictionary; reading them all would
+            // make a restart as slow as the log is long.)
+            None if last_is_v3(store)? => {
                 let ring = data_dir.join(aiaudit_keyring::KEYRING_FILE);
                 let families = matches!(home, Home::Dir(_))
                     && ring.exists()
                     && crate::keys::holds_families(&ring)?;
-                raise_gate(home, if families { LATEST } else { V3 })
+                let gate = if last_uses_dictionary(store)? {
+                    DICTIONARY
+                } else if families {
+                    FAMILIES
+                } else {
+                    V3
+                };
+                raise_gate(home, gate)
             }
             None => Ok(PREVIOUS),
         },
     }
 }
 
-fn last_is_latest(store: &dyn Storage) -> anyhow::Result<bool> {
+fn last_is_v3(store: &dyn Storage) -> anyhow::Result<bool> {
     let Some(last) = store.size().checked_sub(1) else {
         return Ok(false);
     };
     let entry = store.read_entry(last)?;
     Ok(entry.first() == Some(&aiaudit_event::sealed_v3::VERSION_BYTE))
+}
+
+fn last_uses_dictionary(store: &dyn Storage) -> anyhow::Result<bool> {
+    let Some(last) = store.size().checked_sub(1) else {
+        return Ok(false);
+    };
+    let entry = store.read_entry(last)?;
+    Ok(
+        entry.first() == Some(&aiaudit_event::sealed_v3::VERSION_BYTE)
+            && entry
+                .get(1)
+                .is_some_and(|f| f & aiaudit_event::sealed_v3::FLAG_DICTIONARY != 0),
+    )
 }

@@ -181,7 +181,7 @@ pub async fn start_with_storage(
     };
     keyring.set_max_key_age(config.data_key_max_age);
     if !keyring.shared() {
-        let families = entry_format >= entry_format::LATEST && config.subject_key_families;
+        let families = entry_format >= entry_format::FAMILIES && config.subject_key_families;
         keys::start_families(&keyring, &store, families)?;
     }
     let destroyed_keys = keyring.stats().destroyed_keys as u64;

@@ -73,6 +73,11 @@ pub(crate) async fn encode_keeping_events(
         return Ok(no_blobs(entries, events));
     }
     let v3 = ledger.entry_format >= crate::entry_format::V3;
+    let compress = match (config.compress_content, ledger.entry_format) {
+        (false, _) => sealed_v3::Compression::Off,
+        (true, f) if f >= crate::entry_format::DICTIONARY => sealed_v3::Compression::ZstdDictionary,
+        (true, _) => sealed_v3::Compression::Zstd,
+    };
     let mut taken: Vec<Vec<(String, Value)>> = vec![Vec::new(); events.len()];
     if v3 {
         for (i, event) in events.iter_mut().enumerate() {
@@ -119,7 +124,7 @@ pub(crate) async fn encode_keeping_events(
                     appended_by: Some(appended_by),
                     redacted: &redacted[i],
                     subject_tag: choice.subject_tag.as_deref(),
-                    compress: config.compress_content,
+                    compress,
                     blobs: &sealed_blobs[i],
                 },
                 key,
