@@ -61,22 +61,35 @@ pub struct VerifyArgs {
 /// A data directory's tiles, noting on the way the blobs each entry lists
 /// (checked after the audit, so entries are read once).
 struct DirTiles(
-    LogReader,
+    std::sync::Arc<LogReader>,
     std::sync::Arc<std::sync::Mutex<Vec<(u64, BlobRef)>>>,
 );
 
-impl TileReader for DirTiles {
-    fn read_tile(&mut self, tile: &Tile) -> aiaudit_tlog::Result<Vec<u8>> {
+impl DirTiles {
+    fn read(log: &LogReader, tile: &Tile) -> aiaudit_tlog::Result<Vec<u8>> {
         let start = tile.index * aiaudit_tlog::TILE_WIDTH;
         let count = tile.width as u64;
         let r = match tile.kind {
-            TileKind::Entries => self.0.read_entry_bundle(start, count),
+            TileKind::Entries => log.read_entry_bundle(start, count),
             TileKind::Hash { level } => {
-                self.0
-                    .read_hashes(level as u32 * aiaudit_tlog::TILE_HEIGHT, start, count)
+                log.read_hashes(level as u32 * aiaudit_tlog::TILE_HEIGHT, start, count)
             }
         };
         r.map_err(|e| aiaudit_tlog::Error::Read(Box::new(e)))
+    }
+}
+
+impl TileReader for DirTiles {
+    fn read_tile(&mut self, tile: &Tile) -> aiaudit_tlog::Result<Vec<u8>> {
+        DirTiles::read(&self.0, tile)
+    }
+
+    /// The files are read with positioned reads, from any thread: the cores
+    /// that hash the entries read them (docs/performance.md, "`aiaudit
+    /// verify` on every core").
+    fn bundle_reader(&self) -> Option<aiaudit_tlog::BundleReader> {
+        let log = self.0.clone();
+        Some(std::sync::Arc::new(move |tile| DirTiles::read(&log, tile)))
     }
 
     /// The blobs each entry lists, noted on the cores that hash the entries
@@ -222,7 +235,7 @@ pub(crate) fn audit(args: &VerifyArgs) -> anyhow::Result<Verified> {
                 .checkpoint()?
                 .with_context(|| format!("{} holds no checkpoint", dir.display()))?;
             let vkey = std::fs::read_to_string(dir.join("log.vkey")).ok();
-            (note, vkey, Box::new(DirTiles(log, refs.clone())))
+            (note, vkey, Box::new(DirTiles(log.into(), refs.clone())))
         };
     let policy = args.policy.as_deref().map(load_policy).transpose()?;
     let pinned = args.vkey.is_some() || policy.is_some();

@@ -38,6 +38,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A ledger at a base URL.
+#[derive(Clone)]
 pub struct Client {
     base: String,
     http: reqwest::blocking::Client,
@@ -359,6 +360,18 @@ fn hashes(v: &Value) -> Result<Vec<Hash>> {
 impl TileReader for Client {
     fn read_tile(&mut self, tile: &Tile) -> aiaudit_tlog::Result<Vec<u8>> {
         Client::tile(self, tile).map_err(|e| aiaudit_tlog::Error::Read(Box::new(e)))
+    }
+
+    /// The cores that hash entry bundles fetch them too, one request each
+    /// at a time, so the audit waits on the network once per core rather
+    /// than once in all.
+    fn bundle_reader(&self) -> Option<aiaudit_tlog::BundleReader> {
+        let client = self.clone();
+        Some(std::sync::Arc::new(move |tile: &Tile| {
+            client
+                .tile(tile)
+                .map_err(|e| aiaudit_tlog::Error::Read(Box::new(e)))
+        }))
     }
 }
 

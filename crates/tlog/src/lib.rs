@@ -65,7 +65,8 @@ pub use tile::{
 };
 pub use tlog_proof::{TlogProof, TLOG_PROOF_HEADER};
 pub use verify::{
-    audit_log, check_stored_levels, AuditReport, EntryVisitor, Problem, TileReader, MAX_PROBLEMS,
+    audit_log, check_stored_levels, AuditReport, BundleReader, EntryVisitor, Problem, TileReader,
+    MAX_PROBLEMS,
 };
 pub use witness::{
     parse_tlog_size, AddCheckpoint, MAX_CONSISTENCY_PROOF_LINES, TLOG_SIZE_CONTENT_TYPE,

@@ -25,7 +25,20 @@ pub trait TileReader {
     fn entry_visitor(&self) -> Option<EntryVisitor> {
         None
     }
+
+    /// A way to read entry bundles from any thread, for a reader that has
+    /// one (a data directory's files): then the cores that hash a bundle
+    /// read it too, straight into their own cache, instead of the audit's
+    /// one thread reading every byte for them. [`TileReader::read_tile`]
+    /// still reads the hash tiles.
+    fn bundle_reader(&self) -> Option<BundleReader> {
+        None
+    }
 }
+
+/// Reads the entry bundle `tile` from any thread (see
+/// [`TileReader::bundle_reader`]).
+pub type BundleReader = std::sync::Arc<dyn Fn(&Tile) -> Result<Vec<u8>> + Send + Sync>;
 
 /// Called once for every entry of every entry bundle the audit reads and
 /// decodes, from any of its threads and in no particular order, and never
@@ -40,6 +53,9 @@ impl<T: TileReader + ?Sized> TileReader for &mut T {
     fn entry_visitor(&self) -> Option<EntryVisitor> {
         (**self).entry_visitor()
     }
+    fn bundle_reader(&self) -> Option<BundleReader> {
+        (**self).bundle_reader()
+    }
 }
 
 impl<T: TileReader + ?Sized> TileReader for Box<T> {
@@ -48,6 +64,9 @@ impl<T: TileReader + ?Sized> TileReader for Box<T> {
     }
     fn entry_visitor(&self) -> Option<EntryVisitor> {
         (**self).entry_visitor()
+    }
+    fn bundle_reader(&self) -> Option<BundleReader> {
+        (**self).bundle_reader()
     }
 }
 
@@ -127,7 +146,7 @@ pub fn check_stored_levels<E: std::fmt::Display>(
 
 /// The outcome of [`audit_log`]. The log is fine exactly when `problems` is
 /// empty (and `old_root_ok` is `Some(true)` if an old checkpoint was given).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct AuditReport {
     /// Entries read from well-formed bundles and hashed.
     pub entries_checked: u64,
@@ -197,6 +216,7 @@ pub fn audit_log(
 
     let bundles = size.div_ceil(TILE_WIDTH);
     let visitor = audit.reader.entry_visitor();
+    let shared = audit.reader.bundle_reader();
     let mut completed = true;
     let mut ahead = std::collections::VecDeque::new();
     let (mut hashing, mut read_to): (Option<Hashing>, u64) = (None, 0);
@@ -219,15 +239,17 @@ pub fn audit_log(
             let in_flight = match hashing.take() {
                 Some(h) => h,
                 None => {
-                    let (first, raw) = audit.read_window(&mut read_to, bundles, window);
-                    Hashing::start(first, raw, &visitor)
+                    let (first, raw) = audit.read_window(&mut read_to, bundles, window, &shared);
+                    Hashing::start(first, raw, &visitor, &shared)
                 }
             };
-            // The next window is read while the cores hash this one.
-            let next =
-                (read_to < bundles).then(|| audit.read_window(&mut read_to, bundles, window));
+            // The next window is read while the cores hash this one (or,
+            // when the cores read for themselves, hashed as soon as they
+            // are done with this one).
+            let next = (read_to < bundles)
+                .then(|| audit.read_window(&mut read_to, bundles, window, &shared));
             ahead = in_flight.finish();
-            hashing = next.map(|(first, raw)| Hashing::start(first, raw, &visitor));
+            hashing = next.map(|(first, raw)| Hashing::start(first, raw, &visitor, &shared));
         }
         let start = b * TILE_WIDTH;
         let width = (size - start).min(TILE_WIDTH) as usize;
@@ -324,6 +346,13 @@ const AHEAD_BUNDLES: u64 = 256;
 /// times the memory (docs/performance.md, "`aiaudit verify` on every core").
 const AHEAD_BYTES: usize = 4 << 20;
 
+/// An entry bundle of a window: read already, or to be read by the core
+/// that hashes it.
+enum Raw {
+    Read(Result<Vec<u8>>),
+    Later(Tile),
+}
+
 /// An entry bundle read ahead: the reader's error, or its entries' leaf
 /// hashes and, for a full bundle, the root of their subtree (or why it
 /// does not decode).
@@ -335,7 +364,17 @@ enum Hashed {
 /// Decodes and hashes entry bundles side by side, one share per core: the
 /// leaf hashes and the subtrees over them are most of a full audit's work.
 /// `bundle` is the bundle's index, for the visitor.
-fn hash_bundle(bundle: u64, r: Result<Vec<u8>>, visitor: &Option<EntryVisitor>) -> Hashed {
+fn hash_bundle(
+    bundle: u64,
+    raw: Raw,
+    visitor: &Option<EntryVisitor>,
+    shared: &Option<BundleReader>,
+) -> Hashed {
+    let r = match (raw, shared) {
+        (Raw::Read(r), _) => r,
+        (Raw::Later(tile), Some(read)) => read(&tile),
+        (Raw::Later(_), None) => unreachable!("bundles are left to the cores only with a reader"),
+    };
     match r {
         Err(e) => Hashed::Unread(e),
         Ok(bytes) => Hashed::Read(decode_entry_bundle(&bytes).map(|entries| {
@@ -367,13 +406,18 @@ enum Hashing {
 
 impl Hashing {
     /// Starts on bundles `first, first + 1, …` (`raw`, as read).
-    fn start(first: u64, raw: Vec<Result<Vec<u8>>>, visitor: &Option<EntryVisitor>) -> Hashing {
+    fn start(
+        first: u64,
+        raw: Vec<Raw>,
+        visitor: &Option<EntryVisitor>,
+        shared: &Option<BundleReader>,
+    ) -> Hashing {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         if cores == 1 || raw.len() < 2 {
             return Hashing::Done(
                 (first..)
                     .zip(raw)
-                    .map(|(b, r)| hash_bundle(b, r, visitor))
+                    .map(|(b, r)| hash_bundle(b, r, visitor, shared))
                     .collect(),
             );
         }
@@ -382,10 +426,10 @@ impl Hashing {
         let mut workers = Vec::new();
         while raw.peek().is_some() {
             let part: Vec<_> = raw.by_ref().take(share).collect();
-            let visitor = visitor.clone();
+            let (visitor, shared) = (visitor.clone(), shared.clone());
             workers.push(std::thread::spawn(move || {
                 part.into_iter()
-                    .map(|(b, r)| hash_bundle(b, r, &visitor))
+                    .map(|(b, r)| hash_bundle(b, r, &visitor, &shared))
                     .collect()
             }));
         }
@@ -490,21 +534,29 @@ impl<R: TileReader> Auditor<'_, R> {
         read_to: &mut u64,
         bundles: u64,
         window: u64,
-    ) -> (u64, Vec<Result<Vec<u8>>>) {
+        shared: &Option<BundleReader>,
+    ) -> (u64, Vec<Raw>) {
         let first = *read_to;
-        let raw = self.read_raw(first, bundles.min(first + window));
+        let end = bundles.min(first + window);
+        let raw = match shared {
+            // Each core holds one bundle at a time: no bound in bytes.
+            Some(_) => (first..end)
+                .map(|b| Raw::Later(self.tile_at(TileKind::Entries, b)))
+                .collect(),
+            None => self.read_raw(first, end),
+        };
         *read_to += raw.len() as u64;
         (first, raw)
     }
 
-    fn read_raw(&mut self, first: u64, end: u64) -> Vec<Result<Vec<u8>>> {
+    fn read_raw(&mut self, first: u64, end: u64) -> Vec<Raw> {
         let mut raw = Vec::new();
         let mut bytes = 0;
         for b in first..end {
             let tile = self.tile_at(TileKind::Entries, b);
             let read = self.reader.read_tile(&tile);
             bytes += read.as_ref().map_or(0, Vec::len);
-            raw.push(read);
+            raw.push(Raw::Read(read));
             // Two bundles at least, so that two cores share even the
             // largest ones.
             if bytes >= AHEAD_BYTES && raw.len() >= 2 {
@@ -1063,6 +1115,78 @@ mod tests {
         let r = audit(&mut tiles, size, &root, None);
         assert_eq!(indexes(&r), [at as u64], "{:?}", r.problems);
         assert_eq!(r.entries_checked, size);
+    }
+
+    /// Tiles whose entry bundles the hashing cores read themselves.
+    struct SharedTiles(Tiles, std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl TileReader for SharedTiles {
+        fn read_tile(&mut self, tile: &Tile) -> Result<Vec<u8>> {
+            self.0.read_tile(tile)
+        }
+        fn bundle_reader(&self) -> Option<BundleReader> {
+            let (files, reads) = (self.0.files.clone(), self.1.clone());
+            Some(std::sync::Arc::new(move |tile: &Tile| {
+                let path = tile.path();
+                reads.lock().unwrap().push(path.clone());
+                files
+                    .get(&path)
+                    .cloned()
+                    .ok_or_else(|| Error::Read(format!("{path} not found").into()))
+            }))
+        }
+    }
+
+    #[test]
+    fn cores_that_read_their_own_bundles_find_what_one_reader_finds() {
+        let size = 256 * 40 + 9;
+        let (tiles, root) = build(&entries(size, "entry"));
+        let mut changed = entries(size, "entry");
+        changed[256 * 30 + 7] = b"evil".to_vec();
+        let evil =
+            encode_entry_bundle(changed[256 * 30..256 * 31].iter().map(Vec::as_slice)).unwrap();
+        type Damage = Box<dyn Fn(&mut Tiles)>;
+        let logs: [(&str, Damage); 4] = [
+            ("clean", Box::new(|_| {})),
+            (
+                "tampered",
+                Box::new(move |t| {
+                    t.files.insert("tile/entries/030".into(), evil.clone());
+                }),
+            ),
+            (
+                "bundle missing",
+                Box::new(|t| {
+                    t.files.remove("tile/entries/012");
+                }),
+            ),
+            (
+                "partial bundle missing",
+                Box::new(|t| {
+                    t.files.remove("tile/entries/040.p/9");
+                }),
+            ),
+        ];
+        for (name, damage) in logs {
+            let mut alone = tiles.clone();
+            damage(&mut alone);
+            let by_one = audit(&mut alone.clone(), size, &root, None);
+            let reads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let mut shared = SharedTiles(alone, reads.clone());
+            let by_cores = audit_log(size, &root, &mut shared, None, |_| {});
+            assert_eq!(by_cores, by_one, "{name}");
+            if name == "tampered" {
+                assert_eq!(indexes(&by_cores), [256 * 30 + 7]);
+            }
+            assert!(
+                !shared.0.reads.iter().any(|p| p.starts_with("tile/entries")),
+                "{name}: the audit's own thread read an entry bundle"
+            );
+            let mut read = reads.lock().unwrap().clone();
+            read.sort();
+            read.dedup();
+            assert_eq!(read.len() as u64, size.div_ceil(TILE_WIDTH), "{name}");
+        }
     }
 
     #[test]
