@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use aiaudit_tlog::{encode_entry_bundle, record_hash, Hash, TreeBuilder};
+use aiaudit_tlog::{encode_entry_bundle, node_hash, record_hash, Hash, TreeBuilder};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn bench_record_hash(c: &mut Criterion) {
@@ -11,6 +11,32 @@ fn bench_record_hash(c: &mut Criterion) {
     let mut g = c.benchmark_group("record_hash");
     g.throughput(Throughput::Bytes(entry.len() as u64));
     g.bench_function("1KiB", |b| b.iter(|| record_hash(black_box(&entry))));
+    g.finish();
+}
+
+/// The crate's pick (docs/performance.md, "Picking SHA-256 by the CPU")
+/// against each implementation on its own, on a leaf and an interior node.
+fn bench_sha256_pick(c: &mut Criterion) {
+    use sha2::Digest;
+    let entry = vec![0x5au8; 860];
+    let (l, r) = ([1u8; 32], [2u8; 32]);
+    let ring = |parts: &[&[u8]]| {
+        let mut c = ring::digest::Context::new(&ring::digest::SHA256);
+        parts.iter().for_each(|p| c.update(p));
+        c.finish()
+    };
+    let sha2 = |parts: &[&[u8]]| {
+        let mut c = sha2::Sha256::new();
+        parts.iter().for_each(|p| c.update(p));
+        c.finalize()
+    };
+    let mut g = c.benchmark_group("sha256_pick");
+    g.bench_function("leaf_860B/picked", |b| b.iter(|| record_hash(black_box(&entry))));
+    g.bench_function("leaf_860B/ring", |b| b.iter(|| ring(&[&[0], black_box(&entry)])));
+    g.bench_function("leaf_860B/sha2", |b| b.iter(|| sha2(&[&[0], black_box(&entry)])));
+    g.bench_function("node_65B/picked", |b| b.iter(|| node_hash(black_box(&l), &r)));
+    g.bench_function("node_65B/ring", |b| b.iter(|| ring(&[&[1], black_box(&l), &r])));
+    g.bench_function("node_65B/sha2", |b| b.iter(|| sha2(&[&[1], black_box(&l), &r])));
     g.finish();
 }
 
@@ -48,6 +74,7 @@ fn bench_entry_bundle(c: &mut Criterion) {
 criterion_group!(
     benches,
     bench_record_hash,
+    bench_sha256_pick,
     bench_tree_builder,
     bench_entry_bundle
 );
