@@ -106,9 +106,9 @@ pub struct ServeArgs {
     /// entry format 5) before encryption [default: true]
     #[arg(long, env = "AIAUDIT_COMPRESS_CONTENT")]
     compress_content: Option<bool>,
-    /// Derive data subjects' keys from subject key families (entry format 4,
-    /// embedded storage): a new subject writes nothing to the keyring
-    /// [default: true]
+    /// Derive data subjects' keys from subject key families (entry format 4
+    /// and later, embedded storage): a new subject writes nothing to the
+    /// keyring [default: true]
     #[arg(long, env = "AIAUDIT_SUBJECT_KEY_FAMILIES")]
     subject_key_families: Option<bool>,
     /// Largest event taken, in bytes of canonical JSON (413 above) [default: 16 MiB]

@@ -31,12 +31,24 @@ fn bench_sha256_pick(c: &mut Criterion) {
         c.finalize()
     };
     let mut g = c.benchmark_group("sha256_pick");
-    g.bench_function("leaf_860B/picked", |b| b.iter(|| record_hash(black_box(&entry))));
-    g.bench_function("leaf_860B/ring", |b| b.iter(|| ring(&[&[0], black_box(&entry)])));
-    g.bench_function("leaf_860B/sha2", |b| b.iter(|| sha2(&[&[0], black_box(&entry)])));
-    g.bench_function("node_65B/picked", |b| b.iter(|| node_hash(black_box(&l), &r)));
-    g.bench_function("node_65B/ring", |b| b.iter(|| ring(&[&[1], black_box(&l), &r])));
-    g.bench_function("node_65B/sha2", |b| b.iter(|| sha2(&[&[1], black_box(&l), &r])));
+    g.bench_function("leaf_860B/picked", |b| {
+        b.iter(|| record_hash(black_box(&entry)))
+    });
+    g.bench_function("leaf_860B/ring", |b| {
+        b.iter(|| ring(&[&[0], black_box(&entry)]))
+    });
+    g.bench_function("leaf_860B/sha2", |b| {
+        b.iter(|| sha2(&[&[0], black_box(&entry)]))
+    });
+    g.bench_function("node_65B/picked", |b| {
+        b.iter(|| node_hash(black_box(&l), &r))
+    });
+    g.bench_function("node_65B/ring", |b| {
+        b.iter(|| ring(&[&[1], black_box(&l), &r]))
+    });
+    g.bench_function("node_65B/sha2", |b| {
+        b.iter(|| sha2(&[&[1], black_box(&l), &r]))
+    });
     g.finish();
 }
 
