@@ -91,6 +91,18 @@ test('entries decode; a sealed entry only with a matching opening', async () => 
   await assert.rejects(decodeEntry(enc.encode('{"v":3}')));
 });
 
+test('every entry-v3 vector decodes and its opening matches its commitment', async () => {
+  const doc = JSON.parse(readFileSync(new URL('../../docs/vectors/entry-v3.json', import.meta.url)));
+  assert.ok(doc.vectors.some((v) => v.dictionary), 'a vector compressed with the openings dictionary');
+  for (const v of doc.vectors) {
+    const decoded = await decodeEntry(fromHex(v.entry_hex), b64encode(fromHex(v.opening_hex)));
+    assert.equal(decoded.opening, 'matches', v.name);
+  }
+  const flags2 = fromHex(doc.vectors[0].entry_hex);
+  flags2[1] = 2;
+  await assert.rejects(decodeEntry(flags2), /unknown v3 flags/);
+});
+
 test('large members stored beside the log check against the entry (entry-v3 blob vectors)', async () => {
   const doc = JSON.parse(readFileSync(new URL('../../docs/vectors/entry-v3.json', import.meta.url)));
   const withBlobs = doc.vectors.filter((v) => v.blobs?.length);

@@ -179,6 +179,12 @@ fn full_and_incremental_backups_restore_into_a_log_that_verifies_and_serves() {
     );
     assert!(ok, "{r}");
     assert_eq!(r["chain"], serde_json::json!([full_id, incr_id]));
+    // Backups carry no gate file: the restore records gate 5, since the
+    // entries use the openings dictionary (docs/operations.md).
+    assert_eq!(
+        std::fs::read_to_string(restored.join("entry-format")).unwrap(),
+        "5\n"
+    );
     let info = server.get_json("/v1/info");
     let (size, root) = verify_data_dir(&restored, &vkey);
     assert_eq!(size, 1000);

@@ -78,8 +78,9 @@ fn a_log_keeps_format_2_until_finalized_and_a_new_log_starts_at_3() {
     let out = aiaudit(&["verify", "--data-dir", d]);
     assert!(out.status.success(), "{}", stdout(&out));
 
-    // Its gate gone (a restored backup): the last entry was compressed with
-    // the openings dictionary, so the gate comes back at 5, never lower.
+    // Its gate file gone: the last entry was compressed with the openings
+    // dictionary, so the gate comes back at 5 (the last entry is all the
+    // ledger reads; a restore records the gate from every entry).
     assert_eq!(flags(&data, 3), FLAG_ZSTD | FLAG_DICTIONARY);
     std::fs::remove_file(data.join("entry-format")).unwrap();
     let server = Server::start_with(&data, NO_ACCESS_LOG);

@@ -130,7 +130,8 @@ export function parseEntryV3(b) {
   };
   const u16 = () => { const p = take(2); return (p[0] << 8) | p[1]; };
   const text = (n) => new TextDecoder('utf-8', { fatal: true }).decode(take(n));
-  if (b[1] & ~1) throw new Error(`unknown v3 flags ${b[1]}`);
+  // Bit 0: zstd; bit 1, only with bit 0: zstd with the openings dictionary.
+  if ((b[1] & ~3) || b[1] === 2) throw new Error(`unknown v3 flags ${b[1]}`);
   const appendedBy = text(u16());
   const index = JSON.parse(text(u16()));
   take(8 + 24);

@@ -35,6 +35,11 @@ pub struct RestoreReport {
     /// Blobs written into the data directory (each once) and their bytes.
     pub blobs: usize,
     pub blob_bytes: u64,
+    /// Some restored entry's opening is compressed with the openings
+    /// dictionary: builds without it cannot open the log, so whoever serves
+    /// it must record the entry-format gate that says so (backups do not
+    /// carry the gate file).
+    pub openings_dictionary: bool,
 }
 
 /// Restores backup `id` (default: the latest) with its ancestors from
@@ -76,9 +81,11 @@ async fn restore_into(
         store: &store,
         blobs: 0,
         blob_bytes: 0,
+        openings_dictionary: false,
     };
     let verified = walk(location, chain, progress, &mut into).await?;
     let (blobs, blob_bytes) = (into.blobs, into.blob_bytes);
+    let openings_dictionary = into.openings_dictionary;
     let (size, root) = store.sync().context("writing the tree")?;
     if size != verified.size || B64.encode(root) != verified.root {
         bail!(
@@ -122,6 +129,7 @@ async fn restore_into(
         signing_key_written: signer.is_some(),
         blobs,
         blob_bytes,
+        openings_dictionary,
     })
 }
 
@@ -166,6 +174,7 @@ struct NewLog<'a> {
     store: &'a FsStore,
     blobs: usize,
     blob_bytes: u64,
+    openings_dictionary: bool,
 }
 
 impl Sink for NewLog<'_> {
@@ -185,6 +194,10 @@ impl Sink for NewLog<'_> {
     }
 
     fn segment(&mut self, from: u64, entries: &[&[u8]], leaves: &[Hash]) -> anyhow::Result<()> {
+        use aiaudit_event::sealed_v3::{FLAG_DICTIONARY, VERSION_BYTE};
+        self.openings_dictionary |= entries.iter().any(|e| {
+            e.first() == Some(&VERSION_BYTE) && e.get(1).is_some_and(|f| f & FLAG_DICTIONARY != 0)
+        });
         append(self.store, from, entries, leaves)
     }
 }

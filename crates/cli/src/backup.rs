@@ -291,6 +291,7 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    record_gate(&args.data_dir, &r)?;
     let dir = args.data_dir.display();
     if args.json {
         println!(
@@ -458,4 +459,19 @@ impl Progress for Bar {
             b.finish_and_clear();
         }
     }
+}
+
+/// Backups do not carry the entry-format gate file: a restored log whose
+/// entries use the openings dictionary records gate 5 at once, so that no
+/// build without the dictionary serves it (otherwise the ledger would
+/// guess the gate from the last entry alone at its first start).
+pub(crate) fn record_gate(
+    data_dir: &std::path::Path,
+    r: &aiaudit_backup::RestoreReport,
+) -> anyhow::Result<()> {
+    use aiaudit_ledger::entry_format::{raise_gate, Home, DICTIONARY};
+    if r.openings_dictionary {
+        raise_gate(Home::Dir(data_dir), DICTIONARY).context("recording the entry-format gate")?;
+    }
+    Ok(())
 }

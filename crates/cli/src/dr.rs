@@ -147,6 +147,7 @@ fn drill(
             &Quiet,
         ))
         .context("restoring")?;
+    crate::backup::record_gate(data, &restored)?;
     let backup_created = runtime
         .block_on(location.manifests())?
         .into_iter()
