@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Rehearses the gated upgrade to entry format 3 on one machine, with a
-# rollback before finalizing (docs/operations.md, "Entry format 3: a gated
-# upgrade"). Needs the previous build and this one:
+# Rehearses a gated upgrade of the entry format on one machine (3 in
+# session 8, 5 in session 29), with a rollback before finalizing
+# (docs/operations.md, "Entry format 3: a gated upgrade" and after). Needs
+# the previous build and this one:
 #
 #   bash docs/measurements/upgrade-rollback.sh <previous aiaudit> <new aiaudit>
 #
@@ -17,7 +18,9 @@ PID=
 trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$WORK"' EXIT
 
 serve() { # serve <binary> <label>
-  "$1" serve --data-dir "$D" --listen "127.0.0.1:$PORT" >"$WORK/$2.log" 2>&1 &
+  # No access log: its trail.access records would take log indexes the
+  # rehearsal counts on (both builds know the flag).
+  "$1" serve --data-dir "$D" --listen "127.0.0.1:$PORT" --access-log false >"$WORK/$2.log" 2>&1 &
   PID=$!
   for _ in $(seq 100); do
     curl -sf "$URL/v1/info" >/dev/null && return 0
