@@ -144,7 +144,7 @@ fn dashboard_verifier_matches_reference_vectors() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("# pass 14") && text.contains("# fail 0"),
+        text.contains("# pass 15") && text.contains("# fail 0"),
         "{text}"
     );
 }
