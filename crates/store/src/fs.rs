@@ -868,6 +868,37 @@ impl LogFiles {
         Ok(buf)
     }
 
+    /// Checks that the leaf records of entries `[start, start + count)` end
+    /// each entry where `bundle` (those entries, as read) says it ends. A
+    /// bundle whose lengths do not add up is left to its decoder to report.
+    pub(crate) fn check_entry_offsets(&self, start: u64, count: u64, bundle: &[u8]) -> Result<()> {
+        if count == 0 {
+            return Ok(());
+        }
+        let base = self.entry_start(start)?;
+        let mut recs = vec![0u8; (count * LEAF_RECORD) as usize];
+        self.leaves.read_exact_at(&mut recs, start * LEAF_RECORD)?;
+        let mut at = 0usize;
+        for (i, rec) in (start..).zip(recs.chunks_exact(LEAF_RECORD as usize)) {
+            let Some(len) = bundle.get(at..at + 2) else {
+                return Ok(());
+            };
+            at += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
+            let recorded = u64::from_be_bytes(rec[32..].try_into().expect("8 bytes"));
+            if recorded != base + at as u64 {
+                return Err(Error::Corrupt {
+                    index: i,
+                    detail: format!(
+                        "its leaf record ends it at byte {recorded} of log/entries, \
+                         the entries there end it at {}",
+                        base + at as u64
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Hashes at a tree level, straight from the files.
     pub(crate) fn hashes(&self, tree_level: u32, start: u64, count: u64) -> Result<Vec<u8>> {
         if tree_level == 0 {
@@ -933,9 +964,15 @@ impl LogReader {
         read_checkpoint(&self.files.dir)
     }
 
-    /// Entries `[start, start + count)` as an entry bundle.
+    /// Entries `[start, start + count)` as an entry bundle, each leaf
+    /// record's entry offset checked against it: the audit reads the
+    /// entries by the records at the bundle's two ends, so a damaged offset
+    /// in between would otherwise go unseen (and `GET /v1/events/<i>`
+    /// would read entries by it).
     pub fn read_entry_bundle(&self, start: u64, count: u64) -> Result<Vec<u8>> {
-        self.files.bundle(start, count)
+        let bundle = self.files.bundle(start, count)?;
+        self.files.check_entry_offsets(start, count, &bundle)?;
+        Ok(bundle)
     }
 
     /// Hashes at `tree_level`, `[start, start + count)`.
