@@ -194,10 +194,9 @@ impl Sink for NewLog<'_> {
     }
 
     fn segment(&mut self, from: u64, entries: &[&[u8]], leaves: &[Hash]) -> anyhow::Result<()> {
-        use aiaudit_event::sealed_v3::{FLAG_DICTIONARY, VERSION_BYTE};
-        self.openings_dictionary |= entries.iter().any(|e| {
-            e.first() == Some(&VERSION_BYTE) && e.get(1).is_some_and(|f| f & FLAG_DICTIONARY != 0)
-        });
+        self.openings_dictionary |= entries
+            .iter()
+            .any(|e| aiaudit_event::sealed_v3::uses_openings_dictionary(e));
         append(self.store, from, entries, leaves)
     }
 }

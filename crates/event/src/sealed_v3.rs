@@ -38,6 +38,12 @@ pub const FLAG_DICTIONARY: u8 = 2;
 /// it need these exact bytes to open, so they never change; a better
 /// dictionary would be another flag.
 pub const OPENINGS_DICTIONARY: &[u8] = include_bytes!("../dictionaries/openings-1.zdict");
+/// Whether stored `entry` is a v3 entry whose opening was compressed with
+/// [`OPENINGS_DICTIONARY`] (builds without it cannot open it).
+pub fn uses_openings_dictionary(entry: &[u8]) -> bool {
+    entry.first() == Some(&VERSION_BYTE) && entry.get(1).is_some_and(|f| f & FLAG_DICTIONARY != 0)
+}
+
 /// The most an opening may decompress to: an event's largest size plus room.
 pub const MAX_OPENING: usize = 17 << 20;
 const SALT_LEN: usize = 32;

@@ -121,51 +121,41 @@ pub fn decide(data_dir: &Path, store: &dyn Storage, chosen: Option<u8>) -> anyho
         Some(other) => bail!("entry format {other} is not one this build writes (2, 3, 4 or 5)"),
         None => match read_gate(home)? {
             Some(v) => Ok(v),
-            // A new log: nothing older to roll back to.
-            None if store.size() == 0 => raise_gate(home, LATEST),
-            // One whose last entry is already format 3 (a restored backup, a
-            // lost gate file): no build before v3 can serve it, so nothing
-            // is kept by staying at format 2. Gate 5 if its last entry used
-            // the openings dictionary, 4 if its keyring holds a family: a
-            // build without them must not serve it. (An entry before the
-            // last could still use the dictionary; reading them all would
-            // make a restart as slow as the log is long.)
-            None if last_is_v3(store)? => {
-                let ring = data_dir.join(aiaudit_keyring::KEYRING_FILE);
-                let families = matches!(home, Home::Dir(_))
-                    && ring.exists()
-                    && crate::keys::holds_families(&ring)?;
-                let gate = if last_uses_dictionary(store)? {
-                    DICTIONARY
-                } else if families {
-                    FAMILIES
-                } else {
-                    V3
-                };
-                raise_gate(home, gate)
-            }
-            None => Ok(PREVIOUS),
+            None => match last_entry(store)? {
+                // A new log: nothing older to roll back to.
+                None => raise_gate(home, LATEST),
+                // One whose last entry is already format 3 (a restored
+                // backup, a lost gate file): no build before v3 can serve
+                // it, so nothing is kept by staying at format 2. Gate 5 if
+                // its last entry used the openings dictionary, 4 if its
+                // keyring holds a family: a build without them must not
+                // serve it. (An entry before the last could still use the
+                // dictionary; reading them all would make a restart as slow
+                // as the log is long.)
+                Some(last) if last.first() == Some(&aiaudit_event::sealed_v3::VERSION_BYTE) => {
+                    let ring = data_dir.join(aiaudit_keyring::KEYRING_FILE);
+                    let families = matches!(home, Home::Dir(_))
+                        && ring.exists()
+                        && crate::keys::holds_families(&ring)?;
+                    let gate = if aiaudit_event::sealed_v3::uses_openings_dictionary(&last) {
+                        DICTIONARY
+                    } else if families {
+                        FAMILIES
+                    } else {
+                        V3
+                    };
+                    raise_gate(home, gate)
+                }
+                Some(_) => Ok(PREVIOUS),
+            },
         },
     }
 }
 
-fn last_is_v3(store: &dyn Storage) -> anyhow::Result<bool> {
-    let Some(last) = store.size().checked_sub(1) else {
-        return Ok(false);
-    };
-    let entry = store.read_entry(last)?;
-    Ok(entry.first() == Some(&aiaudit_event::sealed_v3::VERSION_BYTE))
-}
-
-fn last_uses_dictionary(store: &dyn Storage) -> anyhow::Result<bool> {
-    let Some(last) = store.size().checked_sub(1) else {
-        return Ok(false);
-    };
-    let entry = store.read_entry(last)?;
-    Ok(
-        entry.first() == Some(&aiaudit_event::sealed_v3::VERSION_BYTE)
-            && entry
-                .get(1)
-                .is_some_and(|f| f & aiaudit_event::sealed_v3::FLAG_DICTIONARY != 0),
-    )
+/// The log's last entry, if any.
+fn last_entry(store: &dyn Storage) -> anyhow::Result<Option<Vec<u8>>> {
+    match store.size().checked_sub(1) {
+        Some(last) => Ok(Some(store.read_entry(last)?)),
+        None => Ok(None),
+    }
 }
