@@ -353,7 +353,9 @@ fn the_keyring_is_served_whole_or_by_byte_range_for_copies_in_pieces() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = Server::start(&data);
-    // Events naming subjects: a key each.
+    // Events naming subjects: a family key per tag bucket they fall in
+    // (4,096 buckets under a per-log salt, so two of the 40 share one about
+    // one run in six; the file's size is not fixed).
     let events: Vec<Value> = (0..40)
         .map(|i| {
             let mut e = event(&format!("k{i}"));
@@ -365,7 +367,8 @@ fn the_keyring_is_served_whole_or_by_byte_range_for_copies_in_pieces() {
     server.wait_size(40);
     let file = std::fs::read(data.join("keyring")).unwrap();
     let total = file.len();
-    assert!(total > 64 + 40 * 256, "{total}");
+    // Enough records that the ranges below cross record boundaries.
+    assert!(total >= 64 + 30 * 256, "{total}");
 
     let whole = server.get("/v1/keys/keyring");
     assert_eq!(whole.status(), 200);
