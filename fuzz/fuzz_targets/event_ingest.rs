@@ -1,12 +1,13 @@
 //! POST /v1/events bodies: a JSON array (or one object) or NDJSON, then
 //! schema validation and the entry encoding, as ingest does them.
 //!
-//! Properties: no panic; every accepted event's entry decodes back to the
-//! same canonical bytes, names the same id, and seals and opens (format v2)
+//! Properties: no panic; every accepted event's canonical length is measured
+//! right, its entry decodes back to the same canonical bytes, names the same id, and seals and opens (format v2)
 //! to the same event.
 #![no_main]
 
 use aiaudit_event::envelope::{decode_stored, index_matches, seal, DataKey, SEAL_RANDOM_LEN};
+use aiaudit_event::sealed_v3::SealInput;
 use libfuzzer_sys::fuzz_target;
 
 const KEY: [u8; 32] = [7; 32];
@@ -24,7 +25,12 @@ fuzz_target!(|data: &[u8]| {
         let Ok(checked) = aiaudit_event::check(&event) else {
             continue;
         };
-        let Ok(prepared) = aiaudit_event::finish(checked.clone(), None, None) else {
+        // The length ingest measures without writing is the written one.
+        assert_eq!(
+            checked.canonical_len,
+            aiaudit_event::canonical_event(&event).len()
+        );
+        let Ok(prepared) = aiaudit_event::finish(&event, checked.clone(), None, None) else {
             continue;
         };
         let entry = aiaudit_event::decode_entry(&prepared.entry).expect("own entry decodes");
@@ -39,7 +45,14 @@ fuzz_target!(|data: &[u8]| {
 
         let random = [3u8; SEAL_RANDOM_LEN];
         let key = DataKey { id: 1, key: &KEY };
-        let Ok(sealed) = seal(&checked, None, Some("token:fuzz"), &[], None, key, &random) else {
+        let Some(object) = event.as_object() else {
+            continue;
+        };
+        let input = SealInput {
+            appended_by: Some("token:fuzz"),
+            ..SealInput::new(object, &checked)
+        };
+        let Ok(sealed) = seal(&input, key, &random) else {
             continue;
         };
         let stored = decode_stored(&sealed.entry).expect("own sealed entry decodes");

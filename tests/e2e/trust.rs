@@ -450,7 +450,7 @@ fn tiles_signatures_info_and_file_modes() {
     assert_eq!(r.status(), 201);
     let mut e = acme("bank-1");
     e["tenant"] = json!("bank");
-    let canonical = vec![aiaudit_event::check(&e).unwrap().canonical];
+    let canonical = vec![aiaudit_event::canonical_event(&e)];
     let sig = aiaudit_event::signature::sign_batch(
         &key,
         aiaudit_event::signature::SignatureFormat::V1,

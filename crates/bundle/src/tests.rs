@@ -3,6 +3,7 @@
 
 use super::*;
 use aiaudit_event::envelope::{decode_stored, seal, DataKey};
+use aiaudit_event::sealed_v3::SealInput;
 use aiaudit_event::signature::{sign_batch, verify_batch, EventSignature, SignatureFormat};
 use aiaudit_tlog::{prove_record, sign_note, Checkpoint, Hash, NodeReader, Signer, TreeBuilder};
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
@@ -97,17 +98,16 @@ impl MemLog {
     }
 }
 
-fn sealed(
-    checked: &aiaudit_event::CheckedEvent,
-    sig: Option<&EventSignature>,
-    n: u8,
-) -> (Vec<u8>, Vec<u8>) {
+fn sealed(event: &Value, sig: Option<&EventSignature>, n: u8) -> (Vec<u8>, Vec<u8>) {
+    let checked = aiaudit_event::check(event).unwrap();
+    let input = SealInput {
+        signature: sig,
+        appended_by: Some("token:0a1b"),
+        subject_tag: Some("hmac-sha256:00ff"),
+        ..SealInput::new(event.as_object().unwrap(), &checked)
+    };
     let p = seal(
-        checked,
-        sig,
-        Some("token:0a1b"),
-        &[],
-        Some("hmac-sha256:00ff"),
+        &input,
         DataKey {
             id: 1,
             key: &DATA_KEY,
@@ -140,27 +140,32 @@ fn make_log() -> MemLog {
             .collect();
         let sig = sign_batch(&emitter, format, &canon);
         let sigs = verify_batch(&emitter.verifier(), format, &canon, &sig).unwrap();
-        checked.into_iter().zip(sigs).collect::<Vec<_>>()
+        (from..from + 3)
+            .map(event)
+            .zip(checked)
+            .zip(sigs)
+            .map(|((e, c), s)| (e, c, s))
+            .collect::<Vec<_>>()
     };
     for i in 0..8 {
         log.push(aiaudit_event::prepare(event(i)).unwrap().entry, None);
     }
-    for (c, s) in batch(8, SignatureFormat::V1) {
+    for (e, c, s) in batch(8, SignatureFormat::V1) {
         log.push(
-            aiaudit_event::finish(c, Some(&s), None).unwrap().entry,
+            aiaudit_event::finish(&e, c, Some(&s), None).unwrap().entry,
             None,
         );
     }
     for i in 11..14 {
-        let (entry, opening) = sealed(&aiaudit_event::check(&event(i)).unwrap(), None, i as u8);
+        let (entry, opening) = sealed(&event(i), None, i as u8);
         log.push(entry, Some(opening));
     }
-    for (n, (c, s)) in batch(14, SignatureFormat::V2)
+    for (n, (e, _, s)) in batch(14, SignatureFormat::V2)
         .into_iter()
         .take(2)
         .enumerate()
     {
-        let (entry, opening) = sealed(&c, Some(&s), 100 + n as u8);
+        let (entry, opening) = sealed(&e, Some(&s), 100 + n as u8);
         log.push(entry, Some(opening));
     }
     for i in 16..20 {
@@ -620,8 +625,9 @@ fn a_bad_emitter_signature_in_a_logged_entry_fails() {
     // ledger should never write one; the verifier must not take it on trust).
     let mut log = make_log();
     let emitter = Signer::from_seed("edge-gw-7", [9; 32]).unwrap();
-    let c = aiaudit_event::check(&event(20)).unwrap();
-    let canon = vec![c.canonical.clone()];
+    let e = event(20);
+    let c = aiaudit_event::check(&e).unwrap();
+    let canon = vec![aiaudit_event::canonical_event(&e)];
     let v1 = SignatureFormat::V1;
     let mut sig = verify_batch(
         &emitter.verifier(),
@@ -633,7 +639,9 @@ fn a_bad_emitter_signature_in_a_logged_entry_fails() {
     .remove(0);
     sig.signature[0] ^= 1;
     log.push(
-        aiaudit_event::finish(c, Some(&sig), None).unwrap().entry,
+        aiaudit_event::finish(&e, c, Some(&sig), None)
+            .unwrap()
+            .entry,
         None,
     );
     let signer = log_signer();
@@ -799,7 +807,7 @@ fn long_names_and_too_many_members_are_refused() {
 
 // Format 2: events with blobs (members stored out of line, v3 entries).
 
-use aiaudit_event::sealed_v3::{put_member, take_member, BlobRef, SealInput, SealedBlob};
+use aiaudit_event::sealed_v3::{put_member, take_member, BlobRef, SealedBlob};
 
 /// An event with large content, of the same length for every `i` < 1000;
 /// its input content spans several of the verifier's 64 KiB reads.

@@ -37,6 +37,35 @@ pub(crate) fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
     write_members(out, map.iter().collect(), write_canonical);
 }
 
+/// The length of what [`write_canonical`] writes for `value`, found without
+/// writing it: ingest measures every event (`max_event_bytes`, the blob
+/// threshold) but entry format 3 never writes an event whole.
+pub fn canonical_len(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(true) => 4,
+        Value::Bool(false) => 5,
+        Value::Number(n) => {
+            let mut digits = Vec::with_capacity(32);
+            write_v1_number(&mut digits, n);
+            digits.len()
+        }
+        Value::String(s) => string_len(s),
+        Value::Array(items) => {
+            2 + items.len().saturating_sub(1) + items.iter().map(canonical_len).sum::<usize>()
+        }
+        Value::Object(map) => object_len(map),
+    }
+}
+
+/// [`canonical_len`] of an object.
+pub(crate) fn object_len(map: &Map<String, Value>) -> usize {
+    2 + map.len().saturating_sub(1)
+        + map
+            .iter()
+            .map(|(k, v)| string_len(k) + 1 + canonical_len(v))
+            .sum::<usize>()
+}
+
 /// Writes an object of these members, sorted, each value by `value`.
 pub(crate) fn write_members<V>(
     out: &mut Vec<u8>,
@@ -144,13 +173,11 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
-/// A JSON string, escaped minimally (the same rules as RFC 8785).
-pub(crate) fn write_string(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    let bytes = s.as_bytes();
-    // Most strings need no escape at all: scan 16 bytes at a time without an
-    // early exit (so the compiler can vectorise it), copy clean chunks whole.
-    let clean = bytes
+/// How many leading bytes need no escape, in whole chunks of 16. Most
+/// strings need no escape at all: each chunk is scanned without an early
+/// exit, so the compiler can vectorise it.
+fn clean_prefix(bytes: &[u8]) -> usize {
+    bytes
         .chunks_exact(16)
         .take_while(|chunk| {
             !chunk
@@ -158,7 +185,30 @@ pub(crate) fn write_string(out: &mut Vec<u8>, s: &str) {
                 .fold(false, |dirty, &b| dirty | needs_escape(b))
         })
         .count()
-        * 16;
+        * 16
+}
+
+/// The length of [`write_string`]'s output.
+fn string_len(s: &str) -> usize {
+    let bytes = s.as_bytes();
+    let clean = clean_prefix(bytes);
+    let extra: usize = bytes[clean..]
+        .iter()
+        .map(|&b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
+            0x00..=0x1f => 5,
+            _ => 0,
+        })
+        .sum();
+    2 + bytes.len() + extra
+}
+
+/// A JSON string, escaped minimally (the same rules as RFC 8785).
+pub(crate) fn write_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    // Clean chunks are copied whole.
+    let clean = clean_prefix(bytes);
     out.extend_from_slice(&bytes[..clean]);
     let mut run = clean;
     for (i, &b) in bytes.iter().enumerate().skip(clean) {
@@ -301,6 +351,19 @@ mod tests {
             let back: Value = serde_json::from_str(&text).unwrap();
             prop_assert_eq!(&back, &v);
             prop_assert_eq!(canon(&back), text);
+        }
+
+        /// The measured length is the written one, escapes included.
+        #[test]
+        fn lengths_are_what_is_written(
+            v in arb_json(),
+            escapy in "[\\x00-\\x1f\"\\\\a-z\u{e9}\u{1f600}]{0,40}",
+        ) {
+            prop_assert_eq!(canonical_len(&v), canon(&v).len());
+            let s = Value::String(escapy);
+            prop_assert_eq!(canonical_len(&s), canon(&s).len());
+            let both = json!({ "s": s, "v": v, "": [] });
+            prop_assert_eq!(canonical_len(&both), canon(&both).len());
         }
     }
 }

@@ -17,8 +17,9 @@
 //! any key. The salt keeps the commitment from confirming guesses about
 //! low-entropy content once the key is gone.
 
-use crate::canonical::write_canonical;
-use crate::{signature::EventSignature, CheckedEvent, EventError, PreparedEvent};
+use crate::canonical::{write_canonical, write_members, write_object, write_string};
+use crate::sealed_v3::SealInput;
+use crate::{EventError, PreparedEvent};
 use aiaudit_tlog::{record_hash, Hash, MAX_ENTRY_SIZE};
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use serde_json::{Map, Value};
@@ -102,23 +103,36 @@ pub fn clear_fields(event: &Map<String, Value>) -> Map<String, Value> {
     out
 }
 
-/// Seals a checked event into a v2 entry under `key`. `subject_tag` replaces
-/// the subject in the clear index (a keyed hash, so the index names no one);
-/// `redacted` lists fields already replaced by their HMAC at ingest.
+/// Seals a checked event into a v2 entry under `key`. `subject_tag`
+/// replaces the subject in the clear index (a keyed hash, so the index
+/// names no one); `redacted` lists fields already replaced by their HMAC at
+/// ingest. A v2 entry keeps nothing out of line: `input.blobs` must be
+/// empty, and `input.compress` is not used.
 pub fn seal(
-    checked: &CheckedEvent,
-    signature: Option<&EventSignature>,
-    appended_by: Option<&str>,
-    redacted: &[String],
-    subject_tag: Option<&str>,
+    input: &SealInput<'_>,
     key: DataKey<'_>,
     random: &[u8; SEAL_RANDOM_LEN],
 ) -> Result<PreparedEvent, Vec<EventError>> {
+    let SealInput {
+        event,
+        checked,
+        signature,
+        appended_by,
+        redacted,
+        subject_tag,
+        ..
+    } = *input;
+    if !input.blobs.is_empty() {
+        return Err(vec![EventError::new(
+            "",
+            "entry format 2 keeps no content out of line",
+        )]);
+    }
     let (nonce, salt) = random.split_at(24);
-    let mut opening = Vec::with_capacity(SALT_LEN + checked.canonical.len() + 64);
+    let mut opening = Vec::with_capacity(SALT_LEN + checked.canonical_len + 64);
     opening.extend_from_slice(salt);
     opening.extend_from_slice(b"{\"event\":");
-    opening.extend_from_slice(&checked.canonical);
+    write_object(&mut opening, event);
     if !redacted.is_empty() {
         let mut sorted = redacted.to_vec();
         sorted.sort();
@@ -135,14 +149,13 @@ pub fn seal(
     let ct = aiaudit_xchacha::seal(key.key, nonce, &aad(key.id), &opening)
         .map_err(|_| vec![EventError::new("", "encryption failed")])?;
 
-    let index = clear_index(checked, subject_tag);
     let mut entry = Vec::with_capacity(ct.len() * 4 / 3 + 256);
     entry.push(b'{');
     crate::write_appended_by(&mut entry, appended_by);
     entry.extend_from_slice(b"\"commitment\":\"");
     entry.extend_from_slice(B64.encode(commitment).as_bytes());
     entry.extend_from_slice(b"\",\"index\":");
-    write_canonical(&mut entry, &Value::Object(index));
+    write_clear_index(&mut entry, event, subject_tag);
     entry.extend_from_slice(b",\"sealed\":{\"alg\":\"");
     entry.extend_from_slice(ALG.as_bytes());
     entry.extend_from_slice(b"\",\"ct\":\"");
@@ -169,19 +182,55 @@ pub fn seal(
     })
 }
 
-/// The clear index a sealed entry (v2 or v3) keeps: the checked event's
-/// clear fields with the subject replaced by its keyed tag, or left out.
-pub(crate) fn clear_index(checked: &CheckedEvent, subject_tag: Option<&str>) -> Map<String, Value> {
-    let mut index = checked.clear.clone();
-    match subject_tag {
-        Some(tag) => {
-            index.insert("subject".into(), Value::String(tag.to_string()));
+/// A member of the clear index, borrowed from the event.
+enum ClearMember<'a> {
+    Value(&'a Value),
+    Tag(&'a str),
+    Object(Vec<(&'a String, &'a Value)>),
+}
+
+/// Writes the clear index a sealed entry (v2 or v3) keeps: the event's
+/// [`CLEAR_FIELDS`] with the subject replaced by its keyed tag, or left
+/// out. The same bytes as the canonical JSON of [`clear_fields`] so
+/// altered, written straight from the event without copying any of it.
+pub(crate) fn write_clear_index(
+    out: &mut Vec<u8>,
+    event: &Map<String, Value>,
+    subject_tag: Option<&str>,
+) {
+    let subject_key = "subject".to_string();
+    let top = CLEAR_FIELDS[0].1;
+    let mut members: Vec<(&String, ClearMember<'_>)> = Vec::with_capacity(16);
+    for (key, value) in event {
+        if key == "subject" {
+            continue;
         }
-        None => {
-            index.remove("subject");
+        if top.contains(&key.as_str()) {
+            members.push((key, ClearMember::Value(value)));
+            continue;
+        }
+        let Some((_, wanted)) = CLEAR_FIELDS[1..].iter().find(|(o, _)| o == key) else {
+            continue;
+        };
+        let Value::Object(inner) = value else {
+            continue;
+        };
+        let kept: Vec<(&String, &Value)> = inner
+            .iter()
+            .filter(|(m, _)| wanted.contains(&m.as_str()))
+            .collect();
+        if !kept.is_empty() {
+            members.push((key, ClearMember::Object(kept)));
         }
     }
-    index
+    if let Some(tag) = subject_tag {
+        members.push((&subject_key, ClearMember::Tag(tag)));
+    }
+    write_members(out, members, |out, member| match member {
+        ClearMember::Value(v) => write_canonical(out, v),
+        ClearMember::Tag(tag) => write_string(out, tag),
+        ClearMember::Object(kept) => write_members(out, kept, write_canonical),
+    });
 }
 
 /// SHA-256 through ring: on CPUs without SHA extensions it is about 1.6x
@@ -387,29 +436,30 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn checked() -> CheckedEvent {
-        crate::check(&json!({"time": "2026-11-27T09:14:03.120Z", "id": "e1", "tenant": "acme",
+    fn event() -> Map<String, Value> {
+        let e = json!({"time": "2026-11-27T09:14:03.120Z", "id": "e1", "tenant": "acme",
             "source": {"name": "app"}, "actor": {"id": "u1", "type": "user"}, "action": "model.invoke",
             "subject": "customer-1", "ai": {"gen_ai.request.model": "m", "gen_ai.usage.input_tokens": 3},
-            "input": {"content": "SECRET-MARKER"}, "outcome": {"status": "success", "reason": "why"}}))
-        .unwrap()
+            "input": {"content": "SECRET-MARKER"}, "outcome": {"status": "success", "reason": "why"}});
+        e.as_object().unwrap().clone()
+    }
+
+    fn checked(event: &Map<String, Value>) -> crate::CheckedEvent {
+        crate::check(&Value::Object(event.clone())).unwrap()
     }
 
     const KEY: [u8; 32] = [7; 32];
 
     #[test]
     fn seals_and_opens() {
-        let c = checked();
-        let p = seal(
-            &c,
-            None,
-            Some("token:t1"),
-            &[],
-            Some("tag1"),
-            DataKey { id: 9, key: &KEY },
-            &[1; 56],
-        )
-        .unwrap();
+        let e = event();
+        let c = checked(&e);
+        let input = SealInput {
+            appended_by: Some("token:t1"),
+            subject_tag: Some("tag1"),
+            ..SealInput::new(&e, &c)
+        };
+        let p = seal(&input, DataKey { id: 9, key: &KEY }, &[1; 56]).unwrap();
         let text = std::str::from_utf8(&p.entry).unwrap();
         assert!(!text.contains("SECRET-MARKER") && !text.contains("customer-1"));
         assert!(!text.contains("why"));
@@ -435,12 +485,10 @@ mod tests {
 
     #[test]
     fn wrong_key_changed_ct_or_forged_opening_fail() {
+        let e = event();
+        let c = checked(&e);
         let p = seal(
-            &checked(),
-            None,
-            None,
-            &[],
-            None,
+            &SealInput::new(&e, &c),
             DataKey { id: 1, key: &KEY },
             &[2; 56],
         )
@@ -461,20 +509,50 @@ mod tests {
 
     #[test]
     fn records_redactions_and_signatures_inside_the_seal() {
-        let p = seal(
-            &checked(),
-            None,
-            None,
-            &["input.content".into()],
-            None,
-            DataKey { id: 1, key: &KEY },
-            &[3; 56],
-        )
-        .unwrap();
+        let e = event();
+        let c = checked(&e);
+        let redacted = ["input.content".to_string()];
+        let input = SealInput {
+            redacted: &redacted,
+            ..SealInput::new(&e, &c)
+        };
+        let p = seal(&input, DataKey { id: 1, key: &KEY }, &[3; 56]).unwrap();
         let stored = decode_stored(&p.entry).unwrap();
         assert!(!stored.index.contains_key("subject"));
         let opened = stored.sealed.unwrap().open(&KEY).unwrap();
         assert_eq!(opened.redacted, vec!["input.content".to_string()]);
+    }
+
+    /// The clear index is written straight from the event: the same bytes
+    /// as the canonical JSON of the clear projection with the subject
+    /// replaced by its tag (or left out), which v2 entries always held.
+    #[test]
+    fn the_clear_index_is_the_canonical_clear_projection() {
+        let mut odd = event();
+        odd.insert("source".into(), json!("not an object"));
+        odd.insert("actor".into(), json!({"name": "no clear member"}));
+        odd.insert("ai".into(), json!({}));
+        odd.insert("risk_level".into(), json!(["any", {"value": 1.5}]));
+        let mut bare = event();
+        bare.remove("subject");
+        bare.remove("outcome");
+        for e in [event(), odd, bare] {
+            for tag in [None, Some("tag-\"1\"")] {
+                let mut expected = clear_fields(&e);
+                match tag {
+                    Some(t) => expected.insert("subject".into(), Value::from(t)),
+                    None => expected.remove("subject"),
+                };
+                let mut want = Vec::new();
+                write_canonical(&mut want, &Value::Object(expected));
+                let mut got = Vec::new();
+                write_clear_index(&mut got, &e, tag);
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    String::from_utf8(want).unwrap()
+                );
+            }
+        }
     }
 
     #[test]

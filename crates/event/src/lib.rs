@@ -16,7 +16,7 @@ pub mod schema;
 pub mod sealed_v3;
 pub mod signature;
 
-pub use canonical::write_canonical;
+pub use canonical::{canonical_len, write_canonical};
 pub use jcs::{check_signable, jcs_object, write_jcs, JcsError};
 pub use schema::{is_valid_tenant, validate, EventError, MAX_ID_LEN};
 
@@ -62,58 +62,67 @@ pub fn dedup_key(tenant: &str, id: &str) -> String {
 /// signed batch, or [`LEDGER_PRINCIPAL`] for the ledger's own records.
 pub const LEDGER_PRINCIPAL: &str = "ledger";
 
-/// An event that passed validation, in canonical JSON, before it becomes an
-/// entry (a signed batch adds each event's signature first).
+/// An event that passed validation, before it becomes an entry (a signed
+/// batch adds each event's signature first). It borrows nothing: the event
+/// itself travels beside it, and each entry format writes it its own way.
 #[derive(Debug, Clone)]
 pub struct CheckedEvent {
     pub id: String,
-    pub canonical: Vec<u8>,
-    /// The fields a sealed (v2) entry keeps in the clear; see [`envelope::CLEAR_FIELDS`].
-    pub clear: Map<String, Value>,
+    /// Bytes of the event's canonical JSON: what `max_event_bytes` and the
+    /// blob threshold measure.
+    pub canonical_len: usize,
+    tenant: String,
+    subject: Option<String>,
 }
 
 impl CheckedEvent {
     pub fn tenant(&self) -> &str {
-        self.clear
-            .get("tenant")
-            .and_then(Value::as_str)
-            .unwrap_or("")
+        &self.tenant
     }
     pub fn subject(&self) -> Option<&str> {
-        self.clear.get("subject").and_then(Value::as_str)
+        self.subject.as_deref()
     }
 }
 
-/// Validates one event (schema v1) and writes its canonical JSON.
+/// Validates one event (schema v1) and measures its canonical JSON.
 pub fn check(event: &Value) -> Result<CheckedEvent, Vec<EventError>> {
     let Value::Object(fields) = event else {
         return Err(vec![EventError::new("", "an event must be a JSON object")]);
     };
     let id = validate(fields)?;
-    let mut canonical = Vec::with_capacity(256);
-    canonical::write_object(&mut canonical, fields);
-    let clear = envelope::clear_fields(fields);
+    let text = |name: &str| fields.get(name).and_then(Value::as_str);
     Ok(CheckedEvent {
         id,
-        canonical,
-        clear,
+        canonical_len: canonical::object_len(fields),
+        tenant: text("tenant").unwrap_or("").to_string(),
+        subject: text("subject").map(str::to_string),
     })
+}
+
+/// The canonical JSON of an event (docs/format.md, "canonical JSON").
+pub fn canonical_event(event: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(canonical::canonical_len(event));
+    write_canonical(&mut out, event);
+    out
 }
 
 /// Validates one event (schema v1) and encodes it as a log entry without
 /// provenance (tests, tools); the ledger itself uses [`finish`].
 pub fn prepare(event: Value) -> Result<PreparedEvent, Vec<EventError>> {
-    finish(check(&event)?, None, None)
+    let checked = check(&event)?;
+    finish(&event, checked, None, None)
 }
 
-/// Turns a checked event into its entry, with its batch signature if any
-/// and who appended it (`appended_by`, see [`LEDGER_PRINCIPAL`]).
+/// Turns a checked event into its entry (format v1), with its batch
+/// signature if any and who appended it (`appended_by`, see
+/// [`LEDGER_PRINCIPAL`]).
 pub fn finish(
+    event: &Value,
     checked: CheckedEvent,
     signature: Option<&signature::EventSignature>,
     appended_by: Option<&str>,
 ) -> Result<PreparedEvent, Vec<EventError>> {
-    let entry = entry_bytes(&checked.canonical, signature, appended_by);
+    let entry = entry_bytes(&canonical_event(event), signature, appended_by);
     let dedup_key = dedup_key(checked.tenant(), &checked.id);
     let id = checked.id;
     if entry.len() > MAX_ENTRY_SIZE {
@@ -310,7 +319,12 @@ mod tests {
         };
         let random = [1; envelope::SEAL_RANDOM_LEN];
         let checked = check(&minimal("s1")).unwrap();
-        let v2 = envelope::seal(&checked, None, None, &[], None, key, &random);
+        let v2_event = minimal("s1");
+        let v2 = envelope::seal(
+            &sealed_v3::SealInput::new(v2_event.as_object().unwrap(), &checked),
+            key,
+            &random,
+        );
         let event = minimal("s3");
         let checked = check(&event).unwrap();
         let input = sealed_v3::SealInput {
@@ -380,9 +394,10 @@ mod tests {
 
     #[test]
     fn provenance_is_the_first_member_and_covered_by_the_leaf() {
-        let c = check(&minimal("a1")).unwrap();
-        let by_token = finish(c.clone(), None, Some("token:ab12")).unwrap();
-        let by_ledger = finish(c.clone(), None, Some(LEDGER_PRINCIPAL)).unwrap();
+        let e = minimal("a1");
+        let c = check(&e).unwrap();
+        let by_token = finish(&e, c.clone(), None, Some("token:ab12")).unwrap();
+        let by_ledger = finish(&e, c.clone(), None, Some(LEDGER_PRINCIPAL)).unwrap();
         let text = std::str::from_utf8(&by_token.entry).unwrap();
         assert!(
             text.starts_with(r#"{"appended_by":"token:ab12","event":{"#),

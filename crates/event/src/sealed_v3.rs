@@ -17,8 +17,8 @@
 //! commitment = SHA-256(opening)
 //! ```
 
-use crate::canonical::{write_canonical, write_members, write_object};
-use crate::envelope::{clear_index, sha256, DataKey, CLEAR_FIELDS, SEAL_RANDOM_LEN};
+use crate::canonical::{write_canonical, write_members};
+use crate::envelope::{sha256, write_clear_index, DataKey, CLEAR_FIELDS, SEAL_RANDOM_LEN};
 use crate::signature::EventSignature;
 use crate::{CheckedEvent, EventError, PreparedEvent};
 use aiaudit_tlog::{record_hash, Hash, MAX_ENTRY_SIZE};
@@ -543,7 +543,8 @@ fn decompress(frame: &[u8], dictionary: bool) -> Result<Vec<u8>, EventError> {
     Ok(out)
 }
 
-/// What [`seal`] needs beyond the event.
+/// What [`seal`] (and the v2 [`crate::envelope::seal`]) needs beyond the key.
+#[derive(Clone, Copy)]
 pub struct SealInput<'a> {
     pub event: &'a Map<String, Value>,
     pub checked: &'a CheckedEvent,
@@ -558,6 +559,24 @@ pub struct SealInput<'a> {
     pub blobs: &'a [SealedBlob],
 }
 
+impl<'a> SealInput<'a> {
+    /// An event as it came, checked: no signature, no principal, nothing
+    /// redacted or out of line, no subject tag, not compressed. Set the
+    /// rest with struct update syntax.
+    pub fn new(event: &'a Map<String, Value>, checked: &'a CheckedEvent) -> Self {
+        SealInput {
+            event,
+            checked,
+            signature: None,
+            appended_by: None,
+            redacted: &[],
+            subject_tag: None,
+            compress: Compression::Off,
+            blobs: &[],
+        }
+    }
+}
+
 /// Seals a checked event into a v3 entry under `key`.
 pub fn seal(
     input: &SealInput<'_>,
@@ -565,7 +584,7 @@ pub fn seal(
     random: &[u8; SEAL_RANDOM_LEN],
 ) -> Result<PreparedEvent, Vec<EventError>> {
     let (nonce, salt) = random.split_at(24);
-    let mut opening = Vec::with_capacity(SALT_LEN + input.checked.canonical.len() + 64);
+    let mut opening = Vec::with_capacity(SALT_LEN + input.checked.canonical_len + 64);
     opening.extend_from_slice(salt);
     opening.push(b'{');
     if !input.blobs.is_empty() {
@@ -608,9 +627,8 @@ pub fn seal(
         }
     }
 
-    let index = clear_index(input.checked, input.subject_tag);
     let mut index_json = Vec::with_capacity(256);
-    write_object(&mut index_json, &index);
+    write_clear_index(&mut index_json, input.event, input.subject_tag);
     let who = input.appended_by.unwrap_or("").as_bytes();
     let too_long = |what: &str, n: usize| {
         vec![err(
@@ -868,8 +886,9 @@ mod tests {
             let again = s.check_opening(opened.opening.clone()).unwrap();
             assert_eq!(again.entry, opened.entry);
             let mut canonical = Vec::new();
-            write_object(&mut canonical, &opened.entry.event);
-            assert_eq!(canonical, crate::check(&e).unwrap().canonical);
+            crate::canonical::write_object(&mut canonical, &opened.entry.event);
+            assert_eq!(canonical, crate::canonical_event(&e));
+            assert_eq!(canonical.len(), crate::check(&e).unwrap().canonical_len);
         }
     }
 
@@ -1156,7 +1175,7 @@ mod tests {
             let rest = remainder(&event);
             let (mut direct, mut built) = (Vec::new(), Vec::new());
             write_remainder(&mut direct, &event);
-            write_object(&mut built, &rest);
+            crate::canonical::write_object(&mut built, &rest);
             prop_assert_eq!(direct, built);
             let back = merge_clear(rest, &clear).unwrap();
             prop_assert_eq!(back, event);

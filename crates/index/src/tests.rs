@@ -444,17 +444,18 @@ fn postings_round_trip_as_lists_and_bitmaps() {
 
 #[test]
 fn rows_come_from_clear_fields_of_sealed_entries_too() {
-    let checked = aiaudit_event::check(&json!({"id": "s1", "time": "2026-11-27T10:00:00Z",
+    let event = json!({"id": "s1", "time": "2026-11-27T10:00:00Z",
         "tenant": "acme", "source": {"name": "app"}, "actor": {"id": "u"}, "action": "model.invoke",
         "subject": "alice", "ai": {"gen_ai.request.model": "m", "gen_ai.conversation.id": "c1"},
-        "input": {"content": "secret"}}))
-    .unwrap();
+        "input": {"content": "secret"}});
+    let checked = aiaudit_event::check(&event).unwrap();
+    let input = aiaudit_event::sealed_v3::SealInput {
+        appended_by: Some("token:0123abcd"),
+        subject_tag: Some("hmac-sha256:ab"),
+        ..aiaudit_event::sealed_v3::SealInput::new(event.as_object().unwrap(), &checked)
+    };
     let sealed = aiaudit_event::envelope::seal(
-        &checked,
-        None,
-        Some("token:0123abcd"),
-        &[],
-        Some("hmac-sha256:ab"),
+        &input,
         aiaudit_event::envelope::DataKey {
             id: 1,
             key: &[3; 32],

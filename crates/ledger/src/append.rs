@@ -223,7 +223,7 @@ impl Ledger {
             }
         }
         let checked = check_batch(events)?;
-        let signed = signed_bytes(sig.format, &checked, events)?;
+        let signed = signed_bytes(sig.format, events)?;
         let sigs =
             aiaudit_event::signature::verify_batch(&verifier, sig.format, &signed, &sig.signature)
                 .map_err(|e| Error::unauthorized(e.to_string()))?;
@@ -376,13 +376,9 @@ pub fn validate_batch(events: &[Value]) -> Result<()> {
 /// The bytes each event's batch leaf hashes in `format`: v1 is the event's
 /// canonical JSON already written by validation; v2 is RFC 8785, which
 /// refuses (400, naming the field) an integer no double holds.
-fn signed_bytes(
-    format: SignatureFormat,
-    checked: &[CheckedEvent],
-    events: &[Value],
-) -> Result<Vec<Vec<u8>>> {
+fn signed_bytes(format: SignatureFormat, events: &[Value]) -> Result<Vec<Vec<u8>>> {
     if format == SignatureFormat::V1 {
-        return Ok(checked.iter().map(|c| c.canonical.clone()).collect());
+        return Ok(events.iter().map(aiaudit_event::canonical_event).collect());
     }
     let mut errors = Vec::new();
     let mut signed = Vec::with_capacity(events.len());

@@ -44,7 +44,7 @@ pub(crate) async fn encode_keeping_events(
         events,
     };
     if !config.encryption && config.sensitive_fields.is_empty() {
-        let entries = finish_plain(checked, sigs.as_deref(), appended_by)?;
+        let entries = finish_plain(&events, checked, sigs.as_deref(), appended_by)?;
         return Ok(no_blobs(entries, events));
     }
     let keys = choose_keys(&ledger.keyring, &checked).await?;
@@ -69,7 +69,7 @@ pub(crate) async fn encode_keeping_events(
         }
     }
     if !config.encryption {
-        let entries = finish_plain(checked, sigs.as_deref(), appended_by)?;
+        let entries = finish_plain(&events, checked, sigs.as_deref(), appended_by)?;
         return Ok(no_blobs(entries, events));
     }
     let v3 = ledger.entry_format >= crate::entry_format::V3;
@@ -84,7 +84,7 @@ pub(crate) async fn encode_keeping_events(
             if let Some(obj) = event.as_object_mut() {
                 let plan = sealed_v3::plan_blobs(
                     obj,
-                    checked[i].canonical.len(),
+                    checked[i].canonical_len,
                     config.blob_threshold,
                     &config.blob_fields,
                 );
@@ -115,31 +115,33 @@ pub(crate) async fn encode_keeping_events(
             id: choice.key_id,
             key: &choice.key,
         };
-        let sealed = match (v3, events[i].as_object()) {
-            (true, Some(event)) => sealed_v3::seal(
-                &sealed_v3::SealInput {
-                    event,
-                    checked: c,
-                    signature: sigs.as_ref().map(|s| &s[i]),
-                    appended_by: Some(appended_by),
-                    redacted: &redacted[i],
-                    subject_tag: choice.subject_tag.as_deref(),
-                    compress,
-                    blobs: &sealed_blobs[i],
-                },
-                key,
-                rand,
-            ),
-            _ => envelope::seal(
-                c,
-                sigs.as_ref().map(|s| &s[i]),
-                Some(appended_by),
-                &redacted[i],
-                choice.subject_tag.as_deref(),
-                key,
-                rand,
-            )
-            .map_err(|errs| too_large_for_v2(errs, v3)),
+        let Some(event) = events[i].as_object() else {
+            // check() took only objects.
+            add_event_errors(
+                &mut errors,
+                i,
+                vec![aiaudit_event::EventError {
+                    pointer: String::new(),
+                    path: String::new(),
+                    detail: "an event must be a JSON object".into(),
+                }],
+            );
+            continue;
+        };
+        let input = sealed_v3::SealInput {
+            event,
+            checked: c,
+            signature: sigs.as_ref().map(|s| &s[i]),
+            appended_by: Some(appended_by),
+            redacted: &redacted[i],
+            subject_tag: choice.subject_tag.as_deref(),
+            compress,
+            blobs: &sealed_blobs[i],
+        };
+        let sealed = if v3 {
+            sealed_v3::seal(&input, key, rand)
+        } else {
+            envelope::seal(&input, key, rand).map_err(|errs| too_large_for_v2(errs, v3))
         };
         match sealed {
             Ok(p) => batch.push(NewEntry {
@@ -207,7 +209,7 @@ fn too_large_for_v2(
 fn check_event_sizes(events: &[Value], checked: &[CheckedEvent], max: usize) -> Result<()> {
     let mut errors = Vec::new();
     for (i, c) in checked.iter().enumerate() {
-        let n = c.canonical.len();
+        let n = c.canonical_len;
         if n > max && errors.len() < crate::error::MAX_ERRORS {
             let (pointer, largest) = largest_member(&events[i]);
             errors.push(crate::error::FieldError::event(
@@ -361,6 +363,7 @@ pub(crate) async fn remove_blobs(ledger: &Arc<Ledger>, ids: Vec<aiaudit_tlog::Ha
 }
 
 fn finish_plain(
+    events: &[Value],
     checked: Vec<CheckedEvent>,
     sigs: Option<&[EventSignature]>,
     appended_by: &str,
@@ -368,7 +371,7 @@ fn finish_plain(
     let mut errors = Vec::new();
     let mut batch = Vec::with_capacity(checked.len());
     for (i, c) in checked.into_iter().enumerate() {
-        match aiaudit_event::finish(c, sigs.map(|s| &s[i]), Some(appended_by)) {
+        match aiaudit_event::finish(&events[i], c, sigs.map(|s| &s[i]), Some(appended_by)) {
             Ok(p) => batch.push(NewEntry {
                 key: p.dedup_key,
                 entry: p.entry,

@@ -7,7 +7,8 @@
 
 use aiaudit_bundle::{write_bundle, BundleEvent};
 use aiaudit_event::envelope::{decode_stored, seal, DataKey, SEAL_RANDOM_LEN};
-use aiaudit_event::signature::{sign_batch, verify_batch};
+use aiaudit_event::sealed_v3::SealInput;
+use aiaudit_event::signature::{sign_batch, verify_batch, SignatureFormat};
 use aiaudit_tlog::{
     encode_entry_bundle, prove_record, record_hash, sign_note, Checkpoint, Error, Hash, NodeReader,
     Signer, TreeBuilder,
@@ -73,31 +74,27 @@ fn main() {
 
     // Entry 0: plain. Entries 1 and 2: one emitter-signed batch. Entry 3: sealed.
     let mut entries = vec![aiaudit_event::prepare(event(0, "acme")).unwrap().entry];
-    let batch: Vec<_> = [1, 2]
-        .iter()
-        .map(|&i| aiaudit_event::check(&event(i, "acme")).unwrap())
-        .collect();
-    let canonical: Vec<Vec<u8>> = batch.iter().map(|c| c.canonical.clone()).collect();
-    let sig = sign_batch(&emitter, &canonical);
-    let sigs = verify_batch(&emitter.verifier(), &canonical, &sig).unwrap();
-    for (c, s) in batch.into_iter().zip(&sigs) {
-        entries.push(aiaudit_event::finish(c, Some(s), None).unwrap().entry);
+    let batch: Vec<Value> = [1, 2].iter().map(|&i| event(i, "acme")).collect();
+    let canonical: Vec<Vec<u8>> = batch.iter().map(aiaudit_event::canonical_event).collect();
+    let sig = sign_batch(&emitter, SignatureFormat::V1, &canonical);
+    let sigs = verify_batch(&emitter.verifier(), SignatureFormat::V1, &canonical, &sig).unwrap();
+    for (e, s) in batch.iter().zip(&sigs) {
+        let c = aiaudit_event::check(e).unwrap();
+        entries.push(aiaudit_event::finish(e, c, Some(s), None).unwrap().entry);
     }
-    let checked = aiaudit_event::check(&event(3, "globex")).unwrap();
+    let sealed_event = event(3, "globex");
+    let checked = aiaudit_event::check(&sealed_event).unwrap();
     let key = DataKey {
         id: 1,
         key: &DATA_KEY,
     };
-    let sealed = seal(
-        &checked,
-        None,
-        None,
-        &["input.content".to_string()],
-        Some("hmac-sha256:c2VlZA"),
-        key,
-        &[5; SEAL_RANDOM_LEN],
-    )
-    .unwrap();
+    let redacted = ["input.content".to_string()];
+    let input = SealInput {
+        redacted: &redacted,
+        subject_tag: Some("hmac-sha256:c2VlZA"),
+        ..SealInput::new(sealed_event.as_object().unwrap(), &checked)
+    };
+    let sealed = seal(&input, key, &[5; SEAL_RANDOM_LEN]).unwrap();
     entries.push(sealed.entry);
     let opening = decode_stored(&entries[3])
         .unwrap()
@@ -140,6 +137,7 @@ fn main() {
                 index: i,
                 entry: entries[i as usize].clone(),
                 inclusion_proof: prove_record(checkpoint.size, i, &tree).unwrap(),
+                blobs: Vec::new(),
                 opening: (with_opening && i == 3).then(|| opening.clone()),
             })
             .collect();
