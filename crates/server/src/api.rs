@@ -141,14 +141,27 @@ fn b64(h: &Hash) -> String {
     B64.encode(h)
 }
 
+/// One event's acknowledgement. Members in sorted order, as the answer
+/// always had them (it was built as a `serde_json::Value` before).
 #[derive(Serialize)]
 struct Acknowledged {
-    id: String,
-    index: u64,
-    leaf_hash: String,
     duplicate: bool,
+    id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     inclusion_proof: Option<Vec<String>>,
+    index: u64,
+    leaf_hash: String,
+}
+
+/// The answer to an ingest, serialized straight from these fields: an
+/// intermediate `serde_json::Value` cost 1.5 – 2 % of the server's CPU.
+#[derive(Serialize)]
+struct Acknowledgements<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint_size: Option<u64>,
+    events: &'a [Acknowledged],
 }
 
 async fn ingest(
@@ -253,7 +266,12 @@ async fn ingest(
         })
         .collect();
     if !wait {
-        return Ok(Json(json!({ "events": acks })).into_response());
+        return Ok(Json(Acknowledgements {
+            checkpoint: None,
+            checkpoint_size: None,
+            events: &acks,
+        })
+        .into_response());
     }
     let published = ledger.await_checkpoint(size).await?;
     let cp_size = published.checkpoint.size;
@@ -262,11 +280,11 @@ async fn ingest(
     for (ack, proof) in acks.iter_mut().zip(proofs) {
         ack.inclusion_proof = Some(proof.iter().map(b64).collect());
     }
-    Ok(Json(json!({
-        "events": acks,
-        "checkpoint": published.note,
-        "checkpoint_size": cp_size,
-    }))
+    Ok(Json(Acknowledgements {
+        checkpoint: Some(&published.note),
+        checkpoint_size: Some(cp_size),
+        events: &acks,
+    })
     .into_response())
 }
 
@@ -794,3 +812,44 @@ async fn metrics(State(ledger): State<Arc<Ledger>>, headers: HeaderMap) -> ApiRe
 
 #[cfg(test)]
 mod deadline_tests;
+
+#[cfg(test)]
+mod acknowledgement_tests {
+    use super::*;
+
+    /// The answer keeps the bytes it had when it was built as a JSON value
+    /// (members sorted), with and without proofs and checkpoint.
+    #[test]
+    fn acknowledgements_serialize_as_the_sorted_json_they_always_were() {
+        let ack = |proof: Option<Vec<String>>| Acknowledged {
+            duplicate: true,
+            id: "e-\"1\"".into(),
+            inclusion_proof: proof,
+            index: 7,
+            leaf_hash: "bGVhZg==".into(),
+        };
+        let plain = [ack(None), ack(None)];
+        let got = serde_json::to_string(&Acknowledgements {
+            checkpoint: None,
+            checkpoint_size: None,
+            events: &plain,
+        })
+        .unwrap();
+        let want = json!({ "events": plain }).to_string();
+        assert_eq!(got, want);
+        let proved = [ack(Some(vec!["cA==".into()]))];
+        let got = serde_json::to_string(&Acknowledgements {
+            checkpoint: Some("log\n3\nroot\n"),
+            checkpoint_size: Some(3),
+            events: &proved,
+        })
+        .unwrap();
+        let want = json!({
+            "events": proved,
+            "checkpoint": "log\n3\nroot\n",
+            "checkpoint_size": 3,
+        })
+        .to_string();
+        assert_eq!(got, want);
+    }
+}
