@@ -374,7 +374,7 @@ pub fn validate_batch(events: &[Value]) -> Result<()> {
 }
 
 /// The bytes each event's batch leaf hashes in `format`: v1 is the event's
-/// canonical JSON already written by validation; v2 is RFC 8785, which
+/// canonical JSON (entry format v1's); v2 is RFC 8785, which
 /// refuses (400, naming the field) an integer no double holds.
 fn signed_bytes(format: SignatureFormat, events: &[Value]) -> Result<Vec<Vec<u8>>> {
     if format == SignatureFormat::V1 {
