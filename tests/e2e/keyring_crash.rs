@@ -73,7 +73,14 @@ fn kill_nine_during_key_creation_and_erasure_loses_no_key_and_revives_none() {
                 );
                 assert_eq!(r.status(), 200);
                 let v: Value = r.json().unwrap();
-                assert_eq!(v["keys_destroyed"], 1, "cycle {cycle}: {subject}: {v}");
+                // Its family key, and also its own kept key when a kill cut
+                // a bucket-mate's erasure short after it had kept the other
+                // members' keys (rare: 5 newest of 4,096 buckets).
+                let destroyed = v["keys_destroyed"].as_u64().unwrap_or(0);
+                assert!(
+                    (1..=2).contains(&destroyed),
+                    "cycle {cycle}: {subject}: {v}"
+                );
                 self_erased.push((*subject).clone());
             }
         }
