@@ -4,10 +4,24 @@
 #
 #   deploy/bench/postgres.sh [NODES] [EVENTS] [CONCURRENCY_PER_NODE] [-- extra serve flags]
 #
+# NODES=0 runs one node on its embedded storage (the default, no PostgreSQL
+# behind it) instead, for the embedded log's ratio to the same baselines.
+#
 # With BASELINE=SECONDS, also measures on the same cluster, after the nodes
-# stop, what plain batched INSERTs reach: pgbench, NODES × CONCURRENCY_PER_NODE
-# clients, each transaction one INSERT of 100 rows (a UUID primary key and a
-# ~1 KiB jsonb event built by the server), committed durably as the nodes' are.
+# stop, what plain batched INSERTs reach, two ways, with as many clients as
+# the nodes had (NODES × CONCURRENCY_PER_NODE, or CONCURRENCY_PER_NODE):
+#  - the same events: `aiaudit bench --insert-into-postgres`, the very events
+#    the nodes were sent (same generator, size, batches of 100), each batch
+#    one multi-row INSERT into a table of a UUID primary key and a jsonb
+#    event, committed durably as the nodes' are;
+#  - rows built by the server: pgbench for BASELINE seconds, each
+#    transaction one INSERT … SELECT of 100 generated ~1 KiB jsonb rows (no
+#    events carried over the network).
+#
+# Each run also prints where the two cores went: CPU time (user + system)
+# per event of the nodes (until the search index caught up), of PostgreSQL
+# (the postmaster, its live backends and the ones it reaped) and of the
+# load generator.
 #
 # Needs Debian's postgresql package and a release build (cargo build --release).
 # Starts a throwaway PostgreSQL cluster in a temporary directory (as the
@@ -50,6 +64,9 @@ EOF
 as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w start >/dev/null
 
 urls=()
+STORAGE=(--storage "$URL")
+CLIENTS=$((PER_NODE * NODES))
+if [ "$NODES" = 0 ]; then NODES=1; STORAGE=(); CLIENTS=$PER_NODE; fi
 for i in $(seq 0 $((NODES - 1))); do
   dir="$WORK/node$i"
   mkdir -p "$dir"
@@ -59,15 +76,29 @@ for i in $(seq 0 $((NODES - 1))); do
     done
   fi
   port=$((7391 + i))
-  AIAUDIT_LOG=warn "$BIN" serve --data-dir "$dir" --listen "127.0.0.1:$port" --storage "$URL" \
+  AIAUDIT_LOG=warn "$BIN" serve --data-dir "$dir" --listen "127.0.0.1:$port" "${STORAGE[@]}" \
     --rate-limit-events-per-sec 0 "${EXTRA[@]}" 2>>"$WORK/node$i.log" &
   PIDS+=($!)
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
   urls+=(--url "http://127.0.0.1:$port")
 done
 TOKEN=$(cat "$WORK/node0/admin.token")
-"$BIN" bench --token "$TOKEN" "${urls[@]}" --events "$EVENTS" --batch 100 \
-  --concurrency $((PER_NODE * NODES)) --size 1024
+
+HZ=$(getconf CLK_TCK)
+# Clock ticks of these processes (user + system).
+ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
+# PostgreSQL's: the postmaster's own and its reaped children's, and its live children's.
+pg_ticks() {
+  local pm; pm=$(head -1 "$WORK/pg/postmaster.pid")
+  echo $(( $(awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat") + $(ticks $(pgrep -P "$pm")) ))
+}
+us_per_event() { python3 -c "print(round($1 * 1e6 / $HZ / $EVENTS, 1))"; }
+# The load generator's user + system seconds, from /usr/bin/time's last line.
+client_us() { python3 -c "import sys; u, s = sys.stdin.read().split()[-2:]; print(round((float(u) + float(s)) * 1e6 / $EVENTS, 1))" <"$1"; }
+
+NODES_T0=$(ticks "${PIDS[@]}"); PG_T0=$(pg_ticks)
+/usr/bin/time -f "%U %S" -o "$WORK/client.time" "$BIN" bench --token "$TOKEN" "${urls[@]}" --events "$EVENTS" --batch 100 \
+  --concurrency "$CLIENTS" --size 1024
 
 # How long the search index (in the same database, written by the
 # publishing node) takes to catch up with what was acknowledged.
@@ -80,11 +111,17 @@ while :; do
   sleep 0.5
 done
 echo "search index caught up $(( ($(date +%s%N) - start) / 1000000 )) ms after the last acknowledgement"
+echo "CPU per event: nodes $(us_per_event $(( $(ticks "${PIDS[@]}") - NODES_T0 ))) µs, PostgreSQL $(us_per_event $(( $(pg_ticks) - PG_T0 ))) µs, load generator $(client_us "$WORK/client.time") µs"
 
 if [ -n "${BASELINE:-}" ]; then
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait "${PIDS[@]}" 2>/dev/null || true
   PIDS=()
+  echo -n "baseline: the same events, $CLIENTS clients: "
+  PG_T0=$(pg_ticks)
+  /usr/bin/time -f "%U %S" -o "$WORK/client.time" "$BIN" bench --insert-into-postgres "$URL" --events "$EVENTS" --batch 100 \
+    --concurrency "$CLIENTS" --size 1024
+  echo "CPU per event: PostgreSQL $(us_per_event $(( $(pg_ticks) - PG_T0 ))) µs, load generator $(client_us "$WORK/client.time") µs"
   as_pg "$PGBIN/psql" -q -h 127.0.0.1 -p "$PGPORT" -U postgres -c \
     "CREATE TABLE baseline_events (id uuid PRIMARY KEY, body jsonb NOT NULL)"
   cat >"$WORK/insert.sql" <<'SQL'
@@ -97,7 +134,7 @@ SELECT gen_random_uuid(), jsonb_build_object(
 FROM generate_series(1, 100);
 SQL
   [ "$(id -u)" = 0 ] && chmod a+r "$WORK/insert.sql"
-  tps=$(as_pg "$PGBIN/pgbench" -n -h 127.0.0.1 -p "$PGPORT" -U postgres -c $((PER_NODE * NODES)) -j 2 \
+  tps=$(as_pg "$PGBIN/pgbench" -n -h 127.0.0.1 -p "$PGPORT" -U postgres -c "$CLIENTS" -j 2 \
     -T "$BASELINE" -f "$WORK/insert.sql" postgres | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
-  echo "baseline: plain batched INSERTs, $((PER_NODE * NODES)) clients: $(python3 -c "print(round($tps * 100))") events/s"
+  echo "baseline: rows built by the server (pgbench), $CLIENTS clients: $(python3 -c "print(round($tps * 100))") events/s"
 fi

@@ -1340,3 +1340,37 @@ fn blobs_live_in_postgres_and_every_node_reads_them() {
         }
     }
 }
+
+/// `aiaudit bench --insert-into-postgres` (the baseline of
+/// docs/performance.md) puts every event it was asked for into the table,
+/// each once, under its own id, as the generator made it.
+#[test]
+fn the_insert_baseline_stores_every_event_once() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let out = aiaudit(&[
+        "bench",
+        "--insert-into-postgres",
+        &pg.url,
+        "--events",
+        "250",
+        "--batch",
+        "100",
+        "--concurrency",
+        "3",
+        "--size",
+        "512",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["events"], 250);
+    assert_eq!(report["target"], "postgres-inserts");
+    let counted = pg.psql(
+        "SELECT count(*), count(DISTINCT id), \
+         count(*) FILTER (WHERE body->>'id' = id::text AND body->>'tenant' = 'bench' \
+         AND length(body::text) > 400) FROM aiaudit_bench_events",
+    );
+    assert_eq!(counted.trim(), "250|250|250", "{counted}");
+}

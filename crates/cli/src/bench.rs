@@ -76,12 +76,22 @@ pub struct BenchArgs {
     /// load another emitter with the same events (the slow-link figures).
     #[arg(long)]
     dump: bool,
+    /// No ledger: send the same events, batch for batch and over as many
+    /// connections, as plain batched INSERTs into this PostgreSQL (one
+    /// multi-row INSERT per batch into `aiaudit_bench_events`, a UUID
+    /// primary key and the event as jsonb, committed as PostgreSQL commits
+    /// by default): the baseline a ledger's figure is compared with
+    /// (docs/performance.md). `sslmode=require` in the URL for TLS.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["dump", "compress", "ignore_retry_after"])]
+    insert_into_postgres: Option<String>,
 }
 
 /// A batch body with placeholder ids, and where each id's 36 bytes sit, so
 /// that a request costs a copy and fresh UUIDv7s rather than JSON work.
 struct Template {
     body: Vec<u8>,
+    /// Where each event's JSON starts and ends in `body`.
+    spans: Vec<(usize, usize)>,
     id_offsets: Vec<usize>,
     /// Where each event's subject sits (`--subjects distinct`): it gets the
     /// event's id, so every event names a subject never seen before.
@@ -134,6 +144,7 @@ fn make_template(n: u64, size: usize, content: &str, subjects: bool, seed: u64) 
     let mut rng = crate::corpus::Rng::new(seed);
     let mut body = Vec::with_capacity((n as usize) * (size + 2) + 2);
     let mut id_offsets = Vec::with_capacity(n as usize);
+    let mut spans = Vec::with_capacity(n as usize);
     let mut subject_offsets = Vec::new();
     body.push(b'[');
     for i in 0..n {
@@ -185,11 +196,13 @@ fn make_template(n: u64, size: usize, content: &str, subjects: bool, seed: u64) 
                 .expect("the placeholder subject is in the event");
             subject_offsets.push(body.len() + at);
         }
+        spans.push((body.len(), body.len() + text.len()));
         body.extend(text);
     }
     body.push(b']');
     Template {
         body,
+        spans,
         id_offsets,
         subject_offsets,
     }
@@ -229,7 +242,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(bench(args))
+    match args.insert_into_postgres.clone() {
+        Some(url) => rt.block_on(insert_baseline(args, url)),
+        None => rt.block_on(bench(args)),
+    }
 }
 
 /// `--dump`: the events as NDJSON on stdout, batch by batch.
@@ -253,6 +269,17 @@ fn dump(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The template of a full batch, and of the last one (shorter when
+/// --events is not a multiple of --batch and the run is not `timed`).
+fn templates(args: &BenchArgs, timed: bool) -> (Arc<Template>, Arc<Template>) {
+    let subjects = args.subjects == "distinct";
+    let full = make_template(args.batch, args.size, &args.content, subjects, 1);
+    let last = args.events % args.batch;
+    let n = if last == 0 || timed { args.batch } else { last };
+    let tail = make_template(n, args.size, &args.content, subjects, 2);
+    (Arc::new(full), Arc::new(tail))
 }
 
 /// What one client saw.
@@ -288,26 +315,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.events.div_ceil(args.batch)
     };
-    let subjects = args.subjects == "distinct";
-    let full = Arc::new(make_template(
-        args.batch,
-        args.size,
-        &args.content,
-        subjects,
-        1,
-    ));
-    let last = args.events % args.batch;
-    let tail = Arc::new(make_template(
-        if last == 0 || deadline.is_some() {
-            args.batch
-        } else {
-            last
-        },
-        args.size,
-        &args.content,
-        subjects,
-        2,
-    ));
+    let (full, tail) = templates(&args, deadline.is_some());
     // Compressed bodies, made before the clock starts.
     let coding = match args.compress.as_str() {
         "none" => None,
@@ -507,6 +515,117 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The table `--insert-into-postgres` fills: what an application that keeps
+/// its events in PostgreSQL, with no tamper evidence, would have.
+const BASELINE_TABLE: &str = "CREATE TABLE IF NOT EXISTS aiaudit_bench_events \
+     (id uuid PRIMARY KEY, body jsonb NOT NULL)";
+
+/// One INSERT of `n` rows, every value sent as text and cast by the server.
+fn insert_statement(n: usize) -> String {
+    let mut sql = String::from("INSERT INTO aiaudit_bench_events (id, body) VALUES ");
+    for i in 0..n {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&format!(
+            "(${}::text::uuid, ${}::text::jsonb)",
+            2 * i + 1,
+            2 * i + 2
+        ));
+    }
+    sql
+}
+
+/// `--insert-into-postgres`: the same closed loop as [`bench`], each batch
+/// one multi-row INSERT on a connection of its own client.
+async fn insert_baseline(args: BenchArgs, url: String) -> anyhow::Result<ExitCode> {
+    if args.duration.is_some() || args.rate > 0 || args.warmup > 0 {
+        bail!("--insert-into-postgres runs --events as fast as PostgreSQL commits (no --duration, --rate or --warmup)");
+    }
+    let (config, tls) = aiaudit_store::connector(&url, None)?;
+    let batches = args.events.div_ceil(args.batch);
+    let (full, tail) = templates(&args, false);
+    let mut clients = Vec::with_capacity(args.concurrency);
+    for _ in 0..args.concurrency {
+        let (client, connection) = config
+            .connect(tls.clone())
+            .await
+            .context("connecting to PostgreSQL")?;
+        tokio::spawn(connection);
+        clients.push(client);
+    }
+    clients[0].batch_execute(BASELINE_TABLE).await?;
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in clients {
+        let (full, tail, next) = (full.clone(), tail.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let whole = client.prepare(&insert_statement(full.spans.len())).await?;
+            let short = client.prepare(&insert_statement(tail.spans.len())).await?;
+            let mut acked = Vec::new();
+            loop {
+                let b = next.fetch_add(1, Ordering::Relaxed);
+                if b >= batches {
+                    break;
+                }
+                let (template, statement) = if b + 1 == batches {
+                    (&tail, &short)
+                } else {
+                    (&full, &whole)
+                };
+                let body = template.instantiate();
+                let text = std::str::from_utf8(&body)?;
+                let mut values: Vec<&str> = Vec::with_capacity(2 * template.spans.len());
+                for (&(from, to), &at) in template.spans.iter().zip(&template.id_offsets) {
+                    values.push(&text[at..at + PLACEHOLDER.len()]);
+                    values.push(&text[from..to]);
+                }
+                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+                    .iter()
+                    .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                let t = Instant::now();
+                let rows = client.execute(statement, &params).await?;
+                if rows != template.spans.len() as u64 {
+                    bail!("an INSERT of {} rows stored {rows}", template.spans.len());
+                }
+                acked.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            anyhow::Ok(acked)
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.context("baseline client")??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    acked.sort_by(|a, b| a.total_cmp(b));
+    let events = args.events;
+    let eps = events as f64 / elapsed;
+    let (p50, p99, max) = (
+        percentile(&acked, 50.0),
+        percentile(&acked, 99.0),
+        acked.last().copied().unwrap_or(0.0),
+    );
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "target": "postgres-inserts", "events_per_sec": eps, "p50_ms": p50, "p99_ms": p99,
+                "max_ms": max, "events": events, "seconds": elapsed, "batch": args.batch,
+                "concurrency": args.concurrency, "size": args.size, "content": args.content,
+            })
+        );
+    } else {
+        println!(
+            "{events} events as plain batched INSERTs in {elapsed:.2} s: {eps:.0} events/s; \
+             commit latency p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `body` in the Content-Encoding `coding` (zstd at its default level 3,
