@@ -18,10 +18,12 @@
 #    transaction one INSERT … SELECT of 100 generated ~1 KiB jsonb rows (no
 #    events carried over the network).
 #
-# Each run also prints where the two cores went: CPU time (user + system)
-# per event of the nodes (until the search index caught up), of PostgreSQL
-# (the postmaster, its live backends and the ones it reaped) and of the
-# load generator.
+# Each run also prints where the two cores went, as CPU time per event
+# (until the search index caught up): the whole machine's (/proc/stat),
+# the nodes', the load generator's, and the rest (PostgreSQL, and the
+# kernel's work not charged to a process). With PGSTATS=1, PostgreSQL's
+# execution time per event of each statement the nodes sent
+# (pg_stat_statements).
 #
 # Needs Debian's postgresql package and a release build (cargo build --release).
 # Starts a throwaway PostgreSQL cluster in a temporary directory (as the
@@ -61,7 +63,9 @@ unix_socket_directories = '$WORK/pg'
 max_connections = 200
 ${PGEXTRA:-}
 EOF
+[ -n "${PGSTATS:-}" ] && echo "shared_preload_libraries = 'pg_stat_statements'" >>"$WORK/pg/postgresql.conf"
 as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w start >/dev/null
+[ -n "${PGSTATS:-}" ] && as_pg "$PGBIN/psql" -q -h 127.0.0.1 -p "$PGPORT" -U postgres -c "CREATE EXTENSION pg_stat_statements"
 
 urls=()
 STORAGE=(--storage "$URL")
@@ -87,16 +91,15 @@ TOKEN=$(cat "$WORK/node0/admin.token")
 HZ=$(getconf CLK_TCK)
 # Clock ticks of these processes (user + system).
 ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
-# PostgreSQL's: the postmaster's own and its reaped children's, and its live children's.
-pg_ticks() {
-  local pm; pm=$(head -1 "$WORK/pg/postmaster.pid")
-  echo $(( $(awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat") + $(ticks $(pgrep -P "$pm")) ))
-}
+# Every CPU's busy ticks (user, nice, system, irq, softirq): the whole
+# machine's, since nothing else runs; PostgreSQL's share is the rest once
+# the nodes' and the load generator's are taken away.
+all_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 us_per_event() { python3 -c "print(round($1 * 1e6 / $HZ / $EVENTS, 1))"; }
 # The load generator's user + system seconds, from /usr/bin/time's last line.
 client_us() { python3 -c "import sys; u, s = sys.stdin.read().split()[-2:]; print(round((float(u) + float(s)) * 1e6 / $EVENTS, 1))" <"$1"; }
 
-NODES_T0=$(ticks "${PIDS[@]}"); PG_T0=$(pg_ticks)
+NODES_T0=$(ticks "${PIDS[@]}"); ALL_T0=$(all_ticks)
 /usr/bin/time -f "%U %S" -o "$WORK/client.time" "$BIN" bench --token "$TOKEN" "${urls[@]}" --events "$EVENTS" --batch 100 \
   --concurrency "$CLIENTS" --size 1024
 
@@ -111,17 +114,29 @@ while :; do
   sleep 0.5
 done
 echo "search index caught up $(( ($(date +%s%N) - start) / 1000000 )) ms after the last acknowledgement"
-echo "CPU per event: nodes $(us_per_event $(( $(ticks "${PIDS[@]}") - NODES_T0 ))) µs, PostgreSQL $(us_per_event $(( $(pg_ticks) - PG_T0 ))) µs, load generator $(client_us "$WORK/client.time") µs"
+# With PGSTATS=1: where PostgreSQL's time went, statement by statement.
+if [ -n "${PGSTATS:-}" ]; then
+  as_pg "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -c \
+    "SELECT round(total_exec_time::numeric / $EVENTS * 1000, 1) AS us_per_event, calls, rows,
+            left(regexp_replace(query, '\s+', ' ', 'g'), 90) AS statement
+     FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12"
+fi
+NODES_US=$(us_per_event $(( $(ticks "${PIDS[@]}") - NODES_T0 )))
+ALL_US=$(us_per_event $(( $(all_ticks) - ALL_T0 )))
+CLIENT_US=$(client_us "$WORK/client.time")
+echo "CPU per event: all $ALL_US µs: nodes $NODES_US, load generator $CLIENT_US, PostgreSQL and the kernel's rest $(python3 -c "print(round($ALL_US - $NODES_US - $CLIENT_US, 1))")"
 
 if [ -n "${BASELINE:-}" ]; then
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait "${PIDS[@]}" 2>/dev/null || true
   PIDS=()
   echo -n "baseline: the same events, $CLIENTS clients: "
-  PG_T0=$(pg_ticks)
+  ALL_T0=$(all_ticks)
   /usr/bin/time -f "%U %S" -o "$WORK/client.time" "$BIN" bench --insert-into-postgres "$URL" --events "$EVENTS" --batch 100 \
     --concurrency "$CLIENTS" --size 1024
-  echo "CPU per event: PostgreSQL $(us_per_event $(( $(pg_ticks) - PG_T0 ))) µs, load generator $(client_us "$WORK/client.time") µs"
+  ALL_US=$(us_per_event $(( $(all_ticks) - ALL_T0 )))
+  CLIENT_US=$(client_us "$WORK/client.time")
+  echo "CPU per event: all $ALL_US µs: load generator $CLIENT_US, PostgreSQL and the kernel's rest $(python3 -c "print(round($ALL_US - $CLIENT_US, 1))")"
   as_pg "$PGBIN/psql" -q -h 127.0.0.1 -p "$PGPORT" -U postgres -c \
     "CREATE TABLE baseline_events (id uuid PRIMARY KEY, body jsonb NOT NULL)"
   cat >"$WORK/insert.sql" <<'SQL'

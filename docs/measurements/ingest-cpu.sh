@@ -10,18 +10,14 @@
 #
 # Prints one line: the binary, events/s, p99 per batch and CPU µs per event.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 BIN=$1; N=$2
-D=/tmp/bench-cpu; rm -rf $D
-$BIN serve --data-dir $D --listen 127.0.0.1:7399 --access-log false >/tmp/serve-cpu.log 2>&1 &
-PID=$!
-for i in $(seq 100); do curl -sf 127.0.0.1:7399/v1/info >/dev/null && break; sleep 0.1; done
+start_server "$BIN" /tmp/bench-cpu /tmp/serve-cpu.log --access-log false
 ticks() { awk '{print $14 + $15}' /proc/$PID/stat; }
 T0=$(ticks)
-R=$(./target/release/aiaudit bench --url http://127.0.0.1:7399 --token "$(cat $D/admin.token)" \
+R=$(./target/release/aiaudit bench --url http://127.0.0.1:7399 --token "$TOKEN" \
   --events $N --batch 100 --concurrency 8 --size ${SIZE:-1024} --content ${CONTENT:-prose} --json)
-for i in $(seq 600); do
-  s=$(curl -sf -H "Authorization: Bearer $(cat $D/admin.token)" 127.0.0.1:7399/metrics | awk '/^aiaudit_indexed_size /{print $2}')
-  [ "${s%.*}" = "$N" ] && break; sleep 0.5; done
+wait_indexed $N
 T1=$(ticks)
 HZ=$(getconf CLK_TCK)
 kill -TERM $PID; wait $PID || true

@@ -8,16 +8,13 @@
 # Prints the bench's JSON line, then the server's RSS and the bytes of each
 # file once the search index has caught up and the server stopped cleanly.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 BIN=$1; LABEL=$2; N=$3; shift 3
-D=/tmp/bench-$LABEL; rm -rf $D
-$BIN serve --data-dir $D --listen 127.0.0.1:7399 "$@" >/tmp/serve-$LABEL.log 2>&1 &
-PID=$!
-for i in $(seq 100); do curl -sf 127.0.0.1:7399/v1/info >/dev/null && break; sleep 0.1; done
-./target/release/aiaudit bench --url http://127.0.0.1:7399 --token "$(cat $D/admin.token)" --events $N --batch 100 --concurrency 8 --size ${SIZE:-1024} --content ${CONTENT:-prose} --json
+D=/tmp/bench-$LABEL
+start_server "$BIN" "$D" "/tmp/serve-$LABEL.log" "$@"
+./target/release/aiaudit bench --url http://127.0.0.1:7399 --token "$TOKEN" --events $N --batch 100 --concurrency 8 --size ${SIZE:-1024} --content ${CONTENT:-prose} --json
 # let the index catch up, then stop cleanly so every derived file is written
-for i in $(seq 600); do
-  s=$(curl -sf -H "Authorization: Bearer $(cat $D/admin.token)" 127.0.0.1:7399/metrics | awk '/^aiaudit_indexed_size /{print $2}')
-  [ "${s%.*}" = "$N" ] && break; sleep 0.5; done
+wait_indexed $N
 RSS=$(ps -o rss= -p $PID)
 kill -TERM $PID; wait $PID || true
 echo "{\"label\":\"$LABEL\",\"rss_kib\":$RSS,\"bytes\":{"

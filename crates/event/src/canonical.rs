@@ -67,18 +67,18 @@ pub(crate) fn object_len(map: &Map<String, Value>) -> usize {
 }
 
 /// Writes an object of these members, sorted, each value by `value`.
-pub(crate) fn write_members<V>(
+pub(crate) fn write_members<K: AsRef<str>, V>(
     out: &mut Vec<u8>,
-    mut members: Vec<(&String, V)>,
+    mut members: Vec<(K, V)>,
     mut value: impl FnMut(&mut Vec<u8>, V),
 ) {
-    members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    members.sort_unstable_by(|a, b| a.0.as_ref().as_bytes().cmp(b.0.as_ref().as_bytes()));
     out.push(b'{');
     for (i, (key, v)) in members.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write_string(out, key);
+        write_string(out, key.as_ref());
         out.push(b':');
         value(out, v);
     }

@@ -198,15 +198,14 @@ pub(crate) fn write_clear_index(
     event: &Map<String, Value>,
     subject_tag: Option<&str>,
 ) {
-    let subject_key = "subject".to_string();
     let top = CLEAR_FIELDS[0].1;
-    let mut members: Vec<(&String, ClearMember<'_>)> = Vec::with_capacity(16);
+    let mut members: Vec<(&str, ClearMember<'_>)> = Vec::with_capacity(16);
     for (key, value) in event {
         if key == "subject" {
             continue;
         }
         if top.contains(&key.as_str()) {
-            members.push((key, ClearMember::Value(value)));
+            members.push((key.as_str(), ClearMember::Value(value)));
             continue;
         }
         let Some((_, wanted)) = CLEAR_FIELDS[1..].iter().find(|(o, _)| o == key) else {
@@ -220,11 +219,11 @@ pub(crate) fn write_clear_index(
             .filter(|(m, _)| wanted.contains(&m.as_str()))
             .collect();
         if !kept.is_empty() {
-            members.push((key, ClearMember::Object(kept)));
+            members.push((key.as_str(), ClearMember::Object(kept)));
         }
     }
     if let Some(tag) = subject_tag {
-        members.push((&subject_key, ClearMember::Tag(tag)));
+        members.push(("subject", ClearMember::Tag(tag)));
     }
     write_members(out, members, |out, member| match member {
         ClearMember::Value(v) => write_canonical(out, v),

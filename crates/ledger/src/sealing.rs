@@ -116,17 +116,8 @@ pub(crate) async fn encode_keeping_events(
             key: &choice.key,
         };
         let Some(event) = events[i].as_object() else {
-            // check() took only objects.
-            add_event_errors(
-                &mut errors,
-                i,
-                vec![aiaudit_event::EventError {
-                    pointer: String::new(),
-                    path: String::new(),
-                    detail: "an event must be a JSON object".into(),
-                }],
-            );
-            continue;
+            // Unreachable: check() passes only objects.
+            return Err(Error::internal("a checked event is not a JSON object"));
         };
         let input = sealed_v3::SealInput {
             event,
@@ -141,7 +132,7 @@ pub(crate) async fn encode_keeping_events(
         let sealed = if v3 {
             sealed_v3::seal(&input, key, rand)
         } else {
-            envelope::seal(&input, key, rand).map_err(|errs| too_large_for_v2(errs, v3))
+            envelope::seal(&input, key, rand).map_err(too_large_for_v2)
         };
         match sealed {
             Ok(p) => batch.push(NewEntry {
@@ -184,13 +175,7 @@ pub(crate) async fn encode_keeping_events(
 }
 
 /// A sealed v2 entry has no room for large content: say what would.
-fn too_large_for_v2(
-    errs: Vec<aiaudit_event::EventError>,
-    v3: bool,
-) -> Vec<aiaudit_event::EventError> {
-    if v3 {
-        return errs;
-    }
+fn too_large_for_v2(errs: Vec<aiaudit_event::EventError>) -> Vec<aiaudit_event::EventError> {
     errs.into_iter()
         .map(|mut e| {
             if e.detail.contains("the most a log entry holds") {
