@@ -25,7 +25,8 @@
 # execution time per event of each statement the nodes sent
 # (pg_stat_statements).
 #
-# Needs Debian's postgresql package and a release build (cargo build --release).
+# Needs Debian's postgresql and time packages and a release build (cargo
+# build --release; AIAUDIT_BIN=<binary> runs another build's nodes).
 # Starts a throwaway PostgreSQL cluster in a temporary directory (as the
 # postgres user when run as root), the nodes on 127.0.0.1:7391.., then runs
 # `aiaudit bench` spread over every node, and removes everything.
@@ -38,7 +39,8 @@ shift $(( $# < 3 ? $# : 3 ))
 EXTRA=("$@")
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BIN="$ROOT/target/release/aiaudit"
+BIN=${AIAUDIT_BIN:-$ROOT/target/release/aiaudit}
+command -v /usr/bin/time >/dev/null || { echo "needs GNU time (Debian: apt-get install time)" >&2; exit 1; }
 PGBIN=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -1)
 WORK=$(mktemp -d)
 PGPORT=${PGPORT:-55432}
@@ -114,6 +116,10 @@ while :; do
   sleep 0.5
 done
 echo "search index caught up $(( ($(date +%s%N) - start) / 1000000 )) ms after the last acknowledgement"
+NODES_T1=$(ticks "${PIDS[@]}"); ALL_T1=$(all_ticks)
+NODES_US=$(us_per_event $((NODES_T1 - NODES_T0)))
+ALL_US=$(us_per_event $((ALL_T1 - ALL_T0)))
+CLIENT_US=$(client_us "$WORK/client.time")
 # With PGSTATS=1: where PostgreSQL's time went, statement by statement.
 if [ -n "${PGSTATS:-}" ]; then
   as_pg "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -c \
@@ -121,15 +127,15 @@ if [ -n "${PGSTATS:-}" ]; then
             left(regexp_replace(query, '\s+', ' ', 'g'), 90) AS statement
      FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12"
 fi
-NODES_US=$(us_per_event $(( $(ticks "${PIDS[@]}") - NODES_T0 )))
-ALL_US=$(us_per_event $(( $(all_ticks) - ALL_T0 )))
-CLIENT_US=$(client_us "$WORK/client.time")
 echo "CPU per event: all $ALL_US µs: nodes $NODES_US, load generator $CLIENT_US, PostgreSQL and the kernel's rest $(python3 -c "print(round($ALL_US - $NODES_US - $CLIENT_US, 1))")"
 
 if [ -n "${BASELINE:-}" ]; then
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait "${PIDS[@]}" 2>/dev/null || true
   PIDS=()
+  # What the nodes' run left to PostgreSQL (vacuum, a checkpoint) done
+  # before the baseline starts, not during it.
+  as_pg "$PGBIN/psql" -q -h 127.0.0.1 -p "$PGPORT" -U postgres -c "VACUUM ANALYZE" -c "CHECKPOINT"
   echo -n "baseline: the same events, $CLIENTS clients: "
   ALL_T0=$(all_ticks)
   /usr/bin/time -f "%U %S" -o "$WORK/client.time" "$BIN" bench --insert-into-postgres "$URL" --events "$EVENTS" --batch 100 \
@@ -149,6 +155,7 @@ SELECT gen_random_uuid(), jsonb_build_object(
 FROM generate_series(1, 100);
 SQL
   [ "$(id -u)" = 0 ] && chmod a+r "$WORK/insert.sql"
+  as_pg "$PGBIN/psql" -q -h 127.0.0.1 -p "$PGPORT" -U postgres -c "VACUUM ANALYZE" -c "CHECKPOINT"
   tps=$(as_pg "$PGBIN/pgbench" -n -h 127.0.0.1 -p "$PGPORT" -U postgres -c "$CLIENTS" -j 2 \
     -T "$BASELINE" -f "$WORK/insert.sql" postgres | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
   echo "baseline: rows built by the server (pgbench), $CLIENTS clients: $(python3 -c "print(round($tps * 100))") events/s"

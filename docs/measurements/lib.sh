@@ -10,6 +10,8 @@ start_server() {
   rm -rf "$dir"
   "$bin" serve --data-dir "$dir" --listen 127.0.0.1:7399 "$@" >"$log" 2>&1 &
   PID=$!
+  # Never leave a server on the port when a step below fails.
+  trap 'kill "$PID" 2>/dev/null || true' EXIT
   for _ in $(seq 100); do curl -sf 127.0.0.1:7399/v1/info >/dev/null && break; sleep 0.1; done
   TOKEN=$(cat "$dir/admin.token")
 }

@@ -544,6 +544,10 @@ async fn insert_baseline(args: BenchArgs, url: String) -> anyhow::Result<ExitCod
     if args.duration.is_some() || args.rate > 0 || args.warmup > 0 {
         bail!("--insert-into-postgres runs --events as fast as PostgreSQL commits (no --duration, --rate or --warmup)");
     }
+    // Two parameters a row, and a statement takes at most 65,535.
+    if args.batch > 32_767 {
+        bail!("--insert-into-postgres takes at most 32767 events per --batch");
+    }
     let (config, tls) = aiaudit_store::connector(&url, None)?;
     let batches = args.events.div_ceil(args.batch);
     let (full, tail) = templates(&args, false);

@@ -254,14 +254,45 @@ async fn a_violation_is_logged_alerted_acknowledged_and_resolved() {
     ledger.shutdown().await.unwrap();
 }
 
+/// Each violation's id, status and number of steps, newest first.
+fn states(ledger: &Arc<Ledger>, auditor: &Principal) -> Vec<(String, Status, usize)> {
+    ledger
+        .violations(auditor, |_| true)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.status, r.history.len()))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restart_violations_are_rebuilt_from_the_log() {
+    rebuilt_after_a_restart(0, false).await;
+}
+
+/// With the search index gone (a deleted file, an index rebuilt after a
+/// restore), violations are rebuilt from the entries themselves, read a
+/// bundle at a time: here across several bundles, with the ledger's records
+/// in the last ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn violations_are_rebuilt_from_entries_the_search_index_has_not_reached() {
+    rebuilt_after_a_restart(600, true).await;
+}
+
+/// `filler` events, two violations moved on, a restart (on a copy without
+/// its search index file when `without_index`): the same violations.
+async fn rebuilt_after_a_restart(filler: usize, without_index: bool) {
     let dir = tempfile::tempdir().unwrap();
     let rules = tempfile::tempdir().unwrap();
     let rule_file = rules.path().join("rules.toml");
     std::fs::write(&rule_file, RULES).unwrap();
     let ledger = open_with(policy_config(dir.path(), &rule_file)).await;
     let auditor = who(Role::Auditor, &["acme"]);
+    for chunk in 0..filler.div_ceil(200) {
+        let events = (0..200.min(filler - 200 * chunk))
+            .map(|i| event(&format!("f{chunk}-{i}"), "acme"))
+            .collect();
+        append(&ledger, events).await;
+    }
     append(
         &ledger,
         vec![
@@ -280,22 +311,26 @@ async fn after_a_restart_violations_are_rebuilt_from_the_log() {
         .transition_violation(&auditor, &second, Status::Resolved, Some("done".into()))
         .await
         .unwrap();
-    let before: Vec<(String, Status, usize)> = ledger
-        .violations(&auditor, |_| true)
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.id, r.status, r.history.len()))
-        .collect();
+    let before = states(&ledger, &auditor);
 
     let copy = restart_copy(&ledger, dir.path()).await;
+    if without_index {
+        let mut removed = 0;
+        for e in std::fs::read_dir(copy.path()).unwrap() {
+            let e = e.unwrap();
+            if e.file_name().to_string_lossy().starts_with("search.sqlite") {
+                std::fs::remove_file(e.path()).unwrap();
+                removed += 1;
+            }
+        }
+        assert!(
+            removed > 0,
+            "the search index file is where this test expects it"
+        );
+    }
     // Rebuilt without any rule file: the state is in the log alone.
     let again = open(copy.path()).await;
-    let after: Vec<(String, Status, usize)> = again
-        .violations(&auditor, |_| true)
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.id, r.status, r.history.len()))
-        .collect();
+    let after = states(&again, &auditor);
     assert_eq!(after, before);
     assert_eq!(
         (after[0].1, after[1].1),
