@@ -734,39 +734,34 @@ async fn append_tx(
         tx.commit().await?;
         return Ok(Some((out, 0)));
     }
-    let end: i64 = tx
+    // Indexes taken and entries inserted in one statement: the sequencing
+    // row is locked from here to the commit, and every other node's append
+    // waits for it, so no round trip back to this node in between.
+    let sequenced = tx
         .query_one(
             &tx.prepare_cached(
-                "UPDATE aiaudit_seq SET size = size + $1 WHERE id = 1 RETURNING size",
+                "WITH seq AS (UPDATE aiaudit_seq SET size = size + $1 WHERE id = 1 RETURNING size), \
+                 logged AS (INSERT INTO aiaudit_entries (idx, dedup_key, entry, leaf) \
+                   SELECT seq.size - $1 + e.n - 1, e.k, e.b, e.l FROM seq, \
+                   unnest($2::text[], $3::bytea[], $4::bytea[]) WITH ORDINALITY AS e(k, b, l, n)) \
+                 SELECT size FROM seq",
             )
             .await?,
-            &[&count],
+            &[&count, &new_ids, &entries, &leaves],
         )
-        .await?
-        .get(0);
+        .await;
+    let end: i64 = match sequenced {
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            return Ok(None)
+        }
+        r => r?.get(0),
+    };
     let start = end - count;
     for (a, rel) in out.iter_mut().zip(&relative) {
         if *rel {
             a.index += start as u64;
         }
     }
-    let idxs: Vec<i64> = (start..end).collect();
-    let inserted = tx
-        .execute(
-            &tx.prepare_cached(
-                "INSERT INTO aiaudit_entries (idx, dedup_key, entry, leaf) \
-                 SELECT * FROM unnest($1::int8[], $2::text[], $3::bytea[], $4::bytea[])",
-            )
-            .await?,
-            &[&idxs, &new_ids, &entries, &leaves],
-        )
-        .await;
-    match inserted {
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
-            return Ok(None)
-        }
-        r => r?,
-    };
     tx.commit().await?;
     Ok(Some((out, end as u64)))
 }
