@@ -259,18 +259,17 @@ fn note_members_again(
     while at < size {
         let end = size.min(at + 4_096);
         let mut pairs: Vec<(u64, String)> = Vec::new();
-        for index in at..end {
-            let bytes = store.read_entry(index)?;
-            let Ok(stored) = aiaudit_event::envelope::decode_stored(&bytes) else {
+        store.for_each_entry(at, end, &mut |_, bytes| {
+            let Ok(stored) = aiaudit_event::envelope::decode_stored(bytes) else {
                 // `aiaudit verify` reports it; it holds no member to note.
-                continue;
+                return;
             };
             if let (Some(sealed), Some(tag)) =
                 (&stored.sealed, crate::sealing::subject_tag(&stored))
             {
                 pairs.push((sealed.key, tag.to_string()));
             }
-        }
+        })?;
         let borrowed: Vec<(u64, &str)> = pairs.iter().map(|(k, t)| (*k, t.as_str())).collect();
         keyring.note_members(&borrowed)?;
         noted += borrowed.len() as u64;

@@ -631,30 +631,16 @@ pub(crate) fn logged_own(
             }
         }
     }
-    // The entries the index has not reached, a bundle at a time: on
-    // PostgreSQL one query per bundle, not one per entry (this runs every
-    // second on every node, behind a search index that lags under load).
-    let (mut at, size) = (indexed.max(from), store.size());
-    while at < size {
-        let n = (size - at).min(aiaudit_tlog::TILE_WIDTH);
-        let bundle = store.read_entry_bundle(at, n)?;
-        let entries = aiaudit_tlog::decode_entry_bundle(&bundle)?;
-        anyhow::ensure!(
-            entries.len() as u64 == n,
-            "entries {at}..{}: the bundle holds {} entries",
-            at + n,
-            entries.len()
-        );
-        for (i, entry) in (at..).zip(entries) {
-            let wanted = aiaudit_index::row_from_entry(i, entry)
-                .map(|r| r.action.starts_with(prefix) && actions.contains(&r.action.as_str()))
-                .unwrap_or(false);
-            if wanted {
-                found.push(i);
-            }
+    // The entries the index has not reached (this runs every second on
+    // every node, behind a search index that lags under load).
+    store.for_each_entry(indexed.max(from), store.size(), &mut |i, entry| {
+        let wanted = aiaudit_index::row_from_entry(i, entry)
+            .map(|r| r.action.starts_with(prefix) && actions.contains(&r.action.as_str()))
+            .unwrap_or(false);
+        if wanted {
+            found.push(i);
         }
-        at += n;
-    }
+    })?;
     found.sort_unstable();
     found.dedup();
     let mut out = Vec::with_capacity(found.len());

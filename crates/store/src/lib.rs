@@ -92,6 +92,31 @@ pub trait Storage: NodeReader + Send + Sync + 'static {
     fn read_entry(&self, index: u64) -> Result<Vec<u8>>;
     /// Entries `[start, start + count)` in C2SP entry bundle encoding.
     fn read_entry_bundle(&self, start: u64, count: u64) -> Result<Vec<u8>>;
+    /// Calls `each` with every entry of `[from, to)` in order, read a
+    /// bundle (one tile's width) at a time: on PostgreSQL one query per 256
+    /// entries, not one per entry.
+    fn for_each_entry(&self, from: u64, to: u64, each: &mut dyn FnMut(u64, &[u8])) -> Result<()> {
+        let mut at = from;
+        while at < to {
+            let n = (to - at).min(aiaudit_tlog::TILE_WIDTH);
+            let bundle = self.read_entry_bundle(at, n)?;
+            let corrupt = |detail: String| Error::Corrupt { index: at, detail };
+            let entries =
+                aiaudit_tlog::decode_entry_bundle(&bundle).map_err(|e| corrupt(e.to_string()))?;
+            if entries.len() as u64 != n {
+                return Err(corrupt(format!(
+                    "the bundle of entries {at}..{} holds {} entries",
+                    at + n,
+                    entries.len()
+                )));
+            }
+            for (i, entry) in (at..).zip(entries) {
+                each(i, entry);
+            }
+            at += n;
+        }
+        Ok(())
+    }
     /// Hashes at `tree_level`, indexes `[start, start + count)`, concatenated.
     /// Only integrated nodes (level 0: durable leaves) can be read.
     fn read_hashes(&self, tree_level: u32, start: u64, count: u64) -> Result<Vec<u8>>;
