@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# One ingest run on a fresh data directory, and the server's CPU time per
-# event over it (docs/performance.md, "Checking without writing"): user +
-# system time from /proc/<pid>/stat before the run and once the search index
-# has caught up, so the indexer's share is counted too. Run from the
+# One ingest run on a fresh data directory, and the CPU time per event it
+# took (docs/performance.md, "Checking without writing" and "Writing while
+# the disk syncs"): the server's user + system time from /proc/<pid>/stat
+# before the run and once the search index has caught up (so the indexer's
+# share is counted too), the load generator's (GNU time), and the whole
+# machine's busy and idle time during the run (/proc/stat). Run from the
 # checkout after `cargo build --release` (the load generator is this
 # build's `aiaudit bench`):
 #
@@ -12,13 +14,25 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 BIN=$1; N=$2
+[ -x /usr/bin/time ] || { echo "needs GNU time (apt-get install time)" >&2; exit 1; }
 start_server "$BIN" /tmp/bench-cpu /tmp/serve-cpu.log --access-log false
-ticks() { awk '{print $14 + $15}' /proc/$PID/stat; }
-T0=$(ticks)
-R=$(./target/release/aiaudit bench --url http://127.0.0.1:7399 --token "$TOKEN" \
-  --events $N --batch 100 --concurrency 8 --size ${SIZE:-1024} --content ${CONTENT:-prose} --json)
-wait_indexed $N
+ticks() { awk '{print $14 + $15}' /proc/"$PID"/stat; }
+machine() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat; }
+T0=$(ticks); read -r BUSY0 IDLE0 < <(machine)
+R=$(/usr/bin/time -f "%U %S" -o /tmp/bench-cpu.time ./target/release/aiaudit bench \
+  --url http://127.0.0.1:7399 --token "$TOKEN" --events "$N" --batch 100 --concurrency 8 \
+  --size "${SIZE:-1024}" --content "${CONTENT:-prose}" --json)
+read -r BUSY1 IDLE1 < <(machine)
+wait_indexed "$N"
 T1=$(ticks)
 HZ=$(getconf CLK_TCK)
-kill -TERM $PID; wait $PID || true
-echo "$R" | python3 -c "import json, sys; d = json.load(sys.stdin); print('$BIN', round(d['events_per_sec']), 'events/s, p99', round(d['p99_ms'], 1), 'ms,', round(($T1 - $T0) * 1e6 / $HZ / $N, 2), 'us CPU per event')"
+kill -TERM "$PID"; wait "$PID" || true
+read -r CU CS < /tmp/bench-cpu.time
+echo "$R" | python3 -c "
+import json, sys
+d = json.load(sys.stdin); n, hz = $N, $HZ
+us = lambda ticks: round(ticks * 1e6 / hz / n, 2)
+print('$BIN', round(d['events_per_sec']), 'events/s, p99', round(d['p99_ms'], 1), 'ms;',
+      'CPU us per event: server', us($T1 - $T0), '(with the indexer catching up), load generator',
+      round(($CU + $CS) * 1e6 / n, 2), '; the machine during the run: busy', us($BUSY1 - $BUSY0),
+      'idle', us($IDLE1 - $IDLE0))"

@@ -1,9 +1,11 @@
-//! Group commit: one thread takes every batch waiting, appends them together
-//! with one fsync pair, then acknowledges each request. Concurrent requests
-//! thus share an fsync, and an acknowledgement always follows it.
+//! Group commit: one thread takes every batch waiting and writes them
+//! together; a second makes what was written durable (one fsync pair for
+//! every group written meanwhile), then acknowledges each request.
+//! Concurrent requests thus share an fsync, the next group is written while
+//! the previous one syncs, and an acknowledgement always follows the fsync.
 
 use crate::error::Error;
-use aiaudit_store::{Appended, NewEntry, Storage};
+use aiaudit_store::{Appended, NewEntry, Storage, Written};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -38,11 +40,38 @@ impl Handle {
     }
 }
 
-/// Starts the sequencer thread.
+/// A written group waiting to be durable, with the requests to answer.
+struct Unsynced {
+    written: Written,
+    results: Vec<Appended>,
+    parts: Vec<(usize, Reply)>,
+}
+
+type Reply = oneshot::Sender<Result<Vec<Appended>, Error>>;
+
+/// Groups written ahead of the sync in progress: a bound on the work a
+/// failed sync throws away.
+const WRITTEN_AHEAD: usize = 2;
+
+/// Starts the sequencer thread, and its syncer: the sequencer writes the
+/// next group while the syncer makes the previous ones durable, so the
+/// disk's sync time is not also time in which nothing is written.
 pub fn spawn(store: Arc<dyn Storage>, max_events: usize) -> Handle {
     // Bounded: when storage falls behind, handlers wait here (backpressure).
     let (tx, mut rx) = mpsc::channel::<Request>(4096);
     let writable = Arc::new(AtomicBool::new(true));
+    let (to_sync, unsynced) = std::sync::mpsc::sync_channel::<Unsynced>(WRITTEN_AHEAD);
+    let (status, sync_store) = (writable.clone(), store.clone());
+    std::thread::Builder::new()
+        .name("syncer".into())
+        .spawn(move || {
+            while let Ok(u) = unsynced.recv() {
+                let synced = sync_store.wait_durable(u.written);
+                status.store(synced.is_ok(), Ordering::Relaxed);
+                answer(synced.map(|()| u.results), u.parts);
+            }
+        })
+        .expect("spawning the syncer thread");
     let status = writable.clone();
     std::thread::Builder::new()
         .name("sequencer".into())
@@ -59,35 +88,70 @@ pub fn spawn(store: Arc<dyn Storage>, max_events: usize) -> Handle {
                         Err(_) => break,
                     }
                 }
-                status.store(commit(&*store, group, events), Ordering::Relaxed);
+                if let Some(u) = write(&*store, group, events, &status) {
+                    if let Err(e) = to_sync.send(u) {
+                        // The syncer is gone (a panic): nothing more is acknowledged.
+                        answer(
+                            Err(aiaudit_store::Error::Io(std::io::Error::other(
+                                "the log's syncer has stopped",
+                            ))),
+                            e.0.parts,
+                        );
+                    }
+                }
             }
         })
         .expect("spawning the sequencer thread");
     Handle { tx, writable }
 }
 
-/// Appends a group and answers each request; returns whether the append worked.
-fn commit(store: &dyn Storage, group: Vec<Request>, events: usize) -> bool {
+/// Writes a group; answers at once when it failed or is durable already,
+/// otherwise returns it for the syncer.
+fn write(
+    store: &dyn Storage,
+    group: Vec<Request>,
+    events: usize,
+    status: &AtomicBool,
+) -> Option<Unsynced> {
     let mut all = Vec::with_capacity(events);
     let mut parts = Vec::with_capacity(group.len());
     for r in group {
         parts.push((r.batch.len(), r.reply));
         all.extend(r.batch);
     }
-    match store.append(&all) {
+    match store.append_unsynced(&all) {
+        Ok((results, Some(written))) => Some(Unsynced {
+            written,
+            results,
+            parts,
+        }),
+        Ok((results, None)) => {
+            status.store(true, Ordering::Relaxed);
+            answer(Ok(results), parts);
+            None
+        }
+        Err(e) => {
+            status.store(false, Ordering::Relaxed);
+            answer(Err(e), parts);
+            None
+        }
+    }
+}
+
+/// Answers each request of a group with its share of the results.
+fn answer(results: aiaudit_store::Result<Vec<Appended>>, parts: Vec<(usize, Reply)>) {
+    match results {
         Ok(results) => {
             let mut results = results.into_iter();
             for (n, reply) in parts {
                 let _ = reply.send(Ok(results.by_ref().take(n).collect()));
             }
-            true
         }
         Err(e) => {
             let problem = Error::from_store(&e);
             for (_, reply) in parts {
                 let _ = reply.send(Err(problem.clone()));
             }
-            false
         }
     }
 }

@@ -3,10 +3,10 @@
 //! does with them (never acknowledge, never publish what is not durable,
 //! answer 503, recover when the fault clears).
 
-use crate::{Appended, Error, NewEntry, Result, Storage};
+use crate::{Appended, Error, NewEntry, Result, Storage, Written};
 use aiaudit_tlog::{Hash, NodeReader};
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Which operations fail while set.
@@ -20,6 +20,11 @@ pub struct Faults {
     pub save_checkpoint: AtomicBool,
     /// Reads of entries and hashes fail as if the disk returned EIO.
     pub reads: AtomicBool,
+    /// `wait_durable` waits while set (a slow disk), so a test can see what
+    /// is written meanwhile.
+    pub hold_syncs: AtomicBool,
+    /// Batches written by `append_unsynced` so far.
+    pub written: AtomicU64,
 }
 
 impl Faults {
@@ -62,6 +67,18 @@ impl Storage for FaultyStore {
     fn append(&self, batch: &[NewEntry]) -> Result<Vec<Appended>> {
         injected(&self.faults.append, "fsync of the batch")?;
         self.inner.append(batch)
+    }
+    fn append_unsynced(&self, batch: &[NewEntry]) -> Result<(Vec<Appended>, Option<Written>)> {
+        injected(&self.faults.append, "fsync of the batch")?;
+        let written = self.inner.append_unsynced(batch)?;
+        self.faults.written.fetch_add(1, Ordering::SeqCst);
+        Ok(written)
+    }
+    fn wait_durable(&self, written: Written) -> Result<()> {
+        while self.faults.hold_syncs.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        self.inner.wait_durable(written)
     }
     fn size(&self) -> u64 {
         self.inner.size()

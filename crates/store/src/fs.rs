@@ -15,7 +15,7 @@
 //! are made durable before a checkpoint covers them, and rebuilt from the
 //! leaves on recovery.
 
-use crate::{Appended, Error, NewEntry, Result, Storage};
+use crate::{Appended, Error, NewEntry, Result, Storage, Written};
 use aiaudit_tlog::{record_hash, Checkpoint, Hash, NodeReader, TreeBuilder};
 use redb::{Durability, TableDefinition};
 use std::collections::HashMap;
@@ -53,9 +53,16 @@ const KEY_FORMAT_TENANT_ID: u64 = 2;
 /// Entries re-keyed per transaction when upgrading the id index.
 const UPGRADE_CHUNK: u64 = 50_000;
 
+/// Maps keyed by dedup keys (clients choose them): hashed with a random key.
+type KeyMap<K, V> = HashMap<K, V, ahash::RandomState>;
+
+/// The write frontier: what the sequencer has written, durable or not.
 struct Sequenced {
     size: u64,
     entries_len: u64,
+    /// Counts failed syncs: a sync that fails cuts the log back to its
+    /// durable size and starts the next generation of writes.
+    generation: u64,
 }
 
 struct Integrated {
@@ -68,11 +75,18 @@ pub struct FsStore {
     files: LogFiles,
     blobs: crate::blobs::FsBlobs,
     seq: Mutex<Sequenced>,
+    /// Durable entries: what readers, integration and checkpoints see.
     size: AtomicU64,
+    /// One sync of the log files at a time; it holds where the durable
+    /// entries end in `log/entries`.
+    syncing: Mutex<u64>,
+    /// Per generation that a failed sync ended, the durable size it was
+    /// cut back to: its batches beyond it are lost.
+    cut_back: Mutex<HashMap<u64, u64>>,
     integ: Mutex<Integrated>,
     integrated: AtomicU64,
     /// Ids logged but not yet in `ids`: bounded by the integration lag.
-    pending: Mutex<HashMap<String, u64>>,
+    pending: Mutex<KeyMap<String, u64>>,
     /// `None` only while being reopened after an I/O error (redb refuses
     /// further use of a database that saw one).
     ids: RwLock<Option<redb::Database>>,
@@ -107,14 +121,17 @@ impl FsStore {
             seq: Mutex::new(Sequenced {
                 size: 0,
                 entries_len: 0,
+                generation: 0,
             }),
             size: AtomicU64::new(0),
+            syncing: Mutex::new(0),
+            cut_back: Mutex::new(HashMap::new()),
             integ: Mutex::new(Integrated {
                 tree: TreeBuilder::new(),
                 last_durable_ids: Instant::now(),
             }),
             integrated: AtomicU64::new(0),
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(KeyMap::default()),
             ids: RwLock::new(Some(ids)),
             ids_path,
             checkpoint_lock: Mutex::new(()),
@@ -185,6 +202,7 @@ impl FsStore {
             seq.size = n;
             seq.entries_len = start;
         }
+        *self.syncing.lock().unwrap() = start;
         self.size.store(n, Ordering::SeqCst);
 
         // Tree levels up to the checkpoint were made durable before it was
@@ -433,9 +451,17 @@ impl FsStore {
         Ok(())
     }
 
-    fn append_locked(&self, seq: &mut Sequenced, batch: &[NewEntry]) -> Result<Vec<Appended>> {
+    /// Writes a batch at the frontier (not synced). Its new keys go into
+    /// `pending` at once, so the next batch, written before this one is
+    /// durable, finds them.
+    fn append_locked(
+        &self,
+        seq: &mut Sequenced,
+        batch: &[NewEntry],
+    ) -> Result<(Vec<Appended>, Option<Written>)> {
         let mut out: Vec<Appended> = Vec::with_capacity(batch.len());
-        let mut in_batch: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
+        let mut in_batch: KeyMap<&str, usize> =
+            KeyMap::with_capacity_and_hasher(batch.len(), Default::default());
         let mut unresolved: Vec<usize> = Vec::new();
         {
             let pending = self.pending.lock().unwrap();
@@ -470,8 +496,9 @@ impl FsStore {
                 out[i].duplicate = true;
             }
         }
-        let mut entries_buf = Vec::new();
-        let mut leaves_buf = Vec::new();
+        let mut entries_buf =
+            Vec::with_capacity(batch.iter().map(|e| 2 + e.entry.len()).sum::<usize>());
+        let mut leaves_buf = Vec::with_capacity(batch.len() * LEAF_RECORD as usize);
         let mut next = seq.size;
         let mut end = seq.entries_len;
         for (i, e) in batch.iter().enumerate() {
@@ -500,10 +527,18 @@ impl FsStore {
                 a.leaf = self.files.leaf_record(a.index)?.0;
             }
         }
+        // Duplicates of a batch written but not yet durable wait for it too.
+        let needs = out.iter().map(|a| a.index + 1).max().unwrap_or(0);
+        let mark = |size| {
+            (needs > self.size.load(Ordering::SeqCst)).then_some(Written {
+                generation: seq.generation,
+                size,
+            })
+        };
         if next == seq.size {
-            return Ok(out);
+            return Ok((out, mark(needs)));
         }
-        let written = self.write_durably(seq, &entries_buf, &leaves_buf);
+        let written = self.write_batch(seq, &entries_buf, &leaves_buf);
         if let Err(e) = written {
             #[cfg(feature = "fault-injection")]
             if self.io_faults.crashes() {
@@ -524,17 +559,73 @@ impl FsStore {
                 }
             }
         }
+        let mark = mark(next);
         seq.size = next;
         seq.entries_len = end;
-        self.size.store(next, Ordering::SeqCst);
-        Ok(out)
+        Ok((out, mark))
     }
 
-    fn write_durably(&self, seq: &Sequenced, entries_buf: &[u8], leaves_buf: &[u8]) -> Result<()> {
+    fn write_batch(&self, seq: &Sequenced, entries_buf: &[u8], leaves_buf: &[u8]) -> Result<()> {
         self.write_at(&self.files.entries, entries_buf, seq.entries_len)?;
         self.write_at(&self.files.leaves, leaves_buf, seq.size * LEAF_RECORD)?;
         #[cfg(feature = "fault-injection")]
         self.io_faults.batch_written();
+        Ok(())
+    }
+
+    /// Makes everything written so far durable, unless a sync already did:
+    /// then the durable size covers `written`. A failed sync cuts the log
+    /// back to its durable size (Linux may have dropped the dirty pages it
+    /// could not write, so they must not count on a later sync) and ends
+    /// the generation.
+    fn sync_to(&self, written: Written) -> Result<()> {
+        let mut durable_len = self.syncing.lock().unwrap();
+        if let Some(&cut) = self.cut_back.lock().unwrap().get(&written.generation) {
+            return if written.size <= cut {
+                Ok(())
+            } else {
+                Err(Error::Io(io::Error::other(
+                    "a sync of the log failed before this batch was durable",
+                )))
+            };
+        }
+        if written.size <= self.size.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let (frontier, frontier_len) = {
+            let seq = self.seq.lock().unwrap();
+            (seq.size, seq.entries_len)
+        };
+        match self.sync_files() {
+            Ok(()) => {
+                *durable_len = frontier_len;
+                self.size.store(frontier, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(e) => {
+                #[cfg(feature = "fault-injection")]
+                if self.io_faults.crashes() {
+                    // The process "died" here: nothing cleans up.
+                    return Err(e);
+                }
+                let mut seq = self.seq.lock().unwrap();
+                let durable = self.size.load(Ordering::SeqCst);
+                let _ = self.files.entries.set_len(*durable_len);
+                let _ = self.files.leaves.set_len(durable * LEAF_RECORD);
+                self.pending.lock().unwrap().retain(|_, i| *i < durable);
+                self.cut_back
+                    .lock()
+                    .unwrap()
+                    .insert(seq.generation, durable);
+                seq.generation += 1;
+                seq.size = durable;
+                seq.entries_len = *durable_len;
+                Err(e)
+            }
+        }
+    }
+
+    fn sync_files(&self) -> Result<()> {
         // The two fsyncs run side by side: an acknowledgement waits for both.
         let (a, b) = std::thread::scope(|s| {
             let entries = s.spawn(|| self.sync_data(&self.files.entries));
@@ -683,8 +774,20 @@ impl NodeReader for FsStore {
 
 impl Storage for FsStore {
     fn append(&self, batch: &[NewEntry]) -> Result<Vec<Appended>> {
+        let (appended, written) = self.append_unsynced(batch)?;
+        if let Some(w) = written {
+            self.wait_durable(w)?;
+        }
+        Ok(appended)
+    }
+
+    fn append_unsynced(&self, batch: &[NewEntry]) -> Result<(Vec<Appended>, Option<Written>)> {
         let mut seq = self.seq.lock().unwrap();
         self.append_locked(&mut seq, batch)
+    }
+
+    fn wait_durable(&self, written: Written) -> Result<()> {
+        self.sync_to(written)
     }
 
     fn size(&self) -> u64 {
@@ -735,7 +838,8 @@ impl Storage for FsStore {
 
     fn lookup_key(&self, key: &str) -> Result<Option<u64>> {
         if let Some(&i) = self.pending.lock().unwrap().get(key) {
-            return Ok(Some(i));
+            // Written but not durable yet: not logged for a reader.
+            return Ok((i < self.size()).then_some(i));
         }
         self.with_ids(|db| {
             let tx = db.begin_read()?;

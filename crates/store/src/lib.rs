@@ -64,6 +64,15 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+/// Where a batch written by [`Storage::append_unsynced`] ends, for
+/// [`Storage::wait_durable`]: the log size after it, in the run of writes
+/// (`generation`) that a failed sync ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub(crate) generation: u64,
+    pub(crate) size: u64,
+}
+
 /// Writes one blob (out-of-line event content, sealed: docs/format.md
 /// "Blobs"). Nothing is readable under its id until `commit` returns, and
 /// then all of it is, durably. Dropped without `commit`: nothing stays.
@@ -78,6 +87,22 @@ pub trait Storage: NodeReader + Send + Sync + 'static {
     /// one tenant's ids never shadow another's). All-or-nothing: on error
     /// nothing of the batch is logged or acknowledged.
     fn append(&self, batch: &[NewEntry]) -> Result<Vec<Appended>>;
+    /// [`Storage::append`] in two steps, so that a caller can write the next
+    /// batch while this one is made durable: writes the batch and returns
+    /// what `append` would, and, when it is not durable yet, the mark to
+    /// pass to [`Storage::wait_durable`]. Nothing of the answer may be
+    /// acknowledged before that returns `Ok`. Backends that make every
+    /// append durable at once (PostgreSQL: one transaction) keep the default.
+    fn append_unsynced(&self, batch: &[NewEntry]) -> Result<(Vec<Appended>, Option<Written>)> {
+        Ok((self.append(batch)?, None))
+    }
+    /// Returns once the batch `written` marks is durable, or the error that
+    /// made it lost (then nothing of it is logged, and it must not be
+    /// acknowledged). One wait may make several written batches durable.
+    fn wait_durable(&self, written: Written) -> Result<()> {
+        let _ = written;
+        Ok(())
+    }
     /// Number of durable entries (the sequenced size).
     fn size(&self) -> u64;
     /// Number of entries whose tree nodes are written (see [`Storage::integrate`]).

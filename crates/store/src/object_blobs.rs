@@ -8,7 +8,7 @@
 //! [`WithObjectBlobs`] wraps a log's storage and sends every blob call to
 //! the object store; everything else goes to the log's own backend.
 
-use crate::{Appended, BlobWriter, Error, LeaseView, NewEntry, Result, Storage};
+use crate::{Appended, BlobWriter, Error, LeaseView, NewEntry, Result, Storage, Written};
 use aiaudit_tlog::{Hash, NodeReader};
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -242,6 +242,12 @@ impl NodeReader for WithObjectBlobs {
 impl Storage for WithObjectBlobs {
     fn append(&self, batch: &[NewEntry]) -> Result<Vec<Appended>> {
         self.inner.append(batch)
+    }
+    fn append_unsynced(&self, batch: &[NewEntry]) -> Result<(Vec<Appended>, Option<Written>)> {
+        self.inner.append_unsynced(batch)
+    }
+    fn wait_durable(&self, written: Written) -> Result<()> {
+        self.inner.wait_durable(written)
     }
     fn size(&self) -> u64 {
         self.inner.size()

@@ -48,6 +48,23 @@ fn assert_holds(store: &FsStore, acked: &[NewEntry]) {
     assert_eq!(tree_hash(size, store).unwrap(), root);
 }
 
+/// A store holding 20 acknowledged entries.
+fn twenty_acknowledged() -> (tempfile::TempDir, FsStore, Vec<NewEntry>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = FsStore::open(dir.path()).unwrap();
+    let acked = batch(0, 20);
+    store.append(&acked).unwrap();
+    (dir, store, acked)
+}
+
+/// After a restart (crash recovery), the store still holds exactly `acked`.
+fn assert_reopened_holds(store: FsStore, dir: &Path, acked: &[NewEntry]) {
+    drop(store);
+    let (store, rec) = FsStore::open(dir).unwrap();
+    assert_eq!((rec.size, rec.truncated_entries), (acked.len() as u64, 0));
+    assert_holds(&store, acked);
+}
+
 /// Torn writes at every interesting place of a batch: nothing written, inside
 /// the first entry, in the middle of the entries, all entries and no leaf
 /// record, inside the leaf records, all but the last byte.
@@ -99,10 +116,7 @@ fn a_torn_write_is_refused_and_cut_away() {
 
 #[test]
 fn a_failing_fsync_is_refused_and_cut_away() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _) = FsStore::open(dir.path()).unwrap();
-    let mut acked = batch(0, 20);
-    store.append(&acked).unwrap();
+    let (dir, store, mut acked) = twenty_acknowledged();
     let entries_before = file_len(dir.path(), "entries");
 
     store.io_faults().fail_next_fsync();
@@ -123,10 +137,75 @@ fn a_failing_fsync_is_refused_and_cut_away() {
     assert_fresh(&store.append(&retried).unwrap(), 25);
     acked.extend(retried);
     assert_holds(&store, &acked);
-    drop(store);
+    assert_reopened_holds(store, dir.path(), &acked);
+}
 
-    let (store, rec) = FsStore::open(dir.path()).unwrap();
-    assert_eq!((rec.size, rec.truncated_entries), (35, 0));
+/// Batches written ahead of a sync (the sequencer writes the next group
+/// while the previous one syncs): none counts before its sync; one failed
+/// sync loses every batch written since the last durable one, including a
+/// duplicate that pointed into them, and leaves no id behind, so each
+/// batch lands afresh when sent again.
+#[test]
+fn a_failing_sync_loses_every_batch_written_ahead_of_it() {
+    let (dir, store, mut acked) = twenty_acknowledged();
+    let entries_before = file_len(dir.path(), "entries");
+
+    let (first, second) = (batch(20, 30), batch(30, 35));
+    let (out, w1) = store.append_unsynced(&first).unwrap();
+    assert_fresh(&out, 20);
+    let (out, w2) = store.append_unsynced(&second).unwrap();
+    assert_fresh(&out, 30);
+    // Written, not durable: neither counted nor found by readers yet.
+    assert_eq!(store.size(), 20);
+    assert_eq!(store.lookup_key(&first[0].key).unwrap(), None);
+    // A copy of an event written ahead is its duplicate, and waits for it.
+    let (dup, w3) = store.append_unsynced(&first[..1]).unwrap();
+    assert_eq!((dup[0].index, dup[0].duplicate), (20, true));
+    let (w1, w2, w3) = (w1.unwrap(), w2.unwrap(), w3.expect("the duplicate waits"));
+
+    store.io_faults().fail_next_fsync();
+    let err = store.wait_durable(w1).expect_err("its sync failed");
+    assert!(err.to_string().contains("fsync"), "{err}");
+    for w in [w2, w3] {
+        let err = store
+            .wait_durable(w)
+            .expect_err("written after the last durable batch: lost with it");
+        assert!(err.is_transient(), "{err}");
+    }
+    assert_eq!(store.size(), 20);
+    assert_eq!(file_len(dir.path(), "entries"), entries_before);
+    assert_eq!(file_len(dir.path(), "leaves"), 20 * 40);
+
+    // Sent again, each lands afresh: the lost batches left no id behind.
+    let out = store.append(&second).unwrap();
+    assert_fresh(&out, 20);
+    acked.extend(second);
+    let out = store.append(&first).unwrap();
+    assert_fresh(&out, 25);
+    acked.extend(first);
+    assert_holds(&store, &acked);
+    assert_reopened_holds(store, dir.path(), &acked);
+}
+
+/// One sync makes every batch written before it durable; a batch of
+/// duplicates of durable events needs no sync at all.
+#[test]
+fn one_sync_covers_every_batch_written_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = FsStore::open(dir.path()).unwrap();
+    let (a, b) = (batch(0, 10), batch(10, 15));
+    let (_, wa) = store.append_unsynced(&a).unwrap();
+    let (_, wb) = store.append_unsynced(&b).unwrap();
+    store.wait_durable(wb.unwrap()).unwrap();
+    assert_eq!(store.size(), 15);
+    // Already covered: a sync failing now is not this batch's.
+    store.io_faults().fail_next_fsync();
+    store.wait_durable(wa.unwrap()).unwrap();
+    let (dups, w) = store.append_unsynced(&a).unwrap();
+    assert!(dups.iter().all(|d| d.duplicate));
+    assert_eq!(w, None);
+    let mut acked = a;
+    acked.extend(b);
     assert_holds(&store, &acked);
 }
 

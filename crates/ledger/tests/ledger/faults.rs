@@ -80,6 +80,50 @@ async fn a_failed_append_is_not_acknowledged_and_the_next_one_carries_on() {
     ledger.shutdown().await.unwrap();
 }
 
+/// The sequencer writes the next group while the previous one syncs (a
+/// slow disk's sync is not time in which nothing is written), and neither
+/// is acknowledged before its sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_group_is_written_while_the_previous_one_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, faults) = faulty(dir.path()).await;
+    let emitter = who(Role::Emitter, &["acme"]);
+    let before = faults.written.load(Ordering::SeqCst);
+    Faults::set(&faults.hold_syncs, true);
+    let send = |id: &'static str| {
+        let (ledger, emitter) = (ledger.clone(), emitter.clone());
+        tokio::spawn(async move {
+            ledger
+                .append(&emitter, batch(vec![event(id, "acme")]))
+                .await
+        })
+    };
+    let first = send("p1");
+    eventually("the first group to be written", || async {
+        (faults.written.load(Ordering::SeqCst) == before + 1).then_some(())
+    })
+    .await;
+    let second = send("p2");
+    eventually(
+        "the second group to be written while the first syncs",
+        || async { (faults.written.load(Ordering::SeqCst) == before + 2).then_some(()) },
+    )
+    .await;
+    assert!(
+        !first.is_finished() && !second.is_finished(),
+        "acknowledged before its sync"
+    );
+    assert_eq!(ledger.status(None)["sequenced_size"], 0);
+    Faults::set(&faults.hold_syncs, false);
+    let (a, b) = (
+        first.await.unwrap().unwrap(),
+        second.await.unwrap().unwrap(),
+    );
+    assert_eq!((a.appended[0].index, b.appended[0].index), (0, 1));
+    assert_eq!(ledger.await_checkpoint(2).await.unwrap().checkpoint.size, 2);
+    ledger.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_that_fail_are_unavailable_not_internal_errors() {
     let dir = tempfile::tempdir().unwrap();
