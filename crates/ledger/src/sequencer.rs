@@ -90,13 +90,16 @@ pub fn spawn(store: Arc<dyn Storage>, max_events: usize) -> Handle {
                 }
                 if let Some(u) = write(&*store, group, events, &status) {
                     if let Err(e) = to_sync.send(u) {
-                        // The syncer is gone (a panic): nothing more is acknowledged.
+                        // The syncer is gone (a panic): nothing more can be
+                        // acknowledged, so stop taking batches too.
                         answer(
                             Err(aiaudit_store::Error::Io(std::io::Error::other(
                                 "the log's syncer has stopped",
                             ))),
                             e.0.parts,
                         );
+                        status.store(false, Ordering::Relaxed);
+                        break;
                     }
                 }
             }

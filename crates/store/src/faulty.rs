@@ -12,7 +12,8 @@ use std::sync::Arc;
 /// Which operations fail while set.
 #[derive(Default, Debug)]
 pub struct Faults {
-    /// `append` fails as if the fsync of the batch failed.
+    /// `append` (and `append_unsynced`) fails as if writing the batch or
+    /// its fsync failed, before anything of it is written.
     pub append: AtomicBool,
     /// `integrate` and `sync` fail as if writing tree nodes failed.
     pub integrate: AtomicBool,

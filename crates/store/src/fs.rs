@@ -6,7 +6,7 @@
 //! log/entries         entries, each as u16 BE length + bytes (entry bundle encoding)
 //! log/leaves          per entry: 32-byte leaf hash + u64 BE end offset in log/entries
 //! log/levels/NN       tree nodes at level NN (1..63), 32 bytes each, in index order
-//! ids.redb            dedup key (tenant/id) -> log index, and how far it is filled in
+//! ids.redb            dedup key -> log index, and how far it is filled in (`id_keys.rs`)
 //! blobs/ab/ab12…      out-of-line content, one file per blob (see `blobs.rs`)
 //! ```
 //!
@@ -15,6 +15,7 @@
 //! are made durable before a checkpoint covers them, and rebuilt from the
 //! leaves on recovery.
 
+use crate::id_keys::{self, UuidKeyBytes, TENANT_NUMBERS, UUID_IDS};
 use crate::{Appended, Error, NewEntry, Result, Storage, Written};
 use aiaudit_tlog::{record_hash, Checkpoint, Hash, NodeReader, TreeBuilder};
 use redb::{Durability, TableDefinition};
@@ -23,7 +24,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -41,7 +42,8 @@ const ID_INDEX_SYNC: Duration = Duration::from_secs(2);
 /// Memory the id index may use for its page cache.
 const ID_INDEX_CACHE_BYTES: usize = 32 << 20;
 
-/// Dedup key (`tenant/id`) -> log index (key format 2).
+/// Dedup key (`tenant/id`) -> log index: every id in key format 2; from
+/// format 3 only ids that are not canonical UUIDs (see `id_keys`).
 const IDS: TableDefinition<&str, u64> = TableDefinition::new("tenant_ids");
 /// Key format 1 (before 0.2): bare event id -> log index, across tenants.
 const LEGACY_IDS: TableDefinition<&str, u64> = TableDefinition::new("ids");
@@ -49,7 +51,13 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const INDEXED_SIZE: &str = "indexed_size";
 /// Which keys `IDS` holds; absent means format 1 (the legacy table).
 const KEY_FORMAT: &str = "key_format";
+/// Text keys `tenant/id` for every id.
 const KEY_FORMAT_TENANT_ID: u64 = 2;
+/// UUID ids under fixed keys (`id_keys`), other ids as in format 2.
+const KEY_FORMAT_UUIDS: u64 = 3;
+/// The log index from which UUID ids went to `UUID_IDS` (a directory
+/// upgraded from format 2 holds the earlier ones in `IDS`); 0 on new logs.
+const UUID_IDS_FROM: &str = "uuid_ids_from";
 /// Entries re-keyed per transaction when upgrading the id index.
 const UPGRADE_CHUNK: u64 = 50_000;
 
@@ -90,6 +98,10 @@ pub struct FsStore {
     /// `None` only while being reopened after an I/O error (redb refuses
     /// further use of a database that saw one).
     ids: RwLock<Option<redb::Database>>,
+    /// The id index's tenant numbers (`id_keys::TENANT_NUMBERS`) as committed.
+    tenant_numbers: RwLock<HashMap<String, u32>>,
+    /// Whether `IDS` may hold UUID ids too (indexed before key format 3).
+    uuids_in_text_keys: AtomicBool,
     ids_path: PathBuf,
     checkpoint_lock: Mutex<()>,
     #[cfg(feature = "fault-injection")]
@@ -109,6 +121,23 @@ pub struct Recovery {
 impl FsStore {
     /// Opens (creating if needed) a data directory and recovers it after a crash.
     pub fn open(dir: &Path) -> Result<(FsStore, Recovery)> {
+        Self::open_then_recover(dir, |_| ())
+    }
+
+    /// Tests only: [`FsStore::open`] with faults armed before recovery.
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub fn open_with_faults(
+        dir: &Path,
+        arm: impl FnOnce(&crate::IoFaults),
+    ) -> Result<(FsStore, Recovery)> {
+        Self::open_then_recover(dir, |store| arm(&store.io_faults))
+    }
+
+    fn open_then_recover(
+        dir: &Path,
+        before_recovery: impl FnOnce(&FsStore),
+    ) -> Result<(FsStore, Recovery)> {
         let started = Instant::now();
         fs::create_dir_all(dir.join("log").join("levels"))?;
         check_format(dir)?;
@@ -133,11 +162,14 @@ impl FsStore {
             integrated: AtomicU64::new(0),
             pending: Mutex::new(KeyMap::default()),
             ids: RwLock::new(Some(ids)),
+            tenant_numbers: RwLock::new(HashMap::new()),
+            uuids_in_text_keys: AtomicBool::new(false),
             ids_path,
             checkpoint_lock: Mutex::new(()),
             #[cfg(feature = "fault-injection")]
             io_faults: crate::IoFaults::default(),
         };
+        before_recovery(&store);
         let mut recovery = store.recover()?;
         recovery.elapsed = started.elapsed();
         Ok((store, recovery))
@@ -194,9 +226,11 @@ impl FsStore {
         if self.files.leaves.metadata()?.len() != n * LEAF_RECORD || entries_len != start {
             self.files.leaves.set_len(n * LEAF_RECORD)?;
             self.files.entries.set_len(start)?;
-            self.files.leaves.sync_all()?;
-            self.files.entries.sync_all()?;
         }
+        // Always: the tail kept may have been written and never synced (the
+        // process died between a group's write and its fsync, now up to a
+        // few groups). From here on it counts as durable, so it must be.
+        self.sync_files()?;
         {
             let mut seq = self.seq.lock().unwrap();
             seq.size = n;
@@ -336,10 +370,11 @@ impl FsStore {
         })
     }
 
-    /// Id index key format 1 keyed events by id alone, so one tenant's id
-    /// shadowed another's. Re-keys what it covered by `tenant/id`, reading
-    /// the log, in chunks (a crash part-way starts over), then drops the
-    /// old table. Once per data directory.
+    /// Brings the id index to key format 3 (docs/format.md), once per
+    /// data directory. Format 1 keyed events by id alone, so one tenant's
+    /// id shadowed another's: what it covered is keyed again from the log,
+    /// in chunks (a crash part-way starts over). Format 2 keyed every id by
+    /// text: its keys stay, and UUID ids from here on get fixed keys.
     fn upgrade_id_index(&self, size: u64) -> Result<()> {
         let (format, covered) = self.with_ids(|db| {
             let tx = db.begin_read()?;
@@ -349,10 +384,43 @@ impl FsStore {
                 meta.get(INDEXED_SIZE)?.map_or(0, |v| v.value()),
             ))
         })?;
-        if format == Some(KEY_FORMAT_TENANT_ID) {
-            return Ok(());
-        }
         let covered = covered.min(size);
+        match format {
+            Some(KEY_FORMAT_UUIDS) => {}
+            Some(KEY_FORMAT_TENANT_ID) => self.with_ids(|db| {
+                let tx = db.begin_write()?;
+                // Left by a build of format 3 before a rollback: stale.
+                tx.delete_table(UUID_IDS)?;
+                tx.delete_table(TENANT_NUMBERS)?;
+                tx.open_table(UUID_IDS)?;
+                tx.open_table(TENANT_NUMBERS)?;
+                {
+                    let mut meta = tx.open_table(META)?;
+                    meta.insert(UUID_IDS_FROM, covered)?;
+                    meta.insert(KEY_FORMAT, KEY_FORMAT_UUIDS)?;
+                }
+                tx.commit()?;
+                Ok(())
+            })?,
+            Some(newer) if newer > KEY_FORMAT_UUIDS => {
+                return Err(Error::IdIndex(format!(
+                    "ids.redb has key format {newer}, newer than this build reads ({KEY_FORMAT_UUIDS}); \
+                     run a newer aiaudit or delete ids.redb to rebuild it from the log"
+                )))
+            }
+            _ => self.rekey_id_index(covered)?,
+        }
+        let from = self.with_ids(|db| {
+            let tx = db.begin_read()?;
+            let meta = tx.open_table(META)?;
+            Ok(meta.get(UUID_IDS_FROM)?.map_or(0, |v| v.value()))
+        })?;
+        self.uuids_in_text_keys.store(from > 0, Ordering::SeqCst);
+        self.load_tenant_numbers()
+    }
+
+    /// Keys every entry the index covered again, from the log.
+    fn rekey_id_index(&self, covered: u64) -> Result<()> {
         if covered > 0 {
             tracing::info!(
                 entries = covered,
@@ -361,11 +429,18 @@ impl FsStore {
         }
         self.with_ids(|db| {
             let tx = db.begin_write()?;
-            tx.delete_table(IDS)?;
+            for table in [IDS, LEGACY_IDS] {
+                tx.delete_table(table)?;
+            }
+            tx.delete_table(UUID_IDS)?;
+            tx.delete_table(TENANT_NUMBERS)?;
             tx.open_table(IDS)?;
+            tx.open_table(UUID_IDS)?;
+            tx.open_table(TENANT_NUMBERS)?;
             tx.commit()?;
             Ok(())
         })?;
+        self.tenant_numbers.write().unwrap().clear();
         let mut at = 0;
         while at < covered {
             let end = (at + UPGRADE_CHUNK).min(covered);
@@ -374,28 +449,100 @@ impl FsStore {
                 .collect::<Result<Vec<_>>>()?;
             self.with_ids(|db| {
                 let tx = db.begin_write()?;
-                {
-                    let mut ids = tx.open_table(IDS)?;
-                    for (k, i) in &keys {
-                        ids.insert(k.as_str(), *i)?;
-                    }
-                }
+                let numbered = self.put_ids(&tx, &keys)?;
                 tx.commit()?;
+                self.tenant_numbers.write().unwrap().extend(numbered);
                 Ok(())
             })?;
             at = end;
         }
         self.with_ids(|db| {
             let tx = db.begin_write()?;
-            tx.delete_table(LEGACY_IDS)?;
             {
                 let mut meta = tx.open_table(META)?;
-                meta.insert(KEY_FORMAT, KEY_FORMAT_TENANT_ID)?;
+                meta.insert(UUID_IDS_FROM, 0)?;
+                meta.insert(KEY_FORMAT, KEY_FORMAT_UUIDS)?;
                 meta.insert(INDEXED_SIZE, covered)?;
             }
             tx.commit()?;
             Ok(())
         })
+    }
+
+    fn load_tenant_numbers(&self) -> Result<()> {
+        use redb::ReadableTable;
+        let numbers = self.with_ids(|db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(TENANT_NUMBERS)?;
+            let mut out = HashMap::new();
+            for row in t.iter()? {
+                let (k, v) = row?;
+                out.insert(k.value().to_string(), v.value());
+            }
+            Ok(out)
+        })?;
+        *self.tenant_numbers.write().unwrap() = numbers;
+        Ok(())
+    }
+
+    /// Inserts `keys` into the id index in `tx`, numbering tenants new to
+    /// it; returns those numbers, to be known once `tx` commits.
+    fn put_ids(
+        &self,
+        tx: &redb::WriteTransaction,
+        keys: &[(String, u64)],
+    ) -> Result<Vec<(String, u32)>> {
+        let known = self.tenant_numbers.read().unwrap();
+        let mut new: Vec<(String, u32)> = Vec::new();
+        let mut text = tx.open_table(IDS)?;
+        let mut fixed = tx.open_table(UUID_IDS)?;
+        let mut numbers = tx.open_table(TENANT_NUMBERS)?;
+        for (key, index) in keys {
+            let (tenant, id) = id_keys::split(key);
+            let Some(uuid) = id_keys::uuid_bytes(id) else {
+                text.insert(key.as_str(), *index)?;
+                continue;
+            };
+            let number = match known.get(tenant) {
+                Some(&n) => n,
+                None => match new.iter().find(|(t, _)| t == tenant) {
+                    Some(&(_, n)) => n,
+                    None => {
+                        let n = u32::try_from(known.len() + new.len()).map_err(|_| {
+                            Error::IdIndex("more tenants than the id index numbers".into())
+                        })?;
+                        numbers.insert(tenant, n)?;
+                        new.push((tenant.to_string(), n));
+                        n
+                    }
+                },
+            };
+            fixed.insert(id_keys::uuid_key(number, &uuid), *index)?;
+        }
+        Ok(new)
+    }
+
+    /// The log index of `key` in the id index (not in `pending`).
+    fn find_id(
+        &self,
+        text: &redb::ReadOnlyTable<&'static str, u64>,
+        fixed: &redb::ReadOnlyTable<id_keys::UuidKey, u64>,
+        key: &str,
+    ) -> Result<Option<u64>> {
+        let (tenant, id) = id_keys::split(key);
+        if let Some(uuid) = id_keys::uuid_bytes(id) {
+            let number = self.tenant_numbers.read().unwrap().get(tenant).copied();
+            if let Some(n) = number {
+                let k: UuidKeyBytes = id_keys::uuid_key(n, &uuid);
+                if let Some(v) = fixed.get(k)? {
+                    return Ok(Some(v.value()));
+                }
+            }
+            if !self.uuids_in_text_keys.load(Ordering::SeqCst) {
+                return Ok(None);
+            }
+        }
+        Ok(text.get(key)?.map(|v| v.value()))
     }
 
     /// Runs `f` on the id index; after an id-index failure (e.g. disk full),
@@ -425,7 +572,9 @@ impl FsStore {
             *guard = None;
             *guard = Some(open_id_index(&self.ids_path)?);
         }
-        // Commits that were not yet durable are gone: their ids are pending again.
+        // Commits that were not yet durable are gone: their ids are pending
+        // again, and tenants they numbered are not numbered.
+        self.load_tenant_numbers()?;
         let indexed = {
             let guard = self.ids.read().unwrap();
             let db = guard.as_ref().expect("just opened");
@@ -482,11 +631,11 @@ impl FsStore {
         if !unresolved.is_empty() {
             let found = self.with_ids(|db| {
                 let tx = db.begin_read()?;
-                let ids = tx.open_table(IDS)?;
+                let (text, fixed) = (tx.open_table(IDS)?, tx.open_table(UUID_IDS)?);
                 let mut found = Vec::new();
                 for &i in &unresolved {
-                    if let Some(index) = ids.get(batch[i].key.as_str())? {
-                        found.push((i, index.value()));
+                    if let Some(index) = self.find_id(&text, &fixed, &batch[i].key)? {
+                        found.push((i, index));
                     }
                 }
                 Ok(found)
@@ -716,15 +865,10 @@ impl FsStore {
                 } else {
                     tx.set_durability(Durability::None);
                 }
-                {
-                    let mut ids = tx.open_table(IDS)?;
-                    for (id, index) in &moved {
-                        ids.insert(id.as_str(), *index)?;
-                    }
-                    let mut meta = tx.open_table(META)?;
-                    meta.insert(INDEXED_SIZE, target)?;
-                }
+                let numbered = self.put_ids(&tx, &moved)?;
+                tx.open_table(META)?.insert(INDEXED_SIZE, target)?;
                 tx.commit()?;
+                self.tenant_numbers.write().unwrap().extend(numbered);
                 Ok(())
             })?;
             if durable {
@@ -843,8 +987,8 @@ impl Storage for FsStore {
         }
         self.with_ids(|db| {
             let tx = db.begin_read()?;
-            let ids = tx.open_table(IDS)?;
-            Ok(ids.get(key)?.map(|v| v.value()))
+            let (text, fixed) = (tx.open_table(IDS)?, tx.open_table(UUID_IDS)?);
+            self.find_id(&text, &fixed, key)
         })
     }
 
@@ -1101,6 +1245,8 @@ fn open_id_index(path: &Path) -> Result<redb::Database> {
         .create(path)?;
     let tx = db.begin_write()?;
     tx.open_table(IDS)?;
+    tx.open_table(UUID_IDS)?;
+    tx.open_table(TENANT_NUMBERS)?;
     tx.open_table(META)?;
     tx.commit()?;
     Ok(db)

@@ -12,6 +12,7 @@ mod blobs;
 mod error;
 mod faulty;
 mod fs;
+mod id_keys;
 #[cfg(feature = "fault-injection")]
 mod io_faults;
 mod object_blobs;

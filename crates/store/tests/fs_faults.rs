@@ -187,6 +187,23 @@ fn a_failing_sync_loses_every_batch_written_ahead_of_it() {
     assert_reopened_holds(store, dir.path(), &acked);
 }
 
+/// Recovery makes the tail it keeps durable: batches written but never
+/// synced before the process died count from the next start on, so that
+/// start must sync them first (a failure there stops it).
+#[test]
+fn recovery_syncs_the_tail_it_keeps() {
+    let (dir, store, _) = twenty_acknowledged();
+    let (_, written) = store.append_unsynced(&batch(20, 25)).unwrap();
+    assert!(written.is_some());
+    drop(store); // the process dies before the sync
+    let err = FsStore::open_with_faults(dir.path(), |f| f.fail_next_fsync())
+        .err()
+        .expect("recovery syncs the kept tail, and that sync failed");
+    assert!(err.to_string().contains("fsync"), "{err}");
+    let (store, rec) = FsStore::open(dir.path()).unwrap();
+    assert_eq!((rec.size, store.size()), (25, 25));
+}
+
 /// One sync makes every batch written before it durable; a batch of
 /// duplicates of durable events needs no sync at all.
 #[test]

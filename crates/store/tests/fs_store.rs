@@ -450,3 +450,120 @@ fn a_legacy_id_index_is_rekeyed_by_tenant_on_open() {
     assert_eq!((out[0].index, out[0].duplicate), (3, true));
     assert_eq!((out[1].index, out[1].duplicate), (20, false));
 }
+
+/// Rows of one table of `ids.redb` (the store closed; 0 if it has none).
+fn id_index_rows(dir: &std::path::Path, table: &str) -> u64 {
+    use redb::ReadableTableMetadata;
+    let db = redb::Database::open(dir.join("ids.redb")).unwrap();
+    let tx = db.begin_read().unwrap();
+    tx.open_untyped_table(redb::TableDefinition::<&str, u64>::new(table))
+        .map_or(0, |t| t.len().unwrap())
+}
+
+const UUID_A: &str = "0190f3a2-7b1c-7def-8a9b-0123456789ab";
+const UUID_B: &str = "0190f3a2-7b1d-7000-8000-00000000000b";
+
+/// Key format 3: canonical lowercase UUID ids under fixed keys (per tenant),
+/// every other id under its text key; deduplication is exact either way,
+/// across tenants and across a restart.
+#[test]
+fn uuid_ids_get_fixed_keys_and_other_ids_text_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = FsStore::open(dir.path()).unwrap();
+    let first = [
+        tenant_entry("acme", UUID_A),
+        tenant_entry("globex", UUID_A),
+        tenant_entry("acme", &UUID_A.to_uppercase()),
+        tenant_entry("acme", "order-17"),
+    ];
+    let out = store.append(&first).unwrap();
+    assert!(out.iter().all(|a| !a.duplicate), "{out:?}");
+    store.sync().unwrap();
+    drop(store);
+    assert_eq!(id_index_rows(dir.path(), "tenant_uuid_ids"), 2);
+    assert_eq!(id_index_rows(dir.path(), "tenant_ids"), 2);
+    assert_eq!(id_index_rows(dir.path(), "tenant_numbers"), 2);
+
+    let (store, _) = FsStore::open(dir.path()).unwrap();
+    let again = store
+        .append(&[
+            tenant_entry("globex", UUID_A),
+            tenant_entry("acme", &UUID_A.to_uppercase()),
+            tenant_entry("acme", "order-17"),
+            tenant_entry("acme", UUID_A),
+            tenant_entry("initech", UUID_A),
+            tenant_entry("acme", UUID_B),
+        ])
+        .unwrap();
+    let got: Vec<_> = again.iter().map(|a| (a.index, a.duplicate)).collect();
+    assert_eq!(
+        got,
+        [
+            (1, true),
+            (2, true),
+            (3, true),
+            (0, true),
+            (4, false),
+            (5, false)
+        ]
+    );
+    // A tenant new to the index gets a number of its own.
+    store.sync().unwrap();
+    for (i, e) in first.iter().enumerate() {
+        assert_eq!(store.lookup_key(&e.key).unwrap(), Some(i as u64));
+    }
+    let initech = aiaudit_event::dedup_key("initech", UUID_A);
+    assert_eq!(store.lookup_key(&initech).unwrap(), Some(4));
+}
+
+/// A data directory whose id index has key format 2 (every id under its
+/// text key) keeps those keys: its UUID ids are still found, and new ones
+/// get fixed keys.
+#[test]
+fn an_id_index_of_format_2_keeps_its_text_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = FsStore::open(dir.path()).unwrap();
+    let old: Vec<_> = ["acme", "globex"]
+        .iter()
+        .map(|t| tenant_entry(t, UUID_A))
+        .collect();
+    store.append(&old).unwrap();
+    store.sync().unwrap();
+    drop(store);
+    // Rewrite the index as format 2 left it.
+    {
+        let text: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("tenant_ids");
+        let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+        let db = redb::Database::open(dir.path().join("ids.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        for t in ["tenant_uuid_ids", "tenant_numbers"] {
+            tx.delete_table(redb::TableDefinition::<&str, u64>::new(t))
+                .unwrap();
+        }
+        {
+            let mut t = tx.open_table(text).unwrap();
+            for (i, e) in old.iter().enumerate() {
+                t.insert(e.key.as_str(), i as u64).unwrap();
+            }
+            let mut m = tx.open_table(meta).unwrap();
+            m.insert("key_format", 2).unwrap();
+            m.remove("uuid_ids_from").unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let (store, _) = FsStore::open(dir.path()).unwrap();
+    let out = store
+        .append(&[tenant_entry("globex", UUID_A), tenant_entry("acme", UUID_B)])
+        .unwrap();
+    assert_eq!((out[0].index, out[0].duplicate), (1, true));
+    assert_eq!((out[1].index, out[1].duplicate), (2, false));
+    store.sync().unwrap();
+    drop(store);
+    assert_eq!(id_index_rows(dir.path(), "tenant_uuid_ids"), 1);
+    let (store, _) = FsStore::open(dir.path()).unwrap();
+    for (key, index) in [(&old[0].key, 0), (&old[1].key, 1)] {
+        assert_eq!(store.lookup_key(key).unwrap(), Some(index));
+    }
+    let key = aiaudit_event::dedup_key("acme", UUID_B);
+    assert_eq!(store.lookup_key(&key).unwrap(), Some(2));
+}
