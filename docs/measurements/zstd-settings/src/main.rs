@@ -17,11 +17,29 @@ const DICTIONARY: &[u8] = include_bytes!("../../../../crates/event/dictionaries/
 fn main() {
     let settings: Vec<(&str, Vec<P>)> = vec![
         ("level 1 (sealing today)", vec![]),
-        ("level 1, target length 2", vec![P::TargetLength(2), P::LiteralCompressionMode(ParamSwitch::Enable)]),
-        ("level 1, target length 4", vec![P::TargetLength(4), P::LiteralCompressionMode(ParamSwitch::Enable)]),
+        (
+            "level 1, target length 2",
+            vec![
+                P::TargetLength(2),
+                P::LiteralCompressionMode(ParamSwitch::Enable),
+            ],
+        ),
+        (
+            "level 1, target length 4",
+            vec![
+                P::TargetLength(4),
+                P::LiteralCompressionMode(ParamSwitch::Enable),
+            ],
+        ),
         ("level 1, min match 6", vec![P::MinMatch(6)]),
         ("level 1, hash log 10", vec![P::HashLog(10)]),
-        ("level 1, hash log 10, dictionary copied", vec![P::HashLog(10), P::ForceAttachDict(DictAttachPref::ForceCopy)]),
+        (
+            "level 1, hash log 10, dictionary copied",
+            vec![
+                P::HashLog(10),
+                P::ForceAttachDict(DictAttachPref::ForceCopy),
+            ],
+        ),
         ("level -1", vec![P::CompressionLevel(-1)]),
     ];
     for file in std::env::args().skip(1) {
@@ -29,15 +47,20 @@ fn main() {
         let events: Vec<&[u8]> = text.lines().map(str::as_bytes).collect();
         let raw: usize = events.iter().map(|e| e.len()).sum();
         for (name, params) in &settings {
-            let mut c = zstd::bulk::Compressor::with_dictionary(1, DICTIONARY).expect("the dictionary loads");
-            c.set_parameter(P::DictIdFlag(false)).expect("a known parameter");
+            let mut c = zstd::bulk::Compressor::with_dictionary(1, DICTIONARY)
+                .expect("the dictionary loads");
+            c.set_parameter(P::DictIdFlag(false))
+                .expect("a known parameter");
             for p in params {
                 c.set_parameter(p.clone()).expect("a known parameter");
             }
             let (mut best, mut out) = (f64::MAX, 0);
             for _ in 0..3 {
                 let t = Instant::now();
-                out = events.iter().map(|e| c.compress(e).expect("compresses").len()).sum();
+                out = events
+                    .iter()
+                    .map(|e| c.compress(e).expect("compresses").len())
+                    .sum();
                 best = best.min(t.elapsed().as_secs_f64());
             }
             println!(
