@@ -407,26 +407,38 @@ fn the_same_id_in_two_tenants_is_two_events_before_and_after_recovery() {
     assert_eq!((again[1].index, again[1].duplicate), (2, false));
 }
 
+/// A data directory holding `entries`, synced and closed.
+fn logged_and_closed(entries: &[aiaudit_store::NewEntry]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = FsStore::open(dir.path()).unwrap();
+    store.append(entries).unwrap();
+    store.sync().unwrap();
+    dir
+}
+
+/// Edits the closed store's `ids.redb` in one transaction (to make it look
+/// as an older build left it).
+fn rewrite_id_index(dir: &std::path::Path, edit: impl FnOnce(&redb::WriteTransaction)) {
+    let db = redb::Database::open(dir.join("ids.redb")).unwrap();
+    let tx = db.begin_write().unwrap();
+    edit(&tx);
+    tx.commit().unwrap();
+}
+
 /// A data directory whose id index was written by 0.1 (bare event ids,
 /// table `ids`, no key format) is re-keyed by tenant on open.
 #[test]
 fn a_legacy_id_index_is_rekeyed_by_tenant_on_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _) = FsStore::open(dir.path()).unwrap();
     let entries: Vec<_> = (0..20)
         .map(|i| tenant_entry("acme", &format!("id{i}")))
         .collect();
-    store.append(&entries).unwrap();
-    store.sync().unwrap();
-    drop(store);
+    let dir = logged_and_closed(&entries);
     // Rewrite the index as 0.1 left it.
-    {
+    rewrite_id_index(dir.path(), |tx| {
         use redb::ReadableTable;
         let ids: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("ids");
         let new: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("tenant_ids");
         let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
-        let db = redb::Database::open(dir.path().join("ids.redb")).unwrap();
-        let tx = db.begin_write().unwrap();
         tx.delete_table(new).unwrap();
         {
             let mut t = tx.open_table(ids).unwrap();
@@ -437,8 +449,7 @@ fn a_legacy_id_index_is_rekeyed_by_tenant_on_open() {
             m.remove("key_format").unwrap();
             assert_eq!(m.get("indexed_size").unwrap().unwrap().value(), 20);
         }
-        tx.commit().unwrap();
-    }
+    });
     let (store, _) = FsStore::open(dir.path()).unwrap();
     for i in 0..20u64 {
         let key = aiaudit_event::dedup_key("acme", &format!("id{i}"));
@@ -521,21 +532,15 @@ fn uuid_ids_get_fixed_keys_and_other_ids_text_keys() {
 /// get fixed keys.
 #[test]
 fn an_id_index_of_format_2_keeps_its_text_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _) = FsStore::open(dir.path()).unwrap();
     let old: Vec<_> = ["acme", "globex"]
         .iter()
         .map(|t| tenant_entry(t, UUID_A))
         .collect();
-    store.append(&old).unwrap();
-    store.sync().unwrap();
-    drop(store);
+    let dir = logged_and_closed(&old);
     // Rewrite the index as format 2 left it.
-    {
+    rewrite_id_index(dir.path(), |tx| {
         let text: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("tenant_ids");
         let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
-        let db = redb::Database::open(dir.path().join("ids.redb")).unwrap();
-        let tx = db.begin_write().unwrap();
         for t in ["tenant_uuid_ids", "tenant_numbers"] {
             tx.delete_table(redb::TableDefinition::<&str, u64>::new(t))
                 .unwrap();
@@ -549,8 +554,7 @@ fn an_id_index_of_format_2_keeps_its_text_keys() {
             m.insert("key_format", 2).unwrap();
             m.remove("uuid_ids_from").unwrap();
         }
-        tx.commit().unwrap();
-    }
+    });
     let (store, _) = FsStore::open(dir.path()).unwrap();
     let out = store
         .append(&[tenant_entry("globex", UUID_A), tenant_entry("acme", UUID_B)])
