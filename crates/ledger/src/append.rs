@@ -138,9 +138,14 @@ impl Ledger {
         for c in &checked {
             *tenants.entry(c.tenant().to_string()).or_default() += 1;
         }
-        let encoded =
+        let mut encoded =
             crate::sealing::encode_keeping_events(self, events, checked, sigs, &appended_by)
                 .await?;
+        if !self.policies.enabled() {
+            // No reader: freed now rather than held through the fsync
+            // (and likely freed on the thread that allocated them).
+            encoded.events = Vec::new();
+        }
         let appended = self.sequencer.append(encoded.entries).await?;
         self.keyring.members_cover(self.store.size());
         // Durable from here on: the policy engine may see them (never waited for).

@@ -25,9 +25,32 @@ fn main() {
             ],
         ),
         (
+            "level 1, target length 3",
+            vec![
+                P::TargetLength(3),
+                P::LiteralCompressionMode(ParamSwitch::Enable),
+            ],
+        ),
+        (
             "level 1, target length 4",
             vec![
                 P::TargetLength(4),
+                P::LiteralCompressionMode(ParamSwitch::Enable),
+            ],
+        ),
+        (
+            "level 1, target length 3, min match 5",
+            vec![
+                P::TargetLength(3),
+                P::MinMatch(5),
+                P::LiteralCompressionMode(ParamSwitch::Enable),
+            ],
+        ),
+        (
+            "level 1, target length 3, hash log 12",
+            vec![
+                P::TargetLength(3),
+                P::HashLog(12),
                 P::LiteralCompressionMode(ParamSwitch::Enable),
             ],
         ),
