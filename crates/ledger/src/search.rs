@@ -8,18 +8,28 @@ use aiaudit_index::{Index, Order, PgSearchIndex, Query, SearchIndex};
 use aiaudit_store::Storage;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::Result;
 
-/// Entries indexed per transaction.
+/// Entries indexed per transaction when catching up.
 const INDEX_CHUNK: u64 = 16_384;
+/// Entries the idle-priority indexer adds per transaction: it may be
+/// preempted holding the index's writer, so it holds it briefly.
+const BACKGROUND_CHUNK: u64 = 2_048;
+/// Lag, in entries, beyond which indexing also runs at normal priority:
+/// about 2 s of ingest at 100 k events/s (`/readyz` fails at 1 M).
+const CATCH_UP_LAG: u64 = 200_000;
+/// The largest entry buffer the indexer keeps between reads: about 80 ms
+/// of ingest at 100 k events/s (it reads every 20 ms when caught up).
+const KEPT_BUNDLE_BYTES: usize = 8 << 20;
 
 /// Follows the log: every durable entry is added to the index, in order,
-/// on a thread of its own so ingest never waits for it.
+/// on threads of their own so ingest never waits for them.
 ///
+/// A node's own index (the embedded default) is followed by [`Follower`].
 /// A shared index (PostgreSQL) is added to by the publisher alone; the
 /// other nodes only follow how far it got, for their metrics and answers.
 /// A node that becomes the publisher goes on from the index's own indexed
@@ -30,15 +40,38 @@ pub fn spawn_indexer(
     indexed: Arc<AtomicU64>,
     metrics: Arc<crate::metrics::Metrics>,
 ) {
+    if index.shared() {
+        spawn_shared_indexer(store, index, indexed, metrics);
+    } else {
+        let follower = Arc::new(Follower {
+            store,
+            index,
+            indexed,
+            metrics,
+            turn: Mutex::new(Vec::new()),
+            catching_up: AtomicBool::new(false),
+        });
+        follower.clone().spawn_background();
+        follower.spawn_catch_up(CATCH_UP_LAG);
+    }
+}
+
+fn spawn_shared_indexer(
+    store: Arc<dyn Storage>,
+    index: Arc<Index>,
+    indexed: Arc<AtomicU64>,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
     std::thread::Builder::new()
         .name("indexer".into())
         .spawn(move || {
             // Whether `indexed` must be read from the index before adding:
             // another node may have moved it.
-            let mut resync = index.shared();
+            let mut resync = true;
+            let mut bundle = Vec::new();
             loop {
                 let size = store.size();
-                let adding = !index.shared() || store.is_publisher();
+                let adding = store.is_publisher();
                 if resync || !adding {
                     match index.indexed_size() {
                         Ok(n) => {
@@ -64,26 +97,141 @@ pub fn spawn_indexer(
                     continue;
                 }
                 let n = (size - at).min(INDEX_CHUNK);
-                let added = store
-                    .read_entry_bundle(at, n)
-                    .map_err(|e| e.to_string())
-                    .and_then(|bundle| {
-                        let entries = aiaudit_tlog::decode_entry_bundle(&bundle)
-                            .map_err(|e| e.to_string())?;
-                        index.add(at, &entries).map_err(|e| e.to_string())
-                    });
-                match added {
+                match add_entries(&*store, &index, at, n, &mut bundle) {
                     Ok(()) => indexed.store(at + n, Ordering::Release),
                     Err(e) => {
                         tracing::warn!(error = %e, at, "indexing failed; retrying");
-                        // On a shared index, another node may have added these.
-                        resync = index.shared();
+                        // Another node may have added these.
+                        resync = true;
                         std::thread::sleep(Duration::from_secs(1));
                     }
                 }
             }
         })
         .expect("starting the indexer thread");
+}
+
+/// Adds entries `[at, at + n)` to the index, read into `bundle`.
+fn add_entries(
+    store: &dyn Storage,
+    index: &Index,
+    at: u64,
+    n: u64,
+    bundle: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
+    let added = store
+        .read_entry_bundle_into(at, n, bundle)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            let entries = aiaudit_tlog::decode_entry_bundle(bundle).map_err(|e| e.to_string())?;
+            index.add(at, &entries).map_err(|e| e.to_string())
+        });
+    if bundle.capacity() > KEPT_BUNDLE_BYTES {
+        *bundle = Vec::new();
+    }
+    added
+}
+
+/// Follows the log into a node's own index on two threads. The background
+/// one runs at idle priority: it adds entries whenever a core would
+/// otherwise be idle (between requests waiting on the disk), so ingest has
+/// the cores when both want them (docs/performance.md, session 33). When
+/// it falls more than a catch-up lag behind (ingest saturating the cores,
+/// or a start after a crash), the catch-up thread, at normal priority,
+/// brings the lag down to half that.
+struct Follower {
+    store: Arc<dyn Storage>,
+    index: Arc<Index>,
+    indexed: Arc<AtomicU64>,
+    metrics: Arc<crate::metrics::Metrics>,
+    /// Held while adding: the buffer entries are read into.
+    turn: Mutex<Vec<u8>>,
+    /// The catch-up thread is adding; the background one stays out of
+    /// its way (it could be preempted holding `turn`).
+    catching_up: AtomicBool,
+}
+
+impl Follower {
+    /// Durable entries not indexed yet (also published as metrics).
+    fn lag(&self) -> u64 {
+        let size = self.store.size();
+        let at = self.indexed.load(Ordering::Acquire);
+        self.metrics.index_lag.set(size.saturating_sub(at) as i64);
+        self.metrics.indexed_size.set(at as i64);
+        size.saturating_sub(at)
+    }
+
+    /// Adds up to `max` entries from the indexed size on.
+    fn add_next(&self, max: u64) -> std::result::Result<(), String> {
+        let mut bundle = self.turn.lock().unwrap_or_else(|p| p.into_inner());
+        let (at, size) = (self.indexed.load(Ordering::Acquire), self.store.size());
+        if at >= size {
+            return Ok(());
+        }
+        let n = (size - at).min(max);
+        add_entries(&*self.store, &self.index, at, n, &mut bundle).inspect_err(|e| {
+            tracing::warn!(error = %e, at, "indexing failed; retrying");
+        })?;
+        self.indexed.store(at + n, Ordering::Release);
+        Ok(())
+    }
+
+    fn spawn_background(self: Arc<Self>) {
+        std::thread::Builder::new()
+            .name("indexer".into())
+            .spawn(move || {
+                at_idle_priority();
+                loop {
+                    let lag = self.lag();
+                    if lag == 0 {
+                        std::thread::sleep(Duration::from_millis(5));
+                    } else if self.catching_up.load(Ordering::Acquire) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    } else if self.add_next(BACKGROUND_CHUNK).is_err() {
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            })
+            .expect("starting the indexer thread");
+    }
+
+    fn spawn_catch_up(self: Arc<Self>, catch_up_lag: u64) {
+        std::thread::Builder::new()
+            .name("indexer-catch-up".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(100));
+                if self.lag() <= catch_up_lag {
+                    continue;
+                }
+                self.catching_up.store(true, Ordering::Release);
+                while self.lag() > catch_up_lag / 2 {
+                    if self.add_next(INDEX_CHUNK).is_err() {
+                        std::thread::sleep(Duration::from_secs(1));
+                        break;
+                    }
+                }
+                self.catching_up.store(false, Ordering::Release);
+            })
+            .expect("starting the indexer catch-up thread");
+    }
+}
+
+/// Lowers the calling thread to Linux's idle scheduling class: it runs when
+/// a core has nothing else to run. Elsewhere (or if refused) it stays as it
+/// is, and the catch-up thread is never needed.
+fn at_idle_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: changes the calling thread's own policy (pid 0); `param`
+        // lives through the call.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+            tracing::debug!(
+                error = %std::io::Error::last_os_error(),
+                "the indexer stays at normal priority"
+            );
+        }
+    }
 }
 
 /// Opens the search index: on a log shared in PostgreSQL, the one index in
@@ -456,4 +604,68 @@ fn build_export(
     }
     let bytes = writer.finish().map_err(|e| internal(&e))?;
     Ok((bytes, exported))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiaudit_store::{FsStore, NewEntry};
+    use std::time::Instant;
+
+    /// A log of `events` entries and a follower of it that has indexed none.
+    fn follower(dir: &std::path::Path, events: usize) -> Arc<Follower> {
+        let (store, _) = FsStore::open(dir).unwrap();
+        let entries: Vec<NewEntry> = (0..events)
+            .map(|i| {
+                let entry = format!("entry {i}").into_bytes();
+                NewEntry {
+                    key: format!("t/e{i}"),
+                    leaf: aiaudit_tlog::record_hash(&entry),
+                    entry,
+                }
+            })
+            .collect();
+        store.append(&entries).unwrap();
+        let index = Index::File(open_index(dir, store.size()).unwrap());
+        Arc::new(Follower {
+            store: Arc::new(store),
+            index: Arc::new(index),
+            indexed: Arc::new(AtomicU64::new(0)),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            turn: Mutex::new(Vec::new()),
+            catching_up: AtomicBool::new(false),
+        })
+    }
+
+    fn wait_for(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn the_idle_priority_indexer_alone_indexes_the_whole_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = follower(dir.path(), 5_000);
+        f.clone().spawn_background();
+        wait_for("the index to cover the log", || {
+            f.index.indexed_size().unwrap() == 5_000
+        });
+        assert_eq!(f.lag(), 0);
+        assert_eq!(f.metrics.indexed_size.get(), 5_000);
+    }
+
+    #[test]
+    fn the_catch_up_indexer_takes_over_beyond_its_lag() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = follower(dir.path(), 5_000);
+        // No background thread: as if ingest kept it from ever running.
+        f.clone().spawn_catch_up(1_000);
+        wait_for("the lag to come down to half the catch-up lag", || {
+            f.lag() <= 500
+        });
+        assert!(f.index.indexed_size().unwrap() >= 4_500);
+    }
 }

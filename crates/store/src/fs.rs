@@ -970,6 +970,11 @@ impl Storage for FsStore {
         self.files.bundle(start, count)
     }
 
+    fn read_entry_bundle_into(&self, start: u64, count: u64, buf: &mut Vec<u8>) -> Result<()> {
+        self.check_readable("entry index", start + count, self.size())?;
+        self.files.bundle_into(start, count, buf)
+    }
+
     fn read_hashes(&self, tree_level: u32, start: u64, count: u64) -> Result<Vec<u8>> {
         let limit = if tree_level == 0 {
             self.size()
@@ -1100,8 +1105,15 @@ impl LogFiles {
 
     /// Entries `[start, start + count)` as an entry bundle, straight from the files.
     pub(crate) fn bundle(&self, start: u64, count: u64) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.bundle_into(start, count, &mut buf)?;
+        Ok(buf)
+    }
+
+    pub(crate) fn bundle_into(&self, start: u64, count: u64, buf: &mut Vec<u8>) -> Result<()> {
+        buf.clear();
         if count == 0 {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let from = self.entry_start(start)?;
         let (_, to) = self.leaf_record(start + count - 1)?;
@@ -1111,9 +1123,9 @@ impl LogFiles {
                 detail: "entry offsets out of order".into(),
             });
         }
-        let mut buf = vec![0u8; (to - from) as usize];
-        self.entries.read_exact_at(&mut buf, from)?;
-        Ok(buf)
+        buf.resize((to - from) as usize, 0);
+        self.entries.read_exact_at(buf, from)?;
+        Ok(())
     }
 
     /// Checks that the leaf records of entries `[start, start + count)` end

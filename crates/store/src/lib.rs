@@ -118,6 +118,13 @@ pub trait Storage: NodeReader + Send + Sync + 'static {
     fn read_entry(&self, index: u64) -> Result<Vec<u8>>;
     /// Entries `[start, start + count)` in C2SP entry bundle encoding.
     fn read_entry_bundle(&self, start: u64, count: u64) -> Result<Vec<u8>>;
+    /// [`Storage::read_entry_bundle`] into `buf`, replacing what it held: a
+    /// caller that reads all the time (the search indexer) keeps one buffer
+    /// instead of faulting in fresh pages for every read.
+    fn read_entry_bundle_into(&self, start: u64, count: u64, buf: &mut Vec<u8>) -> Result<()> {
+        *buf = self.read_entry_bundle(start, count)?;
+        Ok(())
+    }
     /// Calls `each` with every entry of `[from, to)` in order, read a
     /// bundle (one tile's width) at a time: on PostgreSQL one query per 256
     /// entries, not one per entry.

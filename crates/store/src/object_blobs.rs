@@ -267,6 +267,9 @@ impl Storage for WithObjectBlobs {
     fn read_entry_bundle(&self, start: u64, count: u64) -> Result<Vec<u8>> {
         self.inner.read_entry_bundle(start, count)
     }
+    fn read_entry_bundle_into(&self, start: u64, count: u64, buf: &mut Vec<u8>) -> Result<()> {
+        self.inner.read_entry_bundle_into(start, count, buf)
+    }
     fn read_hashes(&self, tree_level: u32, start: u64, count: u64) -> Result<Vec<u8>> {
         self.inner.read_hashes(tree_level, start, count)
     }

@@ -60,6 +60,16 @@ fn appends_dedups_and_reads_back() {
     let entries = decode_entry_bundle(&bundle).unwrap();
     assert_eq!(entries.len(), 45);
     assert_eq!(entries[0], entry("e256").entry.as_slice());
+    // Into a buffer that held more: the same bytes, nothing of before.
+    let mut reused = vec![0xAA; bundle.len() * 2];
+    store.read_entry_bundle_into(256, 45, &mut reused).unwrap();
+    assert_eq!(reused, bundle);
+    store.read_entry_bundle_into(256, 0, &mut reused).unwrap();
+    assert!(reused.is_empty());
+    assert!(matches!(
+        store.read_entry_bundle_into(300, 2, &mut reused),
+        Err(aiaudit_store::Error::OutOfRange(_))
+    ));
     let level0 = store.read_hashes(0, 0, 256).unwrap();
     assert_eq!(&level0[32..64], &out[1].leaf);
     let level8 = store.read_hashes(8, 0, 1).unwrap();
