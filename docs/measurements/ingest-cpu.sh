@@ -4,7 +4,8 @@
 # the disk syncs"): the server's user + system time from /proc/<pid>/stat
 # before the run and once the search index has caught up (so the indexer's
 # share is counted too), the load generator's (GNU time), and the whole
-# machine's busy and idle time during the run (/proc/stat). Run from the
+# machine's busy and idle time during the run (/proc/stat), and how long
+# after the run the search index took to hold every event. Run from the
 # checkout after `cargo build --release` (the load generator is this
 # build's `aiaudit bench`):
 #
@@ -23,7 +24,7 @@ R=$(/usr/bin/time -f "%U %S" -o /tmp/bench-cpu.time ./target/release/aiaudit ben
   --url http://127.0.0.1:7399 --token "$TOKEN" --events "$N" --batch 100 --concurrency 8 \
   --size "${SIZE:-1024}" --content "${CONTENT:-prose}" --json)
 read -r BUSY1 IDLE1 < <(machine)
-wait_indexed "$N"
+W0=$(date +%s.%N); wait_indexed "$N"; W1=$(date +%s.%N)
 T1=$(ticks)
 HZ=$(getconf CLK_TCK)
 kill -TERM "$PID"; wait "$PID" || true
@@ -35,4 +36,4 @@ us = lambda ticks: round(ticks * 1e6 / hz / n, 2)
 print('$BIN', round(d['events_per_sec']), 'events/s, p99', round(d['p99_ms'], 1), 'ms;',
       'CPU us per event: server', us($T1 - $T0), '(with the indexer catching up), load generator',
       round(($CU + $CS) * 1e6 / n, 2), '; the machine during the run: busy', us($BUSY1 - $BUSY0),
-      'idle', us($IDLE1 - $IDLE0))"
+      'idle', us($IDLE1 - $IDLE0), '; index complete', round($W1 - $W0, 2), 's after the run')"

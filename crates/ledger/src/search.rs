@@ -22,6 +22,10 @@ const BACKGROUND_CHUNK: u64 = 2_048;
 /// Lag, in entries, beyond which indexing also runs at normal priority:
 /// about 2 s of ingest at 100 k events/s (`/readyz` fails at 1 M).
 const CATCH_UP_LAG: u64 = 200_000;
+/// Entries durable this long and not yet indexed are indexed at normal
+/// priority: search never falls further behind on a host whose cores are
+/// busy with other work.
+const CATCH_UP_AFTER: Duration = Duration::from_secs(1);
 /// The largest entry buffer the indexer keeps between reads: about 80 ms
 /// of ingest at 100 k events/s (it reads every 20 ms when caught up).
 const KEPT_BUNDLE_BYTES: usize = 8 << 20;
@@ -52,7 +56,10 @@ pub fn spawn_indexer(
             catching_up: AtomicBool::new(false),
         });
         follower.clone().spawn_background();
-        follower.spawn_catch_up(CATCH_UP_LAG);
+        follower.spawn_catch_up(CatchUp {
+            lag: CATCH_UP_LAG,
+            after: CATCH_UP_AFTER,
+        });
     }
 }
 
@@ -195,25 +202,54 @@ impl Follower {
             .expect("starting the indexer thread");
     }
 
-    fn spawn_catch_up(self: Arc<Self>, catch_up_lag: u64) {
+    /// Every 100 ms: when the lag is beyond `catch_up.lag`, or entries
+    /// durable `catch_up.after` ago are still not indexed (a host whose
+    /// cores are busy with other work), adds at normal priority until
+    /// neither holds and the lag is at most half `catch_up.lag`.
+    fn spawn_catch_up(self: Arc<Self>, catch_up: CatchUp) {
+        const TICK: Duration = Duration::from_millis(100);
+        let ticks = (catch_up.after.as_millis() / TICK.as_millis()).max(1) as usize;
         std::thread::Builder::new()
             .name("indexer-catch-up".into())
-            .spawn(move || loop {
-                std::thread::sleep(Duration::from_millis(100));
-                if self.lag() <= catch_up_lag {
-                    continue;
-                }
-                self.catching_up.store(true, Ordering::Release);
-                while self.lag() > catch_up_lag / 2 {
-                    if self.add_next(INDEX_CHUNK).is_err() {
-                        std::thread::sleep(Duration::from_secs(1));
-                        break;
+            .spawn(move || {
+                // The log's size at each of the last `ticks` ticks.
+                let mut sizes = std::collections::VecDeque::with_capacity(ticks + 1);
+                loop {
+                    std::thread::sleep(TICK);
+                    sizes.push_back(self.store.size());
+                    let due = if sizes.len() > ticks {
+                        sizes.pop_front().unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    let behind = |f: &Self| {
+                        let lag = f.lag();
+                        lag > catch_up.lag / 2 || f.indexed.load(Ordering::Acquire) < due
+                    };
+                    if self.lag() <= catch_up.lag && !behind(&self) {
+                        continue;
                     }
+                    self.catching_up.store(true, Ordering::Release);
+                    while behind(&self) {
+                        if self.add_next(INDEX_CHUNK).is_err() {
+                            std::thread::sleep(Duration::from_secs(1));
+                            break;
+                        }
+                    }
+                    self.catching_up.store(false, Ordering::Release);
                 }
-                self.catching_up.store(false, Ordering::Release);
             })
             .expect("starting the indexer catch-up thread");
     }
+}
+
+/// When indexing also runs at normal priority.
+#[derive(Clone, Copy)]
+struct CatchUp {
+    /// Beyond this lag, in entries.
+    lag: u64,
+    /// When entries durable this long ago are not indexed yet.
+    after: Duration,
 }
 
 /// Lowers the calling thread to Linux's idle scheduling class: it runs when
@@ -662,10 +698,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = follower(dir.path(), 5_000);
         // No background thread: as if ingest kept it from ever running.
-        f.clone().spawn_catch_up(1_000);
+        f.clone().spawn_catch_up(CatchUp {
+            lag: 1_000,
+            after: Duration::from_secs(3_600),
+        });
         wait_for("the lag to come down to half the catch-up lag", || {
             f.lag() <= 500
         });
         assert!(f.index.indexed_size().unwrap() >= 4_500);
+    }
+
+    #[test]
+    fn the_catch_up_indexer_adds_what_waited_too_long() {
+        let dir = tempfile::tempdir().unwrap();
+        // Far below the catch-up lag, and no background thread.
+        let f = follower(dir.path(), 100);
+        f.clone().spawn_catch_up(CatchUp {
+            lag: 1_000_000,
+            after: Duration::from_millis(300),
+        });
+        wait_for("the entries waiting to be indexed", || {
+            f.index.indexed_size().unwrap() == 100
+        });
     }
 }
