@@ -5,7 +5,8 @@
 # before the run and once the search index has caught up (so the indexer's
 # share is counted too), the load generator's (GNU time), and the whole
 # machine's busy and idle time during the run (/proc/stat), and how long
-# after the run the search index took to hold every event. Run from the
+# after the run the search index took to hold every event, and the
+# server's peak RSS. Run from the
 # checkout after `cargo build --release` (the load generator is this
 # build's `aiaudit bench`):
 #
@@ -27,6 +28,7 @@ read -r BUSY1 IDLE1 < <(machine)
 W0=$(date +%s.%N); wait_indexed "$N"; W1=$(date +%s.%N)
 T1=$(ticks)
 HZ=$(getconf CLK_TCK)
+HWM=$(awk '/^VmHWM/{print $2}' /proc/"$PID"/status)
 kill -TERM "$PID"; wait "$PID" || true
 read -r CU CS < /tmp/bench-cpu.time
 echo "$R" | python3 -c "
@@ -36,4 +38,4 @@ us = lambda ticks: round(ticks * 1e6 / hz / n, 2)
 print('$BIN', round(d['events_per_sec']), 'events/s, p99', round(d['p99_ms'], 1), 'ms;',
       'CPU us per event: server', us($T1 - $T0), '(with the indexer catching up), load generator',
       round(($CU + $CS) * 1e6 / n, 2), '; the machine during the run: busy', us($BUSY1 - $BUSY0),
-      'idle', us($IDLE1 - $IDLE0), '; index complete', round($W1 - $W0, 2), 's after the run')"
+      'idle', us($IDLE1 - $IDLE0), '; index complete', round($W1 - $W0, 2), 's after the run; server VmHWM', $HWM // 1024, 'MiB')"
