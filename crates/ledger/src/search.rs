@@ -281,8 +281,8 @@ struct CatchUp {
 }
 
 /// Lowers the calling thread to Linux's idle scheduling class: it runs when
-/// a core has nothing else to run. Elsewhere (or if refused) it stays as it
-/// is, and the catch-up thread is never needed.
+/// a core has nothing else to run. Elsewhere (or if refused) it stays at
+/// normal priority, and the catch-up thread rarely finds anything to do.
 fn at_idle_priority() {
     #[cfg(target_os = "linux")]
     {
