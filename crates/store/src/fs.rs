@@ -95,6 +95,12 @@ pub struct FsStore {
     integrated: AtomicU64,
     /// Ids logged but not yet in `ids`: bounded by the integration lag.
     pending: Mutex<KeyMap<String, u64>>,
+    /// How many times `ids` was reopened, which loses its commits that were
+    /// not durable. Changed only while holding `pending`, for the whole
+    /// reopen: whoever took ids out of `pending` or missed them there, and
+    /// then sees this move, must look again (the reopen put back what it
+    /// lost).
+    ids_reopened: AtomicU64,
     /// `None` only while being reopened after an I/O error (redb refuses
     /// further use of a database that saw one).
     ids: RwLock<Option<redb::Database>>,
@@ -143,6 +149,11 @@ impl FsStore {
         check_format(dir)?;
         let files = LogFiles::open(dir, true)?;
         let ids_path = dir.join("ids.redb");
+        #[cfg(feature = "fault-injection")]
+        let io_faults = crate::IoFaults::default();
+        #[cfg(feature = "fault-injection")]
+        let ids = open_id_index(&ids_path, &io_faults)?;
+        #[cfg(not(feature = "fault-injection"))]
         let ids = open_id_index(&ids_path)?;
         let store = FsStore {
             files,
@@ -161,13 +172,14 @@ impl FsStore {
             }),
             integrated: AtomicU64::new(0),
             pending: Mutex::new(KeyMap::default()),
+            ids_reopened: AtomicU64::new(0),
             ids: RwLock::new(Some(ids)),
             tenant_numbers: RwLock::new(HashMap::new()),
             uuids_in_text_keys: AtomicBool::new(false),
             ids_path,
             checkpoint_lock: Mutex::new(()),
             #[cfg(feature = "fault-injection")]
-            io_faults: crate::IoFaults::default(),
+            io_faults,
         };
         before_recovery(&store);
         let mut recovery = store.recover()?;
@@ -354,12 +366,14 @@ impl FsStore {
     /// Puts the keys of entries `[from, to)` back among the pending ones (those
     /// the durable id index does not hold yet).
     fn refill_pending(&self, from: u64, to: u64) -> Result<()> {
-        let mut found = Vec::new();
-        for i in from..to {
-            found.push((self.dedup_key_at(i)?, i));
-        }
+        let found = self.logged_keys(from, to)?;
         self.pending.lock().unwrap().extend(found);
         Ok(())
+    }
+
+    /// The dedup keys of entries `[from, to)` with their indexes.
+    fn logged_keys(&self, from: u64, to: u64) -> Result<Vec<(String, u64)>> {
+        (from..to).map(|i| Ok((self.dedup_key_at(i)?, i))).collect()
     }
 
     fn dedup_key_at(&self, i: u64) -> Result<String> {
@@ -470,17 +484,7 @@ impl FsStore {
     }
 
     fn load_tenant_numbers(&self) -> Result<()> {
-        use redb::ReadableTable;
-        let numbers = self.with_ids(|db| {
-            let tx = db.begin_read()?;
-            let t = tx.open_table(TENANT_NUMBERS)?;
-            let mut out = HashMap::new();
-            for row in t.iter()? {
-                let (k, v) = row?;
-                out.insert(k.value().to_string(), v.value());
-            }
-            Ok(out)
-        })?;
+        let numbers = self.with_ids(read_tenant_numbers)?;
         *self.tenant_numbers.write().unwrap() = numbers;
         Ok(())
     }
@@ -548,7 +552,12 @@ impl FsStore {
     /// Runs `f` on the id index; after an id-index failure (e.g. disk full),
     /// reopens it, restores what the reopen rolled back, and tries once more.
     fn with_ids<T>(&self, f: impl Fn(&redb::Database) -> Result<T>) -> Result<T> {
+        #[cfg(feature = "fault-injection")]
+        let injected = self.io_faults.id_index_fails();
+        #[cfg(not(feature = "fault-injection"))]
+        let injected = false;
         let first = match self.ids.read().unwrap().as_ref() {
+            _ if injected => Err(Error::IdIndex("injected fault: the id index failed".into())),
             Some(db) => f(db),
             None => Err(Error::IdIndex("the id index is closed".into())),
         };
@@ -565,25 +574,36 @@ impl FsStore {
         }
     }
 
+    /// Reopens the id index after a failure, holding `pending` throughout:
+    /// commits that were not durable are gone, so their ids go back into
+    /// `pending` (and tenants they numbered are not numbered) before anyone
+    /// looks there again.
     fn reopen_ids(&self) -> Result<()> {
-        {
+        let mut pending = self.pending.lock().unwrap();
+        self.ids_reopened.fetch_add(1, Ordering::SeqCst);
+        let reopened = (|| -> Result<Vec<(String, u64)>> {
             let mut guard = self.ids.write().unwrap();
             // redb holds a lock on its file: close before opening again.
             *guard = None;
-            *guard = Some(open_id_index(&self.ids_path)?);
-        }
-        // Commits that were not yet durable are gone: their ids are pending
-        // again, and tenants they numbered are not numbered.
-        self.load_tenant_numbers()?;
-        let indexed = {
-            let guard = self.ids.read().unwrap();
-            let db = guard.as_ref().expect("just opened");
-            let tx = db.begin_read()?;
-            let meta = tx.open_table(META)?;
-            let v = meta.get(INDEXED_SIZE)?.map_or(0, |v| v.value());
-            v
-        };
-        self.refill_pending(indexed, self.size.load(Ordering::SeqCst))
+            #[cfg(feature = "fault-injection")]
+            let db = open_id_index(&self.ids_path, &self.io_faults)?;
+            #[cfg(not(feature = "fault-injection"))]
+            let db = open_id_index(&self.ids_path)?;
+            let numbers = read_tenant_numbers(&db)?;
+            let indexed = {
+                let tx = db.begin_read()?;
+                let meta = tx.open_table(META)?;
+                let v = meta.get(INDEXED_SIZE)?.map_or(0, |v| v.value());
+                v
+            };
+            let lost = self.logged_keys(indexed, self.size.load(Ordering::SeqCst))?;
+            *self.tenant_numbers.write().unwrap() = numbers;
+            *guard = Some(db);
+            Ok(lost)
+        })();
+        // On failure the index stays closed, and its next use tries again.
+        pending.extend(reopened?);
+        Ok(())
     }
 
     fn write_levels(&self, writes: &HashMap<u32, (u64, Vec<u8>)>) -> Result<()> {
@@ -600,35 +620,34 @@ impl FsStore {
         Ok(())
     }
 
-    /// Writes a batch at the frontier (not synced). Its new keys go into
-    /// `pending` at once, so the next batch, written before this one is
-    /// durable, finds them.
-    fn append_locked(
-        &self,
-        seq: &mut Sequenced,
-        batch: &[NewEntry],
-    ) -> Result<(Vec<Appended>, Option<Written>)> {
-        let mut out: Vec<Appended> = Vec::with_capacity(batch.len());
-        let mut in_batch: KeyMap<&str, usize> =
-            KeyMap::with_capacity_and_hasher(batch.len(), Default::default());
-        let mut unresolved: Vec<usize> = Vec::new();
-        {
-            let pending = self.pending.lock().unwrap();
-            for (i, e) in batch.iter().enumerate() {
-                let index = pending.get(e.key.as_str()).copied();
-                out.push(Appended {
-                    index: index.unwrap_or(u64::MAX),
-                    leaf: e.leaf,
-                    duplicate: index.is_some(),
-                });
-                if index.is_none() {
-                    unresolved.push(i);
+    /// Each entry of `batch` as logged before (`duplicate`, with its
+    /// index) or not (index `u64::MAX`): from `pending`, then the id index.
+    fn find_logged(&self, batch: &[NewEntry]) -> Result<Vec<Appended>> {
+        loop {
+            let mut out: Vec<Appended> = Vec::with_capacity(batch.len());
+            let mut unresolved: Vec<usize> = Vec::new();
+            let reopened = {
+                let pending = self.pending.lock().unwrap();
+                for (i, e) in batch.iter().enumerate() {
+                    let index = pending.get(e.key.as_str()).copied();
+                    out.push(Appended {
+                        index: index.unwrap_or(u64::MAX),
+                        leaf: e.leaf,
+                        duplicate: index.is_some(),
+                    });
+                    if index.is_none() {
+                        unresolved.push(i);
+                    }
                 }
+                self.ids_reopened.load(Ordering::SeqCst)
+            };
+            if unresolved.is_empty() {
+                return Ok(out);
             }
-        }
-        // The id index is read after `pending`: integration inserts ids there
-        // before removing them from `pending`, so no logged id slips through.
-        if !unresolved.is_empty() {
+            // The id index is read after `pending`: integration inserts ids
+            // there before removing them from `pending`, so no logged id
+            // slips through, unless a reopen of the index lost them in
+            // between (and put them back into `pending`): then look again.
             let found = self.with_ids(|db| {
                 let tx = db.begin_read()?;
                 let (text, fixed) = (tx.open_table(IDS)?, tx.open_table(UUID_IDS)?);
@@ -640,11 +659,32 @@ impl FsStore {
                 }
                 Ok(found)
             })?;
+            if found.len() < unresolved.len() {
+                // A reopen under way holds `pending`: wait for it.
+                let _settled = self.pending.lock().unwrap();
+                if self.ids_reopened.load(Ordering::SeqCst) != reopened {
+                    continue;
+                }
+            }
             for (i, index) in found {
                 out[i].index = index;
                 out[i].duplicate = true;
             }
+            return Ok(out);
         }
+    }
+
+    /// Writes a batch at the frontier (not synced). Its new keys go into
+    /// `pending` at once, so the next batch, written before this one is
+    /// durable, finds them.
+    fn append_locked(
+        &self,
+        seq: &mut Sequenced,
+        batch: &[NewEntry],
+    ) -> Result<(Vec<Appended>, Option<Written>)> {
+        let mut out = self.find_logged(batch)?;
+        let mut in_batch: KeyMap<&str, usize> =
+            KeyMap::with_capacity_and_hasher(batch.len(), Default::default());
         let mut entries_buf =
             Vec::with_capacity(batch.iter().map(|e| 2 + e.entry.len()).sum::<usize>());
         let mut leaves_buf = Vec::with_capacity(batch.len() * LEAF_RECORD as usize);
@@ -844,17 +884,27 @@ impl FsStore {
         let root = tree.root();
 
         // Move logged ids into the durable index.
-        let moved: Vec<(String, u64)> = {
-            let pending = self.pending.lock().unwrap();
-            pending
-                .iter()
-                .filter(|(_, &i)| i < target)
-                .map(|(k, &i)| (k.clone(), i))
-                .collect()
-        };
-        if !moved.is_empty() || force_durable || self.indexed_size()? < target {
+        loop {
+            let (moved, reopened) = {
+                let pending = self.pending.lock().unwrap();
+                let moved: Vec<(String, u64)> = pending
+                    .iter()
+                    .filter(|(_, &i)| i < target)
+                    .map(|(k, &i)| (k.clone(), i))
+                    .collect();
+                (moved, self.ids_reopened.load(Ordering::SeqCst))
+            };
+            if moved.is_empty() && !force_durable && self.indexed_size()? >= target {
+                break;
+            }
             let durable = force_durable || integ.last_durable_ids.elapsed() >= ID_INDEX_SYNC;
-            self.with_ids(|db| {
+            let committed = self.with_ids(|db| {
+                // A reopen since `moved` was read put ids back into `pending`
+                // that `moved` lacks: committing it as covering `target`
+                // would leave them out of the index.
+                if self.ids_reopened.load(Ordering::SeqCst) != reopened {
+                    return Ok(false);
+                }
                 let mut tx = db.begin_write()?;
                 if durable {
                     // The allocator state goes with each durable commit, so
@@ -869,17 +919,30 @@ impl FsStore {
                 tx.open_table(META)?.insert(INDEXED_SIZE, target)?;
                 tx.commit()?;
                 self.tenant_numbers.write().unwrap().extend(numbered);
-                Ok(())
+                Ok(true)
             })?;
+            if !committed {
+                continue;
+            }
             if durable {
                 integ.last_durable_ids = Instant::now();
             }
+            #[cfg(feature = "fault-injection")]
+            if self.io_faults.reopens_after_id_commit() {
+                self.reopen_ids()?;
+            }
             let mut pending = self.pending.lock().unwrap();
+            // A reopen since the commit may have lost it: the ids are in
+            // `pending` again, for the next round to commit.
+            if self.ids_reopened.load(Ordering::SeqCst) != reopened {
+                continue;
+            }
             for (id, index) in moved {
                 if pending.get(&id) == Some(&index) {
                     pending.remove(&id);
                 }
             }
+            break;
         }
         integ.tree = tree;
         self.integrated.store(target, Ordering::SeqCst);
@@ -986,15 +1049,29 @@ impl Storage for FsStore {
     }
 
     fn lookup_key(&self, key: &str) -> Result<Option<u64>> {
-        if let Some(&i) = self.pending.lock().unwrap().get(key) {
-            // Written but not durable yet: not logged for a reader.
-            return Ok((i < self.size()).then_some(i));
+        loop {
+            let reopened = {
+                let pending = self.pending.lock().unwrap();
+                if let Some(&i) = pending.get(key) {
+                    // Written but not durable yet: not logged for a reader.
+                    return Ok((i < self.size()).then_some(i));
+                }
+                self.ids_reopened.load(Ordering::SeqCst)
+            };
+            let found = self.with_ids(|db| {
+                let tx = db.begin_read()?;
+                let (text, fixed) = (tx.open_table(IDS)?, tx.open_table(UUID_IDS)?);
+                self.find_id(&text, &fixed, key)
+            })?;
+            if found.is_none() {
+                // As in `find_logged`: a reopen in between may have moved it.
+                let _settled = self.pending.lock().unwrap();
+                if self.ids_reopened.load(Ordering::SeqCst) != reopened {
+                    continue;
+                }
+            }
+            return Ok(found);
         }
-        self.with_ids(|db| {
-            let tx = db.begin_read()?;
-            let (text, fixed) = (tx.open_table(IDS)?, tx.open_table(UUID_IDS)?);
-            self.find_id(&text, &fixed, key)
-        })
     }
 
     fn checkpoint(&self) -> Result<Option<String>> {
@@ -1250,11 +1327,29 @@ pub fn parse_checkpoint(note: &str) -> Result<Checkpoint> {
     Checkpoint::parse_body(body).map_err(|e| Error::Format(format!("checkpoint file: {e}")))
 }
 
-fn open_id_index(path: &Path) -> Result<redb::Database> {
+fn read_tenant_numbers(db: &redb::Database) -> Result<HashMap<String, u32>> {
+    use redb::ReadableTable;
+    let tx = db.begin_read()?;
+    let t = tx.open_table(TENANT_NUMBERS)?;
+    let mut out = HashMap::new();
+    for row in t.iter()? {
+        let (k, v) = row?;
+        out.insert(k.value().to_string(), v.value());
+    }
+    Ok(out)
+}
+
+fn open_id_index(
+    path: &Path,
+    #[cfg(feature = "fault-injection")] faults: &crate::IoFaults,
+) -> Result<redb::Database> {
+    let mut builder = redb::Builder::new();
     // A bounded cache: the id index must not grow with the log in RAM.
-    let db = redb::Builder::new()
-        .set_cache_size(ID_INDEX_CACHE_BYTES)
-        .create(path)?;
+    builder.set_cache_size(ID_INDEX_CACHE_BYTES);
+    #[cfg(not(feature = "fault-injection"))]
+    let db = builder.create(path)?;
+    #[cfg(feature = "fault-injection")]
+    let db = builder.create_with_backend(faults.id_index_file(open_rw(path)?)?)?;
     let tx = db.begin_write()?;
     tx.open_table(IDS)?;
     tx.open_table(UUID_IDS)?;

@@ -1,5 +1,6 @@
 //! Faults inside the file backend's append path, for tests only: a write of
-//! a batch that stops part-way (a torn write) and an fsync that fails.
+//! a batch that stops part-way (a torn write), an fsync that fails, and a
+//! failure of the id index that makes the store reopen it.
 //!
 //! Compiled only with the cargo feature `fault-injection`, which nothing but
 //! dev-dependencies enable: a release build has neither this type nor a
@@ -7,9 +8,10 @@
 //! whole calls at the `Storage` boundary; this reaches under it, into the
 //! `write_all_at` and `sync_data` calls of `FsStore`.
 
+use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Faults armed for the next batch an [`crate::FsStore`] writes. Each fires
 /// once and then disarms itself.
@@ -22,6 +24,54 @@ pub struct IoFaults {
     /// When a fault fires, leave the files as a crash at that moment would:
     /// the store does not cut the batch's bytes away. Drop the store then.
     crash: AtomicBool,
+    /// The id index's next use fails as an I/O error would.
+    fail_id_index: AtomicBool,
+    /// Right after integration's next commit to the id index, the index is
+    /// reopened, as another thread's failed use would make it.
+    reopen_after_id_commit: AtomicBool,
+    /// Set when a failure is injected into the id index as it is open now.
+    id_index_broken: Mutex<Arc<AtomicBool>>,
+}
+
+/// The id index's file as the store's redb database sees it under this
+/// feature. Once a failure is injected into the index it refuses every
+/// write, so dropping the database cannot save the commits that were not
+/// durable: as after a real I/O error, when redb drops a database without
+/// writing anything.
+#[derive(Debug)]
+pub(crate) struct IdIndexFile {
+    file: redb::backends::FileBackend,
+    broken: Arc<AtomicBool>,
+}
+
+impl IdIndexFile {
+    fn check(&self) -> io::Result<()> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(io::Error::other("injected fault: the id index failed"));
+        }
+        Ok(())
+    }
+}
+
+impl redb::StorageBackend for IdIndexFile {
+    fn len(&self) -> io::Result<u64> {
+        self.file.len()
+    }
+    fn read(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        self.file.read(offset, len)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.check()?;
+        self.file.set_len(len)
+    }
+    fn sync_data(&self, eventual: bool) -> io::Result<()> {
+        self.check()?;
+        self.file.sync_data(eventual)
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.check()?;
+        self.file.write(offset, data)
+    }
 }
 
 impl IoFaults {
@@ -39,6 +89,62 @@ impl IoFaults {
     /// instead of letting the store clean up after the failed append.
     pub fn crash_on_fault(&self, on: bool) {
         self.crash.store(on, Ordering::SeqCst);
+    }
+
+    /// The id index's next use fails, so the store reopens it (redb refuses
+    /// a database that saw an I/O error), losing its commits that were not
+    /// durable yet.
+    pub fn fail_next_id_index_use(&self) {
+        self.fail_id_index.store(true, Ordering::SeqCst);
+    }
+
+    /// The id index is reopened right after integration's next commit to
+    /// it, before integration forgets the ids it moved there: the moment
+    /// another thread's failure would be most costly.
+    pub fn reopen_after_next_id_commit(&self) {
+        self.reopen_after_id_commit.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the id index's next use fails (it fires once); the index as
+    /// it is open now then refuses every write.
+    pub(crate) fn id_index_fails(&self) -> bool {
+        let fails = self.fail_id_index.swap(false, Ordering::SeqCst);
+        if fails {
+            self.break_id_index();
+        }
+        fails
+    }
+
+    /// Whether to reopen the id index right after integration's commit (it
+    /// fires once); the index as it is open now then refuses every write.
+    pub(crate) fn reopens_after_id_commit(&self) -> bool {
+        let reopens = self.reopen_after_id_commit.swap(false, Ordering::SeqCst);
+        if reopens {
+            self.break_id_index();
+        }
+        reopens
+    }
+
+    fn break_id_index(&self) {
+        let broken = self
+            .id_index_broken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        broken.store(true, Ordering::SeqCst);
+    }
+
+    /// The file of an id index being opened, failing once a fault is
+    /// injected into it.
+    pub(crate) fn id_index_file(&self, file: File) -> Result<IdIndexFile, redb::DatabaseError> {
+        let broken = Arc::new(AtomicBool::new(false));
+        *self
+            .id_index_broken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = broken.clone();
+        Ok(IdIndexFile {
+            file: redb::backends::FileBackend::new(file)?,
+            broken,
+        })
     }
 
     pub(crate) fn crashes(&self) -> bool {

@@ -348,3 +348,58 @@ fn a_crash_after_a_failing_fsync_loses_nothing_acknowledged() {
     all.extend(batch(50, 60));
     assert_holds(&store, &all);
 }
+
+/// Every entry of `out` points at the logged copy: `acked[i]` at index `i`.
+fn assert_found(out: &[Appended], acked: &[NewEntry]) {
+    for (i, a) in out.iter().enumerate() {
+        assert_eq!((a.index, a.duplicate), (i as u64, true), "{i}");
+        assert_eq!(a.leaf, acked[i].leaf, "{i}");
+    }
+}
+
+/// An id-index failure makes the store reopen the index, which loses its
+/// commits that were not durable yet. Events sent again after that are
+/// still found, when the reopen falls between the two places an append
+/// looks (the ids waiting to be indexed, then the index): the reopen puts
+/// what it lost back among the waiting ids, and the append looks again.
+#[test]
+fn a_retry_is_found_when_the_id_index_reopens_while_it_is_looked_up() {
+    let (dir, store, acked) = twenty_acknowledged();
+    // The ids move into the index, in a commit that is not durable yet.
+    store.integrate().unwrap();
+    store.io_faults().fail_next_id_index_use();
+    assert_found(&store.append(&acked).unwrap(), &acked);
+    assert_holds(&store, &acked);
+    assert_reopened_holds(store, dir.path(), &acked);
+}
+
+/// The same when the reopen comes right after integration committed ids to
+/// the index and before it forgot them among the waiting ones.
+#[test]
+fn a_retry_is_found_when_the_id_index_reopens_right_after_integration_commits() {
+    let (dir, store, acked) = twenty_acknowledged();
+    store.io_faults().reopen_after_next_id_commit();
+    store.integrate().unwrap();
+    assert_found(&store.append(&acked).unwrap(), &acked);
+    assert_holds(&store, &acked);
+    assert_reopened_holds(store, dir.path(), &acked);
+}
+
+/// The same when the reopen comes as integration makes the index durable:
+/// integration commits what the reopen put back too, so the durable index
+/// never claims entries whose ids it lacks (a restart would not put those
+/// back among the waiting ids).
+#[test]
+fn a_retry_is_found_after_a_restart_when_the_id_index_reopened_as_it_was_made_durable() {
+    let (dir, store, mut acked) = twenty_acknowledged();
+    store.integrate().unwrap();
+    let more = batch(20, 30);
+    assert_fresh(&store.append(&more).unwrap(), 20);
+    acked.extend(more);
+    store.io_faults().fail_next_id_index_use();
+    store.sync().unwrap();
+    drop(store);
+    let (store, _) = FsStore::open(dir.path()).unwrap();
+    assert_found(&store.append(&acked).unwrap(), &acked);
+    assert_holds(&store, &acked);
+}
