@@ -91,6 +91,12 @@ pub struct FsStore {
     /// Per generation that a failed sync ended, the durable size it was
     /// cut back to: its batches beyond it are lost.
     cut_back: Mutex<HashMap<u64, u64>>,
+    /// A cut back of the log files after a failed write or sync failed
+    /// itself: they may still hold the lost batches' bytes past the
+    /// frontier, which a later batch ending at one of their boundaries
+    /// would bring back to life at recovery. No batch is written until a
+    /// cut succeeds. Read and set holding `seq`.
+    uncut: AtomicBool,
     integ: Mutex<Integrated>,
     integrated: AtomicU64,
     /// Ids logged but not yet in `ids`: bounded by the integration lag.
@@ -166,6 +172,7 @@ impl FsStore {
             size: AtomicU64::new(0),
             syncing: Mutex::new(0),
             cut_back: Mutex::new(HashMap::new()),
+            uncut: AtomicBool::new(false),
             integ: Mutex::new(Integrated {
                 tree: TreeBuilder::new(),
                 last_durable_ids: Instant::now(),
@@ -682,6 +689,10 @@ impl FsStore {
         seq: &mut Sequenced,
         batch: &[NewEntry],
     ) -> Result<(Vec<Appended>, Option<Written>)> {
+        if self.uncut.load(Ordering::SeqCst) {
+            self.cut_files(seq.entries_len, seq.size)?;
+            self.uncut.store(false, Ordering::SeqCst);
+        }
         let mut out = self.find_logged(batch)?;
         let mut in_batch: KeyMap<&str, usize> =
             KeyMap::with_capacity_and_hasher(batch.len(), Default::default());
@@ -736,8 +747,7 @@ impl FsStore {
             }
             // Nothing of this batch is acknowledged; cut off what reached the
             // files so the next batch starts clean.
-            let _ = self.files.entries.set_len(seq.entries_len);
-            let _ = self.files.leaves.set_len(seq.size * LEAF_RECORD);
+            self.cut_to(seq.entries_len, seq.size);
             return Err(e);
         }
         {
@@ -752,6 +762,23 @@ impl FsStore {
         seq.size = next;
         seq.entries_len = end;
         Ok((out, mark))
+    }
+
+    /// Cuts the log files back to `entries_len` bytes of entries and `size`
+    /// leaf records after a failed write or sync (holding `seq`); when that
+    /// fails too, the next batch tries again before it is written.
+    fn cut_to(&self, entries_len: u64, size: u64) {
+        if let Err(e) = self.cut_files(entries_len, size) {
+            tracing::error!(error = %e, "cutting the log back after a failed write failed; the next batch tries again first");
+            self.uncut.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn cut_files(&self, entries_len: u64, size: u64) -> io::Result<()> {
+        #[cfg(feature = "fault-injection")]
+        self.io_faults.cut()?;
+        self.files.entries.set_len(entries_len)?;
+        self.files.leaves.set_len(size * LEAF_RECORD)
     }
 
     fn write_batch(&self, seq: &Sequenced, entries_buf: &[u8], leaves_buf: &[u8]) -> Result<()> {
@@ -799,8 +826,7 @@ impl FsStore {
                 }
                 let mut seq = self.seq.lock().unwrap();
                 let durable = self.size.load(Ordering::SeqCst);
-                let _ = self.files.entries.set_len(*durable_len);
-                let _ = self.files.leaves.set_len(durable * LEAF_RECORD);
+                self.cut_to(*durable_len, durable);
                 self.pending.lock().unwrap().retain(|_, i| *i < durable);
                 self.cut_back
                     .lock()

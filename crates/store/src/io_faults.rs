@@ -21,6 +21,8 @@ pub struct IoFaults {
     /// the files before the write fails.
     torn_after: Mutex<Option<u64>>,
     fail_fsync: AtomicBool,
+    /// The next cut back of the log files after a failure fails too.
+    fail_cut: AtomicBool,
     /// When a fault fires, leave the files as a crash at that moment would:
     /// the store does not cut the batch's bytes away. Drop the store then.
     crash: AtomicBool,
@@ -83,6 +85,21 @@ impl IoFaults {
     /// The next fsync of a log file fails (after the write went through).
     pub fn fail_next_fsync(&self) {
         self.fail_fsync.store(true, Ordering::SeqCst);
+    }
+
+    /// The next cut back of the log files (after a failed write or sync)
+    /// fails, leaving the lost batches' bytes in the files.
+    pub fn fail_next_cut(&self) {
+        self.fail_cut.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn cut(&self) -> io::Result<()> {
+        if self.fail_cut.swap(false, Ordering::SeqCst) {
+            return Err(io::Error::other(
+                "injected fault: cutting the log back failed",
+            ));
+        }
+        Ok(())
     }
 
     /// Whether a fired fault leaves the batch's bytes in the files (a crash)

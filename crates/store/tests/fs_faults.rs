@@ -403,3 +403,26 @@ fn a_retry_is_found_after_a_restart_when_the_id_index_reopened_as_it_was_made_du
     assert_found(&store.append(&acked).unwrap(), &acked);
     assert_holds(&store, &acked);
 }
+
+/// When cutting the log back after a failed fsync fails too, the lost
+/// batch's bytes stay in the files past the frontier. The next batch cuts
+/// again before it is written: otherwise a batch ending exactly where one
+/// of the lost entries ended (here the first five of the lost batch, sent
+/// again) would let recovery take the lost entries after it for logged.
+#[test]
+fn a_failed_cut_back_is_done_before_the_next_batch() {
+    let (dir, store, mut acked) = twenty_acknowledged();
+    store.io_faults().fail_next_fsync();
+    store.io_faults().fail_next_cut();
+    store
+        .append(&batch(20, 30))
+        .expect_err("a batch whose fsync failed must not be acknowledged");
+    assert_eq!(store.size(), 20);
+    let again = batch(20, 25);
+    assert_fresh(&store.append(&again).unwrap(), 20);
+    acked.extend(again);
+    assert_eq!(file_len(dir.path(), "leaves"), 25 * 40);
+    assert_eq!(file_len(dir.path(), "entries"), entries_bytes(&acked));
+    assert_holds(&store, &acked);
+    assert_reopened_holds(store, dir.path(), &acked);
+}
