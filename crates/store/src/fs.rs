@@ -563,6 +563,7 @@ impl FsStore {
         let injected = self.io_faults.id_index_fails();
         #[cfg(not(feature = "fault-injection"))]
         let injected = false;
+        let reopened = self.ids_reopened.load(Ordering::SeqCst);
         let first = match self.ids.read().unwrap().as_ref() {
             _ if injected => Err(Error::IdIndex("injected fault: the id index failed".into())),
             Some(db) => f(db),
@@ -571,7 +572,7 @@ impl FsStore {
         match first {
             Err(Error::IdIndex(e)) => {
                 tracing::warn!(error = %e, "id index failed; reopening it");
-                self.reopen_ids()?;
+                self.reopen_ids(reopened)?;
                 match self.ids.read().unwrap().as_ref() {
                     Some(db) => f(db),
                     None => Err(Error::IdIndex("the id index is closed".into())),
@@ -584,9 +585,16 @@ impl FsStore {
     /// Reopens the id index after a failure, holding `pending` throughout:
     /// commits that were not durable are gone, so their ids go back into
     /// `pending` (and tenants they numbered are not numbered) before anyone
-    /// looks there again.
-    fn reopen_ids(&self) -> Result<()> {
+    /// looks there again. `seen` is `ids_reopened` before the use that
+    /// failed: when another thread has reopened the index since, this one
+    /// uses that (several threads fail together after one I/O error).
+    fn reopen_ids(&self, seen: u64) -> Result<()> {
         let mut pending = self.pending.lock().unwrap();
+        if self.ids_reopened.load(Ordering::SeqCst) != seen && self.ids.read().unwrap().is_some() {
+            return Ok(());
+        }
+        // Bumped before the index is swapped: a look-up that ran on the new
+        // index sees the bump when it checks afterwards.
         self.ids_reopened.fetch_add(1, Ordering::SeqCst);
         let reopened = (|| -> Result<Vec<(String, u64)>> {
             let mut guard = self.ids.write().unwrap();
@@ -666,12 +674,12 @@ impl FsStore {
                 }
                 Ok(found)
             })?;
-            if found.len() < unresolved.len() {
-                // A reopen under way holds `pending`: wait for it.
-                let _settled = self.pending.lock().unwrap();
-                if self.ids_reopened.load(Ordering::SeqCst) != reopened {
-                    continue;
-                }
+            // A reopen bumps the count before it swaps the index: a look-up
+            // that ran on the new index sees the bump here.
+            if found.len() < unresolved.len()
+                && self.ids_reopened.load(Ordering::SeqCst) != reopened
+            {
+                continue;
             }
             for (i, index) in found {
                 out[i].index = index;
@@ -910,6 +918,7 @@ impl FsStore {
         let root = tree.root();
 
         // Move logged ids into the durable index.
+        let mut reopens = 0;
         loop {
             let (moved, reopened) = {
                 let pending = self.pending.lock().unwrap();
@@ -947,7 +956,19 @@ impl FsStore {
                 self.tenant_numbers.write().unwrap().extend(numbered);
                 Ok(true)
             })?;
+            // Each round that meets a reopen tries again, a few times: a
+            // commit that keeps failing is an error for the caller.
+            let again = |reopens: &mut u32| {
+                *reopens += 1;
+                if *reopens > 3 {
+                    return Err(Error::IdIndex(
+                        "the id index was reopened during each of three commits".into(),
+                    ));
+                }
+                Ok(())
+            };
             if !committed {
+                again(&mut reopens)?;
                 continue;
             }
             if durable {
@@ -955,12 +976,14 @@ impl FsStore {
             }
             #[cfg(feature = "fault-injection")]
             if self.io_faults.reopens_after_id_commit() {
-                self.reopen_ids()?;
+                self.reopen_ids(self.ids_reopened.load(Ordering::SeqCst))?;
             }
             let mut pending = self.pending.lock().unwrap();
             // A reopen since the commit may have lost it: the ids are in
             // `pending` again, for the next round to commit.
             if self.ids_reopened.load(Ordering::SeqCst) != reopened {
+                drop(pending);
+                again(&mut reopens)?;
                 continue;
             }
             for (id, index) in moved {
@@ -1089,12 +1112,9 @@ impl Storage for FsStore {
                 let (text, fixed) = (tx.open_table(IDS)?, tx.open_table(UUID_IDS)?);
                 self.find_id(&text, &fixed, key)
             })?;
-            if found.is_none() {
-                // As in `find_logged`: a reopen in between may have moved it.
-                let _settled = self.pending.lock().unwrap();
-                if self.ids_reopened.load(Ordering::SeqCst) != reopened {
-                    continue;
-                }
+            // As in `find_logged`: a reopen in between may have moved it.
+            if found.is_none() && self.ids_reopened.load(Ordering::SeqCst) != reopened {
+                continue;
             }
             return Ok(found);
         }

@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Faults armed for the next batch an [`crate::FsStore`] writes. Each fires
@@ -26,8 +26,8 @@ pub struct IoFaults {
     /// When a fault fires, leave the files as a crash at that moment would:
     /// the store does not cut the batch's bytes away. Drop the store then.
     crash: AtomicBool,
-    /// The id index's next use fails as an I/O error would.
-    fail_id_index: AtomicBool,
+    /// How many of the id index's next uses fail as an I/O error would.
+    fail_id_index: AtomicU32,
     /// Right after integration's next commit to the id index, the index is
     /// reopened, as another thread's failed use would make it.
     reopen_after_id_commit: AtomicBool,
@@ -112,7 +112,12 @@ impl IoFaults {
     /// a database that saw an I/O error), losing its commits that were not
     /// durable yet.
     pub fn fail_next_id_index_use(&self) {
-        self.fail_id_index.store(true, Ordering::SeqCst);
+        self.fail_id_index_uses(1);
+    }
+
+    /// The id index's next `n` uses fail, each once reopened.
+    pub fn fail_id_index_uses(&self, n: u32) {
+        self.fail_id_index.store(n, Ordering::SeqCst);
     }
 
     /// The id index is reopened right after integration's next commit to
@@ -122,10 +127,13 @@ impl IoFaults {
         self.reopen_after_id_commit.store(true, Ordering::SeqCst);
     }
 
-    /// Whether the id index's next use fails (it fires once); the index as
-    /// it is open now then refuses every write.
+    /// Whether this use of the id index fails (each armed failure fires
+    /// once); the index as it is open now then refuses every write.
     pub(crate) fn id_index_fails(&self) -> bool {
-        let fails = self.fail_id_index.swap(false, Ordering::SeqCst);
+        let fails = self
+            .fail_id_index
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
         if fails {
             self.break_id_index();
         }

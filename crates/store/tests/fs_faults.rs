@@ -426,3 +426,21 @@ fn a_failed_cut_back_is_done_before_the_next_batch() {
     assert_holds(&store, &acked);
     assert_reopened_holds(store, dir.path(), &acked);
 }
+
+/// An id index that fails on every commit makes integration give up with
+/// an error after a few reopens instead of reopening it for ever; once it
+/// works again, integration moves every id and events sent again are found.
+#[test]
+fn integration_gives_up_on_an_id_index_that_keeps_failing() {
+    let (dir, store, acked) = twenty_acknowledged();
+    store.io_faults().fail_id_index_uses(10);
+    let err = store
+        .integrate()
+        .expect_err("an id index failing on each use is an error");
+    assert!(err.to_string().contains("reopened"), "{err}");
+    store.io_faults().fail_id_index_uses(0);
+    assert_eq!(store.integrate().unwrap().0, 20);
+    assert_found(&store.append(&acked).unwrap(), &acked);
+    assert_holds(&store, &acked);
+    assert_reopened_holds(store, dir.path(), &acked);
+}
