@@ -20,8 +20,26 @@ pub struct TempPostgres {
     pub url: String,
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, for a server a test starts
+/// later. Taken below Linux's ephemeral range (32768 and up by default), so
+/// the kernel never hands it to another socket (`bind` to port 0, or an
+/// outgoing connection) between this call and the server's start; each
+/// call in a process tries the next port, from a place that depends on the
+/// process id, so two calls (or two test binaries) do not collide.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(1_009) % COUNT;
+    for _ in 0..COUNT {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT;
+        let port = (FIRST + offset) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    // Every port of the range is taken: let the kernel pick one.
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -232,5 +250,23 @@ impl Drop for TempPostgres {
             .arg(&self.data)
             .args(["-m", "immediate", "stop"])
             .output();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_bindable_and_below_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..50).map(|_| free_port()).collect();
+        let mut distinct = ports.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+        for p in ports {
+            assert!((20_000..32_000).contains(&p), "{p}");
+            TcpListener::bind(("127.0.0.1", p)).unwrap();
+        }
     }
 }
