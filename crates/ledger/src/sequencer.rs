@@ -6,7 +6,7 @@
 
 use crate::error::Error;
 use aiaudit_store::{Appended, NewEntry, Storage, Written};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -19,13 +19,37 @@ struct Request {
 #[derive(Clone)]
 pub struct Handle {
     tx: mpsc::Sender<Request>,
-    writable: Arc<AtomicBool>,
+    writable: Arc<Writable>,
+}
+
+/// Whether the latest group that wrote anything reached the disk. Two
+/// threads report (the sequencer a failed write, the syncer each sync), and
+/// a later group's sync may finish while the sequencer reports an even
+/// later group's failed write: each report carries its group's number, and
+/// only the latest group's counts.
+struct Writable(AtomicU64);
+
+impl Writable {
+    fn new() -> Self {
+        Writable(AtomicU64::new(1))
+    }
+
+    fn report(&self, group: u64, ok: bool) {
+        self.0
+            .fetch_max((group << 1) | u64::from(ok), Ordering::SeqCst);
+    }
+
+    fn get(&self) -> bool {
+        self.0.load(Ordering::SeqCst) & 1 == 1
+    }
 }
 
 impl Handle {
-    /// False from a failed append (disk full, fsync error) until the next one succeeds.
+    /// False from a failed append (disk full, fsync error) until a later one
+    /// writes and syncs. A group of duplicates only writes nothing, so it
+    /// changes nothing.
     pub fn storage_writable(&self) -> bool {
-        self.writable.load(Ordering::Relaxed)
+        self.writable.get()
     }
 
     /// Appends a batch and returns once it is durable.
@@ -42,6 +66,7 @@ impl Handle {
 
 /// A written group waiting to be durable, with the requests to answer.
 struct Unsynced {
+    group: u64,
     written: Written,
     results: Vec<Appended>,
     parts: Vec<(usize, Reply)>,
@@ -59,7 +84,7 @@ const WRITTEN_AHEAD: usize = 2;
 pub fn spawn(store: Arc<dyn Storage>, max_events: usize) -> Handle {
     // Bounded: when storage falls behind, handlers wait here (backpressure).
     let (tx, mut rx) = mpsc::channel::<Request>(4096);
-    let writable = Arc::new(AtomicBool::new(true));
+    let writable = Arc::new(Writable::new());
     let (to_sync, unsynced) = std::sync::mpsc::sync_channel::<Unsynced>(WRITTEN_AHEAD);
     let (status, sync_store) = (writable.clone(), store.clone());
     std::thread::Builder::new()
@@ -67,7 +92,7 @@ pub fn spawn(store: Arc<dyn Storage>, max_events: usize) -> Handle {
         .spawn(move || {
             while let Ok(u) = unsynced.recv() {
                 let synced = sync_store.wait_durable(u.written);
-                status.store(synced.is_ok(), Ordering::Relaxed);
+                status.report(u.group, synced.is_ok());
                 answer(synced.map(|()| u.results), u.parts);
             }
         })
@@ -76,7 +101,9 @@ pub fn spawn(store: Arc<dyn Storage>, max_events: usize) -> Handle {
     std::thread::Builder::new()
         .name("sequencer".into())
         .spawn(move || {
+            let mut number = 0;
             while let Some(first) = rx.blocking_recv() {
+                number += 1;
                 let mut group = vec![first];
                 let mut events = group[0].batch.len();
                 while events < max_events {
@@ -88,7 +115,7 @@ pub fn spawn(store: Arc<dyn Storage>, max_events: usize) -> Handle {
                         Err(_) => break,
                     }
                 }
-                if let Some(u) = write(&*store, group, events, &status) {
+                if let Some(u) = write(&*store, number, group, events, &status) {
                     if let Err(e) = to_sync.send(u) {
                         // The syncer is gone (a panic): nothing more can be
                         // acknowledged, so stop taking batches too.
@@ -98,7 +125,7 @@ pub fn spawn(store: Arc<dyn Storage>, max_events: usize) -> Handle {
                             ))),
                             e.0.parts,
                         );
-                        status.store(false, Ordering::Relaxed);
+                        status.report(number, false);
                         break;
                     }
                 }
@@ -112,9 +139,10 @@ pub fn spawn(store: Arc<dyn Storage>, max_events: usize) -> Handle {
 /// otherwise returns it for the syncer.
 fn write(
     store: &dyn Storage,
+    number: u64,
     group: Vec<Request>,
     events: usize,
-    status: &AtomicBool,
+    status: &Writable,
 ) -> Option<Unsynced> {
     let mut all = Vec::with_capacity(events);
     let mut parts = Vec::with_capacity(group.len());
@@ -124,17 +152,17 @@ fn write(
     }
     match store.append_unsynced(&all) {
         Ok((results, Some(written))) => Some(Unsynced {
+            group: number,
             written,
             results,
             parts,
         }),
         Ok((results, None)) => {
-            status.store(true, Ordering::Relaxed);
             answer(Ok(results), parts);
             None
         }
         Err(e) => {
-            status.store(false, Ordering::Relaxed);
+            status.report(number, false);
             answer(Err(e), parts);
             None
         }
@@ -156,5 +184,28 @@ fn answer(results: aiaudit_store::Result<Vec<Appended>>, parts: Vec<(usize, Repl
                 let _ = reply.send(Err(problem.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Writable;
+
+    #[test]
+    fn the_latest_group_decides_whether_storage_is_writable() {
+        let w = Writable::new();
+        assert!(w.get());
+        // Group 3's write fails while group 2's sync is still running.
+        w.report(3, false);
+        w.report(2, true);
+        assert!(
+            !w.get(),
+            "an earlier group's sync must not hide a later failure"
+        );
+        w.report(4, true);
+        assert!(w.get());
+        w.report(6, false);
+        w.report(5, true);
+        assert!(!w.get());
     }
 }
