@@ -67,6 +67,9 @@ impl Handle {
 /// A written group waiting to be durable, with the requests to answer.
 struct Unsynced {
     group: u64,
+    /// Whether the group wrote anything: duplicates only (of entries
+    /// written ahead, not yet durable) say nothing about the disk.
+    wrote: bool,
     written: Written,
     results: Vec<Appended>,
     parts: Vec<(usize, Reply)>,
@@ -92,7 +95,9 @@ pub fn spawn(store: Arc<dyn Storage>, max_events: usize) -> Handle {
         .spawn(move || {
             while let Ok(u) = unsynced.recv() {
                 let synced = sync_store.wait_durable(u.written);
-                status.report(u.group, synced.is_ok());
+                if synced.is_err() || u.wrote {
+                    status.report(u.group, synced.is_ok());
+                }
                 answer(synced.map(|()| u.results), u.parts);
             }
         })
@@ -153,6 +158,7 @@ fn write(
     match store.append_unsynced(&all) {
         Ok((results, Some(written))) => Some(Unsynced {
             group: number,
+            wrote: results.iter().any(|a| !a.duplicate),
             written,
             results,
             parts,

@@ -1059,6 +1059,14 @@ impl Storage for FsStore {
     }
 
     fn sync(&self) -> Result<(u64, Hash)> {
+        {
+            // A clean stop leaves no lost batch's bytes for recovery to keep.
+            let seq = self.seq.lock().unwrap();
+            if self.uncut.load(Ordering::SeqCst) {
+                self.cut_files(seq.entries_len, seq.size)?;
+                self.uncut.store(false, Ordering::SeqCst);
+            }
+        }
         self.integrate_to(true)
     }
 

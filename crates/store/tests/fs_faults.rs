@@ -444,3 +444,20 @@ fn integration_gives_up_on_an_id_index_that_keeps_failing() {
     assert_holds(&store, &acked);
     assert_reopened_holds(store, dir.path(), &acked);
 }
+
+/// A clean stop (`sync`) after a cut back that failed cuts the files first:
+/// recovery at the next start would otherwise keep the lost batch, whose
+/// entries hash to their leaves, as logged.
+#[test]
+fn a_clean_stop_does_the_cut_back_that_failed() {
+    let (dir, store, acked) = twenty_acknowledged();
+    store.io_faults().fail_next_fsync();
+    store.io_faults().fail_next_cut();
+    store
+        .append(&batch(20, 30))
+        .expect_err("a batch whose fsync failed must not be acknowledged");
+    store.sync().unwrap();
+    assert_eq!(file_len(dir.path(), "leaves"), 20 * 40);
+    assert_eq!(file_len(dir.path(), "entries"), entries_bytes(&acked));
+    assert_reopened_holds(store, dir.path(), &acked);
+}
