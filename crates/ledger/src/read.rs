@@ -680,6 +680,13 @@ impl Ledger {
         })
     }
 
+    /// Whether the process can still do its job without a restart: false
+    /// once the log's writer (the sequencer or its syncer) has stopped, which
+    /// only a panic does and nothing but a restart undoes. `/healthz`.
+    pub fn alive(&self) -> bool {
+        self.sequencer.running()
+    }
+
     /// Whether this node should take traffic: storage writable, checkpoints
     /// and the search index keeping up.
     pub async fn readiness(&self) -> Readiness {
@@ -718,7 +725,9 @@ impl Ledger {
         // After a failed flush of the keyring no data key is used until a
         // restart: every sealed event would fail.
         let keyring_flushes = !self.keyring.flush_failed();
-        let ready = writable && !stale && index_ok && keyring_flushes;
+        // A writer thread that stopped (a panic) acknowledges nothing again.
+        let sequencer_running = self.sequencer.running();
+        let ready = writable && !stale && index_ok && keyring_flushes && sequencer_running;
         // Keys are loaded and recovery has finished before the server listens at all.
         Readiness {
             ready,
@@ -732,6 +741,7 @@ impl Ledger {
                 "index_lag_events": index_lag,
                 "index_keeps_up": index_ok,
                 "keyring_flushes": keyring_flushes,
+                "sequencer_running": sequencer_running,
             }),
         }
     }

@@ -6,7 +6,7 @@
 
 use crate::error::Error;
 use aiaudit_store::{Appended, NewEntry, Storage, Written};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -20,6 +20,28 @@ struct Request {
 pub struct Handle {
     tx: mpsc::Sender<Request>,
     writable: Arc<Writable>,
+    stopped: Arc<AtomicBool>,
+}
+
+/// Held by the sequencer and the syncer thread: marks them stopped when the
+/// thread ends, a panic included (it unwinds through this). Neither ends
+/// while the ledger runs otherwise, and nothing restarts them: every append
+/// fails from then on, so health and readiness must say so.
+struct StopsWith {
+    thread: &'static str,
+    stopped: Arc<AtomicBool>,
+}
+
+impl Drop for StopsWith {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(
+                thread = self.thread,
+                "a thread of the log's writer stopped on a panic: nothing more is appended until the ledger restarts"
+            );
+        }
+        self.stopped.store(true, Ordering::SeqCst);
+    }
 }
 
 /// Whether the latest group that wrote anything reached the disk. Two
@@ -50,6 +72,12 @@ impl Handle {
     /// changes nothing.
     pub fn storage_writable(&self) -> bool {
         self.writable.get()
+    }
+
+    /// Whether the sequencer and its syncer still run: false once either
+    /// stopped (a panic), after which no batch is acknowledged again.
+    pub fn running(&self) -> bool {
+        !self.stopped.load(Ordering::SeqCst)
     }
 
     /// Appends a batch and returns once it is durable.
@@ -88,11 +116,17 @@ pub fn spawn(store: Arc<dyn Storage>, max_events: usize) -> Handle {
     // Bounded: when storage falls behind, handlers wait here (backpressure).
     let (tx, mut rx) = mpsc::channel::<Request>(4096);
     let writable = Arc::new(Writable::new());
+    let stopped = Arc::new(AtomicBool::new(false));
     let (to_sync, unsynced) = std::sync::mpsc::sync_channel::<Unsynced>(WRITTEN_AHEAD);
     let (status, sync_store) = (writable.clone(), store.clone());
+    let syncer_stops = StopsWith {
+        thread: "syncer",
+        stopped: stopped.clone(),
+    };
     std::thread::Builder::new()
         .name("syncer".into())
         .spawn(move || {
+            let _stops = syncer_stops;
             while let Ok(u) = unsynced.recv() {
                 let synced = sync_store.wait_durable(u.written);
                 if synced.is_err() || u.wrote {
@@ -103,9 +137,14 @@ pub fn spawn(store: Arc<dyn Storage>, max_events: usize) -> Handle {
         })
         .expect("spawning the syncer thread");
     let status = writable.clone();
+    let sequencer_stops = StopsWith {
+        thread: "sequencer",
+        stopped: stopped.clone(),
+    };
     std::thread::Builder::new()
         .name("sequencer".into())
         .spawn(move || {
+            let _stops = sequencer_stops;
             let mut number = 0;
             while let Some(first) = rx.blocking_recv() {
                 number += 1;
@@ -137,7 +176,11 @@ pub fn spawn(store: Arc<dyn Storage>, max_events: usize) -> Handle {
             }
         })
         .expect("spawning the sequencer thread");
-    Handle { tx, writable }
+    Handle {
+        tx,
+        writable,
+        stopped,
+    }
 }
 
 /// Writes a group; answers at once when it failed or is durable already,

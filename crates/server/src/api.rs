@@ -559,8 +559,20 @@ pub(crate) fn parse_range(v: &str) -> Result<(u64, Option<u64>), Problem> {
     Ok((first, last))
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Liveness: 503 once the ledger cannot append again without a restart
+/// (its log writer stopped), so an orchestrator restarts it.
+async fn healthz(State(ledger): State<Arc<Ledger>>) -> Response {
+    if ledger.alive() {
+        return Json(json!({"status": "ok"})).into_response();
+    }
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({
+            "status": "failed",
+            "detail": "the log's writer has stopped; restart the ledger",
+        })),
+    )
+        .into_response()
 }
 
 async fn readyz(State(ledger): State<Arc<Ledger>>) -> Response {

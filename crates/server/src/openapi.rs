@@ -135,7 +135,7 @@ pub const ROUTES: &[Route] = &[
     Route { method: "get", path: "/v1/openapi.json", summary: "This description", access: Access::Open, query: &[], body: None, ok: (200, "OpenAPI 3.1"), produces: JSON },
     Route { method: "get", path: "/metrics", summary: "Prometheus metrics", access: Access::PublicRead, query: &[], body: None, ok: (200, "text exposition format"), produces: "text/plain" },
     Route { method: "options", path: "/v1/events", summary: "The request codings POST /v1/events decodes, in Accept-Encoding (RFC 7694): an emitter asks before its first compressed batch", access: Access::Open, query: &[], body: None, ok: (200, "no body; Accept-Encoding: zstd, gzip"), produces: JSON },
-    Route { method: "get", path: "/healthz", summary: "Alive", access: Access::Open, query: &[], body: None, ok: (200, "status"), produces: JSON },
+    Route { method: "get", path: "/healthz", summary: "Alive: 503 once the log's writer stopped and only a restart helps", access: Access::Open, query: &[], body: None, ok: (200, "status"), produces: JSON },
     Route { method: "get", path: "/readyz", summary: "Ready: storage writable, checkpoints and index keep up (503 with the failing check)", access: Access::Open, query: &[], body: None, ok: (200, "status, checks"), produces: JSON },
 ];
 

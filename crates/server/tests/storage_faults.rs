@@ -217,3 +217,29 @@ async fn failed_reads_answer_503_not_500() {
     let (status, _, _) = l.get("/tile/entries/000").await;
     assert_eq!(status, 200);
 }
+
+/// A panic on the log's writer thread: the batch is not acknowledged (503,
+/// problem+json, not a dropped connection), and since nothing restarts the
+/// thread, `/healthz` fails (an orchestrator restarts the process) and
+/// `/readyz` names the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicked_writer_fails_healthz_and_readyz() {
+    let l = ledger().await;
+    let (status, _, _) = l.get("/healthz").await;
+    assert_eq!(status, 200);
+    Faults::set(&l.faults.panic_append, true);
+    let (status, ctype, body) = l.post(&events("panics", 3)).await;
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(ctype, "application/problem+json");
+    Faults::set(&l.faults.panic_append, false);
+
+    let (status, _, body) = l.get("/healthz").await;
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    let health: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(health["status"], "failed", "{health}");
+    let (status, _, body) = l.get("/readyz").await;
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    let ready: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(ready["checks"]["sequencer_running"], false, "{ready}");
+    assert_eq!(l.store.size(), 0, "nothing of the batch was written");
+}

@@ -24,6 +24,11 @@ pub struct Faults {
     /// `wait_durable` waits while set (a slow disk), so a test can see what
     /// is written meanwhile.
     pub hold_syncs: AtomicBool,
+    /// `append_unsynced` panics, as a bug in storage code would: the
+    /// thread that called it (the ledger's sequencer) unwinds.
+    pub panic_append: AtomicBool,
+    /// `wait_durable` panics (on the ledger's syncer thread).
+    pub panic_sync: AtomicBool,
     /// Batches written by `append_unsynced` so far.
     pub written: AtomicU64,
 }
@@ -70,12 +75,18 @@ impl Storage for FaultyStore {
         self.inner.append(batch)
     }
     fn append_unsynced(&self, batch: &[NewEntry]) -> Result<(Vec<Appended>, Option<Written>)> {
+        if self.faults.panic_append.load(Ordering::SeqCst) {
+            panic!("injected panic: appending a batch");
+        }
         injected(&self.faults.append, "fsync of the batch")?;
         let written = self.inner.append_unsynced(batch)?;
         self.faults.written.fetch_add(1, Ordering::SeqCst);
         Ok(written)
     }
     fn wait_durable(&self, written: Written) -> Result<()> {
+        if self.faults.panic_sync.load(Ordering::SeqCst) {
+            panic!("injected panic: syncing a batch");
+        }
         while self.faults.hold_syncs.load(Ordering::SeqCst) {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }

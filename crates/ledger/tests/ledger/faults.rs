@@ -345,3 +345,49 @@ async fn a_failed_keyring_flush_stops_ingest_until_a_restart() {
     }
     again.shutdown().await.unwrap();
 }
+
+/// The log's writer threads end only on a panic, and nothing restarts
+/// them: every append after it fails, unacknowledged, and liveness and
+/// readiness say so (an orchestrator restarts the process), whichever of
+/// the two threads it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_thread_that_panicked_fails_liveness_and_readiness() {
+    for thread in ["sequencer", "syncer"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, faults) = faulty(dir.path()).await;
+        let emitter = who(Role::Emitter, &["acme"]);
+        ledger
+            .append(&emitter, batch(vec![event("p0", "acme")]))
+            .await
+            .unwrap();
+        assert!(ledger.alive());
+        assert!(ledger.readiness().await.ready);
+
+        let flag = match thread {
+            "sequencer" => &faults.panic_append,
+            _ => &faults.panic_sync,
+        };
+        Faults::set(flag, true);
+        let e = ledger
+            .append(&emitter, batch(vec![event("p1", "acme")]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, Kind::Unavailable, "{thread}: {e}");
+        Faults::set(flag, false);
+        // The panic is over, the thread is not back: still refused.
+        let e = ledger
+            .append(&emitter, batch(vec![event("p2", "acme")]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, Kind::Unavailable, "{thread}: {e}");
+
+        assert!(!ledger.alive(), "{thread}");
+        let r = ledger.readiness().await;
+        assert!(!r.ready, "{thread}: {}", r.checks);
+        assert_eq!(r.checks["sequencer_running"], false, "{thread}");
+        if thread == "sequencer" {
+            // It panicked before writing anything of the batch.
+            assert_eq!(ledger.status(None)["sequenced_size"], 1);
+        }
+    }
+}
