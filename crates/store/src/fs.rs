@@ -297,7 +297,8 @@ impl FsStore {
                 detail: format!("id index covers {indexed} entries but the log holds {n}"),
             });
         }
-        self.refill_pending(indexed, n)?;
+        let lost = self.logged_keys(indexed, n)?;
+        self.pending.lock().unwrap().extend(lost);
 
         let (_, root) = self.integrate()?;
         if let Some(cp) = &checkpoint {
@@ -363,19 +364,7 @@ impl FsStore {
     }
 
     fn indexed_size(&self) -> Result<u64> {
-        self.with_ids(|db| {
-            let tx = db.begin_read()?;
-            let meta = tx.open_table(META)?;
-            Ok(meta.get(INDEXED_SIZE)?.map_or(0, |v| v.value()))
-        })
-    }
-
-    /// Puts the keys of entries `[from, to)` back among the pending ones (those
-    /// the durable id index does not hold yet).
-    fn refill_pending(&self, from: u64, to: u64) -> Result<()> {
-        let found = self.logged_keys(from, to)?;
-        self.pending.lock().unwrap().extend(found);
-        Ok(())
+        self.with_ids(read_indexed_size)
     }
 
     /// The dedup keys of entries `[from, to)` with their indexes.
@@ -605,12 +594,7 @@ impl FsStore {
             #[cfg(not(feature = "fault-injection"))]
             let db = open_id_index(&self.ids_path)?;
             let numbers = read_tenant_numbers(&db)?;
-            let indexed = {
-                let tx = db.begin_read()?;
-                let meta = tx.open_table(META)?;
-                let v = meta.get(INDEXED_SIZE)?.map_or(0, |v| v.value());
-                v
-            };
+            let indexed = read_indexed_size(&db)?;
             let lost = self.logged_keys(indexed, self.size.load(Ordering::SeqCst))?;
             *self.tenant_numbers.write().unwrap() = numbers;
             *guard = Some(db);
@@ -697,10 +681,7 @@ impl FsStore {
         seq: &mut Sequenced,
         batch: &[NewEntry],
     ) -> Result<(Vec<Appended>, Option<Written>)> {
-        if self.uncut.load(Ordering::SeqCst) {
-            self.cut_files(seq.entries_len, seq.size)?;
-            self.uncut.store(false, Ordering::SeqCst);
-        }
+        self.finish_cut(seq)?;
         let mut out = self.find_logged(batch)?;
         let mut in_batch: KeyMap<&str, usize> =
             KeyMap::with_capacity_and_hasher(batch.len(), Default::default());
@@ -780,6 +761,15 @@ impl FsStore {
             tracing::error!(error = %e, "cutting the log back after a failed write failed; the next batch tries again first");
             self.uncut.store(true, Ordering::SeqCst);
         }
+    }
+
+    /// Makes the cut back that [`FsStore::cut_to`] could not (holding `seq`).
+    fn finish_cut(&self, seq: &Sequenced) -> io::Result<()> {
+        if self.uncut.load(Ordering::SeqCst) {
+            self.cut_files(seq.entries_len, seq.size)?;
+            self.uncut.store(false, Ordering::SeqCst);
+        }
+        Ok(())
     }
 
     fn cut_files(&self, entries_len: u64, size: u64) -> io::Result<()> {
@@ -1062,10 +1052,7 @@ impl Storage for FsStore {
         {
             // A clean stop leaves no lost batch's bytes for recovery to keep.
             let seq = self.seq.lock().unwrap();
-            if self.uncut.load(Ordering::SeqCst) {
-                self.cut_files(seq.entries_len, seq.size)?;
-                self.uncut.store(false, Ordering::SeqCst);
-            }
+            self.finish_cut(&seq)?;
         }
         self.integrate_to(true)
     }
@@ -1379,6 +1366,14 @@ pub fn parse_checkpoint(note: &str) -> Result<Checkpoint> {
         None => note,
     };
     Checkpoint::parse_body(body).map_err(|e| Error::Format(format!("checkpoint file: {e}")))
+}
+
+/// How many of the log's entries the durable id index covers.
+fn read_indexed_size(db: &redb::Database) -> Result<u64> {
+    let tx = db.begin_read()?;
+    let meta = tx.open_table(META)?;
+    let size = meta.get(INDEXED_SIZE)?.map_or(0, |v| v.value());
+    Ok(size)
 }
 
 fn read_tenant_numbers(db: &redb::Database) -> Result<HashMap<String, u32>> {
