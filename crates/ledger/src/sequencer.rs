@@ -86,9 +86,17 @@ impl Handle {
         self.tx
             .send(Request { batch, reply })
             .await
-            .map_err(|_| Error::unavailable("the sequencer has stopped"))?;
-        rx.await
-            .map_err(|_| Error::unavailable("the sequencer has stopped"))?
+            .map_err(|_| self.stopped_now())?;
+        rx.await.map_err(|_| self.stopped_now())?
+    }
+
+    /// Every request is answered unless its thread unwinds from a panic,
+    /// which drops the replies before the thread's guard marks it stopped:
+    /// marked here too, so that health checks agree with the 503 the caller
+    /// is about to get.
+    fn stopped_now(&self) -> Error {
+        self.stopped.store(true, Ordering::SeqCst);
+        Error::unavailable("the sequencer has stopped")
     }
 }
 
